@@ -1,0 +1,368 @@
+"""Configuration: ``config.toml`` read once with tomllib into frozen dataclasses.
+
+Every key is documented in the shipped ``config.toml``. Secrets come only from the
+environment (``DATABASE_URL``, ``SENDCOST_ADMIN_TOKEN``, ``SENDCOST_SOURCE_<NAME>_TOKEN``).
+A bad value fails at start with a ConfigError naming the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from corridors.errors import ConfigError
+
+#: RPW's fixed local amounts for the USD 200 / USD 500 price points, per sending currency.
+#: These are the World Bank's rounded local equivalents; they are not re-converted each period.
+DEFAULT_AMOUNTS: dict[str, tuple[Decimal, Decimal]] = {
+    "USD": (Decimal(200), Decimal(500)),
+    "GBP": (Decimal(120), Decimal(300)),
+    "EUR": (Decimal(140), Decimal(345)),
+    "JPY": (Decimal(17000), Decimal(42000)),
+    "SAR": (Decimal(750), Decimal(1870)),
+    "AED": (Decimal(735), Decimal(1835)),
+    "CAD": (Decimal(200), Decimal(500)),
+    "AUD": (Decimal(200), Decimal(500)),
+}
+
+SOURCE_KINDS = frozenset({"operator_json", "comparison", "postal_tariff", "ecb_rates", "json_rates",
+                          "rpw"})
+
+
+@dataclass(frozen=True, slots=True)
+class CorridorConfig:
+    source: str  # ISO alpha-3
+    destination: str
+    # Local send amounts for the USD 200 and USD 500 price points (None: defaults by currency).
+    amounts: tuple[Decimal, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    name: str
+    kind: str
+    url: str
+    enabled: bool = True
+    # "interval:SECONDS" or a 5-field crontab ("0 6 * * *").
+    schedule: str = "interval:3600"
+    jitter_seconds: int = 60
+    max_concurrency: int = 4
+    requests_per_second: float = 5.0
+    # Kind-specific settings, validated by the adapter when the source is built.
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionConfig:
+    timeout_seconds: float = 20.0
+    max_retries: int = 3
+    backoff_base_seconds: float = 0.5
+    backoff_max_seconds: float = 30.0
+    circuit_failures: int = 5
+    circuit_cooldown_seconds: float = 300.0
+    user_agent: str = "sendcost/0.1 (+https://github.com/sendcost/sendcost)"
+    reference_max_age_hours: float = 48.0
+    # A quote whose applied rate is off the reference rate by more than this fraction is absurd.
+    max_rate_deviation: float = 0.25
+    # A plausible negative margin is kept and flagged; below this (in %) it is quarantined.
+    min_fx_margin_pct: float = -5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    rate_limit_per_minute: int = 600
+    public_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    # Empty: an embedded PostgreSQL in the data folder. DATABASE_URL overrides this.
+    url: str = ""
+    pool_min: int = 1
+    pool_max: int = 10
+    connect_timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class BulletinConfig:
+    # Publish last month's bulletin on the first day of each month at this hour (UTC).
+    publish_hour_utc: int = 6
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    data_dir: Path
+    import_rpw_on_empty: bool = True
+    log_level: str = "INFO"
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    collection: CollectionConfig = field(default_factory=CollectionConfig)
+    bulletin: BulletinConfig = field(default_factory=BulletinConfig)
+    corridors: tuple[CorridorConfig, ...] = ()
+    sources: tuple[SourceConfig, ...] = ()
+    path: Path | None = None
+
+    @property
+    def database_url(self) -> str | None:
+        """The external database in use, or None for the embedded one."""
+        return os.environ.get("DATABASE_URL") or self.database.url or None
+
+    @property
+    def admin_token(self) -> str | None:
+        return os.environ.get("SENDCOST_ADMIN_TOKEN") or None
+
+    def source(self, name: str) -> SourceConfig:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        known = ", ".join(s.name for s in self.sources) or "none"
+        raise ConfigError(f"no source named {name!r} in the config (known: {known})")
+
+    def amounts_for(self, corridor: CorridorConfig, currency: str) -> tuple[Decimal, ...]:
+        if corridor.amounts:
+            return corridor.amounts
+        if currency in DEFAULT_AMOUNTS:
+            return DEFAULT_AMOUNTS[currency]
+        raise ConfigError(
+            f"corridors[{corridor.source}-{corridor.destination}].amounts: no default local "
+            f"amounts for {currency}; set amounts = [<USD 200 equiv>, <USD 500 equiv>]"
+        )
+
+
+def _expect(table: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str,
+            default: Any) -> Any:
+    if key not in table:
+        return default
+    value = table[key]
+    # bool is an int in Python: never accept true for a number.
+    if isinstance(value, bool) and kind is not bool and bool not in (
+        kind if isinstance(kind, tuple) else (kind,)
+    ):
+        raise ConfigError(f"{where}.{key}: expected {_kind_name(kind)}, got {value!r}")
+    if not isinstance(value, kind):
+        raise ConfigError(f"{where}.{key}: expected {_kind_name(kind)}, got {value!r}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+             list: "a list", dict: "a table"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _unknown_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    extra = sorted(set(table) - allowed)
+    if extra:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(extra)}; allowed: "
+                          f"{', '.join(sorted(allowed))}")
+
+
+def _positive(value: float, key: str) -> float:
+    if value <= 0:
+        raise ConfigError(f"{key}: expected a positive number, got {value!r}")
+    return value
+
+
+def _country(value: Any, key: str) -> str:
+    from corridors.reference import country_code
+
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: expected an ISO 3166 country code, got {value!r}")
+    code = country_code(value)
+    if code is None:
+        raise ConfigError(f"{key}: {value!r} is not an ISO 3166 alpha-2 or alpha-3 country code")
+    return code
+
+
+def _schedule(value: str, key: str) -> str:
+    if value.startswith("interval:"):
+        try:
+            seconds = float(value.split(":", 1)[1])
+        except ValueError:
+            raise ConfigError(f"{key}: expected interval:SECONDS, got {value!r}") from None
+        _positive(seconds, key)
+        return value
+    if len(value.split()) == 5:
+        return value
+    raise ConfigError(f"{key}: expected 'interval:SECONDS' or a 5-field crontab like "
+                      f"'0 6 * * *', got {value!r}")
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("SENDCOST_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "sendcost"
+
+
+def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
+    """Build a Config from a parsed TOML document, validating every key."""
+    _unknown_keys(raw, {"service", "database", "api", "collection", "bulletin", "corridors",
+                        "sources"}, "config")
+    svc = _expect(raw, "service", dict, "config", {})
+    _unknown_keys(svc, {"data_dir", "import_rpw_on_empty", "log_level"}, "service")
+    data_dir_raw = _expect(svc, "data_dir", str, "service", "")
+    if os.environ.get("SENDCOST_DATA_DIR") or not data_dir_raw:
+        data_dir = default_data_dir()
+    else:
+        data_dir = Path(data_dir_raw).expanduser()
+        if not data_dir.is_absolute() and path is not None:
+            data_dir = path.parent / data_dir
+    log_level = _expect(svc, "log_level", str, "service", "INFO").upper()
+    if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ConfigError(f"service.log_level: expected DEBUG, INFO, WARNING or ERROR, "
+                          f"got {log_level!r}")
+
+    db = _expect(raw, "database", dict, "config", {})
+    _unknown_keys(db, {"url", "pool_min", "pool_max", "connect_timeout_seconds"}, "database")
+    database = DatabaseConfig(
+        url=_expect(db, "url", str, "database", ""),
+        pool_min=_expect(db, "pool_min", int, "database", 1),
+        pool_max=_expect(db, "pool_max", int, "database", 10),
+        connect_timeout_seconds=float(_expect(db, "connect_timeout_seconds", (int, float),
+                                              "database", 10.0)),
+    )
+    if database.pool_min < 0 or database.pool_max < max(1, database.pool_min):
+        raise ConfigError("database.pool_max: expected an integer ≥ pool_min and ≥ 1")
+
+    api_raw = _expect(raw, "api", dict, "config", {})
+    _unknown_keys(api_raw, {"host", "port", "rate_limit_per_minute", "public_url"}, "api")
+    api = ApiConfig(
+        host=_expect(api_raw, "host", str, "api", "127.0.0.1"),
+        port=_expect(api_raw, "port", int, "api", 8080),
+        rate_limit_per_minute=_expect(api_raw, "rate_limit_per_minute", int, "api", 600),
+        public_url=_expect(api_raw, "public_url", str, "api", ""),
+    )
+    if not 0 <= api.port <= 65535:
+        raise ConfigError(f"api.port: expected 0-65535, got {api.port}")
+
+    col = _expect(raw, "collection", dict, "config", {})
+    defaults = CollectionConfig()
+    allowed = set(CollectionConfig.__dataclass_fields__)
+    _unknown_keys(col, allowed, "collection")
+    values: dict[str, Any] = {}
+    for name in allowed:
+        default = getattr(defaults, name)
+        kind: type | tuple[type, ...] = (
+            (int, float) if isinstance(default, float) else type(default))
+        v = _expect(col, name, kind, "collection", default)
+        values[name] = float(v) if isinstance(default, float) else v
+    collection = CollectionConfig(**values)
+    for name in ("timeout_seconds", "backoff_base_seconds", "reference_max_age_hours",
+                 "max_rate_deviation"):
+        _positive(getattr(collection, name), f"collection.{name}")
+
+    bul = _expect(raw, "bulletin", dict, "config", {})
+    _unknown_keys(bul, {"publish_hour_utc", "enabled"}, "bulletin")
+    bulletin = BulletinConfig(
+        publish_hour_utc=_expect(bul, "publish_hour_utc", int, "bulletin", 6),
+        enabled=_expect(bul, "enabled", bool, "bulletin", True),
+    )
+    if not 0 <= bulletin.publish_hour_utc <= 23:
+        raise ConfigError("bulletin.publish_hour_utc: expected an hour 0-23")
+
+    corridors = []
+    for i, c in enumerate(_expect(raw, "corridors", list, "config", [])):
+        where = f"corridors[{i}]"
+        if not isinstance(c, dict):
+            raise ConfigError(f"{where}: expected a table with from and to")
+        _unknown_keys(c, {"from", "to", "amounts"}, where)
+        if "from" not in c or "to" not in c:
+            raise ConfigError(f"{where}: expected keys from and to (ISO country codes)")
+        amounts = c.get("amounts")
+        amts = None
+        if amounts is not None:
+            if (not isinstance(amounts, list) or not amounts
+                    or not all(isinstance(a, int | float) and not isinstance(a, bool) and a > 0
+                               for a in amounts)):
+                raise ConfigError(f"{where}.amounts: expected a list of positive amounts in "
+                                  f"the sending currency, got {amounts!r}")
+            amts = tuple(Decimal(str(a)) for a in amounts)
+        corridors.append(CorridorConfig(_country(c["from"], f"{where}.from"),
+                                        _country(c["to"], f"{where}.to"), amts))
+
+    sources = []
+    seen: set[str] = set()
+    for i, s in enumerate(_expect(raw, "sources", list, "config", [])):
+        where = f"sources[{i}]"
+        if not isinstance(s, dict):
+            raise ConfigError(f"{where}: expected a table")
+        fields = {"name", "kind", "url", "enabled", "schedule", "jitter_seconds",
+                  "max_concurrency", "requests_per_second", "options"}
+        _unknown_keys(s, fields, where)
+        for required in ("name", "kind", "url"):
+            if required not in s:
+                raise ConfigError(f"{where}.{required}: required")
+        name = _expect(s, "name", str, where, "")
+        if name in seen:
+            raise ConfigError(f"{where}.name: duplicate source name {name!r}")
+        seen.add(name)
+        kind_ = _expect(s, "kind", str, where, "")
+        if kind_ not in SOURCE_KINDS:
+            raise ConfigError(f"{where}.kind: expected one of {', '.join(sorted(SOURCE_KINDS))}, "
+                              f"got {kind_!r}")
+        sources.append(SourceConfig(
+            name=name,
+            kind=kind_,
+            url=_expect(s, "url", str, where, ""),
+            enabled=_expect(s, "enabled", bool, where, True),
+            schedule=_schedule(_expect(s, "schedule", str, where, "interval:3600"),
+                               f"{where}.schedule"),
+            jitter_seconds=_expect(s, "jitter_seconds", int, where, 60),
+            max_concurrency=_expect(s, "max_concurrency", int, where, 4),
+            requests_per_second=float(_positive(
+                _expect(s, "requests_per_second", (int, float), where, 5.0),
+                f"{where}.requests_per_second")),
+            options=_expect(s, "options", dict, where, {}),
+        ))
+
+    return Config(
+        data_dir=data_dir,
+        import_rpw_on_empty=_expect(svc, "import_rpw_on_empty", bool, "service", True),
+        log_level=log_level,
+        database=database,
+        api=api,
+        collection=collection,
+        bulletin=bulletin,
+        corridors=tuple(corridors),
+        sources=tuple(sources),
+        path=path,
+    )
+
+
+def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """--config, else $SENDCOST_CONFIG, else ./config.toml, else none (built-in defaults)."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("SENDCOST_CONFIG")
+    if env:
+        return Path(env)
+    here = Path("config.toml")
+    return here if here.is_file() else None
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    found = find_config_path(path)
+    if found is None:
+        return parse_config({})
+    try:
+        with open(found, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{found}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{found}: not valid TOML: {exc}") from None
+    try:
+        return parse_config(raw, found.resolve())
+    except ConfigError as exc:
+        raise ConfigError(f"{found}: {exc}") from None

@@ -1,0 +1,119 @@
+"""Reference data: countries and currencies, with World Bank regions and G8/G20 membership.
+
+Sources, both maintained upstream and shipped with the package:
+- ISO 3166 / ISO 4217 names and codes: the ``pycountry`` package; a country's currency: the
+  Unicode CLDR territory data via ``babel``.
+- World Bank region, income group, G8/G20 membership: ``corridors/data/wb_countries.csv``
+  (World Bank Country and Lending Groups; its header states the edition).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import functools
+from importlib import resources
+
+import polars as pl
+import pycountry
+from babel.numbers import get_territory_currencies
+
+from corridors.types import Country, Currency
+
+REGION_NAMES: dict[str, str] = {
+    "EAP": "East Asia & Pacific",
+    "ECA": "Europe & Central Asia",
+    "LAC": "Latin America & Caribbean",
+    "MNA": "Middle East & North Africa",
+    "NAC": "North America",
+    "SAS": "South Asia",
+    "SSA": "Sub-Saharan Africa",
+}
+
+#: Codes that RPW uses but ISO no longer lists, and their currency at the time.
+_HISTORIC_CURRENCY = {"ANT": "ANG", "XKX": "EUR"}
+
+
+def _data_path(name: str):  # type: ignore[no-untyped-def]
+    return resources.files("corridors") / "data" / name
+
+
+@functools.cache
+def countries() -> dict[str, Country]:
+    """Every country, by ISO alpha-3."""
+    out: dict[str, Country] = {}
+    with _data_path("wb_countries.csv").open(encoding="utf-8") as fh:
+        rows = csv.DictReader(line for line in fh if not line.startswith("#"))
+        for row in rows:
+            a3, a2 = row["alpha3"], row["alpha2"]
+            iso = pycountry.countries.get(alpha_3=a3)
+            currency = _HISTORIC_CURRENCY.get(a3)
+            if currency is None:
+                found = get_territory_currencies(a2, dt.date(2024, 1, 1))
+                currency = found[0] if found else None
+            out[a3] = Country(
+                alpha2=a2,
+                alpha3=a3,
+                name=getattr(iso, "common_name", None) or row["name"],
+                region=row["wb_region"] or None,
+                income_group=row["income_group"] or None,
+                g8=row["g8"] == "1",
+                g20=row["g20"] == "1",
+                currency=currency,
+            )
+    return out
+
+
+@functools.cache
+def _alpha2_index() -> dict[str, str]:
+    return {c.alpha2: c.alpha3 for c in countries().values()}
+
+
+def country_code(text: str) -> str | None:
+    """ISO alpha-3 for an alpha-2 or alpha-3 code (any case), or None when unknown."""
+    t = text.strip().upper()
+    if len(t) == 3 and t in countries():
+        return t
+    if len(t) == 2:
+        return _alpha2_index().get(t)
+    return None
+
+
+def country(code: str) -> Country | None:
+    a3 = country_code(code)
+    return countries()[a3] if a3 else None
+
+
+@functools.cache
+def currencies() -> dict[str, Currency]:
+    out = {c.alpha_3: Currency(c.alpha_3, c.name, getattr(c, "numeric", None))
+           for c in pycountry.currencies}
+    out.setdefault("ANG", Currency("ANG", "Netherlands Antillean Guilder", "532"))
+    return out
+
+
+def currency_code(text: str) -> str | None:
+    t = text.strip().upper()
+    return t if t in currencies() else None
+
+
+@functools.cache
+def countries_frame() -> pl.DataFrame:
+    """Countries as a Polars table: alpha3, alpha2, name, region, income_group, g8, g20,
+    currency — the ``countries`` argument of the metrics."""
+    rows = list(countries().values())
+    return pl.DataFrame(
+        {
+            "alpha3": [c.alpha3 for c in rows],
+            "alpha2": [c.alpha2 for c in rows],
+            "name": [c.name for c in rows],
+            "region": [c.region for c in rows],
+            "income_group": [c.income_group for c in rows],
+            "g8": [c.g8 for c in rows],
+            "g20": [c.g20 for c in rows],
+            "currency": [c.currency for c in rows],
+        },
+        schema={"alpha3": pl.String, "alpha2": pl.String, "name": pl.String,
+                "region": pl.String, "income_group": pl.String, "g8": pl.Boolean,
+                "g20": pl.Boolean, "currency": pl.String},
+    )

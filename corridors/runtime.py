@@ -1,0 +1,24 @@
+"""Typed keys under which the running service keeps its shared state (aiohttp ``AppKey``s).
+
+Defined in the shared core so that every stage can read the state the wiring in
+``sendcost/`` puts there, without importing the front door.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import ClientSession, web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from corridors.config import Config
+from corridors.db import DatabaseTarget
+
+if TYPE_CHECKING:
+    pass
+
+CONFIG = web.AppKey("config", Config)
+DATABASE = web.AppKey("database", DatabaseTarget)
+STORE = web.AppKey("store", "Store")
+HTTP = web.AppKey("http", ClientSession)
+SCHEDULER = web.AppKey("scheduler", AsyncIOScheduler)

@@ -1,0 +1,339 @@
+"""The PostgreSQL quote store (asyncpg): migrations, reference data, quotes and provenance.
+
+Writes are idempotent and atomic: bulk rows go through COPY into a temporary table, then one
+``INSERT … ON CONFLICT DO NOTHING`` inside a transaction, so re-storing the same quote adds
+nothing and a failure half way leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from importlib import resources
+from typing import Any
+
+import asyncpg
+import polars as pl
+
+from corridors.errors import DatabaseError
+from corridors.frame import QUOTE_FRAME_SCHEMA, conform
+from corridors.periods import Period
+from corridors.types import Quote
+
+log = logging.getLogger(__name__)
+
+TABLES = (
+    "countries", "currencies", "corridors", "firms", "services", "quotes", "reference_rates",
+    "raw_responses", "collection_runs", "quarantined_quotes", "imports",
+)
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) for every file in corridors/migrations, in order."""
+    out = []
+    for entry in resources.files("corridors").joinpath("migrations").iterdir():
+        name = entry.name
+        if name.endswith(".sql"):
+            out.append((int(name.split("_", 1)[0]), name, entry.read_text(encoding="utf-8")))
+    return sorted(out)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typ in ("json", "jsonb"):
+        await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads,
+                                  schema="pg_catalog")
+
+
+async def connect(url: str, *, min_size: int = 1, max_size: int = 10,
+                  timeout: float = 10.0) -> Store:
+    """Open a pool, or raise DatabaseError saying why the database cannot be reached."""
+    from corridors.db import redact
+
+    try:
+        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size,
+                                         timeout=timeout, init=_init_connection,
+                                         command_timeout=300)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise DatabaseError(f"cannot reach the database at {redact(url)}: "
+                            f"{type(exc).__name__}: {exc}") from exc
+    except ValueError as exc:  # asyncpg's DSN parser
+        raise DatabaseError(f"database URL {redact(url)!r} is malformed: {exc}") from exc
+    assert pool is not None
+    return Store(pool)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    inserted: int
+    duplicates: int
+
+
+_QUOTE_COLUMNS = (
+    "service_key", "period", "amount_usd", "send_amount", "send_currency", "receive_currency",
+    "fee", "applied_rate", "reference_rate", "reference_source", "reference_at",
+    "fx_margin_reported", "total_cost_reported", "received_amount", "fee_deducted",
+    "transparent", "collected_at", "source", "raw_response_id", "run_id", "import_id", "flags",
+)
+
+
+class Store:
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    # -- schema ------------------------------------------------------------------------------
+
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations; return the names applied. Safe to run concurrently."""
+        applied: list[str] = []
+        async with self.pool.acquire() as conn, conn.transaction():
+            # One migrator at a time, whichever process gets here first.
+            await conn.execute("SELECT pg_advisory_xact_lock(7411601)")
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            for version, name, sql in migrations():
+                if version in done:
+                    continue
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
+                applied.append(name)
+        if applied:
+            log.info("applied migrations: %s", ", ".join(applied))
+        await self.load_reference_data()
+        return applied
+
+    async def schema_version(self) -> int:
+        exists = await self.pool.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+        if not exists:
+            return 0
+        return int(await self.pool.fetchval("SELECT coalesce(max(version), 0) FROM "
+                                            "schema_migrations"))
+
+    async def row_counts(self) -> dict[str, int]:
+        counts = {}
+        async with self.pool.acquire() as conn:
+            for table in TABLES:
+                if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
+                    counts[table] = await conn.fetchval(f"SELECT count(*) FROM {table}")
+        return counts
+
+    async def load_reference_data(self) -> None:
+        """Countries and currencies from the shipped reference data (idempotent upsert)."""
+        from corridors.reference import countries, currencies
+
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.executemany(
+                "INSERT INTO currencies (code, name, numeric) VALUES ($1, $2, $3) "
+                "ON CONFLICT (code) DO UPDATE SET name = excluded.name, numeric = excluded.numeric",
+                [(c.code, c.name, c.numeric) for c in currencies().values()],
+            )
+            await conn.executemany(
+                "INSERT INTO countries (alpha3, alpha2, name, region, income_group, g8, g20, "
+                "currency) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (alpha3) DO UPDATE "
+                "SET alpha2 = excluded.alpha2, name = excluded.name, region = excluded.region, "
+                "income_group = excluded.income_group, g8 = excluded.g8, g20 = excluded.g20, "
+                "currency = excluded.currency",
+                [(c.alpha3, c.alpha2, c.name, c.region, c.income_group, c.g8, c.g20, c.currency)
+                 for c in countries().values()],
+            )
+
+    # -- quotes ------------------------------------------------------------------------------
+
+    async def store_quotes(self, quotes: Sequence[Quote], *, run_id: int | None = None,
+                           import_id: int | None = None,
+                           conn: asyncpg.Connection | None = None) -> StoreResult:
+        """Store quotes exactly once; return how many were new and how many already there.
+
+        Everything happens in one transaction: on error nothing of this batch is stored.
+        """
+        if not quotes:
+            return StoreResult(0, 0)
+        if conn is None:
+            async with self.pool.acquire() as own:
+                return await self.store_quotes(quotes, run_id=run_id, import_id=import_id,
+                                               conn=own)
+        async with conn.transaction():
+            service_ids = await self._ensure_services(conn, quotes)
+            await conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS _incoming_quotes "
+                "(LIKE quotes INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+            records = [
+                (
+                    service_ids[q.service_key], q.period, q.amount_usd, q.send_amount,
+                    q.send_currency, q.receive_currency, q.fee, q.applied_rate,
+                    q.reference_rate, q.reference_source, q.reference_at, q.fx_margin_reported,
+                    q.total_cost_reported, q.received_amount, q.fee_deducted, q.transparent,
+                    q.collected_at, q.source, q.raw_response_id, run_id, import_id,
+                    list(q.flags),
+                )
+                for q in quotes
+            ]
+            cols = ["service_id", *_QUOTE_COLUMNS[1:]]
+            await conn.copy_records_to_table("_incoming_quotes", records=records, columns=cols)
+            col_list = ", ".join(cols)
+            inserted = await conn.fetchval(
+                f"WITH ins AS (INSERT INTO quotes ({col_list}) "
+                f"SELECT DISTINCT ON (source, service_id, amount_usd, send_amount, collected_at) "
+                f"{col_list} FROM _incoming_quotes "
+                "ON CONFLICT (source, service_id, amount_usd, send_amount, collected_at) "
+                "DO NOTHING RETURNING 1) SELECT count(*) FROM ins")
+        return StoreResult(int(inserted), len(quotes) - int(inserted))
+
+    async def _ensure_services(self, conn: asyncpg.Connection,
+                               quotes: Iterable[Quote]) -> dict[str, int]:
+        corridors = sorted({(q.source_code, q.destination_code) for q in quotes})
+        firms = sorted({(q.firm.name, str(q.firm.firm_type)) for q in quotes})
+        await conn.executemany(
+            "INSERT INTO corridors (source_code, destination_code) VALUES ($1, $2) "
+            "ON CONFLICT DO NOTHING", corridors)
+        await conn.executemany(
+            "INSERT INTO firms (name, firm_type) VALUES ($1, $2) ON CONFLICT DO NOTHING", firms)
+        rows = await conn.fetch(
+            "SELECT id, source_code, destination_code FROM corridors WHERE "
+            "(source_code, destination_code) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+            [c[0] for c in corridors], [c[1] for c in corridors])
+        corridor_ids = {(r["source_code"], r["destination_code"]): r["id"] for r in rows}
+        firm_ids = {(r["name"], r["firm_type"]): r["id"] for r in await conn.fetch(
+            "SELECT id, name, firm_type FROM firms WHERE (name, firm_type) IN "
+            "(SELECT * FROM unnest($1::text[], $2::text[]))",
+            [f[0] for f in firms], [f[1] for f in firms])}
+        services: dict[str, tuple[Any, ...]] = {}
+        for q in quotes:
+            if q.service_key not in services:
+                a = q.service
+                services[q.service_key] = (
+                    q.service_key, corridor_ids[(q.source_code, q.destination_code)],
+                    firm_ids[(q.firm.name, str(q.firm.firm_type))], a.product,
+                    _opt(a.pay_in), _opt(a.pay_out), _opt(a.access_point), _opt(a.speed))
+        keys = list(services)
+        cols = list(zip(*services.values(), strict=True))
+        await conn.execute(
+            "INSERT INTO services (service_key, corridor_id, firm_id, product, pay_in, pay_out, "
+            "access_point, speed) SELECT * FROM unnest($1::text[], $2::int[], $3::int[], "
+            "$4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) "
+            "ON CONFLICT (service_key) DO NOTHING", *[list(c) for c in cols])
+        rows = await conn.fetch("SELECT id, service_key FROM services WHERE service_key = "
+                                "ANY($1::text[])", keys)
+        return {r["service_key"]: r["id"] for r in rows}
+
+    async def quote_frame(self, period: Period | str | None = None,
+                          amount_usd: int | None = None,
+                          source: str | None = None) -> pl.DataFrame:
+        """Quotes as the quote frame, for one period (a quarter includes its months)."""
+        clauses, args = [], []
+        if period is not None:
+            p = period if isinstance(period, Period) else _parse(period)
+            args.append([str(p), *p.months] if p.is_quarter else [str(p)])
+            clauses.append(f"period = ANY(${len(args)}::text[])")
+        if amount_usd is not None:
+            args.append(amount_usd)
+            clauses.append(f"amount_usd = ${len(args)}")
+        if source is not None:
+            args.append(source)
+            clauses.append(f"source = ${len(args)}")
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self.pool.fetch(f"SELECT * FROM quote_frame{where}", *args)
+        cols = list(QUOTE_FRAME_SCHEMA)
+        if not rows:
+            return pl.DataFrame(schema=QUOTE_FRAME_SCHEMA)
+        data = {c: [r[c] for r in rows] for c in cols}
+        frame = pl.DataFrame(data, schema=QUOTE_FRAME_SCHEMA)
+        if period is not None and p.is_quarter:
+            # Monthly quotes of a quarter are labelled with the quarter they belong to.
+            frame = frame.with_columns(pl.lit(str(p)).alias("period"))
+        return conform(frame).collect()
+
+    async def periods(self) -> list[str]:
+        rows = await self.pool.fetch("SELECT DISTINCT period FROM quotes ORDER BY period")
+        return [r["period"] for r in rows]
+
+    # -- provenance --------------------------------------------------------------------------
+
+    async def archive_raw(self, *, source: str, url: str, status: int | None, body: bytes | None,
+                          fetched_at: dt.datetime, content_type: str | None = None,
+                          headers: dict[str, str] | None = None, run_id: int | None = None,
+                          licence: str | None = None,
+                          conn: asyncpg.Connection | None = None) -> int:
+        """Keep an upstream response before anything parses it; return its id."""
+        digest = hashlib.sha256(body or b"").hexdigest()
+        target = conn or self.pool
+        return int(await target.fetchval(
+            "INSERT INTO raw_responses (source, url, fetched_at, status, content_type, headers, "
+            "content_hash, payload, run_id, licence) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) "
+            "RETURNING id", source, url, fetched_at, status, content_type, headers or {},
+            digest, body, run_id, licence))
+
+    async def start_run(self, source: str, *, reparse_of: int | None = None) -> int:
+        return int(await self.pool.fetchval(
+            "INSERT INTO collection_runs (source, reparse_of) VALUES ($1, $2) RETURNING id",
+            source, reparse_of))
+
+    async def finish_run(self, run_id: int, *, status: str, requests: int, quotes_stored: int,
+                         quotes_quarantined: int, errors: dict[str, int],
+                         message: str | None = None) -> None:
+        await self.pool.execute(
+            "UPDATE collection_runs SET finished_at = now(), status = $2, requests = $3, "
+            "quotes_stored = $4, quotes_quarantined = $5, errors = $6, message = $7 "
+            "WHERE id = $1", run_id, status, requests, quotes_stored, quotes_quarantined,
+            errors, message)
+
+    async def quarantine(self, records: Sequence[dict[str, Any]], *,
+                         conn: asyncpg.Connection | None = None) -> int:
+        """Keep implausible quotes with their reason. Each record: source, reason, payload,
+        and optionally run_id, raw_response_id, field."""
+        if not records:
+            return 0
+        target = conn or self.pool
+        await target.executemany(
+            "INSERT INTO quarantined_quotes (source, run_id, raw_response_id, reason, field, "
+            "payload) VALUES ($1, $2, $3, $4, $5, $6)",
+            [(r["source"], r.get("run_id"), r.get("raw_response_id"), r["reason"],
+              r.get("field"), r["payload"]) for r in records])
+        return len(records)
+
+    async def store_reference_rates(self, rates: Sequence[tuple[str, str, str, Decimal,
+                                                                dt.datetime, int | None]]) -> int:
+        """(source, base, quote, rate, as_of, raw_response_id) rows; duplicates absorbed."""
+        if not rates:
+            return 0
+        async with self.pool.acquire() as conn:
+            result = await conn.executemany(
+                "INSERT INTO reference_rates (source, base, quote, rate, as_of, raw_response_id) "
+                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING", rates)
+        del result
+        return len(rates)
+
+    async def last_runs(self) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            "SELECT DISTINCT ON (source) source, id, started_at, finished_at, status, "
+            "quotes_stored, quotes_quarantined FROM collection_runs "
+            "ORDER BY source, started_at DESC")
+        return [dict(r) for r in rows]
+
+    async def ping(self) -> bool:
+        try:
+            return await self.pool.fetchval("SELECT 1") == 1
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return False
+
+
+def _opt(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _parse(text: str) -> Period:
+    from corridors.periods import parse_period
+
+    return parse_period(text)

@@ -1,0 +1,5 @@
+import sys
+
+from sendcost.cli import main
+
+sys.exit(main())

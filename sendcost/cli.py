@@ -1,0 +1,95 @@
+"""The ``sendcost`` command: one console script with subcommands.
+
+Each subcommand lives in ``sendcost/commands/<name>.py`` and provides ``register(sub)``,
+which adds its parser and sets ``func`` to a callable taking the parsed args and returning
+an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from corridors.errors import SendcostError
+
+#: Subcommand modules, in the order --help lists them.
+COMMANDS = ("serve", "db")
+
+EXIT_OK = 0
+EXIT_ERROR = 1  # sendcost said what was wrong (bad input, unreachable database, ...)
+EXIT_USAGE = 2  # bad command line (argparse)
+
+DESCRIPTION = """\
+sendcost measures what it costs migrants to send money home, corridor by corridor, and how
+far each corridor is from the SDG 10.c target (below 3% on average; no corridor above 5%).
+
+Quick start (embedded PostgreSQL, bundled World Bank RPW data, sandbox operators):
+  sendcost serve                 run the API, the comparison page and the collectors
+  sendcost indicators --period 2011Q3 --from-file corridors/data/rpw_quotes_2011Q1_2014Q2.csv.gz
+
+Every command reads config.toml (./config.toml, $SENDCOST_CONFIG or --config). The database
+is $DATABASE_URL or [database] url; with neither, an embedded PostgreSQL runs in the data
+folder ($SENDCOST_DATA_DIR or [service] data_dir).
+"""
+
+EPILOG = """\
+exit codes: 0 success, 1 error (the message says what and where), 2 bad command line.
+Run 'sendcost COMMAND --help' for each command's options and examples."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sendcost", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        module = importlib.import_module(f"sendcost.commands.{name}")
+        module.register(sub)
+    return parser
+
+
+def common_options(parser: argparse.ArgumentParser) -> None:
+    """Options every command takes."""
+    parser.add_argument("--config", metavar="PATH",
+                        help="config file (default: ./config.toml, or $SENDCOST_CONFIG)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="log warnings and errors only")
+
+
+def setup_logging(args: argparse.Namespace, level: str = "INFO") -> None:
+    if getattr(args, "verbose", False):
+        level = "DEBUG"
+    elif getattr(args, "quiet", False):
+        level = "WARNING"
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"sendcost {version('sendcost')}"
+    except PackageNotFoundError:
+        return "sendcost (not installed)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SendcostError as exc:
+        print(f"sendcost: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("sendcost: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

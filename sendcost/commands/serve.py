@@ -1,0 +1,54 @@
+"""``sendcost serve``: run the API, the comparison page, the collectors and the bulletin job."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from aiohttp import web
+
+from corridors.config import load_config
+from corridors.db import database
+from sendcost.cli import common_options, setup_logging
+
+log = logging.getLogger(__name__)
+
+HELP = """\
+Run sendcost: the public JSON API under /v1/, the comparison page at /, /healthz and
+/metrics, the scheduled collectors and the monthly bulletin job. Stops cleanly on Ctrl-C or
+SIGTERM (the embedded PostgreSQL, if used, is stopped too).
+
+On an empty store it first imports the bundled World Bank RPW data (2011-2014), so the
+figures are real from the first start ([service] import_rpw_on_empty).
+
+examples:
+  sendcost serve                          # http://127.0.0.1:8080, embedded PostgreSQL
+  sendcost serve --port 9000 --host 0.0.0.0
+  DATABASE_URL=postgresql://user@db/sendcost sendcost serve
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("serve", help="run the service (API, page, collectors, bulletins)",
+                       description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common_options(p)
+    p.add_argument("--host", help="address to listen on (default: [api] host, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default: [api] port, 8080)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    setup_logging(args, config.log_level)
+    from sendcost.wiring import create_app
+
+    host = args.host or config.api.host
+    port = args.port if args.port is not None else config.api.port
+    with database(config.database_url, config.data_dir) as target:
+        log.info("database: %s", "embedded PostgreSQL in " + str(config.data_dir / "pg")
+                 if target.embedded else target.display)
+        app = create_app(config, target)
+        # run_app turns SIGINT/SIGTERM into a graceful shutdown that runs cleanup_ctx.
+        web.run_app(app, host=host, port=port, access_log=None,
+                    print=lambda msg: log.info("%s", msg.strip()))
+    return 0

@@ -1,0 +1,132 @@
+"""The front door: the embedded default, `sendcost serve` and `sendcost db` as a user runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+
+from corridors.db import embedded_postgres
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _postgres_running_in(pgdata: Path) -> bool:
+    out = subprocess.run(["ps", "-eo", "args", "--cols", "1000"], capture_output=True,
+                         text=True).stdout
+    return any("postgres" in line and str(pgdata) in line for line in out.splitlines())
+
+
+async def test_embedded_postgres_starts_serves_and_stops() -> None:
+    with tempfile.TemporaryDirectory(prefix="sc-emb-", dir="/tmp") as tmp:
+        pgdata = Path(tmp) / "pg"
+        with embedded_postgres(Path(tmp)) as uri:
+            assert _postgres_running_in(pgdata)
+            conn = await asyncpg.connect(uri)
+            assert await conn.fetchval("SELECT 40 + 2") == 42
+            await conn.close()
+        assert not _postgres_running_in(pgdata)
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(extra)
+    return env
+
+
+def _write_config(tmp: Path, **service: object) -> Path:
+    cfg = tmp / "config.toml"
+    lines = ["[service]"] + [f"{k} = {json.dumps(v)}" for k, v in service.items()]
+    cfg.write_text("\n".join(lines) + "\n")
+    return cfg
+
+
+async def _wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 60) -> dict:  # type: ignore[type-arg]
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else "exited"
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                    if resp.status == 200:
+                        return await resp.json()  # type: ignore[no-any-return]
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise AssertionError("sendcost serve did not become healthy")
+
+
+@pytest.mark.parametrize("embedded", [False, True], ids=["external", "embedded"])
+async def test_serve_answers_healthz_and_stops_on_sigterm(database_url: str,
+                                                          embedded: bool) -> None:
+    with tempfile.TemporaryDirectory(prefix="sc-srv-", dir="/tmp") as tmp:
+        cfg = _write_config(Path(tmp), import_rpw_on_empty=False)
+        env = _env(SENDCOST_DATA_DIR=tmp)
+        if not embedded:
+            env["DATABASE_URL"] = database_url
+        port = _free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sendcost", "serve", "--config", str(cfg), "--port", str(port)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            body = await _wait_healthy(port, proc)
+            assert body["database"] == {"reachable": True, "embedded": embedded}
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err
+        if embedded:
+            assert not _postgres_running_in(Path(tmp) / "pg")
+
+
+def test_db_status_shows_schema(database_url: str) -> None:
+    out = subprocess.run([sys.executable, "-m", "sendcost", "db", "migrate"],
+                         env=_env(DATABASE_URL=database_url), capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr
+    out = subprocess.run([sys.executable, "-m", "sendcost", "db", "status", "--json"],
+                         env=_env(DATABASE_URL=database_url), capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["embedded"] is False
+    assert info["schema_version"] == info["latest_version"] >= 1
+    assert "quotes" in info["tables"] and info["tables"]["countries"] > 200
+
+
+def test_unreachable_database_exits_1_with_message() -> None:
+    out = subprocess.run([sys.executable, "-m", "sendcost", "db", "status"],
+                         env=_env(DATABASE_URL="postgresql://x@127.0.0.1:1/none"),
+                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 1
+    assert "sendcost: error: cannot reach the database at postgresql://x@127.0.0.1:1/none" \
+        in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_help_teaches() -> None:
+    out = subprocess.run([sys.executable, "-m", "sendcost", "--help"], capture_output=True,
+                         text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 0
+    for word in ("serve", "db", "Quick start", "exit codes"):
+        assert word in out.stdout

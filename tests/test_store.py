@@ -1,0 +1,141 @@
+"""The quote store on a real PostgreSQL: migrations, round trips, idempotent writes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import asyncpg
+import pytest
+
+from corridors.errors import DatabaseError
+from corridors.store import TABLES, Store, connect, migrations
+from corridors.types import Firm, FirmType, PayIn, PayOut, Quote, ServiceAttributes, Speed
+
+T0 = dt.datetime(2026, 11, 2, 9, 30, tzinfo=dt.UTC)
+
+
+def make_quote(**over) -> Quote:  # type: ignore[no-untyped-def]
+    base = dict(
+        source_code="USA", destination_code="MEX",
+        firm=Firm("Acme Remit", FirmType.MTO),
+        service=ServiceAttributes("Cash to cash", PayIn.CASH, PayOut.CASH, None, Speed.SAME_DAY),
+        service_key="test:acme:USA-MEX:cash",
+        period="2026-11", amount_usd=200, send_amount=Decimal("200.00"), send_currency="USD",
+        receive_currency="MXN", fee=Decimal("4.99"), applied_rate=Decimal("17.1234"),
+        reference_rate=Decimal("17.5012"), reference_source="ecb",
+        reference_at=T0 - dt.timedelta(hours=3), transparent=True, collected_at=T0,
+        source="test-op", received_amount=Decimal("3339.17"), fee_deducted=False,
+    )
+    base.update(over)
+    return Quote(**base)  # type: ignore[arg-type]
+
+
+async def test_migrations_apply_to_empty_database_and_are_idempotent(
+        fresh_database: str) -> None:
+    s = await connect(fresh_database)
+    try:
+        assert await s.schema_version() == 0
+        applied = await s.migrate()
+        assert applied == [name for _, name, _ in migrations()]
+        assert await s.migrate() == []
+        assert await s.schema_version() == migrations()[-1][0]
+        counts = await s.row_counts()
+        assert set(counts) == set(TABLES)
+        assert counts["countries"] > 200 and counts["currencies"] > 150
+        assert counts["quotes"] == 0
+    finally:
+        await s.close()
+
+
+async def test_quote_round_trips_types(store: Store) -> None:
+    q = make_quote(service_key="test:roundtrip", received_amount=None, fee_deducted=None,
+                   flags=("negative_margin",))
+    result = await store.store_quotes([q])
+    assert (result.inserted, result.duplicates) == (1, 0)
+    row = await store.pool.fetchrow(
+        "SELECT q.*, s.service_key, s.speed, s.pay_in FROM quotes q "
+        "JOIN services s ON s.id = q.service_id WHERE s.service_key = 'test:roundtrip'")
+    assert row["fee"] == Decimal("4.99") and isinstance(row["fee"], Decimal)
+    assert row["applied_rate"] == Decimal("17.1234")
+    assert row["received_amount"] is None and row["fee_deducted"] is None
+    assert row["collected_at"] == T0 and row["collected_at"].tzinfo is not None
+    assert row["flags"] == ["negative_margin"]
+    assert row["speed"] == "same_day" and row["pay_in"] == "cash"
+
+
+async def test_duplicate_quotes_are_absorbed(store: Store) -> None:
+    q1 = make_quote(service_key="test:dup")
+    q2 = make_quote(service_key="test:dup", collected_at=T0 + dt.timedelta(days=1))
+    first = await store.store_quotes([q1, q1, q2])
+    assert first.inserted == 2
+    again = await store.store_quotes([q1, q2])
+    assert (again.inserted, again.duplicates) == (0, 2)
+    n = await store.pool.fetchval(
+        "SELECT count(*) FROM quotes q JOIN services s ON s.id = q.service_id "
+        "WHERE s.service_key = 'test:dup'")
+    assert n == 2
+
+
+async def test_failed_batch_stores_nothing(store: Store) -> None:
+    good = make_quote(service_key="test:atomic-good")
+    bad = make_quote(service_key="test:atomic-bad", send_currency=None)  # NOT NULL violated
+    with pytest.raises(asyncpg.PostgresError):
+        await store.store_quotes([good, bad])
+    n = await store.pool.fetchval(
+        "SELECT count(*) FROM services WHERE service_key LIKE 'test:atomic-%'")
+    assert n == 0
+
+
+async def test_quote_frame_reads_back_a_period(store: Store) -> None:
+    await store.store_quotes([make_quote(service_key="test:frame", period="2026-10",
+                                         collected_at=T0 - dt.timedelta(days=30))])
+    frame = await store.quote_frame("2026Q4", amount_usd=200, source="test-op")
+    row = frame.filter(frame["service_id"] == "test:frame").row(0, named=True)
+    assert row["period"] == "2026Q4"
+    assert row["firm_type"] == "mto" and row["transparent"] is True
+    assert row["fee"] == pytest.approx(4.99)
+    assert row["reference_stale"] is False
+
+
+async def test_provenance_tables_round_trip(store: Store) -> None:
+    run = await store.start_run("test-src")
+    raw = await store.archive_raw(source="test-src", url="http://127.0.0.1/x", status=200,
+                                  body=b'{"a": 1}', fetched_at=T0, content_type="application/json",
+                                  headers={"ETag": '"abc"'}, run_id=run)
+    await store.quarantine([{"source": "test-src", "run_id": run, "raw_response_id": raw,
+                             "reason": "fee above the amount", "field": "fee",
+                             "payload": {"fee": 900}}])
+    await store.finish_run(run, status="ok", requests=1, quotes_stored=0, quotes_quarantined=1,
+                           errors={"timeout": 0})
+    row = await store.pool.fetchrow("SELECT * FROM raw_responses WHERE id = $1", raw)
+    assert row["payload"] == b'{"a": 1}' and row["headers"] == {"ETag": '"abc"'}
+    assert len(row["content_hash"]) == 64
+    q = await store.pool.fetchrow("SELECT * FROM quarantined_quotes WHERE run_id = $1", run)
+    assert q["payload"] == {"fee": 900} and q["field"] == "fee"
+    r = await store.pool.fetchrow("SELECT * FROM collection_runs WHERE id = $1", run)
+    assert r["status"] == "ok" and r["finished_at"] >= r["started_at"]
+    n = await store.store_reference_rates([("ecb", "EUR", "USD", Decimal("1.0812"), T0, raw)] * 2)
+    assert n == 2
+    assert await store.pool.fetchval(
+        "SELECT count(*) FROM reference_rates WHERE source = 'ecb' AND as_of = $1", T0) == 1
+
+
+async def test_unreachable_database_gives_a_clear_error() -> None:
+    with pytest.raises(DatabaseError, match="cannot reach the database at postgresql://"):
+        await connect("postgresql://nobody@127.0.0.1:1/none", timeout=2)
+
+
+async def test_password_is_not_printed() -> None:
+    with pytest.raises(DatabaseError) as err:
+        await connect("postgresql://u:s3cret@127.0.0.1:1/none", timeout=2)
+    assert "s3cret" not in str(err.value)
+
+
+def test_malformed_url() -> None:
+    from corridors.db import validate_url
+
+    with pytest.raises(DatabaseError, match="malformed: expected postgresql://"):
+        validate_url("mysql://x@y/z")
+    with pytest.raises(DatabaseError, match="invalid port"):
+        validate_url("postgresql://x@y:99999/z")
