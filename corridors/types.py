@@ -151,6 +151,9 @@ PAYOUT_FROM_RPW: dict[str, PayOut | None] = {
     "Own/partner Bank Account": PayOut.BANK_ACCOUNT,
     "Own/Partner bank account": PayOut.BANK_ACCOUNT,
     "Own/partner bank account in receiving country": PayOut.BANK_ACCOUNT,
+    # Spellings as they stand in the World Bank's files (typos included), mapped by hand.
+    "own/partner Bank Account": PayOut.BANK_ACCOUNT,
+    "Bank Acciunt": PayOut.BANK_ACCOUNT,
     "Home Delivery": PayOut.HOME_DELIVERY,
     "Home delivery": PayOut.HOME_DELIVERY,
     "Door to Door": PayOut.HOME_DELIVERY,

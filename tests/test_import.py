@@ -1,0 +1,76 @@
+"""`sendcost import rpw` on a real PostgreSQL: whole file or nothing, and never twice."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from collector.rpw import read_rpw
+from collector.rpw_import import bundled_rpw_path, import_rpw
+from corridors.errors import ImportFileError
+from corridors.store import Store, connect
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+async def empty_store(fresh_database: str):  # type: ignore[no-untyped-def]
+    s = await connect(fresh_database)
+    await s.migrate()
+    yield s
+    await s.close()
+
+
+async def test_import_is_complete_and_idempotent(empty_store: Store) -> None:
+    read = read_rpw(bundled_rpw_path())
+    first = await import_rpw(empty_store, bundled_rpw_path())
+    assert first.quotes_stored == read.frame.height == first.quotes_read
+    assert first.rejected == []
+    assert first.periods == ["2011Q1", "2011Q3", "2012Q1", "2012Q3", "2013Q1", "2013Q2",
+                             "2013Q3", "2013Q4", "2014Q1", "2014Q2"]
+    assert first.services == read.rows_read == 28467
+    again = await import_rpw(empty_store, bundled_rpw_path())
+    assert (again.quotes_stored, again.duplicates) == (0, read.frame.height)
+    assert await empty_store.pool.fetchval("SELECT count(*) FROM quotes") == read.frame.height
+    imports = await empty_store.pool.fetch("SELECT status, quotes_stored FROM imports ORDER BY id")
+    assert [(r["status"], r["quotes_stored"]) for r in imports] == [
+        ("ok", read.frame.height), ("ok", 0)]
+
+    # What the store gives back is what the file said.
+    stored = await empty_store.quote_frame("2011Q3", amount_usd=200)
+    direct = read.frame.filter((pl.col("period") == "2011Q3") & (pl.col("amount_usd") == 200))
+    key = ["service_id"]
+    cols = ["service_id", "fee", "total_cost_reported", "transparent", "firm_type", "speed"]
+    got = stored.select(cols).sort(key)
+    want = direct.select(cols).sort(key)
+    assert got.height == want.height
+    assert got.equals(want)
+
+
+async def test_truncated_file_stores_nothing(empty_store: Store, tmp_path: Path) -> None:
+    data = gzip.decompress(bundled_rpw_path().read_bytes())
+    bad = tmp_path / "truncated.csv.gz"
+    bad.write_bytes(gzip.compress(data)[: len(gzip.compress(data)) // 2])
+    with pytest.raises(ImportFileError) as err:
+        await import_rpw(empty_store, bad)
+    assert "truncated.csv.gz" in str(err.value)
+    assert await empty_store.pool.fetchval("SELECT count(*) FROM quotes") == 0
+    assert await empty_store.pool.fetchval("SELECT count(*) FROM imports") == 0
+
+
+def test_cli_import_reports_and_exits_1_on_corrupt_file(tmp_path: Path, database_url: str
+                                                        ) -> None:
+    bad = tmp_path / "corrupt.csv"
+    bad.write_text("id,period\n1,2011_1Q\n")
+    env = {**os.environ, "DATABASE_URL": database_url}
+    out = subprocess.run([sys.executable, "-m", "sendcost", "import", "rpw", str(bad)],
+                         env=env, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 1
+    assert "sendcost: error:" in out.stderr and "corrupt.csv" in out.stderr
+    assert "Traceback" not in out.stderr
