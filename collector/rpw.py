@@ -382,7 +382,9 @@ def _parse_sheet(raw: pl.DataFrame, sheet: str | None, path: str, result: RpwRea
         quotes.append(common.filter(priced).with_columns(
             pl.lit(usd, pl.Int32).alias("amount_usd"),
             amount.alias("send_amount"),
-            pl.col(f"{cc} lcu code").replace(CURRENCY_FROM_RPW).alias("send_currency"),
+            # Both price points are in the sender's currency; a few rows name it only once.
+            pl.coalesce(pl.col(f"{cc} lcu code"), pl.col("cc1 lcu code"), pl.col("cc2 lcu code"))
+            .replace(CURRENCY_FROM_RPW).alias("send_currency"),
             fee.alias("fee"),
             # Non-transparent: RPW's rate and its 0 margin are not what the sender paid.
             pl.when(tr).then(rate).alias("applied_rate"),
