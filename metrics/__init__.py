@@ -1,0 +1,59 @@
+"""Cost indicators of remittance services, in pure Polars (see /docs/indicators.md).
+
+Quotes in (the ``corridors.frame`` quote frame), indicators out: no I/O, no clock, no
+asyncio. One function per indicator of METHODOLOGY.md, named as there.
+"""
+
+from __future__ import annotations
+
+#: Bumped whenever a definition changes; published beside every figure.
+METHODOLOGY_VERSION = "rpw-2024.1/sendcost-1"
+
+from metrics.aggregates import (  # noqa: E402  (the version constant comes first on purpose)
+    firm_type_averages,
+    g8_sending_average,
+    g20_receiving_average,
+    g20_sending_average,
+    global_average,
+    receiving_region_averages,
+    share_services_below,
+)
+from metrics.corridors import (  # noqa: E402
+    cheapest_service,
+    corridor_average,
+    corridor_flags,
+    global_smart,
+    share_corridors_above,
+    smart,
+    weighted_global_average,
+)
+from metrics.cost import exact_cost_pct, fee_pct, fx_margin_pct, total_cost_pct  # noqa: E402
+from metrics.flows import flows_from_matrix  # noqa: E402
+from metrics.indicators import compute_indicators, corridor_table  # noqa: E402
+from metrics.services import services_in_period  # noqa: E402
+
+__all__ = [
+    "METHODOLOGY_VERSION",
+    "cheapest_service",
+    "compute_indicators",
+    "corridor_average",
+    "corridor_flags",
+    "corridor_table",
+    "exact_cost_pct",
+    "fee_pct",
+    "firm_type_averages",
+    "flows_from_matrix",
+    "fx_margin_pct",
+    "g8_sending_average",
+    "g20_receiving_average",
+    "g20_sending_average",
+    "global_average",
+    "global_smart",
+    "receiving_region_averages",
+    "services_in_period",
+    "share_corridors_above",
+    "share_services_below",
+    "smart",
+    "total_cost_pct",
+    "weighted_global_average",
+]

@@ -1,0 +1,129 @@
+"""Indicators per corridor (sending → receiving country) and the ones built from them.
+
+All take the services frame of ``metrics.services.services_in_period`` (one row per
+service) and return LazyFrames sorted by source_code, destination_code.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from corridors.types import Speed
+
+CORRIDOR = ("source_code", "destination_code")
+
+#: The SmaRT is the mean of this many cheapest qualifying services.
+SMART_SERVICES = 3
+#: A corridor average from fewer transparent services than this is flagged.
+MIN_SERVICES = 3
+
+
+def _averaged() -> pl.Expr:
+    """Services that enter an average: transparent, with a known total cost."""
+    return pl.col("transparent") & pl.col("total_cost_pct").is_not_null()
+
+
+def corridor_average(services: pl.LazyFrame) -> pl.LazyFrame:
+    """Per corridor: mean total cost % over its transparent services (null when none).
+
+    Columns: source_code, destination_code, average, services (all), transparent_services
+    (those averaged).
+    """
+    avg = _averaged()
+    return (
+        services.group_by(*CORRIDOR)
+        .agg(
+            pl.col("total_cost_pct").filter(avg).mean().alias("average"),
+            pl.len().alias("services"),
+            avg.sum().alias("transparent_services"),
+        )
+        .sort(*CORRIDOR)
+    )
+
+
+def corridor_flags(averages: pl.LazyFrame) -> pl.LazyFrame:
+    """Add the corridor flags to ``corridor_average``'s output.
+
+    above_5 / above_10: average above 5% / 10% (null when there is no average);
+    too_few_services: fewer than 3 transparent services; no_transparent_service.
+    """
+    return averages.with_columns(
+        (pl.col("average") > 5).alias("above_5"),
+        (pl.col("average") > 10).alias("above_10"),
+        (pl.col("transparent_services") < MIN_SERVICES).alias("too_few_services"),
+        (pl.col("transparent_services") == 0).alias("no_transparent_service"),
+    )
+
+
+def smart(services: pl.LazyFrame) -> pl.LazyFrame:
+    """SmaRT per corridor: mean of the 3 cheapest qualifying services, null with fewer.
+
+    Qualifying: transparent, known total, speed known and within 5 days (not "6 days or
+    more"). RPW's "accessible to most senders" criterion has no column in the quote frame and
+    is not applied. Columns: source_code, destination_code, smart, smart_services.
+    """
+    qualifies = (_averaged() & pl.col("speed").is_not_null()
+                 & (pl.col("speed") != Speed.SIX_DAYS_OR_MORE.value))
+    cheapest = pl.col("total_cost_pct").filter(qualifies)
+    return (
+        services.group_by(*CORRIDOR)
+        .agg(cheapest.bottom_k(SMART_SERVICES).mean().alias("_mean3"),
+             qualifies.sum().alias("smart_services"))
+        .select(*CORRIDOR,
+                pl.when(pl.col("smart_services") >= SMART_SERVICES).then(pl.col("_mean3"))
+                .alias("smart"),
+                "smart_services")
+        .sort(*CORRIDOR)
+    )
+
+
+def global_smart(per_corridor: pl.LazyFrame) -> pl.LazyFrame:
+    """Global SmaRT: mean over the corridors that have a SmaRT value (one row: smart_average,
+    corridors)."""
+    return per_corridor.select(pl.col("smart").mean().alias("smart_average"),
+                               pl.col("smart").count().alias("corridors"))
+
+
+def cheapest_service(services: pl.LazyFrame) -> pl.LazyFrame:
+    """Per corridor with a transparent service: the cheapest one (ties: firm, product, id).
+
+    Columns: source_code, destination_code, firm, firm_type, product, total_cost.
+    """
+    order = ["total_cost_pct", "firm", "product", "service_id"]
+    return (
+        services.filter(_averaged())
+        .group_by(*CORRIDOR)
+        .agg(pl.col("firm", "firm_type", "product", "total_cost_pct").sort_by(order).first())
+        .rename({"total_cost_pct": "total_cost"})
+        .sort(*CORRIDOR)
+    )
+
+
+def share_corridors_above(averages: pl.LazyFrame, threshold: float) -> pl.LazyFrame:
+    """Share (in %) of corridors with an average whose average is above ``threshold`` %.
+
+    One row: share, corridors (the denominator). Null share when no corridor has an average.
+    """
+    avg = pl.col("average")
+    return averages.select(
+        pl.when(avg.count() > 0).then((avg > threshold).sum() / avg.count() * 100)
+        .alias("share"),
+        avg.count().alias("corridors"),
+    )
+
+
+def weighted_global_average(averages: pl.LazyFrame, flows: pl.LazyFrame) -> pl.LazyFrame:
+    """Corridor averages weighted by the corridor's bilateral remittance flow.
+
+    Over corridors that have both an average and a positive flow. One row: weighted_average
+    (null when none), corridors, flow_usd_m (the weights' sum).
+    """
+    joined = averages.join(flows, on=list(CORRIDOR), how="inner").filter(
+        pl.col("average").is_not_null(), pl.col("flow_usd_m") > 0)
+    w = pl.col("flow_usd_m")
+    return joined.select(
+        pl.when(w.sum() > 0).then((pl.col("average") * w).sum() / w.sum())
+        .alias("weighted_average"),
+        pl.len().alias("corridors"),
+        w.sum().alias("flow_usd_m"),
+    )

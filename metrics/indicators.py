@@ -1,0 +1,163 @@
+"""The full indicators document of one period and price point (``sendcost indicators``).
+
+Keys are a contract (documented in docs/indicators.md): percentages in percent, unrounded,
+null where undefined. The per-service costs are computed once (the only pass over the
+quotes); every aggregate then runs on that small services frame, all in one
+``collect_all``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+from corridors.errors import NoData
+from corridors.periods import parse_period
+from metrics import aggregates as agg
+from metrics import corridors as cor
+from metrics.services import services_in_period
+
+#: Top-level keys of the document, in order.
+DOCUMENT_KEYS = (
+    "period", "amount_usd", "methodology_version", "services", "global_average",
+    "weighted_average", "smart_average", "g20_sending_average", "g8_sending_average",
+    "g20_receiving_average", "by_firm_type", "by_receiving_region",
+    "share_corridors_above_5", "share_corridors_above_10", "share_services_below_3",
+    "corridors", "non_transparent",
+)
+
+#: Columns of ``corridor_table``, in order.
+TABLE_COLUMNS = (
+    "period", "amount_usd", "source", "destination", "average", "services",
+    "transparent_services", "smart", "above_5", "above_10", "too_few_services",
+    "no_transparent_service", "cheapest_firm", "cheapest_firm_type", "cheapest_product",
+    "cheapest_total_cost",
+)
+
+
+def _one(frame: pl.DataFrame, column: str) -> Any:
+    return frame.item(0, column) if frame.height else None
+
+
+def compute_indicators(quotes: pl.LazyFrame, *, period: str, amount_usd: int,
+                       countries: pl.LazyFrame, flows: pl.LazyFrame | None) -> dict[str, Any]:
+    """Every indicator of METHODOLOGY.md for ``period`` (quarter or month) at ``amount_usd``.
+
+    ``quotes``: the quote frame; ``countries``: alpha3, region, g8, g20; ``flows``:
+    source_code, destination_code, flow_usd_m, or None (then ``weighted_average`` is null).
+    Raises NoData when the period has no quote at that amount.
+    """
+    from metrics import METHODOLOGY_VERSION
+
+    canonical = str(parse_period(period))
+    services = services_in_period(quotes, period=canonical, amount_usd=amount_usd).collect()
+    if services.height == 0:
+        raise NoData(f"no quotes for period {canonical} at USD {amount_usd}")
+    s = services.lazy()
+    averages = cor.corridor_flags(cor.corridor_average(s))
+    per_corridor_smart = cor.smart(s)
+    plans: dict[str, pl.LazyFrame] = {
+        "corridors": averages,
+        "smart": per_corridor_smart,
+        "cheapest": cor.cheapest_service(s),
+        "global": agg.global_average(s),
+        "global_smart": cor.global_smart(per_corridor_smart),
+        "g20_sending": agg.g20_sending_average(s, countries),
+        "g8_sending": agg.g8_sending_average(s, countries),
+        "g20_receiving": agg.g20_receiving_average(s, countries),
+        "regions": agg.receiving_region_averages(s, countries),
+        "firm_types": agg.firm_type_averages(s),
+        "above_5": cor.share_corridors_above(averages, 5),
+        "above_10": cor.share_corridors_above(averages, 10),
+        "below_3": agg.share_services_below(s, 3),
+        "non_transparent": s.filter(~pl.col("transparent"))
+        .select(pl.col("source_code").alias("source"),
+                pl.col("destination_code").alias("destination"), "firm", "fee_pct")
+        .sort("source", "destination", "firm", "fee_pct", nulls_last=True),
+        "services": s.select(pl.len().alias("total"),
+                             (pl.col("transparent") & pl.col("total_cost_pct").is_not_null())
+                             .sum().alias("transparent")),
+    }
+    if flows is not None:
+        plans["weighted"] = cor.weighted_global_average(averages, flows)
+    done = dict(zip(plans, pl.collect_all(list(plans.values())), strict=True))
+
+    corridors = (
+        done["corridors"]
+        .join(done["smart"], on=list(cor.CORRIDOR), how="left")
+        .join(done["cheapest"], on=list(cor.CORRIDOR), how="left")
+        .sort(*cor.CORRIDOR)
+    )
+    corridor_rows = []
+    for r in corridors.iter_rows(named=True):
+        corridor_rows.append({
+            "source": r["source_code"],
+            "destination": r["destination_code"],
+            "average": r["average"],
+            "services": r["services"],
+            "transparent_services": r["transparent_services"],
+            "smart": r["smart"],
+            "above_5": r["above_5"],
+            "above_10": r["above_10"],
+            "too_few_services": r["too_few_services"],
+            "no_transparent_service": r["no_transparent_service"],
+            "cheapest": None if r["firm"] is None else {
+                "firm": r["firm"], "firm_type": r["firm_type"], "product": r["product"],
+                "total_cost": r["total_cost"]},
+        })
+    counts = done["services"].row(0, named=True)
+    doc = {
+        "period": canonical,
+        "amount_usd": amount_usd,
+        "methodology_version": METHODOLOGY_VERSION,
+        "services": {"total": counts["total"], "transparent": counts["transparent"]},
+        "global_average": _one(done["global"], "average"),
+        "weighted_average": _one(done["weighted"], "weighted_average")
+        if "weighted" in done else None,
+        "smart_average": _one(done["global_smart"], "smart_average"),
+        "g20_sending_average": _one(done["g20_sending"], "average"),
+        "g8_sending_average": _one(done["g8_sending"], "average"),
+        "g20_receiving_average": _one(done["g20_receiving"], "average"),
+        "by_firm_type": {r["firm_type"]: {"average": r["average"], "services": r["services"]}
+                         for r in done["firm_types"].iter_rows(named=True)},
+        "by_receiving_region": {r["region"]: {"average": r["average"],
+                                              "services": r["services"]}
+                                for r in done["regions"].iter_rows(named=True)},
+        "share_corridors_above_5": _one(done["above_5"], "share"),
+        "share_corridors_above_10": _one(done["above_10"], "share"),
+        "share_services_below_3": _one(done["below_3"], "share"),
+        "corridors": corridor_rows,
+        "non_transparent": done["non_transparent"].to_dicts(),
+    }
+    assert tuple(doc) == DOCUMENT_KEYS
+    return doc
+
+
+def corridor_table(doc: dict[str, Any]) -> pl.DataFrame:
+    """The document's corridors as a flat table (``--format csv|table``), one row each."""
+    rows = []
+    for c in doc["corridors"]:
+        cheapest = c["cheapest"] or {}
+        rows.append({
+            "period": doc["period"], "amount_usd": doc["amount_usd"],
+            "source": c["source"], "destination": c["destination"], "average": c["average"],
+            "services": c["services"], "transparent_services": c["transparent_services"],
+            "smart": c["smart"], "above_5": c["above_5"], "above_10": c["above_10"],
+            "too_few_services": c["too_few_services"],
+            "no_transparent_service": c["no_transparent_service"],
+            "cheapest_firm": cheapest.get("firm"),
+            "cheapest_firm_type": cheapest.get("firm_type"),
+            "cheapest_product": cheapest.get("product"),
+            "cheapest_total_cost": cheapest.get("total_cost"),
+        })
+    schema = {
+        "period": pl.String, "amount_usd": pl.Int32, "source": pl.String,
+        "destination": pl.String, "average": pl.Float64, "services": pl.Int64,
+        "transparent_services": pl.Int64, "smart": pl.Float64, "above_5": pl.Boolean,
+        "above_10": pl.Boolean, "too_few_services": pl.Boolean,
+        "no_transparent_service": pl.Boolean, "cheapest_firm": pl.String,
+        "cheapest_firm_type": pl.String, "cheapest_product": pl.String,
+        "cheapest_total_cost": pl.Float64,
+    }
+    return pl.DataFrame(rows, schema=schema, orient="row")

@@ -1,0 +1,54 @@
+"""From quotes to services: one row per service in a period at one price point.
+
+A service (firm × corridor × product) counts once in every average. RPW has one quote per
+service and period; sendcost's collectors quote daily, so the quotes of one service in the
+period are collapsed to their mean cost first.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from corridors.periods import parse_period
+from metrics.cost import exact_cost_pct, fee_pct, fx_margin_pct, total_cost_pct
+
+#: Columns of the services frame, in order.
+SERVICE_COLUMNS = (
+    "service_id", "source_code", "destination_code", "firm", "firm_type", "product", "speed",
+    "transparent", "quotes", "fee_pct", "fx_margin_pct", "total_cost_pct", "exact_cost_pct",
+)
+
+
+def period_labels(period: str) -> list[str]:
+    """The quote-frame periods that make up ``period``: a quarter includes its months."""
+    p = parse_period(period)
+    return [str(p), *p.months] if p.is_quarter else [str(p)]
+
+
+def services_in_period(quotes: pl.LazyFrame, *, period: str, amount_usd: int) -> pl.LazyFrame:
+    """One row per service quoted in ``period`` at ``amount_usd``, with its mean costs.
+
+    Quotes whose reference rate is stale are left out (their margin is not trustworthy), so
+    a service quoted only with stale references does not appear. A service is transparent
+    when any of its quotes was; its margin and total are means over those quotes (null
+    for the others). Sorted by service_id.
+    """
+    return (
+        quotes
+        .filter(pl.col("period").is_in(period_labels(period)),
+                pl.col("amount_usd") == amount_usd,
+                ~pl.col("reference_stale").fill_null(False))
+        .group_by("service_id")
+        .agg(
+            pl.col("source_code", "destination_code", "firm", "firm_type", "product",
+                   "speed").first(),
+            pl.col("transparent").any(),
+            pl.len().alias("quotes"),
+            fee_pct().mean().alias("fee_pct"),
+            fx_margin_pct().mean().alias("fx_margin_pct"),
+            total_cost_pct().mean().alias("total_cost_pct"),
+            exact_cost_pct().mean().alias("exact_cost_pct"),
+        )
+        .select(SERVICE_COLUMNS)
+        .sort("service_id")
+    )
