@@ -15,7 +15,7 @@ import sys
 from corridors.errors import SendcostError
 
 #: Subcommand modules, in the order --help lists them.
-COMMANDS = ("serve", "db", "import_")
+COMMANDS = ("serve", "db", "import_", "indicators")
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # sendcost said what was wrong (bad input, unreachable database, ...)
@@ -92,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sendcost: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # Output piped into `head` and the like: not an error of ours.
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,130 @@
+"""``sendcost indicators``: the SDG 10.c figures of one period, from the store or a file."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+import polars as pl
+
+from corridors.config import load_config
+from corridors.periods import parse_period
+from sendcost.cli import common_options, setup_logging
+
+HELP = """\
+Compute the SDG 10.c cost indicators of one period, as the World Bank does (RPW method):
+global average, weighted average, SmaRT, G8/G20 averages, firm-type and receiving-region
+averages, shares of corridors above 5% and 10%, and every corridor with its flags and its
+cheapest service. Percentages are in percent (6.2 means 6.2%), unrounded; null where a
+figure is undefined. The JSON keys are documented in docs/indicators.md.
+
+PERIOD is a quarter (2011Q3, or RPW's 2011_3Q) or a month (2026-11).
+
+examples:
+  sendcost indicators --period 2011Q3
+  sendcost indicators --period 2011Q3 --amount 500 --format csv > corridors.csv
+  sendcost indicators --period 2011Q3 --format json \\
+      --from-file corridors/data/rpw_quotes_2011Q1_2014Q2.csv.gz   # no database needed
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("indicators", help="compute the SDG 10.c indicators of a period",
+                       description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common_options(p)
+    p.add_argument("--period", required=True, metavar="P",
+                   help="quarter (2011Q3, 2011_3Q) or month (2026-11)")
+    p.add_argument("--amount", type=int, choices=(200, 500), default=200,
+                   help="price point in USD (default 200, the SDG headline)")
+    p.add_argument("--from-file", metavar="PATH",
+                   help="compute straight from an RPW file (.csv, .csv.gz, .xlsx), no database")
+    p.add_argument("--format", choices=("json", "csv", "table"), default="table",
+                   help="json: the whole document; csv/table: one row per corridor "
+                        "(default: table)")
+    p.set_defaults(func=run)
+
+
+def _flows() -> pl.LazyFrame:
+    """World Bank bilateral remittance flows (2011): the weights of the weighted average."""
+    from importlib import resources
+
+    from collector.rpw import read_bilateral_matrix
+    from metrics.flows import flows_from_matrix
+
+    matrix = read_bilateral_matrix(
+        str(resources.files("corridors") / "data" / "bilateral_remittance_matrix_2011.csv"))
+    return flows_from_matrix(matrix).flows.lazy()
+
+
+def compute_from_frame(frame: pl.DataFrame, period: str, amount: int) -> dict:  # type: ignore[type-arg]
+    from corridors.reference import countries_frame
+    from metrics.indicators import compute_indicators
+
+    return compute_indicators(frame.lazy(), period=period, amount_usd=amount,
+                              countries=countries_frame().lazy(), flows=_flows())
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    setup_logging(args, "WARNING" if args.format != "table" else config.log_level)
+    period = str(parse_period(args.period))
+    if args.from_file:
+        from collector.rpw import read_rpw
+
+        frame = read_rpw(args.from_file).frame
+    else:
+        from sendcost.wiring import open_store
+
+        async def load() -> pl.DataFrame:
+            async with open_store(config) as (store, _):
+                return await store.quote_frame(period, amount_usd=args.amount)
+
+        frame = asyncio.run(load())
+    doc = compute_from_frame(frame, period, args.amount)
+    if args.format == "json":
+        json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+        return 0
+    from metrics.indicators import corridor_table
+
+    table = corridor_table(doc)
+    if args.format == "csv":
+        table.write_csv(sys.stdout)
+        return 0
+    _print_table(doc, table)
+    return 0
+
+
+def _fmt(v: float | None) -> str:
+    return "—" if v is None else f"{v:.2f}%"
+
+
+def _print_table(doc: dict, table: pl.DataFrame) -> None:  # type: ignore[type-arg]
+    print(f"period {doc['period']}, USD {doc['amount_usd']}, methodology "
+          f"{doc['methodology_version']}")
+    print(f"services: {doc['services']['total']:,} ({doc['services']['transparent']:,} "
+          "transparent)")
+    for key, label in [("global_average", "global average (10.c.1)"),
+                       ("weighted_average", "weighted average"),
+                       ("smart_average", "SmaRT"),
+                       ("g20_sending_average", "G20 sending"),
+                       ("g8_sending_average", "G8 sending"),
+                       ("g20_receiving_average", "G20 receiving"),
+                       ("share_corridors_above_5", "corridors above 5%"),
+                       ("share_corridors_above_10", "corridors above 10%")]:
+        print(f"  {label:<26} {_fmt(doc[key])}")
+    print()
+    print(f"{'corridor':<9} {'average':>8} {'SmaRT':>8} {'services':>8} {'transp.':>7}  "
+          f"{'flags':<14} cheapest")
+    for c in doc["corridors"]:
+        flags = ",".join(name for name, on in [(">10%", c["above_10"]),
+                                               (">5%", c["above_5"] and not c["above_10"]),
+                                               ("n<3", c["too_few_services"]),
+                                               ("opaque", c["no_transparent_service"])] if on)
+        cheap = c["cheapest"]
+        cheapest = f"{cheap['firm']} {_fmt(cheap['total_cost'])}" if cheap else "—"
+        print(f"{c['source']}-{c['destination']:<5} {_fmt(c['average']):>8} "
+              f"{_fmt(c['smart']):>8} {c['services']:>8} {c['transparent_services']:>7}  "
+              f"{flags:<14} {cheapest}")
