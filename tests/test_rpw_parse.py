@@ -1,0 +1,202 @@
+"""read_rpw on damaged and unusual files: clear errors naming the line and the reason."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from collector.rpw import (
+    REQUIRED_COLUMNS,
+    SHEET_FROM_2016Q2,
+    SHEET_UP_TO_2016Q1,
+    read_rpw,
+)
+from corridors.errors import ImportFileError
+from corridors.frame import QUOTE_FRAME_SCHEMA
+
+DATA = Path(__file__).resolve().parent.parent / "corridors" / "data"
+RPW_GZ = DATA / "rpw_quotes_2011Q1_2014Q2.csv.gz"
+
+
+def head(lines: int) -> str:
+    """The first ``lines`` lines of the real file (header included), as text."""
+    with gzip.open(RPW_GZ, "rt", encoding="utf-8") as fh:
+        return "".join(next(fh) for _ in range(lines))
+
+
+def write(tmp_path: Path, text: str, name: str = "rpw.csv") -> Path:
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_real_file_reads_whole() -> None:
+    read = read_rpw(RPW_GZ)
+    assert list(read.frame.schema.items()) == list(QUOTE_FRAME_SCHEMA.items())
+    assert read.rows_read == 28467
+    # every label of the real file has an explicit mapping in corridors.types
+    assert read.unknown_labels == {}
+    assert read.rejected == []
+    assert read.rows_kept == read.rows_read
+    assert read.frame.select(pl.col("service_id").n_unique()).item() == read.rows_kept
+    nt = read.frame.filter(~pl.col("transparent"))
+    assert nt["fx_margin_reported"].null_count() == nt.height
+    assert nt["total_cost_reported"].null_count() == nt.height
+    assert nt["fee"].null_count() < nt.height
+    assert set(read.frame["amount_usd"].unique()) == {200, 500}
+    assert "CFA" not in set(read.frame["send_currency"].drop_nulls())
+
+
+def test_one_row_gives_two_quotes(tmp_path: Path) -> None:
+    read = read_rpw(write(tmp_path, head(2)))
+    f = read.frame.sort("amount_usd")
+    assert f.select("period", "source_code", "destination_code", "firm", "firm_type",
+                    "amount_usd", "send_amount", "fee", "applied_rate", "reference_rate",
+                    "fx_margin_reported", "total_cost_reported", "speed", "pay_out",
+                    "send_currency").rows() == [
+        ("2011Q1", "ARE", "EGY", "Al Fardan Exchange", "mto", 200, 735.0, 15.0, 1.57, 1.58,
+         0.63, 2.67, "two_days", "bank_account", "AED"),
+        ("2011Q1", "ARE", "EGY", "Al Fardan Exchange", "mto", 500, 1835.0, 15.0, 1.57, 1.58,
+         0.63, 1.45, "two_days", "bank_account", "AED"),
+    ]
+    assert f["service_id"].to_list() == [
+        "rpw:2011Q1:ARE:EGY:Al Fardan Exchange:Cash to account:13034"] * 2
+    assert str(f["collected_at"][0]) == "2011-01-22 00:00:00+00:00"
+
+
+def test_plain_and_gzip_read_the_same(tmp_path: Path) -> None:
+    text = head(50)
+    plain = read_rpw(write(tmp_path, text))
+    gz = tmp_path / "rpw.csv.gz"
+    gz.write_bytes(gzip.compress(text.encode()))
+    assert plain.frame.equals(read_rpw(gz).frame)
+
+
+def test_corrupt_gzip(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv.gz"
+    bad.write_bytes(b"\x1f\x8b\x08\x00" + b"not really gzip" * 10)
+    with pytest.raises(ImportFileError, match="not a readable gzip file"):
+        read_rpw(bad)
+
+
+def test_truncated_gzip(tmp_path: Path) -> None:
+    data = RPW_GZ.read_bytes()
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImportFileError, match=r"gzip.*ended before"):
+        read_rpw(cut)
+
+
+def test_truncated_csv_names_the_line(tmp_path: Path) -> None:
+    text = head(20)
+    cut = text[: len(text) - 200]  # ends in the middle of line 20
+    with pytest.raises(ImportFileError, match=r"line 20: .*(fields|cut short)") as err:
+        read_rpw(write(tmp_path, cut))
+    assert err.value.line == 20
+
+
+def test_missing_column(tmp_path: Path) -> None:
+    lines = head(5).splitlines()
+    header = lines[0].split(",")
+    drop = header.index("cc1 total cost %")
+    rows = [",".join(f for i, f in enumerate(line.split(",")) if i != drop) for line in lines]
+    with pytest.raises(ImportFileError, match=r"line 1: missing required column.*cc1 total cost %"):
+        read_rpw(write(tmp_path, "\n".join(rows) + "\n"))
+
+
+def test_bad_values_reject_only_their_row(tmp_path: Path) -> None:
+    lines = head(6).splitlines()
+    header = lines[0].split(",")
+
+    def edit(line: str, column: str, value: str) -> str:
+        fields = line.split(",")
+        fields[header.index(column)] = value
+        return ",".join(fields)
+
+    lines[2] = edit(lines[2], "firm_type", "Hawala")  # line 3
+    lines[3] = edit(lines[3], "cc1 lcu fee", "fifteen")  # line 4
+    lines[4] = edit(lines[4], "period", "2011-Q9")  # line 5
+    read = read_rpw(write(tmp_path, "\n".join(lines) + "\n"))
+    assert [(r.line, r.reason) for r in read.rejected] == [
+        (3, "unknown firm_type label Hawala"),
+        (4, "cc1 lcu fee is not a number: fifteen"),
+        (5, "period 2011-Q9 is not a quarter like 2011_1Q"),
+    ]
+    assert read.unknown_labels == {"firm_type": {"Hawala"}}
+    assert read.rows_read == 5
+    assert read.rows_kept == 2
+
+
+def test_non_transparent_margin_is_unknown(tmp_path: Path) -> None:
+    with gzip.open(RPW_GZ, "rt", encoding="utf-8") as fh:
+        text = head(1) + "".join(line for line in fh if ",no," in line and "AUSFJI" in line)
+    read = read_rpw(write(tmp_path, text))
+    assert read.frame.height > 0
+    assert read.frame["transparent"].to_list() == [False] * read.frame.height
+    assert read.frame["fx_margin_reported"].null_count() == read.frame.height
+    assert read.frame["applied_rate"].null_count() == read.frame.height
+    assert read.frame["fee"].null_count() == 0
+
+
+def _workbook(tmp_path: Path) -> Path:
+    old = pl.read_csv(head(4).encode(), infer_schema=False)
+    new = (
+        pl.read_csv(head(4).encode(), infer_schema=False)
+        .drop("product", "sending location", "pick-up method")
+        .with_columns(
+            pl.lit("2016_2Q").alias("period"),
+            pl.lit("Yes").alias("transparent"),
+            pl.lit("Cash").alias("payment instrument"),
+            pl.Series("access point", ["Agent", "Agent", "Teleport"]),
+            pl.lit("Cash").alias("pickup method"),
+            # the workbook stores numbers as numbers
+            pl.col("cc1 total cost %").cast(pl.Float64),
+        )
+    )
+    path = tmp_path / "rpw.xlsx"
+    import xlsxwriter
+
+    with xlsxwriter.Workbook(path) as wb:
+        old.write_excel(wb, worksheet=SHEET_UP_TO_2016Q1)
+        new.write_excel(wb, worksheet=SHEET_FROM_2016Q2)
+        pl.DataFrame({"legend": ["x"]}).write_excel(wb, worksheet="Legend")
+    return path
+
+
+def test_workbook_with_both_sheets(tmp_path: Path) -> None:
+    read = read_rpw(_workbook(tmp_path))
+    assert read.rows_read == 6
+    assert [(r.sheet, r.line, r.reason) for r in read.rejected] == [
+        (SHEET_FROM_2016Q2, 4, "unknown access point label Teleport")]
+    f = read.frame
+    assert sorted(f["period"].unique().to_list()) == ["2011Q1", "2016Q2"]
+    new = f.filter(pl.col("period") == "2016Q2")
+    assert new.height == 4  # two rows, two price points each
+    assert set(new["pay_in"]) == {"cash"}
+    assert set(new["access_point"]) == {"agent"}
+    assert set(new["product"]) == {""}
+    assert new["transparent"].all()
+    old = f.filter(pl.col("period") == "2011Q1").sort("service_id", "amount_usd")
+    csv = read_rpw(write(tmp_path, head(4))).frame.sort("service_id", "amount_usd")
+    assert old.equals(csv)
+
+
+def test_workbook_without_dataset_sheet(tmp_path: Path) -> None:
+    path = tmp_path / "other.xlsx"
+    pl.DataFrame({"a": [1]}).write_excel(path, worksheet="Sheet1")
+    with pytest.raises(ImportFileError, match="no RPW dataset sheet"):
+        read_rpw(path)
+
+
+def test_not_a_workbook(tmp_path: Path) -> None:
+    path = tmp_path / "broken.xlsx"
+    path.write_bytes(b"PK\x03\x04 this is not a zip")
+    with pytest.raises(ImportFileError, match="not a readable xlsx"):
+        read_rpw(path)
+
+
+def test_required_columns_are_in_the_real_header() -> None:
+    assert set(REQUIRED_COLUMNS) <= set(head(1).strip().split(","))
