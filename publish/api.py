@@ -1,0 +1,715 @@
+"""The public JSON API under ``/v1/``: routes, handlers and the response conventions.
+
+Every JSON response states its ``period``, ``methodology_version``, ``sources`` and
+``licence``; countries go out as ``{alpha2, alpha3, name}``; percentages are in percent;
+unknown is null. Every GET carries an ``ETag`` and ``Cache-Control`` and answers 304 to a
+matching ``If-None-Match``. Collection endpoints have a CSV twin (``.csv`` suffix or
+``Accept: text/csv``). Errors are raised as ``publish.problems.Problem`` and rendered by
+``publish.middleware.errors``. The contract is documented in docs/api.md and
+``/v1/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import hashlib
+import hmac
+import importlib
+import importlib.util
+import io
+import json
+import math
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from corridors import runtime
+from corridors.errors import NoData
+from corridors.reference import REGION_NAMES, countries, currency_code
+from corridors.types import FirmType, PayIn, PayOut
+from metrics import METHODOLOGY_VERSION
+from metrics.indicators import corridor_table
+from publish import middleware, openapi
+from publish.data import (
+    DATA,
+    LICENCE,
+    POSTAL_FIRM_TYPES,
+    TARGET_CORRIDOR,
+    TARGET_GLOBAL,
+    PricePoint,
+    Snapshot,
+    country_ref,
+    data_ctx,
+    finite,
+    period_key,
+    sources_of,
+)
+from publish.params import Params, encode_cursor
+from publish.problems import Problem, bad_parameter, not_found, unprocessable
+
+CACHE_CONTROL = "public, max-age=60"
+JSON = "application/json"
+CSV = "text/csv"
+_PAIR = re.compile(r"^([A-Za-z]{2,3})-([A-Za-z]{2,3})$")
+_RESPONSE_CACHE_MAX = 8192
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+# --- response helpers ------------------------------------------------------------------------
+
+
+def envelope(period: str | None, sources: Iterable[str], **data: Any) -> dict[str, Any]:
+    return {"period": period, "methodology_version": METHODOLOGY_VERSION,
+            "sources": sources_of(list(sources)), "licence": LICENCE, **data}
+
+
+def dumps(payload: Any) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, allow_nan=False,
+                      separators=(",", ":")).encode()
+
+
+def etag_of(body: bytes) -> str:
+    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+
+
+def send(request: web.Request, body: bytes, content_type: str, *, etag: str | None = None,
+         headers: dict[str, str] | None = None, cache_control: str = CACHE_CONTROL,
+         status: int = 200) -> web.Response:
+    """A GET response with ETag and Cache-Control; 304 when the client has this version."""
+    tag = etag or etag_of(body)
+    out = {"ETag": tag, "Cache-Control": cache_control, "Vary": "Accept"}
+    out.update(headers or {})
+    match = request.headers.get("If-None-Match")
+    if match and (match.strip() == "*" or tag in (t.strip().removeprefix("W/")
+                                                   for t in match.split(","))):
+        return web.Response(status=304, headers=out)
+    return web.Response(status=status, body=body, content_type=content_type,
+                        charset="utf-8", headers=out)
+
+
+def wants_csv(request: web.Request) -> bool:
+    if request.path.endswith(".csv"):
+        return True
+    accept = request.headers.get("Accept", "")
+    return CSV in accept and JSON not in accept
+
+
+def to_csv(rows: list[dict[str, Any]], columns: list[str]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for r in rows:
+        writer.writerow(["" if r.get(c) is None else
+                         ("true" if r[c] is True else "false" if r[c] is False else r[c])
+                         for c in columns])
+    return buf.getvalue().encode()
+
+
+def _csv_name(request: web.Request, stem: str) -> dict[str, str]:
+    return {"Content-Disposition": f'inline; filename="{stem}.csv"'}
+
+
+def _next_link(request: web.Request, cursor: str | None) -> dict[str, str]:
+    if cursor is None:
+        return {}
+    url = request.rel_url.update_query({"cursor": cursor})
+    return {"Link": f'<{url}>; rel="next"'}
+
+
+async def _snapshot(request: web.Request) -> Snapshot:
+    snap = await request.app[DATA].snapshot()
+    request.app[middleware.TELEMETRY].snapshot_version.set(snap.version)
+    return snap
+
+
+def _cached(snap: Snapshot, key: tuple[Any, ...]) -> tuple[bytes, str] | None:
+    return snap.responses.get(key)
+
+
+def _remember(snap: Snapshot, key: tuple[Any, ...], body: bytes) -> tuple[bytes, str]:
+    if len(snap.responses) >= _RESPONSE_CACHE_MAX:
+        snap.responses.clear()
+    entry = (body, etag_of(body))
+    snap.responses[key] = entry
+    return entry
+
+
+def _pair(request: web.Request) -> tuple[str, str]:
+    text = request.match_info["pair"]
+    m = _PAIR.match(text)
+    if not m:
+        raise bad_parameter("corridor", "the corridor must be FROM-TO with ISO 3166 alpha-2 "
+                                        f"or alpha-3 codes, such as USA-MEX, not {text[:40]!r}")
+    from corridors.reference import country_code
+
+    out = []
+    for name, code in (("from", m.group(1)), ("to", m.group(2))):
+        a3 = country_code(code)
+        if a3 is None:
+            raise unprocessable(name, f"{name}: {code!r} is not a known ISO 3166 country code")
+        out.append(a3)
+    return out[0], out[1]
+
+
+def _corridor_periods(snap: Snapshot, src: str, dst: str) -> dict[str, list[PricePoint]]:
+    by_period = snap.index.get((src, dst))
+    if not by_period:
+        raise not_found(f"no quotes for the corridor {src} → {dst}", corridor=f"{src}-{dst}")
+    return by_period
+
+
+def _distance(average: float | None, target: float) -> float | None:
+    return None if average is None else average - target
+
+
+def _corridor_summary(row: dict[str, Any] | None) -> dict[str, Any]:
+    if row is None:
+        return {"average": None, "smart": None, "median": None, "services": 0,
+                "transparent_services": 0, "above_5": None, "above_10": None,
+                "too_few_services": None, "no_transparent_service": None,
+                "points_above_3": None, "points_above_5": None, "cheapest": None}
+    avg = finite(row["average"])
+    return {
+        "average": avg,
+        "smart": finite(row["smart"]),
+        "median": finite(row["median"]),
+        "services": row["services"],
+        "transparent_services": row["transparent_services"],
+        "above_5": row["above_5"],
+        "above_10": row["above_10"],
+        "too_few_services": row["too_few_services"],
+        "no_transparent_service": row["no_transparent_service"],
+        "points_above_3": _distance(avg, TARGET_GLOBAL),
+        "points_above_5": _distance(avg, TARGET_CORRIDOR),
+        "cheapest": None if row["cheapest_firm"] is None else {
+            "provider": row["cheapest_firm"], "firm_type": row["cheapest_firm_type"],
+            "product": row["cheapest_product"] or None,
+            "total_cost_pct": finite(row["cheapest_total_cost"])},
+    }
+
+
+# --- /v1/compare ---------------------------------------------------------------------------
+
+
+COMPARE_PARAMS = frozenset({"from", "to", "amount", "currency", "payin", "payout", "period"})
+SERVICE_CSV_COLUMNS = [
+    "rank", "provider", "firm_type", "product", "fee", "fee_currency", "applied_rate",
+    "reference_rate", "reference_rate_source", "reference_rate_at", "fee_pct",
+    "fx_margin_pct", "total_cost_pct", "amount_received", "amount_received_basis",
+    "amount_received_if_fee_on_top", "amount_received_if_fee_deducted", "receive_currency",
+    "speed", "pay_in", "pay_out", "access_point", "transparent", "collected_at", "source",
+    "service_id",
+]
+
+
+def _nearest(points: list[PricePoint], amount: Decimal, by_usd: bool) -> PricePoint:
+    def distance(p: PricePoint) -> tuple[float, float]:
+        priced = p.amount_usd if by_usd else p.send_amount
+        # Relative distance: 300 is nearer 200 than 500 (log 1.5 < log 1.67).
+        return (abs(math.log(float(amount) / priced)), priced)
+    return min(points, key=distance)
+
+
+def _filtered(entries: list[dict[str, Any]], payin: str | None, payout: str | None,
+              ranked: bool) -> list[dict[str, Any]]:
+    out = [e for e in entries if (payin is None or e["pay_in"] == payin)
+           and (payout is None or e["pay_out"] == payout)]
+    if ranked and (payin or payout):
+        out = [{**e, "rank": i} for i, e in enumerate(out, 1)]
+    return out
+
+
+def compare_document(snap: Snapshot, src: str, dst: str, amount: Decimal,
+                     currency: str | None, payin: str | None, payout: str | None,
+                     period: str | None) -> dict[str, Any]:
+    by_period = _corridor_periods(snap, src, dst)
+    if period is not None and period not in by_period:
+        raise not_found(f"no quotes for the corridor {src} → {dst} in {period}; it has "
+                        f"{', '.join(sorted(by_period, key=period_key))}",
+                        corridor=f"{src}-{dst}")
+    label = period or max(by_period, key=period_key)
+    points = by_period[label]
+    send_currency = points[0].send_currency
+    if currency is not None and currency not in (send_currency, "USD"):
+        raise unprocessable("currency", f"currency must be the sending currency of "
+                                        f"{src} → {dst} ({send_currency}) or USD, not {currency}")
+    by_usd = currency == "USD" and send_currency != "USD"
+    point = _nearest(points, amount, by_usd)
+    priced = Decimal(point.amount_usd) if by_usd else Decimal(repr(point.send_amount))
+    exact = priced == amount
+    row = snap.corridor_row(label, point.amount_usd, src, dst)
+    services = _filtered(point.services, payin, payout, True)
+    apart = _filtered(point.non_transparent, payin, payout, False)
+    srcs = {e["source"] for e in services + apart} or set(point.sources)
+    return envelope(
+        label, srcs,
+        **{"from": country_ref(src), "to": country_ref(dst)},
+        amount=float(amount),
+        currency=currency or send_currency,
+        send_currency=send_currency,
+        priced_amount=float(priced),
+        priced_send_amount=point.send_amount,
+        priced_amount_usd=point.amount_usd,
+        approximate=not exact,
+        approximation=None if exact else (
+            f"not priced at {amount:f} {currency or send_currency}: these are the quotes at "
+            f"the nearest priced amount, {priced:f} {currency or send_currency}, unscaled"),
+        priced_amounts=[p.send_amount for p in points],
+        filters={"payin": payin, "payout": payout},
+        corridor=_corridor_summary(row),
+        ranked_by=point.ranked_by,
+        services=services,
+        non_transparent=apart,
+    )
+
+
+async def compare(request: web.Request) -> web.StreamResponse:
+    p = Params(request.query, COMPARE_PARAMS)
+    src = p.country("from", required=True)
+    dst = p.country("to", required=True)
+    amount = p.amount("amount", required=True)
+    currency_text = p.raw("currency")
+    currency = None
+    if currency_text is not None:
+        currency = currency_code(currency_text[:10]) if re.match(r"^[A-Za-z]{3}$",
+                                                                 currency_text) else None
+        if currency is None:
+            raise bad_parameter("currency", "currency must be an ISO 4217 code such as USD, "
+                                            f"not {currency_text[:40]!r}")
+    payin = p.choice("payin", tuple(x.value for x in PayIn))
+    payout = p.choice("payout", tuple(x.value for x in PayOut))
+    period = p.period()
+    assert src and dst and amount is not None
+    if src == dst:
+        raise unprocessable("to", "to must differ from from: a corridor joins two countries")
+    fmt = "csv" if wants_csv(request) else "json"
+    snap = await _snapshot(request)
+    key = ("compare", src, dst, amount.normalize(), currency, payin, payout, period, fmt)
+    hit = _cached(snap, key)
+    if hit is None:
+        doc = compare_document(snap, src, dst, amount, currency, payin, payout, period)
+        if fmt == "csv":
+            body = to_csv(doc["services"] + doc["non_transparent"], SERVICE_CSV_COLUMNS)
+        else:
+            body = dumps(doc)
+        hit = _remember(snap, key, body)
+    body, tag = hit
+    if fmt == "csv":
+        return send(request, body, CSV, etag=tag, headers=_csv_name(request, f"{src}-{dst}"))
+    return send(request, body, JSON, etag=tag)
+
+
+# --- /v1/corridors ---------------------------------------------------------------------------
+
+
+CORRIDORS_PARAMS = frozenset({"from", "to", "above", "region", "firm_type", "amount", "cursor",
+                              "limit"})
+CORRIDOR_CSV_COLUMNS = [
+    "from", "to", "period", "amount_usd", "average", "smart", "median", "services",
+    "transparent_services", "above_5", "above_10", "too_few_services", "no_transparent_service",
+    "points_above_3", "points_above_5", "receiving_region", "cheapest_provider",
+    "cheapest_total_cost_pct",
+]
+
+
+def _latest_rows(snap: Snapshot, amount_usd: int) -> list[dict[str, Any]]:
+    """Each corridor's row in its latest period at this price point (cached per snapshot)."""
+    key = ("latest_rows", amount_usd)
+    cached = snap.responses.get(key)
+    if cached is not None:
+        return cached  # type: ignore[return-value]
+    order = {label: i for i, label in enumerate(snap.periods)}
+    table = snap.corridor_table.filter(pl.col("amount_usd") == amount_usd).with_columns(
+        pl.col("period").replace_strict(order, return_dtype=pl.Int64).alias("_order"))
+    latest = (table.filter(pl.col("_order") == pl.col("_order").max()
+                           .over("source_code", "destination_code"))
+              .sort("source_code", "destination_code"))
+    rows = latest.to_dicts()
+    snap.responses[key] = rows  # type: ignore[assignment]
+    return rows
+
+
+def _corridor_item(row: dict[str, Any]) -> dict[str, Any]:
+    dst = countries().get(row["destination_code"])
+    region = dst.region if dst else None
+    summary = _corridor_summary(row)
+    return {
+        "from": country_ref(row["source_code"]), "to": country_ref(row["destination_code"]),
+        "period": row["period"], "amount_usd": row["amount_usd"],
+        **{k: summary[k] for k in ("average", "smart", "median", "services",
+                                   "transparent_services", "above_5", "above_10",
+                                   "too_few_services", "no_transparent_service",
+                                   "points_above_3", "points_above_5", "cheapest")},
+        "receiving_region": None if region is None else {"code": region,
+                                                         "name": REGION_NAMES.get(region)},
+        "sources": row["sources"] or [],
+    }
+
+
+def _flat_corridor(item: dict[str, Any]) -> dict[str, Any]:
+    out = {k: item.get(k) for k in CORRIDOR_CSV_COLUMNS}
+    out["from"], out["to"] = item["from"]["alpha3"], item["to"]["alpha3"]
+    out["receiving_region"] = (item["receiving_region"] or {}).get("code")
+    cheapest = item["cheapest"] or {}
+    out["cheapest_provider"] = cheapest.get("provider")
+    out["cheapest_total_cost_pct"] = cheapest.get("total_cost_pct")
+    return out
+
+
+async def corridors_list(request: web.Request) -> web.StreamResponse:
+    p = Params(request.query, CORRIDORS_PARAMS)
+    src, dst = p.country("from"), p.country("to")
+    above = p.number("above", low=-100, high=100)
+    region = p.choice("region", tuple(REGION_NAMES))
+    firm_type = p.choice("firm_type", tuple(x.value for x in FirmType))
+    amount_usd = p.price_point()
+    cursor, limit = p.cursor(), p.limit()
+    snap = await _snapshot(request)
+    rows = _latest_rows(snap, amount_usd)
+    selected = []
+    for r in rows:
+        if (src and r["source_code"] != src) or (dst and r["destination_code"] != dst):
+            continue
+        if above is not None and not (r["average"] is not None and r["average"] > above):
+            continue
+        if region:
+            c = countries().get(r["destination_code"])
+            if c is None or c.region != region:
+                continue
+        if firm_type and firm_type not in (r["firm_types"] or []):
+            continue
+        selected.append(r)
+    page = [r for r in selected
+            if cursor is None or f"{r['source_code']}-{r['destination_code']}" > cursor]
+    more = len(page) > limit
+    page = page[:limit]
+    next_cursor = (encode_cursor(f"{page[-1]['source_code']}-{page[-1]['destination_code']}")
+                   if more else None)
+    items = [_corridor_item(r) for r in page]
+    headers = _next_link(request, next_cursor)
+    if wants_csv(request):
+        body = to_csv([_flat_corridor(i) for i in items], CORRIDOR_CSV_COLUMNS)
+        return send(request, body, CSV, headers={**headers, **_csv_name(request, "corridors")})
+    latest = max((r["period"] for r in page), key=period_key, default=None)
+    srcs = {s for r in page for s in (r["sources"] or [])}
+    body = dumps(envelope(latest, srcs, amount_usd=amount_usd, count=len(selected),
+                          next_cursor=next_cursor, corridors=items))
+    return send(request, body, JSON, headers=headers)
+
+
+CORRIDOR_PARAMS = frozenset({"amount", "period"})
+
+
+async def corridor_detail(request: web.Request) -> web.StreamResponse:
+    src, dst = _pair(request)
+    p = Params(request.query, CORRIDOR_PARAMS)
+    amount_usd, period = p.price_point(), p.period()
+    snap = await _snapshot(request)
+    by_period = _corridor_periods(snap, src, dst)
+    labels = [lb for lb in sorted(by_period, key=period_key)
+              if any(pp.amount_usd == amount_usd for pp in by_period[lb])]
+    if period is not None:
+        if period not in labels:
+            raise not_found(f"no quotes for {src} → {dst} at USD {amount_usd} in {period}",
+                            corridor=f"{src}-{dst}")
+        label = period
+    elif labels:
+        label = labels[-1]
+    else:
+        raise not_found(f"no quotes for {src} → {dst} at USD {amount_usd}",
+                        corridor=f"{src}-{dst}")
+    point = next(pp for pp in by_period[label] if pp.amount_usd == amount_usd)
+    row = snap.corridor_row(label, amount_usd, src, dst)
+    base = f"/v1/corridors/{src}-{dst}"
+    body = dumps(envelope(
+        label, point.sources, **{"from": country_ref(src), "to": country_ref(dst)},
+        amount_usd=amount_usd, send_amount=point.send_amount, send_currency=point.send_currency,
+        periods=labels, indicators=_corridor_summary(row), ranked_by=point.ranked_by,
+        services=point.services, non_transparent=point.non_transparent,
+        links={"history": f"{base}/history?amount={amount_usd}",
+               "compare": f"/v1/compare?from={src}&to={dst}&amount={point.send_amount:g}"}))
+    return send(request, body, JSON)
+
+
+HISTORY_PARAMS = frozenset({"amount", "cursor", "limit"})
+HISTORY_CSV_COLUMNS = ["period", "amount_usd", "average", "smart", "median", "services",
+                       "transparent_services", "above_5", "above_10", "too_few_services",
+                       "no_transparent_service"]
+
+
+async def corridor_history(request: web.Request) -> web.StreamResponse:
+    src, dst = _pair(request)
+    p = Params(request.query, HISTORY_PARAMS)
+    amount_usd, cursor, limit = p.price_point(), p.cursor(), p.limit()
+    snap = await _snapshot(request)
+    _corridor_periods(snap, src, dst)
+    rows = snap.corridor_table.filter(
+        pl.col("source_code") == src, pl.col("destination_code") == dst,
+        pl.col("amount_usd") == amount_usd).to_dicts()
+    rows.sort(key=lambda r: period_key(r["period"]))
+    if cursor is not None:
+        try:
+            after = period_key(cursor)
+        except ValueError:
+            raise bad_parameter("cursor", "cursor is not a cursor this API gave out") from None
+        rows = [r for r in rows if period_key(r["period"]) > after]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1]["period"]) if more else None
+    items = []
+    for r in rows:
+        s = _corridor_summary(r)
+        items.append({"period": r["period"], "amount_usd": r["amount_usd"],
+                      **{k: s[k] for k in HISTORY_CSV_COLUMNS[2:]},
+                      "points_above_5": s["points_above_5"], "sources": r["sources"] or []})
+    headers = _next_link(request, next_cursor)
+    if wants_csv(request):
+        return send(request, to_csv(items, HISTORY_CSV_COLUMNS), CSV,
+                    headers={**headers, **_csv_name(request, f"{src}-{dst}-history")})
+    latest = items[-1]["period"] if items else None
+    srcs = {s for i in items for s in i["sources"]}
+    body = dumps(envelope(latest, srcs, **{"from": country_ref(src), "to": country_ref(dst)},
+                          amount_usd=amount_usd, next_cursor=next_cursor, history=items))
+    return send(request, body, JSON, headers=headers)
+
+
+# --- /v1/indicators --------------------------------------------------------------------------
+
+
+INDICATORS_PARAMS = frozenset({"period", "amount"})
+
+
+async def indicators(request: web.Request) -> web.StreamResponse:
+    p = Params(request.query, INDICATORS_PARAMS)
+    period, amount_usd = p.period(), p.price_point()
+    snap = await _snapshot(request)
+    label = period or snap.latest_period(amount_usd=amount_usd)
+    if label is None:
+        raise not_found("the store has no quotes yet")
+    fmt = "csv" if wants_csv(request) else "json"
+    key = ("indicators", label, amount_usd, fmt)
+    hit = _cached(snap, key)
+    if hit is None:
+        try:
+            doc = await request.app[DATA].indicators(snap, label, amount_usd)
+        except NoData:
+            raise not_found(f"no quotes for {label} at USD {amount_usd}; periods with data: "
+                            f"{', '.join(snap.periods) or 'none'}") from None
+        if fmt == "csv":
+            body = await asyncio.to_thread(lambda: corridor_table(doc).write_csv().encode())
+        else:
+            out = dict(doc)
+            out["corridors"] = [{"from": country_ref(c["source"]), "to":
+                                 country_ref(c["destination"]), **c} for c in doc["corridors"]]
+            used = snap.corridor_table.filter(
+                pl.col("period") == label, pl.col("amount_usd") == amount_usd
+            )["sources"].explode().drop_nulls().unique().to_list()
+            out.pop("period")
+            out.pop("methodology_version")
+            body = dumps(envelope(doc["period"], used or ["rpw"], **out))
+        hit = _remember(snap, key, body)
+    body, tag = hit
+    if fmt == "csv":
+        return send(request, body, CSV, etag=tag,
+                    headers=_csv_name(request, f"indicators-{label}-{amount_usd}"))
+    return send(request, body, JSON, etag=tag)
+
+
+# --- /v1/postal/benchmark -----------------------------------------------------------------------
+
+
+POSTAL_PARAMS = frozenset({"period", "amount", "cursor", "limit"})
+POSTAL_CSV_COLUMNS = [
+    "from", "to", "provider", "firm_type", "product", "transparent", "total_cost_pct",
+    "rank", "ranked_services", "corridor_median", "corridor_average", "smart",
+    "points_above_median", "cheapest_provider", "cheapest_total_cost_pct", "service_id",
+]
+
+
+def postal_rows(services: pl.DataFrame, corridor_rows: pl.DataFrame) -> list[dict[str, Any]]:
+    """Each post-office service of a period against its corridor's market (blocking)."""
+    averaged = pl.col("transparent") & pl.col("total_cost_pct").is_not_null()
+    ranked = services.with_columns(averaged.alias("_averaged")).with_columns(
+        pl.when(pl.col("_averaged")).then(
+            pl.col("total_cost_pct").rank("min").over("source_code", "destination_code",
+                                                      "_averaged")).alias("rank"),
+        pl.col("_averaged").sum().over("source_code", "destination_code")
+        .alias("ranked_services"))
+    postal = (ranked.filter(pl.col("firm_type").is_in(POSTAL_FIRM_TYPES))
+              .join(corridor_rows, on=["source_code", "destination_code"], how="left")
+              .sort("source_code", "destination_code", "firm", "product", "service_id"))
+    out = []
+    for r in postal.iter_rows(named=True):
+        total, median = finite(r["total_cost_pct"]), finite(r["median"])
+        transparent = bool(r["_averaged"])
+        out.append({
+            "from": country_ref(r["source_code"]), "to": country_ref(r["destination_code"]),
+            "provider": r["firm"], "firm_type": r["firm_type"], "product": r["product"] or None,
+            "service_id": r["service_id"], "transparent": transparent,
+            "total_cost_pct": total if transparent else None,
+            "rank": int(r["rank"]) if r["rank"] is not None else None,
+            "ranked_services": int(r["ranked_services"]),
+            "corridor_median": median, "corridor_average": finite(r["average"]),
+            "smart": finite(r["smart"]),
+            "points_above_median": (total - median if transparent and median is not None
+                                    else None),
+            "cheapest": None if r["cheapest_firm"] is None else {
+                "provider": r["cheapest_firm"], "firm_type": r["cheapest_firm_type"],
+                "product": r["cheapest_product"] or None,
+                "total_cost_pct": finite(r["cheapest_total_cost"])},
+        })
+    return out
+
+
+async def postal_benchmark(request: web.Request) -> web.StreamResponse:
+    p = Params(request.query, POSTAL_PARAMS)
+    period, amount_usd, cursor, limit = p.period(), p.price_point(), p.cursor(), p.limit()
+    snap = await _snapshot(request)
+    label = period or snap.latest_period(amount_usd=amount_usd)
+    if label is None or (label, amount_usd) not in snap.services:
+        raise not_found(f"no quotes for {label or 'any period'} at USD {amount_usd}; periods "
+                        f"with data: {', '.join(snap.periods) or 'none'}")
+    key = ("postal_rows", label, amount_usd)
+    rows = snap.responses.get(key)
+    if rows is None:
+        corridor_rows = snap.corridor_table.filter(
+            pl.col("period") == label, pl.col("amount_usd") == amount_usd).select(
+            "source_code", "destination_code", "median", "average", "smart", "cheapest_firm",
+            "cheapest_firm_type", "cheapest_product", "cheapest_total_cost")
+        rows = await asyncio.to_thread(postal_rows, snap.services[(label, amount_usd)],
+                                       corridor_rows)
+        snap.responses[key] = rows  # type: ignore[assignment]
+    assert isinstance(rows, list)
+    offset = 0
+    if cursor is not None:
+        if not cursor.startswith("o:") or not cursor[2:].isdigit():
+            raise bad_parameter("cursor", "cursor is not a cursor this API gave out")
+        offset = int(cursor[2:])
+    page = rows[offset:offset + limit]
+    next_cursor = encode_cursor(f"o:{offset + limit}") if offset + limit < len(rows) else None
+    headers = _next_link(request, next_cursor)
+    if wants_csv(request):
+        flat = []
+        for item in page:
+            f = {k: item.get(k) for k in POSTAL_CSV_COLUMNS}
+            f["from"], f["to"] = item["from"]["alpha3"], item["to"]["alpha3"]
+            f["cheapest_provider"] = (item["cheapest"] or {}).get("provider")
+            f["cheapest_total_cost_pct"] = (item["cheapest"] or {}).get("total_cost_pct")
+            flat.append(f)
+        return send(request, to_csv(flat, POSTAL_CSV_COLUMNS), CSV,
+                    headers={**headers, **_csv_name(request, f"postal-{label}")})
+    used = snap.corridor_table.filter(pl.col("period") == label)["sources"].explode() \
+        .drop_nulls().unique().to_list()
+    body = dumps(envelope(label, used, amount_usd=amount_usd, count=len(rows),
+                          next_cursor=next_cursor, services=page))
+    return send(request, body, JSON, headers=headers)
+
+
+# --- the contract, metrics, admin -------------------------------------------------------------
+
+
+async def openapi_json(request: web.Request) -> web.StreamResponse:
+    return send(request, dumps(openapi.document()), JSON)
+
+
+async def prometheus(request: web.Request) -> web.StreamResponse:
+    telemetry = request.app[middleware.TELEMETRY]
+    store = request.app[runtime.STORE]
+    for run in await store.last_runs():
+        telemetry.run_started.labels(run["source"], run["status"]).set(
+            run["started_at"].timestamp())
+        telemetry.run_stored.labels(run["source"]).set(run["quotes_stored"])
+        telemetry.run_quarantined.labels(run["source"]).set(run["quotes_quarantined"])
+    return web.Response(body=generate_latest(telemetry.registry),
+                        headers={"Content-Type": CONTENT_TYPE_LATEST,
+                                 "Cache-Control": "no-store"})
+
+
+def _authorise(request: web.Request) -> None:
+    token = request.app[runtime.CONFIG].admin_token
+    if token is None:
+        raise not_found("admin actions are off: no SENDCOST_ADMIN_TOKEN is set")
+    given = request.headers.get("Authorization", "")
+    scheme, _, value = given.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(),
+                                                             token.encode()):
+        raise Problem(401, "admin actions need the header Authorization: Bearer <token>",
+                      headers={"WWW-Authenticate": 'Bearer realm="sendcost-admin"'})
+
+
+async def admin_collect(request: web.Request) -> web.StreamResponse:
+    _authorise(request)
+    p = Params(request.query, frozenset({"source"}))
+    source = p.raw("source")
+    scheduler = request.app.get(runtime.SCHEDULER)
+    jobs = [j for j in (scheduler.get_jobs() if scheduler else [])
+            if j.id.startswith("collect") and (source is None or source in j.id.split(":"))]
+    if not jobs:
+        raise not_found("no collection job is scheduled" +
+                        (f" for source {source!r}" if source else ""))
+    now = dt.datetime.now(dt.UTC)
+    for job in jobs:
+        job.modify(next_run_time=now)
+    return web.json_response({"status": "triggered", "jobs": sorted(j.id for j in jobs),
+                              "at": now.isoformat()}, status=202,
+                             headers={"Cache-Control": "no-store"})
+
+
+async def admin_bulletin(request: web.Request) -> web.StreamResponse:
+    _authorise(request)
+    p = Params(request.query, frozenset({"period"}))
+    period = p.period()
+    if importlib.util.find_spec("publish.bulletin") is None:
+        raise not_found("bulletin publishing is not installed in this service")
+    module = importlib.import_module("publish.bulletin")
+    publish = getattr(module, "publish_bulletin", None)
+    if publish is None:
+        raise not_found("publish.bulletin has no publish_bulletin(app, period) action")
+    result = await publish(request.app, period)
+    return web.json_response({"status": "published", "period": period,
+                              "result": result if isinstance(result, dict) else None},
+                             status=202, headers={"Cache-Control": "no-store"})
+
+
+# --- wiring -----------------------------------------------------------------------------------
+
+
+def _collection(router: web.UrlDispatcher, path: str, handler: Handler, name: str) -> None:
+    """A collection endpoint and its CSV twin."""
+    router.add_get(path, handler, name=name)
+    router.add_get(path + ".csv", handler, name=name + "_csv")
+
+
+def setup_routes(app: web.Application) -> None:
+    """Routes, middlewares and the snapshot of the public API and page (called by wiring)."""
+    from publish import page
+
+    middleware.install(app, rate_limit_per_minute=app[runtime.CONFIG].api.rate_limit_per_minute)
+    app.cleanup_ctx.append(data_ctx)
+    r = app.router
+    _collection(r, "/v1/compare", compare, "compare")
+    _collection(r, "/v1/corridors", corridors_list, "corridors")
+    r.add_get("/v1/corridors/{pair}", corridor_detail, name="corridor")
+    _collection(r, "/v1/corridors/{pair}/history", corridor_history, "corridor_history")
+    _collection(r, "/v1/indicators", indicators, "indicators")
+    _collection(r, "/v1/postal/benchmark", postal_benchmark, "postal_benchmark")
+    r.add_get("/v1/openapi.json", openapi_json, name="openapi")
+    r.add_get("/metrics", prometheus, name="metrics")
+    r.add_post("/v1/admin/collect", admin_collect, name="admin_collect")
+    r.add_post("/v1/admin/bulletin", admin_bulletin, name="admin_bulletin")
+    r.add_get("/", page.home, name="page")
+    r.add_static("/static/", Path(__file__).parent / "static", name="static")
+    # The bulletin engineer's routes (listing, files) plug in here when the module exists.
+    if importlib.util.find_spec("publish.bulletin") is not None:
+        module = importlib.import_module("publish.bulletin")
+        if hasattr(module, "setup_routes"):
+            module.setup_routes(app)

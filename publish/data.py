@@ -1,0 +1,448 @@
+"""What the API serves, read from the store once and kept in memory until new quotes arrive.
+
+A ``Snapshot`` is every quote of the store as a Polars frame plus what the endpoints read
+from it (the per-corridor quote index of ``/v1/compare``, the corridor table of every period,
+the services of each period). It is rebuilt in a worker thread when ``max(quotes.id)``
+changes; until the new one is ready, requests keep reading the old one. Indicator documents
+are computed on first request for a (period, amount) and cached in their snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import io
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+from aiohttp import web
+
+from corridors import runtime
+from corridors.errors import BadPeriod, NoData
+from corridors.frame import QUOTE_FRAME_SCHEMA
+from corridors.periods import Period, parse_period
+from corridors.reference import REGION_NAMES, countries, countries_frame
+from corridors.store import Store
+from metrics import METHODOLOGY_VERSION
+from metrics import corridors as cor
+from metrics.cost import fee_pct, fx_margin_pct, total_cost_pct
+from metrics.indicators import compute_indicators
+from metrics.services import services_in_period
+
+log = logging.getLogger(__name__)
+
+#: The price points of RPW and of sendcost's collectors.
+PRICE_POINTS = (200, 500)
+#: How often the store is asked whether new quotes arrived (seconds).
+REFRESH_SECONDS = 5.0
+#: SDG 10.c targets, in percent.
+TARGET_CORRIDOR = 5.0
+TARGET_GLOBAL = 3.0
+
+LICENCE = "CC BY 4.0"
+KNOWN_SOURCES: dict[str, dict[str, Any]] = {
+    "rpw": {
+        "name": "rpw",
+        "title": "The World Bank, Remittance Prices Worldwide",
+        "url": "https://remittanceprices.worldbank.org",
+        "licence": "CC BY 4.0",
+    },
+}
+
+POSTAL_FIRM_TYPES = ("post_office", "post_office_mto")
+
+_QUOTES_SQL = """
+SELECT q.id, q.period, c.source_code, c.destination_code, f.name AS firm, f.firm_type,
+       s.product, s.service_key AS service_id, s.speed, s.pay_in, s.pay_out, s.access_point,
+       q.amount_usd::integer AS amount_usd, q.send_amount::float8 AS send_amount,
+       q.send_currency, q.receive_currency, q.fee::float8 AS fee,
+       q.applied_rate::float8 AS applied_rate, q.reference_rate::float8 AS reference_rate,
+       q.reference_source, q.reference_at,
+       q.fx_margin_reported::float8 AS fx_margin_reported,
+       q.total_cost_reported::float8 AS total_cost_reported,
+       q.received_amount::float8 AS received_amount, q.fee_deducted, q.transparent,
+       ('reference_stale' = ANY (q.flags)) AS reference_stale, q.source, q.collected_at
+FROM quotes q
+JOIN services s ON s.id = q.service_id
+JOIN corridors c ON c.id = s.corridor_id
+JOIN firms f ON f.id = s.firm_id
+WHERE q.id <= $1
+"""
+
+_SCHEMA: dict[str, pl.DataType] = {
+    "id": pl.Int64(),
+    **{k: v for k, v in QUOTE_FRAME_SCHEMA.items() if k != "collected_at"},
+    "reference_at": pl.Datetime("us", "UTC"),
+    "fee_deducted": pl.Boolean(),
+    "collected_at": pl.Datetime("us", "UTC"),
+}
+
+
+def sources_of(names: set[str] | list[str]) -> list[dict[str, Any]]:
+    """Provenance entries for the data sources named (``rpw``, a collector's name)."""
+    return [KNOWN_SOURCES.get(n, {"name": n, "title": n, "url": None, "licence": None})
+            for n in sorted(set(names))]
+
+
+def country_ref(alpha3: str) -> dict[str, Any]:
+    c = countries().get(alpha3)
+    if c is None:
+        return {"alpha2": None, "alpha3": alpha3, "name": None}
+    return {"alpha2": c.alpha2, "alpha3": c.alpha3, "name": c.name}
+
+
+def period_key(label: str) -> tuple[dt.datetime, int]:
+    """Order periods by when they end; at equal ends a month comes before its quarter."""
+    p = parse_period(label)
+    return (p.end, 1 if p.is_quarter else 0)
+
+
+def finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: an undefined figure is null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _money(value: float | None) -> float | None:
+    value = finite(value)
+    return None if value is None else round(value, 2)
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+# --- the snapshot ------------------------------------------------------------------------------
+
+
+@dataclass
+class PricePoint:
+    """The quotes of one corridor in one period at one send amount."""
+
+    send_amount: float
+    amount_usd: int
+    send_currency: str
+    receive_currency: str | None
+    services: list[dict[str, Any]]  # ranked transparent services
+    non_transparent: list[dict[str, Any]]
+    ranked_by: str
+    sources: list[str]
+
+
+@dataclass
+class Snapshot:
+    version: int
+    built_at: float
+    quotes: pl.DataFrame
+    periods: list[str]  # sorted oldest → latest
+    # (source, destination) → period label → price points (sorted by send amount)
+    index: dict[tuple[str, str], dict[str, list[PricePoint]]]
+    # one row per (period, amount_usd, corridor): averages, SmaRT, flags, cheapest, median
+    corridor_table: pl.DataFrame
+    # (period, amount_usd) → services frame (metrics.services_in_period) with firm types
+    services: dict[tuple[str, int], pl.DataFrame]
+    indicators: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    responses: dict[tuple[Any, ...], tuple[bytes, str]] = field(default_factory=dict)
+
+    def latest_period(self, *, amount_usd: int | None = None) -> str | None:
+        if amount_usd is None:
+            return self.periods[-1] if self.periods else None
+        for label in reversed(self.periods):
+            if (label, amount_usd) in self.services:
+                return label
+        return None
+
+    def corridor_periods(self, source: str, destination: str) -> list[str]:
+        return sorted(self.index.get((source, destination), {}), key=period_key)
+
+    def corridor_row(self, period: str, amount_usd: int, source: str,
+                     destination: str) -> dict[str, Any] | None:
+        rows = self.corridor_table.filter(
+            pl.col("period") == period, pl.col("amount_usd") == amount_usd,
+            pl.col("source_code") == source, pl.col("destination_code") == destination)
+        return rows.row(0, named=True) if rows.height else None
+
+
+def _service_entry(r: dict[str, Any]) -> dict[str, Any]:
+    amount, fee, rate = r["send_amount"], r["fee"], r["applied_rate"]
+    received = _money(r["received_amount"])
+    basis = "reported" if received is not None else None
+    if_on_top = _money(amount * rate) if rate is not None else None
+    if_deducted = (_money((amount - fee) * rate)
+                   if rate is not None and fee is not None else None)
+    if received is None and r["fee_deducted"] is not None:
+        received = if_deducted if r["fee_deducted"] else if_on_top
+        basis = "fee_deducted" if r["fee_deducted"] else "fee_on_top"
+    return {
+        "provider": r["firm"],
+        "firm_type": r["firm_type"],
+        "product": r["product"] or None,
+        "service_id": r["service_id"],
+        "fee": finite(fee),
+        "fee_currency": r["send_currency"],
+        "applied_rate": finite(rate),
+        "reference_rate": finite(r["reference_rate"]),
+        "reference_rate_source": r["reference_source"],
+        "reference_rate_at": _iso(r["reference_at"]),
+        "fee_pct": finite(r["fee_pct"]),
+        "fx_margin_pct": finite(r["fx_margin_pct"]),
+        "total_cost_pct": finite(r["total_cost_pct"]),
+        "amount_received": received,
+        "amount_received_basis": basis,
+        "amount_received_if_fee_on_top": if_on_top,
+        "amount_received_if_fee_deducted": if_deducted,
+        "receive_currency": r["receive_currency"],
+        "speed": r["speed"],
+        "pay_in": r["pay_in"],
+        "pay_out": r["pay_out"],
+        "access_point": r["access_point"],
+        "transparent": r["transparent"],
+        "collected_at": _iso(r["collected_at"]),
+        "source": r["source"],
+    }
+
+
+def _rank(entries: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """Rank by amount received when every service's is known; otherwise by total cost %,
+    which orders services exactly as what arrives does for a given amount and fee basis."""
+    if entries and all(e["amount_received"] is not None for e in entries):
+        key, ranked_by = (lambda e: (-e["amount_received"], e["provider"], e["service_id"])), \
+            "amount_received"
+    else:
+        key, ranked_by = (lambda e: (e["total_cost_pct"], e["provider"], e["service_id"])), \
+            "total_cost_pct"
+    ranked = sorted(entries, key=key)
+    for i, e in enumerate(ranked, 1):
+        e["rank"] = i
+    return ranked, ranked_by
+
+
+def _build_index(quotes: pl.DataFrame) -> dict[tuple[str, str], dict[str, list[PricePoint]]]:
+    # The latest quote of each service at each send amount in a period (collectors quote
+    # daily; RPW once per period).
+    latest = (
+        quotes.with_columns(fee_pct().alias("fee_pct"), fx_margin_pct().alias("fx_margin_pct"),
+                            total_cost_pct().alias("total_cost_pct"))
+        .sort("collected_at", "id", descending=True)
+        .unique(subset=["period", "service_id", "send_amount"], keep="first",
+                maintain_order=True)
+        .sort("source_code", "destination_code", "period", "send_amount", "service_id")
+    )
+    grouped: dict[tuple[str, str, str, float], list[dict[str, Any]]] = {}
+    for r in latest.iter_rows(named=True):
+        grouped.setdefault((r["source_code"], r["destination_code"], r["period"],
+                            r["send_amount"]), []).append(r)
+    index: dict[tuple[str, str], dict[str, list[PricePoint]]] = {}
+    for (src, dst, period, amount), rows in grouped.items():
+        entries = [_service_entry(r) for r in rows]
+        ranked, ranked_by = _rank([e for e in entries if e["transparent"]
+                                   and e["total_cost_pct"] is not None])
+        apart = sorted((e for e in entries if not (e["transparent"]
+                                                   and e["total_cost_pct"] is not None)),
+                       key=lambda e: (e["provider"], e["service_id"]))
+        for e in apart:
+            e["rank"] = None
+        usd = max(set(r["amount_usd"] for r in rows), key=[r["amount_usd"] for r in rows].count)
+        index.setdefault((src, dst), {}).setdefault(period, []).append(PricePoint(
+            send_amount=amount, amount_usd=usd, send_currency=rows[0]["send_currency"],
+            receive_currency=next((r["receive_currency"] for r in rows
+                                   if r["receive_currency"]), None),
+            services=ranked, non_transparent=apart, ranked_by=ranked_by,
+            sources=sorted({r["source"] for r in rows})))
+    return index
+
+
+_CORRIDOR_TABLE_SCHEMA = {
+    "period": pl.String, "amount_usd": pl.Int32, "source_code": pl.String,
+    "destination_code": pl.String, "average": pl.Float64, "services": pl.UInt32,
+    "transparent_services": pl.UInt32, "above_5": pl.Boolean, "above_10": pl.Boolean,
+    "too_few_services": pl.Boolean, "no_transparent_service": pl.Boolean,
+    "smart": pl.Float64, "smart_services": pl.UInt32, "median": pl.Float64,
+    "cheapest_firm": pl.String, "cheapest_firm_type": pl.String,
+    "cheapest_product": pl.String, "cheapest_total_cost": pl.Float64,
+    "firm_types": pl.List(pl.String), "sources": pl.List(pl.String),
+}
+
+
+def build_snapshot(quotes: pl.DataFrame, version: int) -> Snapshot:
+    """Everything the endpoints read, from all quotes of the store (blocking: run in a thread)."""
+    started = time.perf_counter()
+    labels = sorted(quotes["period"].unique().to_list(), key=period_key) if quotes.height else []
+    lazy = quotes.lazy()
+    plans: list[pl.LazyFrame] = []
+    keys: list[tuple[str, int]] = []
+    for label in labels:
+        for usd in PRICE_POINTS:
+            keys.append((label, usd))
+            plans.append(services_in_period(lazy, period=label, amount_usd=usd))
+    services_frames = dict(zip(keys, pl.collect_all(plans), strict=True)) if plans else {}
+    services_frames = {k: v for k, v in services_frames.items() if v.height}
+    # Which sources each service came from (a quarter may mix RPW and collectors' months).
+    service_sources = quotes.group_by("service_id").agg(
+        pl.col("source").unique().sort().alias("sources"))
+    tables = []
+    for (label, usd), s in services_frames.items():
+        sl = s.lazy()
+        averaged = pl.col("transparent") & pl.col("total_cost_pct").is_not_null()
+        table = (
+            cor.corridor_flags(cor.corridor_average(sl))
+            .join(cor.smart(sl), on=list(cor.CORRIDOR), how="left")
+            .join(sl.group_by(*cor.CORRIDOR).agg(
+                pl.col("total_cost_pct").filter(averaged).median().alias("median"),
+                pl.col("firm_type").unique().sort().alias("firm_types")),
+                on=list(cor.CORRIDOR), how="left")
+            .join(cor.cheapest_service(sl).rename({
+                "firm": "cheapest_firm", "firm_type": "cheapest_firm_type",
+                "product": "cheapest_product", "total_cost": "cheapest_total_cost"}),
+                on=list(cor.CORRIDOR), how="left")
+            .join(sl.join(service_sources.lazy(), on="service_id", how="left")
+                  .explode("sources").group_by(*cor.CORRIDOR)
+                  .agg(pl.col("sources").unique().sort()),
+                  on=list(cor.CORRIDOR), how="left")
+            .with_columns(pl.lit(label).alias("period"), pl.lit(usd, pl.Int32).alias("amount_usd"))
+        )
+        tables.append(table)
+    corridor_table = (
+        pl.concat(pl.collect_all(tables), how="diagonal").select(list(_CORRIDOR_TABLE_SCHEMA))
+        .cast(_CORRIDOR_TABLE_SCHEMA)  # type: ignore[arg-type]
+        .sort("source_code", "destination_code", "amount_usd")
+        if tables else pl.DataFrame(schema=_CORRIDOR_TABLE_SCHEMA)
+    )
+    snap = Snapshot(version=version, built_at=time.time(), quotes=quotes, periods=labels,
+                    index=_build_index(quotes) if quotes.height else {},
+                    corridor_table=corridor_table, services=services_frames)
+    log.info("snapshot %d built in %.2f s: %d quotes, %d periods, %d corridors", version,
+             time.perf_counter() - started, quotes.height, len(labels), len(snap.index))
+    return snap
+
+
+async def load_quotes(store: Store, version: int) -> pl.DataFrame:
+    """All quotes up to ``version`` (max id), through COPY: one round trip, no row objects."""
+    buf = io.BytesIO()
+    async with store.pool.acquire() as conn:
+        await conn.copy_from_query(_QUOTES_SQL, version, output=buf, format="csv", header=True)
+    buf.seek(0)
+    if buf.getbuffer().nbytes == 0:
+        return pl.DataFrame(schema=_SCHEMA)
+
+    def parse() -> pl.DataFrame:
+        text_schema = {k: (pl.String if isinstance(v, pl.Datetime | pl.Boolean) else v)
+                       for k, v in _SCHEMA.items()}
+        raw = pl.read_csv(buf, schema=text_schema)
+        return raw.with_columns(
+            *(pl.col(c).str.to_datetime(time_zone="UTC", time_unit="us")
+              for c, v in _SCHEMA.items() if isinstance(v, pl.Datetime)),
+            *(pl.col(c).replace_strict({"t": True, "f": False}, default=None,
+                                       return_dtype=pl.Boolean)
+              for c, v in _SCHEMA.items() if isinstance(v, pl.Boolean)),
+            pl.col("product").fill_null(""),
+        )
+
+    return await asyncio.to_thread(parse)
+
+
+# --- the per-app holder ------------------------------------------------------------------------
+
+
+class ApiData:
+    """The current snapshot of one running service, refreshed when the store changes."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._snapshot: Snapshot | None = None
+        self._lock = asyncio.Lock()
+        self._checked_at = 0.0
+        self._flows: pl.LazyFrame | None = None
+
+    async def store_version(self) -> int:
+        return int(await self.store.pool.fetchval("SELECT coalesce(max(id), 0) FROM quotes"))
+
+    async def refresh(self) -> Snapshot:
+        """Rebuild the snapshot if the store has quotes it does not have."""
+        async with self._lock:
+            version = await self.store_version()
+            self._checked_at = time.monotonic()
+            if self._snapshot is None or self._snapshot.version != version:
+                quotes = await load_quotes(self.store, version)
+                self._snapshot = await asyncio.to_thread(build_snapshot, quotes, version)
+            return self._snapshot
+
+    async def snapshot(self) -> Snapshot:
+        snap = self._snapshot
+        if snap is None:
+            return await self.refresh()
+        if time.monotonic() - self._checked_at > REFRESH_SECONDS and not self._lock.locked():
+            # Checked inline at most every REFRESH_SECONDS, also without the background poller.
+            return await self.refresh()
+        return snap
+
+    def flows(self) -> pl.LazyFrame:
+        if self._flows is None:
+            from importlib import resources
+
+            from collector.rpw import read_bilateral_matrix
+            from metrics.flows import flows_from_matrix
+
+            matrix = read_bilateral_matrix(str(
+                resources.files("corridors") / "data" / "bilateral_remittance_matrix_2011.csv"))
+            self._flows = flows_from_matrix(matrix).flows.lazy()
+        return self._flows
+
+    async def indicators(self, snap: Snapshot, period: str, amount_usd: int) -> dict[str, Any]:
+        """The metrics document of (period, amount), computed once per snapshot."""
+        key = (period, amount_usd)
+        if key not in snap.indicators:
+            def compute() -> dict[str, Any]:
+                return compute_indicators(snap.quotes.lazy(), period=period,
+                                          amount_usd=amount_usd,
+                                          countries=countries_frame().lazy(),
+                                          flows=self.flows())
+            snap.indicators[key] = await asyncio.to_thread(compute)
+        return snap.indicators[key]
+
+
+DATA = web.AppKey("publish_data", ApiData)
+
+
+async def data_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Build the first snapshot in the background and poll the store for new quotes."""
+    data = ApiData(app[runtime.STORE])
+    app[DATA] = data
+
+    async def poll() -> None:
+        while True:
+            try:
+                await data.refresh()
+            except (OSError, NoData, BadPeriod) as exc:  # pragma: no cover - logged, retried
+                log.warning("snapshot refresh failed: %s", exc)
+            except Exception:  # a broken refresh must not stop the poller
+                log.exception("snapshot refresh failed")
+            await asyncio.sleep(REFRESH_SECONDS)
+
+    task = asyncio.create_task(poll(), name="publish-snapshot")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def region_name(code: str | None) -> str | None:
+    return REGION_NAMES.get(code) if code else None
+
+
+def parse_known_period(text: str) -> Period:
+    return parse_period(text)
+
+
+__all__ = [
+    "DATA", "LICENCE", "METHODOLOGY_VERSION", "POSTAL_FIRM_TYPES", "PRICE_POINTS",
+    "TARGET_CORRIDOR", "TARGET_GLOBAL", "ApiData", "PricePoint", "Snapshot", "build_snapshot",
+    "country_ref", "data_ctx", "finite", "period_key", "sources_of",
+]

@@ -1,0 +1,87 @@
+"""RFC 9457 problem details: the one error shape of the public API.
+
+Handlers raise ``Problem`` (or let aiohttp raise its ``HTTPException``s); the error
+middleware in ``publish.middleware`` is the only place that turns either into an
+``application/problem+json`` response. A problem about a request parameter names it in
+``parameter`` and says what was expected in ``detail``.
+"""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+
+PROBLEM_TYPE_BASE = "https://sendcost.org/problems/"
+CONTENT_TYPE = "application/problem+json"
+
+#: Problem type slug per status, documented in docs/api.md.
+SLUGS = {
+    400: "bad-parameter",
+    401: "unauthorized",
+    404: "not-found",
+    405: "method-not-allowed",
+    406: "not-acceptable",
+    413: "request-too-large",
+    414: "query-too-long",
+    422: "unprocessable-parameter",
+    429: "rate-limited",
+    500: "internal-error",
+    503: "unavailable",
+}
+
+
+class Problem(Exception):
+    """An error the API reports to its client (status 4xx or 5xx)."""
+
+    def __init__(self, status: int, detail: str, *, parameter: str | None = None,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.parameter = parameter
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def bad_parameter(parameter: str, detail: str) -> Problem:
+    """400: the parameter is malformed (not a number, not a code, not a period, unknown)."""
+    return Problem(400, detail, parameter=parameter)
+
+
+def unprocessable(parameter: str, detail: str) -> Problem:
+    """422: the parameter is well formed but its value cannot be used."""
+    return Problem(422, detail, parameter=parameter)
+
+
+def not_found(detail: str, **extra: Any) -> Problem:
+    return Problem(404, detail, **extra)
+
+
+def problem_body(status: int, detail: str, *, instance: str | None = None,
+                 parameter: str | None = None, **extra: Any) -> dict[str, Any]:
+    slug = SLUGS.get(status, "error")
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + slug,
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    if instance is not None:
+        body["instance"] = instance
+    if parameter is not None:
+        body["parameter"] = parameter
+    body.update(extra)
+    return body
+
+
+def problem_response(status: int, detail: str, *, instance: str | None = None,
+                     parameter: str | None = None, headers: dict[str, str] | None = None,
+                     **extra: Any) -> web.Response:
+    body = problem_body(status, detail, instance=instance, parameter=parameter, **extra)
+    out_headers = {"Cache-Control": "no-store"}
+    out_headers.update(headers or {})
+    return web.Response(status=status, body=json.dumps(body).encode(),
+                        content_type=CONTENT_TYPE, headers=out_headers)
