@@ -262,7 +262,8 @@ def compare_document(snap: Snapshot, src: str, dst: str, amount: Decimal,
         approximate=not exact,
         approximation=None if exact else (
             f"not priced at {amount:f} {currency or send_currency}: these are the quotes at "
-            f"the nearest priced amount, {priced:f} {currency or send_currency}, unscaled"),
+            f"the nearest priced amount, {priced.normalize():f} {currency or send_currency}, "
+            "unscaled"),
         priced_amounts=[p.send_amount for p in points],
         filters={"payin": payin, "payout": payout},
         corridor=_corridor_summary(row),

@@ -1,0 +1,95 @@
+"""Fixtures shared by the API and page tests: the real RPW data in the session's store, the
+app in-process (aiohttp TestClient) and the app on a real port in a thread of its own (for
+the property-based run and the browser)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from collector.rpw_import import bundled_rpw_path, import_rpw
+from corridors.config import parse_config
+from corridors.db import DatabaseTarget
+from corridors.store import Store
+from sendcost.wiring import create_app
+
+
+def make_app(database_url: str, *, rate_limit: int = 0) -> web.Application:
+    config = parse_config({"service": {"import_rpw_on_empty": False},
+                           "api": {"rate_limit_per_minute": rate_limit}})
+    return create_app(config, DatabaseTarget(database_url, embedded=False))
+
+
+@pytest.fixture(scope="session")
+async def rpw_loaded(store: Store) -> Store:
+    """The bundled RPW data in the shared store (idempotent: other modules may load it too)."""
+    await import_rpw(store, bundled_rpw_path())
+    return store
+
+
+@pytest.fixture(scope="session")
+async def api(rpw_loaded: Store, database_url: str) -> AsyncIterator[TestClient]:
+    async with TestClient(TestServer(make_app(database_url))) as client:
+        yield client
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveServer:
+    """The real app on 127.0.0.1:<port>, served by its own event loop in a thread."""
+
+    def __init__(self, database_url: str) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._database_url = database_url
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="live-api", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # reported by start()
+            self._error = exc
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        runner = web.AppRunner(make_app(self._database_url))
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", self.port).start()
+        self._ready.set()
+        await self._stop.wait()
+        await runner.cleanup()
+
+    def start(self) -> LiveServer:
+        self._thread.start()
+        self._ready.wait(60)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+
+
+@pytest.fixture(scope="session")
+def live_api(rpw_loaded: Store, database_url: str) -> Iterator[str]:
+    server = LiveServer(database_url).start()
+    yield server.url
+    server.stop()

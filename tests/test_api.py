@@ -1,0 +1,496 @@
+"""The public API as a contract: whole bodies on the real RPW data, every error as
+problem+json, caching, CSV twins, pagination, CORS, rate limit and admin actions."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import gzip
+import statistics
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from api_support import api, make_app, rpw_loaded  # noqa: F401  (fixtures)
+
+from collector.rpw_import import bundled_rpw_path
+from corridors import runtime
+from corridors.types import (
+    FIRM_TYPE_FROM_RPW,
+    SPEED_FROM_RPW,
+    access_point_from_rpw,
+    payout_from_rpw,
+)
+from metrics import METHODOLOGY_VERSION
+
+RPW_SOURCE = {"name": "rpw", "title": "The World Bank, Remittance Prices Worldwide",
+              "url": "https://remittanceprices.worldbank.org", "licence": "CC BY 4.0"}
+ITA = {"alpha2": "IT", "alpha3": "ITA", "name": "Italy"}
+CHN = {"alpha2": "CN", "alpha3": "CHN", "name": "China"}
+
+
+def rounded(value: Any) -> Any:
+    """Floats to 9 decimals, recursively: two ways of summing may differ in the last bit."""
+    if isinstance(value, float):
+        return round(value, 9)
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rounded(v) for v in value]
+    return value
+
+
+def rpw_rows(period: str, src: str, dst: str) -> list[dict[str, str]]:
+    """The World Bank's rows of one corridor and period, read straight from the CSV."""
+    with gzip.open(bundled_rpw_path(), "rt", encoding="utf-8") as fh:
+        return [r for r in csv.DictReader(fh) if r["period"] == period
+                and r["source_code"] == src and r["destination_code"] == dst]
+
+
+def expected_service(r: dict[str, str], cc: str, rank: int | None) -> dict[str, Any]:
+    transparent = r["transparent"] == "yes"
+    amount, fee = float(r[f"{cc} lcu amount"]), float(r[f"{cc} lcu fee"])
+    rate = float(r[f"{cc} lcu fx rate"]) if transparent else None
+    collected = dt.datetime.strptime(r["date"], "%d/%b/%Y").strftime("%Y-%m-%dT00:00:00Z")
+    return {
+        "provider": r["firm"], "firm_type": FIRM_TYPE_FROM_RPW[r["firm_type"]].value,
+        "product": r["product"] or None,
+        "service_id": f"rpw:2014Q2:{r['source_code']}:{r['destination_code']}:{r['firm']}:"
+                      f"{r['product']}:{r['id']}",
+        "fee": fee, "fee_currency": r[f"{cc} lcu code"], "applied_rate": rate,
+        "reference_rate": float(r["inter lcu bank fx"]), "reference_rate_source": "rpw",
+        "reference_rate_at": None, "fee_pct": fee / amount * 100,
+        "fx_margin_pct": float(r[f"{cc} fx margin"]) if transparent else None,
+        "total_cost_pct": float(r[f"{cc} total cost %"]) if transparent else None,
+        "amount_received": None, "amount_received_basis": None,
+        "amount_received_if_fee_on_top": round(amount * rate, 2) if rate else None,
+        "amount_received_if_fee_deducted": round((amount - fee) * rate, 2) if rate else None,
+        "receive_currency": None,
+        "speed": (s.value if (s := SPEED_FROM_RPW[r["speed actual"]]) else None),
+        "pay_in": None, "pay_out": payout_from_rpw(r["pick-up method"]).value,  # type: ignore[union-attr]
+        "access_point": access_point_from_rpw(r["sending location"]).value,  # type: ignore[union-attr]
+        "transparent": transparent, "collected_at": collected, "source": "rpw", "rank": rank,
+    }
+
+
+def expected_compare(amount: float, currency: str, priced: float, *,
+                     approximate: bool) -> dict[str, Any]:
+    rows = rpw_rows("2014_2Q", "ITA", "CHN")
+    transparent = sorted((r for r in rows if r["transparent"] == "yes"),
+                         key=lambda r: (float(r["cc1 total cost %"]), r["firm"], r["id"]))
+    apart = [r for r in rows if r["transparent"] != "yes"]
+    totals = [float(r["cc1 total cost %"]) for r in transparent]
+    average = statistics.fmean(totals)
+    cheapest = transparent[0]
+    return {
+        "period": "2014Q2", "methodology_version": METHODOLOGY_VERSION,
+        "sources": [RPW_SOURCE], "licence": "CC BY 4.0", "from": ITA, "to": CHN,
+        "amount": amount, "currency": currency, "send_currency": "EUR",
+        "priced_amount": priced, "priced_send_amount": 140.0, "priced_amount_usd": 200,
+        "approximate": approximate,
+        "approximation": (f"not priced at {amount:g} {currency}: these are the quotes at the "
+                          f"nearest priced amount, {priced:g} {currency}, unscaled"
+                          if approximate else None),
+        "priced_amounts": [140.0, 345.0],
+        "filters": {"payin": None, "payout": None},
+        "corridor": {
+            "average": average, "smart": statistics.fmean(sorted(totals)[:3]),
+            "median": statistics.median(totals), "services": len(rows),
+            "transparent_services": len(transparent), "above_5": average > 5,
+            "above_10": average > 10, "too_few_services": len(transparent) < 3,
+            "no_transparent_service": False, "points_above_3": average - 3,
+            "points_above_5": average - 5,
+            "cheapest": {"provider": cheapest["firm"], "firm_type": "mto",
+                         "product": cheapest["product"], "total_cost_pct": totals[0]}},
+        "ranked_by": "total_cost_pct",
+        "services": [expected_service(r, "cc1", i) for i, r in enumerate(transparent, 1)],
+        "non_transparent": [expected_service(r, "cc1", None) for r in apart],
+    }
+
+
+def itachn_periods() -> list[str]:
+    with gzip.open(bundled_rpw_path(), "rt", encoding="utf-8") as fh:
+        found = {r["period"] for r in csv.DictReader(fh)
+                 if r["corridor"] == "ITACHN" and r["cc1 lcu amount"]}
+    return sorted(f"{p[:4]}Q{p[5]}" for p in found)
+
+
+async def get_json(api: TestClient, url: str, status: int = 200,  # noqa: F811
+                   **kw: Any) -> Any:
+    resp = await api.get(url, **kw)
+    text = await resp.text()
+    assert resp.status == status, text
+    return await resp.json(content_type=None)
+
+
+# --- whole bodies ---------------------------------------------------------------------------
+
+
+async def test_compare_exact_amount_is_the_world_banks_corridor(api: TestClient) -> None:  # noqa: F811
+    body = await get_json(api, "/v1/compare?from=IT&to=CHN&amount=140&period=2014Q2")
+    assert rounded(body) == rounded(expected_compare(140.0, "EUR", 140.0, approximate=False))
+
+
+async def test_compare_in_usd_uses_the_usd_price_point(api: TestClient) -> None:  # noqa: F811
+    body = await get_json(api, "/v1/compare?from=ITA&to=CN&amount=200&currency=usd"
+                               "&period=2014Q2")
+    assert rounded(body) == rounded(expected_compare(200.0, "USD", 200.0, approximate=False))
+
+
+async def test_compare_unpriced_amount_says_which_amount_was_used(api: TestClient) -> None:  # noqa: F811
+    body = await get_json(api, "/v1/compare?from=ITA&to=CHN&amount=150&period=2014Q2")
+    assert rounded(body) == rounded(expected_compare(150.0, "EUR", 140.0, approximate=True))
+
+
+async def test_compare_defaults_to_the_latest_period_of_the_corridor(api: TestClient) -> None:  # noqa: F811
+    body = await get_json(api, "/v1/compare?from=ITA&to=CHN&amount=140")
+    assert body["period"] == "2014Q2"
+
+
+async def test_compare_filters_by_pay_out_and_reranks(api: TestClient) -> None:  # noqa: F811
+    body = await get_json(api, "/v1/compare?from=ITA&to=CHN&amount=140&payout=bank_account")
+    assert body["services"] == [] and body["filters"] == {"payin": None,
+                                                          "payout": "bank_account"}
+    body = await get_json(api, "/v1/compare?from=ITA&to=CHN&amount=140&payout=cash")
+    assert [s["rank"] for s in body["services"]] == [1, 2, 3, 4]
+
+
+async def test_corridors_list_filtered_to_one_corridor(api: TestClient) -> None:  # noqa: F811
+    body = await get_json(api, "/v1/corridors?from=ITA&to=CHN")
+    compare = expected_compare(140.0, "EUR", 140.0, approximate=False)["corridor"]
+    assert rounded(body) == rounded({
+        "period": "2014Q2", "methodology_version": METHODOLOGY_VERSION,
+        "sources": [RPW_SOURCE], "licence": "CC BY 4.0", "amount_usd": 200, "count": 1,
+        "next_cursor": None,
+        "corridors": [{"from": ITA, "to": CHN, "period": "2014Q2", "amount_usd": 200,
+                       **compare,
+                       "receiving_region": {"code": "EAP", "name": "East Asia & Pacific"},
+                       "sources": ["rpw"]}],
+    })
+
+
+async def test_corridors_filters_and_cursor_pagination(api: TestClient) -> None:  # noqa: F811
+    everything = await get_json(api, "/v1/corridors?limit=500")
+    assert everything["next_cursor"] is None
+    keys = [(c["from"]["alpha3"], c["to"]["alpha3"]) for c in everything["corridors"]]
+    assert keys == sorted(keys) and len(keys) == everything["count"] > 100
+    paged, url = [], "/v1/corridors?limit=37"
+    while url:
+        resp = await api.get(url)
+        page = await resp.json()
+        paged += [(c["from"]["alpha3"], c["to"]["alpha3"]) for c in page["corridors"]]
+        assert ("Link" in resp.headers) == (page["next_cursor"] is not None)
+        url = f"/v1/corridors?limit=37&cursor={page['next_cursor']}" if page["next_cursor"] \
+            else ""
+    assert paged == keys
+    above = await get_json(api, "/v1/corridors?above=10&limit=500")
+    assert above["corridors"] and all(c["average"] > 10 for c in above["corridors"])
+    assert above["count"] == sum(1 for c in everything["corridors"]
+                                 if c["average"] is not None and c["average"] > 10)
+    lac = await get_json(api, "/v1/corridors?region=LAC&limit=500")
+    assert lac["corridors"] and {c["receiving_region"]["code"] for c in lac["corridors"]} == {
+        "LAC"}
+    posts = await get_json(api, "/v1/corridors?firm_type=post_office&limit=500")
+    assert 0 < posts["count"] < everything["count"]
+
+
+async def test_corridor_detail_matches_compare(api: TestClient) -> None:  # noqa: F811
+    body = await get_json(api, "/v1/corridors/IT-CN")
+    compare = expected_compare(140.0, "EUR", 140.0, approximate=False)
+    assert rounded(body) == rounded({
+        "period": "2014Q2", "methodology_version": METHODOLOGY_VERSION,
+        "sources": [RPW_SOURCE], "licence": "CC BY 4.0", "from": ITA, "to": CHN,
+        "amount_usd": 200, "send_amount": 140.0, "send_currency": "EUR",
+        "periods": itachn_periods(),
+        "indicators": compare["corridor"], "ranked_by": "total_cost_pct",
+        "services": compare["services"], "non_transparent": compare["non_transparent"],
+        "links": {"history": "/v1/corridors/ITA-CHN/history?amount=200",
+                  "compare": "/v1/compare?from=ITA&to=CHN&amount=140"},
+    })
+
+
+async def test_history_averages_are_the_csv_averages(api: TestClient) -> None:  # noqa: F811
+    body = await get_json(api, "/v1/corridors/ITA-CHN/history?amount=500")
+    with gzip.open(bundled_rpw_path(), "rt", encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["corridor"] == "ITACHN"]
+    expected = {}
+    for r in rows:
+        if r["transparent"] == "yes" and r["cc2 total cost %"]:
+            year, q = r["period"].split("_")
+            expected.setdefault(f"{year}Q{q[0]}", []).append(float(r["cc2 total cost %"]))
+    assert {h["period"]: round(h["average"], 9) for h in body["history"]} == {
+        p: round(statistics.fmean(v), 9) for p, v in expected.items()}
+    assert [h["period"] for h in body["history"]] == sorted(expected)
+    assert body["amount_usd"] == 500 and body["next_cursor"] is None
+    first = await get_json(api, "/v1/corridors/ITA-CHN/history?amount=500&limit=2")
+    rest = await get_json(api, "/v1/corridors/ITA-CHN/history?amount=500&cursor="
+                               + first["next_cursor"])
+    assert first["history"] + rest["history"] == body["history"]
+
+
+async def test_indicators_are_the_metrics_document_from_the_file(api: TestClient) -> None:  # noqa: F811
+    from collector.rpw import read_rpw
+    from sendcost.commands.indicators import compute_from_frame
+
+    doc = await asyncio.to_thread(lambda: compute_from_frame(
+        read_rpw(bundled_rpw_path()).frame, "2011Q3", 200))
+    body = await get_json(api, "/v1/indicators?period=2011_3Q")
+    expected = dict(doc)
+    expected["sources"], expected["licence"] = [RPW_SOURCE], "CC BY 4.0"
+    expected["corridors"] = [
+        {"from": {"alpha3": c["source"]}, "to": {"alpha3": c["destination"]}, **c}
+        for c in doc["corridors"]]
+    for c in body["corridors"]:
+        c["from"], c["to"] = {"alpha3": c["from"]["alpha3"]}, {"alpha3": c["to"]["alpha3"]}
+    assert rounded(body) == rounded(expected)
+    ita = next(c for c in body["corridors"] if (c["source"], c["destination"]) == ("ITA", "CHN"))
+    totals = [float(r["cc1 total cost %"]) for r in rpw_rows("2011_3Q", "ITA", "CHN")
+              if r["transparent"] == "yes"]
+    assert ita["average"] == pytest.approx(statistics.fmean(totals))
+
+
+async def test_postal_benchmark_ranks_post_offices_in_their_market(api: TestClient) -> None:  # noqa: F811
+    body = await get_json(api, "/v1/postal/benchmark?period=2014Q2&limit=500")
+    assert body["count"] == len(body["services"]) > 0
+    assert {s["firm_type"] for s in body["services"]} <= {"post_office", "post_office_mto"}
+    one = next(s for s in body["services"] if s["transparent"])
+    src, dst = one["from"]["alpha3"], one["to"]["alpha3"]
+    rows = [r for r in rpw_rows("2014_2Q", src, dst) if r["transparent"] == "yes"]
+    totals = sorted(float(r["cc1 total cost %"]) for r in rows)
+    assert one["corridor_median"] == pytest.approx(statistics.median(totals))
+    assert one["rank"] == 1 + sum(t < one["total_cost_pct"] - 1e-12 for t in totals)
+    assert one["ranked_services"] == len(totals)
+    assert one["cheapest"]["total_cost_pct"] == pytest.approx(totals[0])
+    assert one["points_above_median"] == pytest.approx(one["total_cost_pct"]
+                                                       - statistics.median(totals))
+
+
+# --- CSV twins, caching, CORS ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [
+    "/v1/compare?from=ITA&to=CHN&amount=140", "/v1/corridors?from=ITA",
+    "/v1/corridors/ITA-CHN/history", "/v1/indicators?period=2014Q2",
+    "/v1/postal/benchmark?period=2014Q2"])
+async def test_every_collection_has_a_csv_twin(api: TestClient, path: str) -> None:  # noqa: F811
+    base, _, query = path.partition("?")
+    by_suffix = await api.get(f"{base}.csv?{query}")
+    by_accept = await api.get(path, headers={"Accept": "text/csv"})
+    for resp in (by_suffix, by_accept):
+        assert resp.status == 200 and resp.content_type == "text/csv"
+    text = await by_suffix.text()
+    assert text == await by_accept.text()
+    rows = list(csv.DictReader(text.splitlines()))
+    assert rows, text[:200]
+
+
+async def test_csv_of_compare_has_the_json_services(api: TestClient) -> None:  # noqa: F811
+    text = await (await api.get("/v1/compare.csv?from=ITA&to=CHN&amount=140")).text()
+    rows = list(csv.DictReader(text.splitlines()))
+    body = await get_json(api, "/v1/compare?from=ITA&to=CHN&amount=140")
+    assert [r["provider"] for r in rows] == [s["provider"] for s in
+                                             body["services"] + body["non_transparent"]]
+    assert [float(r["total_cost_pct"]) for r in rows if r["total_cost_pct"]] == [
+        s["total_cost_pct"] for s in body["services"]]
+
+
+@pytest.mark.parametrize("path", ["/v1/compare?from=ITA&to=CHN&amount=140", "/v1/corridors",
+                                  "/v1/corridors/ITA-CHN", "/v1/indicators",
+                                  "/v1/openapi.json", "/"])
+async def test_get_has_etag_and_answers_304(api: TestClient, path: str) -> None:  # noqa: F811
+    first = await api.get(path)
+    assert first.status == 200
+    tag = first.headers["ETag"]
+    assert first.headers["Cache-Control"].startswith("public")
+    again = await api.get(path, headers={"If-None-Match": tag})
+    assert again.status == 304 and await again.read() == b""
+    other = await api.get(path, headers={"If-None-Match": '"something-else"'})
+    assert other.status == 200
+
+
+async def test_cors_is_open_for_get(api: TestClient) -> None:  # noqa: F811
+    resp = await api.get("/v1/corridors?limit=1", headers={"Origin": "https://example.org"})
+    assert resp.headers["Access-Control-Allow-Origin"] == "*"
+    pre = await api.options("/v1/compare", headers={"Origin": "https://example.org",
+                                                    "Access-Control-Request-Method": "GET"})
+    assert pre.status == 204 and "GET" in pre.headers["Access-Control-Allow-Methods"]
+
+
+# --- errors: one shape, naming the parameter ----------------------------------------------------
+
+
+BAD = [
+    ("/v1/compare?from=USA&to=MEX", 400, "amount"),
+    ("/v1/compare?to=MEX&amount=200", 400, "from"),
+    ("/v1/compare?from=U&to=MEX&amount=200", 400, "from"),
+    ("/v1/compare?from=USAA&to=MEX&amount=200", 400, "from"),
+    ("/v1/compare?from=QQQ&to=MEX&amount=200", 422, "from"),
+    ("/v1/compare?from=USA&to=ZZ&amount=200", 422, "to"),
+    ("/v1/compare?from=USA&to=USA&amount=200", 422, "to"),
+    ("/v1/compare?from=USA&to=MEX&amount=-5", 422, "amount"),
+    ("/v1/compare?from=USA&to=MEX&amount=0", 422, "amount"),
+    ("/v1/compare?from=USA&to=MEX&amount=1e400", 400, "amount"),
+    ("/v1/compare?from=USA&to=MEX&amount=99999999999", 422, "amount"),
+    ("/v1/compare?from=USA&to=MEX&amount=NaN", 400, "amount"),
+    ("/v1/compare?from=USA&to=MEX&amount=inf", 400, "amount"),
+    ("/v1/compare?from=USA&to=MEX&amount=two%20hundred", 400, "amount"),
+    ("/v1/compare?from=USA&to=MEX&amount=200&amount=300", 400, "amount"),
+    ("/v1/compare?from=USA%27%3B%20DROP%20TABLE%20quotes%3B--&to=MEX&amount=200", 400, "from"),
+    ("/v1/compare?from=USA&to=MEX&amount=200%20OR%201%3D1", 400, "amount"),
+    ("/v1/compare?from=USA&to=MEX&amount=200&currency=XXXX", 400, "currency"),
+    ("/v1/compare?from=USA&to=MEX&amount=200&currency=ZZZ", 400, "currency"),
+    ("/v1/compare?from=GBR&to=IND&amount=200&currency=EUR", 422, "currency"),
+    ("/v1/compare?from=USA&to=MEX&amount=200&payin=gold", 400, "payin"),
+    ("/v1/compare?from=USA&to=MEX&amount=200&verbose=1", 400, "verbose"),
+    ("/v1/compare?from=USA&to=MEX&amount=200&period=2014Q9", 400, "period"),
+    ("/v1/corridors?above=ten", 400, "above"),
+    ("/v1/corridors?above=1000", 422, "above"),
+    ("/v1/corridors?region=Mars", 400, "region"),
+    ("/v1/corridors?firm_type=pirate", 400, "firm_type"),
+    ("/v1/corridors?limit=0", 422, "limit"),
+    ("/v1/corridors?limit=abc", 400, "limit"),
+    ("/v1/corridors?cursor=%25%25%25", 400, "cursor"),
+    ("/v1/corridors?amount=300", 400, "amount"),
+    ("/v1/corridors/USAMEX", 400, "corridor"),
+    ("/v1/corridors/USA-QQQ", 422, "to"),
+    ("/v1/corridors/ITA-CHN/history?cursor=bm90LWEtcGVyaW9k", 400, "cursor"),
+    ("/v1/indicators?period=yesterday", 400, "period"),
+    ("/v1/indicators?period=2014Q2&sort=desc", 400, "sort"),
+    ("/v1/postal/benchmark?cursor=QUJD", 400, "cursor"),
+]
+
+
+@pytest.mark.parametrize(("url", "status", "parameter"), BAD)
+async def test_bad_inputs_are_problems_naming_the_parameter(api: TestClient, url: str,  # noqa: F811
+                                                            status: int, parameter: str) -> None:
+    resp = await api.get(url)
+    assert resp.status == status, await resp.text()
+    assert resp.content_type == "application/problem+json"
+    body = await resp.json(content_type=None)
+    assert body["status"] == status and body["parameter"] == parameter
+    assert body["type"].startswith("https://sendcost.org/problems/")
+    assert body["title"]
+    assert parameter in body["detail"] or parameter == "corridor"
+
+
+@pytest.mark.parametrize(("method", "url", "status"), [
+    ("GET", "/v1/nothing-here", 404),
+    ("GET", "/v1/compare?from=GHA&to=ISL&amount=200", 404),
+    ("GET", "/v1/corridors/ITA-CHN?period=2030Q1", 404),
+    ("GET", "/v1/indicators?period=2030Q1", 404),
+    ("GET", "/v1/postal/benchmark?period=2030-01", 404),
+    ("GET", "/v1/corridors/GHA-ISL/history", 404),
+    ("DELETE", "/v1/compare", 405),
+    ("POST", "/v1/corridors", 405),
+    ("GET", "/v1/corridors?from=" + "A" * 3000, 414),
+])
+async def test_error_paths_are_problem_json(api: TestClient, method: str, url: str,  # noqa: F811
+                                            status: int) -> None:
+    resp = await api.request(method, url)
+    assert resp.status == status
+    assert resp.content_type == "application/problem+json"
+    body = await resp.json(content_type=None)
+    assert body["status"] == status and body["detail"]
+    if status == 405:
+        assert "GET" in resp.headers["Allow"]
+
+
+async def test_oversized_body_is_413(api: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    monkeypatch.setenv("SENDCOST_ADMIN_TOKEN", "s3cret")
+    resp = await api.post("/v1/admin/collect", data=b"x" * 100_000,
+                          headers={"Authorization": "Bearer s3cret"})
+    assert resp.status == 413 and resp.content_type == "application/problem+json"
+
+
+# --- rate limit, admin, metrics, the contract -----------------------------------------------
+
+
+async def test_rate_limit_answers_429_with_retry_after(rpw_loaded, database_url: str) -> None:  # noqa: F811
+    async with TestClient(TestServer(make_app(database_url, rate_limit=3))) as client:
+        statuses = [(await client.get("/v1/openapi.json")).status for _ in range(3)]
+        assert statuses == [200, 200, 200]
+        resp = await client.get("/v1/corridors")
+        assert resp.status == 429 and resp.content_type == "application/problem+json"
+        assert 1 <= int(resp.headers["Retry-After"]) <= 60
+        assert (await client.get("/healthz")).status == 200  # probes are not limited
+
+
+async def test_admin_is_off_without_a_token(api: TestClient,  # noqa: F811
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SENDCOST_ADMIN_TOKEN", raising=False)
+    for path in ("/v1/admin/collect", "/v1/admin/bulletin"):
+        resp = await api.post(path, headers={"Authorization": "Bearer anything"})
+        assert resp.status == 404 and resp.content_type == "application/problem+json"
+        assert "SENDCOST_ADMIN_TOKEN" in (await resp.json(content_type=None))["detail"]
+
+
+async def test_admin_refuses_a_missing_or_wrong_token(api: TestClient,  # noqa: F811
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SENDCOST_ADMIN_TOKEN", "s3cret")
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+        for path in ("/v1/admin/collect", "/v1/admin/bulletin"):
+            resp = await api.post(path, headers=headers)
+            assert resp.status == 401 and resp.headers["WWW-Authenticate"].startswith("Bearer")
+            assert resp.content_type == "application/problem+json"
+
+
+async def test_admin_triggers_a_scheduled_collection(api: TestClient,  # noqa: F811
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SENDCOST_ADMIN_TOKEN", "s3cret")
+    ran = asyncio.Event()
+
+    async def collect() -> None:
+        ran.set()
+
+    scheduler = api.app[runtime.SCHEDULER]
+    scheduler.add_job(collect, "interval", hours=24, id="collect:test-source",
+                      replace_existing=True)
+    try:
+        resp = await api.post("/v1/admin/collect?source=test-source",
+                              headers={"Authorization": "Bearer s3cret"})
+        assert resp.status == 202, await resp.text()
+        assert (await resp.json())["jobs"] == ["collect:test-source"]
+        await asyncio.wait_for(ran.wait(), 10)
+        resp = await api.post("/v1/admin/collect?source=elsewhere",
+                              headers={"Authorization": "Bearer s3cret"})
+        assert resp.status == 404
+    finally:
+        scheduler.remove_job("collect:test-source")
+
+
+async def test_metrics_count_requests_by_route(api: TestClient) -> None:  # noqa: F811
+    await api.get("/v1/corridors/ITA-CHN")
+    text = await (await api.get("/metrics")).text()
+    assert 'sendcost_http_requests_total{method="GET",route="/v1/corridors/{pair}",' \
+           'status="200"}' in text
+    assert "sendcost_http_request_duration_seconds_bucket" in text
+
+
+async def test_openapi_describes_exactly_the_routes(api: TestClient) -> None:  # noqa: F811
+    doc = await get_json(api, "/v1/openapi.json")
+    assert doc["openapi"].startswith("3.1")
+    documented = {(path, method.upper()) for path, item in doc["paths"].items()
+                  for method in item}
+    routed = set()
+    for route in api.app.router.routes():
+        info = route.resource.get_info() if route.resource else {}
+        path = info.get("path") or info.get("formatter") or info.get("prefix")
+        if route.method in ("HEAD", "*") or path is None or path.startswith("/static"):
+            continue
+        routed.add((path, route.method))
+    assert documented == routed
+    from jsonschema import Draft202012Validator
+
+    for schema in doc["components"]["schemas"].values():
+        Draft202012Validator.check_schema(schema)
+
+
+async def test_every_json_response_states_period_method_sources_licence(api: TestClient  # noqa: F811
+                                                                       ) -> None:
+    for path in ("/v1/compare?from=ITA&to=CHN&amount=140", "/v1/corridors",
+                 "/v1/corridors/ITA-CHN", "/v1/corridors/ITA-CHN/history", "/v1/indicators",
+                 "/v1/postal/benchmark"):
+        body = await get_json(api, path)
+        assert body["period"] and body["methodology_version"] == METHODOLOGY_VERSION
+        assert body["sources"] and body["licence"] == "CC BY 4.0"
