@@ -302,7 +302,8 @@ def build_snapshot(quotes: pl.DataFrame, version: int) -> Snapshot:
                 "firm": "cheapest_firm", "firm_type": "cheapest_firm_type",
                 "product": "cheapest_product", "total_cost": "cheapest_total_cost"}),
                 on=list(cor.CORRIDOR), how="left")
-            .join(sl.join(service_sources.lazy(), on="service_id", how="left")
+            .join(sl.with_columns(pl.col("service_id").cast(pl.String))
+                  .join(service_sources.lazy(), on="service_id", how="left")
                   .explode("sources").group_by(*cor.CORRIDOR)
                   .agg(pl.col("sources").unique().sort()),
                   on=list(cor.CORRIDOR), how="left")

@@ -1,0 +1,173 @@
+"""The comparison page in a real headless browser (Debian's chromium): without JavaScript
+from a plain URL, and by filling and submitting the form through the DevTools protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from api_support import live_api, rpw_loaded  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.browser
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--no-first-run", "--window-size=1200,1600"]
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    message = "Debian's chromium is not installed: apt-get install -y chromium"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+class RankedTable(HTMLParser):
+    """The rows of <table id="ranked"> as lists of cell texts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self._in_table = self._in_body = False
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table" and ("id", "ranked") in attrs:
+            self._in_table = True
+        elif self._in_table and tag == "tbody":
+            self._in_body = True
+        elif self._in_body and tag == "tr":
+            self.rows.append([])
+        elif self._in_body and tag == "td":
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td" and self._cell is not None:
+            self.rows[-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "table":
+            self._in_table = self._in_body = False
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+async def expected_ranking(base: str) -> list[tuple[str, str]]:
+    async with aiohttp.ClientSession() as http, \
+            http.get(f"{base}/v1/compare?from=USA&to=MEX&amount=200") as resp:
+        body = await resp.json()
+    return [(str(s["rank"]), f"{s['total_cost_pct']:.2f}%") for s in body["services"]]
+
+
+async def test_page_without_javascript_ranks_the_services(live_api: str,  # noqa: F811
+                                                          tmp_path: Path) -> None:
+    browser = chromium()
+    with tempfile.TemporaryDirectory(prefix="chr-", dir="/tmp") as profile:
+        proc = await asyncio.create_subprocess_exec(
+            browser, *FLAGS, f"--user-data-dir={profile}", "--dump-dom",
+            f"{live_api}/?from=USA&to=MEX&amount=200",
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        dom, _ = await asyncio.wait_for(proc.communicate(), 60)
+    html = dom.decode()
+    (tmp_path / "page.html").write_text(html)
+    table = RankedTable()
+    table.feed(html)
+    assert table.rows, html[:2000]
+    assert [(r[0], r[3]) for r in table.rows] == await expected_ranking(live_api)
+    # The page ships no script at all: what works here works without JavaScript.
+    assert "<script" not in html
+    assert 'id="targets"' in html and "the 5% target" in html and "the 3% target" in html
+
+
+class DevTools:
+    """The smallest DevTools-protocol client: send a command, wait for its answer or an
+    event."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.ids = itertools.count(1)
+        self.events: list[dict[str, Any]] = []
+
+    async def call(self, method: str, **params: Any) -> dict[str, Any]:
+        n = next(self.ids)
+        await self.ws.send_json({"id": n, "method": method, "params": params})
+        while True:
+            msg = json.loads((await asyncio.wait_for(self.ws.receive(), 30)).data)
+            if msg.get("id") == n:
+                assert "error" not in msg, msg
+                return msg["result"]  # type: ignore[no-any-return]
+            self.events.append(msg)
+
+    async def wait_event(self, method: str) -> None:
+        while not any(e.get("method") == method for e in self.events):
+            msg = json.loads((await asyncio.wait_for(self.ws.receive(), 30)).data)
+            self.events.append(msg)
+        self.events.clear()
+
+    async def evaluate(self, expression: str) -> Any:
+        result = await self.call("Runtime.evaluate", expression=expression,
+                                 returnByValue=True, awaitPromise=True)
+        return result["result"].get("value")
+
+
+async def test_filling_the_form_shows_the_ranked_table(live_api: str,  # noqa: F811
+                                                       tmp_path: Path) -> None:
+    browser = chromium()
+    with tempfile.TemporaryDirectory(prefix="chr-", dir="/tmp",
+                                     ignore_cleanup_errors=True) as profile:
+        proc = await asyncio.create_subprocess_exec(
+            browser, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
+            "about:blank", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        try:
+            port_file = Path(profile) / "DevToolsActivePort"
+            for _ in range(300):
+                if port_file.exists() and port_file.read_text().strip():
+                    break
+                await asyncio.sleep(0.1)
+            port = port_file.read_text().split()[0]
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"http://127.0.0.1:{port}/json/list") as resp:
+                    targets = await resp.json(content_type=None)
+                page = next(t for t in targets if t["type"] == "page")
+                async with http.ws_connect(page["webSocketDebuggerUrl"],
+                                           max_msg_size=64 * 2**20) as ws:
+                    cdp = DevTools(ws)
+                    await cdp.call("Page.enable")
+                    await cdp.call("Page.navigate", url=f"{live_api}/")
+                    await cdp.wait_event("Page.loadEventFired")
+                    assert await cdp.evaluate("document.querySelector('#ranked') === null")
+                    await cdp.evaluate(
+                        "document.querySelector('#from').value = 'USA';"
+                        "document.querySelector('#to').value = 'MEX';"
+                        "document.querySelector('#amount').value = '200';"
+                        "document.querySelector('form button').click(); true")
+                    await cdp.wait_event("Page.loadEventFired")
+                    url = await cdp.evaluate("location.search")
+                    rows = await cdp.evaluate(
+                        "[...document.querySelectorAll('#ranked tbody tr')].map("
+                        "tr => [...tr.cells].map(td => td.innerText.trim()))")
+                    shot = await cdp.call("Page.captureScreenshot", format="png")
+        finally:
+            # chromium's helpers share its process group (its own session): end them all.
+            os.killpg(proc.pid, signal.SIGTERM)
+            await proc.wait()
+    (tmp_path / "page.png").write_bytes(base64.b64decode(shot["data"]))
+    assert (tmp_path / "page.png").stat().st_size > 10_000
+    assert url == "?from=USA&to=MEX&amount=200"
+    assert [(r[0], r[3]) for r in rows] == await expected_ranking(live_api)
