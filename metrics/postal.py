@@ -1,0 +1,83 @@
+"""The postal benchmark: every post-office service against the other services of its corridor.
+
+For the UPU and postal operators: per post-office service, its total cost, its corridor's
+median, cheapest service and SmaRT, and its rank among the corridor's transparent services
+(1 = cheapest). Pure Polars: quotes in, a LazyFrame out.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from corridors.types import FirmType
+from metrics import corridors as cor
+from metrics.services import services_in_period
+
+#: The post's own services, and MTO services sold at post counters (kept apart, labelled).
+POSTAL_FIRM_TYPES = (FirmType.POST_OFFICE.value, FirmType.POST_OFFICE_MTO.value)
+
+#: Columns of ``postal_benchmark``, in order.
+POSTAL_COLUMNS = (
+    "source_code", "destination_code", "firm", "firm_type", "product", "service_id",
+    "transparent", "fee_pct", "fx_margin_pct", "total_cost_pct", "corridor_services",
+    "corridor_median", "corridor_cheapest", "cheapest_firm", "corridor_smart",
+    "difference_to_median", "rank", "above_5",
+)
+
+
+def postal_benchmark(quotes: pl.LazyFrame, *, period: str, amount_usd: int) -> pl.LazyFrame:
+    """One row per post-office service quoted in ``period`` at ``amount_usd``.
+
+    corridor_services: transparent services of the corridor (every firm type);
+    corridor_median / corridor_cheapest: median and minimum total cost % over them;
+    corridor_smart: the corridor's SmaRT (null with fewer than 3 qualifying services);
+    rank: 1 + the number of the corridor's transparent services strictly cheaper (ties share
+    a rank), null for a non-transparent post service (its margin is unknown);
+    difference_to_median: total cost minus the median, in percentage points.
+    Sorted by source_code, destination_code, firm, product, service_id.
+    """
+    services = services_in_period(quotes, period=period, amount_usd=amount_usd)
+    averaged = services.filter(pl.col("transparent"), pl.col("total_cost_pct").is_not_null())
+    corridor = (
+        averaged.group_by(*cor.CORRIDOR)
+        .agg(pl.len().alias("corridor_services"),
+             pl.col("total_cost_pct").median().alias("corridor_median"),
+             pl.col("total_cost_pct").min().alias("corridor_cheapest"),
+             pl.col("firm").sort_by("total_cost_pct", "firm", "product", "service_id")
+             .first().alias("cheapest_firm"))
+    )
+    ranks = averaged.select(
+        "service_id",
+        pl.col("total_cost_pct").rank("min").over(*cor.CORRIDOR).cast(pl.Int64).alias("rank"))
+    smart = cor.smart(services).select(*cor.CORRIDOR, pl.col("smart").alias("corridor_smart"))
+    post = services.filter(pl.col("firm_type").is_in(POSTAL_FIRM_TYPES))
+    cost = pl.col("total_cost_pct")
+    known = pl.col("transparent") & cost.is_not_null()
+    return (
+        post.join(corridor, on=list(cor.CORRIDOR), how="left")
+        .join(ranks, on="service_id", how="left")
+        .join(smart, on=list(cor.CORRIDOR), how="left")
+        .with_columns(
+            pl.when(known).then(cost).alias("total_cost_pct"),
+            pl.when(known).then(pl.col("fx_margin_pct")).alias("fx_margin_pct"),
+        )
+        .with_columns(
+            (cost - pl.col("corridor_median")).alias("difference_to_median"),
+            (cost > 5).alias("above_5"),
+        )
+        .with_columns(pl.col("corridor_services").fill_null(0).cast(pl.Int64))
+        .select(POSTAL_COLUMNS)
+        .sort("source_code", "destination_code", "firm", "product", "service_id")
+    )
+
+
+def postal_versus_firm_types(firm_types: pl.LazyFrame) -> pl.LazyFrame:
+    """The firm-type averages (``metrics.aggregates.firm_type_averages``) with a flag for the
+    postal ones and each one's difference to the post office average, cheapest first."""
+    post = pl.col("average").filter(pl.col("firm_type") == FirmType.POST_OFFICE.value).first()
+    return (
+        firm_types
+        .with_columns(pl.col("firm_type").is_in(POSTAL_FIRM_TYPES).alias("postal"),
+                      (pl.col("average") - post).alias("difference_to_post_office"))
+        .sort("average", "firm_type", nulls_last=True)
+    )
