@@ -15,7 +15,7 @@ import sys
 from corridors.errors import SendcostError
 
 #: Subcommand modules, in the order --help lists them.
-COMMANDS = ("serve", "db", "import_", "indicators")
+COMMANDS = ("serve", "db", "import_", "indicators", "bulletin", "export", "collect", "sandbox")
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # sendcost said what was wrong (bad input, unreachable database, ...)

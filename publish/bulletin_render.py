@@ -1,0 +1,590 @@
+"""Rendering of a computed bulletin: charts, HTML (screen and print), PDF, Markdown.
+
+Plain Python templates with ``html.escape`` (no template engine dependency). The HTML is
+written to be accessible: one h1, h2 per section and h3 inside, alt text on every image, a
+caption and scoped header cells on every table.
+"""
+
+from __future__ import annotations
+
+import html as _html
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from corridors.periods import parse_period
+from corridors.reference import countries
+from metrics import METHODOLOGY_VERSION
+from publish import charts as ch
+from publish.bulletin import (
+    INDICATIVE,
+    LICENCE,
+    LICENCE_URL,
+    RPW_ATTRIBUTION,
+    SECTIONS,
+    Bulletin,
+    _changes,
+    _official_sentence,
+    _progress_sentence,
+    _source_sentence,
+    firm_type_label,
+    pct,
+    points,
+    region_label,
+)
+
+CHART_FILES = ("trend", "firm_types", "receiving_regions", "sending_countries",
+               "most_expensive", "least_expensive", "postal")
+
+
+def esc(value: object) -> str:
+    return _html.escape("" if value is None else str(value), quote=True)
+
+
+def country_name(code: str | None) -> str:
+    if code is None:
+        return "—"
+    c = countries().get(code)
+    return c.name if c else code
+
+
+def corridor_label(src: str, dst: str) -> str:
+    return f"{country_name(src)} → {country_name(dst)}"
+
+
+def share(v: float | None) -> str:
+    return "—" if v is None else f"{v:.1f}%"
+
+
+# --- charts ------------------------------------------------------------------------------------
+
+
+def charts(b: Bulletin) -> list[ch.Chart]:
+    periods = b.trend.get_column("period").to_list()
+    series = {
+        "Global average (ours)": b.trend.get_column("global_average").to_list(),
+        "SmaRT (ours)": b.trend.get_column("smart_average").to_list(),
+        "Weighted average (ours)": b.trend.get_column("weighted_average").to_list(),
+    }
+    names = {"global_average_usd200": "World Bank: global average",
+             "global_weighted_average": "World Bank: weighted average",
+             "smart_average": "World Bank: SmaRT"}
+    quarter_to_period: dict[str, str] = {}
+    for p in periods:
+        quarter_to_period.setdefault(str(parse_period(p).quarter_of), p)
+    official = [(quarter_to_period[r["period"]], r["value_pct"], names[r["metric"]])
+                for r in b.official_trend.iter_rows(named=True)
+                if r["period"] in quarter_to_period]
+    from metrics.progress import decimal_year
+
+    out = [ch.trend_chart(periods, [decimal_year(p) for p in periods], series, official,
+                          period=b.period)]
+    ft = b.firm_types.filter(pl.col("average").is_not_null()).sort("average", descending=True)
+    out.append(ch.bar_chart(
+        "firm_types", "Average cost by type of provider", f"{b.period}, USD 200",
+        [firm_type_label(x) for x in ft.get_column("firm_type")],
+        ft.get_column("average").to_list(),
+        highlight=[x in ("post_office", "post_office_mto") for x in ft.get_column("firm_type")],
+        highlight_label="postal", base_label="other providers", what="by firm type"))
+    rg = b.regions.sort("average", descending=True)
+    out.append(ch.bar_chart(
+        "receiving_regions", "Average cost by receiving region", f"{b.period}, USD 200",
+        [region_label(x) for x in rg.get_column("region")], rg.get_column("average").to_list(),
+        what="by World Bank region of the receiving country"))
+    sc = b.sending
+    out.append(ch.bar_chart(
+        "sending_countries", "Average cost by sending country",
+        f"{b.period}, USD 200; G20 members highlighted",
+        [f"{n or s}{' (G20)' if g else ''}" for s, n, g in
+         zip(sc.get_column("source"), sc.get_column("name"), sc.get_column("g20"), strict=True)],
+        sc.get_column("average").to_list(), highlight=sc.get_column("g20").to_list(),
+        highlight_label="G20 member", base_label="not G20", what="by sending country"))
+    for name, frame, title in (("most_expensive", b.most, "The ten most expensive corridors"),
+                               ("least_expensive", b.least,
+                                "The ten least expensive corridors")):
+        out.append(ch.bar_chart(
+            name, title, f"{b.period}, USD 200, corridor averages",
+            [corridor_label(s, d) for s, d in zip(frame.get_column("source"),
+                                                  frame.get_column("destination"),
+                                                  strict=True)],
+            frame.get_column("average").to_list(), what="corridor averages"))
+    known = b.postal.filter(pl.col("total_cost_pct").is_not_null(),
+                            pl.col("corridor_median").is_not_null())
+    out.append(ch.postal_chart(
+        [(f"{r['firm']} {r['source_code']}-{r['destination_code']}", r["corridor_median"],
+          r["total_cost_pct"]) for r in known.iter_rows(named=True)], period=b.period))
+    assert tuple(c.name for c in out) == CHART_FILES
+    return out
+
+
+# --- HTML --------------------------------------------------------------------------------------
+
+CSS = """
+:root { --ink: #1f2328; --muted: #59636e; --line: #d0d7de; --accent: #0b5cad;
+        --bad: #a4001d; --ok: #1a7f37; --paper: #f6f8fa; }
+* { box-sizing: border-box; }
+body { font: 15px/1.5 "DejaVu Sans", system-ui, -apple-system, "Segoe UI", sans-serif;
+       color: var(--ink); margin: 0 auto; max-width: 60rem; padding: 1.2rem; }
+header { border-bottom: 3px solid var(--accent); margin-bottom: 1rem; }
+.kicker { text-transform: uppercase; letter-spacing: .08em; color: var(--accent);
+          font-weight: 700; font-size: .8rem; margin: 0; }
+h1 { font-size: 1.7rem; margin: .2rem 0 .4rem; }
+h2 { font-size: 1.3rem; margin-top: 2rem; border-bottom: 1px solid var(--line);
+     padding-bottom: .2rem; }
+h3 { font-size: 1.05rem; margin-top: 1.4rem; }
+.hero { display: flex; gap: 1.5rem; align-items: baseline; flex-wrap: wrap; }
+.big { font-size: 3rem; font-weight: 700; color: var(--accent); margin: 0; line-height: 1.1; }
+.gap { color: var(--bad); font-weight: 700; }
+.box { background: var(--paper); border-left: 4px solid var(--accent); padding: .6rem 1rem;
+       margin: 1rem 0; }
+.box.warn { border-left-color: #b35900; }
+.call { font-size: 1.05rem; }
+.call strong { color: var(--bad); }
+table { border-collapse: collapse; width: 100%; margin: .8rem 0 1.2rem; font-size: .88rem; }
+caption { text-align: left; font-weight: 700; padding: .3rem 0; }
+th, td { border-bottom: 1px solid var(--line); padding: .25rem .4rem; text-align: left;
+         vertical-align: top; }
+thead th { border-bottom: 2px solid var(--ink); }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.above { color: var(--bad); }
+figure { margin: 1rem 0; }
+figure img { width: 100%; height: auto; border: 1px solid var(--line); }
+figcaption { color: var(--muted); font-size: .85rem; }
+.note, footer { color: var(--muted); font-size: .85rem; }
+footer { border-top: 1px solid var(--line); margin-top: 2rem; padding-top: .5rem; }
+a { color: var(--accent); }
+@media print {
+  body { max-width: none; padding: 0; font-size: 10pt; }
+  h2 { break-before: page; break-after: avoid; }
+  section:first-of-type h2 { break-before: auto; }
+  h3 { break-after: avoid; }
+  figure, tr, .box { break-inside: avoid; }
+  table { font-size: 8pt; }
+  a { color: var(--ink); text-decoration: none; }
+}
+"""
+
+
+def table(caption: str, columns: Sequence[tuple[str, bool]], rows: Iterable[Sequence[Any]],
+          *, row_header: bool = True, cls: str = "") -> str:
+    """An accessible table: caption, th scope=col for columns, th scope=row for the first
+    cell of each row. ``columns``: (label, numeric)."""
+    head = "".join(f'<th scope="col"{" class=num" if num else ""}>{esc(label)}</th>'
+                   for label, num in columns)
+    body = []
+    for row in rows:
+        cells = []
+        for i, (value, (_, num)) in enumerate(zip(row, columns, strict=True)):
+            text = value if isinstance(value, Raw) else esc(value)
+            klass = ' class="num"' if num else ""
+            if i == 0 and row_header:
+                cells.append(f'<th scope="row"{klass}>{text}</th>')
+            else:
+                cells.append(f"<td{klass}>{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    extra = f' class="{cls}"' if cls else ""
+    return (f"<table{extra}><caption>{esc(caption)}</caption><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>")
+
+
+class Raw(str):
+    """Already-escaped HTML for a table cell."""
+
+
+def figure(chart: ch.Chart) -> str:
+    return (f'<figure><img src="charts/{chart.name}.png" alt="{esc(chart.alt)}" '
+            f'width="1200"><figcaption>{esc(chart.title)} — data: '
+            f'<a href="data/{chart.name}.csv">data/{chart.name}.csv</a>, chart: '
+            f'<a href="charts/{chart.name}.svg">SVG</a></figcaption></figure>')
+
+
+def data_link(*names: str) -> str:
+    links = ", ".join(f'<a href="data/{n}.csv">data/{n}.csv</a>' for n in names)
+    return f'<p class="note">Data: {links}</p>'
+
+
+def _key_rows(b: Bulletin) -> list[list[Any]]:
+    rows = []
+    for r in _changes(b):
+        fmt = share if r["share"] else pct
+        rows.append([r["label"], fmt(r["value"]),
+                     f"{fmt(r['previous_value'])} ({r['previous_period']})"
+                     if r["previous_value"] is not None else "—",
+                     points(r["change"]),
+                     f"{fmt(r['year_before_value'])} ({r['year_before_period']})"
+                     if r["year_before_value"] is not None else "—",
+                     points(r["change_year"])])
+    return rows
+
+
+def _key_columns(b: Bulletin) -> list[tuple[str, bool]]:
+    return [("Indicator", False), (b.period, True), ("Previous period", True),
+            ("Change", True), ("A year before", True), ("Change in a year", True)]
+
+
+def headline_numbers(b: Bulletin) -> dict[str, str]:
+    g = b.doc["global_average"]
+    r = _changes(b)[0]
+    prev = (f"{points(r['change'])} since {r['previous_period']} "
+            f"({pct(r['previous_value'])})" if r["change"] is not None
+            else "no earlier period with data to compare")
+    year = (f"{points(r['change_year'])} since {r['year_before_period']} "
+            f"({pct(r['year_before_value'])})" if r["change_year"] is not None
+            else f"no data for {b.year_before_period}, a year before")
+    d500 = b.doc500["global_average"] if b.doc500 else None
+    return {"global": pct(g), "gap": points(None if g is None else g - 3.0),
+            "previous": prev, "year": year, "usd500": pct(d500)}
+
+
+def html(b: Bulletin, charts_: Sequence[ch.Chart]) -> str:
+    c = {chart.name: chart for chart in charts_}
+    h = headline_numbers(b)
+    five = b.five
+    sections = []
+
+    official_rows = []
+    ours = {"global_average": b.doc["global_average"],
+            "weighted_average": b.doc["weighted_average"],
+            "smart_average": b.doc["smart_average"]}
+    for r in b.official.iter_rows(named=True):
+        official_rows.append([r["label"], pct(ours[r["ours_key"]]), pct(r["value_pct"]),
+                              r["period"], Raw(f'<a href="{esc(r["source_url"])}">'
+                                               f'{esc(r["source_title"])}</a>')])
+    sections.append(f"""
+<section id="headline"><h2>{esc(SECTIONS[0])}</h2>
+<div class="hero"><p class="big">{h['global']}</p>
+<p>average total cost of sending USD 200 in {esc(b.period)},
+<span class="gap">{esc(h['gap'])}</span> from the 3% SDG target.<br>
+{esc(h['previous'])}; {esc(h['year'])}.<br>
+Sending USD 500 cost {h['usd500']} on average.</p></div>
+<div class="box warn"><p><strong>Ours is indicative, not the official SDG 10.c.1 value.</strong>
+{esc(INDICATIVE)}</p><p>{esc(_official_sentence(b))}</p><p>{esc(_source_sentence(b))}</p></div>
+{table(f"Key figures, {b.period} (USD 200 unless stated)", _key_columns(b), _key_rows(b))}
+{table("Ours beside the World Bank's latest published figures",
+       [("Indicator", False), (f"sendcost {b.period}", True), ("World Bank", True),
+        ("World Bank quarter", False), ("Source", False)], official_rows)}
+{data_link("headline", "official")}
+</section>""")
+
+    counts = [
+        ["Corridors observed", five["corridors"], "—"],
+        ["SmaRT above 5% (fails the 5% condition)", five["smart_above_5"],
+         share(five["share_smart_above_5"])],
+        ["Too few qualifying services for a SmaRT (fails the 5% condition)",
+         five["too_few_qualifying"], share(five["share_too_few_qualifying"])],
+        ["SmaRT at or below 5% (meets the 5% condition)", five["meeting_5_condition"], "—"],
+        ["Average above 5%", five["average_above_5"], share(five["share_average_above_5"])],
+        ["Average above 10%", five["average_above_10"], share(five["share_average_above_10"])],
+    ]
+    status_names = {"entered": "entered the list", "new": "new (not observed before)",
+                    "stayed": "still above 5%", "left": "left the list",
+                    "not observed": "not observed this period"}
+    moved = b.above_5.filter(pl.col("status").is_in(["entered", "new", "left",
+                                                     "not observed"]))
+    above_rows = [[corridor_label(r["source"], r["destination"]), pct(r["average"]),
+                   pct(r["previous_average"]), points(r["change"]), pct(r["smart"]),
+                   f"{r['cheapest_firm']} ({pct(r['cheapest_total_cost'])})"
+                   if r["cheapest_firm"] else "—", status_names[r["status"]]]
+                  for r in b.above_5.iter_rows(named=True)]
+    prev_label = b.previous["period"] if b.previous else "previous period"
+    sections.append(f"""
+<section id="five-percent"><h2>{esc(SECTIONS[1])}</h2>
+<p>The second half of SDG 10.c: no corridor above 5%, measured as every corridor having at least
+three qualifying services whose SmaRT (mean of the three cheapest) is at most 5%.
+{five['smart_above_5'] + five['too_few_qualifying']} of {five['corridors']} corridors do not
+meet it in {esc(b.period)}. {moved.filter(pl.col('status').is_in(['entered', 'new'])).height}
+corridors entered the list of corridors averaging above 5% and
+{moved.filter(pl.col('status') == 'left').height} left it since {esc(prev_label)}.</p>
+{table(f"The 5% component, {b.period}", [("Corridors", False), ("Number", True),
+                                          ("Share", True)], counts)}
+<h3>Corridors averaging above 5%</h3>
+{table(f"Corridors whose average is above 5% in {b.period} or was in {prev_label}; "
+       "those that entered or left the list first",
+       [("Corridor", False), ("Average", True), (f"Average {prev_label}", True),
+        ("Change", True), ("SmaRT", True), ("Cheapest service", False), ("Status", False)],
+       above_rows)}
+{data_link("five_percent", "corridors_above_5", "corridors")}
+</section>""")
+
+    sections.append(f"""
+<section id="trend"><h2>{esc(SECTIONS[2])}</h2>
+{figure(c['trend'])}
+<p class="call"><strong>{esc(b.progress.call.capitalize())}.</strong>
+{esc(_progress_sentence(b))}</p>
+{data_link("trend", "trend_official", "progress")}
+</section>""")
+
+    ft_rows = [[firm_type_label(r["firm_type"]), pct(r["average"]), r["services"]]
+               for r in b.firm_types.sort("average", descending=True, nulls_last=True)
+               .iter_rows(named=True)]
+    rg_rows = [[region_label(r["region"]), pct(r["average"]), r["services"]]
+               for r in b.regions.sort("average", descending=True).iter_rows(named=True)]
+    sc_rows = [[f"{r['name'] or r['source']} ({r['source']})", "G20" if r["g20"] else "",
+                pct(r["average"]), r["services"], r["corridors"]]
+               for r in b.sending.iter_rows(named=True)]
+
+    def extreme_rows(frame: pl.DataFrame) -> list[list[Any]]:
+        return [[corridor_label(r["source"], r["destination"]), pct(r["average"]),
+                 pct(r["smart"]), r["transparent_services"],
+                 f"{r['cheapest_firm']} ({pct(r['cheapest_total_cost'])})"
+                 if r["cheapest_firm"] else "—"] for r in frame.iter_rows(named=True)]
+
+    ext_cols = [("Corridor", False), ("Average", True), ("SmaRT", True),
+                ("Services", True), ("Cheapest service", False)]
+    g20 = b.doc["g20_sending_average"]
+    sections.append(f"""
+<section id="breakdowns"><h2>{esc(SECTIONS[3])}</h2>
+<h3>By type of provider</h3>
+{figure(c['firm_types'])}
+{table(f"Average cost by type of provider, {b.period}",
+       [("Provider type", False), ("Average", True), ("Services", True)], ft_rows)}
+<h3>By receiving region</h3>
+{figure(c['receiving_regions'])}
+{table(f"Average cost by World Bank region of the receiving country, {b.period}",
+       [("Region", False), ("Average", True), ("Services", True)], rg_rows)}
+<h3>By sending country</h3>
+<p>G20 members are marked; sending from a G20 country cost {pct(g20)} on average (G8:
+{pct(b.doc['g8_sending_average'])}).</p>
+{figure(c['sending_countries'])}
+{table(f"Average cost by sending country, {b.period}, most expensive first",
+       [("Sending country", False), ("G20", False), ("Average", True), ("Services", True),
+        ("Corridors", True)], sc_rows)}
+<h3>The ten most expensive corridors</h3>
+{figure(c['most_expensive'])}
+{table(f"The ten most expensive corridors, {b.period}", ext_cols, extreme_rows(b.most))}
+<h3>The ten least expensive corridors</h3>
+{figure(c['least_expensive'])}
+{table(f"The ten least expensive corridors, {b.period}", ext_cols, extreme_rows(b.least))}
+{data_link("firm_types", "receiving_regions", "sending_countries", "most_expensive",
+           "least_expensive")}
+</section>""")
+
+    post_avg = b.doc["by_firm_type"].get("post_office", {}).get("average")
+    pt_rows = [[firm_type_label(r["firm_type"]), pct(r["average"]), r["services"],
+                points(r["difference_to_post_office"])]
+               for r in b.postal_types.iter_rows(named=True)]
+    postal_rows = [[f"{r['firm']} — {r['product'] or 'service'}",
+                    f"{country_name(r['source_code'])} → {country_name(r['destination_code'])}",
+                    firm_type_label(r["firm_type"]), pct(r["total_cost_pct"])
+                    if r["transparent"] else "rate not disclosed",
+                    pct(r["corridor_median"]), f"{r['cheapest_firm'] or '—'} "
+                    f"({pct(r['corridor_cheapest'])})", pct(r["corridor_smart"]),
+                    f"{r['rank']} of {r['corridor_services']}" if r["rank"] is not None
+                    else "—"]
+                   for r in b.postal.iter_rows(named=True)]
+    known = b.postal.filter(pl.col("rank").is_not_null())
+    below = known.filter(pl.col("total_cost_pct") <= pl.col("corridor_median")).height
+    sections.append(f"""
+<section id="postal"><h2>{esc(SECTIONS[4])}</h2>
+<p>For the UPU and postal operators: every service sold by a post office (its own, and money
+transfer operators' services sold at post counters, kept apart) against its corridor. Post
+offices' own services averaged {pct(post_avg)} in {esc(b.period)}. Of {known.height}
+post-office services with a disclosed exchange rate, {below} cost no more than their
+corridor's median.</p>
+{table(f"Post offices against other types of provider, {b.period}",
+       [("Provider type", False), ("Average", True), ("Services", True),
+        ("Difference to post offices", True)], pt_rows)}
+{figure(c['postal'])}
+{table(f"Every post-office service, {b.period}, USD 200 (rank 1 = cheapest in its corridor)",
+       [("Service", False), ("Corridor", False), ("Type", False), ("Total cost", True),
+        ("Corridor median", True), ("Cheapest in corridor", False), ("Corridor SmaRT", True),
+        ("Rank", True)], postal_rows)}
+{data_link("postal_benchmark", "postal_vs_firm_types")}
+</section>""")
+
+    cov = b.coverage
+    mix = ", ".join(f"{r['source']} ({r['quotes']:,} quotes, reference rates: "
+                    f"{r['reference_source'] or 'unknown'})"
+                    for r in b.source_mix.iter_rows(named=True))
+    cov_rows = [
+        ["Quotes", f"{cov['quotes']:,}"], ["Services", f"{cov['services']:,}"],
+        ["Transparent services (in the averages)", f"{cov['transparent_services']:,}"],
+        ["Services excluded: fee disclosed, exchange rate not disclosed",
+         f"{cov['non_transparent_services']:,}"],
+        ["Services with a negative FX margin (kept, flagged)",
+         f"{cov['negative_margin_services']:,}"],
+        ["Quotes with a stale reference rate (left out)", f"{cov['stale_reference_quotes']:,}"],
+        ["Corridors", f"{cov['corridors']:,}"],
+        ["Sending / receiving countries",
+         f"{cov['sending_countries']} / {cov['receiving_countries']}"],
+        ["Providers", f"{cov['firms']:,}"],
+        ["Collected", f"{_day(cov['first_collected'])} to {_day(cov['last_collected'])}"],
+        ["Methodology version", METHODOLOGY_VERSION],
+    ]
+    share_t = (cov["transparent_services"] / cov["services"] * 100) if cov["services"] else None
+    sections.append(f"""
+<section id="coverage"><h2>{esc(SECTIONS[5])}</h2>
+{table(f"Coverage, {b.period}, USD 200", [("Measure", False), ("Value", True)], cov_rows)}
+<p>Transparent share: {share(share_t)} of services. Source mix: {esc(mix)}. Reference
+(interbank) rates are taken at collection time by the source named; a quote whose reference
+rate is older than the configured maximum age is stored but left out of every average.</p>
+<p>Method: the World Bank's Remittance Prices Worldwide method. Total cost = fee % + FX margin
+%; averages are simple means over transparent services, each service once; the weighted
+average weights corridor averages by the 2011 bilateral remittance flows; SmaRT is the mean of
+the three cheapest qualifying services (transparent, within 5 days) of a corridor.
+{esc(INDICATIVE)}</p>
+<p>Licence: {esc(LICENCE)} (<a href="{LICENCE_URL}">{LICENCE_URL}</a>). Attribution:
+{esc(RPW_ATTRIBUTION)}. Every table and chart of this bulletin is in <a href="data/">data/</a>
+as CSV, described in <a href="data/metadata.json">data/metadata.json</a>; the whole bulletin is
+in <a href="bulletin-{esc(b.period)}.zip">bulletin-{esc(b.period)}.zip</a>.</p>
+{data_link("coverage", "source_mix", "non_transparent")}
+</section>""")
+
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>SDG 10.c remittance cost bulletin, {esc(b.period)} — sendcost</title>
+<style>{CSS}
+@page {{ size: A4; margin: 16mm 14mm 18mm;
+  @bottom-left {{ content: "sendcost SDG 10.c bulletin, {esc(b.period)} — indicative figures";
+                 font-size: 8pt; color: #59636e; }}
+  @bottom-right {{ content: "page " counter(page) " of " counter(pages); font-size: 8pt;
+                  color: #59636e; }} }}
+</style>
+</head>
+<body>
+<header>
+<p class="kicker">sendcost · SDG 10.c bulletin · {esc(b.period)}</p>
+<h1>What it costs to send money home: {esc(b.period)}</h1>
+<p>The global average cost of sending USD 200 was <strong>{h['global']}</strong>, against the
+SDG target of less than 3% by 2030. Progress toward 2030: <strong>{esc(b.progress.call)}</strong>.
+Our figures are indicative, not the official SDG 10.c.1 value.</p>
+</header>
+<main>
+{''.join(sections)}
+</main>
+<footer><p>sendcost {esc(METHODOLOGY_VERSION)} · {esc(LICENCE)} ·
+{esc(RPW_ATTRIBUTION)}</p></footer>
+</body>
+</html>
+"""
+
+
+def _day(v: Any) -> str:
+    return "—" if v is None else v.strftime("%Y-%m-%d")
+
+
+def pdf(document: str, folder: Path) -> bytes:
+    """The HTML printed to PDF with WeasyPrint (images resolved inside ``folder``)."""
+    import logging
+
+    from weasyprint import HTML
+
+    # WeasyPrint logs every unsupported CSS property at WARNING; ours are screen-only.
+    logging.getLogger("weasyprint").setLevel(logging.ERROR)
+    return HTML(string=document, base_url=str(folder) + "/").write_pdf()
+
+
+# --- Markdown ----------------------------------------------------------------------------------
+
+
+def _md_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    def cell(v: Any) -> str:
+        return str(v if v is not None else "—").replace("|", "\\|")
+
+    lines = ["| " + " | ".join(columns) + " |",
+             "| " + " | ".join("---" for _ in columns) + " |"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def markdown(b: Bulletin) -> str:
+    h = headline_numbers(b)
+    five = b.five
+    key = _md_table(["Indicator", b.period, "Previous period", "Change", "A year before",
+                     "Change in a year"], _key_rows(b))
+    ours = {"global_average": b.doc["global_average"],
+            "weighted_average": b.doc["weighted_average"],
+            "smart_average": b.doc["smart_average"]}
+    official = _md_table(
+        ["Indicator", f"sendcost {b.period}", "World Bank", "World Bank quarter", "Source"],
+        [[r["label"], pct(ours[r["ours_key"]]), pct(r["value_pct"]), r["period"],
+          r["source_title"]] for r in b.official.iter_rows(named=True)])
+    moved = b.above_5.filter(pl.col("status") != "stayed")
+    moved_rows = [[corridor_label(r["source"], r["destination"]), pct(r["average"]),
+                   pct(r["previous_average"]), points(r["change"]), r["status"]]
+                  for r in moved.iter_rows(named=True)]
+
+    def extreme(frame: pl.DataFrame) -> str:
+        return _md_table(["Corridor", "Average", "SmaRT", "Cheapest service"],
+                         [[corridor_label(r["source"], r["destination"]), pct(r["average"]),
+                           pct(r["smart"]), f"{r['cheapest_firm']} "
+                           f"({pct(r['cheapest_total_cost'])})"]
+                          for r in frame.iter_rows(named=True)])
+
+    known = b.postal.filter(pl.col("rank").is_not_null())
+    below = known.filter(pl.col("total_cost_pct") <= pl.col("corridor_median")).height
+    cov = b.coverage
+    parts = [
+        f"# What it costs to send money home: {b.period}",
+        f"sendcost SDG 10.c bulletin, {b.period}. Figures are indicative, not the official "
+        "SDG 10.c.1 value.",
+        f"## {SECTIONS[0]}",
+        f"**{h['global']}**: the average total cost of sending USD 200 in {b.period}, "
+        f"{h['gap']} from the 3% SDG target. {h['previous']}; {h['year']}. Sending USD 500 "
+        f"cost {h['usd500']} on average.",
+        f"> **Ours is indicative, not the official SDG 10.c.1 value.** {INDICATIVE} "
+        f"{_official_sentence(b)} {_source_sentence(b)}",
+        key, official,
+        f"## {SECTIONS[1]}",
+        f"{five['smart_above_5'] + five['too_few_qualifying']} of {five['corridors']} corridors "
+        f"do not meet the 5% condition: {five['smart_above_5']} have a SmaRT above 5% "
+        f"({share(five['share_smart_above_5'])}) and {five['too_few_qualifying']} have too few "
+        f"qualifying services. {five['average_above_5']} corridors average above 5% "
+        f"({share(five['share_average_above_5'])}) and {five['average_above_10']} above 10% "
+        f"({share(five['share_average_above_10'])}).",
+        "Corridors that entered or left the list of corridors averaging above 5% (the full "
+        "list: data/corridors_above_5.csv):",
+        _md_table(["Corridor", "Average", "Before", "Change", "Status"], moved_rows)
+        if moved_rows else "None.",
+        f"## {SECTIONS[2]}",
+        "![Trend of the global average, SmaRT and weighted average with the 3% and 5% "
+        "targets](charts/trend.png)",
+        _progress_sentence(b),
+        f"## {SECTIONS[3]}",
+        "### By type of provider",
+        _md_table(["Provider type", "Average", "Services"],
+                  [[firm_type_label(r["firm_type"]), pct(r["average"]), r["services"]]
+                   for r in b.firm_types.sort("average", descending=True, nulls_last=True)
+                   .iter_rows(named=True)]),
+        "### By receiving region",
+        _md_table(["Region", "Average", "Services"],
+                  [[region_label(r["region"]), pct(r["average"]), r["services"]]
+                   for r in b.regions.sort("average", descending=True).iter_rows(named=True)]),
+        "### By sending country",
+        f"G20 sending countries: {pct(b.doc['g20_sending_average'])}; G8: "
+        f"{pct(b.doc['g8_sending_average'])}; G20 receiving countries: "
+        f"{pct(b.doc['g20_receiving_average'])}.",
+        _md_table(["Sending country", "G20", "Average", "Services"],
+                  [[f"{r['name'] or r['source']} ({r['source']})", "G20" if r["g20"] else "",
+                    pct(r["average"]), r["services"]] for r in b.sending.iter_rows(named=True)]),
+        "### The ten most expensive corridors", extreme(b.most),
+        "### The ten least expensive corridors", extreme(b.least),
+        f"## {SECTIONS[4]}",
+        f"Post offices' own services averaged "
+        f"{pct(b.doc['by_firm_type'].get('post_office', {}).get('average'))}. Of "
+        f"{known.height} post-office services with a disclosed exchange rate, {below} cost no "
+        "more than their corridor's median. Every service: data/postal_benchmark.csv.",
+        _md_table(["Provider type", "Average", "Services", "Difference to post offices"],
+                  [[firm_type_label(r["firm_type"]), pct(r["average"]), r["services"],
+                    points(r["difference_to_post_office"])]
+                   for r in b.postal_types.iter_rows(named=True)]),
+        f"## {SECTIONS[5]}",
+        f"{cov['quotes']:,} quotes; {cov['services']:,} services, of which "
+        f"{cov['transparent_services']:,} transparent (in the averages) and "
+        f"{cov['non_transparent_services']:,} excluded (exchange rate not disclosed); "
+        f"{cov['negative_margin_services']:,} with a negative FX margin (kept); "
+        f"{cov['stale_reference_quotes']:,} quotes with a stale reference rate (left out); "
+        f"{cov['corridors']:,} corridors, {cov['sending_countries']} sending and "
+        f"{cov['receiving_countries']} receiving countries. Sources: "
+        + ", ".join(f"{r['source']} ({r['quotes']:,} quotes, reference rates: "
+                    f"{r['reference_source'] or 'unknown'})"
+                    for r in b.source_mix.iter_rows(named=True))
+        + f". Methodology version {METHODOLOGY_VERSION}.",
+        f"Licence: {LICENCE} ({LICENCE_URL}). Attribution: {RPW_ATTRIBUTION}.",
+    ]
+    return "\n\n".join(parts) + "\n"

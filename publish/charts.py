@@ -1,0 +1,214 @@
+"""The bulletin's charts: matplotlib ``Figure``s (never pyplot), deterministic bytes.
+
+Every chart carries both SDG 10.c target lines, dashed: 3% (the global average target) and 5%
+(no corridor above it). The lines have SVG ids ``target-3`` and ``target-5`` so a reader —
+or a test — can find them. The same data gives the same PNG and SVG bytes: Agg, a fixed
+``svg.hashsalt``, and no date or software in the metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+# A bare Figure (no pyplot) renders PNG and SVG with Agg's and the SVG backend's own
+# canvases: no GUI backend is ever selected, and nothing is kept alive between charts.
+from matplotlib import rc_context
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+TARGETS = ((3.0, "SDG target: 3% average", "#1a7f37"), (5.0, "5%: no corridor above", "#b35900"))
+INK = "#1f2328"
+MUTED = "#59636e"
+OURS = "#0b5cad"
+SMART = "#7b3fb5"
+WEIGHTED = "#0a8a8a"
+OFFICIAL = "#c2185b"
+BAR = "#6e8fb5"
+HIGHLIGHT = "#0b5cad"
+
+RC = {
+    "svg.hashsalt": "sendcost-bulletin",
+    "svg.fonttype": "path",
+    "font.family": "DejaVu Sans",
+    "font.size": 10,
+    "axes.edgecolor": MUTED,
+    "axes.labelcolor": INK,
+    "xtick.color": MUTED,
+    "ytick.color": MUTED,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+PNG_DPI = 150
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    """A drawn chart: its file stem, its figure, and the alt text that describes it."""
+    name: str
+    figure: Figure
+    alt: str
+    title: str
+
+
+def _figure(width: float = 8.0, height: float = 4.5) -> tuple[Figure, Axes]:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    ax = fig.add_subplot()
+    return fig, ax
+
+
+def add_target_lines(ax: Axes, *, vertical: bool = False) -> None:
+    """The dashed 3% and 5% target lines, labelled, with SVG ids target-3 / target-5."""
+    for value, label, color in TARGETS:
+        line = (ax.axvline(value, color=color, linestyle="--", linewidth=1.4, label=label,
+                           zorder=1)
+                if vertical else
+                ax.axhline(value, color=color, linestyle="--", linewidth=1.4, label=label,
+                           zorder=1))
+        line.set_gid(f"target-{value:g}")
+
+
+def target_lines(fig: Figure) -> list[str]:
+    """The gids of the target lines drawn on a figure (for checks)."""
+    return sorted(line.get_gid() for ax in fig.axes for line in ax.get_lines()
+                  if (line.get_gid() or "").startswith("target-"))
+
+
+def _title(ax: Axes, title: str, subtitle: str) -> None:
+    ax.set_title(f"{title}\n", loc="left", fontsize=12, fontweight="bold", color=INK)
+    ax.text(0, 1.02, subtitle, transform=ax.transAxes, fontsize=9, color=MUTED, va="bottom")
+
+
+def trend_chart(periods: Sequence[str], x: Sequence[float],
+                series: dict[str, Sequence[float | None]],
+                official: Sequence[tuple[str, float, str]], *, period: str) -> Chart:
+    """The global average (and SmaRT, weighted average) over periods, official points on top.
+
+    ``x``: each period's position in time (fractional years: gaps between survey rounds
+    show as gaps); ``series``: label → values aligned with ``periods``; ``official``:
+    (period, value, label) of the World Bank's published figures within the periods shown.
+    """
+    with rc_context(RC):
+        fig, ax = _figure()
+        x = list(x)
+        styles = {"Global average (ours)": (OURS, "o", 2.4),
+                  "SmaRT (ours)": (SMART, "s", 1.6),
+                  "Weighted average (ours)": (WEIGHTED, "^", 1.6)}
+        for label, values in series.items():
+            color, marker, width = styles.get(label, (BAR, "o", 1.6))
+            pts = [(i, v) for i, v in zip(x, values, strict=True) if v is not None]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color, marker=marker,
+                        markersize=4, linewidth=width, label=label, zorder=3)
+        index = dict(zip(periods, x, strict=True))
+        seen: set[str] = set()
+        for p, value, label in official:
+            if p in index:
+                color = (WEIGHTED if "weighted" in label else SMART if "SmaRT" in label
+                         else OFFICIAL)
+                ax.plot([index[p]], [value], linestyle="none", marker="D", markersize=7,
+                        markerfacecolor="white", markeredgecolor=color, markeredgewidth=1.8,
+                        label=None if label in seen else label, zorder=4)
+                seen.add(label)
+        add_target_lines(ax)
+        ax.set_xticks(x, list(periods), rotation=45 if len(periods) > 8 else 0, ha="right"
+                      if len(periods) > 8 else "center")
+        ax.set_ylabel("Total cost, % of amount sent")
+        top = max([v for vs in series.values() for v in vs if v is not None]
+                  + [v for _, v, _ in official] + [6.0])
+        ax.set_ylim(0, top * 1.12)
+        ax.grid(axis="y", color="#d0d7de", linewidth=0.6)
+        ax.legend(loc="lower left", fontsize=8, frameon=False, ncols=2)
+        _title(ax, "Cost of sending USD 200, over time",
+               f"up to {period}; open diamonds: the World Bank's published figures "
+               "(the 2011–2014 global figures are not reproducible from the quote-level "
+               "extract)" if any(p < "2015" for p in periods) else
+               f"up to {period}; open diamonds: the World Bank's published figures")
+    values = ", ".join(f"{p} {v:.2f}%" for p, v in zip(
+        periods, series.get("Global average (ours)", []), strict=False) if v is not None)
+    alt = (f"Line chart of the global average cost of sending USD 200 by period: {values}. "
+           "SmaRT and weighted averages are drawn below it; dashed lines mark the 3% and 5% "
+           "targets; diamonds mark the World Bank's published figures.")
+    return Chart("trend", fig, alt, "Cost of sending USD 200, over time")
+
+
+def bar_chart(name: str, title: str, subtitle: str, labels: Sequence[str],
+              values: Sequence[float], *, highlight: Sequence[bool] | None = None,
+              highlight_label: str | None = None, base_label: str | None = None,
+              what: str = "") -> Chart:
+    """Horizontal bars (one per label, first at the top), target lines vertical."""
+    with rc_context(RC):
+        height = max(2.6, 0.6 + 0.26 * len(labels))
+        fig, ax = _figure(8.0, height)
+        y = list(range(len(labels)))[::-1]
+        colors = [HIGHLIGHT if (highlight and highlight[i]) else BAR for i in range(len(labels))]
+        ax.barh(y, values, color=colors, height=0.7, zorder=2)
+        for yi, v in zip(y, values, strict=True):
+            ax.text(v + 0.15 if v >= 0 else 0.15, yi, f"{v:.2f}%", va="center", fontsize=8,
+                    color=INK)
+        add_target_lines(ax, vertical=True)
+        ax.set_yticks(y, list(labels), fontsize=8)
+        ax.set_xlabel("Total cost, % of amount sent")
+        ax.set_xlim(min(0.0, min(values, default=0.0)), max([*values, 6.0]) * 1.15)
+        ax.grid(axis="x", color="#d0d7de", linewidth=0.6)
+        handles, _ = ax.get_legend_handles_labels()
+        if highlight_label and highlight and any(highlight):
+            from matplotlib.patches import Patch
+
+            handles.append(Patch(color=HIGHLIGHT, label=highlight_label))
+            if base_label:
+                handles.append(Patch(color=BAR, label=base_label))
+        ax.legend(handles=handles, loc="lower right", fontsize=8, frameon=True,
+                  facecolor="white", edgecolor="#d0d7de")
+        _title(ax, title, subtitle)
+    desc = "; ".join(f"{lab} {v:.2f}%" for lab, v in zip(labels, values, strict=True))
+    alt = (f"Bar chart: {title.lower()} ({what or subtitle}). {desc}. Dashed lines mark the 3% "
+           "and 5% targets.")
+    return Chart(name, fig, alt, title)
+
+
+def postal_chart(rows: Sequence[tuple[str, float, float]], *, period: str) -> Chart:
+    """Each transparent post-office service: its cost (y) against its corridor's median (x).
+
+    ``rows``: (label, corridor median, service total cost).
+    """
+    with rc_context(RC):
+        fig, ax = _figure(8.0, 5.0)
+        xs = [r[1] for r in rows]
+        ys = [r[2] for r in rows]
+        top = max([*xs, *ys, 6.0]) * 1.1
+        ax.plot([0, top], [0, top], color=MUTED, linewidth=0.8, linestyle=":",
+                label="same as corridor median")
+        cheaper = [(x, y) for x, y in zip(xs, ys, strict=True) if y <= x]
+        dearer = [(x, y) for x, y in zip(xs, ys, strict=True) if y > x]
+        if cheaper:
+            ax.scatter([p[0] for p in cheaper], [p[1] for p in cheaper], color=WEIGHTED, s=22,
+                       label="post service at or below its corridor's median", zorder=3)
+        if dearer:
+            ax.scatter([p[0] for p in dearer], [p[1] for p in dearer], color=OFFICIAL, s=22,
+                       marker="^", label="post service above its corridor's median", zorder=3)
+        add_target_lines(ax)
+        ax.set_xlim(0, top)
+        ax.set_ylim(min(0.0, min(ys, default=0.0)), top)
+        ax.set_xlabel("Corridor median total cost, %")
+        ax.set_ylabel("Post service total cost, %")
+        ax.grid(color="#eaeef2", linewidth=0.6)
+        ax.legend(loc="upper left", fontsize=8, frameon=False)
+        _title(ax, "Post-office services against their corridor's median",
+               f"{period}, USD 200; transparent services only")
+    alt = (f"Scatter chart of {len(rows)} transparent post-office services in {period}: each "
+           f"service's total cost against its corridor's median; {len(cheaper)} at or below the "
+           f"median, {len(dearer)} above. Dashed lines mark the 3% and 5% targets.")
+    return Chart("postal", fig, alt, "Post-office services against their corridor's median")
+
+
+def save(chart: Chart, directory: Path) -> list[Path]:
+    """Write ``<name>.png`` and ``<name>.svg``; the same chart gives the same bytes."""
+    directory.mkdir(parents=True, exist_ok=True)
+    png, svg = directory / f"{chart.name}.png", directory / f"{chart.name}.svg"
+    with rc_context(RC):
+        chart.figure.savefig(png, format="png", dpi=PNG_DPI, metadata={"Software": None},
+                             facecolor="white")
+        chart.figure.savefig(svg, format="svg", metadata={"Date": None}, facecolor="white")
+    return [png, svg]

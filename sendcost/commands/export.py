@@ -1,0 +1,97 @@
+"""``sendcost export``: open-data files for partners — the postal benchmark, SDMX-CSV."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from corridors.config import load_config
+from corridors.periods import parse_period
+from sendcost.cli import common_options, setup_logging
+
+HELP = """\
+Export open data for partners.
+
+  postal   the postal benchmark of a period (every post-office service against its
+           corridor's median, cheapest service and SmaRT, with its rank) as CSV and JSON
+  sdmx     the SDG 10.c.1 series (global, and by sending country) as SDMX-CSV for the UN
+           SDG Global Database dataflow IAEG-SDGs:DF_SDG_GLH, ready to load as it is
+
+examples:
+  sendcost export postal --period 2014Q2 --source rpw --out exports/
+  sendcost export sdmx --from 2011Q1 --to 2014Q2 --source rpw > sdg_10c1.csv
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("export", help="export the postal benchmark or SDMX-CSV",
+                       description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = p.add_subparsers(dest="what", metavar="WHAT", required=True)
+
+    def source_options(q: argparse.ArgumentParser) -> None:
+        common_options(q)
+        q.add_argument("--source", choices=("store", "rpw"), default="store",
+                       help="store: the database (default); rpw: an RPW file, no database")
+        q.add_argument("--rpw-file", metavar="PATH",
+                       help="with --source rpw: the RPW file (default: the bundled data)")
+        q.add_argument("--amount", type=int, choices=(200, 500), default=200,
+                       help="price point in USD (default 200)")
+
+    postal = what.add_parser("postal", help="the postal benchmark as CSV and JSON",
+                             description="The postal benchmark of one period as "
+                                         "postal-PERIOD.csv and postal-PERIOD.json in DIR.")
+    source_options(postal)
+    postal.add_argument("--period", required=True, metavar="P", help="quarter or month")
+    postal.add_argument("--out", metavar="DIR", default=".",
+                        help="folder to write into (default: the current one)")
+    postal.set_defaults(func=run_postal)
+
+    sdmx = what.add_parser("sdmx", help="the 10.c.1 series as SDMX-CSV",
+                           description="The 10.c.1 series from --from to --to (two quarters "
+                                       "or two months) as SDMX-CSV, on stdout or in --out.")
+    source_options(sdmx)
+    sdmx.add_argument("--from", dest="start", required=True, metavar="P")
+    sdmx.add_argument("--to", dest="end", required=True, metavar="P")
+    sdmx.add_argument("--corridors", action="store_true",
+                      help="also every corridor (series SI_RMT_COST_BC)")
+    sdmx.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    sdmx.set_defaults(func=run_sdmx)
+
+
+def _quotes(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from sendcost.commands.bulletin import load_quotes
+
+    return load_quotes(args)[0]
+
+
+def run_postal(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    setup_logging(args, config.log_level)
+    from publish.exports import postal_export
+
+    period = str(parse_period(args.period))
+    body_csv, body_json = postal_export(_quotes(args), period=period, amount_usd=args.amount)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"postal-{period}.csv").write_bytes(body_csv)
+    (out / f"postal-{period}.json").write_bytes(body_json)
+    print(f"postal benchmark {period}: {out / f'postal-{period}.csv'}, "
+          f"{out / f'postal-{period}.json'}", file=sys.stderr)
+    return 0
+
+
+def run_sdmx(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    setup_logging(args, "WARNING" if not args.out else config.log_level)
+    from publish.exports import sdmx_csv, sdmx_rows
+
+    rows = sdmx_rows(_quotes(args), start=args.start, end=args.end, amount_usd=args.amount,
+                     corridors=args.corridors)
+    body = sdmx_csv(rows)
+    if args.out:
+        Path(args.out).write_bytes(body)
+        print(f"{len(rows)} observations written to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(body.decode())
+    return 0
