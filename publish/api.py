@@ -126,9 +126,7 @@ def _next_link(request: web.Request, cursor: str | None) -> dict[str, str]:
 
 
 async def _snapshot(request: web.Request) -> Snapshot:
-    snap = await request.app[DATA].snapshot()
-    request.app[middleware.TELEMETRY].snapshot_version.set(snap.version)
-    return snap
+    return await request.app[DATA].snapshot()
 
 
 def _cached(snap: Snapshot, key: tuple[Any, ...]) -> tuple[bytes, str] | None:
@@ -273,7 +271,35 @@ def compare_document(snap: Snapshot, src: str, dst: str, amount: Decimal,
     )
 
 
+PAYIN = tuple(x.value for x in PayIn)
+PAYOUT = tuple(x.value for x in PayOut)
+
+
 async def compare(request: web.Request) -> web.StreamResponse:
+    fmt = "csv" if wants_csv(request) else "json"
+    snap = await _snapshot(request)
+    # The migrant's question repeats: a query string answered before is answered from
+    # memory without parsing it again (only successful answers are kept).
+    raw_key = ("compare-raw", request.query_string, fmt)
+    hit = _cached(snap, raw_key)
+    if hit is None:
+        hit = _remember_entry(snap, raw_key, compare_body(request, snap, fmt))
+    body, tag = hit
+    if fmt == "csv":
+        return send(request, body, CSV, etag=tag,
+                    headers={"Content-Disposition": 'inline; filename="compare.csv"'})
+    return send(request, body, JSON, etag=tag)
+
+
+def _remember_entry(snap: Snapshot, key: tuple[Any, ...],
+                    entry: tuple[bytes, str]) -> tuple[bytes, str]:
+    if len(snap.responses) >= _RESPONSE_CACHE_MAX:
+        snap.responses.clear()
+    snap.responses[key] = entry
+    return entry
+
+
+def compare_body(request: web.Request, snap: Snapshot, fmt: str) -> tuple[bytes, str]:
     p = Params(request.query, COMPARE_PARAMS)
     src = p.country("from", required=True)
     dst = p.country("to", required=True)
@@ -286,14 +312,12 @@ async def compare(request: web.Request) -> web.StreamResponse:
         if currency is None:
             raise bad_parameter("currency", "currency must be an ISO 4217 code such as USD, "
                                             f"not {currency_text[:40]!r}")
-    payin = p.choice("payin", tuple(x.value for x in PayIn))
-    payout = p.choice("payout", tuple(x.value for x in PayOut))
+    payin = p.choice("payin", PAYIN)
+    payout = p.choice("payout", PAYOUT)
     period = p.period()
     assert src and dst and amount is not None
     if src == dst:
         raise unprocessable("to", "to must differ from from: a corridor joins two countries")
-    fmt = "csv" if wants_csv(request) else "json"
-    snap = await _snapshot(request)
     key = ("compare", src, dst, amount.normalize(), currency, payin, payout, period, fmt)
     hit = _cached(snap, key)
     if hit is None:
@@ -303,10 +327,7 @@ async def compare(request: web.Request) -> web.StreamResponse:
         else:
             body = dumps(doc)
         hit = _remember(snap, key, body)
-    body, tag = hit
-    if fmt == "csv":
-        return send(request, body, CSV, etag=tag, headers=_csv_name(request, f"{src}-{dst}"))
-    return send(request, body, JSON, etag=tag)
+    return hit
 
 
 # --- /v1/corridors ---------------------------------------------------------------------------
@@ -624,6 +645,8 @@ async def openapi_json(request: web.Request) -> web.StreamResponse:
 
 async def prometheus(request: web.Request) -> web.StreamResponse:
     telemetry = request.app[middleware.TELEMETRY]
+    snap = await request.app[DATA].snapshot()
+    telemetry.snapshot_version.set(snap.version)
     store = request.app[runtime.STORE]
     for run in await store.last_runs():
         telemetry.run_started.labels(run["source"], run["status"]).set(

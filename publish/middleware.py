@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -52,9 +53,21 @@ class Telemetry:
         self.run_quarantined = Gauge("sendcost_collection_last_run_quotes_quarantined",
                                      "Quotes quarantined by the last collection run per source",
                                      ["source"], registry=self.registry)
+        # labels() takes a lock and builds a key per call: keep each child once found.
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self.snapshot_version = Gauge("sendcost_snapshot_quote_id",
                                       "Highest quote id in the served snapshot",
                                       registry=self.registry)
+
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, str(status))
+        children = self._children.get(key)
+        if children is None:
+            children = (self.requests.labels(*key), self.latency.labels(route))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class RateLimiter:
@@ -103,9 +116,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method in ("GET", "HEAD", "OPTIONS"):
         response.headers["Access-Control-Allow-Origin"] = "*"
         response.headers["Access-Control-Expose-Headers"] = "ETag, Link, Retry-After"
-    telemetry = request.app[TELEMETRY]
-    telemetry.requests.labels(request.method, route, str(response.status)).inc()
-    telemetry.latency.labels(route).observe(time.perf_counter() - started)
+    request.app[TELEMETRY].observe(request.method, route, response.status,
+                                   time.perf_counter() - started)
     return response
 
 
@@ -145,7 +157,7 @@ async def limits(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise Problem(414, f"the query string is longer than {MAX_QUERY} characters")
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise Problem(413, f"the request body is larger than {MAX_BODY} bytes")
-    if request.path not in UNLIMITED:
+    if request.app[LIMITER].per_minute > 0 and request.path not in UNLIMITED:
         wait = request.app[LIMITER].retry_after(request.remote or "unknown", time.time())
         if wait is not None:
             request.app[TELEMETRY].rate_limited.inc()

@@ -1,0 +1,205 @@
+"""Benchmark: GET /v1/compare for random corridors beside a bare aiohttp handler.
+
+Both servers run in child processes on this machine, in the same run; load comes from
+Debian's ``wrk`` (with a Lua script drawing random corridors) in the first phase (maximum
+throughput, 2 threads × 50 connections) and in a second phase from ``wrk2``-style fixed
+rate is approximated by an aiohttp client sending 500 requests/s and measuring latency.
+
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/sendcost_api_dev .venv/bin/python bench/api.py
+
+The store must hold the RPW data (``sendcost import rpw``). Prints requests/s, p50/p99 and
+the ratio to the bare handler. Goal: ≥ 0.60 of the bare throughput, p99 < 20 ms at 500 req/s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import random
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+# Run as a script, this folder comes first on sys.path, and bench/metrics.py would shadow
+# the metrics package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+
+DURATION = int(os.environ.get("BENCH_SECONDS", "10"))
+RATE = 500
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve_bare(port: int) -> None:
+    from aiohttp import web
+
+    body = json.dumps({"status": "ok", "service": "bare"}).encode()
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/bare", handler)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+def serve_sendcost(port: int, url: str) -> None:
+    from aiohttp import web
+
+    from corridors.config import parse_config
+    from corridors.db import DatabaseTarget
+    from sendcost.wiring import create_app
+
+    config = parse_config({"service": {"import_rpw_on_empty": False},
+                           "api": {"rate_limit_per_minute": 0}})
+    web.run_app(create_app(config, DatabaseTarget(url, embedded=False)), host="127.0.0.1",
+                port=port, access_log=None, print=None)
+
+
+def wait_up(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} did not come up")
+
+
+def corridor_paths(base: str) -> list[str]:
+    with urllib.request.urlopen(f"{base}/v1/corridors.csv?limit=500", timeout=30) as resp:
+        lines = resp.read().decode().splitlines()[1:]
+    rng = random.Random(42)
+    paths = []
+    for line in lines:
+        src, dst = line.split(",")[:2]
+        for amount in (rng.choice([100, 200, 250, 300, 500, 1000]),):
+            paths.append(f"/v1/compare?from={src}&to={dst}&amount={amount}&currency=USD")
+    rng.shuffle(paths)
+    return paths
+
+
+def run_wrk(base: str, paths: list[str]) -> dict[str, float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        quoted = ",".join(json.dumps(p) for p in paths)
+        fh.write("paths = {" + quoted + "}\n"
+                 "math.randomseed(7)\n"
+                 "request = function()\n"
+                 "  return wrk.format('GET', paths[math.random(#paths)])\n"
+                 "end\n"
+                 "done = function(summary, latency, requests)\n"
+                 "  io.write(string.format('P50 %d\\nP99 %d\\nERR %d\\n', "
+                 "latency:percentile(50), latency:percentile(99), "
+                 "summary.errors.status + summary.errors.connect + summary.errors.timeout))\n"
+                 "end\n")
+        script = fh.name
+    out = subprocess.run(["wrk", "-t2", "-c50", f"-d{DURATION}s", "-s", script, base],
+                         capture_output=True, text=True, check=True).stdout
+    os.unlink(script)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = int(re.search(r"P50 (\d+)", out).group(1)) / 1000  # type: ignore[union-attr]
+    p99 = int(re.search(r"P99 (\d+)", out).group(1)) / 1000  # type: ignore[union-attr]
+    errors = int(re.search(r"ERR (\d+)", out).group(1))  # type: ignore[union-attr]
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "errors": errors}
+
+
+async def fixed_rate(base: str, paths: list[str], rate: int, seconds: int) -> dict[str, float]:
+    """Open-loop load at ``rate`` requests/s; latency measured from the scheduled send time."""
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    connector = aiohttp.TCPConnector(limit=200)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        async def one(path: str, scheduled: float) -> None:
+            nonlocal errors
+            async with http.get(base + path) as resp:
+                await resp.read()
+                if resp.status != 200:
+                    errors += 1
+            latencies.append(time.perf_counter() - scheduled)
+
+        start = time.perf_counter()
+        tasks = []
+        for i in range(rate * seconds):
+            scheduled = start + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(paths[i % len(paths)], scheduled)))
+        await asyncio.gather(*tasks)
+    q = statistics.quantiles(latencies, n=100)
+    return {"p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000, "errors": errors}
+
+
+def fixed_rate_process(base: str, paths: list[str], out: mp.Queue) -> None:  # type: ignore[type-arg]
+    out.put(asyncio.run(fixed_rate(base, paths, RATE, DURATION)))
+
+
+def main() -> int:
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        print("set DATABASE_URL to a store holding the RPW data", file=sys.stderr)
+        return 2
+    if shutil.which("wrk") is None:
+        print("wrk is missing: apt-get install -y wrk", file=sys.stderr)
+        return 2
+    ctx = mp.get_context("spawn")
+    bare_port, app_port = free_port(), free_port()
+    servers = [ctx.Process(target=serve_bare, args=(bare_port,), daemon=True),
+               ctx.Process(target=serve_sendcost, args=(app_port, url), daemon=True)]
+    for p in servers:
+        p.start()
+    try:
+        bare, app = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{app_port}"
+        wait_up(bare + "/bare")
+        wait_up(app + "/v1/openapi.json")
+        paths = corridor_paths(app)
+        # Warm the snapshot and the response cache as a running service would be.
+        for path in paths:
+            urllib.request.urlopen(app + path, timeout=30).read()
+        print(f"{len(paths)} corridors; {DURATION} s per phase; wrk -t2 -c50")
+        b = run_wrk(bare, ["/bare"])
+        c = run_wrk(app, paths)
+        print(f"bare handler   : {b['rps']:8.0f} req/s  p50 {b['p50_ms']:.2f} ms  "
+              f"p99 {b['p99_ms']:.2f} ms  errors {b['errors']}")
+        print(f"/v1/compare    : {c['rps']:8.0f} req/s  p50 {c['p50_ms']:.2f} ms  "
+              f"p99 {c['p99_ms']:.2f} ms  errors {c['errors']}")
+        print(f"ratio          : {c['rps'] / b['rps']:.2f} (goal ≥ 0.60)")
+        results = {}
+        for name, base, ps in (("bare", bare, ["/bare"]), ("compare", app, paths)):
+            q: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
+            loader = ctx.Process(target=fixed_rate_process, args=(base, ps, q))
+            loader.start()
+            results[name] = q.get(timeout=DURATION * 10)
+            loader.join()
+        for name, r in results.items():
+            print(f"at {RATE} req/s {name:8}: p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms"
+                  f"  errors {r['errors']}")
+        print(f"p99 goal < 20 ms at {RATE} req/s: "
+              f"{'met' if results['compare']['p99_ms'] < 20 else 'NOT met'}")
+    finally:
+        for p in servers:
+            p.terminate()
+            p.join(10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
