@@ -275,6 +275,64 @@ class Store:
             "RETURNING id", source, url, fetched_at, status, content_type, headers or {},
             digest, body, run_id, licence))
 
+    async def archive_raw_many(self, rows: Sequence[dict[str, Any]]) -> list[int]:
+        """Archive many upstream responses in one COPY; return their ids in order.
+
+        Each row has the keys of ``archive_raw``. Ids are taken from the table's sequence
+        first, so the COPY needs no RETURNING and the caller knows every row's id.
+        """
+        if not rows:
+            return []
+        async with self.pool.acquire() as conn, conn.transaction():
+            ids = [r[0] for r in await conn.fetch(
+                "SELECT nextval(pg_get_serial_sequence('raw_responses', 'id')) "
+                "FROM generate_series(1, $1)", len(rows))]
+            records = [
+                (i, r["source"], r["url"], r["fetched_at"], r.get("status"),
+                 r.get("content_type"), json.dumps(r.get("headers") or {}),
+                 hashlib.sha256(r.get("body") or b"").hexdigest(), r.get("body"),
+                 r.get("run_id"), r.get("licence"))
+                for i, r in zip(ids, rows, strict=True)
+            ]
+            # Binary COPY has no jsonb encoder: headers travel as text and are cast once.
+            await conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS _incoming_raw (id bigint, source text, "
+                "url text, fetched_at timestamptz, status integer, content_type text, "
+                "headers text, content_hash text, payload bytea, run_id bigint, licence text) "
+                "ON COMMIT DELETE ROWS")
+            await conn.copy_records_to_table("_incoming_raw", records=records)
+            await conn.execute(
+                "INSERT INTO raw_responses (id, source, url, fetched_at, status, content_type, "
+                "headers, content_hash, payload, run_id, licence) SELECT id, source, url, "
+                "fetched_at, status, content_type, headers::jsonb, content_hash, payload, "
+                "run_id, licence FROM _incoming_raw")
+        return ids
+
+    async def raw_responses_of_run(self, run_id: int) -> list[dict[str, Any]]:
+        """The archived responses of a run, oldest first (for a re-parse)."""
+        rows = await self.pool.fetch(
+            "SELECT id, url, fetched_at, status, content_type, headers, payload "
+            "FROM raw_responses WHERE run_id = $1 ORDER BY id", run_id)
+        return [dict(r) for r in rows]
+
+    async def raw_payload(self, raw_id: int) -> bytes | None:
+        return await self.pool.fetchval("SELECT payload FROM raw_responses WHERE id = $1",
+                                        raw_id)
+
+    async def replace_quotes_of_raw(self, source: str, raw_ids: Sequence[int],
+                                    quotes: Sequence[Quote], *, run_id: int) -> StoreResult:
+        """In one transaction: drop the quotes ``source`` derived from ``raw_ids``, store
+        ``quotes`` (a re-parse of those responses) in their place."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "DELETE FROM quotes WHERE source = $1 AND raw_response_id = ANY($2::bigint[])",
+                source, list(raw_ids))
+            return await self.store_quotes(quotes, run_id=run_id, conn=conn)
+
+    async def run_info(self, run_id: int) -> dict[str, Any] | None:
+        row = await self.pool.fetchrow("SELECT * FROM collection_runs WHERE id = $1", run_id)
+        return dict(row) if row else None
+
     async def start_run(self, source: str, *, reparse_of: int | None = None) -> int:
         return int(await self.pool.fetchval(
             "INSERT INTO collection_runs (source, reparse_of) VALUES ($1, $2) RETURNING id",
