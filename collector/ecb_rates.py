@@ -1,0 +1,59 @@
+"""Reference rates: the ECB's daily euro foreign exchange reference rates
+(``eurofxref-daily.xml``): ``<Cube time="YYYY-MM-DD"><Cube currency="USD" rate="1.08"/>``.
+
+The rates are set at the 14:15 CET concertation of the day they name; that moment is their
+``as_of``. Every rate is EUR → currency.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import xml.etree.ElementTree as ET
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from collector import options as opt
+from collector.errors import ParseError
+from collector.parsing import dec
+from collector.run import RunContext
+from corridors.config import SourceConfig
+
+NS = "{http://www.ecb.int/vocabulary/2002-08-01/eurofxref}"
+CONCERTATION = dt.time(14, 15, tzinfo=ZoneInfo("Europe/Berlin"))
+
+
+def check_options(source: SourceConfig) -> None:
+    opt.allowed(source, set())
+
+
+def parse(body: bytes) -> list[tuple[str, str, Decimal, dt.datetime]]:
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as exc:
+        raise ParseError(f"ECB rates: not XML ({exc})") from None
+    out = []
+    for day in root.iter(f"{NS}Cube"):
+        when = day.get("time")
+        if when is None:
+            continue
+        try:
+            date = dt.date.fromisoformat(when)
+        except ValueError:
+            raise ParseError(f"ECB rates: Cube time {when!r} is not a date") from None
+        as_of = dt.datetime.combine(date, CONCERTATION).astimezone(dt.UTC)
+        for cube in day.findall(f"{NS}Cube"):
+            currency, rate = cube.get("currency"), dec(cube.get("rate"), "rate")
+            if not currency or rate is None or rate <= 0:
+                raise ParseError(f"ECB rates: bad Cube {ET.tostring(cube)[:80]!r}")
+            out.append(("EUR", currency.upper(), rate, as_of))
+    if not out:
+        raise ParseError("ECB rates: no rates in the document")
+    return out
+
+
+async def collect(ctx: RunContext) -> None:
+    async def one(url: str) -> None:
+        fetched = await ctx.fetch(url)
+        await ctx.add_rates(parse(fetched.body), fetched)
+
+    await ctx.each([ctx.source.url], one)

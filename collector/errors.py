@@ -1,0 +1,30 @@
+"""Why a collection failed, as kinds a run can count (``collection_runs.errors``).
+
+FetchError (a corridors.errors.CollectError)
+├── kind "timeout"       no complete response within the per-attempt timeout, after retries
+├── kind "http_5xx"      the upstream kept answering 5xx
+├── kind "http_429"      the upstream kept rate-limiting us past the retries
+├── kind "http_4xx"      any other 4xx (not retried: asking again will not help)
+├── kind "connection"    refused, reset, DNS
+└── kind "circuit_open"  the source's circuit breaker is open: not asked at all
+ParseError  kind "malformed": a response that does not have the upstream's format
+"""
+
+from __future__ import annotations
+
+from corridors.errors import CollectError
+
+
+class FetchError(CollectError):
+    def __init__(self, kind: str, message: str, *, url: str | None = None,
+                 status: int | None = None):
+        super().__init__(f"{kind}: {message}" + (f" ({url})" if url else ""))
+        self.kind = kind
+        self.url = url
+        self.status = status
+
+
+class ParseError(CollectError):
+    """The body is not what the upstream's format promises (names the field)."""
+
+    kind = "malformed"

@@ -1,0 +1,322 @@
+"""Polite, resilient HTTP for the collectors: one shared ClientSession, used with care.
+
+* Retries are written once, as an aiohttp client middleware (``RetryMiddleware``): timeouts,
+  connection errors and 5xx are retried with exponential backoff and full jitter; 429 and 503
+  wait what ``Retry-After`` asks (capped by ``backoff_max_seconds``). Each attempt has its
+  own timeout (``timeout_seconds``) that covers reading the body, so a slow body is a timeout.
+* Per source and host: at most ``max_concurrency`` requests in flight and at most
+  ``requests_per_second`` started per second.
+* A circuit breaker per source opens after ``circuit_failures`` failed requests in a row
+  (after their retries) and lets one trial request through after ``circuit_cooldown_seconds``.
+* Conditional requests: an ETag / Last-Modified seen on a 200 is sent back as
+  If-None-Match / If-Modified-Since; a 304 re-uses the body kept from that 200.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import email.utils
+import logging
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
+from yarl import URL
+
+from collector.errors import FetchError
+from corridors.config import CollectionConfig, SourceConfig
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Statuses whose Retry-After we honour (RFC 9110 §10.2.3).
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delay-seconds or an HTTP-date."""
+    if not value:
+        return None
+    value = value.strip()
+    with contextlib.suppress(ValueError):
+        return max(0.0, float(value))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    now = time.time() if now is None else now
+    return max(0.0, when.timestamp() - now)
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Exponential backoff with full jitter (AWS architecture blog's "full jitter")."""
+    return rng.uniform(0, min(cap, base * 2 ** attempt))
+
+
+class RetryMiddleware:
+    """aiohttp client middleware: retry one request until it succeeds or the budget is spent.
+
+    On success the body is read inside the attempt, so a body that trickles in too slowly is
+    retried as a timeout like any other. ``on_attempt(kind)`` is told of every attempt's
+    outcome ("ok", "timeout", "connection", "http_5xx", "http_429").
+    """
+
+    def __init__(self, config: CollectionConfig, *, rng: random.Random,
+                 on_attempt: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.rng = rng
+        self.on_attempt = on_attempt or (lambda kind: None)
+
+    async def __call__(self, req: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+        cfg = self.config
+        attempt = 0
+        while True:
+            resp: ClientResponse | None = None
+            try:
+                async with asyncio.timeout(cfg.timeout_seconds):
+                    resp = await handler(req)
+                    if resp.status not in RETRY_STATUSES or attempt >= cfg.max_retries:
+                        await resp.read()
+                        self.on_attempt(_status_kind(resp.status))
+                        return resp
+            except TimeoutError:
+                if resp is not None:
+                    resp.close()
+                self.on_attempt("timeout")
+                if attempt >= cfg.max_retries:
+                    raise
+                delay = backoff_delay(attempt, cfg.backoff_base_seconds,
+                                      cfg.backoff_max_seconds, self.rng)
+            except aiohttp.ClientConnectionError:
+                if resp is not None:
+                    resp.close()
+                self.on_attempt("connection")
+                if attempt >= cfg.max_retries:
+                    raise
+                delay = backoff_delay(attempt, cfg.backoff_base_seconds,
+                                      cfg.backoff_max_seconds, self.rng)
+            else:
+                assert resp is not None
+                self.on_attempt(_status_kind(resp.status))
+                asked = (retry_after_seconds(resp.headers.get("Retry-After"))
+                         if resp.status in RETRY_AFTER_STATUSES else None)
+                delay = (min(asked, cfg.backoff_max_seconds) if asked is not None else
+                         backoff_delay(attempt, cfg.backoff_base_seconds,
+                                       cfg.backoff_max_seconds, self.rng))
+                resp.release()
+            attempt += 1
+            log.debug("retrying %s in %.2fs (attempt %d)", req.url, delay, attempt + 1)
+            await asyncio.sleep(delay)
+
+
+def _status_kind(status: int) -> str:
+    if status == 429:
+        return "http_429"
+    if status >= 500:
+        return "http_5xx"
+    if status >= 400:
+        return "http_4xx"
+    return "ok"
+
+
+class CircuitBreaker:
+    """Closed → open after ``failures`` failures in a row → half-open after ``cooldown``
+    seconds (one trial request) → closed on its success, open again on its failure."""
+
+    def __init__(self, failures: int, cooldown: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.failures = max(1, failures)
+        self.cooldown = cooldown
+        self.clock = clock
+        self.consecutive = 0
+        self.opened_at: float | None = None
+        self.trial_in_flight = False
+        self.trial_done = asyncio.Event()
+
+    @property
+    def state(self) -> str:
+        if self.opened_at is None:
+            return "closed"
+        if self.clock() - self.opened_at >= self.cooldown:
+            return "half_open"
+        return "open"
+
+    async def before(self, source: str) -> None:
+        """Let a request through, or raise FetchError("circuit_open"). While the one trial
+        request of a half-open circuit is out, the others wait for its outcome."""
+        while True:
+            state = self.state
+            if state == "closed":
+                return
+            if state == "open":
+                raise FetchError("circuit_open", f"source {source!r} failed "
+                                 f"{self.consecutive} times in a row; not asking it until "
+                                 "the cool-down ends")
+            if not self.trial_in_flight:
+                self.trial_in_flight = True
+                self.trial_done = asyncio.Event()
+                return
+            await self.trial_done.wait()
+
+    def _end_trial(self) -> None:
+        self.trial_in_flight = False
+        self.trial_done.set()
+
+    def success(self) -> None:
+        if self.opened_at is not None:
+            log.info("circuit closed again after a successful trial request")
+        self.consecutive = 0
+        self.opened_at = None
+        self._end_trial()
+
+    def failure(self) -> None:
+        self.consecutive += 1
+        self._end_trial()
+        if self.opened_at is not None or self.consecutive >= self.failures:
+            if self.opened_at is None:
+                log.warning("circuit opened after %d failures in a row", self.consecutive)
+            self.opened_at = self.clock()
+
+
+class HostLimit:
+    """At most ``concurrency`` requests in flight, started at most ``rate`` per second."""
+
+    def __init__(self, concurrency: int, rate: float) -> None:
+        self.semaphore = asyncio.Semaphore(max(1, concurrency))
+        self.interval = 1.0 / rate
+        self.next_start = 0.0
+        self.lock = asyncio.Lock()
+
+    async def __aenter__(self) -> None:
+        await self.semaphore.acquire()
+        try:
+            async with self.lock:
+                now = time.monotonic()
+                wait = self.next_start - now
+                self.next_start = max(now, self.next_start) + self.interval
+            if wait > 0:
+                await asyncio.sleep(wait)
+        except BaseException:
+            self.semaphore.release()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.semaphore.release()
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """One final upstream response (retries are not kept, only counted)."""
+
+    url: str
+    status: int
+    body: bytes
+    headers: dict[str, str]
+    content_type: str | None
+    fetched_at: dt.datetime
+    #: For a 304: the raw response whose body this one re-uses.
+    body_from_raw_id: int | None = None
+
+
+@dataclass(slots=True)
+class _Validators:
+    etag: str | None
+    last_modified: str | None
+    body: bytes
+    raw_id: int
+
+
+class Fetcher:
+    """Everything between a collector and the network. One per process, shared by runs."""
+
+    #: How many URLs' validators (ETag, Last-Modified, body) are remembered.
+    MAX_VALIDATORS = 20_000
+
+    def __init__(self, session: aiohttp.ClientSession, config: CollectionConfig, *,
+                 seed: int | None = None) -> None:
+        self.session = session
+        self.config = config
+        self.rng = random.Random(seed)
+        self.circuits: dict[str, CircuitBreaker] = {}
+        self.limits: dict[tuple[str, str], HostLimit] = {}
+        self.validators: OrderedDict[str, _Validators] = OrderedDict()
+
+    def circuit(self, source: str) -> CircuitBreaker:
+        if source not in self.circuits:
+            self.circuits[source] = CircuitBreaker(self.config.circuit_failures,
+                                                   self.config.circuit_cooldown_seconds)
+        return self.circuits[source]
+
+    def _limit(self, source: SourceConfig, url: URL) -> HostLimit:
+        key = (source.name, f"{url.host}:{url.port}")
+        if key not in self.limits:
+            self.limits[key] = HostLimit(source.max_concurrency, source.requests_per_second)
+        return self.limits[key]
+
+    async def get(self, source: SourceConfig, url: str,
+                  on_attempt: Callable[[str], None] | None = None) -> Response:
+        """GET ``url`` for ``source``; any HTTP status comes back as a Response.
+
+        Raises FetchError for what gives no response: timeout, connection, open circuit.
+        """
+        circuit = self.circuit(source.name)
+        await circuit.before(source.name)
+        parsed = URL(url)
+        headers = {"User-Agent": self.config.user_agent, "Accept-Encoding": "gzip"}
+        known = self.validators.get(url)
+        if known is not None:
+            if known.etag:
+                headers["If-None-Match"] = known.etag
+            if known.last_modified:
+                headers["If-Modified-Since"] = known.last_modified
+        middleware = RetryMiddleware(self.config, rng=self.rng, on_attempt=on_attempt)
+        # Each attempt has its own timeout in the middleware; the session's total timeout
+        # would otherwise cover all attempts and their backoff together.
+        budget = aiohttp.ClientTimeout(total=None, connect=self.config.timeout_seconds)
+        try:
+            async with self._limit(source, parsed), self.session.get(
+                    parsed, headers=headers, middlewares=(middleware,), timeout=budget,
+                    allow_redirects=True) as resp:
+                body = await resp.read()
+                status = resp.status
+                resp_headers = dict(resp.headers.items())
+        except TimeoutError:
+            circuit.failure()
+            raise FetchError("timeout", f"no complete response within "
+                             f"{self.config.timeout_seconds:g}s", url=url) from None
+        except aiohttp.ClientError as exc:
+            circuit.failure()
+            raise FetchError("connection", f"{type(exc).__name__}: {exc}", url=url) from None
+        except BaseException:
+            circuit.failure()  # cancelled: count it, so a half-open trial never hangs
+            raise
+        if status >= 500 or status == 429:
+            circuit.failure()
+        else:
+            circuit.success()
+        body_from = None
+        if status == 304 and known is not None:
+            body, body_from = known.body, known.raw_id
+        return Response(url=url, status=status, body=body, headers=resp_headers,
+                        content_type=resp_headers.get("Content-Type"),
+                        fetched_at=dt.datetime.now(dt.UTC), body_from_raw_id=body_from)
+
+    def remember(self, response: Response, raw_id: int) -> None:
+        """Keep a 200's validators so the next request for the URL can be conditional."""
+        if response.status != 200:
+            return
+        headers = {k.lower(): v for k, v in response.headers.items()}
+        etag = headers.get("etag")
+        last_modified = headers.get("last-modified")
+        if not etag and not last_modified:
+            return
+        self.validators[response.url] = _Validators(etag, last_modified, response.body, raw_id)
+        self.validators.move_to_end(response.url)
+        while len(self.validators) > self.MAX_VALIDATORS:
+            self.validators.popitem(last=False)

@@ -1,0 +1,150 @@
+"""Operator quote APIs: one configurable adapter for every operator that publishes a JSON
+quote endpoint. Each operator is one ``[[sources]]`` entry — no code per operator.
+
+``url`` is a template; placeholders: {source} {destination} (ISO alpha-3), {source2}
+{destination2} (alpha-2), {send_currency} {receive_currency}, {amount}, {corridor}
+("USA-MEX"). ``options.fields`` maps what we need to where the response has it (dotted
+paths, list indices as numbers: "quote.fees.0.amount").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from collector import options as opt
+from collector.errors import ParseError
+from collector.model import CorridorSpec, Draft
+from collector.parsing import dec, dig, load_json
+from collector.run import RunContext
+from corridors.config import SourceConfig
+from corridors.errors import ConfigError
+from corridors.reference import country_code
+from corridors.types import (
+    AccessPoint,
+    Firm,
+    FirmType,
+    PayIn,
+    PayOut,
+    ServiceAttributes,
+    speed_from_days,
+)
+
+OPTIONS = {"firm", "firm_type", "product", "quotes_path", "fields", "fee_deducted", "pay_in",
+           "pay_out", "access_point", "labels"}
+FIELDS = {"fee", "applied_rate", "received_amount", "send_currency", "receive_currency",
+          "destination", "delivery_hours", "delivery_days", "pay_in", "pay_out", "product"}
+PLACEHOLDERS = ("source", "destination", "source2", "destination2", "send_currency",
+                "receive_currency", "amount", "corridor")
+
+
+def check_options(source: SourceConfig) -> None:
+    opt.allowed(source, OPTIONS)
+    opt.string(source, "firm")
+    opt.enum(source, "firm_type", FirmType, "mto")
+    opt.enum(source, "pay_in", PayIn, None)
+    opt.enum(source, "pay_out", PayOut, None)
+    opt.enum(source, "access_point", AccessPoint, "internet")
+    opt.boolean(source, "fee_deducted", None)
+    fields = opt.table(source, "fields")
+    extra = sorted(set(fields) - FIELDS)
+    if extra:
+        raise ConfigError(f"{opt.where(source)}.fields: unknown field(s) {', '.join(extra)}; "
+                          f"allowed: {', '.join(sorted(FIELDS))}")
+    if "fee" not in fields:
+        raise ConfigError(f"{opt.where(source)}.fields.fee: required (the path of the fee)")
+    labels = opt.table(source, "labels")
+    for label, value in labels.items():
+        if value not in {*PayIn, *PayOut}:
+            raise ConfigError(f"{opt.where(source)}.labels.{label}: expected a pay-in or "
+                              f"pay-out value, got {value!r}")
+    try:
+        source.url.format(**{p: "x" for p in PLACEHOLDERS})
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(f"sources[{source.name}].url: unknown placeholder {exc}; allowed: "
+                          f"{', '.join('{' + p + '}' for p in PLACEHOLDERS)}") from None
+
+
+def quote_url(template: str, c: CorridorSpec, amount: Any) -> str:
+    return template.format(source=c.source, destination=c.destination, source2=c.source2,
+                           destination2=c.destination2, send_currency=c.send_currency,
+                           receive_currency=c.receive_currency, amount=amount,
+                           corridor=c.key)
+
+
+async def collect(ctx: RunContext) -> None:
+    source = ctx.source
+    items = [(c, usd, amount) for c in ctx.corridors for usd, amount in c.amounts]
+
+    async def one(item: tuple[CorridorSpec, int, Any]) -> None:
+        c, usd, amount = item
+        fetched = await ctx.fetch(quote_url(source.url, c, amount))
+        for draft in parse(source, fetched.body, c, usd, amount):
+            await ctx.add_quote(draft, fetched)
+
+    await ctx.each(items, one)
+
+
+def parse(source: SourceConfig, body: bytes, c: CorridorSpec, usd: int, amount: Any
+          ) -> list[Draft]:
+    """Drafts from one quote response of ``c`` at ``amount`` (pure)."""
+    o = source.options
+    fields: dict[str, str] = dict(o.get("fields", {}))
+    doc = load_json(body, f"{source.name} quote")
+    path = o.get("quotes_path", "")
+    records = dig(doc, path) if path else [doc]
+    if not isinstance(records, list):
+        raise ParseError(f"{source.name}: {path!r} is not a list of quotes")
+    labels: dict[str, str] = dict(o.get("labels", {}))
+    firm = Firm(o["firm"], FirmType(o.get("firm_type", "mto")))
+    out = []
+    for rec in records:
+        if not isinstance(rec, dict):
+            raise ParseError(f"{source.name}: a quote is not an object: {rec!r}")
+
+        def get(name: str, rec: dict[str, Any] = rec) -> Any:
+            return dig(rec, fields[name], None) if name in fields else None
+
+        corridor: CorridorSpec | None = c
+        dest = get("destination")
+        # A quote for another destination than the one asked for is not this corridor's
+        # price, whatever it is: quarantined as unknown_corridor.
+        if dest is not None and country_code(str(dest)) != c.destination:
+            corridor = None
+        pay_in_label = get("pay_in")
+        pay_out_label = get("pay_out")
+        pay_in = _label(pay_in_label, labels, PayIn) if pay_in_label else (
+            PayIn(o["pay_in"]) if o.get("pay_in") else None)
+        pay_out = _label(pay_out_label, labels, PayOut) if pay_out_label else (
+            PayOut(o["pay_out"]) if o.get("pay_out") else None)
+        hours, days = dec(get("delivery_hours"), "delivery_hours"), dec(
+            get("delivery_days"), "delivery_days")
+        speed = (speed_from_days(float(hours) / 24) if hours is not None else
+                 speed_from_days(float(days)) if days is not None else None)
+        product = str(get("product") or o.get("product", ""))
+        service = ServiceAttributes(product=product, pay_in=pay_in, pay_out=pay_out,
+                                    access_point=AccessPoint(o.get("access_point", "internet")),
+                                    speed=speed)
+        key = (f"{source.name}:{c.key}:{product}:{pay_in or ''}:{pay_out or ''}")
+        send_cur, recv_cur = get("send_currency"), get("receive_currency")
+        out.append(Draft(
+            corridor=corridor, amount_usd=usd, send_amount=dec(amount, "amount"),  # type: ignore[arg-type]
+            firm=firm, service=service, service_key=key,
+            fee=dec(get("fee"), "fee"), applied_rate=dec(get("applied_rate"), "applied_rate"),
+            received_amount=dec(get("received_amount"), "received_amount"),
+            fee_deducted=o.get("fee_deducted"),
+            send_currency=str(send_cur).upper() if send_cur else None,
+            receive_currency=str(recv_cur).upper() if recv_cur else None,
+            payload=rec,
+        ))
+    return out
+
+
+def _label(value: Any, labels: dict[str, str], kind: type[PayIn] | type[PayOut]) -> Any:
+    text = str(value)
+    mapped = labels.get(text, text)
+    try:
+        return kind(mapped)
+    except ValueError:
+        raise ParseError(f"unmapped {kind.__name__} label {text!r} (add it to "
+                         f"options.labels)") from None
+

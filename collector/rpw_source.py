@@ -1,0 +1,51 @@
+"""The World Bank's RPW data as a scheduled source (kind ``rpw``, quarterly).
+
+``url`` is an http(s) URL — fetched (and archived like every response) — or a local path,
+relative to config.toml. The file goes through ``collector.rpw_import.import_rpw``: parsed
+whole, stored in one transaction, idempotent, rejected rows listed in the ``imports`` table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+
+from collector import options as opt
+from collector.rpw_import import import_rpw
+from collector.run import RunContext
+from corridors.config import SourceConfig
+
+
+def check_options(source: SourceConfig) -> None:
+    opt.allowed(source, set())
+
+
+def local_path(ctx: RunContext) -> Path:
+    path = Path(ctx.source.url).expanduser()
+    if not path.is_absolute() and ctx.config.path is not None:
+        path = ctx.config.path.parent / path
+    return path
+
+
+async def collect(ctx: RunContext) -> None:
+    url = ctx.source.url
+
+    async def one(_: str) -> None:
+        if url.startswith(("http://", "https://")):
+            fetched = await ctx.fetch(url)
+            suffix = "".join(Path(url.split("?", 1)[0]).suffixes[-2:]) or ".csv"
+            with tempfile.TemporaryDirectory(prefix="sendcost-rpw-") as tmp:
+                path = Path(tmp) / f"rpw{suffix}"
+                await asyncio.to_thread(path.write_bytes, fetched.body)
+                summary = await import_rpw(ctx.store, path)
+        else:
+            ctx.report.requests += 1
+            summary = await import_rpw(ctx.store, local_path(ctx))
+        ctx.report.stored += summary.quotes_stored
+        ctx.report.duplicates += summary.duplicates
+        if summary.rejected:
+            ctx.report.message = (f"import {summary.import_id}: {len(summary.rejected)} rows "
+                                  "rejected (see the imports table)")
+
+    await ctx.each([url], one)

@@ -1,0 +1,458 @@
+"""One collection run of one source: fetch, archive, parse, validate, store — and record it.
+
+The order is the point: every upstream response is archived (``raw_responses``) before any
+parser sees it, so a parser fix is ``sendcost collect --reparse RUN_ID``, never a re-fetch.
+Quotes are validated against the reference rates known at the start of the run; implausible
+ones go to ``quarantined_quotes`` with the reason. Stored batches are atomic (one COPY and
+one INSERT per batch); a run that dies half way keeps the batches it finished, is marked
+``failed``, and its raw responses stay archived for a re-parse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import aiohttp
+
+from collector.errors import FetchError, ParseError
+from collector.http import Fetcher, Response
+from collector.model import CorridorSpec, Draft, corridor_specs
+from collector.rates import RateBook, ReferenceRate
+from collector.validate import check
+from corridors.config import Config, SourceConfig
+from corridors.errors import ConfigError
+from corridors.periods import month_of
+from corridors.store import Store
+from corridors.types import Quote
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Progress = Callable[[int, int], None]
+
+#: Source kinds that publish reference rates: they run before the quote sources.
+RATE_KINDS = frozenset({"ecb_rates", "json_rates"})
+BODY_FROM_HEADER = "X-Sendcost-Body-From"
+
+
+class NotArchived(Exception):
+    """A re-parse asked for a URL the original run did not fetch: nothing to parse."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """An archived upstream response, handed to a parser."""
+
+    raw_id: int
+    url: str
+    status: int
+    body: bytes
+    fetched_at: dt.datetime
+    headers: dict[str, str]
+
+
+@dataclass
+class RunReport:
+    run_id: int
+    source: str
+    status: str = "running"
+    requests: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    rates: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    message: str | None = None
+    seconds: float = 0.0
+    store_seconds: float = 0.0
+    reparse_of: int | None = None
+
+    @property
+    def failures(self) -> int:
+        return sum(v for k, v in self.errors.items() if not k.startswith("retry:"))
+
+    def line(self) -> str:
+        errs = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())) or "none"
+        what = f"re-parse of run {self.reparse_of}" if self.reparse_of else "run"
+        return (f"{self.source}: {what} {self.run_id} {self.status} in {self.seconds:.1f}s — "
+                f"{self.requests} requests, {self.stored} quotes stored "
+                f"({self.duplicates} already there), {self.quarantined} quarantined, "
+                f"{self.rates} reference rates; errors: {errs}"
+                + (f"; {self.message}" if self.message else ""))
+
+
+class _Archiver:
+    """Archives responses in batches (one COPY each); each caller waits for its row's id."""
+
+    def __init__(self, store: Store, max_batch: int = 256, delay: float = 0.005) -> None:
+        self.store = store
+        self.max_batch = max_batch
+        self.delay = delay
+        self.rows: list[tuple[dict[str, Any], asyncio.Future[int]]] = []
+        self.timer: asyncio.Task[None] | None = None
+        self.flushes: set[asyncio.Task[None]] = set()
+
+    async def add(self, row: dict[str, Any]) -> int:
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.rows.append((row, fut))
+        if len(self.rows) >= self.max_batch:
+            self._start_flush()
+        elif self.timer is None:
+            self.timer = asyncio.create_task(self._later())
+        return await fut
+
+    async def _later(self) -> None:
+        await asyncio.sleep(self.delay)
+        self.timer = None
+        self._start_flush()
+
+    def _start_flush(self) -> None:
+        rows, self.rows = self.rows, []
+        if rows:
+            task = asyncio.create_task(self._flush(rows))
+            self.flushes.add(task)
+            task.add_done_callback(self.flushes.discard)
+
+    async def _flush(self, rows: list[tuple[dict[str, Any], asyncio.Future[int]]]) -> None:
+        try:
+            ids = await self.store.archive_raw_many([r for r, _ in rows])
+        except BaseException as exc:
+            for _, fut in rows:
+                if not fut.done():
+                    fut.set_exception(exc if isinstance(exc, Exception) else
+                                      RuntimeError("archiving cancelled"))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, fut), raw_id in zip(rows, ids, strict=True):
+            if not fut.done():
+                fut.set_result(raw_id)
+
+    async def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.timer
+            self.timer = None
+        for _, fut in self.rows:
+            fut.cancel()
+        self.rows = []
+        for task in list(self.flushes):
+            task.cancel()
+        await asyncio.gather(*self.flushes, return_exceptions=True)
+
+
+class RunContext:
+    """What an adapter gets: its source, the corridors to price, and the run's services."""
+
+    def __init__(self, collector: Collector, source: SourceConfig, report: RunReport,
+                 corridors: list[CorridorSpec], rates: RateBook, *,
+                 archive: dict[str, dict[str, Any]] | None = None,
+                 progress: Progress | None = None) -> None:
+        self.collector = collector
+        self.config = collector.config
+        self.store = collector.store
+        self.source = source
+        self.options = source.options
+        self.report = report
+        self.corridors = corridors
+        self.corridor_index = {(c.source, c.destination): c for c in corridors}
+        self.rates = rates
+        self.archive = archive
+        self.reparse = archive is not None
+        self.progress = progress
+        self._archiver = _Archiver(collector.store)
+        self._quotes: list[Quote] = []
+        self._quarantine: list[dict[str, Any]] = []
+        self._write_lock = asyncio.Lock()
+        self._references: dict[tuple[str, str], ReferenceRate | None] = {}
+        self.successes = 0
+        self.raw_ids: list[int] = []
+
+    # -- fetching ----------------------------------------------------------------------------
+
+    def _attempt(self, kind: str) -> None:
+        self.report.requests += 1
+        if kind != "ok":
+            self.report.errors[f"retry:{kind}"] += 1
+
+    async def fetch(self, url: str) -> Fetched:
+        """The response for ``url``, archived; raises FetchError when there is none usable."""
+        if self.archive is not None:
+            return await self._from_archive(url)
+        resp: Response = await self.collector.fetcher.get(self.source, url, self._attempt)
+        headers = dict(resp.headers)
+        if resp.body_from_raw_id is not None:
+            headers[BODY_FROM_HEADER] = str(resp.body_from_raw_id)
+        raw_id = await self._archiver.add({
+            "source": self.source.name, "url": url, "fetched_at": resp.fetched_at,
+            "status": resp.status, "content_type": resp.content_type, "headers": headers,
+            # A 304 has no body of its own: it points at the response it re-uses.
+            "body": None if resp.status == 304 else resp.body,
+            "run_id": self.report.run_id, "licence": self.options.get("licence"),
+        })
+        self.raw_ids.append(raw_id)
+        self.collector.fetcher.remember(resp, raw_id)
+        if resp.status >= 400 or (resp.status == 304 and resp.body_from_raw_id is None):
+            kind = ("http_429" if resp.status == 429 else "http_5xx" if resp.status >= 500
+                    else "http_4xx" if resp.status >= 400 else "http_304_without_body")
+            raise FetchError(kind, f"HTTP {resp.status}", url=url, status=resp.status)
+        return Fetched(raw_id, url, resp.status, resp.body, resp.fetched_at, headers)
+
+    async def _from_archive(self, url: str) -> Fetched:
+        assert self.archive is not None
+        row = self.archive.get(url)
+        if row is None:
+            raise NotArchived(url)
+        self.report.requests += 1
+        status = row["status"] or 0
+        headers = row["headers"] or {}
+        if status >= 400:
+            raise FetchError("http_5xx" if status >= 500 else "http_4xx",
+                             f"archived HTTP {status}", url=url, status=status)
+        body = row["payload"]
+        if status == 304 and headers.get(BODY_FROM_HEADER):
+            body = await self.store.raw_payload(int(headers[BODY_FROM_HEADER]))
+        self.raw_ids.append(row["id"])
+        return Fetched(row["id"], url, status, body or b"", row["fetched_at"], headers)
+
+    async def each(self, items: Iterable[T], fn: Callable[[T], Awaitable[None]]) -> None:
+        """Run ``fn`` over ``items``, a few at a time; count each item's failure by kind."""
+        todo = list(items)
+        total, done = len(todo), 0
+        queue = iter(todo)
+        if self.progress:
+            self.progress(0, total)
+
+        async def worker() -> None:
+            nonlocal done
+            for item in queue:
+                try:
+                    await fn(item)
+                    self.successes += 1
+                except FetchError as exc:
+                    self.report.errors[exc.kind] += 1
+                    log.debug("%s: %s", self.source.name, exc)
+                except ParseError as exc:
+                    self.report.errors["malformed"] += 1
+                    log.info("%s: malformed response: %s", self.source.name, exc)
+                except NotArchived:
+                    pass
+                done += 1
+                if self.progress:
+                    self.progress(done, total)
+
+        workers = max(1, min(total, self.source.max_concurrency * 2))
+        tasks = [asyncio.create_task(worker()) for _ in range(workers)]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- results -----------------------------------------------------------------------------
+
+    def reference(self, base: str, quote: str) -> ReferenceRate | None:
+        key = (base, quote)
+        if key not in self._references:
+            self._references[key] = self.rates.rate(base, quote)
+        return self._references[key]
+
+    def corridor(self, source: str, destination: str) -> CorridorSpec | None:
+        return self.corridor_index.get((source, destination))
+
+    async def add_quote(self, draft: Draft, fetched: Fetched) -> None:
+        cfg = self.config.collection
+        collected_at = draft.observed_at or fetched.fetched_at
+        c = draft.corridor
+        ref = self.reference(c.send_currency, c.receive_currency) if c else None
+        rejection, extra = check(draft, ref.rate if ref else None, cfg)
+        if rejection is not None:
+            await self._reject(rejection.reason, rejection.field, rejection.detail, draft, fetched)
+            return
+        assert c is not None
+        flags = [*draft.flags, *extra]
+        if ref is None or ref.age_hours(collected_at) > cfg.reference_max_age_hours:
+            flags.append("reference_stale")
+        self._quotes.append(Quote(
+            source_code=c.source, destination_code=c.destination, firm=draft.firm,
+            service=draft.service, service_key=draft.service_key,
+            period=month_of(collected_at), amount_usd=draft.amount_usd,
+            send_amount=draft.send_amount, send_currency=c.send_currency,
+            receive_currency=c.receive_currency, fee=draft.fee,
+            applied_rate=draft.applied_rate,
+            reference_rate=ref.rate if ref else None,
+            reference_source=ref.source if ref else None,
+            reference_at=ref.as_of if ref else None,
+            transparent=draft.applied_rate is not None,
+            collected_at=collected_at, source=self.source.name,
+            received_amount=draft.received_amount, fee_deducted=draft.fee_deducted,
+            fx_margin_reported=draft.fx_margin_reported, raw_response_id=fetched.raw_id,
+            flags=tuple(dict.fromkeys(flags)),
+        ))
+        if not self.reparse and len(self._quotes) >= self.collector.store_batch:
+            await self.flush()
+
+    async def reject(self, reason: str, field_: str, detail: str, payload: dict[str, Any],
+                     fetched: Fetched) -> None:
+        """Quarantine a record the adapter itself found wrong (e.g. an unmapped label)."""
+        self._quarantine.append({
+            "source": self.source.name, "run_id": self.report.run_id,
+            "raw_response_id": fetched.raw_id, "reason": reason, "field": field_,
+            "payload": _jsonable({**payload, "detail": detail, "url": fetched.url}),
+        })
+
+    async def _reject(self, reason: str, field_: str, detail: str, draft: Draft,
+                      fetched: Fetched) -> None:
+        payload = {**draft.payload, "corridor": draft.corridor.key if draft.corridor else None,
+                   "amount_usd": draft.amount_usd, "send_amount": draft.send_amount,
+                   "firm": draft.firm.name, "service_key": draft.service_key}
+        await self.reject(reason, field_, detail, payload, fetched)
+
+    async def add_rates(self, rows: Sequence[tuple[str, str, Decimal, dt.datetime]],
+                        fetched: Fetched) -> None:
+        n = await self.store.store_reference_rates(
+            [(self.source.name, b, q, r, at, fetched.raw_id) for b, q, r, at in rows])
+        self.report.rates += n
+
+    async def flush(self) -> None:
+        """Store the quotes and quarantine records gathered so far (one atomic batch)."""
+        async with self._write_lock:
+            quotes, self._quotes = self._quotes, []
+            bad, self._quarantine = self._quarantine, []
+            started = time.perf_counter()
+            if self.reparse:
+                result = await self.store.replace_quotes_of_raw(
+                    self.source.name, self.raw_ids, quotes, run_id=self.report.run_id)
+            else:
+                result = await self.store.store_quotes(quotes, run_id=self.report.run_id)
+            self.report.store_seconds += time.perf_counter() - started
+            self.report.stored += result.inserted
+            self.report.duplicates += result.duplicates
+            self.report.quarantined += await self.store.quarantine(bad)
+
+    async def close(self) -> None:
+        await self._archiver.close()
+
+
+class Collector:
+    """Runs sources: the fetcher (limits, circuits, conditional requests) lives as long as
+    the collector, so one per process."""
+
+    def __init__(self, config: Config, store: Store, session: aiohttp.ClientSession, *,
+                 seed: int | None = None, store_batch: int = 5000) -> None:
+        from collector.sources import REGISTRY, check_sources
+
+        self.config = config
+        self.store = store
+        self.fetcher = Fetcher(session, config.collection, seed=seed)
+        self.store_batch = store_batch
+        check_sources(config)
+        self.registry = REGISTRY
+        self._running: dict[str, asyncio.Lock] = {}
+
+    def sources(self, names: Sequence[str] | None = None) -> list[SourceConfig]:
+        if names:
+            return [self.config.source(n) for n in names]
+        return [s for s in self.config.sources if s.enabled]
+
+    async def run_all(self, names: Sequence[str] | None = None, *, corridor: str | None = None,
+                      progress: Callable[[str], Progress | None] | None = None
+                      ) -> list[RunReport]:
+        """Rate sources first (the quotes are measured against them), then the others."""
+        chosen = self.sources(names)
+        reports = []
+        first = [s for s in chosen if s.kind in RATE_KINDS]
+        rest = [s for s in chosen if s.kind not in RATE_KINDS]
+        for group in (first, rest):
+            reports += await asyncio.gather(*[
+                self.run(s.name, corridor=corridor,
+                         progress=progress(s.name) if progress else None) for s in group])
+        return reports
+
+    async def run(self, name: str, *, corridor: str | None = None,
+                  progress: Progress | None = None) -> RunReport:
+        source = self.config.source(name)
+        if source.kind not in self.registry:
+            raise ConfigError(f"source {name!r}: no adapter for kind {source.kind!r}")
+        corridors = corridor_specs(self.config, corridor)
+        lock = self._running.setdefault(name, asyncio.Lock())
+        async with lock:
+            run_id = await self.store.start_run(name)
+            report = RunReport(run_id, name)
+            rates = await RateBook.load(self.store,
+                                        sources=source.options.get("reference_sources"))
+            ctx = RunContext(self, source, report, corridors, rates, progress=progress)
+            return await self._execute(ctx)
+
+    async def reparse(self, run_id: int, *, progress: Progress | None = None) -> RunReport:
+        """Parse again what run ``run_id`` archived, without fetching anything."""
+        info = await self.store.run_info(run_id)
+        if info is None:
+            raise ConfigError(f"--reparse {run_id}: no such collection run")
+        source = self.config.source(info["source"])
+        archived = await self.store.raw_responses_of_run(run_id)
+        archive = {row["url"]: row for row in archived}  # the last response of each URL
+        new_id = await self.store.start_run(source.name, reparse_of=run_id)
+        report = RunReport(new_id, source.name, reparse_of=run_id)
+        rates = await RateBook.load(self.store, known_at=info["finished_at"]
+                                    or info["started_at"],
+                                    sources=source.options.get("reference_sources"))
+        ctx = RunContext(self, source, report, corridor_specs(self.config), rates,
+                         archive=archive, progress=progress)
+        return await self._execute(ctx)
+
+    async def _execute(self, ctx: RunContext) -> RunReport:
+        report = ctx.report
+        started = time.perf_counter()
+        adapter = self.registry[ctx.source.kind]
+        try:
+            await adapter(ctx)
+            await ctx.flush()
+            if report.failures and not ctx.successes:
+                report.status = "failed"
+                report.message = "no request succeeded"
+            else:
+                report.status = "partial" if report.failures else "ok"
+        except asyncio.CancelledError:
+            report.status, report.message = "failed", "cancelled"
+            raise
+        except Exception as exc:
+            report.status = "failed"
+            report.message = f"{type(exc).__name__}: {exc}"
+            log.exception("%s: run %d failed", ctx.source.name, report.run_id)
+        finally:
+            await ctx.close()
+            report.seconds = time.perf_counter() - started
+            try:
+                await self.store.finish_run(
+                    report.run_id, status=report.status, requests=report.requests,
+                    quotes_stored=report.stored, quotes_quarantined=report.quarantined,
+                    errors=dict(report.errors), message=report.message)
+            except Exception:
+                log.exception("%s: could not record the end of run %d", ctx.source.name,
+                              report.run_id)
+        log.info("%s", report.line())
+        return report
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return value

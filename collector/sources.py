@@ -1,0 +1,43 @@
+"""The registry of source kinds: kind → adapter (one async signature, ``collector.model.
+Adapter``) and kind → options check. ``config.toml``'s ``[[sources]]`` pick a kind by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from collector import (
+    comparison,
+    ecb_rates,
+    json_rates,
+    operator_json,
+    postal_tariff,
+    rpw_source,
+)
+from collector.model import Adapter
+from corridors.config import SOURCE_KINDS, Config, SourceConfig
+
+REGISTRY: dict[str, Adapter] = {
+    "operator_json": operator_json.collect,
+    "comparison": comparison.collect,
+    "postal_tariff": postal_tariff.collect,
+    "ecb_rates": ecb_rates.collect,
+    "json_rates": json_rates.collect,
+    "rpw": rpw_source.collect,
+}
+
+OPTION_CHECKS: dict[str, Callable[[SourceConfig], None]] = {
+    "operator_json": operator_json.check_options,
+    "comparison": comparison.check_options,
+    "postal_tariff": postal_tariff.check_options,
+    "ecb_rates": ecb_rates.check_options,
+    "json_rates": json_rates.check_options,
+    "rpw": rpw_source.check_options,
+}
+
+assert set(REGISTRY) == set(OPTION_CHECKS) == SOURCE_KINDS
+
+
+def check_sources(config: Config) -> None:
+    """Raise ConfigError naming the source and key for any bad ``options``."""
+    for source in config.sources:
+        OPTION_CHECKS[source.kind](source)

@@ -1,0 +1,86 @@
+"""Plausibility checks: a quote either passes (perhaps flagged) or is quarantined with a
+reason and the field at fault. Pure functions; no I/O.
+
+Reasons (``quarantined_quotes.reason``):
+  unknown_corridor            the upstream priced a corridor we do not monitor
+  currency_mismatch           the upstream's currency is not the corridor's
+  amount_not_positive         send amount ≤ 0
+  fee_negative                fee < 0
+  fee_above_amount            fee > amount sent
+  rate_not_positive           applied rate ≤ 0
+  rate_off_reference          applied rate off the reference by more than max_rate_deviation
+  implausible_negative_margin FX margin below min_fx_margin_pct
+  received_inconsistent       received amount ≠ (amount − fee) × rate (or amount × rate)
+Flags kept on stored quotes: negative_margin (plausible promotion), reference_stale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from collector.model import Draft
+from corridors.config import CollectionConfig
+
+#: Received amounts are rounded by upstreams (to the unit in some currencies).
+RECEIVED_REL_TOLERANCE = Decimal("0.01")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    reason: str
+    field: str
+    detail: str
+
+
+def check(draft: Draft, reference: Decimal | None, config: CollectionConfig
+          ) -> tuple[Rejection | None, tuple[str, ...]]:
+    """(rejection or None, extra flags) for one draft measured against ``reference``."""
+    c = draft.corridor
+    if c is None:
+        return Rejection("unknown_corridor", "corridor", "not a monitored corridor"), ()
+    if draft.send_currency is not None and draft.send_currency != c.send_currency:
+        return Rejection("currency_mismatch", "send_currency",
+                         f"{draft.send_currency} for a {c.send_currency} corridor"), ()
+    if draft.receive_currency is not None and draft.receive_currency != c.receive_currency:
+        return Rejection("currency_mismatch", "receive_currency",
+                         f"{draft.receive_currency} for a {c.receive_currency} corridor"), ()
+    amount = draft.send_amount
+    if amount <= 0:
+        return Rejection("amount_not_positive", "send_amount", f"{amount}"), ()
+    fee = draft.fee
+    if fee is not None and fee < 0:
+        return Rejection("fee_negative", "fee", f"{fee}"), ()
+    if fee is not None and fee > amount:
+        return Rejection("fee_above_amount", "fee", f"{fee} > {amount}"), ()
+    rate = draft.applied_rate
+    flags: list[str] = []
+    if rate is not None:
+        if rate <= 0:
+            return Rejection("rate_not_positive", "applied_rate", f"{rate}"), ()
+        if reference is not None:
+            deviation = abs(rate / reference - 1)
+            if deviation > Decimal(str(config.max_rate_deviation)):
+                return Rejection("rate_off_reference", "applied_rate",
+                                 f"{rate} vs reference {reference}: off by "
+                                 f"{float(deviation) * 100:.1f}%"), ()
+            margin_pct = (reference - rate) / reference * 100
+            if margin_pct < Decimal(str(config.min_fx_margin_pct)):
+                return Rejection("implausible_negative_margin", "applied_rate",
+                                 f"margin {float(margin_pct):.2f}%"), ()
+            if margin_pct < 0:
+                flags.append("negative_margin")
+    received = draft.received_amount
+    if received is not None and rate is not None:
+        fee0 = fee or Decimal(0)
+        candidates = {
+            True: (amount - fee0) * rate,
+            False: amount * rate,
+        }
+        wanted = ([candidates[draft.fee_deducted]] if draft.fee_deducted is not None
+                  else list(candidates.values()))
+        if not any(abs(received - w) <= RECEIVED_REL_TOLERANCE * abs(w) + 1 for w in wanted):
+            return Rejection("received_inconsistent", "received_amount",
+                             f"{received} received; expected "
+                             f"{' or '.join(f'{w:.2f}' for w in wanted)}"), ()
+    return None, tuple(flags)
