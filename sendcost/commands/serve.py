@@ -25,6 +25,8 @@ examples:
   sendcost serve                          # http://127.0.0.1:8080, embedded PostgreSQL
   sendcost serve --port 9000 --host 0.0.0.0
   DATABASE_URL=postgresql://user@db/sendcost sendcost serve
+  sendcost serve --sandbox                # also serve the emulated upstreams that
+                                          # config.toml's sandbox profile collects from
 """
 
 
@@ -34,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     common_options(p)
     p.add_argument("--host", help="address to listen on (default: [api] host, 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default: [api] port, 8080)")
+    p.add_argument("--sandbox", action="store_true",
+                   help="also run the sandbox upstreams (sendcost sandbox) in this process, "
+                        "on 127.0.0.1:8765, for the shipped sandbox profile")
     p.set_defaults(func=run)
 
 
@@ -48,6 +53,11 @@ def run(args: argparse.Namespace) -> int:
         log.info("database: %s", "embedded PostgreSQL in " + str(config.data_dir / "pg")
                  if target.embedded else target.display)
         app = create_app(config, target)
+        if args.sandbox:
+            from sendcost.commands.sandbox import sandbox_ctx
+
+            # First in, last out: the upstreams are up before the first scheduled run.
+            app.cleanup_ctx.insert(0, sandbox_ctx)
         # run_app turns SIGINT/SIGTERM into a graceful shutdown that runs cleanup_ctx.
         web.run_app(app, host=host, port=port, access_log=None,
                     print=lambda msg: log.info("%s", msg.strip()))

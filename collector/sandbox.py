@@ -1,0 +1,562 @@
+"""Emulated upstreams on loopback, for the quick start, the tests and the benchmark.
+
+One aiohttp app serves every source kind sendcost collects from:
+
+  GET /operators/{n}/quote?source=&destination=&send_currency=&receive_currency=&amount=
+                                   an operator's JSON quote API (operator_json)
+  GET /v4/comparisons?sourceCurrency=&targetCurrency=&sendAmount=[&sourceCountry=&targetCountry=]
+                                   a Wise-style comparison feed (comparison)
+  GET /postal/{country}/tariff.json, /postal/{country}/tariff.csv
+                                   a post's money-order tariff (postal_tariff)
+  GET /ecb/eurofxref-daily.xml     the ECB's daily reference rates (ecb_rates)
+  GET /rates/latest?base=USD       a JSON rates API (json_rates)
+  GET /rpw/rpw_quotes.csv.gz       the bundled World Bank RPW extract (rpw)
+  GET /_sandbox/log                what was served, request by request (for tests)
+
+Prices are drawn from the real RPW data (corridors/data/rpw_quotes_2011Q1_2014Q2.csv.gz):
+per firm type, the quantiles of fee % and FX margin over its transparent services, computed
+once; each emulated operator sits at its own deterministic place in those distributions in
+each corridor. Mid-market rates are RPW's own interbank rates (2014), made consistent
+through USD. Faults (``Faults``) are the knobs: latency, 5xx, timeouts, malformed bodies,
+429 bursts, slow bodies, and implausible quotes whose expected quarantine reason the sandbox
+can tell (``expected_rejection``).
+
+This module emulates upstreams; it imports nothing from later stages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import dataclasses
+import datetime as dt
+import functools
+import hashlib
+import io
+import json
+import random
+from dataclasses import dataclass
+from decimal import Decimal
+from importlib import resources
+from typing import Any
+
+import polars as pl
+from aiohttp import web
+
+from corridors.config import DEFAULT_AMOUNTS
+from corridors.reference import countries, country
+
+BAD_KINDS = ("fee_negative", "fee_above_amount", "rate_off_reference", "received_inconsistent",
+             "currency_mismatch", "unknown_corridor", "implausible_negative_margin")
+#: Firm types of emulated operators, in RPW's proportions (MTO 67%, bank 29%, rounded).
+OPERATOR_TYPES = ("mto", "mto", "bank", "mto", "mto", "bank", "mto", "mto", "bank", "mto")
+_NAMES = ("Atlas", "Beacon", "Cedar", "Delta", "Ember", "Falcon", "Granite", "Harbor",
+          "Iris", "Juniper", "Kestrel", "Lumen", "Meridian", "Nimbus", "Orchid", "Pioneer",
+          "Quartz", "Raven", "Summit", "Tundra")
+
+
+@dataclass
+class Faults:
+    """Knobs of the emulated upstreams. Rates are per request (per quote for bad quotes)."""
+
+    latency_ms: float = 0.0  # mean added latency (uniform 0 .. 2×)
+    error_rate: float = 0.0  # share of 5xx answers (500/502/503/504)
+    timeout_rate: float = 0.0  # share of requests that hang for hang_seconds
+    hang_seconds: float = 30.0
+    malformed_rate: float = 0.0  # share of 200s with a truncated body
+    slow_body_rate: float = 0.0  # share of 200s whose body trickles over slow_body_seconds
+    slow_body_seconds: float = 2.0
+    burst_429_every: int = 0  # every N requests, a burst of burst_429_length 429s (0: never)
+    burst_429_length: int = 5
+    retry_after: str = "1"
+    bad_quote_rate: float = 0.0  # share of operator quotes that are implausible (see BAD_KINDS)
+    price_epoch_seconds: float = 3600.0  # prices (and ETags) change once per epoch
+    seed: int = 0
+
+
+def _h01(*parts: object) -> float:
+    """A deterministic number in [0, 1) from the parts."""
+    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2 ** 64
+
+
+@dataclass(frozen=True)
+class Market:
+    usd_rates: dict[str, float]  # units of currency per USD
+    fee_pct: dict[str, list[float]]  # firm type → 21 quantiles of fee % (USD 200)
+    margin_pct: dict[str, list[float]]  # firm type → 21 quantiles of FX margin %
+    corridors: list[tuple[str, str]]  # RPW corridors with known currencies, most services first
+
+    def mid(self, send: str, receive: str) -> float | None:
+        a, b = self.usd_rates.get(send), self.usd_rates.get(receive)
+        return b / a if a and b else None
+
+    def local_200(self, currency: str) -> float:
+        if currency in DEFAULT_AMOUNTS:
+            return float(DEFAULT_AMOUNTS[currency][0])
+        return 200 * self.usd_rates.get(currency, 1.0)
+
+
+def _quantile(qs: list[float], u: float) -> float:
+    x = u * (len(qs) - 1)
+    i = min(int(x), len(qs) - 2)
+    return qs[i] + (qs[i + 1] - qs[i]) * (x - i)
+
+
+@functools.cache
+def market() -> Market:
+    """Distributions and rates from the bundled RPW data (computed once per process)."""
+    path = resources.files("corridors") / "data" / "rpw_quotes_2011Q1_2014Q2.csv.gz"
+    with path.open("rb") as fh:
+        raw = pl.read_csv(fh.read(), infer_schema_length=0)
+    df = raw.select(
+        pl.col("period"), pl.col("source_code"), pl.col("destination_code"),
+        pl.col("firm_type"), pl.col("transparent"),
+        pl.col("cc1 lcu code").replace({"CFA": "XOF"}).alias("send_currency"),
+        pl.col("cc1 lcu amount").cast(pl.Float64, strict=False).alias("amount"),
+        pl.col("cc1 lcu fee").cast(pl.Float64, strict=False).alias("fee"),
+        pl.col("cc1 fx margin").cast(pl.Float64, strict=False).alias("margin"),
+        pl.col("inter lcu bank fx").cast(pl.Float64, strict=False).alias("inter"),
+    )
+    currency_of = {c.alpha3: c.currency for c in countries().values()}
+    df = df.with_columns(pl.col("destination_code").replace_strict(
+        currency_of, default=None).alias("receive_currency"))
+    kinds = {"Bank": "bank", "Money Transfer Operator": "mto", "Post office": "post_office"}
+    probs = [i / 20 for i in range(21)]
+    fee_q: dict[str, list[float]] = {}
+    margin_q: dict[str, list[float]] = {}
+    priced = df.filter(pl.col("amount") > 0, pl.col("fee").is_not_null(),
+                       pl.col("transparent") == "yes", pl.col("margin").is_not_null())
+    for label, kind in kinds.items():
+        part = priced.filter(pl.col("firm_type") == label)
+        fee = (part["fee"] / part["amount"] * 100)
+        # The 2nd-98th percentiles: the extremes of a survey are not a market's typical price.
+        fee_q[kind] = [float(fee.quantile(0.02 + 0.96 * p)) for p in probs]
+        margin_q[kind] = [float(part["margin"].quantile(0.02 + 0.96 * p)) for p in probs]
+    latest = (df.filter(pl.col("inter") > 0, pl.col("receive_currency").is_not_null())
+              # The median of the latest period: a few rows carry 1.0 (a pay-out in USD).
+              .filter(pl.col("period") == pl.col("period").max().over(
+                  "send_currency", "receive_currency"))
+              .group_by("send_currency", "receive_currency")
+              .agg(pl.col("inter").median())
+              .sort("send_currency", "receive_currency"))
+    usd: dict[str, float] = {"USD": 1.0}
+    pairs = [(r[0], r[1], r[2]) for r in latest.iter_rows()]
+    for _ in range(4):  # extend from known currencies; the median of every estimate
+        estimates: dict[str, list[float]] = {}
+        for send, recv, inter in pairs:
+            if send in usd and recv not in usd:
+                estimates.setdefault(recv, []).append(usd[send] * inter)
+            elif recv in usd and send not in usd:
+                estimates.setdefault(send, []).append(usd[recv] / inter)
+        for cur, values in estimates.items():
+            usd[cur] = sorted(values)[len(values) // 2]
+    corridors = (df.filter(pl.col("send_currency").is_in(list(usd)),
+                           pl.col("receive_currency").is_in(list(usd)))
+                 .group_by("source_code", "destination_code").len()
+                 .sort(["len", "source_code", "destination_code"],
+                       descending=[True, False, False]))
+    return Market(usd, fee_q, margin_q,
+                  [(r[0], r[1]) for r in corridors.select("source_code", "destination_code")
+                   .iter_rows()])
+
+
+@dataclass(frozen=True)
+class Operator:
+    index: int
+    name: str
+    firm_type: str
+
+
+def operators(n: int) -> list[Operator]:
+    out = []
+    for i in range(n):
+        kind = OPERATOR_TYPES[i % len(OPERATOR_TYPES)]
+        suffix = {"bank": "Bank", "mto": "Remit"}[kind]
+        name = f"{_NAMES[i % len(_NAMES)]} {suffix}" + (f" {i // len(_NAMES) + 1}"
+                                                        if i >= len(_NAMES) else "")
+        out.append(Operator(i, name, kind))
+    return out
+
+
+def expected_rejection(op: int, corridor: str, amount: str, rate: float) -> str | None:
+    """The quarantine reason the sandbox built into this quote, or None for a valid one."""
+    if _h01("bad", op, corridor, amount) >= rate:
+        return None
+    return BAD_KINDS[int(_h01("kind", op, corridor, amount) * len(BAD_KINDS))]
+
+
+class Sandbox:
+    """State of one emulated upstream world: its knobs, its operators, what it served."""
+
+    def __init__(self, faults: Faults | None = None, *, operators_n: int = 10) -> None:
+        self.faults = faults or Faults()
+        self.rng = random.Random(self.faults.seed)
+        self.operators = operators(operators_n)
+        self.market = market()
+        self.requests = 0
+        self.log: list[tuple[str, str]] = []  # (path?query, outcome)
+
+    def epoch(self) -> int:
+        return int(dt.datetime.now(dt.UTC).timestamp() // self.faults.price_epoch_seconds)
+
+    # -- prices ------------------------------------------------------------------------------
+
+    def price(self, op: Operator, source: str, destination: str, send: str, receive: str,
+              amount: float) -> dict[str, Any] | None:
+        mid = self.market.mid(send, receive)
+        if mid is None:
+            return None
+        key = f"{source}-{destination}"
+        u, v = _h01("fee", op.index, key), _h01("margin", op.index, key)
+        fee_pct = _quantile(self.market.fee_pct[op.firm_type], u)
+        margin = _quantile(self.market.margin_pct[op.firm_type], v)
+        margin *= 1 + 0.1 * (_h01("drift", op.index, key, self.epoch()) - 0.5)
+        if _h01("promo", op.index, key) < 0.03:
+            margin = -1.0  # a promotional rate above mid-market: real, kept and flagged
+        local200 = self.market.local_200(send)
+        fixed = fee_pct / 100 * local200
+        fee = round(0.8 * fixed + 0.2 * fixed * amount / local200, 2)
+        rate = float(f"{mid * (1 - margin / 100):.6g}")
+        speed = (1, 24, 48, 72)[int(_h01("speed", op.index, key) * 4)]
+        return {"fee": fee, "rate": rate, "received": round(amount * rate, 2), "hours": speed,
+                "margin": margin, "mid": mid}
+
+    # -- middleware: faults ------------------------------------------------------------------
+
+    @web.middleware
+    async def faults_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.startswith("/_sandbox"):
+            return await handler(request)
+        f = self.faults
+        self.requests += 1
+        where = request.path_qs
+        if f.burst_429_every and (self.requests % f.burst_429_every) < f.burst_429_length:
+            self.log.append((where, "429"))
+            return web.Response(status=429, headers={"Retry-After": f.retry_after},
+                                text="slow down")
+        if f.latency_ms:
+            await asyncio.sleep(self.rng.uniform(0, 2 * f.latency_ms) / 1000)
+        r = self.rng.random()
+        if r < f.error_rate:
+            self.log.append((where, "5xx"))
+            return web.Response(status=self.rng.choice((500, 502, 503, 504)), text="oops")
+        if r < f.error_rate + f.timeout_rate:
+            self.log.append((where, "timeout"))
+            await asyncio.sleep(f.hang_seconds)
+            return web.Response(status=504, text="too late")
+        resp = await handler(request)
+        if not isinstance(resp, web.Response) or resp.status != 200 or resp.body is None:
+            self.log.append((where, str(getattr(resp, "status", "?"))))
+            return resp
+        body = bytes(resp.body)  # type: ignore[arg-type]
+        r = self.rng.random()
+        if r < f.malformed_rate:
+            self.log.append((where, "malformed"))
+            return web.Response(body=body[: max(1, len(body) // 2)],
+                                content_type=resp.content_type)
+        if r < f.malformed_rate + f.slow_body_rate:
+            self.log.append((where, "slow_body"))
+            stream = web.StreamResponse(headers={"Content-Type": resp.content_type})
+            stream.content_length = len(body)
+            await stream.prepare(request)
+            chunks = 5
+            for i in range(chunks):
+                await stream.write(body[i * len(body) // chunks:(i + 1) * len(body) // chunks])
+                await asyncio.sleep(f.slow_body_seconds / chunks)
+            await stream.write_eof()
+            return stream
+        self.log.append((where, "ok"))
+        return resp
+
+    def _conditional(self, request: web.Request, body: bytes, content_type: str
+                     ) -> web.Response:
+        etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers={"ETag": etag})
+        return web.Response(body=body, content_type=content_type, headers={"ETag": etag})
+
+    # -- upstreams ---------------------------------------------------------------------------
+
+    async def operator_quote(self, request: web.Request) -> web.Response:
+        q = request.query
+        try:
+            op = self.operators[int(request.match_info["n"])]
+            source, destination = q["source"], q["destination"]
+            send, receive, amount_text = q["send_currency"], q["receive_currency"], q["amount"]
+            amount = float(amount_text)
+        except (KeyError, ValueError, IndexError):
+            return web.json_response({"error": "bad request"}, status=400)
+        p = self.price(op, source, destination, send, receive, amount)
+        if p is None:
+            return web.json_response({"error": "corridor not served"}, status=404)
+        quote: dict[str, Any] = {
+            "id": f"q-{op.index}-{source}{destination}-{amount_text}-{self.epoch()}",
+            "sendAmount": amount, "sendCurrency": send, "receiveCurrency": receive,
+            "destinationCountry": destination, "fee": {"amount": p["fee"], "currency": send},
+            "exchangeRate": p["rate"], "receiveAmount": p["received"],
+            "deliveryHours": p["hours"], "payIn": "CARD" if op.firm_type == "mto" else "BANK",
+            "payOut": "CASH" if op.firm_type == "mto" else "ACCOUNT",
+        }
+        bad = expected_rejection(op.index, f"{source}-{destination}", amount_text,
+                                 self.faults.bad_quote_rate)
+        _spoil(quote, bad, amount, p["mid"])
+        body = json.dumps({"operator": op.name, "quote": quote}).encode()
+        return self._conditional(request, body, "application/json")
+
+    async def comparison(self, request: web.Request) -> web.Response:
+        q = request.query
+        try:
+            send, receive = q["sourceCurrency"], q["targetCurrency"]
+            amount = float(q["sendAmount"])
+        except (KeyError, ValueError):
+            return web.json_response({"errors": [{"message": "bad request"}]}, status=400)
+        src = country(q.get("sourceCountry", "")) if q.get("sourceCountry") else None
+        dst = country(q.get("targetCountry", "")) if q.get("targetCountry") else None
+        source = src.alpha3 if src else send
+        destination = dst.alpha3 if dst else receive
+        providers = []
+        collected = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        for op in self.operators[:6]:
+            p = self.price(op, source, destination, send, receive, amount)
+            if p is None:
+                continue
+            hours = p["hours"]
+            providers.append({
+                "id": 100 + op.index, "alias": op.name.lower().replace(" ", "-"),
+                "name": op.name, "logos": {}, "partner": False,
+                "type": "bank" if op.firm_type == "bank" else "moneyTransferProvider",
+                "quotes": [{
+                    "rate": p["rate"], "fee": p["fee"],
+                    "receivedAmount": round((amount - p["fee"]) * p["rate"], 2),
+                    "dateCollected": collected.isoformat().replace("+00:00", "Z"),
+                    "sourceCountry": src.alpha2 if src else None,
+                    "targetCountry": dst.alpha2 if dst else None,
+                    "markup": round(p["margin"], 4),
+                    "isConsideredMidMarketRate": False,
+                    "deliveryEstimation": {
+                        "duration": {"min": f"PT{max(1, hours // 2)}H", "max": f"PT{hours}H"},
+                        "providerGivesEstimate": True},
+                }],
+            })
+        body = json.dumps({"sourceCurrency": send, "targetCurrency": receive,
+                           "sourceCountry": None, "targetCountry": None,
+                           "providerCountry": None,
+                           "providerTypes": ["bank", "moneyTransferProvider"],
+                           "amount": amount, "amountType": "SEND",
+                           "providers": providers}).encode()
+        return self._conditional(request, body, "application/json")
+
+    def tariff(self, sending: str) -> dict[str, Any] | None:
+        c = country(sending)
+        if c is None or c.currency is None:
+            return None
+        m = self.market
+        local200 = m.local_200(c.currency)
+        dests = []
+        seen = set()
+        for src, dst in m.corridors:
+            rc = country(dst)
+            if src != c.alpha3 or dst in seen or rc is None or not rc.currency:
+                continue
+            seen.add(dst)
+            u = _h01("post-fee", c.alpha3, dst)
+            fixed = round(_quantile(m.fee_pct["post_office"], u) / 100 * local200, 2)
+            dests.append({
+                "country": dst, "currency": rc.currency,
+                "fx_margin_pct": round(_quantile(m.margin_pct["post_office"],
+                                                 _h01("post-margin", c.alpha3, dst)), 2),
+                "applied_rate": None, "delivery_days": 1 + int(u * 5),
+                "bands": [{"up_to": round(local200 * 1.5), "fixed_fee": fixed, "pct_fee": 0},
+                          {"up_to": round(local200 * 10), "fixed_fee": fixed, "pct_fee": 0.5}],
+            })
+        year = dt.datetime.now(dt.UTC).year
+        return {"operator": f"Post of {c.name}", "country": c.alpha3, "currency": c.currency,
+                "valid_from": f"{year}-01-01", "valid_to": f"{year}-12-31",
+                "destinations": dests}
+
+    async def postal(self, request: web.Request) -> web.Response:
+        tariff = self.tariff(request.match_info["country"])
+        if tariff is None:
+            return web.Response(status=404, text="no such post")
+        if request.match_info["fmt"] == "json":
+            return self._conditional(request, json.dumps(tariff).encode(), "application/json")
+        out = io.StringIO()
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(["destination", "currency", "up_to", "fixed_fee", "pct_fee", "fx_margin_pct",
+                    "applied_rate", "delivery_days", "valid_from", "valid_to"])
+        for d in tariff["destinations"]:
+            for b in d["bands"]:
+                w.writerow([d["country"], d["currency"], b["up_to"], b["fixed_fee"],
+                            b["pct_fee"], d["fx_margin_pct"], "", d["delivery_days"],
+                            tariff["valid_from"], tariff["valid_to"]])
+        return self._conditional(request, out.getvalue().encode(), "text/csv")
+
+    async def ecb(self, request: web.Request) -> web.Response:
+        eur = self.market.usd_rates["EUR"]
+        today = dt.datetime.now(dt.UTC).date().isoformat()
+        cubes = "".join(f"\t\t\t<Cube currency='{cur}' rate='{rate / eur:.6g}'/>\n"
+                        for cur, rate in sorted(self.market.usd_rates.items()) if cur != "EUR")
+        body = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+                '<gesmes:Envelope xmlns:gesmes="http://www.gesmes.org/xml/2002-08-01" '
+                'xmlns="http://www.ecb.int/vocabulary/2002-08-01/eurofxref">\n'
+                "\t<gesmes:subject>Reference rates</gesmes:subject>\n"
+                "\t<gesmes:Sender>\n\t\t<gesmes:name>European Central Bank</gesmes:name>\n"
+                f"\t</gesmes:Sender>\n\t<Cube>\n\t\t<Cube time='{today}'>\n{cubes}"
+                "\t\t</Cube>\n\t</Cube>\n</gesmes:Envelope>\n").encode()
+        return self._conditional(request, body, "text/xml")
+
+    async def json_rates(self, request: web.Request) -> web.Response:
+        base = request.query.get("base", "USD").upper()
+        b = self.market.usd_rates.get(base)
+        if b is None:
+            return web.json_response({"error": f"unknown base {base}"}, status=400)
+        body = json.dumps({
+            "base": base, "date": dt.datetime.now(dt.UTC).date().isoformat(),
+            "rates": {c: float(f"{r / b:.6g}") for c, r in sorted(self.market.usd_rates.items())
+                      if c != base}}).encode()
+        return self._conditional(request, body, "application/json")
+
+    async def rpw(self, request: web.Request) -> web.Response:
+        path = resources.files("corridors") / "data" / "rpw_quotes_2011Q1_2014Q2.csv.gz"
+        body = await asyncio.to_thread(path.read_bytes)
+        return self._conditional(request, body, "application/gzip")
+
+    async def served(self, request: web.Request) -> web.Response:
+        return web.json_response({"requests": self.requests,
+                                  "log": [list(e) for e in self.log],
+                                  "faults": dataclasses.asdict(self.faults)})
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self.faults_middleware])
+        app[SANDBOX] = self
+        app.router.add_get("/operators/{n:\\d+}/quote", self.operator_quote)
+        app.router.add_get("/v4/comparisons", self.comparison)
+        app.router.add_get("/postal/{country}/tariff.{fmt:json|csv}", self.postal)
+        app.router.add_get("/ecb/eurofxref-daily.xml", self.ecb)
+        app.router.add_get("/rates/latest", self.json_rates)
+        app.router.add_get("/rpw/rpw_quotes.csv.gz", self.rpw)
+        app.router.add_get("/_sandbox/log", self.served)
+        return app
+
+
+SANDBOX = web.AppKey("sandbox", Sandbox)
+
+
+def _spoil(quote: dict[str, Any], kind: str | None, amount: float, mid: float) -> None:
+    """Make a quote implausible in the way ``kind`` names (see collector.validate)."""
+    if kind is None:
+        return
+    if kind == "fee_negative":
+        quote["fee"]["amount"] = -abs(quote["fee"]["amount"]) - 1
+    elif kind == "fee_above_amount":
+        quote["fee"]["amount"] = round(amount * 1.5, 2)
+    elif kind == "rate_off_reference":
+        quote["exchangeRate"] = float(f"{mid * 1.6:.6g}")
+        quote["receiveAmount"] = round(amount * quote["exchangeRate"], 2)
+    elif kind == "implausible_negative_margin":
+        quote["exchangeRate"] = float(f"{mid * 1.12:.6g}")
+        quote["receiveAmount"] = round(amount * quote["exchangeRate"], 2)
+    elif kind == "received_inconsistent":
+        quote["receiveAmount"] = round(quote["receiveAmount"] * 0.5, 2)
+    elif kind == "currency_mismatch":
+        quote["sendCurrency"] = "GBP" if quote["sendCurrency"] != "GBP" else "EUR"
+    elif kind == "unknown_corridor":
+        quote["destinationCountry"] = "ATA"
+
+
+# -- a config that points the collectors at a sandbox -------------------------------------
+
+OPERATOR_FIELDS = {
+    "fee": "quote.fee.amount", "applied_rate": "quote.exchangeRate",
+    "received_amount": "quote.receiveAmount", "send_currency": "quote.sendCurrency",
+    "receive_currency": "quote.receiveCurrency", "destination": "quote.destinationCountry",
+    "delivery_hours": "quote.deliveryHours", "pay_in": "quote.payIn", "pay_out": "quote.payOut",
+}
+OPERATOR_LABELS = {"CARD": "card", "BANK": "bank_account", "CASH": "cash",
+                   "ACCOUNT": "bank_account"}
+OPERATOR_TEMPLATE = ("/operators/{n}/quote?source={{source}}&destination={{destination}}"
+                     "&send_currency={{send_currency}}&receive_currency={{receive_currency}}"
+                     "&amount={{amount}}")
+
+
+def sources_config(base_url: str, *, operators_n: int = 10, posts: tuple[str, ...] = (),
+                   schedule: str = "interval:900") -> list[dict[str, Any]]:
+    """``[[sources]]`` tables (as parse_config takes them) for a sandbox at ``base_url``."""
+    ops = operators(operators_n)
+    out: list[dict[str, Any]] = [
+        {"name": "sandbox-ecb", "kind": "ecb_rates", "url": f"{base_url}/ecb/eurofxref-daily.xml",
+         "schedule": "interval:3600", "jitter_seconds": 5},
+        {"name": "sandbox-comparison", "kind": "comparison", "url": f"{base_url}/v4/comparisons",
+         "schedule": schedule, "jitter_seconds": 5},
+    ]
+    for op in ops:
+        out.append({
+            "name": f"sandbox-op-{op.index}", "kind": "operator_json",
+            "url": base_url + OPERATOR_TEMPLATE.format(n=op.index), "schedule": schedule,
+            "jitter_seconds": 5,
+            "options": {"firm": op.name, "firm_type": op.firm_type, "fields": OPERATOR_FIELDS,
+                        "labels": OPERATOR_LABELS, "fee_deducted": False},
+        })
+    for post in posts:
+        out.append({"name": f"sandbox-post-{post.lower()}", "kind": "postal_tariff",
+                    "url": f"{base_url}/postal/{post}/tariff.json", "schedule": schedule,
+                    "jitter_seconds": 5})
+    return out
+
+
+def corridor_list(m: int) -> list[tuple[str, str]]:
+    """``m`` corridors: RPW's, most services first; beyond those, RPW's sending countries
+    paired with its receiving countries (for benchmarks wider than the survey)."""
+    rpw = market().corridors
+    out = list(rpw[:m])
+    if len(out) < m:
+        senders = sorted({s for s, _ in rpw})
+        receivers = sorted({d for _, d in rpw})
+        have = set(out)
+        for d in receivers:
+            for s in senders:
+                if len(out) >= m:
+                    return out
+                if s != d and (s, d) not in have:
+                    out.append((s, d))
+                    have.add((s, d))
+    return out
+
+
+def corridors_config(m: int) -> list[dict[str, Any]]:
+    """``corridor_list(m)`` as ``[[corridors]]`` tables."""
+    return [{"from": s, "to": d} for s, d in corridor_list(m)]
+
+
+def toml_profile(base_url: str, *, operators_n: int, corridors_m: int) -> str:
+    """A config.toml fragment (corridors and sources) for a sandbox at ``base_url``."""
+    corridors = corridors_config(corridors_m)
+    posts = tuple(sorted({c["from"] for c in corridors}))[:3]
+    lines = [f"# sendcost sandbox profile: {operators_n} operators over {corridors_m} "
+             f"corridors at {base_url}"]
+    for c in corridors:
+        lines += ["[[corridors]]", f'from = "{c["from"]}"', f'to = "{c["to"]}"', ""]
+    for s in sources_config(base_url, operators_n=operators_n, posts=posts):
+        lines.append("[[sources]]")
+        for k, v in s.items():
+            if k != "options":
+                lines.append(f"{k} = {json.dumps(v)}")
+        for k, v in s.get("options", {}).items():
+            if isinstance(v, dict):
+                inner = ", ".join(f"{kk} = {json.dumps(vv)}" for kk, vv in v.items())
+                lines.append(f"options.{k} = {{ {inner} }}")
+            else:
+                lines.append(f"options.{k} = {json.dumps(v)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def nominal(amount: Decimal) -> str:
+    """How an amount appears in the sandbox's URLs and logs (as the collector sends it)."""
+    return str(amount)
+
+
+__all__ = ["BAD_KINDS", "SANDBOX", "Faults", "Market", "Operator", "Sandbox",
+           "corridor_list", "corridors_config", "expected_rejection", "market", "nominal",
+           "operators", "sources_config", "toml_profile"]
