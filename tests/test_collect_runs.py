@@ -1,0 +1,318 @@
+"""Collection runs end to end: real PostgreSQL, real HTTP on loopback (the sandbox served by
+an aiohttp test server), faults, the circuit breaker, a killed connection, re-parse, and the
+scheduler. Source names are unique per test: the database is shared by the session."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from collector.run import Collector
+from collector.sandbox import Faults, Sandbox, expected_rejection, sources_config
+from collector.schedule import add_jobs, trigger
+from corridors import runtime
+from corridors.config import Config, parse_config
+from corridors.store import Store, connect
+
+CORRIDORS = [("USA", "MEX"), ("GBR", "IND"), ("FRA", "SEN"), ("USA", "PHL"), ("SAU", "PAK"),
+             ("DEU", "TUR"), ("USA", "GTM"), ("GBR", "NGA")]
+
+
+async def start_sandbox(faults: Faults | None = None, operators_n: int = 4
+                        ) -> tuple[TestServer, Sandbox]:
+    sandbox = Sandbox(faults or Faults(), operators_n=operators_n)
+    server = TestServer(sandbox.app(), host="127.0.0.1")
+    await server.start_server()
+    return server, sandbox
+
+
+def make_config(base_url: str, *, operators_n: int, corridors: list[tuple[str, str]],
+                posts: tuple[str, ...] = (), max_concurrency: int = 4,
+                **collection: Any) -> tuple[Config, str]:
+    """A config of sandbox sources renamed with a unique prefix; (config, prefix)."""
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    sources = sources_config(base_url, operators_n=operators_n, posts=posts)
+    for s in sources:
+        s["name"] = s["name"].replace("sandbox", prefix)
+        s["max_concurrency"] = max_concurrency
+        s["requests_per_second"] = 1000.0
+        if s["kind"] != "ecb_rates":
+            s.setdefault("options", {})["reference_sources"] = [f"{prefix}-ecb"]
+    raw = {"collection": {"backoff_base_seconds": 0.01, "backoff_max_seconds": 2.0,
+                          "timeout_seconds": 2.0, **collection},
+           "corridors": [{"from": a, "to": b} for a, b in corridors], "sources": sources}
+    return parse_config(raw), prefix
+
+
+@pytest.fixture
+async def session() -> Any:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as s:
+        yield s
+
+
+async def test_run_stores_archives_and_measures_against_reference(store: Store,
+                                                                   session: Any) -> None:
+    server, sandbox = await start_sandbox()
+    try:
+        config, p = make_config(str(server.make_url("")).rstrip("/"), operators_n=2,
+                                corridors=CORRIDORS[:3], posts=("FRA",))
+        collector = Collector(config, store, session, seed=1)
+        reports = await collector.run_all()
+        by_name = {r.source: r for r in reports}
+        assert by_name[f"{p}-ecb"].status == "ok" and by_name[f"{p}-ecb"].rates > 20
+        op = by_name[f"{p}-op-0"]
+        print("\n".join(r.line() for r in reports))
+        assert (op.status, op.stored, op.quarantined, op.requests) == ("ok", 6, 0, 6)
+        rows = await store.pool.fetch(
+            "SELECT q.*, r.status AS raw_status, r.url FROM quotes q "
+            "JOIN raw_responses r ON r.id = q.raw_response_id WHERE q.run_id = $1", op.run_id)
+        assert len(rows) == 6 and {r["raw_status"] for r in rows} == {200}
+        for r in rows:
+            assert r["reference_rate"] > 0 and r["reference_source"].startswith(f"{p}-ecb")
+            assert "reference_stale" not in r["flags"] and r["transparent"]
+            assert r["send_amount"] in (200, 500, 120, 300, 140, 345)
+        archived = await store.pool.fetchval(
+            "SELECT count(*) FROM raw_responses WHERE run_id = $1", op.run_id)
+        assert archived == 6
+        post = by_name[f"{p}-post-fra"]
+        assert post.status == "ok" and post.stored == 2  # FRA-SEN at EUR 140 and 345
+        flags = await store.pool.fetchval(
+            "SELECT flags FROM quotes WHERE run_id = $1 LIMIT 1", post.run_id)
+        assert any(f.startswith("valid_from:") for f in flags)
+        comparison = by_name[f"{p}-comparison"]
+        assert comparison.status == "ok" and comparison.stored == 4 * 2 * 3  # 4 providers
+        frame = await store.quote_frame(source=f"{p}-op-0")
+        assert frame.height == 6 and not frame["reference_stale"].any()
+
+        # The second run asks conditionally: the sandbox answers 304, the body is re-used.
+        again = await collector.run(f"{p}-op-0")
+        assert again.stored == 6
+        statuses = await store.pool.fetch(
+            "SELECT status, payload IS NULL AS empty, headers->>'X-Sendcost-Body-From' AS src "
+            "FROM raw_responses WHERE run_id = $1", again.run_id)
+        assert {(r["status"], r["empty"]) for r in statuses} == {(304, True)}
+        assert all(r["src"] for r in statuses)
+
+        # A re-parse fetches nothing and replaces the run's quotes with the same ones.
+        served = sandbox.requests
+        redo = await collector.reparse(op.run_id)
+        assert sandbox.requests == served
+        assert (redo.status, redo.stored, redo.reparse_of) == ("ok", 6, op.run_id)
+        assert await store.pool.fetchval(
+            "SELECT count(*) FROM quotes WHERE source = $1", f"{p}-op-0") == 12
+        redo304 = await collector.reparse(again.run_id)
+        assert (redo304.status, redo304.stored) == ("ok", 6)
+    finally:
+        await server.close()
+
+
+async def test_faulty_upstreams_lose_nothing_and_store_nothing_wrong(store: Store,
+                                                                     session: Any) -> None:
+    faults = Faults(error_rate=0.20, timeout_rate=0.10, hang_seconds=1.5, malformed_rate=0.05,
+                    burst_429_every=37, burst_429_length=4, retry_after="1",
+                    bad_quote_rate=0.15, seed=7)
+    server, sandbox = await start_sandbox(Faults(), operators_n=5)
+    try:
+        config, p = make_config(str(server.make_url("")).rstrip("/"), operators_n=5,
+                                corridors=CORRIDORS, timeout_seconds=0.5,
+                                circuit_failures=1000, max_retries=3)
+        collector = Collector(config, store, session, seed=3)
+        await collector.run(f"{p}-ecb")
+        sandbox.faults = faults
+        sandbox.log.clear()
+        names = [f"{p}-op-{i}" for i in range(5)]
+        reports = await collector.run_all(names)
+    finally:
+        await server.close()
+
+    # What the sandbox finally answered to each request (retries answer the same URL again).
+    final: dict[tuple[int, str, str], str] = {}
+    for path_qs, outcome in sandbox.log:
+        parts = urlsplit(path_qs)
+        q = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        op = int(parts.path.split("/")[2])
+        final[(op, f"{q['source']}-{q['destination']}", q["amount"])] = outcome
+    assert len(final) == 5 * len(CORRIDORS) * 2
+    outcomes = Counter(final.values())
+    assert outcomes["ok"] > 40  # the faults left most requests answerable in the end
+
+    run_ids = [r.run_id for r in reports]
+    stored = await store.pool.fetch(
+        "SELECT s.service_key, q.amount_usd, q.send_amount, q.source, q.flags FROM quotes q "
+        "JOIN services s ON s.id = q.service_id WHERE q.run_id = ANY($1::bigint[])", run_ids)
+    quarantined = await store.pool.fetch(
+        "SELECT reason, field, payload, source FROM quarantined_quotes "
+        "WHERE run_id = ANY($1::bigint[])", run_ids)
+
+    expected_ok, expected_bad = Counter(), Counter()
+    for (op, corridor, amount), outcome in final.items():
+        if outcome != "ok":
+            continue
+        reason = expected_rejection(op, corridor, amount, faults.bad_quote_rate)
+        if reason is None:
+            expected_ok[(op, corridor, amount)] += 1
+        else:
+            expected_bad[reason] += 1
+    got_ok = Counter()
+    for r in stored:
+        op = int(r["source"].rsplit("-", 1)[1])
+        corridor = r["service_key"].split(":")[1]
+        got_ok[(op, corridor, str(r["send_amount"]))] += 1
+    # Every valid quote that was answered is stored exactly once; nothing else is stored.
+    assert got_ok == expected_ok
+    # Every implausible one is quarantined, with the reason the sandbox built into it.
+    assert Counter(r["reason"] for r in quarantined) == expected_bad
+    assert all(r["field"] for r in quarantined)
+    # Every failure is recorded in its run, by kind.
+    errors: Counter[str] = Counter()
+    for r in reports:
+        errors.update({k: v for k, v in r.errors.items() if not k.startswith("retry:")})
+    assert errors["http_5xx"] == outcomes["5xx"]
+    assert errors["timeout"] == outcomes["timeout"]
+    assert errors["malformed"] == outcomes["malformed"]
+    assert errors["http_429"] == outcomes["429"]
+    assert sum(r.requests for r in reports) == len(sandbox.log)
+    recorded = await store.pool.fetch(
+        "SELECT status, errors, requests, quotes_stored, quotes_quarantined, finished_at "
+        "FROM collection_runs WHERE id = ANY($1::bigint[])", run_ids)
+    assert all(r["finished_at"] is not None for r in recorded)
+    assert sum(r["quotes_stored"] for r in recorded) == sum(expected_ok.values())
+    assert sum(r["quotes_quarantined"] for r in recorded) == sum(expected_bad.values())
+    assert sum(r["errors"].get("malformed", 0) for r in recorded) == outcomes["malformed"]
+    negative = [r for r in stored if "negative_margin" in r["flags"]]
+    assert all("reference_stale" not in r["flags"] for r in stored)
+    del negative
+
+
+async def test_circuit_breaker_opens_and_recovers(store: Store, session: Any) -> None:
+    server, sandbox = await start_sandbox(Faults(), operators_n=1)
+    try:
+        config, p = make_config(str(server.make_url("")).rstrip("/"), operators_n=1,
+                                corridors=CORRIDORS[:5], max_concurrency=1, max_retries=0,
+                                circuit_failures=3, circuit_cooldown_seconds=0.5)
+        collector = Collector(config, store, session)
+        await collector.run(f"{p}-ecb")
+        sandbox.faults.error_rate = 1.0
+        sandbox.log.clear()
+        broken = await collector.run(f"{p}-op-0")
+        assert broken.status == "failed"
+        # Two requests may be in flight when the third failure opens the circuit.
+        failed = broken.errors["http_5xx"]
+        assert 3 <= failed <= 4 and broken.errors["circuit_open"] == 10 - failed
+        assert len(sandbox.log) == failed  # an open circuit asks nothing
+        assert collector.fetcher.circuit(f"{p}-op-0").state == "open"
+
+        sandbox.faults.error_rate = 0.0
+        still_open = await collector.run(f"{p}-op-0")
+        assert still_open.errors["circuit_open"] == 10 and len(sandbox.log) == failed
+        await asyncio.sleep(0.6)
+        recovered = await collector.run(f"{p}-op-0")
+        assert (recovered.status, recovered.stored) == ("ok", 10)
+        assert collector.fetcher.circuit(f"{p}-op-0").state == "closed"
+    finally:
+        await server.close()
+
+
+async def test_killed_connection_mid_write_leaves_nothing_half_written(
+        store: Store, database_url: str, session: Any) -> None:
+    app_name = f"sendcost-kill-{uuid.uuid4().hex[:6]}"
+    victim = await connect(f"{database_url}?application_name={app_name}", max_size=2)
+    server, _ = await start_sandbox(Faults(), operators_n=2)
+    locker = await asyncpg.connect(database_url)
+    try:
+        config, p = make_config(str(server.make_url("")).rstrip("/"), operators_n=2,
+                                corridors=CORRIDORS[:4])
+        collector = Collector(config, victim, session)
+        await collector.run(f"{p}-ecb")
+        # Hold the quotes table so the run's write waits inside its transaction (services
+        # inserted, rows copied), then cut that connection exactly there.
+        tx = locker.transaction()
+        await tx.start()
+        await locker.execute("LOCK TABLE quotes IN EXCLUSIVE MODE")
+        task = asyncio.create_task(collector.run(f"{p}-op-0"))
+        for _ in range(200):
+            pid = await locker.fetchval(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = $1 "
+                "AND wait_event_type = 'Lock'", app_name)
+            if pid:
+                break
+            await asyncio.sleep(0.05)
+        assert pid, f"the run never reached its write: {task.done() and task.result()}"
+        assert await locker.fetchval("SELECT pg_terminate_backend($1)", pid)
+        await tx.rollback()
+        dead = await task
+        assert dead.status == "failed" and dead.stored == 0 and dead.message
+        row = await store.pool.fetchrow("SELECT status, message, finished_at FROM "
+                                        "collection_runs WHERE id = $1", dead.run_id)
+        assert row["status"] == "failed" and row["finished_at"] is not None
+        assert await store.pool.fetchval(
+            "SELECT count(*) FROM quotes WHERE source = $1", f"{p}-op-0") == 0
+        assert await store.pool.fetchval(
+            "SELECT count(*) FROM services WHERE service_key LIKE $1", f"{p}-op-0:%") == 0
+        # The raw responses were archived before the write: nothing was lost.
+        assert await store.pool.fetchval(
+            "SELECT count(*) FROM raw_responses WHERE run_id = $1", dead.run_id) == 8
+
+        nxt = await collector.run(f"{p}-op-0")
+        assert (nxt.status, nxt.stored) == ("ok", 8)
+        recovered = await collector.reparse(dead.run_id)
+        assert (recovered.status, recovered.stored) == ("ok", 8)
+    finally:
+        await locker.close()
+        await server.close()
+        await victim.close()
+
+
+async def test_scheduler_fires_a_job_on_its_trigger(store: Store, session: Any) -> None:
+    server, _ = await start_sandbox(Faults(), operators_n=1)
+    try:
+        config, p = make_config(str(server.make_url("")).rstrip("/"), operators_n=1,
+                                corridors=CORRIDORS[:1])
+        sources = [s for s in config.sources if s.name == f"{p}-ecb"]
+        config = Config(**{**{f: getattr(config, f) for f in config.__dataclass_fields__},
+                           "sources": tuple(
+                               type(s)(**{**{f: getattr(s, f) for f in s.__dataclass_fields__},
+                                          "schedule": "interval:3600", "jitter_seconds": 0})
+                               for s in sources)})
+        app = web.Application()
+        app[runtime.CONFIG] = config
+        app[runtime.STORE] = store
+        app[runtime.HTTP] = session
+        scheduler = AsyncIOScheduler(timezone="UTC")
+        add_jobs(app, scheduler)
+        add_jobs(app, scheduler)  # declared again on every start: replaced, not doubled
+        scheduler.start()
+        assert [j.id for j in scheduler.get_jobs()] == [f"collect:{p}-ecb"]
+        try:
+            for _ in range(60):
+                n = await store.pool.fetchval(
+                    "SELECT count(*) FROM collection_runs WHERE source = $1 AND status = 'ok'",
+                    f"{p}-ecb")
+                if n:
+                    break
+                await asyncio.sleep(0.1)
+            assert n == 1
+        finally:
+            scheduler.shutdown(wait=False)
+    finally:
+        await server.close()
+
+
+def test_cron_schedule_fires_at_its_time() -> None:
+    import datetime as dt
+
+    config = parse_config({"sources": [{"name": "q", "kind": "rpw", "url": "x.csv",
+                                        "schedule": "0 3 1 1,4,7,10 *", "jitter_seconds": 0}]})
+    nxt = trigger(config.sources[0]).get_next_fire_time(
+        None, dt.datetime(2026, 2, 10, tzinfo=dt.UTC))
+    assert nxt == dt.datetime(2026, 4, 1, 3, 0, tzinfo=dt.UTC)
