@@ -173,7 +173,6 @@ class RunContext:
         self._archiver = _Archiver(collector.store)
         self._quotes: list[Quote] = []
         self._quarantine: list[dict[str, Any]] = []
-        self._write_lock = asyncio.Lock()
         self._references: dict[tuple[str, str], ReferenceRate | None] = {}
         self.successes = 0
         self.raw_ids: list[int] = []
@@ -327,7 +326,9 @@ class RunContext:
 
     async def flush(self) -> None:
         """Store the quotes and quarantine records gathered so far (one atomic batch)."""
-        async with self._write_lock:
+        # One writer per collector: concurrent runs inserting the same new corridors and
+        # firms would otherwise wait on each other's uncommitted rows.
+        async with self.collector.write_lock:
             quotes, self._quotes = self._quotes, []
             bad, self._quarantine = self._quarantine, []
             started = time.perf_counter()
@@ -360,6 +361,7 @@ class Collector:
         check_sources(config)
         self.registry = REGISTRY
         self._running: dict[str, asyncio.Lock] = {}
+        self.write_lock = asyncio.Lock()
 
     def sources(self, names: Sequence[str] | None = None) -> list[SourceConfig]:
         if names:

@@ -508,7 +508,14 @@ def sources_config(base_url: str, *, operators_n: int = 10, posts: tuple[str, ..
 def corridor_list(m: int) -> list[tuple[str, str]]:
     """``m`` corridors: RPW's, most services first; beyond those, RPW's sending countries
     paired with its receiving countries (for benchmarks wider than the survey)."""
-    rpw = market().corridors
+    def priceable(s: str, d: str) -> bool:
+        # The collector asks in the countries' currencies (ISO), which RPW's survey did not
+        # always use (Costa Rica priced in USD): keep corridors the sandbox can price.
+        cs, cd = country(s), country(d)
+        return bool(cs and cd and cs.currency in market().usd_rates
+                    and cd.currency in market().usd_rates)
+
+    rpw = [c for c in market().corridors if priceable(*c)]
     out = list(rpw[:m])
     if len(out) < m:
         senders = sorted({s for s, _ in rpw})
@@ -518,15 +525,24 @@ def corridor_list(m: int) -> list[tuple[str, str]]:
             for s in senders:
                 if len(out) >= m:
                     return out
-                if s != d and (s, d) not in have:
+                if s != d and (s, d) not in have and priceable(s, d):
                     out.append((s, d))
                     have.add((s, d))
     return out
 
 
 def corridors_config(m: int) -> list[dict[str, Any]]:
-    """``corridor_list(m)`` as ``[[corridors]]`` tables."""
-    return [{"from": s, "to": d} for s, d in corridor_list(m)]
+    """``corridor_list(m)`` as ``[[corridors]]`` tables; a sending currency without RPW's
+    fixed local amounts gets USD 200/500 at the sandbox's rate, rounded to 2 digits."""
+    out = []
+    for s, d in corridor_list(m):
+        table: dict[str, Any] = {"from": s, "to": d}
+        cur = (country(s) or country("USA")).currency  # type: ignore[union-attr]
+        if cur not in DEFAULT_AMOUNTS:
+            rate = market().usd_rates.get(cur or "", 1.0)
+            table["amounts"] = [float(f"{200 * rate:.2g}"), float(f"{500 * rate:.2g}")]
+        out.append(table)
+    return out
 
 
 def toml_profile(base_url: str, *, operators_n: int, corridors_m: int) -> str:
@@ -536,7 +552,10 @@ def toml_profile(base_url: str, *, operators_n: int, corridors_m: int) -> str:
     lines = [f"# sendcost sandbox profile: {operators_n} operators over {corridors_m} "
              f"corridors at {base_url}"]
     for c in corridors:
-        lines += ["[[corridors]]", f'from = "{c["from"]}"', f'to = "{c["to"]}"', ""]
+        lines += ["[[corridors]]", f'from = "{c["from"]}"', f'to = "{c["to"]}"']
+        if "amounts" in c:
+            lines.append(f"amounts = {json.dumps(c['amounts'])}")
+        lines.append("")
     for s in sources_config(base_url, operators_n=operators_n, posts=posts):
         lines.append("[[sources]]")
         for k, v in s.items():
