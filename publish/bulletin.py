@@ -3,8 +3,9 @@
 ``compute_bulletin`` gathers every figure (from ``metrics``), ``write_bulletin`` renders and
 writes one folder per period — atomically: it is built in a temporary folder beside the
 target and renamed at the end, so a failure (or a period without data) writes nothing.
-The same quotes give the same bytes in every file (no clock, deterministic charts, sorted
-zip entries with fixed timestamps).
+The same quotes give the same bytes in every file but the PDF (no clock, deterministic
+charts, rounded CSVs, sorted zip entries with fixed timestamps); WeasyPrint's PDF differs by a
+few bytes from one run to the next, so the zip that contains it does too.
 """
 
 from __future__ import annotations
@@ -325,7 +326,7 @@ def _source_sentence(b: Bulletin) -> str:
 
 
 def data_tables(b: Bulletin) -> dict[str, pl.DataFrame]:
-    """Every table and chart's data, by CSV file stem. Full precision: the renderings round."""
+    """Every table and chart's data, by CSV file stem (the renderings round to 2 decimals)."""
     changes = pl.DataFrame(_changes(b), schema={
         "indicator": pl.String, "label": pl.String, "amount_usd": pl.Int64,
         "value": pl.Float64, "previous_period": pl.String, "previous_value": pl.Float64,
@@ -363,9 +364,16 @@ def data_tables(b: Bulletin) -> dict[str, pl.DataFrame]:
     return tables
 
 
+#: Decimals kept in the data files. Polars' parallel sums may differ in the last bit of a
+#: float from one run to the next; rounding far below any meaningful difference (a
+#: millionth of a percentage point) keeps the files byte-identical for the same data.
+DECIMALS = 6
+
+
 def csv_bytes(frame: pl.DataFrame) -> bytes:
-    """A table as CSV: UTF-8, header, full float precision, ISO timestamps, LF endings."""
-    out = frame.with_columns(pl.col(pl.Datetime).dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    """A table as CSV: UTF-8, header, floats to DECIMALS, ISO timestamps, LF endings."""
+    out = frame.with_columns(pl.col(pl.Datetime).dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                             pl.col(pl.Float64, pl.Float32).round(DECIMALS))
     return out.write_csv(null_value="", float_precision=None).encode()
 
 
@@ -408,8 +416,11 @@ def _metadata(b: Bulletin, files: dict[str, bytes]) -> dict[str, Any]:
         "generated_from": b.generated_from,
         "coverage": {k: (v.strftime("%Y-%m-%dT%H:%M:%SZ") if hasattr(v, "strftime") else v)
                      for k, v in c.items()},
-        "progress": b.progress.as_dict(),
-        "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
+        "progress": {k: round(v, DECIMALS) if isinstance(v, float) else v
+                     for k, v in b.progress.as_dict().items()},
+        # The PDF is left out: WeasyPrint's output differs by a few bytes between runs.
+        "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())
+                  if name != "bulletin.pdf"},
     }
 
 

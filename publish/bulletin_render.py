@@ -36,7 +36,7 @@ from publish.bulletin import (
 )
 
 CHART_FILES = ("trend", "firm_types", "receiving_regions", "sending_countries",
-               "most_expensive", "least_expensive", "postal")
+               "most_expensive", "least_expensive", "postal_benchmark")
 
 
 def esc(value: object) -> str:
@@ -386,7 +386,7 @@ corridor's median.</p>
 {table(f"Post offices against other types of provider, {b.period}",
        [("Provider type", False), ("Average", True), ("Services", True),
         ("Difference to post offices", True)], pt_rows)}
-{figure(c['postal'])}
+{figure(c["postal_benchmark"])}
 {table(f"Every post-office service, {b.period}, USD 200 (rank 1 = cheapest in its corridor)",
        [("Service", False), ("Corridor", False), ("Type", False), ("Total cost", True),
         ("Corridor median", True), ("Cheapest in corridor", False), ("Corridor SmaRT", True),

@@ -121,9 +121,6 @@ def trend_chart(periods: Sequence[str], x: Sequence[float],
         ax.grid(axis="y", color="#d0d7de", linewidth=0.6)
         ax.legend(loc="lower left", fontsize=8, frameon=False, ncols=2)
         _title(ax, "Cost of sending USD 200, over time",
-               f"up to {period}; open diamonds: the World Bank's published figures "
-               "(the 2011–2014 global figures are not reproducible from the quote-level "
-               "extract)" if any(p < "2015" for p in periods) else
                f"up to {period}; open diamonds: the World Bank's published figures")
     values = ", ".join(f"{p} {v:.2f}%" for p, v in zip(
         periods, series.get("Global average (ours)", []), strict=False) if v is not None)
@@ -200,7 +197,8 @@ def postal_chart(rows: Sequence[tuple[str, float, float]], *, period: str) -> Ch
     alt = (f"Scatter chart of {len(rows)} transparent post-office services in {period}: each "
            f"service's total cost against its corridor's median; {len(cheaper)} at or below the "
            f"median, {len(dearer)} above. Dashed lines mark the 3% and 5% targets.")
-    return Chart("postal", fig, alt, "Post-office services against their corridor's median")
+    return Chart("postal_benchmark", fig, alt,
+                 "Post-office services against their corridor's median")
 
 
 def save(chart: Chart, directory: Path) -> list[Path]:

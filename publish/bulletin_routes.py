@@ -1,0 +1,110 @@
+"""HTTP routes of the published bulletins.
+
+GET /v1/bulletins                   the list of published bulletins (JSON), newest first
+GET /v1/bulletins/{period}          redirects to the folder (so relative links resolve)
+GET /v1/bulletins/{period}/         the bulletin (index.html)
+GET /v1/bulletins/{period}/{path}   any file of it: bulletin.pdf, bulletin.md, charts/…,
+                                    data/…, bulletin-{period}.zip
+
+``setup_bulletin_routes(app)`` adds them; the files are read from
+``<data_dir>/bulletins/`` as the scheduled job writes them.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+from pathlib import Path
+
+from aiohttp import web
+
+from corridors import runtime
+from corridors.errors import BadPeriod
+from corridors.periods import parse_period
+
+CONTENT_TYPES = {".md": "text/markdown; charset=utf-8", ".csv": "text/csv; charset=utf-8",
+                 ".json": "application/json", ".svg": "image/svg+xml",
+                 ".html": "text/html; charset=utf-8", ".pdf": "application/pdf",
+                 ".png": "image/png", ".zip": "application/zip"}
+
+
+def _root(request: web.Request) -> Path:
+    return Path(request.app[runtime.CONFIG].data_dir) / "bulletins"
+
+
+def _problem(status: int, detail: str) -> web.Response:
+    from publish.problems import CONTENT_TYPE, problem_body
+
+    return web.Response(status=status, content_type=CONTENT_TYPE.split(";")[0],
+                        text=json.dumps(problem_body(status, detail,
+                                                     instance=None)),
+                        headers={"Cache-Control": "no-store"})
+
+
+def _folder(request: web.Request) -> Path | web.Response:
+    raw = request.match_info["period"]
+    try:
+        period = str(parse_period(raw))
+    except BadPeriod as exc:
+        return _problem(400, str(exc))
+    folder = _root(request) / period
+    if not (folder / "index.html").is_file():
+        return _problem(404, f"no bulletin published for {period}")
+    return folder
+
+
+def published(root: Path) -> list[dict[str, object]]:
+    """Every complete bulletin under ``root`` (hidden build folders excluded), newest first."""
+    from publish.bulletin import describe
+
+    items = []
+    if root.is_dir():
+        for folder in root.iterdir():
+            if folder.name.startswith(".") or not (folder / "data" / "metadata.json").is_file():
+                continue
+            items.append(describe(folder))
+    from metrics.progress import decimal_year
+
+    return sorted(items, key=lambda i: (decimal_year(str(i["period"])), str(i["period"])),
+                  reverse=True)
+
+
+async def list_bulletins(request: web.Request) -> web.Response:
+    base = "/v1/bulletins"
+    items = []
+    for item in published(_root(request)):
+        p = item["period"]
+        items.append({**item, "url": f"{base}/{p}/",
+                      "files": {"html": f"{base}/{p}/", "pdf": f"{base}/{p}/bulletin.pdf",
+                                "markdown": f"{base}/{p}/bulletin.md",
+                                "metadata": f"{base}/{p}/data/metadata.json",
+                                "zip": f"{base}/{p}/bulletin-{p}.zip"}})
+    return web.json_response({"bulletins": items}, headers={"Cache-Control": "no-cache"})
+
+
+async def bulletin_redirect(request: web.Request) -> web.StreamResponse:
+    folder = _folder(request)
+    if isinstance(folder, web.Response):
+        return folder
+    raise web.HTTPMovedPermanently(f"/v1/bulletins/{folder.name}/")
+
+
+async def bulletin_file(request: web.Request) -> web.StreamResponse:
+    folder = _folder(request)
+    if isinstance(folder, web.Response):
+        return folder
+    rel = request.match_info.get("path") or "index.html"
+    target = (folder / rel).resolve()
+    if not target.is_relative_to(folder.resolve()) or not target.is_file():
+        return _problem(404, f"no file {rel!r} in the bulletin of {folder.name}")
+    ctype = CONTENT_TYPES.get(target.suffix) or mimetypes.guess_type(target.name)[0] \
+        or "application/octet-stream"
+    return web.FileResponse(target, headers={"Content-Type": ctype,
+                                             "Cache-Control": "public, max-age=3600"})
+
+
+def setup_bulletin_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/v1/bulletins", list_bulletins, name="bulletins")
+    r.add_get("/v1/bulletins/{period}", bulletin_redirect, name="bulletin")
+    r.add_get("/v1/bulletins/{period}/{path:.*}", bulletin_file, name="bulletin_file")
