@@ -1,0 +1,283 @@
+"""The bulletin of 2014Q2 from the real RPW data: figures, determinism, targets, sections,
+accessibility, metadata and the zip; and a period without data writes nothing."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from html.parser import HTMLParser
+from pathlib import Path
+
+import polars as pl
+import pypdfium2 as pdfium
+import pytest
+from polars.testing import assert_frame_equal
+
+from corridors.errors import NoData
+from corridors.reference import countries_frame
+from metrics.indicators import compute_indicators, corridor_table
+from publish.bulletin import SECTIONS, flows, load_rpw, pct, write_bulletin
+from sendcost.cli import main
+
+PERIOD = "2014Q2"
+
+
+@pytest.fixture(scope="module")
+def rpw() -> tuple[pl.DataFrame, dict]:  # type: ignore[type-arg]
+    return load_rpw()
+
+
+@pytest.fixture(scope="module")
+def docs(rpw) -> dict[int, dict]:  # type: ignore[no-untyped-def, type-arg]
+    quotes = rpw[0].lazy()
+    return {amount: compute_indicators(quotes, period=PERIOD, amount_usd=amount,
+                                       countries=countries_frame().lazy(), flows=flows())
+            for amount in (200, 500)}
+
+
+@pytest.fixture(scope="module")
+def built(rpw, tmp_path_factory) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
+    quotes, generated_from = rpw
+    one = write_bulletin(quotes, PERIOD, tmp_path_factory.mktemp("one"),
+                         generated_from=generated_from)
+    two = write_bulletin(quotes, PERIOD, tmp_path_factory.mktemp("two"),
+                         generated_from=generated_from)
+    return one, two
+
+
+@pytest.fixture(scope="module")
+def pdf_text(built) -> str:  # type: ignore[no-untyped-def]
+    pdf = pdfium.PdfDocument(built[0] / "bulletin.pdf")
+    try:
+        return "\n".join(page.get_textpage().get_text_range() for page in pdf)
+    finally:
+        pdf.close()
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+
+
+HEADLINE_KEYS = ("global_average", "smart_average", "weighted_average", "g20_sending_average",
+                 "g8_sending_average", "g20_receiving_average")
+
+
+def test_writes_every_part(built) -> None:  # type: ignore[no-untyped-def]
+    folder = built[0]
+    assert folder.name == PERIOD
+    for name in ("index.html", "bulletin.pdf", "bulletin.md", "data/metadata.json",
+                 f"bulletin-{PERIOD}.zip"):
+        assert (folder / name).is_file(), name
+    charts = sorted(p.name for p in (folder / "charts").iterdir())
+    stems = {p.rsplit(".", 1)[0] for p in charts}
+    assert charts == sorted([f"{s}.png" for s in stems] + [f"{s}.svg" for s in stems])
+    # a CSV for every chart
+    for stem in stems:
+        assert (folder / "data" / f"{stem}.csv").is_file(), stem
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_headline_figures_everywhere(built, docs, pdf_text) -> None:  # type: ignore[no-untyped-def]
+    folder = built[0]
+    html = (folder / "index.html").read_text(encoding="utf-8")
+    md = (folder / "bulletin.md").read_text(encoding="utf-8")
+    doc = docs[200]
+    for key in HEADLINE_KEYS:
+        shown = pct(doc[key])
+        assert shown in html, key
+        assert shown in md, key
+        assert shown in pdf_text, key
+    usd500 = pct(docs[500]["global_average"])
+    assert f"Sending USD 500 cost {usd500}" in html and usd500 in md and usd500 in pdf_text
+    headline = {(r["indicator"], int(r["amount_usd"])): r
+                for r in _csv(folder / "data" / "headline.csv")}
+    for key in (*HEADLINE_KEYS, "share_corridors_above_5", "share_corridors_above_10",
+                "share_services_below_3"):
+        assert float(headline[(key, 200)]["value"]) == pytest.approx(doc[key], abs=1e-6), key
+    assert float(headline[("global_average", 500)]["value"]) == pytest.approx(
+        docs[500]["global_average"], abs=1e-6)
+
+
+def test_breakdowns_match_the_indicators(built, docs, pdf_text) -> None:  # type: ignore[no-untyped-def]
+    folder = built[0]
+    html = (folder / "index.html").read_text(encoding="utf-8")
+    doc = docs[200]
+    firm = {r["firm_type"]: float(r["average"]) for r in _csv(folder / "data" /
+                                                              "firm_types.csv")}
+    assert firm == pytest.approx({k: v["average"] for k, v in doc["by_firm_type"].items()},
+                                 abs=1e-6)
+    regions = {r["region"]: float(r["average"]) for r in _csv(folder / "data" /
+                                                              "receiving_regions.csv")}
+    assert regions == pytest.approx(
+        {k: v["average"] for k, v in doc["by_receiving_region"].items()}, abs=1e-6)
+    for value in (*firm.values(), *regions.values()):
+        assert pct(value) in html and pct(value) in pdf_text
+    corridors = pl.read_csv(folder / "data" / "corridors.csv",
+                            schema=corridor_table(doc).schema)
+    assert_frame_equal(corridors, corridor_table(doc), abs_tol=1e-6, check_exact=False)
+    most = _csv(folder / "data" / "most_expensive.csv")
+    top = max((c for c in doc["corridors"] if c["average"] is not None),
+              key=lambda c: c["average"])
+    assert (most[0]["source"], most[0]["destination"]) == (top["source"], top["destination"])
+    assert float(most[0]["average"]) == pytest.approx(top["average"], abs=1e-6)
+    five = _csv(folder / "data" / "five_percent.csv")[0]
+    assert int(five["average_above_5"]) == sum(bool(c["above_5"]) for c in doc["corridors"])
+    assert int(five["smart_above_5"]) == sum(
+        1 for c in doc["corridors"] if c["smart"] is not None and c["smart"] > 5)
+
+
+def test_official_figure_beside_ours(built) -> None:  # type: ignore[no-untyped-def]
+    html = (built[0] / "index.html").read_text(encoding="utf-8")
+    md = (built[0] / "bulletin.md").read_text(encoding="utf-8")
+    official = pl.read_csv(Path("corridors/data/published_figures.csv"))
+    latest = official.filter(pl.col("period") == "2014_1Q",
+                             pl.col("metric") == "global_average_usd200").item(0, "value_pct")
+    for text in (html, md):
+        assert f"Latest official World Bank figure: {pct(latest)} (2014Q1" in text
+        assert "not the official SDG 10.c.1 value" in text
+    progress = _csv(built[0] / "data" / "progress.csv")[0]
+    assert progress["base_period"] == "2011Q1" and progress["latest_period"] == PERIOD
+    assert f"Base period {progress['base_period']}" in html
+
+
+def test_same_data_same_bytes(built) -> None:  # type: ignore[no-untyped-def]
+    one, two = built
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file())
+    # WeasyPrint's PDF is not byte-reproducible; everything else is, inside the zip too.
+    pdf, archive = Path("bulletin.pdf"), Path(f"bulletin-{PERIOD}.zip")
+    for rel in files:
+        if rel not in (pdf, archive):
+            assert (one / rel).read_bytes() == (two / rel).read_bytes(), rel
+    with zipfile.ZipFile(one / archive) as a, zipfile.ZipFile(two / archive) as b:
+        assert a.namelist() == b.namelist()
+        for name in a.namelist():
+            if not name.endswith(".pdf"):
+                assert a.read(name) == b.read(name), name
+    assert any(p.parent.name == "charts" for p in files)
+    assert any(p.suffix == ".csv" for p in files)
+
+
+def test_every_chart_has_both_target_lines(built, rpw) -> None:  # type: ignore[no-untyped-def]
+    svgs = sorted((built[0] / "charts").glob("*.svg"))
+    assert len(svgs) >= 7
+    for svg in svgs:
+        text = svg.read_text(encoding="utf-8")
+        for gid in ("target-3", "target-5"):
+            start = text.index(f'id="{gid}"')
+            assert "stroke-dasharray" in text[start:start + 600], (svg.name, gid)
+    from publish import bulletin_render, charts
+    from publish.bulletin import compute_bulletin
+
+    b = compute_bulletin(rpw[0], PERIOD, generated_from=rpw[1])
+    for chart in bulletin_render.charts(b):
+        assert charts.target_lines(chart.figure) == ["target-3", "target-5"], chart.name
+        for ax in chart.figure.axes:
+            dashed = [ln for ln in ax.get_lines() if (ln.get_gid() or "").startswith("target")]
+            assert all(ln.get_linestyle() == "--" for ln in dashed)
+
+
+def test_pdf_has_every_section(pdf_text) -> None:  # type: ignore[no-untyped-def]
+    for title in SECTIONS:
+        assert title in pdf_text, title
+    assert "The ten most expensive corridors" in pdf_text
+    assert "Every post-office service" in pdf_text
+
+
+class _Checker(HTMLParser):
+    """Headings in order, alt text on every img, caption and scoped th on every table."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.problems: list[str] = []
+        self.levels: list[int] = []
+        self.tables = 0
+        self.captions = 0
+        self._table_open_tag_seen_caption: list[bool] = []
+        self._last_tag = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if len(tag) == 2 and tag[0] == "h" and tag[1].isdigit():
+            level = int(tag[1])
+            previous = self.levels[-1] if self.levels else 0
+            if level > previous + 1:
+                self.problems.append(f"h{level} after h{previous}")
+            self.levels.append(level)
+        elif tag == "img":
+            if not (a.get("alt") or "").strip():
+                self.problems.append(f"img {a.get('src')} without alt text")
+        elif tag == "table":
+            self.tables += 1
+            self._table_open_tag_seen_caption.append(False)
+        elif tag == "caption":
+            if self._last_tag != "table":
+                self.problems.append("caption is not the table's first child")
+            self.captions += 1
+        elif tag == "th" and a.get("scope") not in ("col", "row", "colgroup", "rowgroup"):
+            self.problems.append("th without scope")
+        self._last_tag = tag
+
+
+def test_html_is_accessible(built) -> None:  # type: ignore[no-untyped-def]
+    html = (built[0] / "index.html").read_text(encoding="utf-8")
+    checker = _Checker()
+    checker.feed(html)
+    assert checker.problems == []
+    assert checker.levels.count(1) == 1 and checker.levels[0] == 1
+    assert checker.tables > 10 and checker.captions == checker.tables
+    assert '<html lang="en">' in html
+
+
+def test_accessibility_checker_catches_problems() -> None:
+    checker = _Checker()
+    checker.feed('<h1>a</h1><h3>b</h3><img src="x.png"><table><tr><th>x</th></tr></table>')
+    assert checker.problems == ["h3 after h1", "img x.png without alt text", "th without scope"]
+    assert checker.captions == 0
+
+
+def test_metadata_and_zip(built, rpw) -> None:  # type: ignore[no-untyped-def]
+    folder = built[0]
+    meta = json.loads((folder / "data" / "metadata.json").read_text(encoding="utf-8"))
+    from metrics import METHODOLOGY_VERSION
+
+    assert meta["period"] == PERIOD
+    assert meta["methodology_version"] == METHODOLOGY_VERSION
+    assert meta["licence"]["name"] == "CC BY 4.0"
+    assert "Remittance Prices Worldwide" in meta["licence"]["attribution"]
+    assert meta["generated_from"] == rpw[1]
+    assert meta["coverage"]["services"] == 2951
+    import hashlib
+
+    for name, digest in meta["files"].items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, name
+    with zipfile.ZipFile(folder / f"bulletin-{PERIOD}.zip") as zf:
+        names = zf.namelist()
+        assert names == sorted(names)
+        assert f"{PERIOD}/index.html" in names and f"{PERIOD}/data/metadata.json" in names
+        assert {i.date_time for i in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+        assert zf.read(f"{PERIOD}/bulletin.md") == (folder / "bulletin.md").read_bytes()
+
+
+def test_period_without_data_writes_nothing(rpw, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(NoData, match="no quotes at USD 200 for period 2030Q1"):
+        write_bulletin(rpw[0], "2030Q1", tmp_path, generated_from=rpw[1])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_no_data_exit_code(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "out"
+    assert main(["bulletin", "--period", "2011Q2", "--source", "rpw", "--out", str(out),
+                 "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "no quotes at USD 200 for period 2011Q2" in err and "2011Q1" in err
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_cli_writes_a_bulletin(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["bulletin", "--period", "2013_4Q", "--source", "rpw", "--out",
+                 str(tmp_path), "-q"]) == 0
+    assert (tmp_path / "2013Q4" / "bulletin.pdf").is_file()
+    assert "bulletin 2013Q4 written" in capsys.readouterr().out
