@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from importlib import resources
@@ -84,6 +84,9 @@ _QUOTE_COLUMNS = (
 class Store:
     def __init__(self, pool: asyncpg.Pool):
         self.pool = pool
+        # service_key → id of committed services. A service row is never updated or
+        # deleted, so an id once seen stays right for the life of the process.
+        self._service_ids: dict[str, int] = {}
 
     async def close(self) -> None:
         await self.pool.close()
@@ -164,11 +167,12 @@ class Store:
             async with self.pool.acquire() as own:
                 return await self.store_quotes(quotes, run_id=run_id, import_id=import_id,
                                                conn=own)
+        known = self._service_ids
         async with conn.transaction():
-            service_ids = await self._ensure_services(conn, quotes)
-            await conn.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS _incoming_quotes "
-                "(LIKE quotes INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+            new_services = await self._ensure_services(
+                conn, [q for q in quotes if q.service_key not in known])
+            service_ids = {**known, **new_services} if new_services else known
+            cols = ["service_id", *_QUOTE_COLUMNS[1:]]
             records = [
                 (
                     service_ids[q.service_key], q.period, q.amount_usd, q.send_amount,
@@ -180,35 +184,66 @@ class Store:
                 )
                 for q in quotes
             ]
-            cols = ["service_id", *_QUOTE_COLUMNS[1:]]
-            await conn.copy_records_to_table("_incoming_quotes", records=records, columns=cols)
-            col_list = ", ".join(cols)
-            inserted = await conn.fetchval(
+            inserted = await self._insert_quotes(conn, records, cols)
+        # Remember service ids only once they are committed: a rolled-back insert's ids
+        # never existed.
+        if new_services and not conn.is_in_transaction():
+            known.update(new_services)
+        return StoreResult(inserted, len(quotes) - inserted)
+
+    @staticmethod
+    async def _insert_quotes(conn: asyncpg.Connection, records: list[tuple[Any, ...]],
+                             cols: list[str]) -> int:
+        """Insert quote rows, skipping those already stored; return how many were new."""
+        # Most batches are new quotes (a new collection time): COPY them straight in. Should
+        # one already be there, the savepoint undoes the COPY and the slower path sorts the
+        # duplicates out.
+        try:
+            async with conn.transaction():
+                await conn.copy_records_to_table("quotes", records=records, columns=cols)
+            return len(records)
+        except asyncpg.UniqueViolationError:
+            pass
+        col_list = ", ".join(cols)
+        # Only the columns we copy, and no defaults: a LIKE copy would draw an id from the
+        # quotes sequence for every row, only to draw another on insert.
+        await conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS _incoming_quotes ON COMMIT DELETE ROWS AS "
+            f"SELECT {col_list} FROM quotes WITH NO DATA")
+        await conn.copy_records_to_table("_incoming_quotes", records=records, columns=cols)
+        return int(await conn.fetchval(
                 f"WITH ins AS (INSERT INTO quotes ({col_list}) "
                 f"SELECT DISTINCT ON (source, service_id, amount_usd, send_amount, collected_at) "
                 f"{col_list} FROM _incoming_quotes "
                 "ON CONFLICT (source, service_id, amount_usd, send_amount, collected_at) "
-                "DO NOTHING RETURNING 1) SELECT count(*) FROM ins")
-        return StoreResult(int(inserted), len(quotes) - int(inserted))
+                "DO NOTHING RETURNING 1) SELECT count(*) FROM ins"))
 
     async def _ensure_services(self, conn: asyncpg.Connection,
-                               quotes: Iterable[Quote]) -> dict[str, int]:
+                               quotes: Sequence[Quote]) -> dict[str, int]:
+        """Ids of the quotes' services, creating corridors, firms and services as needed."""
+        if not quotes:
+            return {}
         corridors = sorted({(q.source_code, q.destination_code) for q in quotes})
         firms = sorted({(q.firm.name, str(q.firm.firm_type)) for q in quotes})
-        await conn.executemany(
-            "INSERT INTO corridors (source_code, destination_code) VALUES ($1, $2) "
-            "ON CONFLICT DO NOTHING", corridors)
-        await conn.executemany(
-            "INSERT INTO firms (name, firm_type) VALUES ($1, $2) ON CONFLICT DO NOTHING", firms)
+        src, dst = [c[0] for c in corridors], [c[1] for c in corridors]
+        names, types = [f[0] for f in firms], [f[1] for f in firms]
+        # One statement each, set-based: executemany would be one round of planning per row.
+        await conn.execute(
+            "INSERT INTO corridors (source_code, destination_code) "
+            "SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING", src, dst)
+        await conn.execute(
+            "INSERT INTO firms (name, firm_type) SELECT * FROM unnest($1::text[], $2::text[]) "
+            "ON CONFLICT DO NOTHING", names, types)
         rows = await conn.fetch(
-            "SELECT id, source_code, destination_code FROM corridors WHERE "
-            "(source_code, destination_code) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
-            [c[0] for c in corridors], [c[1] for c in corridors])
+            "SELECT c.id, c.source_code, c.destination_code FROM corridors c "
+            "JOIN unnest($1::text[], $2::text[]) AS w(s, d) "
+            "ON c.source_code = w.s AND c.destination_code = w.d", src, dst)
         corridor_ids = {(r["source_code"], r["destination_code"]): r["id"] for r in rows}
-        firm_ids = {(r["name"], r["firm_type"]): r["id"] for r in await conn.fetch(
-            "SELECT id, name, firm_type FROM firms WHERE (name, firm_type) IN "
-            "(SELECT * FROM unnest($1::text[], $2::text[]))",
-            [f[0] for f in firms], [f[1] for f in firms])}
+        rows = await conn.fetch(
+            "SELECT f.id, f.name, f.firm_type FROM firms f "
+            "JOIN unnest($1::text[], $2::text[]) AS w(n, t) ON f.name = w.n AND f.firm_type = w.t",
+            names, types)
+        firm_ids = {(r["name"], r["firm_type"]): r["id"] for r in rows}
         services: dict[str, tuple[Any, ...]] = {}
         for q in quotes:
             if q.service_key not in services:
