@@ -14,10 +14,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import datetime as dt
-import hashlib
 import hmac
-import importlib
-import importlib.util
 import io
 import json
 import math
@@ -38,6 +35,8 @@ from corridors.types import FirmType, PayIn, PayOut
 from metrics import METHODOLOGY_VERSION
 from metrics.indicators import corridor_table
 from publish import middleware, openapi
+from publish.bulletin import publish_bulletin
+from publish.bulletin_routes import setup_bulletin_routes
 from publish.data import (
     DATA,
     LICENCE,
@@ -54,8 +53,8 @@ from publish.data import (
 )
 from publish.params import Params, encode_cursor
 from publish.problems import Problem, bad_parameter, not_found, unprocessable
+from publish.responses import etag_of, send
 
-CACHE_CONTROL = "public, max-age=60"
 JSON = "application/json"
 CSV = "text/csv"
 _PAIR = re.compile(r"^([A-Za-z]{2,3})-([A-Za-z]{2,3})$")
@@ -75,25 +74,6 @@ def envelope(period: str | None, sources: Iterable[str], **data: Any) -> dict[st
 def dumps(payload: Any) -> bytes:
     return json.dumps(payload, ensure_ascii=False, allow_nan=False,
                       separators=(",", ":")).encode()
-
-
-def etag_of(body: bytes) -> str:
-    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
-
-
-def send(request: web.Request, body: bytes, content_type: str, *, etag: str | None = None,
-         headers: dict[str, str] | None = None, cache_control: str = CACHE_CONTROL,
-         status: int = 200) -> web.Response:
-    """A GET response with ETag and Cache-Control; 304 when the client has this version."""
-    tag = etag or etag_of(body)
-    out = {"ETag": tag, "Cache-Control": cache_control, "Vary": "Accept"}
-    out.update(headers or {})
-    match = request.headers.get("If-None-Match")
-    if match and (match.strip() == "*" or tag in (t.strip().removeprefix("W/")
-                                                   for t in match.split(","))):
-        return web.Response(status=304, headers=out)
-    return web.Response(status=status, body=body, content_type=content_type,
-                        charset="utf-8", headers=out)
 
 
 def wants_csv(request: web.Request) -> bool:
@@ -692,13 +672,7 @@ async def admin_bulletin(request: web.Request) -> web.StreamResponse:
     _authorise(request)
     p = Params(request.query, frozenset({"period"}))
     period = p.period()
-    if importlib.util.find_spec("publish.bulletin") is None:
-        raise not_found("bulletin publishing is not installed in this service")
-    module = importlib.import_module("publish.bulletin")
-    publish = getattr(module, "publish_bulletin", None)
-    if publish is None:
-        raise not_found("publish.bulletin has no publish_bulletin(app, period) action")
-    result = await publish(request.app, period)
+    result = await publish_bulletin(request.app, period)
     return web.json_response({"status": "published", "period": period,
                               "result": result if isinstance(result, dict) else None},
                              status=202, headers={"Cache-Control": "no-store"})
@@ -732,8 +706,4 @@ def setup_routes(app: web.Application) -> None:
     r.add_post("/v1/admin/bulletin", admin_bulletin, name="admin_bulletin")
     r.add_get("/", page.home, name="page")
     r.add_static("/static/", Path(__file__).parent / "static", name="static")
-    # The bulletin engineer's routes (listing, files) plug in here when the module exists.
-    if importlib.util.find_spec("publish.bulletin") is not None:
-        module = importlib.import_module("publish.bulletin")
-        if hasattr(module, "setup_routes"):
-            module.setup_routes(app)
+    setup_bulletin_routes(app)

@@ -515,13 +515,6 @@ def bulletins_dir(config: Any) -> Path:
     return Path(config.data_dir) / "bulletins"
 
 
-def setup_routes(app: Any) -> None:
-    """GET /v1/bulletins and /v1/bulletins/{period}/… (see publish.bulletin_routes)."""
-    from publish.bulletin_routes import setup_bulletin_routes
-
-    setup_bulletin_routes(app)
-
-
 def describe(folder: Path) -> dict[str, Any]:
     """One published bulletin as the listing shows it (from its metadata.json)."""
     meta = json.loads((folder / "data" / "metadata.json").read_text(encoding="utf-8"))

@@ -21,6 +21,8 @@ from aiohttp import web
 from corridors import runtime
 from corridors.errors import BadPeriod
 from corridors.periods import parse_period
+from publish.problems import bad_parameter, not_found
+from publish.responses import send
 
 CONTENT_TYPES = {".md": "text/markdown; charset=utf-8", ".csv": "text/csv; charset=utf-8",
                  ".json": "application/json", ".svg": "image/svg+xml",
@@ -32,24 +34,15 @@ def _root(request: web.Request) -> Path:
     return Path(request.app[runtime.CONFIG].data_dir) / "bulletins"
 
 
-def _problem(status: int, detail: str) -> web.Response:
-    from publish.problems import CONTENT_TYPE, problem_body
-
-    return web.Response(status=status, content_type=CONTENT_TYPE.split(";")[0],
-                        text=json.dumps(problem_body(status, detail,
-                                                     instance=None)),
-                        headers={"Cache-Control": "no-store"})
-
-
-def _folder(request: web.Request) -> Path | web.Response:
+def _folder(request: web.Request) -> Path:
     raw = request.match_info["period"]
     try:
         period = str(parse_period(raw))
     except BadPeriod as exc:
-        return _problem(400, str(exc))
+        raise bad_parameter("period", str(exc)) from None
     folder = _root(request) / period
     if not (folder / "index.html").is_file():
-        return _problem(404, f"no bulletin published for {period}")
+        raise not_found(f"no bulletin published for {period}")
     return folder
 
 
@@ -79,24 +72,21 @@ async def list_bulletins(request: web.Request) -> web.Response:
                                 "markdown": f"{base}/{p}/bulletin.md",
                                 "metadata": f"{base}/{p}/data/metadata.json",
                                 "zip": f"{base}/{p}/bulletin-{p}.zip"}})
-    return web.json_response({"bulletins": items}, headers={"Cache-Control": "no-cache"})
+    body = json.dumps({"bulletins": items}, ensure_ascii=False).encode()
+    return send(request, body, "application/json", cache_control="no-cache")
 
 
 async def bulletin_redirect(request: web.Request) -> web.StreamResponse:
     folder = _folder(request)
-    if isinstance(folder, web.Response):
-        return folder
     raise web.HTTPMovedPermanently(f"/v1/bulletins/{folder.name}/")
 
 
 async def bulletin_file(request: web.Request) -> web.StreamResponse:
     folder = _folder(request)
-    if isinstance(folder, web.Response):
-        return folder
     rel = request.match_info.get("path") or "index.html"
     target = (folder / rel).resolve()
     if not target.is_relative_to(folder.resolve()) or not target.is_file():
-        return _problem(404, f"no file {rel!r} in the bulletin of {folder.name}")
+        raise not_found(f"no file {rel!r} in the bulletin of {folder.name}")
     ctype = CONTENT_TYPES.get(target.suffix) or mimetypes.guess_type(target.name)[0] \
         or "application/octet-stream"
     return web.FileResponse(target, headers={"Content-Type": ctype,

@@ -153,6 +153,10 @@ SCHEMAS: dict[str, Any] = {
     }),
     "AdminResult": {"type": "object", "required": ["status"],
                     "properties": {"status": STR}},
+    "Bulletins": obj({"bulletins": {"type": "array", "items": obj({
+        "period": STR, "methodology_version": STR, "generated_from": NSTR, "progress": NSTR,
+        "url": STR, "files": obj({"html": STR, "pdf": STR, "markdown": STR, "metadata": STR,
+                                  "zip": STR})})}}),
 }
 
 
@@ -167,6 +171,8 @@ PERIOD = {"type": "string", "pattern": r"^(\d{4}Q[1-4]|\d{4}_[1-4]Q|\d{4}-(0[1-9
 PRICE_POINT = {"type": "string", "enum": ["200", "500"], "default": "200"}
 P_AMOUNT_USD = param("amount", "price point in USD: 200 (SDG headline) or 500", PRICE_POINT)
 P_PERIOD = param("period", "quarter (2014Q2) or month (2026-11); default: the latest", PERIOD)
+P_PERIOD_PATH = param("period", "quarter (2014Q2) or month (2026-11)", PERIOD, required=True,
+                      where="path")
 P_CURSOR = param("cursor", "next_cursor of the previous page", {"type": "string"})
 P_LIMIT = param("limit", "items per page (1-500, default 100)",
                 {"type": "integer", "minimum": 1, "maximum": 500})
@@ -247,6 +253,15 @@ _PATHS: dict[str, Any] = {
     "/v1/admin/collect": admin("Run the scheduled collection jobs now",
                                [param("source", "only this source's job", STR)]),
     "/v1/admin/bulletin": admin("Publish the bulletin of a period", [P_PERIOD]),
+    "/v1/bulletins": get("The published monthly bulletins, newest first", "Bulletins", [],
+                         statuses=(400, 429)),
+    "/v1/bulletins/{period}": get("Redirects to the bulletin's folder", None,
+                                  [P_PERIOD_PATH], statuses=(400, 404, 429)),
+    "/v1/bulletins/{period}/{path}": get(
+        "A file of a bulletin: index.html (empty path), bulletin.pdf, bulletin.md, charts/…, "
+        "data/…, bulletin-PERIOD.zip", None,
+        [P_PERIOD_PATH, param("path", "file inside the bulletin's folder", STR,
+                              required=True, where="path")], statuses=(400, 404, 429)),
 }
 for _csv_path in ("/v1/compare", "/v1/corridors", "/v1/corridors/{pair}/history",
                   "/v1/indicators", "/v1/postal/benchmark"):

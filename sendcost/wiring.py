@@ -9,16 +9,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from collector.schedule import add_jobs as collector_jobs
 from corridors import runtime
 from corridors.config import Config
 from corridors.db import DatabaseTarget, database
 from corridors.store import Store, connect
+from publish.api import setup_routes
+from publish.schedule import add_jobs as bulletin_jobs
 
 log = logging.getLogger(__name__)
 
@@ -105,18 +108,9 @@ def _log_task_end(task: asyncio.Task[None]) -> None:
         log.error("background task %s failed: %s", task.get_name(), task.exception())
 
 
-def _job_registrars() -> list:  # type: ignore[type-arg]
+def _job_registrars() -> list[Callable[[web.Application, AsyncIOScheduler], None]]:
     """Each stage that runs on a schedule contributes a function (app, scheduler) -> None."""
-    registrars = []
-    with contextlib.suppress(ImportError):
-        from collector.schedule import add_jobs as collector_jobs
-
-        registrars.append(collector_jobs)
-    with contextlib.suppress(ImportError):
-        from publish.schedule import add_jobs as bulletin_jobs
-
-        registrars.append(bulletin_jobs)
-    return registrars
+    return [collector_jobs, bulletin_jobs]
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -150,8 +144,5 @@ def create_app(config: Config, target: DatabaseTarget) -> web.Application:
     app.cleanup_ctx.append(_background_ctx)
     app.cleanup_ctx.append(_scheduler_ctx)
     app.router.add_get("/healthz", healthz)
-    with contextlib.suppress(ImportError):
-        from publish.api import setup_routes
-
-        setup_routes(app)
+    setup_routes(app)
     return app

@@ -12,6 +12,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from collector.rpw_import import bundled_rpw_path, import_rpw
 from corridors import runtime
 from corridors.config import BulletinConfig, Config
+from publish import middleware
 from publish.bulletin_routes import setup_bulletin_routes
 from publish.schedule import JOB_ID, add_jobs, periods_to_publish, publish_last_month
 
@@ -43,6 +44,8 @@ async def test_job_publishes_and_the_api_lists_it(store, tmp_path) -> None:  # t
     app = web.Application()
     app[runtime.CONFIG] = Config(data_dir=tmp_path)
     app[runtime.STORE] = store
+    # The API's one error place turns a Problem into problem+json, as in the service.
+    middleware.install(app, rate_limit_per_minute=0)
     setup_bulletin_routes(app)
 
     published = await publish_last_month(app, today=dt.date(2014, 7, 1))
@@ -57,6 +60,10 @@ async def test_job_publishes_and_the_api_lists_it(store, tmp_path) -> None:  # t
             async with http.get(server.make_url("/v1/bulletins")) as resp:
                 assert resp.status == 200
                 body = await resp.json()
+                etag = resp.headers["ETag"]
+            async with http.get(server.make_url("/v1/bulletins"),
+                                headers={"If-None-Match": etag}) as resp:
+                assert resp.status == 304
             periods = [b["period"] for b in body["bulletins"]]
             assert "2014Q2" in periods
             item = body["bulletins"][periods.index("2014Q2")]

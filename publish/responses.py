@@ -1,0 +1,31 @@
+"""GET responses of the public API: one ETag and Cache-Control rule for every endpoint."""
+
+from __future__ import annotations
+
+import hashlib
+
+from aiohttp import web
+
+#: Data changes at most with a new collection or import: a minute of caching is safe.
+CACHE_CONTROL = "public, max-age=60"
+
+
+def etag_of(body: bytes) -> str:
+    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+
+
+def send(request: web.Request, body: bytes, content_type: str, *, etag: str | None = None,
+         headers: dict[str, str] | None = None, cache_control: str = CACHE_CONTROL,
+         status: int = 200) -> web.Response:
+    """A GET response with ETag and Cache-Control; 304 when the client has this version."""
+    tag = etag or etag_of(body)
+    out = {"ETag": tag, "Cache-Control": cache_control, "Vary": "Accept"}
+    out.update(headers or {})
+    match = request.headers.get("If-None-Match")
+    if match and (match.strip() == "*" or tag in (t.strip().removeprefix("W/")
+                                                   for t in match.split(","))):
+        return web.Response(status=304, headers=out)
+    return web.Response(status=status, body=body, content_type=content_type,
+                        charset="utf-8", headers=out)
+
+
