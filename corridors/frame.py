@@ -8,33 +8,38 @@ from __future__ import annotations
 
 import polars as pl
 
-#: Column → Polars dtype. Nullable everywhere unless the docstring of the column says not.
+#: Text columns are Categorical: a quote frame repeats a few hundred corridors, firms and
+#: periods over millions of rows, and grouping on the categories' integer codes is what keeps
+#: the indicators fast (bench/metrics.py). The metrics hand back plain strings.
+_TEXT = pl.Categorical()
+
+#: Column → Polars dtype. Nullable everywhere unless the comment of the column says not.
 QUOTE_FRAME_SCHEMA: dict[str, pl.DataType] = {
-    "period": pl.String(),  # canonical period: "2011Q1" or "2026-11"; never null
-    "source_code": pl.String(),  # sending country, ISO alpha-3; never null
-    "destination_code": pl.String(),  # receiving country, ISO alpha-3; never null
-    "firm": pl.String(),  # provider name; never null
-    "firm_type": pl.String(),  # corridors.types.FirmType value; never null
-    "product": pl.String(),  # the provider's product name ("" when none)
-    "service_id": pl.String(),  # stable id of the service (firm × corridor × product); never null
-    "speed": pl.String(),  # corridors.types.Speed value, null when unknown
-    "pay_in": pl.String(),  # corridors.types.PayIn value
-    "pay_out": pl.String(),  # corridors.types.PayOut value
-    "access_point": pl.String(),  # corridors.types.AccessPoint value
+    "period": _TEXT,  # canonical period: "2011Q1" or "2026-11"; never null
+    "source_code": _TEXT,  # sending country, ISO alpha-3; never null
+    "destination_code": _TEXT,  # receiving country, ISO alpha-3; never null
+    "firm": _TEXT,  # provider name; never null
+    "firm_type": _TEXT,  # corridors.types.FirmType value; never null
+    "product": _TEXT,  # the provider's product name ("" when none)
+    "service_id": _TEXT,  # stable id of the service (firm × corridor × product); never null
+    "speed": _TEXT,  # corridors.types.Speed value, null when unknown
+    "pay_in": _TEXT,  # corridors.types.PayIn value
+    "pay_out": _TEXT,  # corridors.types.PayOut value
+    "access_point": _TEXT,  # corridors.types.AccessPoint value
     "amount_usd": pl.Int32(),  # nominal price point: 200 or 500; never null
     "send_amount": pl.Float64(),  # amount sent, in the sending currency
-    "send_currency": pl.String(),  # ISO 4217
-    "receive_currency": pl.String(),  # ISO 4217
+    "send_currency": _TEXT,  # ISO 4217
+    "receive_currency": _TEXT,  # ISO 4217
     "fee": pl.Float64(),  # sender fee, sending currency
     "applied_rate": pl.Float64(),  # pay-out units per sending unit, as applied
     "reference_rate": pl.Float64(),  # interbank / mid-market rate at collection
-    "reference_source": pl.String(),
+    "reference_source": _TEXT,
     "fx_margin_reported": pl.Float64(),  # margin % as the upstream published it (RPW)
     "total_cost_reported": pl.Float64(),  # total cost % as the upstream published it (RPW)
     "received_amount": pl.Float64(),  # amount received, pay-out currency
     "transparent": pl.Boolean(),  # provider disclosed its exchange rate; never null
     "reference_stale": pl.Boolean(),  # no fresh reference rate: kept, left out of averages
-    "source": pl.String(),  # where the quote came from: "rpw", a collector source name
+    "source": _TEXT,  # where the quote came from: "rpw", a collector source name
     "collected_at": pl.Datetime("us", "UTC"),
 }
 

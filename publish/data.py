@@ -77,7 +77,10 @@ WHERE q.id <= $1
 
 _SCHEMA: dict[str, pl.DataType] = {
     "id": pl.Int64(),
-    **{k: v for k, v in QUOTE_FRAME_SCHEMA.items() if k != "collected_at"},
+    # Text as plain strings: the snapshot is small and is joined with other tables a lot,
+    # which Categorical columns would need a cast for at every join.
+    **{k: pl.String() if v == pl.Categorical else v
+       for k, v in QUOTE_FRAME_SCHEMA.items() if k != "collected_at"},
     "reference_at": pl.Datetime("us", "UTC"),
     "fee_deducted": pl.Boolean(),
     "collected_at": pl.Datetime("us", "UTC"),
