@@ -26,8 +26,10 @@ sendcost measures what it costs migrants to send money home, corridor by corrido
 far each corridor is from the SDG 10.c target (below 3% on average; no corridor above 5%).
 
 Quick start (embedded PostgreSQL, bundled World Bank RPW data, sandbox operators):
-  sendcost serve                 run the API, the comparison page and the collectors
+  sendcost serve --sandbox       the API and page on http://127.0.0.1:8080, collectors on
+                                 emulated upstreams, the monthly bulletin job
   sendcost indicators --period 2011Q3 --from-file corridors/data/rpw_quotes_2011Q1_2014Q2.csv.gz
+  sendcost bulletin --period 2014Q2 --source rpw
 
 Every command reads config.toml (./config.toml, $SENDCOST_CONFIG or --config). The database
 is $DATABASE_URL or [database] url; with neither, an embedded PostgreSQL runs in the data
