@@ -81,3 +81,41 @@ def postal_versus_firm_types(firm_types: pl.LazyFrame) -> pl.LazyFrame:
                       (pl.col("average") - post).alias("difference_to_post_office"))
         .sort("average", "firm_type", nulls_last=True)
     )
+
+
+def postal_by_operator(benchmark: pl.LazyFrame) -> pl.LazyFrame:
+    """The postal benchmark (``postal_benchmark``) summed up per operator and firm type.
+
+    firm, firm_type, services, corridors, transparent (services with a disclosed rate, the
+    only ones with a cost), average (mean total cost % over them), at_or_below_median and
+    cheapest_in_corridor (rank 1) counts, median_difference (median of the difference to the
+    corridor median, points). Sorted by firm type, services descending, then firm.
+    """
+    cost = pl.col("total_cost_pct")
+    return (
+        benchmark.group_by("firm", "firm_type")
+        .agg(pl.len().alias("services"),
+             pl.struct("source_code", "destination_code").n_unique().alias("corridors"),
+             cost.count().alias("transparent"),
+             cost.mean().alias("average"),
+             (cost <= pl.col("corridor_median")).sum().alias("at_or_below_median"),
+             (pl.col("rank") == 1).sum().alias("cheapest_in_corridor"),
+             pl.col("difference_to_median").median().alias("median_difference"))
+        .with_columns(pl.col("services", "corridors", "transparent", "at_or_below_median",
+                             "cheapest_in_corridor").cast(pl.Int64))
+        .sort("firm_type", "services", "firm", descending=[False, True, False])
+    )
+
+
+def postal_extremes(benchmark: pl.LazyFrame, n: int = 10, *, cheapest: bool = True
+                    ) -> pl.LazyFrame:
+    """The ``n`` post-office services cheapest (or dearest) against their corridor's median
+    (by difference_to_median; services without a disclosed rate are left out); ties by
+    corridor, firm, product, service."""
+    return (
+        benchmark.filter(pl.col("difference_to_median").is_not_null())
+        .sort("difference_to_median", "source_code", "destination_code", "firm", "product",
+              "service_id", descending=[not cheapest, False, False, False, False, False],
+              nulls_last=True)
+        .head(n)
+    )

@@ -3,9 +3,9 @@
 ``compute_bulletin`` gathers every figure (from ``metrics``), ``write_bulletin`` renders and
 writes one folder per period — atomically: it is built in a temporary folder beside the
 target and renamed at the end, so a failure (or a period without data) writes nothing.
-The same quotes give the same bytes in every file but the PDF (no clock, deterministic
-charts, rounded CSVs, sorted zip entries with fixed timestamps); WeasyPrint's PDF differs by a
-few bytes from one run to the next, so the zip that contains it does too.
+The same quotes give the same bytes in every file, the PDF and the zip included (no clock,
+deterministic charts, rounded CSVs, a PDF laid out against a fixed base URL with an
+identifier derived from its HTML, sorted zip entries with fixed timestamps).
 """
 
 from __future__ import annotations
@@ -32,7 +32,12 @@ from metrics import METHODOLOGY_VERSION
 from metrics import aggregates as agg
 from metrics import bulletin as mb
 from metrics.indicators import compute_indicators, corridor_table
-from metrics.postal import postal_benchmark, postal_versus_firm_types
+from metrics.postal import (
+    postal_benchmark,
+    postal_by_operator,
+    postal_extremes,
+    postal_versus_firm_types,
+)
 from metrics.progress import ProgressCall, progress_call
 from metrics.services import services_in_period
 
@@ -57,6 +62,12 @@ OFFICIAL_METRICS = (
     ("global_weighted_average", "weighted_average", "Global weighted average"),
     ("smart_average", "smart_average", "Global SmaRT"),
 )
+#: Corridors averaging above 5% shown in the documents (the most expensive first); the
+#: complete list is data/corridors_above_5.csv.
+ABOVE_5_SHOWN = 20
+#: Post-office services shown at each end (cheapest and dearest against their corridor's
+#: median); every one is in data/postal_benchmark.csv.
+POSTAL_SHOWN = 10
 #: The six sections, in order; their titles are the h2 headings of HTML, PDF and Markdown.
 SECTIONS = (
     "1. Headline: the cost of sending USD 200",
@@ -122,6 +133,9 @@ class Bulletin:
     least: pl.DataFrame
     postal: pl.DataFrame
     postal_types: pl.DataFrame
+    postal_operators: pl.DataFrame
+    postal_cheapest: pl.DataFrame  # the services cheapest against their corridor's median
+    postal_dearest: pl.DataFrame
     coverage: dict[str, Any]
     source_mix: pl.DataFrame
     corridors: pl.DataFrame
@@ -205,6 +219,10 @@ def compute_bulletin(quotes: pl.DataFrame, period: str, *,
         firm_types=done["firm_types"], regions=done["regions"], sending=done["sending"],
         most=done["most"], least=done["least"], postal=done["postal"],
         postal_types=postal_versus_firm_types(done["firm_types"].lazy()).collect(),
+        postal_operators=postal_by_operator(done["postal"].lazy()).collect(),
+        postal_cheapest=postal_extremes(done["postal"].lazy(), POSTAL_SHOWN).collect(),
+        postal_dearest=postal_extremes(done["postal"].lazy(), POSTAL_SHOWN,
+                                       cheapest=False).collect(),
         coverage=done["coverage"].row(0, named=True), source_mix=done["source_mix"],
         corridors=table, generated_from=generated_from,
     )
@@ -218,8 +236,25 @@ def pct(v: float | None) -> str:
     return "—" if v is None else f"{v:.2f}%"
 
 
-def points(v: float | None) -> str:
-    return "—" if v is None else f"{v:+.2f} points".replace("-", "−")
+def points(v: float | None, *, zero: str = "0.00 points") -> str:
+    """A difference in percentage points, signed: +4.90 points, −0.20 points; ``zero`` when
+    it rounds to 0.00 (never "−0.00")."""
+    if v is None:
+        return "—"
+    shown = round(v, 2)
+    return zero if shown == 0 else f"{shown:+.2f} points".replace("-", "−")
+
+
+def change(now: float | None, before: float | None, *, decimals: int = 2) -> str:
+    """The change between two figures as the reader can check it: the difference of the two
+    values as shown (rounded to ``decimals``), so 6.55% after 6.56% reads −0.01 points and
+    12.24% after 12.24% reads "no change", whatever the third decimal."""
+    if now is None or before is None:
+        return "—"
+    shown = round(round(now, decimals) - round(before, decimals), decimals)
+    if shown == 0:
+        return "no change"
+    return f"{shown:+.{decimals}f} points".replace("-", "−")
 
 
 def firm_type_label(code: str | None) -> str:
@@ -354,6 +389,9 @@ def data_tables(b: Bulletin) -> dict[str, pl.DataFrame]:
         "least_expensive": b.least,
         "postal_benchmark": b.postal,
         "postal_vs_firm_types": b.postal_types,
+        "postal_operators": b.postal_operators.with_columns(
+            pl.col("firm_type").map_elements(firm_type_label, return_dtype=pl.String)
+            .alias("label")),
         "coverage": pl.DataFrame([b.coverage]),
         "source_mix": b.source_mix,
         "corridors": b.corridors,
@@ -418,9 +456,10 @@ def _metadata(b: Bulletin, files: dict[str, bytes]) -> dict[str, Any]:
                      for k, v in c.items()},
         "progress": {k: round(v, DECIMALS) if isinstance(v, float) else v
                      for k, v in b.progress.as_dict().items()},
-        # The PDF is left out: WeasyPrint's output differs by a few bytes between runs.
-        "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())
-                  if name != "bulletin.pdf"},
+        # Every file but this one and the zip (which contains this one); the zip's hash is in
+        # bulletin-<period>.zip.sha256 beside it.
+        "files": {name: hashlib.sha256(data).hexdigest()
+                  for name, data in sorted(files.items())},
     }
 
 
@@ -452,7 +491,12 @@ def render_files(b: Bulletin, folder: Path) -> list[str]:
     written["bulletin.pdf"] = pdf
     meta = json.dumps(_metadata(b, written), indent=2, ensure_ascii=False, sort_keys=False)
     (data / "metadata.json").write_text(meta + "\n", encoding="utf-8")
-    _zip(folder, folder / f"bulletin-{b.period}.zip", b.period)
+    archive = folder / f"bulletin-{b.period}.zip"
+    _zip(folder, archive, b.period)
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    # The format of sha256sum, so `sha256sum -c bulletin-P.zip.sha256` checks it.
+    (folder / f"{archive.name}.sha256").write_text(f"{digest}  {archive.name}\n",
+                                                   encoding="utf-8")
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
 

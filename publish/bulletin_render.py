@@ -19,6 +19,7 @@ from corridors.reference import countries
 from metrics import METHODOLOGY_VERSION
 from publish import charts as ch
 from publish.bulletin import (
+    ABOVE_5_SHOWN,
     INDICATIVE,
     LICENCE,
     LICENCE_URL,
@@ -29,11 +30,20 @@ from publish.bulletin import (
     _official_sentence,
     _progress_sentence,
     _source_sentence,
+    change,
     firm_type_label,
     pct,
     points,
     region_label,
 )
+
+#: What the coverage section says about reference rates: what it shows, and what it cannot.
+REFERENCE_RATE_NOTE = (
+    "the margin of every quote is measured against the mid-market rate of the source named "
+    "beside it in the source mix above, taken when the quote was collected. This bulletin "
+    "shows that source and the number of quotes whose reference rate was too old (stored but "
+    "left out of every average); it does not show the age of the rates used, because the "
+    "quotes carry no time stamp of their reference rate.")
 
 CHART_FILES = ("trend", "firm_types", "receiving_regions", "sending_countries",
                "most_expensive", "least_expensive", "postal_benchmark")
@@ -134,8 +144,10 @@ h1 { font-size: 1.7rem; margin: .2rem 0 .4rem; }
 h2 { font-size: 1.3rem; margin-top: 2rem; border-bottom: 1px solid var(--line);
      padding-bottom: .2rem; }
 h3 { font-size: 1.05rem; margin-top: 1.4rem; }
-.hero { display: flex; gap: 1.5rem; align-items: baseline; flex-wrap: wrap; }
-.big { font-size: 3rem; font-weight: 700; color: var(--accent); margin: 0; line-height: 1.1; }
+.hero { display: flex; gap: 1.5rem; align-items: center; margin: .6rem 0; }
+.big { flex: none; font-size: 3rem; font-weight: 700; color: var(--accent); margin: 0;
+       line-height: 1; }
+.hero-text { flex: 1 1 0; margin: 0; }
 .gap { color: var(--bad); font-weight: 700; }
 .box { background: var(--paper); border-left: 4px solid var(--accent); padding: .6rem 1rem;
        margin: 1rem 0; }
@@ -148,6 +160,7 @@ th, td { border-bottom: 1px solid var(--line); padding: .25rem .4rem; text-align
          vertical-align: top; }
 thead th { border-bottom: 2px solid var(--ink); }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+thead th.num { white-space: normal; }
 .above { color: var(--bad); }
 figure { margin: 1rem 0; }
 figure img { width: 100%; height: auto; border: 1px solid var(--line); }
@@ -157,9 +170,10 @@ footer { border-top: 1px solid var(--line); margin-top: 2rem; padding-top: .5rem
 a { color: var(--accent); }
 @media print {
   body { max-width: none; padding: 0; font-size: 10pt; }
-  h2 { break-before: page; break-after: avoid; }
-  section:first-of-type h2 { break-before: auto; }
-  h3 { break-after: avoid; }
+  h2 { break-after: avoid; }
+  /* The postal page starts a page of its own, to be handed to postal partners. */
+  section#postal h2 { break-before: page; }
+  h3, caption { break-after: avoid; }
   figure, tr, .box { break-inside: avoid; }
   table { font-size: 8pt; }
   a { color: var(--ink); text-decoration: none; }
@@ -212,10 +226,12 @@ def _key_rows(b: Bulletin) -> list[list[Any]]:
         rows.append([r["label"], fmt(r["value"]),
                      f"{fmt(r['previous_value'])} ({r['previous_period']})"
                      if r["previous_value"] is not None else "—",
-                     points(r["change"]),
+                     change(r["value"], r["previous_value"],
+                            decimals=1 if r["share"] else 2),
                      f"{fmt(r['year_before_value'])} ({r['year_before_period']})"
                      if r["year_before_value"] is not None else "—",
-                     points(r["change_year"])])
+                     change(r["value"], r["year_before_value"],
+                            decimals=1 if r["share"] else 2)])
     return rows
 
 
@@ -227,14 +243,15 @@ def _key_columns(b: Bulletin) -> list[tuple[str, bool]]:
 def headline_numbers(b: Bulletin) -> dict[str, str]:
     g = b.doc["global_average"]
     r = _changes(b)[0]
-    prev = (f"{points(r['change'])} since {r['previous_period']} "
+    prev = (f"{change(r['value'], r['previous_value'])} since {r['previous_period']} "
             f"({pct(r['previous_value'])})" if r["change"] is not None
             else "no earlier period with data to compare")
-    year = (f"{points(r['change_year'])} since {r['year_before_period']} "
+    year = (f"{change(r['value'], r['year_before_value'])} since {r['year_before_period']} "
             f"({pct(r['year_before_value'])})" if r["change_year"] is not None
             else f"no data for {b.year_before_period}, a year before")
     d500 = b.doc500["global_average"] if b.doc500 else None
-    return {"global": pct(g), "gap": points(None if g is None else g - 3.0),
+    gap = change(g, 3.0)
+    return {"global": pct(g), "gap": "0.00 points" if gap == "no change" else gap,
             "previous": prev, "year": year, "usd500": pct(d500)}
 
 
@@ -255,7 +272,7 @@ def html(b: Bulletin, charts_: Sequence[ch.Chart]) -> str:
     sections.append(f"""
 <section id="headline"><h2>{esc(SECTIONS[0])}</h2>
 <div class="hero"><p class="big">{h['global']}</p>
-<p>average total cost of sending USD 200 in {esc(b.period)},
+<p class="hero-text">average total cost of sending USD 200 in {esc(b.period)},
 <span class="gap">{esc(h['gap'])}</span> from the 3% SDG target.<br>
 {esc(h['previous'])}; {esc(h['year'])}.<br>
 Sending USD 500 cost {h['usd500']} on average.</p></div>
@@ -283,28 +300,43 @@ Sending USD 500 cost {h['usd500']} on average.</p></div>
                     "not observed": "not observed this period"}
     moved = b.above_5.filter(pl.col("status").is_in(["entered", "new", "left",
                                                      "not observed"]))
-    above_rows = [[corridor_label(r["source"], r["destination"]), pct(r["average"]),
-                   pct(r["previous_average"]), points(r["change"]), pct(r["smart"]),
-                   f"{r['cheapest_firm']} ({pct(r['cheapest_total_cost'])})"
-                   if r["cheapest_firm"] else "—", status_names[r["status"]]]
-                  for r in b.above_5.iter_rows(named=True)]
+    above = b.above_5.filter(pl.col("average") > 5).sort(
+        "average", "source", "destination", descending=[True, False, False])
     prev_label = b.previous["period"] if b.previous else "previous period"
+
+    def above_row(r: dict[str, Any], *, status: bool) -> list[Any]:
+        row = [corridor_label(r["source"], r["destination"]), pct(r["average"]),
+               pct(r["previous_average"]), change(r["average"], r["previous_average"]),
+               pct(r["smart"]), f"{r['cheapest_firm']} ({pct(r['cheapest_total_cost'])})"
+               if r["cheapest_firm"] else "—"]
+        return [*row, status_names[r["status"]]] if status else row
+
+    above_cols = [("Corridor", False), ("Average", True), (f"Average {prev_label}", True),
+                  ("Change", True), ("SmaRT", True), ("Cheapest service", False)]
+    entered = moved.filter(pl.col("status").is_in(["entered", "new"])).height
+    left = moved.filter(pl.col("status") == "left").height
+    shown = min(ABOVE_5_SHOWN, above.height)
     sections.append(f"""
 <section id="five-percent"><h2>{esc(SECTIONS[1])}</h2>
 <p>The second half of SDG 10.c: no corridor above 5%, measured as every corridor having at least
 three qualifying services whose SmaRT (mean of the three cheapest) is at most 5%.
 {five['smart_above_5'] + five['too_few_qualifying']} of {five['corridors']} corridors do not
-meet it in {esc(b.period)}. {moved.filter(pl.col('status').is_in(['entered', 'new'])).height}
-corridors entered the list of corridors averaging above 5% and
-{moved.filter(pl.col('status') == 'left').height} left it since {esc(prev_label)}.</p>
+meet it in {esc(b.period)}. {five['average_above_5']} corridors average above 5%;
+{entered} of them entered that list and {left} left it since {esc(prev_label)}.</p>
 {table(f"The 5% component, {b.period}", [("Corridors", False), ("Number", True),
                                           ("Share", True)], counts)}
-<h3>Corridors averaging above 5%</h3>
-{table(f"Corridors whose average is above 5% in {b.period} or was in {prev_label}; "
-       "those that entered or left the list first",
-       [("Corridor", False), ("Average", True), (f"Average {prev_label}", True),
-        ("Change", True), ("SmaRT", True), ("Cheapest service", False), ("Status", False)],
-       above_rows)}
+<h3>Corridors that entered or left the list</h3>
+{table(f"Corridors whose average crossed 5% between {prev_label} and {b.period}",
+       [*above_cols, ("Status", False)],
+       [above_row(r, status=True) for r in moved.iter_rows(named=True)])
+ if moved.height else "<p>No corridor entered or left the list.</p>"}
+<h3>The {shown} most expensive of the {above.height} corridors averaging above 5%</h3>
+{table(f"The {shown} most expensive corridors averaging above 5% in {b.period}",
+       above_cols, [above_row(r, status=False) for r in above.head(shown).iter_rows(named=True)])}
+<p class="note">The complete list — all {above.height} corridors averaging above 5%, and those
+that left it, with their change, SmaRT and cheapest service — is
+<a href="data/corridors_above_5.csv">data/corridors_above_5.csv</a>; every corridor is in
+<a href="data/corridors.csv">data/corridors.csv</a>.</p>
 {data_link("five_percent", "corridors_above_5", "corridors")}
 </section>""")
 
@@ -363,35 +395,57 @@ corridors entered the list of corridors averaging above 5% and
 
     post_avg = b.doc["by_firm_type"].get("post_office", {}).get("average")
     pt_rows = [[firm_type_label(r["firm_type"]), pct(r["average"]), r["services"],
-                points(r["difference_to_post_office"])]
+                "reference" if r["firm_type"] == "post_office"
+                else points(r["difference_to_post_office"])]
                for r in b.postal_types.iter_rows(named=True)]
-    postal_rows = [[f"{r['firm']} — {r['product'] or 'service'}",
-                    f"{country_name(r['source_code'])} → {country_name(r['destination_code'])}",
-                    firm_type_label(r["firm_type"]), pct(r["total_cost_pct"])
-                    if r["transparent"] else "rate not disclosed",
-                    pct(r["corridor_median"]), f"{r['cheapest_firm'] or '—'} "
-                    f"({pct(r['corridor_cheapest'])})", pct(r["corridor_smart"]),
-                    f"{r['rank']} of {r['corridor_services']}" if r["rank"] is not None
-                    else "—"]
-                   for r in b.postal.iter_rows(named=True)]
+    post_kind = {"post_office": "post's own", "post_office_mto": "MTO at post counters"}
+    op_rows = [[r["firm"], post_kind.get(r["firm_type"], firm_type_label(r["firm_type"])),
+                r["services"], r["corridors"],
+                r["transparent"], pct(r["average"]),
+                f"{r['at_or_below_median']} of {r['transparent']}" if r["transparent"]
+                else "—", r["cheapest_in_corridor"] if r["transparent"] else "—"]
+               for r in b.postal_operators.iter_rows(named=True)]
+
+    def postal_rows(frame: pl.DataFrame) -> list[list[Any]]:
+        return [[f"{r['firm']} — {r['product'] or 'service'}",
+                 corridor_label(r["source_code"], r["destination_code"]),
+                 pct(r["total_cost_pct"]), pct(r["corridor_median"]),
+                 points(r["difference_to_median"]),
+                 f"{r['rank']} of {r['corridor_services']}"]
+                for r in frame.iter_rows(named=True)]
+
+    postal_cols = [("Service", False), ("Corridor", False), ("Total cost", True),
+                   ("Corridor median", True), ("Against the median", True), ("Rank", True)]
     known = b.postal.filter(pl.col("rank").is_not_null())
     below = known.filter(pl.col("total_cost_pct") <= pl.col("corridor_median")).height
+    undisclosed = b.postal.height - known.height
     sections.append(f"""
 <section id="postal"><h2>{esc(SECTIONS[4])}</h2>
 <p>For the UPU and postal operators: every service sold by a post office (its own, and money
 transfer operators' services sold at post counters, kept apart) against its corridor. Post
 offices' own services averaged {pct(post_avg)} in {esc(b.period)}. Of {known.height}
 post-office services with a disclosed exchange rate, {below} cost no more than their
-corridor's median.</p>
+corridor's median; {undisclosed} more do not disclose the rate they apply and have no cost.</p>
 {table(f"Post offices against other types of provider, {b.period}",
        [("Provider type", False), ("Average", True), ("Services", True),
         ("Difference to post offices", True)], pt_rows)}
 {figure(c["postal_benchmark"])}
-{table(f"Every post-office service, {b.period}, USD 200 (rank 1 = cheapest in its corridor)",
-       [("Service", False), ("Corridor", False), ("Type", False), ("Total cost", True),
-        ("Corridor median", True), ("Cheapest in corridor", False), ("Corridor SmaRT", True),
-        ("Rank", True)], postal_rows)}
-{data_link("postal_benchmark", "postal_vs_firm_types")}
+{table(f"Postal operators, {b.period}, USD 200",
+       [("Operator", False), ("Service", False), ("Services", True), ("Corridors", True),
+        ("Rate disclosed", True), ("Average", True), ("At or below median", True),
+        ("Cheapest in corridor", True)], op_rows)}
+<h3>Post-office services cheapest against their corridor</h3>
+{table(f"The {b.postal_cheapest.height} post-office services furthest below their corridor's "
+       f"median, {b.period} (rank 1 = cheapest in its corridor)", postal_cols,
+       postal_rows(b.postal_cheapest))}
+<h3>Post-office services dearest against their corridor</h3>
+{table(f"The {b.postal_dearest.height} post-office services furthest above their corridor's "
+       f"median, {b.period}", postal_cols, postal_rows(b.postal_dearest))}
+<p class="note">Every post-office service, {b.postal.height} in all, with its corridor's median,
+cheapest service, SmaRT and its rank:
+<a href="data/postal_benchmark.csv">data/postal_benchmark.csv</a>
+(also from <code>sendcost export postal --period {esc(b.period)}</code>).</p>
+{data_link("postal_vs_firm_types", "postal_operators")}
 </section>""")
 
     cov = b.coverage
@@ -417,9 +471,8 @@ corridor's median.</p>
     sections.append(f"""
 <section id="coverage"><h2>{esc(SECTIONS[5])}</h2>
 {table(f"Coverage, {b.period}, USD 200", [("Measure", False), ("Value", True)], cov_rows)}
-<p>Transparent share: {share(share_t)} of services. Source mix: {esc(mix)}. Reference
-(interbank) rates are taken at collection time by the source named; a quote whose reference
-rate is older than the configured maximum age is stored but left out of every average.</p>
+<p>Transparent share: {share(share_t)} of services. Source mix: {esc(mix)}.</p>
+<p>Reference (interbank) rates: {esc(REFERENCE_RATE_NOTE)}</p>
 <p>Method: the World Bank's Remittance Prices Worldwide method. Total cost = fee % + FX margin
 %; averages are simple means over transparent services, each service once; the weighted
 average weights corridor averages by the 2011 bilateral remittance flows; SmaRT is the mean of
@@ -441,9 +494,9 @@ in <a href="bulletin-{esc(b.period)}.zip">bulletin-{esc(b.period)}.zip</a>.</p>
 <style>{CSS}
 @page {{ size: A4; margin: 16mm 14mm 18mm;
   @bottom-left {{ content: "sendcost SDG 10.c bulletin, {esc(b.period)} — indicative figures";
-                 font-size: 8pt; color: #59636e; }}
-  @bottom-right {{ content: "page " counter(page) " of " counter(pages); font-size: 8pt;
-                  color: #59636e; }} }}
+                 font: 8pt "DejaVu Sans", sans-serif; color: #59636e; }}
+  @bottom-right {{ content: "page " counter(page) " of " counter(pages);
+                  font: 8pt "DejaVu Sans", sans-serif; color: #59636e; }} }}
 </style>
 </head>
 <body>
@@ -468,15 +521,46 @@ def _day(v: Any) -> str:
     return "—" if v is None else v.strftime("%Y-%m-%d")
 
 
+#: The fixed base URL the PDF is laid out against; images are fetched from the bulletin's
+#: folder through it. A real path (the temporary build folder) would end up in the PDF — in
+#: the image names WeasyPrint derives from their URLs and in every link — and change its bytes
+#: from one run to the next.
+PDF_BASE = "file:///sendcost-bulletin/"
+
+
 def pdf(document: str, folder: Path) -> bytes:
-    """The HTML printed to PDF with WeasyPrint (images resolved inside ``folder``)."""
+    """The HTML printed to PDF with WeasyPrint (images resolved inside ``folder``).
+
+    Deterministic: the same HTML and images give the same bytes. The layout never sees the
+    folder's real path; links to the bulletin's own files stay relative (``data/trend.csv``),
+    so they work beside the PDF once the folder is unzipped; the PDF identifier is derived
+    from the HTML, and WeasyPrint writes no creation date unless the HTML gives one.
+    """
+    import hashlib
     import logging
 
+    # WeasyPrint logs every unsupported CSS property at WARNING (ours are screen-only) and
+    # its steps at INFO, some of them while it is imported.
+    for name in ("weasyprint", "weasyprint.progress"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     from weasyprint import HTML
+    from weasyprint.urls import URLFetcher
 
-    # WeasyPrint logs every unsupported CSS property at WARNING; ours are screen-only.
-    logging.getLogger("weasyprint").setLevel(logging.ERROR)
-    return HTML(string=document, base_url=str(folder) + "/").write_pdf()
+    root = folder.resolve().as_uri() + "/"
+
+    class _Fetcher(URLFetcher):
+        def fetch(self, url: str, headers: Any = None) -> Any:
+            if not url.startswith(PDF_BASE):
+                raise ValueError(f"the bulletin fetches only its own files, not {url}")
+            return super().fetch(root + url.removeprefix(PDF_BASE), headers)
+
+    rendered = HTML(string=document, base_url=PDF_BASE, url_fetcher=_Fetcher()).render()
+    for page in rendered.pages:
+        page.links = [(kind, target.removeprefix(PDF_BASE)
+                       if kind == "external" else target, *rest)
+                      for kind, target, *rest in page.links]
+    identifier = hashlib.sha256(document.encode()).hexdigest()[:32].encode()
+    return rendered.write_pdf(pdf_identifier=identifier)
 
 
 # --- Markdown ----------------------------------------------------------------------------------
@@ -506,7 +590,8 @@ def markdown(b: Bulletin) -> str:
           r["source_title"]] for r in b.official.iter_rows(named=True)])
     moved = b.above_5.filter(pl.col("status") != "stayed")
     moved_rows = [[corridor_label(r["source"], r["destination"]), pct(r["average"]),
-                   pct(r["previous_average"]), points(r["change"]), r["status"]]
+                   pct(r["previous_average"]),
+                   change(r["average"], r["previous_average"]), r["status"]]
                   for r in moved.iter_rows(named=True)]
 
     def extreme(frame: pl.DataFrame) -> str:
@@ -571,8 +656,17 @@ def markdown(b: Bulletin) -> str:
         "more than their corridor's median. Every service: data/postal_benchmark.csv.",
         _md_table(["Provider type", "Average", "Services", "Difference to post offices"],
                   [[firm_type_label(r["firm_type"]), pct(r["average"]), r["services"],
-                    points(r["difference_to_post_office"])]
+                    "reference" if r["firm_type"] == "post_office"
+                    else points(r["difference_to_post_office"])]
                    for r in b.postal_types.iter_rows(named=True)]),
+        "Postal operators (average over the services that disclose their rate):",
+        _md_table(["Operator", "Type", "Services", "Rate disclosed", "Average",
+                   "At or below corridor median"],
+                  [[r["firm"], firm_type_label(r["firm_type"]), r["services"],
+                    r["transparent"], pct(r["average"]),
+                    f"{r['at_or_below_median']} of {r['transparent']}"
+                    if r["transparent"] else "—"]
+                   for r in b.postal_operators.iter_rows(named=True)]),
         f"## {SECTIONS[5]}",
         f"{cov['quotes']:,} quotes; {cov['services']:,} services, of which "
         f"{cov['transparent_services']:,} transparent (in the averages) and "
@@ -585,6 +679,7 @@ def markdown(b: Bulletin) -> str:
                     f"{r['reference_source'] or 'unknown'})"
                     for r in b.source_mix.iter_rows(named=True))
         + f". Methodology version {METHODOLOGY_VERSION}.",
+        f"Reference (interbank) rates: {REFERENCE_RATE_NOTE}",
         f"Licence: {LICENCE} ({LICENCE_URL}). Attribution: {RPW_ATTRIBUTION}.",
     ]
     return "\n\n".join(parts) + "\n"

@@ -119,7 +119,15 @@ def trend_chart(periods: Sequence[str], x: Sequence[float],
                   + [v for _, v, _ in official] + [6.0])
         ax.set_ylim(0, top * 1.12)
         ax.grid(axis="y", color="#d0d7de", linewidth=0.6)
-        ax.legend(loc="lower left", fontsize=8, frameon=False, ncols=2)
+        # Below the plot, where it hides no point and no target line.
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=8,
+                   frameon=False, ncols=3)
+        latest = [(xi, v) for xi, v in zip(x, series.get("Global average (ours)", []),
+                                           strict=False) if v is not None]
+        if latest:
+            ax.annotate(f"{latest[-1][1]:.2f}%", latest[-1], xytext=(6, 0),
+                        textcoords="offset points", va="center", fontsize=9,
+                        fontweight="bold", color=OURS)
         _title(ax, "Cost of sending USD 200, over time",
                f"up to {period}; open diamonds: the World Bank's published figures")
     values = ", ".join(f"{p} {v:.2f}%" for p, v in zip(

@@ -146,18 +146,47 @@ def test_same_data_same_bytes(built) -> None:  # type: ignore[no-untyped-def]
     one, two = built
     files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file())
-    # WeasyPrint's PDF is not byte-reproducible; everything else is, inside the zip too.
-    pdf, archive = Path("bulletin.pdf"), Path(f"bulletin-{PERIOD}.zip")
+    # Every file, the PDF and the zip included (the two were built in different folders).
     for rel in files:
-        if rel not in (pdf, archive):
-            assert (one / rel).read_bytes() == (two / rel).read_bytes(), rel
-    with zipfile.ZipFile(one / archive) as a, zipfile.ZipFile(two / archive) as b:
-        assert a.namelist() == b.namelist()
-        for name in a.namelist():
-            if not name.endswith(".pdf"):
-                assert a.read(name) == b.read(name), name
+        assert (one / rel).read_bytes() == (two / rel).read_bytes(), rel
+    assert {Path("bulletin.pdf"), Path(f"bulletin-{PERIOD}.zip")} <= set(files)
     assert any(p.parent.name == "charts" for p in files)
     assert any(p.suffix == ".csv" for p in files)
+
+
+def _pdf_links(path: Path) -> list[str]:
+    import ctypes
+
+    import pypdfium2.raw as raw
+
+    pdf = pdfium.PdfDocument(path)
+    uris = []
+    try:
+        for page in pdf:
+            pos, link = ctypes.c_int(0), raw.FPDF_LINK()
+            while raw.FPDFLink_Enumerate(page.raw, ctypes.byref(pos), ctypes.byref(link)):
+                action = raw.FPDFLink_GetAction(link)
+                if action:
+                    size = raw.FPDFAction_GetURIPath(pdf.raw, action, None, 0)
+                    buffer = ctypes.create_string_buffer(size)
+                    raw.FPDFAction_GetURIPath(pdf.raw, action, buffer, size)
+                    uris.append(buffer.value.decode())
+    finally:
+        pdf.close()
+    return uris
+
+
+def test_pdf_links_work_beside_it(built) -> None:  # type: ignore[no-untyped-def]
+    """Links to the bulletin's own files are relative (no build folder in the PDF), and
+    each names a file of the bulletin."""
+    folder = built[0]
+    links = _pdf_links(folder / "bulletin.pdf")
+    own = [u for u in links if not u.startswith("https://")]
+    assert "data/corridors_above_5.csv" in own and "data/postal_benchmark.csv" in own
+    for uri in own:
+        assert not uri.startswith(("file:", "/")), uri
+        assert (folder / uri).exists(), uri
+    assert str(folder.parent) not in (folder / "bulletin.pdf").read_bytes().decode("latin-1")
 
 
 def test_every_chart_has_both_target_lines(built, rpw) -> None:  # type: ignore[no-untyped-def]
@@ -184,6 +213,47 @@ def test_pdf_has_every_section(pdf_text) -> None:  # type: ignore[no-untyped-def
         assert title in pdf_text, title
     assert "The ten most expensive corridors" in pdf_text
     assert "Every post-office service" in pdf_text
+
+
+def test_readable_length_and_where_the_full_lists_are(built, docs, pdf_text) -> None:  # type: ignore[no-untyped-def]
+    """The document shows a selection; the complete lists are in data/ and linked."""
+    folder = built[0]
+    html = (folder / "index.html").read_text(encoding="utf-8")
+    md = (folder / "bulletin.md").read_text(encoding="utf-8")
+    pdf_text = " ".join(pdf_text.split())  # lines joined: a phrase may wrap
+    pdf = pdfium.PdfDocument(folder / "bulletin.pdf")
+    try:
+        assert len(pdf) <= 16, len(pdf)
+    finally:
+        pdf.close()
+    above = [c for c in docs[200]["corridors"] if c["average"] is not None
+             and c["average"] > 5]
+    assert len(_csv(folder / "data" / "corridors_above_5.csv")) >= len(above) > 20
+    assert f"The 20 most expensive of the {len(above)} corridors averaging above 5%" in pdf_text
+    # The most expensive corridor above 5% is shown; the 21st is only in the CSV.
+    ranked = sorted(above, key=lambda c: -c["average"])
+    assert pct(ranked[0]["average"]) in pdf_text
+    postal = _csv(folder / "data" / "postal_benchmark.csv")
+    assert f"Every post-office service, {len(postal)} in all" in pdf_text
+    for text in (html, pdf_text):
+        for name in ("data/corridors_above_5.csv", "data/postal_benchmark.csv"):
+            assert name in text, name
+    assert "data/corridors_above_5.csv" in md and "data/postal_benchmark.csv" in md
+    for text in (html, md, pdf_text):
+        assert "−0.00" not in text and "-0.00" not in text and "+0.00" not in text
+    assert "it does not show the age of the rates used" in pdf_text
+
+
+def test_changes_are_the_difference_of_the_shown_figures() -> None:
+    from publish.bulletin import change, points
+
+    assert change(12.2449, 12.2351) == "no change"
+    assert change(6.5549, 6.5551) == "−0.01 points"  # 6.55% after 6.56%
+    assert change(7.9012, 8.1049) == "−0.20 points"
+    assert change(75.64, 78.14, decimals=1) == "−2.5 points"
+    assert change(None, 1.0) == "—"
+    assert points(-0.001) == "0.00 points" and points(0.004, zero="reference") == "reference"
+    assert points(4.904) == "+4.90 points"
 
 
 class _Checker(HTMLParser):
@@ -253,12 +323,19 @@ def test_metadata_and_zip(built, rpw) -> None:  # type: ignore[no-untyped-def]
 
     for name, digest in meta["files"].items():
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, name
+    assert "bulletin.pdf" in meta["files"] and "index.html" in meta["files"]
+    archive = f"bulletin-{PERIOD}.zip"
+    digest = hashlib.sha256((folder / archive).read_bytes()).hexdigest()
+    assert (folder / f"{archive}.sha256").read_text(encoding="utf-8") == \
+        f"{digest}  {archive}\n"
     with zipfile.ZipFile(folder / f"bulletin-{PERIOD}.zip") as zf:
         names = zf.namelist()
         assert names == sorted(names)
         assert f"{PERIOD}/index.html" in names and f"{PERIOD}/data/metadata.json" in names
         assert {i.date_time for i in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
         assert zf.read(f"{PERIOD}/bulletin.md") == (folder / "bulletin.md").read_bytes()
+        assert zf.read(f"{PERIOD}/bulletin.pdf") == (folder / "bulletin.pdf").read_bytes()
+        assert f"{PERIOD}/{archive}.sha256" not in names
 
 
 def test_period_without_data_writes_nothing(rpw, tmp_path) -> None:  # type: ignore[no-untyped-def]

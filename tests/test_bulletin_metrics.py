@@ -7,7 +7,7 @@ import pytest
 
 from corridors.frame import conform
 from metrics import bulletin as mb
-from metrics.postal import postal_benchmark
+from metrics.postal import postal_benchmark, postal_by_operator, postal_extremes
 from metrics.progress import (
     ACCELERATION_NEEDED,
     ACHIEVED,
@@ -92,3 +92,33 @@ def test_postal_rank_against_the_corridor() -> None:
     opaque = bench.row(1, named=True)
     assert opaque["firm"] == "Post 2" and opaque["rank"] is None
     assert opaque["total_cost_pct"] is None
+
+
+def test_postal_operators_and_extremes() -> None:
+    from polars.testing import assert_frame_equal
+
+    bench = pl.LazyFrame({
+        "source_code": ["DEU", "DEU", "FRA", "FRA", "FRA"],
+        "destination_code": ["TGO", "ROU", "MAR", "MAR", "DZA"],
+        "firm": ["Postbank", "Postbank", "La Poste", "La Poste", "La Poste"],
+        "firm_type": ["post_office", "post_office", "post_office_mto", "post_office_mto",
+                      "post_office_mto"],
+        "product": ["a", "a", "a", "b", "a"],
+        "service_id": ["1", "2", "3", "4", "5"],
+        "total_cost_pct": [1.0, 3.0, None, 9.0, 5.0],
+        "corridor_median": [8.0, 2.5, 6.0, 6.0, 5.0],
+        "difference_to_median": [-7.0, 0.5, None, 3.0, 0.0],
+        "rank": [1, 4, None, 7, 2],
+    })
+    expected = pl.DataFrame({
+        "firm": ["Postbank", "La Poste"], "firm_type": ["post_office", "post_office_mto"],
+        "services": [2, 3], "corridors": [2, 2], "transparent": [2, 2],
+        "average": [2.0, 7.0], "at_or_below_median": [1, 1],
+        "cheapest_in_corridor": [1, 0], "median_difference": [-3.25, 1.5],
+    })
+    assert_frame_equal(postal_by_operator(bench).collect(), expected)
+    cheap = postal_extremes(bench, 2).collect()
+    assert cheap.get_column("service_id").to_list() == ["1", "5"]
+    dear = postal_extremes(bench, 10, cheapest=False).collect()
+    # services without a disclosed rate (no difference) are left out
+    assert dear.get_column("service_id").to_list() == ["4", "2", "5", "1"]
