@@ -240,7 +240,8 @@ async def test_killed_connection_mid_write_leaves_nothing_half_written(
         await tx.start()
         await locker.execute("LOCK TABLE quotes IN EXCLUSIVE MODE")
         task = asyncio.create_task(collector.run(f"{p}-op-0"))
-        for _ in range(200):
+        # Up to a minute: on a busy machine the run's fetches take a while before its write.
+        for _ in range(1200):
             pid = await locker.fetchval(
                 "SELECT pid FROM pg_stat_activity WHERE application_name = $1 "
                 "AND wait_event_type = 'Lock'", app_name)
