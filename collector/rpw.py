@@ -43,8 +43,8 @@ from corridors.frame import QUOTE_FRAME_SCHEMA, conform, empty_quote_frame
 from corridors.periods import parse_period
 from corridors.types import (
     FIRM_TYPE_FROM_RPW,
+    PAY_IN_FROM_RPW,
     SPEED_FROM_RPW,
-    PayIn,
     access_point_from_rpw,
     payout_from_rpw,
 )
@@ -75,24 +75,6 @@ _ALIASES: dict[str, tuple[str, ...]] = {
 
 #: RPW currency labels that are not ISO 4217 codes, mapped explicitly.
 CURRENCY_FROM_RPW: dict[str, str] = {"CFA": "XOF"}
-
-#: RPW "payment instrument" labels (sheet from Q2 2016). corridors.types has no pay-in map
-#: yet; this one belongs there. A label missing here rejects the row, as for every label.
-PAY_IN_FROM_RPW: dict[str, PayIn | None] = {
-    "": None,
-    "N/A": None,
-    "Cash": PayIn.CASH,
-    "Bank account": PayIn.BANK_ACCOUNT,
-    "Bank Account": PayIn.BANK_ACCOUNT,
-    "Online banking": PayIn.BANK_ACCOUNT,
-    "Debit card": PayIn.CARD,
-    "Debit Card": PayIn.CARD,
-    "Credit card": PayIn.CARD,
-    "Credit Card": PayIn.CARD,
-    "Debit/credit card": PayIn.CARD,
-    "Mobile money": PayIn.MOBILE_MONEY,
-    "Mobile wallet": PayIn.MOBILE_MONEY,
-}
 
 _NUMERIC = ("lcu amount", "lcu fee", "lcu fx rate", "fx margin", "total cost %")
 _COUNTRY = re.compile(r"^[A-Z]{3}$")

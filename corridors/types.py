@@ -182,16 +182,47 @@ def payout_from_rpw(label: str | None) -> PayOut | None:
     return next((m for m in mapped if m is not None), None)
 
 
-#: RPW "sending location" labels → access point (first listed wins).
+#: RPW "sending location" (2011-2016 sheet) and "access point" (sheet from Q2 2016) labels →
+#: access point (first listed wins).
 ACCESS_POINT_FROM_RPW: dict[str, AccessPoint | None] = {
     "Not available": None,
+    "N/A": None,
     "": None,
     "at Branch": AccessPoint.BRANCH,
+    "Branch": AccessPoint.BRANCH,
+    "Bank branch": AccessPoint.BRANCH,
+    "Bank Branch": AccessPoint.BRANCH,
     "Call Center": AccessPoint.CALL_CENTER,
+    "Call center": AccessPoint.CALL_CENTER,
     "On-line": AccessPoint.INTERNET,
+    "Online": AccessPoint.INTERNET,
+    "Internet": AccessPoint.INTERNET,
     "Agent": AccessPoint.AGENT,
     "Post office": AccessPoint.POST_OFFICE_BRANCH,
+    "Post Office": AccessPoint.POST_OFFICE_BRANCH,
+    "Post office branch": AccessPoint.POST_OFFICE_BRANCH,
+    "Post Office branch": AccessPoint.POST_OFFICE_BRANCH,
     "Mobile": AccessPoint.MOBILE_PHONE,
+    "Mobile phone": AccessPoint.MOBILE_PHONE,
+    "On mobile phone": AccessPoint.MOBILE_PHONE,
+    "on mobile phone": AccessPoint.MOBILE_PHONE,
+}
+
+#: RPW "payment instrument" labels (sheet from Q2 2016) → pay-in.
+PAY_IN_FROM_RPW: dict[str, PayIn | None] = {
+    "": None,
+    "N/A": None,
+    "Cash": PayIn.CASH,
+    "Bank account": PayIn.BANK_ACCOUNT,
+    "Bank Account": PayIn.BANK_ACCOUNT,
+    "Online banking": PayIn.BANK_ACCOUNT,
+    "Debit card": PayIn.CARD,
+    "Debit Card": PayIn.CARD,
+    "Credit card": PayIn.CARD,
+    "Credit Card": PayIn.CARD,
+    "Debit/credit card": PayIn.CARD,
+    "Mobile money": PayIn.MOBILE_MONEY,
+    "Mobile wallet": PayIn.MOBILE_MONEY,
 }
 
 
