@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 from collector import options as opt
 from collector.errors import ParseError
-from collector.model import CorridorSpec, Draft
+from collector.model import CorridorSpec, Draft, service_key
 from collector.parsing import dec, dig, iso_duration_days, load_json, timestamp
 from collector.run import RunContext
 from corridors.config import SourceConfig
@@ -98,7 +98,8 @@ def parse(source: SourceConfig, body: bytes, c: CorridorSpec, usd: int, amount: 
                 corridor = None
             duration = dig(q, "deliveryEstimation.duration.max", None)
             speed = speed_from_days(iso_duration_days(duration)) if duration else None
-            service = ServiceAttributes(product=f"via {source.name}",
+            # The feed does not name the product: an online bank transfer of that firm.
+            service = ServiceAttributes(product="",
                                         pay_in=PayIn.BANK_ACCOUNT,
                                         pay_out=PayOut.BANK_ACCOUNT,
                                         access_point=AccessPoint.INTERNET, speed=speed)
@@ -107,7 +108,7 @@ def parse(source: SourceConfig, body: bytes, c: CorridorSpec, usd: int, amount: 
             drafts.append(Draft(
                 corridor=corridor, amount_usd=usd, send_amount=dec(amount, "sendAmount"),  # type: ignore[arg-type]
                 firm=firm, service=service,
-                service_key=f"{source.name}:{alias}:{c.key}:bank_account:bank_account",
+                service_key=service_key(firm, c.key, service),
                 fee=dec(dig(q, "fee"), "fee"), applied_rate=dec(dig(q, "rate"), "rate"),
                 received_amount=dec(q.get("receivedAmount"), "receivedAmount"),
                 # The feed's receivedAmount is (amount − fee) × rate.

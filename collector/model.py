@@ -88,6 +88,17 @@ class Draft:
     payload: dict[str, Any] = field(default_factory=dict)
 
 
+def service_key(firm: Firm, corridor: str, service: ServiceAttributes) -> str:
+    """The identity of a service: firm × corridor × product × pay-in × pay-out.
+
+    Who reported the price is not part of it: a firm's own quote API and a comparison feed
+    that lists the same firm and product are two measurements of one service, which must
+    count once in every average (each quote keeps its source).
+    """
+    return ":".join((str(firm.firm_type), firm.name, corridor, service.product,
+                     str(service.pay_in or ""), str(service.pay_out or "")))
+
+
 #: The one signature of every adapter: collect what the source offers through ``ctx``
 #: (fetching via ctx.fetch, handing drafts to ctx.add_quote, rates to ctx.add_rates).
 Adapter = Callable[["RunContext"], Awaitable[None]]

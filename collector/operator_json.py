@@ -13,7 +13,7 @@ from typing import Any
 
 from collector import options as opt
 from collector.errors import ParseError
-from collector.model import CorridorSpec, Draft
+from collector.model import CorridorSpec, Draft, service_key
 from collector.parsing import dec, dig, load_json
 from collector.run import RunContext
 from corridors.config import SourceConfig
@@ -124,11 +124,10 @@ def parse(source: SourceConfig, body: bytes, c: CorridorSpec, usd: int, amount: 
         service = ServiceAttributes(product=product, pay_in=pay_in, pay_out=pay_out,
                                     access_point=AccessPoint(o.get("access_point", "internet")),
                                     speed=speed)
-        key = (f"{source.name}:{c.key}:{product}:{pay_in or ''}:{pay_out or ''}")
         send_cur, recv_cur = get("send_currency"), get("receive_currency")
         out.append(Draft(
             corridor=corridor, amount_usd=usd, send_amount=dec(amount, "amount"),  # type: ignore[arg-type]
-            firm=firm, service=service, service_key=key,
+            firm=firm, service=service, service_key=service_key(firm, c.key, service),
             fee=dec(get("fee"), "fee"), applied_rate=dec(get("applied_rate"), "applied_rate"),
             received_amount=dec(get("received_amount"), "received_amount"),
             fee_deducted=o.get("fee_deducted"),

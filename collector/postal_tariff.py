@@ -32,7 +32,7 @@ from typing import Any
 
 from collector import options as opt
 from collector.errors import ParseError
-from collector.model import Draft
+from collector.model import Draft, service_key
 from collector.parsing import dec, dig, load_json
 from collector.run import Fetched, RunContext
 from corridors.config import SourceConfig
@@ -207,7 +207,7 @@ def drafts(source: SourceConfig, tariff: Tariff, ctx: RunContext, fetched: Fetch
             fee = band.fixed_fee + band.pct_fee * amount / 100
             out.append(Draft(
                 corridor=c, amount_usd=usd, send_amount=amount, firm=firm, service=service,
-                service_key=f"{source.name}:{c.key}:{product}", fee=fee.quantize(
+                service_key=service_key(firm, c.key, service), fee=fee.quantize(
                     Decimal("0.01"), rounding=ROUND_HALF_UP), applied_rate=rate, fee_deducted=False,
                 send_currency=tariff.currency or None,
                 receive_currency=(d.currency or "").upper() or None,

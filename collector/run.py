@@ -246,6 +246,13 @@ class RunContext:
                     log.info("%s: malformed response: %s", self.source.name, exc)
                 except NotArchived:
                     pass
+                except Exception as exc:
+                    # A response of a shape the parser did not expect (a null list, a string
+                    # where a number goes): count it, keep going. Its body is archived, so a
+                    # parser fix is a --reparse away.
+                    self.report.errors["malformed"] += 1
+                    log.warning("%s: could not parse a response (%s: %s)", self.source.name,
+                                type(exc).__name__, exc, exc_info=log.isEnabledFor(10))
                 done += 1
                 if self.progress:
                     self.progress(done, total)
@@ -419,7 +426,12 @@ class Collector:
         started = time.perf_counter()
         adapter = self.registry[ctx.source.kind]
         try:
-            await adapter(ctx)
+            try:
+                await adapter(ctx)
+            except Exception:
+                # What was valid before the adapter failed is stored all the same.
+                await ctx.flush()
+                raise
             await ctx.flush()
             if report.failures and not ctx.successes:
                 report.status = "failed"

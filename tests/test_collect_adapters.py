@@ -125,7 +125,8 @@ def test_operator_json_one_quote_and_a_list() -> None:
     assert (d.service.pay_in, d.service.pay_out, d.service.speed) == (
         PayIn.CARD, PayOut.CASH, Speed.SAME_DAY)
     assert d.corridor == USA_MEX and d.send_currency == "USD" and d.receive_currency == "MXN"
-    assert d.service_key == "s:USA-MEX::card:cash"
+    # The service is the firm's, whoever reported it: no source name in its key.
+    assert d.service_key == "mto:Acme Remit:USA-MEX::card:cash"
     many = source("operator_json", firm="Acme", quotes_path="data.options",
                   fields={"fee": "fee", "applied_rate": "rate", "received_amount": "receive",
                           "delivery_days": "days", "pay_out": "payout",
@@ -291,3 +292,42 @@ async def test_postal_tariffs_json_and_csv_and_comparison_runs(store: Store,
         ("unknown_label", "type"): 6, ("received_inconsistent", "received_amount"): 3,
         ("currency_mismatch", "send_currency"): 8, ("unknown_corridor", "corridor"): 4}
     assert wise.quarantined == 21
+
+
+async def test_a_response_of_unexpected_shape_loses_nothing_else(store: Store) -> None:
+    """One response the parser chokes on (a provider with "quotes": null) is counted as
+    malformed; the run goes on and keeps what the other response gave."""
+    import json
+
+    good = fixture("wise-comparisons-USD-MXN.json")
+    broken = json.loads(good)
+    broken["providers"][0]["quotes"] = None
+
+    async def serve(request: web.Request) -> web.Response:
+        body = good if request.query.get("sendAmount") == "500" else json.dumps(broken).encode()
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/v4/comparisons", serve)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    p = f"u{uuid.uuid4().hex[:8]}"
+    try:
+        config = parse_config({
+            "corridors": [{"from": "USA", "to": "MEX"}],
+            "sources": [{"name": f"{p}-wise", "kind": "comparison",
+                         "url": str(server.make_url("/v4/comparisons"))}]})
+        async with aiohttp.ClientSession() as session:
+            [report] = await Collector(config, store, session).run_all()
+    finally:
+        await server.close()
+    assert report.status == "partial", report.line()
+    assert report.errors["malformed"] == 1
+    # The USD 500 answer (a recording made for 200) was parsed and its quotes quarantined
+    # (amounts that do not add up; the crypto exchange's unmapped type): kept, not thrown
+    # away with the run.
+    reasons = await store.pool.fetch(
+        "SELECT reason FROM quarantined_quotes WHERE run_id = $1", report.run_id)
+    assert Counter(r["reason"] for r in reasons) == {"received_inconsistent": 3,
+                                                     "unknown_label": 1}
+    assert report.quarantined == 4

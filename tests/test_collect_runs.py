@@ -166,7 +166,7 @@ async def test_faulty_upstreams_lose_nothing_and_store_nothing_wrong(store: Stor
     got_ok = Counter()
     for r in stored:
         op = int(r["source"].rsplit("-", 1)[1])
-        corridor = r["service_key"].split(":")[1]
+        corridor = r["service_key"].split(":")[2]  # firm type:firm:corridor:…
         got_ok[(op, corridor, str(r["send_amount"]))] += 1
     # Every valid quote that was answered is stored exactly once; nothing else is stored.
     assert got_ok == expected_ok
