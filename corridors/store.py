@@ -7,6 +7,7 @@ nothing and a failure half way leaves nothing half-written.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -280,15 +281,9 @@ class Store:
             clauses.append(f"source = ${len(args)}")
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = await self.pool.fetch(f"SELECT * FROM quote_frame{where}", *args)
-        cols = list(QUOTE_FRAME_SCHEMA)
-        if not rows:
-            return pl.DataFrame(schema=QUOTE_FRAME_SCHEMA)
-        data = {c: [r[c] for r in rows] for c in cols}
-        frame = pl.DataFrame(data, schema=QUOTE_FRAME_SCHEMA)
-        if period is not None and p.is_quarter:
-            # Monthly quotes of a quarter are labelled with the quarter they belong to.
-            frame = frame.with_columns(pl.lit(str(p)).alias("period"))
-        return conform(frame).collect()
+        label = str(p) if period is not None and p.is_quarter else None
+        # Building the frame is CPU work: keep the event loop free while it runs.
+        return await asyncio.to_thread(_quote_frame_of, rows, label)
 
     async def periods(self) -> list[str]:
         rows = await self.pool.fetch("SELECT DISTINCT period FROM quotes ORDER BY period")
@@ -420,6 +415,19 @@ class Store:
             return await self.pool.fetchval("SELECT 1") == 1
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             return False
+
+
+#: The quote frame with text as plain strings, as rows arrive; conform() makes it Categorical.
+_ROW_SCHEMA = {k: pl.String() if v == pl.Categorical else v for k, v in QUOTE_FRAME_SCHEMA.items()}
+
+
+def _quote_frame_of(rows: Sequence[asyncpg.Record], quarter: str | None) -> pl.DataFrame:
+    frame = pl.DataFrame({c: [r[c] for r in rows] for c in QUOTE_FRAME_SCHEMA},
+                         schema=_ROW_SCHEMA)
+    if quarter is not None:
+        # Monthly quotes of a quarter are labelled with the quarter they belong to.
+        frame = frame.with_columns(pl.lit(quarter).alias("period"))
+    return conform(frame).collect()
 
 
 def _opt(value: object) -> str | None:

@@ -83,7 +83,13 @@ async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
     scheduler.start()
     log.info("scheduler started with %d job(s)", len(scheduler.get_jobs()))
     yield
+    # APScheduler 3's asyncio executor cancels running jobs on shutdown but cannot wait for
+    # them; wait here, so a cancelled collection records its end before the pool closes.
+    running = [f for executor in scheduler._executors.values()
+               for f in getattr(executor, "_pending_futures", ())]
     scheduler.shutdown(wait=False)
+    if running:
+        await asyncio.wait(running, timeout=30)
 
 
 async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
