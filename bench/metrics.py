@@ -117,13 +117,13 @@ class RssSampler:
 
 
 def run_sendcost(data: Path) -> dict[str, Any]:
-    from collector.rpw import read_bilateral_matrix
+    from collector.flows import read_bilateral_flows
     from corridors.frame import conform
     from corridors.reference import countries_frame
-    from metrics import compute_indicators, flows_from_matrix
+    from metrics import compute_indicators
 
     countries = countries_frame().lazy()
-    flows = flows_from_matrix(read_bilateral_matrix(MATRIX)).flows.lazy()
+    flows = read_bilateral_flows(MATRIX).flows.lazy()
     # The quote frame as sendcost holds it in memory (text as Categorical), built before
     # the clock starts, as DuckDB's table is.
     frame = conform(pl.read_parquet(data)).collect().lazy()
@@ -222,15 +222,14 @@ DUCKDB_QUERIES = {
 def run_duckdb(data: Path) -> dict[str, Any]:
     import duckdb
 
-    from collector.rpw import read_bilateral_matrix
+    from collector.flows import read_bilateral_flows
     from corridors.reference import countries_frame
-    from metrics import flows_from_matrix
 
     # No pyarrow here: hand the small tables over as Parquet next to the quotes.
     countries_file = data.with_name("countries.parquet")
     flows_file = data.with_name("flows.parquet")
     countries_frame().write_parquet(countries_file)
-    flows_from_matrix(read_bilateral_matrix(MATRIX)).flows.write_parquet(flows_file)
+    read_bilateral_flows(MATRIX).flows.write_parquet(flows_file)
     con = duckdb.connect()
     con.execute(f"CREATE TABLE countries AS SELECT * FROM read_parquet('{countries_file}')")
     con.execute(f"CREATE TABLE flows AS SELECT * FROM read_parquet('{flows_file}')")

@@ -388,7 +388,7 @@ def read_bilateral_matrix(path: str | Path) -> pl.DataFrame:
     """The World Bank bilateral remittance matrix as it is: names, strings, one row a sender.
 
     The file is Windows-1252 text (``Côte d'Ivoire``) with thousands separators and notes
-    under the table; ``metrics.flows.flows_from_matrix`` turns it into corridor flows.
+    under the table; ``collector.flows.read_bilateral_flows`` turns it into corridor flows.
     """
     p = Path(path)
     try:
@@ -403,3 +403,4 @@ def read_bilateral_matrix(path: str | Path) -> pl.DataFrame:
         return pl.read_csv(io.StringIO(text), infer_schema=False, truncate_ragged_lines=True)
     except pl.exceptions.PolarsError as exc:
         raise ImportFileError(f"matrix not readable ({exc})", path=str(p)) from None
+

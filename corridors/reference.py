@@ -9,9 +9,12 @@ Sources, both maintained upstream and shipped with the package:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import functools
+import logging
+from collections.abc import Iterator
 from importlib import resources
 
 import polars as pl
@@ -117,3 +120,44 @@ def countries_frame() -> pl.DataFrame:
                 "region": pl.String, "income_group": pl.String, "g8": pl.Boolean,
                 "g20": pl.Boolean, "currency": pl.String},
     )
+
+
+@contextlib.contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    # country_converter logs every unknown name itself; country_codes returns them instead.
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+@functools.cache
+def _converter():  # type: ignore[no-untyped-def]
+    import country_converter as coco
+    import pandas as pd
+    from pandas._libs.parsers import STR_NA_VALUES
+
+    # country_converter 1.3.2 reads its table so that pandas 3 turns Namibia's ISO2 "NA" into
+    # NaN and its constructor then fails; read the table as it intends (only "NA" kept).
+    table = pd.read_csv(coco.country_converter.COUNTRY_DATA_FILE, sep="\t", encoding="utf-8",
+                        dtype=str, keep_default_na=False,
+                        na_values=sorted(STR_NA_VALUES - {"NA"}))
+    return coco.CountryConverter(country_data=table)
+
+
+def country_codes(names: list[str]) -> dict[str, str | None]:
+    """ISO alpha-3 for each country *name* as the World Bank writes them ("Egypt, Arab
+    Rep.", "Côte d'Ivoire"), by the regular expressions of ``country_converter``; None when
+    a name is not a country (aggregates such as "Total") or not recognised."""
+    unique = sorted(set(names))
+    if not unique:
+        return {}
+    with _quiet("country_converter"), _quiet("country_converter.country_converter"):
+        codes = _converter().convert(unique, src="regex", to="ISO3", not_found="")
+    if isinstance(codes, str):
+        codes = [codes]
+    return {n: (c if isinstance(c, str) and len(c) == 3 else None)
+            for n, c in zip(unique, codes, strict=True)}

@@ -28,7 +28,6 @@ from metrics.corridors import (  # noqa: E402
     weighted_global_average,
 )
 from metrics.cost import exact_cost_pct, fee_pct, fx_margin_pct, total_cost_pct  # noqa: E402
-from metrics.flows import flows_from_matrix  # noqa: E402
 from metrics.indicators import compute_indicators, corridor_table  # noqa: E402
 from metrics.services import services_in_period  # noqa: E402
 
@@ -42,7 +41,6 @@ __all__ = [
     "exact_cost_pct",
     "fee_pct",
     "firm_type_averages",
-    "flows_from_matrix",
     "fx_margin_pct",
     "g8_sending_average",
     "g20_receiving_average",

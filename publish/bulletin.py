@@ -85,11 +85,9 @@ def _data_file(name: str) -> Path:
 
 def flows() -> pl.LazyFrame:
     """World Bank bilateral remittance flows (2011): the weights of the weighted average."""
-    from collector.rpw import read_bilateral_matrix
-    from metrics.flows import flows_from_matrix
+    from collector.flows import read_bilateral_flows
 
-    matrix = read_bilateral_matrix(str(_data_file("bilateral_remittance_matrix_2011.csv")))
-    return flows_from_matrix(matrix).flows.lazy()
+    return read_bilateral_flows().flows.lazy()
 
 
 def official_figures() -> pl.LazyFrame:

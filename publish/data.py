@@ -378,25 +378,27 @@ class ApiData:
                 self._snapshot = await asyncio.to_thread(build_snapshot, quotes, version)
             return self._snapshot
 
-    async def snapshot(self) -> Snapshot:
+    def fresh(self) -> Snapshot | None:
+        """The snapshot when it needs no check against the store now, else None.
+
+        Not a coroutine, so that a request answered from memory awaits nothing for it.
+        """
         snap = self._snapshot
         if snap is None:
-            return await self.refresh()
+            return None
         if time.monotonic() - self._checked_at > REFRESH_SECONDS and not self._lock.locked():
             # Checked inline at most every REFRESH_SECONDS, also without the background poller.
-            return await self.refresh()
+            return None
         return snap
+
+    async def snapshot(self) -> Snapshot:
+        return self.fresh() or await self.refresh()
 
     def flows(self) -> pl.LazyFrame:
         if self._flows is None:
-            from importlib import resources
+            from collector.flows import read_bilateral_flows
 
-            from collector.rpw import read_bilateral_matrix
-            from metrics.flows import flows_from_matrix
-
-            matrix = read_bilateral_matrix(str(
-                resources.files("corridors") / "data" / "bilateral_remittance_matrix_2011.csv"))
-            self._flows = flows_from_matrix(matrix).flows.lazy()
+            self._flows = read_bilateral_flows().flows.lazy()
         return self._flows
 
     async def indicators(self, snap: Snapshot, period: str, amount_usd: int) -> dict[str, Any]:

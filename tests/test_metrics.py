@@ -8,8 +8,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from collector.flows import flows_from_matrix
 from corridors.errors import NoData
 from corridors.frame import QUOTE_FRAME_SCHEMA, conform
+from corridors.reference import country_codes
 from metrics import (
     cheapest_service,
     compute_indicators,
@@ -19,7 +21,6 @@ from metrics import (
     exact_cost_pct,
     fee_pct,
     firm_type_averages,
-    flows_from_matrix,
     fx_margin_pct,
     g8_sending_average,
     g20_receiving_average,
@@ -271,7 +272,9 @@ def test_flows_from_matrix_maps_names_and_reports_the_rest() -> None:
         "Côte d'Ivoire": ["12", "1", "50", None, None],
         "Other South": ["5", "5", "10", None, None],
     })
-    got = flows_from_matrix(matrix)
+    names = ["United States", "Egypt, Arab Rep.", "Total", "Notes: text", "Mexico",
+             "Côte d'Ivoire", "Other South"]
+    got = flows_from_matrix(matrix, country_codes(names))
     assert_frame_equal(got.flows, pl.DataFrame({
         "source_code": ["EGY", "USA", "USA"], "destination_code": ["CIV", "CIV", "MEX"],
         "flow_usd_m": [1.0, 12.0, 23174.0]}))

@@ -14,11 +14,12 @@ from typing import Any
 import polars as pl
 import pytest
 
-from collector.rpw import RpwRead, read_bilateral_matrix, read_rpw
+from collector.flows import read_bilateral_flows
+from collector.rpw import RpwRead, read_rpw
 from corridors.errors import BadPeriod
 from corridors.periods import parse_period
 from corridors.reference import countries_frame
-from metrics import compute_indicators, flows_from_matrix
+from metrics import compute_indicators
 
 DATA = Path(__file__).resolve().parent.parent / "corridors" / "data"
 RPW_GZ = DATA / "rpw_quotes_2011Q1_2014Q2.csv.gz"
@@ -34,7 +35,7 @@ def rpw() -> RpwRead:
 
 @functools.cache
 def indicators(period: str, amount: int = 200) -> dict[str, Any]:
-    flows = flows_from_matrix(read_bilateral_matrix(MATRIX)).flows.lazy()
+    flows = read_bilateral_flows(MATRIX).flows.lazy()
     return compute_indicators(rpw().frame.lazy(), period=period, amount_usd=amount,
                               countries=countries_frame().lazy(), flows=flows)
 

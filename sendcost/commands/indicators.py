@@ -48,14 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def _flows() -> pl.LazyFrame:
     """World Bank bilateral remittance flows (2011): the weights of the weighted average."""
-    from importlib import resources
+    from collector.flows import read_bilateral_flows
 
-    from collector.rpw import read_bilateral_matrix
-    from metrics.flows import flows_from_matrix
-
-    matrix = read_bilateral_matrix(
-        str(resources.files("corridors") / "data" / "bilateral_remittance_matrix_2011.csv"))
-    return flows_from_matrix(matrix).flows.lazy()
+    return read_bilateral_flows().flows.lazy()
 
 
 def compute_from_frame(frame: pl.DataFrame, period: str, amount: int) -> dict:  # type: ignore[type-arg]

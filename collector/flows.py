@@ -1,0 +1,81 @@
+"""Bilateral remittance flows by corridor, from the World Bank matrix: the weights of the
+weighted global average.
+
+The matrix names countries (``Egypt, Arab Rep.``, ``Côte d'Ivoire``): ``flows_from_matrix``
+takes their ISO alpha-3 codes as an argument (corridors.reference.country_codes) and
+reports every name without one (aggregates such as ``Total`` or ``Other South``, places
+without an ISO code such as ``Channel Islands``). ``read_bilateral_flows`` does it all for
+a file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import polars as pl
+
+from collector.rpw import read_bilateral_matrix
+from corridors.reference import country_codes
+
+
+@dataclass(frozen=True, slots=True)
+class Flows:
+    """Corridor flows (source_code, destination_code, flow_usd_m) and the names not mapped."""
+
+    flows: pl.DataFrame
+    unmatched: list[str]
+
+
+def flows_from_matrix(matrix: pl.DataFrame, codes: Mapping[str, str | None], *,
+                      origin_column: str | None = None) -> Flows:
+    """Turn the raw matrix (rows: sending country; columns: receiving country; values in USD
+    millions, possibly with thousands separators) into corridor flows.
+
+    Rows with no value at all (the notes under the table) are ignored; every other row or
+    column name that does not map to an ISO code is listed in ``unmatched`` and its flows
+    dropped. Zero flows are dropped. ``codes`` maps every country name of the matrix to its
+    ISO alpha-3 (None when it is not a country): corridors.reference.country_codes.
+    """
+    origin = origin_column or matrix.columns[0]
+    receivers = [c for c in matrix.columns if c != origin]
+    table = matrix.filter(pl.any_horizontal(pl.col(receivers).is_not_null()))
+    senders = table[origin].drop_nulls().to_list()
+    names = set(senders) | set(receivers)
+    unmatched = sorted(n for n in names if codes.get(n) is None)
+    codes = {n: codes.get(n) for n in names}
+    long = (
+        table.lazy()
+        .unpivot(index=origin, on=receivers, variable_name="_to", value_name="_v")
+        .select(
+            pl.col(origin).replace_strict(codes, default=None, return_dtype=pl.String)
+            .alias("source_code"),
+            pl.col("_to").replace_strict(codes, default=None, return_dtype=pl.String)
+            .alias("destination_code"),
+            pl.col("_v").cast(pl.String).str.replace_all(",", "")
+            .cast(pl.Float64, strict=False).alias("flow_usd_m"),
+        )
+        .filter(pl.col("source_code").is_not_null(), pl.col("destination_code").is_not_null(),
+                pl.col("flow_usd_m") > 0)
+        # Two names can map to one code (e.g. an old and a new name): add their flows.
+        .group_by("source_code", "destination_code")
+        .agg(pl.col("flow_usd_m").sum())
+        .sort("source_code", "destination_code")
+        .collect()
+    )
+    return Flows(long, unmatched)
+
+
+BUNDLED_MATRIX = "bilateral_remittance_matrix_2011.csv"
+
+
+def read_bilateral_flows(path: str | Path | None = None) -> Flows:
+    """Corridor flows from the World Bank matrix at ``path`` (default: the bundled 2011
+    matrix), country names mapped to ISO codes."""
+    if path is None:
+        path = str(resources.files("corridors") / "data" / BUNDLED_MATRIX)
+    matrix = read_bilateral_matrix(path)
+    names = [*matrix[matrix.columns[0]].drop_nulls().to_list(), *matrix.columns[1:]]
+    return flows_from_matrix(matrix, country_codes(names))
