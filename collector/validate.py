@@ -72,14 +72,14 @@ def check(draft: Draft, reference: Decimal | None, config: CollectionConfig
                 flags.append("negative_margin")
     received = draft.received_amount
     if received is not None and rate is not None:
-        fee0 = fee or Decimal(0)
-        candidates = {
-            True: (amount - fee0) * rate,
-            False: amount * rate,
-        }
-        wanted = ([candidates[draft.fee_deducted]] if draft.fee_deducted is not None
-                  else list(candidates.values()))
-        if not any(abs(received - w) <= RECEIVED_REL_TOLERANCE * abs(w) + 1 for w in wanted):
+        candidates = {False: amount * rate}
+        # An unknown fee is not a fee of 0: with it, only "fee paid on top" can be checked.
+        if fee is not None:
+            candidates[True] = (amount - fee) * rate
+        wanted = ([candidates[draft.fee_deducted]] if draft.fee_deducted in candidates
+                  else [] if draft.fee_deducted is not None else list(candidates.values()))
+        close = (abs(received - w) <= RECEIVED_REL_TOLERANCE * abs(w) + 1 for w in wanted)
+        if wanted and not any(close):
             return Rejection("received_inconsistent", "received_amount",
                              f"{received} received; expected "
                              f"{' or '.join(f'{w:.2f}' for w in wanted)}"), ()

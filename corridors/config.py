@@ -172,6 +172,12 @@ def _positive(value: float, key: str) -> float:
     return value
 
 
+def _at_least(value: int, minimum: int, key: str) -> int:
+    if value < minimum:
+        raise ConfigError(f"{key}: expected an integer ≥ {minimum}, got {value!r}")
+    return value
+
+
 def _country(value: Any, key: str) -> str:
     from corridors.reference import country_code
 
@@ -192,6 +198,12 @@ def _schedule(value: str, key: str) -> str:
         _positive(seconds, key)
         return value
     if len(value.split()) == 5:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value, timezone="UTC")
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {value!r} is not a valid crontab: {exc}") from None
         return value
     raise ConfigError(f"{key}: expected 'interval:SECONDS' or a 5-field crontab like "
                       f"'0 6 * * *', got {value!r}")
@@ -259,8 +271,10 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
         values[name] = float(v) if isinstance(default, float) else v
     collection = CollectionConfig(**values)
     for name in ("timeout_seconds", "backoff_base_seconds", "reference_max_age_hours",
-                 "max_rate_deviation"):
+                 "max_rate_deviation", "backoff_max_seconds", "circuit_cooldown_seconds"):
         _positive(getattr(collection, name), f"collection.{name}")
+    _at_least(collection.max_retries, 0, "collection.max_retries")
+    _at_least(collection.circuit_failures, 1, "collection.circuit_failures")
 
     bul = _expect(raw, "bulletin", dict, "config", {})
     _unknown_keys(bul, {"publish_hour_utc", "enabled"}, "bulletin")
@@ -318,8 +332,10 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
             enabled=_expect(s, "enabled", bool, where, True),
             schedule=_schedule(_expect(s, "schedule", str, where, "interval:3600"),
                                f"{where}.schedule"),
-            jitter_seconds=_expect(s, "jitter_seconds", int, where, 60),
-            max_concurrency=_expect(s, "max_concurrency", int, where, 4),
+            jitter_seconds=_at_least(_expect(s, "jitter_seconds", int, where, 60), 0,
+                                     f"{where}.jitter_seconds"),
+            max_concurrency=_at_least(_expect(s, "max_concurrency", int, where, 4), 1,
+                                      f"{where}.max_concurrency"),
             requests_per_second=float(_positive(
                 _expect(s, "requests_per_second", (int, float), where, 5.0),
                 f"{where}.requests_per_second")),

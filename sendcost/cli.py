@@ -91,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     except SendcostError as exc:
         print(f"sendcost: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except OSError as exc:
+        # The system said no: a port in use, a folder not writable, a file missing.
+        print(f"sendcost: error: {exc.strerror or exc}"
+              + (f": {exc.filename}" if exc.filename else ""), file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("sendcost: interrupted", file=sys.stderr)
         return 130

@@ -188,6 +188,12 @@ def test_plausible_quotes_pass_and_negative_margins_are_flagged() -> None:
     either = draft(fee_deducted=None, received_amount=Decimal("3802.50"))
     assert check(either, Decimal(20), CollectionConfig()) == (None, ())
     assert check(draft(), None, CollectionConfig()) == (None, ())  # no reference: no rate test
+    # An unknown fee is not a fee of 0: with the fee taken from the amount, nothing to check
+    # the received amount against; paid on top, the check still holds.
+    unknown_fee = draft(fee=None, fee_deducted=True, received_amount=Decimal("3802.50"))
+    assert check(unknown_fee, Decimal(20), CollectionConfig()) == (None, ())
+    on_top = draft(fee=None, fee_deducted=False, received_amount=Decimal("3000"))
+    assert check(on_top, Decimal(20), CollectionConfig())[0].reason == "received_inconsistent"
 
 
 def test_retry_after_backoff_and_circuit_states() -> None:

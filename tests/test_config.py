@@ -53,6 +53,14 @@ def test_alpha2_codes_become_alpha3() -> None:
         ({"collection": {"timeout_seconds": 0}}, "collection.timeout_seconds: expected a positive"),
         ({"collection": {"max_retries": True}}, "collection.max_retries: expected an integer"),
         ({"service": {"log_level": "LOUD"}}, "service.log_level: expected DEBUG"),
+        ({"sources": [{"name": "a", "kind": "rpw", "url": "x", "schedule": "a b c d e"}]},
+         "sources[0].schedule: 'a b c d e' is not a valid crontab"),
+        ({"sources": [{"name": "a", "kind": "rpw", "url": "x", "max_concurrency": 0}]},
+         "sources[0].max_concurrency: expected an integer ≥ 1, got 0"),
+        ({"sources": [{"name": "a", "kind": "rpw", "url": "x", "jitter_seconds": -5}]},
+         "sources[0].jitter_seconds: expected an integer ≥ 0"),
+        ({"collection": {"max_retries": -1}}, "collection.max_retries: expected an integer ≥ 0"),
+        ({"collection": {"circuit_failures": 0}}, "collection.circuit_failures: expected an"),
     ],
 )
 def test_bad_config_names_the_key(raw: dict, message: str) -> None:  # type: ignore[type-arg]

@@ -156,3 +156,19 @@ def test_embedded_server_left_by_a_killed_process_is_recovered() -> None:
 
             assert asyncio.run(query()) == 7
         assert not _postgres_running_in(pgdata)
+
+
+def test_port_in_use_is_a_clear_error(database_url: str) -> None:
+    with socket.socket() as busy, tempfile.TemporaryDirectory(prefix="sc-port-",
+                                                               dir="/tmp") as tmp:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cfg = _write_config(Path(tmp), import_rpw_on_empty=False)
+        out = subprocess.run(
+            [sys.executable, "-m", "sendcost", "serve", "--config", str(cfg), "--port",
+             str(port)], env=_env(DATABASE_URL=database_url, SENDCOST_DATA_DIR=tmp),
+            capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert "sendcost: error:" in out.stderr and "in use" in out.stderr
+    assert "Traceback" not in out.stderr
