@@ -12,6 +12,7 @@ GET /v1/bulletins/{period}/{path}   any file of it: bulletin.pdf, bulletin.md, c
 
 from __future__ import annotations
 
+import asyncio
 import json
 import mimetypes
 from pathlib import Path
@@ -65,7 +66,8 @@ def published(root: Path) -> list[dict[str, object]]:
 async def list_bulletins(request: web.Request) -> web.Response:
     base = "/v1/bulletins"
     items = []
-    for item in published(_root(request)):
+    # Reading every bulletin's metadata is file I/O: off the event loop.
+    for item in await asyncio.to_thread(published, _root(request)):
         p = item["period"]
         items.append({**item, "url": f"{base}/{p}/",
                       "files": {"html": f"{base}/{p}/", "pdf": f"{base}/{p}/bulletin.pdf",

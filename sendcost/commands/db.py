@@ -21,10 +21,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("db", help="apply migrations, show the store's status",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     dbsub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
-    m = dbsub.add_parser("migrate", help="apply pending migrations")
+    m = dbsub.add_parser(
+        "migrate", help="apply pending migrations",
+        description="Apply the schema migrations the database does not have yet (serve does "
+                    "this on start too). Safe to run twice, or from two processes at once.",
+        epilog="example:\n  DATABASE_URL=postgresql://user@db/sendcost sendcost db migrate",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     common_options(m)
     m.set_defaults(func=migrate)
-    s = dbsub.add_parser("status", help="schema version, row counts, database in use")
+    s = dbsub.add_parser(
+        "status", help="schema version, row counts, database in use",
+        description="Which database is in use (embedded or external), its schema version "
+                    "and pending migrations, rows per table, and the periods with quotes.",
+        epilog="examples:\n  sendcost db status\n  sendcost db status --json | jq .tables",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     common_options(s)
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     s.set_defaults(func=status)

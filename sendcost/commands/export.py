@@ -40,7 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     postal = what.add_parser("postal", help="the postal benchmark as CSV and JSON",
                              description="The postal benchmark of one period as "
-                                         "postal-PERIOD.csv and postal-PERIOD.json in DIR.")
+                                         "postal-PERIOD.csv and postal-PERIOD.json in DIR: "
+                                         "every post-office service against its corridor's "
+                                         "median, cheapest service and SmaRT, with its rank.",
+                             epilog="examples:\n"
+                                    "  sendcost export postal --period 2014Q2 --source rpw "
+                                    "--out exports/\n"
+                                    "  sendcost export postal --period 2026-10",
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
     source_options(postal)
     postal.add_argument("--period", required=True, metavar="P", help="quarter or month")
     postal.add_argument("--out", metavar="DIR", default=".",
@@ -49,7 +56,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     sdmx = what.add_parser("sdmx", help="the 10.c.1 series as SDMX-CSV",
                            description="The 10.c.1 series from --from to --to (two quarters "
-                                       "or two months) as SDMX-CSV, on stdout or in --out.")
+                                       "or two months) as SDMX-CSV, on stdout or in --out.",
+                           epilog="examples:\n"
+                                  "  sendcost export sdmx --from 2011Q1 --to 2014Q2 --source rpw "
+                                  "> sdg_10c1.csv\n"
+                                  "  sendcost export sdmx --from 2011Q1 --to 2014Q2 --source rpw "
+                                  "--corridors --out sdg_10c1_corridors.csv",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     source_options(sdmx)
     sdmx.add_argument("--from", dest="start", required=True, metavar="P")
     sdmx.add_argument("--to", dest="end", required=True, metavar="P")
