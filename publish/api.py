@@ -5,7 +5,7 @@ Every JSON response states its ``period``, ``methodology_version``, ``sources`` 
 unknown is null. Every GET carries an ``ETag`` and ``Cache-Control`` and answers 304 to a
 matching ``If-None-Match``. Collection endpoints have a CSV twin (``.csv`` suffix or
 ``Accept: text/csv``). Errors are raised as ``publish.problems.Problem`` and rendered by
-``publish.middleware.errors``. The contract is documented in docs/api.md and
+``publish.middleware.error_response``. The contract is documented in docs/api.md and
 ``/v1/openapi.json``.
 """
 
@@ -257,11 +257,13 @@ PAYOUT = tuple(x.value for x in PayOut)
 
 async def compare(request: web.Request) -> web.StreamResponse:
     fmt = "csv" if wants_csv(request) else "json"
-    snap = await _snapshot(request)
+    data = request.app[DATA]
+    # The hot path awaits nothing: the snapshot in hand is used while it is fresh.
+    snap = data.fresh() or await data.refresh()
     # The migrant's question repeats: a query string answered before is answered from
-    # memory without parsing it again (only successful answers are kept).
+    # memory without parsing it again (only successful answers are kept), with its ETag.
     raw_key = ("compare-raw", request.query_string, fmt)
-    hit = _cached(snap, raw_key)
+    hit = snap.responses.get(raw_key)
     if hit is None:
         hit = _remember_entry(snap, raw_key, compare_body(request, snap, fmt))
     body, tag = hit

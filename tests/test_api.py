@@ -7,12 +7,14 @@ import asyncio
 import csv
 import datetime as dt
 import gzip
+import itertools
 import statistics
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from api_support import api, make_app, rpw_loaded  # noqa: F401  (fixtures)
+from prometheus_client.parser import text_string_to_metric_families
 
 from collector.rpw_import import bundled_rpw_path
 from corridors import runtime
@@ -23,6 +25,7 @@ from corridors.types import (
     payout_from_rpw,
 )
 from metrics import METHODOLOGY_VERSION
+from publish.middleware import HANDLER_ARGS, MAX_REQUEST_LINE
 
 RPW_SOURCE = {"name": "rpw", "title": "The World Bank, Remittance Prices Worldwide",
               "url": "https://remittanceprices.worldbank.org", "licence": "CC BY 4.0"}
@@ -396,6 +399,24 @@ async def test_error_paths_are_problem_json(api: TestClient, method: str, url: s
         assert "GET" in resp.headers["Allow"]
 
 
+async def test_request_line_over_aiohttps_default_is_414_problem_json(
+        rpw_loaded, database_url: str) -> None:  # noqa: F811
+    # Served as `sendcost serve` serves it: aiohttp's own parser limit (8190 bytes) would
+    # answer this line with a plain-text 400 before the API's middleware saw it.
+    url = "/v1/corridors?from=" + "A" * 9000
+    server = TestServer(make_app(database_url))
+    await server.start_server(**HANDLER_ARGS)  # as web.run_app(handler_args=...) does
+    async with TestClient(server) as client:
+        resp = await client.get(url)
+        assert resp.status == 414 and resp.content_type == "application/problem+json"
+        body = await resp.json(content_type=None)
+        assert body["type"] == "https://sendcost.org/problems/query-too-long"
+        assert body["detail"] == "the query string is longer than 2048 characters"
+        # Past the raised parser limit, aiohttp still refuses the line itself.
+        resp = await client.get("/v1/corridors?from=" + "A" * MAX_REQUEST_LINE)
+        assert resp.status == 400
+
+
 async def test_oversized_body_is_413(api: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     monkeypatch.setenv("SENDCOST_ADMIN_TOKEN", "s3cret")
     resp = await api.post("/v1/admin/collect", data=b"x" * 100_000,
@@ -465,6 +486,27 @@ async def test_metrics_count_requests_by_route(api: TestClient) -> None:  # noqa
     assert 'sendcost_http_requests_total{method="GET",route="/v1/corridors/{pair}",' \
            'status="200"}' in text
     assert "sendcost_http_request_duration_seconds_bucket" in text
+
+
+async def test_metrics_histogram_agrees_with_the_request_count(api: TestClient) -> None:  # noqa: F811
+    for _ in range(3):
+        await api.get("/v1/corridors/ITA-CHN/history")
+    await api.get("/v1/corridors/XXX-CHN/history")
+    families = {f.name: f for f in text_string_to_metric_families(
+        await (await api.get("/metrics")).text())}
+    route = "/v1/corridors/{pair}/history"
+    answered = {s.labels["status"]: s.value for s in families["sendcost_http_requests"].samples
+                if s.name == "sendcost_http_requests_total" and s.labels["route"] == route}
+    assert answered["200"] >= 3 and answered["422"] >= 1
+    samples = [s for s in families["sendcost_http_request_duration_seconds"].samples
+               if s.labels["route"] == route]
+    count = next(s.value for s in samples if s.name.endswith("_count"))
+    buckets = [(s.labels["le"], s.value) for s in samples if s.name.endswith("_bucket")]
+    assert count == sum(answered.values())
+    assert buckets[-1] == ("+Inf", count)
+    assert [b[0] for b in buckets[:3]] == ["0.001", "0.0025", "0.005"]
+    assert all(a[1] <= b[1] for a, b in itertools.pairwise(buckets))
+    assert next(s.value for s in samples if s.name.endswith("_sum")) > 0
 
 
 async def test_openapi_describes_exactly_the_routes(api: TestClient) -> None:  # noqa: F811

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from corridors.config import load_config
 from corridors.db import database
+from publish.middleware import HANDLER_ARGS
 from sendcost.cli import common_options, setup_logging
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,6 @@ def run(args: argparse.Namespace) -> int:
             # First in, last out: the upstreams are up before the first scheduled run.
             app.cleanup_ctx.insert(0, sandbox_ctx)
         # run_app turns SIGINT/SIGTERM into a graceful shutdown that runs cleanup_ctx.
-        web.run_app(app, host=host, port=port, access_log=None,
+        web.run_app(app, host=host, port=port, access_log=None, **HANDLER_ARGS,
                     print=lambda msg: log.info("%s", msg.strip()))
     return 0
