@@ -183,6 +183,7 @@ SERVICE_CSV_COLUMNS = [
     "rank", "provider", "firm_type", "product", "fee", "fee_currency", "applied_rate",
     "reference_rate", "reference_rate_source", "reference_rate_at", "fee_pct",
     "fx_margin_pct", "total_cost_pct", "amount_received", "amount_received_basis",
+    "fee_paid_on_top",
     "amount_received_if_fee_on_top", "amount_received_if_fee_deducted", "receive_currency",
     "speed", "pay_in", "pay_out", "access_point", "transparent", "collected_at", "source",
     "service_id",

@@ -199,6 +199,8 @@ def _service_entry(r: dict[str, Any]) -> dict[str, Any]:
         "total_cost_pct": finite(r["total_cost_pct"]),
         "amount_received": received,
         "amount_received_basis": basis,
+        # True: the sender pays the fee on top of the amount; None: the source does not say.
+        "fee_paid_on_top": None if r["fee_deducted"] is None else not r["fee_deducted"],
         "amount_received_if_fee_on_top": if_on_top,
         "amount_received_if_fee_deducted": if_deducted,
         "receive_currency": r["receive_currency"],
@@ -212,16 +214,33 @@ def _service_entry(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _rank(entries: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
-    """Rank by amount received when every service's is known; otherwise by total cost %,
-    which orders services exactly as what arrives does for a given amount and fee basis."""
-    if entries and all(e["amount_received"] is not None for e in entries):
-        key, ranked_by = (lambda e: (-e["amount_received"], e["provider"], e["service_id"])), \
-            "amount_received"
+def _paid(row: dict[str, Any]) -> float | None:
+    """What the sender hands over in all for a quote: the amount, plus the fee when it is
+    paid on top; None when the source does not say how the fee is charged."""
+    if row["fee_deducted"] is None:
+        return None
+    if row["fee_deducted"]:
+        return float(row["send_amount"])
+    return None if row["fee"] is None else float(row["send_amount"] + row["fee"])
+
+
+def _rank(entries: list[tuple[dict[str, Any], float | None]]
+          ) -> tuple[list[dict[str, Any]], str]:
+    """Rank (entry, amount paid in all) pairs by what arrives for each unit the sender pays
+    (so a fee paid on top is not mistaken for a better deal) when that is known for every
+    service; otherwise by total cost %, which orders services the same way up to the
+    fee × margin cross term."""
+    if entries and all(e["amount_received"] is not None and paid for e, paid in entries):
+        def key(pair: tuple[dict[str, Any], float | None]) -> tuple[Any, ...]:
+            e, paid = pair
+            return (-e["amount_received"] / paid, e["provider"], e["service_id"])
+        ranked_by = "amount_received_per_amount_paid"
     else:
-        key, ranked_by = (lambda e: (e["total_cost_pct"], e["provider"], e["service_id"])), \
-            "total_cost_pct"
-    ranked = sorted(entries, key=key)
+        def key(pair: tuple[dict[str, Any], float | None]) -> tuple[Any, ...]:
+            e = pair[0]
+            return (e["total_cost_pct"], e["provider"], e["service_id"])
+        ranked_by = "total_cost_pct"
+    ranked = [e for e, _ in sorted(entries, key=key)]
     for i, e in enumerate(ranked, 1):
         e["rank"] = i
     return ranked, ranked_by
@@ -245,8 +264,8 @@ def _build_index(quotes: pl.DataFrame) -> dict[tuple[str, str], dict[str, list[P
     index: dict[tuple[str, str], dict[str, list[PricePoint]]] = {}
     for (src, dst, period, amount), rows in grouped.items():
         entries = [_service_entry(r) for r in rows]
-        ranked, ranked_by = _rank([e for e in entries if e["transparent"]
-                                   and e["total_cost_pct"] is not None])
+        ranked, ranked_by = _rank([(e, _paid(r)) for e, r in zip(entries, rows, strict=True)
+                                   if e["transparent"] and e["total_cost_pct"] is not None])
         apart = sorted((e for e in entries if not (e["transparent"]
                                                    and e["total_cost_pct"] is not None)),
                        key=lambda e: (e["provider"], e["service_id"]))

@@ -58,7 +58,12 @@ def _options(codes: list[tuple[str, str]], selected: str | None, prompt: str) ->
 def _received(s: dict[str, Any]) -> str:
     cur = s["receive_currency"] or ""
     if s["amount_received"] is not None:
-        return f"{s['amount_received']:,.2f} {_e(cur)}"
+        note = ""
+        if s["fee_paid_on_top"] and s["fee"]:
+            # Say it: this service's fee comes on top of the amount sent.
+            note = (f'<br><span class="note">you also pay the fee, {s["fee"]:,.2f} '
+                    f'{_e(s["fee_currency"] or "")}</span>')
+        return f"{s['amount_received']:,.2f} {_e(cur)}{note}"
     low, high = s["amount_received_if_fee_deducted"], s["amount_received_if_fee_on_top"]
     if low is None and high is None:
         return "unknown"

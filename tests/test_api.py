@@ -66,7 +66,7 @@ def expected_service(r: dict[str, str], cc: str, rank: int | None) -> dict[str, 
         "reference_rate_at": None, "fee_pct": fee / amount * 100,
         "fx_margin_pct": float(r[f"{cc} fx margin"]) if transparent else None,
         "total_cost_pct": float(r[f"{cc} total cost %"]) if transparent else None,
-        "amount_received": None, "amount_received_basis": None,
+        "amount_received": None, "amount_received_basis": None, "fee_paid_on_top": None,
         "amount_received_if_fee_on_top": round(amount * rate, 2) if rate else None,
         "amount_received_if_fee_deducted": round((amount - fee) * rate, 2) if rate else None,
         "receive_currency": None,
@@ -536,3 +536,25 @@ async def test_every_json_response_states_period_method_sources_licence(api: Tes
         body = await get_json(api, path)
         assert body["period"] and body["methodology_version"] == METHODOLOGY_VERSION
         assert body["sources"] and body["licence"] == "CC BY 4.0"
+
+
+def test_a_fee_paid_on_top_never_passes_for_a_better_deal() -> None:
+    from publish.data import _paid, _rank
+
+    def entry(provider: str, received: float, fee: float) -> dict[str, Any]:
+        return {"provider": provider, "service_id": provider, "amount_received": received,
+                "total_cost_pct": 0.0, "fee": fee}
+
+    on_top = {"send_amount": 100.0, "fee": 10.0, "fee_deducted": False}
+    deducted = {"send_amount": 100.0, "fee": 5.0, "fee_deducted": True}
+    # A: 1000 arrive, but the sender pays 110; B: 950 arrive for 100 paid.
+    a, b = entry("A", 1000.0, 10.0), entry("B", 950.0, 5.0)
+    ranked, by = _rank([(a, _paid(on_top)), (b, _paid(deducted))])
+    assert by == "amount_received_per_amount_paid"
+    assert [e["provider"] for e in ranked] == ["B", "A"]
+    assert [e["rank"] for e in ranked] == [1, 2]
+    # When a source does not say how its fee is charged, rank by total cost instead.
+    unknown = {"send_amount": 100.0, "fee": 5.0, "fee_deducted": None}
+    a["total_cost_pct"], b["total_cost_pct"] = 3.0, 4.0
+    ranked, by = _rank([(a, _paid(on_top)), (b, _paid(unknown))])
+    assert by == "total_cost_pct" and [e["provider"] for e in ranked] == ["A", "B"]
