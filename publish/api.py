@@ -675,7 +675,13 @@ async def admin_bulletin(request: web.Request) -> web.StreamResponse:
     _authorise(request)
     p = Params(request.query, frozenset({"period"}))
     period = p.period()
-    result = await publish_bulletin(request.app, period)
+    if period is None:
+        raise bad_parameter("period", "period is required: the quarter (2014Q2) or month "
+                                      "(2026-11) whose bulletin to publish")
+    try:
+        result = await publish_bulletin(request.app, period)
+    except NoData as exc:
+        raise not_found(str(exc)) from None
     return web.json_response({"status": "published", "period": period,
                               "result": result if isinstance(result, dict) else None},
                              status=202, headers={"Cache-Control": "no-store"})

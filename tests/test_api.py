@@ -456,6 +456,18 @@ async def test_admin_refuses_a_missing_or_wrong_token(api: TestClient,  # noqa: 
             assert resp.content_type == "application/problem+json"
 
 
+async def test_admin_bulletin_without_period_or_data_is_a_problem(
+        api: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    monkeypatch.setenv("SENDCOST_ADMIN_TOKEN", "s3cret")
+    auth = {"Authorization": "Bearer s3cret"}
+    resp = await api.post("/v1/admin/bulletin", headers=auth)
+    assert resp.status == 400 and resp.content_type == "application/problem+json"
+    assert (await resp.json(content_type=None))["parameter"] == "period"
+    resp = await api.post("/v1/admin/bulletin?period=1999Q1", headers=auth)
+    assert resp.status == 404 and resp.content_type == "application/problem+json"
+    assert "1999Q1" in (await resp.json(content_type=None))["detail"]
+
+
 async def test_admin_triggers_a_scheduled_collection(api: TestClient,  # noqa: F811
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SENDCOST_ADMIN_TOKEN", "s3cret")
