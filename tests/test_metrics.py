@@ -64,7 +64,8 @@ def frame(*quotes: dict[str, Any]) -> pl.LazyFrame:
 
 def services(*quotes: dict[str, Any], period: str = "2011Q1", amount: int = 200
              ) -> pl.LazyFrame:
-    return services_in_period(frame(*quotes), period=period, amount_usd=amount)
+    return services_in_period(frame(*quotes), period=period, amount_usd=amount).sort(
+        "service_id")
 
 
 COUNTRIES = pl.LazyFrame({
