@@ -34,8 +34,7 @@ def services_in_period(quotes: pl.LazyFrame, *, period: str, amount_usd: int) ->
     Quotes whose reference rate is stale are left out (their margin is not trustworthy), so
     a service quoted only with stale references does not appear. A service is transparent
     when any of its quotes was; its margin and total are means over those quotes (null
-    for the others). In no particular order: every indicator built on it sorts its own
-    output, and a sort of a million services here would cost a tenth of the whole run.
+    for the others). Sorted by service_id.
     """
     quotes = quotes.filter(pl.col("period").is_in(period_labels(period)),
                            pl.col("amount_usd") == amount_usd,
@@ -55,6 +54,10 @@ def services_in_period(quotes: pl.LazyFrame, *, period: str, amount_usd: int) ->
         "service_id", *_ATTRIBUTES)
     return (
         costs.join(attributes, on="service_id", how="inner")
+        # A fixed order (by service id), so that every float sum built on these rows adds
+        # them in the same order and the same data gives the same bits (bulletins are
+        # compared byte for byte).
+        .sort("service_id")
         # The quote frame keeps text as Categorical; services are few, and plain strings
         # join with any other table (countries, flows) without a cast at each join.
         .with_columns(pl.col("service_id", *_ATTRIBUTES).cast(pl.String))
