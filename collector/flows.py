@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import polars as pl
 
 from collector.rpw import read_bilateral_matrix
-from corridors.reference import country_codes
+from corridors.reference import country_codes, data_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +74,7 @@ def read_bilateral_flows(path: str | Path | None = None) -> Flows:
     """Corridor flows from the World Bank matrix at ``path`` (default: the bundled 2011
     matrix), country names mapped to ISO codes."""
     if path is None:
-        path = str(resources.files("corridors") / "data" / BUNDLED_MATRIX)
+        path = data_file(BUNDLED_MATRIX)
     matrix = read_bilateral_matrix(path)
     names = [*matrix[matrix.columns[0]].drop_nulls().to_list(), *matrix.columns[1:]]
     return flows_from_matrix(matrix, country_codes(names))

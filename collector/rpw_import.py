@@ -12,13 +12,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from collector.rpw import read_rpw
+from corridors.reference import data_file
 from corridors.store import Store
 from corridors.types import (
     AccessPoint,
@@ -40,7 +40,7 @@ _CHUNK = 5000
 
 
 def bundled_rpw_path() -> Path:
-    return Path(str(resources.files("corridors") / "data" / BUNDLED_RPW))
+    return data_file(BUNDLED_RPW)
 
 
 @dataclass

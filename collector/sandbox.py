@@ -37,12 +37,13 @@ import json
 import random
 from dataclasses import dataclass
 from decimal import Decimal
-from importlib import resources
 from typing import Any
 
 import polars as pl
 from aiohttp import web
 
+from collector.rpw import read_rpw
+from collector.rpw_import import bundled_rpw_path
 from corridors.config import DEFAULT_AMOUNTS
 from corridors.reference import countries, country
 
@@ -106,29 +107,27 @@ def _quantile(qs: list[float], u: float) -> float:
 @functools.cache
 def market() -> Market:
     """Distributions and rates from the bundled RPW data (computed once per process)."""
-    path = resources.files("corridors") / "data" / "rpw_quotes_2011Q1_2014Q2.csv.gz"
-    with path.open("rb") as fh:
-        raw = pl.read_csv(fh.read(), infer_schema_length=0)
-    df = raw.select(
-        pl.col("period"), pl.col("source_code"), pl.col("destination_code"),
-        pl.col("firm_type"), pl.col("transparent"),
-        pl.col("cc1 lcu code").replace({"CFA": "XOF"}).alias("send_currency"),
-        pl.col("cc1 lcu amount").cast(pl.Float64, strict=False).alias("amount"),
-        pl.col("cc1 lcu fee").cast(pl.Float64, strict=False).alias("fee"),
-        pl.col("cc1 fx margin").cast(pl.Float64, strict=False).alias("margin"),
-        pl.col("inter lcu bank fx").cast(pl.Float64, strict=False).alias("inter"),
+    # The project's own RPW reader: its label maps and currency codes, not a second parse.
+    frame = read_rpw(bundled_rpw_path()).frame.filter(pl.col("amount_usd") == 200)
+    df = frame.select(
+        pl.col("period", "source_code", "destination_code", "firm_type",
+               "send_currency").cast(pl.String),
+        pl.col("transparent"),
+        pl.col("send_amount").alias("amount"),
+        pl.col("fee"),
+        pl.col("fx_margin_reported").alias("margin"),
+        pl.col("reference_rate").alias("inter"),
     )
     currency_of = {c.alpha3: c.currency for c in countries().values()}
     df = df.with_columns(pl.col("destination_code").replace_strict(
         currency_of, default=None).alias("receive_currency"))
-    kinds = {"Bank": "bank", "Money Transfer Operator": "mto", "Post office": "post_office"}
     probs = [i / 20 for i in range(21)]
     fee_q: dict[str, list[float]] = {}
     margin_q: dict[str, list[float]] = {}
     priced = df.filter(pl.col("amount") > 0, pl.col("fee").is_not_null(),
-                       pl.col("transparent") == "yes", pl.col("margin").is_not_null())
-    for label, kind in kinds.items():
-        part = priced.filter(pl.col("firm_type") == label)
+                       pl.col("transparent"), pl.col("margin").is_not_null())
+    for kind in ("bank", "mto", "post_office"):
+        part = priced.filter(pl.col("firm_type") == kind)
         fee = (part["fee"] / part["amount"] * 100)
         # The 2nd-98th percentiles: the extremes of a survey are not a market's typical price.
         fee_q[kind] = [float(fee.quantile(0.02 + 0.96 * p)) for p in probs]
@@ -418,8 +417,7 @@ class Sandbox:
         return self._conditional(request, body, "application/json")
 
     async def rpw(self, request: web.Request) -> web.Response:
-        path = resources.files("corridors") / "data" / "rpw_quotes_2011Q1_2014Q2.csv.gz"
-        body = await asyncio.to_thread(path.read_bytes)
+        body = await asyncio.to_thread(bundled_rpw_path().read_bytes)
         return self._conditional(request, body, "application/gzip")
 
     async def served(self, request: web.Request) -> web.Response:

@@ -62,6 +62,12 @@ class Period:
         return [f"{self.year}-{m:02d}" for m in range(first, first + 3)]
 
     @property
+    def labels(self) -> list[str]:
+        """The stored period labels whose quotes belong to this period: a quarter is its own
+        label (RPW) and its three months (sendcost's collectors); a month is itself."""
+        return [str(self), *self.months] if self.is_quarter else [str(self)]
+
+    @property
     def quarter_of(self) -> Period:
         if self.is_quarter:
             return self

@@ -16,6 +16,7 @@ import functools
 import logging
 from collections.abc import Iterator
 from importlib import resources
+from pathlib import Path
 
 import polars as pl
 import pycountry
@@ -37,15 +38,16 @@ REGION_NAMES: dict[str, str] = {
 _HISTORIC_CURRENCY = {"ANT": "ANG", "XKX": "EUR"}
 
 
-def _data_path(name: str):  # type: ignore[no-untyped-def]
-    return resources.files("corridors") / "data" / name
+def data_file(name: str) -> Path:
+    """A data file shipped in ``corridors/data/`` (RPW extract, matrices, classifications)."""
+    return Path(str(resources.files("corridors") / "data" / name))
 
 
 @functools.cache
 def countries() -> dict[str, Country]:
     """Every country, by ISO alpha-3."""
     out: dict[str, Country] = {}
-    with _data_path("wb_countries.csv").open(encoding="utf-8") as fh:
+    with data_file("wb_countries.csv").open(encoding="utf-8") as fh:
         rows = csv.DictReader(line for line in fh if not line.startswith("#"))
         for row in rows:
             a3, a2 = row["alpha3"], row["alpha2"]

@@ -271,7 +271,7 @@ class Store:
         clauses, args = [], []
         if period is not None:
             p = period if isinstance(period, Period) else _parse(period)
-            args.append([str(p), *p.months] if p.is_quarter else [str(p)])
+            args.append(p.labels)
             clauses.append(f"period = ANY(${len(args)}::text[])")
         if amount_usd is not None:
             args.append(amount_usd)

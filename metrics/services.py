@@ -24,8 +24,7 @@ _ATTRIBUTES = ("source_code", "destination_code", "firm", "firm_type", "product"
 
 def period_labels(period: str) -> list[str]:
     """The quote-frame periods that make up ``period``: a quarter includes its months."""
-    p = parse_period(period)
-    return [str(p), *p.months] if p.is_quarter else [str(p)]
+    return parse_period(period).labels
 
 
 def services_in_period(quotes: pl.LazyFrame, *, period: str, amount_usd: int) -> pl.LazyFrame:

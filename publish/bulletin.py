@@ -18,7 +18,6 @@ import shutil
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ import polars as pl
 
 from corridors.errors import NoData
 from corridors.periods import Period, parse_period
-from corridors.reference import countries_frame
+from corridors.reference import countries_frame, data_file
 from corridors.types import FIRM_TYPE_LABELS, FirmType
 from metrics import METHODOLOGY_VERSION
 from metrics import aggregates as agg
@@ -79,10 +78,6 @@ SECTIONS = (
 )
 
 
-def _data_file(name: str) -> Path:
-    return Path(str(resources.files("corridors") / "data" / name))
-
-
 def flows() -> pl.LazyFrame:
     """World Bank bilateral remittance flows (2011): the weights of the weighted average."""
     from collector.flows import read_bilateral_flows
@@ -91,7 +86,7 @@ def flows() -> pl.LazyFrame:
 
 
 def official_figures() -> pl.LazyFrame:
-    return mb.official_figures(pl.scan_csv(_data_file("published_figures.csv"),
+    return mb.official_figures(pl.scan_csv(data_file("published_figures.csv"),
                                            infer_schema=False))
 
 
