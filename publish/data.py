@@ -26,8 +26,8 @@ from aiohttp import web
 from corridors import runtime
 from corridors.errors import BadPeriod, NoData
 from corridors.frame import QUOTE_FRAME_SCHEMA
-from corridors.periods import Period, parse_period
-from corridors.reference import REGION_NAMES, countries, countries_frame
+from corridors.periods import parse_period
+from corridors.reference import countries, countries_frame
 from corridors.store import Store
 from metrics import METHODOLOGY_VERSION
 from metrics import corridors as cor
@@ -161,9 +161,6 @@ class Snapshot:
             if (label, amount_usd) in self.services:
                 return label
         return None
-
-    def corridor_periods(self, source: str, destination: str) -> list[str]:
-        return sorted(self.index.get((source, destination), {}), key=period_key)
 
     def corridor_row(self, period: str, amount_usd: int, source: str,
                      destination: str) -> dict[str, Any] | None:
@@ -456,14 +453,6 @@ async def data_ctx(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-def region_name(code: str | None) -> str | None:
-    return REGION_NAMES.get(code) if code else None
-
-
-def parse_known_period(text: str) -> Period:
-    return parse_period(text)
 
 
 __all__ = [
