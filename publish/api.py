@@ -690,29 +690,50 @@ async def admin_bulletin(request: web.Request) -> web.StreamResponse:
 # --- wiring -----------------------------------------------------------------------------------
 
 
-def _collection(router: web.UrlDispatcher, path: str, handler: Handler, name: str) -> None:
+def _collection(app: web.Application, path: str, handler: Handler, name: str) -> None:
     """A collection endpoint and its CSV twin."""
-    router.add_get(path, handler, name=name)
-    router.add_get(path + ".csv", handler, name=name + "_csv")
+    middleware.get(app, path, handler, name=name)
+    middleware.get(app, path + ".csv", handler, name=name + "_csv")
+
+
+STATIC = Path(__file__).parent / "static"
+
+
+async def static_file(request: web.Request) -> web.StreamResponse:
+    """The page's few static files (a stylesheet), read once and kept, with an ETag."""
+    name = request.match_info["name"]
+    files = request.app[STATIC_FILES]
+    if name not in files:
+        path = STATIC / name
+        if not (path.is_file() and path.parent == STATIC and path.suffix in STATIC_TYPES):
+            raise not_found(f"no static file {name[:80]!r}")
+        files[name] = path.read_bytes()
+    return send(request, files[name], STATIC_TYPES[Path(name).suffix],
+                cache_control="public, max-age=3600")
+
+
+STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
+STATIC_FILES = web.AppKey("publish_static_files", dict)
 
 
 def setup_routes(app: web.Application) -> None:
-    """Routes, middlewares and the snapshot of the public API and page (called by wiring)."""
+    """The pipeline, routes and snapshot of the public API and page (called by wiring, which
+    adds its own guarded routes and then ``middleware.finish``)."""
     from publish import page
 
     middleware.install(app, rate_limit_per_minute=app[runtime.CONFIG].api.rate_limit_per_minute)
+    app[STATIC_FILES] = {}
     app.cleanup_ctx.append(data_ctx)
-    r = app.router
-    _collection(r, "/v1/compare", compare, "compare")
-    _collection(r, "/v1/corridors", corridors_list, "corridors")
-    r.add_get("/v1/corridors/{pair}", corridor_detail, name="corridor")
-    _collection(r, "/v1/corridors/{pair}/history", corridor_history, "corridor_history")
-    _collection(r, "/v1/indicators", indicators, "indicators")
-    _collection(r, "/v1/postal/benchmark", postal_benchmark, "postal_benchmark")
-    r.add_get("/v1/openapi.json", openapi_json, name="openapi")
-    r.add_get("/metrics", prometheus, name="metrics")
-    r.add_post("/v1/admin/collect", admin_collect, name="admin_collect")
-    r.add_post("/v1/admin/bulletin", admin_bulletin, name="admin_bulletin")
-    r.add_get("/", page.home, name="page")
-    r.add_static("/static/", Path(__file__).parent / "static", name="static")
+    _collection(app, "/v1/compare", compare, "compare")
+    _collection(app, "/v1/corridors", corridors_list, "corridors")
+    middleware.get(app, "/v1/corridors/{pair}", corridor_detail, name="corridor")
+    _collection(app, "/v1/corridors/{pair}/history", corridor_history, "corridor_history")
+    _collection(app, "/v1/indicators", indicators, "indicators")
+    _collection(app, "/v1/postal/benchmark", postal_benchmark, "postal_benchmark")
+    middleware.get(app, "/v1/openapi.json", openapi_json, name="openapi")
+    middleware.get(app, "/metrics", prometheus, name="metrics")
+    middleware.post(app, "/v1/admin/collect", admin_collect, name="admin_collect")
+    middleware.post(app, "/v1/admin/bulletin", admin_bulletin, name="admin_bulletin")
+    middleware.get(app, "/", page.home, name="page")
+    middleware.get(app, "/static/{name}", static_file, name="static")
     setup_bulletin_routes(app)

@@ -22,6 +22,7 @@ from aiohttp import web
 from corridors import runtime
 from corridors.errors import BadPeriod
 from corridors.periods import parse_period
+from publish import middleware
 from publish.problems import bad_parameter, not_found
 from publish.responses import send
 
@@ -96,7 +97,8 @@ async def bulletin_file(request: web.Request) -> web.StreamResponse:
 
 
 def setup_bulletin_routes(app: web.Application) -> None:
-    r = app.router
-    r.add_get("/v1/bulletins", list_bulletins, name="bulletins")
-    r.add_get("/v1/bulletins/{period}", bulletin_redirect, name="bulletin")
-    r.add_get("/v1/bulletins/{period}/{path:.*}", bulletin_file, name="bulletin_file")
+    """The bulletin routes, guarded by the app's pipeline (``middleware.install`` first)."""
+    middleware.get(app, "/v1/bulletins", list_bulletins, name="bulletins")
+    middleware.get(app, "/v1/bulletins/{period}", bulletin_redirect, name="bulletin")
+    middleware.get(app, "/v1/bulletins/{period}/{path:.*}", bulletin_file,
+                   name="bulletin_file")

@@ -20,6 +20,7 @@ from corridors import runtime
 from corridors.config import Config
 from corridors.db import DatabaseTarget, database
 from corridors.store import Store, connect
+from publish import middleware
 from publish.api import setup_routes
 from publish.schedule import add_jobs as bulletin_jobs
 
@@ -149,6 +150,7 @@ def create_app(config: Config, target: DatabaseTarget) -> web.Application:
     app.cleanup_ctx.append(_http_ctx)
     app.cleanup_ctx.append(_background_ctx)
     app.cleanup_ctx.append(_scheduler_ctx)
-    app.router.add_get("/healthz", healthz)
     setup_routes(app)
+    middleware.get(app, "/healthz", healthz, name="healthz")
+    middleware.finish(app)
     return app

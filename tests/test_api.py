@@ -386,6 +386,10 @@ async def test_bad_inputs_are_problems_naming_the_parameter(api: TestClient, url
     ("GET", "/v1/corridors/GHA-ISL/history", 404),
     ("DELETE", "/v1/compare", 405),
     ("POST", "/v1/corridors", 405),
+    ("POST", "/v1/corridors.csv", 405),
+    ("PUT", "/", 405),
+    ("GET", "/static/nothing.css", 404),
+    ("GET", "/static/page.html", 404),
     ("GET", "/v1/corridors?from=" + "A" * 3000, 414),
 ])
 async def test_error_paths_are_problem_json(api: TestClient, method: str, url: str,  # noqa: F811
@@ -397,6 +401,21 @@ async def test_error_paths_are_problem_json(api: TestClient, method: str, url: s
     assert body["status"] == status and body["detail"]
     if status == 405:
         assert "GET" in resp.headers["Allow"]
+        assert resp.headers["Allow"] == "GET, HEAD"  # what the path takes, nothing more
+
+
+async def test_the_stylesheet_is_served_with_an_etag(api: TestClient) -> None:  # noqa: F811
+    resp = await api.get("/static/style.css")
+    assert resp.status == 200 and resp.content_type == "text/css"
+    assert b"{" in await resp.read()
+    again = await api.get("/static/style.css", headers={"If-None-Match": resp.headers["ETag"]})
+    assert again.status == 304
+
+
+async def test_unmatched_requests_are_counted_apart(api: TestClient) -> None:  # noqa: F811
+    await api.get("/v1/nothing-here")
+    text = await (await api.get("/metrics")).text()
+    assert 'sendcost_http_requests_total{method="GET",route="unmatched",status="404"}' in text
 
 
 async def test_request_line_over_aiohttps_default_is_414_problem_json(

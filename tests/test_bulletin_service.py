@@ -47,6 +47,7 @@ async def test_job_publishes_and_the_api_lists_it(store, tmp_path) -> None:  # t
     # The API's one error place turns a Problem into problem+json, as in the service.
     middleware.install(app, rate_limit_per_minute=0)
     setup_bulletin_routes(app)
+    middleware.finish(app)
 
     published = await publish_last_month(app, today=dt.date(2014, 7, 1))
     assert "2014Q2" in published
