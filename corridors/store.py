@@ -86,7 +86,8 @@ class Store:
     def __init__(self, pool: asyncpg.Pool):
         self.pool = pool
         # service_key → id of committed services. A service row is never updated or
-        # deleted, so an id once seen stays right for the life of the process.
+        # deleted, so an id once seen stays right while the database lives; store_quotes
+        # checks the ids it takes from here, once per batch.
         self._service_ids: dict[str, int] = {}
 
     async def close(self) -> None:
@@ -173,6 +174,21 @@ class Store:
             new_services = await self._ensure_services(
                 conn, [q for q in quotes if q.service_key not in known])
             service_ids = {**known, **new_services} if new_services else known
+            if len(new_services) < len({q.service_key for q in quotes}):
+                # Ids from the cache: checked here, once for the batch, as the foreign key
+                # would have checked each row (migration 3). Services are never deleted,
+                # so a miss means this process outlived its database: start afresh.
+                cached = list({known[q.service_key] for q in quotes
+                               if q.service_key not in new_services})
+                found = await conn.fetchval(
+                    "SELECT count(*) FROM services WHERE id = ANY($1::int[])", cached)
+                if found != len(cached):
+                    log.warning("%d cached service ids are not in the database (was it "
+                                "recreated?); resolving services again",
+                                len(cached) - found)
+                    known.clear()
+                    service_ids = await self._ensure_services(conn, quotes)
+                    new_services = service_ids
             cols = ["service_id", *_QUOTE_COLUMNS[1:]]
             records = [
                 (
@@ -280,7 +296,7 @@ class Store:
             args.append(source)
             clauses.append(f"source = ${len(args)}")
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = await self.pool.fetch(f"SELECT * FROM quote_frame{where}", *args)
+        rows = await self.pool.fetch(f"SELECT {_FRAME_COLUMNS} FROM quote_frame{where}", *args)
         label = str(p) if period is not None and p.is_quarter else None
         # Building the frame is CPU work: keep the event loop free while it runs.
         return await asyncio.to_thread(_quote_frame_of, rows, label)
@@ -417,6 +433,7 @@ class Store:
             return False
 
 
+_FRAME_COLUMNS = ", ".join(QUOTE_FRAME_SCHEMA)
 #: The quote frame with text as plain strings, as rows arrive; conform() makes it Categorical.
 _ROW_SCHEMA = {k: pl.String() if v == pl.Categorical else v for k, v in QUOTE_FRAME_SCHEMA.items()}
 

@@ -57,23 +57,10 @@ KNOWN_SOURCES: dict[str, dict[str, Any]] = {
 
 POSTAL_FIRM_TYPES = ("post_office", "post_office_mto")
 
-_QUOTES_SQL = """
-SELECT q.id, q.period, c.source_code, c.destination_code, f.name AS firm, f.firm_type,
-       s.product, s.service_key AS service_id, s.speed, s.pay_in, s.pay_out, s.access_point,
-       q.amount_usd::integer AS amount_usd, q.send_amount::float8 AS send_amount,
-       q.send_currency, q.receive_currency, q.fee::float8 AS fee,
-       q.applied_rate::float8 AS applied_rate, q.reference_rate::float8 AS reference_rate,
-       q.reference_source, q.reference_at,
-       q.fx_margin_reported::float8 AS fx_margin_reported,
-       q.total_cost_reported::float8 AS total_cost_reported,
-       q.received_amount::float8 AS received_amount, q.fee_deducted, q.transparent,
-       ('reference_stale' = ANY (q.flags)) AS reference_stale, q.source, q.collected_at
-FROM quotes q
-JOIN services s ON s.id = q.service_id
-JOIN corridors c ON c.id = s.corridor_id
-JOIN firms f ON f.id = s.firm_id
-WHERE q.id <= $1
-"""
+#: The quote frame (the store's view) with what the API shows besides: each quote's id, the
+#: time of its reference rate and how its fee is charged.
+_QUOTES_SQL = ("SELECT " + ", ".join(["id", *QUOTE_FRAME_SCHEMA, "reference_at", "fee_deducted"])
+               + " FROM quote_frame WHERE id <= $1")
 
 _SCHEMA: dict[str, pl.DataType] = {
     "id": pl.Int64(),

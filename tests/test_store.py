@@ -77,6 +77,26 @@ async def test_duplicate_quotes_are_absorbed(store: Store) -> None:
     assert n == 2
 
 
+async def test_a_recreated_database_does_not_orphan_quotes(fresh_database: str) -> None:
+    # The store remembers service ids; quotes have no per-row foreign key (migration 3), so
+    # the batch check is what keeps a quote from pointing at a service that is not there.
+    s = await connect(fresh_database)
+    try:
+        await s.migrate()
+        assert (await s.store_quotes([make_quote(service_key="test:kept")])).inserted == 1
+        await s.pool.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+        await s.migrate()
+        later = make_quote(service_key="test:kept", collected_at=T0 + dt.timedelta(hours=1))
+        assert (await s.store_quotes([later])).inserted == 1
+        frame = await s.quote_frame()
+        assert frame.height == 1 and frame["firm"].to_list() == ["Acme Remit"]
+        assert await s.pool.fetchval(
+            "SELECT count(*) FROM quotes q LEFT JOIN services s ON s.id = q.service_id "
+            "WHERE s.id IS NULL") == 0
+    finally:
+        await s.close()
+
+
 async def test_failed_batch_stores_nothing(store: Store) -> None:
     good = make_quote(service_key="test:atomic-good")
     bad = make_quote(service_key="test:atomic-bad", send_currency=None)  # NOT NULL violated
