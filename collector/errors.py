@@ -8,6 +8,7 @@ FetchError (a corridors.errors.CollectError)
 ├── kind "connection"    refused, reset, DNS
 └── kind "circuit_open"  the source's circuit breaker is open: not asked at all
 ParseError  kind "malformed": a response that does not have the upstream's format
+StorageError  kind "database": the store could not archive a response or write a batch
 """
 
 from __future__ import annotations
@@ -28,3 +29,9 @@ class ParseError(CollectError):
     """The body is not what the upstream's format promises (names the field)."""
 
     kind = "malformed"
+
+
+class StorageError(CollectError):
+    """The database refused or lost a write (archive or batch); what it held is kept."""
+
+    kind = "database"

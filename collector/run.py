@@ -3,9 +3,12 @@
 The order is the point: every upstream response is archived (``raw_responses``) before any
 parser sees it, so a parser fix is ``sendcost collect --reparse RUN_ID``, never a re-fetch.
 Quotes are validated against the reference rates known at the start of the run; implausible
-ones go to ``quarantined_quotes`` with the reason. Stored batches are atomic (one COPY and
-one INSERT per batch); a run that dies half way keeps the batches it finished, is marked
-``failed``, and its raw responses stay archived for a re-parse.
+ones go to ``quarantined_quotes`` with the reason. A batch — quotes and quarantine records —
+is written atomically, through one writer per collector that commits the batches of
+concurrent runs together (group commit: one transaction and one COPY for all of them). A
+batch the database refuses mid-run is kept in memory and tried again with the next; a run
+whose last write fails is marked ``failed``, and its raw responses stay archived for a
+re-parse.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from collector.errors import FetchError, ParseError
+from collector.errors import FetchError, ParseError, StorageError
 from collector.http import Fetcher, Response
 from collector.model import CorridorSpec, Draft, corridor_specs
 from collector.rates import RateBook, ReferenceRate
@@ -31,7 +34,7 @@ from collector.validate import check
 from corridors.config import Config, SourceConfig
 from corridors.errors import ConfigError
 from corridors.periods import month_of
-from corridors.store import Store
+from corridors.store import Store, WriteBatch, WriteResult
 from corridors.types import Quote
 
 log = logging.getLogger(__name__)
@@ -151,6 +154,70 @@ class _Archiver:
         await asyncio.gather(*self.flushes, return_exceptions=True)
 
 
+class _Writer:
+    """Group commit: batches handed in while a write is under way are written together next.
+
+    One transaction for many runs' batches instead of one each: the per-write costs (a
+    round trip per statement, the services check, the commit) are paid once. Should a joint
+    write fail, each batch is tried alone, so one run's bad batch never sinks another's.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.pending: list[tuple[WriteBatch, asyncio.Future[WriteResult]]] = []
+        self.task: asyncio.Task[None] | None = None
+        #: Seconds spent writing, and batches and writes (for the benchmark and the logs).
+        self.seconds = 0.0
+        self.batches = 0
+        self.writes = 0
+
+    async def write(self, batch: WriteBatch) -> WriteResult:
+        fut: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
+        self.pending.append((batch, fut))
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._drain())
+        # A run cancelled while its batch is being written does not undo the write.
+        return await asyncio.shield(fut)
+
+    async def _drain(self) -> None:
+        try:
+            while self.pending:
+                # One batch per run in a write: a write tells its runs' counts apart by run id.
+                group, runs, rest = [], set(), []
+                for item in self.pending:
+                    (rest if item[0].run_id in runs else group).append(item)
+                    runs.add(item[0].run_id)
+                self.pending = rest
+                started = time.perf_counter()
+                try:
+                    results = await self.store.write_batches([b for b, _ in group])
+                except Exception as exc:
+                    if len(group) == 1:
+                        group[0][1].set_exception(exc)
+                        continue
+                    for batch, fut in group:
+                        try:
+                            [result] = await self.store.write_batches([batch])
+                        except Exception as alone:
+                            fut.set_exception(alone)
+                        else:
+                            fut.set_result(result)
+                    continue
+                finally:
+                    self.seconds += time.perf_counter() - started
+                    self.batches += len(group)
+                    self.writes += 1
+                for (_, fut), result in zip(group, results, strict=True):
+                    fut.set_result(result)
+        except BaseException as exc:
+            # Cancelled (shutting down): nobody waits for ever.
+            for _, fut in self.pending:
+                if not fut.done():
+                    fut.set_exception(StorageError(f"writer stopped: {exc!r}"))
+            self.pending = []
+            raise
+
+
 class RunContext:
     """What an adapter gets: its source, the corridors to price, and the run's services."""
 
@@ -173,6 +240,9 @@ class RunContext:
         self._archiver = _Archiver(collector.store)
         self._quotes: list[Quote] = []
         self._quarantine: list[dict[str, Any]] = []
+        #: Flush when this many quotes are held (raised after a failed write, so a database
+        #: that is away is not asked again for every quote).
+        self._flush_at = collector.store_batch
         self._references: dict[tuple[str, str], ReferenceRate | None] = {}
         self.successes = 0
         self.raw_ids: list[int] = []
@@ -192,13 +262,18 @@ class RunContext:
         headers = dict(resp.headers)
         if resp.body_from_raw_id is not None:
             headers[BODY_FROM_HEADER] = str(resp.body_from_raw_id)
-        raw_id = await self._archiver.add({
-            "source": self.source.name, "url": url, "fetched_at": resp.fetched_at,
-            "status": resp.status, "content_type": resp.content_type, "headers": headers,
-            # A 304 has no body of its own: it points at the response it re-uses.
-            "body": None if resp.status == 304 else resp.body,
-            "run_id": self.report.run_id, "licence": self.options.get("licence"),
-        })
+        try:
+            raw_id = await self._archiver.add({
+                "source": self.source.name, "url": url, "fetched_at": resp.fetched_at,
+                "status": resp.status, "content_type": resp.content_type, "headers": headers,
+                # A 304 has no body of its own: it points at the response it re-uses.
+                "body": None if resp.status == 304 else resp.body,
+                "run_id": self.report.run_id, "licence": self.options.get("licence"),
+            })
+        except Exception as exc:
+            # Nothing is parsed that is not archived first.
+            raise StorageError(f"could not archive the response of {url}: "
+                               f"{type(exc).__name__}: {exc}") from exc
         self.raw_ids.append(raw_id)
         self.collector.fetcher.remember(resp, raw_id)
         if resp.status >= 400 or (resp.status == 304 and resp.body_from_raw_id is None):
@@ -244,6 +319,9 @@ class RunContext:
                 except ParseError as exc:
                     self.report.errors["malformed"] += 1
                     log.info("%s: malformed response: %s", self.source.name, exc)
+                except StorageError as exc:
+                    self.report.errors[exc.kind] += 1
+                    log.warning("%s: %s", self.source.name, exc)
                 except NotArchived:
                     pass
                 except Exception as exc:
@@ -306,8 +384,17 @@ class RunContext:
             fx_margin_reported=draft.fx_margin_reported, raw_response_id=fetched.raw_id,
             flags=tuple(dict.fromkeys(flags)),
         ))
-        if not self.reparse and len(self._quotes) >= self.collector.store_batch:
-            await self.flush()
+        if not self.reparse and len(self._quotes) >= self._flush_at:
+            try:
+                await self.flush()
+            except StorageError as exc:
+                # The batch stays held; the next flush (or the run's last) tries again.
+                self.report.errors[exc.kind] += 1
+                self._flush_at = len(self._quotes) + self.collector.store_batch
+                log.warning("%s: %s; %d quotes held for the next write", self.source.name,
+                            exc, len(self._quotes))
+            else:
+                self._flush_at = self.collector.store_batch
 
     async def reject(self, reason: str, field_: str, detail: str, payload: dict[str, Any],
                      fetched: Fetched) -> None:
@@ -332,22 +419,33 @@ class RunContext:
         self.report.rates += n
 
     async def flush(self) -> None:
-        """Store the quotes and quarantine records gathered so far (one atomic batch)."""
-        # One writer per collector: concurrent runs inserting the same new corridors and
-        # firms would otherwise wait on each other's uncommitted rows.
-        async with self.collector.write_lock:
-            quotes, self._quotes = self._quotes, []
-            bad, self._quarantine = self._quarantine, []
-            started = time.perf_counter()
+        """Write the quotes and quarantine records held so far, as one atomic batch.
+
+        Raises StorageError when the database refuses it; the batch is then held again.
+        """
+        quotes, self._quotes = self._quotes, []
+        bad, self._quarantine = self._quarantine, []
+        if not quotes and not bad and not self.reparse:
+            return
+        batch = WriteBatch(quotes, self.report.run_id, bad)
+        started = time.perf_counter()
+        try:
             if self.reparse:
-                result = await self.store.replace_quotes_of_raw(
-                    self.source.name, self.raw_ids, quotes, run_id=self.report.run_id)
+                # A re-parse replaces what the original responses gave, even with nothing.
+                result = await self.store.replace_quotes_of_raw(self.source.name,
+                                                                self.raw_ids, batch)
             else:
-                result = await self.store.store_quotes(quotes, run_id=self.report.run_id)
+                result = await self.collector.writer.write(batch)
+        except Exception as exc:
+            self._quotes[:0] = quotes
+            self._quarantine[:0] = bad
+            raise StorageError(f"could not write {len(quotes)} quotes and {len(bad)} "
+                               f"quarantine records: {type(exc).__name__}: {exc}") from exc
+        finally:
             self.report.store_seconds += time.perf_counter() - started
-            self.report.stored += result.inserted
-            self.report.duplicates += result.duplicates
-            self.report.quarantined += await self.store.quarantine(bad)
+        self.report.stored += result.inserted
+        self.report.duplicates += result.duplicates
+        self.report.quarantined += result.quarantined
 
     async def close(self) -> None:
         await self._archiver.close()
@@ -368,7 +466,7 @@ class Collector:
         check_sources(config)
         self.registry = REGISTRY
         self._running: dict[str, asyncio.Lock] = {}
-        self.write_lock = asyncio.Lock()
+        self.writer = _Writer(store)
 
     def sources(self, names: Sequence[str] | None = None) -> list[SourceConfig]:
         if names:

@@ -74,8 +74,25 @@ class StoreResult:
     duplicates: int
 
 
-_QUOTE_COLUMNS = (
-    "service_key", "period", "amount_usd", "send_amount", "send_currency", "receive_currency",
+@dataclass(frozen=True, slots=True)
+class WriteBatch:
+    """One run's quotes and quarantine records, to be written together."""
+
+    quotes: Sequence[Quote]
+    run_id: int | None = None
+    quarantine: Sequence[dict[str, Any]] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    inserted: int
+    duplicates: int
+    quarantined: int
+
+
+#: The quotes columns a write fills, in the order of its records.
+_COPY_COLUMNS = (
+    "service_id", "period", "amount_usd", "send_amount", "send_currency", "receive_currency",
     "fee", "applied_rate", "reference_rate", "reference_source", "reference_at",
     "fx_margin_reported", "total_cost_reported", "received_amount", "fee_deducted",
     "transparent", "collected_at", "source", "raw_response_id", "run_id", "import_id", "flags",
@@ -165,60 +182,81 @@ class Store:
         """
         if not quotes:
             return StoreResult(0, 0)
+        [result] = await self.write_batches([WriteBatch(quotes, run_id)], import_id=import_id,
+                                            conn=conn)
+        return StoreResult(result.inserted, result.duplicates)
+
+    async def write_batches(self, batches: Sequence[WriteBatch], *,
+                            import_id: int | None = None,
+                            conn: asyncpg.Connection | None = None) -> list[WriteResult]:
+        """Store several runs' quotes and quarantine records in one transaction: all of it,
+        or (on error) none of it. One result per batch, in order. The batches' run ids must
+        differ (the counts of a run are told apart by its id)."""
         if conn is None:
             async with self.pool.acquire() as own:
-                return await self.store_quotes(quotes, run_id=run_id, import_id=import_id,
-                                               conn=own)
+                return await self.write_batches(batches, import_id=import_id, conn=own)
+        quotes = [q for b in batches for q in b.quotes]
         known = self._service_ids
+        new_services: dict[str, int] = {}
         async with conn.transaction():
-            new_services = await self._ensure_services(
-                conn, [q for q in quotes if q.service_key not in known])
-            service_ids = {**known, **new_services} if new_services else known
-            if len(new_services) < len({q.service_key for q in quotes}):
-                # Ids from the cache: checked here, once for the batch, as the foreign key
-                # would have checked each row (migration 3). Services are never deleted,
-                # so a miss means this process outlived its database: start afresh.
-                cached = list({known[q.service_key] for q in quotes
-                               if q.service_key not in new_services})
-                found = await conn.fetchval(
-                    "SELECT count(*) FROM services WHERE id = ANY($1::int[])", cached)
-                if found != len(cached):
-                    log.warning("%d cached service ids are not in the database (was it "
-                                "recreated?); resolving services again",
-                                len(cached) - found)
-                    known.clear()
-                    service_ids = await self._ensure_services(conn, quotes)
-                    new_services = service_ids
-            cols = ["service_id", *_QUOTE_COLUMNS[1:]]
-            records = [
-                (
-                    service_ids[q.service_key], q.period, q.amount_usd, q.send_amount,
-                    q.send_currency, q.receive_currency, q.fee, q.applied_rate,
-                    q.reference_rate, q.reference_source, q.reference_at, q.fx_margin_reported,
-                    q.total_cost_reported, q.received_amount, q.fee_deducted, q.transparent,
-                    q.collected_at, q.source, q.raw_response_id, run_id, import_id,
-                    list(q.flags),
-                )
-                for q in quotes
-            ]
-            inserted = await self._insert_quotes(conn, records, cols)
+            if quotes:
+                service_ids, new_services = await self._service_ids_of(conn, quotes)
+                records = [
+                    (
+                        service_ids[q.service_key], q.period, q.amount_usd, q.send_amount,
+                        q.send_currency, q.receive_currency, q.fee, q.applied_rate,
+                        q.reference_rate, q.reference_source, q.reference_at,
+                        q.fx_margin_reported, q.total_cost_reported, q.received_amount,
+                        q.fee_deducted, q.transparent, q.collected_at, q.source,
+                        q.raw_response_id, b.run_id, import_id, list(q.flags),
+                    )
+                    for b in batches for q in b.quotes
+                ]
+                inserted = await self._insert_quotes(conn, records, batches)
+            else:
+                inserted = [0] * len(batches)
+            quarantined = [await self.quarantine(b.quarantine, conn=conn) for b in batches]
         # Remember service ids only once they are committed: a rolled-back insert's ids
         # never existed.
         if new_services and not conn.is_in_transaction():
             known.update(new_services)
-        return StoreResult(inserted, len(quotes) - inserted)
+        return [WriteResult(n, len(b.quotes) - n, k)
+                for b, n, k in zip(batches, inserted, quarantined, strict=True)]
+
+    async def _service_ids_of(self, conn: asyncpg.Connection, quotes: Sequence[Quote]
+                              ) -> tuple[dict[str, int], dict[str, int]]:
+        """(id of every quote's service, the ids not known before), inside a transaction."""
+        known = self._service_ids
+        new_services = await self._ensure_services(
+            conn, [q for q in quotes if q.service_key not in known])
+        service_ids = {**known, **new_services} if new_services else known
+        if len(new_services) < len({q.service_key for q in quotes}):
+            # Ids from the cache: checked here, once for the batch, as the foreign key would
+            # have checked each row (migration 3). Services are never deleted, so a miss
+            # means this process outlived its database: start afresh.
+            cached = list({known[q.service_key] for q in quotes
+                           if q.service_key not in new_services})
+            found = await conn.fetchval(
+                "SELECT count(*) FROM services WHERE id = ANY($1::int[])", cached)
+            if found != len(cached):
+                log.warning("%d cached service ids are not in the database (was it "
+                            "recreated?); resolving services again", len(cached) - found)
+                known.clear()
+                service_ids = new_services = await self._ensure_services(conn, quotes)
+        return service_ids, new_services
 
     @staticmethod
     async def _insert_quotes(conn: asyncpg.Connection, records: list[tuple[Any, ...]],
-                             cols: list[str]) -> int:
-        """Insert quote rows, skipping those already stored; return how many were new."""
+                             batches: Sequence[WriteBatch]) -> list[int]:
+        """Insert quote rows, skipping those already stored; how many of each batch were new."""
+        cols = list(_COPY_COLUMNS)
         # Most batches are new quotes (a new collection time): COPY them straight in. Should
         # one already be there, the savepoint undoes the COPY and the slower path sorts the
         # duplicates out.
         try:
             async with conn.transaction():
                 await conn.copy_records_to_table("quotes", records=records, columns=cols)
-            return len(records)
+            return [len(b.quotes) for b in batches]
         except asyncpg.UniqueViolationError:
             pass
         col_list = ", ".join(cols)
@@ -228,12 +266,14 @@ class Store:
             "CREATE TEMP TABLE IF NOT EXISTS _incoming_quotes ON COMMIT DELETE ROWS AS "
             f"SELECT {col_list} FROM quotes WITH NO DATA")
         await conn.copy_records_to_table("_incoming_quotes", records=records, columns=cols)
-        return int(await conn.fetchval(
-                f"WITH ins AS (INSERT INTO quotes ({col_list}) "
-                f"SELECT DISTINCT ON (source, service_id, amount_usd, send_amount, collected_at) "
-                f"{col_list} FROM _incoming_quotes "
-                "ON CONFLICT (source, service_id, amount_usd, send_amount, collected_at) "
-                "DO NOTHING RETURNING 1) SELECT count(*) FROM ins"))
+        rows = await conn.fetch(
+            f"WITH ins AS (INSERT INTO quotes ({col_list}) "
+            f"SELECT DISTINCT ON (source, service_id, amount_usd, send_amount, collected_at) "
+            f"{col_list} FROM _incoming_quotes "
+            "ON CONFLICT (source, service_id, amount_usd, send_amount, collected_at) "
+            "DO NOTHING RETURNING run_id) SELECT run_id, count(*) AS n FROM ins GROUP BY 1")
+        by_run = {r["run_id"]: r["n"] for r in rows}
+        return [by_run.pop(b.run_id, 0) for b in batches]
 
     async def _ensure_services(self, conn: asyncpg.Connection,
                                quotes: Sequence[Quote]) -> dict[str, int]:
@@ -366,14 +406,16 @@ class Store:
                                         raw_id)
 
     async def replace_quotes_of_raw(self, source: str, raw_ids: Sequence[int],
-                                    quotes: Sequence[Quote], *, run_id: int) -> StoreResult:
-        """In one transaction: drop the quotes ``source`` derived from ``raw_ids``, store
-        ``quotes`` (a re-parse of those responses) in their place."""
+                                    batch: WriteBatch) -> WriteResult:
+        """In one transaction: drop the quotes and quarantine records ``source`` derived from
+        ``raw_ids``, and write ``batch`` (a re-parse of those responses) in their place."""
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "DELETE FROM quotes WHERE source = $1 AND raw_response_id = ANY($2::bigint[])",
-                source, list(raw_ids))
-            return await self.store_quotes(quotes, run_id=run_id, conn=conn)
+            for table in ("quotes", "quarantined_quotes"):
+                await conn.execute(
+                    f"DELETE FROM {table} WHERE source = $1 "
+                    "AND raw_response_id = ANY($2::bigint[])", source, list(raw_ids))
+            [result] = await self.write_batches([batch], conn=conn)
+            return result
 
     async def run_info(self, run_id: int) -> dict[str, Any] | None:
         row = await self.pool.fetchrow("SELECT * FROM collection_runs WHERE id = $1", run_id)

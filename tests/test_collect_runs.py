@@ -189,9 +189,17 @@ async def test_faulty_upstreams_lose_nothing_and_store_nothing_wrong(store: Stor
     assert sum(r["quotes_stored"] for r in recorded) == sum(expected_ok.values())
     assert sum(r["quotes_quarantined"] for r in recorded) == sum(expected_bad.values())
     assert sum(r["errors"].get("malformed", 0) for r in recorded) == outcomes["malformed"]
-    negative = [r for r in stored if "negative_margin" in r["flags"]]
     assert all("reference_stale" not in r["flags"] for r in stored)
-    del negative
+
+    # A re-parse replaces what the responses gave, quarantine records included: nothing is
+    # counted twice.
+    most = max(reports, key=lambda r: r.quarantined)
+    assert most.quarantined > 0
+    redo = await collector.reparse(most.run_id)
+    assert (redo.stored, redo.quarantined) == (most.stored, most.quarantined)
+    assert await store.pool.fetchval(
+        "SELECT count(*) FROM quarantined_quotes WHERE source = $1", most.source
+    ) == most.quarantined
 
 
 async def test_circuit_breaker_opens_and_recovers(store: Store, session: Any) -> None:
@@ -272,6 +280,68 @@ async def test_killed_connection_mid_write_leaves_nothing_half_written(
         await locker.close()
         await server.close()
         await victim.close()
+
+
+async def test_a_write_lost_mid_run_is_held_and_written_later(
+        store: Store, database_url: str, session: Any) -> None:
+    # Batches of 2 quotes: the run writes while it is still fetching. The connection of its
+    # first write is cut; that batch is held and written with a later one, nothing lost.
+    app_name = f"sendcost-midrun-{uuid.uuid4().hex[:6]}"
+    victim = await connect(f"{database_url}?application_name={app_name}", max_size=4)
+    server, _ = await start_sandbox(Faults(), operators_n=1)
+    locker = await asyncpg.connect(database_url)
+    try:
+        config, p = make_config(str(server.make_url("")).rstrip("/"), operators_n=1,
+                                corridors=CORRIDORS[:4], max_concurrency=1)
+        collector = Collector(config, victim, session, store_batch=2)
+        await collector.run(f"{p}-ecb")
+        tx = locker.transaction()
+        await tx.start()
+        await locker.execute("LOCK TABLE quotes IN EXCLUSIVE MODE")
+        task = asyncio.create_task(collector.run(f"{p}-op-0"))
+        for _ in range(1200):
+            pid = await locker.fetchval(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = $1 "
+                "AND wait_event_type = 'Lock'", app_name)
+            if pid:
+                break
+            await asyncio.sleep(0.05)
+        assert pid, "the run never reached its first write"
+        assert await locker.fetchval("SELECT pg_terminate_backend($1)", pid)
+        await tx.rollback()
+        report = await task
+        assert report.errors["database"] >= 1 and "malformed" not in report.errors
+        assert (report.status, report.stored) == ("partial", 8)
+        assert await store.pool.fetchval(
+            "SELECT count(*) FROM quotes WHERE source = $1", f"{p}-op-0") == 8
+    finally:
+        await locker.close()
+        await server.close()
+        await victim.close()
+
+
+async def test_one_runs_failing_batch_does_not_sink_another_in_the_same_write(
+        store: Store) -> None:
+    from test_store import make_quote
+
+    from collector.run import _Writer
+    from corridors.store import WriteBatch
+
+    tag = uuid.uuid4().hex[:8]
+    good = WriteBatch([make_quote(service_key=f"{tag}:good", source=f"{tag}-a")], None,
+                      [{"source": f"{tag}-a", "reason": "test", "payload": {"n": 1}}])
+    # amount_usd is a smallint column: 70,000 makes the database refuse this batch.
+    bad = WriteBatch([make_quote(service_key=f"{tag}:bad", source=f"{tag}-b",
+                                 amount_usd=70_000)], -1)
+    writer = _Writer(store)
+    results = await asyncio.gather(writer.write(good), writer.write(bad),
+                                   return_exceptions=True)
+    assert results[0].inserted == 1 and results[0].quarantined == 1
+    assert isinstance(results[1], OverflowError | asyncpg.DataError)
+    assert writer.writes == 1 and writer.batches == 2  # they went in together
+    assert await store.pool.fetchval(
+        "SELECT count(*) FROM quotes WHERE source = ANY($1::text[])",
+        [f"{tag}-a", f"{tag}-b"]) == 1
 
 
 async def test_scheduler_fires_a_job_on_its_trigger(store: Store, session: Any) -> None:
