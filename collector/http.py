@@ -1,11 +1,15 @@
 """Polite, resilient HTTP for the collectors: one shared ClientSession, used with care.
 
 * Retries are written once, as an aiohttp client middleware (``RetryMiddleware``): timeouts,
-  connection errors and 5xx are retried with exponential backoff and full jitter; 429 and 503
-  wait what ``Retry-After`` asks (capped by ``backoff_max_seconds``). Each attempt has its
+  connection errors and 5xx are retried with exponential backoff and full jitter. A 429 or
+  503 with ``Retry-After`` is retried no earlier than it asks, and meanwhile no request goes
+  to that host; a wait longer than ``retry_after_max_seconds`` is not waited for: that
+  request (and any other to the host while the wait lasts) gives up. Each attempt has its
   own timeout (``timeout_seconds``) that covers reading the body, so a slow body is a timeout.
-* Per source and host: at most ``max_concurrency`` requests in flight and at most
-  ``requests_per_second`` started per second.
+* Per host, shared by every source fetching from it (``HostLimit``): at most
+  ``max_concurrency`` requests in flight and at most ``requests_per_second`` started per
+  second — every attempt, retries included. Sources that configure different limits for one
+  host all get the strictest.
 * A circuit breaker per source opens after ``circuit_failures`` failed requests in a row
   (after their retries) and lets one trial request through after ``circuit_cooldown_seconds``.
 * Conditional requests: an ETag / Last-Modified seen on a 200 is sent back as
@@ -21,8 +25,8 @@ import email.utils
 import logging
 import random
 import time
-from collections import OrderedDict
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import aiohttp
@@ -62,14 +66,18 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> 
 class RetryMiddleware:
     """aiohttp client middleware: retry one request until it succeeds or the budget is spent.
 
-    On success the body is read inside the attempt, so a body that trickles in too slowly is
-    retried as a timeout like any other. ``on_attempt(kind)`` is told of every attempt's
-    outcome ("ok", "timeout", "connection", "http_5xx", "http_429").
+    Every attempt first takes its host's limit (``limit_for(url)``: a slot in flight, a start
+    time within the rate, the end of any wait the host asked for), so retries are as polite
+    as first attempts; the slot is given back during the backoff. On success the body is
+    read inside the attempt, so a body that trickles in too slowly is retried as a timeout
+    like any other. ``on_attempt(kind)`` is told of every attempt's outcome ("ok",
+    "timeout", "connection", "http_5xx", "http_429").
     """
 
-    def __init__(self, config: CollectionConfig, *, rng: random.Random,
-                 on_attempt: Callable[[str], None] | None = None) -> None:
+    def __init__(self, config: CollectionConfig, limit_for: Callable[[URL], HostLimit], *,
+                 rng: random.Random, on_attempt: Callable[[str], None] | None = None) -> None:
         self.config = config
+        self.limit_for = limit_for
         self.rng = rng
         self.on_attempt = on_attempt or (lambda kind: None)
 
@@ -77,11 +85,19 @@ class RetryMiddleware:
         cfg = self.config
         attempt = 0
         while True:
+            limit = self.limit_for(req.url)
+            await limit.acquire(cfg.retry_after_max_seconds)
             resp: ClientResponse | None = None
             try:
                 async with asyncio.timeout(cfg.timeout_seconds):
                     resp = await handler(req)
-                    if resp.status not in RETRY_STATUSES or attempt >= cfg.max_retries:
+                    asked = (retry_after_seconds(resp.headers.get("Retry-After"))
+                             if resp.status in RETRY_AFTER_STATUSES else None)
+                    if asked is not None:
+                        # The host asked *us* to wait, not just this request.
+                        limit.hold_off(asked, resp.status)
+                    if (resp.status not in RETRY_STATUSES or attempt >= cfg.max_retries
+                            or (asked is not None and asked > cfg.retry_after_max_seconds)):
                         await resp.read()
                         self.on_attempt(_status_kind(resp.status))
                         return resp
@@ -104,12 +120,12 @@ class RetryMiddleware:
             else:
                 assert resp is not None
                 self.on_attempt(_status_kind(resp.status))
-                asked = (retry_after_seconds(resp.headers.get("Retry-After"))
-                         if resp.status in RETRY_AFTER_STATUSES else None)
-                delay = (min(asked, cfg.backoff_max_seconds) if asked is not None else
-                         backoff_delay(attempt, cfg.backoff_base_seconds,
-                                       cfg.backoff_max_seconds, self.rng))
+                # Never earlier than asked (the limit holds the host back that long too).
+                delay = asked if asked is not None else backoff_delay(
+                    attempt, cfg.backoff_base_seconds, cfg.backoff_max_seconds, self.rng)
                 resp.release()
+            finally:
+                limit.release()
             attempt += 1
             log.debug("retrying %s in %.2fs (attempt %d)", req.url, delay, attempt + 1)
             await asyncio.sleep(delay)
@@ -184,30 +200,102 @@ class CircuitBreaker:
             self.opened_at = self.clock()
 
 
+class HostBusy(Exception):
+    """The host asked us to wait (Retry-After) longer than we are willing to: not asked."""
+
+    def __init__(self, seconds: float, status: int) -> None:
+        super().__init__(f"asked to wait {seconds:.0f}s")
+        self.seconds = seconds
+        self.status = status
+
+
 class HostLimit:
-    """At most ``concurrency`` requests in flight, started at most ``rate`` per second."""
+    """One host's limits, shared by every source fetching from it: at most ``concurrency``
+    requests in flight, started at most ``rate`` per second, none while the host's
+    Retry-After lasts. A source declaring stricter limits tightens them for all (the
+    strictest wins: two sources' politeness toward one host must not add up)."""
 
-    def __init__(self, concurrency: int, rate: float) -> None:
-        self.semaphore = asyncio.Semaphore(max(1, concurrency))
+    def __init__(self, host: str, concurrency: int, rate: float) -> None:
+        self.host = host
+        self.concurrency = max(1, concurrency)
         self.interval = 1.0 / rate
+        self.in_flight = 0
+        self.waiters: deque[asyncio.Future[None]] = deque()
         self.next_start = 0.0
-        self.lock = asyncio.Lock()
+        self.blocked_until = 0.0  # time.monotonic() before which the host is not asked
+        self.blocked_status = 429
+        self.declared: dict[str, tuple[int, float]] = {}
 
-    async def __aenter__(self) -> None:
-        await self.semaphore.acquire()
+    def declare(self, source: str, concurrency: int, rate: float) -> None:
+        """``source`` fetches from this host with these limits; keep the strictest."""
+        if source in self.declared:
+            return
+        self.declared[source] = (concurrency, rate)
+        if concurrency < self.concurrency or 1.0 / rate > self.interval:
+            log.info("host %s: limits of source %s (%d in flight, %g/s) are stricter than "
+                     "%d in flight, %g/s; every source fetching from the host gets them",
+                     self.host, source, concurrency, rate, self.concurrency, 1 / self.interval)
+        self.concurrency = min(self.concurrency, max(1, concurrency))
+        self.interval = max(self.interval, 1.0 / rate)
+        self._hand_over()
+
+    def hold_off(self, seconds: float, status: int) -> None:
+        """The host answered ``status`` with Retry-After ``seconds``: nobody asks it sooner."""
+        until = time.monotonic() + seconds
+        if until > self.blocked_until:
+            self.blocked_until, self.blocked_status = until, status
+
+    async def acquire(self, give_up_after: float) -> None:
+        """Wait for a slot, the end of the host's asked wait, and a start within the rate.
+
+        Raises HostBusy when the host's asked wait is longer than ``give_up_after``."""
+        await self._slot()
         try:
-            async with self.lock:
+            while True:
                 now = time.monotonic()
-                wait = self.next_start - now
-                self.next_start = max(now, self.next_start) + self.interval
-            if wait > 0:
-                await asyncio.sleep(wait)
+                blocked = self.blocked_until - now
+                if blocked > 0:
+                    if blocked > give_up_after:
+                        raise HostBusy(blocked, self.blocked_status)
+                    await asyncio.sleep(blocked)
+                    continue
+                start = max(now, self.next_start)
+                self.next_start = start + self.interval
+                if start > now:
+                    await asyncio.sleep(start - now)
+                if self.blocked_until <= time.monotonic():
+                    return
+                # A Retry-After arrived while we waited for our turn: wait for it too.
         except BaseException:
-            self.semaphore.release()
+            self.release()
             raise
 
-    async def __aexit__(self, *exc: object) -> None:
-        self.semaphore.release()
+    def release(self) -> None:
+        self.in_flight -= 1
+        self._hand_over()
+
+    async def _slot(self) -> None:
+        if self.in_flight < self.concurrency and not self.waiters:
+            self.in_flight += 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(fut)
+        try:
+            await fut  # resolved by _hand_over, which counts the slot as ours
+        except BaseException:
+            if fut.done() and not fut.cancelled():
+                self.release()  # handed over just as we were cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    self.waiters.remove(fut)
+            raise
+
+    def _hand_over(self) -> None:
+        while self.waiters and self.in_flight < self.concurrency:
+            fut = self.waiters.popleft()
+            if not fut.done():
+                self.in_flight += 1
+                fut.set_result(None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +332,8 @@ class Fetcher:
         self.config = config
         self.rng = random.Random(seed)
         self.circuits: dict[str, CircuitBreaker] = {}
-        self.limits: dict[tuple[str, str], HostLimit] = {}
+        #: One per host ("host:port"), shared by every source fetching from it.
+        self.limits: dict[str, HostLimit] = {}
         self.validators: OrderedDict[str, _Validators] = OrderedDict()
 
     def circuit(self, source: str) -> CircuitBreaker:
@@ -254,16 +343,31 @@ class Fetcher:
         return self.circuits[source]
 
     def _limit(self, source: SourceConfig, url: URL) -> HostLimit:
-        key = (source.name, f"{url.host}:{url.port}")
-        if key not in self.limits:
-            self.limits[key] = HostLimit(source.max_concurrency, source.requests_per_second)
-        return self.limits[key]
+        key = f"{url.host}:{url.port}"
+        limit = self.limits.get(key)
+        if limit is None:
+            limit = self.limits[key] = HostLimit(key, source.max_concurrency,
+                                                 source.requests_per_second)
+        limit.declare(source.name, source.max_concurrency, source.requests_per_second)
+        return limit
+
+    def declare(self, sources: Iterable[SourceConfig]) -> None:
+        """Register the sources' limits on their hosts before any request, so the strictest
+        of them holds from the first request on (otherwise a host's limits tighten as each
+        source first fetches from it)."""
+        for source in sources:
+            with contextlib.suppress(ValueError):
+                url = URL(source.url)
+                if url.absolute and url.host and "{" not in url.host:
+                    self._limit(source, url)
 
     async def get(self, source: SourceConfig, url: str,
                   on_attempt: Callable[[str], None] | None = None) -> Response:
         """GET ``url`` for ``source``; any HTTP status comes back as a Response.
 
-        Raises FetchError for what gives no response: timeout, connection, open circuit.
+        Raises FetchError for what gives no response: timeout, connection, open circuit, or
+        a host whose Retry-After asks for longer than ``retry_after_max_seconds`` (counted
+        as the status that asked: http_429 or http_5xx).
         """
         circuit = self.circuit(source.name)
         await circuit.before(source.name)
@@ -275,17 +379,23 @@ class Fetcher:
                 headers["If-None-Match"] = known.etag
             if known.last_modified:
                 headers["If-Modified-Since"] = known.last_modified
-        middleware = RetryMiddleware(self.config, rng=self.rng, on_attempt=on_attempt)
+        middleware = RetryMiddleware(self.config, lambda u: self._limit(source, u),
+                                     rng=self.rng, on_attempt=on_attempt)
         # Each attempt has its own timeout in the middleware; the session's total timeout
         # would otherwise cover all attempts and their backoff together.
         budget = aiohttp.ClientTimeout(total=None, connect=self.config.timeout_seconds)
         try:
-            async with self._limit(source, parsed), self.session.get(
-                    parsed, headers=headers, middlewares=(middleware,), timeout=budget,
-                    allow_redirects=True) as resp:
+            async with self.session.get(parsed, headers=headers, middlewares=(middleware,),
+                                        timeout=budget, allow_redirects=True) as resp:
                 body = await resp.read()
                 status = resp.status
                 resp_headers = dict(resp.headers.items())
+        except HostBusy as exc:
+            circuit.failure()
+            raise FetchError(_status_kind(exc.status), f"{parsed.host} asked us to wait "
+                             f"{exc.seconds:.0f}s (Retry-After), more than "
+                             f"retry_after_max_seconds; not asked meanwhile", url=url,
+                             status=exc.status) from None
         except TimeoutError:
             circuit.failure()
             raise FetchError("timeout", f"no complete response within "

@@ -4,7 +4,9 @@ quote endpoint. Each operator is one ``[[sources]]`` entry — no code per opera
 ``url`` is a template; placeholders: {source} {destination} (ISO alpha-3), {source2}
 {destination2} (alpha-2), {send_currency} {receive_currency}, {amount}, {corridor}
 ("USA-MEX"). ``options.fields`` maps what we need to where the response has it (dotted
-paths, list indices as numbers: "quote.fees.0.amount").
+paths, list indices as numbers: "quote.fees.0.amount"). A path the answer lacks reads as
+unknown, never as 0: an answer without a fee (an error body sent with 200) or without any
+rate is quarantined by collector.validate (``fee_missing`` / ``rate_missing``).
 """
 
 from __future__ import annotations

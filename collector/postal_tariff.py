@@ -19,6 +19,13 @@ JSON::
 CSV (one band a row; operator, country and currency from the options when absent)::
 
   destination,currency,up_to,fixed_fee,pct_fee,fx_margin_pct,applied_rate,delivery_days,valid_from,valid_to
+
+A fee is never assumed: a band without ``fixed_fee`` or ``pct_fee`` (0 must be written 0),
+a CSV row with fewer or more fields than the header, rows disagreeing on the validity dates,
+or a header without rows make the whole tariff malformed, naming the band or line: a body
+cut short in transit must price nothing rather than price a band wrong. (A cut exactly
+between two rows cannot be told from a shorter tariff.) ``up_to`` empty or null means no
+upper bound; in JSON the key must be there.
 """
 
 from __future__ import annotations
@@ -126,15 +133,19 @@ def _parse_json(source: SourceConfig, body: bytes) -> Tariff:
     dests = {}
     for i, d in enumerate(dig(doc, "destinations")):
         where = f"destinations.{i}"
-        bands = tuple(Band(dec(dig(b, "up_to", None), f"{where}.up_to"),
-                           dec(dig(b, "fixed_fee", 0), f"{where}.fixed_fee") or Decimal(0),
-                           dec(dig(b, "pct_fee", 0), f"{where}.pct_fee") or Decimal(0))
-                      for b in dig(d, "bands"))
+        bands = []
+        for j, b in enumerate(dig(d, "bands")):
+            at = f"{where}.bands.{j}"
+            if not isinstance(b, dict):
+                raise ParseError(f"tariff {at}: expected an object, got {b!r}")
+            bands.append(Band(dec(dig(b, "up_to"), f"{at}.up_to"),
+                              _required(b.get("fixed_fee"), f"{at}.fixed_fee"),
+                              _required(b.get("pct_fee"), f"{at}.pct_fee")))
         code = _country(dig(d, "country"), f"{where}.country")
         dests[code] = Destination(
             code, d.get("currency"), dec(d.get("fx_margin_pct"), f"{where}.fx_margin_pct"),
             dec(d.get("applied_rate"), f"{where}.applied_rate"),
-            dec(d.get("delivery_days"), f"{where}.delivery_days"), bands)
+            dec(d.get("delivery_days"), f"{where}.delivery_days"), tuple(bands))
     return Tariff(
         operator=str(doc.get("operator") or o.get("operator") or source.name),
         country=_country(doc.get("country") or o.get("country"), "country"),
@@ -147,29 +158,53 @@ def _parse_json(source: SourceConfig, body: bytes) -> Tariff:
 def _parse_csv(source: SourceConfig, body: bytes) -> Tariff:
     try:
         reader = csv.DictReader(io.StringIO(body.decode("utf-8-sig")))
-        rows = list(reader)
+        # With the line each row ends on, to name it (blank lines are skipped by the reader).
+        numbered = [(reader.line_num, row) for row in reader]
     except (UnicodeDecodeError, csv.Error) as exc:
         raise ParseError(f"{source.name} tariff: not a CSV file ({exc})") from None
     missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
         raise ParseError(f"{source.name} tariff: missing column(s) {', '.join(missing)}")
-    grouped: dict[str, list[dict[str, str]]] = {}
-    for row in rows:
-        grouped.setdefault(_country(row["destination"], "destination"), []).append(row)
+    if not numbered:
+        raise ParseError(f"{source.name} tariff: a header and no bands (a truncated file?)")
+    width = len(reader.fieldnames or ())
+    grouped: dict[str, list[tuple[int, dict[str, str]]]] = {}
+    first_row = numbered[0][1]
+    for n, row in numbered:
+        # DictReader fills a short row with None (and puts extra fields under None): a row
+        # cut short is not a row with empty fields.
+        if None in row or any(v is None for v in row.values()):
+            got = width - sum(v is None for v in row.values()) + len(row.get(None) or ())
+            raise ParseError(f"{source.name} tariff: line {n} has {got} fields, the header "
+                             f"{width} (a truncated file?)")
+        for key in ("valid_from", "valid_to"):
+            if row[key] != first_row[key]:
+                raise ParseError(f"{source.name} tariff: line {n} {key} {row[key]!r} differs "
+                                 f"from the first row's {first_row[key]!r}")
+        grouped.setdefault(_country(row["destination"], f"line {n} destination"), []).append(
+            (n, row))
     dests = {}
     for code, group in grouped.items():
-        first = group[0]
+        first = group[0][1]
         dests[code] = Destination(
             code, first["currency"] or None, dec(first["fx_margin_pct"], "fx_margin_pct"),
             dec(first["applied_rate"], "applied_rate"),
             dec(first["delivery_days"], "delivery_days"),
-            tuple(Band(dec(r["up_to"], "up_to"), dec(r["fixed_fee"], "fixed_fee") or Decimal(0),
-                       dec(r["pct_fee"], "pct_fee") or Decimal(0)) for r in group))
-    first_row = rows[0] if rows else {}
+            tuple(Band(dec(r["up_to"], f"line {n} up_to"),
+                       _required(r["fixed_fee"], f"line {n} fixed_fee"),
+                       _required(r["pct_fee"], f"line {n} pct_fee")) for n, r in group))
     o = source.options
     return Tariff(str(o["operator"]), _country(o["country"], "country"),
-                  str(o["currency"]).upper(), _date(first_row.get("valid_from"), "valid_from"),
-                  _date(first_row.get("valid_to"), "valid_to"), dests)
+                  str(o["currency"]).upper(), _date(first_row["valid_from"], "valid_from"),
+                  _date(first_row["valid_to"], "valid_to"), dests)
+
+
+def _required(value: Any, field: str) -> Decimal:
+    """A fee component the tariff must state: missing or blank is malformed, never 0."""
+    out = dec(value, field)
+    if out is None:
+        raise ParseError(f"tariff field {field!r}: missing (a fee is never assumed to be 0)")
+    return out
 
 
 def drafts(source: SourceConfig, tariff: Tariff, ctx: RunContext, fetched: Fetched

@@ -38,6 +38,7 @@ import random
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import polars as pl
 from aiohttp import web
@@ -183,6 +184,21 @@ def expected_rejection(op: int, corridor: str, amount: str, rate: float) -> str 
     if _h01("bad", op, corridor, amount) >= rate:
         return None
     return BAD_KINDS[int(_h01("kind", op, corridor, amount) * len(BAD_KINDS))]
+
+
+#: The ECB sets its rates at 14:15 CET (Frankfurt time) and names the file by that day.
+ECB_CONCERTATION = dt.time(14, 15)
+FRANKFURT = ZoneInfo("Europe/Berlin")
+
+
+def last_concertation(now: dt.datetime) -> dt.date:
+    """The day of the last reference rates published by ``now``: today after 14:15 in
+    Frankfurt, else yesterday — a file dated today before then would claim rates from the
+    future. The sandbox publishes every day (the real ECB skips weekends and TARGET
+    holidays), so its quick start is never measured against stale rates."""
+    local = now.astimezone(FRANKFURT)
+    day = local.date()
+    return day if local.time() >= ECB_CONCERTATION else day - dt.timedelta(days=1)
 
 
 class Sandbox:
@@ -393,7 +409,7 @@ class Sandbox:
 
     async def ecb(self, request: web.Request) -> web.Response:
         eur = self.market.usd_rates["EUR"]
-        today = dt.datetime.now(dt.UTC).date().isoformat()
+        day = last_concertation(dt.datetime.now(dt.UTC)).isoformat()
         cubes = "".join(f"\t\t\t<Cube currency='{cur}' rate='{rate / eur:.6g}'/>\n"
                         for cur, rate in sorted(self.market.usd_rates.items()) if cur != "EUR")
         body = ('<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -401,7 +417,7 @@ class Sandbox:
                 'xmlns="http://www.ecb.int/vocabulary/2002-08-01/eurofxref">\n'
                 "\t<gesmes:subject>Reference rates</gesmes:subject>\n"
                 "\t<gesmes:Sender>\n\t\t<gesmes:name>European Central Bank</gesmes:name>\n"
-                f"\t</gesmes:Sender>\n\t<Cube>\n\t\t<Cube time='{today}'>\n{cubes}"
+                f"\t</gesmes:Sender>\n\t<Cube>\n\t\t<Cube time='{day}'>\n{cubes}"
                 "\t\t</Cube>\n\t</Cube>\n</gesmes:Envelope>\n").encode()
         return self._conditional(request, body, "text/xml")
 
@@ -575,5 +591,5 @@ def nominal(amount: Decimal) -> str:
 
 
 __all__ = ["BAD_KINDS", "SANDBOX", "Faults", "Market", "Operator", "Sandbox",
-           "corridor_list", "corridors_config", "expected_rejection", "market", "nominal",
-           "operators", "sources_config", "toml_profile"]
+           "corridor_list", "corridors_config", "expected_rejection", "last_concertation",
+           "market", "nominal", "operators", "sources_config", "toml_profile"]

@@ -5,6 +5,9 @@ Reasons (``quarantined_quotes.reason``):
   unknown_corridor            the upstream priced a corridor we do not monitor
   currency_mismatch           the upstream's currency is not the corridor's
   amount_not_positive         send amount ≤ 0
+  fee_missing                 no fee: an answer without one is not a price (an error body, {})
+  rate_missing                no applied rate, no received amount and no FX margin: the
+                              exchange-rate half of the price is missing
   fee_negative                fee < 0
   fee_above_amount            fee > amount sent
   rate_not_positive           applied rate ≤ 0
@@ -49,11 +52,20 @@ def check(draft: Draft, reference: Decimal | None, config: CollectionConfig
     if amount <= 0:
         return Rejection("amount_not_positive", "send_amount", f"{amount}"), ()
     fee = draft.fee
-    if fee is not None and fee < 0:
+    if fee is None:
+        # An unknown fee is not a fee of 0, and a quote without one is no quote: an upstream's
+        # {"error": …} or {"quote": {}} answered with 200 must not be stored as a price.
+        return Rejection("fee_missing", "fee", "the answer carries no fee"), ()
+    if fee < 0:
         return Rejection("fee_negative", "fee", f"{fee}"), ()
-    if fee is not None and fee > amount:
+    if fee > amount:
         return Rejection("fee_above_amount", "fee", f"{fee} > {amount}"), ()
     rate = draft.applied_rate
+    if rate is None and draft.received_amount is None and draft.fx_margin_reported is None:
+        # A fee with no rate, no received amount and no FX margin prices half a transfer. (A
+        # reported margin is a price: a postal tariff's, measured once a reference exists.)
+        return Rejection("rate_missing", "applied_rate", "the answer carries neither an "
+                         "applied rate nor a received amount (nor an FX margin)"), ()
     flags: list[str] = []
     if rate is not None:
         if rate <= 0:
@@ -72,14 +84,11 @@ def check(draft: Draft, reference: Decimal | None, config: CollectionConfig
                 flags.append("negative_margin")
     received = draft.received_amount
     if received is not None and rate is not None:
-        candidates = {False: amount * rate}
-        # An unknown fee is not a fee of 0: with it, only "fee paid on top" can be checked.
-        if fee is not None:
-            candidates[True] = (amount - fee) * rate
-        wanted = ([candidates[draft.fee_deducted]] if draft.fee_deducted in candidates
-                  else [] if draft.fee_deducted is not None else list(candidates.values()))
+        candidates = {False: amount * rate, True: (amount - fee) * rate}
+        wanted = ([candidates[draft.fee_deducted]] if draft.fee_deducted is not None
+                  else list(candidates.values()))
         close = (abs(received - w) <= RECEIVED_REL_TOLERANCE * abs(w) + 1 for w in wanted)
-        if wanted and not any(close):
+        if not any(close):
             return Rejection("received_inconsistent", "received_amount",
                              f"{received} received; expected "
                              f"{' or '.join(f'{w:.2f}' for w in wanted)}"), ()

@@ -63,6 +63,8 @@ class CollectionConfig:
     max_retries: int = 3
     backoff_base_seconds: float = 0.5
     backoff_max_seconds: float = 30.0
+    # Retry-After is honoured, never shortened; a longer asked wait gives the request up.
+    retry_after_max_seconds: float = 300.0
     circuit_failures: int = 5
     circuit_cooldown_seconds: float = 300.0
     user_agent: str = "sendcost/0.1 (+https://github.com/sendcost/sendcost)"
@@ -271,7 +273,8 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
         values[name] = float(v) if isinstance(default, float) else v
     collection = CollectionConfig(**values)
     for name in ("timeout_seconds", "backoff_base_seconds", "reference_max_age_hours",
-                 "max_rate_deviation", "backoff_max_seconds", "circuit_cooldown_seconds"):
+                 "max_rate_deviation", "backoff_max_seconds", "circuit_cooldown_seconds",
+                 "retry_after_max_seconds"):
         _positive(getattr(collection, name), f"collection.{name}")
     _at_least(collection.max_retries, 0, "collection.max_retries")
     _at_least(collection.circuit_failures, 1, "collection.circuit_failures")

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from collector import comparison, ecb_rates, json_rates, operator_json
+from collector import comparison, ecb_rates, json_rates, operator_json, postal_tariff
 from collector.errors import ParseError
 from collector.http import CircuitBreaker, backoff_delay, retry_after_seconds
 from collector.model import CorridorSpec, Draft
@@ -164,6 +164,9 @@ def draft(**kw: Any) -> Draft:
     ({"corridor": None}, "unknown_corridor", "corridor"),
     ({"send_currency": "EUR"}, "currency_mismatch", "send_currency"),
     ({"receive_currency": "USD"}, "currency_mismatch", "receive_currency"),
+    ({"fee": None}, "fee_missing", "fee"),
+    ({"fee": None, "applied_rate": None, "received_amount": None}, "fee_missing", "fee"),
+    ({"applied_rate": None, "received_amount": None}, "rate_missing", "applied_rate"),
     ({"fee": Decimal(-1)}, "fee_negative", "fee"),
     ({"fee": Decimal(201)}, "fee_above_amount", "fee"),
     ({"applied_rate": Decimal(0)}, "rate_not_positive", "applied_rate"),
@@ -188,12 +191,12 @@ def test_plausible_quotes_pass_and_negative_margins_are_flagged() -> None:
     either = draft(fee_deducted=None, received_amount=Decimal("3802.50"))
     assert check(either, Decimal(20), CollectionConfig()) == (None, ())
     assert check(draft(), None, CollectionConfig()) == (None, ())  # no reference: no rate test
-    # An unknown fee is not a fee of 0: with the fee taken from the amount, nothing to check
-    # the received amount against; paid on top, the check still holds.
-    unknown_fee = draft(fee=None, fee_deducted=True, received_amount=Decimal("3802.50"))
-    assert check(unknown_fee, Decimal(20), CollectionConfig()) == (None, ())
-    on_top = draft(fee=None, fee_deducted=False, received_amount=Decimal("3000"))
-    assert check(on_top, Decimal(20), CollectionConfig())[0].reason == "received_inconsistent"
+    # Half the FX price is enough: a received amount alone, or a postal tariff's margin
+    # (measured once a reference rate exists; stored as not transparent meanwhile).
+    assert check(draft(applied_rate=None), Decimal(20), CollectionConfig()) == (None, ())
+    margin_only = draft(applied_rate=None, received_amount=None,
+                        fx_margin_reported=Decimal("2.5"))
+    assert check(margin_only, None, CollectionConfig()) == (None, ())
 
 
 def test_retry_after_backoff_and_circuit_states() -> None:
@@ -321,8 +324,11 @@ async def test_a_response_of_unexpected_shape_loses_nothing_else(store: Store) -
     try:
         config = parse_config({
             "corridors": [{"from": "USA", "to": "MEX"}],
+            # Measured against a rate source that publishes nothing: the reasons below must
+            # not depend on rates other tests stored in the session's shared database.
             "sources": [{"name": f"{p}-wise", "kind": "comparison",
-                         "url": str(server.make_url("/v4/comparisons"))}]})
+                         "url": str(server.make_url("/v4/comparisons")),
+                         "options": {"reference_sources": [f"{p}-no-rates"]}}]})
         async with aiohttp.ClientSession() as session:
             [report] = await Collector(config, store, session).run_all()
     finally:
@@ -337,3 +343,116 @@ async def test_a_response_of_unexpected_shape_loses_nothing_else(store: Store) -
     assert Counter(r["reason"] for r in reasons) == {"received_inconsistent": 3,
                                                      "unknown_label": 1}
     assert report.quarantined == 4
+
+
+async def test_an_operator_answer_without_a_price_is_quarantined(store: Store) -> None:
+    """A 200 carrying an error, an empty quote, or a fee without any rate is no quote: each
+    is quarantined with its reason, nothing stored."""
+    import json
+
+    answers = {("USA", "200"): {"error": "service unavailable"},
+               ("USA", "500"): {"quote": {}},
+               ("GBR", "120"): {"quote": {"fee": {"amount": 3}}},
+               ("GBR", "300"): {"quote": {"fee": {"amount": None}, "exchangeRate": 95.1}}}
+
+    async def serve(request: web.Request) -> web.Response:
+        q = request.query
+        return web.Response(body=json.dumps(answers[(q["source"], q["amount"])]).encode(),
+                            content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/quote", serve)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    p = f"o{uuid.uuid4().hex[:8]}"
+    try:
+        config = parse_config({
+            "corridors": [{"from": "USA", "to": "MEX"}, {"from": "GBR", "to": "IND"}],
+            "sources": [{"name": f"{p}-op", "kind": "operator_json",
+                         "url": str(server.make_url("/quote")) + "?source={source}"
+                                "&amount={amount}",
+                         "options": {"firm": "Acme", "fee_deducted": False,
+                                     "reference_sources": [f"{p}-no-rates"],
+                                     "fields": {"fee": "quote.fee.amount",
+                                                "applied_rate": "quote.exchangeRate",
+                                                "received_amount": "quote.receiveAmount"}}}]})
+        async with aiohttp.ClientSession() as session:
+            [report] = await Collector(config, store, session).run_all()
+    finally:
+        await server.close()
+    assert (report.status, report.stored, report.quarantined) == ("ok", 0, 4), report.line()
+    rows = await store.pool.fetch(
+        "SELECT reason, field FROM quarantined_quotes WHERE run_id = $1", report.run_id)
+    assert Counter((r["reason"], r["field"]) for r in rows) == {
+        ("fee_missing", "fee"): 3, ("rate_missing", "applied_rate"): 1}
+    assert await store.pool.fetchval(
+        "SELECT count(*) FROM quotes WHERE source = $1", f"{p}-op") == 0
+
+
+def test_a_postal_csv_cut_anywhere_never_prices_a_band_wrong() -> None:
+    """Cut the tariff at every byte: either the tariff is malformed (naming the line) or
+    each band it keeps is the full tariff's — never a missing fee read as 0."""
+    src = source("postal_tariff", url="http://x/t.csv", operator="La Poste", country="FRA",
+                 currency="EUR")
+    body = fixture("postal-tariff-FRA.csv")
+    full = postal_tariff.parse(src, body)
+    kept = 0
+    for cut in range(1, len(body)):
+        try:
+            tariff = postal_tariff.parse(src, body[:cut])
+        except ParseError:
+            continue
+        kept += 1
+        for code, d in tariff.destinations.items():
+            assert set(d.bands) <= set(full.destinations[code].bands), body[:cut]
+    assert kept  # cuts between rows lose whole rows, which no parser can tell
+    with pytest.raises(ParseError, match=r"line 3 has 5 fields, the header 10"):
+        postal_tariff.parse(src, body[:body.index(b"1.0,")])
+    with pytest.raises(ParseError, match=r"line 2 fixed_fee.*never assumed"):
+        postal_tariff.parse(src, body.replace(b",4.90,0,", b",,0,", 1))
+    with pytest.raises(ParseError, match="valid_to '2024-12-3' differs"):
+        postal_tariff.parse(src, body[:-2])
+
+
+def test_a_postal_json_band_without_its_fee_is_malformed() -> None:
+    import json
+
+    src = source("postal_tariff", url="http://x/t.json")
+    doc = json.loads(fixture("postal-tariff-FRA.json"))
+    del doc["destinations"][0]["bands"][1]["pct_fee"]
+    with pytest.raises(ParseError, match=r"destinations.0.bands.1.pct_fee.*never assumed"):
+        postal_tariff.parse(src, json.dumps(doc).encode())
+    doc = json.loads(fixture("postal-tariff-FRA.json"))
+    doc["destinations"][1]["bands"][0]["fixed_fee"] = None
+    with pytest.raises(ParseError, match=r"destinations.1.bands.0.fixed_fee"):
+        postal_tariff.parse(src, json.dumps(doc).encode())
+
+
+async def test_a_truncated_postal_tariff_from_the_sandbox_stores_nothing(store: Store) -> None:
+    """The sandbox's malformed-body knob cuts the CSV tariff in half: the run counts it
+    malformed and stores no quote from what is left."""
+    from collector.sandbox import Faults, Sandbox
+
+    sandbox = Sandbox(Faults(), operators_n=1)
+    server = TestServer(sandbox.app(), host="127.0.0.1")
+    await server.start_server()
+    p = f"c{uuid.uuid4().hex[:8]}"
+    try:
+        # Every destination of the post's tariff is a monitored corridor.
+        full = sandbox.tariff("DEU")
+        assert full is not None
+        config = parse_config({
+            "corridors": [{"from": "DEU", "to": d["country"]} for d in full["destinations"]],
+            "sources": [{"name": f"{p}-post", "kind": "postal_tariff",
+                         "url": str(server.make_url("/postal/DEU/tariff.csv")),
+                         "options": {"operator": "Deutsche Post", "country": "DEU",
+                                     "currency": "EUR",
+                                     "reference_sources": [f"{p}-no-rates"]}}]})
+        sandbox.faults.malformed_rate = 1.0
+        async with aiohttp.ClientSession() as session:
+            [report] = await Collector(config, store, session).run_all()
+    finally:
+        await server.close()
+    assert [outcome for _, outcome in sandbox.log] == ["malformed"]
+    assert (report.status, report.stored, report.errors["malformed"]) == ("failed", 0, 1), \
+        report.line()
