@@ -17,6 +17,7 @@ import datetime as dt
 import hmac
 import io
 import json
+import logging
 import math
 import re
 from collections.abc import Awaitable, Callable, Iterable
@@ -24,6 +25,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import polars as pl
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -34,7 +36,7 @@ from corridors.reference import REGION_NAMES, countries, currency_code
 from corridors.types import FirmType, PayIn, PayOut
 from metrics import METHODOLOGY_VERSION
 from metrics.indicators import corridor_table
-from publish import middleware, openapi
+from publish import middleware, openapi, receive
 from publish.bulletin import publish_bulletin
 from publish.bulletin_routes import setup_bulletin_routes
 from publish.data import (
@@ -54,6 +56,8 @@ from publish.data import (
 from publish.params import Params, encode_cursor
 from publish.problems import Problem, bad_parameter, not_found, unprocessable
 from publish.responses import etag_of, send
+
+log = logging.getLogger(__name__)
 
 JSON = "application/json"
 CSV = "text/csv"
@@ -94,8 +98,34 @@ def to_csv(rows: list[dict[str, Any]], columns: list[str]) -> bytes:
     return buf.getvalue().encode()
 
 
-def _csv_name(request: web.Request, stem: str) -> dict[str, str]:
-    return {"Content-Disposition": f'inline; filename="{stem}.csv"'}
+def _sf_string(text: object) -> str:
+    """An RFC 8941 string: quoted, backslash and quote escaped, ASCII only."""
+    ascii_text = str(text).encode("ascii", "replace").decode()
+    return '"' + ascii_text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def csv_headers(period: str | None, sources: Iterable[str]) -> dict[str, str]:
+    """The envelope of a JSON answer, as headers of its CSV twin (whose body has no room for
+    it): data period, methodology version, sources and licence. No period, no header (the
+    JSON twin says null)."""
+    out = {"Sendcost-Methodology-Version": METHODOLOGY_VERSION,
+           "Sendcost-Sources": ", ".join(
+               f'{s["name"]};title={_sf_string(s["title"])}'
+               + (f";url={_sf_string(s['url'])}" if s["url"] else "")
+               + (f";licence={_sf_string(s['licence'])}" if s["licence"] else "")
+               for s in sources_of(list(sources))),
+           "Sendcost-Licence": LICENCE}
+    if period is not None:
+        out["Sendcost-Period"] = period
+    return out
+
+
+def send_csv(request: web.Request, body: bytes, meta: dict[str, str], *, filename: str,
+             etag: str | None = None, headers: dict[str, str] | None = None) -> web.Response:
+    """Every CSV twin goes out here: with ``csv_headers`` and a file name."""
+    return send(request, body, CSV, etag=etag,
+                headers={**(headers or {}), **meta,
+                         "Content-Disposition": f'inline; filename="{filename}.csv"'})
 
 
 def _next_link(request: web.Request, cursor: str | None) -> dict[str, str]:
@@ -107,6 +137,34 @@ def _next_link(request: web.Request, cursor: str | None) -> dict[str, str]:
 
 async def _snapshot(request: web.Request) -> Snapshot:
     return await request.app[DATA].snapshot()
+
+
+#: Snapshot version → the work that gives its services their receive currency.
+RECEIVE_UNITS = web.AppKey("publish_receive_units", dict)
+
+
+def _annotate_receive_units(snap: Snapshot) -> None:
+    inferred = receive.infer(snap.quotes)
+    receive.annotate(((period, point.send_amount, entry)
+                      for by_period in snap.index.values()
+                      for period, points in by_period.items() for point in points
+                      for entry in (*point.services, *point.non_transparent)), inferred)
+
+
+async def receive_units(app: web.Application, snap: Snapshot) -> None:
+    """Give the snapshot's services their receive currency (``publish.receive``) before any
+    of them is shown: once per snapshot, in a worker thread, shared by concurrent requests."""
+    tasks = app[RECEIVE_UNITS]
+    task = tasks.get(snap.version)
+    if task is None:
+        tasks.clear()  # an older snapshot's entry is not needed again
+        task = tasks[snap.version] = asyncio.ensure_future(
+            asyncio.to_thread(_annotate_receive_units, snap))
+    try:
+        await asyncio.shield(task)
+    except Exception:
+        tasks.pop(snap.version, None)  # the next request tries again
+        raise
 
 
 def _cached(snap: Snapshot, key: tuple[Any, ...]) -> tuple[bytes, str] | None:
@@ -185,6 +243,7 @@ SERVICE_CSV_COLUMNS = [
     "fx_margin_pct", "total_cost_pct", "amount_received", "amount_received_basis",
     "fee_paid_on_top",
     "amount_received_if_fee_on_top", "amount_received_if_fee_deducted", "receive_currency",
+    "receive_currency_basis", "receive_currency_note",
     "speed", "pay_in", "pay_out", "access_point", "transparent", "collected_at", "source",
     "service_id",
 ]
@@ -265,12 +324,17 @@ async def compare(request: web.Request) -> web.StreamResponse:
     # memory without parsing it again (only successful answers are kept), with its ETag.
     raw_key = ("compare-raw", request.query_string, fmt)
     hit = snap.responses.get(raw_key)
-    if hit is None:
-        hit = _remember_entry(snap, raw_key, compare_body(request, snap, fmt))
+    meta = _csv_meta(snap).get(raw_key) if fmt == "csv" else None
+    if hit is None or (fmt == "csv" and meta is None):
+        await receive_units(request.app, snap)
+        body, tag, meta = compare_body(request, snap, fmt)
+        hit = _remember_entry(snap, raw_key, (body, tag))
+        if fmt == "csv":
+            _csv_meta(snap)[raw_key] = meta
     body, tag = hit
     if fmt == "csv":
-        return send(request, body, CSV, etag=tag,
-                    headers={"Content-Disposition": 'inline; filename="compare.csv"'})
+        assert meta is not None
+        return send_csv(request, body, meta, filename="compare", etag=tag)
     return send(request, body, JSON, etag=tag)
 
 
@@ -282,7 +346,21 @@ def _remember_entry(snap: Snapshot, key: tuple[Any, ...],
     return entry
 
 
-def compare_body(request: web.Request, snap: Snapshot, fmt: str) -> tuple[bytes, str]:
+def _csv_meta(snap: Snapshot) -> dict[tuple[Any, ...], dict[str, str]]:
+    """The ``csv_headers`` of the CSV answers kept in ``snap.responses`` (dropped with them)."""
+    meta = snap.responses.get(_CSV_META)
+    if meta is None:
+        meta = snap.responses[_CSV_META] = {}  # type: ignore[assignment]
+    return meta  # type: ignore[return-value]
+
+
+_CSV_META = ("csv-headers",)
+
+
+def compare_body(request: web.Request, snap: Snapshot,
+                 fmt: str) -> tuple[bytes, str, dict[str, str]]:
+    """The answer to a compare query: body, ETag and, for CSV, its ``csv_headers`` (the
+    receive currencies must be known: ``receive_units``)."""
     p = Params(request.query, COMPARE_PARAMS)
     src = p.country("from", required=True)
     dst = p.country("to", required=True)
@@ -303,14 +381,18 @@ def compare_body(request: web.Request, snap: Snapshot, fmt: str) -> tuple[bytes,
         raise unprocessable("to", "to must differ from from: a corridor joins two countries")
     key = ("compare", src, dst, amount.normalize(), currency, payin, payout, period, fmt)
     hit = _cached(snap, key)
-    if hit is None:
+    meta = _csv_meta(snap).get(key, {})
+    if hit is None or (fmt == "csv" and not meta):
         doc = compare_document(snap, src, dst, amount, currency, payin, payout, period)
         if fmt == "csv":
             body = to_csv(doc["services"] + doc["non_transparent"], SERVICE_CSV_COLUMNS)
+            meta = csv_headers(doc["period"], [s["name"] for s in doc["sources"]])
         else:
             body = dumps(doc)
         hit = _remember(snap, key, body)
-    return hit
+        if fmt == "csv":
+            _csv_meta(snap)[key] = meta
+    return (*hit, meta)
 
 
 # --- /v1/corridors ---------------------------------------------------------------------------
@@ -401,11 +483,12 @@ async def corridors_list(request: web.Request) -> web.StreamResponse:
                    if more else None)
     items = [_corridor_item(r) for r in page]
     headers = _next_link(request, next_cursor)
-    if wants_csv(request):
-        body = to_csv([_flat_corridor(i) for i in items], CORRIDOR_CSV_COLUMNS)
-        return send(request, body, CSV, headers={**headers, **_csv_name(request, "corridors")})
     latest = max((r["period"] for r in page), key=period_key, default=None)
     srcs = {s for r in page for s in (r["sources"] or [])}
+    if wants_csv(request):
+        body = to_csv([_flat_corridor(i) for i in items], CORRIDOR_CSV_COLUMNS)
+        return send_csv(request, body, csv_headers(latest, srcs), filename="corridors",
+                        headers=headers)
     body = dumps(envelope(latest, srcs, amount_usd=amount_usd, count=len(selected),
                           next_cursor=next_cursor, corridors=items))
     return send(request, body, JSON, headers=headers)
@@ -433,6 +516,13 @@ async def corridor_detail(request: web.Request) -> web.StreamResponse:
         raise not_found(f"no quotes for {src} → {dst} at USD {amount_usd}",
                         corridor=f"{src}-{dst}")
     point = next(pp for pp in by_period[label] if pp.amount_usd == amount_usd)
+    await receive_units(request.app, snap)
+    if wants_csv(request):
+        # Like compare's twin: the services, ranked first, then those listed apart.
+        return send_csv(request, to_csv(point.services + point.non_transparent,
+                                        SERVICE_CSV_COLUMNS),
+                        csv_headers(label, point.sources),
+                        filename=f"{src}-{dst}-{label}-{amount_usd}")
     row = snap.corridor_row(label, amount_usd, src, dst)
     base = f"/v1/corridors/{src}-{dst}"
     body = dumps(envelope(
@@ -477,11 +567,12 @@ async def corridor_history(request: web.Request) -> web.StreamResponse:
                       **{k: s[k] for k in HISTORY_CSV_COLUMNS[2:]},
                       "points_above_5": s["points_above_5"], "sources": r["sources"] or []})
     headers = _next_link(request, next_cursor)
-    if wants_csv(request):
-        return send(request, to_csv(items, HISTORY_CSV_COLUMNS), CSV,
-                    headers={**headers, **_csv_name(request, f"{src}-{dst}-history")})
     latest = items[-1]["period"] if items else None
     srcs = {s for i in items for s in i["sources"]}
+    if wants_csv(request):
+        return send_csv(request, to_csv(items, HISTORY_CSV_COLUMNS),
+                        csv_headers(latest, srcs), filename=f"{src}-{dst}-history",
+                        headers=headers)
     body = dumps(envelope(latest, srcs, **{"from": country_ref(src), "to": country_ref(dst)},
                           amount_usd=amount_usd, next_cursor=next_cursor, history=items))
     return send(request, body, JSON, headers=headers)
@@ -515,18 +606,24 @@ async def indicators(request: web.Request) -> web.StreamResponse:
             out = dict(doc)
             out["corridors"] = [{"from": country_ref(c["source"]), "to":
                                  country_ref(c["destination"]), **c} for c in doc["corridors"]]
-            used = snap.corridor_table.filter(
-                pl.col("period") == label, pl.col("amount_usd") == amount_usd
-            )["sources"].explode().drop_nulls().unique().to_list()
             out.pop("period")
             out.pop("methodology_version")
-            body = dumps(envelope(doc["period"], used or ["rpw"], **out))
+            body = dumps(envelope(doc["period"], _sources_used(snap, label, amount_usd),
+                                  **out))
         hit = _remember(snap, key, body)
     body, tag = hit
     if fmt == "csv":
-        return send(request, body, CSV, etag=tag,
-                    headers=_csv_name(request, f"indicators-{label}-{amount_usd}"))
+        return send_csv(request, body, csv_headers(label, _sources_used(snap, label, amount_usd)),
+                        filename=f"indicators-{label}-{amount_usd}", etag=tag)
     return send(request, body, JSON, etag=tag)
+
+
+def _sources_used(snap: Snapshot, label: str, amount_usd: int | None = None) -> list[str]:
+    """The sources of a period's corridors (at one price point, or at any)."""
+    table = snap.corridor_table.filter(pl.col("period") == label)
+    if amount_usd is not None:
+        table = table.filter(pl.col("amount_usd") == amount_usd)
+    return table["sources"].explode().drop_nulls().unique().sort().to_list() or ["rpw"]
 
 
 # --- /v1/postal/benchmark -----------------------------------------------------------------------
@@ -602,6 +699,7 @@ async def postal_benchmark(request: web.Request) -> web.StreamResponse:
     page = rows[offset:offset + limit]
     next_cursor = encode_cursor(f"o:{offset + limit}") if offset + limit < len(rows) else None
     headers = _next_link(request, next_cursor)
+    used = _sources_used(snap, label)
     if wants_csv(request):
         flat = []
         for item in page:
@@ -610,10 +708,8 @@ async def postal_benchmark(request: web.Request) -> web.StreamResponse:
             f["cheapest_provider"] = (item["cheapest"] or {}).get("provider")
             f["cheapest_total_cost_pct"] = (item["cheapest"] or {}).get("total_cost_pct")
             flat.append(f)
-        return send(request, to_csv(flat, POSTAL_CSV_COLUMNS), CSV,
-                    headers={**headers, **_csv_name(request, f"postal-{label}")})
-    used = snap.corridor_table.filter(pl.col("period") == label)["sources"].explode() \
-        .drop_nulls().unique().to_list()
+        return send_csv(request, to_csv(flat, POSTAL_CSV_COLUMNS), csv_headers(label, used),
+                        filename=f"postal-{label}", headers=headers)
     body = dumps(envelope(label, used, amount_usd=amount_usd, count=len(rows),
                           next_cursor=next_cursor, services=page))
     return send(request, body, JSON, headers=headers)
@@ -626,12 +722,26 @@ async def openapi_json(request: web.Request) -> web.StreamResponse:
     return send(request, dumps(openapi.document()), JSON)
 
 
+#: What a store that cannot be reached raises (as ``Store.ping`` catches).
+_DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
 async def prometheus(request: web.Request) -> web.StreamResponse:
+    """Request metrics always; the collection gauges when the store answers. A scrape must
+    not fail with the database: the request metrics are what shows the outage."""
     telemetry = request.app[middleware.TELEMETRY]
-    snap = await request.app[DATA].snapshot()
-    telemetry.snapshot_version.set(snap.version)
-    store = request.app[runtime.STORE]
-    for run in await store.last_runs():
+    # Only the latest run of each source: a source whose run went from "running" to
+    # "failed" must not keep its "running" series (labels are set, never unset, otherwise).
+    for gauge in (telemetry.run_started, telemetry.run_stored, telemetry.run_quarantined):
+        gauge.clear()
+    try:
+        snap = await request.app[DATA].snapshot()
+        telemetry.snapshot_version.set(snap.version)
+        runs = await request.app[runtime.STORE].last_runs()
+    except _DATABASE_ERRORS as exc:
+        log.error("metrics: the store is unreachable, collection gauges left out: %s", exc)
+        runs = []
+    for run in runs:
         telemetry.run_started.labels(run["source"], run["status"]).set(
             run["started_at"].timestamp())
         telemetry.run_stored.labels(run["source"]).set(run["quotes_stored"])
@@ -653,9 +763,13 @@ def _authorise(request: web.Request) -> None:
                       headers={"WWW-Authenticate": 'Bearer realm="sendcost-admin"'})
 
 
+ADMIN_COLLECT_PARAMS = frozenset({"source"})
+ADMIN_BULLETIN_PARAMS = frozenset({"period"})
+
+
 async def admin_collect(request: web.Request) -> web.StreamResponse:
     _authorise(request)
-    p = Params(request.query, frozenset({"source"}))
+    p = Params(request.query, ADMIN_COLLECT_PARAMS)
     source = p.raw("source")
     scheduler = request.app.get(runtime.SCHEDULER)
     jobs = [j for j in (scheduler.get_jobs() if scheduler else [])
@@ -673,7 +787,7 @@ async def admin_collect(request: web.Request) -> web.StreamResponse:
 
 async def admin_bulletin(request: web.Request) -> web.StreamResponse:
     _authorise(request)
-    p = Params(request.query, frozenset({"period"}))
+    p = Params(request.query, ADMIN_BULLETIN_PARAMS)
     period = p.period()
     if period is None:
         raise bad_parameter("period", "period is required: the quarter (2014Q2) or month "
@@ -723,9 +837,12 @@ def setup_routes(app: web.Application) -> None:
 
     middleware.install(app, rate_limit_per_minute=app[runtime.CONFIG].api.rate_limit_per_minute)
     app[STATIC_FILES] = {}
+    app[RECEIVE_UNITS] = {}
     app.cleanup_ctx.append(data_ctx)
     _collection(app, "/v1/compare", compare, "compare")
     _collection(app, "/v1/corridors", corridors_list, "corridors")
+    # The twin first: "/v1/corridors/{pair}" would take "USA-MEX.csv" for a corridor.
+    middleware.get(app, "/v1/corridors/{pair}.csv", corridor_detail, name="corridor_csv")
     middleware.get(app, "/v1/corridors/{pair}", corridor_detail, name="corridor")
     _collection(app, "/v1/corridors/{pair}/history", corridor_history, "corridor_history")
     _collection(app, "/v1/indicators", indicators, "indicators")

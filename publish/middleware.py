@@ -54,7 +54,9 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 
 #: The API is open for reading, to anyone.
 CORS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CORS = {"Access-Control-Allow-Origin": "*",
-        "Access-Control-Expose-Headers": "ETag, Link, Retry-After"}
+        "Access-Control-Expose-Headers": "ETag, Link, Retry-After, Sendcost-Period, "
+                                         "Sendcost-Methodology-Version, Sendcost-Sources, "
+                                         "Sendcost-Licence"}
 PREFLIGHT = {"Access-Control-Allow-Methods": "GET, HEAD",
              "Access-Control-Allow-Headers": "Accept, If-None-Match",
              "Access-Control-Max-Age": "86400"}

@@ -1,6 +1,8 @@
-"""The OpenAPI 3.1 document of the public API: the contract, checked against the router in
-tests/test_api_contract.py so that a route cannot exist without being described here (and
-the reverse). Other publish modules add their paths with ``add_path``.
+"""The OpenAPI 3.1 document of the public API: the contract, checked against the router and
+the handlers in tests/test_api.py (``test_openapi_describes_exactly_the_routes``) so that a
+route or a query parameter cannot exist without being described here (and the reverse), and
+against live responses in tests/test_api_properties.py. Other publish modules add their
+paths with ``add_path``.
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ SERVICE = obj({
     "amount_received_basis": {"enum": ["reported", "fee_deducted", "fee_on_top", None]},
     "fee_paid_on_top": NBOOL,
     "amount_received_if_fee_on_top": NUM, "amount_received_if_fee_deducted": NUM,
-    "receive_currency": NSTR, "speed": NSTR, "pay_in": NSTR, "pay_out": NSTR,
+    "receive_currency": NSTR,
+    "receive_currency_basis": {"enum": ["reported", "reference_rate", None]},
+    "receive_currency_note": NSTR, "speed": NSTR, "pay_in": NSTR, "pay_out": NSTR,
     "access_point": NSTR, "transparent": BOOL, "collected_at": NSTR, "source": STR,
     "rank": {"type": ["integer", "null"]},
 })
@@ -231,13 +235,23 @@ CORRIDORS_PARAMS = [
     P_AMOUNT_USD, P_CURSOR, P_LIMIT,
 ]
 
+#: What the envelope of a JSON answer says, on its CSV twin (``publish.api.csv_headers``).
+CSV_HEADERS = {
+    "Sendcost-Period": {"description": "the data period (absent when the answer has no "
+                                       "rows)", "schema": PERIOD},
+    "Sendcost-Methodology-Version": {"description": "the methodology version", "schema": STR},
+    "Sendcost-Sources": {"description": "the sources, an RFC 8941 list: name;title=…;url=…;"
+                                        "licence=…", "schema": STR},
+    "Sendcost-Licence": {"description": "the licence of sendcost's figures", "schema": STR},
+}
+
 _PATHS: dict[str, Any] = {
     "/v1/compare": get("Services from one country to another for an amount, ranked",
                        "Compare", COMPARE_PARAMS, csv=True),
     "/v1/corridors": get("Corridors with their latest average, SmaRT and flags",
                          "Corridors", CORRIDORS_PARAMS, csv=True),
     "/v1/corridors/{pair}": get("A corridor's latest indicators and services", "Corridor",
-                                [P_PAIR, P_AMOUNT_USD, P_PERIOD]),
+                                [P_PAIR, P_AMOUNT_USD, P_PERIOD], csv=True),
     "/v1/corridors/{pair}/history": get("A corridor's averages over time", "History",
                                         [P_PAIR, P_AMOUNT_USD, P_CURSOR, P_LIMIT], csv=True),
     "/v1/indicators": get("The SDG 10.c figures of a period", "Indicators",
@@ -266,11 +280,12 @@ _PATHS: dict[str, Any] = {
         [P_PERIOD_PATH, param("path", "file inside the bulletin's folder", STR,
                               required=True, where="path")], statuses=(400, 404, 429)),
 }
-for _csv_path in ("/v1/compare", "/v1/corridors", "/v1/corridors/{pair}/history",
-                  "/v1/indicators", "/v1/postal/benchmark"):
+for _csv_path in ("/v1/compare", "/v1/corridors", "/v1/corridors/{pair}",
+                  "/v1/corridors/{pair}/history", "/v1/indicators", "/v1/postal/benchmark"):
     _item = copy.deepcopy(_PATHS[_csv_path])
     _item["get"]["summary"] += " (CSV)"
     _item["get"]["responses"]["200"]["content"] = {"text/csv": {"schema": STR}}
+    _item["get"]["responses"]["200"]["headers"] = CSV_HEADERS
     _PATHS[_csv_path + ".csv"] = _item
 # The healthz, page and metrics documents are HTML/text: described loosely.
 _PATHS["/healthz"]["get"]["responses"]["200"]["content"] = {"application/json": {

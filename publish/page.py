@@ -17,6 +17,7 @@ from aiohttp import web
 
 from corridors.types import SPEED_LABELS, Speed
 from metrics import METHODOLOGY_VERSION
+from publish.data import DATA, Snapshot, country_ref, period_key, sources_of
 from publish.params import Params
 from publish.problems import Problem
 
@@ -47,29 +48,37 @@ def _pct(value: float | None) -> str:
     return "unknown" if value is None else f"{value:.2f}%"
 
 
-def _options(codes: list[tuple[str, str]], selected: str | None, prompt: str) -> str:
+def _options(codes: list[tuple[str, str]], selected: str | None, prompt: str,
+             currencies: dict[str, str] | None = None) -> str:
+    """The options of a country list; with ``currencies``, each names its currency (the
+    form works without JavaScript, so the amount's currency is shown before a choice)."""
     out = [f'<option value="">{_e(prompt)}</option>']
     for code, name in codes:
         sel = " selected" if code == selected else ""
-        out.append(f'<option value="{_e(code)}"{sel}>{_e(name)} ({_e(code)})</option>')
+        cur = f" – {_e(currencies[code])}" if currencies and code in currencies else ""
+        out.append(f'<option value="{_e(code)}"{sel}>{_e(name)} ({_e(code)}){cur}</option>')
     return "\n".join(out)
 
 
 def _received(s: dict[str, Any]) -> str:
-    cur = s["receive_currency"] or ""
+    # The unit is named only where it is known (publish.receive); otherwise the figure says
+    # it has none rather than pass for the sending or the receiving currency.
+    cur = (_e(s["receive_currency"]) if s.get("receive_currency") else
+           f'<span class="note" title="{_e(s.get("receive_currency_note") or "")}">'
+           "(currency unknown)</span>")
     if s["amount_received"] is not None:
         note = ""
         if s["fee_paid_on_top"] and s["fee"]:
             # Say it: this service's fee comes on top of the amount sent.
             note = (f'<br><span class="note">you also pay the fee, {s["fee"]:,.2f} '
                     f'{_e(s["fee_currency"] or "")}</span>')
-        return f"{s['amount_received']:,.2f} {_e(cur)}{note}"
+        return f"{s['amount_received']:,.2f} {cur}{note}"
     low, high = s["amount_received_if_fee_deducted"], s["amount_received_if_fee_on_top"]
     if low is None and high is None:
         return "unknown"
     if low is None or high is None or abs(high - low) < 0.005:
-        return f"{(high if high is not None else low):,.2f} {_e(cur)}"
-    return (f'{low:,.2f}–{high:,.2f} {_e(cur)} '
+        return f"{(high if high is not None else low):,.2f} {cur}"
+    return (f'{low:,.2f}–{high:,.2f} {cur} '
             '<span class="note">(fee taken from the amount – paid on top)</span>')
 
 
@@ -127,6 +136,10 @@ def render_result(doc: dict[str, Any]) -> str:
             '<th scope="col" class="num">Total cost</th><th scope="col">Speed</th>'
             '<th scope="col">How to pay</th><th scope="col">How it is picked up</th></tr>'
             "</thead><tbody>" + "".join(rows) + "</tbody></table>")
+        if any(not s.get("receive_currency") for s in doc["services"]):
+            parts.append('<p class="note" id="currency-unknown">Where the currency is '
+                         "unknown, the source does not say which currency the service pays "
+                         "out in, and its exchange rate does not show it.</p>")
     else:
         parts.append('<p id="no-services">No service in this corridor disclosed its exchange '
                      "rate: none can be ranked.</p>")
@@ -138,14 +151,31 @@ def render_result(doc: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def _send_currencies(snap: Snapshot) -> dict[str, str]:
+    """Each sending country's currency in its latest priced period (what the amount is in)."""
+    out: dict[str, str] = {}
+    for (src, _), by_period in snap.index.items():
+        latest = by_period[max(by_period, key=period_key)]
+        out.setdefault(src, latest[0].send_currency)
+    return out
+
+
+def _sources(names: list[str]) -> str:
+    items = []
+    for s in sources_of(names):
+        title = (f'<a href="{_e(s["url"])}">{_e(s["title"])}</a>' if s["url"]
+                 else _e(s["title"]))
+        items.append(f"{title} ({_e(s['licence'])})" if s["licence"] else title)
+    return "; ".join(items)
+
+
 async def home(request: web.Request) -> web.StreamResponse:
-    from publish.api import compare_document, send
-    from publish.data import DATA, sources_of
+    from publish.api import compare_document, receive_units, send
 
     snap = await request.app[DATA].snapshot()
     senders = sorted({s for s, _ in snap.index})
     receivers = sorted({d for _, d in snap.index})
-    from publish.data import country_ref
+    send_currencies = _send_currencies(snap)
 
     def named(codes: list[str]) -> list[tuple[str, str]]:
         return sorted(((c, country_ref(c)["name"] or c) for c in codes), key=lambda x: x[1])
@@ -153,6 +183,8 @@ async def home(request: web.Request) -> web.StreamResponse:
     result, status = "", 200
     src = dst = None
     amount_text = ""
+    # The footer names the sources of what the page shows: the result's, else all the data's.
+    shown_sources = sorted(set(snap.quotes["source"].unique().to_list()))
     try:
         p = Params(request.query, PAGE_PARAMS)
         amount_text = (p.raw("amount") or "200")[:20]
@@ -163,7 +195,9 @@ async def home(request: web.Request) -> web.StreamResponse:
             assert src and dst and amount is not None
             if src == dst:
                 raise Problem(422, "Choose two different countries.", parameter="to")
+            await receive_units(request.app, snap)
             doc = compare_document(snap, src, dst, amount, None, None, None, None)
+            shown_sources = [s["name"] for s in doc["sources"]]
             result = render_result(doc)
     except Problem as exc:
         status = exc.status if exc.status != 404 else 200
@@ -172,12 +206,13 @@ async def home(request: web.Request) -> web.StreamResponse:
         result = f'<p class="error" role="alert" id="error">{_e(message)}</p>'
     body = _template().substitute(
         title="sendcost – compare the cost of sending money",
-        from_options=_options(named(senders), src, "Choose a country"),
+        from_options=_options(named(senders), src, "Choose a country", send_currencies),
         to_options=_options(named(receivers), dst, "Choose a country"),
         amount=_e(amount_text or "200"),
+        amount_currency=(_e(send_currencies[src]) if src in send_currencies else
+                         "in the sending country's currency"),
         result=result,
-        sources="; ".join(f'{_e(s["title"])} ({_e(s["licence"])})'
-                          for s in sources_of(["rpw"])),
+        sources=_sources(shown_sources),
         methodology=_e(METHODOLOGY_VERSION),
     ).encode()
     return send(request, body, "text/html", status=status)

@@ -19,8 +19,11 @@ from corridors.periods import parse_period
 from corridors.reference import country_code
 from publish.problems import bad_parameter, unprocessable
 
-_CODE = re.compile(r"^[A-Za-z]{2,3}$")
-_NUMBER = re.compile(r"^[+-]?\d{1,15}(\.\d{1,6})?$")
+_CODE = re.compile(r"[A-Za-z]{2,3}")
+#: ASCII digits only: ``\d`` would take any script's digits (``２００``), which no client means
+#: and which the OpenAPI document's pattern does not allow.
+_NUMBER = re.compile(r"[+-]?[0-9]{1,15}(\.[0-9]{1,6})?")
+_WHOLE = re.compile(r"[0-9]{1,6}")
 MAX_AMOUNT = Decimal(10) ** 9
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 100
@@ -51,7 +54,7 @@ class Params:
                 raise bad_parameter(name, f"{name} is required: an ISO 3166 alpha-2 or "
                                           "alpha-3 country code such as US or USA")
             return None
-        if not _CODE.match(value):
+        if not _CODE.fullmatch(value):
             raise bad_parameter(name, f"{name} must be an ISO 3166 alpha-2 or alpha-3 country "
                                       f"code such as US or USA, not {value[:40]!r}")
         code = country_code(value)
@@ -65,7 +68,7 @@ class Params:
             if required:
                 raise bad_parameter(name, f"{name} is required: a positive amount such as 200")
             return None
-        if not _NUMBER.match(value):
+        if not _NUMBER.fullmatch(value):
             raise bad_parameter(name, f"{name} must be a decimal number such as 200 or 250.50, "
                                       f"not {value[:40]!r}")
         try:
@@ -82,7 +85,7 @@ class Params:
         value = self.raw(name)
         if value is None:
             return None
-        if not _NUMBER.match(value):
+        if not _NUMBER.fullmatch(value):
             raise bad_parameter(name, f"{name} must be a number such as 5, not {value[:40]!r}")
         number = float(value)
         if not low <= number <= high:
@@ -118,7 +121,7 @@ class Params:
         value = self.raw(name)
         if value is None:
             return DEFAULT_LIMIT
-        if not value.isdigit() or len(value) > 6:
+        if not _WHOLE.fullmatch(value):
             raise bad_parameter(name, f"{name} must be a whole number from 1 to {MAX_LIMIT}")
         n = int(value)
         if not 1 <= n <= MAX_LIMIT:

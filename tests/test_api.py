@@ -8,9 +8,14 @@ import csv
 import datetime as dt
 import gzip
 import itertools
+import math
+import re
 import statistics
+from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
+import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from api_support import api, make_app, rpw_loaded  # noqa: F401  (fixtures)
@@ -18,14 +23,18 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collector.rpw_import import bundled_rpw_path
 from corridors import runtime
+from corridors.reference import countries
 from corridors.types import (
     FIRM_TYPE_FROM_RPW,
     SPEED_FROM_RPW,
+    Speed,
     access_point_from_rpw,
     payout_from_rpw,
 )
 from metrics import METHODOLOGY_VERSION
+from publish import api as api_module
 from publish.middleware import HANDLER_ARGS, MAX_REQUEST_LINE
+from publish.page import PAGE_PARAMS
 
 RPW_SOURCE = {"name": "rpw", "title": "The World Bank, Remittance Prices Worldwide",
               "url": "https://remittanceprices.worldbank.org", "licence": "CC BY 4.0"}
@@ -51,8 +60,28 @@ def rpw_rows(period: str, src: str, dst: str) -> list[dict[str, str]]:
                 and r["source_code"] == src and r["destination_code"] == dst]
 
 
-def expected_service(r: dict[str, str], cc: str, rank: int | None) -> dict[str, Any]:
+def country(alpha3: str) -> dict[str, Any]:
+    c = countries()[alpha3]
+    return {"alpha2": c.alpha2, "alpha3": c.alpha3, "name": c.name}
+
+
+#: The note on a service RPW gives no pay-out currency for and whose rate does not show it.
+def unknown_currency(r: dict[str, str]) -> str:
+    if r["transparent"] != "yes":
+        return ("unknown: RPW does not state the pay-out currency, and this service did not "
+                "disclose its exchange rate")
+    return ("unknown: RPW does not state the pay-out currency, and this service's reference "
+            f"rate ({float(r['inter lcu bank fx']):g} from {r['cc1 lcu code']}) does not show "
+            "it unambiguously")
+
+
+def expected_service(r: dict[str, str], cc: str, rank: int | None, *,
+                     receive: tuple[str | None, str | None, str | None] | None = None
+                     ) -> dict[str, Any]:
+    """A service as the API must show it, from its RPW row; ``receive`` is its receive
+    currency, basis and note (by default: unknown)."""
     transparent = r["transparent"] == "yes"
+    currency, basis, note = receive or (None, None, unknown_currency(r))
     amount, fee = float(r[f"{cc} lcu amount"]), float(r[f"{cc} lcu fee"])
     rate = float(r[f"{cc} lcu fx rate"]) if transparent else None
     collected = dt.datetime.strptime(r["date"], "%d/%b/%Y").strftime("%Y-%m-%dT00:00:00Z")
@@ -69,7 +98,8 @@ def expected_service(r: dict[str, str], cc: str, rank: int | None) -> dict[str, 
         "amount_received": None, "amount_received_basis": None, "fee_paid_on_top": None,
         "amount_received_if_fee_on_top": round(amount * rate, 2) if rate else None,
         "amount_received_if_fee_deducted": round((amount - fee) * rate, 2) if rate else None,
-        "receive_currency": None,
+        "receive_currency": currency, "receive_currency_basis": basis,
+        "receive_currency_note": note,
         "speed": (s.value if (s := SPEED_FROM_RPW[r["speed actual"]]) else None),
         "pay_in": None, "pay_out": payout_from_rpw(r["pick-up method"]).value,  # type: ignore[union-attr]
         "access_point": access_point_from_rpw(r["sending location"]).value,  # type: ignore[union-attr]
@@ -107,6 +137,9 @@ def expected_compare(amount: float, currency: str, priced: float, *,
             "cheapest": {"provider": cheapest["firm"], "firm_type": "mto",
                          "product": cheapest["product"], "total_cost_pct": totals[0]}},
         "ranked_by": "total_cost_pct",
+        # No unit is named here: RPW's notes say three of these services pay out USD (rate
+        # 1.37 from EUR) and one EUR (rate 1), none at a rate into CNY; the notes are not
+        # kept, and a rate alone cannot tell EUR → USD from EUR → EUR at 1 (from USD).
         "services": [expected_service(r, "cc1", i) for i, r in enumerate(transparent, 1)],
         "non_transparent": [expected_service(r, "cc1", None) for r in apart],
     }
@@ -213,19 +246,56 @@ async def test_corridor_detail_matches_compare(api: TestClient) -> None:  # noqa
     })
 
 
-async def test_history_averages_are_the_csv_averages(api: TestClient) -> None:  # noqa: F811
-    body = await get_json(api, "/v1/corridors/ITA-CHN/history?amount=500")
+def priced(r: dict[str, str], cc: str) -> bool:
+    """RPW priced this service at this price point (an amount and some price)."""
+    return bool(r[f"{cc} lcu amount"]) and any(
+        r[f"{cc} {c}"] for c in ("lcu fee", "lcu fx rate", "total cost %"))
+
+
+def averaged_total(r: dict[str, str], cc: str) -> float | None:
+    """RPW's total cost of a transparent service (what averages take), else None."""
+    if r["transparent"] != "yes" or not r[f"{cc} total cost %"]:
+        return None
+    return float(r[f"{cc} total cost %"])
+
+
+def corridor_figures(rows: list[dict[str, str]], cc: str) -> dict[str, Any]:
+    """A corridor's figures in one period from its RPW rows, computed here from the file."""
+    rows = [r for r in rows if priced(r, cc)]
+    totals = [t for r in rows if (t := averaged_total(r, cc)) is not None]
+    qualifying = sorted(t for r in rows if (t := averaged_total(r, cc)) is not None
+                        and SPEED_FROM_RPW[r["speed actual"]] not in (None,
+                                                                      Speed.SIX_DAYS_OR_MORE))
+    average = statistics.fmean(totals) if totals else None
+    return {
+        "average": average,
+        "smart": statistics.fmean(qualifying[:3]) if len(qualifying) >= 3 else None,
+        "median": statistics.median(totals) if totals else None,
+        "services": len(rows), "transparent_services": len(totals),
+        "above_5": None if average is None else average > 5,
+        "above_10": None if average is None else average > 10,
+        "too_few_services": len(totals) < 3, "no_transparent_service": not totals,
+        "points_above_5": None if average is None else average - 5,
+    }
+
+
+def quarter(rpw_period: str) -> str:
+    return f"{rpw_period[:4]}Q{rpw_period[5]}"
+
+
+async def test_history_is_the_corridors_figures_period_by_period(api: TestClient) -> None:  # noqa: F811
     with gzip.open(bundled_rpw_path(), "rt", encoding="utf-8") as fh:
         rows = [r for r in csv.DictReader(fh) if r["corridor"] == "ITACHN"]
-    expected = {}
-    for r in rows:
-        if r["transparent"] == "yes" and r["cc2 total cost %"]:
-            year, q = r["period"].split("_")
-            expected.setdefault(f"{year}Q{q[0]}", []).append(float(r["cc2 total cost %"]))
-    assert {h["period"]: round(h["average"], 9) for h in body["history"]} == {
-        p: round(statistics.fmean(v), 9) for p, v in expected.items()}
-    assert [h["period"] for h in body["history"]] == sorted(expected)
-    assert body["amount_usd"] == 500 and body["next_cursor"] is None
+    for amount_usd, cc in ((200, "cc1"), (500, "cc2")):
+        periods = sorted({quarter(r["period"]) for r in rows if priced(r, cc)})
+        history = [{"period": p, "amount_usd": amount_usd,
+                    **corridor_figures([r for r in rows if quarter(r["period"]) == p], cc),
+                    "sources": ["rpw"]} for p in periods]
+        body = await get_json(api, f"/v1/corridors/ITA-CHN/history?amount={amount_usd}")
+        assert rounded(body) == rounded({
+            "period": periods[-1], "methodology_version": METHODOLOGY_VERSION,
+            "sources": [RPW_SOURCE], "licence": "CC BY 4.0", "from": ITA, "to": CHN,
+            "amount_usd": amount_usd, "next_cursor": None, "history": history})
     first = await get_json(api, "/v1/corridors/ITA-CHN/history?amount=500&limit=2")
     rest = await get_json(api, "/v1/corridors/ITA-CHN/history?amount=500&cursor="
                                + first["next_cursor"])
@@ -242,10 +312,8 @@ async def test_indicators_are_the_metrics_document_from_the_file(api: TestClient
     expected = dict(doc)
     expected["sources"], expected["licence"] = [RPW_SOURCE], "CC BY 4.0"
     expected["corridors"] = [
-        {"from": {"alpha3": c["source"]}, "to": {"alpha3": c["destination"]}, **c}
+        {"from": country(c["source"]), "to": country(c["destination"]), **c}
         for c in doc["corridors"]]
-    for c in body["corridors"]:
-        c["from"], c["to"] = {"alpha3": c["from"]["alpha3"]}, {"alpha3": c["to"]["alpha3"]}
     assert rounded(body) == rounded(expected)
     ita = next(c for c in body["corridors"] if (c["source"], c["destination"]) == ("ITA", "CHN"))
     totals = [float(r["cc1 total cost %"]) for r in rpw_rows("2011_3Q", "ITA", "CHN")
@@ -253,20 +321,148 @@ async def test_indicators_are_the_metrics_document_from_the_file(api: TestClient
     assert ita["average"] == pytest.approx(statistics.fmean(totals))
 
 
+def expected_postal(period: str) -> list[dict[str, Any]]:
+    """Each post-office service of a period against its corridor, from the RPW file."""
+    with gzip.open(bundled_rpw_path(), "rt", encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["period"] == period and priced(r, "cc1")]
+    label = quarter(period)
+    by_corridor: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for r in rows:
+        by_corridor.setdefault((r["source_code"], r["destination_code"]), []).append(r)
+    out = []
+    for (src, dst), corridor in by_corridor.items():
+        figures = corridor_figures(corridor, "cc1")
+        totals = [t for r in corridor if (t := averaged_total(r, "cc1")) is not None]
+        cheapest = min(((t, r["firm"], r["product"], service_id(label, r), r)
+                        for r in corridor if (t := averaged_total(r, "cc1")) is not None),
+                       default=None, key=lambda x: x[:4])
+        for r in corridor:
+            firm_type = FIRM_TYPE_FROM_RPW[r["firm_type"]].value
+            if firm_type not in ("post_office", "post_office_mto"):
+                continue
+            total = averaged_total(r, "cc1")
+            out.append({
+                "from": country(src), "to": country(dst), "provider": r["firm"],
+                "firm_type": firm_type, "product": r["product"] or None,
+                "service_id": service_id(label, r), "transparent": total is not None,
+                "total_cost_pct": total,
+                "rank": None if total is None else 1 + sum(t < total for t in totals),
+                "ranked_services": len(totals), "corridor_median": figures["median"],
+                "corridor_average": figures["average"], "smart": figures["smart"],
+                "points_above_median": (None if total is None or figures["median"] is None
+                                        else total - figures["median"]),
+                "cheapest": None if cheapest is None else {
+                    "provider": cheapest[1],
+                    "firm_type": FIRM_TYPE_FROM_RPW[cheapest[4]["firm_type"]].value,
+                    "product": cheapest[2] or None, "total_cost_pct": cheapest[0]},
+            })
+    return sorted(out, key=lambda s: (s["from"]["alpha3"], s["to"]["alpha3"], s["provider"],
+                                      s["product"] or "", s["service_id"]))
+
+
+def service_id(label: str, r: dict[str, str]) -> str:
+    return (f"rpw:{label}:{r['source_code']}:{r['destination_code']}:{r['firm']}:"
+            f"{r['product']}:{r['id']}")
+
+
 async def test_postal_benchmark_ranks_post_offices_in_their_market(api: TestClient) -> None:  # noqa: F811
+    services = expected_postal("2014_2Q")
+    assert 0 < len(services) <= 500
     body = await get_json(api, "/v1/postal/benchmark?period=2014Q2&limit=500")
-    assert body["count"] == len(body["services"]) > 0
-    assert {s["firm_type"] for s in body["services"]} <= {"post_office", "post_office_mto"}
-    one = next(s for s in body["services"] if s["transparent"])
-    src, dst = one["from"]["alpha3"], one["to"]["alpha3"]
-    rows = [r for r in rpw_rows("2014_2Q", src, dst) if r["transparent"] == "yes"]
-    totals = sorted(float(r["cc1 total cost %"]) for r in rows)
-    assert one["corridor_median"] == pytest.approx(statistics.median(totals))
-    assert one["rank"] == 1 + sum(t < one["total_cost_pct"] - 1e-12 for t in totals)
-    assert one["ranked_services"] == len(totals)
-    assert one["cheapest"]["total_cost_pct"] == pytest.approx(totals[0])
-    assert one["points_above_median"] == pytest.approx(one["total_cost_pct"]
-                                                       - statistics.median(totals))
+    assert rounded(body) == rounded({
+        "period": "2014Q2", "methodology_version": METHODOLOGY_VERSION,
+        "sources": [RPW_SOURCE], "licence": "CC BY 4.0", "amount_usd": 200,
+        "count": len(services), "next_cursor": None, "services": services})
+    first = await get_json(api, "/v1/postal/benchmark?period=2014Q2&limit=50")
+    rest = await get_json(api, "/v1/postal/benchmark?period=2014Q2&limit=50&cursor="
+                               + first["next_cursor"])
+    assert first["services"] + rest["services"] == body["services"]
+
+
+# --- the unit of what arrives -------------------------------------------------------------
+
+
+async def test_what_arrives_is_named_in_the_currency_the_rate_converts_into(
+        api: TestClient) -> None:  # noqa: F811
+    # USA → Mexico, 2014Q2: all transparent services but one share RPW's reference rate
+    # 12.95 (USD → MXN); Citibank's is 1.0 (USD → USD: it pays out dollars).
+    rows = {r["id"]: r for r in rpw_rows("2014_2Q", "USA", "MEX")}
+    rates = [float(r["inter lcu bank fx"]) for r in rows.values() if r["transparent"] == "yes"]
+    corridor_rate = statistics.mode(rates)
+    body = await get_json(api, "/v1/compare?from=USA&to=MEX&amount=200&period=2014Q2")
+    seen = {}
+    for s in body["services"] + body["non_transparent"]:
+        r = rows[s["service_id"].rsplit(":", 1)[1]]
+        rate = float(r["inter lcu bank fx"])
+        if r["transparent"] != "yes":
+            expected = (None, None, unknown_currency(r))
+        elif rate == corridor_rate:
+            expected = ("MXN", "reference_rate", (
+                "inferred: RPW does not state the pay-out currency; this service's reference "
+                f"rate, {rate:g} per USD, is the rate most services of the corridor share, a "
+                "rate into MXN"))
+        else:
+            assert rate == 1.0
+            expected = ("USD", "reference_rate", (
+                "inferred: RPW does not state the pay-out currency; this service's reference "
+                "rate is 1 from USD, so nothing is converted"))
+        assert (s["receive_currency"], s["receive_currency_basis"],
+                s["receive_currency_note"]) == expected, s["provider"]
+        seen[s["provider"]] = s["receive_currency"]
+    assert seen["Citibank"] == "USD" and seen["Ria"] == "MXN"
+    # The CSV twin says the same.
+    text = await (await api.get("/v1/compare.csv?from=USA&to=MEX&amount=200&period=2014Q2")
+                  ).text()
+    assert {r["provider"]: r["receive_currency"] or None
+            for r in csv.DictReader(text.splitlines())} == seen
+
+
+def rpw_note_currency(r: dict[str, str]) -> str | None:
+    """The pay-out currency an RPW row's free-text notes state, if they state one."""
+    for note in (r["note1"], r["note2"]):
+        if note.strip().lower().startswith("lcu service"):
+            return "LCU"
+        if m := re.match(r"\s*([A-Z]{3}) [Ss]ervice", note):
+            return m.group(1)
+        if m := re.search(r"pays? ?out (?:in )?([A-Z]{3})", note):
+            return m.group(1).replace("CFA", "XOF")
+    return None
+
+
+def test_inferred_receive_currencies_agree_with_rpws_notes() -> None:
+    """The notes are the World Bank's own word (the importer does not keep them): where a
+    note names the pay-out currency, the inference must not contradict it, except where the
+    rate is the fixed EUR → CFA peg and the note says the money is paid out in euros."""
+    import polars as pl
+
+    from collector.rpw import read_rpw
+    from publish.receive import infer, legal_tender
+
+    frame = read_rpw(bundled_rpw_path()).frame.with_columns(
+        pl.col(pl.Categorical).cast(pl.String))
+    inferred = infer(frame)
+    with gzip.open(bundled_rpw_path(), "rt", encoding="utf-8") as fh:
+        notes = {service_id(quarter(r["period"]), r): (rpw_note_currency(r), r)
+                 for r in csv.DictReader(fh)}
+    agree, differ = 0, []
+    for (period, sid, _), (currency, _, note) in inferred.items():
+        stated, row = notes[sid]
+        assert note, sid  # every quote says how its unit was found, or why it was not
+        if stated == "LCU":
+            tender = legal_tender(row["destination_code"], period)
+            stated = tender[0] if len(tender) == 1 else None
+        if currency is None or stated is None:
+            continue
+        if currency == stated:
+            agree += 1
+        elif (currency, stated) == ("XOF", "EUR") and math.isclose(
+                float(row["inter lcu bank fx"]), 655.957, rel_tol=1e-3):  # one typo: 655.597
+            continue  # XOF at the peg: the unit of the amounts, paid out in euros
+        else:
+            differ.append((sid, currency, stated))
+    transparent = frame.filter(pl.col("transparent")).height
+    assert sum(1 for c, _, _ in inferred.values() if c) > transparent / 2
+    assert agree > 2000 and len(differ) < agree / 50, differ[:10]
 
 
 # --- CSV twins, caching, CORS ---------------------------------------------------------------
@@ -274,6 +470,7 @@ async def test_postal_benchmark_ranks_post_offices_in_their_market(api: TestClie
 
 @pytest.mark.parametrize("path", [
     "/v1/compare?from=ITA&to=CHN&amount=140", "/v1/corridors?from=ITA",
+    "/v1/corridors/ITA-CHN", "/v1/corridors/ITA-CHN?amount=500&period=2012Q1",
     "/v1/corridors/ITA-CHN/history", "/v1/indicators?period=2014Q2",
     "/v1/postal/benchmark?period=2014Q2"])
 async def test_every_collection_has_a_csv_twin(api: TestClient, path: str) -> None:  # noqa: F811
@@ -286,6 +483,38 @@ async def test_every_collection_has_a_csv_twin(api: TestClient, path: str) -> No
     assert text == await by_accept.text()
     rows = list(csv.DictReader(text.splitlines()))
     assert rows, text[:200]
+    # What the JSON twin's envelope says, the CSV twin says in its headers.
+    body = await get_json(api, path)
+    for resp in (by_suffix, by_accept):
+        assert resp.headers["Sendcost-Period"] == body["period"]
+        assert resp.headers["Sendcost-Methodology-Version"] == METHODOLOGY_VERSION
+        assert resp.headers["Sendcost-Licence"] == body["licence"] == "CC BY 4.0"
+        assert resp.headers["Sendcost-Sources"] == (
+            'rpw;title="The World Bank, Remittance Prices Worldwide";'
+            'url="https://remittanceprices.worldbank.org";licence="CC BY 4.0"')
+        assert body["sources"] == [RPW_SOURCE]
+        exposed = {h.strip() for h in resp.headers["Access-Control-Expose-Headers"].split(",")}
+        assert {"Sendcost-Period", "Sendcost-Methodology-Version", "Sendcost-Sources",
+                "Sendcost-Licence"} <= exposed
+
+
+async def test_csv_of_an_empty_answer_has_no_period(api: TestClient) -> None:  # noqa: F811
+    resp = await api.get("/v1/corridors.csv?above=99")
+    assert resp.status == 200 and (await resp.text()).count("\n") == 1  # the header row
+    assert "Sendcost-Period" not in resp.headers
+    assert (await get_json(api, "/v1/corridors?above=99"))["period"] is None
+    assert resp.headers["Sendcost-Licence"] == "CC BY 4.0"
+
+
+async def test_csv_of_a_corridor_is_its_services(api: TestClient) -> None:  # noqa: F811
+    body = await get_json(api, "/v1/corridors/USA-MEX?amount=500")
+    text = await (await api.get("/v1/corridors/US-MX.csv?amount=500")).text()
+    rows = list(csv.DictReader(text.splitlines()))
+    services = body["services"] + body["non_transparent"]
+    assert [r["service_id"] for r in rows] == [s["service_id"] for s in services]
+    assert [r["rank"] for r in rows] == ["" if s["rank"] is None else str(s["rank"])
+                                         for s in services]
+    assert list(rows[0]) == api_module.SERVICE_CSV_COLUMNS
 
 
 async def test_csv_of_compare_has_the_json_services(api: TestClient) -> None:  # noqa: F811
@@ -338,6 +567,11 @@ BAD = [
     ("/v1/compare?from=USA&to=MEX&amount=NaN", 400, "amount"),
     ("/v1/compare?from=USA&to=MEX&amount=inf", 400, "amount"),
     ("/v1/compare?from=USA&to=MEX&amount=two%20hundred", 400, "amount"),
+    # Fullwidth and Arabic-Indic digits: ASCII only (200 is what every client sends).
+    ("/v1/compare?from=USA&to=MEX&amount=%EF%BC%92%EF%BC%90%EF%BC%90", 400, "amount"),
+    ("/v1/compare?from=USA&to=MEX&amount=%D9%A2%D9%A0%D9%A0", 400, "amount"),
+    ("/v1/corridors?limit=%EF%BC%95", 400, "limit"),
+    ("/v1/corridors?above=%D9%A5", 400, "above"),
     ("/v1/compare?from=USA&to=MEX&amount=200&amount=300", 400, "amount"),
     ("/v1/compare?from=USA%27%3B%20DROP%20TABLE%20quotes%3B--&to=MEX&amount=200", 400, "from"),
     ("/v1/compare?from=USA&to=MEX&amount=200%20OR%201%3D1", 400, "amount"),
@@ -356,6 +590,8 @@ BAD = [
     ("/v1/corridors?cursor=%25%25%25", 400, "cursor"),
     ("/v1/corridors?amount=300", 400, "amount"),
     ("/v1/corridors/USAMEX", 400, "corridor"),
+    ("/v1/corridors/USAMEX.csv", 400, "corridor"),
+    ("/v1/corridors/USA-MEX.csv?amount=300", 400, "amount"),
     ("/v1/corridors/USA-QQQ", 422, "to"),
     ("/v1/corridors/ITA-CHN/history?cursor=bm90LWEtcGVyaW9k", 400, "cursor"),
     ("/v1/indicators?period=yesterday", 400, "period"),
@@ -540,6 +776,106 @@ async def test_metrics_histogram_agrees_with_the_request_count(api: TestClient) 
     assert next(s.value for s in samples if s.name.endswith("_sum")) > 0
 
 
+@pytest.fixture
+async def own_api(fresh_database: str) -> AsyncIterator[TestClient]:
+    """The app on a database of its own (empty), for what changes or breaks the database."""
+    async with TestClient(TestServer(make_app(fresh_database))) as client:
+        yield client
+
+
+def collection_gauges(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    return {f.name: [(s.labels, s.value) for s in f.samples]
+            for f in text_string_to_metric_families(text)
+            if f.name.startswith("sendcost_collection_last_run")}
+
+
+async def test_healthz_and_metrics_show_each_sources_latest_run(
+        own_api: TestClient, fresh_database: str, server_url: str) -> None:
+    store = own_api.app[runtime.STORE]
+    body = await get_json(own_api, "/healthz")
+    assert body == {"status": "ok", "database": {"reachable": True, "embedded": False},
+                    "collections": []}
+    run = await store.start_run("metrics-test")
+
+    async def expected_run() -> dict[str, Any]:
+        row = await store.pool.fetchrow("SELECT * FROM collection_runs WHERE id = $1", run)
+        return {"source": "metrics-test", "run_id": run, "status": row["status"],
+                "started_at": row["started_at"].isoformat(),
+                "finished_at": row["finished_at"] and row["finished_at"].isoformat(),
+                "quotes_stored": row["quotes_stored"],
+                "quotes_quarantined": row["quotes_quarantined"]}
+
+    resp = await own_api.get("/healthz")
+    assert resp.headers["Cache-Control"] == "no-store" and "ETag" not in resp.headers
+    assert await resp.json() == {"status": "ok",
+                                 "database": {"reachable": True, "embedded": False},
+                                 "collections": [await expected_run()]}
+    started = (await store.pool.fetchval("SELECT started_at FROM collection_runs WHERE id = $1",
+                                         run)).timestamp()
+    gauges = collection_gauges(await (await own_api.get("/metrics")).text())
+    assert gauges["sendcost_collection_last_run_started_timestamp_seconds"] == [
+        ({"source": "metrics-test", "status": "running"}, started)]
+    await store.finish_run(run, status="failed", requests=2, quotes_stored=3,
+                           quotes_quarantined=1, errors={})
+    assert await get_json(own_api, "/healthz") == {
+        "status": "ok", "database": {"reachable": True, "embedded": False},
+        "collections": [await expected_run()]}
+    resp = await own_api.get("/metrics")
+    assert resp.headers["Cache-Control"] == "no-store" and "ETag" not in resp.headers
+    gauges = collection_gauges(await resp.text())
+    # The run is no longer "running": that series is gone, not left beside "failed".
+    assert gauges == {
+        "sendcost_collection_last_run_started_timestamp_seconds": [
+            ({"source": "metrics-test", "status": "failed"}, started)],
+        "sendcost_collection_last_run_quotes_stored": [({"source": "metrics-test"}, 3.0)],
+        "sendcost_collection_last_run_quotes_quarantined": [({"source": "metrics-test"}, 1.0)],
+    }
+
+
+async def test_metrics_answer_without_the_database(own_api: TestClient, fresh_database: str,
+                                                   server_url: str) -> None:
+    store = own_api.app[runtime.STORE]
+    await store.start_run("metrics-test")
+    assert collection_gauges(await (await own_api.get("/metrics")).text())[
+        "sendcost_collection_last_run_quotes_stored"]
+    admin = await asyncpg.connect(server_url)
+    try:  # the database goes away under the running app
+        name = urlsplit(fresh_database).path.lstrip("/")
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+    resp = await own_api.get("/metrics")
+    assert resp.status == 200, await resp.text()
+    text = await resp.text()
+    # The request metrics are there (they show the outage); the collection gauges are not.
+    assert 'sendcost_http_requests_total{method="GET",route="/metrics",status="200"}' in text
+    assert all(samples == [] for samples in collection_gauges(text).values())
+    resp = await own_api.get("/healthz")
+    assert resp.status == 503
+    assert await resp.json() == {"status": "degraded",
+                                 "database": {"reachable": False, "embedded": False},
+                                 "collections": []}
+
+
+@pytest.mark.parametrize(("path", "cache_control", "etag"), [
+    ("/v1/corridors/ITA-CHN", "public, max-age=60", True),
+    ("/v1/corridors.csv?from=ITA", "public, max-age=60", True),
+    ("/v1/openapi.json", "public, max-age=60", True),
+    ("/", "public, max-age=60", True),
+    ("/static/style.css", "public, max-age=3600", True),
+    ("/v1/bulletins", "no-cache", True),
+    ("/healthz", "no-store", False),
+    ("/metrics", "no-store", False),
+    ("/v1/nothing-here", "no-store", False),
+])
+async def test_caching_is_what_the_doc_says(api: TestClient, path: str,  # noqa: F811
+                                            cache_control: str, etag: bool) -> None:
+    # docs/api.md, "Caching": one line per kind of answer.
+    resp = await api.get(path)
+    assert resp.headers["Cache-Control"] == cache_control
+    assert ("ETag" in resp.headers) == etag
+
+
 async def test_openapi_describes_exactly_the_routes(api: TestClient) -> None:  # noqa: F811
     doc = await get_json(api, "/v1/openapi.json")
     assert doc["openapi"].startswith("3.1")
@@ -553,6 +889,22 @@ async def test_openapi_describes_exactly_the_routes(api: TestClient) -> None:  #
             continue
         routed.add((path, route.method))
     assert documented == routed
+    # The query parameters each operation documents are exactly those its handler accepts
+    # (a handler refuses any other with 400): a parameter cannot drift out of the contract.
+    accepted = {
+        "/v1/compare": api_module.COMPARE_PARAMS, "/v1/corridors": api_module.CORRIDORS_PARAMS,
+        "/v1/corridors/{pair}": api_module.CORRIDOR_PARAMS,
+        "/v1/corridors/{pair}/history": api_module.HISTORY_PARAMS,
+        "/v1/indicators": api_module.INDICATORS_PARAMS,
+        "/v1/postal/benchmark": api_module.POSTAL_PARAMS, "/": PAGE_PARAMS,
+        "/v1/admin/collect": api_module.ADMIN_COLLECT_PARAMS,
+        "/v1/admin/bulletin": api_module.ADMIN_BULLETIN_PARAMS,
+    }
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            query = {p["name"] for p in operation["parameters"] if p["in"] == "query"}
+            # Routes not listed read no query parameter (the probes, the document, bulletins).
+            assert query == accepted.get(path.removesuffix(".csv"), frozenset()), (method, path)
     from jsonschema import Draft202012Validator
 
     for schema in doc["components"]["schemas"].values():

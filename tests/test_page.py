@@ -8,6 +8,7 @@ import base64
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -67,11 +68,24 @@ class RankedTable(HTMLParser):
             self._cell.append(data)
 
 
-async def expected_ranking(base: str) -> list[tuple[str, str]]:
+async def expected_ranking(base: str) -> list[tuple[str, str, str]]:
+    """Rank, total cost and the unit of what arrives, as /v1/compare gives them."""
     async with aiohttp.ClientSession() as http, \
             http.get(f"{base}/v1/compare?from=USA&to=MEX&amount=200") as resp:
         body = await resp.json()
-    return [(str(s["rank"]), f"{s['total_cost_pct']:.2f}%") for s in body["services"]]
+    return [(str(s["rank"]), f"{s['total_cost_pct']:.2f}%",
+             s["receive_currency"] or "(currency unknown)") for s in body["services"]]
+
+
+def ranking(rows: list[list[str]]) -> list[tuple[str, str, str]]:
+    """Rank, total cost and the unit the "What arrives" cell names, from the table."""
+    out = []
+    for r in rows:
+        # The first amount's unit (a note may follow, glued on by the parser: "MXNyou …").
+        unit = re.search(r"[0-9][0-9.,]*(?:–[0-9.,]+)? (\(currency unknown\)|[A-Z]{3})", r[2])
+        assert unit, r[2]  # every amount says its unit, or that it is unknown
+        out.append((r[0], r[3], unit.group(1)))
+    return out
 
 
 async def test_page_without_javascript_ranks_the_services(live_api: str,  # noqa: F811
@@ -88,10 +102,28 @@ async def test_page_without_javascript_ranks_the_services(live_api: str,  # noqa
     table = RankedTable()
     table.feed(html)
     assert table.rows, html[:2000]
-    assert [(r[0], r[3]) for r in table.rows] == await expected_ranking(live_api)
+    expected = await expected_ranking(live_api)
+    assert ranking(table.rows) == expected
+    # In this corridor every ranked amount has a known unit (RPW: pesos, and Citibank's
+    # dollars; collectors state theirs): none may be shown bare.
+    assert all(unit != "(currency unknown)" for _, _, unit in expected)
     # The page ships no script at all: what works here works without JavaScript.
     assert "<script" not in html
     assert 'id="targets"' in html and "the 5% target" in html and "the 3% target" in html
+    # The amount box names the currency it is in; each sending country names its own.
+    assert re.search(r'<span id="amount-currency">USD</span>', html)
+    assert re.search(r"<option [^>]*>United States \(USA\) – USD</option>", html)
+    # The footer names the sources of what is shown (those of the compare answer), no other.
+    async with aiohttp.ClientSession() as http, \
+            http.get(f"{live_api}/v1/compare?from=USA&to=MEX&amount=200") as resp:
+        sources = (await resp.json())["sources"]
+    footer = html[html.index("<footer>"):]
+    named = re.search(r"Data: (.*?)\. Methodology", footer)
+    assert named and len(named.group(1).split("; ")) == len(sources)
+    for source in sources:
+        assert source["title"] in footer
+        if source["licence"]:
+            assert f"{source['title']}</a> ({source['licence']})" in footer
 
 
 class DevTools:
@@ -162,6 +194,8 @@ async def test_filling_the_form_shows_the_ranked_table(live_api: str,  # noqa: F
                     rows = await cdp.evaluate(
                         "[...document.querySelectorAll('#ranked tbody tr')].map("
                         "tr => [...tr.cells].map(td => td.innerText.trim()))")
+                    currency = await cdp.evaluate(
+                        "document.querySelector('#amount-currency').innerText")
                     shot = await cdp.call("Page.captureScreenshot", format="png")
         finally:
             # chromium's helpers share its process group (its own session): end them all.
@@ -170,4 +204,5 @@ async def test_filling_the_form_shows_the_ranked_table(live_api: str,  # noqa: F
     (tmp_path / "page.png").write_bytes(base64.b64decode(shot["data"]))
     assert (tmp_path / "page.png").stat().st_size > 10_000
     assert url == "?from=USA&to=MEX&amount=200"
-    assert [(r[0], r[3]) for r in rows] == await expected_ranking(live_api)
+    assert ranking(rows) == await expected_ranking(live_api)
+    assert currency == "USD"
