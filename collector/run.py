@@ -462,6 +462,8 @@ class Collector:
         self.config = config
         self.store = store
         self.fetcher = Fetcher(session, config.collection, seed=seed)
+        # The strictest limits of every source on a host hold from the first request on.
+        self.fetcher.declare(config.sources)
         self.store_batch = store_batch
         check_sources(config)
         self.registry = REGISTRY

@@ -1,8 +1,10 @@
 """The PostgreSQL quote store (asyncpg): migrations, reference data, quotes and provenance.
 
-Writes are idempotent and atomic: bulk rows go through COPY into a temporary table, then one
-``INSERT … ON CONFLICT DO NOTHING`` inside a transaction, so re-storing the same quote adds
-nothing and a failure half way leaves nothing half-written.
+Writes are idempotent and atomic: a batch of quotes (several runs' batches, with their
+quarantine records) is written in one transaction, by one COPY straight into ``quotes`` when
+all of it is new, else through a temporary table and one ``INSERT … ON CONFLICT DO
+NOTHING``; so re-storing the same quote adds nothing and a failure half way leaves nothing
+half-written.
 """
 
 from __future__ import annotations
