@@ -100,6 +100,13 @@ _COPY_COLUMNS = (
     "transparent", "collected_at", "source", "raw_response_id", "run_id", "import_id", "flags",
 )
 
+#: The services columns a COPY of new services fills, in the order of its records.
+_SERVICE_COLUMNS = ("service_key", "corridor_id", "firm_id", "product", "pay_in",
+                    "pay_out", "access_point", "speed")
+
+#: Ids of services by key.
+_SERVICE_IDS = "SELECT id, service_key FROM services WHERE service_key = ANY($1::text[])"
+
 
 class Store:
     def __init__(self, pool: asyncpg.Pool):
@@ -311,15 +318,30 @@ class Store:
                     q.service_key, corridor_ids[(q.source_code, q.destination_code)],
                     firm_ids[(q.firm.name, str(q.firm.firm_type))], a.product,
                     _opt(a.pay_in), _opt(a.pay_out), _opt(a.access_point), _opt(a.speed))
-        keys = list(services)
-        cols = list(zip(*services.values(), strict=True))
+        rows = await conn.fetch(_SERVICE_IDS, list(services))
+        ids = {r["service_key"]: r["id"] for r in rows}
+        new = [row for key, row in services.items() if key not in ids]
+        if not new:
+            return ids
+        # New services (a first collection has thousands): COPY them in, about twice as fast
+        # as an INSERT of the same rows. Should another writer create one of them meanwhile,
+        # the savepoint undoes the COPY and the insert below skips what exists.
+        try:
+            async with conn.transaction():
+                await conn.copy_records_to_table("services", records=new,
+                                                 columns=_SERVICE_COLUMNS)
+            rows = await conn.fetch(_SERVICE_IDS, [row[0] for row in new])
+            ids.update((r["service_key"], r["id"]) for r in rows)
+            return ids
+        except asyncpg.UniqueViolationError:
+            pass
+        cols = list(zip(*new, strict=True))
         await conn.execute(
             "INSERT INTO services (service_key, corridor_id, firm_id, product, pay_in, pay_out, "
             "access_point, speed) SELECT * FROM unnest($1::text[], $2::int[], $3::int[], "
             "$4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) "
             "ON CONFLICT (service_key) DO NOTHING", *[list(c) for c in cols])
-        rows = await conn.fetch("SELECT id, service_key FROM services WHERE service_key = "
-                                "ANY($1::text[])", keys)
+        rows = await conn.fetch(_SERVICE_IDS, list(services))
         return {r["service_key"]: r["id"] for r in rows}
 
     async def quote_frame(self, period: Period | str | None = None,

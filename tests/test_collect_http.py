@@ -106,9 +106,10 @@ async def test_sources_with_different_limits_on_one_host_get_the_strictest(
                                for i in range(4) for s in (lenient, strict)])
     assert upstream.max_in_flight == 1
     starts = sorted(t for _, t in upstream.arrivals)
-    # 20 per second for everyone: 8 starts span at least 7 intervals of 50 ms (arrival
-    # jitter aside).
-    assert starts[-1] - starts[0] >= 7 * 0.05 - 0.02
+    # 20 per second for everyone: 8 starts span 7 intervals of 50 ms. Arrivals jitter by
+    # tens of ms on a loaded machine (the first also opens the connection), hence the 3/4;
+    # without the shared limit they would all arrive within a few ms.
+    assert starts[-1] - starts[0] >= 0.75 * 7 * 0.05, starts
 
     # Without declaring up front, the host's limits tighten as the strict source arrives.
     upstream.arrivals.clear()
@@ -133,9 +134,10 @@ async def test_retries_pass_through_the_rate_limit(upstream: Upstream) -> None:
         resp = await fetcher.get(cfg.sources[0], f"{upstream.url}/s", attempts.append)
     assert resp.status == 503 and attempts == ["http_5xx"] * 5
     t = upstream.times("/s")
-    # Backoff alone would put the five attempts within a few milliseconds; at 10 per second
-    # they span four intervals of 100 ms (arrival jitter aside).
-    assert len(t) == 5 and t[-1] - t[0] >= 4 * 0.1 - 0.02, t
+    # Backoff alone would put the five attempts within a few tens of milliseconds; at 10 per
+    # second they span four intervals of 100 ms (3/4 of it, for arrival jitter on a loaded
+    # machine: the first attempt also opens the connection).
+    assert len(t) == 5 and t[-1] - t[0] >= 0.75 * 4 * 0.1, t
 
 
 async def test_retry_after_is_honoured_in_full_and_holds_the_whole_host(

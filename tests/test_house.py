@@ -36,3 +36,23 @@ def test_metrics_do_no_io() -> None:
                  "io", "pandas", "importlib", "collector", "country_converter"}
     for path in sorted((ROOT / "metrics").rglob("*.py")):
         assert not (_imports(path) & forbidden), f"{path.name} does I/O or reads the clock"
+
+
+def test_every_file_a_package_reads_is_packaged() -> None:
+    """A non-editable install carries only what package-data names: every non-Python file
+    inside a package (migrations, data, templates) must match one of its globs."""
+    import fnmatch
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    globs = config["tool"]["setuptools"]["package-data"]
+    missing = []
+    for package in ORDER:
+        for path in sorted((ROOT / package).rglob("*")):
+            rest = path.relative_to(ROOT / package).as_posix()
+            if (path.is_dir() or "__pycache__" in path.parts
+                    or path.suffix in (".py", ".pyc", ".typed")):
+                continue
+            if not any(fnmatch.fnmatch(rest, g) for g in globs.get(package, [])):
+                missing.append(f"{package}/{rest}")
+    assert missing == [], f"not in [tool.setuptools.package-data]: {missing}"

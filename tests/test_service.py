@@ -78,7 +78,7 @@ async def test_serve_answers_healthz_and_stops_on_sigterm(database_url: str,
                                                           embedded: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="sc-srv-", dir="/tmp") as tmp:
         cfg = _write_config(Path(tmp), import_rpw_on_empty=False)
-        env = _env(SENDCOST_DATA_DIR=tmp)
+        env = _env(SENDCOST_DATA_DIR=tmp, PYTHONFAULTHANDLER="1")
         if not embedded:
             env["DATABASE_URL"] = database_url
         port = _free_port()
@@ -89,7 +89,13 @@ async def test_serve_answers_healthz_and_stops_on_sigterm(database_url: str,
             body = await _wait_healthy(port, proc)
             assert body["database"] == {"reachable": True, "embedded": embedded}
             proc.send_signal(signal.SIGTERM)
-            _, err = proc.communicate(timeout=30)
+            try:
+                _, err = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                # Say where it hangs: faulthandler prints every thread's stack on SIGABRT.
+                proc.send_signal(signal.SIGABRT)
+                _, err = proc.communicate(timeout=10)
+                raise AssertionError(f"sendcost serve did not stop on SIGTERM:\n{err}") from None
         finally:
             if proc.poll() is None:
                 proc.kill()

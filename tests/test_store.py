@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from decimal import Decimal
 
@@ -95,6 +96,52 @@ async def test_a_recreated_database_does_not_orphan_quotes(fresh_database: str) 
             "WHERE s.id IS NULL") == 0
     finally:
         await s.close()
+
+
+async def test_two_writers_creating_the_same_services_both_succeed(store: Store,
+                                                                   database_url: str) -> None:
+    """New services go in by COPY; a writer that meets another's uncommitted services waits,
+    then finds them instead of failing: each service once, every quote stored."""
+    keys = [f"test:race:{i}" for i in range(50)]
+    mine = [make_quote(service_key=k) for k in keys]
+    theirs = [make_quote(service_key=k, collected_at=T0 + dt.timedelta(minutes=5))
+              for k in keys[25:] + [f"test:race:theirs:{i}" for i in range(5)]]
+    # The corridor and firm exist already: the writers meet on the services themselves.
+    await store.store_quotes([make_quote(service_key="test:race-warm-up")])
+    other = await connect(database_url, max_size=2)
+    try:
+        async with store.pool.acquire() as conn:
+            tr = conn.transaction()
+            await tr.start()
+            assert (await store.store_quotes(mine, conn=conn)).inserted == 50
+            # The other writer's COPY meets our uncommitted keys and waits for us.
+            racing = asyncio.ensure_future(other.store_quotes(theirs))
+            await asyncio.sleep(0.3)
+            assert not racing.done()
+            await tr.commit()
+        result = await asyncio.wait_for(racing, 10)
+    finally:
+        await other.close()
+    assert (result.inserted, result.duplicates) == (30, 0)
+    rows = await store.pool.fetch(
+        "SELECT s.service_key, count(*) AS n FROM services s JOIN quotes q ON q.service_id = "
+        "s.id WHERE s.service_key LIKE 'test:race:%' GROUP BY 1")
+    by_key = {r["service_key"]: r["n"] for r in rows}
+    assert len(by_key) == 55
+    assert all(by_key[k] == (2 if i >= 25 else 1) for i, k in enumerate(keys))
+
+
+@pytest.mark.parametrize("statement", [
+    "DELETE FROM corridors", "UPDATE firms SET name = name", "TRUNCATE services CASCADE",
+    "DELETE FROM services WHERE service_key = 'test:none'"])
+async def test_identity_tables_are_append_only(store: Store, statement: str) -> None:
+    """Corridors, firms and services are only ever added to (migration 4): an id once read
+    stays valid, which the writer's caches and the quotes' batch check rely on."""
+    await store.store_quotes([make_quote(service_key="test:append-only")])
+    with pytest.raises(asyncpg.RestrictViolationError, match="append-only"):
+        await store.pool.execute(statement)
+    assert await store.pool.fetchval(
+        "SELECT count(*) FROM services WHERE service_key = 'test:append-only'") == 1
 
 
 async def test_failed_batch_stores_nothing(store: Store) -> None:
