@@ -209,6 +209,10 @@ class HostBusy(Exception):
         self.status = status
 
 
+#: The longest a host's Retry-After holds every request to it back.
+MAX_HOLD_SECONDS = 24 * 3600
+
+
 class HostLimit:
     """One host's limits, shared by every source fetching from it: at most ``concurrency``
     requests in flight, started at most ``rate`` per second, none while the host's
@@ -240,7 +244,13 @@ class HostLimit:
         self._hand_over()
 
     def hold_off(self, seconds: float, status: int) -> None:
-        """The host answered ``status`` with Retry-After ``seconds``: nobody asks it sooner."""
+        """The host answered ``status`` with Retry-After ``seconds``: nobody asks it sooner
+        (for at most ``MAX_HOLD_SECONDS``: a date years ahead is a broken upstream, and must
+        not silence the host until the service restarts)."""
+        if seconds > MAX_HOLD_SECONDS:
+            log.warning("host %s: Retry-After of %.0f s cut to %d s", self.host, seconds,
+                        MAX_HOLD_SECONDS)
+            seconds = MAX_HOLD_SECONDS
         until = time.monotonic() + seconds
         if until > self.blocked_until:
             self.blocked_until, self.blocked_status = until, status

@@ -246,3 +246,17 @@ async def test_the_sandbox_ecb_rates_are_never_from_the_future() -> None:
     as_of = ecb_rates.parse(body)[0][3]
     now = dt.datetime.now(dt.UTC)
     assert now - dt.timedelta(hours=24) < as_of <= now
+
+
+def test_an_absurd_retry_after_holds_the_host_back_a_day_at_most(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from collector.http import MAX_HOLD_SECONDS, HostLimit, retry_after_seconds
+
+    limit = HostLimit("upstream.example", 1, 1.0)
+    asked = retry_after_seconds("Fri, 01 Jan 2100 00:00:00 GMT")
+    assert asked is not None and asked > 70 * 365 * 86400
+    limit.hold_off(asked, 503)
+    assert 0 < limit.blocked_until - time.monotonic() <= MAX_HOLD_SECONDS == 86400
+    assert "cut to 86400 s" in caplog.text
+    limit.hold_off(30, 429)  # a shorter wait never shortens a longer one
+    assert limit.blocked_until - time.monotonic() > 3600
