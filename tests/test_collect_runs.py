@@ -379,6 +379,40 @@ async def test_scheduler_fires_a_job_on_its_trigger(store: Store, session: Any) 
         await server.close()
 
 
+async def test_after_a_start_quote_sources_wait_for_the_first_rates(store: Store,
+                                                                     session: Any) -> None:
+    """The operator's job fires first, yet collects only once the ECB job has run: none of
+    its quotes is left without a reference rate (``reference_stale``)."""
+    from collector.schedule import collect_job
+
+    server, _ = await start_sandbox(Faults(), operators_n=1)
+    try:
+        config, p = make_config(str(server.make_url("")).rstrip("/"), operators_n=1,
+                                corridors=CORRIDORS[:2])
+        app = web.Application()
+        app[runtime.CONFIG] = config
+        app[runtime.STORE] = store
+        app[runtime.HTTP] = session
+        add_jobs(app, AsyncIOScheduler(timezone="UTC"))
+
+        async def rates_later() -> None:
+            await asyncio.sleep(0.5)
+            await collect_job(app, f"{p}-ecb")
+
+        await asyncio.wait_for(asyncio.gather(collect_job(app, f"{p}-op-0"), rates_later()), 60)
+        runs = {r["source"]: r for r in await store.pool.fetch(
+            "SELECT source, started_at, finished_at FROM collection_runs WHERE source = ANY($1)",
+            [f"{p}-ecb", f"{p}-op-0"])}
+        assert runs[f"{p}-op-0"]["started_at"] >= runs[f"{p}-ecb"]["finished_at"]
+        flags = await store.pool.fetch(
+            "SELECT flags, reference_rate FROM quotes WHERE source = $1", f"{p}-op-0")
+        assert len(flags) == 4
+        assert all(r["reference_rate"] is not None and "reference_stale" not in r["flags"]
+                   for r in flags)
+    finally:
+        await server.close()
+
+
 def test_cron_schedule_fires_at_its_time() -> None:
     import datetime as dt
 
