@@ -32,9 +32,10 @@ import io
 import logging
 import re
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -48,6 +49,9 @@ from corridors.types import (
     access_point_from_rpw,
     payout_from_rpw,
 )
+
+if TYPE_CHECKING:
+    from polars.expr.whenthen import Then
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +118,7 @@ def read_rpw(path: str | Path) -> RpwRead:
     """
     p = Path(path)
     if p.suffix.lower() in (".xlsx", ".xlsm"):
-        sheets = _read_workbook(p)
+        sheets: Sequence[tuple[str | None, pl.DataFrame]] = _read_workbook(p)
     else:
         sheets = [(None, _read_csv_text(p))]
     frames: list[pl.DataFrame] = []
@@ -264,7 +268,7 @@ def _parse_sheet(raw: pl.DataFrame, sheet: str | None, path: str, result: RpwRea
     raw = raw.with_columns(pl.int_range(2, n + 2, dtype=pl.Int64).alias("_line"))
 
     # Each check appends a reason (or null) per row; a row with any reason is rejected.
-    reasons: list[pl.Expr] = []
+    reasons: list[Then] = []
 
     def require(col: str) -> None:
         reasons.append(pl.when(pl.col(col).is_null() | (pl.col(col) == ""))
@@ -308,9 +312,9 @@ def _parse_sheet(raw: pl.DataFrame, sheet: str | None, path: str, result: RpwRea
     for key, target, fn in (("access", "access_point", access_point_from_rpw),
                             ("pickup", "pay_out", payout_from_rpw),
                             ("instrument", "pay_in", _dict_fn(PAY_IN_FROM_RPW))):
-        col = _first_present(cols, key)
-        if col is not None:
-            label_cols[target] = (col, fn)
+        present = _first_present(cols, key)
+        if present is not None:
+            label_cols[target] = (present, fn)
     mapped_exprs: dict[str, pl.Expr] = {}
     for target, (col, fn) in label_cols.items():
         mapping, unknown = _label_map(raw[col].unique().to_list(), fn)

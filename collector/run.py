@@ -183,7 +183,9 @@ class _Writer:
         try:
             while self.pending:
                 # One batch per run in a write: a write tells its runs' counts apart by run id.
-                group, runs, rest = [], set(), []
+                group: list[tuple[WriteBatch, asyncio.Future[WriteResult]]] = []
+                rest: list[tuple[WriteBatch, asyncio.Future[WriteResult]]] = []
+                runs: set[int | None] = set()
                 for item in self.pending:
                     (rest if item[0].run_id in runs else group).append(item)
                     runs.add(item[0].run_id)

@@ -105,6 +105,14 @@ def _quantile(qs: list[float], u: float) -> float:
     return qs[i] + (qs[i + 1] - qs[i]) * (x - i)
 
 
+def _series_quantile(s: pl.Series, q: float) -> float:
+    # None only for a series without values: the bundled RPW data has priced quotes of
+    # every firm type market() asks for.
+    value = s.quantile(q)
+    assert value is not None, "no priced quotes to take a quantile of"
+    return float(value)
+
+
 @functools.cache
 def market() -> Market:
     """Distributions and rates from the bundled RPW data (computed once per process)."""
@@ -131,8 +139,8 @@ def market() -> Market:
         part = priced.filter(pl.col("firm_type") == kind)
         fee = (part["fee"] / part["amount"] * 100)
         # The 2nd-98th percentiles: the extremes of a survey are not a market's typical price.
-        fee_q[kind] = [float(fee.quantile(0.02 + 0.96 * p)) for p in probs]
-        margin_q[kind] = [float(part["margin"].quantile(0.02 + 0.96 * p)) for p in probs]
+        fee_q[kind] = [_series_quantile(fee, 0.02 + 0.96 * p) for p in probs]
+        margin_q[kind] = [_series_quantile(part["margin"], 0.02 + 0.96 * p) for p in probs]
     latest = (df.filter(pl.col("inter") > 0, pl.col("receive_currency").is_not_null())
               # The median of the latest period: a few rows carry 1.0 (a pay-out in USD).
               .filter(pl.col("period") == pl.col("period").max().over(

@@ -17,12 +17,16 @@ import logging
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 import pycountry
 from babel.numbers import get_territory_currencies
 
 from corridors.types import Country, Currency
+
+if TYPE_CHECKING:
+    from country_converter import CountryConverter
 
 REGION_NAMES: dict[str, str] = {
     "EAP": "East Asia & Pacific",
@@ -137,7 +141,7 @@ def _quiet(logger: str) -> Iterator[None]:
 
 
 @functools.cache
-def _converter():  # type: ignore[no-untyped-def]
+def _converter() -> CountryConverter:
     import country_converter as coco
     import pandas as pd
     from pandas._libs.parsers import STR_NA_VALUES

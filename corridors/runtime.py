@@ -15,10 +15,11 @@ from corridors.config import Config
 from corridors.db import DatabaseTarget
 
 if TYPE_CHECKING:
-    pass
+    from corridors.store import Store
 
 CONFIG = web.AppKey("config", Config)
 DATABASE = web.AppKey("database", DatabaseTarget)
-STORE = web.AppKey("store", "Store")
+# The store's class is imported for the type checker only (this module does not load it).
+STORE: web.AppKey[Store] = web.AppKey("store")
 HTTP = web.AppKey("http", ClientSession)
 SCHEDULER = web.AppKey("scheduler", AsyncIOScheduler)

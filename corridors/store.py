@@ -348,7 +348,8 @@ class Store:
                           amount_usd: int | None = None,
                           source: str | None = None) -> pl.DataFrame:
         """Quotes as the quote frame, for one period (a quarter includes its months)."""
-        clauses, args = [], []
+        clauses: list[str] = []
+        args: list[object] = []
         if period is not None:
             p = period if isinstance(period, Period) else _parse(period)
             args.append(p.labels)

@@ -23,7 +23,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import polars as pl
@@ -681,7 +681,8 @@ async def postal_benchmark(request: web.Request) -> web.StreamResponse:
         raise not_found(f"no quotes for {label or 'any period'} at USD {amount_usd}; periods "
                         f"with data: {', '.join(snap.periods) or 'none'}")
     key = ("postal_rows", label, amount_usd)
-    rows = snap.responses.get(key)
+    # snap.responses is typed for the (body, ETag) entries; it keeps these rows too.
+    rows = cast("list[dict[str, Any]] | None", snap.responses.get(key))
     if rows is None:
         corridor_rows = snap.corridor_table.filter(
             pl.col("period") == label, pl.col("amount_usd") == amount_usd).select(

@@ -8,15 +8,19 @@ or a test — can find them. The same data gives the same PNG and SVG bytes: Agg
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # A bare Figure (no pyplot) renders PNG and SVG with Agg's and the SVG backend's own
 # canvases: no GUI backend is ever selected, and nothing is kept alive between charts.
 from matplotlib import rc_context
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 TARGETS = ((3.0, "SDG target: 3% average", "#1a7f37"), (5.0, "5%: no corridor above", "#b35900"))
 INK = "#1f2328"
@@ -28,7 +32,7 @@ OFFICIAL = "#c2185b"
 BAR = "#6e8fb5"
 HIGHLIGHT = "#0b5cad"
 
-RC = {
+RC: dict[RcKeyType, object] = {
     "svg.hashsalt": "sendcost-bulletin",
     "svg.fonttype": "path",
     "font.family": "DejaVu Sans",
@@ -71,8 +75,8 @@ def add_target_lines(ax: Axes, *, vertical: bool = False) -> None:
 
 def target_lines(fig: Figure) -> list[str]:
     """The gids of the target lines drawn on a figure (for checks)."""
-    return sorted(line.get_gid() for ax in fig.axes for line in ax.get_lines()
-                  if (line.get_gid() or "").startswith("target-"))
+    return sorted(gid for ax in fig.axes for line in ax.get_lines()
+                  if (gid := line.get_gid()) is not None and gid.startswith("target-"))
 
 
 def _title(ax: Axes, title: str, subtitle: str) -> None:
@@ -81,7 +85,7 @@ def _title(ax: Axes, title: str, subtitle: str) -> None:
 
 
 def trend_chart(periods: Sequence[str], x: Sequence[float],
-                series: dict[str, Sequence[float | None]],
+                series: Mapping[str, Sequence[float | None]],
                 official: Sequence[tuple[str, float, str]], *, period: str) -> Chart:
     """The global average (and SmaRT, weighted average) over periods, official points on top.
 
@@ -130,9 +134,9 @@ def trend_chart(periods: Sequence[str], x: Sequence[float],
                         fontweight="bold", color=OURS)
         _title(ax, "Cost of sending USD 200, over time",
                f"up to {period}; open diamonds: the World Bank's published figures")
-    values = ", ".join(f"{p} {v:.2f}%" for p, v in zip(
+    described = ", ".join(f"{p} {v:.2f}%" for p, v in zip(
         periods, series.get("Global average (ours)", []), strict=False) if v is not None)
-    alt = (f"Line chart of the global average cost of sending USD 200 by period: {values}. "
+    alt = (f"Line chart of the global average cost of sending USD 200 by period: {described}. "
            "SmaRT and weighted averages are drawn below it; dashed lines mark the 3% and 5% "
            "targets; diamonds mark the World Bank's published figures.")
     return Chart("trend", fig, alt, "Cost of sending USD 200, over time")

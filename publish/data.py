@@ -265,7 +265,7 @@ def _build_index(quotes: pl.DataFrame) -> dict[tuple[str, str], dict[str, list[P
     return index
 
 
-_CORRIDOR_TABLE_SCHEMA = {
+_CORRIDOR_TABLE_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "period": pl.String, "amount_usd": pl.Int32, "source_code": pl.String,
     "destination_code": pl.String, "average": pl.Float64, "services": pl.UInt32,
     "transparent_services": pl.UInt32, "above_5": pl.Boolean, "above_10": pl.Boolean,
@@ -318,7 +318,7 @@ def build_snapshot(quotes: pl.DataFrame, version: int) -> Snapshot:
         tables.append(table)
     corridor_table = (
         pl.concat(pl.collect_all(tables), how="diagonal").select(list(_CORRIDOR_TABLE_SCHEMA))
-        .cast(_CORRIDOR_TABLE_SCHEMA)  # type: ignore[arg-type]
+        .cast(_CORRIDOR_TABLE_SCHEMA)  # type: ignore[arg-type]  # invariant key type
         .sort("source_code", "destination_code", "amount_usd")
         if tables else pl.DataFrame(schema=_CORRIDOR_TABLE_SCHEMA)
     )

@@ -21,8 +21,9 @@ import bisect
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from itertools import accumulate
+from typing import TypedDict
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -42,8 +43,15 @@ MAX_QUERY = 2048
 #: offers no hook to render that as problem+json; so the limit sits far above MAX_QUERY and
 #: an oversized query string reaches ``api_pipeline`` and gets its 414 problem+json.
 MAX_REQUEST_LINE = 64 * 1024
+
+
+class HandlerArgs(TypedDict):
+    """What ``HANDLER_ARGS`` holds (typed, so ``**HANDLER_ARGS`` checks against run_app)."""
+    max_line_size: int
+
+
 #: Keyword arguments for aiohttp's request handler: ``web.run_app(app, **HANDLER_ARGS)``.
-HANDLER_ARGS = {"max_line_size": MAX_REQUEST_LINE}
+HANDLER_ARGS: HandlerArgs = {"max_line_size": MAX_REQUEST_LINE}
 #: Largest request body accepted (bytes); larger is 413.
 MAX_BODY = 16 * 1024
 #: Paths outside the rate limit: probes and scrapers.
@@ -161,7 +169,7 @@ def error_response(request: web.Request, exc: Exception) -> web.Response:
     if isinstance(exc, web.HTTPException):
         headers = {}
         if exc.status == 405:
-            allowed = getattr(exc, "allowed_methods", set())
+            allowed: Iterable[str] = getattr(exc, "allowed_methods", set())
             headers["Allow"] = ", ".join(sorted(allowed))
             detail = (f"{request.method} is not allowed on {request.path}; allowed: "
                       f"{headers['Allow']}")

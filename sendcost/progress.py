@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from typing import TextIO
 
 log = logging.getLogger("sendcost.progress")
 
 
 class Progress:
-    def __init__(self, label: str, *, stream=sys.stderr) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, label: str, *, stream: TextIO = sys.stderr) -> None:
         self.label = label
         self.stream = stream
         self.tty = bool(getattr(stream, "isatty", lambda: False)())

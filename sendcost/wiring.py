@@ -26,7 +26,7 @@ from publish.schedule import add_jobs as bulletin_jobs
 
 log = logging.getLogger(__name__)
 
-BACKGROUND = web.AppKey("background", set)
+BACKGROUND: web.AppKey[set[asyncio.Task[object]]] = web.AppKey("background", set)
 
 
 @contextlib.asynccontextmanager
@@ -94,14 +94,14 @@ async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
-    tasks: set[asyncio.Task[None]] = set()
+    tasks: set[asyncio.Task[object]] = set()
     app[BACKGROUND] = tasks
     config = app[runtime.CONFIG]
     if config.import_rpw_on_empty:
         from collector.rpw_import import import_bundled_if_empty
 
-        task = asyncio.create_task(import_bundled_if_empty(app[runtime.STORE]),
-                                   name="import-bundled-rpw")
+        task: asyncio.Task[object] = asyncio.create_task(
+            import_bundled_if_empty(app[runtime.STORE]), name="import-bundled-rpw")
         tasks.add(task)
         task.add_done_callback(_log_task_end)
     yield
@@ -110,7 +110,7 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _log_task_end(task: asyncio.Task[None]) -> None:
+def _log_task_end(task: asyncio.Task[object]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("background task %s failed: %s", task.get_name(), task.exception())
 

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -30,7 +31,7 @@ examples:
 """
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("bulletin", help="write the SDG 10.c bulletin of a period",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     common_options(p)
@@ -46,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=run)
 
 
-def load_quotes(args: argparse.Namespace) -> tuple[pl.DataFrame, dict]:  # type: ignore[type-arg]
+def load_quotes(args: argparse.Namespace) -> tuple[pl.DataFrame, dict[str, Any]]:
     """The quotes and a description of where they came from, for --source."""
     from publish.bulletin import load_rpw, load_store_quotes
 
@@ -55,7 +56,7 @@ def load_quotes(args: argparse.Namespace) -> tuple[pl.DataFrame, dict]:  # type:
     config = load_config(args.config)
     from sendcost.wiring import open_store
 
-    async def load() -> tuple[pl.DataFrame, dict]:  # type: ignore[type-arg]
+    async def load() -> tuple[pl.DataFrame, dict[str, Any]]:
         async with open_store(config) as (store, _):
             return await load_store_quotes(store)
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from corridors.config import load_config
 from sendcost.cli import EXIT_ERROR, EXIT_OK, common_options, setup_logging
+
+if TYPE_CHECKING:
+    from collector.run import RunReport
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +38,7 @@ exit codes: 0 every run ok, 1 a run failed or was partial (the summary says whic
 """
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("collect", help="collect quotes and reference rates now",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     common_options(p)
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_sources(config)
 
-    async def go() -> list:  # type: ignore[type-arg]
+    async def go() -> list[RunReport]:
         timeout = aiohttp.ClientTimeout(total=config.collection.timeout_seconds,
                                         connect=min(10.0, config.collection.timeout_seconds))
         async with open_store(config) as (store, _), aiohttp.ClientSession(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from typing import Any
 
 from corridors.config import load_config
 from sendcost.cli import common_options, setup_logging
@@ -17,7 +18,7 @@ Manage the PostgreSQL store.
 """
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("db", help="apply migrations, show the store's status",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     dbsub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
@@ -60,7 +61,7 @@ def status(args: argparse.Namespace) -> int:
     setup_logging(args, "WARNING")
     from sendcost.wiring import open_store
 
-    async def go() -> dict:  # type: ignore[type-arg]
+    async def go() -> dict[str, Any]:
         async with open_store(config, migrate=False) as (store, target):
             from corridors.store import migrations
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from corridors.config import load_config
 from corridors.periods import parse_period
 from sendcost.cli import common_options, setup_logging
+
+if TYPE_CHECKING:
+    import polars as pl
 
 HELP = """\
 Export open data for partners.
@@ -24,7 +28,7 @@ examples:
 """
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("export", help="export the postal benchmark or SDMX-CSV",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     what = p.add_subparsers(dest="what", metavar="WHAT", required=True)
@@ -72,7 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sdmx.set_defaults(func=run_sdmx)
 
 
-def _quotes(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _quotes(args: argparse.Namespace) -> pl.DataFrame:
     from sendcost.commands.bulletin import load_quotes
 
     return load_quotes(args)[0]

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from typing import TYPE_CHECKING
 
 from corridors.config import load_config
 from sendcost.cli import common_options, setup_logging
+
+if TYPE_CHECKING:
+    from collector.rpw_import import ImportSummary
 
 HELP = """\
 Import World Bank Remittance Prices Worldwide (RPW) data into the store.
@@ -24,7 +28,7 @@ examples:
 """
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("import", help="import World Bank RPW data (CSV, .gz or xlsx)",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
@@ -48,7 +52,7 @@ def run_rpw(args: argparse.Namespace) -> int:
         raise SystemExit("sendcost import rpw: give PATH or --bundled (one of them)")
     path = bundled_rpw_path() if args.bundled else args.path
 
-    async def go():  # type: ignore[no-untyped-def]
+    async def go() -> ImportSummary:
         async with open_store(config) as (store, _):
             return await import_rpw(store, path, progress=Progress("storing quotes"))
 

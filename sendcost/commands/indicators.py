@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+from typing import Any
 
 import polars as pl
 
@@ -30,7 +31,7 @@ examples:
 """
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("indicators", help="compute the SDG 10.c indicators of a period",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     common_options(p)
@@ -53,7 +54,7 @@ def _flows() -> pl.LazyFrame:
     return read_bilateral_flows().flows.lazy()
 
 
-def compute_from_frame(frame: pl.DataFrame, period: str, amount: int) -> dict:  # type: ignore[type-arg]
+def compute_from_frame(frame: pl.DataFrame, period: str, amount: int) -> dict[str, Any]:
     from corridors.reference import countries_frame
     from metrics.indicators import compute_indicators
 
@@ -96,7 +97,7 @@ def _fmt(v: float | None) -> str:
     return "—" if v is None else f"{v:.2f}%"
 
 
-def _print_table(doc: dict, table: pl.DataFrame) -> None:  # type: ignore[type-arg]
+def _print_table(doc: dict[str, Any], table: pl.DataFrame) -> None:
     print(f"period {doc['period']}, USD {doc['amount_usd']}, methodology "
           f"{doc['methodology_version']}")
     print(f"services: {doc['services']['total']:,} ({doc['services']['transparent']:,} "

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from sendcost.cli import common_options, setup_logging
+
+if TYPE_CHECKING:
+    from collector.sandbox import Faults
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +35,7 @@ examples:
 """
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("sandbox", help="serve emulated upstreams on loopback",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     common_options(p)
@@ -63,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=run)
 
 
-def faults_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def faults_from(args: argparse.Namespace) -> Faults:
     from collector.sandbox import Faults
 
     return Faults(latency_ms=args.latency_ms, error_rate=args.error_rate,
@@ -75,7 +80,7 @@ def faults_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
                   bad_quote_rate=args.bad_quote_rate, seed=args.seed)
 
 
-async def sandbox_ctx(app: web.Application):  # type: ignore[no-untyped-def]
+async def sandbox_ctx(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx for ``sendcost serve --sandbox``: the sandbox on 127.0.0.1:8765."""
     from collector.sandbox import Sandbox
 

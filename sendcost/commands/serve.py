@@ -31,7 +31,7 @@ examples:
 """
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run the service (API, page, collectors, bulletins)",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     common_options(p)
