@@ -289,5 +289,6 @@ def post(app: web.Application, path: str, handler: Handler, *,
 def finish(app: web.Application) -> None:
     """Register the catch-all route for requests no other route takes (call it last)."""
     pipeline = app[PIPELINE]
-    route = app.router.add_route("*", "/{unmatched:.*}", pipeline.unmatched)
+    # (?s): a path may hold an encoded newline, which "." alone would not match.
+    route = app.router.add_route("*", "/{unmatched:(?s:.*)}", pipeline.unmatched)
     pipeline.catch_all = route.resource

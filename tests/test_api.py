@@ -626,6 +626,8 @@ async def test_bad_inputs_are_problems_naming_the_parameter(api: TestClient, url
     ("PUT", "/", 405),
     ("GET", "/static/nothing.css", 404),
     ("GET", "/static/page.html", 404),
+    ("GET", "/v1/corridors/%0A%7B/history", 404),  # a newline no other route takes
+    ("GET", "/v1/%0D%0Anothing", 404),
     ("GET", "/v1/corridors?from=" + "A" * 3000, 414),
 ])
 async def test_error_paths_are_problem_json(api: TestClient, method: str, url: str,  # noqa: F811
