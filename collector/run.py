@@ -78,6 +78,8 @@ class RunReport:
     seconds: float = 0.0
     store_seconds: float = 0.0
     reparse_of: int | None = None
+    #: What went wrong last (kind and detail), so a failed run says why without -v.
+    last_error: str | None = None
 
     @property
     def failures(self) -> int:
@@ -317,12 +319,15 @@ class RunContext:
                     self.successes += 1
                 except FetchError as exc:
                     self.report.errors[exc.kind] += 1
-                    log.debug("%s: %s", self.source.name, exc)
+                    self.report.last_error = str(exc)  # "kind: what (url)"
+                    log.info("%s: %s", self.source.name, exc)
                 except ParseError as exc:
                     self.report.errors["malformed"] += 1
+                    self.report.last_error = f"malformed: {exc}"
                     log.info("%s: malformed response: %s", self.source.name, exc)
                 except StorageError as exc:
                     self.report.errors[exc.kind] += 1
+                    self.report.last_error = f"{exc.kind}: {exc}"
                     log.warning("%s: %s", self.source.name, exc)
                 except NotArchived:
                     pass
@@ -331,6 +336,7 @@ class RunContext:
                     # where a number goes): count it, keep going. Its body is archived, so a
                     # parser fix is a --reparse away.
                     self.report.errors["malformed"] += 1
+                    self.report.last_error = f"malformed: {type(exc).__name__}: {exc}"
                     log.warning("%s: could not parse a response (%s: %s)", self.source.name,
                                 type(exc).__name__, exc, exc_info=log.isEnabledFor(10))
                 done += 1
@@ -470,7 +476,19 @@ class Collector:
         check_sources(config)
         self.registry = REGISTRY
         self._running: dict[str, asyncio.Lock] = {}
+        self._checked_dead = False
         self.writer = _Writer(store)
+
+    async def _abandon_dead_runs_once(self) -> None:
+        """Runs left 'running' by a process that died are marked failed, once per collector
+        (``Store.abandon_dead_runs``): they must not look under way for ever."""
+        if self._checked_dead:
+            return
+        self._checked_dead = True
+        try:
+            await self.store.abandon_dead_runs()
+        except Exception as exc:  # never a reason not to collect
+            log.warning("could not check for abandoned collection runs: %s", exc)
 
     def sources(self, names: Sequence[str] | None = None) -> list[SourceConfig]:
         if names:
@@ -497,6 +515,7 @@ class Collector:
         if source.kind not in self.registry:
             raise ConfigError(f"source {name!r}: no adapter for kind {source.kind!r}")
         corridors = corridor_specs(self.config, corridor)
+        await self._abandon_dead_runs_once()
         lock = self._running.setdefault(name, asyncio.Lock())
         async with lock:
             run_id = await self.store.start_run(name)
@@ -540,8 +559,14 @@ class Collector:
                 report.message = "no request succeeded"
             else:
                 report.status = "partial" if report.failures else "ok"
+            if report.failures and report.last_error:
+                last = report.last_error if len(report.last_error) <= 300 else (
+                    report.last_error[:297] + "...")
+                report.message = "; ".join(filter(None, (report.message, f"last error: {last}")))
         except asyncio.CancelledError:
-            report.status, report.message = "failed", "cancelled"
+            report.status = "failed"
+            report.message = ("cancelled; what it fetched is archived: `sendcost collect "
+                              f"--reparse {report.run_id}` stores its quotes")
             raise
         except Exception as exc:
             report.status = "failed"

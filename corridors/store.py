@@ -14,6 +14,8 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -448,8 +450,41 @@ class Store:
 
     async def start_run(self, source: str, *, reparse_of: int | None = None) -> int:
         return int(await self.pool.fetchval(
-            "INSERT INTO collection_runs (source, reparse_of) VALUES ($1, $2) RETURNING id",
-            source, reparse_of))
+            "INSERT INTO collection_runs (source, reparse_of, host, pid) "
+            "VALUES ($1, $2, $3, $4) RETURNING id",
+            source, reparse_of, socket.gethostname(), os.getpid()))
+
+    async def abandon_dead_runs(self, *, older_than: dt.timedelta = dt.timedelta(days=1)
+                                ) -> list[int]:
+        """Mark failed the runs still 'running' whose process is gone: on this host, a pid
+        that no longer exists; on any host, a start longer ago than ``older_than`` (no run
+        lasts that long). Returns their ids."""
+        host, now = socket.gethostname(), dt.datetime.now(dt.UTC)
+        rows = await self.pool.fetch(
+            "SELECT id, source, host, pid, started_at FROM collection_runs "
+            "WHERE status = 'running'")
+        dead: list[tuple[int, str]] = []
+        for r in rows:
+            mine = r["host"] == host and r["pid"] == os.getpid()
+            if r["host"] == host and r["pid"] is not None and (
+                    # Our own pid, but from before we started: a previous process that had
+                    # it (a container's service is often pid 1 on every start).
+                    (mine and r["started_at"] < _PROCESS_STARTED)
+                    or (not mine and not _process_alive(r["pid"]))):
+                why = f"process {r['pid']} on {host} ended before recording the run's end"
+            elif now - r["started_at"] > older_than:
+                why = (f"still 'running' {now - r['started_at']} after it started (process "
+                       f"{r['pid'] or '?'} on {r['host'] or 'an unknown host'})")
+            else:
+                continue
+            dead.append((r["id"], f"abandoned: {why}"))
+        if dead:
+            await self.pool.executemany(
+                "UPDATE collection_runs SET status = 'failed', finished_at = now(), "
+                "message = $2 WHERE id = $1 AND status = 'running'", dead)
+            for run_id, why in dead:
+                log.warning("collection run %d marked failed: %s", run_id, why)
+        return [run_id for run_id, _ in dead]
 
     async def finish_run(self, run_id: int, *, status: str, requests: int, quotes_stored: int,
                          quotes_quarantined: int, errors: dict[str, int],
@@ -512,6 +547,20 @@ def _quote_frame_of(rows: Sequence[asyncpg.Record], quarter: str | None) -> pl.D
         # Monthly quotes of a quarter are labelled with the quarter they belong to.
         frame = frame.with_columns(pl.lit(quarter).alias("period"))
     return conform(frame).collect()
+
+
+#: When this process started (near enough: when this module was first imported).
+_PROCESS_STARTED = dt.datetime.now(dt.UTC)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def _opt(value: object) -> str | None:

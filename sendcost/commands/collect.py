@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
+import sys
 from typing import TYPE_CHECKING
 
 import aiohttp
 
 from corridors.config import load_config
-from sendcost.cli import EXIT_ERROR, EXIT_OK, common_options, setup_logging
+from sendcost.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE, common_options, setup_logging
 
 if TYPE_CHECKING:
     from collector.run import RunReport
@@ -34,7 +36,8 @@ examples:
   sendcost collect --reparse 42
   sendcost sandbox &  sendcost collect           # the shipped profile, no network needed
 
-exit codes: 0 every run ok, 1 a run failed or was partial (the summary says which), 2 usage.
+exit codes: 0 every run ok, 1 a run failed or was partial (the summary says which), 2 usage,
+143 stopped by SIGTERM (the runs under way are recorded as failed, like Ctrl-C: 130).
 """
 
 
@@ -55,8 +58,9 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     setup_logging(args, config.log_level)
     if args.reparse is not None and (args.source or args.corridor):
-        raise SystemExit("sendcost collect: --reparse takes no --source or --corridor "
-                         "(it re-parses what the run fetched)")
+        print("sendcost collect: error: --reparse takes no --source or --corridor (it "
+              "re-parses what the run fetched)", file=sys.stderr)
+        return EXIT_USAGE
     from collector.run import Collector
     from collector.sources import check_sources
     from sendcost.progress import Progress
@@ -64,7 +68,20 @@ def run(args: argparse.Namespace) -> int:
 
     check_sources(config)
 
+    terminated = False
+
     async def go() -> list[RunReport]:
+        # SIGTERM (systemd, cron, docker stop) stops like Ctrl-C: the runs under way are
+        # cancelled and recorded as failed, never left 'running'.
+        main = asyncio.current_task()
+        assert main is not None
+
+        def on_sigterm() -> None:
+            nonlocal terminated
+            terminated = True
+            main.cancel()
+
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_sigterm)
         timeout = aiohttp.ClientTimeout(total=config.collection.timeout_seconds,
                                         connect=min(10.0, config.collection.timeout_seconds))
         async with open_store(config) as (store, _), aiohttp.ClientSession(
@@ -77,7 +94,15 @@ def run(args: argparse.Namespace) -> int:
             return await collector.run_all(args.source, corridor=args.corridor,
                                            progress=lambda name: Progress(name))
 
-    reports = asyncio.run(go())
+    try:
+        reports = asyncio.run(go())
+    except asyncio.CancelledError:
+        if not terminated:
+            raise
+        print("sendcost collect: stopped by SIGTERM; the runs under way were recorded as "
+              "failed (their fetched responses are archived: --reparse RUN_ID)",
+              file=sys.stderr)
+        return 128 + signal.SIGTERM
     for r in reports:
         print(r.line())
     if not reports:

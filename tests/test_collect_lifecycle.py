@@ -1,0 +1,143 @@
+"""A collection run's end is always recorded: stopped by SIGTERM, or its process killed."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from corridors.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def _insert_running(store: Store, source: str, *, host: str, pid: int | None,
+                          started_at: dt.datetime) -> int:
+    return int(await store.pool.fetchval(
+        "INSERT INTO collection_runs (source, host, pid, started_at) VALUES ($1, $2, $3, $4) "
+        "RETURNING id", source, host, pid, started_at))
+
+
+async def test_runs_of_dead_processes_are_marked_failed(store: Store) -> None:
+    tag = uuid.uuid4().hex[:8]
+    now = dt.datetime.now(dt.UTC)
+    here = socket.gethostname()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = await _insert_running(store, f"{tag}-dead", host=here, pid=gone.pid, started_at=now)
+    alive = await _insert_running(store, f"{tag}-alive", host=here, pid=os.getpid(),
+                                  started_at=now)
+    # Our pid, but from before this process started: a previous process that had the pid.
+    reused = await _insert_running(store, f"{tag}-reused", host=here, pid=os.getpid(),
+                                   started_at=now - dt.timedelta(days=400))
+    elsewhere = await _insert_running(store, f"{tag}-elsewhere", host="other-host", pid=1,
+                                      started_at=now - dt.timedelta(minutes=5))
+    stale = await _insert_running(store, f"{tag}-stale", host="other-host", pid=1,
+                                  started_at=now - dt.timedelta(days=2))
+
+    marked = await store.abandon_dead_runs()
+    assert {dead, reused, stale} <= set(marked)
+    assert alive not in marked and elsewhere not in marked
+    rows = {r["id"]: r for r in await store.pool.fetch(
+        "SELECT id, status, finished_at, message FROM collection_runs WHERE source LIKE $1",
+        f"{tag}-%")}
+    for run_id in (dead, reused, stale):
+        assert rows[run_id]["status"] == "failed" and rows[run_id]["finished_at"]
+        assert rows[run_id]["message"].startswith("abandoned: ")
+    assert f"process {gone.pid} on {here}" in rows[dead]["message"]
+    assert rows[alive]["status"] == rows[elsewhere]["status"] == "running"
+    assert await store.abandon_dead_runs() == []  # once only
+    await store.pool.execute(  # leave nothing 'running' for other tests
+        "UPDATE collection_runs SET status = 'failed' WHERE id = ANY($1::bigint[])",
+        [alive, elsewhere])
+
+
+async def test_sigterm_stops_collect_and_records_its_runs(store: Store, database_url: str,
+                                                          tmp_path: Path) -> None:
+    """SIGTERM (systemd, cron, docker stop) is Ctrl-C: the run under way is recorded as
+    failed, saying how to recover what it fetched, and the exit code is 128 + 15."""
+    release = asyncio.Event()
+
+    async def hang(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(status=503)
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", hang)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    name = f"slow-{uuid.uuid4().hex[:8]}"
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        "[collection]\ntimeout_seconds = 60.0\n\n"
+        f'[[sources]]\nname = "{name}"\nkind = "ecb_rates"\n'
+        f'url = "{server.make_url("/ecb/eurofxref-daily.xml")}"\n')
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(DATABASE_URL=database_url, SENDCOST_DATA_DIR=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-m", "sendcost", "collect", "--config", str(cfg)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        for _ in range(300):
+            status = await store.pool.fetchval(
+                "SELECT status FROM collection_runs WHERE source = $1", name)
+            if status == "running":
+                break
+            assert proc.poll() is None, proc.communicate()
+            await asyncio.sleep(0.1)
+        assert status == "running"
+        await asyncio.sleep(0.3)  # the request is out, waiting on the upstream
+        proc.send_signal(signal.SIGTERM)
+        out, err = await asyncio.to_thread(proc.communicate, timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        release.set()
+        await server.close()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "stopped by SIGTERM" in err and "Traceback" not in err
+    row = await store.pool.fetchrow(
+        "SELECT id, status, finished_at, message FROM collection_runs WHERE source = $1", name)
+    assert row["status"] == "failed" and row["finished_at"] is not None
+    assert f"--reparse {row['id']}" in row["message"]
+
+
+@pytest.mark.parametrize("extra", [["--source", "x"], ["--corridor", "USA-MEX"]])
+def test_reparse_with_a_source_is_a_usage_error(extra: list[str], tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "sendcost", "collect", "--reparse", "1", *extra],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "SENDCOST_DATA_DIR": str(tmp_path)})
+    assert out.returncode == 2, out.stderr
+    assert "--reparse takes no --source or --corridor" in out.stderr
+
+
+async def test_a_failed_run_says_why_without_verbose_logs(store: Store) -> None:
+    import aiohttp
+
+    from collector.run import Collector
+    from corridors.config import parse_config
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    name = f"refused-{uuid.uuid4().hex[:8]}"
+    url = f"http://127.0.0.1:{port}/ecb.xml"
+    config = parse_config({"collection": {"max_retries": 1, "backoff_base_seconds": 0.01},
+                           "sources": [{"name": name, "kind": "ecb_rates", "url": url}]})
+    async with aiohttp.ClientSession() as session:
+        report = await Collector(config, store, session).run(name)
+    assert report.status == "failed"
+    assert report.message is not None and report.message.startswith("no request succeeded")
+    assert "last error: connection" in report.message and url in report.message
+    assert await store.pool.fetchval(
+        "SELECT message FROM collection_runs WHERE id = $1", report.run_id) == report.message
