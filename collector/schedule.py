@@ -4,7 +4,9 @@
 starts): one job per enabled source, id ``collect:<name>``, declared again with
 ``replace_existing=True`` so a changed config.toml takes effect on restart. ``schedule`` is
 ``interval:SECONDS`` (first run within ``jitter_seconds`` of start, so a fresh service has
-data at once) or a 5-field crontab in UTC; both get ``jitter_seconds`` of jitter. After a
+data at once) or a 5-field crontab in UTC; both get ``jitter_seconds`` of jitter. A crontab
+source also gets a one-off ``catch-up:collect:<name>`` job at start: it collects at once when
+the source never has, or when its last due time passed while the service was down. After a
 start, quote sources' first runs wait for the reference-rate sources' (``RatesFirst``).
 """
 
@@ -19,6 +21,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from collector.run import RATE_KINDS, Collector
@@ -55,7 +58,7 @@ class RatesFirst:
     collected before the service has any rate is kept but marked ``reference_stale`` and
     left out of the averages until the source's next run. So a quote source's first run
     waits (``RATES_FIRST_WAIT_SECONDS`` at most) until each rate source has run once,
-    whatever its outcome.
+    whatever its outcome (or, for a crontab one, its catch-up found it need not).
     """
 
     def __init__(self, rate_sources: set[str]) -> None:
@@ -80,6 +83,8 @@ class RatesFirst:
                         name, ", ".join(sorted(self.pending)))
 
 
+#: A crontab source's catch-up at start comes within this many seconds (or its jitter).
+CATCH_UP_SPREAD_SECONDS = 30.0
 #: The longest a quote source's first run waits for the rate sources' first runs.
 RATES_FIRST_WAIT_SECONDS = 120.0
 RATES_FIRST = web.AppKey("collector_rates_first", RatesFirst)
@@ -100,16 +105,39 @@ async def collect_job(app: web.Application, name: str) -> None:
             gate.ran(name)
 
 
+async def catch_up_job(app: web.Application, name: str) -> None:
+    """Once after a start, for a crontab source: collect now if it has never collected or
+    its last due time passed while the service was down; otherwise wait for the crontab."""
+    config = app[runtime.CONFIG]
+    source = config.source(name)
+    gate = app.get(RATES_FIRST)
+    try:
+        now = dt.datetime.now(dt.UTC)
+        last = await app[runtime.STORE].last_collected(name)
+        due = (CronTrigger.from_crontab(source.schedule, timezone=dt.UTC)
+               .get_next_fire_time(None, last) if last is not None else None)
+        if last is not None and due is not None and due > now:
+            log.info("%s: collected %s; next at %s (%s)", name, last.isoformat(timespec="seconds"),
+                     due.isoformat(timespec="minutes"), source.schedule)
+            return
+        log.info("%s: %s; collecting now", name, "never collected" if last is None else
+                 f"the run due {due:%Y-%m-%d %H:%M} UTC was missed while the service was down")
+        await collect_job(app, name)
+    except Exception:
+        log.exception("catching up %s failed", name)
+    finally:
+        if gate is not None and source.kind in RATE_KINDS:
+            gate.ran(name)
+
+
 def add_jobs(app: web.Application, scheduler: AsyncIOScheduler) -> None:
     from collector.sources import check_sources
 
     config = app[runtime.CONFIG]
     check_sources(config)
     now = dt.datetime.now(dt.UTC)
-    # Only rate sources on an interval run at start; a crontab one is not waited for.
     app[RATES_FIRST] = RatesFirst({s.name for s in config.sources
-                                   if s.enabled and s.kind in RATE_KINDS
-                                   and s.schedule.startswith("interval:")})
+                                   if s.enabled and s.kind in RATE_KINDS})
     for source in config.sources:
         job_id = f"collect:{source.name}"
         if not source.enabled:
@@ -117,8 +145,19 @@ def add_jobs(app: web.Application, scheduler: AsyncIOScheduler) -> None:
                 scheduler.remove_job(job_id)
             continue
         first = None
+        soon = now + dt.timedelta(seconds=random.uniform(0, max(1, source.jitter_seconds)))
+        catch_up_id = f"catch-up:{job_id}"
         if source.schedule.startswith("interval:"):
-            first = now + dt.timedelta(seconds=random.uniform(0, max(1, source.jitter_seconds)))
+            first = soon
+            if scheduler.get_job(catch_up_id):
+                scheduler.remove_job(catch_up_id)
+        else:
+            # Within half a minute at most: a crontab's jitter spreads its regular runs.
+            soon = now + dt.timedelta(seconds=random.uniform(
+                0, min(CATCH_UP_SPREAD_SECONDS, max(1, source.jitter_seconds))))
+            scheduler.add_job(catch_up_job, DateTrigger(soon), args=(app, source.name),
+                              id=catch_up_id, name=f"catch up {source.name} ({source.kind})",
+                              replace_existing=True, misfire_grace_time=None)
         scheduler.add_job(collect_job, trigger(source), args=(app, source.name), id=job_id,
                           name=f"collect {source.name} ({source.kind})",
                           replace_existing=True, max_instances=1, coalesce=True,

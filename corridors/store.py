@@ -521,6 +521,13 @@ class Store:
         del result
         return len(rates)
 
+    async def last_collected(self, source: str) -> dt.datetime | None:
+        """When the last run of ``source`` that collected anything (ok or partial) started."""
+        value = await self.pool.fetchval(
+            "SELECT max(started_at) FROM collection_runs WHERE source = $1 "
+            "AND status IN ('ok', 'partial')", source)
+        return value if isinstance(value, dt.datetime) else None
+
     async def last_runs(self) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(
             "SELECT DISTINCT ON (source) source, id, started_at, finished_at, status, "
