@@ -583,7 +583,9 @@ class Collector:
             except Exception:
                 log.exception("%s: could not record the end of run %d", ctx.source.name,
                               report.run_id)
-        log.info("%s", report.line())
+        # With progress shown (an interactive `sendcost collect`), the command prints the
+        # summary itself; a service logs it.
+        log.log(logging.DEBUG if ctx.progress else logging.INFO, "%s", report.line())
         return report
 
 
