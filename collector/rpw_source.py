@@ -3,6 +3,8 @@
 ``url`` is an http(s) URL — fetched (and archived like every response) — or a local path,
 relative to config.toml. The file goes through ``collector.rpw_import.import_rpw``: parsed
 whole, stored in one transaction, idempotent, rejected rows listed in the ``imports`` table.
+A ``--reparse`` of such a run imports the archived file again: what is new is added, quotes
+already stored are kept as they were (the run's message says so).
 """
 
 from __future__ import annotations
@@ -44,8 +46,16 @@ async def collect(ctx: RunContext) -> None:
             summary = await import_rpw(ctx.store, local_path(ctx))
         ctx.report.stored += summary.quotes_stored
         ctx.report.duplicates += summary.duplicates
+        notes = []
         if summary.rejected:
-            ctx.report.message = (f"import {summary.import_id}: {len(summary.rejected)} rows "
-                                  "rejected (see the imports table)")
+            notes.append(f"import {summary.import_id}: {len(summary.rejected)} rows rejected "
+                         "(see the imports table)")
+        if ctx.reparse and summary.duplicates:
+            # RPW quotes belong to their import, not to a response: a re-parse adds what the
+            # file now yields that is new, and replaces nothing already stored.
+            notes.append(f"re-parse of an RPW file: the {summary.duplicates} quotes already "
+                         "stored were kept as they are, not replaced")
+        if notes:
+            ctx.report.message = "; ".join(notes)
 
     await ctx.each([url], one)

@@ -98,7 +98,7 @@ async def test_sigterm_stops_collect_and_records_its_runs(store: Store, database
         assert status == "running"
         await asyncio.sleep(0.3)  # the request is out, waiting on the upstream
         proc.send_signal(signal.SIGTERM)
-        out, err = await asyncio.to_thread(proc.communicate, timeout=30)
+        _, err = await asyncio.to_thread(proc.communicate, timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
