@@ -9,6 +9,12 @@ Every quote is labelled with the feed it came from (its ``source`` and the flag
 ``comparison_feed``) and with the feed's own caveats (``options.caveats``; by default
 ``estimate`` — the feed's figures are its estimates, not our observation — and
 ``bank_transfer_only`` — it prices bank-account to bank-account transfers only).
+
+One response lists many providers: a provider or quote the parser cannot use is quarantined
+on its own (``unknown_label``; ``fee_missing`` / ``rate_missing`` when its fee or rate is
+absent, null or not a number — never read as 0; ``malformed_record`` for anything else not
+in the feed's format), and the others are kept. Only a response broken as a whole (not
+JSON, no ``providers`` list) is malformed.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from collector.errors import ParseError
 from collector.model import CorridorSpec, Draft, service_key
 from collector.parsing import dec, dig, iso_duration_days, load_json, timestamp
 from collector.run import RunContext
+from collector.validate import Rejected, Rejection, Unusable, number
 from corridors.config import SourceConfig
 from corridors.reference import country_code
 from corridors.types import (
@@ -33,7 +40,8 @@ from corridors.types import (
     speed_from_days,
 )
 
-OPTIONS = {"caveats", "provider_types", "country_params"}
+OPTIONS = {"caveats": opt.STRINGS, "provider_types": opt.STRING_TABLE,
+           "country_params": opt.BOOLEAN}
 DEFAULT_CAVEATS = ["estimate", "bank_transfer_only"]
 #: The feed's provider types, mapped explicitly (extend with options.provider_types).
 PROVIDER_TYPES = {"bank": "bank", "moneyTransferProvider": "mto"}
@@ -63,9 +71,9 @@ async def collect(ctx: RunContext) -> None:
     async def one(item: tuple[CorridorSpec, int, Any]) -> None:
         c, usd, amount = item
         fetched = await ctx.fetch(comparison_url(ctx.source, c, amount))
-        drafts, unknown = parse(ctx.source, fetched.body, c, usd, amount)
-        for rec, detail in unknown:
-            await ctx.reject("unknown_label", "type", detail, rec, fetched)
+        drafts, rejected = parse(ctx.source, fetched.body, c, usd, amount)
+        for rec, why in rejected:
+            await ctx.reject(why.reason, why.field, why.detail, rec, fetched)
         for draft in drafts:
             await ctx.add_quote(draft, fetched)
 
@@ -73,49 +81,93 @@ async def collect(ctx: RunContext) -> None:
 
 
 def parse(source: SourceConfig, body: bytes, c: CorridorSpec, usd: int, amount: Any
-          ) -> tuple[list[Draft], list[tuple[dict[str, Any], str]]]:
-    """(drafts, records with an unmapped provider type) from one comparison response."""
+          ) -> tuple[list[Draft], list[Rejected]]:
+    """(drafts, the records quarantined by the parser) from one comparison response.
+
+    Raises ParseError only for a response broken as a whole.
+    """
     doc = load_json(body, f"{source.name} comparison")
-    providers = dig(doc, "providers")
+    providers = dig(doc, "providers", None) if isinstance(doc, dict) else None
     if not isinstance(providers, list):
         raise ParseError(f"{source.name}: 'providers' is not a list")
     send_cur = str(dig(doc, "sourceCurrency", c.send_currency)).upper()
     recv_cur = str(dig(doc, "targetCurrency", c.receive_currency)).upper()
     types = PROVIDER_TYPES | dict(source.options.get("provider_types", {}))
     flags = ("comparison_feed", *source.options.get("caveats", DEFAULT_CAVEATS))
-    drafts, unknown = [], []
-    for p in providers:
-        alias, name, kind = dig(p, "alias"), dig(p, "name"), dig(p, "type")
-        if kind not in types:
-            unknown.append(({"provider": p.get("alias"), "type": kind},
-                            f"provider type {kind!r} has no firm-type mapping"))
+    where = {"corridor": c.key, "amount_usd": usd, "send_amount": amount}
+    drafts: list[Draft] = []
+    rejected: list[Rejected] = []
+    for i, p in enumerate(providers):
+        if not isinstance(p, dict):
+            rejected.append(({"provider": p, **where}, Rejection(
+                "malformed_record", "record", f"providers.{i} is not an object")))
             continue
-        firm = Firm(str(name), FirmType(types[kind]))
-        for q in dig(p, "quotes"):
-            corridor: CorridorSpec | None = c
-            target = q.get("targetCountry")
-            if target and country_code(str(target)) != c.destination:
-                corridor = None
-            duration = dig(q, "deliveryEstimation.duration.max", None)
-            speed = speed_from_days(iso_duration_days(duration)) if duration else None
-            # The feed does not name the product: an online bank transfer of that firm.
-            service = ServiceAttributes(product="",
-                                        pay_in=PayIn.BANK_ACCOUNT,
-                                        pay_out=PayOut.BANK_ACCOUNT,
-                                        access_point=AccessPoint.INTERNET, speed=speed)
-            collected = q.get("dateCollected")
-            extra = ("mid_market_provider",) if q.get("isConsideredMidMarketRate") else ()
-            drafts.append(Draft(
-                corridor=corridor, amount_usd=usd, send_amount=dec(amount, "sendAmount"),  # type: ignore[arg-type]
-                firm=firm, service=service,
-                service_key=service_key(firm, c.key, service),
-                fee=dec(dig(q, "fee"), "fee"), applied_rate=dec(dig(q, "rate"), "rate"),
-                received_amount=dec(q.get("receivedAmount"), "receivedAmount"),
-                # The feed's receivedAmount is (amount − fee) × rate.
-                fee_deducted=True, send_currency=send_cur, receive_currency=recv_cur,
-                fx_margin_reported=dec(q.get("markup"), "markup"),
-                flags=(*flags, *extra),
-                observed_at=timestamp(collected, "dateCollected") if collected else None,
-                payload={"provider": alias, "name": name, "type": kind, "quote": q},
-            ))
-    return drafts, unknown
+        alias, name, kind = p.get("alias"), p.get("name"), p.get("type")
+        if not isinstance(kind, str) or kind not in types:
+            rejected.append(({"provider": alias, "type": kind}, Rejection(
+                "unknown_label", "type", f"provider type {kind!r} has no firm-type mapping")))
+            continue
+        quotes = p.get("quotes")
+        if not isinstance(name, str) or not name or not isinstance(quotes, list):
+            problem = (("firm", f"providers.{i}.name is {name!r}: expected a name")
+                       if not isinstance(name, str) or not name else
+                       ("record", f"providers.{i}.quotes is {quotes!r}: expected a list"))
+            rejected.append(({"provider": alias, "name": name, "type": kind,
+                              "quotes": quotes, **where},
+                             Rejection("malformed_record", *problem)))
+            continue
+        firm = Firm(name, FirmType(types[kind]))
+        for q in quotes:
+            record = {"provider": alias, "name": name, "type": kind, "quote": q}
+            try:
+                drafts.append(_draft(q, c, usd, amount, firm, send_cur, recv_cur, flags,
+                                     record))
+            except Unusable as exc:
+                rejected.append(({**record, **where}, exc.rejection))
+    return drafts, rejected
+
+
+def _draft(q: Any, c: CorridorSpec, usd: int, amount: Any, firm: Firm, send_cur: str,
+           recv_cur: str, flags: tuple[str, ...], record: dict[str, Any]) -> Draft:
+    """One provider's quote as a draft; Unusable when it cannot be one."""
+    if not isinstance(q, dict):
+        raise Unusable("malformed_record", "record", f"a quote is not an object: {q!r}")
+    # A fee absent or null reads as unknown (collector.validate quarantines it as
+    # fee_missing), never as 0; one that is there but not a number is no better.
+    fee = number(q.get("fee"), "fee", "fee", "fee_missing")
+    # The feed's price is its rate: its receivedAmount and markup derive from it, and
+    # cannot be checked without it.
+    rate = number(q.get("rate"), "applied_rate", "rate", "rate_missing")
+    if rate is None:
+        raise Unusable("rate_missing", "applied_rate", "the quote has no rate")
+    received = number(q.get("receivedAmount"), "received_amount", "receivedAmount")
+    markup = number(q.get("markup"), "fx_margin_reported", "markup")
+    corridor: CorridorSpec | None = c
+    target = q.get("targetCountry")
+    if target and country_code(str(target)) != c.destination:
+        corridor = None
+    duration = dig(q, "deliveryEstimation.duration.max", None)
+    try:
+        speed = speed_from_days(iso_duration_days(duration)) if duration else None
+    except (ParseError, TypeError):
+        raise Unusable("malformed_record", "speed", f"deliveryEstimation.duration.max "
+                       f"{duration!r} is not an ISO 8601 duration") from None
+    collected = q.get("dateCollected")
+    try:
+        observed = timestamp(collected, "dateCollected") if collected else None
+    except (ParseError, ValueError, OverflowError, OSError) as exc:
+        raise Unusable("malformed_record", "collected_at", str(exc)) from None
+    # The feed does not name the product: an online bank transfer of that firm.
+    service = ServiceAttributes(product="", pay_in=PayIn.BANK_ACCOUNT,
+                                pay_out=PayOut.BANK_ACCOUNT,
+                                access_point=AccessPoint.INTERNET, speed=speed)
+    extra = ("mid_market_provider",) if q.get("isConsideredMidMarketRate") else ()
+    return Draft(
+        corridor=corridor, amount_usd=usd, send_amount=dec(amount, "sendAmount"),  # type: ignore[arg-type]
+        firm=firm, service=service, service_key=service_key(firm, c.key, service),
+        fee=fee, applied_rate=rate, received_amount=received,
+        # The feed's receivedAmount is (amount − fee) × rate.
+        fee_deducted=True, send_currency=send_cur, receive_currency=recv_cur,
+        fx_margin_reported=markup, flags=(*flags, *extra), observed_at=observed,
+        payload=record,
+    )

@@ -4,11 +4,17 @@
 ``options``: ``base_path`` (default "base"), ``rates_path`` ("rates"), ``time_path``
 ("date"; an ISO date/time or a Unix timestamp — openexchangerates says "timestamp"),
 ``base`` (the base when the document does not say it).
+
+One rate that is not a positive number (null, "n/a", 0) is left out, and the others are
+stored: the run counts it ``malformed`` (status ``partial``) and logs which. A document
+broken as a whole (not JSON, no base, no table of rates, a time that is not one, or not one
+usable rate) is malformed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from decimal import Decimal
 
 from collector import options as opt
@@ -17,16 +23,19 @@ from collector.parsing import dec, dig, load_json, timestamp
 from collector.run import RunContext
 from corridors.config import SourceConfig
 
+log = logging.getLogger(__name__)
+
+OPTIONS = {"base_path": opt.STRING, "rates_path": opt.STRING, "time_path": opt.STRING,
+           "base": opt.STRING}
+
 
 def check_options(source: SourceConfig) -> None:
-    opt.allowed(source, {"base_path", "rates_path", "time_path", "base"})
-    for key in ("base_path", "rates_path", "time_path", "base"):
-        if key in source.options:
-            opt.string(source, key)
+    opt.allowed(source, OPTIONS)
 
 
-def parse(source: SourceConfig, body: bytes, fetched_at: dt.datetime
-          ) -> list[tuple[str, str, Decimal, dt.datetime]]:
+def parse(source: SourceConfig, body: bytes, fetched_at: dt.datetime,
+          skipped: list[str] | None = None) -> list[tuple[str, str, Decimal, dt.datetime]]:
+    """The document's usable rates; each one left out is described in ``skipped``."""
     o = source.options
     doc = load_json(body, f"{source.name} rates")
     base = dig(doc, o.get("base_path", "base"), None) or o.get("base")
@@ -39,18 +48,40 @@ def parse(source: SourceConfig, body: bytes, fetched_at: dt.datetime
     raw_time = dig(doc, o.get("time_path", "date"), None)
     as_of = timestamp(raw_time, "time") if raw_time is not None else fetched_at
     out = []
+    bad = []
     for currency, value in rates.items():
-        rate = dec(value, f"rates.{currency}")
+        try:
+            rate = dec(value, f"rates.{currency}")
+        except ParseError:
+            rate = None
         if rate is None or rate <= 0:
-            raise ParseError(f"{source.name}: rate of {currency} is {value!r}")
-        if currency.upper() != base.upper():
+            bad.append(f"{source.name}: rate of {currency} is {value!r}")
+        elif currency.upper() != base.upper():
             out.append((base.upper(), currency.upper(), rate, as_of))
+    if bad and not out:
+        raise ParseError(f"{bad[0]} (and no usable rate)" if len(bad) == 1 else
+                         f"no usable rate: {'; '.join(bad[:3])}"
+                         + (f"; and {len(bad) - 3} more" if len(bad) > 3 else ""))
+    if skipped is not None:
+        skipped += bad
     return out
 
 
 async def collect(ctx: RunContext) -> None:
     async def one(url: str) -> None:
         fetched = await ctx.fetch(url)
-        await ctx.add_rates(parse(ctx.source, fetched.body, fetched.fetched_at), fetched)
+        skipped: list[str] = []
+        await ctx.add_rates(parse(ctx.source, fetched.body, fetched.fetched_at, skipped),
+                            fetched)
+        count_skipped(ctx, skipped)
 
     await ctx.each([ctx.source.url], one)
+
+
+def count_skipped(ctx: RunContext, skipped: list[str]) -> None:
+    """Rates left out of a response whose others were stored: counted ``malformed`` (the
+    run is ``partial``), named in the log and the run's message."""
+    for what in skipped:
+        ctx.report.errors["malformed"] += 1
+        ctx.report.last_error = f"malformed: {what} (left out; the other rates stored)"
+        log.warning("%s: %s; left out, the other rates stored", ctx.source.name, what)

@@ -7,6 +7,13 @@ quote endpoint. Each operator is one ``[[sources]]`` entry — no code per opera
 paths, list indices as numbers: "quote.fees.0.amount"). A path the answer lacks reads as
 unknown, never as 0: an answer without a fee (an error body sent with 200) or without any
 rate is quarantined by collector.validate (``fee_missing`` / ``rate_missing``).
+
+With ``quotes_path`` one answer lists many quotes: one the parser cannot use is quarantined
+on its own, the others kept — a fee or rate that is not a number as ``fee_missing`` /
+``rate_missing`` (never 0), a pay-in or pay-out label without a mapping as
+``unknown_label`` (never guessed), a quote that is not an object or another value that is
+not a number as ``malformed_record``. Only an answer broken as a whole (not JSON,
+``quotes_path`` not a list) is malformed.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from collector.errors import ParseError
 from collector.model import CorridorSpec, Draft, service_key
 from collector.parsing import dec, dig, load_json
 from collector.run import RunContext
+from collector.validate import Rejected, Unusable, number
 from corridors.config import SourceConfig
 from corridors.errors import ConfigError
 from corridors.reference import country_code
@@ -31,8 +39,10 @@ from corridors.types import (
     speed_from_days,
 )
 
-OPTIONS = {"firm", "firm_type", "product", "quotes_path", "fields", "fee_deducted", "pay_in",
-           "pay_out", "access_point", "labels"}
+OPTIONS = {"firm": opt.STRING, "firm_type": opt.STRING, "product": opt.STRING,
+           "quotes_path": opt.STRING, "fields": opt.STRING_TABLE, "fee_deducted": opt.BOOLEAN,
+           "pay_in": opt.STRING, "pay_out": opt.STRING, "access_point": opt.STRING,
+           "labels": opt.STRING_TABLE}
 FIELDS = {"fee", "applied_rate", "received_amount", "send_currency", "receive_currency",
           "destination", "delivery_hours", "delivery_days", "pay_in", "pay_out", "product"}
 PLACEHOLDERS = ("source", "destination", "source2", "destination2", "send_currency",
@@ -54,6 +64,10 @@ def check_options(source: SourceConfig) -> None:
                           f"allowed: {', '.join(sorted(FIELDS))}")
     if "fee" not in fields:
         raise ConfigError(f"{opt.where(source)}.fields.fee: required (the path of the fee)")
+    for name, path in fields.items():
+        if not path:
+            raise ConfigError(f"{opt.where(source)}.fields.{name}: expected a dotted path "
+                              f"(quote.fee.amount), got {path!r}")
     labels = opt.table(source, "labels")
     for label, value in labels.items():
         if value not in {*PayIn, *PayOut}:
@@ -61,7 +75,7 @@ def check_options(source: SourceConfig) -> None:
                               f"pay-out value, got {value!r}")
     try:
         source.url.format(**{p: "x" for p in PLACEHOLDERS})
-    except (KeyError, IndexError, ValueError) as exc:
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
         raise ConfigError(f"sources[{source.name}].url: unknown placeholder {exc}; allowed: "
                           f"{', '.join('{' + p + '}' for p in PLACEHOLDERS)}") from None
 
@@ -80,72 +94,97 @@ async def collect(ctx: RunContext) -> None:
     async def one(item: tuple[CorridorSpec, int, Any]) -> None:
         c, usd, amount = item
         fetched = await ctx.fetch(quote_url(source.url, c, amount))
-        for draft in parse(source, fetched.body, c, usd, amount):
+        drafts, rejected = parse(source, fetched.body, c, usd, amount)
+        for rec, why in rejected:
+            await ctx.reject(why.reason, why.field, why.detail, rec, fetched)
+        for draft in drafts:
             await ctx.add_quote(draft, fetched)
 
     await ctx.each(items, one)
 
 
 def parse(source: SourceConfig, body: bytes, c: CorridorSpec, usd: int, amount: Any
-          ) -> list[Draft]:
-    """Drafts from one quote response of ``c`` at ``amount`` (pure)."""
+          ) -> tuple[list[Draft], list[Rejected]]:
+    """(drafts, the quotes quarantined by the parser) from one quote response of ``c`` at
+    ``amount`` (pure). Raises ParseError only for an answer broken as a whole."""
     o = source.options
-    fields: dict[str, str] = dict(o.get("fields", {}))
     doc = load_json(body, f"{source.name} quote")
     path = o.get("quotes_path", "")
     records = dig(doc, path) if path else [doc]
     if not isinstance(records, list):
         raise ParseError(f"{source.name}: {path!r} is not a list of quotes")
+    if not path and not isinstance(doc, dict):
+        raise ParseError(f"{source.name}: the answer is not an object: {doc!r:.80}")
+    where = {"corridor": c.key, "amount_usd": usd, "send_amount": amount}
+    drafts: list[Draft] = []
+    rejected: list[Rejected] = []
+    for i, rec in enumerate(records):
+        try:
+            if not isinstance(rec, dict):
+                raise Unusable("malformed_record", "record",
+                               f"{path}.{i} is not an object: {rec!r:.80}")
+            drafts.append(_draft(source, rec, c, usd, amount))
+        except Unusable as exc:
+            rejected.append(({**(rec if isinstance(rec, dict) else {"quote": rec}), **where},
+                             exc.rejection))
+    return drafts, rejected
+
+
+def _draft(source: SourceConfig, rec: dict[str, Any], c: CorridorSpec, usd: int, amount: Any
+           ) -> Draft:
+    """One quote as a draft; Unusable when it cannot be one."""
+    o = source.options
+    fields: dict[str, str] = dict(o.get("fields", {}))
     labels: dict[str, str] = dict(o.get("labels", {}))
     firm = Firm(o["firm"], FirmType(o.get("firm_type", "mto")))
-    out = []
-    for rec in records:
-        if not isinstance(rec, dict):
-            raise ParseError(f"{source.name}: a quote is not an object: {rec!r}")
 
-        def get(name: str, rec: dict[str, Any] = rec) -> Any:
-            return dig(rec, fields[name], None) if name in fields else None
+    def get(name: str) -> Any:
+        return dig(rec, fields[name], None) if name in fields else None
 
-        corridor: CorridorSpec | None = c
-        dest = get("destination")
-        # A quote for another destination than the one asked for is not this corridor's
-        # price, whatever it is: quarantined as unknown_corridor.
-        if dest is not None and country_code(str(dest)) != c.destination:
-            corridor = None
-        pay_in_label = get("pay_in")
-        pay_out_label = get("pay_out")
-        pay_in = _label(pay_in_label, labels, PayIn) if pay_in_label else (
-            PayIn(o["pay_in"]) if o.get("pay_in") else None)
-        pay_out = _label(pay_out_label, labels, PayOut) if pay_out_label else (
-            PayOut(o["pay_out"]) if o.get("pay_out") else None)
-        hours, days = dec(get("delivery_hours"), "delivery_hours"), dec(
-            get("delivery_days"), "delivery_days")
-        speed = (speed_from_days(float(hours) / 24) if hours is not None else
-                 speed_from_days(float(days)) if days is not None else None)
-        product = str(get("product") or o.get("product", ""))
-        service = ServiceAttributes(product=product, pay_in=pay_in, pay_out=pay_out,
-                                    access_point=AccessPoint(o.get("access_point", "internet")),
-                                    speed=speed)
-        send_cur, recv_cur = get("send_currency"), get("receive_currency")
-        out.append(Draft(
-            corridor=corridor, amount_usd=usd, send_amount=dec(amount, "amount"),  # type: ignore[arg-type]
-            firm=firm, service=service, service_key=service_key(firm, c.key, service),
-            fee=dec(get("fee"), "fee"), applied_rate=dec(get("applied_rate"), "applied_rate"),
-            received_amount=dec(get("received_amount"), "received_amount"),
-            fee_deducted=o.get("fee_deducted"),
-            send_currency=str(send_cur).upper() if send_cur else None,
-            receive_currency=str(recv_cur).upper() if recv_cur else None,
-            payload=rec,
-        ))
-    return out
+    corridor: CorridorSpec | None = c
+    dest = get("destination")
+    # A quote for another destination than the one asked for is not this corridor's
+    # price, whatever it is: quarantined as unknown_corridor.
+    if dest is not None and country_code(str(dest)) != c.destination:
+        corridor = None
+    pay_in_label = get("pay_in")
+    pay_out_label = get("pay_out")
+    pay_in = _label(pay_in_label, labels, PayIn, "pay_in") if pay_in_label else (
+        PayIn(o["pay_in"]) if o.get("pay_in") else None)
+    pay_out = _label(pay_out_label, labels, PayOut, "pay_out") if pay_out_label else (
+        PayOut(o["pay_out"]) if o.get("pay_out") else None)
+    hours = number(get("delivery_hours"), "speed", "delivery_hours")
+    days = number(get("delivery_days"), "speed", "delivery_days")
+    speed = (speed_from_days(float(hours) / 24) if hours is not None else
+             speed_from_days(float(days)) if days is not None else None)
+    product = str(get("product") or o.get("product", ""))
+    service = ServiceAttributes(product=product, pay_in=pay_in, pay_out=pay_out,
+                                access_point=AccessPoint(o.get("access_point", "internet")),
+                                speed=speed)
+    send_cur, recv_cur = get("send_currency"), get("receive_currency")
+    return Draft(
+        corridor=corridor, amount_usd=usd, send_amount=dec(amount, "amount"),  # type: ignore[arg-type]
+        firm=firm, service=service, service_key=service_key(firm, c.key, service),
+        # Absent or null: unknown, quarantined by collector.validate as fee_missing /
+        # rate_missing; there but not a number: no better (never read as 0).
+        fee=number(get("fee"), "fee", "fee", "fee_missing"),
+        applied_rate=number(get("applied_rate"), "applied_rate", "applied_rate",
+                            "rate_missing"),
+        received_amount=number(get("received_amount"), "received_amount",
+                               "received_amount"),
+        fee_deducted=o.get("fee_deducted"),
+        send_currency=str(send_cur).upper() if send_cur else None,
+        receive_currency=str(recv_cur).upper() if recv_cur else None,
+        payload=rec,
+    )
 
 
-def _label(value: Any, labels: dict[str, str], kind: type[PayIn] | type[PayOut]) -> Any:
+def _label(value: Any, labels: dict[str, str], kind: type[PayIn] | type[PayOut],
+           field: str) -> Any:
     text = str(value)
     mapped = labels.get(text, text)
     try:
         return kind(mapped)
     except ValueError:
-        raise ParseError(f"unmapped {kind.__name__} label {text!r} (add it to "
-                         f"options.labels)") from None
-
+        raise Unusable("unknown_label", field, f"unmapped {kind.__name__} label {text!r} "
+                       f"(add it to options.labels)") from None

@@ -1,8 +1,11 @@
-"""Checking a source's ``options`` table: each adapter declares what it accepts."""
+"""Checking a source's ``options`` table: each adapter declares what it accepts, and the
+type of each key (``Kind``); ``allowed`` checks both, so an option of the wrong type fails
+at start, naming ``sources[NAME].options.KEY``, never at the first run."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Set
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -14,19 +17,45 @@ def where(source: SourceConfig) -> str:
     return f"sources[{source.name}].options"
 
 
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """The type an option must have: what to call it in an error, and the test."""
+
+    name: str
+    test: Callable[[Any], bool]
+
+
+def _is_str_table(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+
+
+STRING = Kind("a string", lambda v: isinstance(v, str))
+STRINGS = Kind("a list of strings",
+               lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v))
+BOOLEAN = Kind("true or false", lambda v: isinstance(v, bool))
+#: A table whose values are strings (paths, labels, firm types).
+STRING_TABLE = Kind("a table of strings", _is_str_table)
+
 #: Options every kind takes: the licence of what the source publishes (kept with each raw
 #: response), and which rate sources its quotes are measured against (default: all).
-COMMON = {"licence", "reference_sources"}
+COMMON: dict[str, Kind] = {"licence": STRING, "reference_sources": STRINGS}
 
 
-def allowed(source: SourceConfig, keys: set[str]) -> None:
-    keys = keys | COMMON
-    if "reference_sources" in source.options:
-        strings(source, "reference_sources", [])
-    extra = sorted(set(source.options) - keys)
+def allowed(source: SourceConfig, declared: Mapping[str, Kind] | Set[str]) -> None:
+    """No key but the declared ones (and COMMON), each of its declared type."""
+    if not isinstance(declared, Mapping):
+        if declared:  # a programming error: every option declares its type
+            raise TypeError(f"options {sorted(declared)} declared without their kind")
+        declared = {}
+    kinds = {**COMMON, **declared}
+    extra = sorted(set(source.options) - set(kinds))
     if extra:
         raise ConfigError(f"{where(source)}: unknown key(s) {', '.join(extra)}; allowed: "
-                          f"{', '.join(sorted(keys))}")
+                          f"{', '.join(sorted(kinds))}")
+    for key, value in source.options.items():
+        kind = kinds[key]
+        if not kind.test(value):
+            raise ConfigError(f"{where(source)}.{key}: expected {kind.name}, got {value!r}")
 
 
 def string(source: SourceConfig, key: str, default: str | None = None) -> str:

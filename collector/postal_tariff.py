@@ -20,12 +20,21 @@ CSV (one band a row; operator, country and currency from the options when absent
 
   destination,currency,up_to,fixed_fee,pct_fee,fx_margin_pct,applied_rate,delivery_days,valid_from,valid_to
 
-A fee is never assumed: a band without ``fixed_fee`` or ``pct_fee`` (0 must be written 0),
-a CSV row with fewer or more fields than the header, rows disagreeing on the validity dates,
-or a header without rows make the whole tariff malformed, naming the band or line: a body
-cut short in transit must price nothing rather than price a band wrong. (A cut exactly
-between two rows cannot be told from a shorter tariff.) ``up_to`` empty or null means no
-upper bound; in JSON the key must be there.
+A body cut short in transit must price nothing rather than price a band wrong: a CSV row
+with fewer or more fields than the header, rows disagreeing on the validity dates, or a
+header without rows make the whole tariff malformed, naming the line (a cut exactly between
+two rows cannot be told from a shorter tariff); so does a JSON tariff that is not JSON or
+has no ``destinations`` list.
+
+Within a whole tariff, one bad destination or band sinks only itself; the others are
+priced. A fee is never assumed: a band without ``fixed_fee`` or ``pct_fee`` (0 must be
+written 0), or with one that is not a number, prices nothing — the configured amounts that
+fall in it are quarantined as ``fee_missing``. A destination whose applied rate or FX margin
+is not a number is quarantined (each amount) as ``rate_missing``; one whose bands cannot be
+read (``up_to`` missing or not a number, a band or the bands not what they should be) or
+whose delivery days are not a number as ``malformed_record``; a destination that names no
+country we know is quarantined once, as ``malformed_record``. ``up_to`` empty or null means
+no upper bound; in JSON the key must be there.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -40,8 +50,9 @@ from typing import Any
 from collector import options as opt
 from collector.errors import ParseError
 from collector.model import Draft, service_key
-from collector.parsing import dec, dig, load_json
+from collector.parsing import dec, load_json
 from collector.run import Fetched, RunContext
+from collector.validate import Rejected, Rejection, Unusable, number
 from corridors.config import SourceConfig
 from corridors.reference import country_code
 from corridors.types import (
@@ -54,7 +65,9 @@ from corridors.types import (
     speed_from_days,
 )
 
-OPTIONS = {"operator", "country", "currency", "format", "product", "pay_in", "pay_out"}
+OPTIONS = {"operator": opt.STRING, "country": opt.STRING, "currency": opt.STRING,
+           "format": opt.STRING, "product": opt.STRING, "pay_in": opt.STRING,
+           "pay_out": opt.STRING}
 CSV_COLUMNS = ("destination", "currency", "up_to", "fixed_fee", "pct_fee", "fx_margin_pct",
                "applied_rate", "delivery_days", "valid_from", "valid_to")
 
@@ -76,8 +89,10 @@ def check_options(source: SourceConfig) -> None:
 @dataclass(frozen=True, slots=True)
 class Band:
     up_to: Decimal | None  # inclusive upper bound; None: no bound
-    fixed_fee: Decimal
-    pct_fee: Decimal
+    fixed_fee: Decimal | None  # None (both None): the tariff does not state the fee
+    pct_fee: Decimal | None
+    #: Why the band's fee is unknown (its amounts are quarantined as fee_missing).
+    missing: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +103,8 @@ class Destination:
     applied_rate: Decimal | None
     delivery_days: Decimal | None
     bands: tuple[Band, ...]
+    #: Why this destination cannot be priced at all (each amount is quarantined with it).
+    problem: Rejection | None = None
 
     def band(self, amount: Decimal) -> Band | None:
         for b in sorted(self.bands, key=lambda b: (b.up_to is None, b.up_to or 0)):
@@ -104,6 +121,8 @@ class Tariff:
     valid_from: dt.date | None
     valid_to: dt.date | None
     destinations: dict[str, Destination]
+    #: Destinations that name no country we know: quarantined once each.
+    unplaced: tuple[Rejected, ...] = ()
 
 
 def parse(source: SourceConfig, body: bytes) -> Tariff:
@@ -127,32 +146,88 @@ def _country(value: Any, field: str) -> str:
     return code
 
 
+def _unplaced(record: Any, value: Any, field: str) -> Rejected:
+    """A destination that names no country we know (or is not an object at all)."""
+    if not isinstance(record, dict):
+        return ({"destination": record}, Rejection(
+            "malformed_record", "record",
+            f"tariff {field.rsplit('.', 1)[0]}: expected an object, got {record!r:.80}"))
+    return record, Rejection("malformed_record", "destination",
+                             f"tariff field {field!r}: not a country code: {value!r}")
+
+
+def _band(up_to: Any, fixed_fee: Any, pct_fee: Any, at: str) -> Band:
+    """A band; Unusable when its bound cannot be read (the band an amount falls in is
+    unknown then). A fee missing or not a number leaves the band without a fee."""
+    bound = number(up_to, "band", f"{at}up_to")
+    fees: list[Decimal | None] = []
+    for key, value in (("fixed_fee", fixed_fee), ("pct_fee", pct_fee)):
+        try:
+            fee = dec(value, f"{at}{key}")
+        except ParseError as exc:
+            return Band(bound, None, None, f"tariff {exc}")
+        if fee is None:
+            return Band(bound, None, None, f"tariff field '{at}{key}': missing (a fee is "
+                                           "never assumed to be 0)")
+        fees.append(fee)
+    return Band(bound, fees[0], fees[1])
+
+
+def _destination(code: str, fields: Mapping[str, Any], bands: Callable[[], list[Band]],
+                 where: str) -> Destination:
+    """A destination from its fields and a callable giving its bands; one that cannot be
+    priced carries the reason (``problem``)."""
+    try:
+        read = tuple(bands())
+        currency = fields.get("currency")
+        return Destination(
+            code, str(currency) if currency else None,
+            number(fields.get("fx_margin_pct"), "fx_margin_reported",
+                   f"{where}fx_margin_pct", "rate_missing"),
+            number(fields.get("applied_rate"), "applied_rate", f"{where}applied_rate",
+                   "rate_missing"),
+            number(fields.get("delivery_days"), "speed", f"{where}delivery_days"), read)
+    except Unusable as exc:
+        return Destination(code, None, None, None, None, (), problem=exc.rejection)
+
+
 def _parse_json(source: SourceConfig, body: bytes) -> Tariff:
     doc = load_json(body, f"{source.name} tariff")
+    if not isinstance(doc, dict) or not isinstance(doc.get("destinations"), list):
+        raise ParseError(f"{source.name} tariff: 'destinations' is not a list")
     o = source.options
     dests = {}
-    for i, d in enumerate(dig(doc, "destinations")):
+    unplaced = []
+    for i, d in enumerate(doc["destinations"]):
         where = f"destinations.{i}"
-        bands = []
-        for j, b in enumerate(dig(d, "bands")):
-            at = f"{where}.bands.{j}"
-            if not isinstance(b, dict):
-                raise ParseError(f"tariff {at}: expected an object, got {b!r}")
-            bands.append(Band(dec(dig(b, "up_to"), f"{at}.up_to"),
-                              _required(b.get("fixed_fee"), f"{at}.fixed_fee"),
-                              _required(b.get("pct_fee"), f"{at}.pct_fee")))
-        code = _country(dig(d, "country"), f"{where}.country")
-        dests[code] = Destination(
-            code, d.get("currency"), dec(d.get("fx_margin_pct"), f"{where}.fx_margin_pct"),
-            dec(d.get("applied_rate"), f"{where}.applied_rate"),
-            dec(d.get("delivery_days"), f"{where}.delivery_days"), tuple(bands))
+        value = d.get("country") if isinstance(d, dict) else None
+        code = country_code(str(value)) if value else None
+        if code is None:
+            unplaced.append(_unplaced(d, value, f"{where}.country"))
+            continue
+
+        def bands(d: dict[str, Any] = d, where: str = where) -> list[Band]:
+            raw = d.get("bands")
+            if not isinstance(raw, list):
+                raise Unusable("malformed_record", "band",
+                               f"tariff {where}.bands: expected a list, got {raw!r}")
+            out = []
+            for j, b in enumerate(raw):
+                at = f"{where}.bands.{j}"
+                if not isinstance(b, dict) or "up_to" not in b:
+                    raise Unusable("malformed_record", "band",
+                                   f"tariff {at}: expected an object with up_to, got {b!r}")
+                out.append(_band(b["up_to"], b.get("fixed_fee"), b.get("pct_fee"), at + "."))
+            return out
+
+        dests[code] = _destination(code, d, bands, f"{where}.")
     return Tariff(
         operator=str(doc.get("operator") or o.get("operator") or source.name),
         country=_country(doc.get("country") or o.get("country"), "country"),
         currency=str(doc.get("currency") or o.get("currency") or "").upper(),
         valid_from=_date(doc.get("valid_from"), "valid_from"),
         valid_to=_date(doc.get("valid_to"), "valid_to"),
-        destinations=dests)
+        destinations=dests, unplaced=tuple(unplaced))
 
 
 def _parse_csv(source: SourceConfig, body: bytes) -> Tariff:
@@ -169,6 +244,7 @@ def _parse_csv(source: SourceConfig, body: bytes) -> Tariff:
         raise ParseError(f"{source.name} tariff: a header and no bands (a truncated file?)")
     width = len(reader.fieldnames or ())
     grouped: dict[str, list[tuple[int, dict[str, str]]]] = {}
+    unplaced = []
     first_row = numbered[0][1]
     for n, row in numbered:
         # DictReader fills a short row with None (and puts extra fields under None): a row
@@ -181,35 +257,33 @@ def _parse_csv(source: SourceConfig, body: bytes) -> Tariff:
             if row[key] != first_row[key]:
                 raise ParseError(f"{source.name} tariff: line {n} {key} {row[key]!r} differs "
                                  f"from the first row's {first_row[key]!r}")
-        grouped.setdefault(_country(row["destination"], f"line {n} destination"), []).append(
-            (n, row))
+    for n, row in numbered:
+        code = country_code(row["destination"]) if row["destination"] else None
+        if code is None:
+            unplaced.append(_unplaced({**row, "line": n}, row["destination"],
+                                      f"line {n} destination"))
+            continue
+        grouped.setdefault(code, []).append((n, row))
     dests = {}
     for code, group in grouped.items():
-        first = group[0][1]
-        dests[code] = Destination(
-            code, first["currency"] or None, dec(first["fx_margin_pct"], "fx_margin_pct"),
-            dec(first["applied_rate"], "applied_rate"),
-            dec(first["delivery_days"], "delivery_days"),
-            tuple(Band(dec(r["up_to"], f"line {n} up_to"),
-                       _required(r["fixed_fee"], f"line {n} fixed_fee"),
-                       _required(r["pct_fee"], f"line {n} pct_fee")) for n, r in group))
+        n0, first = group[0]
+
+        def bands(group: list[tuple[int, dict[str, str]]] = group) -> list[Band]:
+            return [_band(r["up_to"], r["fixed_fee"], r["pct_fee"], f"line {n} ")
+                    for n, r in group]
+
+        dests[code] = _destination(code, first, bands, f"line {n0} ")
     o = source.options
     return Tariff(str(o["operator"]), _country(o["country"], "country"),
                   str(o["currency"]).upper(), _date(first_row["valid_from"], "valid_from"),
-                  _date(first_row["valid_to"], "valid_to"), dests)
-
-
-def _required(value: Any, field: str) -> Decimal:
-    """A fee component the tariff must state: missing or blank is malformed, never 0."""
-    out = dec(value, field)
-    if out is None:
-        raise ParseError(f"tariff field {field!r}: missing (a fee is never assumed to be 0)")
-    return out
+                  _date(first_row["valid_to"], "valid_to"), dests, tuple(unplaced))
 
 
 def drafts(source: SourceConfig, tariff: Tariff, ctx: RunContext, fetched: Fetched
-           ) -> list[Draft]:
-    """Price every configured amount of every monitored corridor the tariff covers."""
+           ) -> tuple[list[Draft], list[Rejected]]:
+    """Price every configured amount of every monitored corridor the tariff covers; (drafts,
+    what is quarantined instead: the amounts of a band without a fee or of a destination
+    that cannot be priced, and the destinations naming no country we know)."""
     o = source.options
     firm = Firm(tariff.operator, FirmType.POST_OFFICE)
     collected = fetched.fetched_at.date()
@@ -223,10 +297,16 @@ def drafts(source: SourceConfig, tariff: Tariff, ctx: RunContext, fetched: Fetch
         flags.append("tariff_out_of_validity")
     product = o.get("product", "Postal money order")
     out = []
+    rejected = list(tariff.unplaced)
     for c in ctx.corridors:
         if c.source != tariff.country or c.destination not in tariff.destinations:
             continue
         d = tariff.destinations[c.destination]
+        if d.problem is not None:
+            rejected += [({"destination": d.country, "corridor": c.key, "amount_usd": usd,
+                           "send_amount": amount, "firm": firm.name}, d.problem)
+                         for usd, amount in c.amounts]
+            continue
         ref = ctx.reference(c.send_currency, c.receive_currency)
         rate = d.applied_rate
         if rate is None and d.fx_margin_pct is not None and ref is not None:
@@ -239,6 +319,15 @@ def drafts(source: SourceConfig, tariff: Tariff, ctx: RunContext, fetched: Fetch
             band = d.band(amount)
             if band is None:
                 continue  # above the tariff's largest band: the post does not offer it
+            payload = {"destination": d.country, "band_up_to": band.up_to,
+                       "fixed_fee": band.fixed_fee, "pct_fee": band.pct_fee,
+                       "fx_margin_pct": d.fx_margin_pct, "applied_rate": d.applied_rate}
+            if band.fixed_fee is None or band.pct_fee is None:
+                # Never a fee of 0: the tariff does not say what this amount costs.
+                rejected.append(({**payload, "corridor": c.key, "amount_usd": usd,
+                                  "send_amount": amount, "firm": firm.name},
+                                 Rejection("fee_missing", "fee", band.missing or "no fee")))
+                continue
             fee = band.fixed_fee + band.pct_fee * amount / 100
             out.append(Draft(
                 corridor=c, amount_usd=usd, send_amount=amount, firm=firm, service=service,
@@ -246,18 +335,18 @@ def drafts(source: SourceConfig, tariff: Tariff, ctx: RunContext, fetched: Fetch
                     Decimal("0.01"), rounding=ROUND_HALF_UP), applied_rate=rate, fee_deducted=False,
                 send_currency=tariff.currency or None,
                 receive_currency=(d.currency or "").upper() or None,
-                fx_margin_reported=d.fx_margin_pct, flags=tuple(flags),
-                payload={"destination": d.country, "band_up_to": band.up_to,
-                         "fixed_fee": band.fixed_fee, "pct_fee": band.pct_fee,
-                         "fx_margin_pct": d.fx_margin_pct, "applied_rate": d.applied_rate}))
-    return out
+                fx_margin_reported=d.fx_margin_pct, flags=tuple(flags), payload=payload))
+    return out, rejected
 
 
 async def collect(ctx: RunContext) -> None:
     async def one(url: str) -> None:
         fetched = await ctx.fetch(url)
         tariff = parse(ctx.source, fetched.body)
-        for draft in drafts(ctx.source, tariff, ctx, fetched):
+        priced, rejected = drafts(ctx.source, tariff, ctx, fetched)
+        for rec, why in rejected:
+            await ctx.reject(why.reason, why.field, why.detail, rec, fetched)
+        for draft in priced:
             await ctx.add_quote(draft, fetched)
 
     await ctx.each([ctx.source.url], one)

@@ -15,6 +15,7 @@ from collector import (
 )
 from collector.model import Adapter
 from corridors.config import SOURCE_KINDS, Config, SourceConfig
+from corridors.errors import ConfigError
 
 REGISTRY: dict[str, Adapter] = {
     "operator_json": operator_json.collect,
@@ -38,6 +39,15 @@ assert set(REGISTRY) == set(OPTION_CHECKS) == SOURCE_KINDS
 
 
 def check_sources(config: Config) -> None:
-    """Raise ConfigError naming the source and key for any bad ``options``."""
+    """Raise ConfigError naming the source and key for any bad ``options``.
+
+    Prefixed with the config file, as ``corridors.config.load_config`` prefixes the errors
+    it finds ("config.toml: sources[x].options.fields: ...").
+    """
     for source in config.sources:
-        OPTION_CHECKS[source.kind](source)
+        try:
+            OPTION_CHECKS[source.kind](source)
+        except ConfigError as exc:
+            if config.path is None:
+                raise
+            raise ConfigError(f"{config.path}: {exc}") from None

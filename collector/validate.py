@@ -14,15 +14,26 @@ Reasons (``quarantined_quotes.reason``):
   rate_off_reference          applied rate off the reference by more than max_rate_deviation
   implausible_negative_margin FX margin below min_fx_margin_pct
   received_inconsistent       received amount ≠ (amount − fee) × rate (or amount × rate)
+  unknown_label               a label of the upstream's (a provider type, a pay-in or pay-out
+                              label) without a mapping: never guessed
+  malformed_record            one record of a response with many is not in the upstream's
+                              format (not an object, a value that is not a number, a date or
+                              a duration); the response's other records are kept
 Flags kept on stored quotes: negative_margin (plausible promotion), reference_stale.
+
+An adapter quarantines a record it cannot make a draft of itself (``Unusable``): a fee or
+rate that is there but not a number is as good as none (fee_missing, rate_missing).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
+from collector.errors import ParseError
 from collector.model import Draft
+from collector.parsing import dec
 from corridors.config import CollectionConfig
 
 #: Received amounts are rounded by upstreams (to the unit in some currencies).
@@ -34,6 +45,28 @@ class Rejection:
     reason: str
     field: str
     detail: str
+
+
+class Unusable(Exception):
+    """One record of a response cannot be made a draft: quarantine it, keep the others."""
+
+    def __init__(self, reason: str, field: str, detail: str) -> None:
+        super().__init__(f"{reason} ({field}): {detail}")
+        self.rejection = Rejection(reason, field, detail)
+
+
+#: A record an adapter could not make a draft of (the upstream's record), and why.
+Rejected = tuple[dict[str, Any], Rejection]
+
+
+def number(value: Any, field: str, what: str, reason: str = "malformed_record"
+           ) -> Decimal | None:
+    """The upstream's ``what`` as a Decimal (None when absent or null); a value that is not
+    a number makes the record Unusable (``reason``, ``field``), never 0."""
+    try:
+        return dec(value, what)
+    except ParseError as exc:
+        raise Unusable(reason, field, str(exc)) from None
 
 
 def check(draft: Draft, reference: Decimal | None, config: CollectionConfig

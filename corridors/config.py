@@ -1,19 +1,21 @@
 """Configuration: ``config.toml`` read once with tomllib into frozen dataclasses.
 
 Every key is documented in the shipped ``config.toml``. Secrets come only from the
-environment (``DATABASE_URL``, ``SENDCOST_ADMIN_TOKEN``, ``SENDCOST_SOURCE_<NAME>_TOKEN``).
+environment (``DATABASE_URL``, ``SENDCOST_ADMIN_TOKEN``); sources take no credentials.
 A bad value fails at start with a ConfigError naming the key and what was expected.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from corridors.errors import ConfigError
 
@@ -211,6 +213,26 @@ def _schedule(value: str, key: str) -> str:
                       f"'0 6 * * *', got {value!r}")
 
 
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _source_url(value: str, kind: str, key: str) -> str:
+    """An absolute http(s) URL (for ``rpw``, a local path too). An operator_json URL is a
+    template: its ``{placeholders}`` are checked by the adapter, and pass here."""
+    if kind == "rpw" and value.strip() and not _SCHEME.match(value):
+        return value  # a local file, relative to config.toml
+    expected = "an absolute http(s) URL" + (" or a local path" if kind == "rpw" else "")
+    try:
+        parts = urlsplit(value)
+        # Lower case, as the rpw adapter tells a URL from a path.
+        ok = value.startswith(("http://", "https://")) and bool(parts.hostname)
+    except ValueError:  # "http://[::1" and the like
+        ok = False
+    if not ok or any(ch.isspace() for ch in value):
+        raise ConfigError(f"{key}: expected {expected}, got {value!r}")
+    return value
+
+
 def default_data_dir() -> Path:
     env = os.environ.get("SENDCOST_DATA_DIR")
     if env:
@@ -331,7 +353,7 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
         sources.append(SourceConfig(
             name=name,
             kind=kind_,
-            url=_expect(s, "url", str, where, ""),
+            url=_source_url(_expect(s, "url", str, where, ""), kind_, f"{where}.url"),
             enabled=_expect(s, "enabled", bool, where, True),
             schedule=_schedule(_expect(s, "schedule", str, where, "interval:3600"),
                                f"{where}.schedule"),

@@ -5,7 +5,9 @@ Retry-After, backoff, the circuit breaker's states."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
+import re
 import uuid
 from collections import Counter
 from decimal import Decimal
@@ -24,7 +26,7 @@ from collector.model import CorridorSpec, Draft
 from collector.parsing import iso_duration_days
 from collector.rates import RateBook
 from collector.run import Collector
-from collector.validate import check
+from collector.validate import Rejection, check
 from corridors.config import CollectionConfig, parse_config
 from corridors.errors import ConfigError
 from corridors.store import Store
@@ -85,13 +87,14 @@ def test_cross_rates_through_eur_and_usd() -> None:
 
 def test_comparison_feed_wise_format() -> None:
     src = source("comparison")
-    drafts, unknown = comparison.parse(src, fixture("wise-comparisons-USD-MXN.json"),
-                                       USA_MEX, 200, Decimal(200))
+    drafts, rejected = comparison.parse(src, fixture("wise-comparisons-USD-MXN.json"),
+                                        USA_MEX, 200, Decimal(200))
     assert [d.firm for d in drafts] == [Firm("Wise", FirmType.MTO),
                                         Firm("Western Union", FirmType.MTO),
                                         Firm("Bank of America", FirmType.BANK)]
-    assert unknown == [({"provider": "some-crypto-app", "type": "cryptoExchange"},
-                        "provider type 'cryptoExchange' has no firm-type mapping")]
+    assert rejected == [({"provider": "some-crypto-app", "type": "cryptoExchange"},
+                         Rejection("unknown_label", "type",
+                                   "provider type 'cryptoExchange' has no firm-type mapping"))]
     wise, wu, boa = drafts
     assert (wise.fee, wise.applied_rate, wise.received_amount) == (
         Decimal("4.51"), Decimal("20.2955"), Decimal("3967.53"))
@@ -119,7 +122,9 @@ def test_operator_json_one_quote_and_a_list() -> None:
                          "delivery_hours": "quote.deliveryHours", "pay_in": "quote.payIn",
                          "pay_out": "quote.payOut"},
                  labels={"CARD": "card", "CASH": "cash"})
-    [d] = operator_json.parse(src, fixture("operator-quote.json"), USA_MEX, 200, Decimal(200))
+    [d], rejected = operator_json.parse(src, fixture("operator-quote.json"), USA_MEX, 200,
+                                        Decimal(200))
+    assert rejected == []
     assert (d.fee, d.applied_rate, d.received_amount) == (Decimal("3.99"), Decimal("19.8123"),
                                                           Decimal("3962.46"))
     assert (d.service.pay_in, d.service.pay_out, d.service.speed) == (
@@ -131,8 +136,9 @@ def test_operator_json_one_quote_and_a_list() -> None:
                   fields={"fee": "fee", "applied_rate": "rate", "received_amount": "receive",
                           "delivery_days": "days", "pay_out": "payout",
                           "product": "product"}, pay_in="card")
-    drafts = operator_json.parse(many, fixture("operator-quotes-list.json"), USA_MEX, 200,
-                                 Decimal(200))
+    drafts, rejected = operator_json.parse(many, fixture("operator-quotes-list.json"),
+                                           USA_MEX, 200, Decimal(200))
+    assert rejected == []
     assert [(x.service.product, x.fee, x.service.speed) for x in drafts] == [
         ("Cash pickup", Decimal("4.99"), Speed.LESS_THAN_ONE_HOUR),
         ("Bank deposit", Decimal("2.99"), Speed.NEXT_DAY)]
@@ -304,13 +310,11 @@ async def test_postal_tariffs_json_and_csv_and_comparison_runs(store: Store,
 
 
 async def test_a_response_of_unexpected_shape_loses_nothing_else(store: Store) -> None:
-    """One response the parser chokes on (a provider with "quotes": null) is counted as
-    malformed; the run goes on and keeps what the other response gave."""
-    import json
-
+    """One response broken as a whole (its "providers" null) is counted as malformed; the
+    run goes on and keeps what the other response gave."""
     good = fixture("wise-comparisons-USD-MXN.json")
     broken = json.loads(good)
-    broken["providers"][0]["quotes"] = None
+    broken["providers"] = None
 
     async def serve(request: web.Request) -> web.Response:
         body = good if request.query.get("sendAmount") == "500" else json.dumps(broken).encode()
@@ -348,8 +352,6 @@ async def test_a_response_of_unexpected_shape_loses_nothing_else(store: Store) -
 async def test_an_operator_answer_without_a_price_is_quarantined(store: Store) -> None:
     """A 200 carrying an error, an empty quote, or a fee without any rate is no quote: each
     is quarantined with its reason, nothing stored."""
-    import json
-
     answers = {("USA", "200"): {"error": "service unavailable"},
                ("USA", "500"): {"quote": {}},
                ("GBR", "120"): {"quote": {"fee": {"amount": 3}}},
@@ -408,24 +410,57 @@ def test_a_postal_csv_cut_anywhere_never_prices_a_band_wrong() -> None:
     assert kept  # cuts between rows lose whole rows, which no parser can tell
     with pytest.raises(ParseError, match=r"line 3 has 5 fields, the header 10"):
         postal_tariff.parse(src, body[:body.index(b"1.0,")])
-    with pytest.raises(ParseError, match=r"line 2 fixed_fee.*never assumed"):
-        postal_tariff.parse(src, body.replace(b",4.90,0,", b",,0,", 1))
     with pytest.raises(ParseError, match="valid_to '2024-12-3' differs"):
         postal_tariff.parse(src, body[:-2])
+    # A whole row whose fee is blank is no truncation: that band has no fee (its amounts
+    # are quarantined as fee_missing), never a fee of 0; the other bands are the tariff's.
+    tariff = postal_tariff.parse(src, body.replace(b",4.90,0,", b",,0,", 1))
+    sen, mar = tariff.destinations["SEN"], tariff.destinations["MAR"]
+    assert sen.bands[0].fixed_fee is None and sen.bands[0].pct_fee is None
+    assert sen.bands[0].missing is not None and re.search(
+        r"line 2 fixed_fee.*never assumed", sen.bands[0].missing)
+    assert sen.bands[1] == full.destinations["SEN"].bands[1]
+    assert mar == full.destinations["MAR"]
 
 
-def test_a_postal_json_band_without_its_fee_is_malformed() -> None:
-    import json
-
+def test_a_postal_band_or_destination_that_cannot_be_read_sinks_only_itself() -> None:
+    """One band without its fee leaves only that band unpriced; a destination whose bands
+    or rate cannot be read, or that names no country, sinks only itself."""
     src = source("postal_tariff", url="http://x/t.json")
-    doc = json.loads(fixture("postal-tariff-FRA.json"))
-    del doc["destinations"][0]["bands"][1]["pct_fee"]
-    with pytest.raises(ParseError, match=r"destinations.0.bands.1.pct_fee.*never assumed"):
-        postal_tariff.parse(src, json.dumps(doc).encode())
-    doc = json.loads(fixture("postal-tariff-FRA.json"))
-    doc["destinations"][1]["bands"][0]["fixed_fee"] = None
-    with pytest.raises(ParseError, match=r"destinations.1.bands.0.fixed_fee"):
-        postal_tariff.parse(src, json.dumps(doc).encode())
+    full = postal_tariff.parse(src, fixture("postal-tariff-FRA.json"))
+
+    def parsed(change: Any) -> postal_tariff.Tariff:
+        doc = json.loads(fixture("postal-tariff-FRA.json"))
+        change(doc)
+        return postal_tariff.parse(src, json.dumps(doc).encode())
+
+    tariff = parsed(lambda doc: doc["destinations"][0]["bands"][1].pop("pct_fee"))
+    band = tariff.destinations["SEN"].bands[1]
+    assert (band.up_to, band.fixed_fee, band.pct_fee) == (Decimal(1500), None, None)
+    assert re.search(r"destinations.0.bands.1.pct_fee.*never assumed", band.missing or "")
+    assert tariff.destinations["MAR"] == full.destinations["MAR"]
+    tariff = parsed(lambda doc: doc["destinations"][1]["bands"][0].update(fixed_fee="4,90"))
+    assert "destinations.1.bands.0.fixed_fee" in (
+        tariff.destinations["MAR"].bands[0].missing or "")
+    assert tariff.destinations["SEN"] == full.destinations["SEN"]
+    # Which band an amount falls in is unknown: the whole destination, and only it.
+    tariff = parsed(lambda doc: doc["destinations"][0]["bands"][0].pop("up_to"))
+    assert tariff.destinations["SEN"].problem == Rejection(
+        "malformed_record", "band", "tariff destinations.0.bands.0: expected an object with "
+        "up_to, got {'fixed_fee': 4.9, 'pct_fee': 0}")
+    assert tariff.destinations["MAR"] == full.destinations["MAR"]
+    tariff = parsed(lambda doc: doc["destinations"][1].update(fx_margin_pct="2.5%"))
+    problem = tariff.destinations["MAR"].problem
+    assert problem is not None and (problem.reason, problem.field) == (
+        "rate_missing", "fx_margin_reported")
+    tariff = parsed(lambda doc: doc["destinations"][0].update(country="Senegall"))
+    assert set(tariff.destinations) == {"MAR"}
+    [(record, why)] = tariff.unplaced
+    assert record["country"] == "Senegall" and why.reason == "malformed_record"
+    # Broken as a whole: malformed.
+    for body in (b'{"destinations": null}', b'[]', b'{"destinations": [{"country": "SEN"'):
+        with pytest.raises(ParseError):
+            postal_tariff.parse(src, body)
 
 
 async def test_a_truncated_postal_tariff_from_the_sandbox_stores_nothing(store: Store) -> None:
@@ -456,3 +491,258 @@ async def test_a_truncated_postal_tariff_from_the_sandbox_stores_nothing(store: 
     assert [outcome for _, outcome in sandbox.log] == ["malformed"]
     assert (report.status, report.stored, report.errors["malformed"]) == ("failed", 0, 1), \
         report.line()
+
+
+# -- one bad record of a response with many sinks only itself ------------------------------
+
+def wise_body(change: Any) -> bytes:
+    """The recorded Wise response, changed by ``change(doc)``."""
+    doc = json.loads(fixture("wise-comparisons-USD-MXN.json"))
+    change(doc)
+    return json.dumps(doc).encode()
+
+
+def fates(body: bytes) -> dict[str, tuple[str, str]]:
+    """What becomes of each provider of a comparison response at USD 200 (no reference
+    rate): ("stored", "") or the quarantine (reason, field), by provider."""
+    drafts, rejected = comparison.parse(source("comparison"), body, USA_MEX, 200,
+                                        Decimal(200))
+    out = {}
+    for d in drafts:
+        rejection, _ = check(d, None, CollectionConfig())
+        out[d.firm.name] = (("stored", "") if rejection is None
+                            else (rejection.reason, rejection.field))
+    for rec, why in rejected:
+        out[str(rec.get("name") or rec.get("provider"))] = (why.reason, why.field)
+    return out
+
+
+WISE_FATES = {"Wise": ("stored", ""), "Western Union": ("stored", ""),
+              "Bank of America": ("stored", ""),
+              "some-crypto-app": ("unknown_label", "type")}
+
+
+def wu_quote(doc: dict[str, Any]) -> dict[str, Any]:
+    return doc["providers"][1]["quotes"][0]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(("change", "fate"), [
+    (lambda doc: wu_quote(doc).pop("fee"), ("fee_missing", "fee")),
+    (lambda doc: wu_quote(doc).update(fee=None), ("fee_missing", "fee")),
+    (lambda doc: wu_quote(doc).update(fee="n/a"), ("fee_missing", "fee")),
+    (lambda doc: wu_quote(doc).update(fee={"amount": 5}), ("fee_missing", "fee")),
+    (lambda doc: wu_quote(doc).pop("rate"), ("rate_missing", "applied_rate")),
+    (lambda doc: wu_quote(doc).update(rate=None), ("rate_missing", "applied_rate")),
+    (lambda doc: wu_quote(doc).update(rate="19,76"), ("rate_missing", "applied_rate")),
+    (lambda doc: wu_quote(doc).update(receivedAmount="lots"),
+     ("malformed_record", "received_amount")),
+    (lambda doc: wu_quote(doc).update(dateCollected="yesterday"),
+     ("malformed_record", "collected_at")),
+    (lambda doc: wu_quote(doc)["deliveryEstimation"]["duration"].update(max="1 hour"),
+     ("malformed_record", "speed")),
+    (lambda doc: doc["providers"][1]["quotes"].__setitem__(0, "a quote"),
+     ("malformed_record", "record")),
+    (lambda doc: doc["providers"][1].update(quotes=None), ("malformed_record", "record")),
+    (lambda doc: doc["providers"][1].update(type=["bank"]), ("unknown_label", "type")),
+])
+def test_one_unusable_comparison_quote_loses_only_itself(change: Any,
+                                                         fate: tuple[str, str]) -> None:
+    """A quote without a fee or rate (or with one that is not a number), or otherwise not
+    in the feed's format, is quarantined with its reason; the other providers are kept."""
+    got = fates(wise_body(change))
+    key = "western-union" if fate == ("unknown_label", "type") else "Western Union"
+    assert got == {**{k: v for k, v in WISE_FATES.items() if k != "Western Union"},
+                   key: fate}
+
+
+def test_a_comparison_quote_without_a_fee_never_has_a_fee_of_0() -> None:
+    drafts, _ = comparison.parse(source("comparison"),
+                                 wise_body(lambda doc: wu_quote(doc).pop("fee")),
+                                 USA_MEX, 200, Decimal(200))
+    assert [d.fee for d in drafts if d.firm.name == "Western Union"] == [None]
+    assert fates(wise_body(lambda doc: doc["providers"].__setitem__(0, "x"))) == {
+        **{k: v for k, v in WISE_FATES.items() if k != "Wise"},
+        "x": ("malformed_record", "record")}
+
+
+@pytest.mark.parametrize("body", [b"<html>busy</html>", b"[]", b'{"providers": null}',
+                                  b'{"providers": {"wise": {}}}', b'{"provider": []}',
+                                  fixture("wise-comparisons-USD-MXN.json")[:500]])
+def test_a_comparison_response_broken_as_a_whole_is_malformed(body: bytes) -> None:
+    with pytest.raises(ParseError):
+        comparison.parse(source("comparison"), body, USA_MEX, 200, Decimal(200))
+
+
+async def test_a_comparison_quote_without_a_fee_is_quarantined_and_the_others_stored(
+        store: Store) -> None:
+    """The recorded Wise response with Wise's own fee deleted: Western Union and Bank of
+    America are stored, Wise is quarantined as fee_missing (never priced with a fee of
+    0), and the response is not malformed."""
+    body = wise_body(lambda doc: doc["providers"][0]["quotes"][0].pop("fee"))
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/v4/comparisons", serve)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    p = f"w{uuid.uuid4().hex[:8]}"
+    try:
+        config = parse_config({
+            "corridors": [{"from": "USA", "to": "MEX", "amounts": [200]}],
+            "sources": [{"name": f"{p}-wise", "kind": "comparison",
+                         "url": str(server.make_url("/v4/comparisons")),
+                         "options": {"reference_sources": [f"{p}-no-rates"]}}]})
+        async with aiohttp.ClientSession() as session:
+            [report] = await Collector(config, store, session).run_all()
+    finally:
+        await server.close()
+    assert (report.status, report.stored, report.quarantined) == ("ok", 2, 2), report.line()
+    assert report.errors["malformed"] == 0
+    stored = await store.pool.fetch(
+        "SELECT f.name, q.fee FROM quotes q JOIN services s ON s.id = q.service_id "
+        "JOIN firms f ON f.id = s.firm_id WHERE q.run_id = $1 ORDER BY f.name",
+        report.run_id)
+    assert [(r["name"], r["fee"]) for r in stored] == [
+        ("Bank of America", Decimal("0.00")), ("Western Union", Decimal("5.00"))]
+    bad = await store.pool.fetch(
+        "SELECT reason, field, payload FROM quarantined_quotes WHERE run_id = $1 "
+        "ORDER BY reason", report.run_id)
+    assert [(r["reason"], r["field"]) for r in bad] == [("fee_missing", "fee"),
+                                                         ("unknown_label", "type")]
+    assert bad[0]["payload"]["provider"] == "wise"
+
+
+def test_one_unusable_operator_quote_in_a_list_loses_only_itself() -> None:
+    src = source("operator_json", firm="Acme", quotes_path="data.options",
+                 fields={"fee": "fee", "applied_rate": "rate", "received_amount": "receive",
+                         "delivery_days": "days", "pay_out": "payout",
+                         "product": "product"}, pay_in="card")
+    doc = json.loads(fixture("operator-quotes-list.json"))
+    first, last = doc["data"]["options"]
+    doc["data"]["options"] = [
+        first,
+        {**last, "product": "Fee n/a", "fee": "n/a"},
+        {**last, "product": "Rate abc", "rate": "abc"},
+        {**last, "product": "Pigeon", "payout": "PIGEON"},
+        "a quote",
+        {**last, "product": "Soon", "days": "soon"},
+        {k: v for k, v in last.items() if k != "fee"} | {"product": "No fee"},
+        last,
+    ]
+    drafts, rejected = operator_json.parse(src, json.dumps(doc).encode(), USA_MEX, 200,
+                                           Decimal(200))
+    assert [(d.service.product, d.fee) for d in drafts] == [
+        ("Cash pickup", Decimal("4.99")), ("No fee", None), ("Bank deposit", Decimal("2.99"))]
+    # The quote without a fee is quarantined by the validation, never priced at 0.
+    assert check(drafts[1], None, CollectionConfig())[0] == Rejection(
+        "fee_missing", "fee", "the answer carries no fee")
+    assert [(rec.get("product"), why.reason, why.field) for rec, why in rejected] == [
+        ("Fee n/a", "fee_missing", "fee"), ("Rate abc", "rate_missing", "applied_rate"),
+        ("Pigeon", "unknown_label", "pay_out"), (None, "malformed_record", "record"),
+        ("Soon", "malformed_record", "speed")]
+    assert all(rec["corridor"] == "USA-MEX" for rec, _ in rejected)
+    # Broken as a whole: malformed.
+    for body in (b'{"data": {"options": null}}', b'{"data": {}}', b"oops"):
+        with pytest.raises(ParseError):
+            operator_json.parse(src, body, USA_MEX, 200, Decimal(200))
+    single = source("operator_json", firm="Acme", fields={"fee": "fee"})
+    with pytest.raises(ParseError, match="not an object"):
+        operator_json.parse(single, b"[1, 2]", USA_MEX, 200, Decimal(200))
+
+
+async def test_a_postal_band_without_a_fee_is_quarantined_and_the_rest_priced(
+        store: Store) -> None:
+    """A JSON tariff whose SEN band up to 1500 lost its pct_fee, with a destination naming
+    no country: SEN at EUR 140 and MAR are priced; SEN at EUR 345 is quarantined as
+    fee_missing, the unknown destination as malformed_record; the run is ok."""
+    doc = json.loads(fixture("postal-tariff-FRA.json"))
+    del doc["destinations"][0]["bands"][1]["pct_fee"]
+    doc["destinations"].append({"country": "Atlantis", "currency": "XXX", "bands": []})
+    body = json.dumps(doc).encode()
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/tariff.json", serve)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    p = f"t{uuid.uuid4().hex[:8]}"
+    try:
+        config = parse_config({
+            "corridors": [{"from": "FRA", "to": "SEN"}, {"from": "FRA", "to": "MAR"}],
+            "sources": [{"name": f"{p}-post", "kind": "postal_tariff",
+                         "url": str(server.make_url("/tariff.json")),
+                         "options": {"reference_sources": [f"{p}-no-rates"]}}]})
+        async with aiohttp.ClientSession() as session:
+            [report] = await Collector(config, store, session).run_all()
+    finally:
+        await server.close()
+    assert (report.status, report.stored, report.quarantined) == ("ok", 3, 2), report.line()
+    rows = await store.pool.fetch(
+        "SELECT c.destination_code AS dest, q.send_amount, q.fee FROM quotes q "
+        "JOIN services s ON s.id = q.service_id JOIN corridors c ON c.id = s.corridor_id "
+        "WHERE q.run_id = $1 ORDER BY dest, q.send_amount", report.run_id)
+    assert [(r["dest"], r["send_amount"], r["fee"]) for r in rows] == [
+        ("MAR", Decimal(140), Decimal("10.20")), ("MAR", Decimal(345), Decimal("11.23")),
+        ("SEN", Decimal(140), Decimal("4.90"))]
+    bad = await store.pool.fetch(
+        "SELECT reason, field, payload FROM quarantined_quotes WHERE run_id = $1 "
+        "ORDER BY reason", report.run_id)
+    assert [(r["reason"], r["field"]) for r in bad] == [("fee_missing", "fee"),
+                                                         ("malformed_record", "destination")]
+    fee_missing = bad[0]["payload"]
+    assert (fee_missing["corridor"], fee_missing["send_amount"]) == ("FRA-SEN", "345")
+    assert "never assumed" in fee_missing["detail"]
+
+
+def test_one_bad_reference_rate_loses_only_itself() -> None:
+    body = fixture("eurofxref-daily.xml")
+    bad = body.replace(b"rate='163.94'", b"rate='n/a'").replace(b"currency='GBP' ", b"")
+    skipped: list[str] = []
+    rows = ecb_rates.parse(bad, skipped)
+    assert len(rows) == 28 and {r[1] for r in rows} >= {"USD", "MXN"}
+    assert not {"JPY", "GBP"} & {r[1] for r in rows}
+    assert len(skipped) == 2 and all("bad Cube" in s for s in skipped)
+    assert ecb_rates.parse(bad) == rows
+    with pytest.raises(ParseError, match="no rates in the document"):
+        ecb_rates.parse(re.sub(rb"rate='[^']*'", b"rate='0'", body))
+
+    fetched = dt.datetime(2024, 11, 21, tzinfo=dt.UTC)
+    doc = json.loads(fixture("frankfurter-latest-USD.json"))
+    doc["rates"] |= {"BRL": None, "CAD": "n/a", "CHF": 0}
+    skipped = []
+    rows = json_rates.parse(source("json_rates"), json.dumps(doc).encode(), fetched, skipped)
+    assert {r[1] for r in rows} == set(doc["rates"]) - {"BRL", "CAD", "CHF"}
+    assert skipped == ["s: rate of BRL is None", "s: rate of CAD is 'n/a'",
+                       "s: rate of CHF is 0"]
+    doc["rates"] = {"MXN": None}
+    with pytest.raises(ParseError, match="rate of MXN is None"):
+        json_rates.parse(source("json_rates"), json.dumps(doc).encode(), fetched)
+
+
+async def test_a_rates_table_with_one_bad_rate_stores_the_others(store: Store) -> None:
+    doc = json.loads(fixture("frankfurter-latest-USD.json"))
+    doc["rates"]["BRL"] = None
+    body = json.dumps(doc).encode()
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/latest", serve)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    name = f"r{uuid.uuid4().hex[:8]}-rates"
+    try:
+        config = parse_config({"sources": [{"name": name, "kind": "json_rates",
+                                            "url": str(server.make_url("/latest"))}]})
+        async with aiohttp.ClientSession() as session:
+            [report] = await Collector(config, store, session).run_all()
+    finally:
+        await server.close()
+    assert (report.status, report.rates, report.errors["malformed"]) == ("partial", 12, 1), \
+        report.line()
+    assert report.message is not None and "rate of BRL is None" in report.message

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from collector.options import COMMON, Kind
 from corridors.config import load_config, parse_config
 from corridors.errors import ConfigError
 
@@ -61,6 +64,21 @@ def test_alpha2_codes_become_alpha3() -> None:
          "sources[0].jitter_seconds: expected an integer ≥ 0"),
         ({"collection": {"max_retries": -1}}, "collection.max_retries: expected an integer ≥ 0"),
         ({"collection": {"circuit_failures": 0}}, "collection.circuit_failures: expected an"),
+        ({"sources": [{"name": "a", "kind": "comparison", "url": "not a url"}]},
+         "sources[0].url: expected an absolute http(s) URL, got 'not a url'"),
+        ({"sources": [{"name": "a", "kind": "json_rates", "url": "ftp://a/x"}]},
+         "sources[0].url: expected an absolute http(s) URL, got 'ftp://a/x'"),
+        ({"sources": [{"name": "a", "kind": "ecb_rates", "url": "http://"}]},
+         "sources[0].url: expected an absolute http(s) URL"),
+        ({"sources": [{"name": "a", "kind": "postal_tariff", "url": "/srv/tariff.json"}]},
+         "sources[0].url: expected an absolute http(s) URL"),
+        ({"sources": [{"name": "a", "kind": "operator_json",
+                       "url": "http://a b/quote?amount={amount}"}]},
+         "sources[0].url: expected an absolute http(s) URL"),
+        ({"sources": [{"name": "a", "kind": "rpw", "url": "ftp://a/x"}]},
+         "sources[0].url: expected an absolute http(s) URL or a local path, got 'ftp://a/x'"),
+        ({"sources": [{"name": "a", "kind": "rpw", "url": ""}]},
+         "sources[0].url: expected an absolute http(s) URL or a local path, got ''"),
     ],
 )
 def test_bad_config_names_the_key(raw: dict, message: str) -> None:  # type: ignore[type-arg]
@@ -79,3 +97,94 @@ def test_bad_toml_names_the_file(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_source_urls_and_templates_are_accepted() -> None:
+    config = parse_config({"sources": [
+        {"name": "op", "kind": "operator_json",
+         "url": "https://api.example.com/v1/quote?from={source2}&to={destination2}"
+                "&amount={amount}&currency={send_currency}"},
+        {"name": "by-host", "kind": "operator_json", "url": "https://{corridor}.example.com/q"},
+        {"name": "ecb", "kind": "ecb_rates", "url": "http://127.0.0.1:8765/ecb/daily.xml"},
+        {"name": "rpw-file", "kind": "rpw", "url": "data/rpw_quotes.csv.gz"},
+        {"name": "rpw-url", "kind": "rpw", "url": "https://example.org/rpw.csv"},
+    ]})
+    assert [s.url for s in config.sources][-1] == "https://example.org/rpw.csv"
+
+
+def minimal_options(kind: str) -> dict[str, Any]:
+    """The options a source of ``kind`` cannot do without."""
+    return {"operator_json": {"firm": "Acme", "fields": {"fee": "quote.fee"}},
+            "postal_tariff": {"format": "json"}}.get(kind, {})
+
+
+#: A value of each type a config.toml can hold.
+VALUES: list[Any] = [3, 2.5, True, "x", ["x"], {"a": "b"}, [1], {"a": 1}]
+
+
+def declared_options() -> list[tuple[str, str, Kind]]:
+    from collector import comparison, ecb_rates, json_rates, operator_json, postal_tariff
+    from collector.sources import OPTION_CHECKS
+
+    declared = {"comparison": comparison.OPTIONS, "operator_json": operator_json.OPTIONS,
+                "postal_tariff": postal_tariff.OPTIONS, "ecb_rates": ecb_rates.OPTIONS,
+                "json_rates": json_rates.OPTIONS, "rpw": {}}
+    assert set(declared) == set(OPTION_CHECKS)
+    return [(kind, key, k) for kind, options in declared.items()
+            for key, k in {**COMMON, **options}.items()]
+
+
+@pytest.mark.parametrize(("kind", "key", "expected"), declared_options(),
+                         ids=lambda v: v if isinstance(v, str) else None)
+def test_every_option_is_type_checked(kind: str, key: str, expected: Kind) -> None:
+    """Each option every kind declares fails the start-up check when given a value of
+    another type, naming the source and key — never at the first run."""
+    from collector.sources import check_sources
+
+    wrong = [v for v in VALUES if not expected.test(v)]
+    assert wrong
+    for value in wrong:
+        config = parse_config({"sources": [{
+            "name": "s", "kind": kind, "url": "http://x/q",
+            "options": minimal_options(kind) | {key: value}}]})
+        with pytest.raises(ConfigError, match=re.escape(
+                f"sources[s].options.{key}: expected {expected.name}, got {value!r}")):
+            check_sources(config)
+
+
+def test_a_licence_that_is_not_a_string_fails_at_start() -> None:
+    from collector.sources import check_sources
+
+    config = parse_config({"sources": [{"name": "ecb", "kind": "ecb_rates",
+                                        "url": "http://x/e.xml", "options": {"licence": 3}}]})
+    with pytest.raises(ConfigError, match=r"sources\[ecb\]\.options\.licence: expected a "
+                                          r"string, got 3"):
+        check_sources(config)
+    for kind, options in [("comparison", {"provider_types": {"crypto": ["mto"]}}),
+                          ("operator_json", {"firm": "A", "fields": {"fee": 1}}),
+                          ("operator_json", {"firm": "A", "fields": {"fee": ""}}),
+                          ("operator_json", {"firm": "A", "fields": {"fee": "f"},
+                                             "labels": {"CARD": ["card"]}})]:
+        config = parse_config({"sources": [{"name": "s", "kind": kind, "url": "http://x/",
+                                            "options": options}]})
+        with pytest.raises(ConfigError, match=r"sources\[s\]\.options\."):
+            check_sources(config)
+
+
+def test_option_errors_name_the_file(tmp_path: Path) -> None:
+    """Like every other error in it, a bad option names the config file."""
+    from collector.sources import check_sources
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[sources]]\nname = "x"\nkind = "operator_json"\n'
+                   'url = "http://127.0.0.1:1/q?amount={amount}"\n'
+                   'options.firm = "Acme"\noptions.fields = { fe = "fee", fee = "fee" }\n')
+    config = load_config(bad)
+    with pytest.raises(ConfigError) as err:
+        check_sources(config)
+    assert str(err.value).startswith(f"{bad.resolve()}: sources[x].options.fields: unknown "
+                                     "field(s) fe")
+    with pytest.raises(ConfigError) as err:
+        check_sources(parse_config({"sources": [{"name": "x", "kind": "operator_json",
+                                                 "url": "http://h/", "options": {}}]}))
+    assert str(err.value).startswith("sources[x].options.")  # no file: no prefix
