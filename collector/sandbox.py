@@ -16,10 +16,11 @@ One aiohttp app serves every source kind sendcost collects from:
 Prices are drawn from the real RPW data (corridors/data/rpw_quotes_2011Q1_2014Q2.csv.gz):
 per firm type, the quantiles of fee % and FX margin over its transparent services, computed
 once; each emulated operator sits at its own deterministic place in those distributions in
-each corridor. Mid-market rates are RPW's own interbank rates (2014), made consistent
-through USD. Faults (``Faults``) are the knobs: latency, 5xx, timeouts, malformed bodies,
-429 bursts, slow bodies, and implausible quotes whose expected quarantine reason the sandbox
-can tell (``expected_rejection``).
+each corridor. Mid-market rates (``market().usd_rates``, served as the ECB file, the JSON
+rates and the operators' applied rates) come from RPW's interbank rates, each read as a rate
+of the currency the service really pays out (``_mid_rates``). Faults (``Faults``) are the
+knobs: latency, 5xx, timeouts, malformed bodies, 429 bursts, slow bodies, and implausible
+quotes whose expected quarantine reason the sandbox can tell (``expected_rejection``).
 
 This module emulates upstreams; it imports nothing from later stages.
 """
@@ -35,15 +36,18 @@ import hashlib
 import io
 import json
 import random
+import re
+import statistics
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import polars as pl
 from aiohttp import web
+from babel.numbers import get_territory_currencies
 
-from collector.rpw import read_rpw
+from collector.rpw import CURRENCY_FROM_RPW, read_rpw
 from collector.rpw_import import bundled_rpw_path
 from corridors.config import DEFAULT_AMOUNTS
 from corridors.reference import countries, country
@@ -88,6 +92,9 @@ class Market:
     fee_pct: dict[str, list[float]]  # firm type → 21 quantiles of fee % (USD 200)
     margin_pct: dict[str, list[float]]  # firm type → 21 quantiles of FX margin %
     corridors: list[tuple[str, str]]  # RPW corridors with known currencies, most services first
+    #: currency → where its rate comes from: a survey round ("2014Q2"), "fixed amount" (RPW's
+    #: local amount for USD 200) or "peg" (see PEGS)
+    rate_basis: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def mid(self, send: str, receive: str) -> float | None:
         a, b = self.usd_rates.get(send), self.usd_rates.get(receive)
@@ -113,6 +120,250 @@ def _series_quantile(s: pl.Series, q: float) -> float:
     return float(value)
 
 
+# -- mid-market rates from RPW's interbank rates ---------------------------------------------
+#
+# RPW's "inter lcu bank fx" is the interbank rate from the currency sent to the currency paid
+# out, and that is often not the receiving country's own: many services pay out USD or EUR
+# (notes such as "This RSP sends GBP and pays out USD in this corridor", "USD service"), the
+# CIS corridors pay out RUB, and some senders' rates are quoted per USD instead of per unit
+# sent (Brazil's and the Dominican Republic's). So each rate is read as evidence about the
+# currency actually paid out, and a currency's rate is the one most corridors agree on.
+
+#: Two rates within this fraction are one rate (a round's quotes were taken on different days).
+SAME_RATE = 0.025
+#: A rate seen in one corridor only, and not against USD, must agree this closely with the
+#: round before; else the older round's is used.
+CONFIRMING = 0.15
+#: Currencies that RPW's services pay out only in the currency they are pegged to at par
+#: (its notes: "Panama has officially adopted the USD", "The SZL is officially pegged to the
+#: ZAR").
+PEGS: dict[str, tuple[str, float]] = {"PAB": ("USD", 1.0), "SZL": ("ZAR", 1.0)}
+#: RPW notes naming the currency a service pays out in ("LCU": the receiving country's).
+_PAYOUT_NOTES = (re.compile(r"pays? ?out (?:in )?([A-Z]{3})\b"),
+                 re.compile(r"^\s*([A-Z]{3}) service\b", re.IGNORECASE),
+                 re.compile(r"sends ([A-Z]{3}) in this corridor"))
+
+
+class _Quote(NamedTuple):
+    """One RPW service's interbank rate, as evidence about two currencies."""
+
+    corridor: tuple[str, str]  # sending and receiving country
+    send: str  # the currency sent
+    local: str | None  # the receiving country's currency on the survey date
+    paid: str | None  # the currency paid out, when RPW's notes name it
+    rate: float  # units paid out per unit sent
+
+
+_Candidate = tuple[float, tuple[str, str], bool]  # (units per USD, corridor, against USD)
+
+
+def _same(a: float, b: float) -> bool:
+    return abs(a / b - 1) < SAME_RATE
+
+
+@functools.cache
+def _currency_then(alpha3: str, period: str) -> str | None:
+    """The receiving country's currency in a survey round (Croatia paid out HRK in 2014)."""
+    c = country(alpha3)
+    if c is None:
+        return None
+    year, quarter = int(period[:4]), int(period[-1])
+    found = get_territory_currencies(c.alpha2, dt.date(year, 3 * quarter - 1, 15))
+    return found[0] if found else c.currency
+
+
+def _paid_in(notes: tuple[str | None, ...], local: str | None, known: set[str]) -> str | None:
+    for note in notes:
+        for pattern in _PAYOUT_NOTES:
+            found = pattern.search(note or "")
+            if found is None:
+                continue
+            code = found.group(1).upper()
+            if code == "LCU":
+                return local
+            code = CURRENCY_FROM_RPW.get(code, code)
+            if code in known:  # not a typo ("SGP") or a made-up code ("BGT")
+                return code
+    return None
+
+
+def _survey_quotes(frame: pl.DataFrame) -> dict[str, list[_Quote]]:
+    """RPW's USD 200 interbank rates by survey round, with the payout currency the notes
+    name (``frame``: ``read_rpw``'s rows; the notes are read from the same file)."""
+    notes = pl.read_csv(bundled_rpw_path(), columns=["id", "note1", "note2"],
+                        infer_schema=False)
+    rows = (frame.filter(pl.col("reference_rate") > 0)
+            .with_columns(pl.col("service_id").cast(pl.String).str.split(":").list.last()
+                          .alias("id"))
+            .join(notes, on="id", how="left", maintain_order="left")
+            .select(pl.col("period", "source_code", "destination_code",
+                           "send_currency").cast(pl.String),
+                    "reference_rate", "note1", "note2"))
+    known = {c.currency for c in countries().values() if c.currency} | {"USD", "EUR"}
+    out: dict[str, list[_Quote]] = {}
+    for period, source, destination, send, rate, note1, note2 in rows.iter_rows():
+        local = _currency_then(destination, period)
+        out.setdefault(period, []).append(_Quote(
+            (source, destination), send, local, _paid_in((note1, note2), local, known), rate))
+    return out
+
+
+def _paid(q: _Quote, est: dict[str, float], others: list[str]) -> str | None:
+    """The currency ``q`` pays out: the one its notes name, the sent one when its rate is 1,
+    USD, EUR or a currency other services of its corridor pay out when its rate is theirs,
+    else the receiving country's own."""
+    if abs(q.rate - 1) < 1e-9:
+        return q.send  # sent and paid out in one currency (or at a par peg): no rate in it
+    if q.paid is not None and q.paid != q.send:
+        return q.paid
+    if q.send in est:
+        x = est[q.send] * q.rate
+        for other in others:
+            if other != q.local and other in est and _same(x, est[other]):
+                return other
+    return q.local
+
+
+def _candidates(quotes: list[_Quote], est: dict[str, float], priors: dict[str, float],
+                skip: set[str]) -> dict[str, list[_Candidate]]:
+    """Every rate the quotes imply for a currency, given the rates known so far."""
+    others: dict[tuple[str, str], list[str]] = {}
+    for q in quotes:
+        named = others.setdefault(q.corridor, ["USD", "EUR"])
+        if q.paid is not None and q.paid not in named:
+            named.append(q.paid)
+    out: dict[str, list[_Candidate]] = {}
+    for q in quotes:
+        if q.send in skip:
+            continue
+        paid = _paid(q, est, others[q.corridor])
+        if paid is None or paid == q.send:
+            continue
+        direct = "USD" in (q.send, paid)
+        if q.send in est:
+            out.setdefault(paid, []).append((est[q.send] * q.rate, q.corridor, direct))
+        if paid in est:
+            value = est[paid] / q.rate
+            prior = priors.get(q.send)
+            # A sending currency's rate is within a factor 2 of RPW's own fixed local amount:
+            # rates outside are another currency's (RUB's 2014 rates are RUB per USD).
+            if prior is None or prior / 2 <= value <= prior * 2:
+                out.setdefault(q.send, []).append((value, q.corridor, direct))
+    return out
+
+
+def _pick(candidates: list[_Candidate]) -> tuple[float, bool] | None:
+    """The rate most corridors agree on (then most quotes against USD, then most quotes), and
+    whether it is sure: seen in two corridors or against USD. Quotes against USD need no
+    second rate: when there are some, their median is the rate."""
+    weights: dict[_Candidate, int] = {}
+    for c in candidates:
+        weights[c] = weights.get(c, 0) + 1
+    distinct = sorted(weights)
+    best: tuple[tuple[int, int, int], list[_Candidate]] | None = None
+    for centre, _, _ in distinct:
+        members = [c for c in distinct if _same(c[0], centre)]
+        key = (len({c[1] for c in members}), sum(weights[c] for c in members if c[2]),
+               sum(weights[c] for c in members))
+        if best is None or key > best[0]:
+            best = (key, members)
+    if best is None:
+        return None
+    (corridors, against_usd, quotes), members = best
+    if quotes < 2 and not against_usd:
+        return None  # one quote, not against USD: nothing to tell it from a slip
+    values = [c[0] for c in members for _ in range(weights[c]) if c[2] or not against_usd]
+    return statistics.median(values), corridors >= 2 or against_usd > 0
+
+
+def _round_rates(quotes: list[_Quote], priors: dict[str, float], skip: set[str]
+                 ) -> dict[str, tuple[float, bool]]:
+    """One survey round's rates (units per USD, sure), from USD outwards."""
+    est: dict[str, float] = {"USD": 1.0}
+    while True:  # grow: each pass reaches the currencies quoted against known ones
+        found = {c: p for c, cands in _candidates(quotes, est, priors, skip).items()
+                 if c not in est and (p := _pick(cands)) is not None}
+        if not found:
+            break
+        est.update((c, v) for c, (v, _) in found.items())
+    picked: dict[str, tuple[float, bool]] = {}
+    for _ in range(3):  # refine: every rate again from every quote, knowing the others'
+        picked = {"USD": (1.0, True)}
+        for c, cands in sorted(_candidates(quotes, est, priors, skip).items()):
+            if c != "USD" and (p := _pick(cands)) is not None:
+                picked[c] = p
+        est = {c: v for c, (v, _) in picked.items()}
+    return picked
+
+
+def _per_usd_senders(rounds: dict[str, list[_Quote]],
+                     rates: dict[str, dict[str, tuple[float, bool]]]) -> set[str]:
+    """Sending currencies whose interbank rates RPW mostly gives per USD, not per unit sent
+    (Brazil's "6.86" to Bolivia is BOB per USD): their quotes say nothing sure."""
+    score: dict[str, list[int]] = {}
+    for period, quotes in rounds.items():
+        est = {c: v for c, (v, _) in rates[period].items()}
+        # Checked against sure rates only: a rate seen in this sender's corridor alone was
+        # computed from these very quotes.
+        sure = {c for c, (_, is_sure) in rates[period].items() if is_sure}
+        for q in quotes:
+            paid = q.paid if q.paid not in (None, q.send) else q.local
+            if (q.send not in est or paid not in sure or paid == "USD"
+                    or abs(q.rate - 1) < 1e-9 or abs(est[q.send] - 1) < 3 * SAME_RATE):
+                continue
+            tally = score.setdefault(q.send, [0, 0])
+            if _same(q.rate, est[paid]):
+                tally[0] += 1
+            elif _same(q.rate * est[q.send], est[paid]):
+                tally[1] += 1
+    return {c for c, (per_usd, per_unit) in score.items() if per_usd > per_unit}
+
+
+def _mid_rates(frame: pl.DataFrame) -> tuple[dict[str, float], dict[str, str]]:
+    """Units per USD of every currency the survey can price, and where each comes from.
+
+    Per survey round, from USD outwards: each interbank rate is a rate of the currency its
+    service pays out — the one its notes name, else USD or EUR (or another currency paid out
+    in its corridor) when the rate is theirs, else the receiving country's currency of the
+    time (HRK, not EUR, in Croatia). A rate of exactly 1 (sent and paid out in one currency)
+    says nothing. A currency's rate is the one most corridors agree on (within SAME_RATE),
+    the median of its quotes against USD when it has some. Senders whose rates RPW gives per
+    USD are left out (``_per_usd_senders``).
+
+    Each currency takes its latest round where the rate is sure (two corridors, or a quote
+    against USD) or confirmed by the round before. A sending currency without one takes RPW's
+    fixed local amount for USD 200 (RUB: 6,300), and a currency only ever paid out in its
+    anchor takes its peg (PEGS). Currencies paid out by no service (AMD, UAH, KZT...: the
+    survey's CIS corridors pay out RUB or USD) and codes of the past (HRK, LTL) have no rate.
+    """
+    rounds = _survey_quotes(frame)
+    priors = {c: float(v) for c, v in frame.filter(pl.col("send_amount") > 0)
+              .group_by(pl.col("send_currency").cast(pl.String))
+              .agg((pl.col("send_amount") / 200).median()).iter_rows()}
+    first = {p: _round_rates(q, priors, set()) for p, q in rounds.items()}
+    skip = _per_usd_senders(rounds, first)
+    by_round = {p: _round_rates(q, priors, skip) for p, q in sorted(rounds.items())}
+    rates: dict[str, float] = {}
+    basis: dict[str, str] = {}
+    periods = sorted(by_round, reverse=True)
+    for c in sorted({c for r in by_round.values() for c in r}):
+        seen = [(p, by_round[p][c]) for p in periods if c in by_round[p]]
+        for i, (period, (value, sure)) in enumerate(seen):
+            older = seen[i + 1][1][0] if i + 1 < len(seen) else None
+            if sure or (older is not None and abs(value / older - 1) < CONFIRMING):
+                rates[c], basis[c] = value, period
+                break
+    for c, prior in sorted(priors.items()):  # RUB: its quotes name no rate of RUB
+        if c not in rates:
+            rates[c], basis[c] = prior, "fixed amount"
+    for c, (anchor, factor) in PEGS.items():
+        if c not in rates and anchor in rates:
+            rates[c], basis[c] = rates[anchor] * factor, "peg"
+    current = {c.currency for c in countries().values() if c.currency} | {"USD", "EUR"}
+    return ({c: v for c, v in rates.items() if c in current},
+            {c: b for c, b in basis.items() if c in current})
+
+
 @functools.cache
 def market() -> Market:
     """Distributions and rates from the bundled RPW data (computed once per process)."""
@@ -125,7 +376,6 @@ def market() -> Market:
         pl.col("send_amount").alias("amount"),
         pl.col("fee"),
         pl.col("fx_margin_reported").alias("margin"),
-        pl.col("reference_rate").alias("inter"),
     )
     currency_of = {c.alpha3: c.currency for c in countries().values()}
     df = df.with_columns(pl.col("destination_code").replace_strict(
@@ -141,24 +391,7 @@ def market() -> Market:
         # The 2nd-98th percentiles: the extremes of a survey are not a market's typical price.
         fee_q[kind] = [_series_quantile(fee, 0.02 + 0.96 * p) for p in probs]
         margin_q[kind] = [_series_quantile(part["margin"], 0.02 + 0.96 * p) for p in probs]
-    latest = (df.filter(pl.col("inter") > 0, pl.col("receive_currency").is_not_null())
-              # The median of the latest period: a few rows carry 1.0 (a pay-out in USD).
-              .filter(pl.col("period") == pl.col("period").max().over(
-                  "send_currency", "receive_currency"))
-              .group_by("send_currency", "receive_currency")
-              .agg(pl.col("inter").median())
-              .sort("send_currency", "receive_currency"))
-    usd: dict[str, float] = {"USD": 1.0}
-    pairs = [(r[0], r[1], r[2]) for r in latest.iter_rows()]
-    for _ in range(4):  # extend from known currencies; the median of every estimate
-        estimates: dict[str, list[float]] = {}
-        for send, recv, inter in pairs:
-            if send in usd and recv not in usd:
-                estimates.setdefault(recv, []).append(usd[send] * inter)
-            elif recv in usd and send not in usd:
-                estimates.setdefault(send, []).append(usd[recv] / inter)
-        for cur, values in estimates.items():
-            usd[cur] = sorted(values)[len(values) // 2]
+    usd, basis = _mid_rates(frame)
     corridors = (df.filter(pl.col("send_currency").is_in(list(usd)),
                            pl.col("receive_currency").is_in(list(usd)))
                  .group_by("source_code", "destination_code").len()
@@ -166,7 +399,7 @@ def market() -> Market:
                        descending=[True, False, False]))
     return Market(usd, fee_q, margin_q,
                   [(r[0], r[1]) for r in corridors.select("source_code", "destination_code")
-                   .iter_rows()])
+                   .iter_rows()], basis)
 
 
 @dataclass(frozen=True)
@@ -503,15 +736,23 @@ OPERATOR_TEMPLATE = ("/operators/{n}/quote?source={{source}}&destination={{desti
 
 
 def sources_config(base_url: str, *, operators_n: int = 10, posts: tuple[str, ...] = (),
-                   schedule: str = "interval:900") -> list[dict[str, Any]]:
-    """``[[sources]]`` tables (as parse_config takes them) for a sandbox at ``base_url``."""
+                   schedule: str = "interval:900", json_rates: bool = False,
+                   rpw: bool = False) -> list[dict[str, Any]]:
+    """``[[sources]]`` tables (as parse_config takes them) for a sandbox at ``base_url``: the
+    ECB rates, the comparison feed, the operators and ``posts``' tariffs; with ``json_rates``
+    and ``rpw`` also the JSON rates and the RPW file, as config.toml's profile has them
+    (tests and the benchmark collect quotes, not a whole RPW import)."""
     ops = operators(operators_n)
     out: list[dict[str, Any]] = [
         {"name": "sandbox-ecb", "kind": "ecb_rates", "url": f"{base_url}/ecb/eurofxref-daily.xml",
          "schedule": "interval:3600", "jitter_seconds": 5},
-        {"name": "sandbox-comparison", "kind": "comparison", "url": f"{base_url}/v4/comparisons",
-         "schedule": schedule, "jitter_seconds": 5},
     ]
+    if json_rates:
+        out.append({"name": "sandbox-rates", "kind": "json_rates",
+                    "url": f"{base_url}/rates/latest?base=USD", "schedule": "interval:3600",
+                    "jitter_seconds": 5})
+    out.append({"name": "sandbox-comparison", "kind": "comparison",
+                "url": f"{base_url}/v4/comparisons", "schedule": schedule, "jitter_seconds": 5})
     for op in ops:
         out.append({
             "name": f"sandbox-op-{op.index}", "kind": "operator_json",
@@ -524,6 +765,11 @@ def sources_config(base_url: str, *, operators_n: int = 10, posts: tuple[str, ..
         out.append({"name": f"sandbox-post-{post.lower()}", "kind": "postal_tariff",
                     "url": f"{base_url}/postal/{post}/tariff.json", "schedule": schedule,
                     "jitter_seconds": 5})
+    if rpw:
+        # RPW is quarterly: 03:00 UTC on the first day of each quarter, as in config.toml.
+        out.append({"name": "sandbox-rpw", "kind": "rpw",
+                    "url": f"{base_url}/rpw/rpw_quotes.csv.gz",
+                    "schedule": "0 3 1 1,4,7,10 *", "jitter_seconds": 600})
     return out
 
 
@@ -578,7 +824,8 @@ def toml_profile(base_url: str, *, operators_n: int, corridors_m: int) -> str:
         if "amounts" in c:
             lines.append(f"amounts = {json.dumps(c['amounts'])}")
         lines.append("")
-    for s in sources_config(base_url, operators_n=operators_n, posts=posts):
+    for s in sources_config(base_url, operators_n=operators_n, posts=posts, json_rates=True,
+                            rpw=True):
         lines.append("[[sources]]")
         for k, v in s.items():
             if k != "options":

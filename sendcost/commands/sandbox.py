@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from sendcost.cli import common_options, setup_logging
+from sendcost.cli import setup_logging
 
 if TYPE_CHECKING:
     from collector.sandbox import Faults
@@ -23,7 +23,8 @@ HELP = f"""\
 Serve emulated upstreams on loopback, with prices drawn from the World Bank's RPW data:
 N operator quote APIs, a Wise-style comparison feed, postal tariffs (JSON and CSV), the
 ECB's eurofxref-daily.xml, a JSON rates API and the bundled RPW file. config.toml's
-sandbox profile points the collectors at http://127.0.0.1:{DEFAULT_PORT}.
+sandbox profile points the collectors at http://127.0.0.1:{DEFAULT_PORT}. The sandbox
+reads no config file (it takes no --config): the options below are all it is told.
 
 Fault knobs make it a hostile upstream for resilience work: latency, 5xx, timeouts,
 truncated bodies, 429 bursts with Retry-After, slow bodies, implausible quotes.
@@ -38,7 +39,9 @@ examples:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("sandbox", help="serve emulated upstreams on loopback",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    common_options(p)
+    # Not common_options: its --config would be accepted and mean nothing here.
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    p.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
     p.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT,
                    help=f"port (default {DEFAULT_PORT})")
@@ -46,7 +49,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--corridors", type=int, default=20,
                    help="corridors in --print-config (default 20, RPW's busiest)")
     p.add_argument("--print-config", action="store_true",
-                   help="print [[corridors]] and [[sources]] for this sandbox and exit")
+                   help="print a profile for this sandbox like config.toml's and exit: "
+                        "[[corridors]], and [[sources]] for the ECB and JSON rates, the "
+                        "comparison feed, each operator, up to three posts and the RPW file")
     knobs = p.add_argument_group("faults")
     knobs.add_argument("--latency-ms", type=float, default=0.0, help="mean added latency")
     knobs.add_argument("--error-rate", type=float, default=0.0, help="share of 5xx answers")

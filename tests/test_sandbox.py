@@ -1,0 +1,207 @@
+"""The sandbox (collector/sandbox.py, ``sendcost sandbox``): mid rates that are plausible for
+the survey's years in every document that publishes them, computed deterministically, and a
+``--print-config`` profile with the kinds of sources config.toml's has."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from collector.sandbox import (
+    PEGS,
+    Sandbox,
+    corridor_list,
+    market,
+    sources_config,
+)
+from corridors.config import parse_config
+from corridors.reference import country
+from sendcost.cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Units per USD that any day of 2011Q1-2014Q2 could have seen (a wrong reading of RPW's
+#: interbank rates is off by far more: TRY 1.001 was EUR paid out, RUB 0.029 inverted).
+SANE = {
+    "EUR": (0.68, 0.82), "GBP": (0.58, 0.68), "TRY": (1.5, 2.4), "RUB": (28, 40),
+    "MXN": (11.5, 14), "INR": (44, 62), "PHP": (40, 46), "LBP": (1500, 1510),
+    "ALL": (95, 115), "XOF": (440, 540), "PKR": (85, 106), "CNY": (6.0, 6.7),
+    "JPY": (76, 106), "NGN": (150, 170), "GTQ": (7.5, 8.1), "BAM": (1.33, 1.6),
+}
+#: Currencies no service of the survey pays out in (the CIS corridors pay out RUB or USD):
+#: the sandbox has no rate for them, and would have to be right if it had one.
+UNPAID = {"AMD": (380, 420), "UAH": (7.8, 8.5)}
+
+
+def _in(value: float, bounds: tuple[float, float]) -> bool:
+    return bounds[0] <= value <= bounds[1]
+
+
+def test_mid_rates_are_plausible_for_2011_to_2014() -> None:
+    rates, basis = market().usd_rates, market().rate_basis
+    wrong = {c: rates.get(c) for c, bounds in SANE.items()
+             if c not in rates or not _in(rates[c], bounds)}
+    assert not wrong, f"implausible or missing rates per USD: {wrong}"
+    for c, bounds in UNPAID.items():
+        assert c not in rates or _in(rates[c], bounds), (c, rates[c])
+    assert rates["USD"] == 1.0
+    # Each rate says where it comes from: a survey round, RPW's fixed local amount, a peg.
+    assert set(basis) == set(rates)
+    assert all(re.fullmatch(r"20(11|12|13|14)Q[1-4]", b) or b in ("fixed amount", "peg")
+               for b in basis.values()), basis
+    assert basis["TRY"] == basis["EUR"] == "2014Q2"
+    assert basis["RUB"] == "fixed amount" and rates["RUB"] == 31.5  # RPW's RUB 6,300 = USD 200
+
+
+def test_no_currency_takes_another_ones_rate_but_at_a_par_peg() -> None:
+    """The symptom of reading a rate paid out in USD or EUR as the local currency's: LBP at
+    1.0, ALL at EUR's rate. Only a currency pegged at par shares its anchor's rate."""
+    rates = market().usd_rates
+    by_value: dict[float, set[str]] = {}
+    for c, v in rates.items():
+        by_value.setdefault(float(f"{v:.6g}"), set()).add(c)
+    pegged = {c: anchor for c, (anchor, factor) in PEGS.items() if factor == 1.0}
+    for group in by_value.values():
+        if len(group) > 1:
+            assert all(pegged.get(c) in group for c in group - set(pegged.values())), group
+    at_one = {c for c, v in rates.items() if abs(v - 1) < 0.005}
+    assert at_one == {"USD", "PAB"}  # Panama: "has officially adopted the USD"
+
+
+def test_the_rates_are_computed_the_same_every_time() -> None:
+    first = market()
+    market.cache_clear()
+    try:
+        again = market()
+    finally:
+        market.cache_clear()
+    assert again.usd_rates == first.usd_rates
+    assert again.rate_basis == first.rate_basis
+    assert again.corridors == first.corridors
+
+
+def test_the_benchmark_corridors_are_all_priced() -> None:
+    corridors = corridor_list(250)
+    assert len(corridors) == len(set(corridors)) == 250
+    m = market()
+    for s, d in corridors:
+        cs, cd = country(s), country(d)
+        assert cs and cd and m.mid(cs.currency or "", cd.currency or "") is not None, (s, d)
+
+
+@pytest.fixture
+async def sandbox_url() -> AsyncIterator[str]:
+    server = TestServer(Sandbox(operators_n=3).app(), host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
+
+
+async def _get(session: aiohttp.ClientSession, url: str) -> bytes:
+    async with session.get(url) as resp:
+        assert resp.status == 200, url
+        return await resp.read()
+
+
+async def test_every_published_rate_is_plausible(sandbox_url: str) -> None:
+    """What the collectors read: the JSON rates, the ECB file and the operators' applied rates
+    (the shipped DEU-TUR corridor stored EUR->TRY at 1.371 when EUR pay-outs were read as
+    TRY's)."""
+    from collector import ecb_rates
+
+    async with aiohttp.ClientSession() as session:
+        usd = json.loads(await _get(session, f"{sandbox_url}/rates/latest?base=USD"))
+        eur = json.loads(await _get(session, f"{sandbox_url}/rates/latest?base=EUR"))
+        ecb = ecb_rates.parse(await _get(session, f"{sandbox_url}/ecb/eurofxref-daily.xml"))
+        quote = json.loads(await _get(
+            session, f"{sandbox_url}/operators/0/quote?source=DEU&destination=TUR"
+                     "&send_currency=EUR&receive_currency=TRY&amount=140"))["quote"]
+
+    assert usd["base"] == "USD"
+    for c, bounds in SANE.items():
+        if c != "USD":
+            assert _in(usd["rates"][c], bounds), (c, usd["rates"][c])
+    assert [c for c, v in usd["rates"].items() if v == 1.0] == ["PAB"]
+    assert not any(v == 1.0 for v in eur["rates"].values())
+
+    per_eur = {row[1]: float(row[2]) for row in ecb}
+    assert {row[0] for row in ecb} == {"EUR"}
+    assert set(per_eur) == set(usd["rates"]) - {"EUR"} | {"USD"}
+    assert 1.22 <= per_eur["USD"] <= 1.47
+    for c, (low, high) in SANE.items():
+        if c != "EUR":
+            # A currency per EUR is its rate per USD times USD per EUR (both in range).
+            assert low * 1.22 * 0.99 <= per_eur[c] <= high * 1.47 * 1.01, (c, per_eur[c])
+        assert per_eur.get(c, per_eur["USD"]) == pytest.approx(
+            eur["rates"].get(c, per_eur["USD"]), rel=1e-5)
+
+    # EUR -> TRY in 2011-2014 was 2.1-3.2; an operator's rate is the mid less its margin.
+    mid = per_eur["TRY"]
+    assert 2.1 <= mid <= 3.2
+    assert quote["sendCurrency"] == "EUR" and quote["receiveCurrency"] == "TRY"
+    assert 0.85 * mid <= quote["exchangeRate"] <= 1.06 * mid
+
+
+def _profile_kinds(raw: dict[str, object]) -> set[str]:
+    return {s["kind"] for s in raw["sources"]}  # type: ignore[attr-defined]
+
+
+def test_print_config_has_the_kinds_of_sources_config_toml_has(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    shipped = tomllib.loads((ROOT / "config.toml").read_text(encoding="utf-8"))
+    assert main(["sandbox", "--print-config", "--operators", "3", "--corridors", "5"]) == 0
+    printed = tomllib.loads(capsys.readouterr().out)
+
+    assert _profile_kinds(printed) == _profile_kinds(shipped) == {
+        "ecb_rates", "json_rates", "comparison", "operator_json", "postal_tariff", "rpw"}
+    names = [s["name"] for s in printed["sources"]]
+    assert len(names) == len(set(names))
+    by_kind = {s["kind"]: s for s in printed["sources"]}
+    assert by_kind["json_rates"]["url"] == "http://127.0.0.1:8765/rates/latest?base=USD"
+    assert by_kind["rpw"]["url"] == "http://127.0.0.1:8765/rpw/rpw_quotes.csv.gz"
+    # The same names and URLs as config.toml's tables of those kinds.
+    for kind in ("ecb_rates", "json_rates", "comparison", "rpw"):
+        mine = by_kind[kind]
+        theirs = next(s for s in shipped["sources"] if s["kind"] == kind)
+        assert (mine["name"], mine["url"]) == (theirs["name"], theirs["url"])
+
+    config = parse_config(printed)  # a config sendcost takes as it is
+    assert len(config.corridors) == 5
+    assert sum(s.kind == "operator_json" for s in config.sources) == 3
+
+
+def test_sources_for_tests_and_the_benchmark_leave_out_the_rpw_import() -> None:
+    base = "http://127.0.0.1:1"
+    assert _profile_kinds({"sources": sources_config(base, operators_n=1)}) == {
+        "ecb_rates", "comparison", "operator_json"}
+    assert _profile_kinds({"sources": sources_config(base, operators_n=1, posts=("FRA",),
+                                                     json_rates=True, rpw=True)}) == {
+        "ecb_rates", "json_rates", "comparison", "operator_json", "postal_tariff", "rpw"}
+
+
+def test_the_sandbox_takes_no_config_file(capsys: pytest.CaptureFixture[str]) -> None:
+    """It reads none, so --config is refused rather than silently ignored; --help says so."""
+    parser = build_parser()
+    with pytest.raises(SystemExit) as refused:
+        parser.parse_args(["sandbox", "--config", "config.toml"])
+    assert refused.value.code == 2
+    assert "unrecognized arguments: --config" in capsys.readouterr().err
+    args = parser.parse_args(["sandbox", "-q", "--print-config"])
+    assert args.quiet and not args.verbose and not hasattr(args, "config")
+
+    with pytest.raises(SystemExit) as helped:
+        parser.parse_args(["sandbox", "--help"])
+    assert helped.value.code == 0
+    text = capsys.readouterr().out
+    assert "reads no config file" in text
+    assert not re.search(r"^\s+--config\b", text, re.MULTILINE)  # not among the options
+    assert re.search(r"^\s+-q, --quiet\b", text, re.MULTILINE)
