@@ -368,13 +368,14 @@ class RunContext:
         collected_at = draft.observed_at or fetched.fetched_at
         c = draft.corridor
         ref = self.reference(c.send_currency, c.receive_currency) if c else None
-        rejection, extra = check(draft, ref.rate if ref else None, cfg)
+        stale = ref is None or ref.age_hours(collected_at) > cfg.reference_max_age_hours
+        rejection, extra = check(draft, ref.rate if ref else None, cfg, reference_stale=stale)
         if rejection is not None:
             await self._reject(rejection.reason, rejection.field, rejection.detail, draft, fetched)
             return
         assert c is not None
         flags = [*draft.flags, *extra]
-        if ref is None or ref.age_hours(collected_at) > cfg.reference_max_age_hours:
+        if stale:
             flags.append("reference_stale")
         self._quotes.append(Quote(
             source_code=c.source, destination_code=c.destination, firm=draft.firm,

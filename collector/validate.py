@@ -59,6 +59,14 @@ class Unusable(Exception):
 Rejected = tuple[dict[str, Any], Rejection]
 
 
+def _half_last_digit(value: Decimal) -> Decimal:
+    """Half a unit of the last decimal given (0.00005 for 1.3714); 0 for a whole number,
+    whose precision the upstream does not say."""
+    exponent = value.as_tuple().exponent
+    return Decimal(5).scaleb(exponent - 1) if isinstance(exponent, int) and exponent < 0 \
+        else Decimal(0)
+
+
 def number(value: Any, field: str, what: str, reason: str = "malformed_record"
            ) -> Decimal | None:
     """The upstream's ``what`` as a Decimal (None when absent or null); a value that is not
@@ -69,9 +77,19 @@ def number(value: Any, field: str, what: str, reason: str = "malformed_record"
         raise Unusable(reason, field, str(exc)) from None
 
 
-def check(draft: Draft, reference: Decimal | None, config: CollectionConfig
-          ) -> tuple[Rejection | None, tuple[str, ...]]:
-    """(rejection or None, extra flags) for one draft measured against ``reference``."""
+#: Against a stale reference (older than reference_max_age_hours), only an applied rate
+#: this many times off (or that fraction of it) is rejected: a unit error (per 100, an
+#: inverted rate), never a currency that moved while no fresh rate came in.
+STALE_REFERENCE_FACTOR = Decimal(10)
+
+
+def check(draft: Draft, reference: Decimal | None, config: CollectionConfig, *,
+          reference_stale: bool = False) -> tuple[Rejection | None, tuple[str, ...]]:
+    """(rejection or None, extra flags) for one draft measured against ``reference``.
+
+    A stale reference still catches absurd rates, but neither decides ``rate_off_reference``
+    by ``max_rate_deviation`` nor measures a margin: the quote is stored, flagged
+    ``reference_stale``, and left out of the averages until it can be measured."""
     c = draft.corridor
     if c is None:
         return Rejection("unknown_corridor", "corridor", "not a monitored corridor"), ()
@@ -103,7 +121,13 @@ def check(draft: Draft, reference: Decimal | None, config: CollectionConfig
     if rate is not None:
         if rate <= 0:
             return Rejection("rate_not_positive", "applied_rate", f"{rate}"), ()
-        if reference is not None:
+        if reference is not None and reference_stale:
+            factor = max(rate / reference, reference / rate)
+            if factor > STALE_REFERENCE_FACTOR:
+                return Rejection("rate_off_reference", "applied_rate",
+                                 f"{rate} vs stale reference {reference}: off by a factor "
+                                 f"of {float(factor):.1f}"), ()
+        elif reference is not None:
             deviation = abs(rate / reference - 1)
             if deviation > Decimal(str(config.max_rate_deviation)):
                 return Rejection("rate_off_reference", "applied_rate",
@@ -113,7 +137,9 @@ def check(draft: Draft, reference: Decimal | None, config: CollectionConfig
             if margin_pct < Decimal(str(config.min_fx_margin_pct)):
                 return Rejection("implausible_negative_margin", "applied_rate",
                                  f"margin {float(margin_pct):.2f}%"), ()
-            if margin_pct < 0:
+            # An applied rate given to 4 decimals cannot tell a margin within half its last
+            # digit from none: rounding is not a promotion.
+            if margin_pct < 0 and rate - reference > _half_last_digit(rate):
                 flags.append("negative_margin")
     received = draft.received_amount
     if received is not None and rate is not None:

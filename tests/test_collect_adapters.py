@@ -189,6 +189,30 @@ def test_implausible_quotes_are_rejected_with_reason(kw: dict[str, Any], reason:
     assert rejection is not None and (rejection.reason, rejection.field) == (reason, field)
 
 
+def test_rounding_is_not_a_negative_margin() -> None:
+    # 1.3714 against 1.37139741371: a margin of -0.0002%, within half the rate's last digit.
+    cfg = CollectionConfig()
+    reference = Decimal("1.37139741371")
+    rounded = draft(applied_rate=Decimal("1.3714"), received_amount=None, fee=Decimal(0))
+    assert check(rounded, reference, cfg) == (None, ())
+    above = draft(applied_rate=Decimal("1.3716"), received_amount=None, fee=Decimal(0))
+    assert check(above, reference, cfg) == (None, ("negative_margin",))
+
+
+def test_a_stale_reference_rejects_only_absurd_rates() -> None:
+    """A currency that moved 40% while no fresh rate came in is not a bad quote: it is
+    stored (flagged reference_stale by the run) and measured later; a rate a hundred times
+    off is still rejected."""
+    cfg = CollectionConfig()
+    moved = draft(applied_rate=Decimal(28), received_amount=None)
+    assert check(moved, Decimal(20), cfg)[0] is not None  # fresh: off by 40%
+    assert check(moved, Decimal(20), cfg, reference_stale=True) == (None, ())
+    per_100 = draft(applied_rate=Decimal("0.2"), received_amount=None)
+    rejection, _ = check(per_100, Decimal(20), cfg, reference_stale=True)
+    assert rejection is not None and rejection.reason == "rate_off_reference"
+    assert "stale reference" in rejection.detail
+
+
 def test_plausible_quotes_pass_and_negative_margins_are_flagged() -> None:
     assert check(draft(), Decimal(20), CollectionConfig()) == (None, ())
     promo = draft(applied_rate=Decimal("20.2"), received_amount=Decimal("4040"))
