@@ -85,11 +85,18 @@ def faults_from(args: argparse.Namespace) -> Faults:
                   bad_quote_rate=args.bad_quote_rate, seed=args.seed)
 
 
-async def sandbox_ctx(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx for ``sendcost serve --sandbox``: the sandbox on 127.0.0.1:8765."""
-    from collector.sandbox import Sandbox
+#: The share of implausible operator quotes of ``sendcost serve --sandbox``'s upstreams.
+SERVE_BAD_QUOTE_RATE = 0.1
 
-    runner = web.AppRunner(Sandbox().app(), access_log=None)
+
+async def sandbox_ctx(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx for ``sendcost serve --sandbox``: the sandbox on 127.0.0.1:8765, its
+    operators sending a few implausible quotes (``SERVE_BAD_QUOTE_RATE``) as real upstreams
+    now and then do, so that the quick start shows the quarantine at work."""
+    from collector.sandbox import Faults, Sandbox
+
+    sandbox = Sandbox(Faults(bad_quote_rate=SERVE_BAD_QUOTE_RATE))
+    runner = web.AppRunner(sandbox.app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", DEFAULT_PORT)
     await site.start()

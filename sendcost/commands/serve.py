@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--port", type=int, help="port to listen on (default: [api] port, 8080)")
     p.add_argument("--sandbox", action="store_true",
                    help="also run the sandbox upstreams (sendcost sandbox) in this process, "
-                        "on 127.0.0.1:8765, for the shipped sandbox profile")
+                        "on 127.0.0.1:8765, for the shipped sandbox profile; about 1 in 10 of "
+                        "its operator quotes is implausible, to show the quarantine")
     p.set_defaults(func=run)
 
 
