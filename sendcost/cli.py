@@ -31,9 +31,9 @@ Quick start (embedded PostgreSQL, bundled World Bank RPW data, sandbox operators
   sendcost indicators --period 2011Q3 --from-file corridors/data/rpw_quotes_2011Q1_2014Q2.csv.gz
   sendcost bulletin --period 2014Q2 --source rpw
 
-Every command reads config.toml (./config.toml, $SENDCOST_CONFIG or --config). The database
-is $DATABASE_URL or [database] url; with neither, an embedded PostgreSQL runs in the data
-folder ($SENDCOST_DATA_DIR or [service] data_dir).
+Every command but `sandbox` reads config.toml (./config.toml, $SENDCOST_CONFIG or
+--config). The database is $DATABASE_URL or [database] url; with neither, an embedded
+PostgreSQL runs in the data folder ($SENDCOST_DATA_DIR or [service] data_dir).
 """
 
 EPILOG = """\
