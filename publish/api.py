@@ -4,8 +4,8 @@ Every JSON response states its ``period``, ``methodology_version``, ``sources`` 
 ``licence``; countries go out as ``{alpha2, alpha3, name}``; percentages are in percent;
 unknown is null. Every GET carries an ``ETag`` and ``Cache-Control`` and answers 304 to a
 matching ``If-None-Match``. Collection endpoints have a CSV twin (``.csv`` suffix or
-``Accept: text/csv``). Errors are raised as ``publish.problems.Problem`` and rendered by
-``publish.middleware.error_response``. The contract is documented in docs/api.md and
+``Accept`` negotiation: ``negotiate``). Errors are raised as ``publish.problems.Problem`` and
+rendered by ``publish.middleware.error_response``. The contract is documented in docs/api.md and
 ``/v1/openapi.json``.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import datetime as dt
+import functools
 import hmac
 import io
 import json
@@ -32,7 +33,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from corridors import runtime
 from corridors.errors import NoData
-from corridors.reference import REGION_NAMES, countries, currency_code
+from corridors.reference import REGION_NAMES, countries, country_code
 from corridors.types import FirmType, PayIn, PayOut
 from metrics import METHODOLOGY_VERSION
 from metrics.indicators import corridor_table
@@ -47,13 +48,20 @@ from publish.data import (
     TARGET_GLOBAL,
     PricePoint,
     Snapshot,
+    StoreUnavailable,
     country_ref,
     data_ctx,
     finite,
     period_key,
     sources_of,
 )
-from publish.params import Params, encode_cursor
+from publish.params import (
+    CURSOR_CORRIDOR,
+    CURSOR_OFFSET,
+    CURSOR_PERIOD,
+    Params,
+    encode_cursor,
+)
 from publish.problems import Problem, bad_parameter, not_found, unprocessable
 from publish.responses import etag_of, send
 
@@ -80,11 +88,59 @@ def dumps(payload: Any) -> bytes:
                       separators=(",", ":")).encode()
 
 
+def _quality(ranges: list[tuple[str, str, float]], kind: str, sub: str) -> float:
+    """The q of ``kind/sub`` under the most specific media range that matches it (0: none
+    does, so it is not acceptable)."""
+    q, specificity = 0.0, -1
+    for r_kind, r_sub, r_q in ranges:
+        if r_kind == kind and r_sub == sub:
+            s = 2
+        elif r_kind == kind and r_sub == "*":
+            s = 1
+        elif r_kind == "*" and r_sub == "*":
+            s = 0
+        else:
+            continue
+        if s > specificity or (s == specificity and r_q > q):
+            q, specificity = r_q, s
+    return q
+
+
+_QVALUE = re.compile(r"(0(\.[0-9]{0,3})?|1(\.0{0,3})?)")
+
+
+@functools.lru_cache(maxsize=256)
+def negotiate(accept: str) -> str:
+    """``json`` or ``csv`` for an ``Accept`` header (RFC 9110 §12.5.1): each type gets the q
+    of the most specific range that matches it (``text/csv``, then ``text/*``, then
+    ``*/*``); q=0 or no matching range means not acceptable. CSV when it is acceptable and
+    preferred over JSON; JSON otherwise: on a tie, and when neither is acceptable (the
+    default, rather than a 406). A range with a malformed q is ignored."""
+    ranges: list[tuple[str, str, float]] = []
+    for item in accept.split(","):
+        media, *params = item.split(";")
+        kind, _, sub = media.strip().lower().partition("/")
+        if not kind or not sub:
+            continue
+        q: float | None = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                value = value.strip()
+                q = float(value) if _QVALUE.fullmatch(value) else None
+                break
+        if q is not None:
+            ranges.append((kind, sub.strip(), q))
+    csv_q = _quality(ranges, "text", "csv")
+    return "csv" if csv_q > 0 and csv_q > _quality(ranges, "application", "json") else "json"
+
+
 def wants_csv(request: web.Request) -> bool:
+    """The ``.csv`` twin's path, or an ``Accept`` header that prefers CSV to JSON."""
     if request.path.endswith(".csv"):
         return True
-    accept = request.headers.get("Accept", "")
-    return CSV in accept and JSON not in accept
+    accept = request.headers.get("Accept")
+    return bool(accept) and negotiate(accept) == "csv"
 
 
 def to_csv(rows: list[dict[str, Any]], columns: list[str]) -> bytes:
@@ -180,19 +236,23 @@ def _remember(snap: Snapshot, key: tuple[Any, ...], body: bytes) -> tuple[bytes,
 
 
 def _pair(request: web.Request) -> tuple[str, str]:
+    """The corridor of the path parameter ``pair`` (the name problems give, as the OpenAPI
+    document does): malformed is 400; an unknown code or one country twice, 422."""
     text = request.match_info["pair"]
     m = _PAIR.match(text)
     if not m:
-        raise bad_parameter("corridor", "the corridor must be FROM-TO with ISO 3166 alpha-2 "
-                                        f"or alpha-3 codes, such as USA-MEX, not {text[:40]!r}")
-    from corridors.reference import country_code
-
+        raise bad_parameter("pair", "pair must be FROM-TO with ISO 3166 alpha-2 or alpha-3 "
+                                    f"codes, such as USA-MEX, not {text[:40]!r}")
     out = []
-    for name, code in (("from", m.group(1)), ("to", m.group(2))):
+    for role, code in (("sending", m.group(1)), ("receiving", m.group(2))):
         a3 = country_code(code)
         if a3 is None:
-            raise unprocessable(name, f"{name}: {code!r} is not a known ISO 3166 country code")
+            raise unprocessable("pair", f"pair {text!r}: the {role} country {code!r} is not a "
+                                        "known ISO 3166 country code")
         out.append(a3)
+    if out[0] == out[1]:
+        raise unprocessable("pair", f"pair {text!r} names one country twice: a corridor joins "
+                                    "two countries")
     return out[0], out[1]
 
 
@@ -365,14 +425,7 @@ def compare_body(request: web.Request, snap: Snapshot,
     src = p.country("from", required=True)
     dst = p.country("to", required=True)
     amount = p.amount("amount", required=True)
-    currency_text = p.raw("currency")
-    currency = None
-    if currency_text is not None:
-        currency = currency_code(currency_text[:10]) if re.match(r"^[A-Za-z]{3}$",
-                                                                 currency_text) else None
-        if currency is None:
-            raise bad_parameter("currency", "currency must be an ISO 4217 code such as USD, "
-                                            f"not {currency_text[:40]!r}")
+    currency = p.currency("currency")
     payin = p.choice("payin", PAYIN)
     payout = p.choice("payout", PAYOUT)
     period = p.period()
@@ -459,7 +512,7 @@ async def corridors_list(request: web.Request) -> web.StreamResponse:
     region = p.choice("region", tuple(REGION_NAMES))
     firm_type = p.choice("firm_type", tuple(x.value for x in FirmType))
     amount_usd = p.price_point()
-    cursor, limit = p.cursor(), p.limit()
+    cursor, limit = p.cursor(CURSOR_CORRIDOR), p.limit()
     snap = await _snapshot(request)
     rows = _latest_rows(snap, amount_usd)
     selected = []
@@ -544,7 +597,7 @@ HISTORY_CSV_COLUMNS = ["period", "amount_usd", "average", "smart", "median", "se
 async def corridor_history(request: web.Request) -> web.StreamResponse:
     src, dst = _pair(request)
     p = Params(request.query, HISTORY_PARAMS)
-    amount_usd, cursor, limit = p.price_point(), p.cursor(), p.limit()
+    amount_usd, cursor, limit = p.price_point(), p.cursor(CURSOR_PERIOD), p.limit()
     snap = await _snapshot(request)
     _corridor_periods(snap, src, dst)
     rows = snap.corridor_table.filter(
@@ -552,10 +605,7 @@ async def corridor_history(request: web.Request) -> web.StreamResponse:
         pl.col("amount_usd") == amount_usd).to_dicts()
     rows.sort(key=lambda r: period_key(r["period"]))
     if cursor is not None:
-        try:
-            after = period_key(cursor)
-        except ValueError:
-            raise bad_parameter("cursor", "cursor is not a cursor this API gave out") from None
+        after = period_key(cursor)
         rows = [r for r in rows if period_key(r["period"]) > after]
     more = len(rows) > limit
     rows = rows[:limit]
@@ -582,6 +632,29 @@ async def corridor_history(request: web.Request) -> web.StreamResponse:
 
 
 INDICATORS_PARAMS = frozenset({"period", "amount"})
+#: The metrics document's names (``metrics.indicators``) → the API's, as every other
+#: endpoint names them: a cheapest service has a ``provider`` and a ``total_cost_pct``.
+INDICATORS_CSV_RENAMED = {"cheapest_firm": "cheapest_provider",
+                          "cheapest_total_cost": "cheapest_total_cost_pct"}
+
+
+def _indicators_corridor(c: dict[str, Any]) -> dict[str, Any]:
+    """A corridor of the metrics document as the API shows it: country objects beside the
+    codes, and its cheapest service named as in every other endpoint."""
+    cheapest = c["cheapest"]
+    return {"from": country_ref(c["source"]), "to": country_ref(c["destination"]), **c,
+            "cheapest": None if cheapest is None else {
+                "provider": cheapest["firm"], "firm_type": cheapest["firm_type"],
+                "product": cheapest["product"] or None,
+                "total_cost_pct": finite(cheapest["total_cost"])}}
+
+
+def _indicators_non_transparent(n: dict[str, Any]) -> dict[str, Any]:
+    """A service that does not disclose its rate, as the API shows it (country objects,
+    ``provider``)."""
+    return {"from": country_ref(n["source"]), "to": country_ref(n["destination"]),
+            "source": n["source"], "destination": n["destination"], "provider": n["firm"],
+            "fee_pct": finite(n["fee_pct"])}
 
 
 async def indicators(request: web.Request) -> web.StreamResponse:
@@ -591,6 +664,9 @@ async def indicators(request: web.Request) -> web.StreamResponse:
     label = period or snap.latest_period(amount_usd=amount_usd)
     if label is None:
         raise not_found("the store has no quotes yet")
+    if label not in snap.periods:
+        raise not_found(f"no quotes for {label}; periods with data: "
+                        f"{', '.join(snap.periods) or 'none'}")
     fmt = "csv" if wants_csv(request) else "json"
     key = ("indicators", label, amount_usd, fmt)
     hit = _cached(snap, key)
@@ -601,11 +677,13 @@ async def indicators(request: web.Request) -> web.StreamResponse:
             raise not_found(f"no quotes for {label} at USD {amount_usd}; periods with data: "
                             f"{', '.join(snap.periods) or 'none'}") from None
         if fmt == "csv":
-            body = await asyncio.to_thread(lambda: corridor_table(doc).write_csv().encode())
+            body = await asyncio.to_thread(lambda: corridor_table(doc).rename(
+                INDICATORS_CSV_RENAMED).write_csv().encode())
         else:
             out = dict(doc)
-            out["corridors"] = [{"from": country_ref(c["source"]), "to":
-                                 country_ref(c["destination"]), **c} for c in doc["corridors"]]
+            out["corridors"] = [_indicators_corridor(c) for c in doc["corridors"]]
+            out["non_transparent"] = [_indicators_non_transparent(n)
+                                      for n in doc["non_transparent"]]
             out.pop("period")
             out.pop("methodology_version")
             body = dumps(envelope(doc["period"], _sources_used(snap, label, amount_usd),
@@ -672,14 +750,32 @@ def postal_rows(services: pl.DataFrame, corridor_rows: pl.DataFrame) -> list[dic
     return out
 
 
+def _latest_postal_period(snap: Snapshot, amount_usd: int) -> str | None:
+    """The latest period with post-office quotes at the price point (kept per snapshot)."""
+    key = ("latest_postal_period", amount_usd)
+    if key not in snap.responses:
+        snap.responses[key] = next(  # type: ignore[assignment]
+            (label for label in reversed(snap.periods)
+             if (services := snap.services.get((label, amount_usd))) is not None
+             and services.filter(pl.col("firm_type").is_in(POSTAL_FIRM_TYPES)).height),
+            None)
+    return cast("str | None", snap.responses[key])
+
+
 async def postal_benchmark(request: web.Request) -> web.StreamResponse:
     p = Params(request.query, POSTAL_PARAMS)
-    period, amount_usd, cursor, limit = p.period(), p.price_point(), p.cursor(), p.limit()
+    period, amount_usd = p.period(), p.price_point()
+    cursor, limit = p.cursor(CURSOR_OFFSET), p.limit()
     snap = await _snapshot(request)
-    label = period or snap.latest_period(amount_usd=amount_usd)
-    if label is None or (label, amount_usd) not in snap.services:
-        raise not_found(f"no quotes for {label or 'any period'} at USD {amount_usd}; periods "
-                        f"with data: {', '.join(snap.periods) or 'none'}")
+    if period is None:
+        label = _latest_postal_period(snap, amount_usd)
+        if label is None:
+            raise not_found(f"no post-office quotes at USD {amount_usd} in any period")
+    else:
+        label = period
+    if (label, amount_usd) not in snap.services:
+        raise not_found(f"no quotes for {label} at USD {amount_usd}; periods with data: "
+                        f"{', '.join(snap.periods) or 'none'}")
     key = ("postal_rows", label, amount_usd)
     # snap.responses is typed for the (body, ETag) entries; it keeps these rows too.
     rows = cast("list[dict[str, Any]] | None", snap.responses.get(key))
@@ -692,11 +788,7 @@ async def postal_benchmark(request: web.Request) -> web.StreamResponse:
                                        corridor_rows)
         snap.responses[key] = rows  # type: ignore[assignment]
     assert isinstance(rows, list)
-    offset = 0
-    if cursor is not None:
-        if not cursor.startswith("o:") or not cursor[2:].isdigit():
-            raise bad_parameter("cursor", "cursor is not a cursor this API gave out")
-        offset = int(cursor[2:])
+    offset = 0 if cursor is None else int(cursor[2:])
     page = rows[offset:offset + limit]
     next_cursor = encode_cursor(f"o:{offset + limit}") if offset + limit < len(rows) else None
     headers = _next_link(request, next_cursor)
@@ -739,6 +831,8 @@ async def prometheus(request: web.Request) -> web.StreamResponse:
         snap = await request.app[DATA].snapshot()
         telemetry.snapshot_version.set(snap.version)
         runs = await request.app[runtime.STORE].last_runs()
+    except StoreUnavailable:  # no snapshot yet, and no store: logged by the data holder
+        runs = []
     except _DATABASE_ERRORS as exc:
         log.error("metrics: the store is unreachable, collection gauges left out: %s", exc)
         runs = []
@@ -797,8 +891,12 @@ async def admin_bulletin(request: web.Request) -> web.StreamResponse:
         result = await publish_bulletin(request.app, period)
     except NoData as exc:
         raise not_found(str(exc)) from None
-    return web.json_response({"status": "published", "period": period,
-                              "result": result if isinstance(result, dict) else None},
+    # Where GET /v1/bulletins serves it, and its folder relative to the data folder: the
+    # server's own paths are none of the client's business.
+    published = result["period"]
+    return web.json_response({"status": "published", "period": published,
+                              "url": f"/v1/bulletins/{published}/",
+                              "folder": f"bulletins/{published}"},
                              status=202, headers={"Cache-Control": "no-store"})
 
 

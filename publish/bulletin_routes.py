@@ -20,10 +20,9 @@ from pathlib import Path
 from aiohttp import web
 
 from corridors import runtime
-from corridors.errors import BadPeriod
-from corridors.periods import parse_period
 from publish import middleware
-from publish.problems import bad_parameter, not_found
+from publish.params import period_label
+from publish.problems import not_found
 from publish.responses import send
 
 CONTENT_TYPES = {".md": "text/markdown; charset=utf-8", ".csv": "text/csv; charset=utf-8",
@@ -37,11 +36,8 @@ def _root(request: web.Request) -> Path:
 
 
 def _folder(request: web.Request) -> Path:
-    raw = request.match_info["period"]
-    try:
-        period = str(parse_period(raw))
-    except BadPeriod as exc:
-        raise bad_parameter("period", str(exc)) from None
+    # The pattern the OpenAPI document declares for it, as for every period parameter.
+    period = period_label(request.match_info["period"])
     folder = _root(request) / period
     if not (folder / "index.html").is_file():
         raise not_found(f"no bulletin published for {period}")

@@ -5,6 +5,10 @@ from it (the per-corridor quote index of ``/v1/compare``, the corridor table of 
 the services of each period). It is rebuilt in a worker thread when ``max(quotes.id)``
 changes; until the new one is ready, requests keep reading the old one. Indicator documents
 are computed on first request for a (period, amount) and cached in their snapshot.
+
+When the store cannot be reached to check for new quotes, the last snapshot keeps being
+served (the outage is logged once, and its end); only a service that has no snapshot yet
+answers 503 (``StoreUnavailable``), with a ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 import polars as pl
 from aiohttp import web
 
@@ -34,6 +39,7 @@ from metrics import corridors as cor
 from metrics.cost import fee_pct, fx_margin_pct, total_cost_pct
 from metrics.indicators import compute_indicators
 from metrics.services import services_in_period
+from publish.problems import Problem
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +47,12 @@ log = logging.getLogger(__name__)
 PRICE_POINTS = (200, 500)
 #: How often the store is asked whether new quotes arrived (seconds).
 REFRESH_SECONDS = 5.0
+#: How long that question may take before the store counts as unreachable (seconds).
+CHECK_TIMEOUT_SECONDS = 5.0
+#: What reading the store raises when it cannot be reached (as ``Store.ping`` catches), or
+#: when the check times out. Any of them while checking for new quotes: the last snapshot
+#: is served on.
+STORE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 #: SDG 10.c targets, in percent.
 TARGET_CORRIDOR = 5.0
 TARGET_GLOBAL = 3.0
@@ -358,6 +370,15 @@ async def load_quotes(store: Store, version: int) -> pl.DataFrame:
 # --- the per-app holder ------------------------------------------------------------------------
 
 
+class StoreUnavailable(Problem):
+    """503: the store cannot be reached and there is no snapshot to answer from yet."""
+
+    def __init__(self) -> None:
+        super().__init__(503, "the database cannot be reached and no data has been loaded "
+                              "yet; try again later",
+                         headers={"Retry-After": str(max(1, math.ceil(REFRESH_SECONDS)))})
+
+
 class ApiData:
     """The current snapshot of one running service, refreshed when the store changes."""
 
@@ -367,18 +388,41 @@ class ApiData:
         self._lock = asyncio.Lock()
         self._checked_at = 0.0
         self._flows: pl.LazyFrame | None = None
+        #: The store could not be reached at the last check (the outage is logged once).
+        self.unreachable = False
 
     async def store_version(self) -> int:
-        return int(await self.store.pool.fetchval("SELECT coalesce(max(id), 0) FROM quotes"))
+        return int(await self.store.pool.fetchval("SELECT coalesce(max(id), 0) FROM quotes",
+                                                  timeout=CHECK_TIMEOUT_SECONDS))
 
     async def refresh(self) -> Snapshot:
-        """Rebuild the snapshot if the store has quotes it does not have."""
+        """Rebuild the snapshot if the store has quotes it does not have.
+
+        When the store cannot be reached, the snapshot in hand is returned (and checked
+        again REFRESH_SECONDS later); without one, ``StoreUnavailable`` (503) is raised.
+        """
         async with self._lock:
-            version = await self.store_version()
-            self._checked_at = time.monotonic()
-            if self._snapshot is None or self._snapshot.version != version:
-                quotes = await load_quotes(self.store, version)
-                self._snapshot = await asyncio.to_thread(build_snapshot, quotes, version)
+            try:
+                version = await self.store_version()
+                self._checked_at = time.monotonic()
+                if self._snapshot is None or self._snapshot.version != version:
+                    quotes = await load_quotes(self.store, version)
+                    self._snapshot = await asyncio.to_thread(build_snapshot, quotes, version)
+            except STORE_ERRORS as exc:
+                self._checked_at = time.monotonic()
+                if not self.unreachable:
+                    self.unreachable = True
+                    log.warning("the database cannot be reached (%s: %s); %s",
+                                type(exc).__name__, str(exc).strip() or "no detail",
+                                f"serving the data of quote {self._snapshot.version} until it "
+                                "answers again" if self._snapshot is not None else
+                                "no data to serve until it answers (503)")
+                if self._snapshot is None:
+                    raise StoreUnavailable() from exc
+                return self._snapshot
+            if self.unreachable:
+                self.unreachable = False
+                log.info("the database answers again (quote %d)", self._snapshot.version)
             return self._snapshot
 
     def fresh(self) -> Snapshot | None:
@@ -429,7 +473,9 @@ async def data_ctx(app: web.Application) -> AsyncIterator[None]:
         while True:
             try:
                 await data.refresh()
-            except (OSError, NoData, BadPeriod) as exc:  # pragma: no cover - logged, retried
+            except StoreUnavailable:  # logged once by refresh; retried
+                pass
+            except (NoData, BadPeriod) as exc:  # pragma: no cover - logged, retried
                 log.warning("snapshot refresh failed: %s", exc)
             except Exception:  # a broken refresh must not stop the poller
                 log.exception("snapshot refresh failed")
@@ -444,6 +490,7 @@ async def data_ctx(app: web.Application) -> AsyncIterator[None]:
 
 __all__ = [
     "DATA", "LICENCE", "METHODOLOGY_VERSION", "POSTAL_FIRM_TYPES", "PRICE_POINTS",
-    "TARGET_CORRIDOR", "TARGET_GLOBAL", "ApiData", "PricePoint", "Snapshot", "build_snapshot",
+    "STORE_ERRORS", "TARGET_CORRIDOR", "TARGET_GLOBAL", "ApiData", "PricePoint", "Snapshot",
+    "StoreUnavailable", "build_snapshot",
     "country_ref", "data_ctx", "finite", "period_key", "sources_of",
 ]

@@ -13,6 +13,12 @@ well as ours, and on ``/v1/compare`` answered from memory that was a fifth of th
 time (bench/api.py: 19.7k requests/s with the middleware, 24.4k without). What a middleware
 also saw, requests that match no route (404, 405, preflights), reach ``Pipeline.unmatched``
 through one catch-all route that ``finish`` registers last.
+
+Requests aiohttp's parser refuses (a malformed request line, a NUL in a header) never reach
+the pipeline: aiohttp answers them 400 itself and logs the parser's exception at ERROR with
+its traceback, which any client could fill the logs with. ``MalformedRequestFilter`` (on
+aiohttp's server logger, from ``install``) turns those records into one DEBUG line; every
+other record of that logger, a real server error among them, is left as it is.
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from itertools import accumulate
 from typing import TypedDict
 
+import asyncpg
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
@@ -160,6 +168,16 @@ TELEMETRY = web.AppKey("publish_telemetry", Telemetry)
 LIMITER = web.AppKey("publish_rate_limiter", RateLimiter)
 
 
+#: What the database raises when it cannot be reached (refused, reset, gone, shutting down,
+#: dropped): a 503 with ``Retry-After``, not a 500. The data endpoints never see these (they
+#: answer from the snapshot, ``publish.data``); admin actions that read the store may.
+UNAVAILABLE_ERRORS = (ConnectionError, TimeoutError, asyncpg.PostgresConnectionError,
+                      asyncpg.InterfaceError, asyncpg.exceptions.OperatorInterventionError,
+                      asyncpg.InvalidCatalogNameError)
+#: Seconds a client is asked to wait when the database cannot be reached.
+RETRY_AFTER_UNAVAILABLE = 5
+
+
 def error_response(request: web.Request, exc: Exception) -> web.Response:
     """The one place where an exception becomes an RFC 9457 problem+json response."""
     instance = request.path_qs[:300]
@@ -180,6 +198,12 @@ def error_response(request: web.Request, exc: Exception) -> web.Response:
         else:
             detail = exc.text or exc.reason
         return problem_response(exc.status, detail, instance=instance, headers=headers)
+    if isinstance(exc, UNAVAILABLE_ERRORS):
+        log.warning("%s %s: the database cannot be reached (%s: %s)", request.method,
+                    request.path, type(exc).__name__, str(exc).strip() or "no detail")
+        return problem_response(503, "the database cannot be reached; try again later",
+                                instance=instance,
+                                headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE)})
     log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
     return problem_response(500, "an unexpected error occurred; it has been logged",
                             instance=instance)
@@ -189,13 +213,33 @@ def _check_limits(request: web.Request, limiter: RateLimiter, telemetry: Telemet
     if len(request.query_string) > MAX_QUERY:
         raise Problem(414, f"the query string is longer than {MAX_QUERY} characters")
     if request.content_length is not None and request.content_length > MAX_BODY:
-        raise Problem(413, f"the request body is larger than {MAX_BODY} bytes")
+        raise _body_too_large()
     if limiter.per_minute > 0 and request.path not in UNLIMITED:
         wait = limiter.retry_after(request.remote or "unknown", time.time())
         if wait is not None:
             telemetry.rate_limited.inc()
             raise Problem(429, f"more than {limiter.per_minute} requests a minute from this "
                                f"client; retry in {wait} s", headers={"Retry-After": str(wait)})
+
+
+def _body_too_large() -> Problem:
+    return Problem(413, f"the request body is larger than {MAX_BODY} bytes")
+
+
+async def _check_unsized_body(request: web.Request) -> None:
+    """A body sent without Content-Length (chunked) is read up to MAX_BODY + 1 bytes, never
+    more, and refused with 413 if it goes past MAX_BODY (one with Content-Length is refused
+    by ``_check_limits`` before it is read). Only for routes that may take a body (POST):
+    a GET answered from memory pays nothing for it."""
+    if request.content_length is not None or not request.body_exists:
+        return
+    content, size = request.content, 0
+    while size <= MAX_BODY:
+        chunk = await content.read(MAX_BODY + 1 - size)
+        if not chunk:
+            return
+        size += len(chunk)
+    raise _body_too_large()
 
 
 class Pipeline:
@@ -206,8 +250,9 @@ class Pipeline:
         self.limiter = limiter
         self.catch_all: web.AbstractResource | None = None
 
-    def guard(self, handler: Handler, route: str) -> Handler:
-        """``handler`` behind the limits, the one error place, CORS and the metrics."""
+    def guard(self, handler: Handler, route: str, *, body: bool = False) -> Handler:
+        """``handler`` behind the limits, the one error place, CORS and the metrics;
+        ``body``: the method may carry a body (its size is checked however it is framed)."""
         limiter, telemetry = self.limiter, self.telemetry
         observe, perf_counter = telemetry.observe, time.perf_counter
 
@@ -216,6 +261,8 @@ class Pipeline:
             response: web.StreamResponse
             try:
                 _check_limits(request, limiter, telemetry)
+                if body:
+                    await _check_unsized_body(request)
                 response = await handler(request)
             except web.HTTPException as exc:
                 if exc.status < 400:  # a redirect: aiohttp answers it from the exception
@@ -266,8 +313,41 @@ class Pipeline:
 PIPELINE = web.AppKey("publish_pipeline", Pipeline)
 
 
+class MalformedRequestFilter(logging.Filter):
+    """On aiohttp's server logger: a request its parser refused (``HttpProcessingError``:
+    a bad request line, method or header, a line too long) becomes one DEBUG line without
+    traceback; any other record passes unchanged. Any client can send such requests, and
+    aiohttp has already answered them 400: they are not the server's errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+            return False
+        remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        record.msg = "malformed request from %s refused with %s: %s"
+        record.args = (remote, exc.code or 400,
+                       f"{type(exc).__name__}: {' '.join(str(exc.message).split())}"[:200])
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        record.exc_info = record.exc_text = None
+        return True
+
+
+#: aiohttp's server logger, where it logs the requests it could not parse.
+SERVER_LOGGER = "aiohttp.server"
+
+
+def quiet_malformed_requests() -> None:
+    """Install ``MalformedRequestFilter`` on aiohttp's server logger (once)."""
+    logger = logging.getLogger(SERVER_LOGGER)
+    if not any(isinstance(f, MalformedRequestFilter) for f in logger.filters):
+        logger.addFilter(MalformedRequestFilter())
+
+
 def install(app: web.Application, *, rate_limit_per_minute: int) -> Pipeline:
     """Give ``app`` its telemetry, rate limiter and route guard (before adding routes)."""
+    quiet_malformed_requests()
     telemetry, limiter = Telemetry(), RateLimiter(rate_limit_per_minute)
     app[TELEMETRY] = telemetry
     app[LIMITER] = limiter
@@ -283,7 +363,7 @@ def get(app: web.Application, path: str, handler: Handler, *, name: str | None =
 def post(app: web.Application, path: str, handler: Handler, *,
          name: str | None = None) -> None:
     """A guarded POST route."""
-    app.router.add_post(path, app[PIPELINE].guard(handler, path), name=name)
+    app.router.add_post(path, app[PIPELINE].guard(handler, path, body=True), name=name)
 
 
 def finish(app: web.Application) -> None:

@@ -3,6 +3,13 @@ the handlers in tests/test_api.py (``test_openapi_describes_exactly_the_routes``
 route or a query parameter cannot exist without being described here (and the reverse), and
 against live responses in tests/test_api_properties.py. Other publish modules add their
 paths with ``add_path``.
+
+Every operation lists the statuses it can answer with: its own, and those of the pipeline
+every route is behind (``publish.middleware``: 405, 413, 414, 429 where the rate limit
+applies, 500), and 503 where it reads the data (``publish.data.StoreUnavailable``).
+tests/test_api.py (``test_openapi_declares_every_status_the_server_gives``) fails when the
+server answers a route with a status its operation does not list. The query parameters'
+patterns are those the server reads them with (``publish.params``).
 """
 
 from __future__ import annotations
@@ -12,6 +19,15 @@ from typing import Any
 
 from corridors.reference import REGION_NAMES
 from corridors.types import FirmType, PayIn, PayOut
+from publish.middleware import MAX_BODY, MAX_QUERY, UNLIMITED
+from publish.params import (
+    COUNTRY_PATTERN,
+    CURRENCY_PATTERN,
+    MAX_AMOUNT,
+    MAX_LIMIT,
+    NUMBER_PATTERN,
+    PERIOD_PATTERN,
+)
 
 NUM = {"type": ["number", "null"]}
 INT = {"type": "integer"}
@@ -141,9 +157,13 @@ SCHEMAS: dict[str, Any] = {
                 "destination": STR, "average": NUM, "services": INT,
                 "transparent_services": INT, "smart": NUM, "above_5": NBOOL,
                 "above_10": NBOOL, "too_few_services": BOOL, "no_transparent_service": BOOL,
-                "cheapest": {"oneOf": [obj({"firm": STR, "firm_type": STR, "product": STR,
-                                            "total_cost": NUM}), {"type": "null"}]}})},
-            "non_transparent": {"type": "array", "items": {"type": "object"}},
+                "cheapest": nullable("Cheapest")})},
+            "non_transparent": {
+                "description": "services that do not disclose their exchange rate (not "
+                               "averaged): their fee as a percentage of the amount",
+                "type": "array", "items": obj({
+                    "from": ref("Country"), "to": ref("Country"), "source": STR,
+                    "destination": STR, "provider": STR, "fee_pct": NUM})},
         },
         "additionalProperties": False,
     },
@@ -156,8 +176,21 @@ SCHEMAS: dict[str, Any] = {
             "corridor_median": NUM, "corridor_average": NUM, "smart": NUM,
             "points_above_median": NUM, "cheapest": nullable("Cheapest")})},
     }),
-    "AdminResult": {"type": "object", "required": ["status"],
-                    "properties": {"status": STR}},
+    "AdminCollect": obj({"status": {"const": "triggered"},
+                         "jobs": {"type": "array", "items": STR}, "at": STR}),
+    "AdminBulletin": obj({
+        "status": {"const": "published"}, "period": STR,
+        "url": {"type": "string", "description": "where GET /v1/bulletins/{period}/ serves "
+                                                 "it"},
+        "folder": {"type": "string", "description": "its folder, relative to the service's "
+                                                    "data folder"}}),
+    "Health": obj({
+        "status": {"enum": ["ok", "degraded"]},
+        "database": obj({"reachable": BOOL, "embedded": BOOL}),
+        "collections": {"type": "array", "items": obj({
+            "source": STR, "run_id": INT, "status": STR, "started_at": STR,
+            "finished_at": NSTR, "quotes_stored": {"type": ["integer", "null"]},
+            "quotes_quarantined": {"type": ["integer", "null"]}})}}),
     "Bulletins": obj({"bulletins": {"type": "array", "items": obj({
         "period": STR, "methodology_version": STR, "generated_from": NSTR, "progress": NSTR,
         "url": STR, "files": obj({"html": STR, "pdf": STR, "markdown": STR, "metadata": STR,
@@ -171,64 +204,110 @@ def param(name: str, description: str, schema: dict[str, Any], *, required: bool
             "schema": schema}
 
 
-COUNTRY = {"type": "string", "pattern": "^[A-Za-z]{2,3}$"}
-PERIOD = {"type": "string", "pattern": r"^(\d{4}Q[1-4]|\d{4}_[1-4]Q|\d{4}-(0[1-9]|1[0-2]))$"}
+COUNTRY = {"type": "string", "pattern": COUNTRY_PATTERN}
+PERIOD = {"type": "string", "pattern": PERIOD_PATTERN}
+#: A number as the server reads it (``publish.params.NUMBER_PATTERN``): optional minus,
+#: ASCII digits, optional fraction; no plus sign, exponent or spaces. Malformed: 400; a
+#: number out of range: 422.
+NUMBER = {"type": "string", "pattern": NUMBER_PATTERN}
 PRICE_POINT = {"type": "string", "enum": ["200", "500"], "default": "200"}
 P_AMOUNT_USD = param("amount", "price point in USD: 200 (SDG headline) or 500", PRICE_POINT)
 P_PERIOD = param("period", "quarter (2014Q2) or month (2026-11); default: the latest", PERIOD)
 P_PERIOD_PATH = param("period", "quarter (2014Q2) or month (2026-11)", PERIOD, required=True,
                       where="path")
-P_CURSOR = param("cursor", "next_cursor of the previous page", {"type": "string"})
-P_LIMIT = param("limit", "items per page (1-500, default 100)",
-                {"type": "integer", "minimum": 1, "maximum": 500})
-P_PAIR = param("pair", "FROM-TO, ISO 3166 alpha-2 or alpha-3 (USA-MEX, US-MX)",
+P_CURSOR = param("cursor", "next_cursor of the previous page (anything else: 400)",
+                 {"type": "string"})
+P_LIMIT = param("limit", f"items per page (1-{MAX_LIMIT}, default 100; a whole number out of "
+                         "range: 422)",
+                {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT})
+P_PAIR = param("pair", "FROM-TO, ISO 3166 alpha-2 or alpha-3 (USA-MEX, US-MX), two different "
+                       "countries; problems about it name the parameter pair",
                {"type": "string", "pattern": "^[A-Za-z]{2,3}-[A-Za-z]{2,3}$"},
                required=True, where="path")
 
 PROBLEM_CONTENT = {"application/problem+json": {"schema": ref("Problem")}}
+HTML_CONTENT = {"text/html": {"schema": STR}}
+RETRY_AFTER = {"Retry-After": {"description": "seconds to wait",
+                               "schema": {"type": "integer"}}}
+
+#: What each error status means, wherever it is answered.
+ERROR_TEXT = {
+    400: "bad parameter",
+    401: "no or wrong bearer token",
+    404: "not found",
+    405: "method not allowed (Allow lists those allowed)",
+    412: "a precondition (If-Match, If-Unmodified-Since) failed",
+    413: f"request body larger than {MAX_BODY} bytes, whatever its framing",
+    414: f"query string longer than {MAX_QUERY} characters",
+    416: "range not satisfiable",
+    422: "unusable parameter value",
+    429: "rate limited (see Retry-After)",
+    500: "unexpected error (logged; no details given)",
+    503: "the database cannot be reached and no data is loaded yet (see Retry-After)",
+}
+ERROR_HEADERS = {
+    405: {"Allow": {"description": "the methods the path takes", "schema": STR}},
+    429: RETRY_AFTER,
+    503: RETRY_AFTER,
+}
 
 
 def errors(*statuses: int) -> dict[str, Any]:
-    text = {400: "bad parameter", 401: "no or wrong bearer token", 404: "not found",
-            405: "method not allowed", 413: "body too large", 414: "query too long",
-            422: "unusable parameter value", 429: "rate limited (see Retry-After)"}
-    return {str(s): {"description": text[s], "content": PROBLEM_CONTENT} for s in statuses}
+    out: dict[str, Any] = {}
+    for s in statuses:
+        out[str(s)] = {"description": ERROR_TEXT[s], "content": PROBLEM_CONTENT}
+        if s in ERROR_HEADERS:
+            out[str(s)]["headers"] = ERROR_HEADERS[s]
+    return out
 
 
-def get(summary: str, schema: str | None, params: list[dict[str, Any]], *, csv: bool = False,
-        statuses: tuple[int, ...] = (400, 404, 422, 429)) -> dict[str, Any]:
+def pipeline(path: str, *, data: bool) -> tuple[int, ...]:
+    """The statuses every route gets from the pipeline (``publish.middleware``): 405 (the
+    path exists, not for this method), 413, 414, 429 unless the path is outside the rate
+    limit, 500; 503 when it reads the data (``data``)."""
+    return (405, 413, 414, *(() if path in UNLIMITED else (429,)), 500,
+            *((503,) if data else ()))
+
+
+def get(path: str, summary: str, schema: str | None, params: list[dict[str, Any]], *,
+        csv: bool = False, statuses: tuple[int, ...] = (400, 404, 422), data: bool = True,
+        etag: bool = True) -> dict[str, Any]:
     content: dict[str, Any] = {"application/json": {"schema": ref(schema)}} if schema else {
         "text/plain": {"schema": STR}}
     if csv:
         content["text/csv"] = {"schema": STR}
-    return {"get": {"summary": summary, "parameters": params,
-                    "responses": {"200": {"description": "OK", "content": content},
-                                  "304": {"description": "not modified (If-None-Match)"},
-                                  **errors(*statuses)}}}
+    responses: dict[str, Any] = {"200": {"description": "OK", "content": content}}
+    if etag:
+        responses["304"] = {"description": "not modified (If-None-Match)"}
+    responses.update(errors(*sorted({*statuses, *pipeline(path, data=data)})))
+    return {"get": {"summary": summary, "parameters": params, "responses": responses}}
 
 
-def admin(summary: str, params: list[dict[str, Any]]) -> dict[str, Any]:
+def admin(path: str, summary: str, params: list[dict[str, Any]], schema: str, *,
+          statuses: tuple[int, ...], data: bool) -> dict[str, Any]:
     return {"post": {"summary": summary, "parameters": params,
                      "security": [{"bearer": []}],
                      "responses": {"202": {"description": "accepted", "content": {
-                         "application/json": {"schema": ref("AdminResult")}}},
-                         **errors(400, 401, 404, 413, 429)}}}
+                         "application/json": {"schema": ref(schema)}}},
+                         **errors(*sorted({*statuses, *pipeline(path, data=data)}))}}}
 
 
 COMPARE_PARAMS = [
     param("from", "sending country", COUNTRY, required=True),
-    param("to", "receiving country", COUNTRY, required=True),
-    param("amount", "amount to send, in the sending currency unless currency says USD",
-          {"type": "string", "pattern": r"^\d{1,10}(\.\d{1,6})?$"}, required=True),
-    param("currency", "ISO 4217: the sending currency (default) or USD",
-          {"type": "string", "pattern": "^[A-Za-z]{3}$"}),
+    param("to", "receiving country (not the sending one: 422)", COUNTRY, required=True),
+    param("amount", f"amount to send, in the sending currency unless currency says USD; "
+                    f"positive and at most {MAX_AMOUNT:,} (a number out of range, such as -5, "
+                    "is 422)", NUMBER, required=True),
+    param("currency", "ISO 4217: the sending currency (default) or USD (another known code: "
+                      "422)", {"type": "string", "pattern": CURRENCY_PATTERN}),
     param("payin", "only services paid in this way", {"enum": [x.value for x in PayIn]}),
     param("payout", "only services paying out this way", {"enum": [x.value for x in PayOut]}),
     P_PERIOD,
 ]
 CORRIDORS_PARAMS = [
     param("from", "sending country", COUNTRY), param("to", "receiving country", COUNTRY),
-    param("above", "only corridors whose average is above this %", {"type": "number"}),
+    param("above", "only corridors whose average is above this % (-100 to 100; out of range: "
+                   "422)", NUMBER),
     param("region", "receiving country's World Bank region", {"enum": list(REGION_NAMES)}),
     param("firm_type", "only corridors with a service of this firm type",
           {"enum": [f.value for f in FirmType]}),
@@ -246,39 +325,54 @@ CSV_HEADERS = {
 }
 
 _PATHS: dict[str, Any] = {
-    "/v1/compare": get("Services from one country to another for an amount, ranked",
+    "/v1/compare": get("/v1/compare",
+                       "Services from one country to another for an amount, ranked",
                        "Compare", COMPARE_PARAMS, csv=True),
-    "/v1/corridors": get("Corridors with their latest average, SmaRT and flags",
-                         "Corridors", CORRIDORS_PARAMS, csv=True),
-    "/v1/corridors/{pair}": get("A corridor's latest indicators and services", "Corridor",
+    "/v1/corridors": get("/v1/corridors", "Corridors with their latest average, SmaRT and flags",
+                         "Corridors", CORRIDORS_PARAMS, csv=True, statuses=(400, 422)),
+    "/v1/corridors/{pair}": get("/v1/corridors/{pair}",
+                                "A corridor's latest indicators and services", "Corridor",
                                 [P_PAIR, P_AMOUNT_USD, P_PERIOD], csv=True),
-    "/v1/corridors/{pair}/history": get("A corridor's averages over time", "History",
+    "/v1/corridors/{pair}/history": get("/v1/corridors/{pair}/history",
+                                        "A corridor's averages over time", "History",
                                         [P_PAIR, P_AMOUNT_USD, P_CURSOR, P_LIMIT], csv=True),
-    "/v1/indicators": get("The SDG 10.c figures of a period", "Indicators",
-                          [P_PERIOD, P_AMOUNT_USD], csv=True),
-    "/v1/postal/benchmark": get("Post-office services against their corridor's market",
-                                "PostalBenchmark", [P_PERIOD, P_AMOUNT_USD, P_CURSOR, P_LIMIT],
-                                csv=True),
-    "/v1/openapi.json": get("This document", None, [], statuses=(429,)),
-    "/metrics": get("Prometheus metrics", None, [], statuses=()),
-    "/healthz": get("Database reachable, last collection per source", None, [], statuses=()),
-    "/": get("The comparison page (HTML)", None, [
+    "/v1/indicators": get("/v1/indicators", "The SDG 10.c figures of a period", "Indicators",
+                          [P_PERIOD, P_AMOUNT_USD], csv=True, statuses=(400, 404)),
+    "/v1/postal/benchmark": get(
+        "/v1/postal/benchmark", "Post-office services against their corridor's market",
+        "PostalBenchmark",
+        [param("period", "quarter (2014Q2) or month (2026-11); default: the latest period "
+                         "with post-office quotes at the price point", PERIOD),
+         P_AMOUNT_USD, P_CURSOR, P_LIMIT], csv=True),
+    "/v1/openapi.json": get("/v1/openapi.json", "This document", None, [], statuses=(),
+                            data=False),
+    "/metrics": get("/metrics", "Prometheus metrics (200 even without the database)", None, [],
+                    statuses=(), data=False, etag=False),
+    "/healthz": get("/healthz", "Database reachable, last collection per source", "Health", [],
+                    statuses=(), data=False, etag=False),
+    "/": get("/", "The comparison page (HTML)", None, [
         param("from", "sending country", COUNTRY), param("to", "receiving country", COUNTRY),
-        param("amount", "amount to send", {"type": "string"})], statuses=(400, 422, 429)),
-    "/v1/admin/collect": admin("Run the scheduled collection jobs now",
-                               [param("source", "only this source's job", STR)]),
-    "/v1/admin/bulletin": admin("Publish the bulletin of a period",
+        param("amount", "amount to send (as /v1/compare's; spaces around it are forgiven)",
+              {"type": "string"})], statuses=(400, 422)),
+    "/v1/admin/collect": admin("/v1/admin/collect", "Run the scheduled collection jobs now",
+                               [param("source", "only this source's job", STR)],
+                               "AdminCollect", statuses=(400, 401, 404), data=False),
+    "/v1/admin/bulletin": admin("/v1/admin/bulletin", "Publish the bulletin of a period",
                                 [{**P_PERIOD, "required": True,
-                                  "description": "quarter (2014Q2) or month (2026-11)"}]),
-    "/v1/bulletins": get("The published monthly bulletins, newest first", "Bulletins", [],
-                         statuses=(400, 429)),
-    "/v1/bulletins/{period}": get("Redirects to the bulletin's folder", None,
-                                  [P_PERIOD_PATH], statuses=(400, 404, 429)),
+                                  "description": "quarter (2014Q2) or month (2026-11)"}],
+                                "AdminBulletin", statuses=(400, 401, 404), data=True),
+    "/v1/bulletins": get("/v1/bulletins", "The published monthly bulletins, newest first",
+                         "Bulletins", [], statuses=(), data=False),
+    "/v1/bulletins/{period}": get("/v1/bulletins/{period}",
+                                  "Redirects to the bulletin's folder", None,
+                                  [P_PERIOD_PATH], statuses=(400, 404), data=False, etag=False),
     "/v1/bulletins/{period}/{path}": get(
+        "/v1/bulletins/{period}/{path}",
         "A file of a bulletin: index.html (empty path), bulletin.pdf, bulletin.md, charts/…, "
         "data/…, bulletin-PERIOD.zip", None,
         [P_PERIOD_PATH, param("path", "file inside the bulletin's folder", STR,
-                              required=True, where="path")], statuses=(400, 404, 429)),
+                              required=True, where="path")],
+        statuses=(400, 404, 412, 416), data=False),
 }
 for _csv_path in ("/v1/compare", "/v1/corridors", "/v1/corridors/{pair}",
                   "/v1/corridors/{pair}/history", "/v1/indicators", "/v1/postal/benchmark"):
@@ -287,10 +381,30 @@ for _csv_path in ("/v1/compare", "/v1/corridors", "/v1/corridors/{pair}",
     _item["get"]["responses"]["200"]["content"] = {"text/csv": {"schema": STR}}
     _item["get"]["responses"]["200"]["headers"] = CSV_HEADERS
     _PATHS[_csv_path + ".csv"] = _item
-# The healthz, page and metrics documents are HTML/text: described loosely.
-_PATHS["/healthz"]["get"]["responses"]["200"]["content"] = {"application/json": {
-    "schema": {"type": "object"}}}
-_PATHS["/"]["get"]["responses"]["200"]["content"] = {"text/html": {"schema": STR}}
+# The JSON twins answer CSV too when Accept prefers it (docs/api.md, "CSV twin").
+_ACCEPT_NOTE = ("JSON, or CSV (with the Sendcost-* headers) when Accept prefers text/csv "
+                "to application/json by its q-values; JSON when neither is acceptable")
+for _csv_path in ("/v1/compare", "/v1/corridors", "/v1/corridors/{pair}",
+                  "/v1/corridors/{pair}/history", "/v1/indicators", "/v1/postal/benchmark"):
+    _PATHS[_csv_path]["get"]["responses"]["200"]["description"] = _ACCEPT_NOTE
+# The page, the metrics and the files are not JSON.
+_page = _PATHS["/"]["get"]["responses"]
+_page["200"]["content"] = HTML_CONTENT
+for _status in ("400", "422"):  # bad input is shown on the page itself
+    _page[_status] = {"description": ERROR_TEXT[int(_status)] + ", shown on the page "
+                                     "(role=alert)", "content": HTML_CONTENT}
+_health = _PATHS["/healthz"]["get"]["responses"]
+_health["503"] = {"description": "the database is unreachable (status degraded)",
+                  "content": {"application/json": {"schema": ref("Health")}}}
+_redirect = _PATHS["/v1/bulletins/{period}"]["get"]["responses"]
+del _redirect["200"]
+_redirect["301"] = {"description": "to the bulletin's folder, /v1/bulletins/{period}/",
+                    "headers": {"Location": {"schema": STR}}}
+_files = _PATHS["/v1/bulletins/{period}/{path}"]["get"]["responses"]
+_files["200"]["content"] = {"*/*": {"schema": STR}}
+_files["206"] = {"description": "the range asked for (Range)", "content": {"*/*": {
+    "schema": STR}}}
+_files["304"] = {"description": "not modified (If-None-Match, If-Modified-Since)"}
 
 
 def add_path(path: str, item: dict[str, Any]) -> None:

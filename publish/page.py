@@ -3,6 +3,9 @@
 The form submits with GET to ``/`` itself, so a result is a plain link that can be shared.
 The ranked table is the ``/v1/compare`` document rendered as HTML: what arrives, total
 cost, speed, how to pay in and pick up, and the corridor's distance from 3% and 5%.
+
+Bad input is shown on the page with status 400 or 422, like every error not cached
+(``no-store``, no ETag): only a page that answers its question is.
 """
 
 from __future__ import annotations
@@ -169,6 +172,11 @@ def _sources(names: list[str]) -> str:
     return "; ".join(items)
 
 
+def _name(code: str | None) -> str:
+    """A country's name for a sentence (its code when it has no name)."""
+    return (country_ref(code)["name"] or code) if code else "?"
+
+
 async def home(request: web.Request) -> web.StreamResponse:
     from publish.api import compare_document, receive_units, send
 
@@ -186,7 +194,8 @@ async def home(request: web.Request) -> web.StreamResponse:
     # The footer names the sources of what the page shows: the result's, else all the data's.
     shown_sources = sorted(set(snap.quotes["source"].unique().to_list()))
     try:
-        p = Params(request.query, PAGE_PARAMS)
+        # People type into the form: spaces around a value are forgiven here.
+        p = Params(request.query, PAGE_PARAMS, trim=True)
         amount_text = (p.raw("amount") or "200")[:20]
         if any(p.raw(k) for k in PAGE_PARAMS):
             src = p.country("from", required=True)
@@ -202,7 +211,7 @@ async def home(request: web.Request) -> web.StreamResponse:
     except Problem as exc:
         status = exc.status if exc.status != 404 else 200
         message = (exc.detail if exc.status != 404 else
-                   f"No prices are known for sending from {src} to {dst} yet.")
+                   f"No prices are known for sending from {_name(src)} to {_name(dst)} yet.")
         result = f'<p class="error" role="alert" id="error">{_e(message)}</p>'
     body = _template().substitute(
         title="sendcost – compare the cost of sending money",
@@ -215,4 +224,8 @@ async def home(request: web.Request) -> web.StreamResponse:
         sources=_sources(shown_sources),
         methodology=_e(METHODOLOGY_VERSION),
     ).encode()
-    return send(request, body, "text/html", status=status)
+    if status != 200:
+        # An error is never cached (docs/api.md, "Caching"): no ETag, no-store.
+        return web.Response(status=status, body=body, content_type="text/html",
+                            charset="utf-8", headers={"Cache-Control": "no-store"})
+    return send(request, body, "text/html")

@@ -8,6 +8,7 @@ import asyncio
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -20,9 +21,12 @@ from corridors.store import Store
 from sendcost.wiring import create_app
 
 
-def make_app(database_url: str, *, rate_limit: int = 0) -> web.Application:
-    config = parse_config({"service": {"import_rpw_on_empty": False},
-                           "api": {"rate_limit_per_minute": rate_limit}})
+def make_app(database_url: str, *, rate_limit: int = 0,
+             data_dir: Path | None = None) -> web.Application:
+    service: dict[str, object] = {"import_rpw_on_empty": False}
+    if data_dir is not None:
+        service["data_dir"] = str(data_dir)
+    config = parse_config({"service": service, "api": {"rate_limit_per_minute": rate_limit}})
     return create_app(config, DatabaseTarget(database_url, embedded=False))
 
 

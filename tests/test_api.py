@@ -8,10 +8,12 @@ import csv
 import datetime as dt
 import gzip
 import itertools
+import logging
 import math
 import re
 import statistics
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,7 +35,17 @@ from corridors.types import (
 )
 from metrics import METHODOLOGY_VERSION
 from publish import api as api_module
-from publish.middleware import HANDLER_ARGS, MAX_REQUEST_LINE
+from publish.middleware import (
+    HANDLER_ARGS,
+    MAX_BODY,
+    MAX_QUERY,
+    MAX_REQUEST_LINE,
+    SERVER_LOGGER,
+    TELEMETRY,
+    UNLIMITED,
+    MalformedRequestFilter,
+)
+from publish.openapi import document
 from publish.page import PAGE_PARAMS
 
 RPW_SOURCE = {"name": "rpw", "title": "The World Bank, Remittance Prices Worldwide",
@@ -311,9 +323,21 @@ async def test_indicators_are_the_metrics_document_from_the_file(api: TestClient
     body = await get_json(api, "/v1/indicators?period=2011_3Q")
     expected = dict(doc)
     expected["sources"], expected["licence"] = [RPW_SOURCE], "CC BY 4.0"
+    # The API names countries and services as every other endpoint does: country objects
+    # beside the codes, a cheapest service's provider and total_cost_pct.
     expected["corridors"] = [
-        {"from": country(c["source"]), "to": country(c["destination"]), **c}
+        {"from": country(c["source"]), "to": country(c["destination"]), **c,
+         "cheapest": None if c["cheapest"] is None else {
+             "provider": c["cheapest"]["firm"], "firm_type": c["cheapest"]["firm_type"],
+             "product": c["cheapest"]["product"] or None,
+             "total_cost_pct": c["cheapest"]["total_cost"]}}
         for c in doc["corridors"]]
+    expected["non_transparent"] = [
+        {"from": country(n["source"]), "to": country(n["destination"]),
+         "source": n["source"], "destination": n["destination"], "provider": n["firm"],
+         "fee_pct": n["fee_pct"]}
+        for n in doc["non_transparent"]]
+    assert expected["non_transparent"] and expected["corridors"]
     assert rounded(body) == rounded(expected)
     ita = next(c for c in body["corridors"] if (c["source"], c["destination"]) == ("ITA", "CHN"))
     totals = [float(r["cc1 total cost %"]) for r in rpw_rows("2011_3Q", "ITA", "CHN")
@@ -564,6 +588,19 @@ BAD = [
     ("/v1/compare?from=USA&to=MEX&amount=0", 422, "amount"),
     ("/v1/compare?from=USA&to=MEX&amount=1e400", 400, "amount"),
     ("/v1/compare?from=USA&to=MEX&amount=99999999999", 422, "amount"),
+    # A well-formed number out of range is 422 however many digits it has (bug 2).
+    ("/v1/compare?from=USA&to=MEX&amount=1000000001", 422, "amount"),
+    ("/v1/compare?from=USA&to=MEX&amount=999999999999999999999", 422, "amount"),
+    ("/v1/compare?from=USA&to=MEX&amount=" + "9" * 1500, 422, "amount"),
+    ("/v1/compare?from=USA&to=MEX&amount=-0.5", 422, "amount"),
+    ("/v1/compare?from=USA&to=MEX&amount=0.0000001", 200, None),
+    # Exactly the OpenAPI pattern: no plus sign, spaces, exponent or bare point.
+    ("/v1/compare?from=USA&to=MEX&amount=%2B200", 400, "amount"),
+    ("/v1/compare?from=USA&to=MEX&amount=%20200%20", 400, "amount"),
+    ("/v1/compare?from=USA&to=MEX&amount=200.", 400, "amount"),
+    ("/v1/compare?from=USA&to=MEX&amount=.5", 400, "amount"),
+    ("/v1/compare?from=USA&to=MEX&amount=2e2", 400, "amount"),
+    ("/v1/compare?from=%20USA&to=MEX&amount=200", 400, "from"),
     ("/v1/compare?from=USA&to=MEX&amount=NaN", 400, "amount"),
     ("/v1/compare?from=USA&to=MEX&amount=inf", 400, "amount"),
     ("/v1/compare?from=USA&to=MEX&amount=two%20hundred", 400, "amount"),
@@ -576,41 +613,72 @@ BAD = [
     ("/v1/compare?from=USA%27%3B%20DROP%20TABLE%20quotes%3B--&to=MEX&amount=200", 400, "from"),
     ("/v1/compare?from=USA&to=MEX&amount=200%20OR%201%3D1", 400, "amount"),
     ("/v1/compare?from=USA&to=MEX&amount=200&currency=XXXX", 400, "currency"),
-    ("/v1/compare?from=USA&to=MEX&amount=200&currency=ZZZ", 400, "currency"),
+    # Well formed, but no ISO 4217 code: 422, as an unknown country code is.
+    ("/v1/compare?from=USA&to=MEX&amount=200&currency=ZZZ", 422, "currency"),
     ("/v1/compare?from=GBR&to=IND&amount=200&currency=EUR", 422, "currency"),
     ("/v1/compare?from=USA&to=MEX&amount=200&payin=gold", 400, "payin"),
     ("/v1/compare?from=USA&to=MEX&amount=200&verbose=1", 400, "verbose"),
     ("/v1/compare?from=USA&to=MEX&amount=200&period=2014Q9", 400, "period"),
     ("/v1/corridors?above=ten", 400, "above"),
     ("/v1/corridors?above=1000", 422, "above"),
+    ("/v1/corridors?above=-100.5", 422, "above"),
+    ("/v1/corridors?above=" + "1" * 400, 422, "above"),
+    # The document declares above's pattern: decimal, no exponent (bug 11).
+    ("/v1/corridors?above=1e2", 400, "above"),
     ("/v1/corridors?region=Mars", 400, "region"),
     ("/v1/corridors?firm_type=pirate", 400, "firm_type"),
     ("/v1/corridors?limit=0", 422, "limit"),
+    ("/v1/corridors?limit=-5", 422, "limit"),
+    ("/v1/corridors?limit=1000000", 422, "limit"),
+    ("/v1/corridors?limit=" + "9" * 40, 422, "limit"),
     ("/v1/corridors?limit=abc", 400, "limit"),
+    ("/v1/corridors?limit=%2B5", 400, "limit"),
     ("/v1/corridors?cursor=%25%25%25", 400, "cursor"),
+    # Base64 of "foo", of a period, of an offset: not a corridor cursor (bug 3).
+    ("/v1/corridors?cursor=Zm9v", 400, "cursor"),
+    ("/v1/corridors?cursor=MjAxNFEy", 400, "cursor"),
+    ("/v1/corridors?cursor=bzoxMA", 400, "cursor"),
     ("/v1/corridors?amount=300", 400, "amount"),
-    ("/v1/corridors/USAMEX", 400, "corridor"),
-    ("/v1/corridors/USAMEX.csv", 400, "corridor"),
+    # The path parameter is "pair" in the OpenAPI document, and in problems (bug 13).
+    ("/v1/corridors/USAMEX", 400, "pair"),
+    ("/v1/corridors/USAMEX.csv", 400, "pair"),
+    ("/v1/corridors/USAMEX/history", 400, "pair"),
     ("/v1/corridors/USA-MEX.csv?amount=300", 400, "amount"),
-    ("/v1/corridors/USA-QQQ", 422, "to"),
+    ("/v1/corridors/USA-QQQ", 422, "pair"),
+    ("/v1/corridors/QQQ-MEX/history", 422, "pair"),
+    # One country twice: 422, as /v1/compare with from = to (bug 7).
+    ("/v1/corridors/USA-USA", 422, "pair"),
+    ("/v1/corridors/US-usa.csv", 422, "pair"),
+    ("/v1/corridors/USA-US/history", 422, "pair"),
     ("/v1/corridors/ITA-CHN/history?cursor=bm90LWEtcGVyaW9k", 400, "cursor"),
+    ("/v1/corridors/ITA-CHN/history?cursor=Zm9v", 400, "cursor"),
+    ("/v1/corridors/ITA-CHN/history?cursor=SVRBLUNITg", 400, "cursor"),  # "ITA-CHN"
     ("/v1/indicators?period=yesterday", 400, "period"),
+    ("/v1/indicators?period=%EF%BC%92%EF%BC%90%EF%BC%91%EF%BC%94Q2", 400, "period"),
+    ("/v1/indicators?period=0000Q1", 400, "period"),
+    ("/v1/indicators?period=%202014Q2", 400, "period"),
     ("/v1/indicators?period=2014Q2&sort=desc", 400, "sort"),
     ("/v1/postal/benchmark?cursor=QUJD", 400, "cursor"),
+    ("/v1/postal/benchmark?cursor=Zm9v", 400, "cursor"),
+    ("/v1/postal/benchmark?cursor=MjAxNFEy", 400, "cursor"),
 ]
 
 
-@pytest.mark.parametrize(("url", "status", "parameter"), BAD)
+@pytest.mark.parametrize(("url", "status", "parameter"), BAD,
+                         ids=[f"{i}-{u[:60]}" for i, (u, _, _) in enumerate(BAD)])
 async def test_bad_inputs_are_problems_naming_the_parameter(api: TestClient, url: str,  # noqa: F811
-                                                            status: int, parameter: str) -> None:
+                                                            status: int,
+                                                            parameter: str | None) -> None:
     resp = await api.get(url)
     assert resp.status == status, await resp.text()
+    if parameter is None:  # a boundary that is fine
+        return
     assert resp.content_type == "application/problem+json"
     body = await resp.json(content_type=None)
     assert body["status"] == status and body["parameter"] == parameter
     assert body["type"].startswith("https://sendcost.org/problems/")
     assert body["title"]
-    assert parameter in body["detail"] or parameter == "corridor"
+    assert parameter in body["detail"]
 
 
 @pytest.mark.parametrize(("method", "url", "status"), [
@@ -679,6 +747,93 @@ async def test_oversized_body_is_413(api: TestClient, monkeypatch: pytest.Monkey
     resp = await api.post("/v1/admin/collect", data=b"x" * 100_000,
                           headers={"Authorization": "Bearer s3cret"})
     assert resp.status == 413 and resp.content_type == "application/problem+json"
+
+
+async def chunked(size: int, piece: int = 4096) -> AsyncIterator[bytes]:
+    """A body of ``size`` bytes sent without Content-Length (Transfer-Encoding: chunked)."""
+    sent = 0
+    while sent < size:
+        n = min(piece, size - sent)
+        sent += n
+        yield b"x" * n
+
+
+@pytest.mark.parametrize(("size", "status"), [
+    (70_000, 413), (MAX_BODY + 1, 413), (MAX_BODY, 400), (1000, 400)])
+async def test_an_oversized_chunked_body_is_413_too(api: TestClient,  # noqa: F811
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    size: int, status: int) -> None:
+    # Without Content-Length the size is known only by reading: the guard reads at most
+    # MAX_BODY + 1 bytes of it. Within the limit, the action goes on (400: no period).
+    monkeypatch.setenv("SENDCOST_ADMIN_TOKEN", "s3cret")
+    resp = await api.post("/v1/admin/bulletin", data=chunked(size),
+                          headers={"Authorization": "Bearer s3cret"})
+    assert resp.request_info.headers.get("Transfer-Encoding") == "chunked"
+    assert resp.status == status, await resp.text()
+    assert resp.content_type == "application/problem+json"
+    body = await resp.json(content_type=None)
+    if status == 413:
+        assert body["type"] == "https://sendcost.org/problems/request-too-large"
+        assert str(MAX_BODY) in body["detail"]
+    else:
+        assert body["parameter"] == "period"
+
+
+async def raw_exchange(api: TestClient, request: bytes) -> bytes:  # noqa: F811
+    """What the server answers to bytes sent as they are, on a socket of their own."""
+    reader, writer = await asyncio.open_connection(api.server.host, api.server.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 10)  # the server closes after a 400
+    finally:
+        writer.close()
+
+
+MALFORMED = [
+    b"GET /v1/corridors HTTP/1.1 and more\r\nHost: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nX-Bad: a\x00b\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+    # A valid request, then a bad method on the same connection (aiohttp logs this one at
+    # ERROR with its traceback; only a connection's first bad method is quiet on its own).
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nG@T / HTTP/1.1\r\nHost: x\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("request_bytes", MALFORMED)
+async def test_a_malformed_request_is_one_debug_line(api: TestClient,  # noqa: F811
+                                                     caplog: pytest.LogCaptureFixture,
+                                                     request_bytes: bytes) -> None:
+    caplog.set_level(logging.DEBUG, logger=SERVER_LOGGER)
+    answer = await raw_exchange(api, request_bytes)
+    assert b" 400 Bad Request\r\n" in answer, answer[:300]
+    server = [r for r in caplog.records if r.name == SERVER_LOGGER]
+    assert server, "aiohttp logged nothing: the test no longer shows the filter working"
+    for record in server:
+        message = record.getMessage()
+        assert record.levelno == logging.DEBUG and record.exc_info is None, message
+        assert message.startswith("malformed request from 127.0.0.1 refused with 400: ")
+        assert "\n" not in message and "Traceback" not in message
+    # At the service's usual level, not a line at all.
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger=SERVER_LOGGER)
+    assert b" 400 Bad Request\r\n" in await raw_exchange(api, request_bytes)
+    assert not [r for r in caplog.records if r.name == SERVER_LOGGER]
+
+
+def test_real_server_errors_stay_errors() -> None:
+    quiet = [f for f in logging.getLogger(SERVER_LOGGER).filters
+             if isinstance(f, MalformedRequestFilter)]
+    assert len(quiet) == 1  # installed once, however many apps
+    try:
+        raise RuntimeError("a bug in a handler")
+    except RuntimeError as exc:
+        record = logging.LogRecord(SERVER_LOGGER, logging.ERROR, __file__, 1,
+                                   "Error handling request from %s", ("127.0.0.1",),
+                                   (RuntimeError, exc, exc.__traceback__))
+    assert quiet[0].filter(record)
+    assert record.levelno == logging.ERROR and record.exc_info is not None
+    assert record.getMessage() == "Error handling request from 127.0.0.1"
 
 
 # --- rate limit, admin, metrics, the contract -----------------------------------------------
@@ -778,6 +933,20 @@ async def test_metrics_histogram_agrees_with_the_request_count(api: TestClient) 
     assert next(s.value for s in samples if s.name.endswith("_sum")) > 0
 
 
+def valid_as(body: Any, path: str, status: str) -> None:
+    """``body`` has the JSON schema the OpenAPI document gives ``path``'s ``status``."""
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+
+    doc = document()
+    registry = Registry().with_resource("urn:sendcost", Resource.from_contents(
+        {"$schema": "https://json-schema.org/draft/2020-12/schema", **doc}))
+    name = doc["paths"][path]["get"]["responses"][status]["content"]["application/json"][
+        "schema"]["$ref"].split("/")[-1]
+    Draft202012Validator({"$ref": f"urn:sendcost#/components/schemas/{name}"},
+                         registry=registry).validate(body)
+
+
 @pytest.fixture
 async def own_api(fresh_database: str) -> AsyncIterator[TestClient]:
     """The app on a database of its own (empty), for what changes or breaks the database."""
@@ -812,6 +981,7 @@ async def test_healthz_and_metrics_show_each_sources_latest_run(
     assert await resp.json() == {"status": "ok",
                                  "database": {"reachable": True, "embedded": False},
                                  "collections": [await expected_run()]}
+    valid_as(await resp.json(), "/healthz", "200")
     started = (await store.pool.fetchval("SELECT started_at FROM collection_runs WHERE id = $1",
                                          run)).timestamp()
     gauges = collection_gauges(await (await own_api.get("/metrics")).text())
@@ -857,6 +1027,7 @@ async def test_metrics_answer_without_the_database(own_api: TestClient, fresh_da
     assert await resp.json() == {"status": "degraded",
                                  "database": {"reachable": False, "embedded": False},
                                  "collections": []}
+    valid_as(await resp.json(), "/healthz", "503")
 
 
 @pytest.mark.parametrize(("path", "cache_control", "etag"), [
@@ -869,6 +1040,12 @@ async def test_metrics_answer_without_the_database(own_api: TestClient, fresh_da
     ("/healthz", "no-store", False),
     ("/metrics", "no-store", False),
     ("/v1/nothing-here", "no-store", False),
+    # The page's own errors are errors too (bug 1).
+    ("/?from=USA&to=MEX&amount=abc", "no-store", False),
+    ("/?from=USA&to=MEX&amount=0", "no-store", False),
+    ("/?from=USA&to=USA&amount=200", "no-store", False),
+    ("/?from=USA&to=QQQ&amount=200", "no-store", False),
+    ("/?from=USA&to=MEX&amount=200", "public, max-age=60", True),
 ])
 async def test_caching_is_what_the_doc_says(api: TestClient, path: str,  # noqa: F811
                                             cache_control: str, etag: bool) -> None:
@@ -943,3 +1120,167 @@ def test_a_fee_paid_on_top_never_passes_for_a_better_deal() -> None:
     a["total_cost_pct"], b["total_cost_pct"] = 3.0, 4.0
     ranked, by = _rank([(a, _paid(on_top)), (b, _paid(unknown))])
     assert by == "total_cost_pct" and [e["provider"] for e in ranked] == ["A", "B"]
+
+
+# --- the page's answers -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("url", "status", "says"), [
+    ("/?from=USA&to=MEX&amount=abc", 400, "amount must be a decimal number"),
+    ("/?from=USA&to=MEX&amount=0", 422, "amount must be positive"),
+    ("/?from=USA&to=MEX&amount=999999999999999999999", 422, "at most 1,000,000,000"),
+    ("/?from=USA&to=USA&amount=200", 422, "Choose two different countries."),
+])
+async def test_page_errors_are_shown_and_never_cached(api: TestClient, url: str,  # noqa: F811
+                                                      status: int, says: str) -> None:
+    resp = await api.get(url)
+    assert resp.status == status and resp.content_type == "text/html"
+    assert resp.headers["Cache-Control"] == "no-store" and "ETag" not in resp.headers
+    text = await resp.text()
+    assert 'role="alert"' in text and says in text
+    # A client holding any ETag gets the error again, never a 304.
+    again = await api.get(url, headers={"If-None-Match": "*"})
+    assert again.status == status
+
+
+async def test_page_names_countries_when_no_price_is_known(api: TestClient) -> None:  # noqa: F811
+    resp = await api.get("/?from=USA&to=FRA&amount=200")
+    assert resp.status == 200
+    text = await resp.text()
+    assert "No prices are known for sending from United States to France yet." in text
+    assert "from USA to FRA" not in text
+
+
+async def test_page_forgives_spaces_typed_around_values(api: TestClient) -> None:  # noqa: F811
+    # People type into the form; the API itself takes values exactly as documented.
+    resp = await api.get("/?from=%20USA&to=MEX%20&amount=%20200%20")
+    assert resp.status == 200 and 'id="ranked"' in await resp.text()
+
+
+# --- Accept negotiation ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("accept", "expected"), [
+    ("text/csv", "text/csv"),
+    ("text/csv;q=0", "application/json"),  # not acceptable: the JSON default
+    ("text/csv, application/json;q=0.5", "text/csv"),
+    ("application/json, text/csv;q=0.5", "application/json"),
+    ("text/csv;q=0.8, application/json;q=0.9", "application/json"),
+    ("text/csv, application/json", "application/json"),  # a tie: JSON
+    ("text/*", "text/csv"),
+    ("text/*;q=0.5, application/json;q=0.4", "text/csv"),
+    ("text/*, text/csv;q=0", "application/json"),  # the most specific range counts
+    ("*/*", "application/json"),
+    ("*/*;q=0.1, text/csv", "text/csv"),
+    ("application/json;q=0, */*", "text/csv"),
+    ("application/*;q=0.2, text/csv;q=0.3", "text/csv"),
+    ("text/html", "application/json"),  # neither acceptable: the JSON default
+    ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", "application/json"),
+    ("TEXT/CSV; charset=utf-8", "text/csv"),
+    ("text/csv;q=high", "application/json"),  # a malformed q: the range is ignored
+    ("text/csv;q=1.5", "application/json"),
+    ("", "application/json"),
+])
+async def test_accept_is_negotiated_by_q_values(api: TestClient, accept: str,  # noqa: F811
+                                                expected: str) -> None:
+    for url in ("/v1/corridors?from=ITA", "/v1/compare?from=ITA&to=CHN&amount=140"):
+        resp = await api.get(url, headers={"Accept": accept})
+        assert resp.status == 200 and resp.content_type == expected, (url, accept)
+        assert resp.headers["Vary"] == "Accept"
+        assert ("Sendcost-Period" in resp.headers) == (expected == "text/csv")
+
+
+async def test_indicators_csv_names_the_cheapest_as_every_endpoint_does(
+        api: TestClient) -> None:  # noqa: F811
+    text = await (await api.get("/v1/indicators.csv?period=2014Q2")).text()
+    header = text.splitlines()[0].split(",")
+    assert {"cheapest_provider", "cheapest_total_cost_pct"} <= set(header)
+    assert not {"cheapest_firm", "cheapest_total_cost"} & set(header)
+
+
+# --- admin bulletin ---------------------------------------------------------------------------
+
+
+async def test_admin_bulletin_says_where_it_is_served_not_the_servers_folder(
+        rpw_loaded, database_url: str, tmp_path: Path,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SENDCOST_ADMIN_TOKEN", "s3cret")
+    async with TestClient(TestServer(make_app(database_url, data_dir=tmp_path))) as client:
+        resp = await client.post("/v1/admin/bulletin?period=2014Q2",
+                                 headers={"Authorization": "Bearer s3cret"})
+        text = await resp.text()
+        assert resp.status == 202, text
+        assert str(tmp_path) not in text
+        body = await resp.json()
+        assert body == {"status": "published", "period": "2014Q2",
+                        "url": "/v1/bulletins/2014Q2/", "folder": "bulletins/2014Q2"}
+        assert (tmp_path / body["folder"] / "index.html").is_file()
+        served = await client.get(body["url"])
+        assert served.status == 200 and served.content_type == "text/html"
+
+
+# --- the contract's statuses (last: it also checks what the tests above made the app answer)
+
+
+def documented_path(route: str) -> str:
+    """The OpenAPI path of a route's pattern: ``{path:.*}`` → ``{path}``."""
+    return re.sub(r"\{(\w+):[^}]*\}", r"{\1}", route)
+
+
+def undocumented_statuses(app: Any, doc: dict[str, Any]) -> list[tuple[str, str, int]]:
+    """Each (method, route, status) the app has answered that the document does not list
+    for that operation (requests no route took are counted as "unmatched" and left out)."""
+    missing = []
+    for method, route, status in app[TELEMETRY].requests:
+        if route == "unmatched" or route.startswith("/static"):  # the stylesheet: undocumented
+            continue
+        operation = doc["paths"][documented_path(route)][
+            "get" if method == "HEAD" else method.lower()]
+        if str(status) not in operation["responses"]:
+            missing.append((method, route, status))
+    return sorted(missing)
+
+
+def concrete(path: str) -> str:
+    return (path.replace("{pair}", "ITA-CHN").replace("{period}", "2014Q2")
+            .replace("{path}", "index.html"))
+
+
+async def test_openapi_declares_every_status_the_server_gives(api: TestClient) -> None:  # noqa: F811
+    doc = document()
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            responses = operation["responses"]
+            # The pipeline's statuses, on every route (publish.middleware).
+            assert {"405", "413", "414", "500"} <= set(responses), (path, method)
+            assert ("429" in responses) == (path not in UNLIMITED), (path, method)
+            for status in ("429", "503"):  # the pipeline's (/healthz's 503 is its own)
+                if "application/problem+json" in responses.get(status, {}).get("content", {}):
+                    assert "Retry-After" in responses[status]["headers"], (path, status)
+            url = concrete(path)
+            assert (await api.patch(url)).status == 405
+            long = await api.request(method.upper(), f"{url}?x={'a' * MAX_QUERY}")
+            assert long.status == 414, (path, method)
+            big = await api.request(method.upper(), url, data=b"x" * (MAX_BODY + 1))
+            assert big.status == 413, (path, method)
+            await api.request(method.upper(), url)
+            if method == "get":
+                first = await api.get(url)
+                if "ETag" in first.headers:
+                    await api.get(url, headers={"If-None-Match": first.headers["ETag"]})
+    # Everything this app has answered, in this test and in the tests before it.
+    assert undocumented_statuses(api.app, doc) == []
+
+
+async def test_rate_limited_and_unavailable_statuses_are_documented(
+        rpw_loaded, database_url: str) -> None:  # noqa: F811
+    doc = document()
+    async with TestClient(TestServer(make_app(database_url, rate_limit=1))) as client:
+        for path, item in doc["paths"].items():
+            for method in item:
+                for _ in range(2):
+                    await client.request(method.upper(), concrete(path))
+        limited = {(m, documented_path(r)) for m, r, s in client.app[TELEMETRY].requests
+                   if s == 429}
+        assert len(limited) >= len(doc["paths"]) - len(UNLIMITED) - 1
+        assert undocumented_statuses(client.app, doc) == []
