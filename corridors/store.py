@@ -556,6 +556,22 @@ def _quote_frame_of(rows: Sequence[asyncpg.Record], quarter: str | None) -> pl.D
     return conform(frame).collect()
 
 
+class _OneLine(logging.Filter):
+    """While the database is away, asyncpg's pool retries reconnecting (backing off to once a
+    minute) and logs a whole traceback each time: one line with the error says it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.msg = f"{record.getMessage()} ({type(exc).__name__}: {exc})"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+logging.getLogger("asyncpg.pool").addFilter(_OneLine())
+
 #: When this process started (near enough: when this module was first imported).
 _PROCESS_STARTED = dt.datetime.now(dt.UTC)
 

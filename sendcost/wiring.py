@@ -137,8 +137,10 @@ async def healthz(request: web.Request) -> web.Response:
             for r in runs
         ],
     }
-    return web.json_response(body, status=200 if ok else 503,
-                             headers={"Cache-Control": "no-store"})
+    headers = {"Cache-Control": "no-store"}
+    if not ok:
+        headers["Retry-After"] = "5"
+    return web.json_response(body, status=200 if ok else 503, headers=headers)
 
 
 def create_app(config: Config, target: DatabaseTarget) -> web.Application:

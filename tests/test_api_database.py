@@ -93,7 +93,8 @@ async def test_an_outage_is_answered_from_the_last_snapshot(
             before[url] = await resp.read()
         caplog.clear()
         await drop(server_url, fresh_database)
-        assert (await client.get("/healthz")).status == 503
+        health = await client.get("/healthz")
+        assert health.status == 503 and health.headers["Retry-After"] == "5"
         # Past several checks of the store, and through the poller's: the same answers.
         loop = asyncio.get_running_loop()
         end = loop.time() + 6 * CHECK

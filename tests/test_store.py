@@ -206,3 +206,20 @@ def test_malformed_url() -> None:
         validate_url("mysql://x@y/z")
     with pytest.raises(DatabaseError, match="invalid port"):
         validate_url("postgresql://x@y:99999/z")
+
+
+def test_the_pools_reconnect_warnings_are_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    import corridors.store  # noqa: F401  (installs the filter)
+
+    pool_log = logging.getLogger("asyncpg.pool")
+    try:
+        raise ConnectionRefusedError(111, "Connect call failed")
+    except ConnectionRefusedError:
+        pool_log.warning("Failed to restore the pool connection floor; retrying",
+                         exc_info=True)
+    [record] = [r for r in caplog.records if r.name == "asyncpg.pool"]
+    assert record.exc_info is None and "Traceback" not in caplog.text
+    assert record.getMessage() == ("Failed to restore the pool connection floor; retrying "
+                                   "(ConnectionRefusedError: [Errno 111] Connect call failed)")
