@@ -113,10 +113,13 @@ _SERVICE_IDS = "SELECT id, service_key FROM services WHERE service_key = ANY($1:
 class Store:
     def __init__(self, pool: asyncpg.Pool):
         self.pool = pool
-        # service_key → id of committed services. A service row is never updated or
-        # deleted, so an id once seen stays right while the database lives; store_quotes
-        # checks the ids it takes from here, once per batch.
+        # service_key → id of committed services. Services are append-only (migration 4:
+        # the database refuses to update, delete or truncate them), so an id once seen stays
+        # right as long as the services table it was read from is there: each write checks
+        # that table's oid against the one the ids came from (a recreated table, schema or
+        # database has a new one).
         self._service_ids: dict[str, int] = {}
+        self._services_table: int | None = None
 
     async def close(self) -> None:
         await self.pool.close()
@@ -209,8 +212,15 @@ class Store:
         quotes = [q for b in batches for q in b.quotes]
         known = self._service_ids
         new_services: dict[str, int] = {}
+        table: int | None = None
         async with conn.transaction():
             if quotes:
+                table = await conn.fetchval("SELECT 'services'::regclass::oid")
+                if known and table != self._services_table:
+                    log.warning("the services table is not the one %d cached service ids "
+                                "were read from (was the database recreated?); resolving "
+                                "services again", len(known))
+                    known.clear()
                 service_ids, new_services = await self._service_ids_of(conn, quotes)
                 records = [
                     (
@@ -231,29 +241,21 @@ class Store:
         # never existed.
         if new_services and not conn.is_in_transaction():
             known.update(new_services)
+            self._services_table = table
         return [WriteResult(n, len(b.quotes) - n, k)
                 for b, n, k in zip(batches, inserted, quarantined, strict=True)]
 
     async def _service_ids_of(self, conn: asyncpg.Connection, quotes: Sequence[Quote]
                               ) -> tuple[dict[str, int], dict[str, int]]:
-        """(id of every quote's service, the ids not known before), inside a transaction."""
+        """(id of every quote's service, the ids not known before), inside a transaction.
+
+        Ids from the cache need no check row by row (migration 3 dropped the quotes'
+        foreign key): the write has checked that the services table is the one they came
+        from, and services are never deleted (migration 4)."""
         known = self._service_ids
         new_services = await self._ensure_services(
             conn, [q for q in quotes if q.service_key not in known])
         service_ids = {**known, **new_services} if new_services else known
-        if len(new_services) < len({q.service_key for q in quotes}):
-            # Ids from the cache: checked here, once for the batch, as the foreign key would
-            # have checked each row (migration 3). Services are never deleted, so a miss
-            # means this process outlived its database: start afresh.
-            cached = list({known[q.service_key] for q in quotes
-                           if q.service_key not in new_services})
-            found = await conn.fetchval(
-                "SELECT count(*) FROM services WHERE id = ANY($1::int[])", cached)
-            if found != len(cached):
-                log.warning("%d cached service ids are not in the database (was it "
-                            "recreated?); resolving services again", len(cached) - found)
-                known.clear()
-                service_ids = new_services = await self._ensure_services(conn, quotes)
         return service_ids, new_services
 
     @staticmethod
@@ -291,6 +293,12 @@ class Store:
         """Ids of the quotes' services, creating corridors, firms and services as needed."""
         if not quotes:
             return {}
+        keys = list(dict.fromkeys(q.service_key for q in quotes))
+        rows = await conn.fetch(_SERVICE_IDS, keys)
+        ids = {r["service_key"]: r["id"] for r in rows}
+        if len(ids) == len(keys):
+            return ids  # all there already (a cold cache): no corridor or firm to create
+        quotes = [q for q in quotes if q.service_key not in ids]
         corridors = sorted({(q.source_code, q.destination_code) for q in quotes})
         firms = sorted({(q.firm.name, str(q.firm.firm_type)) for q in quotes})
         src, dst = [c[0] for c in corridors], [c[1] for c in corridors]
@@ -320,11 +328,7 @@ class Store:
                     q.service_key, corridor_ids[(q.source_code, q.destination_code)],
                     firm_ids[(q.firm.name, str(q.firm.firm_type))], a.product,
                     _opt(a.pay_in), _opt(a.pay_out), _opt(a.access_point), _opt(a.speed))
-        rows = await conn.fetch(_SERVICE_IDS, list(services))
-        ids = {r["service_key"]: r["id"] for r in rows}
-        new = [row for key, row in services.items() if key not in ids]
-        if not new:
-            return ids
+        new = list(services.values())
         # New services (a first collection has thousands): COPY them in, about twice as fast
         # as an INSERT of the same rows. Should another writer create one of them meanwhile,
         # the savepoint undoes the COPY and the insert below skips what exists.
@@ -343,7 +347,7 @@ class Store:
             "access_point, speed) SELECT * FROM unnest($1::text[], $2::int[], $3::int[], "
             "$4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) "
             "ON CONFLICT (service_key) DO NOTHING", *[list(c) for c in cols])
-        rows = await conn.fetch(_SERVICE_IDS, list(services))
+        rows = await conn.fetch(_SERVICE_IDS, keys)
         return {r["service_key"]: r["id"] for r in rows}
 
     async def quote_frame(self, period: Period | str | None = None,
