@@ -60,8 +60,8 @@ async def test_serve_with_the_sandbox_collects_archives_and_quarantines(
                 body = await _healthz(http, base)
                 if body:
                     runs = {r["source"]: r for r in body["collections"]}
-                    if operators <= set(runs) and {"sandbox-post-fra", "sandbox-comparison"} \
-                            <= set(runs) and all(runs[o]["finished_at"] for o in operators):
+                    wanted = operators | {"sandbox-post-fra", "sandbox-comparison"}
+                    if wanted <= set(runs) and all(runs[s]["finished_at"] for s in wanted):
                         break
                 await asyncio.sleep(0.5)
             assert operators <= set(runs), runs
