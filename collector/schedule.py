@@ -38,10 +38,14 @@ def trigger(source: SourceConfig) -> BaseTrigger:
     if source.schedule.startswith("interval:"):
         return IntervalTrigger(seconds=float(source.schedule.split(":", 1)[1]), jitter=jitter,
                                timezone=dt.UTC)
-    # from_crontab reads the day of week as cron does (0 = Sunday); jitter is set after.
-    cron = CronTrigger.from_crontab(source.schedule, timezone=dt.UTC)
+    cron = _crontab(source)
     cron.jitter = jitter
     return cron
+
+
+def _crontab(source: SourceConfig) -> CronTrigger:
+    # from_crontab reads the day of week as cron does (0 = Sunday); no jitter.
+    return CronTrigger.from_crontab(source.schedule, timezone=dt.UTC)
 
 
 def collector_of(app: web.Application) -> Collector:
@@ -114,8 +118,7 @@ async def catch_up_job(app: web.Application, name: str) -> None:
     try:
         now = dt.datetime.now(dt.UTC)
         last = await app[runtime.STORE].last_collected(name)
-        due = (CronTrigger.from_crontab(source.schedule, timezone=dt.UTC)
-               .get_next_fire_time(None, last) if last is not None else None)
+        due = _crontab(source).get_next_fire_time(None, last) if last is not None else None
         if last is not None and due is not None and due > now:
             log.info("%s: collected %s; next at %s (%s)", name, last.isoformat(timespec="seconds"),
                      due.isoformat(timespec="minutes"), source.schedule)
@@ -145,16 +148,16 @@ def add_jobs(app: web.Application, scheduler: AsyncIOScheduler) -> None:
                 scheduler.remove_job(job_id)
             continue
         first = None
-        soon = now + dt.timedelta(seconds=random.uniform(0, max(1, source.jitter_seconds)))
         catch_up_id = f"catch-up:{job_id}"
+        spread = max(1, source.jitter_seconds)
         if source.schedule.startswith("interval:"):
-            first = soon
+            first = now + dt.timedelta(seconds=random.uniform(0, spread))
             if scheduler.get_job(catch_up_id):
                 scheduler.remove_job(catch_up_id)
         else:
             # Within half a minute at most: a crontab's jitter spreads its regular runs.
             soon = now + dt.timedelta(seconds=random.uniform(
-                0, min(CATCH_UP_SPREAD_SECONDS, max(1, source.jitter_seconds))))
+                0, min(CATCH_UP_SPREAD_SECONDS, spread)))
             scheduler.add_job(catch_up_job, DateTrigger(soon), args=(app, source.name),
                               id=catch_up_id, name=f"catch up {source.name} ({source.kind})",
                               replace_existing=True, misfire_grace_time=None)

@@ -74,14 +74,14 @@ def _stop_stale(pgdata: Path) -> None:
     owners: list[int] = []
     with contextlib.suppress(OSError, ValueError):
         owners = [int(p) for p in json.loads(pids_file.read_text())]
-    alive = [p for p in owners if _pid_alive(p)]
+    alive = [p for p in owners if pid_alive(p)]
     if alive:
         return
     try:
         pm_pid = int(pm.read_text().splitlines()[0])
     except (OSError, ValueError, IndexError):
         return
-    if _pid_alive(pm_pid):
+    if pid_alive(pm_pid):
         log.warning("stopping an embedded PostgreSQL left running by a killed process (pid %d)",
                     pm_pid)
         with contextlib.suppress(OSError):
@@ -89,14 +89,16 @@ def _stop_stale(pgdata: Path) -> None:
         import time
 
         for _ in range(100):
-            if not _pid_alive(pm_pid):
+            if not pid_alive(pm_pid):
                 break
             time.sleep(0.05)
     with contextlib.suppress(OSError):
         pids_file.unlink()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this machine (anyone's: a pid we may not
+    signal is alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 import polars as pl
 
+from corridors.db import pid_alive
 from corridors.errors import DatabaseError
 from corridors.frame import QUOTE_FRAME_SCHEMA, conform
 from corridors.periods import Period
@@ -221,7 +222,12 @@ class Store:
                                 "were read from (was the database recreated?); resolving "
                                 "services again", len(known))
                     known.clear()
-                service_ids, new_services = await self._service_ids_of(conn, quotes)
+                # Ids from the cache need no check row by row (migration 3 dropped the
+                # quotes' foreign key): the table is the one they came from (above) and
+                # services are never deleted (migration 4).
+                new_services = await self._ensure_services(
+                    conn, [q for q in quotes if q.service_key not in known])
+                service_ids = {**known, **new_services} if new_services else known
                 records = [
                     (
                         service_ids[q.service_key], q.period, q.amount_usd, q.send_amount,
@@ -244,19 +250,6 @@ class Store:
             self._services_table = table
         return [WriteResult(n, len(b.quotes) - n, k)
                 for b, n, k in zip(batches, inserted, quarantined, strict=True)]
-
-    async def _service_ids_of(self, conn: asyncpg.Connection, quotes: Sequence[Quote]
-                              ) -> tuple[dict[str, int], dict[str, int]]:
-        """(id of every quote's service, the ids not known before), inside a transaction.
-
-        Ids from the cache need no check row by row (migration 3 dropped the quotes'
-        foreign key): the write has checked that the services table is the one they came
-        from, and services are never deleted (migration 4)."""
-        known = self._service_ids
-        new_services = await self._ensure_services(
-            conn, [q for q in quotes if q.service_key not in known])
-        service_ids = {**known, **new_services} if new_services else known
-        return service_ids, new_services
 
     @staticmethod
     async def _insert_quotes(conn: asyncpg.Connection, records: list[tuple[Any, ...]],
@@ -474,7 +467,7 @@ class Store:
                     # Our own pid, but from before we started: a previous process that had
                     # it (a container's service is often pid 1 on every start).
                     (mine and r["started_at"] < _PROCESS_STARTED)
-                    or (not mine and not _process_alive(r["pid"]))):
+                    or (not mine and not pid_alive(r["pid"]))):
                 why = f"process {r['pid']} on {host} ended before recording the run's end"
             elif now - r["started_at"] > older_than:
                 why = (f"still 'running' {now - r['started_at']} after it started (process "
@@ -578,16 +571,6 @@ logging.getLogger("asyncpg.pool").addFilter(_OneLine())
 
 #: When this process started (near enough: when this module was first imported).
 _PROCESS_STARTED = dt.datetime.now(dt.UTC)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
 
 
 def _opt(value: object) -> str | None:

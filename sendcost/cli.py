@@ -53,10 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def common_options(parser: argparse.ArgumentParser) -> None:
-    """Options every command takes."""
-    parser.add_argument("--config", metavar="PATH",
-                        help="config file (default: ./config.toml, or $SENDCOST_CONFIG)")
+def common_options(parser: argparse.ArgumentParser, *, config: bool = True) -> None:
+    """Options every command takes (``config=False``: a command that reads no config)."""
+    if config:
+        parser.add_argument("--config", metavar="PATH",
+                            help="config file (default: ./config.toml, or $SENDCOST_CONFIG)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="log warnings and errors only")

@@ -4,10 +4,10 @@ loopback and the session's PostgreSQL: triggers fire, crontab sources catch up a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 import pytest
@@ -30,13 +30,26 @@ async def sandbox_url() -> AsyncIterator[str]:
     await server.close()
 
 
-async def _app(store: Store, session: aiohttp.ClientSession, sources: list[dict[str, Any]]
-               ) -> web.Application:
-    app = web.Application()
-    app[runtime.CONFIG] = parse_config({"sources": sources})
-    app[runtime.STORE] = store
-    app[runtime.HTTP] = session
-    return app
+@contextlib.asynccontextmanager
+async def scheduled(store: Store, sandbox_url: str, name: str, schedule: str
+                    ) -> AsyncIterator[AsyncIOScheduler]:
+    """One ECB source ``name`` on ``schedule`` (no jitter), its jobs declared as the service
+    declares them; the test starts the scheduler (after looking at its jobs, if it
+    likes), and it is shut down on leaving."""
+    async with aiohttp.ClientSession() as session:
+        app = web.Application()
+        app[runtime.CONFIG] = parse_config({"sources": [{
+            "name": name, "kind": "ecb_rates", "url": f"{sandbox_url}/ecb/eurofxref-daily.xml",
+            "schedule": schedule, "jitter_seconds": 0}]})
+        app[runtime.STORE] = store
+        app[runtime.HTTP] = session
+        scheduler = AsyncIOScheduler(timezone="UTC")
+        add_jobs(app, scheduler)
+        try:
+            yield scheduler
+        finally:
+            if scheduler.running:
+                scheduler.shutdown(wait=False)
 
 
 async def _runs(store: Store, name: str) -> int:
@@ -55,35 +68,19 @@ async def _wait_for_runs(store: Store, name: str, n: int, seconds: float) -> int
 async def test_an_interval_trigger_fires_again(store: Store, sandbox_url: str) -> None:
     """The first run is put at start by hand; the second comes from the trigger itself."""
     name = f"iv-{uuid.uuid4().hex[:8]}"
-    async with aiohttp.ClientSession() as session:
-        app = await _app(store, session, [{
-            "name": name, "kind": "ecb_rates", "url": f"{sandbox_url}/ecb/eurofxref-daily.xml",
-            "schedule": "interval:1", "jitter_seconds": 0}])
-        scheduler = AsyncIOScheduler(timezone="UTC")
-        add_jobs(app, scheduler)
+    async with scheduled(store, sandbox_url, name, "interval:1") as scheduler:
         scheduler.start()
-        try:
-            assert await _wait_for_runs(store, name, 2, 15) >= 2
-        finally:
-            scheduler.shutdown(wait=False)
+        assert await _wait_for_runs(store, name, 2, 15) >= 2
 
 
 async def test_a_crontab_source_that_never_collected_collects_at_start(
         store: Store, sandbox_url: str) -> None:
     name = f"cron-{uuid.uuid4().hex[:8]}"
-    async with aiohttp.ClientSession() as session:
-        app = await _app(store, session, [{
-            "name": name, "kind": "ecb_rates", "url": f"{sandbox_url}/ecb/eurofxref-daily.xml",
-            "schedule": "0 5 1 1 *", "jitter_seconds": 0}])  # once a year
-        scheduler = AsyncIOScheduler(timezone="UTC")
-        add_jobs(app, scheduler)
+    async with scheduled(store, sandbox_url, name, "0 5 1 1 *") as scheduler:  # once a year
         assert {j.id for j in scheduler.get_jobs()} == {f"collect:{name}",
                                                          f"catch-up:collect:{name}"}
         scheduler.start()
-        try:
-            assert await _wait_for_runs(store, name, 1, 15) == 1
-        finally:
-            scheduler.shutdown(wait=False)
+        assert await _wait_for_runs(store, name, 1, 15) == 1
 
 
 async def test_a_crontab_source_collected_since_its_last_due_time_waits(
@@ -93,19 +90,11 @@ async def test_a_crontab_source_collected_since_its_last_due_time_waits(
         "INSERT INTO collection_runs (source, status, finished_at) VALUES ($1, 'ok', now())",
         name)
     caplog.set_level(logging.INFO, logger="collector.schedule")
-    async with aiohttp.ClientSession() as session:
-        app = await _app(store, session, [{
-            "name": name, "kind": "ecb_rates", "url": f"{sandbox_url}/ecb/eurofxref-daily.xml",
-            "schedule": "0 5 1 1 *", "jitter_seconds": 0}])
-        scheduler = AsyncIOScheduler(timezone="UTC")
-        add_jobs(app, scheduler)
+    async with scheduled(store, sandbox_url, name, "0 5 1 1 *") as scheduler:
         scheduler.start()
-        try:
-            for _ in range(50):
-                if f"{name}: collected" in caplog.text:
-                    break
-                await asyncio.sleep(0.1)
-            assert f"{name}: collected" in caplog.text and "next at" in caplog.text
-            assert await _runs(store, name) == 1  # the one inserted above, nothing new
-        finally:
-            scheduler.shutdown(wait=False)
+        for _ in range(50):
+            if f"{name}: collected" in caplog.text:
+                break
+            await asyncio.sleep(0.1)
+        assert f"{name}: collected" in caplog.text and "next at" in caplog.text
+        assert await _runs(store, name) == 1  # the one inserted above, nothing new
