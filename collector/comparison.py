@@ -49,8 +49,6 @@ PROVIDER_TYPES = {"bank": "bank", "moneyTransferProvider": "mto"}
 
 def check_options(source: SourceConfig) -> None:
     opt.allowed(source, OPTIONS)
-    opt.strings(source, "caveats", DEFAULT_CAVEATS)
-    opt.boolean(source, "country_params", True)
     for label, value in opt.table(source, "provider_types").items():
         if value not in set(FirmType):
             raise opt.ConfigError(f"{opt.where(source)}.provider_types.{label}: expected one "
@@ -87,7 +85,7 @@ def parse(source: SourceConfig, body: bytes, c: CorridorSpec, usd: int, amount: 
     Raises ParseError only for a response broken as a whole.
     """
     doc = load_json(body, f"{source.name} comparison")
-    providers = dig(doc, "providers", None) if isinstance(doc, dict) else None
+    providers = dig(doc, "providers", None)
     if not isinstance(providers, list):
         raise ParseError(f"{source.name}: 'providers' is not a list")
     send_cur = str(dig(doc, "sourceCurrency", c.send_currency)).upper()

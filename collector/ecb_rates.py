@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from collector import options as opt
 from collector.errors import ParseError
 from collector.json_rates import count_skipped
-from collector.parsing import dec
+from collector.parsing import positive
 from collector.run import RunContext
 from corridors.config import SourceConfig
 
@@ -53,12 +53,8 @@ def parse(body: bytes, skipped: list[str] | None = None
             continue
         as_of = dt.datetime.combine(date, CONCERTATION).astimezone(dt.UTC)
         for cube in day.findall(f"{NS}Cube"):
-            currency = cube.get("currency")
-            try:
-                rate = dec(cube.get("rate"), "rate")
-            except ParseError:
-                rate = None
-            if not currency or rate is None or rate <= 0:
+            currency, rate = cube.get("currency"), positive(cube.get("rate"), "rate")
+            if not currency or rate is None:
                 bad.append(f"ECB rates: bad Cube {ET.tostring(cube)[:80]!r}")
                 continue
             out.append(("EUR", currency.upper(), rate, as_of))

@@ -19,7 +19,7 @@ from decimal import Decimal
 
 from collector import options as opt
 from collector.errors import ParseError
-from collector.parsing import dec, dig, load_json, timestamp
+from collector.parsing import dig, load_json, positive, timestamp
 from collector.run import RunContext
 from corridors.config import SourceConfig
 
@@ -50,11 +50,8 @@ def parse(source: SourceConfig, body: bytes, fetched_at: dt.datetime,
     out = []
     bad = []
     for currency, value in rates.items():
-        try:
-            rate = dec(value, f"rates.{currency}")
-        except ParseError:
-            rate = None
-        if rate is None or rate <= 0:
+        rate = positive(value, f"rates.{currency}")
+        if rate is None:
             bad.append(f"{source.name}: rate of {currency} is {value!r}")
         elif currency.upper() != base.upper():
             out.append((base.upper(), currency.upper(), rate, as_of))

@@ -56,7 +56,6 @@ def check_options(source: SourceConfig) -> None:
     opt.enum(source, "pay_in", PayIn, None)
     opt.enum(source, "pay_out", PayOut, None)
     opt.enum(source, "access_point", AccessPoint, "internet")
-    opt.boolean(source, "fee_deducted", None)
     fields = opt.table(source, "fields")
     extra = sorted(set(fields) - FIELDS)
     if extra:

@@ -83,17 +83,3 @@ def table(source: SourceConfig, key: str) -> Mapping[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"{where(source)}.{key}: expected a table, got {value!r}")
     return value
-
-
-def strings(source: SourceConfig, key: str, default: list[str]) -> list[str]:
-    value = source.options.get(key, default)
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{where(source)}.{key}: expected a list of strings, got {value!r}")
-    return value
-
-
-def boolean(source: SourceConfig, key: str, default: bool | None) -> bool | None:
-    value = source.options.get(key, default)
-    if value is not None and not isinstance(value, bool):
-        raise ConfigError(f"{where(source)}.{key}: expected true or false, got {value!r}")
-    return value

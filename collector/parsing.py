@@ -54,6 +54,16 @@ def dec(value: Any, field: str) -> Decimal | None:
     return out
 
 
+def positive(value: Any, field: str) -> Decimal | None:
+    """A positive number as Decimal; None when absent, null, not a number or ≤ 0 (a rate
+    that cannot be one)."""
+    try:
+        out = dec(value, field)
+    except ParseError:
+        return None
+    return out if out is not None and out > 0 else None
+
+
 _DURATION = re.compile(
     r"^P(?:(?P<days>\d+(?:\.\d+)?)D)?(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?"
     r"(?:(?P<minutes>\d+(?:\.\d+)?)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$")

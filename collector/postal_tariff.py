@@ -45,6 +45,7 @@ import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from functools import partial
 from typing import Any
 
 from collector import options as opt
@@ -139,10 +140,18 @@ def _date(value: Any, field: str) -> dt.date | None:
         raise ParseError(f"tariff field {field!r}: not a date: {value!r}") from None
 
 
+def _code(value: Any) -> str | None:
+    return country_code(str(value)) if value else None
+
+
+def _not_a_country(value: Any, field: str) -> str:
+    return f"tariff field {field!r}: not a country code: {value!r}"
+
+
 def _country(value: Any, field: str) -> str:
-    code = country_code(str(value)) if value else None
+    code = _code(value)
     if code is None:
-        raise ParseError(f"tariff field {field!r}: not a country code: {value!r}")
+        raise ParseError(_not_a_country(value, field))
     return code
 
 
@@ -152,8 +161,7 @@ def _unplaced(record: Any, value: Any, field: str) -> Rejected:
         return ({"destination": record}, Rejection(
             "malformed_record", "record",
             f"tariff {field.rsplit('.', 1)[0]}: expected an object, got {record!r:.80}"))
-    return record, Rejection("malformed_record", "destination",
-                             f"tariff field {field!r}: not a country code: {value!r}")
+    return record, Rejection("malformed_record", "destination", _not_a_country(value, field))
 
 
 def _band(up_to: Any, fixed_fee: Any, pct_fee: Any, at: str) -> Band:
@@ -191,6 +199,25 @@ def _destination(code: str, fields: Mapping[str, Any], bands: Callable[[], list[
         return Destination(code, None, None, None, None, (), problem=exc.rejection)
 
 
+def _json_bands(d: dict[str, Any], where: str) -> list[Band]:
+    raw = d.get("bands")
+    if not isinstance(raw, list):
+        raise Unusable("malformed_record", "band",
+                       f"tariff {where}.bands: expected a list, got {raw!r}")
+    out = []
+    for j, b in enumerate(raw):
+        at = f"{where}.bands.{j}"
+        if not isinstance(b, dict) or "up_to" not in b:
+            raise Unusable("malformed_record", "band",
+                           f"tariff {at}: expected an object with up_to, got {b!r}")
+        out.append(_band(b["up_to"], b.get("fixed_fee"), b.get("pct_fee"), at + "."))
+    return out
+
+
+def _csv_bands(group: list[tuple[int, dict[str, str]]]) -> list[Band]:
+    return [_band(r["up_to"], r["fixed_fee"], r["pct_fee"], f"line {n} ") for n, r in group]
+
+
 def _parse_json(source: SourceConfig, body: bytes) -> Tariff:
     doc = load_json(body, f"{source.name} tariff")
     if not isinstance(doc, dict) or not isinstance(doc.get("destinations"), list):
@@ -201,26 +228,11 @@ def _parse_json(source: SourceConfig, body: bytes) -> Tariff:
     for i, d in enumerate(doc["destinations"]):
         where = f"destinations.{i}"
         value = d.get("country") if isinstance(d, dict) else None
-        code = country_code(str(value)) if value else None
+        code = _code(value)
         if code is None:
             unplaced.append(_unplaced(d, value, f"{where}.country"))
             continue
-
-        def bands(d: dict[str, Any] = d, where: str = where) -> list[Band]:
-            raw = d.get("bands")
-            if not isinstance(raw, list):
-                raise Unusable("malformed_record", "band",
-                               f"tariff {where}.bands: expected a list, got {raw!r}")
-            out = []
-            for j, b in enumerate(raw):
-                at = f"{where}.bands.{j}"
-                if not isinstance(b, dict) or "up_to" not in b:
-                    raise Unusable("malformed_record", "band",
-                                   f"tariff {at}: expected an object with up_to, got {b!r}")
-                out.append(_band(b["up_to"], b.get("fixed_fee"), b.get("pct_fee"), at + "."))
-            return out
-
-        dests[code] = _destination(code, d, bands, f"{where}.")
+        dests[code] = _destination(code, d, partial(_json_bands, d, where), f"{where}.")
     return Tariff(
         operator=str(doc.get("operator") or o.get("operator") or source.name),
         country=_country(doc.get("country") or o.get("country"), "country"),
@@ -257,8 +269,7 @@ def _parse_csv(source: SourceConfig, body: bytes) -> Tariff:
             if row[key] != first_row[key]:
                 raise ParseError(f"{source.name} tariff: line {n} {key} {row[key]!r} differs "
                                  f"from the first row's {first_row[key]!r}")
-    for n, row in numbered:
-        code = country_code(row["destination"]) if row["destination"] else None
+        code = _code(row["destination"])
         if code is None:
             unplaced.append(_unplaced({**row, "line": n}, row["destination"],
                                       f"line {n} destination"))
@@ -267,12 +278,7 @@ def _parse_csv(source: SourceConfig, body: bytes) -> Tariff:
     dests = {}
     for code, group in grouped.items():
         n0, first = group[0]
-
-        def bands(group: list[tuple[int, dict[str, str]]] = group) -> list[Band]:
-            return [_band(r["up_to"], r["fixed_fee"], r["pct_fee"], f"line {n} ")
-                    for n, r in group]
-
-        dests[code] = _destination(code, first, bands, f"line {n0} ")
+        dests[code] = _destination(code, first, partial(_csv_bands, group), f"line {n0} ")
     o = source.options
     return Tariff(str(o["operator"]), _country(o["country"], "country"),
                   str(o["currency"]).upper(), _date(first_row["valid_from"], "valid_from"),

@@ -28,6 +28,7 @@ This module emulates upstreams; it imports nothing from later stages.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import csv
 import dataclasses
 import datetime as dt
@@ -172,6 +173,11 @@ def _currency_then(alpha3: str, period: str) -> str | None:
     return found[0] if found else c.currency
 
 
+def _current_currencies() -> set[str]:
+    """The currencies of today's countries (and USD, EUR): no code of the past (HRK)."""
+    return {c.currency for c in countries().values() if c.currency} | {"USD", "EUR"}
+
+
 def _paid_in(notes: tuple[str | None, ...], local: str | None, known: set[str]) -> str | None:
     for note in notes:
         for pattern in _PAYOUT_NOTES:
@@ -199,7 +205,7 @@ def _survey_quotes(frame: pl.DataFrame) -> dict[str, list[_Quote]]:
             .select(pl.col("period", "source_code", "destination_code",
                            "send_currency").cast(pl.String),
                     "reference_rate", "note1", "note2"))
-    known = {c.currency for c in countries().values() if c.currency} | {"USD", "EUR"}
+    known = _current_currencies()
     out: dict[str, list[_Quote]] = {}
     for period, source, destination, send, rate, note1, note2 in rows.iter_rows():
         local = _currency_then(destination, period)
@@ -224,14 +230,21 @@ def _paid(q: _Quote, est: dict[str, float], others: list[str]) -> str | None:
     return q.local
 
 
-def _candidates(quotes: list[_Quote], est: dict[str, float], priors: dict[str, float],
-                skip: set[str]) -> dict[str, list[_Candidate]]:
-    """Every rate the quotes imply for a currency, given the rates known so far."""
+def _paid_out_in(quotes: list[_Quote]) -> dict[tuple[str, str], list[str]]:
+    """By corridor: USD, EUR and the currencies its services' notes say they pay out."""
     others: dict[tuple[str, str], list[str]] = {}
     for q in quotes:
         named = others.setdefault(q.corridor, ["USD", "EUR"])
         if q.paid is not None and q.paid not in named:
             named.append(q.paid)
+    return others
+
+
+def _candidates(quotes: list[_Quote], others: dict[tuple[str, str], list[str]],
+                est: dict[str, float], priors: dict[str, float], skip: set[str]
+                ) -> dict[str, list[_Candidate]]:
+    """Every rate the quotes imply for a currency, given the rates known so far (``others``:
+    ``_paid_out_in(quotes)``)."""
     out: dict[str, list[_Candidate]] = {}
     for q in quotes:
         if q.send in skip:
@@ -260,9 +273,13 @@ def _pick(candidates: list[_Candidate]) -> tuple[float, bool] | None:
     for c in candidates:
         weights[c] = weights.get(c, 0) + 1
     distinct = sorted(weights)
+    values = [c[0] for c in distinct]
     best: tuple[tuple[int, int, int], list[_Candidate]] | None = None
-    for centre, _, _ in distinct:
-        members = [c for c in distinct if _same(c[0], centre)]
+    for centre in values:
+        # Rates are positive and sorted: those _same as centre lie in this (wider) window.
+        window = distinct[bisect.bisect_left(values, centre * (1 - 2 * SAME_RATE)):
+                          bisect.bisect_right(values, centre * (1 + 2 * SAME_RATE))]
+        members = [c for c in window if _same(c[0], centre)]
         key = (len({c[1] for c in members}), sum(weights[c] for c in members if c[2]),
                sum(weights[c] for c in members))
         if best is None or key > best[0]:
@@ -272,16 +289,17 @@ def _pick(candidates: list[_Candidate]) -> tuple[float, bool] | None:
     (corridors, against_usd, quotes), members = best
     if quotes < 2 and not against_usd:
         return None  # one quote, not against USD: nothing to tell it from a slip
-    values = [c[0] for c in members for _ in range(weights[c]) if c[2] or not against_usd]
-    return statistics.median(values), corridors >= 2 or against_usd > 0
+    picked = [c[0] for c in members for _ in range(weights[c]) if c[2] or not against_usd]
+    return statistics.median(picked), corridors >= 2 or against_usd > 0
 
 
 def _round_rates(quotes: list[_Quote], priors: dict[str, float], skip: set[str]
                  ) -> dict[str, tuple[float, bool]]:
     """One survey round's rates (units per USD, sure), from USD outwards."""
     est: dict[str, float] = {"USD": 1.0}
+    others = _paid_out_in(quotes)
     while True:  # grow: each pass reaches the currencies quoted against known ones
-        found = {c: p for c, cands in _candidates(quotes, est, priors, skip).items()
+        found = {c: p for c, cands in _candidates(quotes, others, est, priors, skip).items()
                  if c not in est and (p := _pick(cands)) is not None}
         if not found:
             break
@@ -289,7 +307,7 @@ def _round_rates(quotes: list[_Quote], priors: dict[str, float], skip: set[str]
     picked: dict[str, tuple[float, bool]] = {}
     for _ in range(3):  # refine: every rate again from every quote, knowing the others'
         picked = {"USD": (1.0, True)}
-        for c, cands in sorted(_candidates(quotes, est, priors, skip).items()):
+        for c, cands in sorted(_candidates(quotes, others, est, priors, skip).items()):
             if c != "USD" and (p := _pick(cands)) is not None:
                 picked[c] = p
         est = {c: v for c, (v, _) in picked.items()}
@@ -359,7 +377,7 @@ def _mid_rates(frame: pl.DataFrame) -> tuple[dict[str, float], dict[str, str]]:
     for c, (anchor, factor) in PEGS.items():
         if c not in rates and anchor in rates:
             rates[c], basis[c] = rates[anchor] * factor, "peg"
-    current = {c.currency for c in countries().values() if c.currency} | {"USD", "EUR"}
+    current = _current_currencies()
     return ({c: v for c, v in rates.items() if c in current},
             {c: b for c, b in basis.items() if c in current})
 

@@ -10,6 +10,7 @@ import random
 import re
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from collector.http import CircuitBreaker, backoff_delay, retry_after_seconds
 from collector.model import CorridorSpec, Draft
 from collector.parsing import iso_duration_days
 from collector.rates import RateBook
-from collector.run import Collector
+from collector.run import Collector, RunReport
 from collector.validate import Rejection, check
 from corridors.config import CollectionConfig, parse_config
 from corridors.errors import ConfigError
@@ -271,6 +272,31 @@ async def fixture_server() -> Any:
     await server.close()
 
 
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+async def run_upstream(store: Store, path: str, answer: bytes | Handler,
+                       raw: Callable[[str], dict[str, Any]]) -> RunReport:
+    """Run the one source of ``raw(url)`` (a parse_config table) against a local upstream
+    answering GET ``path`` with ``answer`` (a JSON body, or a handler)."""
+    async def serve(request: web.Request) -> web.Response:
+        if isinstance(answer, bytes):
+            return web.Response(body=answer, content_type="application/json")
+        return await answer(request)
+
+    app = web.Application()
+    app.router.add_get(path, serve)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        config = parse_config(raw(str(server.make_url(path))))
+        async with aiohttp.ClientSession() as session:
+            [report] = await Collector(config, store, session).run_all()
+    finally:
+        await server.close()
+    return report
+
+
 async def test_postal_tariffs_json_and_csv_and_comparison_runs(store: Store,
                                                                fixture_server: str) -> None:
     p = f"f{uuid.uuid4().hex[:8]}"
@@ -344,23 +370,13 @@ async def test_a_response_of_unexpected_shape_loses_nothing_else(store: Store) -
         body = good if request.query.get("sendAmount") == "500" else json.dumps(broken).encode()
         return web.Response(body=body, content_type="application/json")
 
-    app = web.Application()
-    app.router.add_get("/v4/comparisons", serve)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
     p = f"u{uuid.uuid4().hex[:8]}"
-    try:
-        config = parse_config({
-            "corridors": [{"from": "USA", "to": "MEX"}],
-            # Measured against a rate source that publishes nothing: the reasons below must
-            # not depend on rates other tests stored in the session's shared database.
-            "sources": [{"name": f"{p}-wise", "kind": "comparison",
-                         "url": str(server.make_url("/v4/comparisons")),
-                         "options": {"reference_sources": [f"{p}-no-rates"]}}]})
-        async with aiohttp.ClientSession() as session:
-            [report] = await Collector(config, store, session).run_all()
-    finally:
-        await server.close()
+    report = await run_upstream(store, "/v4/comparisons", serve, lambda url: {
+        "corridors": [{"from": "USA", "to": "MEX"}],
+        # Measured against a rate source that publishes nothing: the reasons below must
+        # not depend on rates other tests stored in the session's shared database.
+        "sources": [{"name": f"{p}-wise", "kind": "comparison", "url": url,
+                     "options": {"reference_sources": [f"{p}-no-rates"]}}]})
     assert report.status == "partial", report.line()
     assert report.errors["malformed"] == 1
     # The USD 500 answer (a recording made for 200) was parsed and its quotes quarantined
@@ -386,26 +402,16 @@ async def test_an_operator_answer_without_a_price_is_quarantined(store: Store) -
         return web.Response(body=json.dumps(answers[(q["source"], q["amount"])]).encode(),
                             content_type="application/json")
 
-    app = web.Application()
-    app.router.add_get("/quote", serve)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
     p = f"o{uuid.uuid4().hex[:8]}"
-    try:
-        config = parse_config({
-            "corridors": [{"from": "USA", "to": "MEX"}, {"from": "GBR", "to": "IND"}],
-            "sources": [{"name": f"{p}-op", "kind": "operator_json",
-                         "url": str(server.make_url("/quote")) + "?source={source}"
-                                "&amount={amount}",
-                         "options": {"firm": "Acme", "fee_deducted": False,
-                                     "reference_sources": [f"{p}-no-rates"],
-                                     "fields": {"fee": "quote.fee.amount",
-                                                "applied_rate": "quote.exchangeRate",
-                                                "received_amount": "quote.receiveAmount"}}}]})
-        async with aiohttp.ClientSession() as session:
-            [report] = await Collector(config, store, session).run_all()
-    finally:
-        await server.close()
+    report = await run_upstream(store, "/quote", serve, lambda url: {
+        "corridors": [{"from": "USA", "to": "MEX"}, {"from": "GBR", "to": "IND"}],
+        "sources": [{"name": f"{p}-op", "kind": "operator_json",
+                     "url": url + "?source={source}&amount={amount}",
+                     "options": {"firm": "Acme", "fee_deducted": False,
+                                 "reference_sources": [f"{p}-no-rates"],
+                                 "fields": {"fee": "quote.fee.amount",
+                                            "applied_rate": "quote.exchangeRate",
+                                            "received_amount": "quote.receiveAmount"}}}]})
     assert (report.status, report.stored, report.quarantined) == ("ok", 0, 4), report.line()
     rows = await store.pool.fetch(
         "SELECT reason, field FROM quarantined_quotes WHERE run_id = $1", report.run_id)
@@ -603,25 +609,11 @@ async def test_a_comparison_quote_without_a_fee_is_quarantined_and_the_others_st
     America are stored, Wise is quarantined as fee_missing (never priced with a fee of
     0), and the response is not malformed."""
     body = wise_body(lambda doc: doc["providers"][0]["quotes"][0].pop("fee"))
-
-    async def serve(request: web.Request) -> web.Response:
-        return web.Response(body=body, content_type="application/json")
-
-    app = web.Application()
-    app.router.add_get("/v4/comparisons", serve)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
     p = f"w{uuid.uuid4().hex[:8]}"
-    try:
-        config = parse_config({
-            "corridors": [{"from": "USA", "to": "MEX", "amounts": [200]}],
-            "sources": [{"name": f"{p}-wise", "kind": "comparison",
-                         "url": str(server.make_url("/v4/comparisons")),
-                         "options": {"reference_sources": [f"{p}-no-rates"]}}]})
-        async with aiohttp.ClientSession() as session:
-            [report] = await Collector(config, store, session).run_all()
-    finally:
-        await server.close()
+    report = await run_upstream(store, "/v4/comparisons", body, lambda url: {
+        "corridors": [{"from": "USA", "to": "MEX", "amounts": [200]}],
+        "sources": [{"name": f"{p}-wise", "kind": "comparison", "url": url,
+                     "options": {"reference_sources": [f"{p}-no-rates"]}}]})
     assert (report.status, report.stored, report.quarantined) == ("ok", 2, 2), report.line()
     assert report.errors["malformed"] == 0
     stored = await store.pool.fetch(
@@ -684,26 +676,11 @@ async def test_a_postal_band_without_a_fee_is_quarantined_and_the_rest_priced(
     doc = json.loads(fixture("postal-tariff-FRA.json"))
     del doc["destinations"][0]["bands"][1]["pct_fee"]
     doc["destinations"].append({"country": "Atlantis", "currency": "XXX", "bands": []})
-    body = json.dumps(doc).encode()
-
-    async def serve(request: web.Request) -> web.Response:
-        return web.Response(body=body, content_type="application/json")
-
-    app = web.Application()
-    app.router.add_get("/tariff.json", serve)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
     p = f"t{uuid.uuid4().hex[:8]}"
-    try:
-        config = parse_config({
-            "corridors": [{"from": "FRA", "to": "SEN"}, {"from": "FRA", "to": "MAR"}],
-            "sources": [{"name": f"{p}-post", "kind": "postal_tariff",
-                         "url": str(server.make_url("/tariff.json")),
-                         "options": {"reference_sources": [f"{p}-no-rates"]}}]})
-        async with aiohttp.ClientSession() as session:
-            [report] = await Collector(config, store, session).run_all()
-    finally:
-        await server.close()
+    report = await run_upstream(store, "/tariff.json", json.dumps(doc).encode(), lambda url: {
+        "corridors": [{"from": "FRA", "to": "SEN"}, {"from": "FRA", "to": "MAR"}],
+        "sources": [{"name": f"{p}-post", "kind": "postal_tariff", "url": url,
+                     "options": {"reference_sources": [f"{p}-no-rates"]}}]})
     assert (report.status, report.stored, report.quarantined) == ("ok", 3, 2), report.line()
     rows = await store.pool.fetch(
         "SELECT c.destination_code AS dest, q.send_amount, q.fee FROM quotes q "
@@ -750,23 +727,9 @@ def test_one_bad_reference_rate_loses_only_itself() -> None:
 async def test_a_rates_table_with_one_bad_rate_stores_the_others(store: Store) -> None:
     doc = json.loads(fixture("frankfurter-latest-USD.json"))
     doc["rates"]["BRL"] = None
-    body = json.dumps(doc).encode()
-
-    async def serve(request: web.Request) -> web.Response:
-        return web.Response(body=body, content_type="application/json")
-
-    app = web.Application()
-    app.router.add_get("/latest", serve)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
     name = f"r{uuid.uuid4().hex[:8]}-rates"
-    try:
-        config = parse_config({"sources": [{"name": name, "kind": "json_rates",
-                                            "url": str(server.make_url("/latest"))}]})
-        async with aiohttp.ClientSession() as session:
-            [report] = await Collector(config, store, session).run_all()
-    finally:
-        await server.close()
+    report = await run_upstream(store, "/latest", json.dumps(doc).encode(), lambda url: {
+        "sources": [{"name": name, "kind": "json_rates", "url": url}]})
     assert (report.status, report.rates, report.errors["malformed"]) == ("partial", 12, 1), \
         report.line()
     assert report.message is not None and "rate of BRL is None" in report.message
