@@ -69,11 +69,7 @@ async def collect(ctx: RunContext) -> None:
     async def one(item: tuple[CorridorSpec, int, Any]) -> None:
         c, usd, amount = item
         fetched = await ctx.fetch(comparison_url(ctx.source, c, amount))
-        drafts, rejected = parse(ctx.source, fetched.body, c, usd, amount)
-        for rec, why in rejected:
-            await ctx.reject(why.reason, why.field, why.detail, rec, fetched)
-        for draft in drafts:
-            await ctx.add_quote(draft, fetched)
+        await ctx.add_parsed(*parse(ctx.source, fetched.body, c, usd, amount), fetched)
 
     await ctx.each(items, one)
 

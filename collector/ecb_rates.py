@@ -19,7 +19,6 @@ from zoneinfo import ZoneInfo
 
 from collector import options as opt
 from collector.errors import ParseError
-from collector.json_rates import count_skipped
 from collector.parsing import positive
 from collector.run import RunContext
 from corridors.config import SourceConfig
@@ -71,6 +70,6 @@ async def collect(ctx: RunContext) -> None:
         fetched = await ctx.fetch(url)
         skipped: list[str] = []
         await ctx.add_rates(parse(fetched.body, skipped), fetched)
-        count_skipped(ctx, skipped)
+        ctx.skipped_rates(skipped)
 
     await ctx.each([ctx.source.url], one)

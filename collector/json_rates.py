@@ -70,15 +70,6 @@ async def collect(ctx: RunContext) -> None:
         skipped: list[str] = []
         await ctx.add_rates(parse(ctx.source, fetched.body, fetched.fetched_at, skipped),
                             fetched)
-        count_skipped(ctx, skipped)
+        ctx.skipped_rates(skipped)
 
     await ctx.each([ctx.source.url], one)
-
-
-def count_skipped(ctx: RunContext, skipped: list[str]) -> None:
-    """Rates left out of a response whose others were stored: counted ``malformed`` (the
-    run is ``partial``), named in the log and the run's message."""
-    for what in skipped:
-        ctx.report.errors["malformed"] += 1
-        ctx.report.last_error = f"malformed: {what} (left out; the other rates stored)"
-        log.warning("%s: %s; left out, the other rates stored", ctx.source.name, what)

@@ -93,11 +93,7 @@ async def collect(ctx: RunContext) -> None:
     async def one(item: tuple[CorridorSpec, int, Any]) -> None:
         c, usd, amount = item
         fetched = await ctx.fetch(quote_url(source.url, c, amount))
-        drafts, rejected = parse(source, fetched.body, c, usd, amount)
-        for rec, why in rejected:
-            await ctx.reject(why.reason, why.field, why.detail, rec, fetched)
-        for draft in drafts:
-            await ctx.add_quote(draft, fetched)
+        await ctx.add_parsed(*parse(source, fetched.body, c, usd, amount), fetched)
 
     await ctx.each(items, one)
 

@@ -4,7 +4,7 @@ at start, naming ``sources[NAME].options.KEY``, never at the first run."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Set
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -41,12 +41,8 @@ STRING_TABLE = Kind("a table of strings", _is_str_table)
 COMMON: dict[str, Kind] = {"licence": STRING, "reference_sources": STRINGS}
 
 
-def allowed(source: SourceConfig, declared: Mapping[str, Kind] | Set[str]) -> None:
+def allowed(source: SourceConfig, declared: Mapping[str, Kind]) -> None:
     """No key but the declared ones (and COMMON), each of its declared type."""
-    if not isinstance(declared, Mapping):
-        if declared:  # a programming error: every option declares its type
-            raise TypeError(f"options {sorted(declared)} declared without their kind")
-        declared = {}
     kinds = {**COMMON, **declared}
     extra = sorted(set(source.options) - set(kinds))
     if extra:

@@ -349,10 +349,6 @@ async def collect(ctx: RunContext) -> None:
     async def one(url: str) -> None:
         fetched = await ctx.fetch(url)
         tariff = parse(ctx.source, fetched.body)
-        priced, rejected = drafts(ctx.source, tariff, ctx, fetched)
-        for rec, why in rejected:
-            await ctx.reject(why.reason, why.field, why.detail, rec, fetched)
-        for draft in priced:
-            await ctx.add_quote(draft, fetched)
+        await ctx.add_parsed(*drafts(ctx.source, tariff, ctx, fetched), fetched)
 
     await ctx.each([ctx.source.url], one)

@@ -20,7 +20,7 @@ from corridors.config import SourceConfig
 
 
 def check_options(source: SourceConfig) -> None:
-    opt.allowed(source, set())
+    opt.allowed(source, {})
 
 
 def local_path(ctx: RunContext) -> Path:

@@ -30,7 +30,7 @@ from collector.errors import FetchError, ParseError, StorageError
 from collector.http import Fetcher, Response
 from collector.model import CorridorSpec, Draft, corridor_specs
 from collector.rates import RateBook, ReferenceRate
-from collector.validate import check
+from collector.validate import Rejected, check
 from corridors.config import Config, SourceConfig
 from corridors.errors import ConfigError
 from corridors.periods import month_of
@@ -404,6 +404,25 @@ class RunContext:
                             exc, len(self._quotes))
             else:
                 self._flush_at = self.collector.store_batch
+
+    async def add_parsed(self, drafts: Iterable[Draft], rejected: Iterable[Rejected],
+                         fetched: Fetched) -> None:
+        """What an adapter made of one response: the records it could not use quarantined
+        with their reasons, the others measured and kept (one bad record sinks only
+        itself)."""
+        for record, why in rejected:
+            await self.reject(why.reason, why.field, why.detail, record, fetched)
+        for draft in drafts:
+            await self.add_quote(draft, fetched)
+
+    def skipped_rates(self, skipped: Iterable[str]) -> None:
+        """Rates left out of a response whose others were stored: there is no quarantine for
+        rates, so each counts ``malformed`` (the run is ``partial``), named in the log and
+        the run's message."""
+        for what in skipped:
+            self.report.errors["malformed"] += 1
+            self.report.last_error = f"malformed: {what} (left out; the other rates stored)"
+            log.warning("%s: %s; left out, the other rates stored", self.source.name, what)
 
     async def reject(self, reason: str, field_: str, detail: str, payload: dict[str, Any],
                      fetched: Fetched) -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from sendcost.cli import setup_logging
+from sendcost.cli import common_options, setup_logging
 
 if TYPE_CHECKING:
     from collector.sandbox import Faults
@@ -39,9 +39,7 @@ examples:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("sandbox", help="serve emulated upstreams on loopback",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    # Not common_options: its --config would be accepted and mean nothing here.
-    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    p.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    common_options(p, config=False)  # a --config would be accepted and mean nothing here
     p.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT,
                    help=f"port (default {DEFAULT_PORT})")
