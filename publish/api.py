@@ -26,7 +26,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
 
-import asyncpg
 import polars as pl
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -44,8 +43,10 @@ from publish.data import (
     DATA,
     LICENCE,
     POSTAL_FIRM_TYPES,
+    STORE_ERRORS,
     TARGET_CORRIDOR,
     TARGET_GLOBAL,
+    Cached,
     PricePoint,
     Snapshot,
     StoreUnavailable,
@@ -223,16 +224,15 @@ async def receive_units(app: web.Application, snap: Snapshot) -> None:
         raise
 
 
-def _cached(snap: Snapshot, key: tuple[Any, ...]) -> tuple[bytes, str] | None:
+def _cached(snap: Snapshot, key: tuple[Any, ...]) -> Cached | None:
     return snap.responses.get(key)
 
 
-def _remember(snap: Snapshot, key: tuple[Any, ...], body: bytes) -> tuple[bytes, str]:
-    if len(snap.responses) >= _RESPONSE_CACHE_MAX:
-        snap.responses.clear()
-    entry = (body, etag_of(body))
-    snap.responses[key] = entry
-    return entry
+def _remember(snap: Snapshot, key: tuple[Any, ...], body: bytes,
+              headers: dict[str, str] | None = None) -> Cached:
+    """Keep an answer: its body, ETag and the headers it goes out with (a CSV twin's
+    ``csv_headers``), so that a cached answer is sent as it was first sent."""
+    return _remember_entry(snap, key, (body, etag_of(body), headers or {}))
 
 
 def _pair(request: web.Request) -> tuple[str, str]:
@@ -384,41 +384,23 @@ async def compare(request: web.Request) -> web.StreamResponse:
     # memory without parsing it again (only successful answers are kept), with its ETag.
     raw_key = ("compare-raw", request.query_string, fmt)
     hit = snap.responses.get(raw_key)
-    meta = _csv_meta(snap).get(raw_key) if fmt == "csv" else None
-    if hit is None or (fmt == "csv" and meta is None):
+    if hit is None:
         await receive_units(request.app, snap)
-        body, tag, meta = compare_body(request, snap, fmt)
-        hit = _remember_entry(snap, raw_key, (body, tag))
-        if fmt == "csv":
-            _csv_meta(snap)[raw_key] = meta
-    body, tag = hit
+        hit = _remember_entry(snap, raw_key, compare_body(request, snap, fmt))
+    body, tag, headers = hit
     if fmt == "csv":
-        assert meta is not None
-        return send_csv(request, body, meta, filename="compare", etag=tag)
+        return send_csv(request, body, headers, filename="compare", etag=tag)
     return send(request, body, JSON, etag=tag)
 
 
-def _remember_entry(snap: Snapshot, key: tuple[Any, ...],
-                    entry: tuple[bytes, str]) -> tuple[bytes, str]:
+def _remember_entry(snap: Snapshot, key: tuple[Any, ...], entry: Cached) -> Cached:
     if len(snap.responses) >= _RESPONSE_CACHE_MAX:
         snap.responses.clear()
     snap.responses[key] = entry
     return entry
 
 
-def _csv_meta(snap: Snapshot) -> dict[tuple[Any, ...], dict[str, str]]:
-    """The ``csv_headers`` of the CSV answers kept in ``snap.responses`` (dropped with them)."""
-    meta = snap.responses.get(_CSV_META)
-    if meta is None:
-        meta = snap.responses[_CSV_META] = {}  # type: ignore[assignment]
-    return meta  # type: ignore[return-value]
-
-
-_CSV_META = ("csv-headers",)
-
-
-def compare_body(request: web.Request, snap: Snapshot,
-                 fmt: str) -> tuple[bytes, str, dict[str, str]]:
+def compare_body(request: web.Request, snap: Snapshot, fmt: str) -> Cached:
     """The answer to a compare query: body, ETag and, for CSV, its ``csv_headers`` (the
     receive currencies must be known: ``receive_units``)."""
     p = Params(request.query, COMPARE_PARAMS)
@@ -434,18 +416,15 @@ def compare_body(request: web.Request, snap: Snapshot,
         raise unprocessable("to", "to must differ from from: a corridor joins two countries")
     key = ("compare", src, dst, amount.normalize(), currency, payin, payout, period, fmt)
     hit = _cached(snap, key)
-    meta = _csv_meta(snap).get(key, {})
-    if hit is None or (fmt == "csv" and not meta):
+    if hit is None:
         doc = compare_document(snap, src, dst, amount, currency, payin, payout, period)
         if fmt == "csv":
-            body = to_csv(doc["services"] + doc["non_transparent"], SERVICE_CSV_COLUMNS)
-            meta = csv_headers(doc["period"], [s["name"] for s in doc["sources"]])
+            hit = _remember(snap, key, to_csv(doc["services"] + doc["non_transparent"],
+                                              SERVICE_CSV_COLUMNS),
+                            csv_headers(doc["period"], [s["name"] for s in doc["sources"]]))
         else:
-            body = dumps(doc)
-        hit = _remember(snap, key, body)
-        if fmt == "csv":
-            _csv_meta(snap)[key] = meta
-    return (*hit, meta)
+            hit = _remember(snap, key, dumps(doc))
+    return hit
 
 
 # --- /v1/corridors ---------------------------------------------------------------------------
@@ -679,6 +658,7 @@ async def indicators(request: web.Request) -> web.StreamResponse:
         if fmt == "csv":
             body = await asyncio.to_thread(lambda: corridor_table(doc).rename(
                 INDICATORS_CSV_RENAMED).write_csv().encode())
+            meta = csv_headers(label, _sources_used(snap, label, amount_usd))
         else:
             out = dict(doc)
             out["corridors"] = [_indicators_corridor(c) for c in doc["corridors"]]
@@ -688,11 +668,12 @@ async def indicators(request: web.Request) -> web.StreamResponse:
             out.pop("methodology_version")
             body = dumps(envelope(doc["period"], _sources_used(snap, label, amount_usd),
                                   **out))
-        hit = _remember(snap, key, body)
-    body, tag = hit
+            meta = {}
+        hit = _remember(snap, key, body, meta)
+    body, tag, meta = hit
     if fmt == "csv":
-        return send_csv(request, body, csv_headers(label, _sources_used(snap, label, amount_usd)),
-                        filename=f"indicators-{label}-{amount_usd}", etag=tag)
+        return send_csv(request, body, meta, filename=f"indicators-{label}-{amount_usd}",
+                        etag=tag)
     return send(request, body, JSON, etag=tag)
 
 
@@ -777,7 +758,7 @@ async def postal_benchmark(request: web.Request) -> web.StreamResponse:
         raise not_found(f"no quotes for {label} at USD {amount_usd}; periods with data: "
                         f"{', '.join(snap.periods) or 'none'}")
     key = ("postal_rows", label, amount_usd)
-    # snap.responses is typed for the (body, ETag) entries; it keeps these rows too.
+    # snap.responses is typed for the cached answers; it keeps these rows too.
     rows = cast("list[dict[str, Any]] | None", snap.responses.get(key))
     if rows is None:
         corridor_rows = snap.corridor_table.filter(
@@ -815,10 +796,6 @@ async def openapi_json(request: web.Request) -> web.StreamResponse:
     return send(request, dumps(openapi.document()), JSON)
 
 
-#: What a store that cannot be reached raises (as ``Store.ping`` catches).
-_DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
-
-
 async def prometheus(request: web.Request) -> web.StreamResponse:
     """Request metrics always; the collection gauges when the store answers. A scrape must
     not fail with the database: the request metrics are what shows the outage."""
@@ -833,7 +810,7 @@ async def prometheus(request: web.Request) -> web.StreamResponse:
         runs = await request.app[runtime.STORE].last_runs()
     except StoreUnavailable:  # no snapshot yet, and no store: logged by the data holder
         runs = []
-    except _DATABASE_ERRORS as exc:
+    except STORE_ERRORS as exc:
         log.error("metrics: the store is unreachable, collection gauges left out: %s", exc)
         runs = []
     for run in runs:

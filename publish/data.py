@@ -138,6 +138,10 @@ class PricePoint:
     sources: list[str]
 
 
+#: A cached answer (``Snapshot.responses``): body, ETag and the headers it goes out with.
+Cached = tuple[bytes, str, dict[str, str]]
+
+
 @dataclass
 class Snapshot:
     version: int
@@ -151,7 +155,7 @@ class Snapshot:
     # (period, amount_usd) → services frame (metrics.services_in_period) with firm types
     services: dict[tuple[str, int], pl.DataFrame]
     indicators: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
-    responses: dict[tuple[Any, ...], tuple[bytes, str]] = field(default_factory=dict)
+    responses: dict[tuple[Any, ...], Cached] = field(default_factory=dict)
 
     def latest_period(self, *, amount_usd: int | None = None) -> str | None:
         if amount_usd is None:
@@ -490,7 +494,7 @@ async def data_ctx(app: web.Application) -> AsyncIterator[None]:
 
 __all__ = [
     "DATA", "LICENCE", "METHODOLOGY_VERSION", "POSTAL_FIRM_TYPES", "PRICE_POINTS",
-    "STORE_ERRORS", "TARGET_CORRIDOR", "TARGET_GLOBAL", "ApiData", "PricePoint", "Snapshot",
-    "StoreUnavailable", "build_snapshot",
+    "STORE_ERRORS", "TARGET_CORRIDOR", "TARGET_GLOBAL", "ApiData", "Cached", "PricePoint",
+    "Snapshot", "StoreUnavailable", "build_snapshot",
     "country_ref", "data_ctx", "finite", "period_key", "sources_of",
 ]

@@ -374,6 +374,10 @@ _PATHS: dict[str, Any] = {
                               required=True, where="path")],
         statuses=(400, 404, 412, 416), data=False),
 }
+# Each path with a CSV twin gets its ``.csv`` path; the JSON one answers CSV too when Accept
+# prefers it (docs/api.md, "CSV twin").
+_ACCEPT_NOTE = ("JSON, or CSV (with the Sendcost-* headers) when Accept prefers text/csv "
+                "to application/json by its q-values; JSON when neither is acceptable")
 for _csv_path in ("/v1/compare", "/v1/corridors", "/v1/corridors/{pair}",
                   "/v1/corridors/{pair}/history", "/v1/indicators", "/v1/postal/benchmark"):
     _item = copy.deepcopy(_PATHS[_csv_path])
@@ -381,11 +385,6 @@ for _csv_path in ("/v1/compare", "/v1/corridors", "/v1/corridors/{pair}",
     _item["get"]["responses"]["200"]["content"] = {"text/csv": {"schema": STR}}
     _item["get"]["responses"]["200"]["headers"] = CSV_HEADERS
     _PATHS[_csv_path + ".csv"] = _item
-# The JSON twins answer CSV too when Accept prefers it (docs/api.md, "CSV twin").
-_ACCEPT_NOTE = ("JSON, or CSV (with the Sendcost-* headers) when Accept prefers text/csv "
-                "to application/json by its q-values; JSON when neither is acceptable")
-for _csv_path in ("/v1/compare", "/v1/corridors", "/v1/corridors/{pair}",
-                  "/v1/corridors/{pair}/history", "/v1/indicators", "/v1/postal/benchmark"):
     _PATHS[_csv_path]["get"]["responses"]["200"]["description"] = _ACCEPT_NOTE
 # The page, the metrics and the files are not JSON.
 _page = _PATHS["/"]["get"]["responses"]

@@ -14,7 +14,7 @@ import functools
 import html
 from pathlib import Path
 from string import Template
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -154,13 +154,19 @@ def render_result(doc: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def _send_currencies(snap: Snapshot) -> dict[str, str]:
-    """Each sending country's currency in its latest priced period (what the amount is in)."""
-    out: dict[str, str] = {}
-    for (src, _), by_period in snap.index.items():
-        latest = by_period[max(by_period, key=period_key)]
-        out.setdefault(src, latest[0].send_currency)
-    return out
+def _form_data(snap: Snapshot) -> tuple[dict[str, str], list[str]]:
+    """Each sending country's currency in its latest priced period (what the amount is in),
+    and the sources of all the data: once per snapshot, kept in ``snap.responses`` (as the
+    API keeps its derived rows), not worked out again for every page."""
+    key = ("page-form",)
+    if key not in snap.responses:
+        currencies: dict[str, str] = {}
+        for (src, _), by_period in snap.index.items():
+            latest = by_period[max(by_period, key=period_key)]
+            currencies.setdefault(src, latest[0].send_currency)
+        sources = sorted(set(snap.quotes["source"].unique().to_list()))
+        snap.responses[key] = (currencies, sources)  # type: ignore[assignment]
+    return cast("tuple[dict[str, str], list[str]]", snap.responses[key])
 
 
 def _sources(names: list[str]) -> str:
@@ -183,7 +189,7 @@ async def home(request: web.Request) -> web.StreamResponse:
     snap = await request.app[DATA].snapshot()
     senders = sorted({s for s, _ in snap.index})
     receivers = sorted({d for _, d in snap.index})
-    send_currencies = _send_currencies(snap)
+    send_currencies, all_sources = _form_data(snap)
 
     def named(codes: list[str]) -> list[tuple[str, str]]:
         return sorted(((c, country_ref(c)["name"] or c) for c in codes), key=lambda x: x[1])
@@ -192,7 +198,7 @@ async def home(request: web.Request) -> web.StreamResponse:
     src = dst = None
     amount_text = ""
     # The footer names the sources of what the page shows: the result's, else all the data's.
-    shown_sources = sorted(set(snap.quotes["source"].unique().to_list()))
+    shown_sources = all_sources
     try:
         # People type into the form: spaces around a value are forgiven here.
         p = Params(request.query, PAGE_PARAMS, trim=True)
