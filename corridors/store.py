@@ -49,6 +49,19 @@ def migrations() -> list[tuple[int, str, str]]:
     return sorted(out)
 
 
+#: What the database raises when it cannot be reached or went away mid-use: refused, reset,
+#: timed out, shutting down, dropped, or a pooled connection that a terminated session left
+#: half-way through an operation (asyncpg raises InternalClientError there,
+#: MagicStack/asyncpg#1069). A caller answers these with "try again later", not a crash.
+UNREACHABLE_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+    asyncpg.InternalClientError, asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.InvalidCatalogNameError)
+#: Every failure of a database operation: the above, any error PostgreSQL reported, an OS error.
+STORE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, asyncpg.PostgresError, *UNREACHABLE_ERRORS)
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for typ in ("json", "jsonb"):
         await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads,
@@ -535,7 +548,7 @@ class Store:
     async def ping(self) -> bool:
         try:
             return await self.pool.fetchval("SELECT 1") == 1
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except STORE_ERRORS:
             return False
 
 

@@ -24,7 +24,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 import polars as pl
 from aiohttp import web
 
@@ -33,7 +32,7 @@ from corridors.errors import BadPeriod, NoData
 from corridors.frame import QUOTE_FRAME_SCHEMA
 from corridors.periods import parse_period
 from corridors.reference import countries, countries_frame
-from corridors.store import Store
+from corridors.store import STORE_ERRORS, Store
 from metrics import METHODOLOGY_VERSION
 from metrics import corridors as cor
 from metrics.cost import fee_pct, fx_margin_pct, total_cost_pct
@@ -49,10 +48,6 @@ PRICE_POINTS = (200, 500)
 REFRESH_SECONDS = 5.0
 #: How long that question may take before the store counts as unreachable (seconds).
 CHECK_TIMEOUT_SECONDS = 5.0
-#: What reading the store raises when it cannot be reached (as ``Store.ping`` catches), or
-#: when the check times out. Any of them while checking for new quotes: the last snapshot
-#: is served on.
-STORE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 #: SDG 10.c targets, in percent.
 TARGET_CORRIDOR = 5.0
 TARGET_GLOBAL = 3.0

@@ -31,13 +31,13 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from itertools import accumulate
 from typing import TypedDict
 
-import asyncpg
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
+from corridors.store import UNREACHABLE_ERRORS
 from publish.problems import Problem, problem_response
 
 log = logging.getLogger(__name__)
@@ -168,12 +168,6 @@ TELEMETRY = web.AppKey("publish_telemetry", Telemetry)
 LIMITER = web.AppKey("publish_rate_limiter", RateLimiter)
 
 
-#: What the database raises when it cannot be reached (refused, reset, gone, shutting down,
-#: dropped): a 503 with ``Retry-After``, not a 500. The data endpoints never see these (they
-#: answer from the snapshot, ``publish.data``); admin actions that read the store may.
-UNAVAILABLE_ERRORS = (ConnectionError, TimeoutError, asyncpg.PostgresConnectionError,
-                      asyncpg.InterfaceError, asyncpg.exceptions.OperatorInterventionError,
-                      asyncpg.InvalidCatalogNameError)
 #: Seconds a client is asked to wait when the database cannot be reached.
 RETRY_AFTER_UNAVAILABLE = 5
 
@@ -198,7 +192,9 @@ def error_response(request: web.Request, exc: Exception) -> web.Response:
         else:
             detail = exc.text or exc.reason
         return problem_response(exc.status, detail, instance=instance, headers=headers)
-    if isinstance(exc, UNAVAILABLE_ERRORS):
+    if isinstance(exc, UNREACHABLE_ERRORS):
+        # A 503 with Retry-After, not a 500. The data endpoints never see these (they answer
+        # from the snapshot, publish.data); admin actions that read the store may.
         log.warning("%s %s: the database cannot be reached (%s: %s)", request.method,
                     request.path, type(exc).__name__, str(exc).strip() or "no detail")
         return problem_response(503, "the database cannot be reached; try again later",
