@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 import csv
 import dataclasses
 import datetime as dt
@@ -57,6 +58,10 @@ BAD_KINDS = ("fee_negative", "fee_above_amount", "rate_off_reference", "received
              "currency_mismatch", "unknown_corridor", "implausible_negative_margin")
 #: Firm types of emulated operators, in RPW's proportions (MTO 67%, bank 29%, rounded).
 OPERATOR_TYPES = ("mto", "mto", "bank", "mto", "mto", "bank", "mto", "mto", "bank", "mto")
+#: Requests the sandbox remembers for GET /_sandbox/log.
+LOG_LIMIT = 100_000
+#: Operator quote bodies kept for the current price epoch (all of them, in the benchmark).
+QUOTE_CACHE_LIMIT = 50_000
 _NAMES = ("Atlas", "Beacon", "Cedar", "Delta", "Ember", "Falcon", "Granite", "Harbor",
           "Iris", "Juniper", "Kestrel", "Lumen", "Meridian", "Nimbus", "Orchid", "Pioneer",
           "Quartz", "Raven", "Summit", "Tundra")
@@ -469,7 +474,14 @@ class Sandbox:
         self.operators = operators(operators_n)
         self.market = market()
         self.requests = 0
-        self.log: list[tuple[str, str]] = []  # (path?query, outcome)
+        #: (path?query, outcome) of the latest LOG_LIMIT requests (a long-running sandbox
+        #: must not grow without bound).
+        self.log: collections.deque[tuple[str, str]] = collections.deque(maxlen=LOG_LIMIT)
+        # Operator quote bodies of the current price epoch, by (operator, query): an
+        # emulated upstream answers a repeated question from memory, so that on a 2-core
+        # machine it leaves the CPU to the collector under test.
+        self._quotes: dict[tuple[str, str, float], tuple[bytes, str]] = {}
+        self._quotes_epoch = -1
 
     def epoch(self) -> int:
         return int(dt.datetime.now(dt.UTC).timestamp() // self.faults.price_epoch_seconds)
@@ -543,9 +555,9 @@ class Sandbox:
         self.log.append((where, "ok"))
         return resp
 
-    def _conditional(self, request: web.Request, body: bytes, content_type: str
-                     ) -> web.Response:
-        etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+    def _conditional(self, request: web.Request, body: bytes, content_type: str,
+                     etag: str | None = None) -> web.Response:
+        etag = etag or _etag(body)
         if request.headers.get("If-None-Match") == etag:
             return web.Response(status=304, headers={"ETag": etag})
         return web.Response(body=body, content_type=content_type, headers={"ETag": etag})
@@ -553,6 +565,13 @@ class Sandbox:
     # -- upstreams ---------------------------------------------------------------------------
 
     async def operator_quote(self, request: web.Request) -> web.Response:
+        epoch = self.epoch()
+        if epoch != self._quotes_epoch or len(self._quotes) >= QUOTE_CACHE_LIMIT:
+            self._quotes.clear()
+            self._quotes_epoch = epoch
+        key = (request.match_info["n"], request.query_string, self.faults.bad_quote_rate)
+        if (hit := self._quotes.get(key)) is not None:
+            return self._conditional(request, hit[0], "application/json", hit[1])
         q = request.query
         try:
             op = self.operators[int(request.match_info["n"])]
@@ -576,7 +595,8 @@ class Sandbox:
                                  self.faults.bad_quote_rate)
         _spoil(quote, bad, amount, p["mid"])
         body = json.dumps({"operator": op.name, "quote": quote}).encode()
-        return self._conditional(request, body, "application/json")
+        self._quotes[key] = (body, _etag(body))
+        return self._conditional(request, body, "application/json", self._quotes[key][1])
 
     async def comparison(self, request: web.Request) -> web.Response:
         q = request.query
@@ -714,6 +734,10 @@ class Sandbox:
 
 
 SANDBOX = web.AppKey("sandbox", Sandbox)
+
+
+def _etag(body: bytes) -> str:
+    return '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
 
 
 def _spoil(quote: dict[str, Any], kind: str | None, amount: float, mid: float) -> None:

@@ -204,3 +204,33 @@ def test_the_sandbox_takes_no_config_file(capsys: pytest.CaptureFixture[str]) ->
     assert "reads no config file" in text
     assert not re.search(r"^\s+--config\b", text, re.MULTILINE)  # not among the options
     assert re.search(r"^\s+-q, --quiet\b", text, re.MULTILINE)
+
+
+async def test_a_repeated_quote_is_answered_the_same_until_prices_change() -> None:
+    """Operator quotes are kept for their price epoch (so that the emulated upstream leaves
+    the CPU to the collector under test), without changing what is served."""
+    sandbox = Sandbox(operators_n=2)
+    server = TestServer(sandbox.app(), host="127.0.0.1")
+    await server.start_server()
+    url = (f"{str(server.make_url('')).rstrip('/')}/operators/1/quote?source=USA"
+           "&destination=MEX&send_currency=USD&receive_currency=MXN&amount=200")
+    try:
+        async with aiohttp.ClientSession() as session:
+            async def get(**headers: str) -> tuple[int, bytes, str]:
+                async with session.get(url, headers=headers) as resp:
+                    return resp.status, await resp.read(), resp.headers["ETag"]
+
+            status, body, etag = await get()
+            assert status == 200 and json.loads(body)["quote"]["sendAmount"] == 200
+            assert await get() == (200, body, etag)
+            assert (await get(**{"If-None-Match": etag}))[0] == 304
+            # A knob turned: the quote is made anew (every quote is then a bad one).
+            sandbox.faults.bad_quote_rate = 1.0
+            assert (await get())[1] != body
+            sandbox.faults.bad_quote_rate = 0.0
+            # The next price epoch: new prices, a new ETag.
+            sandbox.faults.price_epoch_seconds = 1.0
+            assert (await get())[2] != etag
+    finally:
+        await server.close()
+    assert sandbox.log.maxlen and [outcome for _, outcome in sandbox.log][:2] == ["ok", "ok"]
