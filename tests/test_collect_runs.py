@@ -70,6 +70,9 @@ async def test_run_stores_archives_and_measures_against_reference(store: Store,
         reports = await collector.run_all()
         by_name = {r.source: r for r in reports}
         assert by_name[f"{p}-ecb"].status == "ok" and by_name[f"{p}-ecb"].rates > 20
+        # Every response archived, in fewer statements than responses (sources share them).
+        assert collector.archiver.archived == sum(r.requests for r in reports)
+        assert collector.archiver.writes < collector.archiver.archived
         op = by_name[f"{p}-op-0"]
         print("\n".join(r.line() for r in reports))
         assert (op.status, op.stored, op.quarantined, op.requests) == ("ok", 6, 0, 6)
@@ -342,6 +345,35 @@ async def test_one_runs_failing_batch_does_not_sink_another_in_the_same_write(
     assert await store.pool.fetchval(
         "SELECT count(*) FROM quotes WHERE source = ANY($1::text[])",
         [f"{tag}-a", f"{tag}-b"]) == 1
+
+
+async def test_responses_of_runs_side_by_side_are_archived_together(store: Store) -> None:
+    import datetime as dt
+
+    from collector.run import _Archiver
+
+    tag = uuid.uuid4().hex[:8]
+    archiver = _Archiver(store, max_batch=3, delay=0.05)
+    archiver.enter()
+
+    def row(run: str, n: int) -> dict[str, Any]:
+        return {"source": f"{tag}-{run}", "url": f"http://127.0.0.1/{run}/{n}",
+                "fetched_at": dt.datetime.now(dt.UTC), "status": 200, "body": b"{}"}
+
+    # Two runs' responses within one window: one statement. The next three fill a batch,
+    # which goes at once rather than at the end of the window.
+    ids = await asyncio.gather(archiver.add(row("a", 1)), archiver.add(row("b", 1)))
+    assert archiver.writes == 1 and ids[0] < ids[1]
+    archiver.delay = 30.0
+    started = asyncio.get_running_loop().time()
+    more = await asyncio.gather(*[archiver.add(row("a", n)) for n in range(2, 5)])
+    assert archiver.writes == 2 and asyncio.get_running_loop().time() - started < 15
+    await archiver.leave()
+    stored = await store.pool.fetch(
+        "SELECT id, url FROM raw_responses WHERE source LIKE $1 ORDER BY id", f"{tag}-%")
+    assert [r["id"] for r in stored] == [*ids, *more]
+    assert [r["url"].rsplit("/", 2)[1:] for r in stored] == [
+        ["a", "1"], ["b", "1"], ["a", "2"], ["a", "3"], ["a", "4"]]
 
 
 async def test_scheduler_fires_a_job_on_its_trigger(store: Store, session: Any) -> None:
