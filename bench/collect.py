@@ -107,6 +107,21 @@ async def stored_quotes(store: Store, run_ids: list[int]) -> list[Quote]:
     ) for r in rows]
 
 
+async def bare_gets(session: aiohttp.ClientSession, urls: list[str], *, concurrency: int
+                    ) -> tuple[int, float, float]:
+    """(requests, seconds, CPU seconds) of plain GETs of ``urls``, ``concurrency`` at a time."""
+    todo = iter(urls)
+
+    async def worker() -> None:
+        for url in todo:
+            async with session.get(url) as resp:
+                await resp.read()
+
+    started, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*[worker() for _ in range(concurrency)])
+    return len(urls), time.perf_counter() - started, time.process_time() - cpu
+
+
 def spread(times: list[float]) -> str:
     """'median s (min–max)' of repeated timings."""
     return (f"{statistics.median(times):.3f} s, {min(times):.3f}–{max(times):.3f} over "
@@ -145,13 +160,21 @@ async def main(server_url: str, corridors: int, operators: int) -> None:
             # state of a scheduled collector (the same services, new prices).
             phases = []
             for _ in range(2):
-                writer = collector.writer
-                before = (writer.seconds, writer.writes, writer.batches)
-                started = time.perf_counter()
+                writer, archiver = collector.writer, collector.archiver
+                before = (writer.seconds, writer.writes, writer.batches, archiver.writes,
+                          archiver.archived)
+                started, cpu = time.perf_counter(), time.process_time()
                 reports = await collector.run_all(names)
-                elapsed = time.perf_counter() - started
+                elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
                 phases.append((reports, elapsed, writer.seconds - before[0],
-                               writer.writes - before[1], writer.batches - before[2]))
+                               writer.writes - before[1], writer.batches - before[2], cpu,
+                               archiver.writes - before[3], archiver.archived - before[4]))
+            # The floor under the fetching: a bare aiohttp client GETting the same URLs at the
+            # same concurrency, doing nothing with the answers.
+            urls = [str(r["url"]) for r in await store.pool.fetch(
+                "SELECT url FROM raw_responses WHERE run_id = ANY($1::bigint[])",
+                [r.run_id for r in phases[-1][0]])]
+            bare_http = await bare_gets(session, urls, concurrency=16 * len(names))
         first_reports = phases[0][0]
         bad = [r.line() for reports, *_ in phases for r in reports if r.status != "ok"]
         run_ids = [r.run_id for r in first_reports]
@@ -242,12 +265,20 @@ async def main(server_url: str, corridors: int, operators: int) -> None:
           f"{len(rows):,} rows into a table shaped like quotes, no indexes)")
     print(f"  COPY, quotes' indexes:  {len(rows) / statistics.median(indexed_times):8,.0f} "
           f"quotes/s   ({spread(indexed_times)}; the floor any exactly-once store pays)")
-    for label, (reports, elapsed, busy, writes, batches) in zip(
+    gets, gets_seconds, gets_cpu = bare_http
+    print(f"  bare aiohttp GETs (floor): {gets / gets_seconds:6,.0f} requests/s "
+          f"({gets:,} of the second collection's URLs, same concurrency, answers unused; "
+          f"{gets_cpu / gets * 1e6:.0f} µs of CPU each)")
+    for label, (reports, elapsed, busy, writes, batches, cpu, arch_writes, archived) in zip(
             ("first collection (creates the services)", "second collection (steady state)"),
             phases, strict=True):
         stored = sum(r.stored for r in reports)
         print(f"  {label}: {stored:,} stored in {elapsed:.2f} s")
-        print(f"    end to end:           {stored / elapsed:8,.0f} quotes/s   (goal ≥ 2,000)")
+        ratio = stored / elapsed / (gets / gets_seconds)
+        print(f"    end to end:           {stored / elapsed:8,.0f} quotes/s   (goal ≥ 2,000; "
+              f"/ bare GETs {ratio:.2f}; the collector's CPU: {cpu / stored * 1e6:.0f} µs a "
+              f"quote, {cpu / elapsed:.0%} of a core)")
+        print(f"    archive:              {archived:,} responses in {arch_writes} statements")
         storage = stored / busy if busy else float("nan")
         print(f"    writer, in pipeline:  {storage:8,.0f} quotes/s   ({busy:.3f} s wall time "
               f"writing {batches} run batches in {writes} group commits, / bare COPY "

@@ -18,6 +18,8 @@ not a number as ``malformed_record``. Only an answer broken as a whole (not JSON
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from typing import Any
 
 from collector import options as opt
@@ -129,12 +131,15 @@ def _draft(source: SourceConfig, rec: dict[str, Any], c: CorridorSpec, usd: int,
            ) -> Draft:
     """One quote as a draft; Unusable when it cannot be one."""
     o = source.options
-    fields: dict[str, str] = dict(o.get("fields", {}))
-    labels: dict[str, str] = dict(o.get("labels", {}))
-    firm = Firm(o["firm"], FirmType(o.get("firm_type", "mto")))
+    fields: Mapping[str, str] = o.get("fields", {})
+    labels: Mapping[str, str] = o.get("labels", {})
+    firm, access_point, default_pay_in, default_pay_out = _fixed(
+        o["firm"], o.get("firm_type", "mto"), o.get("access_point", "internet"),
+        o.get("pay_in"), o.get("pay_out"))
 
     def get(name: str) -> Any:
-        return dig(rec, fields[name], None) if name in fields else None
+        path = fields.get(name)
+        return None if path is None else dig(rec, path, None)
 
     corridor: CorridorSpec | None = c
     dest = get("destination")
@@ -144,17 +149,17 @@ def _draft(source: SourceConfig, rec: dict[str, Any], c: CorridorSpec, usd: int,
         corridor = None
     pay_in_label = get("pay_in")
     pay_out_label = get("pay_out")
-    pay_in = _label(pay_in_label, labels, PayIn, "pay_in") if pay_in_label else (
-        PayIn(o["pay_in"]) if o.get("pay_in") else None)
-    pay_out = _label(pay_out_label, labels, PayOut, "pay_out") if pay_out_label else (
-        PayOut(o["pay_out"]) if o.get("pay_out") else None)
+    pay_in = (_label(pay_in_label, labels, PayIn, "pay_in") if pay_in_label
+              else default_pay_in)
+    pay_out = (_label(pay_out_label, labels, PayOut, "pay_out") if pay_out_label
+               else default_pay_out)
     hours = number(get("delivery_hours"), "speed", "delivery_hours")
     days = number(get("delivery_days"), "speed", "delivery_days")
     speed = (speed_from_days(float(hours) / 24) if hours is not None else
              speed_from_days(float(days)) if days is not None else None)
     product = str(get("product") or o.get("product", ""))
     service = ServiceAttributes(product=product, pay_in=pay_in, pay_out=pay_out,
-                                access_point=AccessPoint(o.get("access_point", "internet")),
+                                access_point=access_point,
                                 speed=speed)
     send_cur, recv_cur = get("send_currency"), get("receive_currency")
     return Draft(
@@ -174,7 +179,16 @@ def _draft(source: SourceConfig, rec: dict[str, Any], c: CorridorSpec, usd: int,
     )
 
 
-def _label(value: Any, labels: dict[str, str], kind: type[PayIn] | type[PayOut],
+@functools.lru_cache(maxsize=256)
+def _fixed(firm: str, firm_type: str, access_point: str, pay_in: str | None,
+           pay_out: str | None) -> tuple[Firm, AccessPoint, PayIn | None, PayOut | None]:
+    """What a source's options fix for all its quotes, made once per source rather than
+    per quote: the firm, the access point and the default pay-in and pay-out."""
+    return (Firm(firm, FirmType(firm_type)), AccessPoint(access_point),
+            PayIn(pay_in) if pay_in else None, PayOut(pay_out) if pay_out else None)
+
+
+def _label(value: Any, labels: Mapping[str, str], kind: type[PayIn] | type[PayOut],
            field: str) -> Any:
     text = str(value)
     mapped = labels.get(text, text)

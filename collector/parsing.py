@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 from decimal import Decimal, InvalidOperation
@@ -20,10 +21,15 @@ def load_json(body: bytes, what: str) -> Any:
         raise ParseError(f"{what}: not JSON ({exc})") from None
 
 
+@functools.lru_cache(maxsize=1024)
+def _steps(path: str) -> tuple[str, ...]:
+    return tuple(path.split(".")) if path else ()
+
+
 def dig(obj: Any, path: str, default: Any = _MISSING) -> Any:
     """``dig({"a": [{"b": 1}]}, "a.0.b") == 1``; a missing step gives ``default`` or raises."""
     cur = obj
-    for step in path.split(".") if path else []:
+    for step in _steps(path):
         if isinstance(cur, dict) and step in cur:
             cur = cur[step]
         elif isinstance(cur, list) and step.lstrip("-").isdigit() and -len(cur) <= int(
