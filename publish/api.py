@@ -326,6 +326,18 @@ def _filtered(entries: list[dict[str, Any]], payin: str | None, payout: str | No
     return out
 
 
+def _filter_note(entries: list[dict[str, Any]], payin: str | None, payout: str | None
+                 ) -> str | None:
+    """Why a filter may show fewer services than the corridor has: those that do not record
+    how money is paid in or out (RPW's survey quotes never say how it is paid in) are left
+    out, not guessed. None when no service was left out for that reason."""
+    unsaid = [f"{n} of {len(entries)} services do not record how the money is {how}"
+              for key, wanted, how in (("pay_in", payin, "paid in"),
+                                       ("pay_out", payout, "paid out"))
+              if wanted is not None and (n := sum(e[key] is None for e in entries))]
+    return "; ".join(unsaid) + ": the filter leaves them out" if unsaid else None
+
+
 def compare_document(snap: Snapshot, src: str, dst: str, amount: Decimal,
                      currency: str | None, payin: str | None, payout: str | None,
                      period: str | None) -> dict[str, Any]:
@@ -363,7 +375,8 @@ def compare_document(snap: Snapshot, src: str, dst: str, amount: Decimal,
             f"the nearest priced amount, {priced.normalize():f} {currency or send_currency}, "
             "unscaled"),
         priced_amounts=[p.send_amount for p in points],
-        filters={"payin": payin, "payout": payout},
+        filters={"payin": payin, "payout": payout,
+                 "note": _filter_note(point.services + point.non_transparent, payin, payout)},
         corridor=_corridor_summary(row),
         ranked_by=point.ranked_by,
         services=services,

@@ -38,14 +38,15 @@ from metrics import corridors as cor
 from metrics.cost import fee_pct, fx_margin_pct, total_cost_pct
 from metrics.indicators import compute_indicators
 from metrics.services import services_in_period
-from publish.problems import Problem
+from publish.problems import RETRY_AFTER_UNAVAILABLE, Problem
 
 log = logging.getLogger(__name__)
 
 #: The price points of RPW and of sendcost's collectors.
 PRICE_POINTS = (200, 500)
-#: How often the store is asked whether new quotes arrived (seconds).
-REFRESH_SECONDS = 5.0
+#: How often the store is asked whether new quotes arrived (seconds); a client that found
+#: it unreachable is asked to come back as late (RETRY_AFTER_UNAVAILABLE).
+REFRESH_SECONDS = float(RETRY_AFTER_UNAVAILABLE)
 #: How long that question may take before the store counts as unreachable (seconds).
 CHECK_TIMEOUT_SECONDS = 5.0
 #: SDG 10.c targets, in percent.
@@ -375,7 +376,7 @@ class StoreUnavailable(Problem):
     def __init__(self) -> None:
         super().__init__(503, "the database cannot be reached and no data has been loaded "
                               "yet; try again later",
-                         headers={"Retry-After": str(max(1, math.ceil(REFRESH_SECONDS)))})
+                         headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE)})
 
 
 class ApiData:

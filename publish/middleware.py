@@ -38,7 +38,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.utils import floatToGoString
 
 from corridors.store import UNREACHABLE_ERRORS
-from publish.problems import Problem, problem_response
+from publish.problems import RETRY_AFTER_UNAVAILABLE, Problem, problem_response
 
 log = logging.getLogger(__name__)
 
@@ -167,9 +167,6 @@ class RateLimiter:
 TELEMETRY = web.AppKey("publish_telemetry", Telemetry)
 LIMITER = web.AppKey("publish_rate_limiter", RateLimiter)
 
-
-#: Seconds a client is asked to wait when the database cannot be reached.
-RETRY_AFTER_UNAVAILABLE = 5
 
 
 def error_response(request: web.Request, exc: Exception) -> web.Response:

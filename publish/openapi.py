@@ -99,7 +99,7 @@ SCHEMAS: dict[str, Any] = {
         "priced_send_amount": {"type": "number"}, "priced_amount_usd": INT,
         "approximate": BOOL, "approximation": NSTR,
         "priced_amounts": {"type": "array", "items": {"type": "number"}},
-        "filters": obj({"payin": NSTR, "payout": NSTR}),
+        "filters": obj({"payin": NSTR, "payout": NSTR, "note": NSTR}),
         "corridor": ref("CorridorSummary"),
         "ranked_by": {"enum": ["amount_received_per_amount_paid", "total_cost_pct"]},
         "services": {"type": "array", "items": ref("Service")},

@@ -14,6 +14,10 @@ from typing import Any
 
 from aiohttp import web
 
+#: Seconds a client is asked to wait when the database cannot be reached: a 503 from an admin
+#: action, or from a data endpoint before the first snapshot (the store is asked again at
+#: that pace, publish.data.REFRESH_SECONDS).
+RETRY_AFTER_UNAVAILABLE = 5
 PROBLEM_TYPE_BASE = "https://sendcost.org/problems/"
 CONTENT_TYPE = "application/problem+json"
 

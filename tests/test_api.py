@@ -138,7 +138,7 @@ def expected_compare(amount: float, currency: str, priced: float, *,
                           f"nearest priced amount, {priced:g} {currency}, unscaled"
                           if approximate else None),
         "priced_amounts": [140.0, 345.0],
-        "filters": {"payin": None, "payout": None},
+        "filters": {"payin": None, "payout": None, "note": None},
         "corridor": {
             "average": average, "smart": statistics.fmean(sorted(totals)[:3]),
             "median": statistics.median(totals), "services": len(rows),
@@ -199,9 +199,20 @@ async def test_compare_defaults_to_the_latest_period_of_the_corridor(api: TestCl
 async def test_compare_filters_by_pay_out_and_reranks(api: TestClient) -> None:  # noqa: F811
     body = await get_json(api, "/v1/compare?from=ITA&to=CHN&amount=140&payout=bank_account")
     assert body["services"] == [] and body["filters"] == {"payin": None,
-                                                          "payout": "bank_account"}
+                                                          "payout": "bank_account", "note": None}
     body = await get_json(api, "/v1/compare?from=ITA&to=CHN&amount=140&payout=cash")
     assert [s["rank"] for s in body["services"]] == [1, 2, 3, 4]
+
+
+async def test_a_filter_says_which_services_it_cannot_tell(api: TestClient) -> None:  # noqa: F811
+    # RPW's survey quotes do not say how the money is paid in: payin= cannot pick them.
+    every = await get_json(api, "/v1/compare?from=ITA&to=CHN&amount=140")
+    body = await get_json(api, "/v1/compare?from=ITA&to=CHN&amount=140&payin=cash")
+    n = len(every["services"]) + len(every["non_transparent"])
+    assert body["services"] == [] and n > 0
+    assert body["filters"]["note"] == (f"{n} of {n} services do not record how the money is "
+                                       "paid in: the filter leaves them out")
+    assert every["filters"]["note"] is None
 
 
 async def test_corridors_list_filtered_to_one_corridor(api: TestClient) -> None:  # noqa: F811
