@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import hashlib
 import logging
 import time
 from collections import Counter
@@ -292,8 +293,10 @@ class RunContext:
             raw_id = await self._archiver.add({
                 "source": self.source.name, "url": url, "fetched_at": resp.fetched_at,
                 "status": resp.status, "content_type": resp.content_type, "headers": headers,
-                # A 304 has no body of its own: it points at the response it re-uses.
+                # A 304 has no body of its own: it points at the response it re-uses, and
+                # its hash is that body's (not the hash of nothing).
                 "body": None if resp.status == 304 else resp.body,
+                "content_hash": hashlib.sha256(resp.body or b"").hexdigest(),
                 "run_id": self.report.run_id, "licence": self.options.get("licence"),
             })
         except Exception as exc:

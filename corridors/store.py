@@ -401,8 +401,10 @@ class Store:
     async def archive_raw_many(self, rows: Sequence[dict[str, Any]]) -> list[int]:
         """Archive many upstream responses in one COPY; return their ids in order.
 
-        Each row has the keys of ``archive_raw``. Ids are taken from the table's sequence
-        first, so the COPY needs no RETURNING and the caller knows every row's id.
+        Each row has the keys of ``archive_raw``, and may give its ``content_hash`` (a 304
+        gives the hash of the body it re-uses, which it does not store). Ids are taken from
+        the table's sequence first, so the COPY needs no RETURNING and the caller knows every
+        row's id.
         """
         if not rows:
             return []
@@ -413,7 +415,8 @@ class Store:
             records = [
                 (i, r["source"], r["url"], r["fetched_at"], r.get("status"),
                  r.get("content_type"), json.dumps(r.get("headers") or {}),
-                 hashlib.sha256(r.get("body") or b"").hexdigest(), r.get("body"),
+                 r.get("content_hash") or hashlib.sha256(r.get("body") or b"").hexdigest(),
+                 r.get("body"),
                  r.get("run_id"), r.get("licence"))
                 for i, r in zip(ids, rows, strict=True)
             ]

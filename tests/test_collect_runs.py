@@ -105,6 +105,12 @@ async def test_run_stores_archives_and_measures_against_reference(store: Store,
             "FROM raw_responses WHERE run_id = $1", again.run_id)
         assert {(r["status"], r["empty"]) for r in statuses} == {(304, True)}
         assert all(r["src"] for r in statuses)
+        # Each 304's hash is that of the body it re-uses, not the hash of nothing.
+        pairs = await store.pool.fetch(
+            "SELECT r.content_hash AS hash, o.content_hash AS original FROM raw_responses r "
+            "JOIN raw_responses o ON o.id = (r.headers->>'X-Sendcost-Body-From')::bigint "
+            "WHERE r.run_id = $1", again.run_id)
+        assert len(pairs) == 6 and all(p["hash"] == p["original"] for p in pairs)
 
         # A re-parse fetches nothing and replaces the run's quotes with the same ones.
         served = sandbox.requests
