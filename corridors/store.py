@@ -120,6 +120,8 @@ _COPY_COLUMNS = (
 _SERVICE_COLUMNS = ("service_key", "corridor_id", "firm_id", "product", "pay_in",
                     "pay_out", "access_point", "speed")
 
+#: The key of a service by id.
+_SERVICE_KEY = "SELECT service_key FROM services WHERE id = $1"
 #: Ids of services by key.
 _SERVICE_IDS = "SELECT id, service_key FROM services WHERE service_key = ANY($1::text[])"
 
@@ -129,11 +131,12 @@ class Store:
         self.pool = pool
         # service_key → id of committed services. Services are append-only (migration 4:
         # the database refuses to update, delete or truncate them), so an id once seen stays
-        # right as long as the services table it was read from is there: each write checks
-        # that table's oid against the one the ids came from (a recreated table, schema or
-        # database has a new one).
+        # right as long as the services it was read from are still the ones there. Each
+        # write checks that by the newest cached service: is its id still its key? A
+        # recreated table, schema or database, a server rebuilt from scratch (same table
+        # oid) or an older backup restored does not have it.
         self._service_ids: dict[str, int] = {}
-        self._services_table: int | None = None
+        self._newest_service: tuple[int, str] | None = None
 
     async def close(self) -> None:
         await self.pool.close()
@@ -224,20 +227,13 @@ class Store:
             async with self.pool.acquire() as own:
                 return await self.write_batches(batches, import_id=import_id, conn=own)
         quotes = [q for b in batches for q in b.quotes]
-        known = self._service_ids
         new_services: dict[str, int] = {}
-        table: int | None = None
         async with conn.transaction():
             if quotes:
-                table = await conn.fetchval("SELECT 'services'::regclass::oid")
-                if known and table != self._services_table:
-                    log.warning("the services table is not the one %d cached service ids "
-                                "were read from (was the database recreated?); resolving "
-                                "services again", len(known))
-                    known.clear()
+                known = await self._known_services(conn)
                 # Ids from the cache need no check row by row (migration 3 dropped the
-                # quotes' foreign key): the table is the one they came from (above) and
-                # services are never deleted (migration 4).
+                # quotes' foreign key): the services they came from are the ones there
+                # (above) and services are never deleted (migration 4).
                 new_services = await self._ensure_services(
                     conn, [q for q in quotes if q.service_key not in known])
                 service_ids = {**known, **new_services} if new_services else known
@@ -259,10 +255,26 @@ class Store:
         # Remember service ids only once they are committed: a rolled-back insert's ids
         # never existed.
         if new_services and not conn.is_in_transaction():
-            known.update(new_services)
-            self._services_table = table
+            self._service_ids.update(new_services)
+            newest = max((i, k) for k, i in new_services.items())
+            if self._newest_service is None or newest > self._newest_service:
+                self._newest_service = newest
         return [WriteResult(n, len(b.quotes) - n, k)
                 for b, n, k in zip(batches, inserted, quarantined, strict=True)]
+
+    async def _known_services(self, conn: asyncpg.Connection) -> dict[str, int]:
+        """The cached service ids, once the newest of them is found still to be there (one
+        round trip); an empty cache when it is not."""
+        newest = self._newest_service
+        if newest is None:
+            return self._service_ids
+        if await conn.fetchval(_SERVICE_KEY, newest[0]) != newest[1]:
+            log.warning("the services are not those %d cached service ids were read from "
+                        "(service %d is not %r: was the database recreated or restored?); "
+                        "resolving services again", len(self._service_ids), *newest)
+            # A new dict: a write under way keeps the one it holds.
+            self._service_ids, self._newest_service = {}, None
+        return self._service_ids
 
     @staticmethod
     async def _insert_quotes(conn: asyncpg.Connection, records: list[tuple[Any, ...]],

@@ -80,7 +80,7 @@ async def test_duplicate_quotes_are_absorbed(store: Store) -> None:
 
 async def test_a_recreated_database_does_not_orphan_quotes(fresh_database: str) -> None:
     # The store remembers service ids; quotes have no per-row foreign key (migration 3), so
-    # the batch check is what keeps a quote from pointing at a service that is not there.
+    # the check of the cache is what keeps a quote from pointing at a service not there.
     s = await connect(fresh_database)
     try:
         await s.migrate()
@@ -94,6 +94,27 @@ async def test_a_recreated_database_does_not_orphan_quotes(fresh_database: str) 
         assert await s.pool.fetchval(
             "SELECT count(*) FROM quotes q LEFT JOIN services s ON s.id = q.service_id "
             "WHERE s.id IS NULL") == 0
+    finally:
+        await s.close()
+
+
+async def test_services_rebuilt_under_the_same_table_do_not_orphan_quotes(
+        fresh_database: str) -> None:
+    # A server rebuilt from scratch (or a backup restored) gives the services table the
+    # oid it had; the cached ids are then checked against the services themselves.
+    s = await connect(fresh_database)
+    try:
+        await s.migrate()
+        assert (await s.store_quotes([make_quote(service_key="test:kept")])).inserted == 1
+        await s.pool.execute(
+            "ALTER TABLE services DISABLE TRIGGER services_append_only; DELETE FROM quotes; "
+            "DELETE FROM services; ALTER TABLE services ENABLE TRIGGER services_append_only")
+        assert (await s.store_quotes([make_quote(service_key="test:other")])).inserted == 1
+        later = make_quote(service_key="test:kept", collected_at=T0 + dt.timedelta(hours=1))
+        assert (await s.store_quotes([later])).inserted == 1
+        rows = await s.pool.fetch("SELECT s.service_key FROM quotes q "
+                                  "LEFT JOIN services s ON s.id = q.service_id ORDER BY q.id")
+        assert [r["service_key"] for r in rows] == ["test:other", "test:kept"]
     finally:
         await s.close()
 
@@ -136,7 +157,7 @@ async def test_two_writers_creating_the_same_services_both_succeed(store: Store,
     "DELETE FROM services WHERE service_key = 'test:none'"])
 async def test_identity_tables_are_append_only(store: Store, statement: str) -> None:
     """Corridors, firms and services are only ever added to (migration 4): an id once read
-    stays valid, which the writer's caches and the quotes' batch check rely on."""
+    stays valid, which the writer's caches rely on."""
     await store.store_quotes([make_quote(service_key="test:append-only")])
     with pytest.raises(asyncpg.RestrictViolationError, match="append-only"):
         await store.pool.execute(statement)

@@ -3,8 +3,8 @@
 -- 1. A corridor, a firm or a service is the identity of what quotes price: rows are added
 --    (by corridors.store.Store, the one writer) and never changed or removed. The database
 --    now refuses an UPDATE, DELETE or TRUNCATE of these tables, so an id once read stays
---    valid for as long as the database lives: what the quotes' batch check (migration 3)
---    and the writer's id caches rely on is a guarantee, not a habit.
+--    valid for as long as the database lives: what the writer's id caches rely on is a
+--    guarantee, not a habit.
 CREATE FUNCTION sendcost_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION 'table % is append-only: rows are added, never changed or removed '
