@@ -50,13 +50,17 @@ def migrations() -> list[tuple[int, str, str]]:
 
 
 #: What the database raises when it cannot be reached or went away mid-use: refused, reset,
-#: timed out, shutting down, dropped, or a pooled connection that a terminated session left
-#: half-way through an operation (asyncpg raises InternalClientError there,
-#: MagicStack/asyncpg#1069). A caller answers these with "try again later", not a crash.
+#: timed out, shutting down, dropped, not accepting connections (ALLOW_CONNECTIONS false),
+#: out of connections or resources, refusing our credentials, or a pooled connection that
+#: a terminated session left half-way through an operation (asyncpg raises
+#: InternalClientError there, MagicStack/asyncpg#1069). A caller answers these with "try
+#: again later", not a crash; any other error PostgreSQL reports is a bug of ours.
 UNREACHABLE_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
     asyncpg.InternalClientError, asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.InvalidCatalogNameError)
+    asyncpg.InvalidCatalogNameError, asyncpg.ObjectNotInPrerequisiteStateError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.InvalidAuthorizationSpecificationError)
 #: Every failure of a database operation: the above, any error PostgreSQL reported, an OS error.
 STORE_ERRORS: tuple[type[BaseException], ...] = (
     OSError, asyncpg.PostgresError, *UNREACHABLE_ERRORS)

@@ -391,8 +391,8 @@ PAYOUT = tuple(x.value for x in PayOut)
 async def compare(request: web.Request) -> web.StreamResponse:
     fmt = "csv" if wants_csv(request) else "json"
     data = request.app[DATA]
-    # The hot path awaits nothing: the snapshot in hand is used while it is fresh.
-    snap = data.fresh() or await data.refresh()
+    # The hot path awaits nothing: the snapshot in hand is used (the poller keeps it fresh).
+    snap = data.current() or await data.refresh()
     # The migrant's question repeats: a query string answered before is answered from
     # memory without parsing it again (only successful answers are kept), with its ETag.
     raw_key = ("compare-raw", request.query_string, fmt)

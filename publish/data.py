@@ -32,7 +32,7 @@ from corridors.errors import BadPeriod, NoData
 from corridors.frame import QUOTE_FRAME_SCHEMA
 from corridors.periods import parse_period
 from corridors.reference import countries, countries_frame
-from corridors.store import STORE_ERRORS, Store
+from corridors.store import STORE_ERRORS, UNREACHABLE_ERRORS, Store
 from metrics import METHODOLOGY_VERSION
 from metrics import corridors as cor
 from metrics.cost import fee_pct, fx_margin_pct, total_cost_pct
@@ -379,6 +379,10 @@ class StoreUnavailable(Problem):
                          headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE)})
 
 
+#: What reading the store raises in an outage (an OSError from the socket beside the rest).
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (OSError, *UNREACHABLE_ERRORS)
+
+
 class ApiData:
     """The current snapshot of one running service, refreshed when the store changes."""
 
@@ -386,7 +390,6 @@ class ApiData:
         self.store = store
         self._snapshot: Snapshot | None = None
         self._lock = asyncio.Lock()
-        self._checked_at = 0.0
         self._flows: pl.LazyFrame | None = None
         #: The store could not be reached at the last check (the outage is logged once).
         self.unreachable = False
@@ -398,18 +401,18 @@ class ApiData:
     async def refresh(self) -> Snapshot:
         """Rebuild the snapshot if the store has quotes it does not have.
 
-        When the store cannot be reached, the snapshot in hand is returned (and checked
+        When the store cannot be reached, the snapshot in hand is returned (the poller asks
         again REFRESH_SECONDS later); without one, ``StoreUnavailable`` (503) is raised.
         """
         async with self._lock:
+            quotes = None
             try:
                 version = await self.store_version()
-                self._checked_at = time.monotonic()
                 if self._snapshot is None or self._snapshot.version != version:
                     quotes = await load_quotes(self.store, version)
-                    self._snapshot = await asyncio.to_thread(build_snapshot, quotes, version)
-            except STORE_ERRORS as exc:
-                self._checked_at = time.monotonic()
+            except OUTAGE_ERRORS as exc:
+                # Only an outage: an error PostgreSQL reports (a query the schema does not
+                # take) is a bug, which the poller logs with its traceback every time.
                 if not self.unreachable:
                     self.unreachable = True
                     log.warning("the database cannot be reached (%s: %s); %s",
@@ -420,26 +423,22 @@ class ApiData:
                 if self._snapshot is None:
                     raise StoreUnavailable() from exc
                 return self._snapshot
+            if quotes is not None:
+                self._snapshot = await asyncio.to_thread(build_snapshot, quotes, version)
+            assert self._snapshot is not None
             if self.unreachable:
                 self.unreachable = False
                 log.info("the database answers again (quote %d)", self._snapshot.version)
             return self._snapshot
 
-    def fresh(self) -> Snapshot | None:
-        """The snapshot when it needs no check against the store now, else None.
-
-        Not a coroutine, so that a request answered from memory awaits nothing for it.
-        """
-        snap = self._snapshot
-        if snap is None:
-            return None
-        if time.monotonic() - self._checked_at > REFRESH_SECONDS and not self._lock.locked():
-            # Checked inline at most every REFRESH_SECONDS, also without the background poller.
-            return None
-        return snap
+    def current(self) -> Snapshot | None:
+        """The snapshot in hand, if any. Not a coroutine, so that a request answered from
+        memory awaits nothing: once there is a snapshot, only the poller (``data_ctx``)
+        asks the store, so no request ever waits on a slow or absent database."""
+        return self._snapshot
 
     async def snapshot(self) -> Snapshot:
-        return self.fresh() or await self.refresh()
+        return self._snapshot or await self.refresh()
 
     def flows(self) -> pl.LazyFrame:
         if self._flows is None:

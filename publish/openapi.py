@@ -394,8 +394,7 @@ for _status in ("400", "422"):  # bad input is shown on the page itself
                                      "(role=alert)", "content": HTML_CONTENT}
 _health = _PATHS["/healthz"]["get"]["responses"]
 _health["503"] = {"description": "the database is unreachable (status degraded)",
-                  "headers": {"Retry-After": {"description": "seconds before asking again",
-                                              "schema": {"type": "integer"}}},
+                  "headers": RETRY_AFTER,
                   "content": {"application/json": {"schema": ref("Health")}}}
 _redirect = _PATHS["/v1/bulletins/{period}"]["get"]["responses"]
 del _redirect["200"]

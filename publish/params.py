@@ -49,7 +49,8 @@ DEFAULT_LIMIT = 100
 #: What each paginated endpoint's cursor holds once decoded: the sort key of the last item
 #: of the previous page. A cursor that decodes to anything else was not given out here.
 CURSOR_CORRIDOR = re.compile(r"[A-Z]{3}-[A-Z]{3}")
-CURSOR_PERIOD = re.compile(r"[1-9][0-9]{3}(Q[1-4]|-(0[1-9]|1[0-2]))")
+#: (Not year 9999: its last periods end past the calendar, and no data has them.)
+CURSOR_PERIOD = re.compile(r"(?!9999)[1-9][0-9]{3}(Q[1-4]|-(0[1-9]|1[0-2]))")
 CURSOR_OFFSET = re.compile(r"o:[0-9]{1,9}")
 
 
@@ -170,7 +171,8 @@ class Params:
         if not _INTEGER.fullmatch(value):
             raise bad_parameter(name, f"{name} must be a whole number from 1 to {MAX_LIMIT}, "
                                       f"not {value[:40]!r}")
-        n = int(value) if len(value) <= 12 else MAX_LIMIT + 1
+        # Leading zeros do not make a number large (int() of a long one would be slow).
+        n = int(value) if len(value.lstrip("-").lstrip("0")) <= 12 else MAX_LIMIT + 1
         if not 1 <= n <= MAX_LIMIT:
             raise unprocessable(name, f"{name} must be from 1 to {MAX_LIMIT}, "
                                       f"not {value[:40]}")

@@ -22,6 +22,7 @@ from corridors.db import DatabaseTarget, database
 from corridors.store import Store, connect
 from publish import middleware
 from publish.api import setup_routes
+from publish.problems import RETRY_AFTER_UNAVAILABLE
 from publish.schedule import add_jobs as bulletin_jobs
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ async def healthz(request: web.Request) -> web.Response:
     }
     headers = {"Cache-Control": "no-store"}
     if not ok:
-        headers["Retry-After"] = "5"
+        headers["Retry-After"] = str(RETRY_AFTER_UNAVAILABLE)
     return web.json_response(body, status=200 if ok else 503, headers=headers)
 
 

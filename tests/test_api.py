@@ -232,6 +232,8 @@ async def test_corridors_list_filtered_to_one_corridor(api: TestClient) -> None:
 async def test_corridors_filters_and_cursor_pagination(api: TestClient) -> None:  # noqa: F811
     everything = await get_json(api, "/v1/corridors?limit=500")
     assert everything["next_cursor"] is None
+    # Leading zeros are the same number (the number grammar allows them).
+    assert await get_json(api, "/v1/corridors?limit=0000000000000500") == everything
     keys = [(c["from"]["alpha3"], c["to"]["alpha3"]) for c in everything["corridors"]]
     assert keys == sorted(keys) and len(keys) == everything["count"] > 100
     paged, url = [], "/v1/corridors?limit=37"
@@ -664,6 +666,8 @@ BAD = [
     ("/v1/corridors/ITA-CHN/history?cursor=bm90LWEtcGVyaW9k", 400, "cursor"),
     ("/v1/corridors/ITA-CHN/history?cursor=Zm9v", 400, "cursor"),
     ("/v1/corridors/ITA-CHN/history?cursor=SVRBLUNITg", 400, "cursor"),  # "ITA-CHN"
+    ("/v1/corridors/ITA-CHN/history?cursor=OTk5OVE0", 400, "cursor"),  # "9999Q4"
+    ("/v1/corridors/ITA-CHN/history?cursor=OTk5OS0xMg", 400, "cursor"),  # "9999-12"
     ("/v1/indicators?period=yesterday", 400, "period"),
     ("/v1/indicators?period=%EF%BC%92%EF%BC%90%EF%BC%91%EF%BC%94Q2", 400, "period"),
     ("/v1/indicators?period=0000Q1", 400, "period"),

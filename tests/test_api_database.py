@@ -118,6 +118,24 @@ async def test_an_outage_is_answered_from_the_last_snapshot(
         r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+async def test_a_query_the_database_refuses_is_a_bug_not_an_outage(
+        quick: None, fresh_database: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="publish.data")
+    async with TestClient(TestServer(make_app(fresh_database))) as client:
+        await client.app[runtime.STORE].store_quotes([quote(1)])
+        compare = "/v1/compare?from=USA&to=MEX&amount=200"
+        before = await until(client, compare, lambda status, _: status == 200)
+        # The database answers, but not the poller's question (as a schema bug would).
+        await client.app[runtime.STORE].pool.execute("ALTER TABLE quotes RENAME TO q_gone")
+        await asyncio.sleep(4 * CHECK)
+        assert await until(client, compare, lambda status, _: status == 200) == before
+        assert not client.app[publish_data.DATA].unreachable
+    records = [r for r in caplog.records if r.name == "publish.data"]
+    assert not [r for r in records if "cannot be reached" in r.getMessage()]
+    failed = [r for r in records if r.getMessage() == "snapshot refresh failed"]
+    assert failed and failed[0].levelno == logging.ERROR and failed[0].exc_info
+
+
 async def test_an_outage_ends_and_new_quotes_are_served(
         quick: None, fresh_database: str, server_url: str,
         caplog: pytest.LogCaptureFixture) -> None:
