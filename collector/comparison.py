@@ -98,7 +98,7 @@ def parse(source: SourceConfig, body: bytes, c: CorridorSpec, usd: int, amount: 
             continue
         alias, name, kind = p.get("alias"), p.get("name"), p.get("type")
         if not isinstance(kind, str) or kind not in types:
-            rejected.append(({"provider": alias, "type": kind}, Rejection(
+            rejected.append(({"provider": alias, "type": kind, **where}, Rejection(
                 "unknown_label", "type", f"provider type {kind!r} has no firm-type mapping")))
             continue
         quotes = p.get("quotes")
@@ -143,13 +143,13 @@ def _draft(q: Any, c: CorridorSpec, usd: int, amount: Any, firm: Firm, send_cur:
     duration = dig(q, "deliveryEstimation.duration.max", None)
     try:
         speed = speed_from_days(iso_duration_days(duration)) if duration else None
-    except (ParseError, TypeError):
+    except ParseError:
         raise Unusable("malformed_record", "speed", f"deliveryEstimation.duration.max "
                        f"{duration!r} is not an ISO 8601 duration") from None
     collected = q.get("dateCollected")
     try:
         observed = timestamp(collected, "dateCollected") if collected else None
-    except (ParseError, ValueError, OverflowError, OSError) as exc:
+    except ParseError as exc:
         raise Unusable("malformed_record", "collected_at", str(exc)) from None
     # The feed does not name the product: an online bank transfer of that firm.
     service = ServiceAttributes(product="", pay_in=PayIn.BANK_ACCOUNT,

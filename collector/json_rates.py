@@ -14,7 +14,6 @@ usable rate) is malformed.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from decimal import Decimal
 
 from collector import options as opt
@@ -22,8 +21,6 @@ from collector.errors import ParseError
 from collector.parsing import dig, load_json, positive, timestamp
 from collector.run import RunContext
 from corridors.config import SourceConfig
-
-log = logging.getLogger(__name__)
 
 OPTIONS = {"base_path": opt.STRING, "rates_path": opt.STRING, "time_path": opt.STRING,
            "base": opt.STRING}

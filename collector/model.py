@@ -100,5 +100,5 @@ def service_key(firm: Firm, corridor: str, service: ServiceAttributes) -> str:
 
 
 #: The one signature of every adapter: collect what the source offers through ``ctx``
-#: (fetching via ctx.fetch, handing drafts to ctx.add_quote, rates to ctx.add_rates).
+#: (fetching via ctx.fetch, handing what it parsed to ctx.add_parsed, rates to ctx.add_rates).
 Adapter = Callable[["RunContext"], Awaitable[None]]

@@ -75,9 +75,10 @@ _DURATION = re.compile(
     r"(?:(?P<minutes>\d+(?:\.\d+)?)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$")
 
 
-def iso_duration_days(text: str) -> float:
-    """Days in an ISO 8601 duration as Wise writes them ("PT20H8M14.6S", "P2D", "PT0S")."""
-    m = _DURATION.match(text or "")
+def iso_duration_days(text: Any) -> float:
+    """Days in an ISO 8601 duration as Wise writes them ("PT20H8M14.6S", "P2D", "PT0S");
+    ParseError for anything else, whatever its type."""
+    m = _DURATION.match(text) if isinstance(text, str) else None
     if not m or text in ("P", "PT"):
         raise ParseError(f"not an ISO 8601 duration: {text!r}")
     parts = {k: float(v) if v else 0.0 for k, v in m.groupdict().items()}
@@ -88,7 +89,10 @@ def iso_duration_days(text: str) -> float:
 def timestamp(value: Any, field: str) -> dt.datetime:
     """An ISO 8601 date/datetime or a Unix timestamp, as an aware UTC datetime."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return dt.datetime.fromtimestamp(value, dt.UTC)
+        try:
+            return dt.datetime.fromtimestamp(value, dt.UTC)
+        except (ValueError, OverflowError, OSError):  # NaN, or beyond the calendar
+            raise ParseError(f"field {field!r}: not a timestamp: {value!r}") from None
     if isinstance(value, str):
         try:
             parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))

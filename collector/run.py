@@ -14,7 +14,6 @@ re-parse.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -165,17 +164,15 @@ class _Archiver:
         self.users -= 1
         if self.users:
             return
-        if self.timer is not None:
-            self.timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.timer
-            self.timer = None
-        for _, fut in self.rows:
+        # Everything is taken before the first await: a run that starts meanwhile begins
+        # with a fresh window of its own, untouched by this close.
+        tasks = [t for t in (self.timer, *self.flushes) if t is not None]
+        rows, self.timer, self.rows = self.rows, None, []
+        for _, fut in rows:
             fut.cancel()
-        self.rows = []
-        for task in list(self.flushes):
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self.flushes, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class _Writer:
@@ -343,27 +340,20 @@ class RunContext:
                     await fn(item)
                     self.successes += 1
                 except FetchError as exc:
-                    self.report.errors[exc.kind] += 1
-                    self.report.last_error = str(exc)  # "kind: what (url)"
-                    log.info("%s: %s", self.source.name, exc)
+                    self._failed(exc.kind, str(exc))  # "kind: what (url)"
                 except ParseError as exc:
-                    self.report.errors["malformed"] += 1
-                    self.report.last_error = f"malformed: {exc}"
-                    log.info("%s: malformed response: %s", self.source.name, exc)
+                    self._failed("malformed", f"malformed: {exc}")
                 except StorageError as exc:
-                    self.report.errors[exc.kind] += 1
-                    self.report.last_error = f"{exc.kind}: {exc}"
-                    log.warning("%s: %s", self.source.name, exc)
+                    self._failed(exc.kind, f"{exc.kind}: {exc}", logging.WARNING)
                 except NotArchived:
                     pass
                 except Exception as exc:
                     # A response of a shape the parser did not expect (a null list, a string
                     # where a number goes): count it, keep going. Its body is archived, so a
                     # parser fix is a --reparse away.
-                    self.report.errors["malformed"] += 1
-                    self.report.last_error = f"malformed: {type(exc).__name__}: {exc}"
-                    log.warning("%s: could not parse a response (%s: %s)", self.source.name,
-                                type(exc).__name__, exc, exc_info=log.isEnabledFor(10))
+                    self._failed("malformed", f"malformed: could not parse a response "
+                                 f"({type(exc).__name__}: {exc})", logging.WARNING,
+                                 exc_info=log.isEnabledFor(logging.DEBUG))
                 done += 1
                 if self.progress:
                     self.progress(done, total)
@@ -396,7 +386,7 @@ class RunContext:
         stale = ref is None or ref.age_hours(collected_at) > cfg.reference_max_age_hours
         rejection, extra = check(draft, ref.rate if ref else None, cfg, reference_stale=stale)
         if rejection is not None:
-            await self._reject(rejection.reason, rejection.field, rejection.detail, draft, fetched)
+            self._reject(rejection.reason, rejection.field, rejection.detail, draft, fetched)
             return
         assert c is not None
         flags = [*draft.flags, *extra]
@@ -423,10 +413,9 @@ class RunContext:
                 await self.flush()
             except StorageError as exc:
                 # The batch stays held; the next flush (or the run's last) tries again.
-                self.report.errors[exc.kind] += 1
+                self._failed(exc.kind, f"{exc.kind}: {exc}; {len(self._quotes)} quotes held "
+                             "for the next write", logging.WARNING)
                 self._flush_at = len(self._quotes) + self.collector.store_batch
-                log.warning("%s: %s; %d quotes held for the next write", self.source.name,
-                            exc, len(self._quotes))
             else:
                 self._flush_at = self.collector.store_batch
 
@@ -436,7 +425,7 @@ class RunContext:
         with their reasons, the others measured and kept (one bad record sinks only
         itself)."""
         for record, why in rejected:
-            await self.reject(why.reason, why.field, why.detail, record, fetched)
+            self._quarantined(why.reason, why.field, why.detail, record, fetched)
         for draft in drafts:
             await self.add_quote(draft, fetched)
 
@@ -445,25 +434,33 @@ class RunContext:
         rates, so each counts ``malformed`` (the run is ``partial``), named in the log and
         the run's message."""
         for what in skipped:
-            self.report.errors["malformed"] += 1
-            self.report.last_error = f"malformed: {what} (left out; the other rates stored)"
-            log.warning("%s: %s; left out, the other rates stored", self.source.name, what)
+            self._failed("malformed", f"malformed: {what} (left out; the other rates stored)",
+                         logging.WARNING)
 
-    async def reject(self, reason: str, field_: str, detail: str, payload: dict[str, Any],
+    def _failed(self, kind: str, line: str, level: int = logging.INFO, *,
+                exc_info: bool = False) -> None:
+        """One failure of ``kind``: counted, the run's last error (``line``, "kind: what"),
+        and logged."""
+        self.report.errors[kind] += 1
+        self.report.last_error = line
+        log.log(level, "%s: %s", self.source.name, line, exc_info=exc_info)
+
+    def _quarantined(self, reason: str, field_: str, detail: str, payload: dict[str, Any],
                      fetched: Fetched) -> None:
-        """Quarantine a record the adapter itself found wrong (e.g. an unmapped label)."""
+        """Keep a record for the quarantine table, with why it is not a quote."""
         self._quarantine.append({
             "source": self.source.name, "run_id": self.report.run_id,
             "raw_response_id": fetched.raw_id, "reason": reason, "field": field_,
             "payload": _jsonable({**payload, "detail": detail, "url": fetched.url}),
         })
 
-    async def _reject(self, reason: str, field_: str, detail: str, draft: Draft,
-                      fetched: Fetched) -> None:
+    def _reject(self, reason: str, field_: str, detail: str, draft: Draft,
+                fetched: Fetched) -> None:
+        """Quarantine a draft that failed validation, with what identifies it."""
         payload = {**draft.payload, "corridor": draft.corridor.key if draft.corridor else None,
                    "amount_usd": draft.amount_usd, "send_amount": draft.send_amount,
                    "firm": draft.firm.name, "service_key": draft.service_key}
-        await self.reject(reason, field_, detail, payload, fetched)
+        self._quarantined(reason, field_, detail, payload, fetched)
 
     async def add_rates(self, rows: Sequence[tuple[str, str, Decimal, dt.datetime]],
                         fetched: Fetched) -> None:

@@ -24,7 +24,7 @@ from collector import comparison, ecb_rates, json_rates, operator_json, postal_t
 from collector.errors import ParseError
 from collector.http import CircuitBreaker, backoff_delay, retry_after_seconds
 from collector.model import CorridorSpec, Draft
-from collector.parsing import iso_duration_days
+from collector.parsing import iso_duration_days, timestamp
 from collector.rates import RateBook
 from collector.run import Collector, RunReport
 from collector.validate import Rejection, check
@@ -93,7 +93,9 @@ def test_comparison_feed_wise_format() -> None:
     assert [d.firm for d in drafts] == [Firm("Wise", FirmType.MTO),
                                         Firm("Western Union", FirmType.MTO),
                                         Firm("Bank of America", FirmType.BANK)]
-    assert rejected == [({"provider": "some-crypto-app", "type": "cryptoExchange"},
+    assert rejected == [({"provider": "some-crypto-app", "type": "cryptoExchange",
+                          "corridor": "USA-MEX", "amount_usd": 200,
+                          "send_amount": Decimal(200)},
                          Rejection("unknown_label", "type",
                                    "provider type 'cryptoExchange' has no firm-type mapping"))]
     wise, wu, boa = drafts
@@ -111,6 +113,18 @@ def test_comparison_feed_wise_format() -> None:
     assert iso_duration_days("P2D") == 2 and iso_duration_days("PT0S") == 0
     with pytest.raises(ParseError):
         iso_duration_days("2 days")
+
+
+@pytest.mark.parametrize("value", [5, None, ["P2D"]])
+def test_a_duration_of_another_type_is_a_parse_error(value: object) -> None:
+    with pytest.raises(ParseError, match="not an ISO 8601 duration"):
+        iso_duration_days(value)
+
+
+@pytest.mark.parametrize("value", [1e20, -1e18, float("nan")])
+def test_a_timestamp_beyond_the_calendar_is_a_parse_error(value: float) -> None:
+    with pytest.raises(ParseError, match="not a timestamp"):
+        timestamp(value, "time")
 
 
 def test_operator_json_one_quote_and_a_list() -> None:

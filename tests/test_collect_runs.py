@@ -321,6 +321,9 @@ async def test_a_write_lost_mid_run_is_held_and_written_later(
         report = await task
         assert report.errors["database"] >= 1 and "malformed" not in report.errors
         assert (report.status, report.stored) == ("partial", 8)
+        # The run's message names what went wrong, as for any other failure.
+        assert report.message and "last error: database:" in report.message
+        assert "held for the next write" in report.message
         assert await store.pool.fetchval(
             "SELECT count(*) FROM quotes WHERE source = $1", f"{p}-op-0") == 8
     finally:
