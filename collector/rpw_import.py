@@ -39,6 +39,10 @@ RPW_LICENCE = ("CC BY 4.0 — The World Bank, Remittance Prices Worldwide, avail
 _CHUNK = 5000
 
 
+#: The first key of the advisory lock an import of a file holds (the second: its hash).
+_IMPORT_LOCK = 7411602
+
+
 def bundled_rpw_path() -> Path:
     return data_file(BUNDLED_RPW)
 
@@ -55,8 +59,18 @@ class ImportSummary:
     periods: list[str]
     corridors: int
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    #: The earlier import that stored this very file, when it was not parsed again.
+    same_as: int | None = None
+
+    @classmethod
+    def already(cls, path: str, import_id: int) -> ImportSummary:
+        return cls(path=path, import_id=None, rows_read=0, quotes_read=0, quotes_stored=0,
+                   duplicates=0, services=0, periods=[], corridors=0, same_as=import_id)
 
     def lines(self) -> list[str]:
+        if self.same_as is not None:
+            return [f"{self.path}: the file import {self.same_as} stored (same SHA-256); "
+                    "not parsed again"]
         out = [
             f"imported {self.path}",
             f"  rows read:      {self.rows_read:,} ({self.quotes_read:,} quotes at USD 200/500)",
@@ -128,21 +142,40 @@ def file_hash(path: Path) -> str:
 
 
 async def import_rpw(store: Store, path: str | Path,
-                     progress: Callable[[int, int], None] | None = None) -> ImportSummary:
+                     progress: Callable[[int, int], None] | None = None, *,
+                     digest: str | None = None, unless_imported: bool = False
+                     ) -> ImportSummary:
     """Parse ``path`` completely, then store all of it in one transaction.
+
+    Imports of one file (by SHA-256, ``digest`` when the caller has it) take turns. With
+    ``unless_imported``, a file that an import already stored whole is not parsed again:
+    the summary names that import (``same_as``) and nothing else happens.
 
     Raises ImportFileError (naming the line) when the file is corrupt: nothing is stored.
     """
     import asyncio
 
     path = Path(path)
-    digest = await asyncio.to_thread(file_hash, path)
-    read = await asyncio.to_thread(read_rpw, path)
-    frame = read.frame
-    quotes = await asyncio.to_thread(frame_to_quotes, frame)
-    rejected = [{"line": r.line, "reason": r.reason} for r in read.rejected]
-    stored = 0
+    if digest is None:
+        digest = await asyncio.to_thread(file_hash, path)
     async with store.pool.acquire() as conn, conn.transaction():
+        # The bundled import at a first start and a scheduled RPW source may meet on the
+        # same file: the second waits here, then finds the first one's import.
+        await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                           _IMPORT_LOCK, digest)
+        if unless_imported:
+            before = await conn.fetchval(
+                "SELECT max(id) FROM imports WHERE kind = 'rpw' AND status = 'ok' "
+                "AND file_hash = $1", digest)
+            if before is not None:
+                log.info("%s is the file import %d stored (same SHA-256): not parsed again",
+                         path, before)
+                return ImportSummary.already(str(path), before)
+        read = await asyncio.to_thread(read_rpw, path)
+        frame = read.frame
+        quotes = await asyncio.to_thread(frame_to_quotes, frame)
+        rejected = [{"line": r.line, "reason": r.reason} for r in read.rejected]
+        stored = 0
         import_id = await conn.fetchval(
             "INSERT INTO imports (kind, path, file_hash) VALUES ('rpw', $1, $2) RETURNING id",
             str(path), digest)
@@ -178,4 +211,5 @@ async def import_bundled_if_empty(store: Store) -> ImportSummary | None:
     if await store.pool.fetchval("SELECT EXISTS (SELECT 1 FROM quotes)"):
         return None
     log.info("empty store: importing the bundled World Bank RPW data (%s)", BUNDLED_RPW)
+    # Parsed even when an import of it is recorded: the store has none of its quotes now.
     return await import_rpw(store, bundled_rpw_path())

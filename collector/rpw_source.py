@@ -11,12 +11,11 @@ already stored are kept as they were (the run's message says so).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import tempfile
 from pathlib import Path
 
 from collector import options as opt
-from collector.rpw_import import file_hash, import_rpw
+from collector.rpw_import import import_rpw
 from collector.run import RunContext
 from corridors.config import SourceConfig
 
@@ -32,48 +31,29 @@ def local_path(ctx: RunContext) -> Path:
     return path
 
 
-async def imported_before(ctx: RunContext, digest: str) -> int | None:
-    """The id of a finished import of the file with this SHA-256, if any."""
-    value = await ctx.store.pool.fetchval(
-        "SELECT max(id) FROM imports WHERE kind = 'rpw' AND status = 'ok' AND file_hash = $1",
-        digest)
-    return int(value) if value is not None else None
-
-
 async def collect(ctx: RunContext) -> None:
     url = ctx.source.url
-
-    async def unchanged(digest: str) -> bool:
-        """A file imported before is not parsed again (a scheduled run finds the quarter's
-        file it already has; the quick start's bundled import is the same file). A
-        re-parse always parses."""
-        if ctx.reparse or (before := await imported_before(ctx, digest)) is None:
-            return False
-        ctx.report.message = (f"the file is the one import {before} stored (same SHA-256): "
-                              "nothing new, not parsed again")
-        return True
+    # A scheduled run that finds the file it already has (or the one the first start's
+    # bundled import stored) does not parse it again; a re-parse always parses.
+    unless_imported = not ctx.reparse
 
     async def one(_: str) -> None:
         if url.startswith(("http://", "https://")):
             fetched = await ctx.fetch(url)
-            if await unchanged(await asyncio.to_thread(
-                    lambda: hashlib.sha256(fetched.body).hexdigest())):
-                return
             suffix = "".join(Path(url.split("?", 1)[0]).suffixes[-2:]) or ".csv"
             with tempfile.TemporaryDirectory(prefix="sendcost-rpw-") as tmp:
                 path = Path(tmp) / f"rpw{suffix}"
                 await asyncio.to_thread(path.write_bytes, fetched.body)
-                summary = await import_rpw(ctx.store, path)
+                summary = await import_rpw(ctx.store, path, digest=fetched.content_hash,
+                                           unless_imported=unless_imported)
         else:
             ctx.report.requests += 1
-            path = local_path(ctx)
-            try:
-                digest = await asyncio.to_thread(file_hash, path)
-            except OSError:
-                digest = ""  # import_rpw says what is wrong with the path
-            if digest and await unchanged(digest):
-                return
-            summary = await import_rpw(ctx.store, path)
+            summary = await import_rpw(ctx.store, local_path(ctx),
+                                       unless_imported=unless_imported)
+        if summary.same_as is not None:
+            ctx.report.message = (f"the file is the one import {summary.same_as} stored "
+                                  "(same SHA-256): nothing new, not parsed again")
+            return
         ctx.report.stored += summary.quotes_stored
         ctx.report.duplicates += summary.duplicates
         notes = []

@@ -61,6 +61,8 @@ class Fetched:
     body: bytes
     fetched_at: dt.datetime
     headers: dict[str, str]
+    #: SHA-256 of the body, as archived.
+    content_hash: str
 
 
 @dataclass
@@ -286,6 +288,7 @@ class RunContext:
         headers = dict(resp.headers)
         if resp.body_from_raw_id is not None:
             headers[BODY_FROM_HEADER] = str(resp.body_from_raw_id)
+        digest = hashlib.sha256(resp.body or b"").hexdigest()
         try:
             raw_id = await self._archiver.add({
                 "source": self.source.name, "url": url, "fetched_at": resp.fetched_at,
@@ -293,7 +296,7 @@ class RunContext:
                 # A 304 has no body of its own: it points at the response it re-uses, and
                 # its hash is that body's (not the hash of nothing).
                 "body": None if resp.status == 304 else resp.body,
-                "content_hash": hashlib.sha256(resp.body or b"").hexdigest(),
+                "content_hash": digest,
                 "run_id": self.report.run_id, "licence": self.options.get("licence"),
             })
         except Exception as exc:
@@ -306,7 +309,7 @@ class RunContext:
             kind = ("http_429" if resp.status == 429 else "http_5xx" if resp.status >= 500
                     else "http_4xx" if resp.status >= 400 else "http_304_without_body")
             raise FetchError(kind, f"HTTP {resp.status}", url=url, status=resp.status)
-        return Fetched(raw_id, url, resp.status, resp.body, resp.fetched_at, headers)
+        return Fetched(raw_id, url, resp.status, resp.body, resp.fetched_at, headers, digest)
 
     async def _from_archive(self, url: str) -> Fetched:
         assert self.archive is not None
@@ -323,7 +326,8 @@ class RunContext:
         if status == 304 and headers.get(BODY_FROM_HEADER):
             body = await self.store.raw_payload(int(headers[BODY_FROM_HEADER]))
         self.raw_ids.append(row["id"])
-        return Fetched(row["id"], url, status, body or b"", row["fetched_at"], headers)
+        return Fetched(row["id"], url, status, body or b"", row["fetched_at"], headers,
+                       row["content_hash"])
 
     async def each(self, items: Iterable[T], fn: Callable[[T], Awaitable[None]]) -> None:
         """Run ``fn`` over ``items``, a few at a time; count each item's failure by kind."""

@@ -400,25 +400,13 @@ class Store:
 
     # -- provenance --------------------------------------------------------------------------
 
-    async def archive_raw(self, *, source: str, url: str, status: int | None, body: bytes | None,
-                          fetched_at: dt.datetime, content_type: str | None = None,
-                          headers: dict[str, str] | None = None, run_id: int | None = None,
-                          licence: str | None = None,
-                          conn: asyncpg.Connection | None = None) -> int:
-        """Keep an upstream response before anything parses it; return its id."""
-        digest = hashlib.sha256(body or b"").hexdigest()
-        target = conn or self.pool
-        return int(await target.fetchval(
-            "INSERT INTO raw_responses (source, url, fetched_at, status, content_type, headers, "
-            "content_hash, payload, run_id, licence) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) "
-            "RETURNING id", source, url, fetched_at, status, content_type, headers or {},
-            digest, body, run_id, licence))
-
     async def archive_raw_many(self, rows: Sequence[dict[str, Any]]) -> list[int]:
         """Archive many upstream responses in one COPY; return their ids in order.
 
-        Each row has the keys of ``archive_raw``, and may give its ``content_hash`` (a 304
-        gives the hash of the body it re-uses, which it does not store). Ids are taken from
+        Each row has ``source``, ``url``, ``fetched_at`` and optionally ``status``,
+        ``content_type``, ``headers``, ``body``, ``run_id``, ``licence`` and ``content_hash``
+        (else the body's; a 304 gives the hash of the body it re-uses, which it does not
+        store). Ids are taken from
         the table's sequence first, so the COPY needs no RETURNING and the caller knows every
         row's id.
         """
@@ -453,7 +441,7 @@ class Store:
     async def raw_responses_of_run(self, run_id: int) -> list[dict[str, Any]]:
         """The archived responses of a run, oldest first (for a re-parse)."""
         rows = await self.pool.fetch(
-            "SELECT id, url, fetched_at, status, content_type, headers, payload "
+            "SELECT id, url, fetched_at, status, content_type, headers, payload, content_hash "
             "FROM raw_responses WHERE run_id = $1 ORDER BY id", run_id)
         return [dict(r) for r in rows]
 

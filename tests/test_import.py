@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import os
 import subprocess
@@ -51,6 +52,23 @@ async def test_import_is_complete_and_idempotent(empty_store: Store) -> None:
     want = direct.select(cols).sort(key)
     assert got.height == want.height
     assert got.equals(want)
+
+
+async def test_imports_of_one_file_take_turns_and_the_second_is_not_parsed(
+        empty_store: Store) -> None:
+    """The bundled import at a first start and a scheduled RPW source meet on one file."""
+    first, second = await asyncio.gather(
+        import_rpw(empty_store, bundled_rpw_path(), unless_imported=True),
+        import_rpw(empty_store, bundled_rpw_path(), unless_imported=True))
+    done, skipped = (first, second) if second.same_as is not None else (second, first)
+    assert done.same_as is None and done.quotes_stored == done.quotes_read > 0
+    assert skipped.same_as == done.import_id and skipped.quotes_read == 0
+    assert "not parsed again" in skipped.lines()[0]
+    assert await empty_store.pool.fetchval("SELECT count(*) FROM imports") == 1
+    # Asked for (sendcost import rpw), a file is parsed again: every quote already there.
+    again = await import_rpw(empty_store, bundled_rpw_path())
+    assert (again.same_as, again.quotes_stored, again.duplicates) == (
+        None, 0, done.quotes_read)
 
 
 async def test_truncated_file_stores_nothing(empty_store: Store, tmp_path: Path) -> None:

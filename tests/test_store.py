@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 from decimal import Decimal
 
 import asyncpg
@@ -188,9 +189,10 @@ async def test_quote_frame_reads_back_a_period(store: Store) -> None:
 
 async def test_provenance_tables_round_trip(store: Store) -> None:
     run = await store.start_run("test-src")
-    raw = await store.archive_raw(source="test-src", url="http://127.0.0.1/x", status=200,
-                                  body=b'{"a": 1}', fetched_at=T0, content_type="application/json",
-                                  headers={"ETag": '"abc"'}, run_id=run)
+    [raw] = await store.archive_raw_many([{
+        "source": "test-src", "url": "http://127.0.0.1/x", "status": 200, "body": b'{"a": 1}',
+        "fetched_at": T0, "content_type": "application/json", "headers": {"ETag": '"abc"'},
+        "run_id": run}])
     await store.quarantine([{"source": "test-src", "run_id": run, "raw_response_id": raw,
                              "reason": "fee above the amount", "field": "fee",
                              "payload": {"fee": 900}}])
@@ -198,7 +200,7 @@ async def test_provenance_tables_round_trip(store: Store) -> None:
                            errors={"timeout": 0})
     row = await store.pool.fetchrow("SELECT * FROM raw_responses WHERE id = $1", raw)
     assert row["payload"] == b'{"a": 1}' and row["headers"] == {"ETag": '"abc"'}
-    assert len(row["content_hash"]) == 64
+    assert row["content_hash"] == hashlib.sha256(b'{"a": 1}').hexdigest()
     q = await store.pool.fetchrow("SELECT * FROM quarantined_quotes WHERE run_id = $1", run)
     assert q["payload"] == {"fee": 900} and q["field"] == "fee"
     r = await store.pool.fetchrow("SELECT * FROM collection_runs WHERE id = $1", run)
