@@ -39,17 +39,8 @@ import asyncpg
 from collector.run import Collector
 from collector.sandbox import corridors_config, sources_config
 from corridors.config import parse_config
-from corridors.store import Store, connect
-from corridors.types import (
-    AccessPoint,
-    Firm,
-    FirmType,
-    PayIn,
-    PayOut,
-    Quote,
-    ServiceAttributes,
-    Speed,
-)
+from corridors.store import COPY_COLUMNS, Store, WriteBatch, WriteResult, connect
+from corridors.types import Quote
 
 #: Each single write (and the bare COPY beside it) is timed this many times; the median counts.
 REPEAT = 5
@@ -73,38 +64,6 @@ async def wait_for(port: int) -> None:
             return
         await asyncio.sleep(0.05)
     raise SystemExit("the sandbox did not start")
-
-
-async def stored_quotes(store: Store, run_ids: list[int]) -> list[Quote]:
-    """The quotes of these runs as they are stored: the same values (numeric, not float)
-    the bare COPY copies."""
-    rows = await store.pool.fetch(
-        "SELECT q.*, s.service_key, s.product, s.pay_in, s.pay_out, s.access_point, "
-        "s.speed, c.source_code, c.destination_code, f.name AS firm, f.firm_type "
-        "FROM quotes q JOIN services s ON s.id = q.service_id "
-        "JOIN corridors c ON c.id = s.corridor_id JOIN firms f ON f.id = s.firm_id "
-        "WHERE q.run_id = ANY($1::bigint[]) ORDER BY q.id", run_ids)
-
-    def opt(kind: Any, value: str | None) -> Any:
-        return kind(value) if value is not None else None
-
-    return [Quote(
-        source_code=r["source_code"], destination_code=r["destination_code"],
-        firm=Firm(r["firm"], FirmType(r["firm_type"])),
-        service=ServiceAttributes(r["product"], opt(PayIn, r["pay_in"]),
-                                  opt(PayOut, r["pay_out"]),
-                                  opt(AccessPoint, r["access_point"]), opt(Speed, r["speed"])),
-        service_key=r["service_key"], period=r["period"], amount_usd=r["amount_usd"],
-        send_amount=r["send_amount"], send_currency=r["send_currency"],
-        receive_currency=r["receive_currency"], fee=r["fee"], applied_rate=r["applied_rate"],
-        reference_rate=r["reference_rate"], reference_source=r["reference_source"],
-        reference_at=r["reference_at"], transparent=r["transparent"],
-        collected_at=r["collected_at"], source=r["source"],
-        received_amount=r["received_amount"], fee_deducted=r["fee_deducted"],
-        fx_margin_reported=r["fx_margin_reported"],
-        total_cost_reported=r["total_cost_reported"], raw_response_id=r["raw_response_id"],
-        flags=tuple(r["flags"] or ()),
-    ) for r in rows]
 
 
 async def bare_gets(session: aiohttp.ClientSession, urls: list[str], *, concurrency: int
@@ -155,10 +114,22 @@ async def main(server_url: str, corridors: int, operators: int) -> None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
             collector = Collector(config, store, session, store_batch=5000)
             await collector.run("sandbox-ecb")
+            # The quotes the first collection writes, as the writer hands them to the store:
+            # the rows of the single writes below (and of the bare COPY beside them).
+            quotes: list[Quote] = []
+            write = collector.writer.write
+
+            async def recording(batch: WriteBatch) -> WriteResult:
+                result = await write(batch)
+                if not phases:
+                    quotes.extend(batch.quotes)
+                return result
+
+            collector.writer.write = recording  # type: ignore[method-assign]
             names = [s["name"] for s in sources if s["kind"] == "operator_json"]
             # Twice: the first collection creates every service; the second is the steady
             # state of a scheduled collector (the same services, new prices).
-            phases = []
+            phases: list[tuple[Any, ...]] = []
             for _ in range(2):
                 writer, archiver = collector.writer, collector.archiver
                 before = (writer.seconds, writer.writes, writer.batches, archiver.writes,
@@ -180,9 +151,9 @@ async def main(server_url: str, corridors: int, operators: int) -> None:
         run_ids = [r.run_id for r in first_reports]
 
         # The storage stage alone, as the bare COPY is measured: the same quotes (the first
-        # collection's, read back exactly as stored) in one store_quotes call, with no HTTP
-        # work competing for the event loop.
-        quotes = await stored_quotes(store, run_ids)
+        # collection's) in one store_quotes call, with no HTTP work competing for the event
+        # loop.
+        assert len(quotes) == sum(r.stored for r in first_reports)
 
         def later(days: int) -> list[Quote]:
             """The same services' prices, ``days`` later: new quotes."""
@@ -216,10 +187,7 @@ async def main(server_url: str, corridors: int, operators: int) -> None:
         # and, for reference, into one with the indexes quotes has. The machine is shared and
         # each timing is tens of milliseconds, so the peer and the stage are timed in turn,
         # REPEAT rounds; each round gives its ratios, and the medians are the figures.
-        cols = ["service_id", "period", "amount_usd", "send_amount", "send_currency",
-                "receive_currency", "fee", "applied_rate", "reference_rate",
-                "reference_source", "reference_at", "received_amount", "fee_deducted",
-                "transparent", "collected_at", "source", "raw_response_id", "run_id", "flags"]
+        cols = list(COPY_COLUMNS)  # the columns the store writes, no more, no fewer
         bare_times: list[float] = []
         indexed_times: list[float] = []
         first_times: list[float] = []

@@ -113,7 +113,7 @@ class WriteResult:
 
 
 #: The quotes columns a write fills, in the order of its records.
-_COPY_COLUMNS = (
+COPY_COLUMNS = (
     "service_id", "period", "amount_usd", "send_amount", "send_currency", "receive_currency",
     "fee", "applied_rate", "reference_rate", "reference_source", "reference_at",
     "fx_margin_reported", "total_cost_reported", "received_amount", "fee_deducted",
@@ -284,7 +284,7 @@ class Store:
     async def _insert_quotes(conn: asyncpg.Connection, records: list[tuple[Any, ...]],
                              batches: Sequence[WriteBatch]) -> list[int]:
         """Insert quote rows, skipping those already stored; how many of each batch were new."""
-        cols = list(_COPY_COLUMNS)
+        cols = list(COPY_COLUMNS)
         # Most batches are new quotes (a new collection time): COPY them straight in. Should
         # one already be there, the savepoint undoes the COPY and the slower path sorts the
         # duplicates out.
