@@ -13,6 +13,7 @@ import logging
 import sys
 
 from corridors.errors import SendcostError
+from sendcost.progress import clear_all
 
 #: Subcommand modules, in the order --help lists them.
 COMMANDS = ("serve", "db", "import_", "indicators", "bulletin", "export", "collect", "sandbox")
@@ -90,14 +91,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except SendcostError as exc:
+        clear_all()
         print(f"sendcost: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except OSError as exc:
         # The system said no: a port in use, a folder not writable, a file missing.
+        clear_all()
         print(f"sendcost: error: {exc.strerror or exc}"
               + (f": {exc.filename}" if exc.filename else ""), file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
+        clear_all()
         print("sendcost: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:

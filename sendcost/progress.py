@@ -52,6 +52,14 @@ class Board:
 _BOARDS: dict[int, Board] = {}
 
 
+def clear_all() -> None:
+    """Take every status line off its terminal, for good (work stopped: interrupted,
+    terminated, failed), so that what is printed next starts on a line of its own."""
+    for board in _BOARDS.values():
+        board.active.clear()
+        board.clear()
+
+
 def board_of(stream: TextIO) -> Board:
     board = _BOARDS.get(id(stream))
     if board is None:

@@ -114,7 +114,9 @@ async def test_sigterm_stops_collect_and_records_its_runs(store: Store, database
 
 @pytest.mark.parametrize("extra", [["--source", "x"], ["--corridor", "USA-MEX"]])
 def test_reparse_with_a_source_is_a_usage_error(extra: list[str], tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "sendcost", "collect", "--reparse", "1", *extra],
+    # Said before any config is read: a usage error whatever the config file.
+    out = subprocess.run([sys.executable, "-m", "sendcost", "collect", "--config",
+                          str(tmp_path / "missing.toml"), "--reparse", "1", *extra],
                          cwd=ROOT, capture_output=True, text=True, timeout=60,
                          env={**os.environ, "SENDCOST_DATA_DIR": str(tmp_path)})
     assert out.returncode == 2, out.stderr

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sendcost.progress import Progress
+from sendcost.progress import Progress, clear_all
 
 
 class Terminal(io.StringIO):
@@ -41,6 +41,15 @@ def test_sources_side_by_side_share_one_line_and_logs_keep_theirs(terminal: Term
     # The status line is cleared before the log line, which ends its own line, then redrawn.
     assert "\r\x1b[Ka log line\n\r\x1b[Kop-0 5/10 (50%) · op-1 0/10 (0%)" in out
     assert out.endswith("\r\x1b[K")  # all done: nothing left on the line
+
+
+def test_work_stopped_half_way_leaves_no_status_line(terminal: Terminal) -> None:
+    a = Progress("op-0", stream=terminal)
+    a(3, 10)
+    clear_all()  # interrupted: what is printed next starts on a line of its own
+    assert terminal.getvalue().endswith("op-0 3/10 (30%)\r\x1b[K")
+    logging.getLogger("sendcost.test").warning("after")
+    assert terminal.getvalue().endswith("\r\x1b[Kafter\n")  # nothing redrawn
 
 
 def test_without_a_terminal_a_few_log_lines(caplog: pytest.LogCaptureFixture) -> None:

@@ -13,6 +13,7 @@ import aiohttp
 
 from corridors.config import load_config
 from sendcost.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE, common_options, setup_logging
+from sendcost.progress import clear_all
 
 if TYPE_CHECKING:
     from collector.run import RunReport
@@ -55,12 +56,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    setup_logging(args, config.log_level)
     if args.reparse is not None and (args.source or args.corridor):
         print("sendcost collect: error: --reparse takes no --source or --corridor (it "
               "re-parses what the run fetched)", file=sys.stderr)
         return EXIT_USAGE
+    config = load_config(args.config)
+    setup_logging(args, config.log_level)
     from collector.run import Collector
     from collector.sources import check_sources
     from sendcost.progress import Progress
@@ -99,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     except asyncio.CancelledError:
         if not terminated:
             raise
+        clear_all()
         print("sendcost collect: stopped by SIGTERM; the runs under way were recorded as "
               "failed (their fetched responses are archived: --reparse RUN_ID)",
               file=sys.stderr)
