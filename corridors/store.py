@@ -466,31 +466,33 @@ class Store:
         return dict(row) if row else None
 
     async def start_run(self, source: str, *, reparse_of: int | None = None) -> int:
-        return int(await self.pool.fetchval(
+        run_id = int(await self.pool.fetchval(
             "INSERT INTO collection_runs (source, reparse_of, host, pid) "
             "VALUES ($1, $2, $3, $4) RETURNING id",
             source, reparse_of, socket.gethostname(), os.getpid()))
+        _RUNS_STARTED_HERE.add(run_id)
+        return run_id
 
     async def abandon_dead_runs(self, *, older_than: dt.timedelta = dt.timedelta(days=1)
                                 ) -> list[int]:
         """Mark failed the runs still 'running' whose process is gone: on this host, a pid
         that no longer exists; on any host, a start longer ago than ``older_than`` (no run
         lasts that long). Returns their ids."""
-        host, now = socket.gethostname(), dt.datetime.now(dt.UTC)
+        host = socket.gethostname()
         rows = await self.pool.fetch(
-            "SELECT id, source, host, pid, started_at FROM collection_runs "
+            "SELECT id, source, host, pid, now() - started_at AS age FROM collection_runs "
             "WHERE status = 'running'")
         dead: list[tuple[int, str]] = []
         for r in rows:
             mine = r["host"] == host and r["pid"] == os.getpid()
             if r["host"] == host and r["pid"] is not None and (
-                    # Our own pid, but from before we started: a previous process that had
-                    # it (a container's service is often pid 1 on every start).
-                    (mine and r["started_at"] < _PROCESS_STARTED)
+                    # Our pid, but not a run this process started: a previous process that
+                    # had the pid (a container's service is often pid 1 on every start).
+                    (mine and r["id"] not in _RUNS_STARTED_HERE)
                     or (not mine and not pid_alive(r["pid"]))):
                 why = f"process {r['pid']} on {host} ended before recording the run's end"
-            elif now - r["started_at"] > older_than:
-                why = (f"still 'running' {now - r['started_at']} after it started (process "
+            elif r["age"] > older_than:
+                why = (f"still 'running' {r['age']} after it started (process "
                        f"{r['pid'] or '?'} on {r['host'] or 'an unknown host'})")
             else:
                 continue
@@ -590,7 +592,9 @@ class _OneLine(logging.Filter):
 logging.getLogger("asyncpg.pool").addFilter(_OneLine())
 
 #: When this process started (near enough: when this module was first imported).
-_PROCESS_STARTED = dt.datetime.now(dt.UTC)
+#: The collection runs this process started: a run 'running' under our host and pid that is
+#: not among them is a previous process's (no clock is compared).
+_RUNS_STARTED_HERE: set[int] = set()
 
 
 def _opt(value: object) -> str | None:

@@ -35,11 +35,11 @@ async def test_runs_of_dead_processes_are_marked_failed(store: Store) -> None:
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     dead = await _insert_running(store, f"{tag}-dead", host=here, pid=gone.pid, started_at=now)
-    alive = await _insert_running(store, f"{tag}-alive", host=here, pid=os.getpid(),
-                                  started_at=now)
-    # Our pid, but from before this process started: a previous process that had the pid.
+    alive = await store.start_run(f"{tag}-alive")  # ours, under way
+    # Our pid, but not a run of this process: a previous process that had the pid (however
+    # recently it started; no clock is compared).
     reused = await _insert_running(store, f"{tag}-reused", host=here, pid=os.getpid(),
-                                   started_at=now - dt.timedelta(days=400))
+                                   started_at=now)
     elsewhere = await _insert_running(store, f"{tag}-elsewhere", host="other-host", pid=1,
                                       started_at=now - dt.timedelta(minutes=5))
     stale = await _insert_running(store, f"{tag}-stale", host="other-host", pid=1,
