@@ -24,7 +24,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import polars as pl
 from aiohttp import web
@@ -60,6 +60,7 @@ from publish.params import (
     CURSOR_CORRIDOR,
     CURSOR_OFFSET,
     CURSOR_PERIOD,
+    PAIR_PATTERN,
     Params,
     encode_cursor,
 )
@@ -70,7 +71,7 @@ log = logging.getLogger(__name__)
 
 JSON = "application/json"
 CSV = "text/csv"
-_PAIR = re.compile(r"^([A-Za-z]{2,3})-([A-Za-z]{2,3})$")
+_PAIR = re.compile(PAIR_PATTERN)
 _RESPONSE_CACHE_MAX = 8192
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -286,11 +287,18 @@ def _corridor_summary(row: dict[str, Any] | None) -> dict[str, Any]:
         "no_transparent_service": row["no_transparent_service"],
         "points_above_3": _distance(avg, TARGET_GLOBAL),
         "points_above_5": _distance(avg, TARGET_CORRIDOR),
-        "cheapest": None if row["cheapest_firm"] is None else {
-            "provider": row["cheapest_firm"], "firm_type": row["cheapest_firm_type"],
-            "product": row["cheapest_product"] or None,
-            "total_cost_pct": finite(row["cheapest_total_cost"])},
+        "cheapest": _cheapest(row["cheapest_firm"], row["cheapest_firm_type"],
+                              row["cheapest_product"], row["cheapest_total_cost"]),
     }
+
+
+def _cheapest(firm: str | None, firm_type: str | None, product: str | None,
+              total_cost: float | None) -> dict[str, Any] | None:
+    """A corridor's cheapest service as every endpoint names it (None without one)."""
+    if firm is None:
+        return None
+    return {"provider": firm, "firm_type": firm_type, "product": product or None,
+            "total_cost_pct": finite(total_cost)}
 
 
 # --- /v1/compare ---------------------------------------------------------------------------
@@ -454,20 +462,16 @@ CORRIDOR_CSV_COLUMNS = [
 
 
 def _latest_rows(snap: Snapshot, amount_usd: int) -> list[dict[str, Any]]:
-    """Each corridor's row in its latest period at this price point (cached per snapshot)."""
-    key = ("latest_rows", amount_usd)
-    cached = snap.responses.get(key)
-    if cached is not None:
-        return cached  # type: ignore[return-value]
-    order = {label: i for i, label in enumerate(snap.periods)}
-    table = snap.corridor_table.filter(pl.col("amount_usd") == amount_usd).with_columns(
-        pl.col("period").replace_strict(order, return_dtype=pl.Int64).alias("_order"))
-    latest = (table.filter(pl.col("_order") == pl.col("_order").max()
-                           .over("source_code", "destination_code"))
-              .sort("source_code", "destination_code"))
-    rows = latest.to_dicts()
-    snap.responses[key] = rows  # type: ignore[assignment]
-    return rows
+    """Each corridor's row in its latest period at this price point (kept per snapshot)."""
+    def make() -> list[dict[str, Any]]:
+        order = {label: i for i, label in enumerate(snap.periods)}
+        table = snap.corridor_table.filter(pl.col("amount_usd") == amount_usd).with_columns(
+            pl.col("period").replace_strict(order, return_dtype=pl.Int64).alias("_order"))
+        latest = (table.filter(pl.col("_order") == pl.col("_order").max()
+                               .over("source_code", "destination_code"))
+                  .sort("source_code", "destination_code"))
+        return latest.to_dicts()
+    return snap.keep(("latest_rows", amount_usd), make)
 
 
 def _corridor_item(row: dict[str, Any]) -> dict[str, Any]:
@@ -635,10 +639,9 @@ def _indicators_corridor(c: dict[str, Any]) -> dict[str, Any]:
     codes, and its cheapest service named as in every other endpoint."""
     cheapest = c["cheapest"]
     return {"from": country_ref(c["source"]), "to": country_ref(c["destination"]), **c,
-            "cheapest": None if cheapest is None else {
-                "provider": cheapest["firm"], "firm_type": cheapest["firm_type"],
-                "product": cheapest["product"] or None,
-                "total_cost_pct": finite(cheapest["total_cost"])}}
+            "cheapest": None if cheapest is None else _cheapest(
+                cheapest["firm"], cheapest["firm_type"], cheapest["product"],
+                cheapest["total_cost"])}
 
 
 def _indicators_non_transparent(n: dict[str, Any]) -> dict[str, Any]:
@@ -656,18 +659,14 @@ async def indicators(request: web.Request) -> web.StreamResponse:
     label = period or snap.latest_period(amount_usd=amount_usd)
     if label is None:
         raise not_found("the store has no quotes yet")
-    if label not in snap.periods:
-        raise not_found(f"no quotes for {label}; periods with data: "
+    if (label, amount_usd) not in snap.services:  # the services indicators are made of
+        raise not_found(f"no quotes for {label} at USD {amount_usd}; periods with data: "
                         f"{', '.join(snap.periods) or 'none'}")
     fmt = "csv" if wants_csv(request) else "json"
     key = ("indicators", label, amount_usd, fmt)
     hit = _cached(snap, key)
     if hit is None:
-        try:
-            doc = await request.app[DATA].indicators(snap, label, amount_usd)
-        except NoData:
-            raise not_found(f"no quotes for {label} at USD {amount_usd}; periods with data: "
-                            f"{', '.join(snap.periods) or 'none'}") from None
+        doc = await request.app[DATA].indicators(snap, label, amount_usd)
         if fmt == "csv":
             body = await asyncio.to_thread(lambda: corridor_table(doc).rename(
                 INDICATORS_CSV_RENAMED).write_csv().encode())
@@ -736,24 +735,19 @@ def postal_rows(services: pl.DataFrame, corridor_rows: pl.DataFrame) -> list[dic
             "smart": finite(r["smart"]),
             "points_above_median": (total - median if transparent and median is not None
                                     else None),
-            "cheapest": None if r["cheapest_firm"] is None else {
-                "provider": r["cheapest_firm"], "firm_type": r["cheapest_firm_type"],
-                "product": r["cheapest_product"] or None,
-                "total_cost_pct": finite(r["cheapest_total_cost"])},
+            "cheapest": _cheapest(r["cheapest_firm"], r["cheapest_firm_type"],
+                                  r["cheapest_product"], r["cheapest_total_cost"]),
         })
     return out
 
 
 def _latest_postal_period(snap: Snapshot, amount_usd: int) -> str | None:
     """The latest period with post-office quotes at the price point (kept per snapshot)."""
-    key = ("latest_postal_period", amount_usd)
-    if key not in snap.responses:
-        snap.responses[key] = next(  # type: ignore[assignment]
-            (label for label in reversed(snap.periods)
-             if (services := snap.services.get((label, amount_usd))) is not None
-             and services.filter(pl.col("firm_type").is_in(POSTAL_FIRM_TYPES)).height),
-            None)
-    return cast("str | None", snap.responses[key])
+    return snap.keep(("latest_postal_period", amount_usd), lambda: next(
+        (label for label in reversed(snap.periods)
+         if (services := snap.services.get((label, amount_usd))) is not None
+         and services.filter(pl.col("firm_type").is_in(POSTAL_FIRM_TYPES)).height),
+        None))
 
 
 async def postal_benchmark(request: web.Request) -> web.StreamResponse:
@@ -771,8 +765,7 @@ async def postal_benchmark(request: web.Request) -> web.StreamResponse:
         raise not_found(f"no quotes for {label} at USD {amount_usd}; periods with data: "
                         f"{', '.join(snap.periods) or 'none'}")
     key = ("postal_rows", label, amount_usd)
-    # snap.responses is typed for the cached answers; it keeps these rows too.
-    rows = cast("list[dict[str, Any]] | None", snap.responses.get(key))
+    rows: list[dict[str, Any]] | None = snap.derived.get(key)
     if rows is None:
         corridor_rows = snap.corridor_table.filter(
             pl.col("period") == label, pl.col("amount_usd") == amount_usd).select(
@@ -780,8 +773,7 @@ async def postal_benchmark(request: web.Request) -> web.StreamResponse:
             "cheapest_firm_type", "cheapest_product", "cheapest_total_cost")
         rows = await asyncio.to_thread(postal_rows, snap.services[(label, amount_usd)],
                                        corridor_rows)
-        snap.responses[key] = rows  # type: ignore[assignment]
-    assert isinstance(rows, list)
+        snap.derived[key] = rows
     offset = 0 if cursor is None else int(cursor[2:])
     page = rows[offset:offset + limit]
     next_cursor = encode_cursor(f"o:{offset + limit}") if offset + limit < len(rows) else None

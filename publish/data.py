@@ -20,9 +20,9 @@ import io
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import polars as pl
 from aiohttp import web
@@ -138,6 +138,9 @@ class PricePoint:
 Cached = tuple[bytes, str, dict[str, str]]
 
 
+T = TypeVar("T")
+
+
 @dataclass
 class Snapshot:
     version: int
@@ -151,7 +154,17 @@ class Snapshot:
     # (period, amount_usd) → services frame (metrics.services_in_period) with firm types
     services: dict[tuple[str, int], pl.DataFrame]
     indicators: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    #: Answers given, by request (cleared when it grows too large).
     responses: dict[tuple[Any, ...], Cached] = field(default_factory=dict)
+    #: Values worked out from this snapshot for the endpoints (latest rows, form data, …),
+    #: by key: a few, kept as long as the snapshot (``keep``).
+    derived: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+
+    def keep(self, key: tuple[Any, ...], make: Callable[[], T]) -> T:
+        """``make()``, worked out once per snapshot."""
+        if key not in self.derived:
+            self.derived[key] = make()
+        return cast(T, self.derived[key])
 
     def latest_period(self, *, amount_usd: int | None = None) -> str | None:
         if amount_usd is None:

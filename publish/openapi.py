@@ -1,8 +1,8 @@
 """The OpenAPI 3.1 document of the public API: the contract, checked against the router and
 the handlers in tests/test_api.py (``test_openapi_describes_exactly_the_routes``) so that a
 route or a query parameter cannot exist without being described here (and the reverse), and
-against live responses in tests/test_api_properties.py. Other publish modules add their
-paths with ``add_path``.
+against live responses in tests/test_api_properties.py. Every route is described here, the
+bulletin's included.
 
 Every operation lists the statuses it can answer with: its own, and those of the pipeline
 every route is behind (``publish.middleware``: 405, 413, 414, 429 where the rate limit
@@ -26,6 +26,7 @@ from publish.params import (
     MAX_AMOUNT,
     MAX_LIMIT,
     NUMBER_PATTERN,
+    PAIR_PATTERN,
     PERIOD_PATTERN,
 )
 
@@ -222,7 +223,7 @@ P_LIMIT = param("limit", f"items per page (1-{MAX_LIMIT}, default 100; a whole n
                 {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT})
 P_PAIR = param("pair", "FROM-TO, ISO 3166 alpha-2 or alpha-3 (USA-MEX, US-MX), two different "
                        "countries; problems about it name the parameter pair",
-               {"type": "string", "pattern": "^[A-Za-z]{2,3}-[A-Za-z]{2,3}$"},
+               {"type": "string", "pattern": PAIR_PATTERN},
                required=True, where="path")
 
 PROBLEM_CONTENT = {"application/problem+json": {"schema": ref("Problem")}}
@@ -405,11 +406,6 @@ _files["200"]["content"] = {"*/*": {"schema": STR}}
 _files["206"] = {"description": "the range asked for (Range)", "content": {"*/*": {
     "schema": STR}}}
 _files["304"] = {"description": "not modified (If-None-Match, If-Modified-Since)"}
-
-
-def add_path(path: str, item: dict[str, Any]) -> None:
-    """For other publish modules (bulletins): describe a route they add."""
-    _PATHS[path] = item
 
 
 def document() -> dict[str, Any]:

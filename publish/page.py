@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import functools
 import html
+from dataclasses import dataclass
 from pathlib import Path
 from string import Template
-from typing import Any, cast
+from typing import Any
 
 from aiohttp import web
 
@@ -154,19 +155,30 @@ def render_result(doc: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def _form_data(snap: Snapshot) -> tuple[dict[str, str], list[str]]:
-    """Each sending country's currency in its latest priced period (what the amount is in),
-    and the sources of all the data: once per snapshot, kept in ``snap.responses`` (as the
-    API keeps its derived rows), not worked out again for every page."""
-    key = ("page-form",)
-    if key not in snap.responses:
+@dataclass(frozen=True)
+class _Form:
+    """What the page's form offers, worked out once per snapshot (``Snapshot.keep``)."""
+
+    senders: list[tuple[str, str]]  # (code, name), by name
+    receivers: list[tuple[str, str]]
+    #: Each sending country's currency in its latest priced period (what the amount is in).
+    send_currencies: dict[str, str]
+    #: The sources of all the data.
+    sources: list[str]
+
+
+def _form_data(snap: Snapshot) -> _Form:
+    def named(codes: set[str]) -> list[tuple[str, str]]:
+        return sorted(((c, country_ref(c)["name"] or c) for c in codes), key=lambda x: x[1])
+
+    def make() -> _Form:
         currencies: dict[str, str] = {}
         for (src, _), by_period in snap.index.items():
             latest = by_period[max(by_period, key=period_key)]
             currencies.setdefault(src, latest[0].send_currency)
-        sources = sorted(set(snap.quotes["source"].unique().to_list()))
-        snap.responses[key] = (currencies, sources)  # type: ignore[assignment]
-    return cast("tuple[dict[str, str], list[str]]", snap.responses[key])
+        return _Form(named({s for s, _ in snap.index}), named({d for _, d in snap.index}),
+                     currencies, sorted(set(snap.quotes["source"].unique().to_list())))
+    return snap.keep(("page-form",), make)
 
 
 def _sources(names: list[str]) -> str:
@@ -187,18 +199,13 @@ async def home(request: web.Request) -> web.StreamResponse:
     from publish.api import compare_document, receive_units, send
 
     snap = await request.app[DATA].snapshot()
-    senders = sorted({s for s, _ in snap.index})
-    receivers = sorted({d for _, d in snap.index})
-    send_currencies, all_sources = _form_data(snap)
-
-    def named(codes: list[str]) -> list[tuple[str, str]]:
-        return sorted(((c, country_ref(c)["name"] or c) for c in codes), key=lambda x: x[1])
+    form = _form_data(snap)
 
     result, status = "", 200
     src = dst = None
     amount_text = ""
     # The footer names the sources of what the page shows: the result's, else all the data's.
-    shown_sources = all_sources
+    shown_sources = form.sources
     try:
         # People type into the form: spaces around a value are forgiven here.
         p = Params(request.query, PAGE_PARAMS, trim=True)
@@ -221,17 +228,13 @@ async def home(request: web.Request) -> web.StreamResponse:
         result = f'<p class="error" role="alert" id="error">{_e(message)}</p>'
     body = _template().substitute(
         title="sendcost – compare the cost of sending money",
-        from_options=_options(named(senders), src, "Choose a country", send_currencies),
-        to_options=_options(named(receivers), dst, "Choose a country"),
+        from_options=_options(form.senders, src, "Choose a country", form.send_currencies),
+        to_options=_options(form.receivers, dst, "Choose a country"),
         amount=_e(amount_text or "200"),
-        amount_currency=(_e(send_currencies[src]) if src in send_currencies else
+        amount_currency=(_e(form.send_currencies[src]) if src in form.send_currencies else
                          "in the sending country's currency"),
         result=result,
         sources=_sources(shown_sources),
         methodology=_e(METHODOLOGY_VERSION),
     ).encode()
-    if status != 200:
-        # An error is never cached (docs/api.md, "Caching"): no ETag, no-store.
-        return web.Response(status=status, body=body, content_type="text/html",
-                            charset="utf-8", headers={"Cache-Control": "no-store"})
-    return send(request, body, "text/html")
+    return send(request, body, "text/html", status=status)

@@ -31,6 +31,8 @@ NUMBER_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
 INTEGER_PATTERN = r"^-?[0-9]+$"
 #: ISO 3166 alpha-2 or alpha-3, any case.
 COUNTRY_PATTERN = r"^[A-Za-z]{2,3}$"
+#: A corridor in a path: FROM-TO, each a country code as above.
+PAIR_PATTERN = r"^([A-Za-z]{2,3})-([A-Za-z]{2,3})$"
 #: ISO 4217, any case.
 CURRENCY_PATTERN = r"^[A-Za-z]{3}$"
 #: A quarter (``2014Q2``, RPW's ``2014_2Q``) or a month (``2026-11``), of a year 1000-9999.

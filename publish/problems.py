@@ -27,7 +27,6 @@ SLUGS = {
     401: "unauthorized",
     404: "not-found",
     405: "method-not-allowed",
-    406: "not-acceptable",
     413: "request-too-large",
     414: "query-too-long",
     422: "unprocessable-parameter",

@@ -17,7 +17,13 @@ def etag_of(body: bytes) -> str:
 def send(request: web.Request, body: bytes, content_type: str, *, etag: str | None = None,
          headers: dict[str, str] | None = None, cache_control: str = CACHE_CONTROL,
          status: int = 200) -> web.Response:
-    """A GET response with ETag and Cache-Control; 304 when the client has this version."""
+    """A GET response with ETag and Cache-Control; 304 when the client has this version.
+    Any other status than 200 is an error, which is never cached (docs/api.md, "Caching"):
+    no ETag, ``no-store``."""
+    if status != 200:
+        return web.Response(status=status, body=body, content_type=content_type,
+                            charset="utf-8", headers={"Cache-Control": "no-store",
+                                                      **(headers or {})})
     tag = etag or etag_of(body)
     out = {"ETag": tag, "Cache-Control": cache_control, "Vary": "Accept"}
     out.update(headers or {})
@@ -25,7 +31,4 @@ def send(request: web.Request, body: bytes, content_type: str, *, etag: str | No
     if match and (match.strip() == "*" or tag in (t.strip().removeprefix("W/")
                                                    for t in match.split(","))):
         return web.Response(status=304, headers=out)
-    return web.Response(status=status, body=body, content_type=content_type,
-                        charset="utf-8", headers=out)
-
-
+    return web.Response(body=body, content_type=content_type, charset="utf-8", headers=out)
