@@ -47,12 +47,11 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 from aiohttp import web
-from babel.numbers import get_territory_currencies
 
 from collector.rpw import CURRENCY_FROM_RPW, read_rpw
 from collector.rpw_import import bundled_rpw_path
 from corridors.config import DEFAULT_AMOUNTS
-from corridors.reference import countries, country
+from corridors.reference import countries, country, legal_tender
 
 BAD_KINDS = ("fee_negative", "fee_above_amount", "rate_off_reference", "received_inconsistent",
              "currency_mismatch", "unknown_corridor", "implausible_negative_margin")
@@ -167,17 +166,6 @@ def _same(a: float, b: float) -> bool:
     return abs(a / b - 1) < SAME_RATE
 
 
-@functools.cache
-def _currency_then(alpha3: str, period: str) -> str | None:
-    """The receiving country's currency in a survey round (Croatia paid out HRK in 2014)."""
-    c = country(alpha3)
-    if c is None:
-        return None
-    year, quarter = int(period[:4]), int(period[-1])
-    found = get_territory_currencies(c.alpha2, dt.date(year, 3 * quarter - 1, 15))
-    return found[0] if found else c.currency
-
-
 def _current_currencies() -> set[str]:
     """The currencies of today's countries (and USD, EUR): no code of the past (HRK)."""
     return {c.currency for c in countries().values() if c.currency} | {"USD", "EUR"}
@@ -213,7 +201,9 @@ def _survey_quotes(frame: pl.DataFrame) -> dict[str, list[_Quote]]:
     known = _current_currencies()
     out: dict[str, list[_Quote]] = {}
     for period, source, destination, send, rate, note1, note2 in rows.iter_rows():
-        local = _currency_then(destination, period)
+        # The receiving country's currency in that round (Croatia paid out HRK in 2014).
+        tender = legal_tender(destination, period)
+        local = tender[0] if tender else getattr(countries().get(destination), "currency", None)
         out.setdefault(period, []).append(_Quote(
             (source, destination), send, local, _paid_in((note1, note2), local, known), rate))
     return out

@@ -94,6 +94,18 @@ def country(code: str) -> Country | None:
 
 
 @functools.cache
+def legal_tender(alpha3: str, period: str) -> tuple[str, ...]:
+    """The currencies legal in a country when a period began (ZMK until 2013, then ZMW;
+    HRK in Croatia until 2023), by CLDR; () for a code that is not a country."""
+    from corridors.periods import parse_period
+
+    c = countries().get(alpha3)
+    if c is None or c.alpha2 is None:
+        return ()
+    return tuple(get_territory_currencies(c.alpha2, parse_period(period).start.date()))
+
+
+@functools.cache
 def currencies() -> dict[str, Currency]:
     out = {c.alpha_3: Currency(c.alpha_3, c.name, getattr(c, "numeric", None))
            for c in pycountry.currencies}

@@ -34,17 +34,13 @@ of the amounts, not the notes that change hands.
 
 from __future__ import annotations
 
-import datetime as dt
-import functools
 import math
 from collections.abc import Iterable
 from typing import Any
 
 import polars as pl
-from babel.numbers import get_territory_currencies
 
-from corridors.periods import parse_period
-from corridors.reference import countries
+from corridors.reference import legal_tender
 
 #: Rates within 3% are the same rate (RPW's rates of one corridor are mostly identical).
 SAME_RATE = math.log(1.03)
@@ -61,16 +57,6 @@ NOT_STATED = "unknown: the source does not state the pay-out currency"
 
 def _ratio_within(a: float, b: float | None, tolerance: float) -> bool:
     return b is not None and a > 0 and b > 0 and abs(math.log(a / b)) <= tolerance
-
-
-@functools.cache
-def legal_tender(alpha3: str, period: str) -> tuple[str, ...]:
-    """The currencies legal in a country when a period began (ZMK until 2013, then ZMW)."""
-    country = countries().get(alpha3)
-    if country is None or country.alpha2 is None:
-        return ()
-    start: dt.datetime = parse_period(period).start
-    return tuple(get_territory_currencies(country.alpha2, start.date()))
 
 
 def _usd_rates(rpw: pl.DataFrame) -> dict[tuple[str, str], float]:

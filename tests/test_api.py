@@ -473,7 +473,8 @@ def test_inferred_receive_currencies_agree_with_rpws_notes() -> None:
     import polars as pl
 
     from collector.rpw import read_rpw
-    from publish.receive import infer, legal_tender
+    from corridors.reference import legal_tender
+    from publish.receive import infer
 
     frame = read_rpw(bundled_rpw_path()).frame.with_columns(
         pl.col(pl.Categorical).cast(pl.String))
