@@ -142,8 +142,16 @@ class Store:
         self._service_ids: dict[str, int] = {}
         self._newest_service: tuple[int, str] | None = None
 
-    async def close(self) -> None:
-        await self.pool.close()
+    async def close(self, timeout: float = 10.0) -> None:
+        """Close the pool once its connections are given back, waiting ``timeout`` seconds at
+        most: a connection never given back (its holder wedged, or its protocol left broken
+        by a session the server ended) must not keep a stopping service from stopping.
+        Past the timeout the pool is terminated (asyncpg does so when close() is cancelled)."""
+        try:
+            await asyncio.wait_for(self.pool.close(), timeout)
+        except TimeoutError:
+            log.warning("the database pool did not close within %.0f s (a connection was "
+                        "never given back); its connections were terminated", timeout)
 
     # -- schema ------------------------------------------------------------------------------
 

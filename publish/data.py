@@ -358,8 +358,14 @@ def build_snapshot(quotes: pl.DataFrame, version: int) -> Snapshot:
 async def load_quotes(store: Store, version: int) -> pl.DataFrame:
     """All quotes up to ``version`` (max id), through COPY: one round trip, no row objects."""
     buf = io.BytesIO()
+
+    async def sink(chunk: bytes) -> None:
+        # Written here, not through asyncpg's default of a thread-pool hop per chunk.
+        buf.write(chunk)
+
     async with store.pool.acquire() as conn:
-        await conn.copy_from_query(_QUOTES_SQL, version, output=buf, format="csv", header=True)
+        await conn.copy_from_query(_QUOTES_SQL, version, output=sink, format="csv",
+                                   header=True)
     buf.seek(0)
     if buf.getbuffer().nbytes == 0:
         return pl.DataFrame(schema=_SCHEMA)

@@ -211,6 +211,17 @@ async def test_provenance_tables_round_trip(store: Store) -> None:
         "SELECT count(*) FROM reference_rates WHERE source = 'ecb' AND as_of = $1", T0) == 1
 
 
+async def test_closing_does_not_wait_for_ever_on_a_connection_never_given_back(
+        fresh_database: str, caplog: pytest.LogCaptureFixture) -> None:
+    s = await connect(fresh_database)
+    held = await s.pool.acquire()  # a holder that never gives it back
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(s.close(timeout=0.5), 20)
+    assert asyncio.get_running_loop().time() - started < 10
+    assert held is not None and s.pool.is_closing()
+    assert "did not close within" in caplog.text
+
+
 async def test_unreachable_database_gives_a_clear_error() -> None:
     with pytest.raises(DatabaseError, match="cannot reach the database at postgresql://"):
         await connect("postgresql://nobody@127.0.0.1:1/none", timeout=2)
