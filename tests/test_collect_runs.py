@@ -265,7 +265,16 @@ async def test_killed_connection_mid_write_leaves_nothing_half_written(
             if pid:
                 break
             await asyncio.sleep(0.05)
-        assert pid, f"the run never reached its write: {task.done() and task.result()}"
+        if not pid:  # say where the run is, for whoever reads a failure
+            import io
+            where = io.StringIO()
+            task.print_stack(file=where)
+            activity = await locker.fetch(
+                "SELECT state, wait_event_type, wait_event, left(query, 120) AS query "
+                "FROM pg_stat_activity WHERE application_name = $1", app_name)
+            raise AssertionError(f"the run never reached its write (done: {task.done()}); "
+                                 f"its connections: {[dict(r) for r in activity]}; "
+                                 f"where it is:\n{where.getvalue()}")
         assert await locker.fetchval("SELECT pg_terminate_backend($1)", pid)
         await tx.rollback()
         dead = await task
