@@ -430,6 +430,13 @@ class ApiData:
                 if self._snapshot is None or self._snapshot.version != version:
                     quotes = await load_quotes(self.store, version)
             except OUTAGE_ERRORS as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # A cancellation the driver turned into an error (asyncpg, releasing a
+                    # connection cancelled in the middle of a COPY, raises
+                    # InternalClientError): still a cancellation, or a stopping service
+                    # would wait for ever for its poller.
+                    raise asyncio.CancelledError() from exc
                 # Only an outage: an error PostgreSQL reports (a query the schema does not
                 # take) is a bug, which the poller logs with its traceback every time.
                 if not self.unreachable:
@@ -488,7 +495,10 @@ async def data_ctx(app: web.Application) -> AsyncIterator[None]:
     app[DATA] = data
 
     async def poll() -> None:
-        while True:
+        me = asyncio.current_task()
+        assert me is not None
+        # Until cancelled, even when a cancellation reached the poller as another error.
+        while not me.cancelling():
             try:
                 await data.refresh()
             except StoreUnavailable:  # logged once by refresh; retried

@@ -136,6 +136,33 @@ async def test_a_query_the_database_refuses_is_a_bug_not_an_outage(
     assert failed and failed[0].levelno == logging.ERROR and failed[0].exc_info
 
 
+async def test_a_stopping_service_does_not_wait_for_a_poller_whose_cancel_was_swallowed(
+        quick: None, fresh_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """asyncpg, releasing a connection cancelled in the middle of a COPY, can raise
+    InternalClientError instead of the CancelledError (seen as a `sendcost serve` that hung
+    on SIGTERM): the poller must end all the same."""
+    loading = asyncio.Event()
+
+    async def cancelled_into_an_error(store: Any, version: int) -> Any:
+        loading.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            raise asyncpg.InternalClientError(
+                "cannot switch to state 15; another operation (19) is in progress") from None
+
+    monkeypatch.setattr(publish_data, "load_quotes", cancelled_into_an_error)
+    client = TestClient(TestServer(make_app(fresh_database)))
+    await client.start_server()
+    try:
+        await client.app[runtime.STORE].store_quotes([quote(1)])
+        await asyncio.wait_for(loading.wait(), 30)
+    finally:
+        closing = asyncio.create_task(client.close())  # the app's cleanup ends the poller
+        done, _ = await asyncio.wait({closing}, timeout=30)
+        assert closing in done, "the app's cleanup waits for ever for its snapshot poller"
+
+
 async def test_an_outage_ends_and_new_quotes_are_served(
         quick: None, fresh_database: str, server_url: str,
         caplog: pytest.LogCaptureFixture) -> None:
