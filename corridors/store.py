@@ -121,7 +121,7 @@ COPY_COLUMNS = (
 )
 
 #: The services columns a COPY of new services fills, in the order of its records.
-_SERVICE_COLUMNS = ("service_key", "corridor_id", "firm_id", "product", "pay_in",
+SERVICE_COLUMNS = ("service_key", "corridor_id", "firm_id", "product", "pay_in",
                     "pay_out", "access_point", "speed")
 
 #: The key of a service by id.
@@ -365,7 +365,7 @@ class Store:
         try:
             async with conn.transaction():
                 await conn.copy_records_to_table("services", records=new,
-                                                 columns=_SERVICE_COLUMNS)
+                                                 columns=SERVICE_COLUMNS)
             rows = await conn.fetch(_SERVICE_IDS, [row[0] for row in new])
             ids.update((r["service_key"], r["id"]) for r in rows)
             return ids
