@@ -128,6 +128,26 @@ SERVICE_COLUMNS = ("service_key", "corridor_id", "firm_id", "product", "pay_in",
 _SERVICE_KEY = "SELECT service_key FROM services WHERE id = $1"
 #: Ids of services by key.
 _SERVICE_IDS = "SELECT id, service_key FROM services WHERE service_key = ANY($1::text[])"
+#: Held by a write that may create services, until it commits. It conflicts with any other
+#: INSERT (and with itself), not with reads.
+_LOCK_SERVICES = "LOCK TABLE services IN SHARE ROW EXCLUSIVE MODE"
+#: Draws $1 service ids in one go (under _LOCK_SERVICES); returns the last.
+_DRAW_SERVICE_IDS = "SELECT setval('services_id_seq', nextval('services_id_seq') + $1 - 1)"
+
+
+def _ensure_sql(table: str, a: str, b: str) -> str:
+    """Ids of rows of ``table`` by key columns ``a`` and ``b`` ($1, $2: arrays), inserting
+    the missing ones: the inserted rows from RETURNING, the others from the table as it was
+    when the statement began."""
+    return (f"WITH w ({a}, {b}) AS (SELECT * FROM unnest($1::text[], $2::text[])), "
+            f"ins AS (INSERT INTO {table} ({a}, {b}) SELECT * FROM w ON CONFLICT DO NOTHING "
+            f"RETURNING id, {a}, {b}) "
+            f"SELECT id, {a}, {b} FROM ins UNION ALL "
+            f"SELECT t.id, t.{a}, t.{b} FROM {table} t JOIN w USING ({a}, {b})")
+
+
+_ENSURE_CORRIDORS = _ensure_sql("corridors", "source_code", "destination_code")
+_ENSURE_FIRMS = _ensure_sql("firms", "name", "firm_type")
 
 
 class Store:
@@ -324,61 +344,47 @@ class Store:
         if not quotes:
             return {}
         keys = list(dict.fromkeys(q.service_key for q in quotes))
+        # One creator of services at a time, until this write commits: what the look-up
+        # below misses is this write's to create, under ids it draws from the sequence in
+        # one go, since no other transaction can insert a service (and so draw an id)
+        # meanwhile. Readers are not held up (the lock does not conflict with SELECT).
+        await conn.execute(_LOCK_SERVICES)
         rows = await conn.fetch(_SERVICE_IDS, keys)
         ids = {r["service_key"]: r["id"] for r in rows}
         if len(ids) == len(keys):
             return ids  # all there already (a cold cache): no corridor or firm to create
-        quotes = [q for q in quotes if q.service_key not in ids]
-        corridors = sorted({(q.source_code, q.destination_code) for q in quotes})
-        firms = sorted({(q.firm.name, str(q.firm.firm_type)) for q in quotes})
-        src, dst = [c[0] for c in corridors], [c[1] for c in corridors]
-        names, types = [f[0] for f in firms], [f[1] for f in firms]
-        # One statement each, set-based: executemany would be one round of planning per row.
-        await conn.execute(
-            "INSERT INTO corridors (source_code, destination_code) "
-            "SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING", src, dst)
-        await conn.execute(
-            "INSERT INTO firms (name, firm_type) SELECT * FROM unnest($1::text[], $2::text[]) "
-            "ON CONFLICT DO NOTHING", names, types)
-        rows = await conn.fetch(
-            "SELECT c.id, c.source_code, c.destination_code FROM corridors c "
-            "JOIN unnest($1::text[], $2::text[]) AS w(s, d) "
-            "ON c.source_code = w.s AND c.destination_code = w.d", src, dst)
-        corridor_ids = {(r["source_code"], r["destination_code"]): r["id"] for r in rows}
-        rows = await conn.fetch(
-            "SELECT f.id, f.name, f.firm_type FROM firms f "
-            "JOIN unnest($1::text[], $2::text[]) AS w(n, t) ON f.name = w.n AND f.firm_type = w.t",
-            names, types)
-        firm_ids = {(r["name"], r["firm_type"]): r["id"] for r in rows}
-        services: dict[str, tuple[Any, ...]] = {}
+        new: dict[str, Quote] = {}
         for q in quotes:
-            if q.service_key not in services:
-                a = q.service
-                services[q.service_key] = (
-                    q.service_key, corridor_ids[(q.source_code, q.destination_code)],
-                    firm_ids[(q.firm.name, str(q.firm.firm_type))], a.product,
-                    _opt(a.pay_in), _opt(a.pay_out), _opt(a.access_point), _opt(a.speed))
-        new = list(services.values())
-        # New services (a first collection has thousands): COPY them in, about twice as fast
-        # as an INSERT of the same rows. Should another writer create one of them meanwhile,
-        # the savepoint undoes the COPY and the insert below skips what exists.
-        try:
-            async with conn.transaction():
-                await conn.copy_records_to_table("services", records=new,
-                                                 columns=SERVICE_COLUMNS)
-            rows = await conn.fetch(_SERVICE_IDS, [row[0] for row in new])
-            ids.update((r["service_key"], r["id"]) for r in rows)
-            return ids
-        except asyncpg.UniqueViolationError:
-            pass
-        cols = list(zip(*new, strict=True))
-        await conn.execute(
-            "INSERT INTO services (service_key, corridor_id, firm_id, product, pay_in, pay_out, "
-            "access_point, speed) SELECT * FROM unnest($1::text[], $2::int[], $3::int[], "
-            "$4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) "
-            "ON CONFLICT (service_key) DO NOTHING", *[list(c) for c in cols])
-        rows = await conn.fetch(_SERVICE_IDS, keys)
-        return {r["service_key"]: r["id"] for r in rows}
+            if q.service_key not in ids and q.service_key not in new:
+                new[q.service_key] = q
+        corridor_ids = await self._ensure_ids(
+            conn, _ENSURE_CORRIDORS, {(q.source_code, q.destination_code) for q in new.values()})
+        firm_ids = await self._ensure_ids(
+            conn, _ENSURE_FIRMS, {(q.firm.name, q.firm.firm_type.value) for q in new.values()})
+        last = await conn.fetchval(_DRAW_SERVICE_IDS, len(new))
+        first = last - len(new) + 1
+        records = []
+        for i, (key, q) in enumerate(new.items(), first):
+            a = q.service
+            records.append((
+                i, key, corridor_ids[(q.source_code, q.destination_code)],
+                firm_ids[(q.firm.name, q.firm.firm_type.value)], a.product, _opt(a.pay_in),
+                _opt(a.pay_out), _opt(a.access_point), _opt(a.speed)))
+        # COPY, about twice as fast as an INSERT of the same rows (a first collection
+        # creates thousands of services).
+        await conn.copy_records_to_table("services", records=records,
+                                         columns=("id", *SERVICE_COLUMNS))
+        ids.update(zip(new, range(first, last + 1), strict=True))
+        return ids
+
+    @staticmethod
+    async def _ensure_ids(conn: asyncpg.Connection, sql: str,
+                          pairs: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """Ids of corridors or firms by their two key columns, created where missing, in one
+        statement (the writer holds the services lock: no other writer creates them)."""
+        ordered = sorted(pairs)
+        rows = await conn.fetch(sql, [p[0] for p in ordered], [p[1] for p in ordered])
+        return {(r[1], r[2]): r[0] for r in rows}
 
     async def quote_frame(self, period: Period | str | None = None,
                           amount_usd: int | None = None,

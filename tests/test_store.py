@@ -122,8 +122,9 @@ async def test_services_rebuilt_under_the_same_table_do_not_orphan_quotes(
 
 async def test_two_writers_creating_the_same_services_both_succeed(store: Store,
                                                                    database_url: str) -> None:
-    """New services go in by COPY; a writer that meets another's uncommitted services waits,
-    then finds them instead of failing: each service once, every quote stored."""
+    """One creator of services at a time: a writer with services to create while another's
+    new services are uncommitted waits for it, then finds them instead of failing: each
+    service once, every quote stored. Readers do not wait."""
     keys = [f"test:race:{i}" for i in range(50)]
     mine = [make_quote(service_key=k) for k in keys]
     theirs = [make_quote(service_key=k, collected_at=T0 + dt.timedelta(minutes=5))
@@ -140,6 +141,8 @@ async def test_two_writers_creating_the_same_services_both_succeed(store: Store,
             racing = asyncio.ensure_future(other.store_quotes(theirs))
             await asyncio.sleep(0.3)
             assert not racing.done()
+            assert await asyncio.wait_for(other.pool.fetchval(
+                "SELECT count(*) FROM services WHERE service_key LIKE 'test:race:%'"), 5) == 0
             await tr.commit()
         result = await asyncio.wait_for(racing, 10)
     finally:
@@ -151,6 +154,8 @@ async def test_two_writers_creating_the_same_services_both_succeed(store: Store,
     by_key = {r["service_key"]: r["n"] for r in rows}
     assert len(by_key) == 55
     assert all(by_key[k] == (2 if i >= 25 else 1) for i, k in enumerate(keys))
+    # The ids the writers drew in blocks are behind the sequence: the next is a new one.
+    assert await store.pool.fetchval("SELECT nextval('services_id_seq') > max(id) FROM services")
 
 
 @pytest.mark.parametrize("statement", [
