@@ -53,9 +53,11 @@ def services_in_period(quotes: pl.LazyFrame, *, period: str, amount_usd: int) ->
         "service_id", *_ATTRIBUTES)
     return (
         costs.join(attributes, on="service_id", how="inner")
-        # A fixed order (by service id), so that every float sum built on these rows adds
-        # them in the same order and the same data gives the same bits (bulletins are
-        # compared byte for byte).
+        # A fixed order (by service id) for everything built on these rows. It does not make
+        # the floats bit-identical from run to run: Polars' default (streaming) engine sums
+        # a group in parts whose order varies, so a mean of several quotes may differ in its
+        # last bit (seen from 30,000 quotes up, ~1e-15). What is published byte for byte is
+        # rounded first (publish.bulletin.DECIMALS).
         .sort("service_id")
         # The quote frame keeps text as Categorical; services are few, and plain strings
         # join with any other table (countries, flows) without a cast at each join.
