@@ -4,6 +4,7 @@ the survey's years in every document that publishes them, computed deterministic
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import tomllib
@@ -21,7 +22,7 @@ from collector.sandbox import (
     market,
     sources_config,
 )
-from corridors.config import parse_config
+from corridors.config import load_config, parse_config
 from corridors.reference import country
 from sendcost.cli import build_parser, main
 
@@ -234,3 +235,36 @@ async def test_a_repeated_quote_is_answered_the_same_until_prices_change() -> No
     finally:
         await server.close()
     assert sandbox.log.maxlen and [outcome for _, outcome in sandbox.log][:2] == ["ok", "ok"]
+
+
+def test_a_newcomer_without_the_sandbox_is_told_what_to_do() -> None:
+    """The shipped profile collects from the sandbox's address; with nothing listening there,
+    serve and collect say so once, and how to start it, instead of only failing run by run."""
+    import socket
+
+    from sendcost.commands.sandbox import DEFAULT_PORT, sandbox_down
+
+    shipped = load_config(ROOT / "config.toml")
+    elsewhere = [s for s in shipped.sources if s.kind == "ecb_rates"]
+    assert sandbox_down([], where="x") is None
+    listener = socket.socket()
+    try:
+        listener.bind(("127.0.0.1", DEFAULT_PORT))
+    except OSError:
+        pytest.skip(f"port {DEFAULT_PORT} is taken: the 'nothing listens' case cannot be made")
+    listener.listen()
+    try:
+        assert sandbox_down(shipped.sources, where="Run it") is None  # it listens
+    finally:
+        listener.close()
+    warning = sandbox_down(shipped.sources, where="Run 'sendcost sandbox' first")
+    assert warning is not None
+    n = len(shipped.sources)
+    assert warning.startswith(f"{n} source(s) ({', '.join(s.name for s in shipped.sources[:3])}"
+                              f" and {n - 3} more) collect from the sandbox on "
+                              f"http://127.0.0.1:{DEFAULT_PORT}, and nothing listens there")
+    assert "Run 'sendcost sandbox' first, or point [[sources]]" in warning
+    # Sources pointed elsewhere are not the sandbox's business.
+    moved = [dataclasses.replace(s, url="https://www.ecb.europa.eu/eurofxref-daily.xml")
+             for s in elsewhere]
+    assert sandbox_down(moved, where="x") is None

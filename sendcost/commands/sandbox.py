@@ -4,9 +4,12 @@ postal tariffs, ECB and JSON reference rates, RPW) for demos, tests and benchmar
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -14,6 +17,7 @@ from sendcost.cli import common_options, setup_logging
 
 if TYPE_CHECKING:
     from collector.sandbox import Faults
+    from corridors.config import SourceConfig
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +85,25 @@ def faults_from(args: argparse.Namespace) -> Faults:
                   burst_429_every=args.burst_429_every,
                   burst_429_length=args.burst_429_length, retry_after=args.retry_after,
                   bad_quote_rate=args.bad_quote_rate, seed=args.seed)
+
+
+def sandbox_down(sources: Iterable[SourceConfig], *, where: str) -> str | None:
+    """A warning when ``sources`` (those about to run) collect from the sandbox's address
+    (127.0.0.1:DEFAULT_PORT, as the shipped profile does) and nothing listens there, saying
+    what to do; None otherwise. ``where``: how the sandbox is started beside this command."""
+    names = [s.name for s in sources
+             if urlsplit(s.url).hostname in ("127.0.0.1", "localhost")
+             and urlsplit(s.url).port == DEFAULT_PORT]
+    if not names:
+        return None
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", DEFAULT_PORT),
+                                                                 timeout=0.5):
+        return None
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return (f"{len(names)} source(s) ({shown}) collect from the sandbox on "
+            f"http://127.0.0.1:{DEFAULT_PORT}, and nothing listens there: their runs will "
+            f"fail until it does. {where}, or point [[sources]] in config.toml at real "
+            "upstreams")
 
 
 #: The share of implausible operator quotes of ``sendcost serve --sandbox``'s upstreams.

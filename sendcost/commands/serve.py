@@ -55,11 +55,16 @@ def run(args: argparse.Namespace) -> int:
         log.info("database: %s", "embedded PostgreSQL in " + str(config.data_dir / "pg")
                  if target.embedded else target.display)
         app = create_app(config, target)
-        if args.sandbox:
-            from sendcost.commands.sandbox import sandbox_ctx
+        from sendcost.commands.sandbox import sandbox_ctx, sandbox_down
 
+        if args.sandbox:
             # First in, last out: the upstreams are up before the first scheduled run.
             app.cleanup_ctx.insert(0, sandbox_ctx)
+        elif warning := sandbox_down(
+                [s for s in config.sources if s.enabled],
+                where="Start with 'sendcost serve --sandbox' (the sandbox in this process), "
+                      "or run 'sendcost sandbox' beside it"):
+            log.warning("%s", warning)
         # run_app turns SIGINT/SIGTERM into a graceful shutdown that runs cleanup_ctx.
         web.run_app(app, host=host, port=port, access_log=None, **HANDLER_ARGS,
                     print=lambda msg: log.info("%s", msg.strip()))
