@@ -381,10 +381,18 @@ class Store:
     async def _ensure_ids(conn: asyncpg.Connection, sql: str,
                           pairs: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
         """Ids of corridors or firms by their two key columns, created where missing, in one
-        statement (the writer holds the services lock: no other writer creates them)."""
+        statement. Writers create them only under the services lock, so none is created
+        meanwhile; should one be (by a writer of another version), the statement waits for
+        it and skips it, and its second run, with a newer snapshot, finds it."""
         ordered = sorted(pairs)
-        rows = await conn.fetch(sql, [p[0] for p in ordered], [p[1] for p in ordered])
-        return {(r[1], r[2]): r[0] for r in rows}
+        found: dict[tuple[str, str], int] = {}
+        for _ in range(2):
+            rows = await conn.fetch(sql, [p[0] for p in ordered], [p[1] for p in ordered])
+            found.update(((r[1], r[2]), r[0]) for r in rows)
+            ordered = [p for p in ordered if p not in found]
+            if not ordered:
+                break
+        return found
 
     async def quote_frame(self, period: Period | str | None = None,
                           amount_usd: int | None = None,

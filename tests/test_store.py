@@ -158,6 +158,31 @@ async def test_two_writers_creating_the_same_services_both_succeed(store: Store,
     assert await store.pool.fetchval("SELECT nextval('services_id_seq') > max(id) FROM services")
 
 
+async def test_a_corridor_created_meanwhile_by_another_writer_is_found(
+        store: Store, database_url: str) -> None:
+    """Writers create corridors only under the services lock; one created outside it (by a
+    writer of another version) while a write runs is waited for and then found."""
+    other = await asyncpg.connect(database_url)
+    try:
+        tr = other.transaction()
+        await tr.start()
+        await other.execute("INSERT INTO corridors (source_code, destination_code) "
+                            "VALUES ('NZL', 'TON')")
+        quote = make_quote(service_key="test:meanwhile", source_code="NZL",
+                           destination_code="TON")
+        writing = asyncio.ensure_future(store.store_quotes([quote]))
+        await asyncio.sleep(0.3)
+        assert not writing.done()  # waiting for the other writer's corridor
+        await tr.commit()
+        assert (await asyncio.wait_for(writing, 10)).inserted == 1
+    finally:
+        await other.close()
+    assert await store.pool.fetchval(
+        "SELECT c.source_code || '-' || c.destination_code FROM quotes q "
+        "JOIN services s ON s.id = q.service_id JOIN corridors c ON c.id = s.corridor_id "
+        "WHERE s.service_key = 'test:meanwhile'") == "NZL-TON"
+
+
 @pytest.mark.parametrize("statement", [
     "DELETE FROM corridors", "UPDATE firms SET name = name", "TRUNCATE services CASCADE",
     "DELETE FROM services WHERE service_key = 'test:none'"])
