@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import uuid
 from decimal import Decimal
 
 import asyncpg
@@ -162,14 +163,16 @@ async def test_a_corridor_created_meanwhile_by_another_writer_is_found(
         store: Store, database_url: str) -> None:
     """Writers create corridors only under the services lock; one created outside it (by a
     writer of another version) while a write runs is waited for and then found."""
+    # A corridor no other test has (the shared database holds every RPW corridor).
+    src, dst = "T" + uuid.uuid4().hex[:6], "T" + uuid.uuid4().hex[:6]
     other = await asyncpg.connect(database_url)
     try:
         tr = other.transaction()
         await tr.start()
         await other.execute("INSERT INTO corridors (source_code, destination_code) "
-                            "VALUES ('NZL', 'TON')")
-        quote = make_quote(service_key="test:meanwhile", source_code="NZL",
-                           destination_code="TON")
+                            "VALUES ($1, $2)", src, dst)
+        quote = make_quote(service_key=f"test:meanwhile:{src}", source_code=src,
+                           destination_code=dst)
         writing = asyncio.ensure_future(store.store_quotes([quote]))
         await asyncio.sleep(0.3)
         assert not writing.done()  # waiting for the other writer's corridor
@@ -180,7 +183,7 @@ async def test_a_corridor_created_meanwhile_by_another_writer_is_found(
     assert await store.pool.fetchval(
         "SELECT c.source_code || '-' || c.destination_code FROM quotes q "
         "JOIN services s ON s.id = q.service_id JOIN corridors c ON c.id = s.corridor_id "
-        "WHERE s.service_key = 'test:meanwhile'") == "NZL-TON"
+        "WHERE s.service_key = $1", f"test:meanwhile:{src}") == f"{src}-{dst}"
 
 
 @pytest.mark.parametrize("statement", [
