@@ -383,6 +383,10 @@ class Fetcher:
         await circuit.before(source.name)
         parsed = URL(url)
         headers = {"User-Agent": self.config.user_agent, "Accept-Encoding": "gzip"}
+        if source.headers:
+            # The source's own (credentials), never archived or logged: the archive keeps
+            # what came back, not what was sent.
+            headers.update(source.request_headers())
         known = self.validators.get(url)
         if known is not None:
             if known.etag:

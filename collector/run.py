@@ -561,6 +561,11 @@ class Collector:
         source = self.config.source(name)
         if source.kind not in self.registry:
             raise ConfigError(f"source {name!r}: no adapter for kind {source.kind!r}")
+        try:
+            source.request_headers()  # its environment variables are set
+        except ConfigError as exc:
+            where = f"{self.config.path}: " if self.config.path else ""
+            raise ConfigError(f"{where}{exc}") from None
         corridors = corridor_specs(self.config, corridor)
         await self._abandon_dead_runs_once()
         lock = self._running.setdefault(name, asyncio.Lock())

@@ -39,7 +39,8 @@ assert set(REGISTRY) == set(OPTION_CHECKS) == SOURCE_KINDS
 
 
 def check_sources(config: Config) -> None:
-    """Raise ConfigError naming the source and key for any bad ``options``.
+    """Raise ConfigError naming the source and key for any bad ``options``, or an enabled
+    source header's environment variable that is not set.
 
     Prefixed with the config file, as ``corridors.config.load_config`` prefixes the errors
     it finds ("config.toml: sources[x].options.fields: ...").
@@ -47,6 +48,8 @@ def check_sources(config: Config) -> None:
     for source in config.sources:
         try:
             OPTION_CHECKS[source.kind](source)
+            if source.enabled:  # a disabled one is checked when it is run (Collector.run)
+                source.request_headers()
         except ConfigError as exc:
             if config.path is None:
                 raise

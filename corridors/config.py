@@ -57,6 +57,24 @@ class SourceConfig:
     requests_per_second: float = 5.0
     # Kind-specific settings, validated by the adapter when the source is built.
     options: Mapping[str, Any] = field(default_factory=dict)
+    # Request headers sent with every request to the source (credentials: an API key, a
+    # token), as written: ${NAME} stands for the environment variable NAME, read when the
+    # source is about to run (``request_headers``), so secrets stay out of the file.
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def request_headers(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The headers with their ${NAME}s filled in from ``environ`` (default: the process
+        environment); ConfigError naming the source, header and variable if one is unset."""
+        env = os.environ if environ is None else environ
+        out = {}
+        for name, template in self.headers.items():
+            missing = [v for v in _ENV_REF.findall(template) if v not in env]
+            if missing:
+                raise ConfigError(
+                    f"sources[{self.name}].headers.{name}: environment variable "
+                    f"{missing[0]} is not set (the header's value names it as ${{{missing[0]}}})")
+            out[name] = _ENV_REF.sub(lambda m: env[m.group(1)], template)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +234,35 @@ def _schedule(value: str, key: str) -> str:
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
+#: ${NAME} in a source header's value: the environment variable NAME.
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: A header name (RFC 9110 token).
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+#: Headers sendcost sets itself on every request (or aiohttp does), which a source's
+#: headers may not replace: the User-Agent names sendcost, the rest make conditional and
+#: compressed requests work.
+_OWN_HEADERS = frozenset({"user-agent", "if-none-match", "if-modified-since",
+                          "accept-encoding", "host", "content-length"})
+
+
+def _headers(value: Mapping[str, Any], key: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, v in value.items():
+        if not _HEADER_NAME.match(name):
+            raise ConfigError(f"{key}: {name!r} is not a valid header name")
+        if name.lower() in _OWN_HEADERS:
+            raise ConfigError(f"{key}.{name}: sendcost sets this header itself")
+        if not isinstance(v, str):
+            raise ConfigError(f"{key}.{name}: expected a string, got {v!r}")
+        if "\n" in v or "\r" in v:
+            raise ConfigError(f"{key}.{name}: a header value cannot hold a line break")
+        if "${" in _ENV_REF.sub("", v):
+            raise ConfigError(f"{key}.{name}: expected ${{NAME}} (an environment variable: "
+                              f"letters, digits, _), got {v!r}")
+        out[name] = v
+    return out
+
+
 def _source_url(value: str, kind: str, key: str) -> str:
     """An absolute http(s) URL (for ``rpw``, a local path too). An operator_json URL is a
     template: its ``{placeholders}`` are checked by the adapter, and pass here."""
@@ -337,7 +384,7 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
         if not isinstance(s, dict):
             raise ConfigError(f"{where}: expected a table")
         fields = {"name", "kind", "url", "enabled", "schedule", "jitter_seconds",
-                  "max_concurrency", "requests_per_second", "options"}
+                  "max_concurrency", "requests_per_second", "options", "headers"}
         _unknown_keys(s, fields, where)
         for required in ("name", "kind", "url"):
             if required not in s:
@@ -365,6 +412,7 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
                 _expect(s, "requests_per_second", (int, float), where, 5.0),
                 f"{where}.requests_per_second")),
             options=_expect(s, "options", dict, where, {}),
+            headers=_headers(_expect(s, "headers", dict, where, {}), f"{where}.headers"),
         ))
 
     return Config(

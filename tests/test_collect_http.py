@@ -260,3 +260,67 @@ def test_an_absurd_retry_after_holds_the_host_back_a_day_at_most(
     assert "cut to 86400 s" in caplog.text
     limit.hold_off(30, 429)  # a shorter wait never shortens a longer one
     assert limit.blocked_until - time.monotonic() > 3600
+
+
+async def test_a_source_sends_its_headers_with_secrets_from_the_environment(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A source's headers go with every request; ${NAME} is read from the environment, so
+    the token is in neither the config nor the archive. Unset, nothing starts, and the
+    error names the variable, not a value."""
+    token = f"s3cret-{uuid.uuid4().hex}"
+    seen: list[str | None] = []
+
+    async def rates(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        if request.headers.get("Authorization") != f"Bearer {token}":
+            return web.json_response({"error": "unauthorized"}, status=401)
+        assert request.headers["X-Client"] == "sendcost-test"
+        assert request.headers["User-Agent"].startswith("sendcost")
+        return web.json_response({"base": "USD", "date": dt.date.today().isoformat(),
+                                  "rates": {"MXN": 17.1}})
+
+    app = web.Application()
+    app.router.add_get("/rates", rates)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    name = f"h{uuid.uuid4().hex[:8]}-rates"
+    cfg = parse_config({"sources": [{
+        "name": name, "kind": "json_rates", "url": str(server.make_url("/rates")),
+        "headers": {"Authorization": "Bearer ${SENDCOST_TEST_TOKEN}",
+                    "X-Client": "sendcost-test"}}]})
+    try:
+        monkeypatch.setenv("SENDCOST_TEST_TOKEN", token)
+        async with aiohttp.ClientSession() as session:
+            [report] = await Collector(cfg, store, session).run_all()
+            assert report.status == "ok", report.line()
+            assert seen == [f"Bearer {token}"]
+            assert await store.pool.fetchval(
+                "SELECT count(*) FROM raw_responses WHERE run_id = $1", report.run_id) == 1
+            assert await store.pool.fetchval(
+                "SELECT count(*) FROM raw_responses WHERE run_id = $1 AND (url LIKE $2 OR "
+                "headers::text LIKE $2 OR encode(payload, 'escape') LIKE $2)",
+                report.run_id, f"%{token}%") == 0
+            monkeypatch.delenv("SENDCOST_TEST_TOKEN")
+            with pytest.raises(ConfigError) as caught:
+                Collector(cfg, store, session)
+        assert str(caught.value) == (
+            f"sources[{name}].headers.Authorization: environment variable SENDCOST_TEST_TOKEN"
+            " is not set (the header's value names it as ${SENDCOST_TEST_TOKEN})")
+        assert len(seen) == 1  # nothing was sent without it
+    finally:
+        await server.close()
+
+
+async def test_a_disabled_source_run_by_name_needs_its_header_variables(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SENDCOST_TEST_UNSET", raising=False)
+    name = f"h{uuid.uuid4().hex[:8]}-off"
+    cfg = parse_config({"sources": [{
+        "name": name, "kind": "json_rates", "url": "http://127.0.0.1:9/rates",
+        "enabled": False, "headers": {"X-Api-Key": "${SENDCOST_TEST_UNSET}"}}]})
+    async with aiohttp.ClientSession() as session:
+        collector = Collector(cfg, store, session)  # starts: the source is not scheduled
+        with pytest.raises(ConfigError, match="environment variable SENDCOST_TEST_UNSET"):
+            await collector.run(name)
+    assert await store.pool.fetchval(
+        "SELECT count(*) FROM collection_runs WHERE source = $1", name) == 0

@@ -188,3 +188,47 @@ def test_option_errors_name_the_file(tmp_path: Path) -> None:
         check_sources(parse_config({"sources": [{"name": "x", "kind": "operator_json",
                                                  "url": "http://h/", "options": {}}]}))
     assert str(err.value).startswith("sources[x].options.")  # no file: no prefix
+
+
+@pytest.mark.parametrize(("headers", "error"), [
+    ({"Bad Name": "x"}, "sources[0].headers: 'Bad Name' is not a valid header name"),
+    ({"User-Agent": "me"}, "sources[0].headers.User-Agent: sendcost sets this header itself"),
+    ({"if-none-match": "*"}, "sources[0].headers.if-none-match: sendcost sets this header"),
+    ({"X-Key": 3}, "sources[0].headers.X-Key: expected a string, got 3"),
+    ({"X-Key": "a\r\nHost: evil"}, "sources[0].headers.X-Key: a header value cannot hold a "
+                                   "line break"),
+    ({"X-Key": "${not-a-name}"}, "sources[0].headers.X-Key: expected ${NAME}"),
+    ({"X-Key": "Bearer ${TOKEN"}, "sources[0].headers.X-Key: expected ${NAME}"),
+])
+def test_bad_source_headers_fail_when_the_config_is_read(headers: dict[str, Any],
+                                                         error: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(error)):
+        parse_config({"sources": [{"name": "s", "kind": "ecb_rates", "url": "http://x/e.xml",
+                                   "headers": headers}]})
+
+
+def test_source_headers_read_their_variables_when_the_source_is_to_run(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """${NAME} is filled in from the environment: checked at start for an enabled source,
+    and only when it runs for a disabled one (a token not yet issued does not stop the
+    service)."""
+    from collector.sources import check_sources
+
+    monkeypatch.delenv("SENDCOST_KEY", raising=False)
+    raw = {"name": "wise", "kind": "comparison", "url": "https://api.example/v4/comparisons",
+           "headers": {"Authorization": "Bearer ${SENDCOST_KEY}", "X-Ids": "${A}-${B}"}}
+    config = parse_config({"sources": [raw]})
+    [source] = config.sources
+    assert source.headers == {"Authorization": "Bearer ${SENDCOST_KEY}", "X-Ids": "${A}-${B}"}
+    assert source.request_headers({"SENDCOST_KEY": "k1", "A": "1", "B": "$2"}) == {
+        "Authorization": "Bearer k1", "X-Ids": "1-$2"}
+    with pytest.raises(ConfigError, match=re.escape(
+            "sources[wise].headers.Authorization: environment variable SENDCOST_KEY is not "
+            "set")):
+        check_sources(config)
+    check_sources(parse_config({"sources": [raw | {"enabled": False}]}))
+    monkeypatch.setenv("SENDCOST_KEY", "k2")
+    monkeypatch.setenv("A", "a")
+    monkeypatch.setenv("B", "b")
+    check_sources(config)
+    assert source.request_headers()["Authorization"] == "Bearer k2"

@@ -130,6 +130,21 @@ def test_unreachable_database_exits_1_with_message() -> None:
     assert "Traceback" not in out.stderr
 
 
+def test_serve_with_an_unset_source_variable_stops_before_starting(tmp_path: Path) -> None:
+    """The config's error alone, before any database or session is opened."""
+    bad = tmp_path / "config.toml"
+    bad.write_text('[database]\nurl = "postgresql://x@127.0.0.1:1/none"\n[[sources]]\n'
+                   'name = "wise"\nkind = "json_rates"\nurl = "http://127.0.0.1:9/rates"\n'
+                   'headers = { Authorization = "Bearer ${SENDCOST_TEST_NO_SUCH_TOKEN}" }\n')
+    out = subprocess.run([sys.executable, "-m", "sendcost", "serve", "--config", str(bad)],
+                         env=_env(), capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 1
+    assert out.stderr.strip() == (
+        f"sendcost: error: {bad.resolve()}: sources[wise].headers.Authorization: environment "
+        "variable SENDCOST_TEST_NO_SUCH_TOKEN is not set (the header's value names it as "
+        "${SENDCOST_TEST_NO_SUCH_TOKEN})")
+
+
 def test_help_teaches() -> None:
     out = subprocess.run([sys.executable, "-m", "sendcost", "--help"], capture_output=True,
                          text=True, cwd=ROOT, timeout=60)

@@ -47,7 +47,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     setup_logging(args, config.log_level)
+    from collector.sources import check_sources
     from sendcost.wiring import create_app
+
+    # Before anything starts (the database, the HTTP session): a bad source option or an
+    # unset header variable stops here with the config's error alone.
+    check_sources(config)
 
     host = args.host or config.api.host
     port = args.port if args.port is not None else config.api.port
