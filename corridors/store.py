@@ -128,9 +128,13 @@ SERVICE_COLUMNS = ("service_key", "corridor_id", "firm_id", "product", "pay_in",
 _SERVICE_KEY = "SELECT service_key FROM services WHERE id = $1"
 #: Ids of services by key.
 _SERVICE_IDS = "SELECT id, service_key FROM services WHERE service_key = ANY($1::text[])"
-#: Held by a write that may create services, until it commits. It conflicts with any other
-#: INSERT (and with itself), not with reads.
-_LOCK_SERVICES = "LOCK TABLE services IN SHARE ROW EXCLUSIVE MODE"
+#: Held by a write that may create services, until it commits: one such writer at a time.
+#: An advisory lock (the migrations hold 7411601, an RPW import 7411602), not a table lock:
+#: it needs no privilege beyond the writer's own, does not wait for autovacuum and holds
+#: up no reader. Only sendcost's writers take it; should anything else insert a service
+#: meanwhile with an id this write drew, the primary key refuses one of the two rows and
+#: that write fails whole, to be tried again: no row is ever wrong.
+_LOCK_SERVICES = "SELECT pg_advisory_xact_lock(7411603)"
 #: Draws $1 service ids in one go (under _LOCK_SERVICES); returns the last.
 _DRAW_SERVICE_IDS = "SELECT setval('services_id_seq', nextval('services_id_seq') + $1 - 1)"
 
@@ -346,8 +350,7 @@ class Store:
         keys = list(dict.fromkeys(q.service_key for q in quotes))
         # One creator of services at a time, until this write commits: what the look-up
         # below misses is this write's to create, under ids it draws from the sequence in
-        # one go, since no other transaction can insert a service (and so draw an id)
-        # meanwhile. Readers are not held up (the lock does not conflict with SELECT).
+        # one go, since no other writer creates a service (and so draws an id) meanwhile.
         await conn.execute(_LOCK_SERVICES)
         rows = await conn.fetch(_SERVICE_IDS, keys)
         ids = {r["service_key"]: r["id"] for r in rows}
