@@ -73,7 +73,12 @@ class SourceConfig:
                 raise ConfigError(
                     f"sources[{self.name}].headers.{name}: environment variable "
                     f"{missing[0]} is not set (the header's value names it as ${{{missing[0]}}})")
-            out[name] = _ENV_REF.sub(lambda m: env[m.group(1)], template)
+            value = _ENV_REF.sub(lambda m: env[m.group(1)], template)
+            if "\n" in value or "\r" in value:
+                raise ConfigError(
+                    f"sources[{self.name}].headers.{name}: an environment variable it names "
+                    f"({', '.join(_ENV_REF.findall(template))}) holds a line break")
+            out[name] = value
         return out
 
 

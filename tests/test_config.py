@@ -223,6 +223,10 @@ def test_source_headers_read_their_variables_when_the_source_is_to_run(
     assert source.request_headers({"SENDCOST_KEY": "k1", "A": "1", "B": "$2"}) == {
         "Authorization": "Bearer k1", "X-Ids": "1-$2"}
     with pytest.raises(ConfigError, match=re.escape(
+            "sources[wise].headers.X-Ids: an environment variable it names (A, B) holds a "
+            "line break")):
+        source.request_headers({"SENDCOST_KEY": "k1", "A": "1", "B": "2\r\nHost: evil"})
+    with pytest.raises(ConfigError, match=re.escape(
             "sources[wise].headers.Authorization: environment variable SENDCOST_KEY is not "
             "set")):
         check_sources(config)
