@@ -345,6 +345,9 @@ class Fetcher:
         #: One per host ("host:port"), shared by every source fetching from it.
         self.limits: dict[str, HostLimit] = {}
         self.validators: OrderedDict[str, _Validators] = OrderedDict()
+        #: Each source's own request headers, their ${NAME}s read from the environment
+        #: once (SourceConfig.request_headers), not per request.
+        self.source_headers: dict[str, dict[str, str]] = {}
 
     def circuit(self, source: str) -> CircuitBreaker:
         if source not in self.circuits:
@@ -382,11 +385,12 @@ class Fetcher:
         circuit = self.circuit(source.name)
         await circuit.before(source.name)
         parsed = URL(url)
-        headers = {"User-Agent": self.config.user_agent, "Accept-Encoding": "gzip"}
-        if source.headers:
-            # The source's own (credentials), never archived or logged: the archive keeps
-            # what came back, not what was sent.
-            headers.update(source.request_headers())
+        # The source's own headers (credentials) first, never archived or logged: the
+        # archive keeps what came back, not what was sent.
+        own = self.source_headers.get(source.name)
+        if own is None:
+            own = self.source_headers[source.name] = source.request_headers()
+        headers = {**own, "User-Agent": self.config.user_agent, "Accept-Encoding": "gzip"}
         known = self.validators.get(url)
         if known is not None:
             if known.etag:

@@ -537,16 +537,11 @@ class Collector:
         except Exception as exc:  # never a reason not to collect
             log.warning("could not check for abandoned collection runs: %s", exc)
 
-    def sources(self, names: Sequence[str] | None = None) -> list[SourceConfig]:
-        if names:
-            return [self.config.source(n) for n in names]
-        return [s for s in self.config.sources if s.enabled]
-
     async def run_all(self, names: Sequence[str] | None = None, *, corridor: str | None = None,
                       progress: Callable[[str], Progress | None] | None = None
                       ) -> list[RunReport]:
         """Rate sources first (the quotes are measured against them), then the others."""
-        chosen = self.sources(names)
+        chosen = self.config.sources_to_run(names)
         reports = []
         first = [s for s in chosen if s.kind in RATE_KINDS]
         rest = [s for s in chosen if s.kind not in RATE_KINDS]

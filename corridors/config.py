@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -152,6 +152,13 @@ class Config:
                 return s
         known = ", ".join(s.name for s in self.sources) or "none"
         raise ConfigError(f"no source named {name!r} in the config (known: {known})")
+
+    def sources_to_run(self, names: Sequence[str] | None = None) -> list[SourceConfig]:
+        """The sources named (ConfigError for a name not in the config), or without names
+        every enabled one: what ``sendcost collect`` and the schedule run."""
+        if names:
+            return [self.source(n) for n in names]
+        return [s for s in self.sources if s.enabled]
 
     def amounts_for(self, corridor: CorridorConfig, currency: str) -> tuple[Decimal, ...]:
         if corridor.amounts:

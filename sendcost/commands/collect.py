@@ -71,10 +71,9 @@ def run(args: argparse.Namespace) -> int:
     if args.reparse is None:
         from sendcost.commands.sandbox import sandbox_down
 
-        chosen = [s for s in config.sources
-                  if (s.name in args.source if args.source else s.enabled)]
-        if warning := sandbox_down(chosen, where="Run 'sendcost sandbox' first (in another "
-                                   "terminal, or 'sendcost sandbox &')"):
+        if warning := sandbox_down(config.sources_to_run(args.source),
+                                   where="Run 'sendcost sandbox' first (in another "
+                                         "terminal, or 'sendcost sandbox &')"):
             log.warning("%s", warning)
 
     terminated = False

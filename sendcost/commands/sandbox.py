@@ -92,8 +92,8 @@ def sandbox_down(sources: Iterable[SourceConfig], *, where: str) -> str | None:
     (127.0.0.1:DEFAULT_PORT, as the shipped profile does) and nothing listens there, saying
     what to do; None otherwise. ``where``: how the sandbox is started beside this command."""
     names = [s.name for s in sources
-             if urlsplit(s.url).hostname in ("127.0.0.1", "localhost")
-             and urlsplit(s.url).port == DEFAULT_PORT]
+             if (u := urlsplit(s.url)).hostname in ("127.0.0.1", "localhost")
+             and u.port == DEFAULT_PORT]
     if not names:
         return None
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", DEFAULT_PORT),

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
             # First in, last out: the upstreams are up before the first scheduled run.
             app.cleanup_ctx.insert(0, sandbox_ctx)
         elif warning := sandbox_down(
-                [s for s in config.sources if s.enabled],
+                config.sources_to_run(),
                 where="Start with 'sendcost serve --sandbox' (the sandbox in this process), "
                       "or run 'sendcost sandbox' beside it"):
             log.warning("%s", warning)
