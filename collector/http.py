@@ -14,6 +14,15 @@
   (after their retries) and lets one trial request through after ``circuit_cooldown_seconds``.
 * Conditional requests: an ETag / Last-Modified seen on a 200 is sent back as
   If-None-Match / If-Modified-Since; a 304 re-uses the body kept from that 200.
+* A body broken in transit (the connection dropped mid-body, a false gzip header) is
+  retried like a connection error (``payload``); when the retries are spent the response
+  comes back with its status and headers, an empty body and its ``error``, so it is
+  archived and counted. A 2xx that is not the upstream's data — an HTML page (a captcha,
+  a login or consent wall) or an empty body — is a failure for the circuit breaker
+  (``unexpected_content``), never a success.
+* The headers kept describe the body kept: it is decompressed, so ``Content-Encoding``
+  and ``Content-Length`` are dropped and the encoding it came in is named in
+  ``X-Sendcost-Decoded-From``.
 """
 
 from __future__ import annotations
@@ -117,6 +126,17 @@ class RetryMiddleware:
                     raise
                 delay = backoff_delay(attempt, cfg.backoff_base_seconds,
                                       cfg.backoff_max_seconds, self.rng)
+            except aiohttp.ClientPayloadError as exc:
+                # The status and headers came, the body broke (a dropped connection, a
+                # false gzip header): another attempt may get it whole.
+                assert resp is not None
+                resp.close()
+                self.on_attempt("payload")
+                if attempt >= cfg.max_retries:
+                    raise PayloadBroken(resp.status, dict(resp.headers.items()),
+                                        f"{type(exc).__name__}: {exc}") from None
+                delay = backoff_delay(attempt, cfg.backoff_base_seconds,
+                                      cfg.backoff_max_seconds, self.rng)
             else:
                 assert resp is not None
                 self.on_attempt(_status_kind(resp.status))
@@ -198,6 +218,49 @@ class CircuitBreaker:
             if self.opened_at is None:
                 log.warning("circuit opened after %d failures in a row", self.consecutive)
             self.opened_at = self.clock()
+
+
+class PayloadBroken(Exception):
+    """The response's body broke in transit on every attempt: its status and headers."""
+
+    def __init__(self, status: int, headers: dict[str, str], detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.headers = headers
+        self.detail = detail
+
+
+#: Headers that describe the bytes on the wire, not the (decompressed) body kept.
+WIRE_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+DECODED_HEADER = "X-Sendcost-Decoded-From"
+PAYLOAD_ERROR_HEADER = "X-Sendcost-Payload-Error"
+
+
+def kept_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The response's headers as they describe the body kept: decompressed, so without
+    Content-Encoding / Content-Length, the encoding named in X-Sendcost-Decoded-From."""
+    out: dict[str, str] = {}
+    for name, value in headers:
+        lower = name.lower()
+        if lower == "content-encoding" and value.strip().lower() not in ("", "identity"):
+            out[DECODED_HEADER] = value
+        elif lower not in WIRE_HEADERS:
+            out[name] = value if name not in out else f"{out[name]}, {value}"
+    return out
+
+
+def unexpected_content(content_type: str | None, body: bytes) -> str | None:
+    """Why a 2xx body is not an upstream's data (None when it may be): an HTML page —
+    a captcha, a login or consent wall, an error page sent with 200 — or nothing at all.
+    No source kind reads HTML."""
+    if not body.strip():
+        return "an empty body"
+    media = (content_type or "").split(";")[0].strip().lower()
+    head = body[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if media in ("text/html", "application/xhtml+xml") or head.startswith(
+            (b"<!doctype html", b"<html")):
+        return f"an HTML page ({media or 'no Content-Type'}), not the upstream's data"
+    return None
 
 
 class HostBusy(Exception):
@@ -320,6 +383,9 @@ class Response:
     fetched_at: dt.datetime
     #: For a 304: the raw response whose body this one re-uses.
     body_from_raw_id: int | None = None
+    #: A response that came but cannot be used (its body broke in transit, or a 2xx that
+    #: is not the upstream's data): archived all the same, then raised.
+    error: FetchError | None = None
 
 
 @dataclass(slots=True)
@@ -402,12 +468,19 @@ class Fetcher:
         # Each attempt has its own timeout in the middleware; the session's total timeout
         # would otherwise cover all attempts and their backoff together.
         budget = aiohttp.ClientTimeout(total=None, connect=self.config.timeout_seconds)
+        error: FetchError | None = None
         try:
             async with self.session.get(parsed, headers=headers, middlewares=(middleware,),
                                         timeout=budget, allow_redirects=True) as resp:
                 body = await resp.read()
                 status = resp.status
-                resp_headers = dict(resp.headers.items())
+                resp_headers = kept_headers(resp.headers.items())
+        except PayloadBroken as exc:
+            body, status = b"", exc.status
+            resp_headers = {**kept_headers(exc.headers.items()),
+                            PAYLOAD_ERROR_HEADER: exc.detail}
+            error = FetchError("payload", f"HTTP {status} whose body broke in transit on "
+                               f"every attempt ({exc.detail})", url=url, status=status)
         except HostBusy as exc:
             circuit.failure()
             raise FetchError(_status_kind(exc.status), f"{parsed.host} asked us to wait "
@@ -424,7 +497,12 @@ class Fetcher:
         except BaseException:
             circuit.failure()  # cancelled: count it, so a half-open trial never hangs
             raise
-        if status >= 500 or status == 429:
+        why = unexpected_content(resp_headers.get("Content-Type"), body) \
+            if error is None and 200 <= status < 300 else None
+        if why is not None:
+            error = FetchError("unexpected_content", f"HTTP {status} with {why}", url=url,
+                               status=status)
+        if status >= 500 or status == 429 or error is not None:
             circuit.failure()
         else:
             circuit.success()
@@ -433,11 +511,12 @@ class Fetcher:
             body, body_from = known.body, known.raw_id
         return Response(url=url, status=status, body=body, headers=resp_headers,
                         content_type=resp_headers.get("Content-Type"),
-                        fetched_at=dt.datetime.now(dt.UTC), body_from_raw_id=body_from)
+                        fetched_at=dt.datetime.now(dt.UTC), body_from_raw_id=body_from,
+                        error=error)
 
     def remember(self, response: Response, raw_id: int) -> None:
         """Keep a 200's validators so the next request for the URL can be conditional."""
-        if response.status != 200:
+        if response.status != 200 or response.error is not None:
             return
         headers = {k.lower(): v for k, v in response.headers.items()}
         etag = headers.get("etag")

@@ -14,18 +14,27 @@ on its own, the others kept — a fee or rate that is not a number as ``fee_miss
 ``unknown_label`` (never guessed), a quote that is not an object or another value that is
 not a number as ``malformed_record``. Only an answer broken as a whole (not JSON,
 ``quotes_path`` not a list) is malformed.
+
+``fields.send_amount`` (the amount the answer priced) is checked against the amount asked
+(``amount_mismatch``); ``fields.source`` (the sending country the answer names) against the
+corridor's; ``fields.fee_currency`` names the fee's currency, converted into the sending
+currency through the reference rates when it is another. ``amount_scale`` divides the
+answer's amounts (fee, send amount; received amount by ``received_amount_scale``, default
+the same) for an API that writes them in minor units; ``{amount_scaled}`` in the URL is
+the amount asked times that scale.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from collector import options as opt
 from collector.errors import ParseError
 from collector.model import CorridorSpec, Draft, service_key
-from collector.parsing import dec, dig, load_json
+from collector.parsing import charset_of, dec, dig, iso_currency, load_json
 from collector.run import RunContext
 from collector.validate import Rejected, Unusable, number
 from corridors.config import SourceConfig
@@ -44,11 +53,13 @@ from corridors.types import (
 OPTIONS = {"firm": opt.STRING, "firm_type": opt.STRING, "product": opt.STRING,
            "quotes_path": opt.STRING, "fields": opt.STRING_TABLE, "fee_deducted": opt.BOOLEAN,
            "pay_in": opt.STRING, "pay_out": opt.STRING, "access_point": opt.STRING,
-           "labels": opt.STRING_TABLE}
+           "labels": opt.STRING_TABLE, "amount_scale": opt.POSITIVE_NUMBER,
+           "received_amount_scale": opt.POSITIVE_NUMBER}
 FIELDS = {"fee", "applied_rate", "received_amount", "send_currency", "receive_currency",
-          "destination", "delivery_hours", "delivery_days", "pay_in", "pay_out", "product"}
+          "destination", "delivery_hours", "delivery_days", "pay_in", "pay_out", "product",
+          "send_amount", "fee_currency", "source"}
 PLACEHOLDERS = ("source", "destination", "source2", "destination2", "send_currency",
-                "receive_currency", "amount", "corridor")
+                "receive_currency", "amount", "amount_scaled", "corridor")
 
 
 def check_options(source: SourceConfig) -> None:
@@ -81,11 +92,20 @@ def check_options(source: SourceConfig) -> None:
                           f"{', '.join('{' + p + '}' for p in PLACEHOLDERS)}") from None
 
 
-def quote_url(template: str, c: CorridorSpec, amount: Any) -> str:
+def _scale(source: SourceConfig, key: str = "amount_scale") -> Decimal:
+    value = source.options.get(key)
+    if value is None and key != "amount_scale":
+        return _scale(source)
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value or 1)
+
+
+def quote_url(template: str, c: CorridorSpec, amount: Any, scale: Decimal = Decimal(1)
+              ) -> str:
+    scaled = (Decimal(amount) * scale).normalize()
     return template.format(source=c.source, destination=c.destination, source2=c.source2,
                            destination2=c.destination2, send_currency=c.send_currency,
                            receive_currency=c.receive_currency, amount=amount,
-                           corridor=c.key)
+                           amount_scaled=f"{scaled:f}", corridor=c.key)
 
 
 async def collect(ctx: RunContext) -> None:
@@ -94,18 +114,20 @@ async def collect(ctx: RunContext) -> None:
 
     async def one(item: tuple[CorridorSpec, int, Any]) -> None:
         c, usd, amount = item
-        fetched = await ctx.fetch(quote_url(source.url, c, amount))
-        await ctx.add_parsed(*parse(source, fetched.body, c, usd, amount), fetched)
+        fetched = await ctx.fetch(quote_url(source.url, c, amount, _scale(source)))
+        await ctx.add_parsed(*parse(source, fetched.body, c, usd, amount,
+                                    charset_of(fetched.headers)), fetched)
 
     await ctx.each(items, one)
 
 
-def parse(source: SourceConfig, body: bytes, c: CorridorSpec, usd: int, amount: Any
-          ) -> tuple[list[Draft], list[Rejected]]:
+def parse(source: SourceConfig, body: bytes, c: CorridorSpec, usd: int, amount: Any,
+          charset: str | None = None) -> tuple[list[Draft], list[Rejected]]:
     """(drafts, the quotes quarantined by the parser) from one quote response of ``c`` at
-    ``amount`` (pure). Raises ParseError only for an answer broken as a whole."""
+    ``amount`` (pure; ``charset``: the Content-Type's, if it names one). Raises ParseError
+    only for an answer broken as a whole."""
     o = source.options
-    doc = load_json(body, f"{source.name} quote")
+    doc = load_json(body, f"{source.name} quote", charset)
     path = o.get("quotes_path", "")
     records = dig(doc, path) if path else [doc]
     if not isinstance(records, list):
@@ -142,10 +164,11 @@ def _draft(source: SourceConfig, rec: dict[str, Any], c: CorridorSpec, usd: int,
         return None if path is None else dig(rec, path, None)
 
     corridor: CorridorSpec | None = c
-    dest = get("destination")
-    # A quote for another destination than the one asked for is not this corridor's
-    # price, whatever it is: quarantined as unknown_corridor.
-    if dest is not None and country_code(str(dest)) != c.destination:
+    dest, origin = get("destination"), get("source")
+    # A quote for another destination (or from another country) than the one asked for is
+    # not this corridor's price, whatever it is: quarantined as unknown_corridor.
+    if (dest is not None and country_code(str(dest)) != c.destination) or (
+            origin is not None and country_code(str(origin)) != c.source):
         corridor = None
     pay_in_label = get("pay_in")
     pay_out_label = get("pay_out")
@@ -162,16 +185,26 @@ def _draft(source: SourceConfig, rec: dict[str, Any], c: CorridorSpec, usd: int,
                                 access_point=access_point,
                                 speed=speed)
     send_cur, recv_cur = get("send_currency"), get("receive_currency")
+    fee_cur = get("fee_currency")
+    if fee_cur is not None and (not isinstance(fee_cur, str) or not iso_currency(fee_cur)):
+        raise Unusable("malformed_record", "fee_currency",
+                       f"fee currency {fee_cur!r} is not an ISO 4217 code")
+    # Amounts in minor units (a fee of 750000 for HUF 7,500.00) are divided by the scale.
+    scale, received_scale = _scale(source), _scale(source, "received_amount_scale")
+    fee = number(get("fee"), "fee", "fee", "fee_missing")
+    received = number(get("received_amount"), "received_amount", "received_amount")
+    reported = number(get("send_amount"), "send_amount", "send_amount")
     return Draft(
         corridor=corridor, amount_usd=usd, send_amount=dec(amount, "amount"),  # type: ignore[arg-type]
         firm=firm, service=service, service_key=service_key(firm, c.key, service),
         # Absent or null: unknown, quarantined by collector.validate as fee_missing /
         # rate_missing; there but not a number: no better (never read as 0).
-        fee=number(get("fee"), "fee", "fee", "fee_missing"),
+        fee=None if fee is None else fee / scale,
         applied_rate=number(get("applied_rate"), "applied_rate", "applied_rate",
                             "rate_missing"),
-        received_amount=number(get("received_amount"), "received_amount",
-                               "received_amount"),
+        received_amount=None if received is None else received / received_scale,
+        reported_amount=None if reported is None else reported / scale,
+        fee_currency=fee_cur.upper() if isinstance(fee_cur, str) else None,
         fee_deducted=o.get("fee_deducted"),
         send_currency=str(send_cur).upper() if send_cur else None,
         receive_currency=str(recv_cur).upper() if recv_cur else None,

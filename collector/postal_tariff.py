@@ -324,7 +324,16 @@ def drafts(source: SourceConfig, tariff: Tariff, ctx: RunContext, fetched: Fetch
         for usd, amount in c.amounts:
             band = d.band(amount)
             if band is None:
-                continue  # above the tariff's largest band: the post does not offer it
+                # Above the tariff's largest band: the post does not say what it costs (it
+                # may not offer it). Recorded, not vanished.
+                top = max((b.up_to for b in d.bands if b.up_to is not None), default=None)
+                rejected.append(({"destination": d.country, "corridor": c.key,
+                                  "amount_usd": usd, "send_amount": amount,
+                                  "firm": firm.name, "top_band_up_to": top},
+                                 Rejection("amount_above_tariff", "send_amount",
+                                           f"{amount} {tariff.currency or ''} is above the "
+                                           f"tariff's largest band (up to {top})")))
+                continue
             payload = {"destination": d.country, "band_up_to": band.up_to,
                        "fixed_fee": band.fixed_fee, "pct_fee": band.pct_fee,
                        "fx_margin_pct": d.fx_margin_pct, "applied_rate": d.applied_rate}

@@ -305,6 +305,8 @@ class RunContext:
                                f"{type(exc).__name__}: {exc}") from exc
         self.raw_ids.append(raw_id)
         self.collector.fetcher.remember(resp, raw_id)
+        if resp.error is not None:  # archived, counted, and not parsed
+            raise resp.error
         if resp.status >= 400 or (resp.status == 304 and resp.body_from_raw_id is None):
             kind = ("http_429" if resp.status == 429 else "http_5xx" if resp.status >= 500
                     else "http_4xx" if resp.status >= 400 else "http_304_without_body")
@@ -388,7 +390,8 @@ class RunContext:
         c = draft.corridor
         ref = self.reference(c.send_currency, c.receive_currency) if c else None
         stale = ref is None or ref.age_hours(collected_at) > cfg.reference_max_age_hours
-        rejection, extra = check(draft, ref.rate if ref else None, cfg, reference_stale=stale)
+        rejection, extra = check(draft, ref.rate if ref else None, cfg, reference_stale=stale,
+                                 rates=self.rates, at=collected_at)
         if rejection is not None:
             self._reject(rejection.reason, rejection.field, rejection.detail, draft, fetched)
             return

@@ -98,6 +98,9 @@ class CollectionConfig:
     max_rate_deviation: float = 0.25
     # A plausible negative margin is kept and flagged; below this (in %) it is quarantined.
     min_fx_margin_pct: float = -5.0
+    # An upstream's own FX margin (a comparison feed's markup) further than this many
+    # percentage points from the margin measured against our reference is quarantined.
+    max_margin_disagreement_pct: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,7 +358,7 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     collection = CollectionConfig(**values)
     for name in ("timeout_seconds", "backoff_base_seconds", "reference_max_age_hours",
                  "max_rate_deviation", "backoff_max_seconds", "circuit_cooldown_seconds",
-                 "retry_after_max_seconds"):
+                 "retry_after_max_seconds", "max_margin_disagreement_pct"):
         _positive(getattr(collection, name), f"collection.{name}")
     _at_least(collection.max_retries, 0, "collection.max_retries")
     _at_least(collection.circuit_failures, 1, "collection.circuit_failures")

@@ -360,7 +360,7 @@ async def test_postal_tariffs_json_and_csv_and_comparison_runs(store: Store,
                 "tariff_out_of_validity"} <= set(sen["flags"])
     wise = reports[f"{p}-wise"]
     # USA-MEX: Wise, Western Union, Bank of America at USD 200. The recorded response is
-    # for 200, so asked for 500 its received amounts do not add up: quarantined. The crypto
+    # for 200, so asked for 500 it prices another amount: amount_mismatch. The crypto
     # exchange's type has no mapping: unknown_label. Asked for the two EUR corridors, the
     # recording answers in USD: currency_mismatch — except Western Union's quote, which
     # names its target country (MX): that is another corridor, unknown_corridor.
@@ -368,7 +368,7 @@ async def test_postal_tariffs_json_and_csv_and_comparison_runs(store: Store,
     reasons = await store.pool.fetch(
         "SELECT reason, field FROM quarantined_quotes WHERE run_id = $1", wise.run_id)
     assert Counter((r["reason"], r["field"]) for r in reasons) == {
-        ("unknown_label", "type"): 6, ("received_inconsistent", "received_amount"): 3,
+        ("unknown_label", "type"): 6, ("amount_mismatch", "send_amount"): 3,
         ("currency_mismatch", "send_currency"): 8, ("unknown_corridor", "corridor"): 4}
     assert wise.quarantined == 21
 
@@ -394,11 +394,11 @@ async def test_a_response_of_unexpected_shape_loses_nothing_else(store: Store) -
     assert report.status == "partial", report.line()
     assert report.errors["malformed"] == 1
     # The USD 500 answer (a recording made for 200) was parsed and its quotes quarantined
-    # (amounts that do not add up; the crypto exchange's unmapped type): kept, not thrown
+    # (priced for another amount; the crypto exchange's unmapped type): kept, not thrown
     # away with the run.
     reasons = await store.pool.fetch(
         "SELECT reason FROM quarantined_quotes WHERE run_id = $1", report.run_id)
-    assert Counter(r["reason"] for r in reasons) == {"received_inconsistent": 3,
+    assert Counter(r["reason"] for r in reasons) == {"amount_mismatch": 3,
                                                      "unknown_label": 1}
     assert report.quarantined == 4
 
