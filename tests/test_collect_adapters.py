@@ -747,3 +747,193 @@ async def test_a_rates_table_with_one_bad_rate_stores_the_others(store: Store) -
     assert (report.status, report.rates, report.errors["malformed"]) == ("partial", 12, 1), \
         report.line()
     assert report.message is not None and "rate of BRL is None" in report.message
+
+
+# -- real upstreams' gaps (issue 13) --------------------------------------------------------
+
+DEU_HUN = CorridorSpec("DEU", "HUN", "DE", "HU", "EUR", "HUF",
+                       ((200, Decimal(140)), (500, Decimal(345))))
+USA_SLV = CorridorSpec("USA", "SLV", "US", "SV", "USD", "USD",
+                       ((200, Decimal(200)), (500, Decimal(500))))
+
+
+def test_a_comparison_priced_for_another_amount_is_amount_mismatch() -> None:
+    """The recorded answer prices 200; asked for 500 it is another amount's price, whether
+    or not its received amounts are there to give it away (Wise documents them nullable)."""
+    body = wise_body(lambda doc: [q.update(receivedAmount=None)
+                                  for p in doc["providers"] for q in p["quotes"]])
+    drafts, _ = comparison.parse(source("comparison"), body, USA_MEX, 500, Decimal(500))
+    assert {check(d, None, CollectionConfig())[0] for d in drafts} == {Rejection(
+        "amount_mismatch", "send_amount", "the answer prices 200.0, not the 500 asked for")}
+    drafts, _ = comparison.parse(source("comparison"), body, USA_MEX, 200, Decimal(200))
+    assert [check(d, None, CollectionConfig())[0] for d in drafts] == [None, None, None]
+    received = wise_body(lambda doc: doc.update(amountType="RECEIVE"))
+    _, rejected = comparison.parse(source("comparison"), received, USA_MEX, 200,
+                                   Decimal(200))
+    assert {why.reason for _, why in rejected} == {"amount_mismatch", "unknown_label"}
+
+
+def test_a_reference_rate_newer_than_the_quote_is_not_age_0() -> None:
+    from collector.rates import ReferenceRate
+
+    rate_2023 = ReferenceRate(Decimal("1.1"), "ecb", dt.datetime(2023, 6, 1, tzinfo=dt.UTC))
+    quote_2019 = dt.datetime(2019, 10, 22, 14, tzinfo=dt.UTC)
+    assert rate_2023.age_hours(quote_2019) > 24 * 365 * 3
+    assert rate_2023.age_hours(rate_2023.as_of + dt.timedelta(hours=5)) == 5
+    assert rate_2023.age_hours(rate_2023.as_of - dt.timedelta(hours=5)) == 5
+    # The rate 1 of a currency with itself has no age.
+    assert RateBook([]).rate("USD", "USD").age_hours(quote_2019) == 0  # type: ignore[union-attr]
+
+
+def test_minor_units_are_scaled() -> None:
+    """An API writing amounts in minor units: 750000 is HUF 7,500.00, not 68% of the
+    amount; the request asks in minor units too ({amount_scaled})."""
+    src = source("operator_json", url="http://x/q?amount={amount_scaled}", firm="Forint",
+                 amount_scale=100, fee_deducted=False,
+                 fields={"fee": "fee", "applied_rate": "rate", "received_amount": "recv",
+                         "send_amount": "amount"})
+    huf = CorridorSpec("HUN", "ROU", "HU", "RO", "HUF", "RON",
+                       ((200, Decimal(73000)), (500, Decimal(182000))))
+    body = json.dumps({"fee": 750000, "rate": 0.0126, "recv": 91980, "amount": 7300000})
+    [d], [] = operator_json.parse(src, body.encode(), huf, 200, Decimal(73000))
+    assert (d.fee, d.received_amount, d.reported_amount) == (
+        Decimal(7500), Decimal("919.80"), Decimal(73000))
+    assert check(d, None, CollectionConfig()) == (None, ())
+    assert operator_json.quote_url(src.url, huf, Decimal(73000), Decimal(100)) == \
+        "http://x/q?amount=7300000"
+    with pytest.raises(ConfigError, match=r"options\.amount_scale: expected a positive"):
+        operator_json.check_options(source("operator_json", firm="F", amount_scale=0,
+                                           fields={"fee": "fee"}))
+
+
+def test_a_fee_in_another_currency_is_converted_through_the_reference_rates() -> None:
+    t = dt.datetime(2024, 11, 20, 13, 15, tzinfo=dt.UTC)
+    book = RateBook([("EUR", "USD", Decimal("1.0555"), t, "ecb"),
+                     ("EUR", "MXN", Decimal("21.4213"), t, "ecb")])
+    src = source("operator_json", firm="Acme", fee_deducted=False,
+                 fields={"fee": "fee.amount", "fee_currency": "fee.currency",
+                         "applied_rate": "rate"})
+    body = json.dumps({"fee": {"amount": 3.99, "currency": "EUR"}, "rate": 20.1}).encode()
+    [d], [] = operator_json.parse(src, body, USA_MEX, 200, Decimal(200))
+    rejection, flags = check(d, book.rate("USD", "MXN").rate, CollectionConfig(),  # type: ignore[union-attr]
+                             rates=book, at=t)
+    assert rejection is None and flags == ("fee_converted:EUR",)
+    assert d.fee == Decimal("4.2114")  # 3.99 EUR × 1.0555
+    # No rate to convert with: never stored as if it were dollars.
+    [d], [] = operator_json.parse(src, body.replace(b"EUR", b"GBP"), USA_MEX, 200,
+                                  Decimal(200))
+    rejection, _ = check(d, None, CollectionConfig(), rates=book, at=t)
+    assert rejection is not None and rejection.reason == "fee_currency_unconverted"
+    [], [(_, why)] = operator_json.parse(src, body.replace(b'"EUR"', b'"EURO"'), USA_MEX,
+                                         200, Decimal(200))
+    assert (why.reason, why.field) == ("malformed_record", "fee_currency")
+
+
+def test_a_feed_markup_that_disagrees_with_our_reference_is_quarantined() -> None:
+    """Wise's EUR → HUF quote with markup 0 while 14.1% off our reference: the cost would
+    use one margin and the validation the other."""
+    body = json.dumps({"sourceCurrency": "EUR", "targetCurrency": "HUF", "amount": 140,
+                       "amountType": "SEND", "providers": [{
+                           "alias": "x", "name": "X", "type": "bank", "partner": False,
+                           "quotes": [{"rate": 352.73, "fee": 2.0, "markup": 0.0,
+                                       "receivedAmount": None}]}]}).encode()
+    [d], [] = comparison.parse(source("comparison"), body, DEU_HUN, 200, Decimal(140))
+    reference = Decimal("410.63")
+    rejection, _ = check(d, reference, CollectionConfig())
+    assert rejection is not None and (rejection.reason, rejection.field) == (
+        "margin_off_reference", "fx_margin_reported")
+    d.fx_margin_reported = Decimal("14.1")
+    assert check(d, reference, CollectionConfig()) == (None, ())
+    d.fx_margin_reported = Decimal("11")
+    assert check(d, reference, CollectionConfig(max_margin_disagreement_pct=5.0)) == \
+        (None, ())
+
+
+def test_rate_keys_are_iso_4217_codes() -> None:
+    """open.er-api's pseudo-codes and a record's own keys are never stored as currencies;
+    a comparison's null currency is not "NONE"."""
+    er_api = json.dumps({"result": "success", "base_code": "USD",
+                         "time_last_update_unix": 1732060951,
+                         "rates": {"USD": 1, "EUR": 0.9464, "FOK": 7.06, "GGP": 0.7887,
+                                   "KID": 1.5327, "MXN": 20.2953}}).encode()
+    skipped: list[str] = []
+    rows = json_rates.parse(source("json_rates", base_path="base_code",
+                                   time_path="time_last_update_unix"), er_api,
+                            dt.datetime.now(dt.UTC), skipped)
+    assert sorted(r[1] for r in rows) == ["EUR", "MXN"]
+    assert len(skipped) == 3 and all("ISO 4217" in s for s in skipped)
+    # Wise's /v1/rates answers an array of records; read as a table, "rate" is no currency.
+    wise_rates = json.dumps([{"rate": 1.166, "source": "EUR", "target": "USD",
+                              "time": "2025-07-01T10:00:00+0000"}]).encode()
+    with pytest.raises(ParseError, match="no usable rate"):
+        json_rates.parse(source("json_rates", rates_path="0", base="EUR", time_path="0.time"),
+                         wise_rates, dt.datetime.now(dt.UTC))
+    with pytest.raises(ParseError, match="not an ISO 4217"):
+        json_rates.parse(source("json_rates", base="RATE"), er_api.replace(b"base_code",
+                                                                          b"x"),
+                         dt.datetime.now(dt.UTC))
+    drafts, _ = comparison.parse(source("comparison"),
+                                 wise_body(lambda doc: doc.update(sourceCurrency=None)),
+                                 USA_MEX, 200, Decimal(200))
+    assert {d.send_currency for d in drafts} == {None}
+    with pytest.raises(ParseError, match="not an ISO 4217"):
+        comparison.parse(source("comparison"),
+                         wise_body(lambda doc: doc.update(targetCurrency="PESOS")),
+                         USA_MEX, 200, Decimal(200))
+
+
+def test_a_quote_for_another_sending_country_is_another_corridor() -> None:
+    body = wise_body(lambda doc: wu_quote(doc).update(sourceCountry="HU"))
+    assert fates(body)["Western Union"] == ("unknown_corridor", "corridor")
+
+
+def test_a_same_currency_corridor_has_rate_1() -> None:
+    """USA → SLV is sent and paid out in dollars: an answer without a rate is not
+    rate_missing, and the rate 1 is its price."""
+    src = source("operator_json", firm="Acme", fields={"fee": "fee"})
+    [d], [] = operator_json.parse(src, b'{"fee": 4.99}', USA_SLV, 200, Decimal(200))
+    ref = RateBook([]).rate("USD", "USD")
+    assert ref is not None
+    assert check(d, ref.rate, CollectionConfig()) == (None, ())
+    assert d.applied_rate == 1
+
+
+def test_the_partner_flag_of_a_comparison_provider_is_kept() -> None:
+    body = wise_body(lambda doc: doc["providers"][2].update(partner=True))
+    drafts, _ = comparison.parse(source("comparison"), body, USA_MEX, 200, Decimal(200))
+    assert {d.firm.name: "partner" in d.flags for d in drafts} == {
+        "Wise": False, "Western Union": False, "Bank of America": True}
+
+
+def test_the_content_type_charset_is_honoured() -> None:
+    src = source("operator_json", firm="Acme", fields={"fee": "fee", "applied_rate": "rate",
+                                                        "product": "product"})
+    body = '{"fee": 3, "rate": 20.1, "product": "Envío rápido"}'.encode("iso-8859-1")
+    [d], [] = operator_json.parse(src, body, USA_MEX, 200, Decimal(200), "iso-8859-1")
+    assert d.service.product == "Envío rápido"
+    with pytest.raises(ParseError, match="not JSON"):
+        operator_json.parse(src, body, USA_MEX, 200, Decimal(200))
+    # A byte-order mark wins over the header.
+    utf16 = '{"fee": 3, "rate": 20.1, "product": "Envío"}'.encode("utf-16")
+    [d], [] = operator_json.parse(src, utf16, USA_MEX, 200, Decimal(200), "utf-8")
+    assert d.service.product == "Envío"
+    from collector.parsing import charset_of
+    assert charset_of({"content-type": 'application/json; charset="ISO-8859-1"'}) == \
+        "iso-8859-1"
+    assert charset_of({"Content-Type": "application/json"}) is None
+
+
+def test_an_amount_above_the_top_band_is_recorded() -> None:
+    from types import SimpleNamespace
+
+    tariff = postal_tariff.parse(source("postal_tariff"), fixture("postal-tariff-FRA.json"))
+    fra_sen = CorridorSpec("FRA", "SEN", "FR", "SN", "EUR", "XOF",
+                           ((200, Decimal(140)), (500, Decimal(100000))))
+    ctx = SimpleNamespace(corridors=[fra_sen], reference=lambda b, q: None)
+    fetched = SimpleNamespace(fetched_at=dt.datetime(2024, 6, 1, tzinfo=dt.UTC))
+    drafts, rejected = postal_tariff.drafts(source("postal_tariff"), tariff, ctx,  # type: ignore[arg-type]
+                                            fetched)  # type: ignore[arg-type]
+    assert [d.send_amount for d in drafts] == [Decimal(140)]
+    [(record, why)] = rejected
+    assert (why.reason, why.field) == ("amount_above_tariff", "send_amount")
+    assert record["send_amount"] == Decimal(100000) and record["corridor"] == "FRA-SEN"
