@@ -324,3 +324,127 @@ async def test_a_disabled_source_run_by_name_needs_its_header_variables(
             await collector.run(name)
     assert await store.pool.fetchval(
         "SELECT count(*) FROM collection_runs WHERE source = $1", name) == 0
+
+
+# -- real upstreams' failures (issue 13) ----------------------------------------------------
+
+RATES = b'{"base": "USD", "date": "2024-11-20", "rates": {"MXN": 20.29}}'
+
+
+@pytest.fixture
+async def raw_upstream() -> AsyncIterator[tuple[str, dict[str, int]]]:
+    """A loopback HTTP/1.1 server written by hand, to break bodies as real networks do:
+    ``/cut`` promises 500 bytes and hangs up after 20; ``/gzip`` says gzip and is not;
+    ``/flaky`` is cut on its first request only; ``/zipped`` is really gzipped. Yields
+    its URL and the requests seen per path."""
+    import gzip
+
+    seen: dict[str, int] = {}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        line = await reader.readline()
+        while (await reader.readline()).strip():
+            pass
+        path = line.split()[1].decode()
+        seen[path] = seen.get(path, 0) + 1
+        head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        if path == "/cut" or (path == "/flaky" and seen[path] == 1):
+            writer.write(f"{head}Content-Length: 500\r\n\r\n".encode() + RATES[:20])
+        elif path == "/gzip":
+            writer.write(f"{head}Content-Encoding: gzip\r\nContent-Length: {len(RATES)}"
+                         "\r\n\r\n".encode() + RATES)
+        else:
+            body = gzip.compress(RATES) if path == "/zipped" else RATES
+            enc = "Content-Encoding: gzip\r\n" if path == "/zipped" else ""
+            writer.write(f"{head}{enc}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}", seen
+    server.close()
+    await server.wait_closed()
+
+
+async def test_a_body_broken_in_transit_is_retried_counted_and_archived(
+        store: Store, raw_upstream: tuple[str, dict[str, int]]) -> None:
+    """A dropped connection or a false gzip header mid-body is retried; when every attempt
+    broke, the run counts each attempt and the failure ("payload"), and the response is
+    archived (status, headers, what broke) — not 0 requests and nothing kept."""
+    url, seen = raw_upstream
+    p = f"b{uuid.uuid4().hex[:8]}"
+    cfg = parse_config({
+        "collection": {"backoff_base_seconds": 0.001, "backoff_max_seconds": 0.01,
+                       "max_retries": 2},
+        "sources": [{"name": f"{p}-{path}", "kind": "json_rates", "url": f"{url}/{path}"}
+                    for path in ("cut", "gzip", "flaky")]})
+    async with aiohttp.ClientSession() as session:
+        reports = {r.source: r for r in await Collector(cfg, store, session).run_all()}
+    for path in ("cut", "gzip"):
+        r = reports[f"{p}-{path}"]
+        assert (r.status, r.requests) == ("failed", 3), r.line()
+        assert (r.errors["retry:payload"], r.errors["payload"]) == (3, 1), r.line()
+        [row] = await store.pool.fetch(
+            "SELECT status, headers, payload FROM raw_responses WHERE run_id = $1", r.run_id)
+        assert row["status"] == 200 and row["payload"] == b""
+        assert "X-Sendcost-Payload-Error" in row["headers"]
+    flaky = reports[f"{p}-flaky"]
+    assert (flaky.status, flaky.requests, flaky.rates) == ("ok", 2, 1), flaky.line()
+    assert flaky.errors["retry:payload"] == 1
+    assert seen["/cut"] == seen["/gzip"] == 3
+
+
+async def test_archived_headers_describe_the_stored_body(
+        store: Store, raw_upstream: tuple[str, dict[str, int]]) -> None:
+    """The body is archived decompressed: its headers must not say gzip (nor give the
+    compressed length); they say what it was decoded from."""
+    url, _ = raw_upstream
+    name = f"z{uuid.uuid4().hex[:8]}"
+    cfg = parse_config({"sources": [{"name": name, "kind": "json_rates",
+                                     "url": f"{url}/zipped"}]})
+    async with aiohttp.ClientSession() as session:
+        [report] = await Collector(cfg, store, session).run_all()
+    assert report.status == "ok", report.line()
+    row = await store.pool.fetchrow(
+        "SELECT headers, payload FROM raw_responses WHERE run_id = $1", report.run_id)
+    headers = {k.lower(): v for k, v in row["headers"].items()}
+    assert row["payload"] == RATES
+    assert "content-encoding" not in headers and "content-length" not in headers
+    assert headers["x-sendcost-decoded-from"] == "gzip"
+
+
+@pytest.mark.parametrize(("content_type", "body"), [
+    ("text/html", b"<html><body>Please verify you are a human</body></html>"),
+    ("application/json", b"<!DOCTYPE html><html><title>Just a moment...</title></html>"),
+    ("application/json", b""),
+])
+async def test_a_200_that_is_not_the_upstreams_data_opens_the_circuit(
+        content_type: str, body: bytes) -> None:
+    """A captcha or consent page sent with 200 is a failure for the breaker, never a
+    success: after circuit_failures of them the source is not asked."""
+    asked = 0
+
+    async def serve(request: web.Request) -> web.Response:
+        nonlocal asked
+        asked += 1
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    app = web.Application()
+    app.router.add_get("/q", serve)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    cfg = parse_config({"collection": {"circuit_failures": 3},
+                        "sources": [{"name": "s", "kind": "json_rates",
+                                     "url": str(server.make_url("/q"))}]})
+    try:
+        async with aiohttp.ClientSession() as session:
+            fetcher = Fetcher(session, cfg.collection)
+            for _ in range(3):
+                resp = await fetcher.get(cfg.sources[0], str(server.make_url("/q")))
+                assert resp.error is not None and resp.error.kind == "unexpected_content"
+            with pytest.raises(FetchError) as caught:
+                await fetcher.get(cfg.sources[0], str(server.make_url("/q")))
+            assert caught.value.kind == "circuit_open" and asked == 3
+    finally:
+        await server.close()
