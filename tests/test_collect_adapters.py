@@ -937,3 +937,75 @@ def test_an_amount_above_the_top_band_is_recorded() -> None:
     [(record, why)] = rejected
     assert (why.reason, why.field) == ("amount_above_tariff", "send_amount")
     assert record["send_amount"] == Decimal(100000) and record["corridor"] == "FRA-SEN"
+
+
+# -- recorded real responses replayed from loopback (tests/fixtures/README.md) ---------------
+
+REAL = FIXTURES / "real"
+
+
+async def test_recorded_real_responses_replayed_through_the_config(store: Store) -> None:
+    """The ECB's daily file of 2025-05-09 and its 90-day history of 2017-03-03, and Wise's
+    documented v4 comparison (GBP → EUR 10000, collected 2019-10-22), served from
+    loopback and collected through an ordinary config: the right numbers stored. The
+    2025 rate is not age 0 for the 2019 quotes (reference_stale); the 10000 answer asked
+    for 25000 is another amount's price (amount_mismatch); Barclays' GB → FI quote is
+    another corridor's."""
+    files = {"/ecb/daily.xml": "ecb-eurofxref-daily-2025-05-09.xml",
+             "/ecb/hist-90d.xml": "ecb-eurofxref-hist-90d-2017-03-03.xml",
+             "/v4/comparisons": "wise-docs-comparison-v4-GBP-EUR-10000.json"}
+
+    async def serve(request: web.Request) -> web.Response:
+        name = files[request.path]
+        kind = "text/xml" if name.endswith(".xml") else "application/json"
+        return web.Response(body=(REAL / name).read_bytes(), content_type=kind)
+
+    app = web.Application()
+    for path in files:
+        app.router.add_get(path, serve)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    p = f"r{uuid.uuid4().hex[:8]}"
+    url = str(server.make_url("")).rstrip("/")
+    config = parse_config({
+        "corridors": [{"from": "GBR", "to": "ESP", "amounts": [10000, 25000]}],
+        "sources": [
+            {"name": f"{p}-ecb", "kind": "ecb_rates", "url": f"{url}/ecb/daily.xml"},
+            {"name": f"{p}-ecb-90d", "kind": "ecb_rates", "url": f"{url}/ecb/hist-90d.xml"},
+            {"name": f"{p}-wise", "kind": "comparison", "url": f"{url}/v4/comparisons",
+             "options": {"reference_sources": [f"{p}-ecb"]}}]})
+    try:
+        async with aiohttp.ClientSession() as session:
+            reports = {r.source: r for r in await Collector(config, store, session).run_all()}
+    finally:
+        await server.close()
+    assert (reports[f"{p}-ecb"].status, reports[f"{p}-ecb"].rates) == ("ok", 30)
+    assert (reports[f"{p}-ecb-90d"].status, reports[f"{p}-ecb-90d"].rates) == ("ok", 64 * 31)
+    hist = await RateBook.load(store, sources=[f"{p}-ecb-90d"])
+    eur_usd = hist.rate("EUR", "USD")
+    assert eur_usd is not None and (eur_usd.rate, eur_usd.as_of) == (
+        Decimal("1.0565"), dt.datetime(2017, 3, 3, 13, 15, tzinfo=dt.UTC))  # 14:15 CET
+    assert hist.rate("EUR", "HRK") is not None  # a withdrawn code, in data of its time
+    wise = reports[f"{p}-wise"]
+    assert (wise.status, wise.stored, wise.quarantined) == ("ok", 2, 4), wise.line()
+    rows = await store.pool.fetch(
+        "SELECT f.name, q.send_amount, q.fee, q.applied_rate, q.received_amount, "
+        "q.fx_margin_reported, q.reference_rate, q.reference_source, q.collected_at, q.flags "
+        "FROM quotes q JOIN services s ON s.id = q.service_id JOIN firms f ON f.id = s.firm_id "
+        "WHERE q.run_id = $1 ORDER BY f.name", wise.run_id)
+    assert [(r["name"], r["send_amount"], r["fee"], r["applied_rate"], r["received_amount"],
+             r["fx_margin_reported"]) for r in rows] == [
+        ("Barclays", Decimal(10000), Decimal("0.0"), Decimal("1.12792426"),
+         Decimal("11279.24"), Decimal("2.75592858")),
+        ("Wise", Decimal(10000), Decimal("37.12"), Decimal("1.15989"), Decimal("11555.84"),
+         Decimal("0.0"))]
+    gbp_eur = Decimal(1) / Decimal("0.84770")  # the 2025-05-09 file's GBP, inverted
+    for r in rows:
+        assert r["collected_at"].year == 2019 and "reference_stale" in r["flags"]
+        assert r["reference_source"] == f"{p}-ecb"
+        assert abs(r["reference_rate"] - gbp_eur) < Decimal("1e-8")
+    bad = await store.pool.fetch(
+        "SELECT reason, payload FROM quarantined_quotes WHERE run_id = $1", wise.run_id)
+    assert Counter((b["reason"], b["payload"]["send_amount"]) for b in bad) == {
+        ("amount_mismatch", "25000"): 2, ("unknown_corridor", "10000"): 1,
+        ("unknown_corridor", "25000"): 1}
