@@ -1009,3 +1009,57 @@ async def test_recorded_real_responses_replayed_through_the_config(store: Store)
     assert Counter((b["reason"], b["payload"]["send_amount"]) for b in bad) == {
         ("amount_mismatch", "25000"): 2, ("unknown_corridor", "10000"): 1,
         ("unknown_corridor", "25000"): 1}
+
+
+async def test_a_fee_in_euros_a_dollar_corridor_and_a_latin_1_answer_are_stored_right(
+        store: Store) -> None:
+    """Through the collector and the store: a USD → MXN quote whose fee is EUR 3.50 is
+    stored with the fee in dollars (through today's reference), USA → SLV without a rate
+    at the rate 1 (not rate_missing), and an answer in ISO-8859-1 read as its header says."""
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+
+    async def serve(request: web.Request) -> web.Response:
+        if request.path == "/rates":
+            return web.json_response({"base": "USD", "date": today,
+                                      "rates": {"EUR": 0.9, "MXN": 20}})
+        answer = ({"fee": {"amount": 2.5}} if request.query["to"] == "SLV" else
+                  {"fee": {"amount": 3.5, "currency": "EUR"}, "rate": 19.8,
+                   "product": "Envío rápido"})
+        return web.Response(body=json.dumps(answer, ensure_ascii=False).encode("latin-1"),
+                            headers={"Content-Type": "application/json; charset=ISO-8859-1"})
+
+    app = web.Application()
+    app.router.add_get("/rates", serve)
+    app.router.add_get("/quote", serve)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    p = f"c{uuid.uuid4().hex[:8]}"
+    config = parse_config({
+        "corridors": [{"from": "USA", "to": "MEX", "amounts": [200]},
+                      {"from": "USA", "to": "SLV", "amounts": [200]}],
+        "sources": [
+            {"name": f"{p}-rates", "kind": "json_rates", "url": str(server.make_url("/rates"))},
+            {"name": f"{p}-op", "kind": "operator_json",
+             "url": str(server.make_url("/quote")) + "?to={destination}",
+             "options": {"firm": "Acme", "fee_deducted": False,
+                         "reference_sources": [f"{p}-rates"],
+                         "fields": {"fee": "fee.amount", "fee_currency": "fee.currency",
+                                    "applied_rate": "rate", "product": "product"}}}]})
+    try:
+        async with aiohttp.ClientSession() as session:
+            reports = {r.source: r for r in await Collector(config, store, session).run_all()}
+    finally:
+        await server.close()
+    op = reports[f"{p}-op"]
+    assert (op.status, op.stored, op.quarantined) == ("ok", 2, 0), op.line()
+    rows = await store.pool.fetch(
+        "SELECT c.destination_code AS dest, q.fee, q.applied_rate, q.reference_rate, "
+        "q.flags, s.product FROM quotes q JOIN services s ON s.id = q.service_id "
+        "JOIN corridors c ON c.id = s.corridor_id WHERE q.run_id = $1 ORDER BY dest",
+        op.run_id)
+    mex, slv = rows
+    assert mex["fee"] == Decimal("3.8889")  # EUR 3.50 at USD 1/0.9
+    assert "fee_converted:EUR" in mex["flags"] and mex["product"] == "Envío rápido"
+    assert (slv["fee"], slv["applied_rate"], slv["reference_rate"]) == (
+        Decimal("2.5"), Decimal(1), Decimal(1))
+    assert "reference_stale" not in slv["flags"]
