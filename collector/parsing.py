@@ -71,6 +71,21 @@ def decode_text(body: bytes, charset: str | None, what: str) -> str | bytes:
         raise ParseError(f"{what}: not {charset} as its Content-Type says ({exc})") from None
 
 
+def as_text(body: bytes, charset: str | None, what: str) -> str:
+    """The body as text: by its byte-order mark, else the Content-Type's charset, else
+    UTF-8. ParseError when it is not in that encoding."""
+    text = decode_text(body, charset, what)
+    if isinstance(text, str):
+        return text
+    encoding = ("utf-32" if body.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE))
+                else "utf-16" if body.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+                else "utf-8-sig")
+    try:
+        return body.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"{what}: not {charset or 'UTF-8'} text ({exc})") from None
+
+
 def load_json(body: bytes, what: str, charset: str | None = None) -> Any:
     """A JSON document; in ``charset`` (the Content-Type's) when given, else as JSON itself
     says (UTF-8, 16 or 32, with or without a byte-order mark)."""

@@ -1063,3 +1063,22 @@ async def test_a_fee_in_euros_a_dollar_corridor_and_a_latin_1_answer_are_stored_
     assert (slv["fee"], slv["applied_rate"], slv["reference_rate"]) == (
         Decimal("2.5"), Decimal(1), Decimal(1))
     assert "reference_stale" not in slv["flags"]
+
+
+def test_a_postal_csv_in_its_declared_charset() -> None:
+    """A post's CSV in Windows-1252 (its Content-Type says so) or in UTF-16 with a
+    byte-order mark reads as the same tariff in UTF-8; not UTF-8 and undeclared, it is
+    malformed, never garbled."""
+    src = source("postal_tariff", url="http://x/tariff.csv", operator="La Poste",
+                 country="FRA", currency="EUR")
+    lines = fixture("postal-tariff-FRA.csv").decode().splitlines()
+    # A column the parser does not read, in French: "Sénégal", "Maroc".
+    text = "\n".join([lines[0] + ",note", *(line + (",Sénégal" if line.startswith("SEN")
+                                                   else ",Maroc") for line in lines[1:])])
+    want = postal_tariff.parse(src, text.encode())
+    assert want.destinations
+    assert postal_tariff.parse(src, text.encode("cp1252"), "windows-1252").destinations == \
+        want.destinations
+    assert postal_tariff.parse(src, text.encode("utf-16")).destinations == want.destinations
+    with pytest.raises(ParseError, match="not UTF-8"):
+        postal_tariff.parse(src, text.encode("cp1252"))
