@@ -253,7 +253,7 @@ def unexpected_content(content_type: str | None, body: bytes) -> str | None:
     """Why a 2xx body is not an upstream's data (None when it may be): an HTML page —
     a captcha, a login or consent wall, an error page sent with 200 — or nothing at all.
     No source kind reads HTML."""
-    if not body.strip():
+    if not body or body.isspace():
         return "an empty body"
     media = (content_type or "").split(";")[0].strip().lower()
     head = body[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()

@@ -48,11 +48,17 @@ def charset_of(headers: Mapping[str, str] | None) -> str | None:
     """The ``charset`` of a response's Content-Type header (None when it names none)."""
     if not headers:
         return None
-    value = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
-    if not value:
-        return None
+    value = headers.get("Content-Type")
+    if value is None:
+        value = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
+    return _charset(value) if value else None
+
+
+@functools.lru_cache(maxsize=64)
+def _charset(content_type: str) -> str | None:
+    # Parsed as a MIME header (quoted values, parameters in any order), once per value.
     msg = email.message.Message()
-    msg["Content-Type"] = value
+    msg["Content-Type"] = content_type
     charset = msg.get_param("charset")
     return charset.strip().strip('"').lower() if isinstance(charset, str) and charset.strip() \
         else None
