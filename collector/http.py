@@ -35,7 +35,7 @@ import logging
 import random
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -84,11 +84,14 @@ class RetryMiddleware:
     """
 
     def __init__(self, config: CollectionConfig, limit_for: Callable[[URL], HostLimit], *,
-                 rng: random.Random, on_attempt: Callable[[str], None] | None = None) -> None:
+                 rng: random.Random, on_attempt: Callable[[str], None] | None = None,
+                 redact: Callable[[str], str] = str) -> None:
         self.config = config
         self.limit_for = limit_for
         self.rng = rng
         self.on_attempt = on_attempt or (lambda kind: None)
+        #: What a URL is logged as (its secrets put back as ${NAME}).
+        self.redact = redact
 
     async def __call__(self, req: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         cfg = self.config
@@ -147,7 +150,8 @@ class RetryMiddleware:
             finally:
                 limit.release()
             attempt += 1
-            log.debug("retrying %s in %.2fs (attempt %d)", req.url, delay, attempt + 1)
+            log.debug("retrying %s in %.2fs (attempt %d)", self.redact(str(req.url)), delay,
+                      attempt + 1)
             await asyncio.sleep(delay)
 
 
@@ -247,6 +251,13 @@ def kept_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
         elif lower not in WIRE_HEADERS:
             out[name] = value if name not in out else f"{out[name]}, {value}"
     return out
+
+
+def expand_secrets(url: str, secrets: Mapping[str, str]) -> str:
+    """``url`` with each ${NAME} replaced by its secret (``SourceConfig.url_secrets``)."""
+    for name, value in secrets.items():
+        url = url.replace(f"${{{name}}}", value)
+    return url
 
 
 def unexpected_content(content_type: str | None, body: bytes) -> str | None:
@@ -414,6 +425,8 @@ class Fetcher:
         #: Each source's own request headers, their ${NAME}s read from the environment
         #: once (SourceConfig.request_headers), not per request.
         self.source_headers: dict[str, dict[str, str]] = {}
+        #: Each source's URL secrets (SourceConfig.url_secrets), by NAME, read once.
+        self.source_secrets: dict[str, dict[str, str]] = {}
 
     def circuit(self, source: str) -> CircuitBreaker:
         if source not in self.circuits:
@@ -450,7 +463,18 @@ class Fetcher:
         """
         circuit = self.circuit(source.name)
         await circuit.before(source.name)
-        parsed = URL(url)
+        secrets = self.source_secrets.get(source.name)
+        if secrets is None:
+            secrets = self.source_secrets[source.name] = source.url_secrets()
+
+        def redact(text: str) -> str:
+            for name, value in secrets.items():
+                text = text.replace(value, f"${{{name}}}")
+            return text
+
+        # ${NAME} is filled in for the request only: the URL archived, logged and named in
+        # errors is ``url`` as the adapter built it, with ${NAME}.
+        parsed = URL(expand_secrets(url, secrets))
         # The source's own headers (credentials) first, never archived or logged: the
         # archive keeps what came back, not what was sent.
         own = self.source_headers.get(source.name)
@@ -464,7 +488,7 @@ class Fetcher:
             if known.last_modified:
                 headers["If-Modified-Since"] = known.last_modified
         middleware = RetryMiddleware(self.config, lambda u: self._limit(source, u),
-                                     rng=self.rng, on_attempt=on_attempt)
+                                     rng=self.rng, on_attempt=on_attempt, redact=redact)
         # Each attempt has its own timeout in the middleware; the session's total timeout
         # would otherwise cover all attempts and their backoff together.
         budget = aiohttp.ClientTimeout(total=None, connect=self.config.timeout_seconds)
@@ -478,12 +502,13 @@ class Fetcher:
         except PayloadBroken as exc:
             body, status = b"", exc.status
             resp_headers = {**kept_headers(exc.headers.items()),
-                            PAYLOAD_ERROR_HEADER: exc.detail}
+                            PAYLOAD_ERROR_HEADER: redact(exc.detail)}
             error = FetchError("payload", f"HTTP {status} whose body broke in transit on "
-                               f"every attempt ({exc.detail})", url=url, status=status)
+                               f"every attempt ({redact(exc.detail)})", url=url, status=status)
         except HostBusy as exc:
             circuit.failure()
-            raise FetchError(_status_kind(exc.status), f"{parsed.host} asked us to wait "
+            raise FetchError(_status_kind(exc.status), f"{redact(parsed.host or '')} asked us "
+                             f"to wait "
                              f"{exc.seconds:.0f}s (Retry-After), more than "
                              f"retry_after_max_seconds; not asked meanwhile", url=url,
                              status=exc.status) from None
@@ -493,10 +518,13 @@ class Fetcher:
                              f"{self.config.timeout_seconds:g}s", url=url) from None
         except aiohttp.ClientError as exc:
             circuit.failure()
-            raise FetchError("connection", f"{type(exc).__name__}: {exc}", url=url) from None
+            raise FetchError("connection", redact(f"{type(exc).__name__}: {exc}"),
+                             url=url) from None
         except BaseException:
             circuit.failure()  # cancelled: count it, so a half-open trial never hangs
             raise
+        if secrets:  # an upstream echoing the URL (Content-Location) keeps no secret
+            resp_headers = {k: redact(v) for k, v in resp_headers.items()}
         why = unexpected_content(resp_headers.get("Content-Type"), body) \
             if error is None and 200 <= status < 300 else None
         if why is not None:

@@ -27,6 +27,7 @@ the amount asked times that scale.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -86,10 +87,19 @@ def check_options(source: SourceConfig) -> None:
             raise ConfigError(f"{opt.where(source)}.labels.{label}: expected a pay-in or "
                               f"pay-out value, got {value!r}")
     try:
-        source.url.format(**{p: "x" for p in PLACEHOLDERS})
+        _secrets_kept(source.url).format(**{p: "x" for p in PLACEHOLDERS})
     except (KeyError, IndexError, ValueError, AttributeError) as exc:
         raise ConfigError(f"sources[{source.name}].url: unknown placeholder {exc}; allowed: "
                           f"{', '.join('{' + p + '}' for p in PLACEHOLDERS)}") from None
+
+
+def _secrets_kept(template: str) -> str:
+    """The template with each ${NAME} (an environment variable, filled in only when the
+    request is sent) escaped from str.format: it stays ${NAME}."""
+    return _ENV_REF.sub(lambda m: "${{" + m.group(1) + "}}", template)
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def _scale(source: SourceConfig, key: str = "amount_scale") -> Decimal:
@@ -102,10 +112,11 @@ def _scale(source: SourceConfig, key: str = "amount_scale") -> Decimal:
 def quote_url(template: str, c: CorridorSpec, amount: Any, scale: Decimal = Decimal(1)
               ) -> str:
     scaled = (Decimal(amount) * scale).normalize()
-    return template.format(source=c.source, destination=c.destination, source2=c.source2,
-                           destination2=c.destination2, send_currency=c.send_currency,
-                           receive_currency=c.receive_currency, amount=amount,
-                           amount_scaled=f"{scaled:f}", corridor=c.key)
+    return _secrets_kept(template).format(
+        source=c.source, destination=c.destination, source2=c.source2,
+        destination2=c.destination2, send_currency=c.send_currency,
+        receive_currency=c.receive_currency, amount=amount, amount_scaled=f"{scaled:f}",
+        corridor=c.key)
 
 
 async def collect(ctx: RunContext) -> None:

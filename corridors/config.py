@@ -1,7 +1,8 @@
 """Configuration: ``config.toml`` read once with tomllib into frozen dataclasses.
 
 Every key is documented in the shipped ``config.toml``. Secrets come only from the
-environment (``DATABASE_URL``, ``SENDCOST_ADMIN_TOKEN``); sources take no credentials.
+environment (``DATABASE_URL``, ``SENDCOST_ADMIN_TOKEN``, and a source's ``${NAME}``s in its
+headers or URL).
 A bad value fails at start with a ConfigError naming the key and what was expected.
 """
 
@@ -62,10 +63,30 @@ class SourceConfig:
     # source is about to run (``request_headers``), so secrets stay out of the file.
     headers: Mapping[str, str] = field(default_factory=dict)
 
+    def url_secrets(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The values of the ${NAME}s in ``url`` (an API key in a query string), read from
+        ``environ`` (default: the process environment), by NAME; ConfigError naming the
+        source and variable if one is unset or holds a line break or a space. They are
+        put in the URL only when a request is sent: what is archived and logged keeps
+        ${NAME} (``collector.http.Fetcher``)."""
+        env = os.environ if environ is None else environ
+        out = {}
+        for name in dict.fromkeys(_ENV_REF.findall(self.url)):
+            if name not in env:
+                raise ConfigError(f"sources[{self.name}].url: environment variable {name} is "
+                                  f"not set (the URL names it as ${{{name}}})")
+            if not env[name] or any(ch.isspace() for ch in env[name]):
+                raise ConfigError(f"sources[{self.name}].url: environment variable {name} is "
+                                  "empty or holds a space or a line break")
+            out[name] = env[name]
+        return out
+
     def request_headers(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
         """The headers with their ${NAME}s filled in from ``environ`` (default: the process
-        environment); ConfigError naming the source, header and variable if one is unset."""
+        environment); ConfigError naming the source, header and variable if one is unset
+        (or one of the URL's, ``url_secrets``: this is the check made before a source runs)."""
         env = os.environ if environ is None else environ
+        self.url_secrets(env)
         out = {}
         for name, template in self.headers.items():
             missing = [v for v in _ENV_REF.findall(template) if v not in env]
@@ -292,6 +313,9 @@ def _source_url(value: str, kind: str, key: str) -> str:
         ok = False
     if not ok or any(ch.isspace() for ch in value):
         raise ConfigError(f"{key}: expected {expected}, got {value!r}")
+    if "${" in _ENV_REF.sub("", value):
+        raise ConfigError(f"{key}: expected ${{NAME}} (an environment variable: letters, "
+                          f"digits, _), got {value!r}")
     return value
 
 

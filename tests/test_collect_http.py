@@ -448,3 +448,68 @@ async def test_a_200_that_is_not_the_upstreams_data_opens_the_circuit(
             assert caught.value.kind == "circuit_open" and asked == 3
     finally:
         await server.close()
+
+
+async def test_a_secret_in_a_url_is_sent_and_never_stored_or_logged(
+        store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """${NAME} in a source's URL (an API key in the query string, as open.er-api's paid
+    plans and currencyapi ask) is filled in from the environment for the request only:
+    the archive, the logs and the run keep ${NAME}. Unset, nothing starts."""
+    import logging
+
+    key = f"k3y-{uuid.uuid4().hex}"
+    asked: list[str] = []
+
+    async def serve(request: web.Request) -> web.Response:
+        asked.append(request.query.get("key", ""))
+        if request.query.get("key") != key:
+            return web.json_response({"error": "invalid key"}, status=403)
+        if len(asked) == 1:  # one retry, to see what the retry's log line says
+            return web.Response(status=503)
+        if request.path == "/quote":
+            return web.json_response({"fee": 2.0, "rate": 17.0})
+        return web.json_response({"base": "USD", "date": dt.date.today().isoformat(),
+                                  "rates": {"MXN": 17.1}})
+
+    app = web.Application()
+    app.router.add_get("/rates", serve)
+    app.router.add_get("/quote", serve)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    p = f"k{uuid.uuid4().hex[:8]}"
+    base = str(server.make_url("")).rstrip("/")
+    cfg = parse_config({
+        "collection": {"backoff_base_seconds": 0.001, "backoff_max_seconds": 0.01},
+        "corridors": [{"from": "USA", "to": "MEX", "amounts": [200]}],
+        "sources": [
+            {"name": f"{p}-rates", "kind": "json_rates",
+             "url": f"{base}/rates?key=${{SENDCOST_TEST_KEY}}"},
+            {"name": f"{p}-op", "kind": "operator_json",
+             "url": f"{base}/quote?amount={{amount}}&key=${{SENDCOST_TEST_KEY}}",
+             "options": {"firm": "Acme", "fields": {"fee": "fee", "applied_rate": "rate"},
+                         "reference_sources": [f"{p}-rates"]}}]})
+    caplog.set_level(logging.DEBUG)
+    try:
+        monkeypatch.setenv("SENDCOST_TEST_KEY", key)
+        async with aiohttp.ClientSession() as session:
+            reports = await Collector(cfg, store, session).run_all()
+            monkeypatch.delenv("SENDCOST_TEST_KEY")
+            with pytest.raises(ConfigError, match=r"sources\[.*\]\.url: environment variable "
+                                                  "SENDCOST_TEST_KEY is not set"):
+                Collector(cfg, store, session)
+    finally:
+        await server.close()
+    assert [r.status for r in reports] == ["ok", "ok"], [r.line() for r in reports]
+    assert asked == [key] * 3
+    urls = await store.pool.fetch(
+        "SELECT url FROM raw_responses WHERE run_id = ANY($1::bigint[]) ORDER BY id",
+        [r.run_id for r in reports])
+    assert [u["url"] for u in urls] == [f"{base}/rates?key=${{SENDCOST_TEST_KEY}}",
+                                        f"{base}/quote?amount=200&key=${{SENDCOST_TEST_KEY}}"]
+    assert await store.pool.fetchval(
+        "SELECT count(*) FROM raw_responses WHERE url LIKE $1 OR headers::text LIKE $1 OR "
+        "encode(payload, 'escape') LIKE $1", f"%{key}%") == 0
+    # sendcost's own log lines (the loopback upstream's access log is the upstream's).
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name != "aiohttp.access")
+    assert "retrying" in ours and "${SENDCOST_TEST_KEY}" in ours and key not in ours
