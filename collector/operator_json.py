@@ -15,7 +15,9 @@ on its own, the others kept — a fee or rate that is not a number as ``fee_miss
 not a number as ``malformed_record``. Only an answer broken as a whole (not JSON,
 ``quotes_path`` not a list) is malformed.
 
-``fields.send_amount`` (the amount the answer priced) is checked against the amount asked
+``quotes_path = "."`` reads an answer that is itself an array of quotes; a fee written with
+its currency ("AUD 3.99", "3.99 AUD") gives both. ``fields.send_amount`` (the amount the
+answer priced) is checked against the amount asked
 (``amount_mismatch``); ``fields.source`` (the sending country the answer names) against the
 corridor's; ``fields.fee_currency`` names the fee's currency, converted into the sending
 currency through the reference rates when it is another. ``amount_scale`` divides the
@@ -35,7 +37,14 @@ from typing import Any
 from collector import options as opt
 from collector.errors import ParseError
 from collector.model import CorridorSpec, Draft, service_key
-from collector.parsing import charset_of, dec, dig, iso_currency, load_json
+from collector.parsing import (
+    charset_of,
+    dec,
+    dig,
+    iso_currency,
+    load_json,
+    money_with_currency,
+)
 from collector.run import RunContext
 from collector.validate import Rejected, Unusable, number
 from corridors.config import SourceConfig
@@ -140,7 +149,8 @@ def parse(source: SourceConfig, body: bytes, c: CorridorSpec, usd: int, amount: 
     o = source.options
     doc = load_json(body, f"{source.name} quote", charset)
     path = o.get("quotes_path", "")
-    records = dig(doc, path) if path else [doc]
+    # "." is the answer itself: a top-level array of quotes.
+    records = doc if path == "." else dig(doc, path) if path else [doc]
     if not isinstance(records, list):
         raise ParseError(f"{source.name}: {path!r} is not a list of quotes")
     if not path and not isinstance(doc, dict):
@@ -197,12 +207,20 @@ def _draft(source: SourceConfig, rec: dict[str, Any], c: CorridorSpec, usd: int,
                                 speed=speed)
     send_cur, recv_cur = get("send_currency"), get("receive_currency")
     fee_cur = get("fee_currency")
+    raw_fee = get("fee")
+    written = money_with_currency(raw_fee)
+    if written is not None:  # "AUD 3.99": the fee and its currency in one string
+        raw_fee, said = written
+        if fee_cur is not None and str(fee_cur).upper() != said:
+            raise Unusable("malformed_record", "fee_currency",
+                           f"fee {get('fee')!r} names {said}, fee_currency says {fee_cur!r}")
+        fee_cur = said
     if fee_cur is not None and (not isinstance(fee_cur, str) or not iso_currency(fee_cur)):
         raise Unusable("malformed_record", "fee_currency",
                        f"fee currency {fee_cur!r} is not an ISO 4217 code")
     # Amounts in minor units (a fee of 750000 for HUF 7,500.00) are divided by the scale.
     scale, received_scale = _scale(source), _scale(source, "received_amount_scale")
-    fee = number(get("fee"), "fee", "fee", "fee_missing")
+    fee = number(raw_fee, "fee", "fee", "fee_missing")
     received = number(get("received_amount"), "received_amount", "received_amount")
     reported = number(get("send_amount"), "send_amount", "send_amount")
     return Draft(

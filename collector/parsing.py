@@ -141,6 +141,22 @@ def dec(value: Any, field: str) -> Decimal | None:
     return out
 
 
+_MONEY = re.compile(r"^\s*(?:([A-Za-z]{3})\s*([-+]?\d[\d.]*)|([-+]?\d[\d.]*)\s*([A-Za-z]{3}))\s*$")
+
+
+def money_with_currency(value: Any) -> tuple[str, str] | None:
+    """("3.99", "AUD") from an amount written with its ISO 4217 currency, "AUD 3.99" or
+    "3.99 AUD"; None for anything else (a plain number, another string)."""
+    if not isinstance(value, str):
+        return None
+    m = _MONEY.match(value)
+    if m is None:
+        return None
+    code, amount = (m.group(1), m.group(2)) if m.group(1) else (m.group(4), m.group(3))
+    currency = iso_currency(code)
+    return (amount, currency) if currency is not None else None
+
+
 def positive(value: Any, field: str) -> Decimal | None:
     """A positive number as Decimal; None when absent, null, not a number or ≤ 0 (a rate
     that cannot be one)."""

@@ -1082,3 +1082,54 @@ def test_a_postal_csv_in_its_declared_charset() -> None:
     assert postal_tariff.parse(src, text.encode("utf-16")).destinations == want.destinations
     with pytest.raises(ParseError, match="not UTF-8"):
         postal_tariff.parse(src, text.encode("cp1252"))
+
+
+def test_rate_tables_keyed_by_pair_or_per_currency_object() -> None:
+    """currencylayer's "USDAED" keys, currencyapi's per-currency objects and AwesomeAPI's
+    per-pair objects, each read by options (as those APIs document their answers)."""
+    now = dt.datetime.now(dt.UTC)
+    currencylayer = json.dumps({"success": True, "timestamp": 1732111200, "source": "USD",
+                                "quotes": {"USDAED": 3.6725, "USDMXN": 20.2953,
+                                           "EURGBP": 0.83, "USDBTC": 0.0000105}}).encode()
+    skipped: list[str] = []
+    rows = json_rates.parse(source("json_rates", base_path="source", rates_path="quotes",
+                                   time_path="timestamp", pair_keys=True),
+                            currencylayer, now, skipped)
+    assert [(r[0], r[1], r[2]) for r in rows] == [("USD", "AED", Decimal("3.6725")),
+                                                  ("USD", "MXN", Decimal("20.2953"))]
+    assert len(skipped) == 2  # a EUR pair in a USD table; BTC is no ISO 4217 currency
+    currencyapi = json.dumps({"meta": {"last_updated_at": "2024-11-20T23:59:59Z"},
+                              "data": {"AED": {"code": "AED", "value": 3.67306},
+                                       "XOF": {"code": "XOF", "value": 621.47},
+                                       "KES": {"code": "KES", "value": None}}}).encode()
+    skipped = []
+    rows = json_rates.parse(source("json_rates", base="USD", rates_path="data",
+                                   time_path="meta.last_updated_at", rate_field="value"),
+                            currencyapi, now, skipped)
+    assert [(r[1], r[2], r[3]) for r in rows] == [
+        ("AED", Decimal("3.67306"), dt.datetime(2024, 11, 20, 23, 59, 59, tzinfo=dt.UTC)),
+        ("XOF", Decimal("621.47"), dt.datetime(2024, 11, 20, 23, 59, 59, tzinfo=dt.UTC))]
+    assert skipped == ["s: rate of KES is None (options.rate_field 'value')"]
+    awesome = json.dumps({"USDBRL": {"code": "USD", "codein": "BRL", "bid": "5.7834",
+                                     "ask": "5.7864", "timestamp": "1732111200"}}).encode()
+    [row] = json_rates.parse(source("json_rates", base="USD", rates_path="", time_path="x",
+                                    pair_keys=True, rate_field="bid"), awesome, now)
+    assert row[:3] == ("USD", "BRL", Decimal("5.7834"))
+
+
+def test_a_top_level_array_of_quotes_and_a_fee_written_with_its_currency() -> None:
+    src = source("operator_json", firm="Acme", quotes_path=".", fee_deducted=False,
+                 fields={"fee": "fee", "applied_rate": "rate", "product": "name"})
+    body = json.dumps([{"name": "Bank deposit", "fee": "AUD 3.99", "rate": 0.61},
+                       {"name": "Cash pickup", "fee": "5.00 AUD", "rate": 0.6},
+                       {"name": "Card", "fee": "3.99 dollars", "rate": 0.6}]).encode()
+    aus_phl = CorridorSpec("AUS", "NZL", "AU", "NZ", "AUD", "NZD", ((200, Decimal(200)),))
+    drafts, [(_, why)] = operator_json.parse(src, body, aus_phl, 200, Decimal(200))
+    assert [(d.service.product, d.fee, d.fee_currency) for d in drafts] == [
+        ("Bank deposit", Decimal("3.99"), "AUD"), ("Cash pickup", Decimal("5.00"), "AUD")]
+    assert (why.reason, why.field) == ("fee_missing", "fee")
+    # A fee in USD on an AUD corridor goes through the conversion like fields.fee_currency.
+    [d], [] = operator_json.parse(src, b'[{"fee": "USD 2.50", "rate": 1.1}]', aus_phl, 200,
+                                  Decimal(200))
+    rejection, _ = check(d, None, CollectionConfig(), rates=RateBook([]))
+    assert rejection is not None and rejection.reason == "fee_currency_unconverted"
