@@ -15,7 +15,10 @@ on its own, the others kept — a fee or rate that is not a number as ``fee_miss
 not a number as ``malformed_record``. Only an answer broken as a whole (not JSON,
 ``quotes_path`` not a list) is malformed.
 
-``quotes_path = "."`` reads an answer that is itself an array of quotes; a fee written with
+``quotes_path = "."`` reads an answer that is itself an array of quotes; a field path
+starting ``$.`` is read from the whole answer rather than the quote (a currency named
+once for all the quotes); ``skip_when`` leaves out the quotes a field of which has the
+value given (``{ disabled = "true" }``: not offered, not a price); a fee written with
 its currency ("AUD 3.99", "3.99 AUD") gives both. ``fields.send_amount`` (the amount the
 answer priced) is checked against the amount asked
 (``amount_mismatch``); ``fields.source`` (the sending country the answer names) against the
@@ -29,6 +32,7 @@ the amount asked times that scale.
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections.abc import Mapping
 from decimal import Decimal
@@ -64,7 +68,7 @@ OPTIONS = {"firm": opt.STRING, "firm_type": opt.STRING, "product": opt.STRING,
            "quotes_path": opt.STRING, "fields": opt.STRING_TABLE, "fee_deducted": opt.BOOLEAN,
            "pay_in": opt.STRING, "pay_out": opt.STRING, "access_point": opt.STRING,
            "labels": opt.STRING_TABLE, "amount_scale": opt.POSITIVE_NUMBER,
-           "received_amount_scale": opt.POSITIVE_NUMBER}
+           "received_amount_scale": opt.POSITIVE_NUMBER, "skip_when": opt.STRING_TABLE}
 FIELDS = {"fee", "applied_rate", "received_amount", "send_currency", "receive_currency",
           "destination", "delivery_hours", "delivery_days", "pay_in", "pay_out", "product",
           "send_amount", "fee_currency", "source"}
@@ -163,15 +167,30 @@ def parse(source: SourceConfig, body: bytes, c: CorridorSpec, usd: int, amount: 
             if not isinstance(rec, dict):
                 raise Unusable("malformed_record", "record",
                                f"{path}.{i} is not an object: {rec!r:.80}")
-            drafts.append(_draft(source, rec, c, usd, amount))
+            if _skipped(rec, o.get("skip_when", {})):
+                continue  # not offered (disabled, another product): no price, no quote
+            drafts.append(_draft(source, rec, c, usd, amount, doc))
         except Unusable as exc:
             rejected.append(({**(rec if isinstance(rec, dict) else {"quote": rec}), **where},
                              exc.rejection))
     return drafts, rejected
 
 
-def _draft(source: SourceConfig, rec: dict[str, Any], c: CorridorSpec, usd: int, amount: Any
-           ) -> Draft:
+def _skipped(rec: dict[str, Any], when: Mapping[str, str]) -> bool:
+    """True when one of the quote's fields has the value ``skip_when`` names for it (as
+    JSON writes it: true, false, null, a number or a string)."""
+    for path, value in when.items():
+        got = dig(rec, path, _ABSENT)
+        if got is not _ABSENT and (got if isinstance(got, str) else json.dumps(got)) == value:
+            return True
+    return False
+
+
+_ABSENT = object()
+
+
+def _draft(source: SourceConfig, rec: dict[str, Any], c: CorridorSpec, usd: int, amount: Any,
+           doc: Any = None) -> Draft:
     """One quote as a draft; Unusable when it cannot be one."""
     o = source.options
     fields: Mapping[str, str] = o.get("fields", {})
@@ -182,7 +201,11 @@ def _draft(source: SourceConfig, rec: dict[str, Any], c: CorridorSpec, usd: int,
 
     def get(name: str) -> Any:
         path = fields.get(name)
-        return None if path is None else dig(rec, path, None)
+        if path is None:
+            return None
+        # "$.x.y" is a field of the whole answer (the list's parent: the currency the
+        # answer names once for all its quotes), not of the quote.
+        return dig(doc, path[2:], None) if path.startswith("$.") else dig(rec, path, None)
 
     corridor: CorridorSpec | None = c
     dest, origin = get("destination"), get("source")

@@ -1133,3 +1133,28 @@ def test_a_top_level_array_of_quotes_and_a_fee_written_with_its_currency() -> No
                                   Decimal(200))
     rejection, _ = check(d, None, CollectionConfig(), rates=RateBook([]))
     assert rejection is not None and rejection.reason == "fee_currency_unconverted"
+
+
+def test_fields_of_the_whole_answer_and_quotes_left_out_by_a_filter() -> None:
+    """An answer naming its currencies once for its list of options, one of them disabled
+    (the shape of Revolut's transfer quote options): the currencies come from the answer,
+    the disabled option is not a quote at all."""
+    src = source("operator_json", firm="Neo", quotes_path="options", fee_deducted=False,
+                 skip_when={"disabled": "true"},
+                 fields={"fee": "fee.amount", "applied_rate": "rate", "product": "id",
+                         "send_currency": "$.sender.currency",
+                         "receive_currency": "$.recipient.currency"})
+    gbr_ind = CorridorSpec("GBR", "IND", "GB", "IN", "GBP", "INR", ((200, Decimal(120)),))
+    body = json.dumps({"sender": {"currency": "GBP", "amount": 120},
+                       "recipient": {"currency": "INR"},
+                       "options": [{"id": "standard", "fee": {"amount": 0.5}, "rate": 104.2,
+                                    "disabled": False},
+                                   {"id": "express", "fee": {"amount": 3}, "rate": 104.2,
+                                    "disabled": True}]}).encode()
+    [d], [] = operator_json.parse(src, body, gbr_ind, 200, Decimal(120))
+    assert (d.service.product, d.fee, d.send_currency, d.receive_currency) == (
+        "standard", Decimal("0.5"), "GBP", "INR")
+    [d], [] = operator_json.parse(src, body.replace(b'"GBP"', b'"EUR"'), gbr_ind, 200,
+                                  Decimal(120))
+    assert check(d, None, CollectionConfig())[0] == Rejection(
+        "currency_mismatch", "send_currency", "EUR for a GBP corridor")
