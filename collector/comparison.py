@@ -107,7 +107,10 @@ def _amount(doc: Any) -> tuple[Decimal | None, str | None]:
     kind = dig(doc, "amountType", None)
     if kind is not None and kind != "SEND":
         return None, f"the answer prices a received amount (amountType {kind!r})"
+    # v4 says "amount"; the v3 answers recorded in the wild say "sendAmount".
     value = dig(doc, "amount", None)
+    if value is None:
+        value = dig(doc, "sendAmount", None)
     try:
         return dec(value, "amount"), None
     except ParseError:

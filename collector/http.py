@@ -132,10 +132,12 @@ class RetryMiddleware:
             except aiohttp.ClientPayloadError as exc:
                 # The status and headers came, the body broke (a dropped connection, a
                 # false gzip header): another attempt may get it whole.
-                assert resp is not None
-                resp.close()
+                if resp is not None:
+                    resp.close()
                 self.on_attempt("payload")
                 if attempt >= cfg.max_retries:
+                    if resp is None:
+                        raise
                     raise PayloadBroken(resp.status, dict(resp.headers.items()),
                                         f"{type(exc).__name__}: {exc}") from None
                 delay = backoff_delay(attempt, cfg.backoff_base_seconds,

@@ -767,6 +767,10 @@ def test_a_comparison_priced_for_another_amount_is_amount_mismatch() -> None:
         "amount_mismatch", "send_amount", "the answer prices 200.0, not the 500 asked for")}
     drafts, _ = comparison.parse(source("comparison"), body, USA_MEX, 200, Decimal(200))
     assert [check(d, None, CollectionConfig())[0] for d in drafts] == [None, None, None]
+    v3 = wise_body(lambda doc: doc.update(sendAmount=doc.pop("amount")))
+    drafts, _ = comparison.parse(source("comparison"), v3, USA_MEX, 500, Decimal(500))
+    assert {check(d, None, CollectionConfig())[0].reason for d in drafts} == {  # type: ignore[union-attr]
+        "amount_mismatch"}
     received = wise_body(lambda doc: doc.update(amountType="RECEIVE"))
     _, rejected = comparison.parse(source("comparison"), received, USA_MEX, 200,
                                    Decimal(200))
