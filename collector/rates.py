@@ -34,6 +34,11 @@ class ReferenceRate:
             return 0.0
         return abs((at - self.as_of).total_seconds()) / 3600
 
+    def as_of_for(self, at: dt.datetime) -> dt.datetime:
+        """When the rate held, as stored with a quote made at ``at``: its ``as_of``; for the
+        identity rate (no time of its own, ``as_of`` the end of time), ``at``."""
+        return at if self.source == IDENTITY else self.as_of
+
 
 class RateBook:
     """The latest rate of each (base, quote) pair, whichever source published it."""

@@ -408,7 +408,7 @@ class RunContext:
             applied_rate=draft.applied_rate,
             reference_rate=ref.rate if ref else None,
             reference_source=ref.source if ref else None,
-            reference_at=ref.as_of if ref else None,
+            reference_at=ref.as_of_for(collected_at) if ref else None,
             transparent=draft.applied_rate is not None,
             collected_at=collected_at, source=self.source.name,
             received_amount=draft.received_amount, fee_deducted=draft.fee_deducted,

@@ -1058,7 +1058,8 @@ async def test_a_fee_in_euros_a_dollar_corridor_and_a_latin_1_answer_are_stored_
     assert (op.status, op.stored, op.quarantined) == ("ok", 2, 0), op.line()
     rows = await store.pool.fetch(
         "SELECT c.destination_code AS dest, q.fee, q.applied_rate, q.reference_rate, "
-        "q.flags, s.product FROM quotes q JOIN services s ON s.id = q.service_id "
+        "q.reference_at, q.collected_at, q.flags, s.product "
+        "FROM quotes q JOIN services s ON s.id = q.service_id "
         "JOIN corridors c ON c.id = s.corridor_id WHERE q.run_id = $1 ORDER BY dest",
         op.run_id)
     mex, slv = rows
@@ -1067,6 +1068,8 @@ async def test_a_fee_in_euros_a_dollar_corridor_and_a_latin_1_answer_are_stored_
     assert (slv["fee"], slv["applied_rate"], slv["reference_rate"]) == (
         Decimal("2.5"), Decimal(1), Decimal(1))
     assert "reference_stale" not in slv["flags"]
+    # The rate 1 has no time of its own: it held when the quote was made (never 'infinity').
+    assert slv["reference_at"] == slv["collected_at"]
 
 
 def test_a_postal_csv_in_its_declared_charset() -> None:
