@@ -15,6 +15,8 @@ on its own, the others kept — a fee or rate that is not a number as ``fee_miss
 not a number as ``malformed_record``. Only an answer broken as a whole (not JSON,
 ``quotes_path`` not a list) is malformed.
 
+``next_path`` names the link to the next page of a paginated answer (followed on the same
+host, ``max_pages`` at most, default 10; each page archived and parsed like the first);
 ``quotes_path = "."`` reads an answer that is itself an array of quotes; a field path
 starting ``$.`` is read from the whole answer rather than the quote (a currency named
 once for all the quotes); ``skip_when`` leaves out the quotes a field of which has the
@@ -37,6 +39,7 @@ import re
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 from collector import options as opt
 from collector.errors import ParseError
@@ -68,7 +71,8 @@ OPTIONS = {"firm": opt.STRING, "firm_type": opt.STRING, "product": opt.STRING,
            "quotes_path": opt.STRING, "fields": opt.STRING_TABLE, "fee_deducted": opt.BOOLEAN,
            "pay_in": opt.STRING, "pay_out": opt.STRING, "access_point": opt.STRING,
            "labels": opt.STRING_TABLE, "amount_scale": opt.POSITIVE_NUMBER,
-           "received_amount_scale": opt.POSITIVE_NUMBER, "skip_when": opt.STRING_TABLE}
+           "received_amount_scale": opt.POSITIVE_NUMBER, "skip_when": opt.STRING_TABLE,
+           "next_path": opt.STRING, "max_pages": opt.POSITIVE_NUMBER}
 FIELDS = {"fee", "applied_rate", "received_amount", "send_currency", "receive_currency",
           "destination", "delivery_hours", "delivery_days", "pay_in", "pay_out", "product",
           "send_amount", "fee_currency", "source"}
@@ -136,13 +140,48 @@ async def collect(ctx: RunContext) -> None:
     source = ctx.source
     items = [(c, usd, amount) for c in ctx.corridors for usd, amount in c.amounts]
 
+    pages = int(source.options.get("max_pages", 10))
+    try:
+        secrets = source.url_secrets()
+    except ConfigError:  # a re-parse, where the environment may lack them: nothing sent
+        secrets = {}
+
     async def one(item: tuple[CorridorSpec, int, Any]) -> None:
         c, usd, amount = item
-        fetched = await ctx.fetch(quote_url(source.url, c, amount, _scale(source)))
-        await ctx.add_parsed(*parse(source, fetched.body, c, usd, amount,
-                                    charset_of(fetched.headers)), fetched)
+        url: str | None = quote_url(source.url, c, amount, _scale(source))
+        seen: set[str] = set()
+        while url is not None and len(seen) < pages:
+            seen.add(url)
+            fetched = await ctx.fetch(url)
+            charset = charset_of(fetched.headers)
+            await ctx.add_parsed(*parse(source, fetched.body, c, usd, amount, charset),
+                                 fetched)
+            url = next_page(source, fetched.body, url, charset, secrets)
+            if url in seen:
+                break
 
     await ctx.each(items, one)
+
+
+def next_page(source: SourceConfig, body: bytes, url: str, charset: str | None = None,
+              secrets: Mapping[str, str] | None = None) -> str | None:
+    """The next page's URL of a paginated answer (``options.next_path``: absolute, or
+    relative to ``url``), None on the last page or without pagination. A link to another
+    host is not followed; a secret the link repeats is put back as ${NAME}, so that it is
+    never archived."""
+    path = source.options.get("next_path")
+    if not path:
+        return None
+    link = dig(load_json(body, f"{source.name} quote", charset), path, None)
+    if not isinstance(link, str) or not link.strip():
+        return None
+    for name, value in (secrets or {}).items():
+        link = link.replace(value, f"${{{name}}}")
+    target = urljoin(url, link.strip())
+    if urlsplit(target).netloc != urlsplit(url).netloc:
+        raise ParseError(f"{source.name}: next page {link!r} is on another host; not "
+                         "followed")
+    return target
 
 
 def parse(source: SourceConfig, body: bytes, c: CorridorSpec, usd: int, amount: Any,

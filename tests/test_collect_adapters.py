@@ -1165,3 +1165,48 @@ def test_fields_of_the_whole_answer_and_quotes_left_out_by_a_filter() -> None:
                                   Decimal(120))
     assert check(d, None, CollectionConfig())[0] == Rejection(
         "currency_mismatch", "send_currency", "EUR for a GBP corridor")
+
+
+async def test_a_paginated_answer_is_followed_and_archived_page_by_page(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An operator listing its quotes over pages: each page fetched (its link relative, and
+    repeating the API key), archived and parsed; a page linking to itself ends the walk;
+    the key is archived as ${NAME}, never in clear."""
+    key = f"pk-{uuid.uuid4().hex}"
+    monkeypatch.setenv("SENDCOST_TEST_PAGE_KEY", key)
+    pages = {"1": ([("Bank deposit", 2.0)], f"/quotes?page=2&key={key}"),
+             "2": ([("Cash pickup", 4.0), ("Wallet", 1.5)], f"/quotes?page=3&key={key}"),
+             "3": ([], f"/quotes?page=3&key={key}")}
+
+    async def serve(request: web.Request) -> web.Response:
+        assert request.query["key"] == key
+        quotes, nxt = pages[request.query.get("page", "1")]
+        return web.json_response({"data": [{"product": p, "fee": f, "rate": 17.0}
+                                           for p, f in quotes], "links": {"next": nxt}})
+
+    p = f"g{uuid.uuid4().hex[:8]}"
+    report = await run_upstream(store, "/quotes", serve, lambda url: {
+        "corridors": [{"from": "USA", "to": "MEX", "amounts": [200]}],
+        "sources": [{"name": f"{p}-op", "kind": "operator_json",
+                     "url": url + "?key=${SENDCOST_TEST_PAGE_KEY}",
+                     "options": {"firm": "Acme", "quotes_path": "data",
+                                 "next_path": "links.next",
+                                 "reference_sources": [f"{p}-no-rates"],
+                                 "fields": {"fee": "fee", "applied_rate": "rate",
+                                            "product": "product"}}}]})
+    assert (report.status, report.requests, report.stored) == ("ok", 3, 3), report.line()
+    urls = [r["url"] for r in await store.pool.fetch(
+        "SELECT url FROM raw_responses WHERE run_id = $1 ORDER BY id", report.run_id)]
+    assert [u.split("/quotes")[1] for u in urls] == [
+        "?key=${SENDCOST_TEST_PAGE_KEY}", "?page=2&key=${SENDCOST_TEST_PAGE_KEY}",
+        "?page=3&key=${SENDCOST_TEST_PAGE_KEY}"]
+    stored = await store.pool.fetch(
+        "SELECT s.product, q.fee FROM quotes q JOIN services s ON s.id = q.service_id "
+        "WHERE q.run_id = $1 ORDER BY s.product", report.run_id)
+    assert [(r["product"], r["fee"]) for r in stored] == [
+        ("Bank deposit", Decimal("2.0")), ("Cash pickup", Decimal("4.0")),
+        ("Wallet", Decimal("1.5"))]
+    with pytest.raises(ParseError, match="another host"):
+        operator_json.next_page(source("operator_json", firm="A", fields={"fee": "f"},
+                                       next_path="next"),
+                                b'{"next": "https://elsewhere.example/p2"}', "http://x/p1")
