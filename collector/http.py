@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import email.utils
+import json
 import logging
 import random
 import time
@@ -224,6 +225,10 @@ class CircuitBreaker:
             if self.opened_at is None:
                 log.warning("circuit opened after %d failures in a row", self.consecutive)
             self.opened_at = self.clock()
+
+
+#: A bearer token is fetched anew this long before the expiry its endpoint gave.
+TOKEN_MARGIN_SECONDS = 60.0
 
 
 class PayloadBroken(Exception):
@@ -429,6 +434,49 @@ class Fetcher:
         self.source_headers: dict[str, dict[str, str]] = {}
         #: Each source's URL secrets (SourceConfig.url_secrets), by NAME, read once.
         self.source_secrets: dict[str, dict[str, str]] = {}
+        #: OAuth bearer tokens by source, with the time.monotonic() they are good until.
+        self.tokens: dict[str, tuple[str, float]] = {}
+        self.token_locks: dict[str, asyncio.Lock] = {}
+
+    async def bearer(self, source: SourceConfig) -> str:
+        """A bearer token for ``source`` from its OAuth 2.0 token endpoint (client
+        credentials, HTTP Basic), kept until a minute before it expires (or until the
+        upstream answers 401). The exchange is neither archived nor logged: it carries the
+        secret and the token. FetchError("auth") when no token comes back."""
+        lock = self.token_locks.setdefault(source.name, asyncio.Lock())
+        async with lock:
+            known = self.tokens.get(source.name)
+            if known is not None and known[1] > time.monotonic():
+                return known[0]
+            creds = source.oauth_credentials()
+            form = {"grant_type": "client_credentials"}
+            if creds.get("scope"):
+                form["scope"] = creds["scope"]
+            try:
+                basic = aiohttp.encode_basic_auth(creds["client_id"], creds["client_secret"])
+                async with self.session.post(
+                        creds["token_url"], data=form,
+                        headers={"User-Agent": self.config.user_agent, "Authorization": basic},
+                        timeout=aiohttp.ClientTimeout(total=self.config.timeout_seconds)
+                ) as resp:
+                    status, body = resp.status, await resp.read()
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise FetchError("auth", f"no token from the OAuth token endpoint "
+                                 f"({type(exc).__name__})") from None
+            if status != 200:
+                raise FetchError("auth", f"the OAuth token endpoint answered HTTP {status}",
+                                 status=status)
+            try:
+                doc = json.loads(body)
+                token, expires = doc["access_token"], float(doc.get("expires_in") or 3600)
+                if not isinstance(token, str) or not token or expires != expires:
+                    raise ValueError
+            except (ValueError, TypeError, KeyError):
+                raise FetchError("auth", "the OAuth token endpoint's answer has no "
+                                 "access_token (and expires_in)") from None
+            good_until = time.monotonic() + max(0.0, min(expires, 86400) - TOKEN_MARGIN_SECONDS)
+            self.tokens[source.name] = (token, good_until)
+            return token
 
     def circuit(self, source: str) -> CircuitBreaker:
         if source not in self.circuits:
@@ -483,6 +531,12 @@ class Fetcher:
         if own is None:
             own = self.source_headers[source.name] = source.request_headers()
         headers = {**own, "User-Agent": self.config.user_agent, "Accept-Encoding": "gzip"}
+        if source.oauth:
+            try:
+                headers["Authorization"] = f"Bearer {await self.bearer(source)}"
+            except BaseException:
+                circuit.failure()  # a half-open trial never hangs on a token
+                raise
         known = self.validators.get(url)
         if known is not None:
             if known.etag:
@@ -532,6 +586,8 @@ class Fetcher:
         if why is not None:
             error = FetchError("unexpected_content", f"HTTP {status} with {why}", url=url,
                                status=status)
+        if status == 401 and source.oauth:
+            self.tokens.pop(source.name, None)  # revoked or expired early: a new one next
         if status >= 500 or status == 429 or error is not None:
             circuit.failure()
         else:

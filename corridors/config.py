@@ -62,6 +62,23 @@ class SourceConfig:
     # token), as written: ${NAME} stands for the environment variable NAME, read when the
     # source is about to run (``request_headers``), so secrets stay out of the file.
     headers: Mapping[str, str] = field(default_factory=dict)
+    # OAuth 2.0 client credentials (token_url, client_id, client_secret, scope): a bearer
+    # token fetched before the source's requests; client_secret is always ${NAME}.
+    oauth: Mapping[str, str] = field(default_factory=dict)
+
+    def oauth_credentials(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """``oauth`` with its ${NAME}s read from ``environ`` (default: the process
+        environment); ConfigError naming the source, key and variable if one is unset."""
+        env = os.environ if environ is None else environ
+        out = {}
+        for key, template in self.oauth.items():
+            missing = [v for v in _ENV_REF.findall(template) if v not in env]
+            if missing:
+                raise ConfigError(
+                    f"sources[{self.name}].oauth.{key}: environment variable {missing[0]} is "
+                    f"not set (the value names it as ${{{missing[0]}}})")
+            out[key] = _ENV_REF.sub(lambda m: env[m.group(1)], template)
+        return out
 
     def url_secrets(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
         """The values of the ${NAME}s in ``url`` (an API key in a query string), read from
@@ -87,6 +104,7 @@ class SourceConfig:
         (or one of the URL's, ``url_secrets``: this is the check made before a source runs)."""
         env = os.environ if environ is None else environ
         self.url_secrets(env)
+        self.oauth_credentials(env)
         out = {}
         for name, template in self.headers.items():
             missing = [v for v in _ENV_REF.findall(template) if v not in env]
@@ -299,6 +317,27 @@ def _headers(value: Mapping[str, Any], key: str) -> dict[str, str]:
     return out
 
 
+def _oauth(value: Mapping[str, Any], headers: Mapping[str, Any], key: str) -> dict[str, str]:
+    """OAuth 2.0 client credentials: token_url (http(s)), client_id and client_secret
+    (required; the secret only as ${NAME}, never written in the file), scope."""
+    if not value:
+        return {}
+    _unknown_keys(value, {"token_url", "client_id", "client_secret", "scope"}, key)
+    for required in ("token_url", "client_id", "client_secret"):
+        if not isinstance(value.get(required), str) or not value[required]:
+            raise ConfigError(f"{key}.{required}: required (a string)")
+    if not isinstance(value.get("scope", ""), str):
+        raise ConfigError(f"{key}.scope: expected a string, got {value['scope']!r}")
+    _source_url(_ENV_REF.sub("x", value["token_url"]), "oauth", f"{key}.token_url")
+    if not _ENV_REF.fullmatch(value["client_secret"]):
+        raise ConfigError(f"{key}.client_secret: expected ${{NAME}} (the environment "
+                          "variable that holds it): a secret stays out of the config file")
+    if any(str(h).lower() == "authorization" for h in headers):
+        raise ConfigError(f"{key}: the token goes in the Authorization header; the source's "
+                          "headers cannot set it too")
+    return dict(value)
+
+
 def _source_url(value: str, kind: str, key: str) -> str:
     """An absolute http(s) URL (for ``rpw``, a local path too). An operator_json URL is a
     template: its ``{placeholders}`` are checked by the adapter, and pass here."""
@@ -423,7 +462,7 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
         if not isinstance(s, dict):
             raise ConfigError(f"{where}: expected a table")
         fields = {"name", "kind", "url", "enabled", "schedule", "jitter_seconds",
-                  "max_concurrency", "requests_per_second", "options", "headers"}
+                  "max_concurrency", "requests_per_second", "options", "headers", "oauth"}
         _unknown_keys(s, fields, where)
         for required in ("name", "kind", "url"):
             if required not in s:
@@ -452,6 +491,8 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
                 f"{where}.requests_per_second")),
             options=_expect(s, "options", dict, where, {}),
             headers=_headers(_expect(s, "headers", dict, where, {}), f"{where}.headers"),
+            oauth=_oauth(_expect(s, "oauth", dict, where, {}), s.get("headers") or {},
+                         f"{where}.oauth"),
         ))
 
     return Config(

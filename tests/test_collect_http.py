@@ -513,3 +513,72 @@ async def test_a_secret_in_a_url_is_sent_and_never_stored_or_logged(
     # sendcost's own log lines (the loopback upstream's access log is the upstream's).
     ours = "\n".join(r.getMessage() for r in caplog.records if r.name != "aiohttp.access")
     assert "retrying" in ours and "${SENDCOST_TEST_KEY}" in ours and key not in ours
+
+
+async def test_an_oauth_client_credentials_token_is_fetched_kept_and_never_stored(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A source behind OAuth 2.0 client credentials (Wise's API for partners): the token
+    is fetched with the id and secret from the environment, kept across requests and runs,
+    fetched anew after a 401, and neither it nor the secret is archived. A secret written in
+    the file, or unset, stops the start."""
+    import base64
+
+    secret = f"cs-{uuid.uuid4().hex}"
+    issued: list[str] = []
+
+    async def token(request: web.Request) -> web.Response:
+        basic = base64.b64encode(f"sendcost-test:{secret}".encode()).decode()
+        form = await request.post()
+        if request.headers.get("Authorization") != f"Basic {basic}" or \
+                form.get("grant_type") != "client_credentials":
+            return web.json_response({"error": "invalid_client"}, status=401)
+        issued.append(f"tok-{uuid.uuid4().hex}")
+        return web.json_response({"access_token": issued[-1], "token_type": "bearer",
+                                  "expires_in": 3600, "scope": form.get("scope")})
+
+    async def rates(request: web.Request) -> web.Response:
+        if not issued or request.headers.get("Authorization") != f"Bearer {issued[-1]}":
+            return web.json_response({"error": "invalid_token"}, status=401)
+        return web.json_response({"base": "USD", "date": dt.date.today().isoformat(),
+                                  "rates": {"MXN": 17.1}})
+
+    app = web.Application()
+    app.router.add_post("/oauth/token", token)
+    app.router.add_get("/rates", rates)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    name = f"o{uuid.uuid4().hex[:8]}-rates"
+    raw: dict[str, Any] = {"sources": [{
+        "name": name, "kind": "json_rates", "url": str(server.make_url("/rates")),
+        "oauth": {"token_url": str(server.make_url("/oauth/token")),
+                  "client_id": "sendcost-test", "client_secret": "${SENDCOST_TEST_SECRET}",
+                  "scope": "comparisons"}}]}
+    cfg = parse_config(raw)
+    monkeypatch.setenv("SENDCOST_TEST_SECRET", secret)
+    try:
+        async with aiohttp.ClientSession() as session:
+            collector = Collector(cfg, store, session)
+            first = await collector.run(name)
+            second = await collector.run(name)
+            assert [first.status, second.status] == ["ok", "ok"], second.line()
+            assert len(issued) == 1  # kept across requests and runs
+            issued.append("revoked")  # the upstream no longer takes the token it gave
+            third = await collector.run(name)
+            assert third.errors["http_4xx"] == 1 and len(issued) == 2
+            fourth = await collector.run(name)
+            assert fourth.status == "ok" and len(issued) == 3, fourth.line()
+            monkeypatch.delenv("SENDCOST_TEST_SECRET")
+            with pytest.raises(ConfigError, match=r"oauth\.client_secret: environment "
+                                                  "variable SENDCOST_TEST_SECRET is not set"):
+                Collector(cfg, store, session)
+    finally:
+        await server.close()
+    runs = [r.run_id for r in (first, second, third, fourth)]
+    for value in (secret, *issued[:1], *issued[2:]):
+        assert await store.pool.fetchval(
+            "SELECT count(*) FROM raw_responses WHERE run_id = ANY($1::bigint[]) AND "
+            "(url LIKE $2 OR headers::text LIKE $2 OR encode(payload, 'escape') LIKE $2)",
+            runs, f"%{value}%") == 0
+    raw["sources"][0]["oauth"]["client_secret"] = "written-in-the-file"
+    with pytest.raises(ConfigError, match=r"oauth\.client_secret: expected \$\{NAME\}"):
+        parse_config(raw)
