@@ -504,8 +504,11 @@ class Fetcher:
                     self._limit(source, url)
 
     async def get(self, source: SourceConfig, url: str,
-                  on_attempt: Callable[[str], None] | None = None) -> Response:
-        """GET ``url`` for ``source``; any HTTP status comes back as a Response.
+                  on_attempt: Callable[[str], None] | None = None, *,
+                  json_body: bytes | None = None) -> Response:
+        """GET ``url`` for ``source`` (POST ``json_body`` when given: a quote API that takes
+        its question as JSON; the URL's fragment, never sent, tells such requests apart in
+        the archive); any HTTP status comes back as a Response.
 
         Raises FetchError for what gives no response: timeout, connection, open circuit, or
         a host whose Retry-After asks for longer than ``retry_after_max_seconds`` (counted
@@ -537,7 +540,9 @@ class Fetcher:
             except BaseException:
                 circuit.failure()  # a half-open trial never hangs on a token
                 raise
-        known = self.validators.get(url)
+        known = self.validators.get(url) if json_body is None else None
+        if json_body is not None:
+            headers["Content-Type"] = "application/json"
         if known is not None:
             if known.etag:
                 headers["If-None-Match"] = known.etag
@@ -550,8 +555,10 @@ class Fetcher:
         budget = aiohttp.ClientTimeout(total=None, connect=self.config.timeout_seconds)
         error: FetchError | None = None
         try:
-            async with self.session.get(parsed, headers=headers, middlewares=(middleware,),
-                                        timeout=budget, allow_redirects=True) as resp:
+            async with self.session.request(
+                    "GET" if json_body is None else "POST", parsed.with_fragment(None),
+                    data=json_body, headers=headers, middlewares=(middleware,),
+                    timeout=budget, allow_redirects=True) as resp:
                 body = await resp.read()
                 status = resp.status
                 resp_headers = kept_headers(resp.headers.items())

@@ -15,8 +15,11 @@ on its own, the others kept — a fee or rate that is not a number as ``fee_miss
 not a number as ``malformed_record``. Only an answer broken as a whole (not JSON,
 ``quotes_path`` not a list) is malformed.
 
-``next_path`` names the link to the next page of a paginated answer (followed on the same
-host, ``max_pages`` at most, default 10; each page archived and parsed like the first);
+``method = "POST"`` with ``body`` (a JSON template: ``"{send_currency}"`` a string,
+``{amount}`` a number) asks an API that takes its question as JSON (Wise's ``POST
+/v3/quotes``); ``next_path`` names the link to the next page of a paginated answer
+(followed on the same host, ``max_pages`` at most, default 10; each page archived and
+parsed like the first);
 ``quotes_path = "."`` reads an answer that is itself an array of quotes; a field path
 starting ``$.`` is read from the whole answer rather than the quote (a currency named
 once for all the quotes); ``skip_when`` leaves out the quotes a field of which has the
@@ -34,6 +37,7 @@ the amount asked times that scale.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -72,7 +76,8 @@ OPTIONS = {"firm": opt.STRING, "firm_type": opt.STRING, "product": opt.STRING,
            "pay_in": opt.STRING, "pay_out": opt.STRING, "access_point": opt.STRING,
            "labels": opt.STRING_TABLE, "amount_scale": opt.POSITIVE_NUMBER,
            "received_amount_scale": opt.POSITIVE_NUMBER, "skip_when": opt.STRING_TABLE,
-           "next_path": opt.STRING, "max_pages": opt.POSITIVE_NUMBER}
+           "next_path": opt.STRING, "max_pages": opt.POSITIVE_NUMBER,
+           "method": opt.STRING, "body": opt.STRING}
 FIELDS = {"fee", "applied_rate", "received_amount", "send_currency", "receive_currency",
           "destination", "delivery_hours", "delivery_days", "pay_in", "pay_out", "product",
           "send_amount", "fee_currency", "source"}
@@ -103,11 +108,54 @@ def check_options(source: SourceConfig) -> None:
         if value not in {*PayIn, *PayOut}:
             raise ConfigError(f"{opt.where(source)}.labels.{label}: expected a pay-in or "
                               f"pay-out value, got {value!r}")
+    method = source.options.get("method", "GET")
+    if method not in ("GET", "POST"):
+        raise ConfigError(f"{opt.where(source)}.method: expected GET or POST, got {method!r}")
+    if (method == "POST") != ("body" in source.options):
+        raise ConfigError(f"{opt.where(source)}.body: " + (
+            "required with method POST (the JSON the API takes)" if method == "POST" else
+            "only with method = \"POST\""))
+    if method == "POST":
+        if "next_path" in source.options:
+            raise ConfigError(f"{opt.where(source)}.next_path: pages are followed with GET; "
+                              "not with method POST")
+        sample = CorridorSpec("USA", "MEX", "US", "MX", "USD", "MXN", ())
+        try:
+            json.loads(render_body(source.options["body"], sample, Decimal(200)))
+        except ValueError as exc:
+            raise ConfigError(f"{opt.where(source)}.body: not JSON once its placeholders "
+                              f"are filled in ({exc})") from None
     try:
         _secrets_kept(source.url).format(**{p: "x" for p in PLACEHOLDERS})
     except (KeyError, IndexError, ValueError, AttributeError) as exc:
         raise ConfigError(f"sources[{source.name}].url: unknown placeholder {exc}; allowed: "
                           f"{', '.join('{' + p + '}' for p in PLACEHOLDERS)}") from None
+
+
+_PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
+
+
+def render_body(template: str, c: CorridorSpec, amount: Any, scale: Decimal = Decimal(1)
+                ) -> bytes:
+    """A POST body: the JSON ``template`` with its {placeholders} filled in (only those:
+    JSON's own braces stay). Write ``"{send_currency}"`` for a string, ``{amount}`` bare
+    for a number."""
+    values = {"source": c.source, "destination": c.destination, "source2": c.source2,
+              "destination2": c.destination2, "send_currency": c.send_currency,
+              "receive_currency": c.receive_currency, "amount": f"{Decimal(amount):f}",
+              "amount_scaled": f"{(Decimal(amount) * scale).normalize():f}",
+              "corridor": c.key}
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template).encode()
+
+
+def request_of(source: SourceConfig, c: CorridorSpec, amount: Any) -> tuple[str, bytes | None]:
+    """(URL, POST body or None) of one question. A POST's URL carries a fragment naming its
+    body (never sent), so that each question is archived, and re-parsed, as its own."""
+    url = quote_url(source.url, c, amount, _scale(source))
+    if source.options.get("method", "GET") != "POST":
+        return url, None
+    body = render_body(source.options["body"], c, amount, _scale(source))
+    return f"{url}#post-{hashlib.sha256(body).hexdigest()[:16]}", body
 
 
 def _secrets_kept(template: str) -> str:
@@ -148,11 +196,12 @@ async def collect(ctx: RunContext) -> None:
 
     async def one(item: tuple[CorridorSpec, int, Any]) -> None:
         c, usd, amount = item
-        url: str | None = quote_url(source.url, c, amount, _scale(source))
+        url: str | None
+        url, body = request_of(source, c, amount)
         seen: set[str] = set()
         while url is not None and len(seen) < pages:
             seen.add(url)
-            fetched = await ctx.fetch(url)
+            fetched = await ctx.fetch(url, body)
             charset = charset_of(fetched.headers)
             await ctx.add_parsed(*parse(source, fetched.body, c, usd, amount, charset),
                                  fetched)

@@ -280,11 +280,13 @@ class RunContext:
         if kind != "ok":
             self.report.errors[f"retry:{kind}"] += 1
 
-    async def fetch(self, url: str) -> Fetched:
-        """The response for ``url``, archived; raises FetchError when there is none usable."""
+    async def fetch(self, url: str, json_body: bytes | None = None) -> Fetched:
+        """The response for ``url`` (POSTed ``json_body`` when given), archived; raises
+        FetchError when there is none usable."""
         if self.archive is not None:
             return await self._from_archive(url)
-        resp: Response = await self.collector.fetcher.get(self.source, url, self._attempt)
+        resp: Response = await self.collector.fetcher.get(self.source, url, self._attempt,
+                                                          json_body=json_body)
         headers = dict(resp.headers)
         if resp.body_from_raw_id is not None:
             headers[BODY_FROM_HEADER] = str(resp.body_from_raw_id)

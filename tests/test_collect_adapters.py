@@ -1210,3 +1210,81 @@ async def test_a_paginated_answer_is_followed_and_archived_page_by_page(
         operator_json.next_page(source("operator_json", firm="A", fields={"fee": "f"},
                                        next_path="next"),
                                 b'{"next": "https://elsewhere.example/p2"}', "http://x/p1")
+
+
+async def test_a_quote_api_asked_by_post_with_a_json_body(store: Store) -> None:
+    """Wise's quote API shape (POST /v3/quotes, the question as JSON; one rate for the
+    answer, payment options each with its fee, a disabled one among them): configured
+    without code, each corridor's answer archived as its own and re-parsed alike."""
+    asked: list[dict[str, Any]] = []
+
+    async def quotes(request: web.Request) -> web.Response:
+        assert request.method == "POST" and request.content_type == "application/json"
+        q = await request.json()
+        asked.append(q)
+        rate = {"MXN": 17.1, "INR": 104.2}[q["targetCurrency"]]
+        fee = 4.5 if q["targetCurrency"] == "MXN" else 1.2
+        return web.json_response({
+            "sourceCurrency": q["sourceCurrency"], "targetCurrency": q["targetCurrency"],
+            "sourceAmount": q["sourceAmount"], "rate": rate, "paymentOptions": [
+                {"payIn": "BANK_TRANSFER", "payOut": "BANK_TRANSFER", "disabled": False,
+                 "sourceAmount": q["sourceAmount"], "fee": {"total": fee},
+                 "targetAmount": round((q["sourceAmount"] - fee) * rate, 2)},
+                {"payIn": "CARD", "payOut": "BANK_TRANSFER", "disabled": True,
+                 "sourceAmount": q["sourceAmount"], "fee": {"total": 9.9},
+                 "targetAmount": 1}]})
+
+    app = web.Application()
+    app.router.add_post("/v3/quotes", quotes)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    p = f"q{uuid.uuid4().hex[:8]}"
+    config = parse_config({
+        "corridors": [{"from": "USA", "to": "MEX", "amounts": [200]},
+                      {"from": "GBR", "to": "IND", "amounts": [120]}],
+        "sources": [{"name": f"{p}-wise-quotes", "kind": "operator_json",
+                     "url": str(server.make_url("/v3/quotes")),
+                     "options": {
+                         "firm": "Wise", "method": "POST",
+                         "body": '{"sourceCurrency": "{send_currency}", '
+                                 '"targetCurrency": "{receive_currency}", '
+                                 '"sourceAmount": {amount}, "targetAmount": null}',
+                         "quotes_path": "paymentOptions", "fee_deducted": True,
+                         "skip_when": {"disabled": "true"},
+                         "reference_sources": [f"{p}-no-rates"],
+                         "labels": {"BANK_TRANSFER": "bank_account", "CARD": "card"},
+                         "fields": {"fee": "fee.total", "applied_rate": "$.rate",
+                                    "received_amount": "targetAmount",
+                                    "send_amount": "sourceAmount",
+                                    "send_currency": "$.sourceCurrency",
+                                    "receive_currency": "$.targetCurrency",
+                                    "pay_in": "payIn", "pay_out": "payOut"}}}]})
+    try:
+        async with aiohttp.ClientSession() as session:
+            collector = Collector(config, store, session)
+            [report] = await collector.run_all()
+            again = await collector.reparse(report.run_id)
+    finally:
+        await server.close()
+    assert sorted(asked, key=str) == sorted([
+        {"sourceCurrency": "USD", "targetCurrency": "MXN", "sourceAmount": 200,
+         "targetAmount": None},
+        {"sourceCurrency": "GBP", "targetCurrency": "INR", "sourceAmount": 120,
+         "targetAmount": None}], key=str)
+    assert (report.status, report.stored, report.quarantined) == ("ok", 2, 0), report.line()
+    rows = await store.pool.fetch(
+        "SELECT c.destination_code AS dest, q.fee, q.applied_rate, q.received_amount, "
+        "s.pay_in FROM quotes q JOIN services s ON s.id = q.service_id "
+        "JOIN corridors c ON c.id = s.corridor_id WHERE q.source = $1 ORDER BY dest",
+        f"{p}-wise-quotes")  # the re-parse's quotes replaced the run's, one for one
+    assert [(r["dest"], r["fee"], r["applied_rate"], r["received_amount"], r["pay_in"])
+            for r in rows] == [
+        ("IND", Decimal("1.2"), Decimal("104.2"), Decimal("12378.96"), "bank_account"),
+        ("MEX", Decimal("4.5"), Decimal("17.1"), Decimal("3343.05"), "bank_account")]
+    urls = [r["url"] for r in await store.pool.fetch(
+        "SELECT url FROM raw_responses WHERE run_id = $1", report.run_id)]
+    assert len(set(urls)) == 2 and all("/v3/quotes#post-" in u for u in urls)
+    assert (again.status, again.stored + again.duplicates) == ("ok", 2), again.line()
+    with pytest.raises(ConfigError, match=r"options\.body: not JSON"):
+        operator_json.check_options(source("operator_json", firm="W", method="POST",
+                                           body='{"a": {amount', fields={"fee": "f"}))
