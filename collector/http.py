@@ -23,6 +23,10 @@
 * The headers kept describe the body kept: it is decompressed, so ``Content-Encoding``
   and ``Content-Length`` are dropped and the encoding it came in is named in
   ``X-Sendcost-Decoded-From``.
+* Credentials: a source's headers, the ``${NAME}``s of its URL (filled in for the request
+  only; what is archived, logged and named in errors keeps ``${NAME}``) and an OAuth 2.0
+  client-credentials bearer token (``Fetcher.bearer``), none of them ever archived.
+* A question asked as JSON is POSTed (``json_body``); everything else is a GET.
 """
 
 from __future__ import annotations
