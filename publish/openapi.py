@@ -18,7 +18,7 @@ import copy
 from typing import Any
 
 from corridors.reference import REGION_NAMES
-from corridors.types import FirmType, PayIn, PayOut
+from corridors.types import EMULATED_WARNING, DataKind, FirmType, PayIn, PayOut
 from publish.middleware import MAX_BODY, MAX_QUERY, UNLIMITED
 from publish.params import (
     COUNTRY_PATTERN,
@@ -71,6 +71,9 @@ SERVICE = obj({
     "receive_currency_note": NSTR, "speed": NSTR, "pay_in": NSTR, "pay_out": NSTR,
     "access_point": NSTR, "transparent": BOOL, "collected_at": NSTR, "source": STR,
     "rank": {"type": ["integer", "null"]},
+    "data_kind": {"enum": [k.value for k in DataKind]},
+    "flags": {"type": "array", "items": STR,
+              "description": "caveats a reader must see (see the answer's flags_explained)"},
 })
 
 CHEAPEST = obj({"provider": STR, "firm_type": STR, "product": NSTR, "total_cost_pct": NUM})
@@ -103,17 +106,23 @@ SCHEMAS: dict[str, Any] = {
         "filters": obj({"payin": NSTR, "payout": NSTR, "note": NSTR}),
         "corridor": ref("CorridorSummary"),
         "ranked_by": {"enum": ["amount_received_per_amount_paid", "total_cost_pct"]},
+        "flags_explained": {"type": "object", "additionalProperties": STR},
         "services": {"type": "array", "items": ref("Service")},
         "non_transparent": {"type": "array", "items": ref("Service")},
     }),
     "CorridorItem": obj({
         "from": ref("Country"), "to": ref("Country"), "period": STR, "amount_usd": INT,
+        "first_collected": NSTR, "last_collected": NSTR,
+        "data_kinds": {"type": "array", "items": {"enum": [k.value for k in DataKind]}},
         **SUMMARY_PROPS,
         "receiving_region": {"oneOf": [obj({"code": STR, "name": NSTR}), {"type": "null"}]},
         "sources": {"type": "array", "items": STR},
     }),
     "Corridors": obj({
-        **ENVELOPE, "amount_usd": INT, "count": INT, "next_cursor": NSTR,
+        **ENVELOPE, "amount_usd": INT,
+        "periods": {"type": "object", "additionalProperties": INT,
+                    "description": "rows per period (period is null when they differ)"},
+        "count": INT, "next_cursor": NSTR,
         "corridors": {"type": "array", "items": ref("CorridorItem")},
     }),
     "Corridor": obj({
@@ -198,6 +207,16 @@ SCHEMAS: dict[str, Any] = {
                                   "zip": STR})})}}),
 }
 
+#: Keys an answer carries first when it was asked to include emulated data
+#: (``include=emulated``): never required, never absent then.
+EMULATED_PROPS = {
+    "warning": {"const": EMULATED_WARNING},
+    "includes": {"type": "array", "items": {"enum": ["emulated"]}},
+}
+for _schema in SCHEMAS.values():
+    if "methodology_version" in _schema.get("properties", {}):
+        _schema["properties"] = {**EMULATED_PROPS, **_schema["properties"]}
+
 
 def param(name: str, description: str, schema: dict[str, Any], *, required: bool = False,
           where: str = "query") -> dict[str, Any]:
@@ -216,6 +235,10 @@ P_AMOUNT_USD = param("amount", "price point in USD: 200 (SDG headline) or 500", 
 P_PERIOD = param("period", "quarter (2014Q2) or month (2026-11); default: the latest", PERIOD)
 P_PERIOD_PATH = param("period", "quarter (2014Q2) or month (2026-11)", PERIOD, required=True,
                       where="path")
+P_INCLUDE = param("include", "emulated: add the sandbox's emulated quotes, left out by "
+                            "default; the answer then says \"emulated data — not real prices\" "
+                            "(warning; on a CSV twin, the Sendcost-Warning header)",
+                   {"enum": ["emulated"]})
 P_CURSOR = param("cursor", "next_cursor of the previous page (anything else: 400)",
                  {"type": "string"})
 P_LIMIT = param("limit", f"items per page (1-{MAX_LIMIT}, default 100; a whole number out of "
@@ -303,7 +326,7 @@ COMPARE_PARAMS = [
                       "422)", {"type": "string", "pattern": CURRENCY_PATTERN}),
     param("payin", "only services paid in this way", {"enum": [x.value for x in PayIn]}),
     param("payout", "only services paying out this way", {"enum": [x.value for x in PayOut]}),
-    P_PERIOD,
+    P_PERIOD, P_INCLUDE,
 ]
 CORRIDORS_PARAMS = [
     param("from", "sending country", COUNTRY), param("to", "receiving country", COUNTRY),
@@ -312,13 +335,17 @@ CORRIDORS_PARAMS = [
     param("region", "receiving country's World Bank region", {"enum": list(REGION_NAMES)}),
     param("firm_type", "only corridors with a service of this firm type",
           {"enum": [f.value for f in FirmType]}),
-    P_AMOUNT_USD, P_CURSOR, P_LIMIT,
+    P_AMOUNT_USD, P_CURSOR, P_LIMIT, P_INCLUDE,
 ]
 
 #: What the envelope of a JSON answer says, on its CSV twin (``publish.api.csv_headers``).
 CSV_HEADERS = {
     "Sendcost-Period": {"description": "the data period (absent when the answer has no "
-                                       "rows)", "schema": PERIOD},
+                                       "rows, or rows of several periods)", "schema": PERIOD},
+    "Sendcost-Periods": {"description": "/v1/corridors: rows per period, when they are of "
+                                        "several (2014Q2=221, 2026-12=14)", "schema": STR},
+    "Sendcost-Warning": {"description": "with include=emulated: emulated data - not real "
+                                        "prices", "schema": STR},
     "Sendcost-Methodology-Version": {"description": "the methodology version", "schema": STR},
     "Sendcost-Sources": {"description": "the sources, an RFC 8941 list: name;title=…;url=…;"
                                         "licence=…", "schema": STR},
@@ -333,18 +360,20 @@ _PATHS: dict[str, Any] = {
                          "Corridors", CORRIDORS_PARAMS, csv=True, statuses=(400, 422)),
     "/v1/corridors/{pair}": get("/v1/corridors/{pair}",
                                 "A corridor's latest indicators and services", "Corridor",
-                                [P_PAIR, P_AMOUNT_USD, P_PERIOD], csv=True),
+                                [P_PAIR, P_AMOUNT_USD, P_PERIOD, P_INCLUDE], csv=True),
     "/v1/corridors/{pair}/history": get("/v1/corridors/{pair}/history",
                                         "A corridor's averages over time", "History",
-                                        [P_PAIR, P_AMOUNT_USD, P_CURSOR, P_LIMIT], csv=True),
+                                        [P_PAIR, P_AMOUNT_USD, P_CURSOR, P_LIMIT, P_INCLUDE],
+                                        csv=True),
     "/v1/indicators": get("/v1/indicators", "The SDG 10.c figures of a period", "Indicators",
-                          [P_PERIOD, P_AMOUNT_USD], csv=True, statuses=(400, 404)),
+                          [P_PERIOD, P_AMOUNT_USD, P_INCLUDE], csv=True,
+                          statuses=(400, 404)),
     "/v1/postal/benchmark": get(
         "/v1/postal/benchmark", "Post-office services against their corridor's market",
         "PostalBenchmark",
         [param("period", "quarter (2014Q2) or month (2026-11); default: the latest period "
                          "with post-office quotes at the price point", PERIOD),
-         P_AMOUNT_USD, P_CURSOR, P_LIMIT], csv=True),
+         P_AMOUNT_USD, P_CURSOR, P_LIMIT, P_INCLUDE], csv=True),
     "/v1/openapi.json": get("/v1/openapi.json", "This document", None, [], statuses=(),
                             data=False),
     "/metrics": get("/metrics", "Prometheus metrics (200 even without the database)", None, [],
