@@ -174,8 +174,10 @@ def to_csv(rows: list[dict[str, Any]], columns: list[str]) -> bytes:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
     for r in rows:
+        # A list (a service's flags) is one cell, its items separated by spaces.
         writer.writerow(["" if r.get(c) is None else
-                         ("true" if r[c] is True else "false" if r[c] is False else r[c])
+                         ("true" if r[c] is True else "false" if r[c] is False else
+                          " ".join(map(str, r[c])) if isinstance(r[c], list) else r[c])
                          for c in columns])
     return buf.getvalue().encode()
 
@@ -340,7 +342,8 @@ COMPARE_PARAMS = frozenset({"from", "to", "amount", "currency", "payin", "payout
 SERVICE_CSV_COLUMNS = [
     "rank", "provider", "firm_type", "product", "fee", "fee_currency", "applied_rate",
     "reference_rate", "reference_rate_source", "reference_rate_at", "fee_pct",
-    "fx_margin_pct", "total_cost_pct", "amount_received", "amount_received_basis",
+    "fx_margin_pct", "total_cost_pct", "effective_cost_pct", "amount_received",
+    "amount_received_basis",
     "fee_paid_on_top",
     "amount_received_if_fee_on_top", "amount_received_if_fee_deducted", "receive_currency",
     "receive_currency_basis", "receive_currency_note",

@@ -282,6 +282,16 @@ def _paid(row: dict[str, Any]) -> float | None:
     return None if row["fee"] is None else float(row["send_amount"] + row["fee"])
 
 
+def _effective_cost(entry: dict[str, Any], row: dict[str, Any]) -> float | None:
+    """What the sender loses, in % of all they pay, against the mid-market rate: 100 × (1 −
+    amount received / (amount paid × reference rate)). It orders services as the ranking
+    by what arrives per unit paid does; None when one of the three is not known."""
+    paid, received, rate = _paid(row), entry["amount_received"], row["reference_rate"]
+    if not paid or received is None or not rate:
+        return None
+    return finite((1 - received / (paid * rate)) * 100)
+
+
 def _rank(entries: list[tuple[dict[str, Any], float | None]]
           ) -> tuple[list[dict[str, Any]], str]:
     """Rank (entry, amount paid in all) pairs by what arrives for each unit the sender pays
@@ -322,6 +332,8 @@ def _build_index(quotes: pl.DataFrame) -> dict[tuple[str, str], dict[str, list[P
     index: dict[tuple[str, str], dict[str, list[PricePoint]]] = {}
     for (src, dst, period, amount), rows in grouped.items():
         entries = [_service_entry(r) for r in rows]
+        for e, r in zip(entries, rows, strict=True):
+            e["effective_cost_pct"] = _effective_cost(e, r)
         ranked, ranked_by = _rank([(e, _paid(r)) for e, r in zip(entries, rows, strict=True)
                                    if e["transparent"] and e["total_cost_pct"] is not None])
         apart = sorted((e for e in entries if not (e["transparent"]

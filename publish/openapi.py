@@ -62,7 +62,12 @@ SERVICE = obj({
     "provider": STR, "firm_type": {"enum": [f.value for f in FirmType]}, "product": NSTR,
     "service_id": STR, "fee": NUM, "fee_currency": STR, "applied_rate": NUM,
     "reference_rate": NUM, "reference_rate_source": NSTR, "reference_rate_at": NSTR,
-    "fee_pct": NUM, "fx_margin_pct": NUM, "total_cost_pct": NUM, "amount_received": NUM,
+    "fee_pct": NUM, "fx_margin_pct": NUM, "total_cost_pct": NUM,
+    "effective_cost_pct": {"type": ["number", "null"],
+                           "description": "100 × (1 − amount received / (amount paid × "
+                                          "reference rate)): the cost the ranking by what "
+                                          "arrives per unit paid orders by"},
+    "amount_received": NUM,
     "amount_received_basis": {"enum": ["reported", "fee_deducted", "fee_on_top", None]},
     "fee_paid_on_top": NBOOL,
     "amount_received_if_fee_on_top": NUM, "amount_received_if_fee_deducted": NUM,

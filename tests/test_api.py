@@ -122,6 +122,8 @@ def expected_service(r: dict[str, str], cc: str, rank: int | None, *,
         "access_point": access_point_from_rpw(r["sending location"]).value,  # type: ignore[union-attr]
         "transparent": transparent, "collected_at": collected, "source": "rpw", "rank": rank,
         "data_kind": "survey", "flags": flags,
+        # RPW does not say how the fee is charged: what the sender pays in all is unknown.
+        "effective_cost_pct": None,
     }
 
 
