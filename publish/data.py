@@ -484,8 +484,11 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (OSError, *UNREACHABLE_ERRORS)
 class ApiData:
     """The current snapshot of one running service, refreshed when the store changes."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, eager_emulated: bool = False) -> None:
         self.store = store
+        #: Build the snapshot with emulated quotes with every new one, not when first asked
+        #: for (``SHOWS_EMULATED``: the page asks for it on every request).
+        self.eager_emulated = eager_emulated
         self._snapshot: Snapshot | None = None
         #: The same quotes with the emulated ones, built when first asked for
         #: (``?include=emulated``), for the version of ``_snapshot``.
@@ -533,8 +536,14 @@ class ApiData:
                     raise StoreUnavailable() from exc
                 return self._snapshot
             if quotes is not None:
-                self._snapshot = await asyncio.to_thread(build_snapshot, quotes, version)
-                self._all_quotes, self._with_emulated = quotes, None
+                snap = await asyncio.to_thread(build_snapshot, quotes, version)
+                with_emulated = None
+                if self.eager_emulated and snap.emulated_sources:
+                    # Asked for by default (serve --sandbox's page): ready before it is.
+                    with_emulated = await asyncio.to_thread(
+                        build_snapshot, quotes, version, include_emulated=True)
+                self._snapshot, self._with_emulated = snap, with_emulated
+                self._all_quotes = quotes
             assert self._snapshot is not None
             if self.unreachable:
                 self.unreachable = False
@@ -590,11 +599,14 @@ class ApiData:
 
 
 DATA = web.AppKey("publish_data", ApiData)
+#: True when the page shows emulated data without being asked (``sendcost serve --sandbox``:
+#: the quick start's page shows the sandbox's quotes, under the banner).
+SHOWS_EMULATED = web.AppKey("page_shows_emulated", bool)
 
 
 async def data_ctx(app: web.Application) -> AsyncIterator[None]:
     """Build the first snapshot in the background and poll the store for new quotes."""
-    data = ApiData(app[runtime.STORE])
+    data = ApiData(app[runtime.STORE], eager_emulated=app.get(SHOWS_EMULATED, False))
     app[DATA] = data
 
     async def poll() -> None:
@@ -620,8 +632,27 @@ async def data_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 __all__ = [
-    "CAVEATS", "CHEAPEST_CAVEATS", "DATA", "LICENCE", "METHODOLOGY_VERSION",
-    "POSTAL_FIRM_TYPES", "PRICE_POINTS", "STORE_ERRORS", "TARGET_CORRIDOR", "TARGET_GLOBAL",
-    "ApiData", "Cached", "PricePoint", "Snapshot", "StoreUnavailable", "build_snapshot",
-    "country_ref", "data_ctx", "finite", "period_key", "quote_flags", "sources_of",
+    "CAVEATS",
+    "CHEAPEST_CAVEATS",
+    "DATA",
+    "LICENCE",
+    "METHODOLOGY_VERSION",
+    "POSTAL_FIRM_TYPES",
+    "PRICE_POINTS",
+    "SHOWS_EMULATED",
+    "STORE_ERRORS",
+    "TARGET_CORRIDOR",
+    "TARGET_GLOBAL",
+    "ApiData",
+    "Cached",
+    "PricePoint",
+    "Snapshot",
+    "StoreUnavailable",
+    "build_snapshot",
+    "country_ref",
+    "data_ctx",
+    "finite",
+    "period_key",
+    "quote_flags",
+    "sources_of",
 ]

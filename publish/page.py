@@ -21,7 +21,15 @@ from aiohttp import web
 
 from corridors.types import SPEED_LABELS, Speed
 from metrics import METHODOLOGY_VERSION
-from publish.data import CAVEATS, DATA, Snapshot, country_ref, period_key, sources_of
+from publish.data import (
+    CAVEATS,
+    DATA,
+    SHOWS_EMULATED,
+    Snapshot,
+    country_ref,
+    period_key,
+    sources_of,
+)
 from publish.emulated import banner_html
 from publish.params import Params
 from publish.problems import Problem
@@ -29,9 +37,8 @@ from publish.problems import Problem
 PAGE_PARAMS = frozenset({"from", "to", "amount", "include"})
 #: The parameters that ask a question (``include`` only says which data may answer it).
 _QUESTION = ("from", "to", "amount")
-#: True when the page shows emulated data without being asked (``sendcost serve --sandbox``:
-#: the quick start's page shows the sandbox's quotes, under the banner).
-PAGE_SHOWS_EMULATED = web.AppKey("page_shows_emulated", bool)
+#: True when the page shows emulated data without being asked (``publish.data``).
+PAGE_SHOWS_EMULATED = SHOWS_EMULATED
 
 _KIND_LABELS = {"survey": "World Bank survey", "observed": "provider's own quote",
                 "estimate": "comparison site's estimate",
