@@ -37,6 +37,7 @@ from corridors.reference import REGION_NAMES, countries, country_code
 from corridors.types import EMULATED_WARNING, FirmType, PayIn, PayOut
 from metrics import METHODOLOGY_VERSION
 from metrics.indicators import corridor_table
+from metrics.kinds import CHEAPEST_LEAVES_OUT
 from publish import middleware, openapi, receive
 from publish.bulletin import publish_bulletin
 from publish.bulletin_routes import setup_bulletin_routes
@@ -306,7 +307,8 @@ def _corridor_summary(row: dict[str, Any] | None) -> dict[str, Any]:
         return {"average": None, "smart": None, "median": None, "services": 0,
                 "transparent_services": 0, "above_5": None, "above_10": None,
                 "too_few_services": None, "no_transparent_service": None,
-                "points_above_3": None, "points_above_5": None, "cheapest": None}
+                "points_above_3": None, "points_above_5": None, "cheapest": None,
+                "cheapest_leaves_out": list(CHEAPEST_LEAVES_OUT)}
     avg = finite(row["average"])
     return {
         "average": avg,
@@ -322,6 +324,8 @@ def _corridor_summary(row: dict[str, Any] | None) -> dict[str, Any]:
         "points_above_5": _distance(avg, TARGET_CORRIDOR),
         "cheapest": _cheapest(row["cheapest_firm"], row["cheapest_firm_type"],
                               row["cheapest_product"], row["cheapest_total_cost"]),
+        # Services flagged so are not named cheapest (they keep their rank, marked).
+        "cheapest_leaves_out": list(CHEAPEST_LEAVES_OUT),
     }
 
 
@@ -534,7 +538,8 @@ def _corridor_item(row: dict[str, Any]) -> dict[str, Any]:
         **{k: summary[k] for k in ("average", "smart", "median", "services",
                                    "transparent_services", "above_5", "above_10",
                                    "too_few_services", "no_transparent_service",
-                                   "points_above_3", "points_above_5", "cheapest")},
+                                   "points_above_3", "points_above_5", "cheapest",
+                                   "cheapest_leaves_out")},
         "receiving_region": None if region is None else {"code": region,
                                                          "name": REGION_NAMES.get(region)},
         "sources": row["sources"] or [],

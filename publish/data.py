@@ -84,10 +84,6 @@ CAVEATS: dict[str, str] = {
     "tariff_out_of_validity": "the post's tariff was outside its validity dates when "
                               "collected",
 }
-#: Flags that make a quote unfit to be called "cheapest" without a mark: ranked lists keep
-#: such quotes, marked; the corridor's cheapest service (``cheapest``) leaves them out.
-CHEAPEST_CAVEATS = frozenset({"emulated", "estimate", "negative_margin",
-                              "negative_total_cost", "reference_stale"})
 
 
 def quote_flags(r: dict[str, Any]) -> list[str]:
@@ -388,8 +384,13 @@ def build_snapshot(quotes: pl.DataFrame, version: int, *,
     service_sources = quotes.group_by("service_id").agg(
         pl.col("source").unique().sort().alias("sources"))
     tables = []
+    estimates = (kinds.estimate_services(quotes.lazy()).collect().get_column("service_id")
+                 .to_list()) if quotes.height else []
     for (label, usd), s in services_frames.items():
         sl = s.lazy()
+        # The corridor's cheapest is named among services without a caveat that would make
+        # "cheapest" rest on it (kinds.CHEAPEST_LEAVES_OUT); every answer says which.
+        fit = sl.filter(kinds.fit_for_cheapest(), ~pl.col("service_id").is_in(estimates))
         averaged = pl.col("transparent") & pl.col("total_cost_pct").is_not_null()
         table = (
             cor.corridor_flags(cor.corridor_average(sl))
@@ -398,7 +399,7 @@ def build_snapshot(quotes: pl.DataFrame, version: int, *,
                 pl.col("total_cost_pct").filter(averaged).median().alias("median"),
                 pl.col("firm_type").unique().sort().alias("firm_types")),
                 on=list(cor.CORRIDOR), how="left")
-            .join(cor.cheapest_service(sl).rename({
+            .join(cor.cheapest_service(fit).rename({
                 "firm": "cheapest_firm", "firm_type": "cheapest_firm_type",
                 "product": "cheapest_product", "total_cost": "cheapest_total_cost"}),
                 on=list(cor.CORRIDOR), how="left")
@@ -633,7 +634,6 @@ async def data_ctx(app: web.Application) -> AsyncIterator[None]:
 
 __all__ = [
     "CAVEATS",
-    "CHEAPEST_CAVEATS",
     "DATA",
     "LICENCE",
     "METHODOLOGY_VERSION",

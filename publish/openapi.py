@@ -88,6 +88,9 @@ SUMMARY_PROPS = {
     "transparent_services": INT, "above_5": NBOOL, "above_10": NBOOL,
     "too_few_services": NBOOL, "no_transparent_service": NBOOL, "points_above_3": NUM,
     "points_above_5": NUM, "cheapest": nullable("Cheapest"),
+    "cheapest_leaves_out": {"type": "array", "items": STR,
+                            "description": "flags that keep a service from being named the "
+                                           "corridor's cheapest (it keeps its rank, marked)"},
 }
 
 SCHEMAS: dict[str, Any] = {
@@ -388,7 +391,11 @@ _PATHS: dict[str, Any] = {
     "/": get("/", "The comparison page (HTML)", None, [
         param("from", "sending country", COUNTRY), param("to", "receiving country", COUNTRY),
         param("amount", "amount to send (as /v1/compare's; spaces around it are forgiven)",
-              {"type": "string"})], statuses=(400, 422)),
+              {"type": "string"}),
+        param("include", "emulated: show the sandbox's emulated quotes under the banner "
+                         "\"emulated data — not real prices\" (the default under "
+                         "sendcost serve --sandbox)", {"enum": ["emulated"]})],
+        statuses=(400, 422)),
     "/v1/admin/collect": admin("/v1/admin/collect", "Run the scheduled collection jobs now",
                                [param("source", "only this source's job", STR)],
                                "AdminCollect", statuses=(400, 401, 404), data=False),

@@ -135,7 +135,9 @@ def expected_compare(amount: float, currency: str, priced: float, *,
     apart = [r for r in rows if r["transparent"] != "yes"]
     totals = [float(r["cc1 total cost %"]) for r in transparent]
     average = statistics.fmean(totals)
-    cheapest = transparent[0]
+    # The cheapest named is the cheapest with no negative margin or total cost.
+    cheapest = next(r for r in transparent if float(r["cc1 fx margin"]) >= 0
+                    and float(r["cc1 total cost %"]) >= 0)
     return {
         "period": "2014Q2", "methodology_version": METHODOLOGY_VERSION,
         "sources": [RPW_SOURCE], "licence": "CC BY 4.0", "from": ITA, "to": CHN,
@@ -155,7 +157,9 @@ def expected_compare(amount: float, currency: str, priced: float, *,
             "no_transparent_service": False, "points_above_3": average - 3,
             "points_above_5": average - 5,
             "cheapest": {"provider": cheapest["firm"], "firm_type": "mto",
-                         "product": cheapest["product"], "total_cost_pct": totals[0]}},
+                         "product": cheapest["product"],
+                         "total_cost_pct": float(cheapest["cc1 total cost %"])},
+            "cheapest_leaves_out": ["estimate", "negative_margin", "negative_total_cost"]},
         "ranked_by": "total_cost_pct",
         "flags_explained": {f: CAVEATS[f] for f in sorted(
             {f for r in rows for f in expected_service(r, "cc1", None)["flags"]})},
@@ -383,8 +387,10 @@ def expected_postal(period: str) -> list[dict[str, Any]]:
     for (src, dst), corridor in by_corridor.items():
         figures = corridor_figures(corridor, "cc1")
         totals = [t for r in corridor if (t := averaged_total(r, "cc1")) is not None]
+        # The cheapest named has no negative margin or total cost.
         cheapest = min(((t, r["firm"], r["product"], service_id(label, r), r)
-                        for r in corridor if (t := averaged_total(r, "cc1")) is not None),
+                        for r in corridor if (t := averaged_total(r, "cc1")) is not None
+                        and t >= 0 and float(r["cc1 fx margin"]) >= 0),
                        default=None, key=lambda x: x[:4])
         for r in corridor:
             firm_type = FIRM_TYPE_FROM_RPW[r["firm_type"]].value

@@ -340,6 +340,19 @@ async def test_a_negative_survey_row_is_flagged_like_a_collected_one(
                if s["fx_margin_pct"] >= 0)
     assert body["flags_explained"]["negative_margin"].startswith("the rate applied beats")
     assert {s["data_kind"] for s in body["services"]} == {"survey"}
+    # Ranked lists keep flagged services, marked; the corridor's cheapest leaves them out
+    # and says which flags it leaves out.
+    assert body["services"][0]["flags"], "the first-ranked service here is a flagged one"
+    fit = [s for s in body["services"]
+           if not {"negative_margin", "negative_total_cost"} & set(s["flags"])]
+    cheapest = body["corridor"]["cheapest"]
+    if fit:
+        assert (cheapest["provider"], cheapest["total_cost_pct"]) == (
+            fit[0]["provider"], fit[0]["total_cost_pct"])
+    else:  # every service of the corridor is flagged: none is named cheapest
+        assert cheapest is None
+    assert body["corridor"]["cheapest_leaves_out"] == [
+        "estimate", "negative_margin", "negative_total_cost"]
     # The CSV twin carries them too.
     text = await (await api.get("/v1/compare.csv?from=USA&to=HND&amount=200"
                                 "&period=2014Q2")).text()
