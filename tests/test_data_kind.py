@@ -401,3 +401,33 @@ def test_the_ranked_cost_column_is_the_one_the_ranking_uses() -> None:
     # The first cost column of each row is the effective cost: in rank order.
     assert html.index("21.44%") < html.index("26.42%") < html.index("22.00%")
     assert Decimal("21.44") < Decimal("22.00")
+
+
+def test_a_bulletin_of_a_mixed_period_leaves_the_emulated_quotes_out_and_says_so() -> None:
+    import polars as pl
+
+    from corridors.frame import conform
+    from publish.bulletin import EmulatedOnly, choose_data
+
+    def rows(source: str, kind: str, n: int, period: str = "2026-11") -> list[dict[str, Any]]:
+        return [{"period": period, "source": source, "data_kind": kind,
+                 "service_id": f"{source}:{i}"} for i in range(n)]
+
+    frame = conform(pl.DataFrame(rows("acme", "observed", 3) + rows("sandbox-op-0",
+                                                                     "emulated", 2)
+                                 + rows("sandbox-op-1", "emulated", 4, "2026-10"))).collect()
+    given = {"kind": "store", "quotes": frame.height,
+             "sources": ["acme", "sandbox-op-0", "sandbox-op-1"]}
+    kept, about = choose_data(frame, "2026-11", given)
+    assert kept["source"].cast(pl.String).to_list() == ["acme"] * 3
+    assert about == {"kind": "store", "quotes": 3, "sources": ["acme"],
+                     "emulated_left_out": ["sandbox-op-0", "sandbox-op-1"]}
+    with pytest.raises(EmulatedOnly, match=r"sandbox-op-1 \(4 quotes\)"):
+        choose_data(frame, "2026-10", given)
+    kept, about = choose_data(frame, "2026-10", given, include_emulated=True)
+    assert kept.height == frame.height and about["warning"] == EMULATED_WARNING
+    # A file that does not say its kind (the RPW reader's) is not emulated data.
+    plain = conform(pl.DataFrame(rows("rpw", "survey", 2))).collect().with_columns(
+        pl.lit(None, pl.Categorical).alias("data_kind"))
+    kept, about = choose_data(plain, "2026-11", {"kind": "rpw-file"})
+    assert kept is plain and about == {"kind": "rpw-file"}
