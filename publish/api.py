@@ -591,7 +591,7 @@ async def corridors_list(request: web.Request) -> web.StreamResponse:
     # Each row carries its own period and collection dates; the answer names one period
     # only when every row is from it (a mix of 2014Q2 survey rows and this month's quotes
     # is no month's figure): otherwise period is null and periods counts the rows of each.
-    periods = Counter(r["period"] for r in page)
+    periods = Counter(r["period"] for r in selected)
     single = next(iter(periods)) if len(periods) == 1 else None
     srcs = {s for r in page for s in (r["sources"] or [])}
     emulated = snap.include_emulated

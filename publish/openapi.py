@@ -129,7 +129,8 @@ SCHEMAS: dict[str, Any] = {
     "Corridors": obj({
         **ENVELOPE, "amount_usd": INT,
         "periods": {"type": "object", "additionalProperties": INT,
-                    "description": "rows per period (period is null when they differ)"},
+                    "description": "rows per period, over every page (period is null "
+                                   "when they differ)"},
         "count": INT, "next_cursor": NSTR,
         "corridors": {"type": "array", "items": ref("CorridorItem")},
     }),

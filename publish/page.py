@@ -173,6 +173,10 @@ def render_result(doc: dict[str, Any]) -> str:
     corridor = doc["corridor"]
     parts.append(f'<p id="collected">{_collected(doc)}. Average cost in this corridor: '
                  f'<strong id="corridor-average">{_pct(corridor["average"])}</strong>.</p>')
+    if corridor["average"] is not None and corridor["average"] < 0:
+        parts.append('<p class="note" id="average-below-zero">&#9888; An average below zero '
+                     "rests on services whose rate beats the mid-market rate: see the marks "
+                     "below.</p>")
     parts.append('<ul id="targets">' + _distance(corridor["points_above_3"], 3)
                  + _distance(corridor["points_above_5"], 5) + "</ul>")
     # The cost column is the one the ranking orders by; the survey method's additive total

@@ -363,6 +363,7 @@ async def test_a_negative_survey_row_is_flagged_like_a_collected_one(
     page = await (await api.get("/?from=USA&to=HND&amount=200")).text()
     assert "Prices of 2014Q2 (World Bank survey" in page
     assert '&#9888; negative margin</span>' in page and 'id="caveats"' in page
+    assert 'id="average-below-zero"' in page
 
 
 async def test_the_page_heads_its_figures_with_the_amount_they_are_for(
