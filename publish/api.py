@@ -651,7 +651,8 @@ async def corridor_detail(request: web.Request) -> web.StreamResponse:
 
 
 HISTORY_PARAMS = frozenset({"amount", "cursor", "limit", INCLUDE})
-HISTORY_CSV_COLUMNS = ["period", "amount_usd", "average", "smart", "median", "services",
+HISTORY_CSV_COLUMNS = ["period", "amount_usd", "first_collected", "last_collected",
+                       "data_kinds", "average", "smart", "median", "services",
                        "transparent_services", "above_5", "above_10", "too_few_services",
                        "no_transparent_service"]
 
@@ -676,7 +677,10 @@ async def corridor_history(request: web.Request) -> web.StreamResponse:
     for r in rows:
         s = _corridor_summary(r)
         items.append({"period": r["period"], "amount_usd": r["amount_usd"],
-                      **{k: s[k] for k in HISTORY_CSV_COLUMNS[2:]},
+                      "first_collected": _when(r["first_collected"]),
+                      "last_collected": _when(r["last_collected"]),
+                      "data_kinds": r["data_kinds"] or [],
+                      **{k: s[k] for k in HISTORY_CSV_COLUMNS[5:]},
                       "points_above_5": s["points_above_5"], "sources": r["sources"] or []})
     headers = _next_link(request, next_cursor)
     latest = items[-1]["period"] if items else None

@@ -147,7 +147,9 @@ SCHEMAS: dict[str, Any] = {
         **ENVELOPE, "from": ref("Country"), "to": ref("Country"), "amount_usd": INT,
         "next_cursor": NSTR,
         "history": {"type": "array", "items": obj({
-            "period": STR, "amount_usd": INT, "average": NUM, "smart": NUM, "median": NUM,
+            "period": STR, "amount_usd": INT, "first_collected": NSTR, "last_collected": NSTR,
+            "data_kinds": {"type": "array", "items": {"enum": [k.value for k in DataKind]}},
+            "average": NUM, "smart": NUM, "median": NUM,
             "services": INT, "transparent_services": INT, "above_5": NBOOL, "above_10": NBOOL,
             "too_few_services": NBOOL, "no_transparent_service": NBOOL, "points_above_5": NUM,
             "sources": {"type": "array", "items": STR}})},

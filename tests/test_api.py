@@ -330,7 +330,13 @@ async def test_history_is_the_corridors_figures_period_by_period(api: TestClient
         rows = [r for r in csv.DictReader(fh) if r["corridor"] == "ITACHN"]
     for amount_usd, cc in ((200, "cc1"), (500, "cc2")):
         periods = sorted({quarter(r["period"]) for r in rows if priced(r, cc)})
-        history = [{"period": p, "amount_usd": amount_usd,
+        def dates(p: str, cc: str = cc) -> list[str]:
+            return sorted(dt.datetime.strptime(r["date"], "%d/%b/%Y").strftime(
+                "%Y-%m-%dT00:00:00Z") for r in rows if quarter(r["period"]) == p
+                and priced(r, cc))
+
+        history = [{"period": p, "amount_usd": amount_usd, "first_collected": dates(p)[0],
+                    "last_collected": dates(p)[-1], "data_kinds": ["survey"],
                     **corridor_figures([r for r in rows if quarter(r["period"]) == p], cc),
                     "sources": ["rpw"]} for p in periods]
         body = await get_json(api, f"/v1/corridors/ITA-CHN/history?amount={amount_usd}")
