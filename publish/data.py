@@ -569,6 +569,9 @@ class ApiData:
         snap = self._snapshot or await self.refresh()
         if not include_emulated:
             return snap
+        ready = self._with_emulated
+        if ready is not None and ready.version == snap.version:
+            return ready  # no wait behind a refresh under way
         async with self._lock:
             snap = self._snapshot or snap
             if self._with_emulated is None or self._with_emulated.version != snap.version:
