@@ -22,6 +22,7 @@ from corridors.reference import data_file
 from corridors.store import Store
 from corridors.types import (
     AccessPoint,
+    DataKind,
     Firm,
     FirmType,
     PayIn,
@@ -126,6 +127,9 @@ def frame_to_quotes(frame: pl.DataFrame) -> list[Quote]:
             transparent=bool(r["transparent"]),
             collected_at=collected,
             source=r["source"],
+            # The World Bank's survey, wherever the file came from: the sandbox serves the
+            # bundled World Bank file byte for byte (its import is the bundled one's).
+            data_kind=DataKind.SURVEY,
             received_amount=_dec(r["received_amount"]),
             fx_margin_reported=_dec(r["fx_margin_reported"]),
             total_cost_reported=_dec(r["total_cost_reported"]),

@@ -64,6 +64,26 @@ FIRM_TYPE_FROM_RPW: dict[str, FirmType] = {
 }
 
 
+class DataKind(StrEnum):
+    """What kind of figure a quote is: what a reader may take it for.
+
+    ``survey``: a price the World Bank's RPW survey recorded (an RPW import).
+    ``observed``: a provider's own quote, collected from that provider.
+    ``estimate``: a comparison feed's figure for another provider (not the provider's word).
+    ``emulated``: the sandbox's invented prices: never a real price, never published as one
+    unless a user asks for it, and then marked "emulated data — not real prices".
+    """
+
+    SURVEY = "survey"
+    OBSERVED = "observed"
+    ESTIMATE = "estimate"
+    EMULATED = "emulated"
+
+
+#: What every rendering says beside emulated data, where a reader cannot miss it.
+EMULATED_WARNING = "emulated data — not real prices"
+
+
 class Speed(StrEnum):
     """How long until the money is available to the receiver (RPW's categories)."""
 
@@ -315,6 +335,8 @@ class Quote:
     transparent: bool
     collected_at: dt.datetime
     source: str
+    # What kind of figure this is (no default: every writer says, so none can forget).
+    data_kind: DataKind
     received_amount: Decimal | None = None
     # True when the fee is taken out of the amount sent; None when the source does not say.
     fee_deducted: bool | None = None

@@ -26,8 +26,8 @@ import polars as pl
 from corridors.errors import NoData
 from corridors.periods import Period, parse_period
 from corridors.reference import countries_frame, data_file
-from corridors.types import FIRM_TYPE_LABELS, FirmType
-from metrics import METHODOLOGY_VERSION
+from corridors.types import EMULATED_WARNING, FIRM_TYPE_LABELS, FirmType
+from metrics import METHODOLOGY_VERSION, kinds
 from metrics import aggregates as agg
 from metrics import bulletin as mb
 from metrics.indicators import compute_indicators, corridor_table
@@ -425,7 +425,10 @@ def _zip(folder: Path, target: Path, prefix: str) -> None:
 
 def _metadata(b: Bulletin, files: dict[str, bytes]) -> dict[str, Any]:
     c = b.coverage
+    warning = ({"warning": EMULATED_WARNING, "emulated_sources": b.generated_from["emulated"]}
+               if b.generated_from.get("emulated") else {})
     return {
+        **warning,
         "title": f"sendcost SDG 10.c bulletin, {b.period}",
         "period": b.period,
         "amount_usd": HEADLINE_AMOUNT,
@@ -460,21 +463,27 @@ def render_files(b: Bulletin, folder: Path) -> list[str]:
     """Write every file of the bulletin into ``folder`` (which exists and is empty)."""
     from publish import bulletin_render as render
     from publish import charts as ch
+    from publish import emulated as marks
 
+    emulated = bool(b.generated_from.get("emulated"))
     charts = render.charts(b)
+    if emulated:
+        charts = [marks.chart(c) for c in charts]
     for chart in charts:
         ch.save(chart, folder / "charts")
     written: dict[str, bytes] = {}
     data = folder / "data"
     data.mkdir()
     for name, frame in data_tables(b).items():
-        body = csv_bytes(frame)
+        body = csv_bytes(marks.table(frame) if emulated else frame)
         (data / f"{name}.csv").write_bytes(body)
         written[f"data/{name}.csv"] = body
     for path in sorted((folder / "charts").iterdir()):
         written[f"charts/{path.name}"] = path.read_bytes()
     html = render.html(b, charts)
     md = render.markdown(b)
+    if emulated:
+        html, md = marks.html(html), marks.markdown(md)
     (folder / "index.html").write_text(html, encoding="utf-8")
     (folder / "bulletin.md").write_text(md, encoding="utf-8")
     written["index.html"] = html.encode()
@@ -493,12 +502,59 @@ def render_files(b: Bulletin, folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
 
+class EmulatedOnly(NoData):
+    """The period's quotes are all emulated: no bulletin is made of them unless asked."""
+
+
+def choose_data(quotes: pl.DataFrame, period: str, generated_from: dict[str, Any], *,
+                include_emulated: bool = False) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """The quotes a bulletin of ``period`` is made of, and what it is generated from.
+
+    Emulated quotes (the sandbox's) are left out, and ``generated_from`` names their sources
+    (``emulated_left_out``); a period with nothing else raises EmulatedOnly naming them.
+    ``include_emulated`` keeps them: ``generated_from["emulated"]`` then names the sources,
+    and every page, file and chart says "emulated data — not real prices".
+    """
+    from metrics.services import period_labels
+
+    labels = period_labels(str(parse_period(period)))
+    lazy = quotes.lazy()
+    in_period = kinds.emulated_sources(
+        lazy.filter(pl.col("period").cast(pl.String).is_in(labels))).collect()
+    everywhere = kinds.emulated_sources(lazy).collect().get_column("source").to_list()
+    if not everywhere:
+        return quotes, generated_from
+    if include_emulated:
+        return quotes, {**generated_from, "emulated": everywhere,
+                        "warning": EMULATED_WARNING}
+    real = quotes.filter(kinds.real_data())
+    real_in_period = real.filter(pl.col("period").cast(pl.String).is_in(labels)).height
+    if in_period.height and not real_in_period:
+        named = ", ".join(f"{r['source']} ({r['quotes']:,} quotes)"
+                          for r in in_period.iter_rows(named=True))
+        raise EmulatedOnly(
+            f"every quote of {period} is emulated data — not real prices — from the sandbox "
+            f"(sources: {named}): no bulletin is made of them, nothing written. Collect from "
+            "real upstreams, or pass --include-emulated for a bulletin marked as emulated on "
+            "every page and chart")
+    out = {**generated_from, "emulated_left_out": everywhere}
+    if "quotes" in out:
+        out["quotes"] = real.height
+    if "sources" in out:
+        out["sources"] = [x for x in out["sources"]
+                          if x in set(real.get_column("source").cast(pl.String).unique())]
+    return real, out
+
+
 def write_bulletin(quotes: pl.DataFrame, period: str, out_dir: str | Path, *,
-                   generated_from: dict[str, Any]) -> Path:
+                   generated_from: dict[str, Any], include_emulated: bool = False) -> Path:
     """Compute and write ``<out_dir>/<period>/``; replace an older one only when done.
 
-    Raises NoData (writing nothing) when the period has no quotes.
+    Raises NoData (writing nothing) when the period has no quotes, EmulatedOnly when it has
+    only emulated ones and ``include_emulated`` is false (``choose_data``).
     """
+    quotes, generated_from = choose_data(quotes, period, generated_from,
+                                         include_emulated=include_emulated)
     b = compute_bulletin(quotes, period, generated_from=generated_from)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

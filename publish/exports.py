@@ -19,7 +19,7 @@ import polars as pl
 from corridors.errors import BadPeriod, NoData
 from corridors.periods import parse_period
 from corridors.reference import countries_frame
-from metrics import METHODOLOGY_VERSION
+from metrics import METHODOLOGY_VERSION, kinds
 from metrics import bulletin as mb
 from metrics import corridors as cor
 from metrics.postal import POSTAL_COLUMNS, postal_benchmark
@@ -67,7 +67,9 @@ def sdmx_time(period: str) -> tuple[str, str]:
 
 def postal_export(quotes: pl.DataFrame, *, period: str, amount_usd: int = 200
                   ) -> tuple[bytes, bytes]:
-    """The postal benchmark of a period as (CSV, JSON) bytes. Raises NoData without quotes."""
+    """The postal benchmark of a period as (CSV, JSON) bytes. Raises NoData without quotes.
+    Emulated quotes (the sandbox's) are never exported."""
+    quotes = quotes.filter(kinds.real_data())
     canonical = str(parse_period(period))
     services = services_in_period(quotes.lazy(), period=canonical,
                                   amount_usd=amount_usd).collect()
@@ -99,7 +101,9 @@ def periods_between(available: list[str], start: str, end: str) -> list[str]:
 def sdmx_rows(quotes: pl.DataFrame, *, start: str, end: str, amount_usd: int = 200,
               corridors: bool = False) -> list[dict[str, str]]:
     """The 10.c.1 observations from ``start`` to ``end``: World, each sending country, and
-    (with ``corridors``) each corridor. Raises NoData when no period in range has data."""
+    (with ``corridors``) each corridor. Raises NoData when no period in range has data.
+    Emulated quotes (the sandbox's) are never exported: they are left out first."""
+    quotes = quotes.filter(kinds.real_data())
     available = quotes.get_column("period").unique().to_list()
     periods = periods_between(available, start, end)
     lazy = quotes.lazy()

@@ -22,6 +22,8 @@ Export open data for partners.
   sdmx     the SDG 10.c.1 series (global, and by sending country) as SDMX-CSV for the UN
            SDG Global Database dataflow IAEG-SDGs:DF_SDG_GLH, ready to load as it is
 
+Emulated quotes (collected from the sandbox: invented prices) are never exported.
+
 examples:
   sendcost export postal --period 2014Q2 --source rpw --out exports/
   sendcost export sdmx --from 2011Q1 --to 2014Q2 --source rpw > sdg_10c1.csv

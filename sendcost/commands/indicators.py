@@ -12,6 +12,7 @@ import polars as pl
 
 from corridors.config import load_config
 from corridors.periods import parse_period
+from corridors.types import EMULATED_WARNING
 from sendcost.cli import common_options, setup_logging
 
 HELP = """\
@@ -22,6 +23,10 @@ cheapest service. Percentages are in percent (6.2 means 6.2%), unrounded; null w
 figure is undefined. The JSON keys are documented in docs/indicators.md.
 
 PERIOD is a quarter (2011Q3, or RPW's 2011_3Q) or a month (2026-11).
+
+Emulated quotes (collected from the sandbox: invented prices) are left out, and a period
+with nothing else is an error naming their sources; --include-emulated keeps them, and the
+output then says "emulated data — not real prices".
 
 examples:
   sendcost indicators --period 2011Q3
@@ -41,6 +46,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="price point in USD (default 200, the SDG headline)")
     p.add_argument("--from-file", metavar="PATH",
                    help="compute straight from an RPW file (.csv, .csv.gz, .xlsx), no database")
+    p.add_argument("--include-emulated", action="store_true",
+                   help="keep the sandbox's emulated quotes (left out by default); the "
+                        "output then says \"emulated data — not real prices\"")
     p.add_argument("--format", choices=("json", "csv", "table"), default="table",
                    help="json: the whole document; csv/table: one row per corridor "
                         "(default: table)")
@@ -62,6 +70,24 @@ def compute_from_frame(frame: pl.DataFrame, period: str, amount: int) -> dict[st
                               countries=countries_frame().lazy(), flows=_flows())
 
 
+def _choose_kinds(frame: pl.DataFrame, period: str, include_emulated: bool) -> pl.DataFrame:
+    """The quotes to compute from: without emulated ones unless asked; NoData naming the
+    sandbox sources when nothing else is left."""
+    from corridors.errors import NoData
+    from metrics import kinds
+
+    if include_emulated:
+        return frame
+    real = frame.filter(kinds.real_data())
+    if real.height == 0 and frame.height:
+        names = ", ".join(kinds.emulated_sources(frame.lazy()).collect()
+                          .get_column("source").to_list())
+        raise NoData(f"every quote of {period} is emulated data — not real prices — from the "
+                     f"sandbox (sources: {names}); pass --include-emulated to compute from "
+                     "them anyway")
+    return real
+
+
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     setup_logging(args, "WARNING" if args.format != "table" else config.log_level)
@@ -78,7 +104,11 @@ def run(args: argparse.Namespace) -> int:
                 return await store.quote_frame(period, amount_usd=args.amount)
 
         frame = asyncio.run(load())
+    frame = _choose_kinds(frame, period, args.include_emulated)
     doc = compute_from_frame(frame, period, args.amount)
+    if args.include_emulated:
+        doc = {"warning": EMULATED_WARNING, **doc}
+        print(f"WARNING: {EMULATED_WARNING}", file=sys.stderr)
     if args.format == "json":
         json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
