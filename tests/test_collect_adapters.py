@@ -31,6 +31,7 @@ from collector.validate import Rejection, check
 from corridors.config import CollectionConfig, parse_config
 from corridors.errors import ConfigError
 from corridors.store import Store
+from corridors.store import connect as connect_store
 from corridors.types import Firm, FirmType, PayIn, PayOut, ServiceAttributes, Speed
 
 FIXTURES = Path(__file__).parent / "fixtures" / "collect"
@@ -1288,3 +1289,32 @@ async def test_a_quote_api_asked_by_post_with_a_json_body(store: Store) -> None:
     with pytest.raises(ConfigError, match=r"options\.body: not JSON"):
         operator_json.check_options(source("operator_json", firm="W", method="POST",
                                            body='{"a": {amount', fields={"fee": "f"}))
+
+
+async def test_a_feed_partner_is_flagged_in_the_compare_answer(fresh_database: str) -> None:
+    """A comparison feed's partner (a credit union offering the feed's own transfers, shown
+    as a bank) keeps its flag from the feed to /v1/compare, explained."""
+    from aiohttp.test_utils import TestClient
+    from api_support import make_app
+
+    doc = json.loads(fixture("wise-comparisons-USD-MXN.json"))
+    for prov in doc["providers"]:
+        prov["partner"] = prov["name"] == "Bank of America"
+        for q in prov["quotes"]:
+            q["dateCollected"] = dt.datetime.now(dt.UTC).isoformat()
+    store = await connect_store(fresh_database)
+    try:
+        await store.migrate()
+        report = await run_upstream(store, "/v4/comparisons", json.dumps(doc).encode(),
+                                    lambda url: {
+            "corridors": [{"from": "USA", "to": "MEX", "amounts": [200]}],
+            "sources": [{"name": "feed", "kind": "comparison", "url": url}]})
+    finally:
+        await store.close()
+    assert (report.status, report.stored) == ("ok", 3), report.line()
+    async with TestClient(TestServer(make_app(fresh_database))) as client:
+        body = await (await client.get("/v1/compare?from=USA&to=MEX&amount=200")).json()
+    flags = {s["provider"]: s["flags"] for s in body["services"] + body["non_transparent"]}
+    assert "partner" in flags["Bank of America"], flags
+    assert not any("partner" in f for name, f in flags.items() if name != "Bank of America")
+    assert body["flags_explained"]["partner"].startswith("a partner of the comparison feed")
