@@ -119,7 +119,8 @@ def charts(b: Bulletin) -> list[ch.Chart]:
             [corridor_label(s, d) for s, d in zip(frame.get_column("source"),
                                                   frame.get_column("destination"),
                                                   strict=True)],
-            frame.get_column("average").to_list(), what="corridor averages"))
+            frame.get_column("average").to_list(), what="corridor averages",
+            per_corridor=True))
     known = b.postal.filter(pl.col("total_cost_pct").is_not_null(),
                             pl.col("corridor_median").is_not_null())
     out.append(ch.postal_chart(
