@@ -723,13 +723,25 @@ def render_files(b: Bulletin, folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
 
+def base_settings(config: Any) -> dict[str, Any]:
+    """What ``compute_bulletin`` needs of the config to judge each figure's base: the
+    minimum base, the configured corridors, the names of the survey (RPW) sources."""
+    if config is None:
+        return {}
+    return {"minimum": config.bulletin.minimum,
+            "configured": [(c.source, c.destination) for c in config.corridors],
+            "survey_sources": {"rpw"} | {s.name for s in config.sources if s.kind == "rpw"}}
+
+
 def write_bulletin(quotes: pl.DataFrame, period: str, out_dir: str | Path, *,
-                   generated_from: dict[str, Any]) -> Path:
+                   generated_from: dict[str, Any], config: Any = None) -> Path:
     """Compute and write ``<out_dir>/<period>/``; replace an older one only when done.
 
-    Raises NoData (writing nothing) when the period has no quotes.
+    ``config``: the service's Config (minimum bases, configured corridors, survey sources);
+    None: the defaults. Raises NoData (writing nothing) when the period has no quotes.
     """
-    b = compute_bulletin(quotes, period, generated_from=generated_from)
+    b = compute_bulletin(quotes, period, generated_from=generated_from,
+                         **base_settings(config))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     final = out / b.period
@@ -773,7 +785,8 @@ async def publish_bulletin(app: Any, period: str) -> dict[str, Any]:
     out = bulletins_dir(app[runtime.CONFIG])
     quotes, generated_from = await load_store_quotes(store)
     folder = await asyncio.to_thread(write_bulletin, quotes, period, out,
-                                     generated_from=generated_from)
+                                     generated_from=generated_from,
+                                     config=app[runtime.CONFIG])
     log.info("published the bulletin of %s in %s", period, folder)
     return {"period": folder.name, "folder": str(folder)}
 
