@@ -149,9 +149,11 @@ class Bulletin:
     def headline(self) -> float | None:
         return self.doc["global_average"]
 
-    def trend_value(self, period: str, column: str = "global_average") -> float | None:
+    def trend_value(self, period: str, column: str = "global_average") -> Any:
         row = self.trend.filter(pl.col("period") == period)
-        return row.item(0, column) if row.height else None
+        if not row.height or column not in row.columns:
+            return None
+        return row.item(0, column)
 
 
 def _year_before(p: Period) -> Period:
@@ -252,6 +254,37 @@ def figure_bases(quotes: pl.LazyFrame, *, period: str, countries: pl.LazyFrame,
     return bases, cov200
 
 
+def trend_with_bases(quotes: pl.LazyFrame, trend: pl.DataFrame, *, minimum: MinimumBase,
+                     configured: list[tuple[str, str]], survey_sources: set[str]
+                     ) -> pl.DataFrame:
+    """The trend with each period's base (``base_`` columns, coverage of that period's target
+    corridors) and ``sufficient`` (the global minimum); a period below it has its averages
+    left out (null): they are published figures too."""
+    rows = []
+    for period in trend.get_column("period").to_list():
+        q = mb.averaged_quotes(quotes, period=period, amount_usd=HEADLINE_AMOUNT)
+        target = _target_corridors(quotes, period, configured, survey_sources)
+        base_row, cov = pl.collect_all([
+            mb.base(q), mb.corridor_coverage(
+                q, target, providers_per_corridor=minimum.providers_per_corridor)])
+        judged = _with_sufficiency(base_row.row(0, named=True), kind="global",
+                                   minimum=minimum, coverage_pct=cov.item(0, "coverage_pct"))
+        rows.append({"period": period, **{f"base_{k}": judged[k] for k in
+                                          (*mb.BASE_COLUMNS, "coverage_pct")},
+                     "sufficient": judged["sufficient"]})
+    schema: dict[str, Any] = {
+              "period": pl.String, "base_quotes": pl.Int64, "base_services": pl.Int64,
+              "base_corridors": pl.Int64, "base_providers": pl.Int64,
+              "base_first_collected": pl.Datetime("us", "UTC"),
+              "base_last_collected": pl.Datetime("us", "UTC"), "base_coverage_pct": pl.Float64,
+              "sufficient": pl.Boolean}
+    bases = pl.DataFrame(rows, schema=schema, orient="row")
+    averages = ("global_average", "smart_average", "weighted_average")
+    return (trend.join(bases, on="period", how="left", maintain_order="left")
+            .with_columns(pl.when(pl.col("sufficient")).then(pl.col(c)).alias(c)
+                          for c in averages))
+
+
 def group_bases(quotes: pl.LazyFrame, frame: pl.DataFrame, *, period: str, by: str,
                 countries: pl.LazyFrame | None, minimum: MinimumBase) -> pl.DataFrame:
     """``frame`` (firm types, regions or sending countries, keyed by ``by``) with the base of
@@ -285,6 +318,8 @@ def compute_bulletin(quotes: pl.DataFrame, period: str, *,
     whose quotes are the World Bank's survey (default: "rpw"). Together they make the target
     corridors a global figure's coverage is measured against."""
     minimum = minimum or MinimumBase()
+    configured = list(configured or [])
+    survey_sources = set(survey_sources or {"rpw"})
     p = parse_period(period)
     canonical = str(p)
     lazy = quotes.lazy()
@@ -305,7 +340,10 @@ def compute_bulletin(quotes: pl.DataFrame, period: str, *,
     except NoData:
         doc500 = None
     periods = mb.trend_periods(available, canonical)
-    trend = mb.trend(lazy, periods=periods, amount_usd=HEADLINE_AMOUNT, flows=weights).collect()
+    trend = trend_with_bases(
+        lazy, mb.trend(lazy, periods=periods, amount_usd=HEADLINE_AMOUNT,
+                       flows=weights).collect(),
+        minimum=minimum, configured=configured, survey_sources=survey_sources)
     earlier = [x for x in trend.get_column("period").to_list() if x != canonical]
     previous = (compute_indicators(lazy, period=earlier[-1], amount_usd=HEADLINE_AMOUNT,
                                    countries=countries, flows=weights) if earlier else None)
@@ -339,12 +377,13 @@ def compute_bulletin(quotes: pl.DataFrame, period: str, *,
         "source_mix": mb.source_mix(lazy, period=canonical, amount_usd=HEADLINE_AMOUNT),
     }
     done = dict(zip(plans, pl.collect_all(list(plans.values())), strict=True))
-    progress = progress_call(trend.lazy().select(
-        "period", pl.col("global_average").alias("value")), latest=canonical)
+    # The call rests only on periods whose global average is published (its base enough).
+    progress = progress_call(trend.lazy().filter(pl.col("global_average").is_not_null())
+                             .select("period", pl.col("global_average").alias("value")),
+                             latest=canonical)
     bases, target = figure_bases(lazy, period=canonical, countries=countries, flows=weights,
                                  corridors=table, minimum=minimum,
-                                 configured=list(configured or []),
-                                 survey_sources=set(survey_sources or {"rpw"}))
+                                 configured=configured, survey_sources=survey_sources)
     grouped = {
         name: group_bases(lazy, done[name], period=canonical, by=by, countries=countries,
                           minimum=minimum)
@@ -359,7 +398,9 @@ def compute_bulletin(quotes: pl.DataFrame, period: str, *,
         firm_types=grouped["firm_types"], regions=grouped["regions"],
         sending=grouped["sending"],
         most=done["most"], least=done["least"], postal=done["postal"],
-        postal_types=postal_versus_firm_types(done["firm_types"].lazy()).collect(),
+        postal_types=postal_versus_firm_types(
+            grouped["firm_types"].drop(*[c for c in grouped["firm_types"].columns
+                                         if c.startswith("base_")]).lazy()).collect(),
         postal_operators=postal_by_operator(done["postal"].lazy()).collect(),
         postal_cheapest=postal_extremes(done["postal"].lazy(), POSTAL_SHOWN).collect(),
         postal_dearest=postal_extremes(done["postal"].lazy(), POSTAL_SHOWN,
@@ -453,7 +494,8 @@ def _changes(b: Bulletin) -> list[dict[str, Any]]:
         base = b.bases.get(key if amount == HEADLINE_AMOUNT else f"{key}_{amount}", {})
         ok = bool(base.get("sufficient", True))
         value = value if ok else None
-        pv = prev[key] if prev and amount == HEADLINE_AMOUNT else None
+        prev_ok = prev is not None and bool(b.trend_value(prev["period"], "sufficient"))
+        pv = prev[key] if prev and prev_ok and amount == HEADLINE_AMOUNT else None
         yv = b.trend_value(yb, trend_col) if trend_col else None
         return {"indicator": key, "label": label, "amount_usd": amount, "value": value,
                 "status": "published" if ok else INSUFFICIENT, "base": base,

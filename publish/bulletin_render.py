@@ -107,6 +107,15 @@ def five_rows(b: Bulletin) -> list[list[Any]]:
     ]
 
 
+def post_average(b: Bulletin) -> str:
+    """The post offices' own average as published, with its base."""
+    post = b.firm_types.filter(pl.col("firm_type") == "post_office")
+    if not post.height:
+        return pct(None)
+    r = post.row(0, named=True)
+    return f"{shown(r['average'], bool(r['sufficient']))} ({base_text(r, prefix='base_')})"
+
+
 def _g(b: Bulletin, key: str) -> tuple[float | None, bool]:
     return b.doc[key], bool(b.bases.get(key, {}).get("sufficient", True))
 
@@ -443,8 +452,9 @@ dearest half (ten at most) and the cheapest half (ten at most).</p>
            "least_expensive")}
 </section>""")
 
-    post_avg = b.doc["by_firm_type"].get("post_office", {}).get("average")
-    pt_rows = [[firm_type_label(r["firm_type"]), pct(r["average"]), r["services"],
+    post_avg = post_average(b)
+    pt_rows = [[firm_type_label(r["firm_type"]), shown(r["average"], bool(r["sufficient"])),
+                r["services"],
                 "reference" if r["firm_type"] == "post_office"
                 else points(r["difference_to_post_office"])]
                for r in b.postal_types.iter_rows(named=True)]
@@ -473,7 +483,7 @@ dearest half (ten at most) and the cheapest half (ten at most).</p>
 <section id="postal"><h2>{esc(SECTIONS[4])}</h2>
 <p>For the UPU and postal operators: every service sold by a post office (its own, and money
 transfer operators' services sold at post counters, kept apart) against its corridor. Post
-offices' own services averaged {pct(post_avg)} in {esc(b.period)}. Of {known.height}
+offices' own services averaged {esc(post_avg)} in {esc(b.period)}. Of {known.height}
 post-office services with a disclosed exchange rate, {below} cost no more than their
 corridor's median; {undisclosed} more do not disclose the rate they apply and have no cost.</p>
 {table(f"Post offices against other types of provider, {b.period}",
@@ -701,13 +711,12 @@ def markdown(b: Bulletin) -> str:
         "The two lists never share a corridor: of the corridors with an average, the dearest "
         "half (ten at most) and the cheapest half (ten at most).",
         f"## {SECTIONS[4]}",
-        f"Post offices' own services averaged "
-        f"{pct(b.doc['by_firm_type'].get('post_office', {}).get('average'))}. Of "
+        f"Post offices' own services averaged {post_average(b)}. Of "
         f"{known.height} post-office services with a disclosed exchange rate, {below} cost no "
         "more than their corridor's median. Every service: data/postal_benchmark.csv.",
         _md_table(["Provider type", "Average", "Services", "Difference to post offices"],
-                  [[firm_type_label(r["firm_type"]), pct(r["average"]), r["services"],
-                    "reference" if r["firm_type"] == "post_office"
+                  [[firm_type_label(r["firm_type"]), shown(r["average"], bool(r["sufficient"])),
+                    r["services"], "reference" if r["firm_type"] == "post_office"
                     else points(r["difference_to_post_office"])]
                    for r in b.postal_types.iter_rows(named=True)]),
         "Postal operators (average over the services that disclose their rate):",

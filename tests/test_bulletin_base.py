@@ -130,6 +130,10 @@ def test_five_corridors_from_the_store_give_insufficient_data(
         for r in _csv(folder / "data" / f"{name}.csv"):
             thin = int(r["base_services"] or 0) < 10 or int(r["base_providers"] or 0) < 3
             assert (r["sufficient"] == "false") == thin and (r["average"] == "") == thin
+    # so are the trend's periods, and no progress call rests on them
+    trend = {r["period"]: r for r in _csv(folder / "data" / "trend.csv")}
+    assert (trend[PERIOD]["sufficient"], trend[PERIOD]["global_average"]) == ("false", "")
+    assert _csv(folder / "data" / "progress.csv")[0]["call"] == INSUFFICIENT
     # the ranked lists never overlap, and say how many they rank
     most, least = (_csv(folder / "data" / f"{n}.csv") for n in ("most_expensive",
                                                                  "least_expensive"))
