@@ -638,7 +638,12 @@ def data_tables(b: Bulletin) -> dict[str, pl.DataFrame]:
                     "value_pct": pl.Float64, "ours_pct": pl.Float64, "ours_status": pl.String,
                     "difference_points": pl.Float64, "source_title": pl.String,
                     "source_url": pl.String}),
-        "five_percent": pl.DataFrame([b.five]),
+        "five_percent": pl.DataFrame([{
+            **b.five,
+            "status": ("published" if b.bases.get("share_corridors_above_5", {})
+                       .get("sufficient", True) else INSUFFICIENT),
+            **{f"base_{k}": b.bases.get("share_corridors_above_5", {}).get(k)
+               for k in (*mb.BASE_COLUMNS, "coverage_pct")}}]),
         "corridors_above_5": b.above_5,
         "trend": b.trend,
         "trend_official": b.official_trend,

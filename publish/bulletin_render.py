@@ -389,6 +389,7 @@ meet it in {esc(b.period)}. {five['average_above_5']} corridors average above 5%
 that left it, with their change, SmaRT and cheapest service — is
 <a href="data/corridors_above_5.csv">data/corridors_above_5.csv</a>; every corridor is in
 <a href="data/corridors.csv">data/corridors.csv</a>.</p>
+<p class="note">The shares rest on {esc(base_text(b.bases.get("share_corridors_above_5", {})))}.</p>
 {data_link("five_percent", "corridors_above_5", "corridors")}
 </section>""")
 
@@ -447,7 +448,9 @@ that left it, with their change, SmaRT and cheapest service — is
 {figure(c['least_expensive'])}
 {table(f"{ranked_title(b, most=False)}, {b.period}", ext_cols, extreme_rows(b.least))}
 <p class="note">The two lists never share a corridor: of the corridors with an average, the
-dearest half (ten at most) and the cheapest half (ten at most).</p>
+dearest half (ten at most) and the cheapest half (ten at most). Each corridor's average rests on
+the services counted beside it; the ranking on
+{esc(base_text(b.bases.get("global_average", {})))}.</p>
 {data_link("firm_types", "receiving_regions", "sending_countries", "most_expensive",
            "least_expensive")}
 </section>""")
@@ -678,6 +681,7 @@ def markdown(b: Bulletin) -> str:
         f"{five['smart_above_5'] + five['too_few_qualifying']} of {five['corridors']} corridors "
         f"do not meet the 5% condition.",
         _md_table(["Corridors", "Number", "Share", "Share of"], five_rows(b)),
+        f"The shares rest on {base_text(b.bases.get('share_corridors_above_5', {}))}.",
         "Corridors that entered or left the list of corridors averaging above 5% (the full "
         "list: data/corridors_above_5.csv):",
         _md_table(["Corridor", "Average", "Before", "Change", "Status"], moved_rows)
@@ -709,7 +713,9 @@ def markdown(b: Bulletin) -> str:
         f"### {ranked_title(b, most=True)}", extreme(b.most),
         f"### {ranked_title(b, most=False)}", extreme(b.least),
         "The two lists never share a corridor: of the corridors with an average, the dearest "
-        "half (ten at most) and the cheapest half (ten at most).",
+        "half (ten at most) and the cheapest half (ten at most). Each corridor's average rests "
+        "on the services counted beside it; the ranking on "
+        f"{base_text(b.bases.get('global_average', {}))}.",
         f"## {SECTIONS[4]}",
         f"Post offices' own services averaged {post_average(b)}. Of "
         f"{known.height} post-office services with a disclosed exchange rate, {below} cost no "

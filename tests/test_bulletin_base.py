@@ -130,6 +130,9 @@ def test_five_corridors_from_the_store_give_insufficient_data(
         for r in _csv(folder / "data" / f"{name}.csv"):
             thin = int(r["base_services"] or 0) < 10 or int(r["base_providers"] or 0) < 3
             assert (r["sufficient"] == "false") == thin and (r["average"] == "") == thin
+    five = _csv(folder / "data" / "five_percent.csv")[0]
+    assert (five["status"], five["base_corridors"]) == (INSUFFICIENT, "5")
+    assert f"The shares rest on {_base(g)}." in html
     # so are the trend's periods, and no progress call rests on them
     trend = {r["period"]: r for r in _csv(folder / "data" / "trend.csv")}
     assert (trend[PERIOD]["sufficient"], trend[PERIOD]["global_average"]) == ("false", "")
