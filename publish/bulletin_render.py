@@ -21,6 +21,7 @@ from publish import charts as ch
 from publish.bulletin import (
     ABOVE_5_SHOWN,
     INDICATIVE,
+    INSUFFICIENT,
     LICENCE,
     LICENCE_URL,
     RPW_ATTRIBUTION,
@@ -141,9 +142,12 @@ def charts(b: Bulletin) -> list[ch.Chart]:
     quarter_to_period: dict[str, str] = {}
     for p in periods:
         quarter_to_period.setdefault(str(parse_period(p).quarter_of), p)
+    # Official figures are quarterly: drawn only on a trend of quarters, at their own quarter
+    # (never at a month's place).
     official = [(quarter_to_period[r["period"]], r["value_pct"], names[r["metric"]])
                 for r in b.official_trend.iter_rows(named=True)
-                if r["period"] in quarter_to_period and r["metric"] in names]
+                if r["period"] in quarter_to_period and r["metric"] in names
+                and parse_period(quarter_to_period[r["period"]]).is_quarter]
     from metrics.progress import decimal_year
 
     out = [ch.trend_chart(periods, [decimal_year(p) for p in periods], series, official,
@@ -318,6 +322,26 @@ def headline_numbers(b: Bulletin) -> dict[str, str]:
             "usd500": shown(d500, ok500), "base": base_text(r["base"])}
 
 
+def hero_lead(b: Bulletin, h: dict[str, str], *, html: bool) -> str:
+    """What the headline figure is, or why there is none."""
+    e = esc if html else str
+    if h["global"] == INSUFFICIENT:
+        rule = b.bases.get("global_average", {}).get("rule", "")
+        return (f"for the global average cost of sending USD 200 in {e(b.period)}: its base is "
+                f"below the minimum a global figure needs ({e(rule)}).")
+    gap = (f'<span class="gap">{e(h["gap"])}</span>' if html else h["gap"])
+    return (f"average total cost of sending USD 200 in {e(b.period)}, {gap} from the 3% SDG "
+            f"target.{'<br>' if html else ''} {e(h['previous'])}; {e(h['year'])}.")
+
+
+def header_lead(b: Bulletin, h: dict[str, str]) -> str:
+    if h["global"] == INSUFFICIENT:
+        return (f"There is <strong>{INSUFFICIENT}</strong> for a global average cost of "
+                f"sending USD 200 in {esc(b.period)}.")
+    return (f"The global average cost of sending USD 200 was <strong>{h['global']}</strong>, "
+            "against the SDG target of less than 3% by 2030.")
+
+
 def html(b: Bulletin, charts_: Sequence[ch.Chart]) -> str:
     c = {chart.name: chart for chart in charts_}
     h = headline_numbers(b)
@@ -330,9 +354,7 @@ def html(b: Bulletin, charts_: Sequence[ch.Chart]) -> str:
     sections.append(f"""
 <section id="headline"><h2>{esc(SECTIONS[0])}</h2>
 <div class="hero"><p class="big">{h['global']}</p>
-<p class="hero-text">average total cost of sending USD 200 in {esc(b.period)},
-<span class="gap">{esc(h['gap'])}</span> from the 3% SDG target.<br>
-{esc(h['previous'])}; {esc(h['year'])}.<br>
+<p class="hero-text">{hero_lead(b, h, html=True)}<br>
 Sending USD 500 cost {h['usd500']} on average.<br>
 <span class="note">Rests on {esc(h['base'])}.</span></p></div>
 <div class="box warn"><p><strong>Ours is indicative, not the official SDG 10.c.1 value.</strong>
@@ -566,8 +588,7 @@ in <a href="bulletin-{esc(b.period)}.zip">bulletin-{esc(b.period)}.zip</a>.</p>
 <header>
 <p class="kicker">sendcost · SDG 10.c bulletin · {esc(b.period)}</p>
 <h1>What it costs to send money home: {esc(b.period)}</h1>
-<p>The global average cost of sending USD 200 was <strong>{h['global']}</strong>, against the
-SDG target of less than 3% by 2030. Progress toward 2030: <strong>{esc(b.progress.call)}</strong>.
+<p>{header_lead(b, h)} Progress toward 2030: <strong>{esc(b.progress.call)}</strong>.
 Our figures are indicative, not the official SDG 10.c.1 value.</p>
 </header>
 <main>
@@ -671,8 +692,7 @@ def markdown(b: Bulletin) -> str:
         f"sendcost SDG 10.c bulletin, {b.period}. Figures are indicative, not the official "
         "SDG 10.c.1 value.",
         f"## {SECTIONS[0]}",
-        f"**{h['global']}**: the average total cost of sending USD 200 in {b.period}, "
-        f"{h['gap']} from the 3% SDG target. {h['previous']}; {h['year']}. Sending USD 500 "
+        f"**{h['global']}**: {hero_lead(b, h, html=False)} Sending USD 500 "
         f"cost {h['usd500']} on average. Rests on {h['base']}.",
         f"> **Ours is indicative, not the official SDG 10.c.1 value.** {INDICATIVE} "
         f"{_official_sentence(b)} {_source_sentence(b)}",

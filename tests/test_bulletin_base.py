@@ -121,6 +121,8 @@ def test_five_corridors_from_the_store_give_insufficient_data(
         assert rows[(key, "200")]["status"] == INSUFFICIENT, key
     html = (folder / "index.html").read_text(encoding="utf-8")
     assert f'<p class="big">{INSUFFICIENT}</p>' in html
+    assert f"There is <strong>{INSUFFICIENT}</strong> for a global average" in html
+    assert "below the minimum a global figure needs (at least 20 corridors" in html
     # the store's headline names the base it used, not the store's size
     # (79 of the 89 services disclose their rate; the store holds 178 quotes: two amounts)
     assert "The global average rests on 79 quotes, 79 services, 5 corridors" in html
