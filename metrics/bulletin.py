@@ -2,8 +2,9 @@
 
 The 5% component (SmaRT and averages above 5%, corridors that entered or left the list),
 the trend of the headline series over periods, sending-country averages, the most and
-least expensive corridors, coverage counts, and the latest official World Bank figure for a
-period. No I/O, no clock: frames in, frames out.
+least expensive corridors (never overlapping), coverage counts, the World Bank's published
+figures, and what each figure rests on (its base, the coverage of the target corridors).
+No I/O, no clock: frames in, frames out.
 """
 
 from __future__ import annotations
@@ -91,17 +92,6 @@ def corridors_above_5(current: pl.LazyFrame, previous: pl.LazyFrame | None) -> p
               nulls_last=True)
         .select("source", "destination", "average", "previous_average", "change", "smart",
                 "cheapest_firm", "cheapest_firm_type", "cheapest_total_cost", "status")
-    )
-
-
-def extremes(corridors: pl.LazyFrame, n: int = 10, *, most: bool = True) -> pl.LazyFrame:
-    """The ``n`` most (or least) expensive corridors by average, ties by corridor."""
-    return (
-        corridors.filter(pl.col("average").is_not_null())
-        .sort("average", "source", "destination", descending=[most, False, False])
-        .head(n)
-        .select("source", "destination", "average", "smart", "transparent_services",
-                "cheapest_firm", "cheapest_total_cost")
     )
 
 
@@ -231,22 +221,6 @@ def official_figures(published: pl.LazyFrame) -> pl.LazyFrame:
         .with_columns(pl.col("period").str.replace(r"^(\d{4})_([1-4])Q$", "${1}Q${2}"))
         .select("period", "metric", pl.col("value_pct").cast(pl.Float64),
                 pl.col("source_title"), pl.col("source_url_or_repo").alias("source_url"))
-    )
-
-
-def latest_official(official: pl.LazyFrame, *, metric: str, period: str) -> pl.LazyFrame:
-    """The latest official figure of ``metric`` for ``period``'s quarter or before (one row
-    or none): period, metric, value_pct, source_title, source_url."""
-    cut = _order_key(str(parse_period(period).quarter_of))
-    return (
-        official.filter(pl.col("metric") == metric)
-        .with_columns((pl.col("period").str.slice(0, 4).cast(pl.Int64) * 12
-                       + (pl.col("period").str.slice(5, 1).cast(pl.Int64) - 1) * 3)
-                      .alias("_order"))
-        .filter(pl.col("_order") <= cut)
-        .sort("_order", descending=True)
-        .head(1)
-        .drop("_order")
     )
 
 
