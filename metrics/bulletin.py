@@ -283,7 +283,8 @@ def ranked_lists(corridors: pl.LazyFrame, n: int = 10) -> tuple[pl.LazyFrame, pl
     """The most and the least expensive corridors by average, never overlapping: of the R
     corridors with an average, the ``min(n, ceil(R/2))`` dearest and the ``min(n, R//2)``
     cheapest (with one corridor, it is only among the most expensive). Each carries
-    ``rank`` (1 = dearest or cheapest) and ``ranked`` (R)."""
+    ``rank`` (1 = dearest or cheapest), ``ranked`` (R) and ``caveat`` (a negative average is
+    marked)."""
     ranked = corridors.filter(pl.col("average").is_not_null())
     cols = ["source", "destination", "average", "smart", "transparent_services",
             "cheapest_firm", "cheapest_total_cost"]
@@ -296,6 +297,11 @@ def ranked_lists(corridors: pl.LazyFrame, n: int = 10) -> tuple[pl.LazyFrame, pl
              .with_row_index("rank", offset=1)
              .with_columns(r.alias("ranked"))
              .filter(pl.col("rank") <= pl.min_horizontal(pl.lit(n), pl.col("ranked") // 2)))
+    # A negative average (a promotion, or a distorted reference rate) is kept, as the World
+    # Bank keeps it, and marked: no reader should take it for the cheapest way to send.
+    caveat = (pl.when(pl.col("average") < 0)
+              .then(pl.lit("negative total cost: a promotion or a distorted reference rate"))
+              .otherwise(pl.lit(None, pl.String)).alias("caveat"))
     out = [f.select(*cols, pl.col("rank").cast(pl.Int64),
-                    pl.col("ranked").cast(pl.Int64)) for f in (dear, cheap)]
+                    pl.col("ranked").cast(pl.Int64), caveat) for f in (dear, cheap)]
     return out[0], out[1]

@@ -121,6 +121,25 @@ def _g(b: Bulletin, key: str) -> tuple[float | None, bool]:
     return b.doc[key], bool(b.bases.get(key, {}).get("sufficient", True))
 
 
+CAVEAT_MARK = " †"
+
+
+def caveat_mark(r: dict[str, Any]) -> str:
+    return CAVEAT_MARK if r.get("caveat") else ""
+
+
+def caveat_note(b: Bulletin, *, html: bool) -> str:
+    """What the † beside a ranked corridor means, when one is marked."""
+    marked = [r for f in (b.most, b.least) for r in f.iter_rows(named=True) if r["caveat"]]
+    if not marked:
+        return ""
+    names = ", ".join(corridor_label(r["source"], r["destination"]) for r in marked)
+    text = (f"†: a negative average total cost ({names}): the survey's figure, kept as the "
+            "World Bank keeps it, but a promotion or a distorted reference rate rather than "
+            "a cheap way to send.")
+    return f'<p class="note" id="ranked-caveats">{esc(text)}</p>' if html else text
+
+
 def group_cells(r: dict[str, Any]) -> list[Any]:
     """A breakdown row's figure and base: average (or "insufficient data"), base."""
     return [shown(r["average"], bool(r["sufficient"])), base_text(r, prefix="base_")]
@@ -176,9 +195,8 @@ def charts(b: Bulletin) -> list[ch.Chart]:
                                ("least_expensive", b.least, ranked_title(b, most=False))):
         out.append(ch.bar_chart(
             name, title, f"{b.period}, USD 200, corridor averages",
-            [corridor_label(s, d) for s, d in zip(frame.get_column("source"),
-                                                  frame.get_column("destination"),
-                                                  strict=True)],
+            [corridor_label(r["source"], r["destination"]) + caveat_mark(r)
+             for r in frame.iter_rows(named=True)],
             frame.get_column("average").to_list(), what="corridor averages",
             per_corridor=True))
     known = b.postal.filter(pl.col("total_cost_pct").is_not_null(),
@@ -435,7 +453,8 @@ that left it, with their change, SmaRT and cheapest service — is
                                        nulls_last=True).iter_rows(named=True)]
 
     def extreme_rows(frame: pl.DataFrame) -> list[list[Any]]:
-        return [[corridor_label(r["source"], r["destination"]), pct(r["average"]),
+        return [[corridor_label(r["source"], r["destination"]) + caveat_mark(r),
+                 pct(r["average"]),
                  pct(r["smart"]), r["transparent_services"],
                  f"{r['cheapest_firm']} ({pct(r['cheapest_total_cost'])})"
                  if r["cheapest_firm"] else "—"] for r in frame.iter_rows(named=True)]
@@ -473,6 +492,7 @@ that left it, with their change, SmaRT and cheapest service — is
 dearest half (ten at most) and the cheapest half (ten at most). Each corridor's average rests on
 the services counted beside it; the ranking on
 {esc(base_text(b.bases.get("global_average", {})))}.</p>
+{caveat_note(b, html=True)}
 {data_link("firm_types", "receiving_regions", "sending_countries", "most_expensive",
            "least_expensive")}
 </section>""")
@@ -679,8 +699,9 @@ def markdown(b: Bulletin) -> str:
 
     def extreme(frame: pl.DataFrame) -> str:
         return _md_table(["Corridor", "Average", "SmaRT", "Services", "Cheapest service"],
-                         [[corridor_label(r["source"], r["destination"]), pct(r["average"]),
-                           pct(r["smart"]), r["transparent_services"], f"{r['cheapest_firm']} "
+                         [[corridor_label(r["source"], r["destination"]) + caveat_mark(r),
+                           pct(r["average"]), pct(r["smart"]), r["transparent_services"],
+                           f"{r['cheapest_firm']} "
                            f"({pct(r['cheapest_total_cost'])})"]
                           for r in frame.iter_rows(named=True)])
 
@@ -732,6 +753,7 @@ def markdown(b: Bulletin) -> str:
                                            nulls_last=True).iter_rows(named=True)]),
         f"### {ranked_title(b, most=True)}", extreme(b.most),
         f"### {ranked_title(b, most=False)}", extreme(b.least),
+        caveat_note(b, html=False),
         "The two lists never share a corridor: of the corridors with an average, the dearest "
         "half (ten at most) and the cheapest half (ten at most). Each corridor's average rests "
         "on the services counted beside it; the ranking on "
@@ -768,4 +790,4 @@ def markdown(b: Bulletin) -> str:
         f"Reference (interbank) rates: {REFERENCE_RATE_NOTE}",
         f"Licence: {LICENCE} ({LICENCE_URL}). Attribution: {RPW_ATTRIBUTION}.",
     ]
-    return "\n\n".join(parts) + "\n"
+    return "\n\n".join(p for p in parts if p) + "\n"

@@ -159,6 +159,15 @@ def test_rpw_bulletin_figures_and_bases_agree(tmp_path: Path) -> None:
     md = (folder / "bulletin.md").read_text(encoding="utf-8")
     assert "| Average above 5% |" in md and "the 225 corridors with an average |" in md
     assert "the 224 corridors with a SmaRT |" in md and "all 226 corridors observed |" in md
+    # negative survey averages stay in the ranking (as the World Bank keeps them), marked
+    least = {(r["source"], r["destination"]): r for r in _csv(folder / "data" /
+                                                            "least_expensive.csv")}
+    assert least[("USA", "HND")]["caveat"].startswith("negative total cost")
+    assert least[("RUS", "ARM")]["caveat"] == ""
+    assert "| United States → Honduras † | -4.55% |" in md
+    assert "†: a negative average total cost (United States → Honduras, Spain → Honduras)" in md
+    html = (folder / "index.html").read_text(encoding="utf-8")
+    assert 'id="ranked-caveats"' in html and "United States → Honduras †" in html
 
 
 def test_minimum_base_is_configurable(tmp_path: Path) -> None:
