@@ -214,8 +214,11 @@ def bar_chart(name: str, title: str, subtitle: str, labels: Sequence[str],
         # x limit keeps for it: the label never reaches the next bar's row or the edge.
         top = max([*values, 6.0])
         for yi, v in zip(y, values, strict=True):
+            # On a white ground above the target lines, which would otherwise strike it out.
             ax.annotate(f"{v:.2f}%", (max(v, 0.0), yi), xytext=(3, 0),
-                        textcoords="offset points", va="center", fontsize=8, color=INK)
+                        textcoords="offset points", va="center", fontsize=8, color=INK,
+                        zorder=5, bbox={"boxstyle": "square,pad=0.1", "facecolor": "white",
+                                        "edgecolor": "none"})
         add_target_lines(ax, vertical=True, per_corridor=per_corridor)
         ax.set_yticks(y, list(labels), fontsize=8)
         ax.set_ylim(-0.6, len(labels) - 0.4)
