@@ -143,6 +143,8 @@ class Bulletin:
     #: The target corridors and how many are covered (``metrics.bulletin.corridor_coverage``).
     target: dict[str, Any] = field(default_factory=dict)
     minimum: MinimumBase = field(default_factory=MinimumBase)
+    #: Quotes of the period (USD 200) from the World Bank's survey (the RPW sources).
+    survey_quotes: int = 0
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
 
     @property
@@ -408,6 +410,9 @@ def compute_bulletin(quotes: pl.DataFrame, period: str, *,
         coverage=done["coverage"].row(0, named=True), source_mix=done["source_mix"],
         corridors=table, generated_from=generated_from, bases=bases, target=target,
         minimum=minimum,
+        survey_quotes=int(done["source_mix"].filter(
+            pl.col("source").cast(pl.String).is_in(sorted(survey_sources)))
+            .get_column("quotes").sum()),
     )
 
 
@@ -700,6 +705,13 @@ def _zip(folder: Path, target: Path, prefix: str) -> None:
             zf.writestr(info, path.read_bytes())
 
 
+def rpw_credit(b: Bulletin) -> str:
+    """How the World Bank's RPW is credited: its data only when its quotes are in the
+    period (a store month of collected quotes uses its method, not its data)."""
+    return ("includes data from" if b.survey_quotes else
+            "no RPW quote in this period; method, published figures and weights from")
+
+
 def _metadata(b: Bulletin, files: dict[str, bytes]) -> dict[str, Any]:
     c = b.coverage
     return {
@@ -709,13 +721,15 @@ def _metadata(b: Bulletin, files: dict[str, bytes]) -> dict[str, Any]:
         "methodology_version": METHODOLOGY_VERSION,
         "indicative": INDICATIVE,
         "licence": {"name": LICENCE, "url": LICENCE_URL,
-                    "attribution": f"sendcost bulletin {b.period}; includes data from "
+                    "attribution": f"sendcost bulletin {b.period}; {rpw_credit(b)} "
                                    f"{RPW_ATTRIBUTION} ({LICENCE})."},
         "sources": [
             {"name": "World Bank Remittance Prices Worldwide (RPW)",
              "url": "http://remittanceprices.worldbank.org", "licence": LICENCE,
              "attribution": RPW_ATTRIBUTION,
-             "used_for": "quotes (when generated from RPW) and the method"},
+             "used_for": (f"{b.survey_quotes:,} of the period's {b.coverage['quotes']:,} "
+                          "quotes at USD 200, and the method" if b.survey_quotes else
+                          "the method only: no RPW quote in this period")},
             {"name": "World Bank published RPW figures (corridors/data/published_figures.csv)",
              "used_for": "official figures shown beside ours", "licence": LICENCE},
             {"name": "World Bank bilateral remittance matrix 2011",

@@ -38,6 +38,7 @@ from publish.bulletin import (
     pct,
     points,
     region_label,
+    rpw_credit,
     shown,
 )
 
@@ -615,7 +616,7 @@ Our figures are indicative, not the official SDG 10.c.1 value.</p>
 {''.join(sections)}
 </main>
 <footer><p>sendcost {esc(METHODOLOGY_VERSION)} · {esc(LICENCE)} ·
-{esc(RPW_ATTRIBUTION)}</p></footer>
+{esc(rpw_credit(b)[:1].upper() + rpw_credit(b)[1:])} {esc(RPW_ATTRIBUTION)}</p></footer>
 </body>
 </html>
 """

@@ -181,3 +181,24 @@ def test_minimum_base_is_configurable(tmp_path: Path) -> None:
         parse_config({"bulletin": {"minimum": {"global_corridor_coverage": 75}}}, tmp_path)
     with pytest.raises(ConfigError, match=r"bulletin\.minimum"):
         parse_config({"bulletin": {"minimum": {"corridors": 3}}}, tmp_path)
+
+
+def test_rpw_is_credited_for_data_only_when_its_quotes_are_used(tmp_path: Path) -> None:
+    import json
+
+    quotes, _ = load_rpw()
+    one = quotes.filter(pl.col("period") == PERIOD)
+    collected = one.with_columns(pl.lit("operator-x").cast(pl.Categorical).alias("source"))
+    for frame, credited in ((one, True), (collected, False)):
+        folder = write_bulletin(frame, PERIOD, tmp_path / str(credited),
+                                generated_from={"kind": "store", "quotes": frame.height})
+        meta = json.loads((folder / "data" / "metadata.json").read_text(encoding="utf-8"))
+        rpw = meta["sources"][0]
+        html = (folder / "index.html").read_text(encoding="utf-8")
+        if credited:
+            assert "includes data from" in meta["licence"]["attribution"]
+            assert rpw["used_for"].startswith("2,951 of the period's 2,951 quotes")
+        else:
+            assert "includes data from" not in meta["licence"]["attribution"]
+            assert rpw["used_for"] == "the method only: no RPW quote in this period"
+            assert "No RPW quote in this period; method, published figures" in html
