@@ -203,6 +203,12 @@ def test_cli_exports(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     assert {r["FREQ"] for r in rows} == {"A"}
     assert {r["SERIES"] for r in rows} == {"SI_RMT_COST", "SI_RMT_COST_SND", "SI_RMT_COST_BC",
                                            "SI_RMT_COST_SC"}
+    # the series are defined for USD 200: a USD 500 export is refused, nothing written
+    out.unlink()
+    assert main(["export", "sdmx", "--from", "2014Q1", "--to", "2014Q2", "--source", "rpw",
+                 "--amount", "500", "--out", str(out), "-q"]) == 2
+    assert "defined for sending USD 200 only" in capsys.readouterr().err
+    assert not out.exists()
     with pytest.raises(SystemExit):
         main(["export", "sdmx", "--help"])
     text = " ".join(capsys.readouterr().out.split())

@@ -42,8 +42,8 @@ feed's estimate is among them, U for a negative cost; NATURE is E (estimated by 
 
 What a statistics office must still check before loading it: that the dataflow version
 (IAEG-SDGs:DF_SDG_GLH 1.26) and the series list release are the ones its database holds
-now; that REPORTING_TYPE G (global) and NATURE E suit its submission (national data is
-usually N / C); that each REF_AREA (M49) is one it reports; that the coverage (services
+now; that REPORTING_TYPE G (global) and NATURE E suit its submission; that each REF_AREA
+(M49) is one it reports; that the coverage (services
 named in COMMENT_OBS) is enough to publish; and that an annual value as the mean of the
 year's periods is the aggregation it wants. These are sendcost's indicative figures, not the
 World Bank's official 10.c.1 values.
@@ -127,6 +127,13 @@ def run_postal(args: argparse.Namespace) -> int:
 
 
 def run_sdmx(args: argparse.Namespace) -> int:
+    if args.amount != 200:
+        # The series list defines every 10.c.1 series for sending USD 200: a USD 500 figure
+        # filed under them would be read as the USD 200 one.
+        print(f"sendcost export sdmx: error: --amount {args.amount}: the SDG 10.c.1 series "
+              "(SI_RMT_COST, _SND, _BC, _SC) are defined for sending USD 200 only",
+              file=sys.stderr)
+        return 2
     config = load_config(args.config)
     setup_logging(args, "WARNING" if not args.out else config.log_level)
     from publish.exports import sdmx_csv, sdmx_rows
