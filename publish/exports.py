@@ -91,7 +91,8 @@ FREQUENCIES = ("period", "annual")
 #: M49 codes of the few reference countries pycountry does not know.
 M49_EXTRA = {"XKX": "412", "CHI": "830", "ANT": "530"}
 COMMENT = ("Indicative figure computed by sendcost (methodology " + METHODOLOGY_VERSION
-           + ") from {services} transparent services{over}; not the official 10.c.1 value.")
+           + ") from {services} transparent services in {corridors} corridors{over}; not the "
+           "official 10.c.1 value.")
 
 
 def series_list() -> list[dict[str, str]]:
@@ -149,9 +150,12 @@ def _period_observations(quotes: pl.LazyFrame, period: str, amount_usd: int,
     def by(series: str, area: pl.Expr, cust: pl.Expr, keys: list[str]) -> pl.LazyFrame:
         grouped = averaged.group_by(keys) if keys else averaged.group_by(pl.lit(1))
         return grouped.agg(pl.col("total_cost_pct").mean().alias("value"),
-                           pl.len().alias("services"), pl.col("estimate").any()).select(
+                           pl.len().alias("services"), pl.col("estimate").any(),
+                           pl.struct("source_code", "destination_code").n_unique()
+                           .alias("corridors")).select(
             pl.lit(series).alias("series"), area.alias("area"), cust.alias("cust"),
-            "value", pl.col("services").cast(pl.Int64), "estimate")
+            "value", pl.col("services").cast(pl.Int64), "estimate",
+            pl.col("corridors").cast(pl.Int64))
 
     parts = [
         by(SERIES_RECEIVING, pl.lit(WORLD), pl.lit("_T"), []),
@@ -171,7 +175,8 @@ def _period_observations(quotes: pl.LazyFrame, period: str, amount_usd: int,
                     pl.col("destination_code").alias("cust"),
                     pl.col("smart").alias("value"),
                     pl.lit(cor.SMART_SERVICES, pl.Int64).alias("services"),
-                    pl.col("estimate").fill_null(False)))
+                    pl.col("estimate").fill_null(False),
+                    pl.lit(1, pl.Int64).alias("corridors")))
     return pl.concat(parts).with_columns(pl.lit(period).alias("period"))
 
 
@@ -201,7 +206,7 @@ def sdmx_rows(quotes: pl.DataFrame, *, start: str, end: str, amount_usd: int = 2
         obs = (obs.with_columns(pl.col("period").str.slice(0, 4).alias("time"))
                .group_by("time", *keys)
                .agg(pl.col("value").mean(), pl.col("services").sum(),
-                    pl.col("estimate").any(),
+                    pl.col("estimate").any(), pl.col("corridors").max(),
                     pl.col("period").sort().str.join(", ").alias("over"))
                .with_columns(pl.lit("A").alias("freq")))
     else:
@@ -221,7 +226,7 @@ def sdmx_rows(quotes: pl.DataFrame, *, start: str, end: str, amount_usd: int = 2
             continue
         rows.append(_obs(r["freq"], r["time"], r["series"], area,
                          "_T" if cust == "_T" else f"C{cust}", r["value"], r["services"],
-                         estimate=r["estimate"], over=r["over"]))
+                         estimate=r["estimate"], over=r["over"], corridors=r["corridors"]))
     rows.sort(key=lambda x: (x["TIME_PERIOD"], order[x["SERIES"]],
                              x["REF_AREA"] != WORLD, int(x["REF_AREA"]),
                              x["CUST_BREAKDOWN"]))
@@ -237,8 +242,8 @@ def obs_status(value: float, *, estimate: bool) -> str:
 
 
 def _obs(freq: str, time: str, series: str, area: str, cust: str, value: float,
-         services: int, *, estimate: bool = False, over: str | None = None
-         ) -> dict[str, str]:
+         services: int, *, estimate: bool = False, over: str | None = None,
+         corridors: int = 1) -> dict[str, str]:
     row: dict[str, Any] = {"STRUCTURE": "dataflow", "STRUCTURE_ID": STRUCTURE_ID,
                            "ACTION": "I"}
     row.update({d: "_T" for d in DIMENSIONS})
@@ -248,7 +253,7 @@ def _obs(freq: str, time: str, series: str, area: str, cust: str, value: float,
         notes.append("includes comparison-feed estimates for other providers")
     if shown < 0:
         notes.append("negative cost: a promotion or a distorted reference rate")
-    comment = COMMENT.format(services=services,
+    comment = COMMENT.format(services=services, corridors=corridors,
                              over=f" (mean of the periods {over})" if over else "")
     row.update({"FREQ": freq, "REPORTING_TYPE": "G", "SERIES": series, "REF_AREA": area,
                 "CUST_BREAKDOWN": cust, "TIME_PERIOD": time,

@@ -58,6 +58,10 @@ def test_sdmx_values_are_the_indicators(quotes) -> None:  # type: ignore[no-unty
         assert len(world) == 1 and world[0]["SERIES"] == "SI_RMT_COST"
         # rounded as published: two decimals
         assert world[0]["OBS_VALUE"] == f"{doc['global_average']:.2f}"
+        # what it rests on, for the statistics office to judge
+        with_avg = sum(1 for c in doc["corridors"] if c["average"] is not None)
+        assert (f"from {doc['services']['transparent']} transparent services in {with_avg} "
+                "corridors") in world[0]["COMMENT_OBS"]
         # by sending country: SI_RMT_COST_SND (SI_RMT_COST is the receiving country's)
         services = [c for c in doc["corridors"] if c["source"] == "GBR"]
         assert services
