@@ -122,16 +122,16 @@ class MinimumBase:
     """The least a bulletin figure must rest on to be published as a number; below it the
     figure reads "insufficient data" with its base (docs/bulletin.md, "What each figure
     rests on")."""
-    # A global figure (10.c.1, SmaRT, weighted, the shares of corridors and of services)
-    # needs this many corridors covered...
+    # A global figure (10.c.1, SmaRT, weighted, G20/G8 averages, the shares of corridors and
+    # of services) needs this many corridors covered...
     global_corridors: int = 20
     # ...and this share (0-1) of the target corridors (the configured ones and those the
     # survey priced in the period) covered.
     global_corridor_coverage: float = 0.75
     # A corridor counts as covered with at least this many providers (the three of SmaRT).
     providers_per_corridor: int = 3
-    # A breakdown figure (a firm type, region, sending country, G20/G8 group) needs this many
-    # services and this many providers.
+    # A breakdown figure (a firm type, region, sending country) needs this many services and
+    # this many providers.
     group_services: int = 10
     group_providers: int = 3
 

@@ -729,8 +729,8 @@ def markdown(b: Bulletin) -> str:
         _md_table(["Corridor", "Average", "Before", "Change", "Status"], moved_rows)
         if moved_rows else "None.",
         f"## {SECTIONS[2]}",
-        "![Trend of the global average, SmaRT and weighted average with the 3% and 5% "
-        "targets](charts/trend.png)",
+        "![Trend of the global average, SmaRT and weighted average with the 3% "
+        "target](charts/trend.png)",
         _progress_sentence(b),
         f"## {SECTIONS[3]}",
         "### By type of provider",

@@ -60,9 +60,11 @@ def _base(row: dict[str, str]) -> str:
     """The base as the documents write it, rebuilt from the CSV's columns."""
     cov = row["base_coverage_pct"]
     covered = f" ({float(cov):.1f}% of target corridors covered)" if cov else ""
-    return (f"{int(row['base_quotes']):,} quotes, {int(row['base_services']):,} services, "
-            f"{int(row['base_corridors']):,} corridors{covered}, "
-            f"{int(row['base_providers']):,} providers, collected "
+    def n(k: str, word: str) -> str:
+        return f"{int(row['base_' + k]):,} {word}{'' if int(row['base_' + k]) == 1 else 's'}"
+
+    return (f"{n('quotes', 'quote')}, {n('services', 'service')}, "
+            f"{n('corridors', 'corridor')}{covered}, {n('providers', 'provider')}, collected "
             f"{row['base_first_collected'][:10]} to {row['base_last_collected'][:10]}")
 
 
@@ -117,7 +119,8 @@ def test_five_corridors_from_the_store_give_insufficient_data(
     g = rows[("global_average", "200")]
     assert (g["status"], g["value"], g["base_corridors"]) == (INSUFFICIENT, "", "5")
     assert g["base_coverage_pct"] == "100.0"  # all five configured corridors covered
-    for key in ("smart_average", "share_corridors_above_5", "share_services_below_3"):
+    for key in ("smart_average", "share_corridors_above_5", "share_services_below_3",
+                "g20_sending_average", "g8_sending_average", "g20_receiving_average"):
         assert rows[(key, "200")]["status"] == INSUFFICIENT, key
     html = (folder / "index.html").read_text(encoding="utf-8")
     assert f'<p class="big">{INSUFFICIENT}</p>' in html
