@@ -118,10 +118,30 @@ class DatabaseConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MinimumBase:
+    """The least a bulletin figure must rest on to be published as a number; below it the
+    figure reads "insufficient data" with its base (docs/bulletin.md, "What each figure
+    rests on")."""
+    # A global figure (10.c.1, SmaRT, weighted, G20/G8 averages, the shares of corridors and
+    # of services) needs this many corridors covered...
+    global_corridors: int = 20
+    # ...and this share (0-1) of the target corridors (the configured ones and those the
+    # survey priced in the period) covered.
+    global_corridor_coverage: float = 0.75
+    # A corridor counts as covered with at least this many providers (the three of SmaRT).
+    providers_per_corridor: int = 3
+    # A breakdown figure (a firm type, region, sending country) needs this many services and
+    # this many providers.
+    group_services: int = 10
+    group_providers: int = 3
+
+
+@dataclass(frozen=True, slots=True)
 class BulletinConfig:
     # Publish last month's bulletin on the first day of each month at this hour (UTC).
     publish_hour_utc: int = 6
     enabled: bool = True
+    minimum: MinimumBase = field(default_factory=MinimumBase)
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,10 +381,36 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     _at_least(collection.circuit_failures, 1, "collection.circuit_failures")
 
     bul = _expect(raw, "bulletin", dict, "config", {})
-    _unknown_keys(bul, {"publish_hour_utc", "enabled"}, "bulletin")
+    _unknown_keys(bul, {"publish_hour_utc", "enabled", "minimum"}, "bulletin")
+    mini = _expect(bul, "minimum", dict, "bulletin", {})
+    d = MinimumBase()
+    _unknown_keys(mini, {"global_corridors", "global_corridor_coverage",
+                         "providers_per_corridor", "group_services", "group_providers"},
+                  "bulletin.minimum")
+    coverage = float(_expect(mini, "global_corridor_coverage", (int, float), "bulletin.minimum",
+                             d.global_corridor_coverage))
+    if not 0 <= coverage <= 1:
+        raise ConfigError("bulletin.minimum.global_corridor_coverage: expected a share "
+                          f"between 0 and 1, got {coverage!r}")
+    minimum = MinimumBase(
+        global_corridors=_at_least(_expect(mini, "global_corridors", int, "bulletin.minimum",
+                                           d.global_corridors), 1,
+                                   "bulletin.minimum.global_corridors"),
+        global_corridor_coverage=coverage,
+        providers_per_corridor=_at_least(
+            _expect(mini, "providers_per_corridor", int, "bulletin.minimum",
+                    d.providers_per_corridor), 1, "bulletin.minimum.providers_per_corridor"),
+        group_services=_at_least(_expect(mini, "group_services", int, "bulletin.minimum",
+                                         d.group_services), 1,
+                                 "bulletin.minimum.group_services"),
+        group_providers=_at_least(_expect(mini, "group_providers", int, "bulletin.minimum",
+                                          d.group_providers), 1,
+                                  "bulletin.minimum.group_providers"),
+    )
     bulletin = BulletinConfig(
         publish_hour_utc=_expect(bul, "publish_hour_utc", int, "bulletin", 6),
         enabled=_expect(bul, "enabled", bool, "bulletin", True),
+        minimum=minimum,
     )
     if not 0 <= bulletin.publish_hour_utc <= 23:
         raise ConfigError("bulletin.publish_hour_utc: expected an hour 0-23")
