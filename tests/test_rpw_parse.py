@@ -120,14 +120,19 @@ def test_bad_values_reject_only_their_row(tmp_path: Path) -> None:
     lines[3] = edit(lines[3], "cc1 lcu fee", "fifteen")  # line 4
     lines[4] = edit(lines[4], "period", "2011-Q9")  # line 5
     read = read_rpw(write(tmp_path, "\n".join(lines) + "\n"))
-    assert [(r.line, r.reason) for r in read.rejected] == [
-        (3, "unknown firm_type label Hawala"),
-        (4, "cc1 lcu fee is not a number: fifteen"),
-        (5, "period 2011-Q9 is not a quarter like 2011_1Q"),
+    assert [(r.line, r.column, r.value, r.kind, r.reason) for r in read.rejected] == [
+        (4, "cc1 lcu fee", "fifteen", "not a number", "cc1 lcu fee is not a number: fifteen"),
+        (5, "period", "2011-Q9", "not a period",
+         "period 2011-Q9 is not a quarter like 2011_1Q"),
     ]
-    assert read.unknown_labels == {"firm_type": {"Hawala"}}
+    # A firm type feeds no cost: the row is kept as "other", its label counted verbatim.
+    assert read.unknown_labels == {"firm_type": {"Hawala": 1}}
     assert read.rows_read == 5
-    assert read.rows_kept == 2
+    assert read.rows_kept == 3
+    hawala = read.frame.filter(pl.col("firm_type") == "other")
+    assert hawala.height == 2
+    assert read.labels.filter(pl.col("service_id") == hawala["service_id"][0])[
+        "firm_type"].to_list() == [["Hawala"]]
 
 
 def test_non_transparent_margin_is_unknown(tmp_path: Path) -> None:
@@ -148,6 +153,7 @@ def _workbook(tmp_path: Path) -> Path:
         .drop("product", "sending location", "pick-up method")
         .with_columns(
             pl.lit("2016_2Q").alias("period"),
+            pl.lit("20/Jun/2016").alias("date"),
             pl.lit("Yes").alias("transparent"),
             pl.lit("Cash").alias("payment instrument"),
             pl.Series("access point", ["Agent", "Agent", "Teleport"]),
@@ -169,14 +175,15 @@ def _workbook(tmp_path: Path) -> Path:
 def test_workbook_with_both_sheets(tmp_path: Path) -> None:
     read = read_rpw(_workbook(tmp_path))
     assert read.rows_read == 6
-    assert [(r.sheet, r.line, r.reason) for r in read.rejected] == [
-        (SHEET_FROM_2016Q2, 4, "unknown access point label Teleport")]
+    # An access point feeds no indicator: the row is kept, its label reported once.
+    assert read.rejected == []
+    assert read.unknown_labels == {"access point": {"Teleport": 1}}
     f = read.frame
     assert sorted(f["period"].unique().to_list()) == ["2011Q1", "2016Q2"]
     new = f.filter(pl.col("period") == "2016Q2")
-    assert new.height == 4  # two rows, two price points each
+    assert new.height == 6  # three rows, two price points each
     assert set(new["pay_in"]) == {"cash"}
-    assert set(new["access_point"]) == {"agent"}
+    assert new["access_point"].value_counts(sort=True).rows() == [("agent", 4), (None, 2)]
     assert set(new["product"]) == {""}
     assert new["transparent"].all()
     old = f.filter(pl.col("period") == "2011Q1").sort("service_id", "amount_usd")
