@@ -1,7 +1,9 @@
 """Import World Bank RPW data into the store: parse everything, then store it in one transaction.
 
-A file that fails to parse stores nothing; a re-import of the same file adds nothing (quotes
-are unique per source, service, amount and collection time).
+A file that fails to parse stores nothing; nor does one of which more than
+``max_rejected_share`` of the rows were rejected (``[import]`` in config.toml); a re-import
+of the same file adds nothing (quotes are unique per source, service, amount and collection
+time).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any
 
 import polars as pl
 
-from collector.rpw import read_rpw
+from collector.rpw import RpwRead, read_rpw
+from corridors.config import DEFAULT_MAX_REJECTED_SHARE
 from corridors.reference import data_file
 from corridors.store import Store
 from corridors.types import (
@@ -59,6 +62,9 @@ class ImportSummary:
     periods: list[str]
     corridors: int
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    rows_used: int = 0
+    #: column → label → rows, for labels kept verbatim that sendcost does not know
+    unknown_labels: dict[str, dict[str, int]] = field(default_factory=dict)
     #: The earlier import that stored this very file, when it was not parsed again.
     same_as: int | None = None
 
@@ -74,6 +80,7 @@ class ImportSummary:
         out = [
             f"imported {self.path}",
             f"  rows read:      {self.rows_read:,} ({self.quotes_read:,} quotes at USD 200/500)",
+            f"  rows used:      {self.rows_used:,}",
             f"  quotes stored:  {self.quotes_stored:,} new, {self.duplicates:,} already there",
             f"  services:       {self.services:,}",
             f"  corridors:      {self.corridors:,}",
@@ -81,7 +88,9 @@ class ImportSummary:
             f"  rows rejected:  {len(self.rejected):,}",
         ]
         for r in self.rejected[:20]:
-            out.append(f"    line {r.get('line')}: {r.get('reason')}")
+            where = f"sheet {r['sheet']!r} " if r.get("sheet") else ""
+            out.append(f"    {where}line {r.get('line')}, column {r.get('column')!r}, value "
+                       f"{r.get('value')!r}: {r.get('reason')}")
         if len(self.rejected) > 20:
             out.append(f"    … and {len(self.rejected) - 20} more (see the imports table)")
         return out
@@ -143,9 +152,15 @@ def file_hash(path: Path) -> str:
 
 async def import_rpw(store: Store, path: str | Path,
                      progress: Callable[[int, int], None] | None = None, *,
-                     digest: str | None = None, unless_imported: bool = False
+                     digest: str | None = None, unless_imported: bool = False,
+                     max_rejected_share: float = DEFAULT_MAX_REJECTED_SHARE,
+                     on_read: Callable[[RpwRead], None] | None = None,
                      ) -> ImportSummary:
     """Parse ``path`` completely, then store all of it in one transaction.
+
+    ``on_read`` sees what the parse found (rows read, used, rejected, unknown labels)
+    before anything is stored. When more than ``max_rejected_share`` of the rows were
+    rejected, or the file has no rows, ImportFileError is raised and nothing is stored.
 
     Imports of one file (by SHA-256, ``digest`` when the caller has it) take turns. With
     ``unless_imported``, a file that an import already stored whole is not parsed again:
@@ -172,9 +187,13 @@ async def import_rpw(store: Store, path: str | Path,
                          path, before)
                 return ImportSummary.already(str(path), before)
         read = await asyncio.to_thread(read_rpw, path)
+        if on_read is not None:
+            on_read(read)
+        read.check_rejected_share(max_rejected_share)
         frame = read.frame
         quotes = await asyncio.to_thread(frame_to_quotes, frame)
-        rejected = [{"line": r.line, "reason": r.reason} for r in read.rejected]
+        rejected = [{"line": r.line, "reason": r.reason, "sheet": r.sheet, "column": r.column,
+                     "value": r.value, "kind": r.kind} for r in read.rejected]
         stored = 0
         import_id = await conn.fetchval(
             "INSERT INTO imports (kind, path, file_hash) VALUES ('rpw', $1, $2) RETURNING id",
@@ -192,7 +211,7 @@ async def import_rpw(store: Store, path: str | Path,
             periods=sorted(frame["period"].unique().to_list()) if len(frame) else [],
             corridors=frame.select(pl.struct("source_code", "destination_code").n_unique()
                                    ).item() if len(frame) else 0,
-            rejected=rejected,
+            rejected=rejected, rows_used=read.rows_kept, unknown_labels=read.unknown_labels,
         )
         await conn.execute(
             "UPDATE imports SET finished_at = now(), status = 'ok', rows_read = $2, "
@@ -200,6 +219,8 @@ async def import_rpw(store: Store, path: str | Path,
             import_id, read.rows_read, stored, rejected,
             {"services": summary.services, "periods": summary.periods,
              "corridors": summary.corridors, "duplicates": summary.duplicates,
+             "rows_used": read.rows_kept, "unknown_labels": read.unknown_labels,
+             "rejected_by_reason": dict(read.rejected_by_kind()),
              "licence": RPW_LICENCE, "finished": dt.datetime.now(dt.UTC).isoformat()})
     log.info("imported %s: %d quotes new, %d already stored, %d rows rejected", path, stored,
              summary.duplicates, len(rejected))

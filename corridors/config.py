@@ -124,6 +124,18 @@ class BulletinConfig:
     enabled: bool = True
 
 
+#: The default of ``[import] max_rejected_share``: a few percent.
+DEFAULT_MAX_REJECTED_SHARE = 0.03
+
+
+@dataclass(frozen=True, slots=True)
+class ImportConfig:
+    """``[import]``: how much of an RPW file may be rejected before none of it is used."""
+
+    # Above this share of rejected rows, an import (and indicators --from-file) fails whole.
+    max_rejected_share: float = DEFAULT_MAX_REJECTED_SHARE
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     data_dir: Path
@@ -133,6 +145,7 @@ class Config:
     api: ApiConfig = field(default_factory=ApiConfig)
     collection: CollectionConfig = field(default_factory=CollectionConfig)
     bulletin: BulletinConfig = field(default_factory=BulletinConfig)
+    imports: ImportConfig = field(default_factory=ImportConfig)
     corridors: tuple[CorridorConfig, ...] = ()
     sources: tuple[SourceConfig, ...] = ()
     path: Path | None = None
@@ -302,8 +315,8 @@ def default_data_dir() -> Path:
 
 def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     """Build a Config from a parsed TOML document, validating every key."""
-    _unknown_keys(raw, {"service", "database", "api", "collection", "bulletin", "corridors",
-                        "sources"}, "config")
+    _unknown_keys(raw, {"service", "database", "api", "collection", "bulletin", "import",
+                        "corridors", "sources"}, "config")
     svc = _expect(raw, "service", dict, "config", {})
     _unknown_keys(svc, {"data_dir", "import_rpw_on_empty", "log_level"}, "service")
     data_dir_raw = _expect(svc, "data_dir", str, "service", "")
@@ -368,6 +381,15 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     )
     if not 0 <= bulletin.publish_hour_utc <= 23:
         raise ConfigError("bulletin.publish_hour_utc: expected an hour 0-23")
+
+    imp = _expect(raw, "import", dict, "config", {})
+    _unknown_keys(imp, {"max_rejected_share"}, "import")
+    share = _expect(imp, "max_rejected_share", (int, float), "import",
+                    DEFAULT_MAX_REJECTED_SHARE)
+    if isinstance(share, bool) or not 0 <= share <= 1:
+        raise ConfigError(f"import.max_rejected_share: expected a share from 0 to 1 (0.03 is "
+                          f"3%), got {share!r}")
+    imports = ImportConfig(max_rejected_share=float(share))
 
     corridors = []
     for i, c in enumerate(_expect(raw, "corridors", list, "config", [])):
@@ -435,6 +457,7 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
         api=api,
         collection=collection,
         bulletin=bulletin,
+        imports=imports,
         corridors=tuple(corridors),
         sources=tuple(sources),
         path=path,

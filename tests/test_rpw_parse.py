@@ -207,3 +207,62 @@ def test_not_a_workbook(tmp_path: Path) -> None:
 
 def test_required_columns_are_in_the_real_header() -> None:
     assert set(REQUIRED_COLUMNS) <= set(head(1).strip().split(","))
+
+
+def test_percent_strings_are_read(tmp_path: Path) -> None:
+    lines = head(3).splitlines()
+    header = lines[0].split(",")
+    plain = read_rpw(write(tmp_path, "\n".join(lines) + "\n", "plain.csv"))
+    for i in (1, 2):
+        fields = lines[i].split(",")
+        for col in ("cc1 fx margin", "cc1 total cost %", "cc2 total cost %"):
+            fields[header.index(col)] += "%"
+        lines[i] = ",".join(fields)
+    read = read_rpw(write(tmp_path, "\n".join(lines) + "\n", "percent.csv"))
+    assert read.rejected == []
+    assert read.frame.equals(plain.frame)
+
+
+def test_period_is_checked_against_the_rows_date(tmp_path: Path) -> None:
+    lines = head(4).splitlines()
+    header = lines[0].split(",")
+    fields = lines[2].split(",")
+    fields[header.index("period")] = "2099_1Q"  # line 3, dated 2011
+    lines[2] = ",".join(fields)
+    read = read_rpw(write(tmp_path, "\n".join(lines) + "\n"))
+    assert [(r.line, r.column, r.value, r.kind) for r in read.rejected] == [
+        (3, "period", "2099_1Q", "period does not match date")]
+    assert "2099_1Q is more than 3 years from the row's date 22/Jan/2011" in \
+        read.rejected[0].reason
+    assert read.rows_kept == 2
+
+
+def test_kosovo_as_ksv_is_one_country_and_an_unknown_code_is_reported(tmp_path: Path
+                                                                       ) -> None:
+    lines = head(4).splitlines()
+    header = lines[0].split(",")
+    for i, code in ((1, "KSV"), (2, "QQQ")):
+        fields = lines[i].split(",")
+        fields[header.index("destination_code")] = code
+        lines[i] = ",".join(fields)
+    read = read_rpw(write(tmp_path, "\n".join(lines) + "\n"))
+    assert read.rejected == []
+    assert "XKX" in set(read.frame["destination_code"])
+    assert read.unknown_labels == {"destination_code": {"QQQ": 1}}
+    assert any("'QQQ' on 1 rows" in line for line in read.report())
+
+
+def test_too_many_rejected_rows_fail_the_whole_file(tmp_path: Path) -> None:
+    lines = head(5).splitlines()
+    header = lines[0].split(",")
+    fields = lines[1].split(",")
+    fields[header.index("cc1 total cost %")] = "n/a%x"
+    lines[1] = ",".join(fields)
+    read = read_rpw(write(tmp_path, "\n".join(lines) + "\n"))
+    assert read.rejected_share == 0.25
+    read.check_rejected_share(0.25)  # at the limit: used
+    with pytest.raises(ImportFileError, match=r"1 of 4 rows rejected \(25\.0%\), more than "
+                                              r"the 3\.0% allowed.*not a number: cc1 total"):
+        read.check_rejected_share(0.03)
+    with pytest.raises(ImportFileError, match="no data rows"):
+        read_rpw(write(tmp_path, lines[0] + "\n", "header_only.csv")).check_rejected_share(1)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from typing import TYPE_CHECKING
 
 from corridors.config import load_config
 from sendcost.cli import common_options, setup_logging
 
 if TYPE_CHECKING:
+    from collector.rpw import RpwRead
     from collector.rpw_import import ImportSummary
 
 HELP = """\
@@ -18,7 +20,11 @@ Import World Bank Remittance Prices Worldwide (RPW) data into the store.
 PATH is the RPW CSV (plain or .gz, as in corridors/data/) or the full RPW xlsx workbook
 (sheets 'Dataset (up to Q1 2016)' and 'Dataset (from Q2 2016)'). The whole file is read and
 checked first: a corrupt or truncated file is rejected with the line and the reason, and the
-store is left as it was. Rows with an unknown label are rejected and listed (never guessed).
+store is left as it was. A row is rejected only when a field an indicator uses is unusable
+(line, column and value are listed); a label sendcost does not know is kept verbatim and
+counted, never a reason to drop a row. Standard error says what happened: rows read, used,
+rejected by reason, unknown labels. When more than [import] max_rejected_share of the rows
+(config.toml, default 3%) are rejected, nothing is stored and the exit code is 1.
 Importing the same file twice adds nothing.
 
 examples:
@@ -52,9 +58,14 @@ def run_rpw(args: argparse.Namespace) -> int:
         raise SystemExit("sendcost import rpw: give PATH or --bundled (one of them)")
     path = bundled_rpw_path() if args.bundled else args.path
 
+    def report(read: RpwRead) -> None:
+        print("\n".join(read.report()), file=sys.stderr, flush=True)
+
     async def go() -> ImportSummary:
         async with open_store(config) as (store, _):
-            return await import_rpw(store, path, progress=Progress("storing quotes"))
+            return await import_rpw(store, path, progress=Progress("storing quotes"),
+                                    max_rejected_share=config.imports.max_rejected_share,
+                                    on_read=report)
 
     summary = asyncio.run(go())
     print("\n".join(summary.lines()))
