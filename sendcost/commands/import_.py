@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from corridors.config import load_config
+from corridors.config import Config, load_config
 from sendcost.cli import common_options, setup_logging
 
 if TYPE_CHECKING:
@@ -27,10 +28,17 @@ rejected by reason, unknown labels. When more than [import] max_rejected_share o
 (config.toml, default 3%) are rejected, nothing is stored and the exit code is 1.
 Importing the same file twice adds nothing.
 
+--download fetches the World Bank's current workbook first ([import] rpw_url in
+config.toml) into <data_dir>/rpw/ (or --to DIR), with progress, resuming an interrupted
+download, checking [import] rpw_sha256 when set; then imports it. When the site refuses
+the download (it may refuse clients that are not a browser), the message says how to
+download it by hand and import it by path.
+
 examples:
   sendcost import rpw corridors/data/rpw_quotes_2011Q1_2014Q2.csv.gz
   sendcost import rpw ~/Downloads/rpw_dataset_2011_2025_q3.xlsx
   sendcost import rpw --bundled          # the 2011-2014 data shipped with sendcost
+  sendcost import rpw --download         # the current workbook from the World Bank
 """
 
 
@@ -44,7 +52,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rpw.add_argument("path", nargs="?", metavar="PATH", help="RPW file (.csv, .csv.gz, .xlsx)")
     rpw.add_argument("--bundled", action="store_true",
                      help="import the 2011-2014 RPW data shipped with sendcost")
+    rpw.add_argument("--download", action="store_true",
+                     help="download the current workbook ([import] rpw_url), then import it")
+    rpw.add_argument("--to", metavar="DIR",
+                     help="with --download: the folder to keep the workbook in "
+                          "(default <data_dir>/rpw)")
     rpw.set_defaults(func=run_rpw)
+
+
+async def _download(config: Config, folder: Path | None) -> Path:
+    from collector.rpw_download import download_rpw
+    from sendcost.progress import Progress
+
+    url = config.imports.rpw_url
+    print(f"downloading {url}", file=sys.stderr, flush=True)
+    return await download_rpw(url, folder or config.data_dir / "rpw",
+                              expected_sha256=config.imports.rpw_sha256,
+                              progress=Progress("downloading (bytes)"),
+                              user_agent=config.collection.user_agent)
 
 
 def run_rpw(args: argparse.Namespace) -> int:
@@ -54,9 +79,14 @@ def run_rpw(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     setup_logging(args, config.log_level)
-    if bool(args.path) == bool(args.bundled):
-        raise SystemExit("sendcost import rpw: give PATH or --bundled (one of them)")
+    if sum(map(bool, (args.path, args.bundled, args.download))) != 1:
+        raise SystemExit("sendcost import rpw: give PATH, --bundled or --download (one of "
+                         "them)")
+    if args.to and not args.download:
+        raise SystemExit("sendcost import rpw: --to goes with --download")
     path = bundled_rpw_path() if args.bundled else args.path
+    if args.download:
+        path = asyncio.run(_download(config, Path(args.to) if args.to else None))
 
     def report(read: RpwRead) -> None:
         print("\n".join(read.report()), file=sys.stderr, flush=True)
