@@ -96,48 +96,69 @@ class ImportSummary:
         return out
 
 
-def _dec(value: float | None) -> Decimal | None:
-    # repr of a float parsed from the file gives back the file's digits (1.57, not 1.5700000…).
-    return None if value is None else Decimal(repr(value))
+def _decimals(values: list[float | None]) -> list[Decimal | None]:
+    """Each float as the Decimal of its shortest repr (1.57, not 1.5700000…), each distinct
+    value converted once: a workbook repeats a few thousand amounts, fees and rates over
+    half a million quotes."""
+    memo = {v: Decimal(repr(v)) for v in set(values) if v is not None}
+    return [memo.get(v) if v is not None else None for v in values]
+
+
+def _memo(values: list[str | None], make: Callable[[str], Any]) -> list[Any]:
+    memo = {v: make(v) for v in set(values) if v}
+    return [memo.get(v) if v else None for v in values]
 
 
 def frame_to_quotes(frame: pl.DataFrame) -> list[Quote]:
     """Quote-frame rows (from a parser) as Quote objects for the store."""
-    quotes = []
-    for r in frame.iter_rows(named=True):
-        collected = r["collected_at"]
-        if collected is None:
-            from corridors.periods import parse_period
+    from corridors.periods import parse_period
 
-            collected = parse_period(r["period"]).start
+    col = {name: frame[name].to_list() for name in frame.columns}
+    dec = {name: _decimals(col[name]) for name in (
+        "send_amount", "fee", "applied_rate", "reference_rate", "received_amount",
+        "fx_margin_reported", "total_cost_reported")}
+    firm_types = _memo(col["firm_type"], FirmType)
+    pay_in = _memo(col["pay_in"], PayIn)
+    pay_out = _memo(col["pay_out"], PayOut)
+    access = _memo(col["access_point"], AccessPoint)
+    speed = _memo(col["speed"], Speed)
+    # The two price points of a service share its firm and attributes: one object each.
+    firms: dict[tuple[str, FirmType], Firm] = {}
+    services: dict[tuple[object, ...], ServiceAttributes] = {}
+    starts: dict[str, dt.datetime] = {}
+    quotes = []
+    for i in range(frame.height):
+        fkey = (col["firm"][i], firm_types[i])
+        firm = firms.get(fkey) or firms.setdefault(fkey, Firm(*fkey))
+        skey = (col["product"][i] or "", pay_in[i], pay_out[i], access[i], speed[i])
+        service = services.get(skey) or services.setdefault(skey, ServiceAttributes(*skey))
+        collected = col["collected_at"][i]
+        period = col["period"][i]
+        if collected is None:
+            collected = starts.get(period) or starts.setdefault(
+                period, parse_period(period).start)
         quotes.append(Quote(
-            source_code=r["source_code"],
-            destination_code=r["destination_code"],
-            firm=Firm(r["firm"], FirmType(r["firm_type"])),
-            service=ServiceAttributes(
-                product=r["product"] or "",
-                pay_in=PayIn(r["pay_in"]) if r["pay_in"] else None,
-                pay_out=PayOut(r["pay_out"]) if r["pay_out"] else None,
-                access_point=AccessPoint(r["access_point"]) if r["access_point"] else None,
-                speed=Speed(r["speed"]) if r["speed"] else None,
-            ),
-            service_key=r["service_id"],
-            period=r["period"],
-            amount_usd=int(r["amount_usd"]),
-            send_amount=_dec(r["send_amount"]) or Decimal(0),
-            send_currency=r["send_currency"],
-            receive_currency=r["receive_currency"],
-            fee=_dec(r["fee"]),
-            applied_rate=_dec(r["applied_rate"]),
-            reference_rate=_dec(r["reference_rate"]),
-            reference_source=r["reference_source"],
+            source_code=col["source_code"][i],
+            destination_code=col["destination_code"][i],
+            firm=firm,
+            service=service,
+            service_key=col["service_id"][i],
+            period=period,
+            amount_usd=int(col["amount_usd"][i]),
+            send_amount=dec["send_amount"][i] or Decimal(0),
+            send_currency=col["send_currency"][i],
+            receive_currency=col["receive_currency"][i],
+            fee=dec["fee"][i],
+            applied_rate=dec["applied_rate"][i],
+            reference_rate=dec["reference_rate"][i],
+            reference_source=col["reference_source"][i],
             reference_at=None,
-            transparent=bool(r["transparent"]),
+            transparent=bool(col["transparent"][i]),
             collected_at=collected,
-            source=r["source"],
-            received_amount=_dec(r["received_amount"]),
-            fx_margin_reported=_dec(r["fx_margin_reported"]),
-            total_cost_reported=_dec(r["total_cost_reported"]),
+            source=col["source"][i],
+            received_amount=dec["received_amount"][i],
+            fx_margin_reported=dec["fx_margin_reported"][i],
+            total_cost_reported=dec["total_cost_reported"][i],
         ))
     return quotes
 
