@@ -10,8 +10,9 @@ own so that its peak memory is its own:
 * ``read``: ``collector.rpw.read_rpw`` — both sheets into the quote frame, every check;
 * the peer, ``bare``: Polars' calamine reader (fastexcel) loading the same two sheets as
   text and nothing else;
-* with ``--database-url``: ``import``, ``collector.rpw_import.import_rpw`` into a throw-away
-  database (parse, then every quote stored in one transaction).
+* ``import``: ``collector.rpw_import.import_rpw`` into a throw-away database on the server
+  of ``--database-url`` (default ``$SENDCOST_TEST_DATABASE_URL``, else the one below;
+  ``''`` skips it): parse, then every quote stored in one transaction.
 
     .venv/bin/python bench/rpw_import.py [--database-url postgresql://postgres@127.0.0.1:5432/test]
 
@@ -220,8 +221,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--file", type=Path, default=Path("/tmp/sendcost_rpw_bench.xlsx"))
-    parser.add_argument("--database-url", help="a server where a throw-away database may be "
-                                               "created: also time the import into it")
+    parser.add_argument("--database-url", default=os.environ.get(
+        "SENDCOST_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+        help="a server where a throw-away database may be created, to time the import "
+             "into it ('' to time the reads only)")
     parser.add_argument("--stage", choices=("bare", "read", "import"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stage:
