@@ -70,6 +70,10 @@ def test_every_label_of_the_real_sheet_is_read_and_no_row_is_dropped(
     assert new["pay_out"].null_count() == 0
     assert new["access_point"].null_count() == 0
     assert "other" not in set(new["firm_type"])
+    # Text dates and real date-times are both read.
+    assert new["collected_at"].null_count() == 0
+    assert set(new["collected_at"].dt.date().cast(pl.String)) == {
+        "2016-05-18", "2025-08-20", "2025-08-23"}
 
 
 def test_csv_form_reads_as_the_workbook(tmp_path: Path, workbook: Path,
