@@ -428,7 +428,8 @@ def _checks(raw: pl.DataFrame, numbers: Mapping[str, pl.Expr], periods: Mapping[
 def _classifications(raw: pl.DataFrame, period: pl.Expr) -> pl.DataFrame:
     """The file's own classification of each country in each period (the 2016-2025 sheet's
     ``source_region``, ``destination_income``, ``source_G8G20``…): the most frequent value
-    per country and period; "..", blank or an unknown name leaves it null (not known)."""
+    per country and period; "..", blank or an unknown name leaves it null (not known), so
+    the bundled classification stands there."""
     from corridors.reference import INCOME_FROM_WB_NAME, REGION_FROM_WB_NAME
 
     def named(col: str, table: Mapping[str, str]) -> pl.Expr:
@@ -444,7 +445,9 @@ def _classifications(raw: pl.DataFrame, period: pl.Expr) -> pl.DataFrame:
             continue
         g = f"{side}_G8G20"
         group = pl.col(g) if g in raw.columns else pl.lit(None, pl.String)
-        known = group.is_not_null() & (group != "")
+        # ".." is "not applicable" (on most receiving rows): it leaves the bundled
+        # membership, as a blank does; "G20" and "G8/G20" say which groups.
+        known = group.is_not_null() & ~group.is_in(["", ".."])
         sides.append(raw.select(
             period.alias("period"), pl.col(code).alias("alpha3"),
             named(f"{side}_region", REGION_FROM_WB_NAME).alias("region"),
