@@ -537,6 +537,19 @@ def _parse_sheet(raw: pl.DataFrame, sheet: str | None, path: str, result: RpwRea
             seen[label] = seen.get(label, 0) + rows
         mapped_exprs[field_.target] = pl.col(col).replace_strict(
             mapping, default=None, return_dtype=pl.String)
+    # The file's own classification: a name not known leaves the bundled value; say so.
+    from corridors.reference import INCOME_FROM_WB_NAME, REGION_FROM_WB_NAME
+
+    for side in ("source", "destination"):
+        for col, known in ((f"{side}_region", set(REGION_FROM_WB_NAME)),
+                           (f"{side}_income", set(INCOME_FROM_WB_NAME)),
+                           (f"{side}_G8G20", {"g8/g20", "g20", "g8"})):
+            if col not in cols:
+                continue
+            for label, rows in good[col].value_counts().drop_nulls(col).iter_rows():
+                if label not in ("", "..") and " ".join(label.split()).lower() not in known:
+                    seen = result.unknown_labels.setdefault(col, {})
+                    seen[label] = seen.get(label, 0) + rows
     # A country code outside the classification table is kept (its corridor is measured)
     # but reported: it would fall out of every regional and G20 average.
     table = countries()
