@@ -150,6 +150,11 @@ class RpwRead:
         out = [f"{self.path}: {self.rows_read:,} rows read, {self.rows_kept:,} used "
                f"({self.quotes:,} quotes), {len(self.rejected):,} rejected"
                f" ({self.rejected_share:.1%})"]
+        idle = self.rows_read - self.rows_kept - len(self.rejected)
+        if idle:
+            # Neither price point priced, or a service id a row before already had.
+            out.append(f"  not used, no price at USD 200 or 500 (or a repeated service): "
+                       f"{idle:,} rows")
         for kind, rows in self.rejected_by_kind():
             out.append(f"  rejected, {kind}: {rows:,} rows")
         for r in self.rejected[:10]:

@@ -266,3 +266,21 @@ def test_too_many_rejected_rows_fail_the_whole_file(tmp_path: Path) -> None:
         read.check_rejected_share(0.03)
     with pytest.raises(ImportFileError, match="no data rows"):
         read_rpw(write(tmp_path, lines[0] + "\n", "header_only.csv")).check_rejected_share(1)
+
+
+def test_report_accounts_for_every_row(tmp_path: Path) -> None:
+    frame = pl.read_csv(RPW_GZ, infer_schema=False, n_rows=5)
+    first = pl.int_range(pl.len()) == 0
+    frame = frame.with_columns(
+        *(pl.when(first).then(None).otherwise(pl.col(c)).alias(c)
+          for c in ("cc1 lcu amount", "cc2 lcu amount")),  # row 1: not priced
+        pl.when(pl.int_range(pl.len()) == 1).then(pl.lit("x")).otherwise(
+            pl.col("cc1 lcu fee")).alias("cc1 lcu fee"))  # row 2: rejected
+    path = tmp_path / "five.csv"
+    frame.write_csv(path)
+    report = read_rpw(path).report()
+    assert report[0].endswith("five.csv: 5 rows read, 3 used (6 quotes), 1 rejected (20.0%)")
+    assert report[1:4] == [
+        "  not used, no price at USD 200 or 500 (or a repeated service): 1 rows",
+        "  rejected, not a number: cc1 lcu fee: 1 rows",
+        "    line 3, column 'cc1 lcu fee', value 'x': cc1 lcu fee is not a number: x"]
