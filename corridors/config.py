@@ -144,6 +144,26 @@ class BulletinConfig:
     minimum: MinimumBase = field(default_factory=MinimumBase)
 
 
+#: The default of ``[import] max_rejected_share``: a few percent.
+DEFAULT_MAX_REJECTED_SHARE = 0.03
+#: The World Bank's current RPW workbook (linked from remittanceprices.worldbank.org's data
+#: download page and data catalog entry 0037898).
+DEFAULT_RPW_URL = ("https://remittanceprices.worldbank.org/sites/default/files/"
+                   "rpw_dataset_2011_2025_q3.xlsx")
+
+
+@dataclass(frozen=True, slots=True)
+class ImportConfig:
+    """``[import]``: how much of an RPW file may be rejected before none of it is used."""
+
+    # Above this share of rejected rows, an import (and indicators --from-file) fails whole.
+    max_rejected_share: float = DEFAULT_MAX_REJECTED_SHARE
+    # Where ``sendcost import rpw --download`` fetches the current workbook, and the SHA-256
+    # it must have ("" = not checked; the digest is printed either way).
+    rpw_url: str = DEFAULT_RPW_URL
+    rpw_sha256: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     data_dir: Path
@@ -153,6 +173,7 @@ class Config:
     api: ApiConfig = field(default_factory=ApiConfig)
     collection: CollectionConfig = field(default_factory=CollectionConfig)
     bulletin: BulletinConfig = field(default_factory=BulletinConfig)
+    imports: ImportConfig = field(default_factory=ImportConfig)
     corridors: tuple[CorridorConfig, ...] = ()
     sources: tuple[SourceConfig, ...] = ()
     path: Path | None = None
@@ -322,8 +343,8 @@ def default_data_dir() -> Path:
 
 def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     """Build a Config from a parsed TOML document, validating every key."""
-    _unknown_keys(raw, {"service", "database", "api", "collection", "bulletin", "corridors",
-                        "sources"}, "config")
+    _unknown_keys(raw, {"service", "database", "api", "collection", "bulletin", "import",
+                        "corridors", "sources"}, "config")
     svc = _expect(raw, "service", dict, "config", {})
     _unknown_keys(svc, {"data_dir", "import_rpw_on_empty", "log_level"}, "service")
     data_dir_raw = _expect(svc, "data_dir", str, "service", "")
@@ -415,6 +436,23 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     if not 0 <= bulletin.publish_hour_utc <= 23:
         raise ConfigError("bulletin.publish_hour_utc: expected an hour 0-23")
 
+    imp = _expect(raw, "import", dict, "config", {})
+    _unknown_keys(imp, {"max_rejected_share", "rpw_url", "rpw_sha256"}, "import")
+    share = _expect(imp, "max_rejected_share", (int, float), "import",
+                    DEFAULT_MAX_REJECTED_SHARE)
+    if isinstance(share, bool) or not 0 <= share <= 1:
+        raise ConfigError(f"import.max_rejected_share: expected a share from 0 to 1 (0.03 is "
+                          f"3%), got {share!r}")
+    rpw_url = _expect(imp, "rpw_url", str, "import", DEFAULT_RPW_URL)
+    if urlsplit(rpw_url).scheme not in ("http", "https") or not urlsplit(rpw_url).netloc:
+        raise ConfigError(f"import.rpw_url: expected an http(s) URL, got {rpw_url!r}")
+    rpw_sha256 = _expect(imp, "rpw_sha256", str, "import", "").strip().lower()
+    if rpw_sha256 and not re.fullmatch(r"[0-9a-f]{64}", rpw_sha256):
+        raise ConfigError("import.rpw_sha256: expected 64 hexadecimal digits (or \"\" for no "
+                          f"check), got {rpw_sha256!r}")
+    imports = ImportConfig(max_rejected_share=float(share), rpw_url=rpw_url,
+                           rpw_sha256=rpw_sha256)
+
     corridors = []
     for i, c in enumerate(_expect(raw, "corridors", list, "config", [])):
         where = f"corridors[{i}]"
@@ -481,6 +519,7 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
         api=api,
         collection=collection,
         bulletin=bulletin,
+        imports=imports,
         corridors=tuple(corridors),
         sources=tuple(sources),
         path=path,

@@ -320,7 +320,7 @@ def compute_bulletin(quotes: pl.DataFrame, period: str, *,
     p = parse_period(period)
     canonical = str(p)
     lazy = quotes.lazy()
-    countries = countries_frame().lazy()
+    countries = countries_frame(canonical).lazy()
     weights = flows()
     available = quotes.get_column("period").unique().to_list()
     try:
