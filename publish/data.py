@@ -598,7 +598,7 @@ class ApiData:
             def compute() -> dict[str, Any]:
                 return compute_indicators(snap.quotes.lazy(), period=period,
                                           amount_usd=amount_usd,
-                                          countries=countries_frame().lazy(),
+                                          countries=countries_frame(period).lazy(),
                                           flows=self.flows())
             snap.indicators[key] = await asyncio.to_thread(compute)
         return snap.indicators[key]
