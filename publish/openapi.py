@@ -91,7 +91,10 @@ SCHEMAS: dict[str, Any] = {
     "Problem": {
         "type": "object",
         "properties": {"type": STR, "title": STR, "status": INT, "detail": STR,
-                       "instance": STR, "parameter": STR, "corridor": STR},
+                       "instance": STR, "parameter": STR, "corridor": STR,
+                       "jobs": {"type": "array", "items": STR,
+                                "description": "409 of admin collect: the jobs already "
+                                               "running"}},
         "required": ["type", "title", "status", "detail"],
     },
     "Compare": obj({
