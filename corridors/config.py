@@ -452,15 +452,28 @@ def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path | N
     return here if here.is_file() else None
 
 
+def not_utf8(data: bytes, exc: UnicodeDecodeError) -> str:
+    """Where bytes that are not UTF-8 are (TOML is UTF-8): offset, line and column."""
+    line = data.count(b"\n", 0, exc.start) + 1
+    column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+    bad = " ".join(f"0x{b:02x}" for b in data[exc.start:exc.end])
+    return (f"not UTF-8 text, as TOML must be: {bad} at byte offset {exc.start} "
+            f"(line {line}, column {column}): {exc.reason}")
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     found = find_config_path(path)
     if found is None:
         return parse_config({})
     try:
         with open(found, "rb") as fh:
-            raw = tomllib.load(fh)
+            data = fh.read()
     except FileNotFoundError:
         raise ConfigError(f"{found}: config file not found") from None
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{found}: {not_utf8(data, exc)}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{found}: not valid TOML: {exc}") from None
     try:

