@@ -388,3 +388,30 @@ def test_a_config_with_bytes_that_are_not_utf8_is_a_clear_error(
     assert "Traceback" not in err
     assert str(path) in err and "UTF-8" in err
     assert "offset 34" in err and "line 3, column 6" in err, err
+
+
+# --- the bulletin's 404 ---------------------------------------------------------------------------
+
+
+def test_the_bulletin_404_lists_only_periods_it_would_publish() -> None:
+    import polars as pl
+
+    from corridors.errors import NoData
+    from publish.bulletin import compute_bulletin, load_rpw
+
+    quotes, generated_from = load_rpw()
+    # 2014Q1 keeps its USD 500 quotes only; 2013Q4's USD 200 quotes all have a stale
+    # reference rate (left out of every average): neither has a bulletin to publish.
+    quotes = quotes.filter(~((pl.col("period") == "2014Q1") & (pl.col("amount_usd") == 200)))
+    quotes = quotes.with_columns(reference_stale=pl.when(
+        (pl.col("period") == "2013Q4") & (pl.col("amount_usd") == 200)).then(True)
+        .otherwise(pl.col("reference_stale")))
+    with pytest.raises(NoData) as refused:
+        compute_bulletin(quotes, "1999Q1", generated_from=generated_from)
+    listed = re.search(r": ([^:)]*)\)$", str(refused.value))
+    assert listed is not None, str(refused.value)
+    assert listed.group(1).split(", ") == ["2011Q1", "2011Q3", "2012Q1", "2012Q3", "2013Q1",
+                                           "2013Q2", "2013Q3", "2014Q2"]
+    for period in ("2014Q1", "2013Q4"):
+        with pytest.raises(NoData):
+            compute_bulletin(quotes, period, generated_from=generated_from)
