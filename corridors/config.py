@@ -307,6 +307,9 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     svc = _expect(raw, "service", dict, "config", {})
     _unknown_keys(svc, {"data_dir", "import_rpw_on_empty", "log_level"}, "service")
     data_dir_raw = _expect(svc, "data_dir", str, "service", "")
+    if "\x00" in data_dir_raw:  # TOML's \u0000: no file system takes it in a path
+        raise ConfigError(f"service.data_dir: a path cannot hold a NUL character, got "
+                          f"{data_dir_raw!r}")
     if os.environ.get("SENDCOST_DATA_DIR") or not data_dir_raw:
         data_dir = default_data_dir()
     else:

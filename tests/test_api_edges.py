@@ -415,3 +415,16 @@ def test_the_bulletin_404_lists_only_periods_it_would_publish() -> None:
     for period in ("2014Q1", "2013Q4"):
         with pytest.raises(NoData):
             compute_bulletin(quotes, period, generated_from=generated_from)
+
+
+def test_a_data_dir_with_a_nul_is_a_clear_error(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SENDCOST_DATA_DIR", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)  # the embedded database's folder
+    path = tmp_path / "config.toml"
+    path.write_text('[service]\ndata_dir = "/tmp/x\\u0000y"\n', encoding="utf-8")
+    assert cli.main(["db", "status", "--config", str(path)]) == cli.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"{path}: service.data_dir: a path cannot hold a NUL character" in err
