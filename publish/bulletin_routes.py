@@ -116,7 +116,8 @@ async def bulletin_redirect(request: web.Request) -> web.StreamResponse:
 
 def _file_etag(st: os.stat_result) -> str:
     """The ETag aiohttp's ``FileResponse`` gives a file (its value, unquoted): the checks
-    below must compare against what the response will carry (tested)."""
+    below must compare against what the response will carry (tested). A bulletin has no
+    precompressed ``.gz``/``.br`` twins, which aiohttp would serve with an ETag of their own."""
     return f"{st.st_mtime_ns:x}-{st.st_size:x}"
 
 
