@@ -68,6 +68,18 @@ def common_options(parser: argparse.ArgumentParser, *, config: bool = True) -> N
                         help="log warnings and errors only")
 
 
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 0-65535 (0: any free port); else a usage error."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, "
+                                         f"not {text!r}")
+    return port
+
+
 def setup_logging(args: argparse.Namespace, level: str = "INFO") -> None:
     if getattr(args, "verbose", False):
         level = "DEBUG"

@@ -428,3 +428,14 @@ def test_a_data_dir_with_a_nul_is_a_clear_error(tmp_path: Path,
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert f"{path}: service.data_dir: a path cannot hold a NUL character" in err
+
+
+@pytest.mark.parametrize("argv", [["serve", "--port", "70000"], ["sandbox", "--port", "-1"],
+                                  ["serve", "--port", "http"]])
+def test_a_port_out_of_range_is_a_usage_error(argv: list[str],
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    # It ended in OverflowError from bind(), after the database had been started.
+    with pytest.raises(SystemExit) as stopped:
+        cli.build_parser().parse_args(argv)
+    assert stopped.value.code == cli.EXIT_USAGE
+    assert "--port: expected a port number from 0 to 65535" in capsys.readouterr().err
