@@ -179,6 +179,8 @@ async def test_the_bulletin_list_holds_only_bulletins_that_are_served(
     ("/v1/postal/benchmark?limit=", "limit"),
     ("/v1/postal/benchmark?cursor=", "cursor"),
     ("/v1/corridors?limit", "limit"),  # no "=" at all: an empty value too
+    ("/v1/corridors?include=", "include"),
+    ("/v1/compare?from=ITA&to=CHN&amount=140&include=", "include"),
 ])
 async def test_an_empty_parameter_is_a_400_naming_it(api: TestClient, url: str,  # noqa: F811
                                                      parameter: str) -> None:
