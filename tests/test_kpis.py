@@ -1,0 +1,169 @@
+"""The G20 remittance scorecard (issue 16, item 1): each KPI on tiny hand-made quote tables,
+the receiving country's business days, and the whole document on the real RPW data."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from corridors.calendar import next_business_day, next_business_days
+from corridors.errors import NoData
+from corridors.frame import QUOTE_FRAME_SCHEMA, conform
+from metrics.kpis import (
+    SCORECARD_KEYS,
+    compute_kpis,
+    digital_at_both_ends,
+    kpi_quotes,
+    kpi_send_dates,
+    kpi_services,
+    scorecard_table,
+    transparent_before_payment,
+    within_one_business_day,
+    within_one_hour,
+)
+
+UTC = dt.UTC
+FRIDAY = dt.datetime(2024, 3, 1, 12, tzinfo=UTC)
+TUESDAY = dt.datetime(2024, 3, 5, 12, tzinfo=UTC)
+
+
+def quote(src: str, dst: str, firm: str, *, speed: str | None = "less_than_one_hour",
+          at: dt.datetime = TUESDAY, pay_in: str | None = "card",
+          pay_out: str | None = "bank_account", access: str | None = "internet",
+          fee: float | None = 2.0, transparent: bool = True,
+          received: float | None = 3300.0, product: str = "",
+          **extra: Any) -> dict[str, Any]:
+    return {
+        "period": "2024Q1", "source_code": src, "destination_code": dst, "firm": firm,
+        "firm_type": "mto", "product": product, "service_id": f"{src}-{dst}-{firm}-{product}",
+        "speed": speed, "pay_in": pay_in, "pay_out": pay_out, "access_point": access,
+        "amount_usd": 200, "send_amount": 200.0, "fee": fee, "applied_rate": 17.0,
+        "reference_rate": 17.2, "received_amount": received, "transparent": transparent,
+        "source": "test", "collected_at": at, "data_kind": "observed", **extra,
+    }
+
+
+def frame(*quotes: dict[str, Any]) -> pl.LazyFrame:
+    return conform(pl.DataFrame(list(quotes), schema_overrides={
+        k: v for k, v in QUOTE_FRAME_SCHEMA.items() if k in quotes[0]}, strict=False))
+
+
+def flag(expr: pl.Expr, **columns: list[Any]) -> list[Any]:
+    return pl.DataFrame(columns).select(expr.alias("x"))["x"].to_list()
+
+
+def test_within_one_hour_is_null_when_the_speed_is_unknown() -> None:
+    assert flag(within_one_hour(), speed=["less_than_one_hour", "same_day", None]) == [
+        True, False, None]
+
+
+def test_two_days_sent_on_a_friday_arrive_within_one_business_day() -> None:
+    fri, tue = dt.date(2024, 3, 1), dt.date(2024, 3, 5)
+    got = flag(within_one_business_day(),
+               speed=["next_day", "two_days", "two_days", "three_to_five_days",
+                      "six_days_or_more", "two_days", None],
+               sent_on=[tue, fri, tue, fri, fri, None, fri],
+               next_business_day=[dt.date(2024, 3, 6), dt.date(2024, 3, 4),
+                                  dt.date(2024, 3, 6), dt.date(2024, 3, 4),
+                                  dt.date(2024, 3, 4), None, dt.date(2024, 3, 4)])
+    assert got == [True, True, False, False, False, False, None]
+
+
+def test_the_receiving_countrys_holidays_and_weekend_count() -> None:
+    # Mexico: Monday 18 March 2024 is a holiday (Benito Juárez), so Friday's next business
+    # day is Tuesday; Saudi Arabia rests on Friday and Saturday.
+    assert next_business_day("MEX", dt.date(2024, 3, 15)) == (dt.date(2024, 3, 19),
+                                                              "holidays")
+    assert next_business_day("SAU", dt.date(2024, 3, 7))[0] == dt.date(2024, 3, 10)
+    assert next_business_day("MEX", dt.date(2024, 3, 5))[0] == dt.date(2024, 3, 6)
+    table = next_business_days(pl.DataFrame({"destination_code": ["MEX", "MEX"],
+                                             "sent_on": [dt.date(2024, 3, 15)] * 2}))
+    assert table.rows() == [("MEX", dt.date(2024, 3, 15), dt.date(2024, 3, 19), "holidays")]
+
+
+def test_digital_needs_a_digital_pay_in_away_from_a_counter_and_an_account_pay_out() -> None:
+    got = flag(digital_at_both_ends(),
+               pay_in=["card", "cash", "card", "bank_account", None, "mobile_money"],
+               access_point=["internet", "internet", "agent", None, "internet", "mobile_phone"],
+               pay_out=["bank_account", "bank_account", "bank_account", "cash", "bank_account",
+                        None])
+    assert got == [True, False, False, False, None, None]
+
+
+def test_transparent_before_payment_needs_fee_rate_total_and_delivery_time() -> None:
+    got = flag(transparent_before_payment(),
+               fee=[2.0, None, 2.0, 2.0, 2.0, 2.0],
+               transparent=[True, True, False, True, True, True],
+               received_amount=[3300.0, 3300.0, 3300.0, None, None, 3300.0],
+               total_cost_reported=[None, None, None, None, 6.5, None],
+               data_kind=["observed", "observed", "observed", "observed", "survey",
+                          "observed"],
+               speed=["same_day", "same_day", "same_day", "same_day", "same_day", None])
+    assert got == [True, False, False, False, True, False]
+
+
+def calendar_of(quotes: pl.LazyFrame) -> pl.LazyFrame:
+    return next_business_days(kpi_send_dates(quotes, period="2024Q1", amount_usd=200)
+                              .collect()).lazy()
+
+
+def test_a_service_is_within_one_business_day_only_if_every_quote_was() -> None:
+    # Two days: within one business day when sent on a Friday, not on a Tuesday.
+    q = frame(quote("USA", "MEX", "A", speed="two_days", at=FRIDAY),
+              quote("USA", "MEX", "A", speed="two_days", at=TUESDAY),
+              quote("USA", "MEX", "B", speed="two_days", at=FRIDAY),
+              quote("USA", "MEX", "C", speed=None))
+    flagged = kpi_quotes(q, period="2024Q1", amount_usd=200, calendar=calendar_of(q))
+    got = kpi_services(flagged).select("service_id", "within_one_hour",
+                                       "within_one_business_day").collect()
+    assert_frame_equal(got, pl.DataFrame({
+        "service_id": ["USA-MEX-A-", "USA-MEX-B-", "USA-MEX-C-"],
+        "within_one_hour": [False, False, None],
+        "within_one_business_day": [False, True, None]}))
+
+
+def test_the_scorecard_per_corridor_and_globally() -> None:
+    q = frame(
+        quote("USA", "MEX", "A", product="app"),
+        quote("USA", "MEX", "A", product="agent", speed="same_day", pay_in="cash",
+              access="agent", pay_out="cash"),
+        quote("USA", "MEX", "B", speed="three_to_five_days", fee=None),
+        quote("USA", "MEX", "C", speed=None, transparent=False),
+        quote("GBR", "IND", "D"),
+        quote("GBR", "IND", "E", received=None),
+    )
+    doc = compute_kpis(q, period="2024Q1", amount_usd=200, calendar=calendar_of(q))
+    mex = next(c for c in doc["corridors"] if c["destination"] == "MEX")
+    assert (mex["services"], mex["providers"], mex["providers_within_one_hour"]) == (4, 3, 1)
+    assert mex["services_with_speed"] == 3
+    assert mex["share_services_within_one_hour"] == pytest.approx(100 / 3)
+    assert mex["share_services_within_one_business_day"] == pytest.approx(200 / 3)
+    assert mex["share_services_digital"] == pytest.approx(75.0)
+    assert mex["share_quotes_fee_disclosed"] == pytest.approx(75.0)
+    assert mex["share_quotes_rate_disclosed"] == pytest.approx(75.0)
+    assert mex["share_quotes_transparent"] == pytest.approx(50.0)
+    assert mex["meets_speed_target"] is False
+    ind = next(c for c in doc["corridors"] if c["destination"] == "IND")
+    assert ind["share_quotes_within_one_hour"] == 100.0 and ind["meets_speed_target"] is True
+    assert ind["share_quotes_total_disclosed"] == 50.0
+    g = doc["global"]
+    assert (g["services"], g["quotes"], g["providers"], g["providers_within_one_hour"]) == (
+        6, 6, 5, 3)
+    assert g["share_quotes_within_one_hour"] == pytest.approx(60.0)  # 3 of the 5 known
+    assert g["meets_speed_target"] is False
+    assert tuple(g) == SCORECARD_KEYS
+    assert doc["targets"]["speed_share_within_one_hour"] == 75.0
+    table = scorecard_table(doc)
+    assert table.height == 2 and table.columns[:4] == ["period", "amount_usd", "source",
+                                                       "destination"]
+
+
+def test_an_empty_period_is_no_data() -> None:
+    q = frame(quote("USA", "MEX", "A"))
+    with pytest.raises(NoData, match="2023Q1"):
+        compute_kpis(q, period="2023Q1", amount_usd=200,
+                     calendar=calendar_of(q))
