@@ -129,9 +129,10 @@ def rate_disclosed() -> pl.Expr:
 def total_disclosed() -> pl.Expr:
     """The quote states what arrives (the received amount), or, in the survey, the total
     cost the World Bank's shoppers were given before paying."""
-    survey = pl.col("data_kind").cast(pl.String) == DataKind.SURVEY
+    # A frame read straight from an RPW file has no kind (corridors.frame): survey rows.
+    survey = pl.col("data_kind").cast(pl.String).fill_null(DataKind.SURVEY) == DataKind.SURVEY
     return (pl.col("received_amount").is_not_null()
-            | (survey.fill_null(False) & pl.col("total_cost_reported").is_not_null()))
+            | (survey & pl.col("total_cost_reported").is_not_null()))
 
 
 def delivery_time_disclosed() -> pl.Expr:

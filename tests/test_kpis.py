@@ -8,6 +8,8 @@ from typing import Any
 
 import polars as pl
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from api_support import api, make_app, rpw_loaded  # noqa: F401  (fixtures)
 from polars.testing import assert_frame_equal
 
 from corridors.calendar import next_business_day, next_business_days
@@ -167,3 +169,130 @@ def test_an_empty_period_is_no_data() -> None:
     with pytest.raises(NoData, match="2023Q1"):
         compute_kpis(q, period="2023Q1", amount_usd=200,
                      calendar=calendar_of(q))
+
+
+# --- RPW's post-2016 fields, in the real sheet's format ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rpw_2016(tmp_path_factory: pytest.TempPathFactory) -> tuple[pl.LazyFrame,
+                                                                list[dict[str, Any]]]:
+    from rpw_real_format import new_sheet_rows, write_workbook
+
+    from collector.rpw import read_rpw
+
+    rows = new_sheet_rows()
+    path = write_workbook(tmp_path_factory.mktemp("rpw") / "rpw_dataset_2011_2025_q3.xlsx",
+                          rows)
+    return read_rpw(path).frame.lazy(), rows
+
+
+@pytest.mark.parametrize("period, label", [("2016Q2", "2016_2Q"), ("2025Q3", "2025_3Q")])
+def test_the_scorecard_reads_rpws_speed_instrument_access_point_and_pickup(
+        rpw_2016: tuple[pl.LazyFrame, list[dict[str, Any]]], period: str,
+        label: str) -> None:
+    quotes, rows = rpw_2016
+    mine = [r for r in rows if r["period"] == label]
+    calendar = next_business_days(kpi_send_dates(quotes, period=period, amount_usd=200)
+                                  .collect()).lazy()
+    doc = compute_kpis(quotes, period=period, amount_usd=200, calendar=calendar)
+    g = doc["global"]
+    assert g["services"] == len(mine)
+    fast = sum(r["speed actual"].lower() == "less than one hour" for r in mine)
+    assert g["share_services_within_one_hour"] == pytest.approx(100 * fast / len(mine))
+    # Every post-2016 service says how it is paid in and out: its access is known, and
+    # some are digital at both ends, some not.
+    assert g["services_with_channels"] == len(mine)
+    assert 0 < g["share_services_digital"] < 100
+    # The survey recorded fee, rate and total of every transparent row before payment.
+    transparent = sum(str(r["transparent"]).lower() == "yes" for r in mine)
+    assert g["share_quotes_rate_disclosed"] == pytest.approx(100 * transparent / len(mine))
+    assert len(doc["corridors"]) == 6
+
+
+# --- /v1/kpis ---------------------------------------------------------------------------------
+
+
+def valid_as(body: Any, path: str) -> None:
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+
+    from publish.openapi import document
+
+    doc = document()
+    registry = Registry().with_resource("urn:sendcost", Resource.from_contents(
+        {"$schema": "https://json-schema.org/draft/2020-12/schema", **doc}))
+    name = doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"][
+        "schema"]["$ref"].split("/")[-1]
+    Draft202012Validator({"$ref": f"urn:sendcost#/components/schemas/{name}"},
+                         registry=registry).validate(body)
+
+
+async def test_kpis_answer_for_a_period_of_the_bundled_survey(api: TestClient  # noqa: F811
+                                                             ) -> None:
+    resp = await api.get("/v1/kpis?period=2014Q2")
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    valid_as(body, "/v1/kpis")
+    assert body["period"] == "2014Q2" and body["amount_usd"] == 200
+    assert "not the payments" in body["scope"]
+    assert body["targets"]["speed_share_within_one_hour"] == 75.0
+    g = body["global"]
+    # The same cost as /v1/indicators, beside speed, access and transparency.
+    indicators = await (await api.get("/v1/indicators?period=2014Q2")).json()
+    assert g["average"] == pytest.approx(indicators["global_average"])
+    assert g["smart"] == pytest.approx(indicators["smart_average"])
+    assert g["services"] == indicators["services"]["total"]
+    assert 0 < g["share_services_within_one_hour"] < 100
+    assert g["providers_within_one_hour"] <= g["providers"]
+    usa_mex = next(c for c in body["corridors"]
+                   if (c["source"], c["destination"]) == ("USA", "MEX"))
+    assert usa_mex["from"]["alpha2"] == "US" and usa_mex["to"]["name"] == "Mexico"
+    assert usa_mex["providers_within_one_hour"] <= usa_mex["providers"]
+    assert len(body["corridors"]) == len(indicators["corridors"])
+    # The CSV twin: one row per corridor, the scorecard's columns.
+    csv = await api.get("/v1/kpis.csv?period=2014Q2")
+    assert csv.status == 200 and csv.headers["Sendcost-Period"] == "2014Q2"
+    lines = (await csv.text()).splitlines()
+    assert lines[0].startswith("period,amount_usd,source,destination,services,quotes,")
+    assert len(lines) == len(body["corridors"]) + 1
+
+
+@pytest.mark.parametrize("query, status, parameter", [
+    ("period=1999Q1", 404, None), ("period=2014Q9", 400, "period"),
+    ("amount=300", 400, "amount"), ("include=all", 400, "include"), ("color=red", 400, None),
+])
+async def test_kpis_refuse_bad_input_by_name(api: TestClient, query: str,  # noqa: F811
+                                             status: int, parameter: str | None) -> None:
+    resp = await api.get(f"/v1/kpis?{query}")
+    assert resp.status == status
+    body = await resp.json()
+    assert resp.headers["Content-Type"] == "application/problem+json"
+    if parameter is not None:
+        assert body["parameter"] == parameter
+
+
+async def test_kpis_answer_for_a_period_of_collected_data(fresh_database: str) -> None:
+    """Quotes collected from an upstream on loopback (the sandbox without its emulated
+    mark: an upstream like any other), scored for the month collected."""
+    from test_data_kind import collect, this_month
+
+    from corridors.store import connect
+
+    store = await connect(fresh_database)
+    try:
+        await store.migrate()
+        await collect(store, marked=False)
+    finally:
+        await store.close()
+    async with TestClient(TestServer(make_app(fresh_database))) as client:
+        resp = await client.get(f"/v1/kpis?period={this_month()}")
+        assert resp.status == 200, await resp.text()
+        body = await resp.json()
+    valid_as(body, "/v1/kpis")
+    g = body["global"]
+    assert g["quotes"] > 0 and g["services_with_speed"] == g["services"]
+    assert g["share_quotes_fee_disclosed"] == 100.0  # every collected quote states its fee
+    assert {(c["source"], c["destination"]) for c in body["corridors"]} == {
+        ("USA", "MEX"), ("FRA", "SEN"), ("GBR", "IND")}
+    assert "warning" not in body
