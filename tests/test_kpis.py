@@ -296,3 +296,19 @@ async def test_kpis_answer_for_a_period_of_collected_data(fresh_database: str) -
     assert {(c["source"], c["destination"]) for c in body["corridors"]} == {
         ("USA", "MEX"), ("FRA", "SEN"), ("GBR", "IND")}
     assert "warning" not in body
+
+
+async def test_the_page_says_how_many_providers_deliver_within_an_hour(
+        api: TestClient) -> None:  # noqa: F811
+    import re
+
+    page = await (await api.get("/?from=USA&to=MEX&amount=200")).text()
+    line = re.search(r'<p id="within-an-hour">(\d+) of (\d+) providers? deliver within an '
+                     r"hour", page)
+    assert line is not None, page
+    body = await (await api.get("/v1/kpis?period=2014Q2")).json()
+    usa_mex = next(c for c in body["corridors"]
+                   if (c["source"], c["destination"]) == ("USA", "MEX"))
+    assert (int(line[1]), int(line[2])) == (usa_mex["providers_within_one_hour"],
+                                            usa_mex["providers"])
+    assert 0 < usa_mex["providers_within_one_hour"] < usa_mex["providers"]
