@@ -32,16 +32,15 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from corridors import runtime
-from corridors.calendar import next_business_days
 from corridors.errors import NoData
 from corridors.reference import REGION_NAMES, countries, country_code
 from corridors.types import EMULATED_WARNING, FirmType, PayIn, PayOut
 from metrics import METHODOLOGY_VERSION
 from metrics.indicators import corridor_table
 from metrics.kinds import CHEAPEST_LEAVES_OUT
-from metrics.kpis import compute_kpis, kpi_send_dates, scorecard_table
+from metrics.kpis import scorecard_table
 from publish import middleware, openapi, receive
-from publish.bulletin import publish_bulletin
+from publish.bulletin import g20_scorecard, publish_bulletin
 from publish.bulletin_routes import setup_bulletin_routes
 from publish.data import (
     CAVEATS,
@@ -785,15 +784,9 @@ KPIS_SCOPE = ("supply side: the services and quotes sendcost holds, what they of
 
 
 def kpis_document(snap: Snapshot, label: str, amount_usd: int) -> dict[str, Any]:
-    """The scorecard of a period (blocking: run in a thread), with the receiving countries
-    whose business days are weekends only (no holiday calendar known for them)."""
-    quotes = snap.quotes.lazy()
-    sent = kpi_send_dates(quotes, period=label, amount_usd=amount_usd).collect()
-    calendar = next_business_days(sent)
-    doc = compute_kpis(quotes, period=label, amount_usd=amount_usd, calendar=calendar.lazy())
-    doc["weekends_only"] = calendar.filter(pl.col("calendar") == "weekends")[
-        "destination_code"].unique().sort().to_list()
-    return doc
+    """The scorecard of a period (blocking: run in a thread; ``publish.bulletin``'s, the
+    bulletin's section and this endpoint one computation)."""
+    return g20_scorecard(snap.quotes.lazy(), label, amount_usd)
 
 
 async def kpis(request: web.Request) -> web.StreamResponse:
