@@ -312,3 +312,48 @@ async def test_the_page_says_how_many_providers_deliver_within_an_hour(
     assert (int(line[1]), int(line[2])) == (usa_mex["providers_within_one_hour"],
                                             usa_mex["providers"])
     assert 0 < usa_mex["providers_within_one_hour"] < usa_mex["providers"]
+
+
+async def test_kpis_leave_emulated_data_out_unless_asked(fresh_database: str) -> None:
+    from test_data_kind import collect, this_month
+
+    from corridors.store import connect
+    from corridors.types import EMULATED_WARNING
+
+    store = await connect(fresh_database)
+    try:
+        await store.migrate()
+        await collect(store)  # the sandbox as it is: every quote emulated
+    finally:
+        await store.close()
+    async with TestClient(TestServer(make_app(fresh_database))) as client:
+        assert (await client.get(f"/v1/kpis?period={this_month()}")).status == 404
+        resp = await client.get(f"/v1/kpis?period={this_month()}&include=emulated")
+        assert resp.status == 200, await resp.text()
+        body = await resp.json()
+        assert body["warning"] == EMULATED_WARNING and body["includes"] == ["emulated"]
+        valid_as(body, "/v1/kpis")
+        csv = await client.get(f"/v1/kpis.csv?period={this_month()}&include=emulated")
+        assert csv.headers["Sendcost-Warning"] == "emulated data - not real prices"
+
+
+def test_the_bulletin_shows_the_scorecard_it_computes() -> None:
+    from publish import bulletin_render as render
+    from publish.bulletin import compute_bulletin, data_tables, load_rpw
+
+    quotes, generated_from = load_rpw()
+    b = compute_bulletin(quotes, "2014Q2", generated_from=generated_from)
+    g = b.kpis["global"]
+    assert g["services"] == b.doc["services"]["total"]
+    charts = render.charts(b)
+    html, md = render.html(b, charts), render.markdown(b)
+    hour = render.share(g["share_quotes_within_one_hour"])
+    for text in (html, md):
+        assert "7. The G20 remittance scorecard" in text and "not the share of payments" in text
+        assert hour in text
+        assert f"{g['providers_within_one_hour']:,} of {g['providers']:,} providers" in text
+    assert 'src="charts/g20_scorecard.png"' in html
+    assert next(c for c in charts if c.name == "g20_scorecard").alt.count("%") >= 4
+    tables = data_tables(b)
+    assert tables["g20_scorecard"].height == len(b.kpis["corridors"])
+    assert tables["g20_scorecard_global"].item(0, "services") == g["services"]
