@@ -127,7 +127,10 @@ def trend(quotes: pl.LazyFrame, *, periods: list[str], amount_usd: int,
                                          pl.col("services"))
         sm = cor.global_smart(cor.smart(s)).select("smart_average")
         if flows is not None:
-            w = cor.weighted_global_average(averages, flows).select("weighted_average")
+            matrix = cor.matrix_for_period(flows, parse_period(period).year)
+            w = cor.weighted_global_average(averages, matrix).select(
+                pl.when(pl.col("sufficient")).then(pl.col("weighted_average"))
+                .alias("weighted_average"))
         else:
             w = pl.LazyFrame({"weighted_average": [None]}, schema={"weighted_average":
                                                                   pl.Float64})

@@ -62,10 +62,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _flows() -> pl.LazyFrame:
-    """World Bank bilateral remittance flows (2011): the weights of the weighted average."""
-    from collector.flows import read_bilateral_flows
+    """World Bank bilateral remittance flows (every bundled matrix, with its year): the
+    weights of the weighted average, the matrix nearest the period weighing."""
+    from collector.flows import read_bundled_flows
 
-    return read_bilateral_flows().flows.lazy()
+    return read_bundled_flows().lazy()
 
 
 def compute_from_frame(frame: pl.DataFrame, period: str, amount: int,
