@@ -23,16 +23,19 @@ from metrics.corridors import (  # noqa: E402
     corridor_average,
     corridor_flags,
     global_smart,
+    matrix_for_period,
     share_corridors_above,
     smart,
     weighted_global_average,
 )
 from metrics.cost import exact_cost_pct, fee_pct, fx_margin_pct, total_cost_pct  # noqa: E402
 from metrics.indicators import compute_indicators, corridor_table  # noqa: E402
+from metrics.instruments import access_point_averages, payment_instrument_averages  # noqa: E402
 from metrics.services import services_in_period  # noqa: E402
 
 __all__ = [
     "METHODOLOGY_VERSION",
+    "access_point_averages",
     "cheapest_service",
     "compute_indicators",
     "corridor_average",
@@ -47,6 +50,8 @@ __all__ = [
     "g20_sending_average",
     "global_average",
     "global_smart",
+    "matrix_for_period",
+    "payment_instrument_averages",
     "receiving_region_averages",
     "services_in_period",
     "share_corridors_above",
