@@ -201,3 +201,36 @@ def services_of(quotes: pl.DataFrame, period: str) -> pl.LazyFrame:
     from metrics.services import services_in_period
 
     return services_in_period(quotes.lazy(), period=period, amount_usd=200)
+
+
+# --- published: the OpenAPI schema and the command's table ----------------------------------
+
+def test_new_keys_match_the_openapi_schema(
+        workbook_doc: tuple[list[dict[str, Any]], dict[str, Any]]) -> None:
+    from jsonschema import Draft202012Validator
+
+    from publish.openapi import document
+
+    props = document()["components"]["schemas"]["Indicators"]["properties"]
+    _, doc = workbook_doc
+    insufficient = _doc("2025Q3", quote("USA", "MEX", "A", 3.0, period="2025Q3"),
+                        quote("GBR", "IND", "B", 12.0, period="2025Q3"))
+    for d in (doc, insufficient):
+        for key in ("weighted_average_coverage", "by_payment_instrument", "by_access_point"):
+            Draft202012Validator(props[key]).validate(d[key])
+    bad = dict(doc["weighted_average_coverage"], status="fine")
+    assert not Draft202012Validator(props["weighted_average_coverage"]).is_valid(bad)
+
+
+def test_the_table_says_insufficient_weights(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from sendcost.commands.indicators import _print_table
+
+    doc = _doc("2025Q3", quote("USA", "MEX", "A", 3.0, period="2025Q3", pay_in="cash"),
+               quote("GBR", "IND", "B", 12.0, period="2025Q3", pay_in="cash"))
+    _print_table(doc, pl.DataFrame())
+    out = capsys.readouterr().out
+    assert ("insufficient weights: 2021 matrix weighs 1 of 2 corridors (50%), "
+            "USD 10 million") in out
+    assert "weighted average           —" in out
+    assert "by payment instrument      cash 7.50% (2)" in out
