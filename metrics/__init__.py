@@ -30,7 +30,11 @@ from metrics.corridors import (  # noqa: E402
 )
 from metrics.cost import exact_cost_pct, fee_pct, fx_margin_pct, total_cost_pct  # noqa: E402
 from metrics.indicators import compute_indicators, corridor_table  # noqa: E402
-from metrics.instruments import access_point_averages, payment_instrument_averages  # noqa: E402
+from metrics.instruments import (  # noqa: E402
+    access_point_averages,
+    pay_out_averages,
+    payment_instrument_averages,
+)
 from metrics.services import services_in_period  # noqa: E402
 
 __all__ = [
@@ -51,6 +55,7 @@ __all__ = [
     "global_average",
     "global_smart",
     "matrix_for_period",
+    "pay_out_averages",
     "payment_instrument_averages",
     "receiving_region_averages",
     "services_in_period",

@@ -26,7 +26,7 @@ DOCUMENT_KEYS = (
     "g20_receiving_average", "by_firm_type", "by_receiving_region",
     "share_corridors_above_5", "share_corridors_above_10", "share_services_below_3",
     "corridors", "non_transparent", "weighted_average_coverage", "by_payment_instrument",
-    "by_access_point",
+    "by_access_point", "by_pay_out",
 )
 
 #: Columns of ``corridor_table``, in order.
@@ -89,6 +89,7 @@ def compute_indicators(quotes: pl.LazyFrame, *, period: str, amount_usd: int,
         "firm_types": agg.firm_type_averages(s),
         "instruments": ins.payment_instrument_averages(s),
         "access_points": ins.access_point_averages(s),
+        "pay_outs": ins.pay_out_averages(s),
         "above_5": cor.share_corridors_above(averages, 5),
         "above_10": cor.share_corridors_above(averages, 10),
         "below_3": agg.share_services_below(s, 3),
@@ -159,6 +160,8 @@ def compute_indicators(quotes: pl.LazyFrame, *, period: str, amount_usd: int,
         "by_access_point": {r["access_point"]: {"average": r["average"],
                                                 "services": r["services"]}
                             for r in done["access_points"].iter_rows(named=True)},
+        "by_pay_out": {r["pay_out"]: {"average": r["average"], "services": r["services"]}
+                       for r in done["pay_outs"].iter_rows(named=True)},
     }
     assert tuple(doc) == DOCUMENT_KEYS
     return doc

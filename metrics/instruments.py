@@ -1,6 +1,6 @@
-"""Averages by how a remittance is paid in and where it is sent from: the RPW reports' cost
-by payment instrument and by access point (METHODOLOGY.md, "The World Bank's other
-indices").
+"""Averages by how a remittance is paid in, where it is sent from and how it is paid out:
+the RPW reports' cost by payment instrument, by access point and by the instrument that
+disburses it (METHODOLOGY.md, "The World Bank's other indices").
 
 Both are simple means of total cost over the transparent services that have the field, like
 the firm-type average. A service whose RPW label combines several instruments or access
@@ -37,3 +37,10 @@ def access_point_averages(services: pl.LazyFrame) -> pl.LazyFrame:
     internet, mobile_phone, call_center) present in the period: access_point, average,
     services, as ``payment_instrument_averages``. Sorted by access_point."""
     return _averages_by(services, "access_point")
+
+
+def pay_out_averages(services: pl.LazyFrame) -> pl.LazyFrame:
+    """Per pay-out instrument (corridors.types.PayOut: cash, bank_account, mobile_wallet,
+    home_delivery, card) present in the period: pay_out, average, services, as
+    ``payment_instrument_averages``. Sorted by pay_out."""
+    return _averages_by(services, "pay_out")

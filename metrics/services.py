@@ -16,12 +16,12 @@ from metrics.cost import exact_cost_pct, fee_pct, fx_margin_pct, total_cost_pct
 SERVICE_COLUMNS = (
     "service_id", "source_code", "destination_code", "firm", "firm_type", "product", "speed",
     "transparent", "quotes", "fee_pct", "fx_margin_pct", "total_cost_pct", "exact_cost_pct",
-    "pay_in", "access_point",
+    "pay_in", "access_point", "pay_out",
 )
 
 
 _ATTRIBUTES = ("source_code", "destination_code", "firm", "firm_type", "product", "speed",
-               "pay_in", "access_point")
+               "pay_in", "access_point", "pay_out")
 
 
 def period_labels(period: str) -> list[str]:

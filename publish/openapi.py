@@ -165,7 +165,8 @@ SCHEMAS: dict[str, Any] = {
                      "g20_receiving_average", "by_firm_type", "by_receiving_region",
                      "share_corridors_above_5", "share_corridors_above_10",
                      "share_services_below_3", "corridors", "non_transparent",
-                     "weighted_average_coverage", "by_payment_instrument", "by_access_point"],
+                     "weighted_average_coverage", "by_payment_instrument", "by_access_point",
+                     "by_pay_out"],
         "properties": {
             **ENVELOPE, "amount_usd": INT,
             "services": obj({"total": INT, "transparent": INT}),
@@ -210,6 +211,11 @@ SCHEMAS: dict[str, Any] = {
                 "description": "average over transparent services by where the transfer is "
                                "sent from",
                 "type": "object", "propertyNames": {"enum": [a.value for a in AccessPoint]},
+                "additionalProperties": obj({"average": NUM, "services": INT})},
+            "by_pay_out": {
+                "description": "average over transparent services by the instrument that "
+                               "pays the transfer out to the receiver",
+                "type": "object", "propertyNames": {"enum": [p.value for p in PayOut]},
                 "additionalProperties": obj({"average": NUM, "services": INT})},
         },
         "additionalProperties": False,

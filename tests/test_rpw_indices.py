@@ -26,7 +26,11 @@ from metrics.corridors import (
     weighted_global_average,
 )
 from metrics.indicators import DOCUMENT_KEYS
-from metrics.instruments import access_point_averages, payment_instrument_averages
+from metrics.instruments import (
+    access_point_averages,
+    pay_out_averages,
+    payment_instrument_averages,
+)
 
 # --- weights by period ---------------------------------------------------------------------
 
@@ -107,9 +111,11 @@ def test_bundled_matrices_map_every_country_name() -> None:
 
 def test_payment_instrument_and_access_point_averages() -> None:
     s = services(
-        quote("USA", "MEX", "A", 4.0, pay_in="cash", access_point="agent"),
-        quote("USA", "MEX", "B", 6.0, pay_in="cash", access_point="internet"),
-        quote("GBR", "IND", "C", 2.0, pay_in="card", access_point="internet"),
+        quote("USA", "MEX", "A", 4.0, pay_in="cash", access_point="agent", pay_out="cash"),
+        quote("USA", "MEX", "B", 6.0, pay_in="cash", access_point="internet",
+              pay_out="mobile_wallet"),
+        quote("GBR", "IND", "C", 2.0, pay_in="card", access_point="internet",
+              pay_out="mobile_wallet"),
         quote("GBR", "IND", "D", 9.0, pay_in="card", transparent=False),
         quote("GBR", "IND", "E", 7.0))  # says neither: in no group
     assert_frame_equal(payment_instrument_averages(s).collect(), pl.DataFrame({
@@ -117,6 +123,9 @@ def test_payment_instrument_and_access_point_averages() -> None:
         check_dtypes=False)
     assert_frame_equal(access_point_averages(s).collect(), pl.DataFrame({
         "access_point": ["agent", "internet"], "average": [4.0, 4.0], "services": [1, 2]}),
+        check_dtypes=False)
+    assert_frame_equal(pay_out_averages(s).collect(), pl.DataFrame({
+        "pay_out": ["cash", "mobile_wallet"], "average": [4.0, 4.0], "services": [1, 2]}),
         check_dtypes=False)
 
 
@@ -134,6 +143,13 @@ ACCESS = {
     "Bank branch,Call Center": "branch", "Call Center": "call_center",
     "Agent,Internet": "agent", "Agent,Call Center": "agent",
     "Post Office branch": "post_office_branch", "Mobile phone": "mobile_phone"}
+PAY_OUT = {
+    "Cash": "cash", "Bank account": "bank_account", "Mobile wallet": "mobile_wallet",
+    "Own/partner bank account": "bank_account",
+    "Bank account (same/partner bank)": "bank_account",
+    "Own/partner Bank account": "bank_account", "Debit card": "card", "ATM Network": "cash",
+    "Cash, Mobile": "cash", "Mobile, Cash": "mobile_wallet", "Bank Account": "bank_account",
+    "Own/Partner bank account": "bank_account"}
 FIRM_TYPE = {
     "Money Transfer Operator": "mto", "Bank": "bank",
     "Money Transfer Operator / Post office": "post_office_mto", "Post office": "post_office",
@@ -144,11 +160,15 @@ FIRM_TYPE = {
 
 def _expected(rows: list[dict[str, Any]], period: str, column: str,
               groups: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Every group present in the period → mean of the published totals of its transparent
+    services (null, 0 services, when none is transparent)."""
     sums: dict[str, list[float]] = {}
     for row in rows:
-        if row["period"] == period and str(row["transparent"]).lower() == "yes":
-            sums.setdefault(groups[row[column]], []).append(float(row["cc1 total cost %"]))
-    return {k: {"average": pytest.approx(sum(v) / len(v)), "services": len(v)}
+        if row["period"] == period:
+            values = sums.setdefault(groups[row[column]], [])
+            if str(row["transparent"]).lower() == "yes":
+                values.append(float(row["cc1 total cost %"]))
+    return {k: {"average": pytest.approx(sum(v) / len(v)) if v else None, "services": len(v)}
             for k, v in sorted(sums.items())}
 
 
@@ -164,13 +184,14 @@ def workbook_doc(tmp_path_factory: pytest.TempPathFactory
     return rows, doc
 
 
-def test_real_format_averages_by_instrument_access_point_and_firm_type(
+def test_real_format_averages_by_instrument_access_point_pay_out_and_firm_type(
         workbook_doc: tuple[list[dict[str, Any]], dict[str, Any]]) -> None:
     rows, doc = workbook_doc
     assert tuple(doc) == DOCUMENT_KEYS
     assert doc["by_payment_instrument"] == _expected(rows, "2025_3Q", "payment instrument",
                                                      INSTRUMENT)
     assert doc["by_access_point"] == _expected(rows, "2025_3Q", "access point", ACCESS)
+    assert doc["by_pay_out"] == _expected(rows, "2025_3Q", "pickup method", PAY_OUT)
     # mobile operators are a firm type of their own, beside banks and MTOs
     assert doc["by_firm_type"] == _expected(rows, "2025_3Q", "firm_type", FIRM_TYPE)
     assert "mobile_operator" in doc["by_firm_type"]
@@ -216,7 +237,8 @@ def test_new_keys_match_the_openapi_schema(
     insufficient = _doc("2025Q3", quote("USA", "MEX", "A", 3.0, period="2025Q3"),
                         quote("GBR", "IND", "B", 12.0, period="2025Q3"))
     for d in (doc, insufficient):
-        for key in ("weighted_average_coverage", "by_payment_instrument", "by_access_point"):
+        for key in ("weighted_average_coverage", "by_payment_instrument", "by_access_point",
+                    "by_pay_out"):
             Draft202012Validator(props[key]).validate(d[key])
     bad = dict(doc["weighted_average_coverage"], status="fine")
     assert not Draft202012Validator(props["weighted_average_coverage"]).is_valid(bad)

@@ -18,7 +18,7 @@ from sendcost.cli import common_options, setup_logging
 HELP = """\
 Compute the SDG 10.c cost indicators of one period, as the World Bank does (RPW method):
 global average, weighted average, SmaRT, G8/G20 averages, firm-type, receiving-region,
-payment-instrument and access-point averages, shares of corridors above 5% and 10%, and
+payment-instrument, access-point and pay-out averages, shares of corridors above 5% and 10%, and
 every corridor with its flags and its cheapest service. Percentages are in percent (6.2
 means 6.2%), unrounded; null where a figure is undefined. The JSON keys are documented in
 docs/indicators.md.
@@ -173,7 +173,8 @@ def _print_table(doc: dict[str, Any], table: pl.DataFrame) -> None:
         if key == "weighted_average" and doc["weighted_average_coverage"] is not None:
             print(f"  {'':<26} {_weights_line(doc['weighted_average_coverage'])}")
     for key, label in [("by_payment_instrument", "by payment instrument"),
-                       ("by_access_point", "by access point")]:
+                       ("by_access_point", "by access point"),
+                       ("by_pay_out", "by pay-out instrument")]:
         if doc[key]:
             print(f"  {label:<26} " + ", ".join(
                 f"{name} {_fmt(v['average'])} ({v['services']})"
