@@ -256,3 +256,14 @@ def test_the_table_says_insufficient_weights(
             "USD 10 million") in out
     assert "weighted average           —" in out
     assert "by payment instrument      cash 7.50% (2)" in out
+
+
+def test_the_bulletin_trend_weighs_each_period_with_its_own_matrix() -> None:
+    from metrics.bulletin import trend
+
+    q = [quote(s, d, f, t, period=p) for p in ("2011Q1", "2025Q3")
+         for s, d, f, t in (("USA", "MEX", "A", 3.0), ("GBR", "IND", "B", 12.0))]
+    got = trend(frame(*q), periods=["2011Q1", "2025Q3"], amount_usd=200, flows=FLOWS)
+    # 2011: both corridors by the 2011 matrix; 2025: the 2021 matrix weighs 1 of 2
+    assert got.collect()["weighted_average"].to_list() == [
+        pytest.approx((3 * 300 + 12 * 100) / 400), None]
