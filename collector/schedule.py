@@ -8,6 +8,8 @@ data at once) or a 5-field crontab in UTC; both get ``jitter_seconds`` of jitter
 source also gets a one-off ``catch-up:collect:<name>`` job at start: it collects at once when
 the source never has, or when its last due time passed while the service was down. After a
 start, quote sources' first runs wait for the reference-rate sources' (``RatesFirst``).
+Each job first recovers what an interruption left unstored (``Collector.recover_if_needed``:
+at the first job after a start, and after a run that lost its database).
 """
 
 from __future__ import annotations
@@ -99,9 +101,14 @@ async def collect_job(app: web.Application, name: str) -> None:
     gate = app.get(RATES_FIRST)
     is_rates = app[runtime.CONFIG].source(name).kind in RATE_KINDS
     try:
+        collector = collector_of(app)
+        # Whatever an interruption left unstored (a previous process killed, the database
+        # away during a run) is stored first, and again after a run that lost its database.
+        await collector.recover_if_needed()
         if gate is not None and not is_rates:
             await gate.wait(name)
-        await collector_of(app).run(name)
+        await collector.run(name)
+        await collector.recover_if_needed()
     except Exception:
         log.exception("scheduled collection of %s failed", name)
     finally:
