@@ -142,6 +142,8 @@ class _Archiver:
         self.writes = 0
         self.archived = 0
         self.spooled = 0
+        #: Responses spooled since the archive last worked (the log says an outage once).
+        self._spooling = 0
 
     async def add(self, row: dict[str, Any]) -> int:
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -169,6 +171,10 @@ class _Archiver:
             self.writes += 1
             ids = await self.store.archive_raw_many([r for r, _ in rows])
             self.archived += len(ids)
+            if self._spooling:
+                log.info("archiving responses again (%d were spooled meanwhile)",
+                         self._spooling)
+                self._spooling = 0
         except BaseException as exc:
             # Not archived (the database is away, or we are stopping mid-write): the rows
             # go to the spool, even those whose fetch was cancelled meanwhile.
@@ -196,8 +202,10 @@ class _Archiver:
                         f"could not archive the response ({why}) nor spool it ({lost})"))
             return
         self.spooled += len(keys)
-        log.warning("the database could not archive %d responses (%s): kept in %s until it "
-                    "can", len(rows), why, self.spool.folder)
+        log.log(logging.DEBUG if self._spooling else logging.WARNING,
+                "the database could not archive %d responses (%s): spooled in %s until it "
+                "can", len(rows), why, self.spool.folder)
+        self._spooling += len(keys)
         for _, fut in rows:
             if not fut.done():
                 fut.set_exception(Spooled(f"not archived ({why}); kept in the local spool, "
@@ -402,6 +410,9 @@ class RunContext:
                     self._failed(exc.kind, str(exc))  # "kind: what (url)"
                 except ParseError as exc:
                     self._failed("malformed", f"malformed: {exc}")
+                except Spooled as exc:
+                    # The archiver said it once for the outage.
+                    self._failed(exc.kind, f"{exc.kind}: {exc}", logging.DEBUG)
                 except StorageError as exc:
                     self._failed(exc.kind, f"{exc.kind}: {exc}", logging.WARNING)
                 except NotArchived:
@@ -630,25 +641,33 @@ class Collector:
         (``needs_recovery`` stays set: the next call tries again).
         """
         async with self._recovering:
-            for run_id, end in list(self._unfinished.items()):
-                await self.store.finish_run(run_id, **end)
-                del self._unfinished[run_id]
-            await self.spool.replay(self.store)
-            await self.store.abandon_dead_runs()
-            names = [s.name for s in self.config.sources if s.kind in self.registry]
-            reports = []
-            for run_id in await self.store.runs_to_recover(names):
-                async with self.store.recovery_lock(run_id) as mine:
-                    # Another process has it, or finished it just now.
-                    if not mine or not await self.store.runs_to_recover(names, [run_id]):
-                        continue
-                    report = await self.reparse(run_id)
-                    log.info("%s: recovered run %d (its quotes had not all been stored): "
-                             "re-parse run %d %s, %d quotes stored", report.source, run_id,
-                             report.run_id, report.status, report.stored)
-                    reports.append(report)
+            # Cleared first: a run that ends meanwhile and needs recovering sets it again.
             self.needs_recovery = False
-            return reports
+            try:
+                return await self._recover()
+            except BaseException:
+                self.needs_recovery = True
+                raise
+
+    async def _recover(self) -> list[RunReport]:
+        for run_id, end in list(self._unfinished.items()):
+            await self.store.finish_run(run_id, **end)
+            del self._unfinished[run_id]
+        await self.spool.replay(self.store)
+        await self.store.abandon_dead_runs()
+        names = [s.name for s in self.config.sources if s.kind in self.registry]
+        reports = []
+        for run_id in await self.store.runs_to_recover(names):
+            async with self.store.recovery_lock(run_id) as mine:
+                # Another process has it, or finished it just now.
+                if not mine or not await self.store.runs_to_recover(names, [run_id]):
+                    continue
+                report = await self.reparse(run_id)
+                log.info("%s: recovered run %d (its quotes had not all been stored): "
+                         "re-parse run %d %s, %d quotes stored", report.source, run_id,
+                         report.run_id, report.status, report.stored)
+                reports.append(report)
+        return reports
 
     async def recover_if_needed(self) -> list[RunReport]:
         """``recover`` when something may be left to recover and no recovery is under way;
