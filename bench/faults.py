@@ -10,7 +10,9 @@ Four faults, each mid-collection, each on a database of its own:
                     every connection and refuses new ones), then back.
 
 Then the bench waits until nothing is running or left to recover, and counts: the operator
-responses the sandbox answered with a quote (its request log), those archived, and, for each
+responses the sandbox answered with a quote (sent on a connection still open: a request
+whose client went away — killed, or cancelled on SIGTERM — is not answered to anyone), those
+archived, and, for each
 archived one, its records (a quote, or a quarantined quote: a sandbox operator response
 prices one service). Goal: every answered response archived, exactly one record each — no
 quote lost, none stored twice. (After a SIGKILL of serve, a response answered in the last
@@ -176,6 +178,26 @@ class Serve:
         return time.perf_counter() - started
 
 
+class Delivered:
+    """The sandbox's operator answers, each with whether its connection was still open when
+    it was sent (an outer middleware: the handler runs on after its client went away)."""
+
+    def __init__(self) -> None:
+        self.answers: list[bool] = []
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        resp = await handler(request)
+        if (request.path.startswith("/operators/") and isinstance(resp, web.Response)
+                and resp.status == 200):
+            transport = request.transport
+            self.answers.append(transport is not None and not transport.is_closing())
+        return resp
+
+    def clear(self) -> None:
+        self.answers.clear()
+
+
 async def query(url: str, sql: str, *args: Any) -> Any:
     for _ in range(100):
         try:
@@ -191,7 +213,8 @@ async def query(url: str, sql: str, *args: Any) -> Any:
 
 
 async def scenario(name: str, work: Path, pg: Postgres, admin_url: str, proxy: PgProxy,
-                   sandbox: Sandbox, base_url: str, corridors: int) -> dict[str, Any]:
+                   sandbox: Sandbox, delivered: Delivered, base_url: str, corridors: int
+                   ) -> dict[str, Any]:
     db = f"faults_{name.replace('-', '_')}_{uuid.uuid4().hex[:6]}"
     await query(admin_url, f'CREATE DATABASE "{db}"')
     parts = urlsplit(admin_url)
@@ -202,6 +225,7 @@ async def scenario(name: str, work: Path, pg: Postgres, admin_url: str, proxy: P
     ops = [n for n in names if "-op-" in n]
     serve = Serve(folder / "config.toml", proxy.proxied(direct), folder / "serve.log")
     sandbox.log.clear()
+    delivered.clear()
     serve.start()
     began = time.perf_counter()
     try:
@@ -248,8 +272,7 @@ async def scenario(name: str, work: Path, pg: Postgres, admin_url: str, proxy: P
     finally:
         if serve.proc is not None and serve.proc.poll() is None:
             serve.signal(signal.SIGKILL)
-    answered = sum(1 for where, outcome in sandbox.log
-                   if outcome == "ok" and where.startswith("/operators/"))
+    answered = sum(delivered.answers)
     per = {r["id"]: r["n"] for r in await query(
         direct,
         "SELECT a.id, (SELECT count(*) FROM quotes q WHERE q.raw_response_id = a.id) "
@@ -258,6 +281,7 @@ async def scenario(name: str, work: Path, pg: Postgres, admin_url: str, proxy: P
     runs = await query(direct, "SELECT count(*) FILTER (WHERE reparse_of IS NOT NULL) AS "
                                "reparses, count(*) AS runs FROM collection_runs")
     return {"scenario": name, "answered": answered, "archived": len(per),
+            "to a closed connection": len(delivered.answers) - answered,
             "lost": sum(1 for n in per.values() if n == 0),
             "duplicated": sum(n - 1 for n in per.values() if n > 1),
             "records": sum(per.values()), "runs": runs[0]["runs"],
@@ -290,20 +314,24 @@ async def main(scenarios: list[str], corridors: int) -> int:
     await proxy.start()
     sandbox = Sandbox(Faults(latency_ms=150, bad_quote_rate=0.1, seed=11),
                       operators_n=OPERATORS)
-    runner = web.AppRunner(sandbox.app(), access_log=None)
+    delivered = Delivered()
+    app = sandbox.app()
+    app.middlewares.insert(0, delivered.middleware)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     results = []
     try:
         for name in scenarios:
-            r = await scenario(name, work, pg, admin_url, proxy, sandbox,
+            r = await scenario(name, work, pg, admin_url, proxy, sandbox, delivered,
                                f"http://127.0.0.1:{port}", corridors)
             results.append(r)
             gap = r["answered"] - r["archived"]
             print(f"{name:14} answered {r['answered']:4}  archived {r['archived']:4}  "
                   f"lost {r['lost']}  duplicated {r['duplicated']}  "
-                  f"answered, never archived {gap}  ({r['runs']} runs, "
+                  f"answered, never archived {gap}  ({r['to a closed connection']} sent to a "
+                  f"closed connection; {r['runs']} runs, "
                   f"{r['recovery re-parses']} recovery re-parses, {r['seconds']} s"
                   + (f"; SIGTERM to exit {r['stop_seconds']:.1f} s" if r["stop_seconds"]
                      else "") + ")", flush=True)

@@ -117,6 +117,11 @@ class RunReport:
                 + (f"; {self.message}" if self.message else ""))
 
 
+#: A response waiting for the archive: its row, who waits for its id, whether it is in the
+#: journal.
+_Row = tuple[dict[str, Any], "asyncio.Future[int]", bool]
+
+
 class _Archiver:
     """Archives responses in batches (one statement each); each caller waits for its row's id.
 
@@ -133,7 +138,7 @@ class _Archiver:
         self.spool = spool
         self.max_batch = max_batch
         self.delay = delay
-        self.rows: list[tuple[dict[str, Any], asyncio.Future[int]]] = []
+        self.rows: list[_Row] = []
         self.timer: asyncio.Task[None] | None = None
         self.flushes: set[asyncio.Task[None]] = set()
         #: Runs under way that archive through it; the last one out closes it.
@@ -146,8 +151,11 @@ class _Archiver:
         self._spooling = 0
 
     async def add(self, row: dict[str, Any]) -> int:
+        """Archive ``row``; its id. The row is in the spool's journal first, until archived
+        or spooled: a process killed meanwhile does not take it along."""
+        journalled = self.spool.journal.append(row)
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self.rows.append((row, fut))
+        self.rows.append((row, fut, journalled))
         if len(self.rows) >= self.max_batch:
             self._start_flush()
         elif self.timer is None:
@@ -166,11 +174,12 @@ class _Archiver:
             self.flushes.add(task)
             task.add_done_callback(self.flushes.discard)
 
-    async def _flush(self, rows: list[tuple[dict[str, Any], asyncio.Future[int]]]) -> None:
+    async def _flush(self, rows: list[_Row]) -> None:
         try:
             self.writes += 1
-            ids = await self.store.archive_raw_many([r for r, _ in rows])
+            ids = await self.store.archive_raw_many([r for r, _, _ in rows])
             self.archived += len(ids)
+            self.spool.journal.done(sum(j for _, _, j in rows))
             if self._spooling:
                 log.info("archiving responses again (%d were spooled meanwhile)",
                          self._spooling)
@@ -182,31 +191,32 @@ class _Archiver:
             if not isinstance(exc, Exception):
                 raise
             return
-        for (_, fut), raw_id in zip(rows, ids, strict=True):
+        for (_, fut, _), raw_id in zip(rows, ids, strict=True):
             if not fut.done():
                 fut.set_result(raw_id)
 
-    async def _spool(self, rows: list[tuple[dict[str, Any], asyncio.Future[int]]],
-                     exc: BaseException) -> None:
+    async def _spool(self, rows: list[_Row], exc: BaseException) -> None:
         why = f"{type(exc).__name__}: {exc}" if isinstance(exc, Exception) else "stopping"
         try:
             # Writing and syncing files blocks: off the event loop.
             keys = await asyncio.shield(asyncio.to_thread(
-                lambda: [self.spool.put(r) for r, _ in rows]))
+                lambda: [self.spool.put(r) for r, _, _ in rows]))
         except (SpoolError, asyncio.CancelledError) as lost:
+            # Still in the journal (kept until the next start), if it could be written.
             log.error("%d responses could neither be archived (%s) nor spooled (%s)",
                       len(rows), why, lost)
-            for _, fut in rows:
+            for _, fut, _ in rows:
                 if not fut.done():
                     fut.set_exception(StorageError(
                         f"could not archive the response ({why}) nor spool it ({lost})"))
             return
         self.spooled += len(keys)
+        self.spool.journal.done(sum(j for _, _, j in rows))
         log.log(logging.DEBUG if self._spooling else logging.WARNING,
                 "the database could not archive %d responses (%s): spooled in %s until it "
                 "can", len(rows), why, self.spool.folder)
         self._spooling += len(keys)
-        for _, fut in rows:
+        for _, fut, _ in rows:
             if not fut.done():
                 fut.set_exception(Spooled(f"not archived ({why}); kept in the local spool, "
                                           "parsed when it is replayed"))

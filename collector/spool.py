@@ -11,6 +11,15 @@ again, so a crash between the commit and the file's removal adds nothing. The ru
 spooled a response is then re-parsed (``Collector.recover``), which stores its quotes.
 
 The file is JSON: the archive row with the body in base64.
+
+The journal closes the last window: a response waits a few milliseconds for the archive's
+next batch, and a process killed meanwhile (SIGKILL, out of memory) would take it along.
+So each response is first appended to the process's journal
+(``<data_dir>/spool/journal-<pid>-<token>.jsonl``, one JSON line, written but not synced:
+it survives the process, not the machine), and the journal is emptied whenever every
+response in it is archived or spooled. At start, ``Spool.replay`` archives what the journals
+of processes that are gone hold and the archive does not (the same run, URL and time), then
+removes them.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import datetime as dt
 import json
 import logging
 import os
+import secrets
 import uuid
 from pathlib import Path
 from typing import Any
@@ -32,6 +42,10 @@ log = logging.getLogger(__name__)
 #: The archived header that names a response's spool file (the replay's idempotency key).
 SPOOL_HEADER = SPOOL_KEY_HEADER
 _SUFFIX = ".json"
+_JOURNAL = "journal-"
+#: The journals this process writes (by name): any other is a previous process's, even under
+#: the same pid (a container's service is often pid 1 on every start).
+_OURS: set[str] = set()
 
 
 class SpoolError(Exception):
@@ -43,6 +57,7 @@ class Spool:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self.journal = Journal(folder)
 
     def put(self, row: dict[str, Any]) -> str:
         """Keep one archive row (as ``Store.archive_raw_many`` takes it); return its key."""
@@ -100,18 +115,19 @@ class Spool:
             return None
 
     async def replay(self, store: Any) -> list[int]:
-        """Archive every spooled response (idempotently) and remove its file; return the
-        runs they belong to. Raises what the store raises when the database is still away
-        (the files stay for the next try)."""
+        """Archive every spooled response (idempotently) and remove its file, and what the
+        journals of processes that are gone hold that the archive lacks; return the runs
+        they belong to. Raises what the store raises when the database is still away (the
+        files stay for the next try)."""
+        runs = set(await self._replay_journals(store))
         files = self.pending()
         if not files:
-            return []
+            return sorted(runs)
         rows: list[tuple[Path, dict[str, Any]]] = []
         for path in files:
             row = self.read(path)
             if row is not None:
                 rows.append((path, row))
-        runs: set[int] = set()
         for start in range(0, len(rows), 256):
             chunk = rows[start:start + 256]
             archived = await store.archive_spooled([r for _, r in chunk])
@@ -122,6 +138,105 @@ class Spool:
             if archived:
                 log.info("replayed %d spooled responses into the archive", archived)
         return sorted(runs)
+
+    async def _replay_journals(self, store: Any) -> list[int]:
+        runs: set[int] = set()
+        try:
+            journals = [p for p in self.folder.iterdir() if p.name.startswith(_JOURNAL)
+                        and p.name not in _OURS and not _alive(p.name)]
+        except FileNotFoundError:
+            return []
+        for path in journals:
+            rows = []
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError as exc:
+                log.error("journal %s cannot be read (%s); left in place", path, exc)
+                continue
+            for line in text.splitlines():
+                try:
+                    rows.append(_decode(json.loads(line)))
+                except (ValueError, KeyError, TypeError):
+                    continue  # the line being written when the process was killed
+            archived = await store.archive_missing(rows) if rows else 0
+            if archived:
+                log.warning("archived %d responses a killed process had fetched but not "
+                            "archived (%s)", archived, path.name)
+            runs.update(r["run_id"] for r in rows if r.get("run_id") is not None)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        return sorted(runs)
+
+
+class Journal:
+    """This process's journal of responses not yet archived (see the module's docstring)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.fd: int | None = None
+        self.name = f"{_JOURNAL}{os.getpid()}-{secrets.token_hex(4)}.jsonl"
+        #: Responses written and not yet archived or spooled.
+        self.open = 0
+        self.broken = False
+
+    def append(self, row: dict[str, Any]) -> bool:
+        """Write ``row``; False when the journal cannot be written (the response is then
+        only in memory until archived, as before: logged once)."""
+        if self.broken:
+            return False
+        line = json.dumps(_encode(row), separators=(",", ":")).encode() + b"\n"
+        try:
+            if self.fd is None:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                _OURS.add(self.name)
+                self.fd = os.open(self.folder / self.name,
+                                  os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.write(self.fd, line)
+        except OSError as exc:
+            self.broken = True
+            log.error("cannot write the collector's journal in %s (%s): a response is "
+                      "only in memory until archived", self.folder, exc)
+            return False
+        self.open += 1
+        return True
+
+    def done(self, n: int = 1) -> None:
+        """``n`` journalled responses are archived or spooled; once none is left open, the
+        journal is emptied."""
+        self.open = max(0, self.open - n)
+        if not self.open and self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, 0)
+
+
+def _alive(name: str) -> bool:
+    try:
+        pid = int(name[len(_JOURNAL):].split("-", 1)[0])
+    except ValueError:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != os.getpid()  # our pid, not our journal: a previous process's
+
+
+def _encode(row: dict[str, Any]) -> dict[str, Any]:
+    body = row.get("body")
+    return {**row, "fetched_at": row["fetched_at"].isoformat(),
+            "body": None if body is None else base64.b64encode(body).decode("ascii")}
+
+
+def _decode(doc: dict[str, Any]) -> dict[str, Any]:
+    doc["fetched_at"] = dt.datetime.fromisoformat(doc["fetched_at"])
+    body = doc.get("body")
+    doc["body"] = None if body is None else base64.b64decode(body, validate=True)
+    for name in ("source", "url"):
+        if not isinstance(doc[name], str):
+            raise TypeError(name)
+    return doc
 
 
 def _fsync_dir(folder: Path) -> None:

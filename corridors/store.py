@@ -474,6 +474,21 @@ class Store:
             await self._archive_raw(conn, new)
         return len(new)
 
+    async def archive_missing(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Archive those of ``rows`` (a killed collector's journal) the archive lacks: a
+        response is the same when its run, URL and time are. Returns how many were new."""
+        if not rows:
+            return 0
+        runs = sorted({r["run_id"] for r in rows if r.get("run_id") is not None})
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(_LOCK_SPOOL)
+            there = {(r["run_id"], r["url"], r["fetched_at"]) for r in await conn.fetch(
+                "SELECT run_id, url, fetched_at FROM raw_responses "
+                "WHERE run_id = ANY($1::bigint[])", runs)}
+            new = [r for r in rows if (r.get("run_id"), r["url"], r["fetched_at"]) not in there]
+            await self._archive_raw(conn, new)
+        return len(new)
+
     @staticmethod
     async def _archive_raw(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]
                            ) -> list[int]:

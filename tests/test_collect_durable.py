@@ -104,6 +104,40 @@ async def test_the_spool_is_replayed_once_whatever_happens(store: Store,
                            quotes_quarantined=0, errors={})
 
 
+async def test_a_killed_process_journal_is_archived_once(store: Store,
+                                                         tmp_path: Path) -> None:
+    """Responses a killed collector had fetched but not archived are in its journal; the
+    next start archives those the archive lacks, once, and removes the journal."""
+    from collector.spool import _encode
+
+    tag = uuid.uuid4().hex[:8]
+    run_id = await store.start_run(f"{tag}-op")
+    now = dt.datetime.now(dt.UTC)
+    rows = [{"source": f"{tag}-op", "url": f"http://127.0.0.1/q/{n}",
+             "fetched_at": now + dt.timedelta(microseconds=n), "status": 200,
+             "headers": {}, "body": b'{"n": %d}' % n, "run_id": run_id} for n in range(3)]
+    assert await store.archive_raw_many(rows[:1]) != []  # archived before the kill
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    folder = tmp_path / "spool"
+    folder.mkdir()
+    lines = [json.dumps(_encode(r)) for r in rows]
+    (folder / f"journal-{gone.pid}-dead.jsonl").write_text(
+        "\n".join(lines) + '\n{"source": "cut sho', encoding="utf-8")
+    # A journal of a process still running is its own business.
+    (folder / f"journal-{os.getppid()}-live.jsonl").write_text(lines[2] + "\n",
+                                                               encoding="utf-8")
+    spool = Spool(folder)
+    assert await spool.replay(store) == [run_id]
+    assert await spool.replay(store) == []
+    assert sorted(p.name for p in folder.iterdir()) == [f"journal-{os.getppid()}-live.jsonl"]
+    got = await store.pool.fetch("SELECT url, payload FROM raw_responses WHERE run_id = $1 "
+                                 "ORDER BY url", run_id)
+    assert [(r["url"], r["payload"]) for r in got] == [(r["url"], r["body"]) for r in rows]
+    await store.finish_run(run_id, status="ok", requests=3, quotes_stored=0,
+                           quotes_quarantined=0, errors={})
+
+
 async def test_a_three_second_outage_mid_collection_loses_no_quote(
         store: Store, server_url: str, database_url: str, tmp_path: Path) -> None:
     """The database goes away for 3 s while three operators are being collected: responses
