@@ -13,6 +13,8 @@ marked ``failed``.
 
 No valid quote is lost to an interruption:
 
+* a response is journalled on arrival (``collector.spool.Journal``), so a process killed
+  before its archive batch went out does not take it along;
 * a response the database cannot archive goes to the local spool (``collector.spool``)
   instead, and is not parsed until it is archived;
 * a run that is cancelled (SIGTERM, Ctrl-C) first writes what it holds, for at most
