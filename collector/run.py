@@ -102,6 +102,9 @@ class RunReport:
     seconds: float = 0.0
     store_seconds: float = 0.0
     reparse_of: int | None = None
+    #: The run ended without storing what it parsed (its last write failed, or it was
+    #: stopped with quotes unwritten).
+    unstored: bool = False
     #: What went wrong last (kind and detail), so a failed run says why without -v.
     last_error: str | None = None
 
@@ -779,6 +782,7 @@ class Collector:
                     await ctx.flush()
                 held = 0
             except (TimeoutError, StorageError) as exc:
+                report.unstored = True
                 log.warning("%s: run %d stopped with %d quotes unwritten (%s); they are "
                             "stored when it is recovered", ctx.source.name, report.run_id,
                             held, exc)
@@ -788,12 +792,16 @@ class Collector:
             raise
         except Exception as exc:
             report.status = "failed"
+            report.unstored = isinstance(exc, StorageError)
             report.message = f"{type(exc).__name__}: {exc}"
             log.exception("%s: run %d failed", ctx.source.name, report.run_id)
         finally:
             await ctx.close()
             report.seconds = time.perf_counter() - started
-            if report.status == "failed" or {"spooled", "database"} & set(report.errors):
+            # A re-parse that fails for its parser would fail again: only a lost database
+            # calls for another recovery.
+            if report.unstored or (not ctx.reparse and (
+                    report.status == "failed" or {"spooled", "database"} & set(report.errors))):
                 self.needs_recovery = True
             end: dict[str, Any] = {
                 "status": report.status, "requests": report.requests,

@@ -560,7 +560,8 @@ class Store:
         first: runs that failed (killed and abandoned, cancelled, cut off from the database
         at their last write) or that spooled a response or failed a write, which no re-parse
         has completed since. A run that failed only because no request succeeded has
-        nothing to recover; nor has a run with no usable response archived."""
+        nothing to recover; nor has a run with no usable response archived. A run three
+        re-parses could not recover is left to a person (``sendcost collect --reparse``)."""
         rows = await self.pool.fetch(
             "SELECT r.id FROM collection_runs r WHERE r.reparse_of IS NULL "
             "AND r.source = ANY($1::text[]) "
@@ -570,6 +571,7 @@ class Store:
             "AND a.status < 400) "
             "AND NOT EXISTS (SELECT 1 FROM collection_runs p WHERE p.reparse_of = r.id "
             f"AND p.status <> 'running' AND NOT ({_LOST_SOMETHING.format(r='p')})) "
+            "AND (SELECT count(*) FROM collection_runs p WHERE p.reparse_of = r.id) < 3 "
             "ORDER BY r.id", list(sources), None if run_ids is None else list(run_ids))
         return [r["id"] for r in rows]
 

@@ -261,3 +261,44 @@ async def test_collect_stopped_mid_run_loses_no_quote(store: Store, database_url
     assert not await store.pool.fetchval(
         "SELECT count(*) FROM collection_runs WHERE source LIKE $1 AND status = 'running'",
         f"{prefix}-%")
+
+
+async def test_which_runs_are_recovered(store: Store) -> None:
+    """Store.runs_to_recover: runs that may have left quotes unstored, until a re-parse
+    stored them; never one with nothing to recover; three failed re-parses, then a person."""
+    tag = uuid.uuid4().hex[:8]
+    now = dt.datetime.now(dt.UTC)
+
+    async def run(status: str, message: str | None = None, errors: dict[str, int] | None = None,
+                  *, reparse_of: int | None = None, archived: int | None = 200) -> int:
+        run_id = await store.start_run(f"{tag}-op", reparse_of=reparse_of)
+        await store.finish_run(run_id, status=status, requests=1, quotes_stored=0,
+                               quotes_quarantined=0, errors=errors or {}, message=message)
+        if archived is not None and reparse_of is None:
+            await store.archive_raw_many([{"source": f"{tag}-op", "url": "http://x/q",
+                                           "fetched_at": now, "status": archived,
+                                           "body": b"{}", "run_id": run_id}])
+        return run_id
+
+    cancelled = await run("failed", "cancelled; what it fetched is archived")
+    abandoned = await run("failed", "abandoned: process 7 on h ended")
+    spooled = await run("partial", "last error: spooled: …", {"spooled": 3})
+    write_lost = await run("failed", "StorageError: could not write 5 quotes")
+    await run("ok")
+    await run("partial", "last error: http_5xx", {"http_5xx": 1})
+    await run("failed", "no request succeeded; last error: http_5xx", {"http_5xx": 1})
+    await run("failed", "cancelled", archived=503)  # nothing usable archived
+    await run("failed", "cancelled", archived=None)  # nothing archived at all
+    recovered = await run("failed", "cancelled")
+    await run("ok", reparse_of=recovered)
+    retried = await run("failed", "cancelled")
+    await run("failed", "StorageError: could not write", reparse_of=retried)
+    await run("failed", "ParseError: …", reparse_of=retried)
+    given_up = await run("failed", "cancelled")
+    for _ in range(3):
+        await run("failed", "KeyError: 'fee'", reparse_of=given_up)
+
+    assert await store.runs_to_recover([f"{tag}-op"]) == [
+        cancelled, abandoned, spooled, write_lost, retried]
+    assert await store.runs_to_recover([f"{tag}-other"]) == []
+    assert await store.runs_to_recover([f"{tag}-op"], [spooled]) == [spooled]
