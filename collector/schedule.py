@@ -187,12 +187,18 @@ async def recover_job(app: web.Application) -> None:
     """Replay the spool and re-parse the runs whose quotes were not all stored."""
     try:
         await collector_of(app).recover_if_needed()
+    except asyncio.CancelledError:
+        # Stopping: what is left is recovered at the next start (a re-parse replaces).
+        log.debug("recovery of interrupted runs stopped")
     except Exception:
         log.exception("recovering interrupted collection runs failed")
 
 
 def add_recovery_job(app: web.Application, scheduler: AsyncIOScheduler) -> None:
-    """The ``recover-runs`` job: at once on start, then every ``RECOVER_EVERY_SECONDS``."""
+    """The ``recover-runs`` job: at once on start, then every ``RECOVER_EVERY_SECONDS``.
+    Called while the app starts (its store and HTTP session exist): the collector is made
+    now, as the app's state may not change once it runs."""
+    collector_of(app)
     scheduler.add_job(recover_job, IntervalTrigger(seconds=RECOVER_EVERY_SECONDS),
                       args=(app,), id="recover-runs", name="recover interrupted runs",
                       replace_existing=True, max_instances=1, coalesce=True,
