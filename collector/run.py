@@ -634,6 +634,11 @@ class Collector:
         self.needs_recovery = True
         self._recovering = asyncio.Lock()
 
+    async def _bind_spool(self) -> None:
+        """The spool's folder is the database's own (``Spool.bind``): known once connected."""
+        if not self.spool.bound:
+            self.spool.bind(await self.store.database_key())
+
     async def _abandon_dead_runs_once(self) -> None:
         """Runs left 'running' by a process that died are marked failed, once per collector
         (``Store.abandon_dead_runs``): they must not look under way for ever."""
@@ -665,6 +670,7 @@ class Collector:
                 raise
 
     async def _recover(self) -> list[RunReport]:
+        await self._bind_spool()
         for run_id, end in list(self._unfinished.items()):
             await self.store.finish_run(run_id, **end)
             del self._unfinished[run_id]
@@ -722,6 +728,7 @@ class Collector:
             raise ConfigError(f"{where}{exc}") from None
         corridors = corridor_specs(self.config, corridor)
         await self._abandon_dead_runs_once()
+        await self._bind_spool()
         lock = self._running.setdefault(name, asyncio.Lock())
         async with lock:
             run_id = await self.store.start_run(name)

@@ -2,8 +2,9 @@
 
 A response is archived before it is parsed (``collector.run``). When the database cannot be
 reached at that moment, the response is not dropped: it is written here, one file per
-response in ``<data_dir>/spool``, atomically (a temporary file, fsync, rename) so a crash
-leaves either the whole file or none. When the database is back, ``Spool.replay`` archives
+response in ``<data_dir>/spool/<database>`` (``Spool.bind``: a spool is replayed only into
+its own database), atomically (a temporary file, fsync, rename) so a crash leaves either
+the whole file or none. When the database is back, ``Spool.replay`` archives
 the files into ``raw_responses`` under the run that fetched them, and deletes each file only
 once its row is committed. Replay is idempotent: every spooled response carries a key
 (``X-Sendcost-Spool`` in its archived headers), and a key already archived is not archived
@@ -15,8 +16,8 @@ The file is JSON: the archive row with the body in base64.
 The journal closes the last window: a response waits a few milliseconds for the archive's
 next batch, and a process killed meanwhile (SIGKILL, out of memory) would take it along.
 So each response is first appended to the process's journal
-(``<data_dir>/spool/journal-<pid>-<token>.jsonl``, one JSON line, written but not synced:
-it survives the process, not the machine), and the journal is emptied whenever every
+(``<data_dir>/spool/<database>/journal-<pid>-<token>.jsonl``, one JSON line, written but
+not synced: it survives the process, not the machine), and the journal is emptied whenever every
 response in it is archived or spooled. At start, ``Spool.replay`` archives what the journals
 of processes that are gone hold and the archive does not (the same run, URL and time), then
 removes them.
@@ -58,6 +59,16 @@ class Spool:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.journal = Journal(folder)
+        self.bound = False
+
+    def bind(self, database: str) -> None:
+        """Keep this database's responses in a folder of its own (``Store.database_key``):
+        a spool is only ever replayed into the database it was written for."""
+        if not self.bound:
+            self.folder = self.folder / database
+            if self.journal.fd is None:
+                self.journal.folder = self.folder
+            self.bound = True
 
     def put(self, row: dict[str, Any]) -> str:
         """Keep one archive row (as ``Store.archive_raw_many`` takes it); return its key."""

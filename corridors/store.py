@@ -519,6 +519,16 @@ class Store:
             "run_id, licence FROM _incoming_raw")
         return ids
 
+    async def database_key(self) -> str:
+        """A name for this database that stays the same for its life and differs from other
+        databases' (its name and when it was first migrated): the collectors' spool keeps
+        each database's responses apart, so one is never replayed into another."""
+        row = await self.pool.fetchrow(
+            "SELECT current_database() AS name, to_char(min(applied_at) AT TIME ZONE 'UTC', "
+            "'YYYYMMDD\"T\"HH24MISSUS') AS born FROM schema_migrations")
+        return "".join(c if c.isalnum() or c in "-_." else "_"
+                       for c in f"{row['name']}-{row['born']}")
+
     async def raw_responses_of_run(self, run_id: int) -> list[dict[str, Any]]:
         """The archived responses of a run, oldest first (for a re-parse)."""
         rows = await self.pool.fetch(

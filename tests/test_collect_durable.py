@@ -17,6 +17,7 @@ import sys
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -179,7 +180,10 @@ async def test_a_three_second_outage_mid_collection_loses_no_quote(
     per_response = await records_per_response(store, p)
     assert len(per_response) == answered(sandbox) == 3 * len(CORRIDORS) * 2
     assert set(per_response.values()) == {1}
-    assert Spool(tmp_path / "spool").pending() == []
+    # The spool is the database's own: never replayed into another one.
+    assert collector.spool.folder.parent == tmp_path / "spool"
+    assert collector.spool.folder.name.startswith(urlsplit(database_url).path[1:] + "-")
+    assert collector.spool.pending() == [] and collector.archiver.spooled > 0
     # Nothing left to recover: a second recovery re-parses nothing.
     assert await store.runs_to_recover([s.name for s in config.sources]) == []
 

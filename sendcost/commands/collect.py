@@ -32,8 +32,9 @@ recorded (sendcost db status, GET /healthz).
 the run's quotes are replaced by the re-parsed ones (in one transaction).
 
 Nothing fetched is lost to an interruption. Quotes are written as they are parsed (in small
-batches); a response the database cannot archive is kept in the spool (<data_dir>/spool)
-until it can; on SIGTERM or Ctrl-C what is held is written (5 s at most). Before collecting
+batches); a response the database cannot archive is kept in the spool
+(<data_dir>/spool/<database>) until it can; on SIGTERM or Ctrl-C what is held is written
+(5 s at most). Before collecting
 (and again after a run that lost its database), the command replays the spool and re-parses
 every earlier run whose quotes were not all stored (killed, stopped, cut off from the
 database); a "recovered:" line names each such re-parse.
