@@ -6,9 +6,10 @@ response in ``<data_dir>/spool/<database>`` (``Spool.bind``: a spool is replayed
 its own database), atomically (a temporary file, fsync, rename) so a crash leaves either
 the whole file or none. When the database is back, ``Spool.replay`` archives
 the files into ``raw_responses`` under the run that fetched them, and deletes each file only
-once its row is committed. Replay is idempotent: every spooled response carries a key
-(``X-Sendcost-Spool`` in its archived headers), and a key already archived is not archived
-again, so a crash between the commit and the file's removal adds nothing. The run that
+once its row is committed. Replay is idempotent: a response already archived (the same
+run, URL and time) is not archived again, so a crash between the commit and the file's
+removal adds nothing. Each spooled response keeps its key (``X-Sendcost-Spool`` in its
+archived headers): where it came from. The run that
 spooled a response is then re-parsed (``Collector.recover``), which stores its quotes.
 
 The file is JSON: the archive row with the body in base64.

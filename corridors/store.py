@@ -456,27 +456,16 @@ class Store:
 
     async def archive_spooled(self, rows: Sequence[dict[str, Any]]) -> int:
         """Archive responses kept in the local spool (``collector.spool``), each once: a row
-        whose spool key (header ``X-Sendcost-Spool``) is archived already is skipped, so a
-        replay that is repeated (a crash after its commit, two processes at once) adds
-        nothing. Returns how many were new."""
-        if not rows:
-            return 0
-        keys = [r["headers"][SPOOL_KEY_HEADER] for r in rows]
-        runs = sorted({r["run_id"] for r in rows if r.get("run_id") is not None})
-        async with self.pool.acquire() as conn, conn.transaction():
-            # One replayer at a time: the check below and the insert see the same archive.
-            await conn.execute(_LOCK_SPOOL)
-            there = {r[0] for r in await conn.fetch(
-                "SELECT headers->>$3 FROM raw_responses WHERE (run_id = ANY($1::bigint[]) "
-                "OR run_id IS NULL) AND headers->>$3 = ANY($2::text[])", runs, keys,
-                SPOOL_KEY_HEADER)}
-            new = [r for r, k in zip(rows, keys, strict=True) if k not in there]
-            await self._archive_raw(conn, new)
-        return len(new)
+        archived already — same run, URL and time — is skipped, so a replay that is repeated
+        (a crash after its commit, two processes at once, the same response in a killed
+        process's journal too) adds nothing. Returns how many were new. Each keeps its spool
+        key (header ``X-Sendcost-Spool``): where it came from."""
+        return await self.archive_missing(rows)
 
     async def archive_missing(self, rows: Sequence[dict[str, Any]]) -> int:
-        """Archive those of ``rows`` (a killed collector's journal) the archive lacks: a
-        response is the same when its run, URL and time are. Returns how many were new."""
+        """Archive those of ``rows`` (a killed collector's journal, the spool) the archive
+        lacks: a response is the same when its run, URL and time are. Returns how many were
+        new. One replayer at a time (an advisory lock), so each is archived once."""
         if not rows:
             return 0
         runs = sorted({r["run_id"] for r in rows if r.get("run_id") is not None})
