@@ -238,6 +238,12 @@ async def scenario(name: str, work: Path, pg: Postgres, admin_url: str, proxy: P
                 raise SystemExit(f"{name}: no quote stored in 90 s; see {serve.log}")
             await asyncio.sleep(0.05)
         stop_seconds = None
+        # A serve started again collects every source again: settled only once it has.
+        runs_needed = 0
+        if name.startswith("serve-"):
+            runs_needed = len(names) + (await query(
+                direct, "SELECT count(*) AS n FROM collection_runs WHERE reparse_of IS NULL")
+                                        )[0]["n"]
         if name == "pg-kill9":
             pg.kill9()
             await asyncio.sleep(1)
@@ -262,7 +268,10 @@ async def scenario(name: str, work: Path, pg: Postgres, admin_url: str, proxy: P
                                            "status = 'running'"))[0]["n"]
             spooled = list((folder / "data" / "spool").glob("*.json"))
             left = await _left_to_recover(direct, names)
-            if not running and not spooled and not left and time.perf_counter() - quiet_since > 3:
+            runs = (await query(direct, "SELECT count(*) AS n FROM collection_runs "
+                                        "WHERE reparse_of IS NULL"))[0]["n"]
+            if (not running and not spooled and not left and runs >= runs_needed
+                    and time.perf_counter() - quiet_since > 3):
                 break
             if time.perf_counter() - began > 240:
                 print(f"  {name}: not settled after 240 s: running {running}, spooled "
