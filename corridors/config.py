@@ -414,6 +414,9 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     svc = _expect(raw, "service", dict, "config", {})
     _unknown_keys(svc, {"data_dir", "import_rpw_on_empty", "log_level"}, "service")
     data_dir_raw = _expect(svc, "data_dir", str, "service", "")
+    if "\x00" in data_dir_raw:  # TOML's \u0000: no file system takes it in a path
+        raise ConfigError(f"service.data_dir: a path cannot hold a NUL character, got "
+                          f"{data_dir_raw!r}")
     if os.environ.get("SENDCOST_DATA_DIR") or not data_dir_raw:
         data_dir = default_data_dir()
     else:
@@ -605,15 +608,28 @@ def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path | N
     return here if here.is_file() else None
 
 
+def not_utf8(data: bytes, exc: UnicodeDecodeError) -> str:
+    """Where bytes that are not UTF-8 are (TOML is UTF-8): offset, line and column."""
+    line = data.count(b"\n", 0, exc.start) + 1
+    column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+    bad = " ".join(f"0x{b:02x}" for b in data[exc.start:exc.end])
+    return (f"not UTF-8 text, as TOML must be: {bad} at byte offset {exc.start} "
+            f"(line {line}, column {column}): {exc.reason}")
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     found = find_config_path(path)
     if found is None:
         return parse_config({})
     try:
         with open(found, "rb") as fh:
-            raw = tomllib.load(fh)
+            data = fh.read()
     except FileNotFoundError:
         raise ConfigError(f"{found}: config file not found") from None
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{found}: {not_utf8(data, exc)}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{found}: not valid TOML: {exc}") from None
     try:
