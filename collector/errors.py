@@ -9,6 +9,7 @@ FetchError (a corridors.errors.CollectError)
 └── kind "circuit_open"  the source's circuit breaker is open: not asked at all
 ParseError  kind "malformed": a response that does not have the upstream's format
 StorageError  kind "database": the store could not archive a response or write a batch
+LeaseLost  the run's source lease could not be renewed in time: the run was stopped
 """
 
 from __future__ import annotations
@@ -35,3 +36,8 @@ class StorageError(CollectError):
     """The database refused or lost a write (archive or batch); what it held is kept."""
 
     kind = "database"
+
+
+class LeaseLost(CollectError):
+    """The run's source lease could not be renewed in time (collector/lease.py): the run was
+    stopped, so that two collectors never fetch one source at once."""

@@ -14,6 +14,7 @@ re-parse.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -26,7 +27,8 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from collector.errors import FetchError, ParseError, StorageError
+from collector import lease as leasing
+from collector.errors import FetchError, LeaseLost, ParseError, StorageError
 from collector.http import Fetcher, Response
 from collector.model import CorridorSpec, Draft, corridor_specs
 from collector.rates import RateBook, ReferenceRate
@@ -34,7 +36,7 @@ from collector.validate import Rejected, check
 from corridors.config import Config, SourceConfig
 from corridors.errors import ConfigError
 from corridors.periods import month_of
-from corridors.store import Store, WriteBatch, WriteResult
+from corridors.store import STORE_ERRORS, Store, WriteBatch, WriteResult
 from corridors.types import Quote
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,8 @@ class RunReport:
         return sum(v for k, v in self.errors.items() if not k.startswith("retry:"))
 
     def line(self) -> str:
+        if self.status == "skipped":
+            return f"{self.source}: skipped ({self.message})"
         errs = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())) or "none"
         what = f"re-parse of run {self.reparse_of}" if self.reparse_of else "run"
         return (f"{self.source}: {what} {self.run_id} {self.status} in {self.seconds:.1f}s — "
@@ -522,6 +526,8 @@ class Collector:
         check_sources(config)
         self.registry = REGISTRY
         self._running: dict[str, asyncio.Lock] = {}
+        #: How long a source's lease lasts unless renewed (collector/lease.py).
+        self.lease_seconds = leasing.LEASE_SECONDS
         self._checked_dead = False
         self.writer = _Writer(store)
         self.archiver = _Archiver(store)
@@ -564,13 +570,32 @@ class Collector:
         corridors = corridor_specs(self.config, corridor)
         await self._abandon_dead_runs_once()
         lock = self._running.setdefault(name, asyncio.Lock())
-        async with lock:
-            run_id = await self.store.start_run(name)
-            report = RunReport(run_id, name)
-            rates = await RateBook.load(self.store,
-                                        sources=source.options.get("reference_sources"))
-            ctx = RunContext(self, source, report, corridors, rates, progress=progress)
-            return await self._execute(ctx)
+        report = None
+        try:
+            async with lock, leasing.hold(self.store, name, self.lease_seconds) as lease:
+                if not isinstance(lease, leasing.Held):  # another process collects it now
+                    report = RunReport(0, name, status="skipped",
+                                       message=f"another collector has it: {lease.describe()}")
+                    log.log(logging.DEBUG if progress else logging.INFO, "%s", report.line())
+                    return report
+                run_id = await self.store.start_run(name)
+                await lease.name(run_id)
+                report = RunReport(run_id, name)
+                rates = await RateBook.load(self.store,
+                                            sources=source.options.get("reference_sources"))
+                ctx = RunContext(self, source, report, corridors, rates, progress=progress)
+                return await self._execute(ctx)
+        except LeaseLost as exc:
+            if report is None:
+                raise
+            # The run's end is recorded already ("cancelled"); say why it was.
+            report.status, report.message = "failed", f"{exc}; {report.message}"
+            with contextlib.suppress(*STORE_ERRORS):
+                await self.store.finish_run(
+                    report.run_id, status=report.status, requests=report.requests,
+                    quotes_stored=report.stored, quotes_quarantined=report.quarantined,
+                    errors=dict(report.errors), message=report.message)
+            return report
 
     async def reparse(self, run_id: int, *, progress: Progress | None = None) -> RunReport:
         """Parse again what run ``run_id`` archived, without fetching anything."""
