@@ -36,7 +36,7 @@ from collector.validate import Rejected, check
 from corridors.config import Config, SourceConfig
 from corridors.errors import ConfigError
 from corridors.periods import month_of
-from corridors.store import STORE_ERRORS, Store, WriteBatch, WriteResult
+from corridors.store import Store, WriteBatch, WriteResult
 from corridors.types import Quote
 
 log = logging.getLogger(__name__)
@@ -578,11 +578,22 @@ class Collector:
                                        message=f"another collector has it: {lease.describe()}")
                     log.log(logging.DEBUG if progress else logging.INFO, "%s", report.line())
                     return report
-                run_id = await self.store.start_run(name)
-                await lease.name(run_id)
-                report = RunReport(run_id, name)
-                rates = await RateBook.load(self.store,
-                                            sources=source.options.get("reference_sources"))
+                report = RunReport(await self._start_run(name), name)
+                try:
+                    await lease.name(report.run_id)
+                    rates = await RateBook.load(self.store,
+                                                sources=source.options.get("reference_sources"))
+                except BaseException as exc:
+                    # Stopped before it began (SIGTERM) or the database went: closed all
+                    # the same, never left 'running'.
+                    report.status = "failed"
+                    report.errors["cancelled" if isinstance(exc, asyncio.CancelledError)
+                                  else "database"] += 1
+                    report.message = ("cancelled before it fetched anything"
+                                      if isinstance(exc, asyncio.CancelledError)
+                                      else f"could not start: {type(exc).__name__}: {exc}")
+                    await self._record_end(report)
+                    raise
                 ctx = RunContext(self, source, report, corridors, rates, progress=progress)
                 return await self._execute(ctx)
         except LeaseLost as exc:
@@ -590,12 +601,35 @@ class Collector:
                 raise
             # The run's end is recorded already ("cancelled"); say why it was.
             report.status, report.message = "failed", f"{exc}; {report.message}"
-            with contextlib.suppress(*STORE_ERRORS):
-                await self.store.finish_run(
-                    report.run_id, status=report.status, requests=report.requests,
-                    quotes_stored=report.stored, quotes_quarantined=report.quarantined,
-                    errors=dict(report.errors), message=report.message)
+            await self._record_end(report)
             return report
+
+    async def _start_run(self, name: str) -> int:
+        """A new run's id. Cancelled while the row is being written, the row (if written) is
+        closed before the cancellation goes on: a run is never left 'running'."""
+        start = asyncio.ensure_future(self.store.start_run(name))
+        try:
+            return await asyncio.shield(start)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                run_id = await asyncio.wait_for(start, 10)
+                report = RunReport(run_id, name, status="failed",
+                                   message="cancelled before it fetched anything")
+                report.errors["cancelled"] += 1
+                await self._record_end(report)
+            raise
+
+    async def _record_end(self, report: RunReport) -> None:
+        """Record a run's end outside ``_execute`` (bounded: a stopping process waits 10 s at
+        most); a failure to do so is logged, and the run is marked abandoned later."""
+        try:
+            await asyncio.wait_for(self.store.finish_run(
+                report.run_id, status=report.status, requests=report.requests,
+                quotes_stored=report.stored, quotes_quarantined=report.quarantined,
+                errors=dict(report.errors), message=report.message), 10)
+        except Exception as exc:
+            log.warning("%s: could not record the end of run %d: %s", report.source,
+                        report.run_id, exc)
 
     async def reparse(self, run_id: int, *, progress: Progress | None = None) -> RunReport:
         """Parse again what run ``run_id`` archived, without fetching anything."""
@@ -637,6 +671,7 @@ class Collector:
                 report.message = "; ".join(filter(None, (report.message, f"last error: {last}")))
         except asyncio.CancelledError:
             report.status = "failed"
+            report.errors["cancelled"] += 1
             report.message = ("cancelled; what it fetched is archived: `sendcost collect "
                               f"--reparse {report.run_id}` stores its quotes")
             raise

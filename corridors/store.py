@@ -523,9 +523,20 @@ class Store:
                 continue
             dead.append((r["id"], f"abandoned: {why}"))
         if dead:
+            # What the run did before its process ended, from what it left: the responses
+            # it archived (one per request that got an answer), the quotes and quarantine
+            # records it wrote; its errors say why it ended.
             await self.pool.executemany(
-                "UPDATE collection_runs SET status = 'failed', finished_at = now(), "
-                "message = $2 WHERE id = $1 AND status = 'running'", dead)
+                "UPDATE collection_runs c SET status = 'failed', finished_at = now(), "
+                "message = $2, errors = c.errors || '{\"abandoned\": 1}'::jsonb, "
+                "requests = greatest(c.requests, (SELECT count(*) FROM raw_responses r "
+                "  WHERE r.run_id = c.id)), "
+                "quotes_stored = greatest(c.quotes_stored, (SELECT count(*) FROM quotes q "
+                "  WHERE q.run_id = c.id "
+                "  AND q.period >= to_char(c.started_at AT TIME ZONE 'UTC', 'YYYY-MM'))), "
+                "quotes_quarantined = greatest(c.quotes_quarantined, (SELECT count(*) "
+                "  FROM quarantined_quotes x WHERE x.run_id = c.id)) "
+                "WHERE c.id = $1 AND c.status = 'running'", dead)
             for run_id, why in dead:
                 log.warning("collection run %d marked failed: %s", run_id, why)
         return [run_id for run_id, _ in dead]

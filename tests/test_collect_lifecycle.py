@@ -35,6 +35,14 @@ async def test_runs_of_dead_processes_are_marked_failed(store: Store) -> None:
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     dead = await _insert_running(store, f"{tag}-dead", host=here, pid=gone.pid, started_at=now)
+    # What the dead run did is recorded with its end: two responses archived, one quote
+    # quarantined.
+    raw = await store.archive_raw_many([
+        {"source": f"{tag}-dead", "url": f"http://x/{i}", "fetched_at": now, "status": 200,
+         "body": b"{}", "run_id": dead} for i in range(2)])
+    await store.quarantine([{"source": f"{tag}-dead", "run_id": dead,
+                             "raw_response_id": raw[0], "reason": "fee_missing",
+                             "payload": {}}])
     alive = await store.start_run(f"{tag}-alive")  # ours, under way
     # Our pid, but not a run of this process: a previous process that had the pid (however
     # recently it started; no clock is compared).
@@ -55,6 +63,11 @@ async def test_runs_of_dead_processes_are_marked_failed(store: Store) -> None:
         assert rows[run_id]["status"] == "failed" and rows[run_id]["finished_at"]
         assert rows[run_id]["message"].startswith("abandoned: ")
     assert f"process {gone.pid} on {here}" in rows[dead]["message"]
+    did = await store.pool.fetchrow(
+        "SELECT requests, quotes_stored, quotes_quarantined, errors FROM collection_runs "
+        "WHERE id = $1", dead)
+    assert dict(did) == {"requests": 2, "quotes_stored": 0, "quotes_quarantined": 1,
+                         "errors": {"abandoned": 1}}
     assert rows[alive]["status"] == rows[elsewhere]["status"] == "running"
     assert await store.abandon_dead_runs() == []  # once only
     await store.pool.execute(  # leave nothing 'running' for other tests
@@ -143,3 +156,42 @@ async def test_a_failed_run_says_why_without_verbose_logs(store: Store) -> None:
     assert "last error: connection" in report.message and url in report.message
     assert await store.pool.fetchval(
         "SELECT message FROM collection_runs WHERE id = $1", report.run_id) == report.message
+
+
+async def test_a_run_cancelled_at_any_point_is_closed(store: Store) -> None:
+    """Cancelled wherever it is — taking its lease, writing its row, loading its rates,
+    fetching — a run is recorded failed, never left 'running' (`collect` SIGTERM left one
+    'running' in 1 of 10 tries)."""
+    import aiohttp
+
+    from collector.run import Collector
+    from corridors.config import parse_config
+
+    async def hang(request: web.Request) -> web.Response:
+        await asyncio.sleep(30)
+        return web.Response(status=503)
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", hang)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    name = f"cancel-{uuid.uuid4().hex[:8]}"
+    config = parse_config({"sources": [{"name": name, "kind": "ecb_rates",
+                                        "url": str(server.make_url("/eurofxref-daily.xml"))}]})
+    try:
+        async with aiohttp.ClientSession() as session:
+            collector = Collector(config, store, session)
+            for step in range(80):  # from at once to well into the fetch
+                task = asyncio.create_task(collector.run(name))
+                await asyncio.sleep(step * 0.0015)
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await server.close()
+    rows = await store.pool.fetch(
+        "SELECT status, errors, message FROM collection_runs WHERE source = $1", name)
+    assert rows and {r["status"] for r in rows} == {"failed"}
+    assert all(r["errors"].get("cancelled") == 1 and "cancelled" in r["message"]
+               for r in rows)
+    assert await store.pool.fetchval(
+        "SELECT count(*) FROM source_leases WHERE source = $1", name) == 0
