@@ -124,6 +124,7 @@ class EmbeddedServer:
         self.data_dir = data_dir
         self.pid: int | None = None
         self._server: Any = None
+        self._log_start = 0
 
     def start(self) -> str:
         """Start (or reuse) the server; its URL."""
@@ -144,6 +145,7 @@ class EmbeddedServer:
             except Exception as exc:
                 raise DatabaseError(self._why_not_started(exc)) from exc
         self.pid = self._server.get_pid()
+        self._log_start = self._log_size()
         log.info("embedded PostgreSQL running in %s (pid %s)", self.pgdata, self.pid)
         return str(self._server.get_uri())
 
@@ -168,7 +170,14 @@ class EmbeddedServer:
         except Exception as exc:
             raise DatabaseError(self._why_not_started(exc)) from exc
         self.pid = self._server.get_pid()
+        self._log_start = self._log_size()
         return int(self.pid or 0)
+
+    def _log_size(self) -> int:
+        try:
+            return (self.pgdata / "log").stat().st_size
+        except OSError:
+            return 0
 
     def why_down(self) -> str:
         """What the server's log says about how it ended (its last PANIC, FATAL or error
@@ -176,15 +185,18 @@ class EmbeddedServer:
         try:
             with (self.pgdata / "log").open("rb") as f:
                 f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - 16384))
+                # Only what it wrote since it last started here.
+                f.seek(max(self._log_start, f.tell() - 16384))
                 tail = f.read().decode("utf-8", "replace").splitlines()
         except OSError:
             return "its log cannot be read"
         said = [line.strip() for line in tail
                 if any(k in line for k in ("PANIC", "FATAL", "No space left on device",
-                                           "terminated by signal", "was terminated"))]
+                                           "terminated by signal", "was terminated"))
+                # What its sessions say when it is gone, whatever the cause:
+                and "unexpected postmaster exit" not in line]
         if not said:
-            return "its log says nothing (killed?)"
+            return "its log says nothing of why (killed?)"
         last = said[-1]
         if "no space left on device" in " ".join(said[-5:]).lower():
             return f"no space left on device ({last})"

@@ -1,0 +1,124 @@
+"""`sendcost serve` keeps its embedded PostgreSQL running: a killed postmaster is restarted
+(with a log line saying why), /healthz says degraded meanwhile, one another command
+restarted is used, and SIGTERM stops exactly the postmaster running then."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from corridors.db import pid_alive
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _postmaster(pgdata: Path) -> int | None:
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def _postgres_running_in(pgdata: Path) -> bool:
+    out = subprocess.run(["ps", "-eo", "args", "--cols", "1000"], capture_output=True,
+                         text=True).stdout
+    return any("postgres" in line and str(pgdata) in line for line in out.splitlines())
+
+
+async def _health(http: aiohttp.ClientSession, port: int) -> tuple[int, dict[str, Any]] | None:
+    try:
+        async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
+            return resp.status, await resp.json()
+    except (aiohttp.ClientError, TimeoutError):
+        return None
+
+
+async def _until(http: aiohttp.ClientSession, port: int, proc: subprocess.Popen[str],
+                 ok: bool, seconds: float = 90) -> list[dict[str, Any]]:
+    """The /healthz bodies seen until its status is 200 (ok) or 503 (not ok)."""
+    seen = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        got = await _health(http, port)
+        if got is not None:
+            seen.append(got[1])
+            if got[0] == (200 if ok else 503):
+                return seen
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"/healthz never said {'ok' if ok else 'degraded'}: {seen[-3:]}")
+
+
+async def test_serve_restarts_its_embedded_postgres_and_stops_the_one_running() -> None:
+    with tempfile.TemporaryDirectory(prefix="sc-sup-", dir="/tmp") as tmp:
+        pgdata = Path(tmp) / "pg"
+        cfg = Path(tmp) / "config.toml"
+        cfg.write_text("[service]\nimport_rpw_on_empty = false\n")
+        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+        env.update(SENDCOST_DATA_DIR=tmp, PYTHONFAULTHANDLER="1")
+        port = _free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sendcost", "serve", "--config", str(cfg), "--port",
+             str(port)], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+                await _until(http, port, proc, ok=True)
+                first = _postmaster(pgdata)
+                assert first is not None
+                os.kill(first, signal.SIGKILL)  # PostgreSQL dies under the running service
+                degraded = await _until(http, port, proc, ok=False, seconds=30)
+                assert degraded[-1]["status"] == "degraded" and degraded[-1]["reasons"]
+                await _until(http, port, proc, ok=True)
+                second = _postmaster(pgdata)
+                assert second is not None and second != first
+
+                # Dead again, and another command starts it before (or after) serve does:
+                # serve uses whichever runs, and stops it at the end.
+                os.kill(second, signal.SIGKILL)
+                for _ in range(100):
+                    if not pid_alive(second):
+                        break
+                    await asyncio.sleep(0.05)
+                other = await asyncio.to_thread(
+                    subprocess.run, [sys.executable, "-m", "sendcost", "db", "status",
+                                     "--config", str(cfg)],
+                    env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+                assert other.returncode == 0, other.stderr
+                await _until(http, port, proc, ok=True)
+                third = _postmaster(pgdata)
+                assert third is not None and third not in (first, second)
+            proc.send_signal(signal.SIGTERM)
+            _, err = await asyncio.to_thread(proc.communicate, timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+            left = _postmaster(pgdata)
+            if left is not None:  # never leave a server behind, whatever failed
+                os.kill(left, signal.SIGKILL)
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err
+        assert f"the embedded PostgreSQL (pid {first}) stopped: " in err
+        assert "restarting it" in err and "embedded PostgreSQL restarted (pid " in err
+        assert f"embedded PostgreSQL stopped (pid {third})" in err
+        assert left is None and not pid_alive(third)
+        assert not _postgres_running_in(pgdata)
