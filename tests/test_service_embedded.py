@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from corridors.db import pid_alive
 
@@ -122,3 +123,66 @@ async def test_serve_restarts_its_embedded_postgres_and_stops_the_one_running() 
         assert f"embedded PostgreSQL stopped (pid {third})" in err
         assert left is None and not pid_alive(third)
         assert not _postgres_running_in(pgdata)
+
+
+async def test_a_full_disk_is_said_by_healthz_and_by_import() -> None:
+    """The embedded data folder on a small tmpfs, filled: /healthz says degraded with "no
+    space left on device", `import rpw` ends with that message (a traceback before), and
+    /healthz is ok again once there is space."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mount = Path(tempfile.mkdtemp(prefix="sc-full-", dir="/tmp"))
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=120m", "tmpfs", str(mount)],
+                       check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        os.rmdir(mount)
+        pytest.skip(f"cannot mount a tmpfs here: {exc}")
+    pgdata = mount / "pg"
+    cfg = mount / "config.toml"
+    cfg.write_text("[service]\nimport_rpw_on_empty = false\n")
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(SENDCOST_DATA_DIR=str(mount))
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sendcost", "serve", "--config", str(cfg), "--port", str(port)],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    filler = mount / "filler"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+            await _until(http, port, proc, ok=True)
+            with filler.open("wb") as f:  # every byte left, but a few hundred kB
+                free = os.statvfs(mount).f_bavail * os.statvfs(mount).f_frsize
+                f.write(b"\0" * max(0, free - 512 * 1024))
+            body = (await _until(http, port, proc, ok=False, seconds=30))[-1]
+            assert any(r.startswith("disk full: no space left on device (")
+                       for r in body["reasons"]), body
+            out = await asyncio.to_thread(
+                subprocess.run, [sys.executable, "-m", "sendcost", "import", "rpw",
+                                 "--bundled", "--config", str(cfg)],
+                env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+            assert out.returncode == 1, out.stderr
+            assert "Traceback" not in out.stderr
+            assert "sendcost: error: import rpw: disk full: no space left on device" \
+                in out.stderr, out.stderr
+            filler.unlink()
+            await _until(http, port, proc, ok=True, seconds=120)
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.to_thread(proc.communicate, timeout=60)
+        assert proc.returncode == 0 and "Traceback" not in err, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        left = _postmaster(pgdata)
+        if left is not None:
+            os.kill(left, signal.SIGKILL)
+            for _ in range(100):
+                if not pid_alive(left):
+                    break
+                time.sleep(0.05)
+        for _ in range(50):
+            if subprocess.run(["umount", str(mount)], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.2)
+        os.rmdir(mount)
