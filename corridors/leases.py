@@ -75,6 +75,13 @@ def _gone(row: Holder) -> bool:
     return not pid_alive(row.pid)
 
 
+async def held(store: Store) -> list[Holder]:
+    """Every lease in force: which process collects which source now."""
+    rows = await store.pool.fetch(_HOLDER.replace("WHERE source = $1", "WHERE expires_at > now() "
+                                                  "ORDER BY source"))
+    return [Holder(**dict(r)) for r in rows]
+
+
 async def holder(store: Store, source: str) -> Holder | None:
     row = await store.pool.fetchrow(_HOLDER, source)
     return Holder(**dict(row)) if row else None

@@ -206,7 +206,7 @@ async def _database_reasons(app: web.Application) -> tuple[bool, list[str]]:
             text = f"{type(exc).__name__}: {exc}"
             if target.embedded and isinstance(exc, FileNotFoundError):
                 text = "the embedded PostgreSQL is not running (its socket is gone)"
-            reasons.append(health.reason("unreachable", text))
+            reasons.append(health.reason(health.classify(exc) or "unreachable", text))
     if target.server is not None:
         try:
             free = (await asyncio.to_thread(shutil.disk_usage, target.server.pgdata)).free

@@ -79,7 +79,9 @@ async def test_a_held_lease_names_its_holder_and_a_dead_holders_is_taken_over(
         "INSERT INTO source_leases (source, holder, host, pid, expires_at) "
         "VALUES ($1, $2, $3, $4, now() + interval '1 hour')",
         source, uuid.uuid4(), socket.gethostname(), gone.pid)
-    assert isinstance(await leases.take(store, source, 60), leases.Lease)
+    again = await leases.take(store, source, 60)
+    assert isinstance(again, leases.Lease)
+    await leases.release(store, again)
     elsewhere = f"{source}-elsewhere"
     await store.pool.execute(
         "INSERT INTO source_leases (source, holder, host, pid, expires_at) "
@@ -87,10 +89,14 @@ async def test_a_held_lease_names_its_holder_and_a_dead_holders_is_taken_over(
     assert isinstance(await leases.take(store, elsewhere, 60), leases.Holder)
     await store.pool.execute("UPDATE source_leases SET expires_at = now() - interval '1 s' "
                              "WHERE source = $1", elsewhere)
-    assert isinstance(await leases.take(store, elsewhere, 60), leases.Lease)
+    taken = await leases.take(store, elsewhere, 60)
+    assert isinstance(taken, leases.Lease)
+    assert elsewhere in {h.source for h in await leases.held(store)}
+    await leases.release(store, taken)
 
 
-async def test_a_source_held_elsewhere_is_skipped_saying_by_whom(store: Store) -> None:
+async def test_a_source_held_elsewhere_is_skipped_saying_by_whom(store: Store,
+                                                                 database_url: str) -> None:
     sandbox = Sandbox(Faults(), operators_n=1)
     server = TestServer(sandbox.app(), host="127.0.0.1")
     await server.start_server()
@@ -111,7 +117,18 @@ async def test_a_source_held_elsewhere_is_skipped_saying_by_whom(store: Store) -
         assert sandbox.requests == 0
         assert await store.pool.fetchval(
             "SELECT count(*) FROM collection_runs WHERE source = $1", name) == 0
+        # `sendcost db status` says who collects what.
+        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+        out = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "sendcost", "db", "status", "--json"],
+            env={**env, "DATABASE_URL": database_url}, cwd=ROOT, capture_output=True,
+            text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        collecting = {c["source"]: c for c in json.loads(out.stdout)["collecting"]}
+        assert {k: v for k, v in collecting[name].items() if k != "until"} == {
+            "source": name, "host": "collector-b", "pid": 4242, "run_id": 77}
     finally:
+        await store.pool.execute("DELETE FROM source_leases WHERE source LIKE $1", f"{prefix}-%")
         await server.close()
 
 
