@@ -552,9 +552,22 @@ class Collector:
         first = [s for s in chosen if s.kind in RATE_KINDS]
         rest = [s for s in chosen if s.kind not in RATE_KINDS]
         for group in (first, rest):
-            reports += await asyncio.gather(*[
-                self.run(s.name, corridor=corridor,
-                         progress=progress(s.name) if progress else None) for s in group])
+            runs = [asyncio.create_task(self.run(s.name, corridor=corridor,
+                                                 progress=progress(s.name) if progress
+                                                 else None)) for s in group]
+            try:
+                reports += await asyncio.gather(*runs)
+            except BaseException as exc:
+                # Stopped (SIGTERM) or one failed: gather gives up at the first run that
+                # ends so, while the others are still recording their end; wait for them
+                # all, or the caller closes the pool under them ("pool is closing") and a
+                # run is left 'running'. Stopped, they are cancelled already: once only,
+                # so that no second cancellation cuts their recording short.
+                if not isinstance(exc, asyncio.CancelledError):
+                    for task in runs:
+                        task.cancel()
+                await asyncio.gather(*runs, return_exceptions=True)
+                raise
         return reports
 
     async def run(self, name: str, *, corridor: str | None = None,
