@@ -119,6 +119,8 @@ async def renew(store: Store, lease: Lease, run_id: int | None = None) -> bool:
 
 
 async def release(store: Store, lease: Lease) -> None:
+    # Forgotten even when the delete fails (the database away): the run has ended, so a
+    # later run of this process may take over the row, which expires meanwhile anyway.
+    _TAKEN_HERE.discard(lease.holder)
     await store.pool.execute("DELETE FROM source_leases WHERE source = $1 AND holder = $2",
                              lease.source, lease.holder)
-    _TAKEN_HERE.discard(lease.holder)
