@@ -801,6 +801,10 @@ async def openapi_json(request: web.Request) -> web.StreamResponse:
     return send(request, dumps(openapi.document()), JSON)
 
 
+#: The scrapes of /metrics that found the store unreachable, since it last answered.
+METRICS_OUTAGE: web.AppKey[list[BaseException]] = web.AppKey("metrics_outage", list)
+
+
 async def prometheus(request: web.Request) -> web.StreamResponse:
     """Request metrics always; the collection gauges when the store answers. A scrape must
     not fail with the database: the request metrics are what shows the outage."""
@@ -816,8 +820,18 @@ async def prometheus(request: web.Request) -> web.StreamResponse:
     except StoreUnavailable:  # no snapshot yet, and no store: logged by the data holder
         runs = []
     except STORE_ERRORS as exc:
-        log.error("metrics: the store is unreachable, collection gauges left out: %s", exc)
+        # Said once per outage, not on every scrape: /healthz and the request metrics show
+        # it while it lasts.
+        if not request.app[METRICS_OUTAGE]:
+            log.warning("metrics: the store cannot be reached (%s: %s); the collection "
+                        "gauges are left out until it answers", type(exc).__name__, exc)
+        request.app[METRICS_OUTAGE].append(exc)
         runs = []
+    else:
+        if request.app[METRICS_OUTAGE]:
+            log.info("metrics: the store answers again (%d scrape(s) without the collection "
+                     "gauges)", len(request.app[METRICS_OUTAGE]))
+            request.app[METRICS_OUTAGE].clear()
     for run in runs:
         telemetry.run_started.labels(run["source"], run["status"]).set(
             run["started_at"].timestamp())
@@ -919,6 +933,7 @@ def setup_routes(app: web.Application) -> None:
     middleware.install(app, rate_limit_per_minute=app[runtime.CONFIG].api.rate_limit_per_minute)
     app[STATIC_FILES] = {}
     app[RECEIVE_UNITS] = {}
+    app[METRICS_OUTAGE] = []
     app.cleanup_ctx.append(data_ctx)
     _collection(app, "/v1/compare", compare, "compare")
     _collection(app, "/v1/corridors", corridors_list, "corridors")

@@ -54,3 +54,25 @@ async def test_other_write_errors_are_not_health(fresh_database: str) -> None:
                                    requests=0, quotes_stored=0, quotes_quarantined=0,
                                    errors={})
         assert (await client.get("/healthz")).status == 200
+
+
+async def test_metrics_say_an_outage_once_not_on_every_scrape(
+        fresh_database: str, server_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """With the database down every /metrics scrape logged an ERROR."""
+    import logging
+    from urllib.parse import urlsplit
+
+    async with TestClient(TestServer(make_app(fresh_database))) as client:
+        assert (await client.get("/metrics")).status == 200
+        admin = await asyncpg.connect(server_url)
+        try:  # the database goes away under the running app
+            name = urlsplit(fresh_database).path.lstrip("/")
+            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+        caplog.clear()
+        for _ in range(5):
+            assert (await client.get("/metrics")).status == 200
+        said = [r for r in caplog.records if r.name == "publish.api"]
+        assert [r.levelno for r in said] == [logging.WARNING], [r.getMessage() for r in said]
+        assert said[0].getMessage().startswith("metrics: the store cannot be reached (")
