@@ -95,6 +95,9 @@ async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
     scheduler.shutdown(wait=False)
     if running:
         await asyncio.wait(running, timeout=30)
+        # Said once for all: each job ends quietly (collector/schedule.py).
+        log.info("stopping: %d scheduled job(s) under way were stopped (a collection stopped "
+                 "so is recorded as failed, 'cancelled')", len(running))
 
 
 async def _background_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -246,3 +246,50 @@ async def test_stopping_run_all_waits_for_every_run_to_record_its_end(
         "SELECT status, message FROM collection_runs WHERE source LIKE $1", f"{tag}-%")
     assert len(rows) == 6
     assert {r["status"] for r in rows} == {"failed"}, rows
+
+
+async def test_a_scheduled_run_stopped_by_shutdown_ends_quietly(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    """serve's SIGTERM cancels the scheduler's jobs: each ended with an ERROR and a
+    traceback from APScheduler; now the job ends quietly, its run recorded as cancelled."""
+    import logging
+
+    import aiohttp
+
+    from collector.schedule import collect_job
+    from corridors import runtime
+    from corridors.config import parse_config
+
+    async def hang(request: web.Request) -> web.Response:
+        await asyncio.sleep(30)
+        return web.Response(status=503)
+
+    upstream = web.Application()
+    upstream.router.add_get("/{tail:.*}", hang)
+    server = TestServer(upstream, host="127.0.0.1")
+    await server.start_server()
+    name = f"job-{uuid.uuid4().hex[:8]}"
+    app = web.Application()
+    app[runtime.CONFIG] = parse_config({"sources": [
+        {"name": name, "kind": "json_rates", "url": str(server.make_url("/rates"))}]})
+    app[runtime.STORE] = store
+    try:
+        async with aiohttp.ClientSession() as session:
+            app[runtime.HTTP] = session
+            job = asyncio.create_task(collect_job(app, name))
+            for _ in range(300):
+                if await store.pool.fetchval(
+                        "SELECT count(*) FROM collection_runs WHERE source = $1", name):
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.2)
+            caplog.clear()
+            caplog.set_level(logging.DEBUG)
+            job.cancel()
+            assert await job is None  # ended, not raised
+    finally:
+        await server.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    row = await store.pool.fetchrow(
+        "SELECT status, errors FROM collection_runs WHERE source = $1", name)
+    assert (row["status"], row["errors"]) == ("failed", {"cancelled": 1})
