@@ -41,8 +41,8 @@ One collector per source at a time, on one machine or several: a source that ano
 process is collecting is skipped, and its summary line names that process (host, pid, run).
 
 exit codes: 0 every run ok (or skipped), 1 a run failed or was partial (the summary says
-which), 2 usage,
-143 stopped by SIGTERM (the runs under way are recorded as failed, like Ctrl-C: 130).
+which), 2 usage, 143 stopped by SIGTERM (the runs under way are recorded as failed, like
+Ctrl-C: 130).
 """
 
 
