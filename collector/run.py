@@ -30,6 +30,7 @@ import aiohttp
 from collector import lease as leasing
 from collector.errors import FetchError, LeaseLost, ParseError, StorageError
 from collector.http import Fetcher, Response
+from collector.kinds import data_kind
 from collector.model import CorridorSpec, Draft, corridor_specs
 from collector.rates import RateBook, ReferenceRate
 from collector.validate import Rejected, check
@@ -412,6 +413,7 @@ class RunContext:
             reference_at=ref.as_of if ref else None,
             transparent=draft.applied_rate is not None,
             collected_at=collected_at, source=self.source.name,
+            data_kind=data_kind(self.source, fetched.headers),
             received_amount=draft.received_amount, fee_deducted=draft.fee_deducted,
             fx_margin_reported=draft.fx_margin_reported, raw_response_id=fetched.raw_id,
             flags=tuple(dict.fromkeys(flags)),

@@ -118,10 +118,50 @@ class DatabaseConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MinimumBase:
+    """The least a bulletin figure must rest on to be published as a number; below it the
+    figure reads "insufficient data" with its base (docs/bulletin.md, "What each figure
+    rests on")."""
+    # A global figure (10.c.1, SmaRT, weighted, G20/G8 averages, the shares of corridors and
+    # of services) needs this many corridors covered...
+    global_corridors: int = 20
+    # ...and this share (0-1) of the target corridors (the configured ones and those the
+    # survey priced in the period) covered.
+    global_corridor_coverage: float = 0.75
+    # A corridor counts as covered with at least this many providers (the three of SmaRT).
+    providers_per_corridor: int = 3
+    # A breakdown figure (a firm type, region, sending country) needs this many services and
+    # this many providers.
+    group_services: int = 10
+    group_providers: int = 3
+
+
+@dataclass(frozen=True, slots=True)
 class BulletinConfig:
     # Publish last month's bulletin on the first day of each month at this hour (UTC).
     publish_hour_utc: int = 6
     enabled: bool = True
+    minimum: MinimumBase = field(default_factory=MinimumBase)
+
+
+#: The default of ``[import] max_rejected_share``: a few percent.
+DEFAULT_MAX_REJECTED_SHARE = 0.03
+#: The World Bank's current RPW workbook (linked from remittanceprices.worldbank.org's data
+#: download page and data catalog entry 0037898).
+DEFAULT_RPW_URL = ("https://remittanceprices.worldbank.org/sites/default/files/"
+                   "rpw_dataset_2011_2025_q3.xlsx")
+
+
+@dataclass(frozen=True, slots=True)
+class ImportConfig:
+    """``[import]``: how much of an RPW file may be rejected before none of it is used."""
+
+    # Above this share of rejected rows, an import (and indicators --from-file) fails whole.
+    max_rejected_share: float = DEFAULT_MAX_REJECTED_SHARE
+    # Where ``sendcost import rpw --download`` fetches the current workbook, and the SHA-256
+    # it must have ("" = not checked; the digest is printed either way).
+    rpw_url: str = DEFAULT_RPW_URL
+    rpw_sha256: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +173,7 @@ class Config:
     api: ApiConfig = field(default_factory=ApiConfig)
     collection: CollectionConfig = field(default_factory=CollectionConfig)
     bulletin: BulletinConfig = field(default_factory=BulletinConfig)
+    imports: ImportConfig = field(default_factory=ImportConfig)
     corridors: tuple[CorridorConfig, ...] = ()
     sources: tuple[SourceConfig, ...] = ()
     path: Path | None = None
@@ -302,8 +343,8 @@ def default_data_dir() -> Path:
 
 def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     """Build a Config from a parsed TOML document, validating every key."""
-    _unknown_keys(raw, {"service", "database", "api", "collection", "bulletin", "corridors",
-                        "sources"}, "config")
+    _unknown_keys(raw, {"service", "database", "api", "collection", "bulletin", "import",
+                        "corridors", "sources"}, "config")
     svc = _expect(raw, "service", dict, "config", {})
     _unknown_keys(svc, {"data_dir", "import_rpw_on_empty", "log_level"}, "service")
     data_dir_raw = _expect(svc, "data_dir", str, "service", "")
@@ -361,13 +402,56 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     _at_least(collection.circuit_failures, 1, "collection.circuit_failures")
 
     bul = _expect(raw, "bulletin", dict, "config", {})
-    _unknown_keys(bul, {"publish_hour_utc", "enabled"}, "bulletin")
+    _unknown_keys(bul, {"publish_hour_utc", "enabled", "minimum"}, "bulletin")
+    mini = _expect(bul, "minimum", dict, "bulletin", {})
+    d = MinimumBase()
+    _unknown_keys(mini, {"global_corridors", "global_corridor_coverage",
+                         "providers_per_corridor", "group_services", "group_providers"},
+                  "bulletin.minimum")
+    coverage = float(_expect(mini, "global_corridor_coverage", (int, float), "bulletin.minimum",
+                             d.global_corridor_coverage))
+    if not 0 <= coverage <= 1:
+        raise ConfigError("bulletin.minimum.global_corridor_coverage: expected a share "
+                          f"between 0 and 1, got {coverage!r}")
+    minimum = MinimumBase(
+        global_corridors=_at_least(_expect(mini, "global_corridors", int, "bulletin.minimum",
+                                           d.global_corridors), 1,
+                                   "bulletin.minimum.global_corridors"),
+        global_corridor_coverage=coverage,
+        providers_per_corridor=_at_least(
+            _expect(mini, "providers_per_corridor", int, "bulletin.minimum",
+                    d.providers_per_corridor), 1, "bulletin.minimum.providers_per_corridor"),
+        group_services=_at_least(_expect(mini, "group_services", int, "bulletin.minimum",
+                                         d.group_services), 1,
+                                 "bulletin.minimum.group_services"),
+        group_providers=_at_least(_expect(mini, "group_providers", int, "bulletin.minimum",
+                                          d.group_providers), 1,
+                                  "bulletin.minimum.group_providers"),
+    )
     bulletin = BulletinConfig(
         publish_hour_utc=_expect(bul, "publish_hour_utc", int, "bulletin", 6),
         enabled=_expect(bul, "enabled", bool, "bulletin", True),
+        minimum=minimum,
     )
     if not 0 <= bulletin.publish_hour_utc <= 23:
         raise ConfigError("bulletin.publish_hour_utc: expected an hour 0-23")
+
+    imp = _expect(raw, "import", dict, "config", {})
+    _unknown_keys(imp, {"max_rejected_share", "rpw_url", "rpw_sha256"}, "import")
+    share = _expect(imp, "max_rejected_share", (int, float), "import",
+                    DEFAULT_MAX_REJECTED_SHARE)
+    if isinstance(share, bool) or not 0 <= share <= 1:
+        raise ConfigError(f"import.max_rejected_share: expected a share from 0 to 1 (0.03 is "
+                          f"3%), got {share!r}")
+    rpw_url = _expect(imp, "rpw_url", str, "import", DEFAULT_RPW_URL)
+    if urlsplit(rpw_url).scheme not in ("http", "https") or not urlsplit(rpw_url).netloc:
+        raise ConfigError(f"import.rpw_url: expected an http(s) URL, got {rpw_url!r}")
+    rpw_sha256 = _expect(imp, "rpw_sha256", str, "import", "").strip().lower()
+    if rpw_sha256 and not re.fullmatch(r"[0-9a-f]{64}", rpw_sha256):
+        raise ConfigError("import.rpw_sha256: expected 64 hexadecimal digits (or \"\" for no "
+                          f"check), got {rpw_sha256!r}")
+    imports = ImportConfig(max_rejected_share=float(share), rpw_url=rpw_url,
+                           rpw_sha256=rpw_sha256)
 
     corridors = []
     for i, c in enumerate(_expect(raw, "corridors", list, "config", [])):
@@ -435,6 +519,7 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
         api=api,
         collection=collection,
         bulletin=bulletin,
+        imports=imports,
         corridors=tuple(corridors),
         sources=tuple(sources),
         path=path,

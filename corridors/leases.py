@@ -1,6 +1,6 @@
 """Source leases in PostgreSQL: one collector per source at a time, on one machine or several.
 
-A lease is a row of ``source_leases`` (migration 6): the source, a holder token, the
+A lease is a row of ``source_leases`` (migration 7): the source, a holder token, the
 holder's host, pid and run, and when it expires. Taking one is one atomic upsert that
 succeeds only when the source is free, its lease expired, or its holder is a process of
 this host that is gone; the holder renews it while the run lasts and deletes it at the end.

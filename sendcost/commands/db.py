@@ -11,7 +11,7 @@ from corridors.config import load_config
 from sendcost.cli import common_options, setup_logging
 
 #: The migration that made source_leases.
-LEASES_VERSION = 6
+LEASES_VERSION = 7
 
 HELP = """\
 Manage the PostgreSQL store.

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from collector.kinds import SANDBOX_PORT
 from sendcost.cli import common_options, setup_logging
 
 if TYPE_CHECKING:
@@ -21,7 +22,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 8765
+#: The sandbox's default port: a source collecting from it is emulated (collector.kinds).
+DEFAULT_PORT = SANDBOX_PORT
 
 HELP = f"""\
 Serve emulated upstreams on loopback, with prices drawn from the World Bank's RPW data:

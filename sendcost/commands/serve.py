@@ -45,7 +45,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--port", type=int, help="port to listen on (default: [api] port, 8080)")
     p.add_argument("--sandbox", action="store_true",
                    help="also run the sandbox upstreams (sendcost sandbox) in this process, "
-                        "on 127.0.0.1:8765, for the shipped sandbox profile; about 1 in 10 of "
+                        "on 127.0.0.1:8765, for the shipped sandbox profile (their quotes are "
+                        "stored as emulated data: the page shows them under the banner "
+                        "\"emulated data — not real prices\", the API only with "
+                        "?include=emulated); about 1 in 10 of "
                         "its operator quotes is implausible, to show the quarantine")
     p.set_defaults(func=run)
 
@@ -71,6 +74,11 @@ def run(args: argparse.Namespace) -> int:
         if args.sandbox:
             # First in, last out: the upstreams are up before the first scheduled run.
             app.cleanup_ctx.insert(0, sandbox_ctx)
+            # The quick start's page shows what the sandbox gave, under the banner
+            # "emulated data — not real prices"; the API still leaves it out by default.
+            from publish.page import PAGE_SHOWS_EMULATED
+
+            app[PAGE_SHOWS_EMULATED] = True
         elif warning := sandbox_down(
                 config.sources_to_run(),
                 where="Start with 'sendcost serve --sandbox' (the sandbox in this process), "
