@@ -1,7 +1,8 @@
 """Configuration: ``config.toml`` read once with tomllib into frozen dataclasses.
 
 Every key is documented in the shipped ``config.toml``. Secrets come only from the
-environment (``DATABASE_URL``, ``SENDCOST_ADMIN_TOKEN``); sources take no credentials.
+environment (``DATABASE_URL``, ``SENDCOST_ADMIN_TOKEN``, and a source's ``${NAME}``s in its
+headers or URL).
 A bad value fails at start with a ConfigError naming the key and what was expected.
 """
 
@@ -61,11 +62,49 @@ class SourceConfig:
     # token), as written: ${NAME} stands for the environment variable NAME, read when the
     # source is about to run (``request_headers``), so secrets stay out of the file.
     headers: Mapping[str, str] = field(default_factory=dict)
+    # OAuth 2.0 client credentials (token_url, client_id, client_secret, scope): a bearer
+    # token fetched before the source's requests; client_secret is always ${NAME}.
+    oauth: Mapping[str, str] = field(default_factory=dict)
+
+    def oauth_credentials(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """``oauth`` with its ${NAME}s read from ``environ`` (default: the process
+        environment); ConfigError naming the source, key and variable if one is unset."""
+        env = os.environ if environ is None else environ
+        out = {}
+        for key, template in self.oauth.items():
+            missing = [v for v in _ENV_REF.findall(template) if v not in env]
+            if missing:
+                raise ConfigError(
+                    f"sources[{self.name}].oauth.{key}: environment variable {missing[0]} is "
+                    f"not set (the value names it as ${{{missing[0]}}})")
+            out[key] = _ENV_REF.sub(lambda m: env[m.group(1)], template)
+        return out
+
+    def url_secrets(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The values of the ${NAME}s in ``url`` (an API key in a query string), read from
+        ``environ`` (default: the process environment), by NAME; ConfigError naming the
+        source and variable if one is unset or holds a line break or a space. They are
+        put in the URL only when a request is sent: what is archived and logged keeps
+        ${NAME} (``collector.http.Fetcher``)."""
+        env = os.environ if environ is None else environ
+        out = {}
+        for name in dict.fromkeys(_ENV_REF.findall(self.url)):
+            if name not in env:
+                raise ConfigError(f"sources[{self.name}].url: environment variable {name} is "
+                                  f"not set (the URL names it as ${{{name}}})")
+            if not env[name] or any(ch.isspace() for ch in env[name]):
+                raise ConfigError(f"sources[{self.name}].url: environment variable {name} is "
+                                  "empty or holds a space or a line break")
+            out[name] = env[name]
+        return out
 
     def request_headers(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
         """The headers with their ${NAME}s filled in from ``environ`` (default: the process
-        environment); ConfigError naming the source, header and variable if one is unset."""
+        environment); ConfigError naming the source, header and variable if one is unset
+        (or one of the URL's, ``url_secrets``: this is the check made before a source runs)."""
         env = os.environ if environ is None else environ
+        self.url_secrets(env)
+        self.oauth_credentials(env)
         out = {}
         for name, template in self.headers.items():
             missing = [v for v in _ENV_REF.findall(template) if v not in env]
@@ -98,6 +137,9 @@ class CollectionConfig:
     max_rate_deviation: float = 0.25
     # A plausible negative margin is kept and flagged; below this (in %) it is quarantined.
     min_fx_margin_pct: float = -5.0
+    # An upstream's own FX margin (a comparison feed's markup) further than this many
+    # percentage points from the margin measured against our reference is quarantined.
+    max_margin_disagreement_pct: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +358,27 @@ def _headers(value: Mapping[str, Any], key: str) -> dict[str, str]:
     return out
 
 
+def _oauth(value: Mapping[str, Any], headers: Mapping[str, Any], key: str) -> dict[str, str]:
+    """OAuth 2.0 client credentials: token_url (http(s)), client_id and client_secret
+    (required; the secret only as ${NAME}, never written in the file), scope."""
+    if not value:
+        return {}
+    _unknown_keys(value, {"token_url", "client_id", "client_secret", "scope"}, key)
+    for required in ("token_url", "client_id", "client_secret"):
+        if not isinstance(value.get(required), str) or not value[required]:
+            raise ConfigError(f"{key}.{required}: required (a string)")
+    if not isinstance(value.get("scope", ""), str):
+        raise ConfigError(f"{key}.scope: expected a string, got {value['scope']!r}")
+    _source_url(_ENV_REF.sub("x", value["token_url"]), "oauth", f"{key}.token_url")
+    if not _ENV_REF.fullmatch(value["client_secret"]):
+        raise ConfigError(f"{key}.client_secret: expected ${{NAME}} (the environment "
+                          "variable that holds it): a secret stays out of the config file")
+    if any(str(h).lower() == "authorization" for h in headers):
+        raise ConfigError(f"{key}: the token goes in the Authorization header; the source's "
+                          "headers cannot set it too")
+    return dict(value)
+
+
 def _source_url(value: str, kind: str, key: str) -> str:
     """An absolute http(s) URL (for ``rpw``, a local path too). An operator_json URL is a
     template: its ``{placeholders}`` are checked by the adapter, and pass here."""
@@ -330,6 +393,9 @@ def _source_url(value: str, kind: str, key: str) -> str:
         ok = False
     if not ok or any(ch.isspace() for ch in value):
         raise ConfigError(f"{key}: expected {expected}, got {value!r}")
+    if "${" in _ENV_REF.sub("", value):
+        raise ConfigError(f"{key}: expected ${{NAME}} (an environment variable: letters, "
+                          f"digits, _), got {value!r}")
     return value
 
 
@@ -348,6 +414,9 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     svc = _expect(raw, "service", dict, "config", {})
     _unknown_keys(svc, {"data_dir", "import_rpw_on_empty", "log_level"}, "service")
     data_dir_raw = _expect(svc, "data_dir", str, "service", "")
+    if "\x00" in data_dir_raw:  # TOML's \u0000: no file system takes it in a path
+        raise ConfigError(f"service.data_dir: a path cannot hold a NUL character, got "
+                          f"{data_dir_raw!r}")
     if os.environ.get("SENDCOST_DATA_DIR") or not data_dir_raw:
         data_dir = default_data_dir()
     else:
@@ -396,7 +465,7 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     collection = CollectionConfig(**values)
     for name in ("timeout_seconds", "backoff_base_seconds", "reference_max_age_hours",
                  "max_rate_deviation", "backoff_max_seconds", "circuit_cooldown_seconds",
-                 "retry_after_max_seconds"):
+                 "retry_after_max_seconds", "max_margin_disagreement_pct"):
         _positive(getattr(collection, name), f"collection.{name}")
     _at_least(collection.max_retries, 0, "collection.max_retries")
     _at_least(collection.circuit_failures, 1, "collection.circuit_failures")
@@ -480,7 +549,7 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
         if not isinstance(s, dict):
             raise ConfigError(f"{where}: expected a table")
         fields = {"name", "kind", "url", "enabled", "schedule", "jitter_seconds",
-                  "max_concurrency", "requests_per_second", "options", "headers"}
+                  "max_concurrency", "requests_per_second", "options", "headers", "oauth"}
         _unknown_keys(s, fields, where)
         for required in ("name", "kind", "url"):
             if required not in s:
@@ -509,6 +578,8 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
                 f"{where}.requests_per_second")),
             options=_expect(s, "options", dict, where, {}),
             headers=_headers(_expect(s, "headers", dict, where, {}), f"{where}.headers"),
+            oauth=_oauth(_expect(s, "oauth", dict, where, {}), s.get("headers") or {},
+                         f"{where}.oauth"),
         ))
 
     return Config(
@@ -537,15 +608,28 @@ def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path | N
     return here if here.is_file() else None
 
 
+def not_utf8(data: bytes, exc: UnicodeDecodeError) -> str:
+    """Where bytes that are not UTF-8 are (TOML is UTF-8): offset, line and column."""
+    line = data.count(b"\n", 0, exc.start) + 1
+    column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+    bad = " ".join(f"0x{b:02x}" for b in data[exc.start:exc.end])
+    return (f"not UTF-8 text, as TOML must be: {bad} at byte offset {exc.start} "
+            f"(line {line}, column {column}): {exc.reason}")
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     found = find_config_path(path)
     if found is None:
         return parse_config({})
     try:
         with open(found, "rb") as fh:
-            raw = tomllib.load(fh)
+            data = fh.read()
     except FileNotFoundError:
         raise ConfigError(f"{found}: config file not found") from None
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{found}: {not_utf8(data, exc)}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{found}: not valid TOML: {exc}") from None
     try:

@@ -162,6 +162,16 @@ def _year_before(p: Period) -> Period:
     return p.previous(4 if p.is_quarter else 12)
 
 
+def publishable(quotes: pl.LazyFrame, available: list[str], like: Period) -> list[str]:
+    """The periods of ``like``'s kind (quarters or months) whose bulletin can be published:
+    those with services at the headline amount, as ``compute_indicators`` needs, not merely
+    quotes (a period with quotes at USD 500 only, or stale reference rates only, has none)."""
+    candidates = mb.trend_periods(available, "2999Q4" if like.is_quarter else "2999-12")
+    return [c for c in candidates
+            if services_in_period(quotes, period=c, amount_usd=HEADLINE_AMOUNT)
+            .select(pl.len()).collect().item()]
+
+
 def _target_corridors(quotes: pl.LazyFrame, period: str,
                       configured: list[tuple[str, str]], survey_sources: set[str]
                       ) -> pl.LazyFrame:
@@ -327,10 +337,10 @@ def compute_bulletin(quotes: pl.DataFrame, period: str, *,
         doc = compute_indicators(lazy, period=canonical, amount_usd=HEADLINE_AMOUNT,
                                  countries=countries, flows=weights)
     except NoData:
-        known = ", ".join(mb.trend_periods(available, "2999Q4" if p.is_quarter
-                                           else "2999-12")) or "none"
+        known = ", ".join(publishable(lazy, available, p)) or "none"
         raise NoData(f"no quotes at USD {HEADLINE_AMOUNT} for period {canonical}; nothing "
-                     f"written (periods of that kind with data: {known})") from None
+                     f"written (periods of that kind with a bulletin to publish: {known})"
+                     ) from None
     try:
         doc500 = compute_indicators(lazy, period=canonical, amount_usd=SECOND_AMOUNT,
                                     countries=countries, flows=weights)
