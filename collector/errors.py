@@ -13,6 +13,8 @@ FetchError (a corridors.errors.CollectError)
 └── kind "circuit_open"  the source's circuit breaker is open: not asked at all
 ParseError  kind "malformed": a response that does not have the upstream's format
 StorageError  kind "database": the store could not archive a response or write a batch
+└── Spooled  kind "spooled": the database could not archive a response, so it was kept in
+             the local spool (collector/spool.py) to be archived and parsed when it is back
 LeaseLost  the run's source lease could not be renewed in time: the run was stopped
 """
 
@@ -40,6 +42,13 @@ class StorageError(CollectError):
     """The database refused or lost a write (archive or batch); what it held is kept."""
 
     kind = "database"
+
+
+class Spooled(StorageError):
+    """A response the database could not archive, kept in the local spool instead: it is
+    parsed once the spool is replayed (``Collector.recover``), not now."""
+
+    kind = "spooled"
 
 
 class LeaseLost(CollectError):

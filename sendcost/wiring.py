@@ -18,6 +18,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from collector.schedule import add_jobs as collector_jobs
+from collector.schedule import add_recovery_job
 from corridors import health, runtime
 from corridors.config import Config
 from corridors.db import DatabaseTarget, EmbeddedServer, database
@@ -124,7 +125,7 @@ def _log_task_end(task: asyncio.Task[object]) -> None:
 
 def _job_registrars() -> list[Callable[[web.Application, AsyncIOScheduler], None]]:
     """Each stage that runs on a schedule contributes a function (app, scheduler) -> None."""
-    return [collector_jobs, bulletin_jobs]
+    return [collector_jobs, add_recovery_job, bulletin_jobs]
 
 
 class Supervisor:
