@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
+import asyncpg
 import polars as pl
 from aiohttp import web
 
@@ -505,7 +506,7 @@ def build_snapshot(rollups: pl.DataFrame, latest: pl.DataFrame, version: int, *,
     return snap
 
 
-#: The rollup rows changed since a watermark (the id of the newest quote they were read up to).
+#: The rollup rows changed by the transactions from $1 on (a pg_snapshot_xmin).
 _ROLLUPS_SQL = (
     "SELECT sp.period, sp.amount_usd, s.service_key AS service_id, c.source_code, "
     "c.destination_code, f.name AS firm, f.firm_type, coalesce(s.product, '') AS product, "
@@ -514,15 +515,16 @@ _ROLLUPS_SQL = (
     "sp.exact_sum, sp.exact_n, sp.first_collected, sp.last_collected, sp.last_quote_id "
     "FROM service_periods sp JOIN services s ON s.id = sp.service_id "
     "JOIN corridors c ON c.id = s.corridor_id JOIN firms f ON f.id = s.firm_id "
-    "WHERE sp.last_quote_id > $1")
-#: The latest prices changed since a watermark, as the quote frame (with what the API shows
-#: besides: each quote's id, the time of its reference rate and how its fee is charged).
+    "WHERE sp.changed_by >= $1::text::xid8")
+#: The latest prices changed by the transactions from $1 on, as the quote frame (with what
+#: the API shows besides: each quote's id, the time of its reference rate and how its fee
+#: is charged).
 _LATEST_SQL = ("SELECT " + ", ".join(f"q.{c}" for c in _SCHEMA)
                + " FROM latest_prices lp JOIN quote_frame q ON q.id = lp.quote_id"
-               " WHERE lp.quote_id > $1")
+               " WHERE lp.changed_by >= $1::text::xid8")
 
 
-async def _copy_frame(store: Store, sql: str, since: int,
+async def _copy_frame(conn: asyncpg.Connection, sql: str, since: str,
                       schema: dict[str, pl.DataType]) -> pl.DataFrame:
     """The rows of ``sql`` ($1: ``since``) as a frame, through COPY: one round trip, no row
     objects."""
@@ -532,8 +534,7 @@ async def _copy_frame(store: Store, sql: str, since: int,
         # Written here, not through asyncpg's default of a thread-pool hop per chunk.
         buf.write(chunk)
 
-    async with store.pool.acquire() as conn:
-        await conn.copy_from_query(sql, since, output=sink, format="csv", header=True)
+    await conn.copy_from_query(sql, since, output=sink, format="csv", header=True)
     buf.seek(0)
     if buf.getbuffer().nbytes == 0:
         return pl.DataFrame(schema=schema)
@@ -554,11 +555,29 @@ async def _copy_frame(store: Store, sql: str, since: int,
     return await asyncio.to_thread(parse)
 
 
-async def load_changes(store: Store, since: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The rollup rows and the latest prices that changed after quote ``since`` (0: all)."""
-    rollups = await _copy_frame(store, _ROLLUPS_SQL, since, ROLLUP_SCHEMA)
-    latest = await _copy_frame(store, _LATEST_SQL, since, _SCHEMA)
-    return rollups, latest
+#: Read changes from the first transaction on: everything.
+EVERYTHING = "0"
+
+
+async def load_changes(store: Store, since: str) -> tuple[pl.DataFrame, pl.DataFrame, str]:
+    """The rollup rows and the latest prices changed by the transactions from ``since`` on
+    (``EVERYTHING``: all), and where the next look starts: the oldest transaction still
+    under way now (its rows, and those of every later one, are read again next time, so a
+    write that commits late is not missed; reading a row twice changes nothing)."""
+    async with store.pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
+                                                              readonly=True):
+        # One snapshot for the three: what the frames hold is what the next start says.
+        upto = str(await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text"))
+        rollups = await _copy_frame(conn, _ROLLUPS_SQL, since, ROLLUP_SCHEMA)
+        latest = await _copy_frame(conn, _LATEST_SQL, since, _SCHEMA)
+    return rollups, latest, upto
+
+
+def _changed(old: pl.DataFrame | None, new: pl.DataFrame) -> pl.DataFrame:
+    """The rows of ``new`` that are not in ``old`` as they are."""
+    if old is None or not old.height or not new.height:
+        return new
+    return new.join(old, on=new.columns, how="anti", nulls_equal=True)
 
 
 def _merge(old: pl.DataFrame | None, new: pl.DataFrame, key: tuple[str, ...]) -> pl.DataFrame:
@@ -602,10 +621,10 @@ class ApiData:
         #: The store's rollup and latest prices as last read, emulated ones included.
         self._rollups: pl.DataFrame | None = None
         self._latest: pl.DataFrame | None = None
-        #: Changes are read from after this quote id: the version before the last one read,
-        #: so that a write that committed late, under ids below the last version, is not
-        #: missed (its rows are read again, which changes nothing).
-        self._since = 0
+        #: What the last refresh found changed.
+        self.last_changes: Changes | None = None
+        #: Changes are read from this transaction on (``load_changes``).
+        self._since = EVERYTHING
         self._lock = asyncio.Lock()
         self._flows: pl.LazyFrame | None = None
         #: The store could not be reached at the last check (the outage is logged once).
@@ -648,7 +667,9 @@ class ApiData:
                     raise StoreUnavailable() from exc
                 return self._snapshot
             if changed is not None:
-                await self._rebuild(version, *changed)
+                rollups, latest, upto = changed
+                await self._rebuild(version, rollups, latest)
+                self._since = upto
             assert self._snapshot is not None
             if self.unreachable:
                 self.unreachable = False
@@ -662,16 +683,23 @@ class ApiData:
         if previous_emulated is not None and previous is not None and (
                 previous_emulated.version != previous.version):
             previous_emulated = None
-        changes = Changes(
-            periods=frozenset(rollups["period"].to_list() + latest["period"].to_list()),
-            corridors=frozenset(zip(latest["source_code"].to_list(),
-                                    latest["destination_code"].to_list(), strict=True)))
 
-        def merge() -> tuple[pl.DataFrame, pl.DataFrame]:
-            return (_merge(self._rollups, rollups, ROLLUP_KEY),
-                    _merge(self._latest, latest, LATEST_KEY))
+        def merge() -> tuple[pl.DataFrame, pl.DataFrame, Changes]:
+            # Rows read again unchanged (a transaction under way at the last look, anywhere
+            # on the server, makes the next look start at it) change nothing.
+            new_rollups, new_latest = _changed(self._rollups, rollups), _changed(self._latest,
+                                                                                   latest)
+            changes = Changes(
+                periods=frozenset(new_rollups["period"].to_list()
+                                  + new_latest["period"].to_list()),
+                corridors=frozenset(zip(new_latest["source_code"].to_list(),
+                                        new_latest["destination_code"].to_list(),
+                                        strict=True)))
+            return (_merge(self._rollups, new_rollups, ROLLUP_KEY),
+                    _merge(self._latest, new_latest, LATEST_KEY), changes)
 
-        all_rollups, all_latest = await asyncio.to_thread(merge)
+        all_rollups, all_latest, changes = await asyncio.to_thread(merge)
+        self.last_changes = changes
         snap = await asyncio.to_thread(build_snapshot, all_rollups, all_latest, version,
                                        previous=previous, changes=changes)
         with_emulated = None
@@ -682,7 +710,6 @@ class ApiData:
                 previous=previous_emulated, changes=changes)
         self._snapshot, self._with_emulated = snap, with_emulated
         self._rollups, self._latest = all_rollups, all_latest
-        self._since = previous.version if previous is not None else 0
 
     def current(self, *, include_emulated: bool = False) -> Snapshot | None:
         """The snapshot in hand, if any. Not a coroutine, so that a request answered from

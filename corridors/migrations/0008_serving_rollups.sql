@@ -9,8 +9,10 @@
 -- latest_prices: the latest quote (by collection time, then id) of each service at each
 -- send amount in a period, per data kind: what /v1/compare ranks.
 -- Both are written in the transaction that writes the quotes (corridors.store), by
--- rollup_quotes(ids) below, and carry the id of the newest quote that changed them, by which
--- a running service reads only the rows changed since it last looked.
+-- rollup_quotes(ids) below, and carry the transaction that last changed them (changed_by), by
+-- which a running service reads only the rows changed since it last looked: those of every
+-- transaction not yet finished when it last read (pg_snapshot_xmin), so that a write that
+-- commits late is read all the same.
 
 -- IEEE division, as Polars does it: a zero divisor gives ±Infinity or NaN, not an error that
 -- would refuse a whole batch of quotes.
@@ -38,9 +40,10 @@ CREATE TABLE service_periods (
     first_collected timestamptz NOT NULL,
     last_collected  timestamptz NOT NULL,
     last_quote_id   bigint NOT NULL,
+    changed_by      xid8 NOT NULL DEFAULT pg_current_xact_id(),
     PRIMARY KEY (period, amount_usd, service_id, data_kind, source, reference_stale)
 );
-CREATE INDEX service_periods_changed ON service_periods (last_quote_id);
+CREATE INDEX service_periods_changed ON service_periods (changed_by);
 
 CREATE TABLE latest_prices (
     period       text NOT NULL,
@@ -49,9 +52,10 @@ CREATE TABLE latest_prices (
     data_kind    text NOT NULL,
     quote_id     bigint NOT NULL,
     collected_at timestamptz NOT NULL,
+    changed_by   xid8 NOT NULL DEFAULT pg_current_xact_id(),
     PRIMARY KEY (period, service_id, send_amount, data_kind)
 );
-CREATE INDEX latest_prices_changed ON latest_prices (quote_id);
+CREATE INDEX latest_prices_changed ON latest_prices (changed_by);
 
 -- Adds the quotes of ``ids`` (just written, each once) to both tables. The per-quote costs
 -- are metrics/cost.py's, in the same float8 operations in the same order.
@@ -103,7 +107,8 @@ LANGUAGE sql AS $$
             exact_n = sp.exact_n + excluded.exact_n,
             first_collected = least(sp.first_collected, excluded.first_collected),
             last_collected = greatest(sp.last_collected, excluded.last_collected),
-            last_quote_id = greatest(sp.last_quote_id, excluded.last_quote_id)
+            last_quote_id = greatest(sp.last_quote_id, excluded.last_quote_id),
+            changed_by = pg_current_xact_id()
         RETURNING 1
     )
     INSERT INTO latest_prices AS lp
@@ -112,7 +117,8 @@ LANGUAGE sql AS $$
     FROM quotes WHERE id = ANY (ids)
     ORDER BY period, service_id, send_amount, data_kind, collected_at DESC, id DESC
     ON CONFLICT (period, service_id, send_amount, data_kind) DO UPDATE
-        SET quote_id = excluded.quote_id, collected_at = excluded.collected_at
+        SET quote_id = excluded.quote_id, collected_at = excluded.collected_at,
+            changed_by = pg_current_xact_id()
         WHERE (excluded.collected_at, excluded.quote_id) > (lp.collected_at, lp.quote_id)
 $$;
 
