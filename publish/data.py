@@ -25,8 +25,10 @@ import datetime as dt
 import io
 import logging
 import math
+import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -45,6 +47,7 @@ from metrics import corridors as cor
 from metrics.cost import fee_pct, fx_margin_pct, total_cost_pct
 from metrics.indicators import indicators_from_services
 from metrics.services import ROLLUP_SCHEMA, period_labels, services_from_rollups
+from publish import receive
 from publish.problems import RETRY_AFTER_UNAVAILABLE, Problem
 
 log = logging.getLogger(__name__)
@@ -192,7 +195,7 @@ class Snapshot:
     quotes: pl.DataFrame
     periods: list[str]  # sorted oldest → latest
     # (source, destination) → period label → price points (sorted by send amount)
-    index: dict[tuple[str, str], dict[str, list[PricePoint]]]
+    index: PriceIndex
     # one row per (period, amount_usd, corridor): averages, SmaRT, flags, cheapest, median
     corridor_table: pl.DataFrame
     # (period, amount_usd) → services frame (metrics.services_in_period) with firm types
@@ -357,6 +360,88 @@ def _build_index(quotes: pl.DataFrame) -> dict[tuple[str, str], dict[str, list[P
     return index
 
 
+#: How many corridors' price points an index keeps made (the least recently asked for are
+#: dropped, to be made again when asked): what bounds the memory of the index, whatever the
+#: number of corridors and periods kept.
+CORRIDORS_KEPT = 64
+
+
+class PriceIndex(Mapping[tuple[str, str], dict[str, list[PricePoint]]]):
+    """(source, destination) → period label → price points (sorted by send amount), made
+    from the latest prices of a corridor when it is first asked for, with their receive
+    units (``publish.receive``), and kept for the CORRIDORS_KEPT corridors asked for last.
+
+    A new index takes over from ``previous`` the corridors ``changes`` does not name, and
+    the receive currencies inferred from a survey's prices when those did not change."""
+
+    def __init__(self, latest: pl.DataFrame, *, previous: PriceIndex | None = None,
+                 changes: Changes | None = None) -> None:
+        # In the order of corridors (source, then destination), as every list of them is.
+        self._parts: dict[tuple[str, str], pl.DataFrame] = dict(sorted(
+            ((str(k[0]), str(k[1])), part) for k, part in latest.partition_by(
+                "source_code", "destination_code", as_dict=True).items()
+        )) if latest.height else {}
+        self._latest = latest
+        self._made: OrderedDict[tuple[str, str], dict[str, list[PricePoint]]] = OrderedDict()
+        self._inferred: dict[tuple[str, str, float], receive.Inferred] | None = None
+        self._lock = threading.Lock()
+        if previous is not None and changes is not None:
+            gone = changes.corridors
+            for key, made in previous._made.items():
+                if key not in gone and key in self._parts:
+                    self._made[key] = made
+            if not changes.survey:
+                self._inferred = previous._inferred
+
+    def prepare(self) -> None:
+        """Infer the receive currencies RPW does not state (blocking: run in a thread)."""
+        with self._lock:
+            if self._inferred is None:
+                rpw = self._latest.filter(pl.col("source") == "rpw")
+                self._inferred = receive.infer(rpw) if rpw.height else {}
+
+    def __getitem__(self, key: tuple[str, str]) -> dict[str, list[PricePoint]]:
+        made = self._made.get(key)
+        if made is None:
+            part = self._parts[key]  # KeyError: no such corridor
+            self.prepare()
+            made = _build_index(part)[key]
+            assert self._inferred is not None
+            receive.annotate(((period, point.send_amount, entry)
+                              for period, points in made.items() for point in points
+                              for entry in (*point.services, *point.non_transparent)),
+                             self._inferred)
+            self._made[key] = made
+            while len(self._made) > CORRIDORS_KEPT:
+                self._made.popitem(last=False)
+        else:
+            self._made.move_to_end(key)
+        return made
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._parts)
+
+    def __len__(self) -> int:
+        return len(self._parts)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._parts
+
+    def send_currencies(self) -> dict[str, str]:
+        """Each sending country's currency: that of the lowest send amount of the latest
+        period of its first corridor (as the page's form offers it), without making the
+        corridors' price points."""
+        out: dict[str, str] = {}
+        for (src, _), part in self._parts.items():
+            if src in out:
+                continue
+            latest = max(part["period"].unique().to_list(), key=period_key)
+            row = part.filter(pl.col("period") == latest).sort("send_amount").row(
+                0, named=True)
+            out[src] = row["send_currency"]
+        return out
+
+
 _CORRIDOR_TABLE_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "period": pl.String, "amount_usd": pl.Int32, "source_code": pl.String,
     "destination_code": pl.String, "average": pl.Float64, "services": pl.UInt32,
@@ -379,10 +464,18 @@ LATEST_KEY = ("period", "service_id", "send_amount", "data_kind")
 @dataclass(frozen=True)
 class Changes:
     """What changed in the store since the snapshot a new one is built on: the periods of
-    the rollup rows and latest prices that changed, and the corridors of those prices."""
+    the rollup rows and latest prices that changed, and the corridors and periods of those
+    prices (source, destination, period)."""
 
     periods: frozenset[str]
-    corridors: frozenset[tuple[str, str]]
+    prices: frozenset[tuple[str, str, str]]
+    #: A survey's (RPW's) latest prices changed: the receive currencies inferred from them
+    #: are inferred again.
+    survey: bool = True
+
+    @property
+    def corridors(self) -> frozenset[tuple[str, str]]:
+        return frozenset((src, dst) for src, dst, _ in self.prices)
 
 
 def _corridor_table(rollups: pl.DataFrame, services: pl.DataFrame, label: str, usd: int,
@@ -482,17 +575,8 @@ def build_snapshot(rollups: pl.DataFrame, latest: pl.DataFrame, version: int, *,
         pl.concat(parts).sort("source_code", "destination_code", "amount_usd", "period")
         if parts else pl.DataFrame(schema=_CORRIDOR_TABLE_SCHEMA)
     )
-    if previous is not None and changes is not None:
-        index = {c: by_period for c, by_period in previous.index.items()
-                 if c not in changes.corridors}
-        if changes.corridors:
-            wanted = pl.DataFrame(sorted(changes.corridors), orient="row",
-                                  schema={"source_code": pl.String,
-                                          "destination_code": pl.String})
-            index.update(_build_index(latest.join(
-                wanted, on=["source_code", "destination_code"], how="semi")))
-    else:
-        index = _build_index(latest) if latest.height else {}
+    index = PriceIndex(latest, previous=previous.index if previous is not None else None,
+                       changes=changes)
     snap = Snapshot(version=version, built_at=time.time(), quotes=latest, periods=labels,
                     index=index, corridor_table=corridor_table, services=services_frames,
                     indicators=indicators, include_emulated=include_emulated,
@@ -501,7 +585,7 @@ def build_snapshot(rollups: pl.DataFrame, latest: pl.DataFrame, version: int, *,
     log.info("snapshot %d built in %.2f s (%s): %d latest prices, %d service-periods, "
              "%d periods, %d corridors", version, time.perf_counter() - started,
              "whole" if previous is None else f"{len(redo)} period-amounts, "
-             f"{len(changes.corridors) if changes else 0} corridors anew",
+             f"{len(changes.prices) if changes else 0} corridor-periods anew",
              latest.height, rollups.height, len(labels), len(snap.index))
     return snap
 
@@ -692,9 +776,10 @@ class ApiData:
             changes = Changes(
                 periods=frozenset(new_rollups["period"].to_list()
                                   + new_latest["period"].to_list()),
-                corridors=frozenset(zip(new_latest["source_code"].to_list(),
-                                        new_latest["destination_code"].to_list(),
-                                        strict=True)))
+                prices=frozenset(new_latest.select(
+                    pl.col("source_code", "destination_code", "period").cast(pl.String))
+                    .unique().iter_rows()),
+                survey=bool((new_latest["source"] == "rpw").any()))
             return (_merge(self._rollups, new_rollups, ROLLUP_KEY),
                     _merge(self._latest, new_latest, LATEST_KEY), changes)
 

@@ -123,7 +123,8 @@ async def test_a_refresh_reads_what_changed_and_keeps_past_periods(
         # Only the rows of November's corridor changed (more may be read again: those of
         # every transaction under way on the server at the last look).
         assert api.last_changes == publish_data.Changes(frozenset({"2026-11"}),
-                                                        frozenset({("USA", "MEX")}))
+                                                        frozenset({("USA", "MEX", "2026-11")}),
+                                                        survey=False)
         assert read[-1][0] != publish_data.EVERYTHING
         assert second.indicators[("2026-10", 200)] is october
         assert second.services[("2026-11", 200)]["quotes"].sum() == \
