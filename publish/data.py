@@ -590,7 +590,8 @@ def build_snapshot(rollups: pl.DataFrame, latest: pl.DataFrame, version: int, *,
     return snap
 
 
-#: The rollup rows changed by the transactions from $1 on (a pg_snapshot_xmin).
+#: The rollup rows changed by the transactions from $1 on (a snapshot's xmax) or among $2
+#: (those under way when it was taken).
 _ROLLUPS_SQL = (
     "SELECT sp.period, sp.amount_usd, s.service_key AS service_id, c.source_code, "
     "c.destination_code, f.name AS firm, f.firm_type, coalesce(s.product, '') AS product, "
@@ -599,26 +600,28 @@ _ROLLUPS_SQL = (
     "sp.exact_sum, sp.exact_n, sp.first_collected, sp.last_collected, sp.last_quote_id "
     "FROM service_periods sp JOIN services s ON s.id = sp.service_id "
     "JOIN corridors c ON c.id = s.corridor_id JOIN firms f ON f.id = s.firm_id "
-    "WHERE sp.changed_by >= $1::text::xid8")
-#: The latest prices changed by the transactions from $1 on, as the quote frame (with what
+    "WHERE sp.changed_by >= $1::text::xid8 OR sp.changed_by = ANY ($2::text[]::xid8[])")
+#: The latest prices changed by the same transactions, as the quote frame (with what
 #: the API shows besides: each quote's id, the time of its reference rate and how its fee
 #: is charged).
 _LATEST_SQL = ("SELECT " + ", ".join(f"q.{c}" for c in _SCHEMA)
                + " FROM latest_prices lp JOIN quote_frame q ON q.id = lp.quote_id"
-               " WHERE lp.changed_by >= $1::text::xid8")
+               " WHERE lp.changed_by >= $1::text::xid8"
+               " OR lp.changed_by = ANY ($2::text[]::xid8[])")
 
 
-async def _copy_frame(conn: asyncpg.Connection, sql: str, since: str,
+async def _copy_frame(conn: asyncpg.Connection, sql: str, since: Since,
                       schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    """The rows of ``sql`` ($1: ``since``) as a frame, through COPY: one round trip, no row
-    objects."""
+    """The rows of ``sql`` ($1, $2: ``since``) as a frame, through COPY: one round trip, no
+    row objects."""
     buf = io.BytesIO()
 
     async def sink(chunk: bytes) -> None:
         # Written here, not through asyncpg's default of a thread-pool hop per chunk.
         buf.write(chunk)
 
-    await conn.copy_from_query(sql, since, output=sink, format="csv", header=True)
+    await conn.copy_from_query(sql, since[0], list(since[1]), output=sink, format="csv",
+                               header=True)
     buf.seek(0)
     if buf.getbuffer().nbytes == 0:
         return pl.DataFrame(schema=schema)
@@ -639,22 +642,28 @@ async def _copy_frame(conn: asyncpg.Connection, sql: str, since: str,
     return await asyncio.to_thread(parse)
 
 
-#: Read changes from the first transaction on: everything.
-EVERYTHING = "0"
+#: Where a look for changes starts: the transactions from the first (a snapshot's xmax) on,
+#: and those under way when the last look was taken (its snapshot's xip list).
+Since = tuple[str, tuple[str, ...]]
+#: Every change: from the first transaction on.
+EVERYTHING: Since = ("0", ())
 
 
-async def load_changes(store: Store, since: str) -> tuple[pl.DataFrame, pl.DataFrame, str]:
-    """The rollup rows and the latest prices changed by the transactions from ``since`` on
-    (``EVERYTHING``: all), and where the next look starts: the oldest transaction still
-    under way now (its rows, and those of every later one, are read again next time, so a
-    write that commits late is not missed; reading a row twice changes nothing)."""
+async def load_changes(store: Store, since: Since) -> tuple[pl.DataFrame, pl.DataFrame, Since]:
+    """The rollup rows and the latest prices changed by the transactions ``since`` names
+    (``EVERYTHING``: all), and where the next look starts: the transactions that begin
+    after this look, and those under way now, whose rows this look cannot see yet however
+    low the quote ids they drew (a transaction neither under way nor begun later has
+    finished, and what it wrote is read now). A row read again changes nothing."""
     async with store.pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
                                                               readonly=True):
         # One snapshot for the three: what the frames hold is what the next start says.
-        upto = str(await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text"))
+        row = await conn.fetchrow(
+            "SELECT pg_snapshot_xmax(s)::text AS xmax, "
+            "array(SELECT pg_snapshot_xip(s)::text) AS xip FROM pg_current_snapshot() s")
         rollups = await _copy_frame(conn, _ROLLUPS_SQL, since, ROLLUP_SCHEMA)
         latest = await _copy_frame(conn, _LATEST_SQL, since, _SCHEMA)
-    return rollups, latest, upto
+    return rollups, latest, (row["xmax"], tuple(row["xip"]))
 
 
 def _changed(old: pl.DataFrame | None, new: pl.DataFrame) -> pl.DataFrame:
@@ -719,7 +728,7 @@ class ApiData:
                                                   timeout=CHECK_TIMEOUT_SECONDS))
 
     async def refresh(self) -> Snapshot:
-        """Rebuild the snapshot if the store has quotes it does not have.
+        """Build a new snapshot if the store has changes the one in hand does not have.
 
         When the store cannot be reached, the snapshot in hand is returned (the poller asks
         again REFRESH_SECONDS later); without one, ``StoreUnavailable`` (503) is raised.
@@ -728,8 +737,9 @@ class ApiData:
             changed = None
             try:
                 version = await self.store_version()
-                if self._snapshot is None or self._snapshot.version != version:
-                    changed = await load_changes(self.store, self._since)
+                # Asked every time, not only when max(id) moved: a write that drew lower ids
+                # may commit after one that drew higher ones (an empty answer is cheap).
+                changed = await load_changes(self.store, self._since)
             except OUTAGE_ERRORS as exc:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
@@ -769,8 +779,8 @@ class ApiData:
             previous_emulated = None
 
         def merge() -> tuple[pl.DataFrame, pl.DataFrame, Changes]:
-            # Rows read again unchanged (a transaction under way at the last look, anywhere
-            # on the server, makes the next look start at it) change nothing.
+            # Rows read again unchanged (those of a transaction under way at the last look)
+            # change nothing.
             new_rollups, new_latest = _changed(self._rollups, rollups), _changed(self._latest,
                                                                                    latest)
             changes = Changes(
@@ -783,7 +793,13 @@ class ApiData:
             return (_merge(self._rollups, new_rollups, ROLLUP_KEY),
                     _merge(self._latest, new_latest, LATEST_KEY), changes)
 
+        if (previous is not None and previous.version == version and not rollups.height
+                and not latest.height):
+            return  # nothing new (the common case: asked every REFRESH_SECONDS)
         all_rollups, all_latest, changes = await asyncio.to_thread(merge)
+        if (previous is not None and previous.version == version and not changes.periods
+                and not changes.prices):
+            return
         self.last_changes = changes
         snap = await asyncio.to_thread(build_snapshot, all_rollups, all_latest, version,
                                        previous=previous, changes=changes)
@@ -827,6 +843,18 @@ class ApiData:
                     build_snapshot, rollups, latest, snap.version, include_emulated=True)
             return self._with_emulated
 
+    async def warm(self) -> None:
+        """Compute the indicator documents of the current snapshot not computed yet (after
+        the first build: those of the periods a refresh changed), before anyone asks."""
+        snap = self._snapshot
+        if snap is None:
+            return
+        for period, amount_usd in list(snap.services):
+            if self._snapshot is not snap:
+                return  # a newer snapshot: its own turn
+            with contextlib.suppress(NoData):  # every services frame kept has rows
+                await self.indicators(snap, period, amount_usd)
+
     def flows(self) -> pl.LazyFrame:
         if self._flows is None:
             from collector.flows import read_bilateral_flows
@@ -859,7 +887,8 @@ SHOWS_EMULATED = web.AppKey("page_shows_emulated", bool)
 
 
 async def data_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Build the first snapshot in the background and poll the store for new quotes."""
+    """Build the first snapshot in the background and poll the store for new quotes; the
+    indicator documents of each new snapshot are computed after it (``ApiData.warm``)."""
     data = ApiData(app[runtime.STORE], eager_emulated=app.get(SHOWS_EMULATED, False))
     app[DATA] = data
 
@@ -870,6 +899,7 @@ async def data_ctx(app: web.Application) -> AsyncIterator[None]:
         while not me.cancelling():
             try:
                 await data.refresh()
+                await data.warm()
             except StoreUnavailable:  # logged once by refresh; retried
                 pass
             except (NoData, BadPeriod) as exc:  # pragma: no cover - logged, retried

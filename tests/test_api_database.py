@@ -153,7 +153,7 @@ async def test_a_stopping_service_does_not_wait_for_a_poller_whose_cancel_was_sw
     on SIGTERM): the poller must end all the same."""
     loading = asyncio.Event()
 
-    async def cancelled_into_an_error(store: Any, since: str) -> Any:
+    async def cancelled_into_an_error(store: Any, since: Any) -> Any:
         loading.set()
         try:
             await asyncio.sleep(3600)

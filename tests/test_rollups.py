@@ -103,10 +103,11 @@ async def test_a_refresh_reads_what_changed_and_keeps_past_periods(
     try:
         await store.migrate()
         await store.store_quotes(_mixed())
-        read: list[tuple[str, int, int]] = []
+        read: list[tuple[publish_data.Since, int, int]] = []
         real_load = publish_data.load_changes
 
-        async def counting(s: Store, since: str) -> tuple[pl.DataFrame, pl.DataFrame, str]:
+        async def counting(s: Store, since: publish_data.Since) -> tuple[
+                pl.DataFrame, pl.DataFrame, publish_data.Since]:
             rollups, latest, upto = await real_load(s, since)
             read.append((since, rollups.height, latest.height))
             return rollups, latest, upto
@@ -134,5 +135,30 @@ async def test_a_refresh_reads_what_changed_and_keeps_past_periods(
         assert _comparable(second) == _comparable(whole)
         assert (await api.indicators(second, "2026-11", 200)) == \
             (await api.indicators(whole, "2026-11", 200))
+    finally:
+        await store.close()
+
+
+async def test_a_write_that_commits_late_under_lower_ids_is_served(fresh_database: str) -> None:
+    store = await connect(fresh_database)
+    try:
+        await store.migrate()
+        await store.store_quotes(_quotes(3))
+        api = ApiData(store)
+        await api.refresh()
+        async with store.pool.acquire() as conn:
+            late = conn.transaction()
+            await late.start()
+            # Draws its quote ids first, commits last.
+            await store.store_quotes(_quotes(4, month=10), conn=conn)
+            await store.store_quotes(_quotes(5))
+            seen = await api.refresh()
+            assert "2026-10" not in seen.periods
+            await late.commit()
+        snap = await api.refresh()
+        assert "2026-10" in snap.periods
+        assert [p for p in snap.index[("USA", "MEX")]] == ["2026-10", "2026-11"]
+        whole = build_snapshot(*(await load_changes(store, EVERYTHING))[:2], snap.version)
+        assert _comparable(snap) == _comparable(whole)
     finally:
         await store.close()

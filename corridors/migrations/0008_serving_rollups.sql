@@ -10,9 +10,9 @@
 -- send amount in a period, per data kind: what /v1/compare ranks.
 -- Both are written in the transaction that writes the quotes (corridors.store), by
 -- rollup_quotes(ids) below, and carry the transaction that last changed them (changed_by), by
--- which a running service reads only the rows changed since it last looked: those of every
--- transaction not yet finished when it last read (pg_snapshot_xmin), so that a write that
--- commits late is read all the same.
+-- which a running service reads only the rows changed since it last looked: those of the
+-- transactions begun since (pg_snapshot_xmax) or under way then (pg_snapshot_xip), so that a
+-- write that commits late, whatever quote ids it drew, is read all the same.
 
 -- IEEE division, as Polars does it: a zero divisor gives ±Infinity or NaN, not an error that
 -- would refuse a whole batch of quotes.
