@@ -384,12 +384,13 @@ class PriceIndex(Mapping[tuple[str, str], dict[str, list[PricePoint]]]):
         self._latest = latest
         self._made: OrderedDict[tuple[str, str], dict[str, list[PricePoint]]] = OrderedDict()
         self._inferred: dict[tuple[str, str, float], receive.Inferred] | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         if previous is not None and changes is not None:
             gone = changes.corridors
-            for key, made in previous._made.items():
-                if key not in gone and key in self._parts:
-                    self._made[key] = made
+            with previous._lock:  # a request may be making one of its corridors
+                for key, made in previous._made.items():
+                    if key not in gone and key in self._parts:
+                        self._made[key] = made
             if not changes.survey:
                 self._inferred = previous._inferred
 
@@ -401,22 +402,25 @@ class PriceIndex(Mapping[tuple[str, str], dict[str, list[PricePoint]]]):
                 self._inferred = receive.infer(rpw) if rpw.height else {}
 
     def __getitem__(self, key: tuple[str, str]) -> dict[str, list[PricePoint]]:
-        made = self._made.get(key)
-        if made is None:
-            part = self._parts[key]  # KeyError: no such corridor
-            self.prepare()
-            made = _build_index(part)[key]
-            assert self._inferred is not None
-            receive.annotate(((period, point.send_amount, entry)
-                              for period, points in made.items() for point in points
-                              for entry in (*point.services, *point.non_transparent)),
-                             self._inferred)
-            self._made[key] = made
-            while len(self._made) > CORRIDORS_KEPT:
-                self._made.popitem(last=False)
-        else:
-            self._made.move_to_end(key)
-        return made
+        # Under the lock: a request may ask from a worker thread while another asks from
+        # the event loop, and a corridor is made (and annotated) once.
+        with self._lock:
+            made = self._made.get(key)
+            if made is None:
+                part = self._parts[key]  # KeyError: no such corridor
+                self.prepare()
+                made = _build_index(part)[key]
+                assert self._inferred is not None
+                receive.annotate(((period, point.send_amount, entry)
+                                  for period, points in made.items() for point in points
+                                  for entry in (*point.services, *point.non_transparent)),
+                                 self._inferred)
+                self._made[key] = made
+                while len(self._made) > CORRIDORS_KEPT:
+                    self._made.popitem(last=False)
+            else:
+                self._made.move_to_end(key)
+            return made
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._parts)

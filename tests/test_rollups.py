@@ -20,8 +20,9 @@ from publish.data import EVERYTHING, ApiData, build_snapshot, load_changes
 LABELS = ("2026-10", "2026-11", "2026Q4")
 
 
-def _quotes(day: int, *, month: int = 11, **over: Any) -> list[Quote]:
-    """A day's quotes of three services in ``month`` of 2026, each at 200 and 500."""
+def _quotes(day: int, *, month: int = 11, to: str = "MEX", **over: Any) -> list[Quote]:
+    """A day's quotes of three services from the USA ``to`` a country in ``month`` of 2026,
+    each at 200 and 500."""
     at = T0.replace(month=month, day=day)
     period = f"2026-{month:02d}"
     out = []
@@ -29,7 +30,8 @@ def _quotes(day: int, *, month: int = 11, **over: Any) -> list[Quote]:
                                           ("Cato", "cato", "2.50")]):
         for usd in (200, 500):
             fields: dict[str, Any] = dict(
-                firm=Firm(firm, FirmType.MTO), service_key=f"test:{key}:USA-MEX",
+                firm=Firm(firm, FirmType.MTO), service_key=f"test:{key}:USA-{to}",
+                destination_code=to,
                 period=period, amount_usd=usd, send_amount=Decimal(usd),
                 fee=None if fee is None else Decimal(fee) + day + n,
                 applied_rate=Decimal("17.1234") - Decimal(day) / 100,
@@ -160,5 +162,30 @@ async def test_a_write_that_commits_late_under_lower_ids_is_served(fresh_databas
         assert [p for p in snap.index[("USA", "MEX")]] == ["2026-10", "2026-11"]
         whole = build_snapshot(*(await load_changes(store, EVERYTHING))[:2], snap.version)
         assert _comparable(snap) == _comparable(whole)
+    finally:
+        await store.close()
+
+
+async def test_the_index_keeps_the_corridors_asked_for_last(
+        fresh_database: str, monkeypatch: Any) -> None:
+    store = await connect(fresh_database)
+    try:
+        await store.migrate()
+        await store.store_quotes(_quotes(3) + _quotes(4, to="PHL", receive_currency="PHP"))
+        _, latest, _ = await load_changes(store, EVERYTHING)
+        monkeypatch.setattr(publish_data, "CORRIDORS_KEPT", 1)
+        index = publish_data.PriceIndex(latest)
+        assert sorted(index) == [("USA", "MEX"), ("USA", "PHL")]
+        mex = index[("USA", "MEX")]
+        assert index[("USA", "MEX")] is mex  # kept
+        phl = index[("USA", "PHL")]
+        assert len(index._made) == 1 and ("USA", "PHL") in index._made
+        again = index[("USA", "MEX")]  # made again, the same
+        assert again is not mex
+        assert [[e["service_id"] for p in again["2026-11"] for e in p.services]] == \
+            [[e["service_id"] for p in mex["2026-11"] for e in p.services]]
+        assert phl["2026-11"][0].receive_currency == "PHP"
+        assert {e["receive_currency_basis"] for p in again["2026-11"]
+                for e in p.services} == {"reported"}
     finally:
         await store.close()
