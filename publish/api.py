@@ -102,8 +102,10 @@ EMULATED_HEADER_VALUE = "emulated data - not real prices"
 def include_emulated(request: web.Request) -> bool:
     """True when the request asks for emulated data (``?include=emulated``)."""
     value = request.query.get(INCLUDE)
-    if value is None or value == "":
+    if value is None:
         return False
+    if value == "":  # as every parameter (publish.params.Params.raw)
+        raise bad_parameter(INCLUDE, "include is empty: give it a value or leave it out")
     if value != "emulated":
         raise bad_parameter(INCLUDE, f"include takes one value, 'emulated' (the sandbox's "
                                      f"invented quotes, left out by default), not {value!r}")
@@ -889,8 +891,16 @@ async def prometheus(request: web.Request) -> web.StreamResponse:
     except StoreUnavailable:  # no snapshot yet, and no store: logged by the data holder
         runs = []
     except STORE_ERRORS as exc:
-        log.error("metrics: the store is unreachable, collection gauges left out: %s", exc)
+        # Scraped every few seconds: the outage is logged when it starts, and when it ends.
+        if not telemetry.store_unreachable:
+            telemetry.store_unreachable = True
+            log.warning("metrics: the store is unreachable, collection gauges left out until "
+                        "it answers again: %s", str(exc).strip() or type(exc).__name__)
         runs = []
+    else:
+        if telemetry.store_unreachable:
+            telemetry.store_unreachable = False
+            log.info("metrics: the store answers again, collection gauges are back")
     for run in runs:
         telemetry.run_started.labels(run["source"], run["status"]).set(
             run["started_at"].timestamp())
@@ -917,6 +927,23 @@ ADMIN_COLLECT_PARAMS = frozenset({"source"})
 ADMIN_BULLETIN_PARAMS = frozenset({"period"})
 
 
+def _running(scheduler: Any, job: Any) -> bool:
+    """Whether a run of ``job`` is under way, as its own job or as the catch-up run a
+    crontab source gets after a start (``collector.schedule``): triggered now, the scheduler
+    would skip it (``max_instances``), or collect the same source twice at once.
+
+    APScheduler 3 has no public count of a job's running instances; its executor's count is
+    the one ``max_instances`` is checked against, so that is the one read here."""
+    for job_id in (job.id, f"catch-up:{job.id}"):
+        try:
+            executor = scheduler._lookup_executor(job.executor)
+            if executor._instances.get(job_id, 0) > 0:
+                return True
+        except (AttributeError, KeyError):  # not an APScheduler 3 executor: nothing known
+            return False
+    return False
+
+
 async def admin_collect(request: web.Request) -> web.StreamResponse:
     _authorise(request)
     p = Params(request.query, ADMIN_COLLECT_PARAMS)
@@ -927,12 +954,18 @@ async def admin_collect(request: web.Request) -> web.StreamResponse:
     if not jobs:
         raise not_found("no collection job is scheduled" +
                         (f" for source {source!r}" if source else ""))
+    running = sorted(j.id for j in jobs if _running(scheduler, j))
+    idle = [j for j in jobs if j.id not in running]
+    if not idle:
+        raise Problem(409, f"{', '.join(running)}: already running; not triggered again (a "
+                           "job runs one at a time): ask again when the run has ended",
+                      jobs=running)
     now = dt.datetime.now(dt.UTC)
-    for job in jobs:
+    for job in idle:
         job.modify(next_run_time=now)
-    return web.json_response({"status": "triggered", "jobs": sorted(j.id for j in jobs),
-                              "at": now.isoformat()}, status=202,
-                             headers={"Cache-Control": "no-store"})
+    return web.json_response({"status": "triggered", "jobs": sorted(j.id for j in idle),
+                              "already_running": running, "at": now.isoformat()},
+                             status=202, headers={"Cache-Control": "no-store"})
 
 
 async def admin_bulletin(request: web.Request) -> web.StreamResponse:

@@ -82,6 +82,8 @@ POSTAL_FIRM_TYPES = ("post_office", "post_office_mto")
 CAVEATS: dict[str, str] = {
     "emulated": "emulated data — not real prices (the sandbox's invented quote)",
     "estimate": "a comparison feed's estimate for this provider, not the provider's own quote",
+    "partner": "a partner of the comparison feed that lists it (it offers the feed's own "
+               "transfers): not an independent price",
     "bank_transfer_only": "priced for paying in by bank transfer only; other ways to pay "
                           "may cost more",
     "negative_margin": "the rate applied beats the mid-market reference rate (a promotion, "
@@ -878,7 +880,7 @@ class ApiData:
             def compute() -> dict[str, Any]:
                 return indicators_from_services(services, period=period,
                                                 amount_usd=amount_usd,
-                                                countries=countries_frame().lazy(),
+                                                countries=countries_frame(period).lazy(),
                                                 flows=self.flows())
             snap.indicators[key] = await asyncio.to_thread(compute)
         return snap.indicators[key]

@@ -102,7 +102,10 @@ SCHEMAS: dict[str, Any] = {
     "Problem": {
         "type": "object",
         "properties": {"type": STR, "title": STR, "status": INT, "detail": STR,
-                       "instance": STR, "parameter": STR, "corridor": STR},
+                       "instance": STR, "parameter": STR, "corridor": STR,
+                       "jobs": {"type": "array", "items": STR,
+                                "description": "409 of admin collect: the jobs already "
+                                               "running"}},
         "required": ["type", "title", "status", "detail"],
     },
     "Compare": obj({
@@ -197,8 +200,14 @@ SCHEMAS: dict[str, Any] = {
             "corridor_median": NUM, "corridor_average": NUM, "smart": NUM,
             "points_above_median": NUM, "cheapest": nullable("Cheapest")})},
     }),
-    "AdminCollect": obj({"status": {"const": "triggered"},
-                         "jobs": {"type": "array", "items": STR}, "at": STR}),
+    "AdminCollect": obj({
+        "status": {"const": "triggered"},
+        "jobs": {"type": "array", "items": STR,
+                 "description": "the jobs triggered: each runs now"},
+        "already_running": {"type": "array", "items": STR,
+                            "description": "jobs asked for that were not triggered, as a run "
+                                           "of each is under way"},
+        "at": STR}),
     "AdminBulletin": obj({
         "status": {"const": "published"}, "period": STR,
         "url": {"type": "string", "description": "where GET /v1/bulletins/{period}/ serves "
@@ -212,6 +221,8 @@ SCHEMAS: dict[str, Any] = {
             "source": STR, "run_id": INT, "status": STR, "started_at": STR,
             "finished_at": NSTR, "quotes_stored": {"type": ["integer", "null"]},
             "quotes_quarantined": {"type": ["integer", "null"]}})}}),
+    "OpenAPI": {"type": "object", "required": ["openapi", "info", "paths"],
+                "description": "an OpenAPI 3.1 document"},
     "Bulletins": obj({"bulletins": {"type": "array", "items": obj({
         "period": STR, "methodology_version": STR, "generated_from": NSTR, "progress": NSTR,
         "url": STR, "files": obj({"html": STR, "pdf": STR, "markdown": STR, "metadata": STR,
@@ -250,8 +261,10 @@ P_INCLUDE = param("include", "emulated: add the sandbox's emulated quotes, left 
                             "default; the answer then says \"emulated data — not real prices\" "
                             "(warning; on a CSV twin, the Sendcost-Warning header)",
                    {"enum": ["emulated"]})
-P_CURSOR = param("cursor", "next_cursor of the previous page (anything else: 400)",
-                 {"type": "string"})
+#: A string parameter that is not a code, number or period: any text but the empty one (an
+#: empty value of any parameter is 400, ``publish.params.Params.raw``).
+TEXT = {"type": "string", "minLength": 1}
+P_CURSOR = param("cursor", "next_cursor of the previous page (anything else: 400)", TEXT)
 P_LIMIT = param("limit", f"items per page (1-{MAX_LIMIT}, default 100; a whole number out of "
                          "range: 422)",
                 {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT})
@@ -271,6 +284,8 @@ ERROR_TEXT = {
     401: "no or wrong bearer token",
     404: "not found",
     405: "method not allowed (Allow lists those allowed)",
+    409: "every job asked for is already running: none was triggered (the scheduler would "
+         "skip it)",
     412: "a precondition (If-Match, If-Unmodified-Since) failed",
     413: f"request body larger than {MAX_BODY} bytes, whatever its framing",
     414: f"query string longer than {MAX_QUERY} characters",
@@ -385,7 +400,7 @@ _PATHS: dict[str, Any] = {
         [param("period", "quarter (2014Q2) or month (2026-11); default: the latest period "
                          "with post-office quotes at the price point", PERIOD),
          P_AMOUNT_USD, P_CURSOR, P_LIMIT, P_INCLUDE], csv=True),
-    "/v1/openapi.json": get("/v1/openapi.json", "This document", None, [], statuses=(),
+    "/v1/openapi.json": get("/v1/openapi.json", "This document", "OpenAPI", [], statuses=(),
                             data=False),
     "/metrics": get("/metrics", "Prometheus metrics (200 even without the database)", None, [],
                     statuses=(), data=False, etag=False),
@@ -400,8 +415,8 @@ _PATHS: dict[str, Any] = {
                          "sendcost serve --sandbox)", {"enum": ["emulated"]})],
         statuses=(400, 422)),
     "/v1/admin/collect": admin("/v1/admin/collect", "Run the scheduled collection jobs now",
-                               [param("source", "only this source's job", STR)],
-                               "AdminCollect", statuses=(400, 401, 404), data=False),
+                               [param("source", "only this source's job", TEXT)],
+                               "AdminCollect", statuses=(400, 401, 404, 409), data=False),
     "/v1/admin/bulletin": admin("/v1/admin/bulletin", "Publish the bulletin of a period",
                                 [{**P_PERIOD, "required": True,
                                   "description": "quarter (2014Q2) or month (2026-11)"}],

@@ -23,6 +23,10 @@ bulletin.md (for email), charts/ (PNG and SVG), data/ (a CSV for every table and
 metadata.json) and bulletin-PERIOD.zip. The folder is built aside and renamed when complete:
 a period without data is an error and writes nothing. The same data gives the same files.
 
+Every figure carries its base (quotes, services, corridors, providers, collection dates,
+share of the target corridors covered); a figure below the minimum base of config.toml's
+[bulletin.minimum] reads "insufficient data" with that base instead of a number.
+
 PERIOD is a quarter (2014Q2, or RPW's 2014_2Q) or a month (2026-11).
 
 Emulated quotes (collected from the sandbox: invented prices) are left out; a period that
@@ -84,6 +88,6 @@ def run(args: argparse.Namespace) -> int:
     log.info("loaded %d quotes (%s); writing the bulletin of %s", quotes.height,
              generated_from["kind"], period)
     folder = write_bulletin(quotes, period, Path(args.out), generated_from=generated_from,
-                            include_emulated=args.include_emulated)
+                            include_emulated=args.include_emulated, config=config)
     print(f"bulletin {period} written to {folder} in {time.perf_counter() - started:.1f} s")
     return 0

@@ -22,7 +22,13 @@ averages, shares of corridors above 5% and 10%, and every corridor with its flag
 cheapest service. Percentages are in percent (6.2 means 6.2%), unrounded; null where a
 figure is undefined. The JSON keys are documented in docs/indicators.md.
 
-PERIOD is a quarter (2011Q3, or RPW's 2011_3Q) or a month (2026-11).
+PERIOD is a quarter (2011Q3, or RPW's 2011_3Q) or a month (2026-11). Regions, income
+groups and G8/G20 are the World Bank's classification in force in that period (an RPW
+file's own region, income and G8/G20 columns, where it has them, take precedence).
+
+With --from-file, standard error says what the read did (rows read, used, rejected by
+reason, unknown labels); when more than [import] max_rejected_share of the rows are
+rejected (config.toml, default 3%), no figure is computed and the exit code is 1.
 
 Emulated quotes (collected from the sandbox: invented prices) are left out, and a period
 with nothing else is an error naming their sources; --include-emulated keeps them, and the
@@ -62,12 +68,16 @@ def _flows() -> pl.LazyFrame:
     return read_bilateral_flows().flows.lazy()
 
 
-def compute_from_frame(frame: pl.DataFrame, period: str, amount: int) -> dict[str, Any]:
-    from corridors.reference import countries_frame
+def compute_from_frame(frame: pl.DataFrame, period: str, amount: int,
+                       classifications: pl.DataFrame | None = None) -> dict[str, Any]:
+    """The indicators of ``period``, with the country classification of that period
+    (``classifications``: an RPW file's own, laid over the bundled one)."""
+    from corridors.reference import classification_for
     from metrics.indicators import compute_indicators
 
+    countries = classification_for(period, classifications)
     return compute_indicators(frame.lazy(), period=period, amount_usd=amount,
-                              countries=countries_frame().lazy(), flows=_flows())
+                              countries=countries.lazy(), flows=_flows())
 
 
 def _choose_kinds(frame: pl.DataFrame, period: str, include_emulated: bool) -> pl.DataFrame:
@@ -92,10 +102,14 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     setup_logging(args, "WARNING" if args.format != "table" else config.log_level)
     period = str(parse_period(args.period))
+    classifications = None
     if args.from_file:
         from collector.rpw import read_rpw
 
-        frame = read_rpw(args.from_file).frame
+        read = read_rpw(args.from_file)
+        print("\n".join(read.report()), file=sys.stderr, flush=True)
+        read.check_rejected_share(config.imports.max_rejected_share)
+        frame, classifications = read.frame, read.classifications
     else:
         from sendcost.wiring import open_store
 
@@ -105,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
 
         frame = asyncio.run(load())
     frame = _choose_kinds(frame, period, args.include_emulated)
-    doc = compute_from_frame(frame, period, args.amount)
+    doc = compute_from_frame(frame, period, args.amount, classifications)
     if args.include_emulated:
         doc = {"warning": EMULATED_WARNING, **doc}
         print(f"WARNING: {EMULATED_WARNING}", file=sys.stderr)
