@@ -8,9 +8,9 @@ quotes (235 corridors × 20 services, at 200 and 500 USD, spread over the 18 mon
 - ``sendcost serve``'s app runs in a child process (as bench/api.py runs it): the time until
   it answers from its first snapshot, and its resident memory then and after requests,
   beside a bare aiohttp server's (the floor any Python server pays);
-- 5,000 new quotes (one collection) are written through the store's write path; the
-  refresh that follows (``ApiData.refresh``, timed in this process on the same database,
-  beside the first, whole, build); the child's first ``/v1/compare`` of a changed corridor
+- 5,000 new quotes (one collection) are written through the store's write path, three
+  times; the refresh after each (``ApiData.refresh``, timed in this process on the same
+  database, beside the first, whole, build); the child's first ``/v1/compare`` of a changed corridor
   once it serves the new quotes, beside the same URL again (cached) and a bare handler;
   ``/v1/indicators`` for a past period, first and again.
 
@@ -29,6 +29,7 @@ import datetime as dt
 import multiprocessing as mp
 import os
 import re
+import statistics
 import sys
 import time
 import urllib.request
@@ -48,6 +49,8 @@ START = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
 DAYS = 548  # 2025-06-01 … 2026-11-30
 CHUNK = 500_000
 COLLECTION = 5_000
+#: Collections written and refreshed after, one after another (their median is the figure).
+COLLECTIONS = 3
 
 _SERVICES_SQL = f"""
 INSERT INTO corridors (source_code, destination_code)
@@ -137,7 +140,7 @@ async def fill(server_url: str, n: int) -> tuple[str, dict[str, float]]:
     return url, took
 
 
-async def collect_once(url: str) -> float:
+async def collect_once(url: str, minute: int = 0) -> float:
     """One collection's 5,000 quotes through the store's write path; seconds taken."""
     from corridors.store import connect
     from corridors.types import (
@@ -157,7 +160,7 @@ async def collect_once(url: str) -> float:
             "SELECT s.service_key, c.source_code, c.destination_code, f.name, f.firm_type "
             "FROM services s JOIN corridors c ON c.id = s.corridor_id "
             "JOIN firms f ON f.id = s.firm_id ORDER BY s.id LIMIT $1", COLLECTION // 2)
-        at = START + dt.timedelta(days=DAYS - 1, hours=23, minutes=59)
+        at = START + dt.timedelta(days=DAYS - 1, hours=23, minutes=59 - minute)
         quotes = [Quote(
             source_code=r["source_code"], destination_code=r["destination_code"],
             firm=Firm(r["name"], FirmType(r["firm_type"])),
@@ -214,14 +217,18 @@ def measure(server_url: str, n: int) -> None:
 
         # The refresh after one collection, in this process on the same database.
         (api, store), whole = loop.run_until_complete(in_process_refresh(url))
-        wrote = loop.run_until_complete(collect_once(url))
-        t0 = time.perf_counter()
-        loop.run_until_complete(api.refresh())  # type: ignore[attr-defined]
-        refresh = time.perf_counter() - t0
+        writes, refreshes = [], []
+        for minute in range(COLLECTIONS):
+            writes.append(loop.run_until_complete(collect_once(url, minute)))
+            t0 = time.perf_counter()
+            loop.run_until_complete(api.refresh())  # type: ignore[attr-defined]
+            refreshes.append(time.perf_counter() - t0)
         loop.run_until_complete(store.close())  # type: ignore[attr-defined]
-        print(f"collection of {COLLECTION:,} quotes written in {wrote * 1000:.0f} ms")
-        print(f"refresh after it: {refresh * 1000:.0f} ms (the first, whole build: "
-              f"{whole * 1000:.0f} ms)")
+        print(f"{COLLECTIONS} collections of {COLLECTION:,} quotes written in "
+              + ", ".join(f"{w * 1000:.0f}" for w in writes) + " ms")
+        print("refresh after each: " + ", ".join(f"{r * 1000:.0f}" for r in refreshes)
+              + f" ms (median {statistics.median(refreshes) * 1000:.0f} ms; the first, whole "
+              f"build: {whole * 1000:.0f} ms)")
 
         # The child's first compare once it serves the new quotes.
         newest = loop.run_until_complete(_max_id(url))
