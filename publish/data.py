@@ -601,7 +601,8 @@ def build_snapshot(rollups: pl.DataFrame, latest: pl.DataFrame, version: int, *,
 _ROLLUPS_SQL = (
     "SELECT sp.period, sp.amount_usd, s.service_key AS service_id, c.source_code, "
     "c.destination_code, f.name AS firm, f.firm_type, coalesce(s.product, '') AS product, "
-    "s.speed, sp.data_kind, sp.source, sp.reference_stale, sp.quotes, sp.transparent, "
+    "s.speed, s.pay_in, s.access_point, s.pay_out, sp.data_kind, sp.source, "
+    "sp.reference_stale, sp.quotes, sp.transparent, "
     "sp.fee_sum, sp.fee_n, sp.margin_sum, sp.margin_n, sp.total_sum, sp.total_n, "
     "sp.exact_sum, sp.exact_n, sp.first_collected, sp.last_collected, sp.last_quote_id "
     "FROM service_periods sp JOIN services s ON s.id = sp.service_id "
@@ -863,9 +864,9 @@ class ApiData:
 
     def flows(self) -> pl.LazyFrame:
         if self._flows is None:
-            from collector.flows import read_bilateral_flows
+            from collector.flows import read_bundled_flows
 
-            self._flows = read_bilateral_flows().flows.lazy()
+            self._flows = read_bundled_flows().lazy()
         return self._flows
 
     async def indicators(self, snap: Snapshot, period: str, amount_usd: int) -> dict[str, Any]:
