@@ -899,14 +899,25 @@ async def data_ctx(app: web.Application) -> AsyncIterator[None]:
     data = ApiData(app[runtime.STORE], eager_emulated=app.get(SHOWS_EMULATED, False))
     app[DATA] = data
 
+    warming: asyncio.Task[None] | None = None
+
+    async def warm() -> None:
+        try:
+            await data.warm()
+        except Exception:  # asked for again by a request, which then reports it
+            log.exception("computing the indicator documents failed")
+
     async def poll() -> None:
+        nonlocal warming
         me = asyncio.current_task()
         assert me is not None
         # Until cancelled, even when a cancellation reached the poller as another error.
         while not me.cancelling():
             try:
                 await data.refresh()
-                await data.warm()
+                # Beside the poller, which keeps watching the store meanwhile.
+                if warming is None or warming.done():
+                    warming = asyncio.create_task(warm(), name="publish-indicators")
             except StoreUnavailable:  # logged once by refresh; retried
                 pass
             except (NoData, BadPeriod) as exc:  # pragma: no cover - logged, retried
@@ -920,6 +931,10 @@ async def data_ctx(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    if warming is not None:
+        warming.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await warming
 
 
 __all__ = [
