@@ -67,10 +67,20 @@ def compute_indicators(quotes: pl.LazyFrame, *, period: str, amount_usd: int,
     weights").
     Raises NoData when the period has no quote at that amount.
     """
+    canonical = str(parse_period(period))
+    services = services_in_period(quotes, period=canonical, amount_usd=amount_usd).collect()
+    return indicators_from_services(services, period=canonical, amount_usd=amount_usd,
+                                    countries=countries, flows=flows)
+
+
+def indicators_from_services(services: pl.DataFrame, *, period: str, amount_usd: int,
+                             countries: pl.LazyFrame,
+                             flows: pl.LazyFrame | None) -> dict[str, Any]:
+    """``compute_indicators`` from the services frame of (period, amount) already made
+    (``metrics.services``): what a server that keeps services, not quotes, calls."""
     from metrics import METHODOLOGY_VERSION
 
     canonical = str(parse_period(period))
-    services = services_in_period(quotes, period=canonical, amount_usd=amount_usd).collect()
     if services.height == 0:
         raise NoData(f"no quotes for period {canonical} at USD {amount_usd}")
     s = services.lazy()
