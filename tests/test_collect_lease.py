@@ -234,7 +234,11 @@ async def test_two_collect_processes_store_every_price_once(store: Store, databa
     skipped = [line for out, _ in outs for line in out.splitlines() if " skipped (" in line]
     assert skipped, outs  # they did meet
     for line in skipped:
-        assert "another collector has it: run " in line and " holds its lease" in line
+        # "run N of process P on HOST holds its lease", or "a run starting of ..." when
+        # the holder had not yet written its run's row.
+        assert "another collector has it: " in line and " holds its lease" in line
+        assert f" of process {procs[0].pid} on " in line or f" of process {procs[1].pid} on " \
+            in line
     runs = await store.pool.fetch(
         "SELECT id, source, status, requests, quotes_stored, quotes_quarantined "
         "FROM collection_runs WHERE source LIKE $1", f"{prefix}-%")
