@@ -16,7 +16,8 @@ from corridors.errors import NoData
 from corridors.periods import parse_period
 from metrics import aggregates as agg
 from metrics import corridors as cor
-from metrics.services import services_in_period
+from metrics import kinds
+from metrics.services import period_labels, services_in_period
 
 #: Top-level keys of the document, in order.
 DOCUMENT_KEYS = (
@@ -24,7 +25,7 @@ DOCUMENT_KEYS = (
     "weighted_average", "smart_average", "g20_sending_average", "g8_sending_average",
     "g20_receiving_average", "by_firm_type", "by_receiving_region",
     "share_corridors_above_5", "share_corridors_above_10", "share_services_below_3",
-    "corridors", "non_transparent",
+    "corridors", "cheapest_leaves_out", "non_transparent",
 )
 
 #: Columns of ``corridor_table``, in order.
@@ -32,7 +33,7 @@ TABLE_COLUMNS = (
     "period", "amount_usd", "source", "destination", "average", "services",
     "transparent_services", "smart", "above_5", "above_10", "too_few_services",
     "no_transparent_service", "cheapest_firm", "cheapest_firm_type", "cheapest_product",
-    "cheapest_total_cost",
+    "cheapest_total_cost", "cheapest_left_out",
 )
 
 
@@ -55,12 +56,17 @@ def compute_indicators(quotes: pl.LazyFrame, *, period: str, amount_usd: int,
     if services.height == 0:
         raise NoData(f"no quotes for period {canonical} at USD {amount_usd}")
     s = services.lazy()
+    # A comparison feed's estimates are never named a corridor's cheapest (one rule for
+    # every answer: metrics.corridors.cheapest_service).
+    estimates = kinds.estimate_services(quotes.filter(
+        pl.col("period").is_in(period_labels(canonical)), pl.col("amount_usd") == amount_usd))
     averages = cor.corridor_flags(cor.corridor_average(s))
     per_corridor_smart = cor.smart(s)
     plans: dict[str, pl.LazyFrame] = {
         "corridors": averages,
         "smart": per_corridor_smart,
-        "cheapest": cor.cheapest_service(s),
+        "cheapest": cor.cheapest_service(s, estimates=estimates),
+        "left_out": cor.cheapest_left_out(s, estimates=estimates),
         "global": agg.global_average(s),
         "global_smart": cor.global_smart(per_corridor_smart),
         "g20_sending": agg.g20_sending_average(s, countries),
@@ -87,6 +93,7 @@ def compute_indicators(quotes: pl.LazyFrame, *, period: str, amount_usd: int,
         done["corridors"]
         .join(done["smart"], on=list(cor.CORRIDOR), how="left")
         .join(done["cheapest"], on=list(cor.CORRIDOR), how="left")
+        .join(done["left_out"], on=list(cor.CORRIDOR), how="left")
         .sort(*cor.CORRIDOR)
     )
     corridor_rows = []
@@ -105,6 +112,7 @@ def compute_indicators(quotes: pl.LazyFrame, *, period: str, amount_usd: int,
             "cheapest": None if r["firm"] is None else {
                 "firm": r["firm"], "firm_type": r["firm_type"], "product": r["product"],
                 "total_cost": r["total_cost"]},
+            "cheapest_left_out": r["cheapest_left_out"],
         })
     counts = done["services"].row(0, named=True)
     doc = {
@@ -128,6 +136,8 @@ def compute_indicators(quotes: pl.LazyFrame, *, period: str, amount_usd: int,
         "share_corridors_above_10": _one(done["above_10"], "share"),
         "share_services_below_3": _one(done["below_3"], "share"),
         "corridors": corridor_rows,
+        # What each corridor's cheapest leaves out (cheapest_left_out counts the services).
+        "cheapest_leaves_out": list(kinds.CHEAPEST_LEAVES_OUT),
         "non_transparent": done["non_transparent"].to_dicts(),
     }
     assert tuple(doc) == DOCUMENT_KEYS
@@ -150,6 +160,7 @@ def corridor_table(doc: dict[str, Any]) -> pl.DataFrame:
             "cheapest_firm_type": cheapest.get("firm_type"),
             "cheapest_product": cheapest.get("product"),
             "cheapest_total_cost": cheapest.get("total_cost"),
+            "cheapest_left_out": c["cheapest_left_out"],
         })
     schema = {
         "period": pl.String, "amount_usd": pl.Int32, "source": pl.String,
@@ -158,6 +169,6 @@ def corridor_table(doc: dict[str, Any]) -> pl.DataFrame:
         "above_10": pl.Boolean, "too_few_services": pl.Boolean,
         "no_transparent_service": pl.Boolean, "cheapest_firm": pl.String,
         "cheapest_firm_type": pl.String, "cheapest_product": pl.String,
-        "cheapest_total_cost": pl.Float64,
+        "cheapest_total_cost": pl.Float64, "cheapest_left_out": pl.Int64,
     }
     return pl.DataFrame(rows, schema=schema, orient="row")

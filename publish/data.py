@@ -386,13 +386,9 @@ def build_snapshot(quotes: pl.DataFrame, version: int, *,
     service_sources = quotes.group_by("service_id").agg(
         pl.col("source").unique().sort().alias("sources"))
     tables = []
-    estimates = (kinds.estimate_services(quotes.lazy()).collect().get_column("service_id")
-                 .to_list()) if quotes.height else []
+    estimates = kinds.estimate_services(quotes.lazy()).collect().lazy()
     for (label, usd), s in services_frames.items():
         sl = s.lazy()
-        # The corridor's cheapest is named among services without a caveat that would make
-        # "cheapest" rest on it (kinds.CHEAPEST_LEAVES_OUT); every answer says which.
-        fit = sl.filter(kinds.fit_for_cheapest(), ~pl.col("service_id").is_in(estimates))
         averaged = pl.col("transparent") & pl.col("total_cost_pct").is_not_null()
         table = (
             cor.corridor_flags(cor.corridor_average(sl))
@@ -401,7 +397,8 @@ def build_snapshot(quotes: pl.DataFrame, version: int, *,
                 pl.col("total_cost_pct").filter(averaged).median().alias("median"),
                 pl.col("firm_type").unique().sort().alias("firm_types")),
                 on=list(cor.CORRIDOR), how="left")
-            .join(cor.cheapest_service(fit).rename({
+            # The one rule of every "cheapest" answer (kinds.CHEAPEST_LEAVES_OUT).
+            .join(cor.cheapest_service(sl, estimates=estimates).rename({
                 "firm": "cheapest_firm", "firm_type": "cheapest_firm_type",
                 "product": "cheapest_product", "total_cost": "cheapest_total_cost"}),
                 on=list(cor.CORRIDOR), how="left")
