@@ -209,12 +209,19 @@ def group_cells(r: dict[str, Any]) -> list[Any]:
 # --- charts ------------------------------------------------------------------------------------
 
 
+def steady(values: pl.Series) -> list[Any]:
+    """A chart's values to 9 decimals: Polars' parallel sums may differ in the last bit from
+    one run to the next (metrics.services), which would move an axis limit, and so the SVG's
+    clip-path ids, by a hair; the same data must give the same bytes."""
+    return [None if v is None else round(v, 9) for v in values.to_list()]
+
+
 def charts(b: Bulletin) -> list[ch.Chart]:
     periods = b.trend.get_column("period").to_list()
     series = {
-        "Global average (ours)": b.trend.get_column("global_average").to_list(),
-        "SmaRT (ours)": b.trend.get_column("smart_average").to_list(),
-        "Weighted average (ours)": b.trend.get_column("weighted_average").to_list(),
+        "Global average (ours)": steady(b.trend.get_column("global_average")),
+        "SmaRT (ours)": steady(b.trend.get_column("smart_average")),
+        "Weighted average (ours)": steady(b.trend.get_column("weighted_average")),
     }
     names = {"global_average_usd200": "World Bank: global average",
              "global_weighted_average": "World Bank: weighted average",
@@ -236,13 +243,13 @@ def charts(b: Bulletin) -> list[ch.Chart]:
     out.append(ch.bar_chart(
         "firm_types", "Average cost by type of provider", f"{b.period}, USD 200",
         [firm_type_label(x) for x in ft.get_column("firm_type")],
-        ft.get_column("average").to_list(),
+        steady(ft.get_column("average")),
         highlight=[x in ("post_office", "post_office_mto") for x in ft.get_column("firm_type")],
         highlight_label="postal", base_label="other providers", what="by firm type"))
     rg = b.regions.filter(pl.col("average").is_not_null()).sort("average", descending=True)
     out.append(ch.bar_chart(
         "receiving_regions", "Average cost by receiving region", f"{b.period}, USD 200",
-        [region_label(x) for x in rg.get_column("region")], rg.get_column("average").to_list(),
+        [region_label(x) for x in rg.get_column("region")], steady(rg.get_column("average")),
         what="by World Bank region of the receiving country"))
     sc = b.sending.filter(pl.col("average").is_not_null())
     out.append(ch.bar_chart(
@@ -250,7 +257,7 @@ def charts(b: Bulletin) -> list[ch.Chart]:
         f"{b.period}, USD 200; G20 members highlighted",
         [f"{n or s}{' (G20)' if g else ''}" for s, n, g in
          zip(sc.get_column("source"), sc.get_column("name"), sc.get_column("g20"), strict=True)],
-        sc.get_column("average").to_list(), highlight=sc.get_column("g20").to_list(),
+        steady(sc.get_column("average")), highlight=sc.get_column("g20").to_list(),
         highlight_label="G20 member", base_label="not G20", what="by sending country"))
     for name, frame, title in (("most_expensive", b.most, ranked_title(b, most=True)),
                                ("least_expensive", b.least, ranked_title(b, most=False))):
@@ -258,7 +265,7 @@ def charts(b: Bulletin) -> list[ch.Chart]:
             name, title, f"{b.period}, USD 200, corridor averages",
             [corridor_label(r["source"], r["destination"]) + caveat_mark(r)
              for r in frame.iter_rows(named=True)],
-            frame.get_column("average").to_list(), what="corridor averages",
+            steady(frame.get_column("average")), what="corridor averages",
             per_corridor=True))
     known = b.postal.filter(pl.col("total_cost_pct").is_not_null(),
                             pl.col("corridor_median").is_not_null())

@@ -151,8 +151,8 @@ def test_official_figure_beside_ours(built) -> None:  # type: ignore[no-untyped-
     assert "(secondary source: the World Bank&#x27;s own publication of it was not found)" \
         in html
     assert ("findevgateway.org/paper/2014/06/analysis-trends-average-total-cost-migrant-"
-            "remittance-services; secondary source: the World Bank's own publication of it "
-            "was not found) |") in md
+            "remittance-services); secondary source: the World Bank's own publication of it "
+            "was not found |") in md
     for text in (html, md):
         assert "8.36%" not in text
         assert "global average for 2014Q2 is not among the published figures" in text
