@@ -44,8 +44,12 @@ def fit_for_cheapest() -> pl.Expr:
 
 
 def estimate_services(quotes: pl.LazyFrame) -> pl.LazyFrame:
-    """The service ids (``service_id``, as strings) with a comparison feed's estimate."""
-    return (quotes.filter(pl.col("data_kind").cast(pl.String) == DataKind.ESTIMATE.value)
+    """The service ids (``service_id``, as strings) with a comparison feed's estimate: a
+    quote of kind ``estimate``, or flagged ``estimate`` (the sandbox's comparison feed is of
+    kind ``emulated`` whatever it says, and keeps the flag)."""
+    flagged = pl.col("flags").fill_null("").str.contains(r"(^| )estimate( |$)")
+    return (quotes.filter((pl.col("data_kind").cast(pl.String) == DataKind.ESTIMATE.value)
+                          | flagged)
             .select(pl.col("service_id").cast(pl.String)).unique().sort("service_id"))
 
 

@@ -37,6 +37,7 @@ from metrics import (
 )
 from metrics.corridors import cheapest_left_out
 from metrics.indicators import DOCUMENT_KEYS
+from metrics.kinds import estimate_services
 
 
 def quote(src: str, dst: str, firm: str, total: float | None, *, product: str = "",
@@ -262,6 +263,11 @@ def test_cheapest_leaves_out_estimates_and_negative_margins() -> None:
     assert got.select("firm", "total_cost").rows() == [("O", 4.5)]
     assert cheapest_left_out(s, estimates=estimates).collect()["cheapest_left_out"].to_list() \
         == [2]
+    # a quote flagged estimate (the sandbox's feed: of kind emulated) is an estimate too
+    assert estimate_services(q).collect()["service_id"].to_list() == ["est"]
+    flagged = frame(quote("USA", "MEX", "E", 2.0, service="est", data_kind="emulated",
+                          flags="estimate bank_transfer_only"), *rows[1:])
+    assert estimate_services(flagged).collect()["service_id"].to_list() == ["est"]
     doc = compute_indicators(q, period="2011Q1", amount_usd=200, countries=COUNTRIES,
                              flows=None)
     assert doc["corridors"][0]["cheapest"]["firm"] == "O"
