@@ -366,6 +366,41 @@ async def test_a_negative_survey_row_is_flagged_like_a_collected_one(
     assert 'id="average-below-zero"' in page
 
 
+async def test_every_cheapest_answer_follows_one_rule_and_says_what_it_left_out(
+        api: TestClient) -> None:  # noqa: F811
+    # /v1/corridors, /v1/indicators and /v1/postal/benchmark name the same cheapest service
+    # for every corridor of RPW 2014Q2, where negative margins (USA → HND) would otherwise be
+    # named cheapest by one and not by the others.
+    listed = (await (await api.get("/v1/corridors?limit=500")).json())["corridors"]
+    latest = {(c["from"]["alpha3"], c["to"]["alpha3"]): c for c in listed
+              if c["period"] == "2014Q2"}
+    doc = await (await api.get("/v1/indicators?period=2014Q2")).json()
+    assert doc["cheapest_leaves_out"] == ["estimate", "negative_margin", "negative_total_cost"]
+    by_pair = {(c["source"], c["destination"]): c for c in doc["corridors"]}
+    assert latest and set(latest) <= set(by_pair)
+    for pair, c in latest.items():
+        assert by_pair[pair]["cheapest"] == c["cheapest"], pair
+    hnd = by_pair[("USA", "HND")]
+    compare = await (await api.get("/v1/compare?from=USA&to=HND&amount=200&period=2014Q2")
+                     ).json()
+    flagged = [s for s in compare["services"]
+               if {"negative_margin", "negative_total_cost"} & set(s["flags"])]
+    assert flagged and hnd["cheapest_left_out"] == len(flagged)
+    fit = [s for s in compare["services"] if s not in flagged]
+    assert hnd["cheapest"] == (compare["corridor"]["cheapest"] if fit else None)
+    # The CSV twin carries the count.
+    rows = list(csv.DictReader(io.StringIO(
+        await (await api.get("/v1/indicators.csv?period=2014Q2")).text())))
+    assert {r["cheapest_left_out"] for r in rows if (r["source"], r["destination"])
+            == ("USA", "HND")} == {str(len(flagged))}
+    # The postal benchmark names the corridor's cheapest by the same rule.
+    postal = (await (await api.get("/v1/postal/benchmark?period=2014Q2&limit=500")).json())
+    assert postal["services"]
+    for item in postal["services"]:
+        pair = (item["from"]["alpha3"], item["to"]["alpha3"])
+        assert item["cheapest"] == by_pair[pair]["cheapest"], pair
+
+
 async def test_the_page_heads_its_figures_with_the_amount_they_are_for(
         api: TestClient) -> None:  # noqa: F811
     # Italy → China: RPW's only (no test collects it), priced at EUR 140 and 345.
