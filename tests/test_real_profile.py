@@ -91,7 +91,7 @@ async def test_with_no_network_each_source_is_said_unreachable_once_and_serving_
                 if all(name in runs for name in urls):
                     conn = await asyncpg.connect(fresh_database)
                     try:
-                        counts = dict(await conn.fetch(  # type: ignore[arg-type]
+                        counts = dict(await conn.fetch(
                             "SELECT source, count(*) FROM collection_runs "
                             "WHERE status = 'failed' GROUP BY source"))
                     finally:
