@@ -6,6 +6,7 @@ through the very source definitions config.toml ships, store the right numbers."
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +125,142 @@ async def test_with_no_network_each_source_is_said_unreachable_once_and_serving_
         assert len(summaries) == 1 and "INFO" in summaries[0], (name, summaries)
     # The service answered throughout.
     assert answered and set(answered) == {200}, answered
+
+
+# -- recorded real responses, through the shipped source definitions --------------------------
+
+REAL = ROOT / "tests" / "fixtures" / "collect" / "real"
+#: Each shipped source's recorded answer (tests/fixtures/README.md), by the path it asks for.
+RECORDED = {
+    "/stats/eurofxref/eurofxref-daily.xml": ("ecb-eurofxref-daily-2025-05-09.xml", "text/xml"),
+    "/v6/latest/USD": ("open-er-api-latest-USD-2023-11-23.json", "application/json"),
+    "/v4/comparisons/": ("wise-docs-comparison-v4-GBP-EUR-10000.json", "application/json"),
+}
+
+
+def shipped_on_loopback(base: str) -> dict[str, Any]:
+    """config.toml as shipped, its sources' scheme and host replaced by ``base`` (paths,
+    kinds, options, limits kept), and one corridor the recorded Wise answer prices."""
+    raw = tomllib.loads(SHIPPED.read_text(encoding="utf-8"))
+    for s in raw["sources"]:
+        s["url"] = re.sub(r"^https://[^/]+", base, s["url"])
+        s["jitter_seconds"] = 0
+    raw["sources"] = [s for s in raw["sources"] if s["kind"] != "rpw"]  # not recorded here
+    raw["corridors"] = [{"from": "GBR", "to": "ESP", "amounts": [10000]}]
+    return raw
+
+
+async def test_recorded_real_responses_through_the_shipped_profile(
+        fresh_database: str) -> None:
+    """The ECB's daily file of 2025-05-09, open.er-api's USD document of 2023-11-23 and
+    Wise's documented v4 comparison answer, served from loopback at the paths the shipped
+    sources ask for and collected through those very definitions: the requests are the
+    ones the real upstreams take, and the right numbers are stored."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from collector.rates import RateBook
+    from collector.run import Collector
+    from corridors.config import parse_config
+    from corridors.store import connect
+
+    asked: list[tuple[str, dict[str, str], str]] = []
+
+    async def serve(request: web.Request) -> web.Response:
+        asked.append((request.path, dict(request.query), request.headers["User-Agent"]))
+        name, kind = RECORDED[request.path]
+        return web.Response(body=(REAL / name).read_bytes(), content_type=kind)
+
+    app = web.Application()
+    for path in RECORDED:
+        app.router.add_get(path, serve)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    store = await connect(fresh_database)
+    try:
+        await store.migrate()
+        config = parse_config(shipped_on_loopback(str(server.make_url("")).rstrip("/")))
+        async with aiohttp.ClientSession() as session:
+            reports = {r.source: r for r in await Collector(config, store, session).run_all()}
+        rates = {name: await RateBook.load(store, sources=[name])
+                 for name in ("ecb-daily", "open-er-api")}
+        rows = await store.pool.fetch(
+            "SELECT f.name, q.send_amount, q.fee, q.applied_rate, q.received_amount, "
+            "q.fx_margin_reported, q.reference_rate, q.data_kind, q.flags FROM quotes q "
+            "JOIN services s ON s.id = q.service_id JOIN firms f ON f.id = s.firm_id "
+            "WHERE q.source = 'wise-comparison' ORDER BY f.name")
+        licences = dict(await store.pool.fetch(
+            "SELECT DISTINCT source, licence FROM raw_responses"))
+    finally:
+        await store.close()
+        await server.close()
+
+    # What the shipped definitions ask is what the real upstreams take.
+    ua = config.collection.user_agent
+    assert sorted(asked) == sorted([
+        ("/stats/eurofxref/eurofxref-daily.xml", {}, ua),
+        ("/v6/latest/USD", {}, ua),
+        ("/v4/comparisons/", {"sourceCurrency": "GBP", "targetCurrency": "EUR",
+                              "sendAmount": "10000", "sourceCountry": "GB",
+                              "targetCountry": "ES"}, ua)])
+    assert {k: v.split(" (")[0].split(",")[0] for k, v in licences.items()} == {
+        "ecb-daily": "Source: European Central Bank",
+        "open-er-api": "Rates By Exchange Rate API",
+        "wise-comparison": "Wise comparison API v4"}
+
+    ecb = reports["ecb-daily"]
+    assert (ecb.status, ecb.rates) == ("ok", 30), ecb.line()
+    gbp = rates["ecb-daily"].rate("EUR", "GBP")
+    assert gbp is not None and (gbp.rate, gbp.as_of) == (
+        Decimal("0.84770"), dt.datetime(2025, 5, 9, 14, 15, tzinfo=dt.UTC) - dt.timedelta(
+            hours=2))  # 14:15 CEST
+
+    er = reports["open-er-api"]
+    # 162 keys: USD itself, 6 pseudo-codes the shipped definition names as such, 155 rates.
+    assert (er.status, er.rates) == ("ok", 155), er.line()
+    er_rates = rates["open-er-api"]
+    for code, value in {"XOF": "602.354271", "SAR": "3.75", "PKR": "284.893349",
+                        "MXN": "17.195711", "INR": "83.324487"}.items():
+        got = er_rates.rate("USD", code)
+        assert got is not None and got.rate == Decimal(value), (code, got)
+        # The document's own time (its time_last_update_unix), not when it was fetched.
+        assert got.as_of == dt.datetime.fromtimestamp(1700770144, dt.UTC), got
+    for pseudo in ("FOK", "GGP", "IMP", "JEP", "KID", "TVD"):  # not ISO 4217 currencies
+        assert er_rates.rate("USD", pseudo) is None, pseudo
+
+    wise = reports["wise-comparison"]
+    assert (wise.status, wise.stored, wise.quarantined) == ("ok", 2, 1), wise.line()
+    assert [(r["name"], r["send_amount"], r["fee"], r["applied_rate"], r["received_amount"],
+             r["fx_margin_reported"], r["data_kind"]) for r in rows] == [
+        ("Barclays", Decimal(10000), Decimal("0.0"), Decimal("1.12792426"),
+         Decimal("11279.24"), Decimal("2.75592858"), "estimate"),
+        ("Wise", Decimal(10000), Decimal("37.12"), Decimal("1.15989"), Decimal("11555.84"),
+         Decimal("0.0"), "estimate")]
+    for r in rows:  # measured against a reference years younger than the 2019 quotes
+        assert {"estimate", "bank_transfer_only", "comparison_feed",
+                "reference_stale"} <= set(r["flags"]), r["flags"]
+
+
+def test_only_the_pseudo_codes_named_are_left_out_quietly() -> None:
+    """options.not_currencies silences the keys it names, and no others: a new non-ISO key
+    in the document is still left out and counted."""
+    from collector import json_rates
+    from corridors.config import SourceConfig
+
+    body = (REAL / "open-er-api-latest-USD-2023-11-23.json").read_bytes().replace(
+        b'"USD": 1,', b'"USD": 1, "BTC": 0.000027,')
+    at = dt.datetime(2023, 11, 24, tzinfo=dt.UTC)
+    shipped = next(s for s in tomllib.loads(SHIPPED.read_text(encoding="utf-8"))["sources"]
+                   if s["name"] == "open-er-api")
+    source = SourceConfig(name="er", kind="json_rates", url="https://x/",
+                          options=shipped["options"])
+    skipped: list[str] = []
+    rates = json_rates.parse(source, body, at, skipped)
+    assert len(rates) == 155 and skipped == ["er: 'BTC' is not an ISO 4217 currency code"]
+    bare = SourceConfig(name="er", kind="json_rates", url="https://x/",
+                        options={k: v for k, v in shipped["options"].items()
+                                 if k != "not_currencies"})
+    skipped = []
+    assert len(json_rates.parse(bare, body, at, skipped)) == 155
+    assert sorted(s.split("'")[1] for s in skipped) == [
+        "BTC", "FOK", "GGP", "IMP", "JEP", "KID", "TVD"]
