@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "config.toml"
@@ -264,3 +265,51 @@ def test_only_the_pseudo_codes_named_are_left_out_quietly() -> None:
     assert len(json_rates.parse(bare, body, at, skipped)) == 155
     assert sorted(s.split("'")[1] for s in skipped) == [
         "BTC", "FOK", "GGP", "IMP", "JEP", "KID", "TVD"]
+
+
+def test_the_documented_operator_api_with_credentials_is_a_valid_source(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/collectors.md's example of an operator's own API with a token: the table as
+    written is a source sendcost takes, its secret read from the environment only."""
+    from collector.sources import check_sources
+    from corridors.config import parse_config
+    from corridors.errors import ConfigError
+
+    doc = (ROOT / "docs" / "collectors.md").read_text(encoding="utf-8")
+    block = doc.split("### Adding an operator's own API, with credentials", 1)[1]
+    table = block.split("```toml\n", 1)[1].split("```", 1)[0]
+    raw = tomllib.loads(table)
+    raw["corridors"] = [{"from": "USA", "to": "MEX"}]
+    config = parse_config(raw)
+    [source] = config.sources
+    assert source.headers == {"Authorization": "Bearer ${WISE_TOKEN}"}
+    monkeypatch.delenv("WISE_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="WISE_TOKEN is not set"):
+        source.request_headers()
+    monkeypatch.setenv("WISE_TOKEN", "t0ken")
+    check_sources(config)
+    assert source.request_headers() == {"Authorization": "Bearer t0ken"}
+
+
+def test_a_sandbox_port_in_use_is_named_with_what_to_do(fresh_database: str,
+                                                         tmp_path: Path) -> None:
+    """Two instances side by side need two sandbox ports: when --sandbox-port is taken,
+    serve --sandbox stops at start saying where and how to choose another."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(DATABASE_URL=fresh_database, SENDCOST_DATA_DIR=str(tmp_path))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "sendcost", "serve", "--sandbox", "--sandbox-port",
+             str(port), "--port", str(_free_port()), "--config", str(SHIPPED)],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert (f"sendcost serve --sandbox: cannot listen on http://127.0.0.1:{port}"
+            in done.stderr), done.stderr[-2000:]
+    assert "Choose another with --sandbox-port or [sandbox] port" in done.stderr
+    usage = subprocess.run([sys.executable, "-m", "sendcost", "serve", "--sandbox-port", "9"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 2
+    assert "--sandbox-port goes with --sandbox" in usage.stderr

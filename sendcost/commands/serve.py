@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -75,7 +76,8 @@ def configured(args: argparse.Namespace) -> Config:
     profile at the sandbox's address (``--sandbox-port`` over ``[sandbox] port``)."""
     config = load_config(args.config)
     if args.sandbox_port is not None and not args.sandbox:
-        raise SystemExit("sendcost serve: error: --sandbox-port goes with --sandbox")
+        print("sendcost serve: error: --sandbox-port goes with --sandbox", file=sys.stderr)
+        raise SystemExit(2)  # a bad command line, as argparse exits
     if args.sandbox:
         from sendcost.commands.sandbox import with_sandbox
 
