@@ -177,7 +177,8 @@ class CircuitBreaker:
     seconds (one trial request) → closed on its success, open again on its failure."""
 
     def __init__(self, failures: int, cooldown: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, *, name: str = "") -> None:
+        self.name = name  # the source's, for the log
         self.failures = max(1, failures)
         self.cooldown = cooldown
         self.clock = clock
@@ -217,7 +218,8 @@ class CircuitBreaker:
 
     def success(self) -> None:
         if self.opened_at is not None:
-            log.info("circuit closed again after a successful trial request")
+            log.info("%scircuit closed again after a successful trial request",
+                     f"{self.name}: " if self.name else "")
         self.consecutive = 0
         self.opened_at = None
         self._end_trial()
@@ -227,7 +229,8 @@ class CircuitBreaker:
         self._end_trial()
         if self.opened_at is not None or self.consecutive >= self.failures:
             if self.opened_at is None:
-                log.warning("circuit opened after %d failures in a row", self.consecutive)
+                log.warning("%scircuit opened after %d failures in a row",
+                            f"{self.name}: " if self.name else "", self.consecutive)
             self.opened_at = self.clock()
 
 
@@ -485,7 +488,8 @@ class Fetcher:
     def circuit(self, source: str) -> CircuitBreaker:
         if source not in self.circuits:
             self.circuits[source] = CircuitBreaker(self.config.circuit_failures,
-                                                   self.config.circuit_cooldown_seconds)
+                                                   self.config.circuit_cooldown_seconds,
+                                                   name=source)
         return self.circuits[source]
 
     def _limit(self, source: SourceConfig, url: URL) -> HostLimit:
