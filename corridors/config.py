@@ -65,6 +65,9 @@ class SourceConfig:
     # OAuth 2.0 client credentials (token_url, client_id, client_secret, scope): a bearer
     # token fetched before the source's requests; client_secret is always ${NAME}.
     oauth: Mapping[str, str] = field(default_factory=dict)
+    # Time for one attempt at this source's requests, in place of collection.timeout_seconds
+    # (None: that one): a large file (the RPW workbook, ~50 MB) needs longer than a quote.
+    timeout_seconds: float | None = None
 
     def oauth_credentials(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
         """``oauth`` with its ${NAME}s read from ``environ`` (default: the process
@@ -583,7 +586,8 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
         if not isinstance(s, dict):
             raise ConfigError(f"{where}: expected a table")
         fields = {"name", "kind", "url", "enabled", "schedule", "jitter_seconds",
-                  "max_concurrency", "requests_per_second", "options", "headers", "oauth"}
+                  "max_concurrency", "requests_per_second", "options", "headers", "oauth",
+                  "timeout_seconds"}
         _unknown_keys(s, fields, where)
         for required in ("name", "kind", "url"):
             if required not in s:
@@ -614,6 +618,9 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
             headers=_headers(_expect(s, "headers", dict, where, {}), f"{where}.headers"),
             oauth=_oauth(_expect(s, "oauth", dict, where, {}), s.get("headers") or {},
                          f"{where}.oauth"),
+            timeout_seconds=(None if "timeout_seconds" not in s else float(_positive(
+                _expect(s, "timeout_seconds", (int, float), where, None),
+                f"{where}.timeout_seconds"))),
         ))
 
     return Config(

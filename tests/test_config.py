@@ -136,6 +136,10 @@ def test_alpha2_codes_become_alpha3() -> None:
         ({"sandbox": {"host": "http://x/"}}, "sandbox.host: expected a host name or IP"),
         ({"sandbox": {"hots": "x"}}, "sandbox: unknown key(s) hots"),
         ({"sandbox": 8765}, "config.sandbox: expected a table, got 8765"),
+        ({"sources": [{"name": "a", "kind": "rpw", "url": "x", "timeout_seconds": 0}]},
+         "sources[0].timeout_seconds: expected a positive"),
+        ({"sources": [{"name": "a", "kind": "rpw", "url": "x", "timeout_seconds": "9"}]},
+         "sources[0].timeout_seconds: expected an integer or a number, got '9'"),
     ],
 )
 def test_bad_config_names_the_key(raw: dict, message: str) -> None:  # type: ignore[type-arg]

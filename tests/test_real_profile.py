@@ -359,3 +359,46 @@ async def test_collect_sandbox_collects_the_emulated_profile_at_the_configured_p
         await conn.close()
     assert kinds == {"sandbox-op-0": ["emulated"]}, (kinds, done.stderr[-2000:])
     assert hosts == {f"127.0.0.1:{port}"}
+
+
+async def test_a_source_of_its_own_timeout_waits_for_a_large_slow_body(store: Any) -> None:
+    """The shipped RPW source downloads ~50 MB: it has a timeout of its own. Two sources
+    on one slow upstream (its answer after 1.5 s): the one with timeout_seconds = 10 gets
+    it, the other gives up after collection.timeout_seconds (0.5 s), as every source did."""
+    import uuid
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from collector.run import Collector
+    from corridors.config import parse_config
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(1.5)
+        return web.Response(body=(REAL / "open-er-api-latest-USD-2023-11-23.json").read_bytes(),
+                            content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/v6/latest/USD", slow)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    p = f"t{uuid.uuid4().hex[:8]}"
+    url = str(server.make_url("/v6/latest/USD"))
+    options = {"base_path": "base_code", "time_path": "time_last_update_unix",
+               "not_currencies": ["FOK", "GGP", "IMP", "JEP", "KID", "TVD"]}
+    config = parse_config({
+        "collection": {"timeout_seconds": 0.5, "max_retries": 0},
+        "sources": [{"name": f"{p}-patient", "kind": "json_rates", "url": url,
+                     "timeout_seconds": 10, "options": options},
+                    {"name": f"{p}-hasty", "kind": "json_rates", "url": url,
+                     "options": options}]})
+    assert config.sources[0].timeout_seconds == 10.0 and config.sources[1].timeout_seconds is None
+    try:
+        async with aiohttp.ClientSession() as session:
+            reports = {r.source: r for r in await Collector(config, store, session).run_all()}
+    finally:
+        await server.close()
+    assert (reports[f"{p}-patient"].status, reports[f"{p}-patient"].rates) == ("ok", 155)
+    hasty = reports[f"{p}-hasty"]
+    assert (hasty.status, dict(hasty.errors)) == ("failed", {"timeout": 1, "retry:timeout": 1})
+    assert "no complete response within 0.5s" in (hasty.message or "")
