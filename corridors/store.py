@@ -154,6 +154,12 @@ _UNLOCK_RECOVERY = "SELECT pg_advisory_unlock(7411605, ($1::bigint % 2147483648)
 SPOOL_KEY_HEADER = "X-Sendcost-Spool"
 
 
+#: Draws $1 quote ids (not under a lock: each nextval is its own).
+_DRAW_QUOTE_IDS = "SELECT nextval('quotes_id_seq') FROM generate_series(1, $1::integer)"
+#: Adds the quotes just written ($1: their ids) to the serving rollups (migration 8).
+_ROLLUP_QUOTES = "SELECT rollup_quotes($1::bigint[])"
+
+
 def _ensure_sql(table: str, a: str, b: str) -> str:
     """Ids of rows of ``table`` by key columns ``a`` and ``b`` ($1, $2: arrays), inserting
     the missing ones: the inserted rows from RETURNING, the others from the table as it was
@@ -300,7 +306,10 @@ class Store:
                     )
                     for b in batches for q in b.quotes
                 ]
-                inserted = await self._insert_quotes(conn, records, batches)
+                inserted, ids = await self._insert_quotes(conn, records, batches)
+                # What serving reads (migration 8), from the quotes just written, in the
+                # same transaction: every writer goes through here.
+                await conn.execute(_ROLLUP_QUOTES, ids)
             else:
                 inserted = [0] * len(batches)
             quarantined = [await self.quarantine(b.quarantine, conn=conn) for b in batches]
@@ -330,16 +339,20 @@ class Store:
 
     @staticmethod
     async def _insert_quotes(conn: asyncpg.Connection, records: list[tuple[Any, ...]],
-                             batches: Sequence[WriteBatch]) -> list[int]:
-        """Insert quote rows, skipping those already stored; how many of each batch were new."""
+                             batches: Sequence[WriteBatch]) -> tuple[list[int], list[int]]:
+        """Insert quote rows, skipping those already stored; how many of each batch were new,
+        and the ids of the new rows."""
         cols = list(COPY_COLUMNS)
-        # Most batches are new quotes (a new collection time): COPY them straight in. Should
-        # one already be there, the savepoint undoes the COPY and the slower path sorts the
-        # duplicates out.
+        # Most batches are new quotes (a new collection time): COPY them straight in, under
+        # ids drawn beforehand (the rollups are made from them). Should one already be there,
+        # the savepoint undoes the COPY and the slower path sorts the duplicates out.
+        ids = [r[0] for r in await conn.fetch(_DRAW_QUOTE_IDS, len(records))]
         try:
             async with conn.transaction():
-                await conn.copy_records_to_table("quotes", records=records, columns=cols)
-            return [len(b.quotes) for b in batches]
+                await conn.copy_records_to_table(
+                    "quotes", records=[(i, *r) for i, r in zip(ids, records, strict=True)],
+                    columns=["id", *cols])
+            return [len(b.quotes) for b in batches], ids
         except asyncpg.UniqueViolationError:
             pass
         col_list = ", ".join(cols)
@@ -354,9 +367,11 @@ class Store:
             f"SELECT DISTINCT ON (source, service_id, amount_usd, send_amount, collected_at) "
             f"{col_list} FROM _incoming_quotes "
             "ON CONFLICT (source, service_id, amount_usd, send_amount, collected_at) "
-            "DO NOTHING RETURNING run_id) SELECT run_id, count(*) AS n FROM ins GROUP BY 1")
+            "DO NOTHING RETURNING run_id, id) "
+            "SELECT run_id, count(*) AS n, array_agg(id) AS ids FROM ins GROUP BY 1")
         by_run = {r["run_id"]: r["n"] for r in rows}
-        return [by_run.pop(b.run_id, 0) for b in batches]
+        return ([by_run.pop(b.run_id, 0) for b in batches],
+                [i for r in rows for i in r["ids"]])
 
     async def _ensure_services(self, conn: asyncpg.Connection,
                                quotes: Sequence[Quote]) -> dict[str, int]:
