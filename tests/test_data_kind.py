@@ -27,7 +27,7 @@ from api_support import api, make_app, rpw_loaded  # noqa: F401  (fixtures)
 from collector.kinds import EMULATED_HEADER, data_kind, is_sandbox_url
 from collector.run import Collector
 from collector.sandbox import Faults, Sandbox, sources_config
-from corridors.config import Config, SourceConfig, parse_config
+from corridors.config import Config, SandboxConfig, SourceConfig, parse_config
 from corridors.periods import month_of
 from corridors.store import Store, connect, migrations
 from corridors.types import EMULATED_WARNING, DataKind
@@ -127,6 +127,25 @@ def test_a_source_at_the_sandboxs_address_is_emulated_even_without_the_mark() ->
     # The mark can only lower a quote to emulated, whatever case its name is sent in.
     assert data_kind(elsewhere, {"sendcost-emulated": "true"}) is DataKind.EMULATED
     assert data_kind(feed, {"Sendcost-Emulated": "false"}) is DataKind.ESTIMATE
+
+
+def test_the_emulated_mark_follows_the_configured_sandbox_address() -> None:
+    """With the sandbox moved ([sandbox] port, serve --sandbox-port), a source at the new
+    address is emulated, and one at 8765 is no longer taken for the sandbox by its address
+    (the Sendcost-Emulated header still marks whatever the sandbox sends)."""
+    moved = SandboxConfig(port=9123)
+    at_moved = SourceConfig(name="op", kind="operator_json",
+                            url="http://localhost:9123/operators/0/quote?x={amount}")
+    at_default = SourceConfig(name="op", kind="operator_json",
+                              url="http://127.0.0.1:8765/operators/0/quote?x={amount}")
+    assert data_kind(at_moved, {}, moved) is DataKind.EMULATED
+    assert data_kind(at_default, {}, moved) is DataKind.OBSERVED
+    assert data_kind(at_default, {"Sendcost-Emulated": "true"}, moved) is DataKind.EMULATED
+    assert data_kind(at_moved, {}) is DataKind.OBSERVED  # the default address: 8765
+    lan = SandboxConfig(host="10.0.0.5", port=8765)
+    assert is_sandbox_url("http://10.0.0.5:8765/ecb/eurofxref-daily.xml", lan)
+    assert not is_sandbox_url("http://127.0.0.1:8765/ecb/eurofxref-daily.xml", lan)
+    assert not is_sandbox_url("http://10.0.0.6:8765/ecb/eurofxref-daily.xml", lan)
 
 
 # --- the migration ---------------------------------------------------------------------------
