@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -63,6 +64,9 @@ Progress = Callable[[int, int], None]
 
 #: Source kinds that publish reference rates: they run before the quote sources.
 RATE_KINDS = frozenset({"ecb_rates", "json_rates"})
+#: Failures that say the upstream cannot be reached at all (no network, DNS, a closed port,
+#: no answer, or its circuit already open): told once per outage (``Collector.outage``).
+UNREACHABLE_KINDS = frozenset({"connection", "timeout", "circuit_open"})
 BODY_FROM_HEADER = "X-Sendcost-Body-From"
 #: Quotes held this long are written even when fewer than ``store_batch``: a run commits
 #: what it parses as it goes, so an interruption finds little held.
@@ -430,8 +434,10 @@ class RunContext:
                 try:
                     await fn(item)
                     self.successes += 1
+                    self.collector.reachable(self.source)
                 except FetchError as exc:
-                    self._failed(exc.kind, str(exc))  # "kind: what (url)"
+                    # "kind: what (url)"; while an outage lasts, only the first is told.
+                    self._failed(exc.kind, str(exc), self.collector.outage(self.source, exc))
                 except ParseError as exc:
                     self._failed("malformed", f"malformed: {exc}")
                 except Spooled as exc:
@@ -499,7 +505,7 @@ class RunContext:
             reference_at=ref.as_of_for(collected_at) if ref else None,
             transparent=draft.applied_rate is not None,
             collected_at=collected_at, source=self.source.name,
-            data_kind=data_kind(self.source, fetched.headers),
+            data_kind=data_kind(self.source, fetched.headers, self.config.sandbox),
             received_amount=draft.received_amount, fee_deducted=draft.fee_deducted,
             fx_margin_reported=draft.fx_margin_reported, raw_response_id=fetched.raw_id,
             flags=tuple(dict.fromkeys(flags)),
@@ -636,6 +642,9 @@ class Collector:
         #: How long a source's lease lasts unless renewed (collector/lease.py).
         self.lease_seconds = leasing.LEASE_SECONDS
         self._checked_dead = False
+        #: Sources whose upstream could not be reached, since when (told once, then quiet
+        #: until a request to it succeeds again).
+        self.unreachable: dict[str, float] = {}
         self.writer = _Writer(store)
         self.spool = Spool(spool_dir or config.data_dir / "spool")
         self.archiver = _Archiver(store, self.spool)
@@ -651,6 +660,33 @@ class Collector:
         """The spool's folder is the database's own (``Spool.bind``): known once connected."""
         if not self.spool.bound:
             self.spool.bind(await self.store.database_key())
+
+    def outage(self, source: SourceConfig, exc: FetchError) -> int:
+        """The log level of ``exc``'s line: a source's first failure to reach its upstream
+        is told at WARNING, once, with what happens next; later ones at DEBUG until a
+        request succeeds (``reachable``). Other failures (an HTTP error, a body that broke)
+        are answers: they end an outage, and keep INFO."""
+        if exc.kind not in UNREACHABLE_KINDS:
+            self.reachable(source)
+            return logging.INFO
+        if source.name in self.unreachable:
+            return logging.DEBUG
+        self.unreachable[source.name] = time.monotonic()
+        c = self.config.collection
+        host = urlsplit(exc.url or source.url).hostname or source.url
+        log.warning("%s: the upstream %s is unreachable (%s); backing off: its circuit opens "
+                    "after %d failures in a row and is tried again every %g s, quietly, "
+                    "until it answers. The service goes on serving what it has",
+                    source.name, host, exc.kind, c.circuit_failures,
+                    c.circuit_cooldown_seconds)
+        return logging.DEBUG
+
+    def reachable(self, source: SourceConfig) -> None:
+        """A request of ``source`` succeeded: an outage told before is over."""
+        since = self.unreachable.pop(source.name, None)
+        if since is not None:
+            log.warning("%s: the upstream answers again (unreachable for %.0f s)",
+                        source.name, time.monotonic() - since)
 
     async def _abandon_dead_runs_once(self) -> None:
         """Runs left 'running' by a process that died are marked failed, once per collector
@@ -781,7 +817,7 @@ class Collector:
                     await self._record_end(report)
                     raise
                 ctx = RunContext(self, source, report, corridors, rates, progress=progress)
-                return await self._execute(ctx)
+                return await self._execute(ctx, quiet=name in self.unreachable)
         except LeaseLost as exc:
             if report is None:
                 raise
@@ -839,7 +875,9 @@ class Collector:
                          archive=archive, progress=progress)
         return await self._execute(ctx)
 
-    async def _execute(self, ctx: RunContext) -> RunReport:
+    async def _execute(self, ctx: RunContext, *, quiet: bool = False) -> RunReport:
+        """Run the adapter and record the run. ``quiet``: the source's upstream was already
+        known unreachable, so a run that still reaches nothing is logged at DEBUG."""
         report = ctx.report
         started = time.perf_counter()
         adapter = self.registry[ctx.source.kind]
@@ -910,7 +948,9 @@ class Collector:
                             report.run_id, type(exc).__name__, exc)
         # With progress shown (an interactive `sendcost collect`), the command prints the
         # summary itself; a service logs it.
-        log.log(logging.DEBUG if ctx.progress else logging.INFO, "%s", report.line())
+        still_out = quiet and ctx.source.name in self.unreachable and not ctx.successes
+        log.log(logging.DEBUG if ctx.progress or still_out else logging.INFO, "%s",
+                report.line())
         return report
 
 

@@ -878,11 +878,14 @@ class ApiData:
             if services is None:
                 raise NoData(f"no quotes for period {period} at USD {amount_usd}")
 
+            estimates = pl.LazyFrame({"service_id": snap.estimates},
+                                     schema={"service_id": pl.String})
+
             def compute() -> dict[str, Any]:
                 return indicators_from_services(services, period=period,
                                                 amount_usd=amount_usd,
                                                 countries=countries_frame(period).lazy(),
-                                                flows=self.flows())
+                                                flows=self.flows(), estimates=estimates)
             snap.indicators[key] = await asyncio.to_thread(compute)
         return snap.indicators[key]
 

@@ -164,9 +164,9 @@ SCHEMAS: dict[str, Any] = {
                      "smart_average", "g20_sending_average", "g8_sending_average",
                      "g20_receiving_average", "by_firm_type", "by_receiving_region",
                      "share_corridors_above_5", "share_corridors_above_10",
-                     "share_services_below_3", "corridors", "non_transparent",
-                     "weighted_average_coverage", "by_payment_instrument", "by_access_point",
-                     "by_pay_out"],
+                     "share_services_below_3", "corridors", "cheapest_leaves_out",
+                     "non_transparent", "weighted_average_coverage", "by_payment_instrument",
+                     "by_access_point", "by_pay_out"],
         "properties": {
             **ENVELOPE, "amount_usd": INT,
             "services": obj({"total": INT, "transparent": INT}),
@@ -184,7 +184,10 @@ SCHEMAS: dict[str, Any] = {
                 "destination": STR, "average": NUM, "services": INT,
                 "transparent_services": INT, "smart": NUM, "above_5": NBOOL,
                 "above_10": NBOOL, "too_few_services": BOOL, "no_transparent_service": BOOL,
-                "cheapest": nullable("Cheapest")})},
+                "cheapest": nullable("Cheapest"),
+                "cheapest_left_out": {**INT, "description": "transparent services the "
+                                      "cheapest rule left out (cheapest_leaves_out)"}})},
+            "cheapest_leaves_out": SUMMARY_PROPS["cheapest_leaves_out"],
             "non_transparent": {
                 "description": "services that do not disclose their exchange rate (not "
                                "averaged): their fee as a percentage of the amount",

@@ -41,9 +41,9 @@ database); a "recovered:" line names each such re-parse.
 
 examples:
   sendcost collect                               # all enabled sources
-  sendcost collect --source sandbox-op-0 --corridor USA-MEX
+  sendcost collect --source wise-comparison --corridor USA-MEX
   sendcost collect --reparse 42
-  sendcost sandbox &  sendcost collect           # the shipped profile, no network needed
+  sendcost sandbox &  sendcost collect --sandbox # the emulated profile, no network needed
 
 One collector per source at a time, on one machine or several: a source that another
 process is collecting is skipped, and its summary line names that process (host, pid, run).
@@ -64,6 +64,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="only this configured corridor, e.g. USA-MEX")
     p.add_argument("--reparse", type=int, metavar="RUN_ID",
                    help="re-parse the responses archived by run RUN_ID (no fetching)")
+    p.add_argument("--sandbox", action="store_true",
+                   help="collect from the emulated profile (sendcost sandbox --print-config) "
+                        "at [sandbox] host:port instead of the config's [[sources]]: a "
+                        "'sendcost sandbox' must be running there")
     p.set_defaults(func=run)
 
 
@@ -73,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
               "re-parses what the run fetched)", file=sys.stderr)
         return EXIT_USAGE
     config = load_config(args.config)
+    if args.sandbox:
+        from sendcost.commands.sandbox import with_sandbox
+
+        config = with_sandbox(config)
     setup_logging(args, config.log_level)
     from collector.run import Collector
     from collector.sources import check_sources
@@ -83,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     if args.reparse is None:
         from sendcost.commands.sandbox import sandbox_down
 
-        if warning := sandbox_down(config.sources_to_run(args.source),
+        if warning := sandbox_down(config.sources_to_run(args.source), sandbox=config.sandbox,
                                    where="Run 'sendcost sandbox' first (in another "
                                          "terminal, or 'sendcost sandbox &')"):
             log.warning("%s", warning)
