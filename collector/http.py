@@ -197,13 +197,14 @@ class CircuitBreaker:
             return "half_open"
         return "open"
 
-    async def before(self, source: str) -> None:
-        """Let a request through, or raise FetchError("circuit_open"). While the one trial
-        request of a half-open circuit is out, the others wait for its outcome."""
+    async def before(self, source: str) -> bool:
+        """Let a request through (True when it is a half-open circuit's one trial), or raise
+        FetchError("circuit_open"). While the trial is out, the others wait for its
+        outcome."""
         while True:
             state = self.state
             if state == "closed":
-                return
+                return False
             if state == "open":
                 raise FetchError("circuit_open", f"source {source!r} failed "
                                  f"{self.consecutive} times in a row; not asking it until "
@@ -211,12 +212,18 @@ class CircuitBreaker:
             if not self.trial_in_flight:
                 self.trial_in_flight = True
                 self.trial_done = asyncio.Event()
-                return
+                return True
             await self.trial_done.wait()
 
     def _end_trial(self) -> None:
         self.trial_in_flight = False
         self.trial_done.set()
+
+    def abandoned(self, trial: bool) -> None:
+        """A request ended without an outcome (cancelled): neither a success nor a failure;
+        if it was the trial, the next request is."""
+        if trial:
+            self._end_trial()
 
     def success(self) -> None:
         if self.opened_at is not None:
@@ -525,7 +532,7 @@ class Fetcher:
         as the status that asked: http_429 or http_5xx).
         """
         circuit = self.circuit(source.name)
-        await circuit.before(source.name)
+        trial = await circuit.before(source.name)
         secrets = self.source_secrets.get(source.name)
         if secrets is None:
             secrets = self.source_secrets[source.name] = source.url_secrets()
@@ -597,7 +604,9 @@ class Fetcher:
             raise FetchError("connection", redact(f"{type(exc).__name__}: {exc}"),
                              url=url) from None
         except BaseException:
-            circuit.failure()  # cancelled: count it, so a half-open trial never hangs
+            # Cancelled (a stopping service, a run stopped): says nothing of the upstream, so
+            # it is not a failure; a half-open trial is given back for another to try.
+            circuit.abandoned(trial)
             raise
         if secrets:  # an upstream echoing the URL (Content-Location) keeps no secret
             resp_headers = {k: redact(v) for k, v in resp_headers.items()}

@@ -28,6 +28,7 @@ No valid quote is lost to an interruption:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -42,7 +43,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from collector.errors import FetchError, ParseError, Spooled, StorageError
+from collector import lease as leasing
+from collector.errors import FetchError, LeaseLost, ParseError, Spooled, StorageError
 from collector.http import Fetcher, Response
 from collector.kinds import data_kind
 from collector.model import CorridorSpec, Draft, corridor_specs
@@ -118,6 +120,8 @@ class RunReport:
         return sum(v for k, v in self.errors.items() if not k.startswith("retry:"))
 
     def line(self) -> str:
+        if self.status == "skipped":
+            return f"{self.source}: skipped ({self.message})"
         errs = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())) or "none"
         what = f"re-parse of run {self.reparse_of}" if self.reparse_of else "run"
         return (f"{self.source}: {what} {self.run_id} {self.status} in {self.seconds:.1f}s — "
@@ -635,6 +639,8 @@ class Collector:
         check_sources(config)
         self.registry = REGISTRY
         self._running: dict[str, asyncio.Lock] = {}
+        #: How long a source's lease lasts unless renewed (collector/lease.py).
+        self.lease_seconds = leasing.LEASE_SECONDS
         self._checked_dead = False
         #: Sources whose upstream could not be reached, since when (told once, then quiet
         #: until a request to it succeeds again).
@@ -754,9 +760,22 @@ class Collector:
         first = [s for s in chosen if s.kind in RATE_KINDS]
         rest = [s for s in chosen if s.kind not in RATE_KINDS]
         for group in (first, rest):
-            reports += await asyncio.gather(*[
-                self.run(s.name, corridor=corridor,
-                         progress=progress(s.name) if progress else None) for s in group])
+            runs = [asyncio.create_task(self.run(s.name, corridor=corridor,
+                                                 progress=progress(s.name) if progress
+                                                 else None)) for s in group]
+            try:
+                reports += await asyncio.gather(*runs)
+            except BaseException as exc:
+                # Stopped (SIGTERM) or one failed: gather gives up at the first run that
+                # ends so, while the others are still recording their end; wait for them
+                # all, or the caller closes the pool under them ("pool is closing") and a
+                # run is left 'running'. Stopped, they are cancelled already: once only,
+                # so that no second cancellation cuts their recording short.
+                if not isinstance(exc, asyncio.CancelledError):
+                    for task in runs:
+                        task.cancel()
+                await asyncio.gather(*runs, return_exceptions=True)
+                raise
         return reports
 
     async def run(self, name: str, *, corridor: str | None = None,
@@ -773,13 +792,71 @@ class Collector:
         await self._abandon_dead_runs_once()
         await self._bind_spool()
         lock = self._running.setdefault(name, asyncio.Lock())
-        async with lock:
-            run_id = await self.store.start_run(name)
-            report = RunReport(run_id, name)
-            rates = await RateBook.load(self.store,
-                                        sources=source.options.get("reference_sources"))
-            ctx = RunContext(self, source, report, corridors, rates, progress=progress)
-            return await self._execute(ctx, quiet=name in self.unreachable)
+        report = None
+        try:
+            async with lock, leasing.hold(self.store, name, self.lease_seconds) as lease:
+                if not isinstance(lease, leasing.Held):  # another process collects it now
+                    report = RunReport(0, name, status="skipped",
+                                       message=f"another collector has it: {lease.describe()}")
+                    log.log(logging.DEBUG if progress else logging.INFO, "%s", report.line())
+                    return report
+                report = RunReport(await self._start_run(name), name)
+                try:
+                    await lease.name(report.run_id)
+                    rates = await RateBook.load(self.store,
+                                                sources=source.options.get("reference_sources"))
+                except BaseException as exc:
+                    # Stopped before it began (SIGTERM) or the database went: closed all
+                    # the same, never left 'running'.
+                    report.status = "failed"
+                    report.errors["cancelled" if isinstance(exc, asyncio.CancelledError)
+                                  else "database"] += 1
+                    report.message = ("cancelled before it fetched anything"
+                                      if isinstance(exc, asyncio.CancelledError)
+                                      else f"could not start: {type(exc).__name__}: {exc}")
+                    await self._record_end(report)
+                    raise
+                ctx = RunContext(self, source, report, corridors, rates, progress=progress)
+                return await self._execute(ctx, quiet=name in self.unreachable)
+        except LeaseLost as exc:
+            if report is None:
+                raise
+            # The run's end is recorded already ("cancelled"); say why it was.
+            report.status, report.message = "failed", f"{exc}; {report.message}"
+            await self._record_end(report)
+            return report
+
+    async def _start_run(self, name: str) -> int:
+        """A new run's id. Cancelled while the row is being written, the row (if written) is
+        closed before the cancellation goes on: a run is never left 'running'."""
+        start = asyncio.ensure_future(self.store.start_run(name))
+        try:
+            return await asyncio.shield(start)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                run_id = await asyncio.wait_for(start, 10)
+                report = RunReport(run_id, name, status="failed",
+                                   message="cancelled before it fetched anything")
+                report.errors["cancelled"] += 1
+                await self._record_end(report)
+            raise
+
+    async def _record_end(self, report: RunReport) -> None:
+        """Record a run's end outside ``_execute`` (bounded: a stopping process waits 10 s at
+        most); one the database misses is recorded by the next ``recover``, as
+        ``_execute``'s are."""
+        end: dict[str, Any] = {
+            "status": report.status, "requests": report.requests,
+            "quotes_stored": report.stored, "quotes_quarantined": report.quarantined,
+            "errors": dict(report.errors), "message": report.message}
+        try:
+            await asyncio.wait_for(self.store.finish_run(report.run_id, **end), 10)
+        except Exception as exc:
+            self._unfinished[report.run_id] = end
+            self.needs_recovery = True
+            log.warning("%s: could not record the end of run %d (%s: %s); it is recorded "
+                        "when the database is back", report.source, report.run_id,
+                        type(exc).__name__, exc)
 
     async def reparse(self, run_id: int, *, progress: Progress | None = None) -> RunReport:
         """Parse again what run ``run_id`` archived, without fetching anything."""
@@ -823,6 +900,7 @@ class Collector:
                 report.message = "; ".join(filter(None, (report.message, f"last error: {last}")))
         except asyncio.CancelledError:
             report.status = "failed"
+            report.errors["cancelled"] += 1
             held = len(ctx._quotes)
             try:
                 if ctx.reparse:

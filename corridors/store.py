@@ -12,16 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from importlib import resources
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import asyncpg
 import polars as pl
@@ -29,10 +30,14 @@ import polars as pl
 from corridors.db import pid_alive
 from corridors.errors import DatabaseError
 from corridors.frame import QUOTE_FRAME_SCHEMA, conform
+from corridors.health import WriteHealth
 from corridors.periods import Period
 from corridors.types import DataKind, Quote
 
 log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 TABLES = (
     "countries", "currencies", "corridors", "firms", "services", "quotes", "reference_rates",
@@ -175,9 +180,28 @@ _ENSURE_CORRIDORS = _ensure_sql("corridors", "source_code", "destination_code")
 _ENSURE_FIRMS = _ensure_sql("firms", "name", "firm_type")
 
 
+def _write(method: Callable[Concatenate[Store, P], Awaitable[R]]
+           ) -> Callable[Concatenate[Store, P], Awaitable[R]]:
+    """A write whose outcome tells /healthz whether the database takes writes."""
+
+    @functools.wraps(method)
+    async def noted(self: Store, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            result = await method(self, *args, **kwargs)
+        except BaseException as exc:
+            self.health.failed(exc)
+            raise
+        self.health.succeeded()
+        return result
+
+    return noted
+
+
 class Store:
     def __init__(self, pool: asyncpg.Pool):
         self.pool = pool
+        #: Whether the last write that says something of it found the database writable.
+        self.health = WriteHealth()
         # service_key → id of committed services. Services are append-only (migration 4:
         # the database refuses to update, delete or truncate them), so an id once seen stays
         # right as long as the services it was read from are still the ones there. Each
@@ -274,6 +298,7 @@ class Store:
                                             conn=conn)
         return StoreResult(result.inserted, result.duplicates)
 
+    @_write
     async def write_batches(self, batches: Sequence[WriteBatch], *,
                             import_id: int | None = None,
                             conn: asyncpg.Connection | None = None) -> list[WriteResult]:
@@ -456,6 +481,7 @@ class Store:
 
     # -- provenance --------------------------------------------------------------------------
 
+    @_write
     async def archive_raw_many(self, rows: Sequence[dict[str, Any]]) -> list[int]:
         """Archive many upstream responses in one COPY; return their ids in order.
 
@@ -546,6 +572,7 @@ class Store:
         return await self.pool.fetchval("SELECT payload FROM raw_responses WHERE id = $1",
                                         raw_id)
 
+    @_write
     async def replace_quotes_of_raw(self, source: str, raw_ids: Sequence[int],
                                     batch: WriteBatch) -> WriteResult:
         """In one transaction: drop the quotes and quarantine records ``source`` derived from
@@ -562,6 +589,7 @@ class Store:
         row = await self.pool.fetchrow("SELECT * FROM collection_runs WHERE id = $1", run_id)
         return dict(row) if row else None
 
+    @_write
     async def start_run(self, source: str, *, reparse_of: int | None = None) -> int:
         run_id = int(await self.pool.fetchval(
             "INSERT INTO collection_runs (source, reparse_of, host, pid) "
@@ -628,13 +656,25 @@ class Store:
                 continue
             dead.append((r["id"], f"abandoned: {why}"))
         if dead:
+            # What the run did before its process ended, from what it left: the responses
+            # it archived (one per request that got an answer), the quotes and quarantine
+            # records it wrote; its errors say why it ended.
             await self.pool.executemany(
-                "UPDATE collection_runs SET status = 'failed', finished_at = now(), "
-                "message = $2 WHERE id = $1 AND status = 'running'", dead)
+                "UPDATE collection_runs c SET status = 'failed', finished_at = now(), "
+                "message = $2, errors = c.errors || '{\"abandoned\": 1}'::jsonb, "
+                "requests = greatest(c.requests, (SELECT count(*) FROM raw_responses r "
+                "  WHERE r.run_id = c.id)), "
+                "quotes_stored = greatest(c.quotes_stored, (SELECT count(*) FROM quotes q "
+                "  WHERE q.run_id = c.id "
+                "  AND q.period >= to_char(c.started_at AT TIME ZONE 'UTC', 'YYYY-MM'))), "
+                "quotes_quarantined = greatest(c.quotes_quarantined, (SELECT count(*) "
+                "  FROM quarantined_quotes x WHERE x.run_id = c.id)) "
+                "WHERE c.id = $1 AND c.status = 'running'", dead)
             for run_id, why in dead:
                 log.warning("collection run %d marked failed: %s", run_id, why)
         return [run_id for run_id, _ in dead]
 
+    @_write
     async def finish_run(self, run_id: int, *, status: str, requests: int, quotes_stored: int,
                          quotes_quarantined: int, errors: dict[str, int],
                          message: str | None = None) -> None:
@@ -658,6 +698,7 @@ class Store:
               r.get("field"), r["payload"]) for r in records])
         return len(records)
 
+    @_write
     async def store_reference_rates(self, rates: Sequence[tuple[str, str, str, Decimal,
                                                                 dt.datetime, int | None]]) -> int:
         """(source, base, quote, rate, as_of, raw_response_id) rows; duplicates absorbed."""

@@ -248,6 +248,9 @@ SCHEMAS: dict[str, Any] = {
                                                     "data folder"}}),
     "Health": obj({
         "status": {"enum": ["ok", "degraded"]},
+        "reasons": {"type": "array", "items": STR,
+                    "description": "why the service is degraded (empty when ok): the "
+                                   "database unreachable, restarting, or its disk full"},
         "database": obj({"reachable": BOOL, "embedded": BOOL}),
         "collections": {"type": "array", "items": obj({
             "source": STR, "run_id": INT, "status": STR, "started_at": STR,
@@ -436,7 +439,8 @@ _PATHS: dict[str, Any] = {
                             data=False),
     "/metrics": get("/metrics", "Prometheus metrics (200 even without the database)", None, [],
                     statuses=(), data=False, etag=False),
-    "/healthz": get("/healthz", "Database reachable, last collection per source", "Health", [],
+    "/healthz": get("/healthz", "Database reachable and writable, last collection per source",
+                    "Health", [],
                     statuses=(), data=False, etag=False),
     "/": get("/", "The comparison page (HTML)", None, [
         param("from", "sending country", COUNTRY), param("to", "receiving country", COUNTRY),
@@ -485,7 +489,8 @@ for _status in ("400", "422"):  # bad input is shown on the page itself
     _page[_status] = {"description": ERROR_TEXT[int(_status)] + ", shown on the page "
                                      "(role=alert)", "content": HTML_CONTENT}
 _health = _PATHS["/healthz"]["get"]["responses"]
-_health["503"] = {"description": "the database is unreachable (status degraded)",
+_health["503"] = {"description": "degraded: the database is unreachable, restarting, or "
+                                 "refuses writes (a full disk); `reasons` says which",
                   "headers": RETRY_AFTER,
                   "content": {"application/json": {"schema": ref("Health")}}}
 _redirect = _PATHS["/v1/bulletins/{period}"]["get"]["responses"]

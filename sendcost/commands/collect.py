@@ -45,8 +45,12 @@ examples:
   sendcost collect --reparse 42
   sendcost sandbox &  sendcost collect --sandbox # the emulated profile, no network needed
 
-exit codes: 0 every run ok, 1 a run failed or was partial (the summary says which), 2 usage,
-143 stopped by SIGTERM (the runs under way are recorded as failed, like Ctrl-C: 130).
+One collector per source at a time, on one machine or several: a source that another
+process is collecting is skipped, and its summary line names that process (host, pid, run).
+
+exit codes: 0 every run ok (or skipped), 1 a run failed or was partial (the summary says
+which), 2 usage, 143 stopped by SIGTERM (the runs under way are recorded as failed, like
+Ctrl-C: 130).
 """
 
 
@@ -140,4 +144,5 @@ def run(args: argparse.Namespace) -> int:
         print(r.line())
     if not reports:
         print("no enabled sources in the config ([[sources]] in config.toml)")
-    return EXIT_OK if all(r.status == "ok" for r in reports) else EXIT_ERROR
+    # A source another collector has at the moment is not a failure: it is being collected.
+    return EXIT_OK if all(r.status in ("ok", "skipped") for r in reports) else EXIT_ERROR

@@ -22,7 +22,13 @@ log = logging.getLogger(__name__)
 HELP = """\
 Run sendcost: the public JSON API under /v1/, the comparison page at /, /healthz and
 /metrics, the scheduled collectors and the monthly bulletin job. Stops cleanly on Ctrl-C or
-SIGTERM (the embedded PostgreSQL, if used, is stopped too).
+SIGTERM (the embedded PostgreSQL, if used, is stopped too, unless another sendcost command
+still uses it).
+
+With the embedded PostgreSQL (no DATABASE_URL), serve keeps it running: should it stop, it
+is started again (backing off while it cannot, say on a full disk), the log says why, and
+/healthz answers 503 "degraded" with the reason meanwhile. Several serve and collect
+processes may share one database: a source is collected by one of them at a time.
 
 On an empty store it first imports the bundled World Bank RPW data (2011-2014), so the
 figures are real from the first start ([service] import_rpw_on_empty).
