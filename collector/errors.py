@@ -15,6 +15,7 @@ ParseError  kind "malformed": a response that does not have the upstream's forma
 StorageError  kind "database": the store could not archive a response or write a batch
 └── Spooled  kind "spooled": the database could not archive a response, so it was kept in
              the local spool (collector/spool.py) to be archived and parsed when it is back
+LeaseLost  the run's source lease could not be renewed in time: the run was stopped
 """
 
 from __future__ import annotations
@@ -48,3 +49,8 @@ class Spooled(StorageError):
     parsed once the spool is replayed (``Collector.recover``), not now."""
 
     kind = "spooled"
+
+
+class LeaseLost(CollectError):
+    """The run's source lease could not be renewed in time (collector/lease.py): the run was
+    stopped, so that two collectors never fetch one source at once."""

@@ -5,7 +5,8 @@
   503 with ``Retry-After`` is retried no earlier than it asks, and meanwhile no request goes
   to that host; a wait longer than ``retry_after_max_seconds`` is not waited for: that
   request (and any other to the host while the wait lasts) gives up. Each attempt has its
-  own timeout (``timeout_seconds``) that covers reading the body, so a slow body is a timeout.
+  own timeout (``timeout_seconds``, or the source's own ``timeout_seconds``) that covers
+  reading the body, so a slow body is a timeout.
 * Per host, shared by every source fetching from it (``HostLimit``): at most
   ``max_concurrency`` requests in flight and at most ``requests_per_second`` started per
   second — every attempt, retries included. Sources that configure different limits for one
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import email.utils
 import json
@@ -177,7 +179,8 @@ class CircuitBreaker:
     seconds (one trial request) → closed on its success, open again on its failure."""
 
     def __init__(self, failures: int, cooldown: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, *, name: str = "") -> None:
+        self.name = name  # the source's, for the log
         self.failures = max(1, failures)
         self.cooldown = cooldown
         self.clock = clock
@@ -194,13 +197,14 @@ class CircuitBreaker:
             return "half_open"
         return "open"
 
-    async def before(self, source: str) -> None:
-        """Let a request through, or raise FetchError("circuit_open"). While the one trial
-        request of a half-open circuit is out, the others wait for its outcome."""
+    async def before(self, source: str) -> bool:
+        """Let a request through (True when it is a half-open circuit's one trial), or raise
+        FetchError("circuit_open"). While the trial is out, the others wait for its
+        outcome."""
         while True:
             state = self.state
             if state == "closed":
-                return
+                return False
             if state == "open":
                 raise FetchError("circuit_open", f"source {source!r} failed "
                                  f"{self.consecutive} times in a row; not asking it until "
@@ -208,16 +212,23 @@ class CircuitBreaker:
             if not self.trial_in_flight:
                 self.trial_in_flight = True
                 self.trial_done = asyncio.Event()
-                return
+                return True
             await self.trial_done.wait()
 
     def _end_trial(self) -> None:
         self.trial_in_flight = False
         self.trial_done.set()
 
+    def abandoned(self, trial: bool) -> None:
+        """A request ended without an outcome (cancelled): neither a success nor a failure;
+        if it was the trial, the next request is."""
+        if trial:
+            self._end_trial()
+
     def success(self) -> None:
         if self.opened_at is not None:
-            log.info("circuit closed again after a successful trial request")
+            log.info("%scircuit closed again after a successful trial request",
+                     f"{self.name}: " if self.name else "")
         self.consecutive = 0
         self.opened_at = None
         self._end_trial()
@@ -227,7 +238,8 @@ class CircuitBreaker:
         self._end_trial()
         if self.opened_at is not None or self.consecutive >= self.failures:
             if self.opened_at is None:
-                log.warning("circuit opened after %d failures in a row", self.consecutive)
+                log.warning("%scircuit opened after %d failures in a row",
+                            f"{self.name}: " if self.name else "", self.consecutive)
             self.opened_at = self.clock()
 
 
@@ -485,7 +497,8 @@ class Fetcher:
     def circuit(self, source: str) -> CircuitBreaker:
         if source not in self.circuits:
             self.circuits[source] = CircuitBreaker(self.config.circuit_failures,
-                                                   self.config.circuit_cooldown_seconds)
+                                                   self.config.circuit_cooldown_seconds,
+                                                   name=source)
         return self.circuits[source]
 
     def _limit(self, source: SourceConfig, url: URL) -> HostLimit:
@@ -519,7 +532,7 @@ class Fetcher:
         as the status that asked: http_429 or http_5xx).
         """
         circuit = self.circuit(source.name)
-        await circuit.before(source.name)
+        trial = await circuit.before(source.name)
         secrets = self.source_secrets.get(source.name)
         if secrets is None:
             secrets = self.source_secrets[source.name] = source.url_secrets()
@@ -552,11 +565,14 @@ class Fetcher:
                 headers["If-None-Match"] = known.etag
             if known.last_modified:
                 headers["If-Modified-Since"] = known.last_modified
-        middleware = RetryMiddleware(self.config, lambda u: self._limit(source, u),
+        # A source may take longer per attempt than the rest (a large file).
+        config = self.config if source.timeout_seconds is None else dataclasses.replace(
+            self.config, timeout_seconds=source.timeout_seconds)
+        middleware = RetryMiddleware(config, lambda u: self._limit(source, u),
                                      rng=self.rng, on_attempt=on_attempt, redact=redact)
         # Each attempt has its own timeout in the middleware; the session's total timeout
         # would otherwise cover all attempts and their backoff together.
-        budget = aiohttp.ClientTimeout(total=None, connect=self.config.timeout_seconds)
+        budget = aiohttp.ClientTimeout(total=None, connect=config.timeout_seconds)
         error: FetchError | None = None
         try:
             async with self.session.request(
@@ -582,13 +598,15 @@ class Fetcher:
         except TimeoutError:
             circuit.failure()
             raise FetchError("timeout", f"no complete response within "
-                             f"{self.config.timeout_seconds:g}s", url=url) from None
+                             f"{config.timeout_seconds:g}s", url=url) from None
         except aiohttp.ClientError as exc:
             circuit.failure()
             raise FetchError("connection", redact(f"{type(exc).__name__}: {exc}"),
                              url=url) from None
         except BaseException:
-            circuit.failure()  # cancelled: count it, so a half-open trial never hangs
+            # Cancelled (a stopping service, a run stopped): says nothing of the upstream, so
+            # it is not a failure; a half-open trial is given back for another to try.
+            circuit.abandoned(trial)
             raise
         if secrets:  # an upstream echoing the URL (Content-Location) keeps no secret
             resp_headers = {k: redact(v) for k, v in resp_headers.items()}

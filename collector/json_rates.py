@@ -6,7 +6,10 @@
 ``base`` (the base when the document does not say it), ``pair_keys`` (true: the table's
 keys are pairs, the base then the currency, "USDAED", as currencylayer and AwesomeAPI write
 them), ``rate_field`` (each entry is an object and the rate is this field of it, "value" in
-currencyapi's ``{"AED": {"code": "AED", "value": 3.67}}``).
+currencyapi's ``{"AED": {"code": "AED", "value": 3.67}}``), ``not_currencies`` (keys the
+upstream is known to publish that are no ISO 4217 currency — open.er-api's FOK, GGP, IMP,
+JEP, KID, TVD — left out quietly, so that a run is not ``partial`` for ever; any other
+such key still counts).
 
 One rate that is not a positive number (null, "n/a", 0), or whose key is not an ISO 4217
 currency code (open.er-api's FOK, GGP, KID; a record's "rate" key), is left out, and the others are
@@ -27,7 +30,8 @@ from collector.run import RunContext
 from corridors.config import SourceConfig
 
 OPTIONS = {"base_path": opt.STRING, "rates_path": opt.STRING, "time_path": opt.STRING,
-           "base": opt.STRING, "pair_keys": opt.BOOLEAN, "rate_field": opt.STRING}
+           "base": opt.STRING, "pair_keys": opt.BOOLEAN, "rate_field": opt.STRING,
+           "not_currencies": opt.STRINGS}
 
 
 def check_options(source: SourceConfig) -> None:
@@ -54,7 +58,10 @@ def parse(source: SourceConfig, body: bytes, fetched_at: dt.datetime,
     out = []
     bad = []
     pairs, field = o.get("pair_keys", False), o.get("rate_field")
+    known_not = {k.upper() for k in o.get("not_currencies", ())}
     for key, entry in rates.items():
+        if key.upper() in known_not:
+            continue
         # A key per pair ("USDAED", currencylayer, AwesomeAPI): the base, then the currency.
         currency = (key[3:] if len(key) == 6 and key[:3].upper() == base.upper() else "")\
             if pairs else key

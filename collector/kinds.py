@@ -10,9 +10,11 @@ collector knows it two ways, either enough:
   (``EMULATED_HEADER``; the header is archived with the response, so a re-parse knows it
   too). The header can only ever lower a quote to emulated, never raise one to real, so
   trusting it is safe whoever sends it;
-* a source whose URL is the sandbox's address (loopback, port ``SANDBOX_PORT``, where the
-  shipped profile and ``sendcost serve --sandbox`` put it) is emulated even if a response
-  came without the header (a proxy in between that drops it).
+* a source whose URL is the sandbox's address (``[sandbox] host`` and ``port`` of the
+  config, 127.0.0.1:8765 unless changed: where ``sendcost serve --sandbox`` puts it and
+  ``sendcost sandbox --print-config`` points the profile it prints; loopback names of that
+  port count alike) is emulated even if a response came without the header (a proxy in
+  between that drops it).
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from corridors.config import SourceConfig
+from corridors.config import DEFAULT_SANDBOX_PORT, SandboxConfig, SourceConfig
 from corridors.types import DataKind
 
 #: The header every response of the sandbox carries (value "true").
 EMULATED_HEADER = "Sendcost-Emulated"
 #: Where the sandbox listens by default (``sendcost sandbox``, ``sendcost serve --sandbox``).
-SANDBOX_PORT = 8765
+SANDBOX_PORT = DEFAULT_SANDBOX_PORT
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 #: The kind of a real source's quotes, by source kind.
@@ -38,14 +40,20 @@ KIND_OF_SOURCE: dict[str, DataKind] = {
 }
 
 
-def is_sandbox_url(url: str) -> bool:
-    """True when ``url`` points at the sandbox's default address."""
+def is_sandbox_url(url: str, sandbox: SandboxConfig | None = None) -> bool:
+    """True when ``url`` points at the sandbox's address (``sandbox``, default
+    127.0.0.1:8765): its host, or any loopback name when that host is a loopback one."""
+    sandbox = sandbox or SandboxConfig()
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
         return False
-    return parts.hostname in _LOOPBACK and port == SANDBOX_PORT
+    if port != sandbox.port or parts.hostname is None:
+        return False
+    host = sandbox.host.strip("[]").lower()
+    return parts.hostname.lower() == host or (host in _LOOPBACK
+                                              and parts.hostname in _LOOPBACK)
 
 
 def marked_emulated(headers: Mapping[str, str]) -> bool:
@@ -54,8 +62,10 @@ def marked_emulated(headers: Mapping[str, str]) -> bool:
                for k, v in headers.items())
 
 
-def data_kind(source: SourceConfig, headers: Mapping[str, str]) -> DataKind:
-    """The kind of the quotes ``source`` parsed from a response with ``headers``."""
-    if marked_emulated(headers) or is_sandbox_url(source.url):
+def data_kind(source: SourceConfig, headers: Mapping[str, str],
+              sandbox: SandboxConfig | None = None) -> DataKind:
+    """The kind of the quotes ``source`` parsed from a response with ``headers``, with the
+    sandbox at ``sandbox`` (the config's ``[sandbox]``; default 127.0.0.1:8765)."""
+    if marked_emulated(headers) or is_sandbox_url(source.url, sandbox):
         return DataKind.EMULATED
     return KIND_OF_SOURCE.get(source.kind, DataKind.OBSERVED)

@@ -28,6 +28,7 @@ No valid quote is lost to an interruption:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -38,10 +39,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 
-from collector.errors import FetchError, ParseError, Spooled, StorageError
+from collector import lease as leasing
+from collector.errors import FetchError, LeaseLost, ParseError, Spooled, StorageError
 from collector.http import Fetcher, Response
 from collector.kinds import data_kind
 from collector.model import CorridorSpec, Draft, corridor_specs
@@ -61,6 +64,9 @@ Progress = Callable[[int, int], None]
 
 #: Source kinds that publish reference rates: they run before the quote sources.
 RATE_KINDS = frozenset({"ecb_rates", "json_rates"})
+#: Failures that say the upstream cannot be reached at all (no network, DNS, a closed port,
+#: no answer, or its circuit already open): told once per outage (``Collector.outage``).
+UNREACHABLE_KINDS = frozenset({"connection", "timeout", "circuit_open"})
 BODY_FROM_HEADER = "X-Sendcost-Body-From"
 #: Quotes held this long are written even when fewer than ``store_batch``: a run commits
 #: what it parses as it goes, so an interruption finds little held.
@@ -114,6 +120,8 @@ class RunReport:
         return sum(v for k, v in self.errors.items() if not k.startswith("retry:"))
 
     def line(self) -> str:
+        if self.status == "skipped":
+            return f"{self.source}: skipped ({self.message})"
         errs = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())) or "none"
         what = f"re-parse of run {self.reparse_of}" if self.reparse_of else "run"
         return (f"{self.source}: {what} {self.run_id} {self.status} in {self.seconds:.1f}s — "
@@ -426,8 +434,10 @@ class RunContext:
                 try:
                     await fn(item)
                     self.successes += 1
+                    self.collector.reachable(self.source)
                 except FetchError as exc:
-                    self._failed(exc.kind, str(exc))  # "kind: what (url)"
+                    # "kind: what (url)"; while an outage lasts, only the first is told.
+                    self._failed(exc.kind, str(exc), self.collector.outage(self.source, exc))
                 except ParseError as exc:
                     self._failed("malformed", f"malformed: {exc}")
                 except Spooled as exc:
@@ -495,7 +505,7 @@ class RunContext:
             reference_at=ref.as_of_for(collected_at) if ref else None,
             transparent=draft.applied_rate is not None,
             collected_at=collected_at, source=self.source.name,
-            data_kind=data_kind(self.source, fetched.headers),
+            data_kind=data_kind(self.source, fetched.headers, self.config.sandbox),
             received_amount=draft.received_amount, fee_deducted=draft.fee_deducted,
             fx_margin_reported=draft.fx_margin_reported, raw_response_id=fetched.raw_id,
             flags=tuple(dict.fromkeys(flags)),
@@ -629,7 +639,12 @@ class Collector:
         check_sources(config)
         self.registry = REGISTRY
         self._running: dict[str, asyncio.Lock] = {}
+        #: How long a source's lease lasts unless renewed (collector/lease.py).
+        self.lease_seconds = leasing.LEASE_SECONDS
         self._checked_dead = False
+        #: Sources whose upstream could not be reached, since when (told once, then quiet
+        #: until a request to it succeeds again).
+        self.unreachable: dict[str, float] = {}
         self.writer = _Writer(store)
         self.spool = Spool(spool_dir or config.data_dir / "spool")
         self.archiver = _Archiver(store, self.spool)
@@ -645,6 +660,33 @@ class Collector:
         """The spool's folder is the database's own (``Spool.bind``): known once connected."""
         if not self.spool.bound:
             self.spool.bind(await self.store.database_key())
+
+    def outage(self, source: SourceConfig, exc: FetchError) -> int:
+        """The log level of ``exc``'s line: a source's first failure to reach its upstream
+        is told at WARNING, once, with what happens next; later ones at DEBUG until a
+        request succeeds (``reachable``). Other failures (an HTTP error, a body that broke)
+        are answers: they end an outage, and keep INFO."""
+        if exc.kind not in UNREACHABLE_KINDS:
+            self.reachable(source)
+            return logging.INFO
+        if source.name in self.unreachable:
+            return logging.DEBUG
+        self.unreachable[source.name] = time.monotonic()
+        c = self.config.collection
+        host = urlsplit(exc.url or source.url).hostname or source.url
+        log.warning("%s: the upstream %s is unreachable (%s); backing off: its circuit opens "
+                    "after %d failures in a row and is tried again every %g s, quietly, "
+                    "until it answers. The service goes on serving what it has",
+                    source.name, host, exc.kind, c.circuit_failures,
+                    c.circuit_cooldown_seconds)
+        return logging.DEBUG
+
+    def reachable(self, source: SourceConfig) -> None:
+        """A request of ``source`` succeeded: an outage told before is over."""
+        since = self.unreachable.pop(source.name, None)
+        if since is not None:
+            log.warning("%s: the upstream answers again (unreachable for %.0f s)",
+                        source.name, time.monotonic() - since)
 
     async def _abandon_dead_runs_once(self) -> None:
         """Runs left 'running' by a process that died are marked failed, once per collector
@@ -718,9 +760,22 @@ class Collector:
         first = [s for s in chosen if s.kind in RATE_KINDS]
         rest = [s for s in chosen if s.kind not in RATE_KINDS]
         for group in (first, rest):
-            reports += await asyncio.gather(*[
-                self.run(s.name, corridor=corridor,
-                         progress=progress(s.name) if progress else None) for s in group])
+            runs = [asyncio.create_task(self.run(s.name, corridor=corridor,
+                                                 progress=progress(s.name) if progress
+                                                 else None)) for s in group]
+            try:
+                reports += await asyncio.gather(*runs)
+            except BaseException as exc:
+                # Stopped (SIGTERM) or one failed: gather gives up at the first run that
+                # ends so, while the others are still recording their end; wait for them
+                # all, or the caller closes the pool under them ("pool is closing") and a
+                # run is left 'running'. Stopped, they are cancelled already: once only,
+                # so that no second cancellation cuts their recording short.
+                if not isinstance(exc, asyncio.CancelledError):
+                    for task in runs:
+                        task.cancel()
+                await asyncio.gather(*runs, return_exceptions=True)
+                raise
         return reports
 
     async def run(self, name: str, *, corridor: str | None = None,
@@ -737,13 +792,71 @@ class Collector:
         await self._abandon_dead_runs_once()
         await self._bind_spool()
         lock = self._running.setdefault(name, asyncio.Lock())
-        async with lock:
-            run_id = await self.store.start_run(name)
-            report = RunReport(run_id, name)
-            rates = await RateBook.load(self.store,
-                                        sources=source.options.get("reference_sources"))
-            ctx = RunContext(self, source, report, corridors, rates, progress=progress)
-            return await self._execute(ctx)
+        report = None
+        try:
+            async with lock, leasing.hold(self.store, name, self.lease_seconds) as lease:
+                if not isinstance(lease, leasing.Held):  # another process collects it now
+                    report = RunReport(0, name, status="skipped",
+                                       message=f"another collector has it: {lease.describe()}")
+                    log.log(logging.DEBUG if progress else logging.INFO, "%s", report.line())
+                    return report
+                report = RunReport(await self._start_run(name), name)
+                try:
+                    await lease.name(report.run_id)
+                    rates = await RateBook.load(self.store,
+                                                sources=source.options.get("reference_sources"))
+                except BaseException as exc:
+                    # Stopped before it began (SIGTERM) or the database went: closed all
+                    # the same, never left 'running'.
+                    report.status = "failed"
+                    report.errors["cancelled" if isinstance(exc, asyncio.CancelledError)
+                                  else "database"] += 1
+                    report.message = ("cancelled before it fetched anything"
+                                      if isinstance(exc, asyncio.CancelledError)
+                                      else f"could not start: {type(exc).__name__}: {exc}")
+                    await self._record_end(report)
+                    raise
+                ctx = RunContext(self, source, report, corridors, rates, progress=progress)
+                return await self._execute(ctx, quiet=name in self.unreachable)
+        except LeaseLost as exc:
+            if report is None:
+                raise
+            # The run's end is recorded already ("cancelled"); say why it was.
+            report.status, report.message = "failed", f"{exc}; {report.message}"
+            await self._record_end(report)
+            return report
+
+    async def _start_run(self, name: str) -> int:
+        """A new run's id. Cancelled while the row is being written, the row (if written) is
+        closed before the cancellation goes on: a run is never left 'running'."""
+        start = asyncio.ensure_future(self.store.start_run(name))
+        try:
+            return await asyncio.shield(start)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                run_id = await asyncio.wait_for(start, 10)
+                report = RunReport(run_id, name, status="failed",
+                                   message="cancelled before it fetched anything")
+                report.errors["cancelled"] += 1
+                await self._record_end(report)
+            raise
+
+    async def _record_end(self, report: RunReport) -> None:
+        """Record a run's end outside ``_execute`` (bounded: a stopping process waits 10 s at
+        most); one the database misses is recorded by the next ``recover``, as
+        ``_execute``'s are."""
+        end: dict[str, Any] = {
+            "status": report.status, "requests": report.requests,
+            "quotes_stored": report.stored, "quotes_quarantined": report.quarantined,
+            "errors": dict(report.errors), "message": report.message}
+        try:
+            await asyncio.wait_for(self.store.finish_run(report.run_id, **end), 10)
+        except Exception as exc:
+            self._unfinished[report.run_id] = end
+            self.needs_recovery = True
+            log.warning("%s: could not record the end of run %d (%s: %s); it is recorded "
+                        "when the database is back", report.source, report.run_id,
+                        type(exc).__name__, exc)
 
     async def reparse(self, run_id: int, *, progress: Progress | None = None) -> RunReport:
         """Parse again what run ``run_id`` archived, without fetching anything."""
@@ -762,7 +875,9 @@ class Collector:
                          archive=archive, progress=progress)
         return await self._execute(ctx)
 
-    async def _execute(self, ctx: RunContext) -> RunReport:
+    async def _execute(self, ctx: RunContext, *, quiet: bool = False) -> RunReport:
+        """Run the adapter and record the run. ``quiet``: the source's upstream was already
+        known unreachable, so a run that still reaches nothing is logged at DEBUG."""
         report = ctx.report
         started = time.perf_counter()
         adapter = self.registry[ctx.source.kind]
@@ -785,6 +900,7 @@ class Collector:
                 report.message = "; ".join(filter(None, (report.message, f"last error: {last}")))
         except asyncio.CancelledError:
             report.status = "failed"
+            report.errors["cancelled"] += 1
             held = len(ctx._quotes)
             try:
                 if ctx.reparse:
@@ -832,7 +948,9 @@ class Collector:
                             report.run_id, type(exc).__name__, exc)
         # With progress shown (an interactive `sendcost collect`), the command prints the
         # summary itself; a service logs it.
-        log.log(logging.DEBUG if ctx.progress else logging.INFO, "%s", report.line())
+        still_out = quiet and ctx.source.name in self.unreachable and not ctx.successes
+        log.log(logging.DEBUG if ctx.progress or still_out else logging.INFO, "%s",
+                report.line())
         return report
 
 

@@ -857,29 +857,82 @@ def corridors_config(m: int) -> list[dict[str, Any]]:
     return out
 
 
-def toml_profile(base_url: str, *, operators_n: int, corridors_m: int) -> str:
-    """A config.toml fragment (corridors and sources) for a sandbox at ``base_url``."""
+#: How many operators the emulated profile collects from unless told (``sendcost serve
+#: --sandbox``, ``sendcost sandbox --print-config``).
+PROFILE_OPERATORS = 3
+#: The posts of the emulated profile: one tariff as JSON, one as CSV (both formats used).
+PROFILE_POSTS: tuple[tuple[str, str], ...] = (("FRA", "json"), ("DEU", "csv"))
+
+
+def emulated_profile(base_url: str, *, operators_n: int = PROFILE_OPERATORS,
+                     posts: tuple[tuple[str, str], ...] = PROFILE_POSTS
+                     ) -> list[dict[str, Any]]:
+    """The emulated profile: ``[[sources]]`` tables (as parse_config takes them) for every
+    kind of source, all at the sandbox at ``base_url``. ``sendcost serve --sandbox`` collects
+    from these instead of the config's sources, and ``sendcost sandbox --print-config``
+    prints them. ``posts``: (country, "json" or "csv") of the postal tariffs."""
+    out: list[dict[str, Any]] = [
+        {"name": "sandbox-ecb", "kind": "ecb_rates", "url": f"{base_url}/ecb/eurofxref-daily.xml",
+         "schedule": "interval:3600", "jitter_seconds": 5},
+        {"name": "sandbox-rates", "kind": "json_rates",
+         "url": f"{base_url}/rates/latest?base=USD", "schedule": "interval:3600",
+         "jitter_seconds": 5},
+        {"name": "sandbox-comparison", "kind": "comparison", "url": f"{base_url}/v4/comparisons",
+         "schedule": "interval:900", "jitter_seconds": 30,
+         "options": {"caveats": ["estimate", "bank_transfer_only"]}},
+    ]
+    for op in operators(operators_n):
+        out.append({
+            "name": f"sandbox-op-{op.index}", "kind": "operator_json",
+            "url": base_url + OPERATOR_TEMPLATE.format(n=op.index), "schedule": "interval:900",
+            "jitter_seconds": 30,
+            "options": {"firm": op.name, "firm_type": op.firm_type, "fields": OPERATOR_FIELDS,
+                        "labels": OPERATOR_LABELS, "fee_deducted": False},
+        })
+    for code, fmt in posts:
+        table: dict[str, Any] = {
+            "name": f"sandbox-post-{code.lower()}", "kind": "postal_tariff",
+            "url": f"{base_url}/postal/{code}/tariff.{fmt}", "schedule": "0 5 * * *",
+            "jitter_seconds": 300}
+        c = country(code)
+        if fmt == "csv" and c is not None:  # a CSV tariff does not say whose it is
+            table["options"] = {"operator": f"Post of {c.name}", "country": c.alpha3,
+                                "currency": c.currency}
+        out.append(table)
+    # RPW is quarterly: 03:00 UTC on the first day of each quarter.
+    out.append({"name": "sandbox-rpw", "kind": "rpw", "url": f"{base_url}/rpw/rpw_quotes.csv.gz",
+                "schedule": "0 3 1 1,4,7,10 *", "jitter_seconds": 600})
+    return out
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    return json.dumps(v)
+
+
+def toml_profile(host: str, port: int, *, operators_n: int = PROFILE_OPERATORS,
+                 corridors_m: int = 20) -> str:
+    """A config.toml fragment for a sandbox on ``host``:``port``: its ``[sandbox]`` address
+    (so that what is collected from it is stored as emulated data), ``corridors_m``
+    corridors and the emulated profile's sources (``emulated_profile``), their posts those
+    of the first sending countries (up to three)."""
+    base_url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     corridors = corridors_config(corridors_m)
-    posts = tuple(sorted({c["from"] for c in corridors}))[:3]
-    lines = [f"# sendcost sandbox profile: {operators_n} operators over {corridors_m} "
-             f"corridors at {base_url}"]
+    senders = sorted({c["from"] for c in corridors})[:3]
+    posts = tuple((s, "json") for s in senders) or PROFILE_POSTS
+    lines = [f"# sendcost's emulated profile: {operators_n} operators over {corridors_m} "
+             f"corridors, every source at the sandbox on {base_url}",
+             "[sandbox]", f"host = {json.dumps(host)}", f"port = {port}", ""]
     for c in corridors:
         lines += ["[[corridors]]", f'from = "{c["from"]}"', f'to = "{c["to"]}"']
         if "amounts" in c:
             lines.append(f"amounts = {json.dumps(c['amounts'])}")
         lines.append("")
-    for s in sources_config(base_url, operators_n=operators_n, posts=posts, json_rates=True,
-                            rpw=True):
+    for s in emulated_profile(base_url, operators_n=operators_n, posts=posts):
         lines.append("[[sources]]")
-        for k, v in s.items():
-            if k != "options":
-                lines.append(f"{k} = {json.dumps(v)}")
-        for k, v in s.get("options", {}).items():
-            if isinstance(v, dict):
-                inner = ", ".join(f"{kk} = {json.dumps(vv)}" for kk, vv in v.items())
-                lines.append(f"options.{k} = {{ {inner} }}")
-            else:
-                lines.append(f"options.{k} = {json.dumps(v)}")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in s.items() if k != "options"]
+        lines += [f"options.{k} = {_toml_value(v)}" for k, v in s.get("options", {}).items()]
         lines.append("")
     return "\n".join(lines)
 
@@ -890,5 +943,6 @@ def nominal(amount: Decimal) -> str:
 
 
 __all__ = ["BAD_KINDS", "SANDBOX", "Faults", "Market", "Operator", "Sandbox",
-           "corridor_list", "corridors_config", "expected_rejection", "last_concertation",
-           "market", "nominal", "operators", "sources_config", "toml_profile"]
+           "corridor_list", "corridors_config", "emulated_profile", "expected_rejection",
+           "last_concertation", "market", "nominal", "operators", "sources_config",
+           "toml_profile"]

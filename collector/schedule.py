@@ -111,6 +111,12 @@ async def collect_job(app: web.Application, name: str) -> None:
             await gate.wait(name)
         await collector.run(name)
         await collector.recover_if_needed()
+    except asyncio.CancelledError:
+        # The service is stopping (the scheduler cancels its jobs): the run has recorded
+        # its end. Ending here rather than raising keeps APScheduler from logging a
+        # traceback per job; the wiring says once how many were stopped.
+        log.debug("%s: scheduled collection stopped (the service is stopping)", name)
+        return
     except Exception:
         log.exception("scheduled collection of %s failed", name)
     finally:
@@ -135,6 +141,9 @@ async def catch_up_job(app: web.Application, name: str) -> None:
         log.info("%s: %s; collecting now", name, "never collected" if last is None else
                  f"the run due {due:%Y-%m-%d %H:%M} UTC was missed while the service was down")
         await collect_job(app, name)
+    except asyncio.CancelledError:
+        log.debug("%s: catch-up stopped (the service is stopping)", name)
+        return
     except Exception:
         log.exception("catching up %s failed", name)
     finally:

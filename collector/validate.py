@@ -6,6 +6,7 @@ Reasons (``quarantined_quotes.reason``):
   currency_mismatch           the upstream's currency is not the corridor's
   amount_not_positive         send amount ≤ 0
   amount_mismatch             the upstream priced another amount than the one asked for
+                              (more than 1 % off; within it: kept, flagged approximate_amount)
   amount_above_tariff         the amount is above a tariff's largest band: no price for it
   fee_missing                 no fee: an answer without one is not a price (an error body, {})
   rate_missing                no applied rate, no received amount and no FX margin: the
@@ -101,6 +102,13 @@ STALE_REFERENCE_FACTOR = Decimal(10)
 #: An amount the upstream says it priced is the one asked for when within half a cent
 #: (200.0 for 200; never 500 for 200).
 AMOUNT_TOLERANCE = Decimal("0.005")
+#: An amount priced within this share of the one asked (a provider that prices whole units
+#: or steps of its own: 346 EUR for 345) is an approximate amount, as RPW's surveyors record
+#: the nearest amount a provider offers: the quote is kept for the amount priced (its fee
+#: and rate are that amount's price) and flagged ``approximate_amount``; further off it is
+#: another amount's price (``amount_mismatch``). One per cent moves a fixed fee's share of
+#: the amount by at most one per cent of itself (0.05 points on a 5 % fee).
+APPROXIMATE_AMOUNT_SHARE = Decimal("0.01")
 
 
 def convert_fee(draft: Draft, rates: RateBook | None, config: CollectionConfig,
@@ -150,10 +158,15 @@ def check(draft: Draft, reference: Decimal | None, config: CollectionConfig, *,
     if amount <= 0:
         return Rejection("amount_not_positive", "send_amount", f"{amount}"), ()
     reported = draft.reported_amount
+    approximate: tuple[str, ...] = ()
     if reported is not None and abs(reported - amount) > AMOUNT_TOLERANCE:
-        # Priced for another amount: its fee and rate are another amount's price.
-        return Rejection("amount_mismatch", "send_amount",
-                         f"the answer prices {reported}, not the {amount} asked for"), ()
+        if reported <= 0 or abs(reported - amount) > APPROXIMATE_AMOUNT_SHARE * amount:
+            # Priced for another amount: its fee and rate are another amount's price.
+            return Rejection("amount_mismatch", "send_amount",
+                             f"the answer prices {reported}, not the {amount} asked for"), ()
+        # Near the amount asked: kept as the price of the amount priced, and said.
+        draft.send_amount = amount = reported
+        approximate = ("approximate_amount",)
     rejection, converted = convert_fee(draft, rates, config, at)
     if rejection is not None:
         return rejection, ()
@@ -176,7 +189,7 @@ def check(draft: Draft, reference: Decimal | None, config: CollectionConfig, *,
         # reported margin is a price: a postal tariff's, measured once a reference exists.)
         return Rejection("rate_missing", "applied_rate", "the answer carries neither an "
                          "applied rate nor a received amount (nor an FX margin)"), ()
-    flags: list[str] = list(converted)
+    flags: list[str] = [*approximate, *converted]
     if rate is not None:
         if rate <= 0:
             return Rejection("rate_not_positive", "applied_rate", f"{rate}"), ()

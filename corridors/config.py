@@ -65,6 +65,9 @@ class SourceConfig:
     # OAuth 2.0 client credentials (token_url, client_id, client_secret, scope): a bearer
     # token fetched before the source's requests; client_secret is always ${NAME}.
     oauth: Mapping[str, str] = field(default_factory=dict)
+    # Time for one attempt at this source's requests, in place of collection.timeout_seconds
+    # (None: that one): a large file (the RPW workbook, ~50 MB) needs longer than a quote.
+    timeout_seconds: float | None = None
 
     def oauth_credentials(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
         """``oauth`` with its ${NAME}s read from ``environ`` (default: the process
@@ -150,6 +153,26 @@ class ApiConfig:
     public_url: str = ""
 
 
+#: Where the sandbox (``sendcost sandbox``, ``sendcost serve --sandbox``) listens by default.
+DEFAULT_SANDBOX_HOST = "127.0.0.1"
+DEFAULT_SANDBOX_PORT = 8765
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxConfig:
+    """``[sandbox]``: the address of the emulated upstreams. ``serve --sandbox`` binds it and
+    points every source at it; a source collecting from it is emulated data
+    (``collector.kinds``)."""
+
+    host: str = DEFAULT_SANDBOX_HOST
+    port: int = DEFAULT_SANDBOX_PORT
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
 @dataclass(frozen=True, slots=True)
 class DatabaseConfig:
     # Empty: an embedded PostgreSQL in the data folder. DATABASE_URL overrides this.
@@ -216,6 +239,7 @@ class Config:
     collection: CollectionConfig = field(default_factory=CollectionConfig)
     bulletin: BulletinConfig = field(default_factory=BulletinConfig)
     imports: ImportConfig = field(default_factory=ImportConfig)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     corridors: tuple[CorridorConfig, ...] = ()
     sources: tuple[SourceConfig, ...] = ()
     path: Path | None = None
@@ -399,6 +423,17 @@ def _source_url(value: str, kind: str, key: str) -> str:
     return value
 
 
+def _sandbox(table: Mapping[str, Any]) -> SandboxConfig:
+    _unknown_keys(table, {"host", "port"}, "sandbox")
+    host = _expect(table, "host", str, "sandbox", DEFAULT_SANDBOX_HOST).strip()
+    if not host or any(ch.isspace() or ch in "/?#@" for ch in host):
+        raise ConfigError(f"sandbox.host: expected a host name or IP address, got {host!r}")
+    port = _expect(table, "port", int, "sandbox", DEFAULT_SANDBOX_PORT)
+    if isinstance(port, bool) or not 1 <= port <= 65535:
+        raise ConfigError(f"sandbox.port: expected a port 1-65535, got {port!r}")
+    return SandboxConfig(host=host, port=port)
+
+
 def default_data_dir() -> Path:
     env = os.environ.get("SENDCOST_DATA_DIR")
     if env:
@@ -410,7 +445,7 @@ def default_data_dir() -> Path:
 def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     """Build a Config from a parsed TOML document, validating every key."""
     _unknown_keys(raw, {"service", "database", "api", "collection", "bulletin", "import",
-                        "corridors", "sources"}, "config")
+                        "sandbox", "corridors", "sources"}, "config")
     svc = _expect(raw, "service", dict, "config", {})
     _unknown_keys(svc, {"data_dir", "import_rpw_on_empty", "log_level"}, "service")
     data_dir_raw = _expect(svc, "data_dir", str, "service", "")
@@ -522,6 +557,8 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     imports = ImportConfig(max_rejected_share=float(share), rpw_url=rpw_url,
                            rpw_sha256=rpw_sha256)
 
+    sandbox = _sandbox(_expect(raw, "sandbox", dict, "config", {}))
+
     corridors = []
     for i, c in enumerate(_expect(raw, "corridors", list, "config", [])):
         where = f"corridors[{i}]"
@@ -549,7 +586,8 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
         if not isinstance(s, dict):
             raise ConfigError(f"{where}: expected a table")
         fields = {"name", "kind", "url", "enabled", "schedule", "jitter_seconds",
-                  "max_concurrency", "requests_per_second", "options", "headers", "oauth"}
+                  "max_concurrency", "requests_per_second", "options", "headers", "oauth",
+                  "timeout_seconds"}
         _unknown_keys(s, fields, where)
         for required in ("name", "kind", "url"):
             if required not in s:
@@ -580,6 +618,9 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
             headers=_headers(_expect(s, "headers", dict, where, {}), f"{where}.headers"),
             oauth=_oauth(_expect(s, "oauth", dict, where, {}), s.get("headers") or {},
                          f"{where}.oauth"),
+            timeout_seconds=(None if "timeout_seconds" not in s else float(_positive(
+                _expect(s, "timeout_seconds", (int, float), where, None),
+                f"{where}.timeout_seconds"))),
         ))
 
     return Config(
@@ -591,6 +632,7 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
         collection=collection,
         bulletin=bulletin,
         imports=imports,
+        sandbox=sandbox,
         corridors=tuple(corridors),
         sources=tuple(sources),
         path=path,

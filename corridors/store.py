@@ -12,16 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from importlib import resources
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import asyncpg
 import polars as pl
@@ -29,10 +30,14 @@ import polars as pl
 from corridors.db import pid_alive
 from corridors.errors import DatabaseError
 from corridors.frame import QUOTE_FRAME_SCHEMA, conform
+from corridors.health import WriteHealth
 from corridors.periods import Period
 from corridors.types import DataKind, Quote
 
 log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 TABLES = (
     "countries", "currencies", "corridors", "firms", "services", "quotes", "reference_rates",
@@ -154,6 +159,12 @@ _UNLOCK_RECOVERY = "SELECT pg_advisory_unlock(7411605, ($1::bigint % 2147483648)
 SPOOL_KEY_HEADER = "X-Sendcost-Spool"
 
 
+#: Draws $1 quote ids (not under a lock: each nextval is its own).
+_DRAW_QUOTE_IDS = "SELECT nextval('quotes_id_seq') FROM generate_series(1, $1::integer)"
+#: Adds the quotes just written ($1: their ids) to the serving rollups (migration 8).
+_ROLLUP_QUOTES = "SELECT rollup_quotes($1::bigint[])"
+
+
 def _ensure_sql(table: str, a: str, b: str) -> str:
     """Ids of rows of ``table`` by key columns ``a`` and ``b`` ($1, $2: arrays), inserting
     the missing ones: the inserted rows from RETURNING, the others from the table as it was
@@ -169,9 +180,28 @@ _ENSURE_CORRIDORS = _ensure_sql("corridors", "source_code", "destination_code")
 _ENSURE_FIRMS = _ensure_sql("firms", "name", "firm_type")
 
 
+def _write(method: Callable[Concatenate[Store, P], Awaitable[R]]
+           ) -> Callable[Concatenate[Store, P], Awaitable[R]]:
+    """A write whose outcome tells /healthz whether the database takes writes."""
+
+    @functools.wraps(method)
+    async def noted(self: Store, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            result = await method(self, *args, **kwargs)
+        except BaseException as exc:
+            self.health.failed(exc)
+            raise
+        self.health.succeeded()
+        return result
+
+    return noted
+
+
 class Store:
     def __init__(self, pool: asyncpg.Pool):
         self.pool = pool
+        #: Whether the last write that says something of it found the database writable.
+        self.health = WriteHealth()
         # service_key → id of committed services. Services are append-only (migration 4:
         # the database refuses to update, delete or truncate them), so an id once seen stays
         # right as long as the services it was read from are still the ones there. Each
@@ -268,6 +298,7 @@ class Store:
                                             conn=conn)
         return StoreResult(result.inserted, result.duplicates)
 
+    @_write
     async def write_batches(self, batches: Sequence[WriteBatch], *,
                             import_id: int | None = None,
                             conn: asyncpg.Connection | None = None) -> list[WriteResult]:
@@ -300,7 +331,10 @@ class Store:
                     )
                     for b in batches for q in b.quotes
                 ]
-                inserted = await self._insert_quotes(conn, records, batches)
+                inserted, ids = await self._insert_quotes(conn, records, batches)
+                # What serving reads (migration 8), from the quotes just written, in the
+                # same transaction: every writer goes through here.
+                await conn.execute(_ROLLUP_QUOTES, ids)
             else:
                 inserted = [0] * len(batches)
             quarantined = [await self.quarantine(b.quarantine, conn=conn) for b in batches]
@@ -330,16 +364,20 @@ class Store:
 
     @staticmethod
     async def _insert_quotes(conn: asyncpg.Connection, records: list[tuple[Any, ...]],
-                             batches: Sequence[WriteBatch]) -> list[int]:
-        """Insert quote rows, skipping those already stored; how many of each batch were new."""
+                             batches: Sequence[WriteBatch]) -> tuple[list[int], list[int]]:
+        """Insert quote rows, skipping those already stored; how many of each batch were new,
+        and the ids of the new rows."""
         cols = list(COPY_COLUMNS)
-        # Most batches are new quotes (a new collection time): COPY them straight in. Should
-        # one already be there, the savepoint undoes the COPY and the slower path sorts the
-        # duplicates out.
+        # Most batches are new quotes (a new collection time): COPY them straight in, under
+        # ids drawn beforehand (the rollups are made from them). Should one already be there,
+        # the savepoint undoes the COPY and the slower path sorts the duplicates out.
+        ids = [r[0] for r in await conn.fetch(_DRAW_QUOTE_IDS, len(records))]
         try:
             async with conn.transaction():
-                await conn.copy_records_to_table("quotes", records=records, columns=cols)
-            return [len(b.quotes) for b in batches]
+                await conn.copy_records_to_table(
+                    "quotes", records=[(i, *r) for i, r in zip(ids, records, strict=True)],
+                    columns=["id", *cols])
+            return [len(b.quotes) for b in batches], ids
         except asyncpg.UniqueViolationError:
             pass
         col_list = ", ".join(cols)
@@ -354,9 +392,11 @@ class Store:
             f"SELECT DISTINCT ON (source, service_id, amount_usd, send_amount, collected_at) "
             f"{col_list} FROM _incoming_quotes "
             "ON CONFLICT (source, service_id, amount_usd, send_amount, collected_at) "
-            "DO NOTHING RETURNING run_id) SELECT run_id, count(*) AS n FROM ins GROUP BY 1")
+            "DO NOTHING RETURNING run_id, id) "
+            "SELECT run_id, count(*) AS n, array_agg(id) AS ids FROM ins GROUP BY 1")
         by_run = {r["run_id"]: r["n"] for r in rows}
-        return [by_run.pop(b.run_id, 0) for b in batches]
+        return ([by_run.pop(b.run_id, 0) for b in batches],
+                [i for r in rows for i in r["ids"]])
 
     async def _ensure_services(self, conn: asyncpg.Connection,
                                quotes: Sequence[Quote]) -> dict[str, int]:
@@ -441,6 +481,7 @@ class Store:
 
     # -- provenance --------------------------------------------------------------------------
 
+    @_write
     async def archive_raw_many(self, rows: Sequence[dict[str, Any]]) -> list[int]:
         """Archive many upstream responses in one COPY; return their ids in order.
 
@@ -531,6 +572,7 @@ class Store:
         return await self.pool.fetchval("SELECT payload FROM raw_responses WHERE id = $1",
                                         raw_id)
 
+    @_write
     async def replace_quotes_of_raw(self, source: str, raw_ids: Sequence[int],
                                     batch: WriteBatch) -> WriteResult:
         """In one transaction: drop the quotes and quarantine records ``source`` derived from
@@ -547,6 +589,7 @@ class Store:
         row = await self.pool.fetchrow("SELECT * FROM collection_runs WHERE id = $1", run_id)
         return dict(row) if row else None
 
+    @_write
     async def start_run(self, source: str, *, reparse_of: int | None = None) -> int:
         run_id = int(await self.pool.fetchval(
             "INSERT INTO collection_runs (source, reparse_of, host, pid) "
@@ -613,13 +656,25 @@ class Store:
                 continue
             dead.append((r["id"], f"abandoned: {why}"))
         if dead:
+            # What the run did before its process ended, from what it left: the responses
+            # it archived (one per request that got an answer), the quotes and quarantine
+            # records it wrote; its errors say why it ended.
             await self.pool.executemany(
-                "UPDATE collection_runs SET status = 'failed', finished_at = now(), "
-                "message = $2 WHERE id = $1 AND status = 'running'", dead)
+                "UPDATE collection_runs c SET status = 'failed', finished_at = now(), "
+                "message = $2, errors = c.errors || '{\"abandoned\": 1}'::jsonb, "
+                "requests = greatest(c.requests, (SELECT count(*) FROM raw_responses r "
+                "  WHERE r.run_id = c.id)), "
+                "quotes_stored = greatest(c.quotes_stored, (SELECT count(*) FROM quotes q "
+                "  WHERE q.run_id = c.id "
+                "  AND q.period >= to_char(c.started_at AT TIME ZONE 'UTC', 'YYYY-MM'))), "
+                "quotes_quarantined = greatest(c.quotes_quarantined, (SELECT count(*) "
+                "  FROM quarantined_quotes x WHERE x.run_id = c.id)) "
+                "WHERE c.id = $1 AND c.status = 'running'", dead)
             for run_id, why in dead:
                 log.warning("collection run %d marked failed: %s", run_id, why)
         return [run_id for run_id, _ in dead]
 
+    @_write
     async def finish_run(self, run_id: int, *, status: str, requests: int, quotes_stored: int,
                          quotes_quarantined: int, errors: dict[str, int],
                          message: str | None = None) -> None:
@@ -643,6 +698,7 @@ class Store:
               r.get("field"), r["payload"]) for r in records])
         return len(records)
 
+    @_write
     async def store_reference_rates(self, rates: Sequence[tuple[str, str, str, Decimal,
                                                                 dt.datetime, int | None]]) -> int:
         """(source, base, quote, rate, as_of, raw_response_id) rows; duplicates absorbed."""

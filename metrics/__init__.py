@@ -29,13 +29,17 @@ from metrics.corridors import (  # noqa: E402
     weighted_global_average,
 )
 from metrics.cost import exact_cost_pct, fee_pct, fx_margin_pct, total_cost_pct  # noqa: E402
-from metrics.indicators import compute_indicators, corridor_table  # noqa: E402
+from metrics.indicators import (  # noqa: E402
+    compute_indicators,
+    corridor_table,
+    indicators_from_services,
+)
 from metrics.instruments import (  # noqa: E402
     access_point_averages,
     pay_out_averages,
     payment_instrument_averages,
 )
-from metrics.services import services_in_period  # noqa: E402
+from metrics.services import services_from_rollups, services_in_period  # noqa: E402
 
 __all__ = [
     "METHODOLOGY_VERSION",
@@ -54,10 +58,12 @@ __all__ = [
     "g20_sending_average",
     "global_average",
     "global_smart",
+    "indicators_from_services",
     "matrix_for_period",
     "pay_out_averages",
     "payment_instrument_averages",
     "receiving_region_averages",
+    "services_from_rollups",
     "services_in_period",
     "share_corridors_above",
     "share_services_below",

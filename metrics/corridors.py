@@ -9,6 +9,7 @@ from __future__ import annotations
 import polars as pl
 
 from corridors.types import Speed
+from metrics import kinds
 
 CORRIDOR = ("source_code", "destination_code")
 
@@ -84,17 +85,56 @@ def global_smart(per_corridor: pl.LazyFrame) -> pl.LazyFrame:
                                pl.col("smart").count().alias("corridors"))
 
 
-def cheapest_service(services: pl.LazyFrame) -> pl.LazyFrame:
-    """Per corridor with a transparent service: the cheapest one (ties: firm, product, id).
+def _fit_for_cheapest(estimates: pl.LazyFrame | None) -> pl.Expr:
+    """The one rule of every "cheapest" answer (``kinds.CHEAPEST_LEAVES_OUT``): a service
+    averaged in its corridor, with no negative FX margin or total cost, and not a comparison
+    feed's estimate (``estimates``: its service ids, from ``kinds.estimate_services``)."""
+    fit = _averaged() & kinds.fit_for_cheapest()
+    if estimates is not None:
+        fit = fit & ~pl.col("_estimate")
+    return fit
 
-    Columns: source_code, destination_code, firm, firm_type, product, total_cost.
+
+def _with_estimates(services: pl.LazyFrame, estimates: pl.LazyFrame | None) -> pl.LazyFrame:
+    if estimates is None:
+        return services
+    marked = estimates.select(pl.col("service_id").cast(pl.String),
+                              pl.lit(True).alias("_estimate"))
+    return (services.with_columns(pl.col("service_id").cast(pl.String))
+            .join(marked, on="service_id", how="left")
+            .with_columns(pl.col("_estimate").fill_null(False)))
+
+
+def cheapest_service(services: pl.LazyFrame, *, estimates: pl.LazyFrame | None = None
+                     ) -> pl.LazyFrame:
+    """Per corridor with a service fit to be named so: the cheapest (ties: firm, product, id).
+
+    The World Bank's averages keep every transparent service; "cheapest" leaves out those
+    flagged ``kinds.CHEAPEST_LEAVES_OUT`` (negative margin or total cost, and the services in
+    ``estimates``), which keep their rank in ranked lists, marked. Every caller names the
+    corridor's cheapest through this function, so the API, the indicators, the postal
+    benchmark and the bulletin agree. Columns: source_code, destination_code, firm,
+    firm_type, product, total_cost.
     """
     order = ["total_cost_pct", "firm", "product", "service_id"]
     return (
-        services.filter(_averaged())
+        _with_estimates(services, estimates).filter(_fit_for_cheapest(estimates))
         .group_by(*CORRIDOR)
         .agg(pl.col("firm", "firm_type", "product", "total_cost_pct").sort_by(order).first())
         .rename({"total_cost_pct": "total_cost"})
+        .sort(*CORRIDOR)
+    )
+
+
+def cheapest_left_out(services: pl.LazyFrame, *, estimates: pl.LazyFrame | None = None
+                      ) -> pl.LazyFrame:
+    """Per corridor: how many of its averaged services ``cheapest_service`` left out
+    (``cheapest_left_out``), so that an answer says what its "cheapest" was chosen from."""
+    return (
+        _with_estimates(services, estimates)
+        .group_by(*CORRIDOR)
+        .agg((_averaged() & ~_fit_for_cheapest(estimates)).sum()
+             .cast(pl.Int64).alias("cheapest_left_out"))
         .sort(*CORRIDOR)
     )
 

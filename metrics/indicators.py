@@ -17,7 +17,8 @@ from corridors.periods import parse_period
 from metrics import aggregates as agg
 from metrics import corridors as cor
 from metrics import instruments as ins
-from metrics.services import services_in_period
+from metrics import kinds
+from metrics.services import period_labels, services_in_period
 
 #: Top-level keys of the document, in order.
 DOCUMENT_KEYS = (
@@ -25,8 +26,8 @@ DOCUMENT_KEYS = (
     "weighted_average", "smart_average", "g20_sending_average", "g8_sending_average",
     "g20_receiving_average", "by_firm_type", "by_receiving_region",
     "share_corridors_above_5", "share_corridors_above_10", "share_services_below_3",
-    "corridors", "non_transparent", "weighted_average_coverage", "by_payment_instrument",
-    "by_access_point", "by_pay_out",
+    "corridors", "cheapest_leaves_out", "non_transparent", "weighted_average_coverage",
+    "by_payment_instrument", "by_access_point", "by_pay_out",
 )
 
 #: Columns of ``corridor_table``, in order.
@@ -34,7 +35,7 @@ TABLE_COLUMNS = (
     "period", "amount_usd", "source", "destination", "average", "services",
     "transparent_services", "smart", "above_5", "above_10", "too_few_services",
     "no_transparent_service", "cheapest_firm", "cheapest_firm_type", "cheapest_product",
-    "cheapest_total_cost",
+    "cheapest_total_cost", "cheapest_left_out",
 )
 
 
@@ -67,10 +68,27 @@ def compute_indicators(quotes: pl.LazyFrame, *, period: str, amount_usd: int,
     weights").
     Raises NoData when the period has no quote at that amount.
     """
+    canonical = str(parse_period(period))
+    services = services_in_period(quotes, period=canonical, amount_usd=amount_usd).collect()
+    # A comparison feed's estimates are never named a corridor's cheapest (one rule for
+    # every answer: metrics.corridors.cheapest_service).
+    estimates = kinds.estimate_services(quotes.filter(
+        pl.col("period").is_in(period_labels(canonical)), pl.col("amount_usd") == amount_usd))
+    return indicators_from_services(services, period=canonical, amount_usd=amount_usd,
+                                    countries=countries, flows=flows, estimates=estimates)
+
+
+def indicators_from_services(services: pl.DataFrame, *, period: str, amount_usd: int,
+                             countries: pl.LazyFrame,
+                             flows: pl.LazyFrame | None,
+                             estimates: pl.LazyFrame | None = None) -> dict[str, Any]:
+    """``compute_indicators`` from the services frame of (period, amount) already made
+    (``metrics.services``): what a server that keeps services, not quotes, calls.
+    ``estimates``: the services (``service_id``) that are a comparison feed's estimates
+    (``kinds.estimate_services``), never named a corridor's cheapest."""
     from metrics import METHODOLOGY_VERSION
 
     canonical = str(parse_period(period))
-    services = services_in_period(quotes, period=canonical, amount_usd=amount_usd).collect()
     if services.height == 0:
         raise NoData(f"no quotes for period {canonical} at USD {amount_usd}")
     s = services.lazy()
@@ -79,7 +97,8 @@ def compute_indicators(quotes: pl.LazyFrame, *, period: str, amount_usd: int,
     plans: dict[str, pl.LazyFrame] = {
         "corridors": averages,
         "smart": per_corridor_smart,
-        "cheapest": cor.cheapest_service(s),
+        "cheapest": cor.cheapest_service(s, estimates=estimates),
+        "left_out": cor.cheapest_left_out(s, estimates=estimates),
         "global": agg.global_average(s),
         "global_smart": cor.global_smart(per_corridor_smart),
         "g20_sending": agg.g20_sending_average(s, countries),
@@ -110,6 +129,7 @@ def compute_indicators(quotes: pl.LazyFrame, *, period: str, amount_usd: int,
         done["corridors"]
         .join(done["smart"], on=list(cor.CORRIDOR), how="left")
         .join(done["cheapest"], on=list(cor.CORRIDOR), how="left")
+        .join(done["left_out"], on=list(cor.CORRIDOR), how="left")
         .sort(*cor.CORRIDOR)
     )
     corridor_rows = []
@@ -128,6 +148,7 @@ def compute_indicators(quotes: pl.LazyFrame, *, period: str, amount_usd: int,
             "cheapest": None if r["firm"] is None else {
                 "firm": r["firm"], "firm_type": r["firm_type"], "product": r["product"],
                 "total_cost": r["total_cost"]},
+            "cheapest_left_out": r["cheapest_left_out"],
         })
     counts = done["services"].row(0, named=True)
     doc = {
@@ -151,6 +172,8 @@ def compute_indicators(quotes: pl.LazyFrame, *, period: str, amount_usd: int,
         "share_corridors_above_10": _one(done["above_10"], "share"),
         "share_services_below_3": _one(done["below_3"], "share"),
         "corridors": corridor_rows,
+        # What each corridor's cheapest leaves out (cheapest_left_out counts the services).
+        "cheapest_leaves_out": list(kinds.CHEAPEST_LEAVES_OUT),
         "non_transparent": done["non_transparent"].to_dicts(),
         "weighted_average_coverage": _weight_coverage(done["weighted"])
         if "weighted" in done else None,
@@ -183,6 +206,7 @@ def corridor_table(doc: dict[str, Any]) -> pl.DataFrame:
             "cheapest_firm_type": cheapest.get("firm_type"),
             "cheapest_product": cheapest.get("product"),
             "cheapest_total_cost": cheapest.get("total_cost"),
+            "cheapest_left_out": c["cheapest_left_out"],
         })
     schema = {
         "period": pl.String, "amount_usd": pl.Int32, "source": pl.String,
@@ -191,6 +215,6 @@ def corridor_table(doc: dict[str, Any]) -> pl.DataFrame:
         "above_10": pl.Boolean, "too_few_services": pl.Boolean,
         "no_transparent_service": pl.Boolean, "cheapest_firm": pl.String,
         "cheapest_firm_type": pl.String, "cheapest_product": pl.String,
-        "cheapest_total_cost": pl.Float64,
+        "cheapest_total_cost": pl.Float64, "cheapest_left_out": pl.Int64,
     }
     return pl.DataFrame(rows, schema=schema, orient="row")

@@ -11,7 +11,8 @@ import polars as pl
 
 from corridors.types import FirmType
 from metrics import corridors as cor
-from metrics.services import services_in_period
+from metrics import kinds
+from metrics.services import period_labels, services_in_period
 
 #: The post's own services, and MTO services sold at post counters (kept apart, labelled).
 POSTAL_FIRM_TYPES = (FirmType.POST_OFFICE.value, FirmType.POST_OFFICE_MTO.value)
@@ -29,7 +30,9 @@ def postal_benchmark(quotes: pl.LazyFrame, *, period: str, amount_usd: int) -> p
     """One row per post-office service quoted in ``period`` at ``amount_usd``.
 
     corridor_services: transparent services of the corridor (every firm type);
-    corridor_median / corridor_cheapest: median and minimum total cost % over them;
+    corridor_median: the median total cost % over them; corridor_cheapest, cheapest_firm:
+    the corridor's cheapest service as every answer names it (``cor.cheapest_service``:
+    no estimate, negative margin or negative total);
     corridor_smart: the corridor's SmaRT (null with fewer than 3 qualifying services);
     rank: 1 + the number of the corridor's transparent services strictly cheaper (ties share
     a rank), null for a non-transparent post service (its margin is unknown);
@@ -37,14 +40,19 @@ def postal_benchmark(quotes: pl.LazyFrame, *, period: str, amount_usd: int) -> p
     Sorted by source_code, destination_code, firm, product, service_id.
     """
     services = services_in_period(quotes, period=period, amount_usd=amount_usd)
+    # The corridor's cheapest follows the rule of every "cheapest" answer (no estimate, no
+    # negative margin or total): metrics.corridors.cheapest_service.
+    estimates = kinds.estimate_services(quotes.filter(
+        pl.col("period").is_in(period_labels(period)), pl.col("amount_usd") == amount_usd))
+    cheapest = cor.cheapest_service(services, estimates=estimates).select(
+        *cor.CORRIDOR, pl.col("total_cost").alias("corridor_cheapest"),
+        pl.col("firm").alias("cheapest_firm"))
     averaged = services.filter(pl.col("transparent"), pl.col("total_cost_pct").is_not_null())
     corridor = (
         averaged.group_by(*cor.CORRIDOR)
         .agg(pl.len().alias("corridor_services"),
-             pl.col("total_cost_pct").median().alias("corridor_median"),
-             pl.col("total_cost_pct").min().alias("corridor_cheapest"),
-             pl.col("firm").sort_by("total_cost_pct", "firm", "product", "service_id")
-             .first().alias("cheapest_firm"))
+             pl.col("total_cost_pct").median().alias("corridor_median"))
+        .join(cheapest, on=list(cor.CORRIDOR), how="left")
     )
     ranks = averaged.select(
         "service_id",

@@ -66,3 +66,53 @@ def services_in_period(quotes: pl.LazyFrame, *, period: str, amount_usd: int) ->
         .with_columns(pl.col("service_id", *_ATTRIBUTES).cast(pl.String))
         .select(SERVICE_COLUMNS)
     )
+
+
+#: Columns of the per-period rollup of quotes (the store's ``service_periods``, with each
+#: service's attributes): one row per period × price point × service × data kind × source ×
+#: stale reference, with the sums and counts of its quotes' costs.
+ROLLUP_SCHEMA: dict[str, pl.DataType] = {
+    "period": pl.String(), "amount_usd": pl.Int32(), "service_id": pl.String(),
+    "source_code": pl.String(), "destination_code": pl.String(), "firm": pl.String(),
+    "firm_type": pl.String(), "product": pl.String(), "speed": pl.String(),
+    "pay_in": pl.String(), "access_point": pl.String(), "pay_out": pl.String(),
+    "data_kind": pl.String(), "source": pl.String(), "reference_stale": pl.Boolean(),
+    "quotes": pl.Int64(), "transparent": pl.Boolean(),
+    "fee_sum": pl.Float64(), "fee_n": pl.Int64(), "margin_sum": pl.Float64(),
+    "margin_n": pl.Int64(), "total_sum": pl.Float64(), "total_n": pl.Int64(),
+    "exact_sum": pl.Float64(), "exact_n": pl.Int64(),
+    "first_collected": pl.Datetime("us", "UTC"), "last_collected": pl.Datetime("us", "UTC"),
+    "last_quote_id": pl.Int64(),
+}
+
+
+def _mean(total: str, count: str) -> pl.Expr:
+    # A mean over no value is null, as Polars' mean of nulls is.
+    return (pl.when(pl.col(count).sum() > 0)
+            .then(pl.col(total).sum() / pl.col(count).sum()))
+
+
+def services_from_rollups(rollups: pl.LazyFrame, *, period: str,
+                          amount_usd: int) -> pl.LazyFrame:
+    """``services_in_period`` from the rollup of the quotes (``ROLLUP_SCHEMA``) rather than
+    the quotes: the same rows and columns, the means taken as sums over counts (equal to
+    the quotes' means but in the last bit of a mean of several quotes, which the summing
+    order decides either way)."""
+    rows = rollups.filter(pl.col("period").is_in(period_labels(period)),
+                          pl.col("amount_usd") == amount_usd, ~pl.col("reference_stale"))
+    costs = rows.group_by("service_id").agg(
+        pl.col("transparent").any(),
+        pl.col("quotes").sum().cast(pl.UInt32),
+        _mean("fee_sum", "fee_n").alias("fee_pct"),
+        _mean("margin_sum", "margin_n").alias("fx_margin_pct"),
+        _mean("total_sum", "total_n").alias("total_cost_pct"),
+        _mean("exact_sum", "exact_n").alias("exact_cost_pct"),
+    )
+    attributes = (rows.select("service_id", *_ATTRIBUTES)
+                  .unique(subset=["service_id"], keep="first"))
+    return (
+        costs.join(attributes, on="service_id", how="inner")
+        .sort("service_id")
+        .with_columns(pl.col("service_id", *_ATTRIBUTES).cast(pl.String))
+        .select(SERVICE_COLUMNS)
+    )

@@ -39,7 +39,7 @@ from metrics import METHODOLOGY_VERSION
 from metrics.indicators import corridor_table
 from metrics.kinds import CHEAPEST_LEAVES_OUT
 from metrics.kpis import scorecard_table
-from publish import middleware, openapi, receive
+from publish import middleware, openapi
 from publish.bulletin import g20_scorecard, publish_bulletin
 from publish.bulletin_routes import setup_bulletin_routes
 from publish.data import (
@@ -236,11 +236,8 @@ RECEIVE_UNITS = web.AppKey("publish_receive_units", dict)
 
 
 def _annotate_receive_units(snap: Snapshot) -> None:
-    inferred = receive.infer(snap.quotes)
-    receive.annotate(((period, point.send_amount, entry)
-                      for by_period in snap.index.values()
-                      for period, points in by_period.items() for point in points
-                      for entry in (*point.services, *point.non_transparent)), inferred)
+    # The index gives each corridor's services their receive units as it makes them.
+    snap.index.prepare()
 
 
 async def receive_units(app: web.Application, snap: Snapshot) -> None:

@@ -374,9 +374,14 @@ def compute_bulletin(quotes: pl.DataFrame, period: str, *,
     earlier = [x for x in trend.get_column("period").to_list() if x != canonical]
     previous = (compute_indicators(lazy, period=earlier[-1], amount_usd=HEADLINE_AMOUNT,
                                    countries=countries, flows=weights) if earlier else None)
-    table = corridor_table(doc)
-    prev_table = corridor_table(previous).lazy() if previous else None
     services = services_in_period(lazy, period=canonical, amount_usd=HEADLINE_AMOUNT)
+    # The caveats of each service and corridor reach the bulletin's tables and its CSVs: the
+    # averages keep flagged services, as the World Bank's do, and the reader is told which.
+    service_caveats = kinds.service_caveats(lazy, services, labels=p.labels,
+                                            amount_usd=HEADLINE_AMOUNT).collect()
+    corridor_caveats = kinds.corridor_caveats(service_caveats.lazy()).collect()
+    table = _with_caveats(corridor_table(doc), corridor_caveats)
+    prev_table = corridor_table(previous).lazy() if previous else None
     official_all = official_figures()
     # Only the same period: a quarter's bulletin beside that quarter's published figures; a
     # month has none (the World Bank publishes quarters).
@@ -404,6 +409,9 @@ def compute_bulletin(quotes: pl.DataFrame, period: str, *,
         "source_mix": mb.source_mix(lazy, period=canonical, amount_usd=HEADLINE_AMOUNT),
     }
     done = dict(zip(plans, pl.collect_all(list(plans.values())), strict=True))
+    postal = done["postal"].join(service_caveats.select("service_id", "caveats"),
+                                 on="service_id", how="left", maintain_order="left"
+                                 ).with_columns(pl.col("caveats").fill_null(""))
     # The call rests only on periods whose global average is published (its base enough).
     progress = progress_call(trend.lazy().filter(pl.col("global_average").is_not_null())
                              .select("period", pl.col("global_average").alias("value")),
@@ -421,17 +429,19 @@ def compute_bulletin(quotes: pl.DataFrame, period: str, *,
         period=canonical, doc=doc, doc500=doc500, previous=previous,
         year_before_period=str(_year_before(p)), trend=trend, progress=progress,
         official=official, official_trend=official_trend,
-        five=done["five"].row(0, named=True), above_5=done["above_5"],
+        five=done["five"].row(0, named=True),
+        above_5=_with_caveats(done["above_5"], corridor_caveats),
         firm_types=grouped["firm_types"], regions=grouped["regions"],
         sending=grouped["sending"],
-        most=done["most"], least=done["least"], postal=done["postal"],
+        most=_with_caveats(done["most"], corridor_caveats),
+        least=_with_caveats(done["least"], corridor_caveats),
+        postal=postal,
         postal_types=postal_versus_firm_types(
             grouped["firm_types"].drop(*[c for c in grouped["firm_types"].columns
                                          if c.startswith("base_")]).lazy()).collect(),
         postal_operators=postal_by_operator(done["postal"].lazy()).collect(),
-        postal_cheapest=postal_extremes(done["postal"].lazy(), POSTAL_SHOWN).collect(),
-        postal_dearest=postal_extremes(done["postal"].lazy(), POSTAL_SHOWN,
-                                       cheapest=False).collect(),
+        postal_cheapest=postal_extremes(postal.lazy(), POSTAL_SHOWN).collect(),
+        postal_dearest=postal_extremes(postal.lazy(), POSTAL_SHOWN, cheapest=False).collect(),
         coverage=done["coverage"].row(0, named=True), source_mix=done["source_mix"],
         corridors=table, generated_from=generated_from, bases=bases, target=target,
         minimum=minimum,
@@ -440,6 +450,15 @@ def compute_bulletin(quotes: pl.DataFrame, period: str, *,
             .get_column("quotes").sum()),
         kpis=g20_scorecard(lazy, canonical, HEADLINE_AMOUNT),
     )
+
+
+def _with_caveats(frame: pl.DataFrame, caveats: pl.DataFrame) -> pl.DataFrame:
+    """A table of corridors (``source``, ``destination``) with each one's ``caveats`` and
+    ``flagged_services`` (``metrics.kinds.corridor_caveats``; none: "" and 0)."""
+    return (frame.join(caveats, on=["source", "destination"], how="left",
+                       maintain_order="left")
+            .with_columns(pl.col("caveats").fill_null(""),
+                          pl.col("flagged_services").fill_null(0)))
 
 
 # --- formatting --------------------------------------------------------------------------------
@@ -600,7 +619,16 @@ def _official_sentence(b: Bulletin) -> str:
                 "figures sendcost ships; ours is not compared with another quarter's.")
     r = rows.row(0, named=True)
     return (f"Official World Bank global average for {b.period}: {pct(r['value_pct'])} "
-            f"(source: {r['source_title']}, {r['source_url']}).")
+            f"(source: {r['source_title']}, {r['source_url']}{secondary_words(r)}).")
+
+
+#: Said beside an official figure whose source is not the World Bank's own publication.
+SECONDARY = "secondary source: the World Bank's own publication of it was not found"
+
+
+def secondary_words(r: dict[str, Any]) -> str:
+    """"; secondary source: …" for an official figure taken from a secondary source."""
+    return f"; {SECONDARY}" if r.get("source_kind") != "primary" else ""
 
 
 def _progress_sentence(b: Bulletin) -> str:
@@ -667,12 +695,13 @@ def data_tables(b: Bulletin) -> dict[str, pl.DataFrame]:
               "ours_status": "published" if r["ours_shown"] != INSUFFICIENT else INSUFFICIENT,
               "difference_points": (None if r["ours"] is None
                                     else round(round(r["ours"], 2) - round(r["value_pct"], 2), 2)),
-              "source_title": r["source_title"], "source_url": r["source_url"]}
+              "source_title": r["source_title"], "source_url": r["source_url"],
+              "source_kind": r["source_kind"]}
              for r in official_rows(b)],
             schema={"metric": pl.String, "label": pl.String, "period": pl.String,
                     "value_pct": pl.Float64, "ours_pct": pl.Float64, "ours_status": pl.String,
                     "difference_points": pl.Float64, "source_title": pl.String,
-                    "source_url": pl.String}),
+                    "source_url": pl.String, "source_kind": pl.String}),
         "five_percent": pl.DataFrame([{
             **b.five,
             "status": ("published" if b.bases.get("share_corridors_above_5", {})
@@ -719,8 +748,11 @@ DECIMALS = 6
 
 def csv_bytes(frame: pl.DataFrame) -> bytes:
     """A table as CSV: UTF-8, header, floats to DECIMALS, ISO timestamps, LF endings."""
+    # Rounded to 9 decimals first: a mean that lands on a rounding boundary (2014Q2 NZL's
+    # 9.4018125) comes out of Polars' parallel sum a last bit above or below it, and would
+    # round to DECIMALS either way from one run to the next.
     out = frame.with_columns(pl.col(pl.Datetime).dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                             pl.col(pl.Float64, pl.Float32).round(DECIMALS))
+                             pl.col(pl.Float64, pl.Float32).round(9).round(DECIMALS))
     return out.write_csv(null_value="", float_precision=None).encode()
 
 

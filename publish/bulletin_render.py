@@ -17,6 +17,7 @@ import polars as pl
 from corridors.periods import parse_period
 from corridors.reference import countries
 from metrics import METHODOLOGY_VERSION
+from metrics.kinds import TABLE_CAVEATS
 from metrics.kpis import TARGET_ONE_HOUR_SHARE
 from publish import charts as ch
 from publish.bulletin import (
@@ -26,6 +27,7 @@ from publish.bulletin import (
     LICENCE,
     LICENCE_URL,
     RPW_ATTRIBUTION,
+    SECONDARY,
     SECTIONS,
     Bulletin,
     _changes,
@@ -40,8 +42,10 @@ from publish.bulletin import (
     points,
     region_label,
     rpw_credit,
+    secondary_words,
     shown,
 )
+from publish.data import CAVEATS
 
 #: What the coverage section says about reference rates: what it shows, and what it cannot.
 REFERENCE_RATE_NOTE = (
@@ -142,6 +146,62 @@ def caveat_note(b: Bulletin, *, html: bool) -> str:
     return f'<p class="note" id="ranked-caveats">{esc(text)}</p>' if html else text
 
 
+#: The mark beside a figure resting on flagged services; its explanation follows the table.
+FLAG_MARK = "⚠"
+
+
+def _flag_words(flag: str) -> str:
+    return flag.replace("_", " ")
+
+
+def caveat_cell(r: dict[str, Any]) -> str:
+    """A corridor's or a service's caveats as a table cell: "⚠ negative margin (3)" (3 of
+    its services), or "" when it has none. A corridor row's ``caveats`` count services per
+    flag ("negative_margin:3"); a service row's are plain flags."""
+    text = r.get("caveats") or ""
+    if not text:
+        return ""
+    parts = []
+    for token in text.split():
+        flag, _, n = token.partition(":")
+        parts.append(f"{_flag_words(flag)} ({n})" if n else _flag_words(flag))
+    return f"{FLAG_MARK} " + ", ".join(parts)
+
+
+def flags_shown(*frames: pl.DataFrame) -> list[str]:
+    """The caveats marked in these tables, in ``TABLE_CAVEATS`` order."""
+    seen = {token.partition(":")[0] for f in frames if "caveats" in f.columns
+            for text in f.get_column("caveats").to_list() if text for token in text.split()}
+    return [f for f in TABLE_CAVEATS if f in seen]
+
+
+def flags_note(flags: list[str], *, html: bool, anchor: str) -> str:
+    """What each ⚠ caveat of the tables above means; flagged services stay in the averages
+    (but for a stale reference rate, which is left out of them) and are never named a
+    corridor's cheapest when estimated or negative."""
+    if not flags:
+        return ""
+    lead = (f"{FLAG_MARK}: services with a caveat (beside a corridor, how many of its services "
+            "carry it). They stay in the averages, as in the World Bank's (a stale reference "
+            "rate excepted: left out); an estimate or a negative margin or total is never "
+            "named a corridor's cheapest service. ")
+    items = [f"{_flag_words(f)}: {CAVEATS[f]}" for f in flags]
+    if not html:
+        return lead + "; ".join(items) + "."
+    items_html = "; ".join(f"<strong>{esc(_flag_words(f))}</strong>: {esc(CAVEATS[f])}"
+                           for f in flags)
+    return f'<p class="note" id="{esc(anchor)}">{esc(lead)}{items_html}.</p>'
+
+
+def emulated_left_out_sentence(b: Bulletin) -> str:
+    """Said on the bulletin when the sandbox's emulated quotes were left out of it."""
+    names = b.generated_from.get("emulated_left_out") or []
+    if not names:
+        return ""
+    return (f"Emulated quotes (the sandbox's invented prices, not real ones) from "
+            f"{', '.join(names)} were in the store and are left out of every figure.")
+
+
 def group_cells(r: dict[str, Any]) -> list[Any]:
     """A breakdown row's figure and base: average (or "insufficient data"), base."""
     return [shown(r["average"], bool(r["sufficient"])), base_text(r, prefix="base_")]
@@ -201,12 +261,19 @@ SCORECARD_SCOPE = (
     "and sources: docs/METHODOLOGY.md.")
 
 
+def steady(values: pl.Series) -> list[Any]:
+    """A chart's values to 9 decimals: Polars' parallel sums may differ in the last bit from
+    one run to the next (metrics.services), which would move an axis limit, and so the SVG's
+    clip-path ids, by a hair; the same data must give the same bytes."""
+    return [None if v is None else round(v, 9) for v in values.to_list()]
+
+
 def charts(b: Bulletin) -> list[ch.Chart]:
     periods = b.trend.get_column("period").to_list()
     series = {
-        "Global average (ours)": b.trend.get_column("global_average").to_list(),
-        "SmaRT (ours)": b.trend.get_column("smart_average").to_list(),
-        "Weighted average (ours)": b.trend.get_column("weighted_average").to_list(),
+        "Global average (ours)": steady(b.trend.get_column("global_average")),
+        "SmaRT (ours)": steady(b.trend.get_column("smart_average")),
+        "Weighted average (ours)": steady(b.trend.get_column("weighted_average")),
     }
     names = {"global_average_usd200": "World Bank: global average",
              "global_weighted_average": "World Bank: weighted average",
@@ -228,13 +295,13 @@ def charts(b: Bulletin) -> list[ch.Chart]:
     out.append(ch.bar_chart(
         "firm_types", "Average cost by type of provider", f"{b.period}, USD 200",
         [firm_type_label(x) for x in ft.get_column("firm_type")],
-        ft.get_column("average").to_list(),
+        steady(ft.get_column("average")),
         highlight=[x in ("post_office", "post_office_mto") for x in ft.get_column("firm_type")],
         highlight_label="postal", base_label="other providers", what="by firm type"))
     rg = b.regions.filter(pl.col("average").is_not_null()).sort("average", descending=True)
     out.append(ch.bar_chart(
         "receiving_regions", "Average cost by receiving region", f"{b.period}, USD 200",
-        [region_label(x) for x in rg.get_column("region")], rg.get_column("average").to_list(),
+        [region_label(x) for x in rg.get_column("region")], steady(rg.get_column("average")),
         what="by World Bank region of the receiving country"))
     sc = b.sending.filter(pl.col("average").is_not_null())
     out.append(ch.bar_chart(
@@ -242,7 +309,7 @@ def charts(b: Bulletin) -> list[ch.Chart]:
         f"{b.period}, USD 200; G20 members highlighted",
         [f"{n or s}{' (G20)' if g else ''}" for s, n, g in
          zip(sc.get_column("source"), sc.get_column("name"), sc.get_column("g20"), strict=True)],
-        sc.get_column("average").to_list(), highlight=sc.get_column("g20").to_list(),
+        steady(sc.get_column("average")), highlight=sc.get_column("g20").to_list(),
         highlight_label="G20 member", base_label="not G20", what="by sending country"))
     for name, frame, title in (("most_expensive", b.most, ranked_title(b, most=True)),
                                ("least_expensive", b.least, ranked_title(b, most=False))):
@@ -250,7 +317,7 @@ def charts(b: Bulletin) -> list[ch.Chart]:
             name, title, f"{b.period}, USD 200, corridor averages",
             [corridor_label(r["source"], r["destination"]) + caveat_mark(r)
              for r in frame.iter_rows(named=True)],
-            frame.get_column("average").to_list(), what="corridor averages",
+            steady(frame.get_column("average")), what="corridor averages",
             per_corridor=True))
     known = b.postal.filter(pl.col("total_cost_pct").is_not_null(),
                             pl.col("corridor_median").is_not_null())
@@ -422,7 +489,9 @@ def html(b: Bulletin, charts_: Sequence[ch.Chart]) -> str:
     sections = []
 
     official = [[r["label"], r["ours_shown"], pct(r["value_pct"]), r["difference"],
-                 Raw(f'<a href="{esc(r["source_url"])}">{esc(r["source_title"])}</a>')]
+                 Raw(f'<a href="{esc(r["source_url"])}">{esc(r["source_title"])}</a>'
+                     + (f' <em class="secondary">({esc(SECONDARY)})</em>'
+                        if r["source_kind"] != "primary" else ""))]
                 for r in official_rows(b)]
     sections.append(f"""
 <section id="headline"><h2>{esc(SECTIONS[0])}</h2>
@@ -454,11 +523,12 @@ Sending USD 500 cost {h['usd500']} on average.<br>
         row = [corridor_label(r["source"], r["destination"]), pct(r["average"]),
                pct(r["previous_average"]), change(r["average"], r["previous_average"]),
                pct(r["smart"]), f"{r['cheapest_firm']} ({pct(r['cheapest_total_cost'])})"
-               if r["cheapest_firm"] else "—"]
+               if r["cheapest_firm"] else "—", caveat_cell(r)]
         return [*row, status_names[r["status"]]] if status else row
 
     above_cols = [("Corridor", False), ("Average", True), (f"Average {prev_label}", True),
-                  ("Change", True), ("SmaRT", True), ("Cheapest service", False)]
+                  ("Change", True), ("SmaRT", True), ("Cheapest service", False),
+                  ("Caveats", False)]
     entered = moved.filter(pl.col("status").is_in(["entered", "new"])).height
     left = moved.filter(pl.col("status") == "left").height
     n_shown = min(ABOVE_5_SHOWN, above.height)
@@ -485,6 +555,7 @@ that left it, with their change, SmaRT and cheapest service — is
 <a href="data/corridors_above_5.csv">data/corridors_above_5.csv</a>; every corridor is in
 <a href="data/corridors.csv">data/corridors.csv</a>.</p>
 <p class="note">The shares rest on {esc(base_text(b.bases.get("share_corridors_above_5", {})))}.</p>
+{flags_note(flags_shown(moved, above.head(n_shown)), html=True, anchor="five-percent-caveats")}
 {data_link("five_percent", "corridors_above_5", "corridors")}
 </section>""")
 
@@ -512,10 +583,11 @@ that left it, with their change, SmaRT and cheapest service — is
                  pct(r["average"]),
                  pct(r["smart"]), r["transparent_services"],
                  f"{r['cheapest_firm']} ({pct(r['cheapest_total_cost'])})"
-                 if r["cheapest_firm"] else "—"] for r in frame.iter_rows(named=True)]
+                 if r["cheapest_firm"] else "—", caveat_cell(r)]
+                for r in frame.iter_rows(named=True)]
 
     ext_cols = [("Corridor", False), ("Average", True), ("SmaRT", True),
-                ("Services", True), ("Cheapest service", False)]
+                ("Services", True), ("Cheapest service", False), ("Caveats", False)]
     g20 = b.doc["g20_sending_average"]
     g20_ok = bool(b.bases.get("g20_sending_average", {}).get("sufficient", True))
     g8_ok = bool(b.bases.get("g8_sending_average", {}).get("sufficient", True))
@@ -548,6 +620,7 @@ dearest half (ten at most) and the cheapest half (ten at most). Each corridor's 
 the services counted beside it; the ranking on
 {esc(base_text(b.bases.get("global_average", {})))}.</p>
 {caveat_note(b, html=True)}
+{flags_note(flags_shown(b.most, b.least), html=True, anchor="ranked-flags")}
 {data_link("firm_types", "receiving_regions", "sending_countries", "most_expensive",
            "least_expensive")}
 </section>""")
@@ -571,11 +644,12 @@ the services counted beside it; the ranking on
                  corridor_label(r["source_code"], r["destination_code"]),
                  pct(r["total_cost_pct"]), pct(r["corridor_median"]),
                  points(r["difference_to_median"]),
-                 f"{r['rank']} of {r['corridor_services']}"]
+                 f"{r['rank']} of {r['corridor_services']}", caveat_cell(r)]
                 for r in frame.iter_rows(named=True)]
 
     postal_cols = [("Service", False), ("Corridor", False), ("Total cost", True),
-                   ("Corridor median", True), ("Against the median", True), ("Rank", True)]
+                   ("Corridor median", True), ("Against the median", True), ("Rank", True),
+                   ("Caveats", False)]
     known = b.postal.filter(pl.col("rank").is_not_null())
     below = known.filter(pl.col("total_cost_pct") <= pl.col("corridor_median")).height
     undisclosed = b.postal.height - known.height
@@ -601,6 +675,7 @@ corridor's median; {undisclosed} more do not disclose the rate they apply and ha
 <h3>Post-office services dearest against their corridor</h3>
 {table(f"The {b.postal_dearest.height} post-office services furthest above their corridor's "
        f"median, {b.period}", postal_cols, postal_rows(b.postal_dearest))}
+{flags_note(flags_shown(b.postal_cheapest, b.postal_dearest), html=True, anchor="postal-flags")}
 <p class="note">Every post-office service, {b.postal.height} in all, with its corridor's median,
 cheapest service, SmaRT and its rank:
 <a href="data/postal_benchmark.csv">data/postal_benchmark.csv</a>
@@ -628,10 +703,12 @@ cheapest service, SmaRT and its rank:
         ["Methodology version", METHODOLOGY_VERSION],
     ]
     share_t = (cov["transparent_services"] / cov["services"] * 100) if cov["services"] else None
+    left_out = emulated_left_out_sentence(b)
     sections.append(f"""
 <section id="coverage"><h2>{esc(SECTIONS[5])}</h2>
 {table(f"Coverage, {b.period}, USD 200", [("Measure", False), ("Value", True)], cov_rows)}
 <p>Transparent share: {share(share_t)} of services. Source mix: {esc(mix)}.</p>
+{f'<p id="emulated-left-out"><strong>{esc(left_out)}</strong></p>' if left_out else ""}
 <p>Reference (interbank) rates: {esc(REFERENCE_RATE_NOTE)}</p>
 <p>Method: the World Bank's Remittance Prices Worldwide method. Total cost = fee % + FX margin
 %; averages are simple means over transparent services, each service once; the weighted
@@ -760,20 +837,32 @@ def markdown(b: Bulletin) -> str:
         ["Indicator", f"sendcost {b.period}", f"World Bank {b.period}",
          "Difference (ours − World Bank)", "Source"],
         [[r["label"], r["ours_shown"], pct(r["value_pct"]), r["difference"],
-          f"{r['source_title']} ({r['source_url']})"] for r in rows_o]) if rows_o else \
+          f"{r['source_title']} ({r['source_url']}){secondary_words(r)}"]
+         for r in rows_o]) if rows_o else \
         "No World Bank figure of this very period to set ours beside."
     moved = b.above_5.filter(pl.col("status") != "stayed")
     moved_rows = [[corridor_label(r["source"], r["destination"]), pct(r["average"]),
                    pct(r["previous_average"]),
-                   change(r["average"], r["previous_average"]), r["status"]]
+                   change(r["average"], r["previous_average"]), r["status"], caveat_cell(r)]
                   for r in moved.iter_rows(named=True)]
 
+    def md_postal(frame: pl.DataFrame) -> str:
+        return _md_table(["Service", "Corridor", "Total cost", "Corridor median",
+                          "Against the median", "Rank", "Caveats"],
+                         [[f"{r['firm']} — {r['product'] or 'service'}",
+                           corridor_label(r["source_code"], r["destination_code"]),
+                           pct(r["total_cost_pct"]), pct(r["corridor_median"]),
+                           points(r["difference_to_median"]),
+                           f"{r['rank']} of {r['corridor_services']}", caveat_cell(r)]
+                          for r in frame.iter_rows(named=True)])
+
     def extreme(frame: pl.DataFrame) -> str:
-        return _md_table(["Corridor", "Average", "SmaRT", "Services", "Cheapest service"],
+        return _md_table(["Corridor", "Average", "SmaRT", "Services", "Cheapest service",
+                          "Caveats"],
                          [[corridor_label(r["source"], r["destination"]) + caveat_mark(r),
                            pct(r["average"]), pct(r["smart"]), r["transparent_services"],
-                           f"{r['cheapest_firm']} "
-                           f"({pct(r['cheapest_total_cost'])})"]
+                           f"{r['cheapest_firm']} ({pct(r['cheapest_total_cost'])})"
+                           if r["cheapest_firm"] else "—", caveat_cell(r)]
                           for r in frame.iter_rows(named=True)])
 
     known = b.postal.filter(pl.col("rank").is_not_null())
@@ -796,8 +885,9 @@ def markdown(b: Bulletin) -> str:
         f"The shares rest on {base_text(b.bases.get('share_corridors_above_5', {}))}.",
         "Corridors that entered or left the list of corridors averaging above 5% (the full "
         "list: data/corridors_above_5.csv):",
-        _md_table(["Corridor", "Average", "Before", "Change", "Status"], moved_rows)
+        _md_table(["Corridor", "Average", "Before", "Change", "Status", "Caveats"], moved_rows)
         if moved_rows else "None.",
+        flags_note(flags_shown(moved), html=False, anchor=""),
         f"## {SECTIONS[2]}",
         "![Trend of the global average, SmaRT and weighted average with the 3% "
         "target](charts/trend.png)",
@@ -825,6 +915,7 @@ def markdown(b: Bulletin) -> str:
         f"### {ranked_title(b, most=True)}", extreme(b.most),
         f"### {ranked_title(b, most=False)}", extreme(b.least),
         caveat_note(b, html=False),
+        flags_note(flags_shown(b.most, b.least), html=False, anchor=""),
         "The two lists never share a corridor: of the corridors with an average, the dearest "
         "half (ten at most) and the cheapest half (ten at most). Each corridor's average rests "
         "on the services counted beside it; the ranking on "
@@ -846,6 +937,13 @@ def markdown(b: Bulletin) -> str:
                     f"{r['at_or_below_median']} of {r['transparent']}"
                     if r["transparent"] else "—"]
                    for r in b.postal_operators.iter_rows(named=True)]),
+        f"Post-office services furthest below their corridor's median "
+        f"({b.postal_cheapest.height}):",
+        md_postal(b.postal_cheapest),
+        f"Post-office services furthest above their corridor's median "
+        f"({b.postal_dearest.height}):",
+        md_postal(b.postal_dearest),
+        flags_note(flags_shown(b.postal_cheapest, b.postal_dearest), html=False, anchor=""),
         f"## {SECTIONS[5]}",
         f"{cov['quotes']:,} quotes; {cov['services']:,} services, of which "
         f"{cov['transparent_services']:,} transparent (in the averages) and "
@@ -858,6 +956,7 @@ def markdown(b: Bulletin) -> str:
                     f"{r['reference_source'] or 'unknown'})"
                     for r in b.source_mix.iter_rows(named=True))
         + f". Methodology version {METHODOLOGY_VERSION}.",
+        f"**{emulated_left_out_sentence(b)}**" if emulated_left_out_sentence(b) else "",
         f"Reference (interbank) rates: {REFERENCE_RATE_NOTE}",
         f"Licence: {LICENCE} ({LICENCE_URL}). Attribution: {RPW_ATTRIBUTION}.",
         f"## {SECTIONS[6]}",

@@ -1,10 +1,16 @@
-"""What the API serves, read from the store once and kept in memory until new quotes arrive.
+"""What the API serves, read from the store and kept in memory, refreshed by what changed.
 
-A ``Snapshot`` is every quote of the store as a Polars frame plus what the endpoints read
-from it (the per-corridor quote index of ``/v1/compare``, the corridor table of every period,
-the services of each period). It is rebuilt in a worker thread when ``max(quotes.id)``
-changes; until the new one is ready, requests keep reading the old one. Indicator documents
-are computed on first request for a (period, amount) and cached in their snapshot.
+The store keeps two tables up to date as quotes are written (migration 8): a rollup of the
+quotes by service, period and data kind (the sums their means are made of), and the latest
+quote of each service at each send amount in a period. A ``Snapshot`` is built from those,
+never from the quotes themselves, so what it holds grows with services × periods, not with
+the history of quotes: the services of each period, the corridor table of every period, the
+per-corridor index of ``/v1/compare``. When ``max(quotes.id)`` changes, only the rows
+changed since the last look are read, and only the periods and corridors they touch are
+worked out again in a worker thread (the rest, indicator documents included, is taken over
+from the snapshot before); until the new one is ready, requests keep reading the old one.
+Indicator documents are computed on first request for a (period, amount) and kept while
+that period's quotes do not change.
 
 When the store cannot be reached to check for new quotes, the last snapshot keeps being
 served (the outage is logged once, and its end); only a service that has no snapshot yet
@@ -19,11 +25,14 @@ import datetime as dt
 import io
 import logging
 import math
+import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
+import asyncpg
 import polars as pl
 from aiohttp import web
 
@@ -36,8 +45,9 @@ from corridors.store import STORE_ERRORS, UNREACHABLE_ERRORS, Store
 from metrics import METHODOLOGY_VERSION, kinds
 from metrics import corridors as cor
 from metrics.cost import fee_pct, fx_margin_pct, total_cost_pct
-from metrics.indicators import compute_indicators
-from metrics.services import period_labels, services_in_period
+from metrics.indicators import indicators_from_services
+from metrics.services import ROLLUP_SCHEMA, period_labels, services_from_rollups
+from publish import receive
 from publish.problems import RETRY_AFTER_UNAVAILABLE, Problem
 
 log = logging.getLogger(__name__)
@@ -107,9 +117,6 @@ def quote_flags(r: dict[str, Any]) -> list[str]:
 
 #: The quote frame (the store's view) with what the API shows besides: each quote's id, the
 #: time of its reference rate and how its fee is charged.
-_QUOTES_SQL = ("SELECT " + ", ".join(["id", *QUOTE_FRAME_SCHEMA, "reference_at", "fee_deducted"])
-               + " FROM quote_frame WHERE id <= $1")
-
 _SCHEMA: dict[str, pl.DataType] = {
     "id": pl.Int64(),
     # Text as plain strings: the snapshot is small and is joined with other tables a lot,
@@ -185,10 +192,12 @@ T = TypeVar("T")
 class Snapshot:
     version: int
     built_at: float
+    #: The latest quote of every service at every send amount in each period: what the
+    #: index is made of (not every quote: those are summed up in ``services``).
     quotes: pl.DataFrame
     periods: list[str]  # sorted oldest → latest
     # (source, destination) → period label → price points (sorted by send amount)
-    index: dict[tuple[str, str], dict[str, list[PricePoint]]]
+    index: PriceIndex
     # one row per (period, amount_usd, corridor): averages, SmaRT, flags, cheapest, median
     corridor_table: pl.DataFrame
     # (period, amount_usd) → services frame (metrics.services_in_period) with firm types
@@ -204,6 +213,10 @@ class Snapshot:
     include_emulated: bool = False
     #: The sources whose emulated quotes this snapshot holds (included) or left out.
     emulated_sources: list[str] = field(default_factory=list)
+    #: Each service's sources, of all periods (service_id, sources), sorted by service.
+    service_sources: pl.DataFrame = field(default_factory=pl.DataFrame)
+    #: The services with a comparison feed's estimate.
+    estimates: list[str] = field(default_factory=list)
 
     def keep(self, key: tuple[Any, ...], make: Callable[[], T]) -> T:
         """``make()``, worked out once per snapshot."""
@@ -349,6 +362,92 @@ def _build_index(quotes: pl.DataFrame) -> dict[tuple[str, str], dict[str, list[P
     return index
 
 
+#: How many corridors' price points an index keeps made (the least recently asked for are
+#: dropped, to be made again when asked): what bounds the memory of the index, whatever the
+#: number of corridors and periods kept.
+CORRIDORS_KEPT = 64
+
+
+class PriceIndex(Mapping[tuple[str, str], dict[str, list[PricePoint]]]):
+    """(source, destination) → period label → price points (sorted by send amount), made
+    from the latest prices of a corridor when it is first asked for, with their receive
+    units (``publish.receive``), and kept for the CORRIDORS_KEPT corridors asked for last.
+
+    A new index takes over from ``previous`` the corridors ``changes`` does not name, and
+    the receive currencies inferred from a survey's prices when those did not change."""
+
+    def __init__(self, latest: pl.DataFrame, *, previous: PriceIndex | None = None,
+                 changes: Changes | None = None) -> None:
+        # In the order of corridors (source, then destination), as every list of them is.
+        self._parts: dict[tuple[str, str], pl.DataFrame] = dict(sorted(
+            ((str(k[0]), str(k[1])), part) for k, part in latest.partition_by(
+                "source_code", "destination_code", as_dict=True).items()
+        )) if latest.height else {}
+        self._latest = latest
+        self._made: OrderedDict[tuple[str, str], dict[str, list[PricePoint]]] = OrderedDict()
+        self._inferred: dict[tuple[str, str, float], receive.Inferred] | None = None
+        self._lock = threading.RLock()
+        if previous is not None and changes is not None:
+            gone = changes.corridors
+            with previous._lock:  # a request may be making one of its corridors
+                for key, made in previous._made.items():
+                    if key not in gone and key in self._parts:
+                        self._made[key] = made
+            if not changes.survey:
+                self._inferred = previous._inferred
+
+    def prepare(self) -> None:
+        """Infer the receive currencies RPW does not state (blocking: run in a thread)."""
+        with self._lock:
+            if self._inferred is None:
+                rpw = self._latest.filter(pl.col("source") == "rpw")
+                self._inferred = receive.infer(rpw) if rpw.height else {}
+
+    def __getitem__(self, key: tuple[str, str]) -> dict[str, list[PricePoint]]:
+        # Under the lock: a request may ask from a worker thread while another asks from
+        # the event loop, and a corridor is made (and annotated) once.
+        with self._lock:
+            made = self._made.get(key)
+            if made is None:
+                part = self._parts[key]  # KeyError: no such corridor
+                self.prepare()
+                made = _build_index(part)[key]
+                assert self._inferred is not None
+                receive.annotate(((period, point.send_amount, entry)
+                                  for period, points in made.items() for point in points
+                                  for entry in (*point.services, *point.non_transparent)),
+                                 self._inferred)
+                self._made[key] = made
+                while len(self._made) > CORRIDORS_KEPT:
+                    self._made.popitem(last=False)
+            else:
+                self._made.move_to_end(key)
+            return made
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._parts)
+
+    def __len__(self) -> int:
+        return len(self._parts)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._parts
+
+    def send_currencies(self) -> dict[str, str]:
+        """Each sending country's currency: that of the lowest send amount of the latest
+        period of its first corridor (as the page's form offers it), without making the
+        corridors' price points."""
+        out: dict[str, str] = {}
+        for (src, _), part in self._parts.items():
+            if src in out:
+                continue
+            latest = max(part["period"].unique().to_list(), key=period_key)
+            row = part.filter(pl.col("period") == latest).sort("send_amount").row(
+                0, named=True)
+            out[src] = row["send_currency"]
+        return out
+
+
 _CORRIDOR_TABLE_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "period": pl.String, "amount_usd": pl.Int32, "source_code": pl.String,
     "destination_code": pl.String, "average": pl.Float64, "services": pl.UInt32,
@@ -363,109 +462,232 @@ _CORRIDOR_TABLE_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
 }
 
 
-def build_snapshot(quotes: pl.DataFrame, version: int, *,
-                   include_emulated: bool = False) -> Snapshot:
-    """Everything the endpoints read, from all quotes of the store (blocking: run in a
-    thread): without the emulated ones unless ``include_emulated``."""
-    started = time.perf_counter()
-    emulated_sources = (kinds.emulated_sources(quotes.lazy()).collect()
-                        .get_column("source").to_list()) if quotes.height else []
-    if not include_emulated and emulated_sources:
-        quotes = quotes.filter(kinds.real_data())
-    labels = sorted(quotes["period"].unique().to_list(), key=period_key) if quotes.height else []
-    lazy = quotes.lazy()
-    plans: list[pl.LazyFrame] = []
-    keys: list[tuple[str, int]] = []
-    for label in labels:
-        for usd in PRICE_POINTS:
-            keys.append((label, usd))
-            plans.append(services_in_period(lazy, period=label, amount_usd=usd))
-    services_frames = dict(zip(keys, pl.collect_all(plans), strict=True)) if plans else {}
-    services_frames = {k: v for k, v in services_frames.items() if v.height}
-    # Which sources each service came from (a quarter may mix RPW and collectors' months).
-    service_sources = quotes.group_by("service_id").agg(
-        pl.col("source").unique().sort().alias("sources"))
-    tables = []
-    estimates = (kinds.estimate_services(quotes.lazy()).collect().get_column("service_id")
-                 .to_list()) if quotes.height else []
-    for (label, usd), s in services_frames.items():
-        sl = s.lazy()
-        # The corridor's cheapest is named among services without a caveat that would make
-        # "cheapest" rest on it (kinds.CHEAPEST_LEAVES_OUT); every answer says which.
-        fit = sl.filter(kinds.fit_for_cheapest(), ~pl.col("service_id").is_in(estimates))
-        averaged = pl.col("transparent") & pl.col("total_cost_pct").is_not_null()
-        table = (
-            cor.corridor_flags(cor.corridor_average(sl))
-            .join(cor.smart(sl), on=list(cor.CORRIDOR), how="left")
-            .join(sl.group_by(*cor.CORRIDOR).agg(
-                pl.col("total_cost_pct").filter(averaged).median().alias("median"),
-                pl.col("firm_type").unique().sort().alias("firm_types")),
-                on=list(cor.CORRIDOR), how="left")
-            .join(cor.cheapest_service(fit).rename({
-                "firm": "cheapest_firm", "firm_type": "cheapest_firm_type",
-                "product": "cheapest_product", "total_cost": "cheapest_total_cost"}),
-                on=list(cor.CORRIDOR), how="left")
-            .join(sl.with_columns(pl.col("service_id").cast(pl.String))
-                  .join(service_sources.lazy(), on="service_id", how="left")
-                  .explode("sources").group_by(*cor.CORRIDOR)
-                  .agg(pl.col("sources").unique().sort()),
-                  on=list(cor.CORRIDOR), how="left")
-            # When the row's quotes were collected, and what kind of data they are: a
-            # corridor's row says its own period and dates, whatever the other rows' are.
-            .join(lazy.filter(pl.col("period").is_in(period_labels(label)),
-                              pl.col("amount_usd") == usd)
-                  .group_by(*cor.CORRIDOR)
-                  .agg(pl.col("collected_at").min().alias("first_collected"),
-                       pl.col("collected_at").max().alias("last_collected"),
-                       pl.col("data_kind").drop_nulls().unique().sort().alias("data_kinds")),
-                  on=list(cor.CORRIDOR), how="left")
-            .with_columns(pl.lit(label).alias("period"), pl.lit(usd, pl.Int32).alias("amount_usd"))
-        )
-        tables.append(table)
-    corridor_table = (
-        pl.concat(pl.collect_all(tables), how="diagonal").select(list(_CORRIDOR_TABLE_SCHEMA))
-        .cast(_CORRIDOR_TABLE_SCHEMA)  # type: ignore[arg-type]  # invariant key type
-        .sort("source_code", "destination_code", "amount_usd")
-        if tables else pl.DataFrame(schema=_CORRIDOR_TABLE_SCHEMA)
+#: The key of a row of the rollup (``service_periods``) and of the latest prices.
+ROLLUP_KEY = ("period", "amount_usd", "service_id", "data_kind", "source", "reference_stale")
+LATEST_KEY = ("period", "service_id", "send_amount", "data_kind")
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed in the store since the snapshot a new one is built on: the periods of
+    the rollup rows and latest prices that changed, and the corridors and periods of those
+    prices (source, destination, period)."""
+
+    periods: frozenset[str]
+    prices: frozenset[tuple[str, str, str]]
+    #: A survey's (RPW's) latest prices changed: the receive currencies inferred from them
+    #: are inferred again.
+    survey: bool = True
+
+    @property
+    def corridors(self) -> frozenset[tuple[str, str]]:
+        return frozenset((src, dst) for src, dst, _ in self.prices)
+
+
+def _corridor_table(rollups: pl.DataFrame, services: pl.DataFrame, label: str, usd: int,
+                    service_sources: pl.DataFrame, estimates: list[str]) -> pl.LazyFrame:
+    sl = services.lazy()
+    # The corridor's cheapest is named among services without a caveat that would make
+    # "cheapest" rest on it (kinds.CHEAPEST_LEAVES_OUT); every answer says which.
+    fit = sl.filter(kinds.fit_for_cheapest(), ~pl.col("service_id").is_in(estimates))
+    averaged = pl.col("transparent") & pl.col("total_cost_pct").is_not_null()
+    return (
+        cor.corridor_flags(cor.corridor_average(sl))
+        .join(cor.smart(sl), on=list(cor.CORRIDOR), how="left")
+        .join(sl.group_by(*cor.CORRIDOR).agg(
+            pl.col("total_cost_pct").filter(averaged).median().alias("median"),
+            pl.col("firm_type").unique().sort().alias("firm_types")),
+            on=list(cor.CORRIDOR), how="left")
+        .join(cor.cheapest_service(fit).rename({
+            "firm": "cheapest_firm", "firm_type": "cheapest_firm_type",
+            "product": "cheapest_product", "total_cost": "cheapest_total_cost"}),
+            on=list(cor.CORRIDOR), how="left")
+        .join(sl.join(service_sources.lazy(), on="service_id", how="left")
+              .explode("sources").group_by(*cor.CORRIDOR)
+              .agg(pl.col("sources").unique().sort()),
+              on=list(cor.CORRIDOR), how="left")
+        # When the row's quotes were collected, and what kind of data they are: a
+        # corridor's row says its own period and dates, whatever the other rows' are (stale
+        # quotes included, as they were collected).
+        .join(rollups.lazy().filter(pl.col("period").is_in(period_labels(label)),
+                                    pl.col("amount_usd") == usd)
+              .group_by(*cor.CORRIDOR)
+              .agg(pl.col("first_collected").min(), pl.col("last_collected").max(),
+                   pl.col("data_kind").drop_nulls().unique().sort().alias("data_kinds")),
+              on=list(cor.CORRIDOR), how="left")
+        .with_columns(pl.lit(label).alias("period"), pl.lit(usd, pl.Int32).alias("amount_usd"))
     )
-    snap = Snapshot(version=version, built_at=time.time(), quotes=quotes, periods=labels,
-                    index=_build_index(quotes) if quotes.height else {},
-                    corridor_table=corridor_table, services=services_frames,
-                    include_emulated=include_emulated, emulated_sources=emulated_sources)
-    log.info("snapshot %d built in %.2f s: %d quotes, %d periods, %d corridors", version,
-             time.perf_counter() - started, quotes.height, len(labels), len(snap.index))
+
+
+def _affected(label: str, changes: Changes) -> bool:
+    return bool(changes.periods.intersection(period_labels(label)))
+
+
+def build_snapshot(rollups: pl.DataFrame, latest: pl.DataFrame, version: int, *,
+                   include_emulated: bool = False, previous: Snapshot | None = None,
+                   changes: Changes | None = None) -> Snapshot:
+    """Everything the endpoints read, from the store's rollup of its quotes (one row per
+    service, period and kind: ``metrics.services.ROLLUP_SCHEMA``) and its latest prices
+    (one quote per service, period and send amount), without the emulated ones unless
+    ``include_emulated`` (blocking: run in a thread).
+
+    With ``previous`` (built the same way) and the ``changes`` since it, only the periods
+    and corridors that changed are worked out again; the rest, their indicator documents
+    included, is taken over."""
+    started = time.perf_counter()
+    emulated_sources = sorted(set(rollups.filter(kinds.is_emulated())
+                                  .get_column("source").to_list()))
+    if not include_emulated and emulated_sources:
+        rollups = rollups.filter(kinds.real_data())
+        latest = latest.filter(kinds.real_data())
+    labels = sorted(rollups["period"].unique().to_list(), key=period_key)
+    # Which sources each service came from (a quarter may mix RPW and collectors' months),
+    # and which are a comparison feed's estimates: of all periods, so a change to either
+    # can change any period's corridor rows.
+    service_sources = (rollups.group_by("service_id")
+                       .agg(pl.col("source").unique().sort().alias("sources"))
+                       .sort("service_id"))
+    estimates = (kinds.estimate_services(rollups.lazy()).collect().get_column("service_id")
+                 .to_list())
+    if (previous is None or changes is None or previous.include_emulated != include_emulated
+            or previous.estimates != estimates
+            or not previous.service_sources.equals(service_sources)):
+        previous, changes = None, None
+    keys = [(label, usd) for label in labels for usd in PRICE_POINTS]
+    redo = [k for k in keys if previous is None or changes is None
+            or _affected(k[0], changes)]
+    made = pl.collect_all([services_from_rollups(rollups.lazy(), period=label, amount_usd=usd)
+                           for label, usd in redo]) if redo else []
+    services_frames: dict[tuple[str, int], pl.DataFrame] = {}
+    fresh = dict(zip(redo, made, strict=True))
+    for k in keys:
+        frame = fresh[k] if k in fresh else previous.services.get(k) if previous else None
+        if frame is not None and frame.height:
+            services_frames[k] = frame
+    tables = [_corridor_table(rollups, services_frames[k], *k, service_sources, estimates)
+              for k in redo if k in services_frames]
+    parts = ([pl.concat(pl.collect_all(tables), how="diagonal")
+              .select(list(_CORRIDOR_TABLE_SCHEMA))
+              .cast(_CORRIDOR_TABLE_SCHEMA)]  # type: ignore[arg-type]  # invariant key type
+             if tables else [])
+    indicators: dict[tuple[str, int], dict[str, Any]] = {}
+    if previous is not None:
+        kept = [k for k in keys if k not in fresh]
+        parts.append(previous.corridor_table.join(
+            pl.DataFrame(kept, schema={"period": pl.String, "amount_usd": pl.Int32},
+                         orient="row"), on=["period", "amount_usd"], how="semi"))
+        indicators = {k: doc for k, doc in previous.indicators.items() if k in kept}
+    corridor_table = (
+        pl.concat(parts).sort("source_code", "destination_code", "amount_usd", "period")
+        if parts else pl.DataFrame(schema=_CORRIDOR_TABLE_SCHEMA)
+    )
+    index = PriceIndex(latest, previous=previous.index if previous is not None else None,
+                       changes=changes)
+    snap = Snapshot(version=version, built_at=time.time(), quotes=latest, periods=labels,
+                    index=index, corridor_table=corridor_table, services=services_frames,
+                    indicators=indicators, include_emulated=include_emulated,
+                    emulated_sources=emulated_sources, service_sources=service_sources,
+                    estimates=estimates)
+    log.info("snapshot %d built in %.2f s (%s): %d latest prices, %d service-periods, "
+             "%d periods, %d corridors", version, time.perf_counter() - started,
+             "whole" if previous is None else f"{len(redo)} period-amounts, "
+             f"{len(changes.prices) if changes else 0} corridor-periods anew",
+             latest.height, rollups.height, len(labels), len(snap.index))
     return snap
 
 
-async def load_quotes(store: Store, version: int) -> pl.DataFrame:
-    """All quotes up to ``version`` (max id), through COPY: one round trip, no row objects."""
+#: The rollup rows changed by the transactions from $1 on (a snapshot's xmax) or among $2
+#: (those under way when it was taken).
+_ROLLUPS_SQL = (
+    "SELECT sp.period, sp.amount_usd, s.service_key AS service_id, c.source_code, "
+    "c.destination_code, f.name AS firm, f.firm_type, coalesce(s.product, '') AS product, "
+    "s.speed, s.pay_in, s.access_point, s.pay_out, sp.data_kind, sp.source, "
+    "sp.reference_stale, sp.quotes, sp.transparent, "
+    "sp.fee_sum, sp.fee_n, sp.margin_sum, sp.margin_n, sp.total_sum, sp.total_n, "
+    "sp.exact_sum, sp.exact_n, sp.first_collected, sp.last_collected, sp.last_quote_id "
+    "FROM service_periods sp JOIN services s ON s.id = sp.service_id "
+    "JOIN corridors c ON c.id = s.corridor_id JOIN firms f ON f.id = s.firm_id "
+    "WHERE sp.changed_by >= $1::text::xid8 OR sp.changed_by = ANY ($2::text[]::xid8[])")
+#: The latest prices changed by the same transactions, as the quote frame (with what
+#: the API shows besides: each quote's id, the time of its reference rate and how its fee
+#: is charged).
+_LATEST_SQL = ("SELECT " + ", ".join(f"q.{c}" for c in _SCHEMA)
+               + " FROM latest_prices lp JOIN quote_frame q ON q.id = lp.quote_id"
+               " WHERE lp.changed_by >= $1::text::xid8"
+               " OR lp.changed_by = ANY ($2::text[]::xid8[])")
+
+
+async def _copy_frame(conn: asyncpg.Connection, sql: str, since: Since,
+                      schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """The rows of ``sql`` ($1, $2: ``since``) as a frame, through COPY: one round trip, no
+    row objects."""
     buf = io.BytesIO()
 
     async def sink(chunk: bytes) -> None:
         # Written here, not through asyncpg's default of a thread-pool hop per chunk.
         buf.write(chunk)
 
-    async with store.pool.acquire() as conn:
-        await conn.copy_from_query(_QUOTES_SQL, version, output=sink, format="csv",
-                                   header=True)
+    await conn.copy_from_query(sql, since[0], list(since[1]), output=sink, format="csv",
+                               header=True)
     buf.seek(0)
     if buf.getbuffer().nbytes == 0:
-        return pl.DataFrame(schema=_SCHEMA)
+        return pl.DataFrame(schema=schema)
 
     def parse() -> pl.DataFrame:
         text_schema = {k: (pl.String if isinstance(v, pl.Datetime | pl.Boolean) else v)
-                       for k, v in _SCHEMA.items()}
+                       for k, v in schema.items()}
         raw = pl.read_csv(buf, schema=text_schema)
         return raw.with_columns(
             *(pl.col(c).str.to_datetime(time_zone="UTC", time_unit="us")
-              for c, v in _SCHEMA.items() if isinstance(v, pl.Datetime)),
+              for c, v in schema.items() if isinstance(v, pl.Datetime)),
             *(pl.col(c).replace_strict({"t": True, "f": False}, default=None,
                                        return_dtype=pl.Boolean)
-              for c, v in _SCHEMA.items() if isinstance(v, pl.Boolean)),
+              for c, v in schema.items() if isinstance(v, pl.Boolean)),
             pl.col("product").fill_null(""),
         )
 
     return await asyncio.to_thread(parse)
+
+
+#: Where a look for changes starts: the transactions from the first (a snapshot's xmax) on,
+#: and those under way when the last look was taken (its snapshot's xip list).
+Since = tuple[str, tuple[str, ...]]
+#: Every change: from the first transaction on.
+EVERYTHING: Since = ("0", ())
+
+
+async def load_changes(store: Store, since: Since) -> tuple[pl.DataFrame, pl.DataFrame, Since]:
+    """The rollup rows and the latest prices changed by the transactions ``since`` names
+    (``EVERYTHING``: all), and where the next look starts: the transactions that begin
+    after this look, and those under way now, whose rows this look cannot see yet however
+    low the quote ids they drew (a transaction neither under way nor begun later has
+    finished, and what it wrote is read now). A row read again changes nothing."""
+    async with store.pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
+                                                              readonly=True):
+        # One snapshot for the three: what the frames hold is what the next start says.
+        row = await conn.fetchrow(
+            "SELECT pg_snapshot_xmax(s)::text AS xmax, "
+            "array(SELECT pg_snapshot_xip(s)::text) AS xip FROM pg_current_snapshot() s")
+        rollups = await _copy_frame(conn, _ROLLUPS_SQL, since, ROLLUP_SCHEMA)
+        latest = await _copy_frame(conn, _LATEST_SQL, since, _SCHEMA)
+    return rollups, latest, (row["xmax"], tuple(row["xip"]))
+
+
+def _changed(old: pl.DataFrame | None, new: pl.DataFrame) -> pl.DataFrame:
+    """The rows of ``new`` that are not in ``old`` as they are."""
+    if old is None or not old.height or not new.height:
+        return new
+    return new.join(old, on=new.columns, how="anti", nulls_equal=True)
+
+
+def _merge(old: pl.DataFrame | None, new: pl.DataFrame, key: tuple[str, ...]) -> pl.DataFrame:
+    """``old`` with its rows of the keys in ``new`` replaced by those of ``new``."""
+    if old is None or not old.height:
+        return new
+    if not new.height:
+        return old
+    return pl.concat([old.join(new.select(key), on=list(key), how="anti", nulls_equal=True),
+                      new])
 
 
 # --- the per-app holder ------------------------------------------------------------------------
@@ -496,7 +718,13 @@ class ApiData:
         #: The same quotes with the emulated ones, built when first asked for
         #: (``?include=emulated``), for the version of ``_snapshot``.
         self._with_emulated: Snapshot | None = None
-        self._all_quotes: pl.DataFrame | None = None
+        #: The store's rollup and latest prices as last read, emulated ones included.
+        self._rollups: pl.DataFrame | None = None
+        self._latest: pl.DataFrame | None = None
+        #: What the last refresh found changed.
+        self.last_changes: Changes | None = None
+        #: Changes are read from this transaction on (``load_changes``).
+        self._since = EVERYTHING
         self._lock = asyncio.Lock()
         self._flows: pl.LazyFrame | None = None
         #: The store could not be reached at the last check (the outage is logged once).
@@ -507,17 +735,18 @@ class ApiData:
                                                   timeout=CHECK_TIMEOUT_SECONDS))
 
     async def refresh(self) -> Snapshot:
-        """Rebuild the snapshot if the store has quotes it does not have.
+        """Build a new snapshot if the store has changes the one in hand does not have.
 
         When the store cannot be reached, the snapshot in hand is returned (the poller asks
         again REFRESH_SECONDS later); without one, ``StoreUnavailable`` (503) is raised.
         """
         async with self._lock:
-            quotes = None
+            changed = None
             try:
                 version = await self.store_version()
-                if self._snapshot is None or self._snapshot.version != version:
-                    quotes = await load_quotes(self.store, version)
+                # Asked every time, not only when max(id) moved: a write that drew lower ids
+                # may commit after one that drew higher ones (an empty answer is cheap).
+                changed = await load_changes(self.store, self._since)
             except OUTAGE_ERRORS as exc:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
@@ -538,20 +767,57 @@ class ApiData:
                 if self._snapshot is None:
                     raise StoreUnavailable() from exc
                 return self._snapshot
-            if quotes is not None:
-                snap = await asyncio.to_thread(build_snapshot, quotes, version)
-                with_emulated = None
-                if self.eager_emulated and snap.emulated_sources:
-                    # Asked for by default (serve --sandbox's page): ready before it is.
-                    with_emulated = await asyncio.to_thread(
-                        build_snapshot, quotes, version, include_emulated=True)
-                self._snapshot, self._with_emulated = snap, with_emulated
-                self._all_quotes = quotes
+            if changed is not None:
+                rollups, latest, upto = changed
+                await self._rebuild(version, rollups, latest)
+                self._since = upto
             assert self._snapshot is not None
             if self.unreachable:
                 self.unreachable = False
                 log.info("the database answers again (quote %d)", self._snapshot.version)
             return self._snapshot
+
+    async def _rebuild(self, version: int, rollups: pl.DataFrame,
+                       latest: pl.DataFrame) -> None:
+        """A new snapshot from the rows changed since the last one (built on it)."""
+        previous, previous_emulated = self._snapshot, self._with_emulated
+        if previous_emulated is not None and previous is not None and (
+                previous_emulated.version != previous.version):
+            previous_emulated = None
+
+        def merge() -> tuple[pl.DataFrame, pl.DataFrame, Changes]:
+            # Rows read again unchanged (those of a transaction under way at the last look)
+            # change nothing.
+            new_rollups, new_latest = _changed(self._rollups, rollups), _changed(self._latest,
+                                                                                   latest)
+            changes = Changes(
+                periods=frozenset(new_rollups["period"].to_list()
+                                  + new_latest["period"].to_list()),
+                prices=frozenset(new_latest.select(
+                    pl.col("source_code", "destination_code", "period").cast(pl.String))
+                    .unique().iter_rows()),
+                survey=bool((new_latest["source"] == "rpw").any()))
+            return (_merge(self._rollups, new_rollups, ROLLUP_KEY),
+                    _merge(self._latest, new_latest, LATEST_KEY), changes)
+
+        if (previous is not None and previous.version == version and not rollups.height
+                and not latest.height):
+            return  # nothing new (the common case: asked every REFRESH_SECONDS)
+        all_rollups, all_latest, changes = await asyncio.to_thread(merge)
+        if (previous is not None and previous.version == version and not changes.periods
+                and not changes.prices):
+            return
+        self.last_changes = changes
+        snap = await asyncio.to_thread(build_snapshot, all_rollups, all_latest, version,
+                                       previous=previous, changes=changes)
+        with_emulated = None
+        if self.eager_emulated and snap.emulated_sources:
+            # Asked for by default (serve --sandbox's page): ready before it is.
+            with_emulated = await asyncio.to_thread(
+                build_snapshot, all_rollups, all_latest, version, include_emulated=True,
+                previous=previous_emulated, changes=changes)
+        self._snapshot, self._with_emulated = snap, with_emulated
+        self._rollups, self._latest = all_rollups, all_latest
 
     def current(self, *, include_emulated: bool = False) -> Snapshot | None:
         """The snapshot in hand, if any. Not a coroutine, so that a request answered from
@@ -577,12 +843,24 @@ class ApiData:
         async with self._lock:
             snap = self._snapshot or snap
             if self._with_emulated is None or self._with_emulated.version != snap.version:
-                quotes = self._all_quotes
-                if quotes is None or snap.include_emulated:
+                rollups, latest = self._rollups, self._latest
+                if rollups is None or latest is None or snap.include_emulated:
                     return snap
                 self._with_emulated = await asyncio.to_thread(
-                    build_snapshot, quotes, snap.version, include_emulated=True)
+                    build_snapshot, rollups, latest, snap.version, include_emulated=True)
             return self._with_emulated
+
+    async def warm(self) -> None:
+        """Compute the indicator documents of the current snapshot not computed yet (after
+        the first build: those of the periods a refresh changed), before anyone asks."""
+        snap = self._snapshot
+        if snap is None:
+            return
+        for period, amount_usd in list(snap.services):
+            if self._snapshot is not snap:
+                return  # a newer snapshot: its own turn
+            with contextlib.suppress(NoData):  # every services frame kept has rows
+                await self.indicators(snap, period, amount_usd)
 
     def flows(self) -> pl.LazyFrame:
         if self._flows is None:
@@ -592,14 +870,22 @@ class ApiData:
         return self._flows
 
     async def indicators(self, snap: Snapshot, period: str, amount_usd: int) -> dict[str, Any]:
-        """The metrics document of (period, amount), computed once per snapshot."""
+        """The metrics document of (period, amount), computed once and kept by the
+        snapshots after this one as long as the period's quotes do not change."""
         key = (period, amount_usd)
         if key not in snap.indicators:
+            services = snap.services.get(key)
+            if services is None:
+                raise NoData(f"no quotes for period {period} at USD {amount_usd}")
+
+            estimates = pl.LazyFrame({"service_id": snap.estimates},
+                                     schema={"service_id": pl.String})
+
             def compute() -> dict[str, Any]:
-                return compute_indicators(snap.quotes.lazy(), period=period,
-                                          amount_usd=amount_usd,
-                                          countries=countries_frame(period).lazy(),
-                                          flows=self.flows())
+                return indicators_from_services(services, period=period,
+                                                amount_usd=amount_usd,
+                                                countries=countries_frame(period).lazy(),
+                                                flows=self.flows(), estimates=estimates)
             snap.indicators[key] = await asyncio.to_thread(compute)
         return snap.indicators[key]
 
@@ -611,17 +897,30 @@ SHOWS_EMULATED = web.AppKey("page_shows_emulated", bool)
 
 
 async def data_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Build the first snapshot in the background and poll the store for new quotes."""
+    """Build the first snapshot in the background and poll the store for new quotes; the
+    indicator documents of each new snapshot are computed after it (``ApiData.warm``)."""
     data = ApiData(app[runtime.STORE], eager_emulated=app.get(SHOWS_EMULATED, False))
     app[DATA] = data
 
+    warming: asyncio.Task[None] | None = None
+
+    async def warm() -> None:
+        try:
+            await data.warm()
+        except Exception:  # asked for again by a request, which then reports it
+            log.exception("computing the indicator documents failed")
+
     async def poll() -> None:
+        nonlocal warming
         me = asyncio.current_task()
         assert me is not None
         # Until cancelled, even when a cancellation reached the poller as another error.
         while not me.cancelling():
             try:
                 await data.refresh()
+                # Beside the poller, which keeps watching the store meanwhile.
+                if warming is None or warming.done():
+                    warming = asyncio.create_task(warm(), name="publish-indicators")
             except StoreUnavailable:  # logged once by refresh; retried
                 pass
             except (NoData, BadPeriod) as exc:  # pragma: no cover - logged, retried
@@ -635,6 +934,10 @@ async def data_ctx(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    if warming is not None:
+        warming.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await warming
 
 
 __all__ = [

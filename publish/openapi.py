@@ -165,9 +165,9 @@ SCHEMAS: dict[str, Any] = {
                      "smart_average", "g20_sending_average", "g8_sending_average",
                      "g20_receiving_average", "by_firm_type", "by_receiving_region",
                      "share_corridors_above_5", "share_corridors_above_10",
-                     "share_services_below_3", "corridors", "non_transparent",
-                     "weighted_average_coverage", "by_payment_instrument", "by_access_point",
-                     "by_pay_out"],
+                     "share_services_below_3", "corridors", "cheapest_leaves_out",
+                     "non_transparent", "weighted_average_coverage", "by_payment_instrument",
+                     "by_access_point", "by_pay_out"],
         "properties": {
             **ENVELOPE, "amount_usd": INT,
             "services": obj({"total": INT, "transparent": INT}),
@@ -185,7 +185,10 @@ SCHEMAS: dict[str, Any] = {
                 "destination": STR, "average": NUM, "services": INT,
                 "transparent_services": INT, "smart": NUM, "above_5": NBOOL,
                 "above_10": NBOOL, "too_few_services": BOOL, "no_transparent_service": BOOL,
-                "cheapest": nullable("Cheapest")})},
+                "cheapest": nullable("Cheapest"),
+                "cheapest_left_out": {**INT, "description": "transparent services the "
+                                      "cheapest rule left out (cheapest_leaves_out)"}})},
+            "cheapest_leaves_out": SUMMARY_PROPS["cheapest_leaves_out"],
             "non_transparent": {
                 "description": "services that do not disclose their exchange rate (not "
                                "averaged): their fee as a percentage of the amount",
@@ -271,6 +274,9 @@ SCHEMAS: dict[str, Any] = {
                                                     "data folder"}}),
     "Health": obj({
         "status": {"enum": ["ok", "degraded"]},
+        "reasons": {"type": "array", "items": STR,
+                    "description": "why the service is degraded (empty when ok): the "
+                                   "database unreachable, restarting, or its disk full"},
         "database": obj({"reachable": BOOL, "embedded": BOOL}),
         "collections": {"type": "array", "items": obj({
             "source": STR, "run_id": INT, "status": STR, "started_at": STR,
@@ -462,7 +468,8 @@ _PATHS: dict[str, Any] = {
                             data=False),
     "/metrics": get("/metrics", "Prometheus metrics (200 even without the database)", None, [],
                     statuses=(), data=False, etag=False),
-    "/healthz": get("/healthz", "Database reachable, last collection per source", "Health", [],
+    "/healthz": get("/healthz", "Database reachable and writable, last collection per source",
+                    "Health", [],
                     statuses=(), data=False, etag=False),
     "/": get("/", "The comparison page (HTML)", None, [
         param("from", "sending country", COUNTRY), param("to", "receiving country", COUNTRY),
@@ -512,7 +519,8 @@ for _status in ("400", "422"):  # bad input is shown on the page itself
     _page[_status] = {"description": ERROR_TEXT[int(_status)] + ", shown on the page "
                                      "(role=alert)", "content": HTML_CONTENT}
 _health = _PATHS["/healthz"]["get"]["responses"]
-_health["503"] = {"description": "the database is unreachable (status degraded)",
+_health["503"] = {"description": "degraded: the database is unreachable, restarting, or "
+                                 "refuses writes (a full disk); `reasons` says which",
                   "headers": RETRY_AFTER,
                   "content": {"application/json": {"schema": ref("Health")}}}
 _redirect = _PATHS["/v1/bulletins/{period}"]["get"]["responses"]

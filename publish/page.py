@@ -27,7 +27,6 @@ from publish.data import (
     SHOWS_EMULATED,
     Snapshot,
     country_ref,
-    period_key,
     sources_of,
 )
 from publish.emulated import banner_html
@@ -262,10 +261,8 @@ def _form_data(snap: Snapshot) -> _Form:
         return sorted(((c, country_ref(c)["name"] or c) for c in codes), key=lambda x: x[1])
 
     def make() -> _Form:
-        currencies: dict[str, str] = {}
-        for (src, _), by_period in snap.index.items():
-            latest = by_period[max(by_period, key=period_key)]
-            currencies.setdefault(src, latest[0].send_currency)
+        # From the latest prices, without making every corridor's price points.
+        currencies = snap.index.send_currencies()
         return _Form(named({s for s, _ in snap.index}), named({d for _, d in snap.index}),
                      currencies, sorted(set(snap.quotes["source"].unique().to_list())))
     return snap.keep(("page-form",), make)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import shutil
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
@@ -17,10 +19,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from collector.schedule import add_jobs as collector_jobs
 from collector.schedule import add_recovery_job
-from corridors import runtime
+from corridors import health, runtime
 from corridors.config import Config
-from corridors.db import DatabaseTarget, database
-from corridors.store import Store, connect
+from corridors.db import DatabaseTarget, EmbeddedServer, database
+from corridors.errors import DatabaseError
+from corridors.store import STORE_ERRORS, Store, connect
 from publish import middleware
 from publish.api import setup_routes
 from publish.problems import RETRY_AFTER_UNAVAILABLE
@@ -93,6 +96,9 @@ async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
     scheduler.shutdown(wait=False)
     if running:
         await asyncio.wait(running, timeout=30)
+        # Said once for all: each job ends quietly (collector/schedule.py).
+        log.info("stopping: %d scheduled job(s) under way were stopped (a collection stopped "
+                 "so is recorded as failed, 'cancelled')", len(running))
 
 
 async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -122,14 +128,117 @@ def _job_registrars() -> list[Callable[[web.Application, AsyncIOScheduler], None
     return [collector_jobs, add_recovery_job, bulletin_jobs]
 
 
+class Supervisor:
+    """Keeps serve's embedded PostgreSQL running: checks its postmaster every few seconds;
+    when it is gone, says why (from its log) and starts it again, backing off while it
+    cannot (a full disk, say); when another process started it meanwhile, uses that one
+    (and stops it at the end, like its own)."""
+
+    CHECK_SECONDS = 2.0
+    BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
+
+    def __init__(self, server: EmbeddedServer) -> None:
+        self.server = server
+        #: Why the database cannot be used now (for /healthz), or None while it runs.
+        self.reason: str | None = None
+        self.restarts = 0
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.CHECK_SECONDS)
+            if await asyncio.to_thread(self.server.alive):
+                continue
+            await self._recover()
+
+    async def _recover(self) -> None:
+        old = self.server.pid
+        other = await asyncio.to_thread(self.server.running_pid)
+        if other is not None:
+            new = await asyncio.to_thread(self.server.restart)
+            log.warning("embedded PostgreSQL (pid %s) was replaced by one another sendcost "
+                        "process started (pid %d); serve uses that one now", old, new)
+            return
+        why = await asyncio.to_thread(self.server.why_down)
+        self.reason = f"restarting: the embedded PostgreSQL (pid {old}) stopped: {why}"
+        log.warning("the embedded PostgreSQL (pid %s) stopped: %s; restarting it", old, why)
+        for attempt in itertools.count():
+            try:
+                new = await asyncio.to_thread(self.server.restart)
+            except DatabaseError as exc:
+                delay = self.BACKOFF_SECONDS[min(attempt, len(self.BACKOFF_SECONDS) - 1)]
+                self.reason = f"restarting: {exc}; next attempt in {delay:g} s"
+                log.error("%s", self.reason)
+                await asyncio.sleep(delay)
+                continue
+            break
+        self.restarts += 1
+        self.reason = None
+        log.warning("embedded PostgreSQL restarted (pid %d)", new)
+
+
+SUPERVISOR: web.AppKey[Supervisor] = web.AppKey("embedded_supervisor", Supervisor)
+#: Less free space than this where the embedded database keeps its data (one WAL segment)
+#: is a full disk: PostgreSQL cannot be trusted to write.
+DISK_FULL_BYTES = 16 * 1024 * 1024
+
+
+async def _supervisor_ctx(app: web.Application) -> AsyncIterator[None]:
+    server = app[runtime.DATABASE].server
+    if server is None:  # an external database is someone else's to keep running
+        yield
+        return
+    supervisor = Supervisor(server)
+    app[SUPERVISOR] = supervisor
+    task = asyncio.create_task(supervisor.run(), name="embedded-postgres-supervisor")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def _database_reasons(app: web.Application) -> tuple[bool, list[str]]:
+    """Whether the database answers, and why the service is degraded (none: it is not)."""
+    store, target = app[runtime.STORE], app[runtime.DATABASE]
+    reasons: list[str] = []
+    supervisor = app.get(SUPERVISOR)
+    if supervisor is not None and supervisor.reason:
+        reasons.append(supervisor.reason)
+    try:
+        reachable = await store.pool.fetchval("SELECT 1") == 1
+    except STORE_ERRORS as exc:
+        reachable = False
+        if not reasons:
+            text = f"{type(exc).__name__}: {exc}"
+            if target.embedded and isinstance(exc, FileNotFoundError):
+                text = "the embedded PostgreSQL is not running (its socket is gone)"
+            reasons.append(health.reason(health.classify(exc) or "unreachable", text))
+    if target.server is not None:
+        try:
+            free = (await asyncio.to_thread(shutil.disk_usage, target.server.pgdata)).free
+        except OSError:
+            free = None
+        if free is not None and free < DISK_FULL_BYTES:
+            reasons.append(f"disk full: {health.NO_SPACE} ({free} bytes free in "
+                           f"{target.server.pgdata})")
+    if (failing := store.health.failing) and failing not in reasons:
+        reasons.append(f"writes fail: {failing}")
+    return reachable, reasons
+
+
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness and readiness: database reachable, last collection per source."""
+    """Liveness and readiness: database reachable and writable, last collection per source;
+    degraded with the reasons otherwise."""
     store = request.app[runtime.STORE]
-    ok = await store.ping()
-    runs = await store.last_runs() if ok else []
+    reachable, reasons = await _database_reasons(request.app)
+    ok = reachable and not reasons
+    try:
+        runs = await store.last_runs() if reachable else []
+    except STORE_ERRORS:
+        runs = []
     body = {
         "status": "ok" if ok else "degraded",
-        "database": {"reachable": ok, "embedded": request.app[runtime.DATABASE].embedded},
+        "reasons": reasons,
+        "database": {"reachable": reachable,
+                     "embedded": request.app[runtime.DATABASE].embedded},
         "collections": [
             {"source": r["source"], "run_id": r["id"], "status": r["status"],
              "started_at": r["started_at"].isoformat(),
@@ -151,6 +260,7 @@ def create_app(config: Config, target: DatabaseTarget) -> web.Application:
     app[runtime.CONFIG] = config
     app[runtime.DATABASE] = target
     app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_supervisor_ctx)
     app.cleanup_ctx.append(_http_ctx)
     app.cleanup_ctx.append(_background_ctx)
     app.cleanup_ctx.append(_scheduler_ctx)

@@ -1005,8 +1005,8 @@ async def test_healthz_and_metrics_show_each_sources_latest_run(
         own_api: TestClient, fresh_database: str, server_url: str) -> None:
     store = own_api.app[runtime.STORE]
     body = await get_json(own_api, "/healthz")
-    assert body == {"status": "ok", "database": {"reachable": True, "embedded": False},
-                    "collections": []}
+    assert body == {"status": "ok", "reasons": [],
+                    "database": {"reachable": True, "embedded": False}, "collections": []}
     run = await store.start_run("metrics-test")
 
     async def expected_run() -> dict[str, Any]:
@@ -1019,7 +1019,7 @@ async def test_healthz_and_metrics_show_each_sources_latest_run(
 
     resp = await own_api.get("/healthz")
     assert resp.headers["Cache-Control"] == "no-store" and "ETag" not in resp.headers
-    assert await resp.json() == {"status": "ok",
+    assert await resp.json() == {"status": "ok", "reasons": [],
                                  "database": {"reachable": True, "embedded": False},
                                  "collections": [await expected_run()]}
     valid_as(await resp.json(), "/healthz", "200")
@@ -1031,7 +1031,7 @@ async def test_healthz_and_metrics_show_each_sources_latest_run(
     await store.finish_run(run, status="failed", requests=2, quotes_stored=3,
                            quotes_quarantined=1, errors={})
     assert await get_json(own_api, "/healthz") == {
-        "status": "ok", "database": {"reachable": True, "embedded": False},
+        "status": "ok", "reasons": [], "database": {"reachable": True, "embedded": False},
         "collections": [await expected_run()]}
     resp = await own_api.get("/metrics")
     assert resp.headers["Cache-Control"] == "no-store" and "ETag" not in resp.headers
@@ -1065,9 +1065,10 @@ async def test_metrics_answer_without_the_database(own_api: TestClient, fresh_da
     assert all(samples == [] for samples in collection_gauges(text).values())
     resp = await own_api.get("/healthz")
     assert resp.status == 503
-    assert await resp.json() == {"status": "degraded",
-                                 "database": {"reachable": False, "embedded": False},
-                                 "collections": []}
+    body = await resp.json()
+    assert body.pop("reasons")[0].startswith("database unreachable (")
+    assert body == {"status": "degraded", "database": {"reachable": False, "embedded": False},
+                    "collections": []}
     valid_as(await resp.json(), "/healthz", "503")
 
 

@@ -153,7 +153,7 @@ async def test_a_stopping_service_does_not_wait_for_a_poller_whose_cancel_was_sw
     on SIGTERM): the poller must end all the same."""
     loading = asyncio.Event()
 
-    async def cancelled_into_an_error(store: Any, version: int) -> Any:
+    async def cancelled_into_an_error(store: Any, since: Any) -> Any:
         loading.set()
         try:
             await asyncio.sleep(3600)
@@ -161,7 +161,7 @@ async def test_a_stopping_service_does_not_wait_for_a_poller_whose_cancel_was_sw
             raise asyncpg.InternalClientError(
                 "cannot switch to state 15; another operation (19) is in progress") from None
 
-    monkeypatch.setattr(publish_data, "load_quotes", cancelled_into_an_error)
+    monkeypatch.setattr(publish_data, "load_changes", cancelled_into_an_error)
     client = TestClient(TestServer(make_app(fresh_database)))
     await client.start_server()
     try:

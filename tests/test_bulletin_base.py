@@ -205,3 +205,55 @@ def test_rpw_is_credited_for_data_only_when_its_quotes_are_used(tmp_path: Path) 
             assert "includes data from" not in meta["licence"]["attribution"]
             assert rpw["used_for"] == "the method only: no RPW quote in this period"
             assert "No RPW quote in this period; method, published figures" in html
+
+
+def test_caveats_reach_the_bulletins_tables_in_all_four_renderings(tmp_path: Path) -> None:
+    # RPW 2014Q2: USA → HND's 8 services all have a negative margin (a bad interbank rate);
+    # each table that lists it says so, with the number of services, and explains the mark.
+    quotes, generated_from = load_rpw()
+    folder = write_bulletin(quotes, PERIOD, tmp_path, generated_from=generated_from)
+    least = {(r["source"], r["destination"]): r for r in _csv(folder / "data" /
+                                                            "least_expensive.csv")}
+    hnd = least[("USA", "HND")]
+    assert hnd["caveats"] == "negative_margin:8 negative_total_cost:8"
+    assert hnd["flagged_services"] == "8"
+    # one rule for "cheapest": every service of the corridor is flagged, so none is named
+    assert hnd["cheapest_firm"] == ""
+    corridors = {(r["source"], r["destination"]): r for r in _csv(folder / "data" /
+                                                                "corridors.csv")}
+    assert corridors[("USA", "HND")]["caveats"] == hnd["caveats"]
+    assert corridors[("USA", "HND")]["cheapest_left_out"] == "8"
+    assert all(r["caveats"] == "" for r in corridors.values() if r["flagged_services"] == "0")
+    cell = "⚠ negative margin (8), negative total cost (8)"
+    md = (folder / "bulletin.md").read_text(encoding="utf-8")
+    assert f"| United States → Honduras † | -4.55% | -5.10% | 8 | — | {cell} |" in md
+    explained = ("negative margin: the rate applied beats the mid-market reference rate")
+    assert explained in md
+    html = (folder / "index.html").read_text(encoding="utf-8")
+    assert f"<td>{cell}</td>" in html and 'id="ranked-flags"' in html
+    assert "negative margin</strong>: the rate applied beats" in html
+    pdf = _pdf_text(folder / "bulletin.pdf")
+    assert all(w in pdf for w in cell.split()) and "the rate applied beats the mid-market" in pdf
+    # the post-office services carry theirs, in the CSV and the tables
+    postal = _csv(folder / "data" / "postal_benchmark.csv")
+    flagged = [r for r in postal if r["caveats"]]
+    assert flagged and all(set(r["caveats"].split()) <= {
+        "negative_margin", "negative_total_cost"} for r in flagged)
+    assert all(float(r["fx_margin_pct"]) < 0 for r in flagged if r["fx_margin_pct"]
+               and "negative_margin" in r["caveats"])
+    assert all(r["caveats"] == "" for r in postal
+               if r["fx_margin_pct"] and float(r["fx_margin_pct"]) >= 0
+               and r["total_cost_pct"] and float(r["total_cost_pct"]) >= 0)
+
+
+def test_the_bulletin_says_when_emulated_quotes_were_left_out(tmp_path: Path) -> None:
+    quotes, generated_from = load_rpw()
+    about = {**generated_from, "emulated_left_out": ["sandbox-op-0", "sandbox-post-FRA"]}
+    folder = write_bulletin(quotes, PERIOD, tmp_path, generated_from=about)
+    said = ("Emulated quotes (the sandbox's invented prices, not real ones) from sandbox-op-0, "
+            "sandbox-post-FRA were in the store and are left out of every figure.")
+    html = (folder / "index.html").read_text(encoding="utf-8")
+    md = (folder / "bulletin.md").read_text(encoding="utf-8")
+    assert 'id="emulated-left-out"' in html and said in html.replace("&#x27;", "'")
+    assert f"**{said}**" in md
+    assert said in _pdf_text(folder / "bulletin.pdf")

@@ -778,6 +778,27 @@ def test_a_comparison_priced_for_another_amount_is_amount_mismatch() -> None:
     assert {why.reason for _, why in rejected} == {"amount_mismatch", "unknown_label"}
 
 
+def test_an_amount_priced_near_the_one_asked_is_kept_as_an_approximate_amount() -> None:
+    """A provider that prices 201 when asked for 200 (whole units, or its own steps) gives
+    the price of 201: kept for the amount priced and flagged approximate_amount, as RPW's
+    surveyors record the nearest amount a provider offers; 1 % is the most that is near."""
+    near = wise_body(lambda doc: doc.update(amount=201))
+    drafts, _ = comparison.parse(source("comparison"), near, USA_MEX, 200, Decimal(200))
+    assert drafts
+    for d in drafts:
+        rejection, flags = check(d, None, CollectionConfig())
+        assert rejection is None and "approximate_amount" in flags
+        assert d.send_amount == Decimal(201)  # the fee and rate are 201's price
+    exact = wise_body(lambda doc: None)
+    drafts, _ = comparison.parse(source("comparison"), exact, USA_MEX, 200, Decimal(200))
+    assert all("approximate_amount" not in check(d, None, CollectionConfig())[1]
+               for d in drafts)
+    far = wise_body(lambda doc: doc.update(amount=202.01))
+    drafts, _ = comparison.parse(source("comparison"), far, USA_MEX, 200, Decimal(200))
+    assert {check(d, None, CollectionConfig())[0] for d in drafts} == {Rejection(
+        "amount_mismatch", "send_amount", "the answer prices 202.01, not the 200 asked for")}
+
+
 def test_a_reference_rate_newer_than_the_quote_is_not_age_0() -> None:
     from collector.rates import ReferenceRate
 

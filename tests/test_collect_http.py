@@ -326,6 +326,46 @@ async def test_a_disabled_source_run_by_name_needs_its_header_variables(
         "SELECT count(*) FROM collection_runs WHERE source = $1", name) == 0
 
 
+async def test_cancelled_requests_are_not_circuit_failures(upstream: Upstream,
+                                                           caplog: pytest.LogCaptureFixture
+                                                           ) -> None:
+    """A stopping service cancels its requests: that says nothing of the upstream, so no
+    circuit opens ("circuit opened" ×11 on every SIGTERM before); a cancelled half-open
+    trial lets the next request be the trial."""
+    upstream.hold = 30.0
+    cfg = config(upstream, [{"name": "c", "max_concurrency": 20,
+                             "requests_per_second": 1000.0}],
+                 circuit_failures=2, circuit_cooldown_seconds=0.05)
+    [source] = cfg.sources
+    async with aiohttp.ClientSession() as session:
+        fetcher = Fetcher(session, cfg.collection)
+        tasks = [asyncio.create_task(fetcher.get(source, f"{upstream.url}/c/{i}"))
+                 for i in range(11)]
+        for _ in range(1000):
+            if len(upstream.arrivals) >= 11:
+                break
+            await asyncio.sleep(0.01)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        circuit = fetcher.circuit("c")
+        assert (circuit.state, circuit.consecutive) == ("closed", 0)
+        assert "circuit opened" not in caplog.text
+
+        # Half-open: the trial is cancelled; the next request is the trial.
+        circuit.consecutive, circuit.opened_at = 2, circuit.clock() - 1.0
+        trial = asyncio.create_task(fetcher.get(source, f"{upstream.url}/c/trial"))
+        for _ in range(1000):
+            if len(upstream.arrivals) >= 12:
+                break
+            await asyncio.sleep(0.01)
+        trial.cancel()
+        await asyncio.gather(trial, return_exceptions=True)
+        upstream.hold = 0.0
+        response = await asyncio.wait_for(fetcher.get(source, f"{upstream.url}/c/next"), 5)
+        assert response.status == 200 and circuit.state == "closed"
+
+
 # -- real upstreams' failures (issue 13) ----------------------------------------------------
 
 RATES = b'{"base": "USD", "date": "2024-11-20", "rates": {"MXN": 20.29}}'

@@ -23,6 +23,56 @@ def test_shipped_config_loads() -> None:
     assert config.collection.timeout_seconds > 0
 
 
+def test_the_shipped_profile_is_real_public_upstreams() -> None:
+    """config.toml's sources are real upstreams that need no account (none names a ${NAME}),
+    none at the sandbox; rate sources cover every currency of its corridors; Wise is asked
+    politely (one request at a time, a handful of times a day)."""
+    from collector.kinds import is_sandbox_url
+    from collector.sources import check_sources
+    from corridors.reference import country
+
+    config = load_config(ROOT / "config.toml")
+    check_sources(config)
+    by_name = {s.name: s for s in config.sources}
+    assert {s.kind for s in config.sources} == {"comparison", "ecb_rates", "json_rates", "rpw"}
+    for s in config.sources:
+        assert s.enabled and s.url.startswith("https://"), s
+        assert not is_sandbox_url(s.url, config.sandbox), s
+        assert not s.headers and not s.oauth and "${" not in s.url, s
+        assert s.options.get("licence"), f"{s.name}: the licence kept with its responses"
+    wise = by_name["wise-comparison"]
+    assert (wise.kind, wise.url) == ("comparison", "https://api.wise.com/v4/comparisons/")
+    interval = float(wise.schedule.removeprefix("interval:"))
+    requests_a_day = len(config.corridors) * 2 * 86400 / interval
+    assert wise.max_concurrency == 1 and wise.requests_per_second <= 1
+    assert requests_a_day <= 100, requests_a_day
+    assert by_name["ecb-daily"].url == (
+        "https://www.ecb.europa.eu/stats/eurofxref/eurofxref-daily.xml")
+    er = by_name["open-er-api"]
+    assert er.url == "https://open.er-api.com/v6/latest/USD"
+    assert "exchangerate-api.com" in er.options["licence"]  # the attribution its terms ask
+    assert float(er.schedule.removeprefix("interval:")) >= 3600  # at most hourly, as asked
+    rpw = by_name["worldbank-rpw"]
+    assert rpw.url == config.imports.rpw_url and rpw.schedule == "0 3 1 1,4,7,10 *"
+    # sendcost names itself and where to reach its maintainers.
+    assert re.fullmatch(r"sendcost/\S+ \(\+https://\S+\)", config.collection.user_agent)
+    # The ECB publishes none of XOF, SAR, PKR: the second rate source is there for them.
+    ecb = set((ROOT / "tests/fixtures/collect/real/ecb-eurofxref-daily-2025-05-09.xml")
+              .read_text(encoding="utf-8").split("currency='")[1:])
+    ecb_codes = {c[:3] for c in ecb} | {"EUR"}
+    currencies = {country(code).currency  # type: ignore[union-attr]
+                  for c in config.corridors for code in (c.source, c.destination)}
+    assert currencies - ecb_codes == {"XOF", "SAR", "PKR"}
+    assert config.sandbox.base_url == "http://127.0.0.1:8765"
+
+
+def test_the_sandbox_address_is_configurable() -> None:
+    config = parse_config({"sandbox": {"host": "::1", "port": 9001}})
+    assert (config.sandbox.host, config.sandbox.port) == ("::1", 9001)
+    assert config.sandbox.base_url == "http://[::1]:9001"
+    assert parse_config({}).sandbox.base_url == "http://127.0.0.1:8765"
+
+
 def test_defaults_without_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SENDCOST_CONFIG", raising=False)
@@ -79,6 +129,17 @@ def test_alpha2_codes_become_alpha3() -> None:
          "sources[0].url: expected an absolute http(s) URL or a local path, got 'ftp://a/x'"),
         ({"sources": [{"name": "a", "kind": "rpw", "url": ""}]},
          "sources[0].url: expected an absolute http(s) URL or a local path, got ''"),
+        ({"sandbox": {"port": 0}}, "sandbox.port: expected a port 1-65535, got 0"),
+        ({"sandbox": {"port": "8765"}}, "sandbox.port: expected an integer, got '8765'"),
+        ({"sandbox": {"port": True}}, "sandbox.port: expected an integer, got True"),
+        ({"sandbox": {"host": ""}}, "sandbox.host: expected a host name or IP address"),
+        ({"sandbox": {"host": "http://x/"}}, "sandbox.host: expected a host name or IP"),
+        ({"sandbox": {"hots": "x"}}, "sandbox: unknown key(s) hots"),
+        ({"sandbox": 8765}, "config.sandbox: expected a table, got 8765"),
+        ({"sources": [{"name": "a", "kind": "rpw", "url": "x", "timeout_seconds": 0}]},
+         "sources[0].timeout_seconds: expected a positive"),
+        ({"sources": [{"name": "a", "kind": "rpw", "url": "x", "timeout_seconds": "9"}]},
+         "sources[0].timeout_seconds: expected an integer or a number, got '9'"),
     ],
 )
 def test_bad_config_names_the_key(raw: dict, message: str) -> None:  # type: ignore[type-arg]

@@ -27,7 +27,7 @@ from api_support import api, make_app, rpw_loaded  # noqa: F401  (fixtures)
 from collector.kinds import EMULATED_HEADER, data_kind, is_sandbox_url
 from collector.run import Collector
 from collector.sandbox import Faults, Sandbox, sources_config
-from corridors.config import Config, SourceConfig, parse_config
+from corridors.config import Config, SandboxConfig, SourceConfig, parse_config
 from corridors.periods import month_of
 from corridors.store import Store, connect, migrations
 from corridors.types import EMULATED_WARNING, DataKind
@@ -127,6 +127,25 @@ def test_a_source_at_the_sandboxs_address_is_emulated_even_without_the_mark() ->
     # The mark can only lower a quote to emulated, whatever case its name is sent in.
     assert data_kind(elsewhere, {"sendcost-emulated": "true"}) is DataKind.EMULATED
     assert data_kind(feed, {"Sendcost-Emulated": "false"}) is DataKind.ESTIMATE
+
+
+def test_the_emulated_mark_follows_the_configured_sandbox_address() -> None:
+    """With the sandbox moved ([sandbox] port, serve --sandbox-port), a source at the new
+    address is emulated, and one at 8765 is no longer taken for the sandbox by its address
+    (the Sendcost-Emulated header still marks whatever the sandbox sends)."""
+    moved = SandboxConfig(port=9123)
+    at_moved = SourceConfig(name="op", kind="operator_json",
+                            url="http://localhost:9123/operators/0/quote?x={amount}")
+    at_default = SourceConfig(name="op", kind="operator_json",
+                              url="http://127.0.0.1:8765/operators/0/quote?x={amount}")
+    assert data_kind(at_moved, {}, moved) is DataKind.EMULATED
+    assert data_kind(at_default, {}, moved) is DataKind.OBSERVED
+    assert data_kind(at_default, {"Sendcost-Emulated": "true"}, moved) is DataKind.EMULATED
+    assert data_kind(at_moved, {}) is DataKind.OBSERVED  # the default address: 8765
+    lan = SandboxConfig(host="10.0.0.5", port=8765)
+    assert is_sandbox_url("http://10.0.0.5:8765/ecb/eurofxref-daily.xml", lan)
+    assert not is_sandbox_url("http://127.0.0.1:8765/ecb/eurofxref-daily.xml", lan)
+    assert not is_sandbox_url("http://10.0.0.6:8765/ecb/eurofxref-daily.xml", lan)
 
 
 # --- the migration ---------------------------------------------------------------------------
@@ -364,6 +383,41 @@ async def test_a_negative_survey_row_is_flagged_like_a_collected_one(
     assert "Prices of 2014Q2 (World Bank survey" in page
     assert '&#9888; negative margin</span>' in page and 'id="caveats"' in page
     assert 'id="average-below-zero"' in page
+
+
+async def test_every_cheapest_answer_follows_one_rule_and_says_what_it_left_out(
+        api: TestClient) -> None:  # noqa: F811
+    # /v1/corridors, /v1/indicators and /v1/postal/benchmark name the same cheapest service
+    # for every corridor of RPW 2014Q2, where negative margins (USA → HND) would otherwise be
+    # named cheapest by one and not by the others.
+    listed = (await (await api.get("/v1/corridors?limit=500")).json())["corridors"]
+    latest = {(c["from"]["alpha3"], c["to"]["alpha3"]): c for c in listed
+              if c["period"] == "2014Q2"}
+    doc = await (await api.get("/v1/indicators?period=2014Q2")).json()
+    assert doc["cheapest_leaves_out"] == ["estimate", "negative_margin", "negative_total_cost"]
+    by_pair = {(c["source"], c["destination"]): c for c in doc["corridors"]}
+    assert latest and set(latest) <= set(by_pair)
+    for pair, c in latest.items():
+        assert by_pair[pair]["cheapest"] == c["cheapest"], pair
+    hnd = by_pair[("USA", "HND")]
+    compare = await (await api.get("/v1/compare?from=USA&to=HND&amount=200&period=2014Q2")
+                     ).json()
+    flagged = [s for s in compare["services"]
+               if {"negative_margin", "negative_total_cost"} & set(s["flags"])]
+    assert flagged and hnd["cheapest_left_out"] == len(flagged)
+    fit = [s for s in compare["services"] if s not in flagged]
+    assert hnd["cheapest"] == (compare["corridor"]["cheapest"] if fit else None)
+    # The CSV twin carries the count.
+    rows = list(csv.DictReader(io.StringIO(
+        await (await api.get("/v1/indicators.csv?period=2014Q2")).text())))
+    assert {r["cheapest_left_out"] for r in rows if (r["source"], r["destination"])
+            == ("USA", "HND")} == {str(len(flagged))}
+    # The postal benchmark names the corridor's cheapest by the same rule.
+    postal = (await (await api.get("/v1/postal/benchmark?period=2014Q2&limit=500")).json())
+    assert postal["services"]
+    for item in postal["services"]:
+        pair = (item["from"]["alpha3"], item["to"]["alpha3"])
+        assert item["cheapest"] == by_pair[pair]["cheapest"], pair
 
 
 async def test_the_page_heads_its_figures_with_the_amount_they_are_for(

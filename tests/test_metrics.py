@@ -35,7 +35,9 @@ from metrics import (
     total_cost_pct,
     weighted_global_average,
 )
+from metrics.corridors import cheapest_left_out
 from metrics.indicators import DOCUMENT_KEYS
+from metrics.kinds import estimate_services
 
 
 def quote(src: str, dst: str, firm: str, total: float | None, *, product: str = "",
@@ -234,11 +236,45 @@ def test_smart_needs_three_qualifying_services() -> None:
 
 def test_cheapest_service_per_corridor() -> None:
     got = cheapest_service(services(*EDGE, quote("USA", "MEX", "Z", -1.0))).collect()
-    # tie at -1.0 between B and Z: firm name decides; AUS→FJI has none
+    # B and Z (-1.0: a negative total) are never named cheapest; A's cash service is; AUS→FJI
+    # has no transparent service
     expected = pl.DataFrame({"source_code": ["GBR", "USA"], "destination_code": ["IND", "MEX"],
-                             "firm": ["D", "B"], "firm_type": ["bank", "mto"],
-                             "product": ["", ""], "total_cost": [12.0, -1.0]})
+                             "firm": ["D", "A"], "firm_type": ["bank", "mto"],
+                             "product": ["", "cash"], "total_cost": [12.0, 4.0]})
     assert_frame_equal(got, expected)
+    assert_frame_equal(cheapest_left_out(services(*EDGE, quote("USA", "MEX", "Z", -1.0)))
+                       .collect(),
+                       pl.DataFrame({"source_code": ["AUS", "GBR", "USA"],
+                                     "destination_code": ["FJI", "IND", "MEX"],
+                                     "cheapest_left_out": [0, 0, 2]}))
+
+
+def test_cheapest_leaves_out_estimates_and_negative_margins() -> None:
+    # One rule for every "cheapest" answer: a comparison feed's estimate (2.0) and a service
+    # with a negative FX margin but a positive total (fee 10 on 200 = 5 %, margin -1 %) are
+    # left out, and counted; what remains is named.
+    rows = (quote("USA", "MEX", "E", 2.0, service="est", data_kind="estimate"),
+            quote("USA", "MEX", "N", 4.0, fee=10.0, service="neg"),
+            quote("USA", "MEX", "O", 4.5, service="obs", data_kind="observed"))
+    q = frame(*rows)
+    s = services_in_period(q, period="2011Q1", amount_usd=200)
+    estimates = pl.LazyFrame({"service_id": ["est"]})
+    got = cheapest_service(s, estimates=estimates).collect()
+    assert got.select("firm", "total_cost").rows() == [("O", 4.5)]
+    assert cheapest_left_out(s, estimates=estimates).collect()["cheapest_left_out"].to_list() \
+        == [2]
+    # a quote flagged estimate (the sandbox's feed: of kind emulated) is an estimate too
+    assert estimate_services(q).collect()["service_id"].to_list() == ["est"]
+    flagged = frame(quote("USA", "MEX", "E", 2.0, service="est", data_kind="emulated",
+                          flags="estimate bank_transfer_only"), *rows[1:])
+    assert estimate_services(flagged).collect()["service_id"].to_list() == ["est"]
+    doc = compute_indicators(q, period="2011Q1", amount_usd=200, countries=COUNTRIES,
+                             flows=None)
+    assert doc["corridors"][0]["cheapest"]["firm"] == "O"
+    assert doc["corridors"][0]["cheapest_left_out"] == 2
+    assert doc["cheapest_leaves_out"] == ["estimate", "negative_margin", "negative_total_cost"]
+    # the averages keep every row, as the World Bank's do
+    assert doc["global_average"] == pytest.approx((2.0 + 4.0 + 4.5) / 3)
 
 
 def test_shares() -> None:
@@ -306,9 +342,12 @@ def test_compute_indicators_document() -> None:
     assert doc["corridors"][0] == {
         "source": "AUS", "destination": "FJI", "average": None, "services": 1,
         "transparent_services": 0, "smart": None, "above_5": None, "above_10": None,
-        "too_few_services": True, "no_transparent_service": True, "cheapest": None}
-    assert doc["corridors"][2]["cheapest"] == {"firm": "B", "firm_type": "mto",
-                                               "product": "", "total_cost": -1.0}
+        "too_few_services": True, "no_transparent_service": True, "cheapest": None,
+        "cheapest_left_out": 0}
+    # B's negative total (-1.0) is averaged but never named cheapest
+    assert doc["corridors"][2]["cheapest"] == {"firm": "A", "firm_type": "mto",
+                                               "product": "cash", "total_cost": 4.0}
+    assert doc["corridors"][2]["cheapest_left_out"] == 1
     assert doc["non_transparent"] == [
         {"source": "AUS", "destination": "FJI", "firm": "E", "fee_pct": 1.0},
         {"source": "USA", "destination": "MEX", "firm": "C", "fee_pct": 10.0}]

@@ -1,6 +1,9 @@
 """The README's quick start, as a user runs it: `sendcost serve --sandbox` with the shipped
-config.toml collects on its schedule — quotes stored, every response archived, the emulated
-operators' implausible quotes quarantined — and the page's API shows the collected prices."""
+config.toml (whose sources are real upstreams) collects from the emulated profile instead, on
+its schedule and with no network — quotes stored, every response archived, the emulated
+operators' implausible quotes quarantined — and the page's API shows the collected prices.
+The sandbox's port is one of the test's own (--sandbox-port), so that another instance on
+8765 is no obstacle."""
 
 from __future__ import annotations
 
@@ -41,14 +44,14 @@ async def test_serve_with_the_sandbox_collects_archives_and_quarantines(
     # imports the same file from the sandbox, as it does on a first start).
     config = config.replace("import_rpw_on_empty = true", "import_rpw_on_empty = false")
     (tmp_path / "config.toml").write_text(config, encoding="utf-8")
-    port = _free_port()
+    port, sandbox_port = _free_port(), _free_port()
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env.update(DATABASE_URL=fresh_database, SENDCOST_DATA_DIR=str(tmp_path),
                PYTHONFAULTHANDLER="1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "sendcost", "serve", "--sandbox", "--port", str(port),
-         "--config", str(tmp_path / "config.toml")],
+         "--sandbox-port", str(sandbox_port), "--config", str(tmp_path / "config.toml")],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     operators = {"sandbox-op-0", "sandbox-op-1", "sandbox-op-2"}
     try:
@@ -95,6 +98,8 @@ async def test_serve_with_the_sandbox_collects_archives_and_quarantines(
             "SELECT reason FROM quarantined_quotes WHERE source LIKE 'sandbox-op-%'")}
         kinds = {r["data_kind"] for r in await conn.fetch(
             "SELECT DISTINCT data_kind FROM quotes WHERE source LIKE 'sandbox-%'")}
+        asked = {r["url"].split("/")[2] for r in await conn.fetch(
+            "SELECT DISTINCT url FROM raw_responses")}
         stale = await conn.fetchval(
             "SELECT count(*) FROM quotes WHERE source LIKE 'sandbox-op-%' "
             "AND 'reference_stale' = ANY(flags)")
@@ -105,6 +110,10 @@ async def test_serve_with_the_sandbox_collects_archives_and_quarantines(
                                    "received_inconsistent", "currency_mismatch",
                                    "implausible_negative_margin"}
     assert stale == 0  # the rates came first
+    # Every source was the emulated profile's, at the sandbox's port: none of the shipped
+    # config's real upstreams was asked.
+    assert asked == {f"127.0.0.1:{sandbox_port}"}, asked
+    assert f"sandbox upstreams on http://127.0.0.1:{sandbox_port}" in err
     # Whatever the config calls them, the sandbox's quotes are stored as emulated data.
     assert kinds == {"emulated"}
     # The API leaves them out unless asked, and then says what they are.

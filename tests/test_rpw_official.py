@@ -148,3 +148,23 @@ def test_usd_500_is_computed_too() -> None:
     doc = indicators("2011Q3", 500)
     assert doc["services"]["transparent"] > 2000
     assert doc["global_average"] < indicators("2011Q3")["global_average"]
+
+
+def test_every_published_figure_says_whether_its_source_is_the_world_banks_own() -> None:
+    """Issue #11 item 6: a figure is "primary" only when its URL is the World Bank's own
+    publication it was read from; every other is marked "secondary" and says why."""
+    rows = pl.read_csv(PUBLISHED, infer_schema=False).to_dicts()
+    assert rows and {r["source_kind"] for r in rows} == {"primary", "secondary"}
+    world_bank = ("http://documents1.worldbank.org/", "https://blogs.worldbank.org/",
+                  "https://remittanceprices.worldbank.org/")
+    for r in rows:
+        url = r["source_url_or_repo"]
+        if r["source_kind"] == "primary":
+            assert url.startswith(world_bank), r
+        else:
+            assert "secondary" in (r["notes"] or ""), r
+    # the sites the issue named are never taken for the World Bank's own publication
+    named = ("businessinsider", "thepaypers", "bitcointalk", "paperzz", "cupdf", "mondato",
+             "gsma", "devpolicy", "happilyinpursuit", "jamesrqclark", "findevgateway")
+    assert all(r["source_kind"] == "secondary" for r in rows
+               if any(n in r["source_url_or_repo"] for n in named))

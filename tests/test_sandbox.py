@@ -1,12 +1,12 @@
 """The sandbox (collector/sandbox.py, ``sendcost sandbox``): mid rates that are plausible for
 the survey's years in every document that publishes them, computed deterministically, and a
-``--print-config`` profile with the kinds of sources config.toml's has."""
+``--print-config`` that prints the emulated profile ``serve --sandbox`` collects from."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
+import socket
 import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from collector.kinds import is_sandbox_url
 from collector.sandbox import (
     PEGS,
     Sandbox,
@@ -25,6 +26,7 @@ from collector.sandbox import (
 from corridors.config import load_config, parse_config
 from corridors.reference import country
 from sendcost.cli import build_parser, main
+from sendcost.commands.sandbox import with_sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -155,28 +157,34 @@ def _profile_kinds(raw: dict[str, object]) -> set[str]:
     return {s["kind"] for s in raw["sources"]}  # type: ignore[attr-defined]
 
 
-def test_print_config_has_the_kinds_of_sources_config_toml_has(
+def test_print_config_prints_the_emulated_profile_serve_sandbox_collects(
         capsys: pytest.CaptureFixture[str]) -> None:
-    shipped = tomllib.loads((ROOT / "config.toml").read_text(encoding="utf-8"))
-    assert main(["sandbox", "--print-config", "--operators", "3", "--corridors", "5"]) == 0
+    """--print-config prints the profile `serve --sandbox` puts in place of the config's
+    sources (every kind of source), with the [sandbox] address that marks it emulated."""
+    assert main(["sandbox", "--print-config", "--corridors", "5", "--port", "8799"]) == 0
     printed = tomllib.loads(capsys.readouterr().out)
-
-    assert _profile_kinds(printed) == _profile_kinds(shipped) == {
+    assert printed["sandbox"] == {"host": "127.0.0.1", "port": 8799}
+    assert _profile_kinds(printed) == {
         "ecb_rates", "json_rates", "comparison", "operator_json", "postal_tariff", "rpw"}
     names = [s["name"] for s in printed["sources"]]
     assert len(names) == len(set(names))
     by_kind = {s["kind"]: s for s in printed["sources"]}
-    assert by_kind["json_rates"]["url"] == "http://127.0.0.1:8765/rates/latest?base=USD"
-    assert by_kind["rpw"]["url"] == "http://127.0.0.1:8765/rpw/rpw_quotes.csv.gz"
-    # The same names and URLs as config.toml's tables of those kinds.
-    for kind in ("ecb_rates", "json_rates", "comparison", "rpw"):
-        mine = by_kind[kind]
-        theirs = next(s for s in shipped["sources"] if s["kind"] == kind)
-        assert (mine["name"], mine["url"]) == (theirs["name"], theirs["url"])
-
+    assert by_kind["json_rates"]["url"] == "http://127.0.0.1:8799/rates/latest?base=USD"
+    assert by_kind["rpw"]["url"] == "http://127.0.0.1:8799/rpw/rpw_quotes.csv.gz"
     config = parse_config(printed)  # a config sendcost takes as it is
     assert len(config.corridors) == 5
-    assert sum(s.kind == "operator_json" for s in config.sources) == 3
+    assert sum(s.kind == "operator_json" for s in config.sources) == 3  # as serve --sandbox
+    assert all(is_sandbox_url(s.url, config.sandbox) for s in config.sources)
+
+    # The same tables (names, kinds, schedules, options) as serve --sandbox collects from,
+    # but for the posts, which follow the printed corridors.
+    served = with_sandbox(load_config(ROOT / "config.toml"), 8799)
+    mine = {s.name: s for s in config.sources if s.kind != "postal_tariff"}
+    theirs = {s.name: s for s in served.sources if s.kind != "postal_tariff"}
+    assert mine == theirs
+    assert main(["sandbox", "--print-config", "--operators", "7", "--corridors", "1"]) == 0
+    wider = parse_config(tomllib.loads(capsys.readouterr().out))
+    assert sum(s.kind == "operator_json" for s in wider.sources) == 7
 
 
 def test_sources_for_tests_and_the_benchmark_leave_out_the_rpw_import() -> None:
@@ -238,34 +246,31 @@ async def test_a_repeated_quote_is_answered_the_same_until_prices_change() -> No
 
 
 def test_a_newcomer_without_the_sandbox_is_told_what_to_do() -> None:
-    """The shipped profile collects from the sandbox's address; with nothing listening there,
-    serve and collect say so once, and how to start it, instead of only failing run by run."""
-    import socket
-
-    from sendcost.commands.sandbox import DEFAULT_PORT, sandbox_down
+    """The emulated profile collects from the sandbox's address; with nothing listening
+    there, `collect --sandbox` says so once, and how to start it, instead of only failing run
+    by run. The shipped profile's real sources are not the sandbox's business."""
+    from sendcost.commands.sandbox import sandbox_down
 
     shipped = load_config(ROOT / "config.toml")
-    elsewhere = [s for s in shipped.sources if s.kind == "ecb_rates"]
+    assert sandbox_down(shipped.sources, where="x", sandbox=shipped.sandbox) is None
     assert sandbox_down([], where="x") is None
     listener = socket.socket()
-    try:
-        listener.bind(("127.0.0.1", DEFAULT_PORT))
-    except OSError:
-        listener.close()  # else its ResourceWarning fails whichever test runs when it is freed
-        pytest.skip(f"port {DEFAULT_PORT} is taken: the 'nothing listens' case cannot be made")
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    emulated = with_sandbox(shipped, port)
     listener.listen()
     try:
-        assert sandbox_down(shipped.sources, where="Run it") is None  # it listens
+        # it listens
+        assert sandbox_down(emulated.sources, where="Run it", sandbox=emulated.sandbox) is None
     finally:
         listener.close()
-    warning = sandbox_down(shipped.sources, where="Run 'sendcost sandbox' first")
+    warning = sandbox_down(emulated.sources, where="Run 'sendcost sandbox' first",
+                           sandbox=emulated.sandbox)
     assert warning is not None
-    n = len(shipped.sources)
-    assert warning.startswith(f"{n} source(s) ({', '.join(s.name for s in shipped.sources[:3])}"
+    n = len(emulated.sources)
+    assert warning.startswith(f"{n} source(s) ({', '.join(s.name for s in emulated.sources[:3])}"
                               f" and {n - 3} more) collect from the sandbox on "
-                              f"http://127.0.0.1:{DEFAULT_PORT}, and nothing listens there")
+                              f"http://127.0.0.1:{port}, and nothing listens there")
     assert "Run 'sendcost sandbox' first, or point [[sources]]" in warning
-    # Sources pointed elsewhere are not the sandbox's business.
-    moved = [dataclasses.replace(s, url="https://www.ecb.europa.eu/eurofxref-daily.xml")
-             for s in elsewhere]
-    assert sandbox_down(moved, where="x") is None
+    # The same sources seen with the sandbox at its default port are not at the sandbox.
+    assert sandbox_down(emulated.sources, where="x") is None

@@ -41,12 +41,16 @@ database); a "recovered:" line names each such re-parse.
 
 examples:
   sendcost collect                               # all enabled sources
-  sendcost collect --source sandbox-op-0 --corridor USA-MEX
+  sendcost collect --source wise-comparison --corridor USA-MEX
   sendcost collect --reparse 42
-  sendcost sandbox &  sendcost collect           # the shipped profile, no network needed
+  sendcost sandbox &  sendcost collect --sandbox # the emulated profile, no network needed
 
-exit codes: 0 every run ok, 1 a run failed or was partial (the summary says which), 2 usage,
-143 stopped by SIGTERM (the runs under way are recorded as failed, like Ctrl-C: 130).
+One collector per source at a time, on one machine or several: a source that another
+process is collecting is skipped, and its summary line names that process (host, pid, run).
+
+exit codes: 0 every run ok (or skipped), 1 a run failed or was partial (the summary says
+which), 2 usage, 143 stopped by SIGTERM (the runs under way are recorded as failed, like
+Ctrl-C: 130).
 """
 
 
@@ -60,6 +64,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="only this configured corridor, e.g. USA-MEX")
     p.add_argument("--reparse", type=int, metavar="RUN_ID",
                    help="re-parse the responses archived by run RUN_ID (no fetching)")
+    p.add_argument("--sandbox", action="store_true",
+                   help="collect from the emulated profile (sendcost sandbox --print-config) "
+                        "at [sandbox] host:port instead of the config's [[sources]]: a "
+                        "'sendcost sandbox' must be running there")
     p.set_defaults(func=run)
 
 
@@ -69,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
               "re-parses what the run fetched)", file=sys.stderr)
         return EXIT_USAGE
     config = load_config(args.config)
+    if args.sandbox:
+        from sendcost.commands.sandbox import with_sandbox
+
+        config = with_sandbox(config)
     setup_logging(args, config.log_level)
     from collector.run import Collector
     from collector.sources import check_sources
@@ -79,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     if args.reparse is None:
         from sendcost.commands.sandbox import sandbox_down
 
-        if warning := sandbox_down(config.sources_to_run(args.source),
+        if warning := sandbox_down(config.sources_to_run(args.source), sandbox=config.sandbox,
                                    where="Run 'sendcost sandbox' first (in another "
                                          "terminal, or 'sendcost sandbox &')"):
             log.warning("%s", warning)
@@ -132,4 +144,5 @@ def run(args: argparse.Namespace) -> int:
         print(r.line())
     if not reports:
         print("no enabled sources in the config ([[sources]] in config.toml)")
-    return EXIT_OK if all(r.status == "ok" for r in reports) else EXIT_ERROR
+    # A source another collector has at the moment is not a failure: it is being collected.
+    return EXIT_OK if all(r.status in ("ok", "skipped") for r in reports) else EXIT_ERROR

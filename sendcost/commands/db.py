@@ -10,11 +10,15 @@ from typing import Any
 from corridors.config import load_config
 from sendcost.cli import common_options, setup_logging
 
+#: The migration that made source_leases.
+LEASES_VERSION = 7
+
 HELP = """\
 Manage the PostgreSQL store.
 
   sendcost db migrate    apply pending schema migrations (serve does this on start too)
-  sendcost db status     schema version, rows per table, which database is in use
+  sendcost db status     schema version, rows per table, which database is in use, and
+                         which process collects which source now
 """
 
 
@@ -33,7 +37,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s = dbsub.add_parser(
         "status", help="schema version, row counts, database in use",
         description="Which database is in use (embedded or external), its schema version "
-                    "and pending migrations, rows per table, and the periods with quotes.",
+                    "and pending migrations, rows per table, the periods with quotes, and "
+                    "which process (host, pid, run) collects which source now.",
         epilog="examples:\n  sendcost db status\n  sendcost db status --json | jq .tables",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     common_options(s)
@@ -63,9 +68,11 @@ def status(args: argparse.Namespace) -> int:
 
     async def go() -> dict[str, Any]:
         async with open_store(config, migrate=False) as (store, target):
+            from corridors import leases
             from corridors.store import migrations
 
             version = await store.schema_version()
+            collecting = await leases.held(store) if version >= LEASES_VERSION else []
             return {
                 "database": target.display,
                 "embedded": target.embedded,
@@ -73,6 +80,10 @@ def status(args: argparse.Namespace) -> int:
                 "latest_version": migrations()[-1][0],
                 "tables": await store.row_counts(),
                 "periods": await store.periods() if version else [],
+                # Which process collects which source now (one at a time: their leases).
+                "collecting": [{"source": h.source, "host": h.host, "pid": h.pid,
+                                "run_id": h.run_id, "until": h.expires_at.isoformat()}
+                               for h in collecting],
             }
 
     info = asyncio.run(go())
@@ -89,4 +100,7 @@ def status(args: argparse.Namespace) -> int:
         print(f"  {table:<20} {count:>10,}")
     if info["periods"]:
         print(f"periods:        {', '.join(info['periods'])}")
+    for c in info["collecting"]:
+        run = f"run {c['run_id']}" if c["run_id"] is not None else "a run starting"
+        print(f"collecting:     {c['source']}: {run} of process {c['pid']} on {c['host']}")
     return 0

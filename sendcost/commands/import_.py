@@ -8,7 +8,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import asyncpg
+
+from corridors import health
 from corridors.config import Config, load_config
+from corridors.errors import DatabaseError
 from sendcost.cli import common_options, setup_logging
 
 if TYPE_CHECKING:
@@ -97,6 +101,22 @@ def run_rpw(args: argparse.Namespace) -> int:
                                     max_rejected_share=config.imports.max_rejected_share,
                                     on_read=report)
 
-    summary = asyncio.run(go())
+    try:
+        summary = asyncio.run(go())
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError) as exc:
+        # The database refused the import or went away mid-way (a full disk, say): the
+        # import is one transaction, so nothing of it was stored.
+        raise DatabaseError(f"import rpw: {_why(exc)}; nothing was imported (the import is "
+                            "one transaction): run it again once that is fixed") from None
+    except OSError as exc:
+        if health.classify(exc) != "disk_full":
+            raise
+        raise DatabaseError(f"import rpw: {_why(exc)}; nothing was imported") from None
     print("\n".join(summary.lines()))
     return 0
+
+
+def _why(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    kind = health.classify(exc)
+    return health.reason(kind, text) if kind else f"the database refused it ({text})"

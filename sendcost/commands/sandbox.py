@@ -1,19 +1,22 @@
 """``sendcost sandbox``: emulated upstreams on loopback (operators, a comparison feed,
-postal tariffs, ECB and JSON reference rates, RPW) for demos, tests and benchmarks."""
+postal tariffs, ECB and JSON reference rates, RPW) for demos, tests and benchmarks; and the
+emulated profile that ``sendcost serve --sandbox`` / ``collect --sandbox`` put in place of
+the config's sources."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import socket
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from collector.kinds import SANDBOX_PORT
+from collector.kinds import SANDBOX_PORT, is_sandbox_url
+from corridors.config import Config, SandboxConfig, parse_config
 from sendcost.cli import common_options, port_number, setup_logging
 
 if TYPE_CHECKING:
@@ -28,15 +31,19 @@ DEFAULT_PORT = SANDBOX_PORT
 HELP = f"""\
 Serve emulated upstreams on loopback, with prices drawn from the World Bank's RPW data:
 N operator quote APIs, a Wise-style comparison feed, postal tariffs (JSON and CSV), the
-ECB's eurofxref-daily.xml, a JSON rates API and the bundled RPW file. config.toml's
-sandbox profile points the collectors at http://127.0.0.1:{DEFAULT_PORT}. The sandbox
-reads no config file (it takes no --config): the options below are all it is told.
+ECB's eurofxref-daily.xml, a JSON rates API and the bundled RPW file, on
+http://127.0.0.1:{DEFAULT_PORT} unless told. 'sendcost collect --sandbox' (and 'sendcost
+serve --sandbox', which runs one in-process) collects from the emulated profile at
+config.toml's [sandbox] address instead of the config's real sources; --print-config
+prints that profile. The sandbox reads no config file (it takes no --config): the options
+below are all it is told.
 
 Fault knobs make it a hostile upstream for resilience work: latency, 5xx, timeouts,
 truncated bodies, 429 bursts with Retry-After, slow bodies, implausible quotes.
 
 examples:
-  sendcost sandbox                                  # then: sendcost collect
+  sendcost sandbox                                  # then: sendcost collect --sandbox
+  sendcost sandbox --port 8766                      # beside another; [sandbox] port = 8766
   sendcost sandbox --error-rate 0.2 --timeout-rate 0.1 --malformed-rate 0.05
   sendcost sandbox --print-config --operators 10 --corridors 50 > sandbox.toml
 """
@@ -49,13 +56,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
     p.add_argument("--port", type=port_number, default=DEFAULT_PORT,
                    help=f"port (default {DEFAULT_PORT})")
-    p.add_argument("--operators", type=int, default=10, help="emulated operators (default 10)")
+    p.add_argument("--operators", type=int, default=None,
+                   help="emulated operators (default: 10 served; 3 in --print-config, as "
+                        "serve --sandbox collects)")
     p.add_argument("--corridors", type=int, default=20,
                    help="corridors in --print-config (default 20, RPW's busiest)")
     p.add_argument("--print-config", action="store_true",
-                   help="print a profile for this sandbox like config.toml's and exit: "
-                        "[[corridors]], and [[sources]] for the ECB and JSON rates, the "
-                        "comparison feed, each operator, up to three posts and the RPW file")
+                   help="print the emulated profile for this sandbox's address and exit: "
+                        "[sandbox], [[corridors]], and the [[sources]] serve --sandbox "
+                        "collects from (the ECB and JSON rates, the comparison feed, each "
+                        "operator, up to three posts and the RPW file)")
     knobs = p.add_argument_group("faults")
     knobs.add_argument("--latency-ms", type=float, default=0.0, help="mean added latency")
     knobs.add_argument("--error-rate", type=float, default=0.0, help="share of 5xx answers")
@@ -89,21 +99,33 @@ def faults_from(args: argparse.Namespace) -> Faults:
                   bad_quote_rate=args.bad_quote_rate, seed=args.seed)
 
 
-def sandbox_down(sources: Iterable[SourceConfig], *, where: str) -> str | None:
+def with_sandbox(config: Config, port: int | None = None) -> Config:
+    """``config`` with every source replaced by the emulated profile
+    (``collector.sandbox.emulated_profile``) at its ``[sandbox]`` address, ``port`` (when
+    given) in place of the configured port: what ``--sandbox`` collects from."""
+    from collector.sandbox import PROFILE_OPERATORS, emulated_profile
+
+    sandbox = config.sandbox if port is None else dataclasses.replace(config.sandbox, port=port)
+    tables = emulated_profile(sandbox.base_url, operators_n=PROFILE_OPERATORS)
+    return dataclasses.replace(config, sandbox=sandbox,
+                               sources=parse_config({"sources": tables}).sources)
+
+
+def sandbox_down(sources: Iterable[SourceConfig], *, where: str,
+                 sandbox: SandboxConfig | None = None) -> str | None:
     """A warning when ``sources`` (those about to run) collect from the sandbox's address
-    (127.0.0.1:DEFAULT_PORT, as the shipped profile does) and nothing listens there, saying
-    what to do; None otherwise. ``where``: how the sandbox is started beside this command."""
-    names = [s.name for s in sources
-             if (u := urlsplit(s.url)).hostname in ("127.0.0.1", "localhost")
-             and u.port == DEFAULT_PORT]
+    (``sandbox``, default 127.0.0.1:DEFAULT_PORT) and nothing listens there, saying what to
+    do; None otherwise. ``where``: how the sandbox is started beside this command."""
+    sandbox = sandbox or SandboxConfig()
+    names = [s.name for s in sources if is_sandbox_url(s.url, sandbox)]
     if not names:
         return None
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", DEFAULT_PORT),
+    with contextlib.suppress(OSError), socket.create_connection((sandbox.host, sandbox.port),
                                                                  timeout=0.5):
         return None
     shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
     return (f"{len(names)} source(s) ({shown}) collect from the sandbox on "
-            f"http://127.0.0.1:{DEFAULT_PORT}, and nothing listens there: their runs will "
+            f"{sandbox.base_url}, and nothing listens there: their runs will "
             f"fail until it does. {where}, or point [[sources]] in config.toml at real "
             "upstreams")
 
@@ -112,32 +134,46 @@ def sandbox_down(sources: Iterable[SourceConfig], *, where: str) -> str | None:
 SERVE_BAD_QUOTE_RATE = 0.1
 
 
-async def sandbox_ctx(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx for ``sendcost serve --sandbox``: the sandbox on 127.0.0.1:8765, its
-    operators sending a few implausible quotes (``SERVE_BAD_QUOTE_RATE``) as real upstreams
-    now and then do, so that the quick start shows the quarantine at work."""
-    from collector.sandbox import Faults, Sandbox
+def sandbox_ctx(sandbox: SandboxConfig) -> Callable[[web.Application], AsyncIterator[None]]:
+    """cleanup_ctx for ``sendcost serve --sandbox``: the sandbox on ``sandbox``'s address,
+    its operators sending a few implausible quotes (``SERVE_BAD_QUOTE_RATE``) as real
+    upstreams now and then do, so that the quick start shows the quarantine at work."""
 
-    sandbox = Sandbox(Faults(bad_quote_rate=SERVE_BAD_QUOTE_RATE))
-    runner = web.AppRunner(sandbox.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", DEFAULT_PORT)
-    await site.start()
-    log.info("sandbox upstreams on http://127.0.0.1:%d", DEFAULT_PORT)
-    yield
-    await runner.cleanup()
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        from collector.sandbox import Faults, Sandbox
+
+        server = Sandbox(Faults(bad_quote_rate=SERVE_BAD_QUOTE_RATE))
+        runner = web.AppRunner(server.app(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, sandbox.host, sandbox.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise SystemExit(
+                f"sendcost serve --sandbox: cannot listen on {sandbox.base_url} ({exc}); "
+                "another sandbox there? Choose another with --sandbox-port or [sandbox] "
+                "port") from None
+        log.info("sandbox upstreams on %s", sandbox.base_url)
+        yield
+        await runner.cleanup()
+
+    return ctx
 
 
 def run(args: argparse.Namespace) -> int:
     setup_logging(args)
     from collector.sandbox import Sandbox, toml_profile
 
-    base = f"http://{args.host}:{args.port}"
     if args.print_config:
-        print(toml_profile(base, operators_n=args.operators, corridors_m=args.corridors))
+        print(toml_profile(args.host, args.port, corridors_m=args.corridors,
+                           **({} if args.operators is None else
+                              {"operators_n": args.operators})))
         return 0
-    sandbox = Sandbox(faults_from(args), operators_n=args.operators)
-    log.info("sandbox: %d operators, prices from RPW; serving on %s", args.operators, base)
+    base = SandboxConfig(args.host, args.port).base_url
+    operators_n = 10 if args.operators is None else args.operators
+    sandbox = Sandbox(faults_from(args), operators_n=operators_n)
+    log.info("sandbox: %d operators, prices from RPW; serving on %s", operators_n, base)
     web.run_app(sandbox.app(), host=args.host, port=args.port, access_log=None,
                 print=lambda msg: log.info("%s", " ".join(msg.split())))
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -12,12 +14,21 @@ from corridors.db import database
 from publish.middleware import HANDLER_ARGS
 from sendcost.cli import common_options, port_number, setup_logging
 
+if TYPE_CHECKING:
+    from corridors.config import Config
+
 log = logging.getLogger(__name__)
 
 HELP = """\
 Run sendcost: the public JSON API under /v1/, the comparison page at /, /healthz and
 /metrics, the scheduled collectors and the monthly bulletin job. Stops cleanly on Ctrl-C or
-SIGTERM (the embedded PostgreSQL, if used, is stopped too).
+SIGTERM (the embedded PostgreSQL, if used, is stopped too, unless another sendcost command
+still uses it).
+
+With the embedded PostgreSQL (no DATABASE_URL), serve keeps it running: should it stop, it
+is started again (backing off while it cannot, say on a full disk), the log says why, and
+/healthz answers 503 "degraded" with the reason meanwhile. Several serve and collect
+processes may share one database: a source is collected by one of them at a time.
 
 On an empty store it first imports the bundled World Bank RPW data (2011-2014), so the
 figures are real from the first start ([service] import_rpw_on_empty).
@@ -30,8 +41,14 @@ examples:
   sendcost serve                          # http://127.0.0.1:8080, embedded PostgreSQL
   sendcost serve --port 9000 --host 0.0.0.0
   DATABASE_URL=postgresql://user@db/sendcost sendcost serve
-  sendcost serve --sandbox                # also serve the emulated upstreams that
-                                          # config.toml's sandbox profile collects from
+  sendcost serve --sandbox                # offline: emulated upstreams in-process,
+                                          # collected from instead of [[sources]]
+  sendcost serve --sandbox --port 8081 --sandbox-port 8766   # a second one beside it
+
+Without --sandbox it collects from config.toml's [[sources]]: as shipped, real public
+upstreams (Wise's comparison API, the ECB's and open.er-api's reference rates, the World
+Bank's RPW workbook). An upstream it cannot reach is reported once, then backed off from
+(the circuit breaker); the API and page go on serving what the store holds.
 """
 
 
@@ -42,17 +59,44 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--host", help="address to listen on (default: [api] host, 127.0.0.1)")
     p.add_argument("--port", type=port_number, help="port to listen on (default: [api] port, 8080)")
     p.add_argument("--sandbox", action="store_true",
-                   help="also run the sandbox upstreams (sendcost sandbox) in this process, "
-                        "on 127.0.0.1:8765, for the shipped sandbox profile (their quotes are "
-                        "stored as emulated data: the page shows them under the banner "
-                        "\"emulated data — not real prices\", the API only with "
-                        "?include=emulated); about 1 in 10 of "
-                        "its operator quotes is implausible, to show the quarantine")
+                   help="run the sandbox upstreams (sendcost sandbox) in this process, at "
+                        "[sandbox] host:port (127.0.0.1:8765), and collect from the emulated "
+                        "profile (sendcost sandbox --print-config) instead of the config's "
+                        "[[sources]]; no network needed. Their quotes are stored as emulated "
+                        "data: the page shows them under the banner \"emulated data — not "
+                        "real prices\", the API only with ?include=emulated; about 1 in 10 "
+                        "of its operator quotes is implausible, to show the quarantine")
+    p.add_argument("--sandbox-port", type=sandbox_port, metavar="PORT",
+                   help="with --sandbox: the sandbox's port (default: [sandbox] port, 8765), "
+                        "so two instances can run side by side")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def sandbox_port(text: str) -> int:
+    """An argparse type: a port the sandbox can be reached at (1-65535)."""
+    port = port_number(text)
+    if port == 0:
+        raise argparse.ArgumentTypeError("expected a port number from 1 to 65535 (the "
+                                         "collectors must know it in advance), not '0'")
+    return port
+
+
+def configured(args: argparse.Namespace) -> Config:
+    """The config ``args`` ask for: with ``--sandbox``, its sources replaced by the emulated
+    profile at the sandbox's address (``--sandbox-port`` over ``[sandbox] port``)."""
     config = load_config(args.config)
+    if args.sandbox_port is not None and not args.sandbox:
+        print("sendcost serve: error: --sandbox-port goes with --sandbox", file=sys.stderr)
+        raise SystemExit(2)  # a bad command line, as argparse exits
+    if args.sandbox:
+        from sendcost.commands.sandbox import with_sandbox
+
+        config = with_sandbox(config, args.sandbox_port)
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    config = configured(args)
     setup_logging(args, config.log_level)
     from collector.sources import check_sources
     from sendcost.wiring import create_app
@@ -71,14 +115,14 @@ def run(args: argparse.Namespace) -> int:
 
         if args.sandbox:
             # First in, last out: the upstreams are up before the first scheduled run.
-            app.cleanup_ctx.insert(0, sandbox_ctx)
+            app.cleanup_ctx.insert(0, sandbox_ctx(config.sandbox))
             # The quick start's page shows what the sandbox gave, under the banner
             # "emulated data — not real prices"; the API still leaves it out by default.
             from publish.page import PAGE_SHOWS_EMULATED
 
             app[PAGE_SHOWS_EMULATED] = True
         elif warning := sandbox_down(
-                config.sources_to_run(),
+                config.sources_to_run(), sandbox=config.sandbox,
                 where="Start with 'sendcost serve --sandbox' (the sandbox in this process), "
                       "or run 'sendcost sandbox' beside it"):
             log.warning("%s", warning)
