@@ -8,7 +8,7 @@ import asyncio
 import uuid
 from collections import Counter
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
@@ -163,7 +163,8 @@ async def test_faulty_upstreams_lose_nothing_and_store_nothing_wrong(store: Stor
         "SELECT reason, field, payload, source FROM quarantined_quotes "
         "WHERE run_id = ANY($1::bigint[])", run_ids)
 
-    expected_ok, expected_bad = Counter(), Counter()
+    expected_ok: Counter[tuple[int, str, str]] = Counter()
+    expected_bad: Counter[str] = Counter()
     for (op, corridor, amount), outcome in final.items():
         if outcome != "ok":
             continue
@@ -172,7 +173,7 @@ async def test_faulty_upstreams_lose_nothing_and_store_nothing_wrong(store: Stor
             expected_ok[(op, corridor, amount)] += 1
         else:
             expected_bad[reason] += 1
-    got_ok = Counter()
+    got_ok: Counter[tuple[int, str, str]] = Counter()
     for r in stored:
         op = int(r["source"].rsplit("-", 1)[1])
         corridor = r["service_key"].split(":")[2]  # firm type:firm:corridor:…
@@ -240,10 +241,18 @@ async def test_circuit_breaker_opens_and_recovers(store: Store, session: Any) ->
         await server.close()
 
 
+def with_application_name(url: str, name: str) -> str:
+    """``url`` whose connections show as ``name`` in pg_stat_activity. The embedded
+    database's URL already has a query (``?host=<socket folder>``): add to it."""
+    parts = urlsplit(url)
+    query = "&".join(filter(None, (parts.query, urlencode({"application_name": name}))))
+    return urlunsplit(parts._replace(query=query))
+
+
 async def test_killed_connection_mid_write_leaves_nothing_half_written(
         store: Store, database_url: str, session: Any) -> None:
     app_name = f"sendcost-kill-{uuid.uuid4().hex[:6]}"
-    victim = await connect(f"{database_url}?application_name={app_name}", max_size=2)
+    victim = await connect(with_application_name(database_url, app_name), max_size=2)
     server, _ = await start_sandbox(Faults(), operators_n=2)
     locker = await asyncpg.connect(database_url)
     try:
@@ -305,7 +314,7 @@ async def test_a_write_lost_mid_run_is_held_and_written_later(
     # Batches of 2 quotes: the run writes while it is still fetching. The connection of its
     # first write is cut; that batch is held and written with a later one, nothing lost.
     app_name = f"sendcost-midrun-{uuid.uuid4().hex[:6]}"
-    victim = await connect(f"{database_url}?application_name={app_name}", max_size=4)
+    victim = await connect(with_application_name(database_url, app_name), max_size=4)
     server, _ = await start_sandbox(Faults(), operators_n=1)
     locker = await asyncpg.connect(database_url)
     try:
@@ -357,8 +366,10 @@ async def test_one_runs_failing_batch_does_not_sink_another_in_the_same_write(
     writer = _Writer(store)
     results = await asyncio.gather(writer.write(good), writer.write(bad),
                                    return_exceptions=True)
-    assert results[0].inserted == 1 and results[0].quarantined == 1
-    assert isinstance(results[1], OverflowError | asyncpg.DataError)
+    first, second = results
+    assert not isinstance(first, BaseException), first
+    assert first.inserted == 1 and first.quarantined == 1
+    assert isinstance(second, OverflowError | asyncpg.DataError)
     assert writer.writes == 1 and writer.batches == 2  # they went in together
     assert await store.pool.fetchval(
         "SELECT count(*) FROM quotes WHERE source = ANY($1::text[])",
