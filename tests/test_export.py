@@ -28,7 +28,7 @@ def _rows(body: bytes) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(body.decode())))
 
 
-def test_sdmx_csv_has_the_required_columns(quotes) -> None:  # type: ignore[no-untyped-def]
+def test_sdmx_csv_has_the_required_columns(quotes) -> None:
     body = sdmx_csv(sdmx_rows(quotes, start="2013Q4", end="2014Q2"))
     header = body.decode().splitlines()[0].split(",")
     # SDMX-CSV 2.0: STRUCTURE, STRUCTURE_ID, ACTION first; every dimension; OBS_VALUE.
@@ -42,7 +42,7 @@ def test_sdmx_csv_has_the_required_columns(quotes) -> None:  # type: ignore[no-u
     assert {r["TIME_PERIOD"] for r in rows} == {"2013-Q4", "2014-Q1", "2014-Q2"}
 
 
-def test_sdmx_values_are_the_indicators(quotes) -> None:  # type: ignore[no-untyped-def]
+def test_sdmx_values_are_the_indicators(quotes) -> None:
     rows = _rows(sdmx_csv(sdmx_rows(quotes, start="2014Q1", end="2014Q2")))
     for period, time in (("2014Q1", "2014-Q1"), ("2014Q2", "2014-Q2")):
         doc = compute_indicators(quotes.lazy(), period=period, amount_usd=200,
@@ -58,7 +58,7 @@ def test_sdmx_values_are_the_indicators(quotes) -> None:  # type: ignore[no-unty
     assert all(r["REF_AREA"].isdigit() for r in rows)
 
 
-def test_sdmx_corridors_and_bad_ranges(quotes) -> None:  # type: ignore[no-untyped-def]
+def test_sdmx_corridors_and_bad_ranges(quotes) -> None:
     rows = sdmx_rows(quotes, start="2014Q2", end="2014Q2", corridors=True)
     bc = [r for r in rows if r["SERIES"] == "SI_RMT_COST_BC"]
     doc = compute_indicators(quotes.lazy(), period="2014Q2", amount_usd=200,
@@ -73,7 +73,7 @@ def test_sdmx_corridors_and_bad_ranges(quotes) -> None:  # type: ignore[no-untyp
         sdmx_rows(quotes, start="2020Q1", end="2021Q4")
 
 
-def test_postal_export_agrees_with_the_benchmark(quotes) -> None:  # type: ignore[no-untyped-def]
+def test_postal_export_agrees_with_the_benchmark(quotes) -> None:
     body_csv, body_json = postal_export(quotes, period="2014Q2")
     expected = postal_benchmark(quotes.lazy(), period="2014Q2", amount_usd=200).collect()
     assert_frame_equal(pl.read_csv(body_csv, schema=expected.schema), expected,
@@ -85,7 +85,7 @@ def test_postal_export_agrees_with_the_benchmark(quotes) -> None:  # type: ignor
         postal_export(quotes, period="2030Q1")
 
 
-def test_cli_exports(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_cli_exports(tmp_path, capsys) -> None:
     assert main(["export", "postal", "--period", "2014Q2", "--source", "rpw", "--out",
                  str(tmp_path), "-q"]) == 0
     assert (tmp_path / "postal-2014Q2.csv").is_file()
