@@ -249,6 +249,24 @@ def with_application_name(url: str, name: str) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
+def where_tasks_wait() -> str:
+    """Every task of sendcost's or asyncpg's, with the whole chain of awaits it is in (a
+    task's own stack shows only its outermost coroutine)."""
+    out: list[str] = []
+    for task in asyncio.all_tasks():
+        chain: list[str] = []
+        coro: Any = task.get_coro()
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is not None:
+                chain.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} "
+                             f"{frame.f_code.co_name}")
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        if any(("/collector/" in c or "/corridors/" in c or "asyncpg" in c) for c in chain):
+            out.append(f"{task.get_name()}:\n" + "\n".join(chain))
+    return "\n".join(out)
+
+
 async def test_killed_connection_mid_write_leaves_nothing_half_written(
         store: Store, database_url: str, session: Any) -> None:
     app_name = f"sendcost-kill-{uuid.uuid4().hex[:6]}"
@@ -275,15 +293,12 @@ async def test_killed_connection_mid_write_leaves_nothing_half_written(
                 break
             await asyncio.sleep(0.05)
         if not pid:  # say where the run is, for whoever reads a failure
-            import io
-            where = io.StringIO()
-            task.print_stack(file=where)
             activity = await locker.fetch(
                 "SELECT state, wait_event_type, wait_event, left(query, 120) AS query "
                 "FROM pg_stat_activity WHERE application_name = $1", app_name)
             raise AssertionError(f"the run never reached its write (done: {task.done()}); "
                                  f"its connections: {[dict(r) for r in activity]}; "
-                                 f"where it is:\n{where.getvalue()}")
+                                 f"where it is:\n{where_tasks_wait()}")
         assert await locker.fetchval("SELECT pg_terminate_backend($1)", pid)
         await tx.rollback()
         dead = await task
