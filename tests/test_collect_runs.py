@@ -285,15 +285,17 @@ async def test_killed_connection_mid_write_leaves_nothing_half_written(
         await locker.execute("LOCK TABLE quotes IN EXCLUSIVE MODE")
         task = asyncio.create_task(collector.run(f"{p}-op-0"))
         # Up to a minute: on a busy machine the run's fetches take a while before its write.
+        # Watched from outside the locker's transaction: inside one, pg_stat_activity is a
+        # snapshot taken at its first read, and would never show the run reaching the lock.
         for _ in range(1200):
-            pid = await locker.fetchval(
+            pid = await store.pool.fetchval(
                 "SELECT pid FROM pg_stat_activity WHERE application_name = $1 "
                 "AND wait_event_type = 'Lock'", app_name)
             if pid:
                 break
             await asyncio.sleep(0.05)
         if not pid:  # say where the run is, for whoever reads a failure
-            activity = await locker.fetch(
+            activity = await store.pool.fetch(
                 "SELECT state, wait_event_type, wait_event, left(query, 120) AS query "
                 "FROM pg_stat_activity WHERE application_name = $1", app_name)
             raise AssertionError(f"the run never reached its write (done: {task.done()}); "
@@ -341,8 +343,8 @@ async def test_a_write_lost_mid_run_is_held_and_written_later(
         await tx.start()
         await locker.execute("LOCK TABLE quotes IN EXCLUSIVE MODE")
         task = asyncio.create_task(collector.run(f"{p}-op-0"))
-        for _ in range(1200):
-            pid = await locker.fetchval(
+        for _ in range(1200):  # watched from outside the locker's transaction, as above
+            pid = await store.pool.fetchval(
                 "SELECT pid FROM pg_stat_activity WHERE application_name = $1 "
                 "AND wait_event_type = 'Lock'", app_name)
             if pid:
