@@ -14,18 +14,33 @@ One response lists many providers: a provider or quote the parser cannot use is 
 on its own (``unknown_label``; ``fee_missing`` / ``rate_missing`` when its fee or rate is
 absent, null or not a number — never read as 0; ``malformed_record`` for anything else not
 in the feed's format), and the others are kept. Only a response broken as a whole (not
-JSON, no ``providers`` list) is malformed.
+JSON, no ``providers`` list, a currency that is not an ISO 4217 code) is malformed.
+
+The response's ``amount`` must be the amount asked for (``amount_mismatch`` otherwise: a
+price for 500 is not the price of 200, whatever its received amounts say); a quote's own
+``sourceCountry`` / ``targetCountry`` must be the corridor's (``unknown_corridor``). A
+provider the feed marks ``partner`` (a partner of the feed's, shown as a bank) keeps the
+flag ``partner``.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
 from collector import options as opt
 from collector.errors import ParseError
 from collector.model import CorridorSpec, Draft, service_key
-from collector.parsing import dec, dig, iso_duration_days, load_json, timestamp
+from collector.parsing import (
+    charset_of,
+    dec,
+    dig,
+    iso_currency,
+    iso_duration_days,
+    load_json,
+    timestamp,
+)
 from collector.run import RunContext
 from collector.validate import Rejected, Rejection, Unusable, number
 from corridors.config import SourceConfig
@@ -69,23 +84,53 @@ async def collect(ctx: RunContext) -> None:
     async def one(item: tuple[CorridorSpec, int, Any]) -> None:
         c, usd, amount = item
         fetched = await ctx.fetch(comparison_url(ctx.source, c, amount))
-        await ctx.add_parsed(*parse(ctx.source, fetched.body, c, usd, amount), fetched)
+        await ctx.add_parsed(*parse(ctx.source, fetched.body, c, usd, amount,
+                                    charset_of(fetched.headers)), fetched)
 
     await ctx.each(items, one)
 
 
-def parse(source: SourceConfig, body: bytes, c: CorridorSpec, usd: int, amount: Any
-          ) -> tuple[list[Draft], list[Rejected]]:
-    """(drafts, the records quarantined by the parser) from one comparison response.
+def _currency(doc: Any, key: str, source: SourceConfig) -> str | None:
+    """The response's ``key`` currency: None when it does not say (absent or null, never
+    "NONE"); ParseError when it is not an ISO 4217 code."""
+    value = dig(doc, key, None)
+    if value is None:
+        return None
+    code = iso_currency(value) if isinstance(value, str) else None
+    if code is None:
+        raise ParseError(f"{source.name}: {key} {value!r} is not an ISO 4217 currency code")
+    return code
+
+
+def _amount(doc: Any) -> tuple[Decimal | None, str | None]:
+    """(the amount the response says it priced, why it cannot be compared with ours)."""
+    kind = dig(doc, "amountType", None)
+    if kind is not None and kind != "SEND":
+        return None, f"the answer prices a received amount (amountType {kind!r})"
+    # v4 says "amount"; the v3 answers recorded in the wild say "sendAmount".
+    value = dig(doc, "amount", None)
+    if value is None:
+        value = dig(doc, "sendAmount", None)
+    try:
+        return dec(value, "amount"), None
+    except ParseError:
+        return None, f"the answer's amount {value!r} is not a number"
+
+
+def parse(source: SourceConfig, body: bytes, c: CorridorSpec, usd: int, amount: Any,
+          charset: str | None = None) -> tuple[list[Draft], list[Rejected]]:
+    """(drafts, the records quarantined by the parser) from one comparison response
+    (``charset``: the Content-Type's, if it names one).
 
     Raises ParseError only for a response broken as a whole.
     """
-    doc = load_json(body, f"{source.name} comparison")
+    doc = load_json(body, f"{source.name} comparison", charset)
     providers = dig(doc, "providers", None)
     if not isinstance(providers, list):
         raise ParseError(f"{source.name}: 'providers' is not a list")
-    send_cur = str(dig(doc, "sourceCurrency", c.send_currency)).upper()
-    recv_cur = str(dig(doc, "targetCurrency", c.receive_currency)).upper()
+    send_cur = _currency(doc, "sourceCurrency", source)
+    recv_cur = _currency(doc, "targetCurrency", source)
+    priced, unpriced = _amount(doc)
     types = PROVIDER_TYPES | dict(source.options.get("provider_types", {}))
     flags = ("comparison_feed", *source.options.get("caveats", DEFAULT_CAVEATS))
     where = {"corridor": c.key, "amount_usd": usd, "send_amount": amount}
@@ -111,18 +156,26 @@ def parse(source: SourceConfig, body: bytes, c: CorridorSpec, usd: int, amount: 
                              Rejection("malformed_record", *problem)))
             continue
         firm = Firm(name, FirmType(types[kind]))
+        # A partner of the feed (a bank that offers the feed's own transfers) is not an
+        # independent price: kept, and said.
+        own = (*flags, "partner") if p.get("partner") is True else flags
         for q in quotes:
             record = {"provider": alias, "name": name, "type": kind, "quote": q}
+            if p.get("partner") is True:
+                record["partner"] = True
             try:
-                drafts.append(_draft(q, c, usd, amount, firm, send_cur, recv_cur, flags,
-                                     record))
+                if unpriced:
+                    raise Unusable("amount_mismatch", "send_amount", unpriced)
+                draft = _draft(q, c, usd, amount, firm, send_cur, recv_cur, own, record)
+                draft.reported_amount = priced
+                drafts.append(draft)
             except Unusable as exc:
                 rejected.append(({**record, **where}, exc.rejection))
     return drafts, rejected
 
 
-def _draft(q: Any, c: CorridorSpec, usd: int, amount: Any, firm: Firm, send_cur: str,
-           recv_cur: str, flags: tuple[str, ...], record: dict[str, Any]) -> Draft:
+def _draft(q: Any, c: CorridorSpec, usd: int, amount: Any, firm: Firm, send_cur: str | None,
+           recv_cur: str | None, flags: tuple[str, ...], record: dict[str, Any]) -> Draft:
     """One provider's quote as a draft; Unusable when it cannot be one."""
     if not isinstance(q, dict):
         raise Unusable("malformed_record", "record", f"a quote is not an object: {q!r}")
@@ -137,8 +190,11 @@ def _draft(q: Any, c: CorridorSpec, usd: int, amount: Any, firm: Firm, send_cur:
     received = number(q.get("receivedAmount"), "received_amount", "receivedAmount")
     markup = number(q.get("markup"), "fx_margin_reported", "markup")
     corridor: CorridorSpec | None = c
-    target = q.get("targetCountry")
-    if target and country_code(str(target)) != c.destination:
+    # A quote for another sending or receiving country than the corridor's (an HU quote
+    # asked for DEU → HUN) is another corridor's price.
+    origin, target = q.get("sourceCountry"), q.get("targetCountry")
+    if (target and country_code(str(target)) != c.destination) or (
+            origin and country_code(str(origin)) != c.source):
         corridor = None
     duration = dig(q, "deliveryEstimation.duration.max", None)
     try:

@@ -4,10 +4,10 @@
 The rates are set at the 14:15 CET concertation of the day they name; that moment is their
 ``as_of``. Every rate is EUR → currency.
 
-A ``Cube`` without a currency or whose rate is not a positive number (or a day whose time
-is not a date) is left out and the other rates stored: the run counts it ``malformed``
-(status ``partial``) and logs which. A document that is not XML or has no usable rate is
-malformed.
+A ``Cube`` without a currency (or one that is not an ISO 4217 code) or whose rate is not
+a positive number (or a day whose time is not a date) is left out and the other rates
+stored: the run counts it ``malformed`` (status ``partial``) and logs which. A document that is not
+XML or has no usable rate is malformed.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from collector import options as opt
 from collector.errors import ParseError
-from collector.parsing import positive
+from collector.parsing import iso_currency, positive
 from collector.run import RunContext
 from corridors.config import SourceConfig
 
@@ -53,7 +53,7 @@ def parse(body: bytes, skipped: list[str] | None = None
         as_of = dt.datetime.combine(date, CONCERTATION).astimezone(dt.UTC)
         for cube in day.findall(f"{NS}Cube"):
             currency, rate = cube.get("currency"), positive(cube.get("rate"), "rate")
-            if not currency or rate is None:
+            if not currency or rate is None or iso_currency(currency) is None:
                 bad.append(f"ECB rates: bad Cube {ET.tostring(cube)[:80]!r}")
                 continue
             out.append(("EUR", currency.upper(), rate, as_of))

@@ -6,6 +6,10 @@ FetchError (a corridors.errors.CollectError)
 ├── kind "http_429"      the upstream kept rate-limiting us past the retries
 ├── kind "http_4xx"      any other 4xx (not retried: asking again will not help)
 ├── kind "connection"    refused, reset, DNS
+├── kind "payload"       the body broke in transit (dropped mid-body, a false gzip header)
+├── kind "unexpected_content"  a 2xx that is not the upstream's data (an HTML captcha page,
+│                        an empty body): archived, and a failure for the circuit breaker
+├── kind "auth"          no OAuth bearer token from the source's token endpoint
 └── kind "circuit_open"  the source's circuit breaker is open: not asked at all
 ParseError  kind "malformed": a response that does not have the upstream's format
 StorageError  kind "database": the store could not archive a response or write a batch

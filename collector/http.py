@@ -14,6 +14,19 @@
   (after their retries) and lets one trial request through after ``circuit_cooldown_seconds``.
 * Conditional requests: an ETag / Last-Modified seen on a 200 is sent back as
   If-None-Match / If-Modified-Since; a 304 re-uses the body kept from that 200.
+* A body broken in transit (the connection dropped mid-body, a false gzip header) is
+  retried like a connection error (``payload``); when the retries are spent the response
+  comes back with its status and headers, an empty body and its ``error``, so it is
+  archived and counted. A 2xx that is not the upstream's data — an HTML page (a captcha,
+  a login or consent wall) or an empty body — is a failure for the circuit breaker
+  (``unexpected_content``), never a success.
+* The headers kept describe the body kept: it is decompressed, so ``Content-Encoding``
+  and ``Content-Length`` are dropped and the encoding it came in is named in
+  ``X-Sendcost-Decoded-From``.
+* Credentials: a source's headers, the ``${NAME}``s of its URL (filled in for the request
+  only; what is archived, logged and named in errors keeps ``${NAME}``) and an OAuth 2.0
+  client-credentials bearer token (``Fetcher.bearer``), none of them ever archived.
+* A question asked as JSON is POSTed (``json_body``); everything else is a GET.
 """
 
 from __future__ import annotations
@@ -22,11 +35,12 @@ import asyncio
 import contextlib
 import datetime as dt
 import email.utils
+import json
 import logging
 import random
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -75,11 +89,14 @@ class RetryMiddleware:
     """
 
     def __init__(self, config: CollectionConfig, limit_for: Callable[[URL], HostLimit], *,
-                 rng: random.Random, on_attempt: Callable[[str], None] | None = None) -> None:
+                 rng: random.Random, on_attempt: Callable[[str], None] | None = None,
+                 redact: Callable[[str], str] = str) -> None:
         self.config = config
         self.limit_for = limit_for
         self.rng = rng
         self.on_attempt = on_attempt or (lambda kind: None)
+        #: What a URL is logged as (its secrets put back as ${NAME}).
+        self.redact = redact
 
     async def __call__(self, req: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         cfg = self.config
@@ -117,6 +134,19 @@ class RetryMiddleware:
                     raise
                 delay = backoff_delay(attempt, cfg.backoff_base_seconds,
                                       cfg.backoff_max_seconds, self.rng)
+            except aiohttp.ClientPayloadError as exc:
+                # The status and headers came, the body broke (a dropped connection, a
+                # false gzip header): another attempt may get it whole.
+                if resp is not None:
+                    resp.close()
+                self.on_attempt("payload")
+                if attempt >= cfg.max_retries:
+                    if resp is None:
+                        raise
+                    raise PayloadBroken(resp.status, dict(resp.headers.items()),
+                                        f"{type(exc).__name__}: {exc}") from None
+                delay = backoff_delay(attempt, cfg.backoff_base_seconds,
+                                      cfg.backoff_max_seconds, self.rng)
             else:
                 assert resp is not None
                 self.on_attempt(_status_kind(resp.status))
@@ -127,7 +157,8 @@ class RetryMiddleware:
             finally:
                 limit.release()
             attempt += 1
-            log.debug("retrying %s in %.2fs (attempt %d)", req.url, delay, attempt + 1)
+            log.debug("retrying %s in %.2fs (attempt %d)", self.redact(str(req.url)), delay,
+                      attempt + 1)
             await asyncio.sleep(delay)
 
 
@@ -198,6 +229,60 @@ class CircuitBreaker:
             if self.opened_at is None:
                 log.warning("circuit opened after %d failures in a row", self.consecutive)
             self.opened_at = self.clock()
+
+
+#: A bearer token is fetched anew this long before the expiry its endpoint gave.
+TOKEN_MARGIN_SECONDS = 60.0
+
+
+class PayloadBroken(Exception):
+    """The response's body broke in transit on every attempt: its status and headers."""
+
+    def __init__(self, status: int, headers: dict[str, str], detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.headers = headers
+        self.detail = detail
+
+
+#: Headers that describe the bytes on the wire, not the (decompressed) body kept.
+WIRE_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+DECODED_HEADER = "X-Sendcost-Decoded-From"
+PAYLOAD_ERROR_HEADER = "X-Sendcost-Payload-Error"
+
+
+def kept_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The response's headers as they describe the body kept: decompressed, so without
+    Content-Encoding / Content-Length, the encoding named in X-Sendcost-Decoded-From."""
+    out: dict[str, str] = {}
+    for name, value in headers:
+        lower = name.lower()
+        if lower == "content-encoding" and value.strip().lower() not in ("", "identity"):
+            out[DECODED_HEADER] = value
+        elif lower not in WIRE_HEADERS:
+            out[name] = value if name not in out else f"{out[name]}, {value}"
+    return out
+
+
+def expand_secrets(url: str, secrets: Mapping[str, str]) -> str:
+    """``url`` with each ${NAME} replaced by its secret (``SourceConfig.url_secrets``)."""
+    for name, value in secrets.items():
+        url = url.replace(f"${{{name}}}", value)
+    return url
+
+
+def unexpected_content(content_type: str | None, body: bytes) -> str | None:
+    """Why a 2xx body is not an upstream's data (None when it may be): an HTML page —
+    a captcha, a login or consent wall, an error page sent with 200 — or nothing at all.
+    No source kind reads HTML."""
+    if not body or body.isspace():
+        return "an empty body"
+    media = (content_type or "").split(";")[0].strip().lower()
+    head = body[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if media in ("text/html", "application/xhtml+xml") or head.startswith(
+            (b"<!doctype html", b"<html")):
+        return f"an HTML page ({media or 'no Content-Type'}), not the upstream's data"
+    return None
 
 
 class HostBusy(Exception):
@@ -320,6 +405,9 @@ class Response:
     fetched_at: dt.datetime
     #: For a 304: the raw response whose body this one re-uses.
     body_from_raw_id: int | None = None
+    #: A response that came but cannot be used (its body broke in transit, or a 2xx that
+    #: is not the upstream's data): archived all the same, then raised.
+    error: FetchError | None = None
 
 
 @dataclass(slots=True)
@@ -348,6 +436,51 @@ class Fetcher:
         #: Each source's own request headers, their ${NAME}s read from the environment
         #: once (SourceConfig.request_headers), not per request.
         self.source_headers: dict[str, dict[str, str]] = {}
+        #: Each source's URL secrets (SourceConfig.url_secrets), by NAME, read once.
+        self.source_secrets: dict[str, dict[str, str]] = {}
+        #: OAuth bearer tokens by source, with the time.monotonic() they are good until.
+        self.tokens: dict[str, tuple[str, float]] = {}
+        self.token_locks: dict[str, asyncio.Lock] = {}
+
+    async def bearer(self, source: SourceConfig) -> str:
+        """A bearer token for ``source`` from its OAuth 2.0 token endpoint (client
+        credentials, HTTP Basic), kept until a minute before it expires (or until the
+        upstream answers 401). The exchange is neither archived nor logged: it carries the
+        secret and the token. FetchError("auth") when no token comes back."""
+        lock = self.token_locks.setdefault(source.name, asyncio.Lock())
+        async with lock:
+            known = self.tokens.get(source.name)
+            if known is not None and known[1] > time.monotonic():
+                return known[0]
+            creds = source.oauth_credentials()
+            form = {"grant_type": "client_credentials"}
+            if creds.get("scope"):
+                form["scope"] = creds["scope"]
+            try:
+                basic = aiohttp.encode_basic_auth(creds["client_id"], creds["client_secret"])
+                async with self.session.post(
+                        creds["token_url"], data=form,
+                        headers={"User-Agent": self.config.user_agent, "Authorization": basic},
+                        timeout=aiohttp.ClientTimeout(total=self.config.timeout_seconds)
+                ) as resp:
+                    status, body = resp.status, await resp.read()
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise FetchError("auth", f"no token from the OAuth token endpoint "
+                                 f"({type(exc).__name__})") from None
+            if status != 200:
+                raise FetchError("auth", f"the OAuth token endpoint answered HTTP {status}",
+                                 status=status)
+            try:
+                doc = json.loads(body)
+                token, expires = doc["access_token"], float(doc.get("expires_in") or 3600)
+                if not isinstance(token, str) or not token or expires != expires:
+                    raise ValueError
+            except (ValueError, TypeError, KeyError):
+                raise FetchError("auth", "the OAuth token endpoint's answer has no "
+                                 "access_token (and expires_in)") from None
+            good_until = time.monotonic() + max(0.0, min(expires, 86400) - TOKEN_MARGIN_SECONDS)
+            self.tokens[source.name] = (token, good_until)
+            return token
 
     def circuit(self, source: str) -> CircuitBreaker:
         if source not in self.circuits:
@@ -375,8 +508,11 @@ class Fetcher:
                     self._limit(source, url)
 
     async def get(self, source: SourceConfig, url: str,
-                  on_attempt: Callable[[str], None] | None = None) -> Response:
-        """GET ``url`` for ``source``; any HTTP status comes back as a Response.
+                  on_attempt: Callable[[str], None] | None = None, *,
+                  json_body: bytes | None = None) -> Response:
+        """GET ``url`` for ``source`` (POST ``json_body`` when given: a quote API that takes
+        its question as JSON; the URL's fragment, never sent, tells such requests apart in
+        the archive); any HTTP status comes back as a Response.
 
         Raises FetchError for what gives no response: timeout, connection, open circuit, or
         a host whose Retry-After asks for longer than ``retry_after_max_seconds`` (counted
@@ -384,33 +520,62 @@ class Fetcher:
         """
         circuit = self.circuit(source.name)
         await circuit.before(source.name)
-        parsed = URL(url)
+        secrets = self.source_secrets.get(source.name)
+        if secrets is None:
+            secrets = self.source_secrets[source.name] = source.url_secrets()
+
+        def redact(text: str) -> str:
+            for name, value in secrets.items():
+                text = text.replace(value, f"${{{name}}}")
+            return text
+
+        # ${NAME} is filled in for the request only: the URL archived, logged and named in
+        # errors is ``url`` as the adapter built it, with ${NAME}.
+        parsed = URL(expand_secrets(url, secrets))
         # The source's own headers (credentials) first, never archived or logged: the
         # archive keeps what came back, not what was sent.
         own = self.source_headers.get(source.name)
         if own is None:
             own = self.source_headers[source.name] = source.request_headers()
         headers = {**own, "User-Agent": self.config.user_agent, "Accept-Encoding": "gzip"}
-        known = self.validators.get(url)
+        if source.oauth:
+            try:
+                headers["Authorization"] = f"Bearer {await self.bearer(source)}"
+            except BaseException:
+                circuit.failure()  # a half-open trial never hangs on a token
+                raise
+        known = self.validators.get(url) if json_body is None else None
+        if json_body is not None:
+            headers["Content-Type"] = "application/json"
         if known is not None:
             if known.etag:
                 headers["If-None-Match"] = known.etag
             if known.last_modified:
                 headers["If-Modified-Since"] = known.last_modified
         middleware = RetryMiddleware(self.config, lambda u: self._limit(source, u),
-                                     rng=self.rng, on_attempt=on_attempt)
+                                     rng=self.rng, on_attempt=on_attempt, redact=redact)
         # Each attempt has its own timeout in the middleware; the session's total timeout
         # would otherwise cover all attempts and their backoff together.
         budget = aiohttp.ClientTimeout(total=None, connect=self.config.timeout_seconds)
+        error: FetchError | None = None
         try:
-            async with self.session.get(parsed, headers=headers, middlewares=(middleware,),
-                                        timeout=budget, allow_redirects=True) as resp:
+            async with self.session.request(
+                    "GET" if json_body is None else "POST", parsed.with_fragment(None),
+                    data=json_body, headers=headers, middlewares=(middleware,),
+                    timeout=budget, allow_redirects=True) as resp:
                 body = await resp.read()
                 status = resp.status
-                resp_headers = dict(resp.headers.items())
+                resp_headers = kept_headers(resp.headers.items())
+        except PayloadBroken as exc:
+            body, status = b"", exc.status
+            resp_headers = {**kept_headers(exc.headers.items()),
+                            PAYLOAD_ERROR_HEADER: redact(exc.detail)}
+            error = FetchError("payload", f"HTTP {status} whose body broke in transit on "
+                               f"every attempt ({redact(exc.detail)})", url=url, status=status)
         except HostBusy as exc:
             circuit.failure()
-            raise FetchError(_status_kind(exc.status), f"{parsed.host} asked us to wait "
+            raise FetchError(_status_kind(exc.status), f"{redact(parsed.host or '')} asked us "
+                             f"to wait "
                              f"{exc.seconds:.0f}s (Retry-After), more than "
                              f"retry_after_max_seconds; not asked meanwhile", url=url,
                              status=exc.status) from None
@@ -420,11 +585,21 @@ class Fetcher:
                              f"{self.config.timeout_seconds:g}s", url=url) from None
         except aiohttp.ClientError as exc:
             circuit.failure()
-            raise FetchError("connection", f"{type(exc).__name__}: {exc}", url=url) from None
+            raise FetchError("connection", redact(f"{type(exc).__name__}: {exc}"),
+                             url=url) from None
         except BaseException:
             circuit.failure()  # cancelled: count it, so a half-open trial never hangs
             raise
-        if status >= 500 or status == 429:
+        if secrets:  # an upstream echoing the URL (Content-Location) keeps no secret
+            resp_headers = {k: redact(v) for k, v in resp_headers.items()}
+        why = unexpected_content(resp_headers.get("Content-Type"), body) \
+            if error is None and 200 <= status < 300 else None
+        if why is not None:
+            error = FetchError("unexpected_content", f"HTTP {status} with {why}", url=url,
+                               status=status)
+        if status == 401 and source.oauth:
+            self.tokens.pop(source.name, None)  # revoked or expired early: a new one next
+        if status >= 500 or status == 429 or error is not None:
             circuit.failure()
         else:
             circuit.success()
@@ -433,11 +608,12 @@ class Fetcher:
             body, body_from = known.body, known.raw_id
         return Response(url=url, status=status, body=body, headers=resp_headers,
                         content_type=resp_headers.get("Content-Type"),
-                        fetched_at=dt.datetime.now(dt.UTC), body_from_raw_id=body_from)
+                        fetched_at=dt.datetime.now(dt.UTC), body_from_raw_id=body_from,
+                        error=error)
 
     def remember(self, response: Response, raw_id: int) -> None:
         """Keep a 200's validators so the next request for the URL can be conditional."""
-        if response.status != 200:
+        if response.status != 200 or response.error is not None:
             return
         headers = {k.lower(): v for k, v in response.headers.items()}
         etag = headers.get("etag")

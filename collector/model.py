@@ -81,6 +81,12 @@ class Draft:
     send_currency: str | None = None
     receive_currency: str | None = None
     fx_margin_reported: Decimal | None = None
+    #: The amount the upstream says it priced (None: not said); checked against the amount
+    #: asked (``amount_mismatch``).
+    reported_amount: Decimal | None = None
+    #: The currency of the fee when the upstream says it (None: the sending currency); a
+    #: fee in another currency is converted through the reference rates before it is kept.
+    fee_currency: str | None = None
     flags: tuple[str, ...] = ()
     #: When the upstream says it observed the price (else: when we fetched it).
     observed_at: Any = None

@@ -14,18 +14,48 @@ on its own, the others kept — a fee or rate that is not a number as ``fee_miss
 ``unknown_label`` (never guessed), a quote that is not an object or another value that is
 not a number as ``malformed_record``. Only an answer broken as a whole (not JSON,
 ``quotes_path`` not a list) is malformed.
+
+``method = "POST"`` with ``body`` (a JSON template: ``"{send_currency}"`` a string,
+``{amount}`` a number) asks an API that takes its question as JSON (Wise's ``POST
+/v3/quotes``); ``next_path`` names the link to the next page of a paginated answer
+(followed on the same host, ``max_pages`` at most, default 10; each page archived and
+parsed like the first);
+``quotes_path = "."`` reads an answer that is itself an array of quotes; a field path
+starting ``$.`` is read from the whole answer rather than the quote (a currency named
+once for all the quotes); ``skip_when`` leaves out the quotes a field of which has the
+value given (``{ disabled = "true" }``: not offered, not a price); a fee written with
+its currency ("AUD 3.99", "3.99 AUD") gives both. ``fields.send_amount`` (the amount the
+answer priced) is checked against the amount asked
+(``amount_mismatch``); ``fields.source`` (the sending country the answer names) against the
+corridor's; ``fields.fee_currency`` names the fee's currency, converted into the sending
+currency through the reference rates when it is another. ``amount_scale`` divides the
+answer's amounts (fee, send amount; received amount by ``received_amount_scale``, default
+the same) for an API that writes them in minor units; ``{amount_scaled}`` in the URL is
+the amount asked times that scale.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+import re
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 from collector import options as opt
 from collector.errors import ParseError
 from collector.model import CorridorSpec, Draft, service_key
-from collector.parsing import dec, dig, load_json
+from collector.parsing import (
+    charset_of,
+    dec,
+    dig,
+    iso_currency,
+    load_json,
+    money_with_currency,
+)
 from collector.run import RunContext
 from collector.validate import Rejected, Unusable, number
 from corridors.config import SourceConfig
@@ -44,11 +74,15 @@ from corridors.types import (
 OPTIONS = {"firm": opt.STRING, "firm_type": opt.STRING, "product": opt.STRING,
            "quotes_path": opt.STRING, "fields": opt.STRING_TABLE, "fee_deducted": opt.BOOLEAN,
            "pay_in": opt.STRING, "pay_out": opt.STRING, "access_point": opt.STRING,
-           "labels": opt.STRING_TABLE}
+           "labels": opt.STRING_TABLE, "amount_scale": opt.POSITIVE_NUMBER,
+           "received_amount_scale": opt.POSITIVE_NUMBER, "skip_when": opt.STRING_TABLE,
+           "next_path": opt.STRING, "max_pages": opt.POSITIVE_NUMBER,
+           "method": opt.STRING, "body": opt.STRING}
 FIELDS = {"fee", "applied_rate", "received_amount", "send_currency", "receive_currency",
-          "destination", "delivery_hours", "delivery_days", "pay_in", "pay_out", "product"}
+          "destination", "delivery_hours", "delivery_days", "pay_in", "pay_out", "product",
+          "send_amount", "fee_currency", "source"}
 PLACEHOLDERS = ("source", "destination", "source2", "destination2", "send_currency",
-                "receive_currency", "amount", "corridor")
+                "receive_currency", "amount", "amount_scaled", "corridor")
 
 
 def check_options(source: SourceConfig) -> None:
@@ -74,40 +108,141 @@ def check_options(source: SourceConfig) -> None:
         if value not in {*PayIn, *PayOut}:
             raise ConfigError(f"{opt.where(source)}.labels.{label}: expected a pay-in or "
                               f"pay-out value, got {value!r}")
+    method = source.options.get("method", "GET")
+    if method not in ("GET", "POST"):
+        raise ConfigError(f"{opt.where(source)}.method: expected GET or POST, got {method!r}")
+    if (method == "POST") != ("body" in source.options):
+        raise ConfigError(f"{opt.where(source)}.body: " + (
+            "required with method POST (the JSON the API takes)" if method == "POST" else
+            "only with method = \"POST\""))
+    if method == "POST":
+        if "next_path" in source.options:
+            raise ConfigError(f"{opt.where(source)}.next_path: pages are followed with GET; "
+                              "not with method POST")
+        sample = CorridorSpec("USA", "MEX", "US", "MX", "USD", "MXN", ())
+        try:
+            json.loads(render_body(source.options["body"], sample, Decimal(200)))
+        except ValueError as exc:
+            raise ConfigError(f"{opt.where(source)}.body: not JSON once its placeholders "
+                              f"are filled in ({exc})") from None
     try:
-        source.url.format(**{p: "x" for p in PLACEHOLDERS})
+        _secrets_kept(source.url).format(**{p: "x" for p in PLACEHOLDERS})
     except (KeyError, IndexError, ValueError, AttributeError) as exc:
         raise ConfigError(f"sources[{source.name}].url: unknown placeholder {exc}; allowed: "
                           f"{', '.join('{' + p + '}' for p in PLACEHOLDERS)}") from None
 
 
-def quote_url(template: str, c: CorridorSpec, amount: Any) -> str:
-    return template.format(source=c.source, destination=c.destination, source2=c.source2,
-                           destination2=c.destination2, send_currency=c.send_currency,
-                           receive_currency=c.receive_currency, amount=amount,
-                           corridor=c.key)
+_PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
+
+
+def render_body(template: str, c: CorridorSpec, amount: Any, scale: Decimal = Decimal(1)
+                ) -> bytes:
+    """A POST body: the JSON ``template`` with its {placeholders} filled in (only those:
+    JSON's own braces stay). Write ``"{send_currency}"`` for a string, ``{amount}`` bare
+    for a number."""
+    values = {"source": c.source, "destination": c.destination, "source2": c.source2,
+              "destination2": c.destination2, "send_currency": c.send_currency,
+              "receive_currency": c.receive_currency, "amount": f"{Decimal(amount):f}",
+              "amount_scaled": f"{(Decimal(amount) * scale).normalize():f}",
+              "corridor": c.key}
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template).encode()
+
+
+def request_of(source: SourceConfig, c: CorridorSpec, amount: Any) -> tuple[str, bytes | None]:
+    """(URL, POST body or None) of one question. A POST's URL carries a fragment naming its
+    body (never sent), so that each question is archived, and re-parsed, as its own."""
+    url = quote_url(source.url, c, amount, _scale(source))
+    if source.options.get("method", "GET") != "POST":
+        return url, None
+    body = render_body(source.options["body"], c, amount, _scale(source))
+    return f"{url}#post-{hashlib.sha256(body).hexdigest()[:16]}", body
+
+
+def _secrets_kept(template: str) -> str:
+    """The template with each ${NAME} (an environment variable, filled in only when the
+    request is sent) escaped from str.format: it stays ${NAME}."""
+    return _ENV_REF.sub(lambda m: "${{" + m.group(1) + "}}", template)
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _scale(source: SourceConfig, key: str = "amount_scale") -> Decimal:
+    value = source.options.get(key)
+    if value is None and key != "amount_scale":
+        return _scale(source)
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value or 1)
+
+
+def quote_url(template: str, c: CorridorSpec, amount: Any, scale: Decimal = Decimal(1)
+              ) -> str:
+    scaled = (Decimal(amount) * scale).normalize()
+    return _secrets_kept(template).format(
+        source=c.source, destination=c.destination, source2=c.source2,
+        destination2=c.destination2, send_currency=c.send_currency,
+        receive_currency=c.receive_currency, amount=amount, amount_scaled=f"{scaled:f}",
+        corridor=c.key)
 
 
 async def collect(ctx: RunContext) -> None:
     source = ctx.source
     items = [(c, usd, amount) for c in ctx.corridors for usd, amount in c.amounts]
 
+    pages = int(source.options.get("max_pages", 10))
+    try:
+        secrets = source.url_secrets()
+    except ConfigError:  # a re-parse, where the environment may lack them: nothing sent
+        secrets = {}
+
     async def one(item: tuple[CorridorSpec, int, Any]) -> None:
         c, usd, amount = item
-        fetched = await ctx.fetch(quote_url(source.url, c, amount))
-        await ctx.add_parsed(*parse(source, fetched.body, c, usd, amount), fetched)
+        url: str | None
+        url, body = request_of(source, c, amount)
+        seen: set[str] = set()
+        while url is not None and len(seen) < pages:
+            seen.add(url)
+            fetched = await ctx.fetch(url, body)
+            charset = charset_of(fetched.headers)
+            await ctx.add_parsed(*parse(source, fetched.body, c, usd, amount, charset),
+                                 fetched)
+            url = next_page(source, fetched.body, url, charset, secrets)
+            if url in seen:
+                break
 
     await ctx.each(items, one)
 
 
-def parse(source: SourceConfig, body: bytes, c: CorridorSpec, usd: int, amount: Any
-          ) -> tuple[list[Draft], list[Rejected]]:
+def next_page(source: SourceConfig, body: bytes, url: str, charset: str | None = None,
+              secrets: Mapping[str, str] | None = None) -> str | None:
+    """The next page's URL of a paginated answer (``options.next_path``: absolute, or
+    relative to ``url``), None on the last page or without pagination. A link to another
+    host is not followed; a secret the link repeats is put back as ${NAME}, so that it is
+    never archived."""
+    path = source.options.get("next_path")
+    if not path:
+        return None
+    link = dig(load_json(body, f"{source.name} quote", charset), path, None)
+    if not isinstance(link, str) or not link.strip():
+        return None
+    for name, value in (secrets or {}).items():
+        link = link.replace(value, f"${{{name}}}")
+    target = urljoin(url, link.strip())
+    if urlsplit(target).netloc != urlsplit(url).netloc:
+        raise ParseError(f"{source.name}: next page {link!r} is on another host; not "
+                         "followed")
+    return target
+
+
+def parse(source: SourceConfig, body: bytes, c: CorridorSpec, usd: int, amount: Any,
+          charset: str | None = None) -> tuple[list[Draft], list[Rejected]]:
     """(drafts, the quotes quarantined by the parser) from one quote response of ``c`` at
-    ``amount`` (pure). Raises ParseError only for an answer broken as a whole."""
+    ``amount`` (pure; ``charset``: the Content-Type's, if it names one). Raises ParseError
+    only for an answer broken as a whole."""
     o = source.options
-    doc = load_json(body, f"{source.name} quote")
+    doc = load_json(body, f"{source.name} quote", charset)
     path = o.get("quotes_path", "")
-    records = dig(doc, path) if path else [doc]
+    # "." is the answer itself: a top-level array of quotes.
+    records = doc if path == "." else dig(doc, path) if path else [doc]
     if not isinstance(records, list):
         raise ParseError(f"{source.name}: {path!r} is not a list of quotes")
     if not path and not isinstance(doc, dict):
@@ -120,15 +255,30 @@ def parse(source: SourceConfig, body: bytes, c: CorridorSpec, usd: int, amount: 
             if not isinstance(rec, dict):
                 raise Unusable("malformed_record", "record",
                                f"{path}.{i} is not an object: {rec!r:.80}")
-            drafts.append(_draft(source, rec, c, usd, amount))
+            if _skipped(rec, o.get("skip_when", {})):
+                continue  # not offered (disabled, another product): no price, no quote
+            drafts.append(_draft(source, rec, c, usd, amount, doc))
         except Unusable as exc:
             rejected.append(({**(rec if isinstance(rec, dict) else {"quote": rec}), **where},
                              exc.rejection))
     return drafts, rejected
 
 
-def _draft(source: SourceConfig, rec: dict[str, Any], c: CorridorSpec, usd: int, amount: Any
-           ) -> Draft:
+def _skipped(rec: dict[str, Any], when: Mapping[str, str]) -> bool:
+    """True when one of the quote's fields has the value ``skip_when`` names for it (as
+    JSON writes it: true, false, null, a number or a string)."""
+    for path, value in when.items():
+        got = dig(rec, path, _ABSENT)
+        if got is not _ABSENT and (got if isinstance(got, str) else json.dumps(got)) == value:
+            return True
+    return False
+
+
+_ABSENT = object()
+
+
+def _draft(source: SourceConfig, rec: dict[str, Any], c: CorridorSpec, usd: int, amount: Any,
+           doc: Any = None) -> Draft:
     """One quote as a draft; Unusable when it cannot be one."""
     o = source.options
     fields: Mapping[str, str] = o.get("fields", {})
@@ -139,13 +289,18 @@ def _draft(source: SourceConfig, rec: dict[str, Any], c: CorridorSpec, usd: int,
 
     def get(name: str) -> Any:
         path = fields.get(name)
-        return None if path is None else dig(rec, path, None)
+        if path is None:
+            return None
+        # "$.x.y" is a field of the whole answer (the list's parent: the currency the
+        # answer names once for all its quotes), not of the quote.
+        return dig(doc, path[2:], None) if path.startswith("$.") else dig(rec, path, None)
 
     corridor: CorridorSpec | None = c
-    dest = get("destination")
-    # A quote for another destination than the one asked for is not this corridor's
-    # price, whatever it is: quarantined as unknown_corridor.
-    if dest is not None and country_code(str(dest)) != c.destination:
+    dest, origin = get("destination"), get("source")
+    # A quote for another destination (or from another country) than the one asked for is
+    # not this corridor's price, whatever it is: quarantined as unknown_corridor.
+    if (dest is not None and country_code(str(dest)) != c.destination) or (
+            origin is not None and country_code(str(origin)) != c.source):
         corridor = None
     pay_in_label = get("pay_in")
     pay_out_label = get("pay_out")
@@ -162,16 +317,34 @@ def _draft(source: SourceConfig, rec: dict[str, Any], c: CorridorSpec, usd: int,
                                 access_point=access_point,
                                 speed=speed)
     send_cur, recv_cur = get("send_currency"), get("receive_currency")
+    fee_cur = get("fee_currency")
+    raw_fee = get("fee")
+    written = money_with_currency(raw_fee)
+    if written is not None:  # "AUD 3.99": the fee and its currency in one string
+        raw_fee, said = written
+        if fee_cur is not None and str(fee_cur).upper() != said:
+            raise Unusable("malformed_record", "fee_currency",
+                           f"fee {get('fee')!r} names {said}, fee_currency says {fee_cur!r}")
+        fee_cur = said
+    if fee_cur is not None and (not isinstance(fee_cur, str) or not iso_currency(fee_cur)):
+        raise Unusable("malformed_record", "fee_currency",
+                       f"fee currency {fee_cur!r} is not an ISO 4217 code")
+    # Amounts in minor units (a fee of 750000 for HUF 7,500.00) are divided by the scale.
+    scale, received_scale = _scale(source), _scale(source, "received_amount_scale")
+    fee = number(raw_fee, "fee", "fee", "fee_missing")
+    received = number(get("received_amount"), "received_amount", "received_amount")
+    reported = number(get("send_amount"), "send_amount", "send_amount")
     return Draft(
         corridor=corridor, amount_usd=usd, send_amount=dec(amount, "amount"),  # type: ignore[arg-type]
         firm=firm, service=service, service_key=service_key(firm, c.key, service),
         # Absent or null: unknown, quarantined by collector.validate as fee_missing /
         # rate_missing; there but not a number: no better (never read as 0).
-        fee=number(get("fee"), "fee", "fee", "fee_missing"),
+        fee=None if fee is None else fee / scale,
         applied_rate=number(get("applied_rate"), "applied_rate", "applied_rate",
                             "rate_missing"),
-        received_amount=number(get("received_amount"), "received_amount",
-                               "received_amount"),
+        received_amount=None if received is None else received / received_scale,
+        reported_amount=None if reported is None else reported / scale,
+        fee_currency=fee_cur.upper() if isinstance(fee_cur, str) else None,
         fee_deducted=o.get("fee_deducted"),
         send_currency=str(send_cur).upper() if send_cur else None,
         receive_currency=str(recv_cur).upper() if recv_cur else None,

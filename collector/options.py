@@ -33,6 +33,8 @@ STRING = Kind("a string", lambda v: isinstance(v, str))
 STRINGS = Kind("a list of strings",
                lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v))
 BOOLEAN = Kind("true or false", lambda v: isinstance(v, bool))
+POSITIVE_NUMBER = Kind("a positive number", lambda v: isinstance(v, int | float)
+                       and not isinstance(v, bool) and v > 0 and v != float("inf"))
 #: A table whose values are strings (paths, labels, firm types).
 STRING_TABLE = Kind("a table of strings", _is_str_table)
 

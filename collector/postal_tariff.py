@@ -51,7 +51,7 @@ from typing import Any
 from collector import options as opt
 from collector.errors import ParseError
 from collector.model import Draft, service_key
-from collector.parsing import dec, load_json
+from collector.parsing import as_text, charset_of, dec, load_json
 from collector.run import Fetched, RunContext
 from collector.validate import Rejected, Rejection, Unusable, number
 from corridors.config import SourceConfig
@@ -126,9 +126,11 @@ class Tariff:
     unplaced: tuple[Rejected, ...] = ()
 
 
-def parse(source: SourceConfig, body: bytes) -> Tariff:
+def parse(source: SourceConfig, body: bytes, charset: str | None = None) -> Tariff:
+    """The tariff in ``body`` (``charset``: the Content-Type's, if it names one)."""
     fmt = source.options.get("format", "csv" if source.url.endswith(".csv") else "json")
-    return _parse_csv(source, body) if fmt == "csv" else _parse_json(source, body)
+    return (_parse_csv(source, body, charset) if fmt == "csv"
+            else _parse_json(source, body, charset))
 
 
 def _date(value: Any, field: str) -> dt.date | None:
@@ -218,8 +220,8 @@ def _csv_bands(group: list[tuple[int, dict[str, str]]]) -> list[Band]:
     return [_band(r["up_to"], r["fixed_fee"], r["pct_fee"], f"line {n} ") for n, r in group]
 
 
-def _parse_json(source: SourceConfig, body: bytes) -> Tariff:
-    doc = load_json(body, f"{source.name} tariff")
+def _parse_json(source: SourceConfig, body: bytes, charset: str | None) -> Tariff:
+    doc = load_json(body, f"{source.name} tariff", charset)
     if not isinstance(doc, dict) or not isinstance(doc.get("destinations"), list):
         raise ParseError(f"{source.name} tariff: 'destinations' is not a list")
     o = source.options
@@ -242,9 +244,10 @@ def _parse_json(source: SourceConfig, body: bytes) -> Tariff:
         destinations=dests, unplaced=tuple(unplaced))
 
 
-def _parse_csv(source: SourceConfig, body: bytes) -> Tariff:
+def _parse_csv(source: SourceConfig, body: bytes, charset: str | None) -> Tariff:
+    text = as_text(body, charset, f"{source.name} tariff")
     try:
-        reader = csv.DictReader(io.StringIO(body.decode("utf-8-sig")))
+        reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
         # With the line each row ends on, to name it (blank lines are skipped by the reader).
         numbered = [(reader.line_num, row) for row in reader]
     except (UnicodeDecodeError, csv.Error) as exc:
@@ -324,7 +327,16 @@ def drafts(source: SourceConfig, tariff: Tariff, ctx: RunContext, fetched: Fetch
         for usd, amount in c.amounts:
             band = d.band(amount)
             if band is None:
-                continue  # above the tariff's largest band: the post does not offer it
+                # Above the tariff's largest band: the post does not say what it costs (it
+                # may not offer it). Recorded, not vanished.
+                top = max((b.up_to for b in d.bands if b.up_to is not None), default=None)
+                rejected.append(({"destination": d.country, "corridor": c.key,
+                                  "amount_usd": usd, "send_amount": amount,
+                                  "firm": firm.name, "top_band_up_to": top},
+                                 Rejection("amount_above_tariff", "send_amount",
+                                           f"{amount} {tariff.currency or ''} is above the "
+                                           f"tariff's largest band (up to {top})")))
+                continue
             payload = {"destination": d.country, "band_up_to": band.up_to,
                        "fixed_fee": band.fixed_fee, "pct_fee": band.pct_fee,
                        "fx_margin_pct": d.fx_margin_pct, "applied_rate": d.applied_rate}
@@ -348,7 +360,7 @@ def drafts(source: SourceConfig, tariff: Tariff, ctx: RunContext, fetched: Fetch
 async def collect(ctx: RunContext) -> None:
     async def one(url: str) -> None:
         fetched = await ctx.fetch(url)
-        tariff = parse(ctx.source, fetched.body)
+        tariff = parse(ctx.source, fetched.body, charset_of(fetched.headers))
         await ctx.add_parsed(*drafts(ctx.source, tariff, ctx, fetched), fetched)
 
     await ctx.each([ctx.source.url], one)

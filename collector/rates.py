@@ -15,6 +15,8 @@ from decimal import Decimal
 from corridors.store import Store
 
 PIVOTS = ("EUR", "USD")
+#: The source of the rate 1 between a currency and itself.
+IDENTITY = "identity"
 _CTX = decimal.Context(prec=12)
 
 
@@ -25,7 +27,17 @@ class ReferenceRate:
     as_of: dt.datetime
 
     def age_hours(self, at: dt.datetime) -> float:
-        return max(0.0, (at - self.as_of).total_seconds() / 3600)
+        """Hours between the rate and ``at``, either way: a rate published after the quote
+        (a 2023 rate for a 2019 quote) is as far from it as one published before, never
+        age 0. The identity rate of a currency with itself has no age."""
+        if self.source == IDENTITY:
+            return 0.0
+        return abs((at - self.as_of).total_seconds()) / 3600
+
+    def as_of_for(self, at: dt.datetime) -> dt.datetime:
+        """When the rate held, as stored with a quote made at ``at``: its ``as_of``; for the
+        identity rate (no time of its own, ``as_of`` the end of time), ``at``."""
+        return at if self.source == IDENTITY else self.as_of
 
 
 class RateBook:
@@ -52,7 +64,7 @@ class RateBook:
 
     def _leg(self, base: str, quote: str) -> ReferenceRate | None:
         if base == quote:
-            return ReferenceRate(Decimal(1), "identity", dt.datetime.max.replace(tzinfo=dt.UTC))
+            return ReferenceRate(Decimal(1), IDENTITY, dt.datetime.max.replace(tzinfo=dt.UTC))
         direct = self.direct.get((base, quote))
         inverse = self.direct.get((quote, base))
         if inverse is not None and (direct is None or inverse.as_of > direct.as_of):

@@ -18,8 +18,17 @@ Decisions, each one a place where RPW's file says less than the quote frame asks
   and the applied rate become null; the fee (which was disclosed) is kept.
 * Structural damage (bad gzip, truncated file, a record with the wrong number of fields,
   missing required columns) raises ``ImportFileError`` naming the line: nothing is returned.
-  A bad value in one row (unknown label, unparseable number, bad period) rejects that row
-  with the reason, and the rest is read.
+* A row is rejected only when a field an indicator uses is unusable (a missing id, period,
+  country, firm, firm type or transparency; a number that is not one; a period that is not
+  a quarter or lies more than three years from the row's own date), with line, column and
+  value. Descriptive labels (firm type, speed, payment instrument, access point, pick-up
+  method and location, network coverage) never reject a row: they are matched regardless
+  of case and spacing, "A,B" is the set {A, B}, every label is kept verbatim in
+  ``RpwRead.labels``, and one sendcost does not know is counted per label
+  (``unknown_labels``); an unknown firm type counts as "other".
+* Numbers may be text, with thousands separators or a percent sign ("5.2%"). World Bank
+  country codes that are not ISO's (``KSV``) are mapped (``corridors.reference``). The
+  workbook's own region, income and G8/G20 columns become ``RpwRead.classifications``.
 * Line numbers are the file's: the header is line 1 (in a workbook, the sheet's row number).
 """
 
@@ -32,10 +41,10 @@ import io
 import logging
 import re
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -43,15 +52,13 @@ from corridors.errors import BadPeriod, ImportFileError
 from corridors.frame import QUOTE_FRAME_SCHEMA, conform, empty_quote_frame
 from corridors.periods import parse_period
 from corridors.types import (
+    ACCESS_POINT_FROM_RPW,
     FIRM_TYPE_FROM_RPW,
     PAY_IN_FROM_RPW,
+    PAYOUT_FROM_RPW,
     SPEED_FROM_RPW,
-    access_point_from_rpw,
-    payout_from_rpw,
+    FirmType,
 )
-
-if TYPE_CHECKING:
-    from polars.expr.whenthen import Then
 
 log = logging.getLogger(__name__)
 
@@ -68,30 +75,38 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
     "inter lcu bank fx", "transparent",
 )
 
-#: The same field under the names of the two workbook sheets (first found wins).
-_ALIASES: dict[str, tuple[str, ...]] = {
-    "access": ("sending location", "access point"),
-    "pickup": ("pick-up method", "pickup method"),
-    "instrument": ("payment instrument",),
-    "product": ("product",),
-    "date": ("date",),
-}
-
 #: RPW currency labels that are not ISO 4217 codes, mapped explicitly.
 CURRENCY_FROM_RPW: dict[str, str] = {"CFA": "XOF"}
 
 _NUMERIC = ("lcu amount", "lcu fee", "lcu fx rate", "fx margin", "total cost %")
 _COUNTRY = re.compile(r"^[A-Z]{3}$")
 _DATE_FORMATS = ("%d/%b/%Y", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d", "%d/%m/%Y")
+#: A header cell left empty: "__UNNAMED__7" (calamine), "" or "_duplicated_0" (Polars' CSV).
+_HELPER_COLUMN = re.compile(r"^(__UNNAMED__\d+|_duplicated_\d+|)$")
+
+#: How far a row's period may lie from its own collection date. In the 2011-2014 data the
+#: World Bank re-used services with their old date for up to ten quarters (one row of
+#: 2011_1Q is dated July 2013; one of 2013_1Q January 2011): three years keeps all of them
+#: and still catches a typed period such as 2099_1Q.
+PERIOD_DATE_TOLERANCE_DAYS = 3 * 366
+
+#: The file's own classification of a country in a period (``RpwRead.classifications``).
+CLASSIFICATION_SCHEMA: dict[str, pl.DataType] = {
+    "period": pl.String(), "alpha3": pl.String(), "region": pl.String(),
+    "income_group": pl.String(), "g8": pl.Boolean(), "g20": pl.Boolean()}
 
 
 @dataclass(frozen=True, slots=True)
 class RejectedRow:
-    """A row left out, with the file line it came from and why."""
+    """A row left out, with the file line it came from and why (the first unusable field's
+    column, value and kind of reason; ``reason`` lists every one)."""
 
     line: int
     reason: str
     sheet: str | None = None
+    column: str | None = None
+    value: str | None = None
+    kind: str = ""
 
 
 @dataclass
@@ -101,14 +116,75 @@ class RpwRead:
     path: str
     frame: pl.DataFrame  # exactly corridors.frame.QUOTE_FRAME_SCHEMA
     rejected: list[RejectedRow] = field(default_factory=list)
-    #: column → labels met there that have no explicit mapping (their rows are rejected)
-    unknown_labels: dict[str, set[str]] = field(default_factory=dict)
+    #: column → label (verbatim, one part of a combined label) → rows: labels sendcost
+    #: does not know, and country codes outside its classification; their rows are kept
+    unknown_labels: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: service_id and every descriptive column, each a sorted set of its labels, verbatim
+    labels: pl.DataFrame = field(default_factory=pl.DataFrame)
+    #: the file's own classification: CLASSIFICATION_SCHEMA (empty for the 2011-2014 CSV)
+    classifications: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema=CLASSIFICATION_SCHEMA))
+    #: header-less helper columns that held values (ignored)
+    helper_columns: set[str] = field(default_factory=set)
     rows_read: int = 0  # RPW rows (services) in the file
     rows_kept: int = 0  # RPW rows that gave at least one quote
+    label_frames: list[pl.DataFrame] = field(default_factory=list, repr=False)
+    classification_frames: list[pl.DataFrame] = field(default_factory=list, repr=False)
 
     @property
     def quotes(self) -> int:
         return self.frame.height
+
+    @property
+    def rejected_share(self) -> float:
+        return len(self.rejected) / self.rows_read if self.rows_read else 0.0
+
+    def rejected_by_kind(self) -> list[tuple[str, int]]:
+        """(kind of reason and column, rows), most frequent first."""
+        counts = Counter(f"{r.kind}: {r.column}" for r in self.rejected)
+        return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+    def report(self) -> list[str]:
+        """What the read did, for standard error: rows read, used, rejected by reason, the
+        first rejected lines, and each unknown label once with its rows."""
+        out = [f"{self.path}: {self.rows_read:,} rows read, {self.rows_kept:,} used "
+               f"({self.quotes:,} quotes), {len(self.rejected):,} rejected"
+               f" ({self.rejected_share:.1%})"]
+        idle = self.rows_read - self.rows_kept - len(self.rejected)
+        if idle:
+            # Neither price point priced, or a service id a row before already had.
+            out.append(f"  not used, no price at USD 200 or 500 (or a repeated service): "
+                       f"{idle:,} rows")
+        for kind, rows in self.rejected_by_kind():
+            out.append(f"  rejected, {kind}: {rows:,} rows")
+        for r in self.rejected[:10]:
+            where = f"sheet {r.sheet!r} " if r.sheet else ""
+            out.append(f"    {where}line {r.line}, column {r.column!r}, value {r.value!r}: "
+                       f"{r.reason}")
+        if len(self.rejected) > 10:
+            out.append(f"    … and {len(self.rejected) - 10:,} more rejected rows")
+        for col in sorted(self.unknown_labels):
+            for label, rows in sorted(self.unknown_labels[col].items(),
+                                      key=lambda kv: (-kv[1], kv[0])):
+                what = ("country code not in the classification"
+                        if col in ("source_code", "destination_code") else "unknown label")
+                out.append(f"  {what} in {col!r}: {label!r} on {rows:,} rows (kept)")
+        if self.helper_columns:
+            out.append(f"  ignored {len(self.helper_columns)} helper column(s) without a "
+                       "header")
+        return out
+
+    def check_rejected_share(self, max_share: float) -> None:
+        """Raise ImportFileError when more than ``max_share`` of the rows were rejected (or
+        the file has no rows): such a file is not to be used in part."""
+        if self.rows_read == 0:
+            raise ImportFileError("no data rows", path=self.path)
+        if self.rejected_share > max_share:
+            top = ", ".join(f"{kind} ({rows:,})" for kind, rows in self.rejected_by_kind()[:3])
+            raise ImportFileError(
+                f"{len(self.rejected):,} of {self.rows_read:,} rows rejected "
+                f"({self.rejected_share:.1%}), more than the {max_share:.1%} allowed "
+                f"(import.max_rejected_share): {top}; nothing used", path=self.path)
 
 
 def read_rpw(path: str | Path) -> RpwRead:
@@ -128,6 +204,12 @@ def read_rpw(path: str | Path) -> RpwRead:
     result.frame = pl.concat(frames, how="vertical") if frames else empty_quote_frame()
     result.rows_kept = result.frame.select(pl.col("service_id").n_unique()).item()
     result.rejected.sort(key=lambda r: (r.sheet or "", r.line))
+    if result.label_frames:
+        result.labels = pl.concat(result.label_frames, how="diagonal")
+    if result.classification_frames:
+        result.classifications = pl.concat(result.classification_frames).sort(
+            "period", "alpha3")
+    result.label_frames, result.classification_frames = [], []
     log.info("read %s: %d rows, %d quotes, %d rows rejected", p, result.rows_read,
              result.quotes, len(result.rejected))
     return result
@@ -174,8 +256,11 @@ def _read_csv_text(path: Path) -> pl.DataFrame:
         if last and not _looks_complete(last, header):
             raise ImportFileError("last record is cut short (truncated file)",
                                   line=text.count("\n") + 1, path=str(path))
+    # Header cells left empty (the 2025_3Q helper columns) get a name of their own, so that
+    # several of them do not collide.
+    names = [h if h.strip() else f"__UNNAMED__{i}" for i, h in enumerate(header)]
     try:
-        return pl.read_csv(text.encode(), infer_schema=False)
+        return pl.read_csv(text.encode(), infer_schema=False, new_columns=names)
     except pl.exceptions.PolarsError as exc:
         raise ImportFileError(f"CSV not readable ({exc})", path=str(path)) from None
 
@@ -229,35 +314,175 @@ def _check_columns(header: list[str], path: str, sheet: str | None) -> None:
 # --- rows into quotes ------------------------------------------------------------------------
 
 
-def _first_present(columns: list[str], key: str) -> str | None:
-    return next((c for c in _ALIASES[key] if c in columns), None)
+def _first_present(columns: list[str], aliases: tuple[str, ...]) -> str | None:
+    return next((c for c in aliases if c in columns), None)
 
 
-def _label_map(values: list[str | None], fn: Callable[[str | None], object]
-               ) -> tuple[dict[str, str | None], set[str]]:
-    """Map each distinct label once with ``fn``; return the map and the unknown labels."""
+def _norm(label: str) -> str:
+    """A label's key for matching: RPW writes one label in several cases and spacings."""
+    return " ".join(label.split()).casefold()
+
+
+@dataclass(frozen=True, slots=True)
+class LabelField:
+    """A descriptive RPW column: mapped to a quote-frame field where sendcost has one, and
+    kept verbatim (as a set of its comma-separated parts) in ``RpwRead.labels``.
+
+    None of these feeds the arithmetic of an indicator, so a label never rejects a row: an
+    unknown one leaves the field null (or ``unknown_as``) and is counted per label.
+    """
+
+    target: str | None  # quote-frame column, or None: kept in ``labels`` only
+    aliases: tuple[str, ...]  # the column's names in the two sheets (first found wins)
+    table: Mapping[str, object] | None = None
+    split: bool = True  # "A,B" is a set of labels (the first known one gives the field)
+    unknown_as: object = None
+
+    def lookup(self) -> dict[str, object]:
+        return {_norm(k): v for k, v in (self.table or {}).items()}
+
+
+LABEL_FIELDS: tuple[LabelField, ...] = (
+    LabelField("firm_type", ("firm_type",), FIRM_TYPE_FROM_RPW, split=False,
+               unknown_as=FirmType.OTHER),
+    LabelField("speed", ("speed actual",), SPEED_FROM_RPW, split=False),
+    LabelField("pay_in", ("payment instrument",), PAY_IN_FROM_RPW),
+    LabelField("access_point", ("sending location", "access point"), ACCESS_POINT_FROM_RPW),
+    LabelField("pay_out", ("pick-up method", "pickup method"), PAYOUT_FROM_RPW),
+    LabelField(None, ("pickup location",)),
+    LabelField(None, ("receiving network coverage", "coverage")),
+)
+
+
+def _map_labels(field_: LabelField, counts: Mapping[str, int]
+                ) -> tuple[dict[str, str | None], dict[str, int]]:
+    """Each distinct label → the field's value; and unknown label parts → rows."""
+    lookup = field_.lookup()
     mapped: dict[str, str | None] = {}
-    unknown: set[str] = set()
-    for v in values:
-        if v is None:
-            continue
-        try:
-            out = fn(v)
-        except KeyError:
-            unknown.add(v)
-            continue
-        mapped[v] = None if out is None else str(out)
+    unknown: dict[str, int] = {}
+    for label, rows in counts.items():
+        parts = [p.strip() for p in label.split(",")] if field_.split else [label]
+        value: object = None
+        missed = False
+        for part in (p for p in parts if p):
+            key = _norm(part)
+            if key not in lookup:
+                unknown[part] = unknown.get(part, 0) + rows
+                missed = True
+            elif value is None:
+                value = lookup[key]
+        if value is None and missed:
+            value = field_.unknown_as
+        mapped[label] = None if value is None else str(value)
     return mapped, unknown
 
 
-def _dict_fn(mapping: Mapping[str, object]) -> Callable[[str | None], object]:
-    def fn(label: str | None) -> object:
-        return mapping[label.strip() if label is not None else ""]
-    return fn
+def _label_sets(col: str) -> pl.Expr:
+    """A label column as the sorted set of its comma-separated parts, verbatim."""
+    return (pl.col(col).str.split(",")
+            .list.eval(pl.element().str.strip_chars().filter(pl.element() != ""))
+            .list.unique().list.sort().alias(col))
+
+
+@dataclass(frozen=True, slots=True)
+class _Check:
+    """One way a row's indicator field can be unusable."""
+
+    kind: str  # the reason, for counting ("not a number")
+    column: str  # the column it names
+    bad: pl.Expr  # true on a row that fails
+    message: pl.Expr  # the reason for one row, with its value
+
+
+def _checks(raw: pl.DataFrame, numbers: Mapping[str, pl.Expr], periods: Mapping[str, str],
+            collected: pl.Expr) -> list[_Check]:
+    def present(col: str) -> pl.Expr:
+        return pl.col(col).is_not_null() & (pl.col(col) != "")
+
+    checks = [_Check("missing value", col, ~present(col), pl.lit(f"missing {col}"))
+              for col in ("id", "period", "source_code", "destination_code", "firm",
+                          "firm_type", "transparent")]
+    for col in ("source_code", "destination_code"):
+        checks.append(_Check(
+            "not a country code", col,
+            present(col) & ~pl.col(col).str.contains(_COUNTRY.pattern),
+            pl.format(f"{col} {{}} is not an ISO alpha-3 code", pl.col(col))))
+    checks.append(_Check(
+        "not yes or no", "transparent",
+        present("transparent") & ~pl.col("transparent").str.to_lowercase().is_in(["yes", "no"]),
+        pl.format("transparent must be yes or no, not {}", pl.col("transparent"))))
+    for col, expr in numbers.items():
+        checks.append(_Check("not a number", col, present(col) & expr.is_null(),
+                             pl.format(f"{col} is not a number: {{}}", pl.col(col))))
+    checks.append(_Check(
+        "not a period", "period", present("period") & ~pl.col("period").is_in(list(periods)),
+        pl.format("period {} is not a quarter like 2011_1Q", pl.col("period"))))
+    # A period years away from the row's own collection date is a typo, not a survey round.
+    starts = {label: parse_period(p).start.replace(tzinfo=None) for label, p in periods.items()}
+    start = pl.col("period").replace_strict(starts, default=None, return_dtype=pl.Datetime("us"))
+    apart = (collected.dt.replace_time_zone(None) - start).abs()
+    checks.append(_Check(
+        "period does not match date", "period",
+        start.is_not_null() & collected.is_not_null()
+        & (apart > pl.duration(days=PERIOD_DATE_TOLERANCE_DAYS)),
+        pl.format("period {} is more than 3 years from the row's date {}",
+                  pl.col("period"), pl.col("_date"))))
+    return checks
+
+
+def _classifications(raw: pl.DataFrame, period: pl.Expr) -> pl.DataFrame:
+    """The file's own classification of each country in each period (the 2016-2025 sheet's
+    ``source_region``, ``destination_income``, ``source_G8G20``…): the most frequent value
+    per country and period; "..", blank or an unknown name leaves it null (not known), so
+    the bundled classification stands there."""
+    from corridors.reference import INCOME_FROM_WB_NAME, REGION_FROM_WB_NAME
+
+    def named(col: str, table: Mapping[str, str]) -> pl.Expr:
+        if col not in raw.columns:
+            return pl.lit(None, pl.String)
+        return (pl.col(col).str.to_lowercase().str.replace_all(r"\s+", " ")
+                .replace_strict(table, default=None, return_dtype=pl.String))
+
+    sides = []
+    for side, code in (("source", "source_code"), ("destination", "destination_code")):
+        cols = [f"{side}_region", f"{side}_income", f"{side}_G8G20"]
+        if not any(c in raw.columns for c in cols):
+            continue
+        g = f"{side}_G8G20"
+        group = pl.col(g) if g in raw.columns else pl.lit(None, pl.String)
+        # ".." is "not applicable" (on most receiving rows): it leaves the bundled
+        # membership, as a blank does; "G20" and "G8/G20" say which groups.
+        known = group.is_not_null() & ~group.is_in(["", ".."])
+        sides.append(raw.select(
+            period.alias("period"), pl.col(code).alias("alpha3"),
+            named(f"{side}_region", REGION_FROM_WB_NAME).alias("region"),
+            named(f"{side}_income", INCOME_FROM_WB_NAME).alias("income_group"),
+            pl.when(known).then(group.str.contains("G8")).alias("g8"),
+            pl.when(known).then(group.str.contains("G20")).alias("g20")))
+    if not sides:
+        return pl.DataFrame(schema=CLASSIFICATION_SCHEMA)
+
+    def mode(col: str) -> pl.Expr:
+        return pl.col(col).drop_nulls().mode().sort().first().alias(col)
+
+    return (pl.concat(sides).filter(pl.col("period").is_not_null())
+            .group_by("period", "alpha3")
+            .agg(mode("region"), mode("income_group"), mode("g8"), mode("g20"))
+            .sort("period", "alpha3").cast(CLASSIFICATION_SCHEMA))  # type: ignore[arg-type]
 
 
 def _parse_sheet(raw: pl.DataFrame, sheet: str | None, path: str, result: RpwRead
                  ) -> pl.DataFrame:
+    from corridors.reference import WB_COUNTRY_CODES, countries
+
+    # The 2025_3Q rows carry five helper columns without a header (years, "USA2025"…):
+    # no field of RPW's, dropped by name.
+    helpers = [c for c in raw.columns if _HELPER_COLUMN.match(c)]
+    if helpers:
+        filled = [c for c in helpers if raw[c].drop_nulls().len()]
+        if filled:
+            result.helper_columns.update(filled)
+        raw = raw.drop(helpers)
     n = raw.height
     result.rows_read += n
     if n == 0:
@@ -265,85 +490,89 @@ def _parse_sheet(raw: pl.DataFrame, sheet: str | None, path: str, result: RpwRea
     cols = raw.columns
     # Strings everywhere; strip stray spaces so "yes " and "yes" are one label.
     raw = raw.with_columns(pl.all().cast(pl.String).str.strip_chars())
+    # World Bank country codes that are not ISO's (KSV for Kosovo) name one country.
+    raw = raw.with_columns(pl.col("source_code", "destination_code").replace(WB_COUNTRY_CODES))
     raw = raw.with_columns(pl.int_range(2, n + 2, dtype=pl.Int64).alias("_line"))
 
-    # Each check appends a reason (or null) per row; a row with any reason is rejected.
-    reasons: list[Then] = []
-
-    def require(col: str) -> None:
-        reasons.append(pl.when(pl.col(col).is_null() | (pl.col(col) == ""))
-                       .then(pl.lit(f"missing {col}")))
-
-    for col in ("id", "period", "source_code", "destination_code", "firm", "firm_type",
-                "transparent"):
-        require(col)
-    for col in ("source_code", "destination_code"):
-        reasons.append(pl.when(pl.col(col).is_not_null() & ~pl.col(col).str.contains(
-            _COUNTRY.pattern)).then(pl.format(f"{col} {{}} is not an ISO alpha-3 code",
-                                              pl.col(col))))
-    reasons.append(pl.when(pl.col("transparent").is_not_null()
-                           & ~pl.col("transparent").str.to_lowercase().is_in(["yes", "no"]))
-                   .then(pl.format("transparent must be yes or no, not {}",
-                                   pl.col("transparent"))))
-
-    # Numbers: a value present but not a number rejects the row (named column and value).
+    # Numbers: thousands separators and a percent sign ("5.2%") are read as the number.
     num_cols = [f"{cc} {suffix}" for cc in ("cc1", "cc2") for suffix in _NUMERIC]
     num_cols.append("inter lcu bank fx")
-    numbers = {c: pl.col(c).str.replace_all(",", "").cast(pl.Float64, strict=False)
-               for c in num_cols}
-    for c, expr in numbers.items():
-        reasons.append(pl.when(pl.col(c).is_not_null() & (pl.col(c) != "") & expr.is_null())
-                       .then(pl.format(f"{c} is not a number: {{}}", pl.col(c))))
+    numbers = {c: pl.col(c).str.replace_all(",", "").str.strip_suffix("%").str.strip_chars()
+               .cast(pl.Float64, strict=False) for c in num_cols}
 
     # Periods: parse each distinct value once.
     periods: dict[str, str] = {}
     for value in raw["period"].drop_nulls().unique().to_list():
         with contextlib.suppress(BadPeriod):
             periods[value] = str(parse_period(value))
-    reasons.append(pl.when(pl.col("period").is_not_null()
-                           & ~pl.col("period").is_in(list(periods)))
-                   .then(pl.format("period {} is not a quarter like 2011_1Q", pl.col("period"))))
+    date_col = _first_present(cols, ("date",))
+    raw = raw.with_columns((pl.col(date_col) if date_col else pl.lit(None, pl.String))
+                           .alias("_date"))
+    collected = pl.coalesce([pl.col("_date").str.strptime(pl.Datetime("us"), f, strict=False)
+                             for f in _DATE_FORMATS]).dt.replace_time_zone("UTC")
 
-    # Labels: every label mapped explicitly; an unknown one is reported, never guessed.
-    label_cols: dict[str, tuple[str, Callable[[str | None], object]]] = {
-        "firm_type": ("firm_type", _dict_fn(FIRM_TYPE_FROM_RPW)),
-        "speed": ("speed actual", _dict_fn(SPEED_FROM_RPW)),
-    }
-    for key, target, fn in (("access", "access_point", access_point_from_rpw),
-                            ("pickup", "pay_out", payout_from_rpw),
-                            ("instrument", "pay_in", _dict_fn(PAY_IN_FROM_RPW))):
-        present = _first_present(cols, key)
-        if present is not None:
-            label_cols[target] = (present, fn)
-    mapped_exprs: dict[str, pl.Expr] = {}
-    for target, (col, fn) in label_cols.items():
-        mapping, unknown = _label_map(raw[col].unique().to_list(), fn)
-        if unknown:
-            result.unknown_labels.setdefault(col, set()).update(unknown)
-            reasons.append(pl.when(pl.col(col).is_in(sorted(unknown)))
-                           .then(pl.format(f"unknown {col} label {{}}", pl.col(col))))
-        mapped_exprs[target] = pl.col(col).replace_strict(
-            mapping, default=None, return_dtype=pl.String)
-
+    checks = _checks(raw, numbers, periods, collected)
     checked = raw.with_columns(
-        pl.concat_list([r.otherwise(None) for r in reasons]).list.drop_nulls()
-        .list.join("; ").alias("_reason"))
-    bad = checked.filter(pl.col("_reason") != "").select("_line", "_reason")
-    result.rejected.extend(RejectedRow(line, reason, sheet) for line, reason in bad.iter_rows())
-    good = checked.filter(pl.col("_reason") == "")
+        pl.concat_list([pl.when(c.bad).then(c.message) for c in checks]).list.drop_nulls()
+        .alias("_reasons"),
+        pl.min_horizontal([pl.when(c.bad).then(pl.lit(i)) for i, c in enumerate(checks)])
+        .alias("_check"))
+    bad = checked.filter(pl.col("_check").is_not_null())
+    for row in bad.iter_rows(named=True):
+        first = checks[row["_check"]]
+        result.rejected.append(RejectedRow(
+            line=row["_line"], reason="; ".join(row["_reasons"]), sheet=sheet,
+            column=first.column, value=row[first.column], kind=first.kind))
+    good = checked.filter(pl.col("_check").is_null())
 
-    product_col = _first_present(cols, "product")
-    date_col = _first_present(cols, "date")
+    # Labels: mapped where sendcost has the field; an unknown one counted, never a rejection.
+    mapped_exprs: dict[str, pl.Expr] = {}
+    kept: list[str] = []
+    for field_ in LABEL_FIELDS:
+        col = _first_present(cols, field_.aliases)
+        if col is None:
+            continue
+        kept.append(col)
+        if field_.target is None or field_.table is None:
+            continue
+        counts = dict(good[col].value_counts().drop_nulls(col).iter_rows())
+        mapping, unknown = _map_labels(field_, counts)
+        for label, rows in unknown.items():
+            seen = result.unknown_labels.setdefault(col, {})
+            seen[label] = seen.get(label, 0) + rows
+        mapped_exprs[field_.target] = pl.col(col).replace_strict(
+            mapping, default=None, return_dtype=pl.String)
+    # The file's own classification: a name not known leaves the bundled value; say so.
+    from corridors.reference import INCOME_FROM_WB_NAME, REGION_FROM_WB_NAME
+
+    for side in ("source", "destination"):
+        for col, known in ((f"{side}_region", set(REGION_FROM_WB_NAME)),
+                           (f"{side}_income", set(INCOME_FROM_WB_NAME)),
+                           (f"{side}_G8G20", {"g8/g20", "g20", "g8"})):
+            if col not in cols:
+                continue
+            for label, rows in good[col].value_counts().drop_nulls(col).iter_rows():
+                if label not in ("", "..") and " ".join(label.split()).lower() not in known:
+                    seen = result.unknown_labels.setdefault(col, {})
+                    seen[label] = seen.get(label, 0) + rows
+    # A country code outside the classification table is kept (its corridor is measured)
+    # but reported: it would fall out of every regional and G20 average.
+    table = countries()
+    for col in ("source_code", "destination_code"):
+        for code, rows in good[col].value_counts().iter_rows():
+            if code not in table:
+                seen = result.unknown_labels.setdefault(col, {})
+                seen[code] = seen.get(code, 0) + rows
+
+    product_col = _first_present(cols, ("product",))
     period = pl.col("period").replace_strict(periods, default=None, return_dtype=pl.String)
     transparent = pl.col("transparent").str.to_lowercase() == "yes"
     product = pl.col(product_col).fill_null("") if product_col else pl.lit("")
-    collected = (
-        pl.coalesce([pl.col(date_col).str.strptime(pl.Datetime("us"), f, strict=False)
-                     for f in _DATE_FORMATS]).dt.replace_time_zone("UTC")
-        if date_col else pl.lit(None, pl.Datetime("us", "UTC"))
-    )
     service_id = pl.format("rpw:{}:{}:{}:{}:{}:{}", period, pl.col("source_code"),
                            pl.col("destination_code"), pl.col("firm"), product, pl.col("id"))
+    result.label_frames.append(good.select(service_id.alias("service_id"),
+                                           *(_label_sets(c) for c in kept)))
+    result.classification_frames.append(_classifications(good, period))
     common = good.select(
         period.alias("period"),
         pl.col("source_code"),

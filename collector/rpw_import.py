@@ -1,7 +1,9 @@
 """Import World Bank RPW data into the store: parse everything, then store it in one transaction.
 
-A file that fails to parse stores nothing; a re-import of the same file adds nothing (quotes
-are unique per source, service, amount and collection time).
+A file that fails to parse stores nothing; nor does one of which more than
+``max_rejected_share`` of the rows were rejected (``[import]`` in config.toml); a re-import
+of the same file adds nothing (quotes are unique per source, service, amount and collection
+time).
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from typing import Any
 
 import polars as pl
 
-from collector.rpw import read_rpw
+from collector.rpw import RpwRead, read_rpw
+from corridors.config import DEFAULT_MAX_REJECTED_SHARE
 from corridors.reference import data_file
 from corridors.store import Store
 from corridors.types import (
     AccessPoint,
+    DataKind,
     Firm,
     FirmType,
     PayIn,
@@ -59,6 +63,9 @@ class ImportSummary:
     periods: list[str]
     corridors: int
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    rows_used: int = 0
+    #: column → label → rows, for labels kept verbatim that sendcost does not know
+    unknown_labels: dict[str, dict[str, int]] = field(default_factory=dict)
     #: The earlier import that stored this very file, when it was not parsed again.
     same_as: int | None = None
 
@@ -74,6 +81,7 @@ class ImportSummary:
         out = [
             f"imported {self.path}",
             f"  rows read:      {self.rows_read:,} ({self.quotes_read:,} quotes at USD 200/500)",
+            f"  rows used:      {self.rows_used:,}",
             f"  quotes stored:  {self.quotes_stored:,} new, {self.duplicates:,} already there",
             f"  services:       {self.services:,}",
             f"  corridors:      {self.corridors:,}",
@@ -81,54 +89,80 @@ class ImportSummary:
             f"  rows rejected:  {len(self.rejected):,}",
         ]
         for r in self.rejected[:20]:
-            out.append(f"    line {r.get('line')}: {r.get('reason')}")
+            where = f"sheet {r['sheet']!r} " if r.get("sheet") else ""
+            out.append(f"    {where}line {r.get('line')}, column {r.get('column')!r}, value "
+                       f"{r.get('value')!r}: {r.get('reason')}")
         if len(self.rejected) > 20:
             out.append(f"    … and {len(self.rejected) - 20} more (see the imports table)")
         return out
 
 
-def _dec(value: float | None) -> Decimal | None:
-    # repr of a float parsed from the file gives back the file's digits (1.57, not 1.5700000…).
-    return None if value is None else Decimal(repr(value))
+def _decimals(values: list[float | None]) -> list[Decimal | None]:
+    """Each float as the Decimal of its shortest repr (1.57, not 1.5700000…), each distinct
+    value converted once: a workbook repeats a few thousand amounts, fees and rates over
+    half a million quotes."""
+    memo = {v: Decimal(repr(v)) for v in set(values) if v is not None}
+    return [memo.get(v) if v is not None else None for v in values]
+
+
+def _memo(values: list[str | None], make: Callable[[str], Any]) -> list[Any]:
+    memo = {v: make(v) for v in set(values) if v}
+    return [memo.get(v) if v else None for v in values]
 
 
 def frame_to_quotes(frame: pl.DataFrame) -> list[Quote]:
     """Quote-frame rows (from a parser) as Quote objects for the store."""
-    quotes = []
-    for r in frame.iter_rows(named=True):
-        collected = r["collected_at"]
-        if collected is None:
-            from corridors.periods import parse_period
+    from corridors.periods import parse_period
 
-            collected = parse_period(r["period"]).start
+    col = {name: frame[name].to_list() for name in frame.columns}
+    dec = {name: _decimals(col[name]) for name in (
+        "send_amount", "fee", "applied_rate", "reference_rate", "received_amount",
+        "fx_margin_reported", "total_cost_reported")}
+    firm_types = _memo(col["firm_type"], FirmType)
+    pay_in = _memo(col["pay_in"], PayIn)
+    pay_out = _memo(col["pay_out"], PayOut)
+    access = _memo(col["access_point"], AccessPoint)
+    speed = _memo(col["speed"], Speed)
+    # The two price points of a service share its firm and attributes: one object each.
+    firms: dict[tuple[str, FirmType], Firm] = {}
+    services: dict[tuple[object, ...], ServiceAttributes] = {}
+    starts: dict[str, dt.datetime] = {}
+    quotes = []
+    for i in range(frame.height):
+        fkey = (col["firm"][i], firm_types[i])
+        firm = firms.get(fkey) or firms.setdefault(fkey, Firm(*fkey))
+        skey = (col["product"][i] or "", pay_in[i], pay_out[i], access[i], speed[i])
+        service = services.get(skey) or services.setdefault(skey, ServiceAttributes(*skey))
+        collected = col["collected_at"][i]
+        period = col["period"][i]
+        if collected is None:
+            collected = starts.get(period) or starts.setdefault(
+                period, parse_period(period).start)
         quotes.append(Quote(
-            source_code=r["source_code"],
-            destination_code=r["destination_code"],
-            firm=Firm(r["firm"], FirmType(r["firm_type"])),
-            service=ServiceAttributes(
-                product=r["product"] or "",
-                pay_in=PayIn(r["pay_in"]) if r["pay_in"] else None,
-                pay_out=PayOut(r["pay_out"]) if r["pay_out"] else None,
-                access_point=AccessPoint(r["access_point"]) if r["access_point"] else None,
-                speed=Speed(r["speed"]) if r["speed"] else None,
-            ),
-            service_key=r["service_id"],
-            period=r["period"],
-            amount_usd=int(r["amount_usd"]),
-            send_amount=_dec(r["send_amount"]) or Decimal(0),
-            send_currency=r["send_currency"],
-            receive_currency=r["receive_currency"],
-            fee=_dec(r["fee"]),
-            applied_rate=_dec(r["applied_rate"]),
-            reference_rate=_dec(r["reference_rate"]),
-            reference_source=r["reference_source"],
+            source_code=col["source_code"][i],
+            destination_code=col["destination_code"][i],
+            firm=firm,
+            service=service,
+            service_key=col["service_id"][i],
+            period=period,
+            amount_usd=int(col["amount_usd"][i]),
+            send_amount=dec["send_amount"][i] or Decimal(0),
+            send_currency=col["send_currency"][i],
+            receive_currency=col["receive_currency"][i],
+            fee=dec["fee"][i],
+            applied_rate=dec["applied_rate"][i],
+            reference_rate=dec["reference_rate"][i],
+            reference_source=col["reference_source"][i],
             reference_at=None,
-            transparent=bool(r["transparent"]),
+            transparent=bool(col["transparent"][i]),
             collected_at=collected,
-            source=r["source"],
-            received_amount=_dec(r["received_amount"]),
-            fx_margin_reported=_dec(r["fx_margin_reported"]),
-            total_cost_reported=_dec(r["total_cost_reported"]),
+            source=col["source"][i],
+            # The World Bank's survey, wherever the file came from: the sandbox serves the
+            # bundled World Bank file byte for byte (its import is the bundled one's).
+            data_kind=DataKind.SURVEY,
+            received_amount=dec["received_amount"][i],
+            fx_margin_reported=dec["fx_margin_reported"][i],
+            total_cost_reported=dec["total_cost_reported"][i],
         ))
     return quotes
 
@@ -143,9 +177,15 @@ def file_hash(path: Path) -> str:
 
 async def import_rpw(store: Store, path: str | Path,
                      progress: Callable[[int, int], None] | None = None, *,
-                     digest: str | None = None, unless_imported: bool = False
+                     digest: str | None = None, unless_imported: bool = False,
+                     max_rejected_share: float = DEFAULT_MAX_REJECTED_SHARE,
+                     on_read: Callable[[RpwRead], None] | None = None,
                      ) -> ImportSummary:
     """Parse ``path`` completely, then store all of it in one transaction.
+
+    ``on_read`` sees what the parse found (rows read, used, rejected, unknown labels)
+    before anything is stored. When more than ``max_rejected_share`` of the rows were
+    rejected, or the file has no rows, ImportFileError is raised and nothing is stored.
 
     Imports of one file (by SHA-256, ``digest`` when the caller has it) take turns. With
     ``unless_imported``, a file that an import already stored whole is not parsed again:
@@ -172,9 +212,13 @@ async def import_rpw(store: Store, path: str | Path,
                          path, before)
                 return ImportSummary.already(str(path), before)
         read = await asyncio.to_thread(read_rpw, path)
+        if on_read is not None:
+            on_read(read)
+        read.check_rejected_share(max_rejected_share)
         frame = read.frame
         quotes = await asyncio.to_thread(frame_to_quotes, frame)
-        rejected = [{"line": r.line, "reason": r.reason} for r in read.rejected]
+        rejected = [{"line": r.line, "reason": r.reason, "sheet": r.sheet, "column": r.column,
+                     "value": r.value, "kind": r.kind} for r in read.rejected]
         stored = 0
         import_id = await conn.fetchval(
             "INSERT INTO imports (kind, path, file_hash) VALUES ('rpw', $1, $2) RETURNING id",
@@ -192,7 +236,7 @@ async def import_rpw(store: Store, path: str | Path,
             periods=sorted(frame["period"].unique().to_list()) if len(frame) else [],
             corridors=frame.select(pl.struct("source_code", "destination_code").n_unique()
                                    ).item() if len(frame) else 0,
-            rejected=rejected,
+            rejected=rejected, rows_used=read.rows_kept, unknown_labels=read.unknown_labels,
         )
         await conn.execute(
             "UPDATE imports SET finished_at = now(), status = 'ok', rows_read = $2, "
@@ -200,6 +244,8 @@ async def import_rpw(store: Store, path: str | Path,
             import_id, read.rows_read, stored, rejected,
             {"services": summary.services, "periods": summary.periods,
              "corridors": summary.corridors, "duplicates": summary.duplicates,
+             "rows_used": read.rows_kept, "unknown_labels": read.unknown_labels,
+             "rejected_by_reason": dict(read.rejected_by_kind()),
              "licence": RPW_LICENCE, "finished": dt.datetime.now(dt.UTC).isoformat()})
     log.info("imported %s: %d quotes new, %d already stored, %d rows rejected", path, stored,
              summary.duplicates, len(rejected))

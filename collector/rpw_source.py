@@ -2,7 +2,8 @@
 
 ``url`` is an http(s) URL — fetched (and archived like every response) — or a local path,
 relative to config.toml. The file goes through ``collector.rpw_import.import_rpw``: parsed
-whole, stored in one transaction, idempotent, rejected rows listed in the ``imports`` table.
+whole, stored in one transaction, idempotent, rejected rows listed in the ``imports`` table
+(a file with more than ``[import] max_rejected_share`` of its rows rejected stores nothing).
 A file already imported whole (same SHA-256) is not parsed again: the run says so and stores
 nothing. A ``--reparse`` of such a run imports the archived file again: what is new is added, quotes
 already stored are kept as they were (the run's message says so).
@@ -36,6 +37,8 @@ async def collect(ctx: RunContext) -> None:
     # A scheduled run that finds the file it already has (or the one the first start's
     # bundled import stored) does not parse it again; a re-parse always parses.
     unless_imported = not ctx.reparse
+    # A file with more rejected rows than [import] allows fails the run and stores nothing.
+    share = ctx.config.imports.max_rejected_share
 
     async def one(_: str) -> None:
         if url.startswith(("http://", "https://")):
@@ -45,11 +48,13 @@ async def collect(ctx: RunContext) -> None:
                 path = Path(tmp) / f"rpw{suffix}"
                 await asyncio.to_thread(path.write_bytes, fetched.body)
                 summary = await import_rpw(ctx.store, path, digest=fetched.content_hash,
-                                           unless_imported=unless_imported)
+                                           unless_imported=unless_imported,
+                                           max_rejected_share=share)
         else:
             ctx.report.requests += 1
             summary = await import_rpw(ctx.store, local_path(ctx),
-                                       unless_imported=unless_imported)
+                                       unless_imported=unless_imported,
+                                       max_rejected_share=share)
         if summary.same_as is not None:
             ctx.report.message = (f"the file is the one import {summary.same_as} stored "
                                   "(same SHA-256): nothing new, not parsed again")

@@ -28,6 +28,7 @@ import aiohttp
 
 from collector.errors import FetchError, ParseError, StorageError
 from collector.http import Fetcher, Response
+from collector.kinds import data_kind
 from collector.model import CorridorSpec, Draft, corridor_specs
 from collector.rates import RateBook, ReferenceRate
 from collector.validate import Rejected, check
@@ -280,11 +281,13 @@ class RunContext:
         if kind != "ok":
             self.report.errors[f"retry:{kind}"] += 1
 
-    async def fetch(self, url: str) -> Fetched:
-        """The response for ``url``, archived; raises FetchError when there is none usable."""
+    async def fetch(self, url: str, json_body: bytes | None = None) -> Fetched:
+        """The response for ``url`` (POSTed ``json_body`` when given), archived; raises
+        FetchError when there is none usable."""
         if self.archive is not None:
             return await self._from_archive(url)
-        resp: Response = await self.collector.fetcher.get(self.source, url, self._attempt)
+        resp: Response = await self.collector.fetcher.get(self.source, url, self._attempt,
+                                                          json_body=json_body)
         headers = dict(resp.headers)
         if resp.body_from_raw_id is not None:
             headers[BODY_FROM_HEADER] = str(resp.body_from_raw_id)
@@ -305,6 +308,8 @@ class RunContext:
                                f"{type(exc).__name__}: {exc}") from exc
         self.raw_ids.append(raw_id)
         self.collector.fetcher.remember(resp, raw_id)
+        if resp.error is not None:  # archived, counted, and not parsed
+            raise resp.error
         if resp.status >= 400 or (resp.status == 304 and resp.body_from_raw_id is None):
             kind = ("http_429" if resp.status == 429 else "http_5xx" if resp.status >= 500
                     else "http_4xx" if resp.status >= 400 else "http_304_without_body")
@@ -388,7 +393,8 @@ class RunContext:
         c = draft.corridor
         ref = self.reference(c.send_currency, c.receive_currency) if c else None
         stale = ref is None or ref.age_hours(collected_at) > cfg.reference_max_age_hours
-        rejection, extra = check(draft, ref.rate if ref else None, cfg, reference_stale=stale)
+        rejection, extra = check(draft, ref.rate if ref else None, cfg, reference_stale=stale,
+                                 rates=self.rates, at=collected_at)
         if rejection is not None:
             self._reject(rejection.reason, rejection.field, rejection.detail, draft, fetched)
             return
@@ -405,9 +411,10 @@ class RunContext:
             applied_rate=draft.applied_rate,
             reference_rate=ref.rate if ref else None,
             reference_source=ref.source if ref else None,
-            reference_at=ref.as_of if ref else None,
+            reference_at=ref.as_of_for(collected_at) if ref else None,
             transparent=draft.applied_rate is not None,
             collected_at=collected_at, source=self.source.name,
+            data_kind=data_kind(self.source, fetched.headers),
             received_amount=draft.received_amount, fee_deducted=draft.fee_deducted,
             fx_margin_reported=draft.fx_margin_reported, raw_response_id=fetched.raw_id,
             flags=tuple(dict.fromkeys(flags)),

@@ -13,6 +13,10 @@ One aiohttp app serves every source kind sendcost collects from:
   GET /rpw/rpw_quotes.csv.gz       the bundled World Bank RPW extract (rpw)
   GET /_sandbox/log                what was served, request by request (for tests)
 
+Every response carries ``Sendcost-Emulated: true`` (``collector.kinds``): whatever the
+config calls a source, what the collector parses from the sandbox is stored as emulated
+data, which nothing publishes as a real price unless asked to.
+
 Prices are drawn from the real RPW data (corridors/data/rpw_quotes_2011Q1_2014Q2.csv.gz):
 per firm type, the quantiles of fee % and FX margin over its transparent services, computed
 once; each emulated operator sits at its own deterministic place in those distributions in
@@ -48,6 +52,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 from aiohttp import web
 
+from collector.kinds import EMULATED_HEADER
 from collector.rpw import CURRENCY_FROM_RPW, read_rpw
 from collector.rpw_import import bundled_rpw_path
 from corridors.config import DEFAULT_AMOUNTS
@@ -713,6 +718,9 @@ class Sandbox:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self.faults_middleware])
         app[SANDBOX] = self
+        # Every response, whatever its route, status or fault, says it is emulated: the
+        # collector marks what it parses from it so (collector.kinds).
+        app.on_response_prepare.append(_mark_emulated)
         app.router.add_get("/operators/{n:\\d+}/quote", self.operator_quote)
         app.router.add_get("/v4/comparisons", self.comparison)
         app.router.add_get("/postal/{country}/tariff.{fmt:json|csv}", self.postal)
@@ -724,6 +732,10 @@ class Sandbox:
 
 
 SANDBOX = web.AppKey("sandbox", Sandbox)
+
+
+async def _mark_emulated(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers[EMULATED_HEADER] = "true"
 
 
 def _etag(body: bytes) -> str:

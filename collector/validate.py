@@ -5,6 +5,8 @@ Reasons (``quarantined_quotes.reason``):
   unknown_corridor            the upstream priced a corridor we do not monitor
   currency_mismatch           the upstream's currency is not the corridor's
   amount_not_positive         send amount ≤ 0
+  amount_mismatch             the upstream priced another amount than the one asked for
+  amount_above_tariff         the amount is above a tariff's largest band: no price for it
   fee_missing                 no fee: an answer without one is not a price (an error body, {})
   rate_missing                no applied rate, no received amount and no FX margin: the
                               exchange-rate half of the price is missing
@@ -12,6 +14,11 @@ Reasons (``quarantined_quotes.reason``):
   fee_above_amount            fee > amount sent
   rate_not_positive           applied rate ≤ 0
   rate_off_reference          applied rate off the reference by more than max_rate_deviation
+  margin_off_reference        the upstream's own FX margin (markup) disagrees with the margin
+                              measured against our reference by more than
+                              max_margin_disagreement_pct percentage points
+  fee_currency_unconverted    a fee in another currency than the sending one, with no
+                              fresh reference rate to convert it
   implausible_negative_margin FX margin below min_fx_margin_pct
   received_inconsistent       received amount ≠ (amount − fee) × rate (or amount × rate)
   unknown_label               a label of the upstream's (a provider type, a pay-in or pay-out
@@ -19,7 +26,12 @@ Reasons (``quarantined_quotes.reason``):
   malformed_record            one record of a response with many is not in the upstream's
                               format (not an object, a value that is not a number, a date or
                               a duration); the response's other records are kept
-Flags kept on stored quotes: negative_margin (plausible promotion), reference_stale.
+Flags kept on stored quotes: negative_margin (plausible promotion), reference_stale,
+fee_converted:CUR (the fee was charged in CUR and converted through the reference rates).
+
+``check`` also completes a draft before judging it: a fee in another currency is converted
+into the sending currency, and a corridor paid out in the currency sent (USA → SLV in USD)
+without a rate has the rate 1.
 
 An adapter quarantines a record it cannot make a draft of itself (``Unusable``): a fee or
 rate that is there but not a number is as good as none (fee_missing, rate_missing).
@@ -28,13 +40,16 @@ rate that is there but not a number is as good as none (fee_missing, rate_missin
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING, Any
 
 from collector.errors import ParseError
 from collector.model import Draft
 from collector.parsing import dec
 from corridors.config import CollectionConfig
+
+if TYPE_CHECKING:
+    from collector.rates import RateBook
 
 #: Received amounts are rounded by upstreams (to the unit in some currencies).
 RECEIVED_REL_TOLERANCE = Decimal("0.01")
@@ -83,13 +98,45 @@ def number(value: Any, field: str, what: str, reason: str = "malformed_record"
 STALE_REFERENCE_FACTOR = Decimal(10)
 
 
+#: An amount the upstream says it priced is the one asked for when within half a cent
+#: (200.0 for 200; never 500 for 200).
+AMOUNT_TOLERANCE = Decimal("0.005")
+
+
+def convert_fee(draft: Draft, rates: RateBook | None, config: CollectionConfig,
+                at: Any = None) -> tuple[Rejection | None, tuple[str, ...]]:
+    """A fee charged in another currency than the sending one, converted into it through
+    the reference rates (``draft.fee`` replaced; flag ``fee_converted:CUR``); quarantined
+    as ``fee_currency_unconverted`` when no reference rate younger than
+    ``reference_max_age_hours`` (at ``at``) converts it. Never kept as if sent currency."""
+    c = draft.corridor
+    cur = draft.fee_currency
+    if c is None or cur is None or cur == c.send_currency or draft.fee is None:
+        return None, ()
+    ref = rates.rate(cur, c.send_currency) if rates is not None else None
+    if ref is None or (at is not None
+                       and ref.age_hours(at) > config.reference_max_age_hours):
+        why = "no reference rate" if ref is None else f"only a stale one ({ref.source})"
+        return Rejection("fee_currency_unconverted", "fee",
+                         f"fee {draft.fee} {cur} on a {c.send_currency} corridor: {why} "
+                         f"for {cur} → {c.send_currency}"), ()
+    draft.fee = (draft.fee * ref.rate).quantize(Decimal("0.0001"), ROUND_HALF_UP)
+    draft.fee_currency = c.send_currency
+    return None, (f"fee_converted:{cur}",)
+
+
 def check(draft: Draft, reference: Decimal | None, config: CollectionConfig, *,
-          reference_stale: bool = False) -> tuple[Rejection | None, tuple[str, ...]]:
+          reference_stale: bool = False, rates: RateBook | None = None, at: Any = None
+          ) -> tuple[Rejection | None, tuple[str, ...]]:
     """(rejection or None, extra flags) for one draft measured against ``reference``.
 
     A stale reference still catches absurd rates, but neither decides ``rate_off_reference``
     by ``max_rate_deviation`` nor measures a margin: the quote is stored, flagged
-    ``reference_stale``, and left out of the averages until it can be measured."""
+    ``reference_stale``, and left out of the averages until it can be measured.
+
+    The draft is completed first: a fee in another currency is converted through ``rates``
+    (at the quote's time ``at``), and a corridor sending and paying out one currency gets
+    the rate 1 when the upstream gives none."""
     c = draft.corridor
     if c is None:
         return Rejection("unknown_corridor", "corridor", "not a monitored corridor"), ()
@@ -102,6 +149,18 @@ def check(draft: Draft, reference: Decimal | None, config: CollectionConfig, *,
     amount = draft.send_amount
     if amount <= 0:
         return Rejection("amount_not_positive", "send_amount", f"{amount}"), ()
+    reported = draft.reported_amount
+    if reported is not None and abs(reported - amount) > AMOUNT_TOLERANCE:
+        # Priced for another amount: its fee and rate are another amount's price.
+        return Rejection("amount_mismatch", "send_amount",
+                         f"the answer prices {reported}, not the {amount} asked for"), ()
+    rejection, converted = convert_fee(draft, rates, config, at)
+    if rejection is not None:
+        return rejection, ()
+    if (draft.applied_rate is None and c.send_currency == c.receive_currency
+            and draft.receive_currency in (None, c.receive_currency)):
+        # Sent and paid out in one currency (USA → SLV in USD): nothing is exchanged.
+        draft.applied_rate = Decimal(1)
     fee = draft.fee
     if fee is None:
         # An unknown fee is not a fee of 0, and a quote without one is no quote: an upstream's
@@ -117,7 +176,7 @@ def check(draft: Draft, reference: Decimal | None, config: CollectionConfig, *,
         # reported margin is a price: a postal tariff's, measured once a reference exists.)
         return Rejection("rate_missing", "applied_rate", "the answer carries neither an "
                          "applied rate nor a received amount (nor an FX margin)"), ()
-    flags: list[str] = []
+    flags: list[str] = list(converted)
     if rate is not None:
         if rate <= 0:
             return Rejection("rate_not_positive", "applied_rate", f"{rate}"), ()
@@ -137,6 +196,14 @@ def check(draft: Draft, reference: Decimal | None, config: CollectionConfig, *,
             if margin_pct < Decimal(str(config.min_fx_margin_pct)):
                 return Rejection("implausible_negative_margin", "applied_rate",
                                  f"margin {float(margin_pct):.2f}%"), ()
+            told = draft.fx_margin_reported
+            if told is not None and abs(told - margin_pct) > Decimal(
+                    str(config.max_margin_disagreement_pct)):
+                # The cost would use the upstream's margin; ours says otherwise: one of
+                # the two rates is not what it claims to be.
+                return Rejection("margin_off_reference", "fx_margin_reported",
+                                 f"the upstream's margin {told}% vs {float(margin_pct):.2f}% "
+                                 f"measured against the reference {reference}"), ()
             # An applied rate given to 4 decimals cannot tell a margin within half its last
             # digit from none: rounding is not a promotion.
             if margin_pct < 0 and rate - reference > _half_last_digit(rate):

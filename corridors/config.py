@@ -1,7 +1,8 @@
 """Configuration: ``config.toml`` read once with tomllib into frozen dataclasses.
 
 Every key is documented in the shipped ``config.toml``. Secrets come only from the
-environment (``DATABASE_URL``, ``SENDCOST_ADMIN_TOKEN``); sources take no credentials.
+environment (``DATABASE_URL``, ``SENDCOST_ADMIN_TOKEN``, and a source's ``${NAME}``s in its
+headers or URL).
 A bad value fails at start with a ConfigError naming the key and what was expected.
 """
 
@@ -61,11 +62,49 @@ class SourceConfig:
     # token), as written: ${NAME} stands for the environment variable NAME, read when the
     # source is about to run (``request_headers``), so secrets stay out of the file.
     headers: Mapping[str, str] = field(default_factory=dict)
+    # OAuth 2.0 client credentials (token_url, client_id, client_secret, scope): a bearer
+    # token fetched before the source's requests; client_secret is always ${NAME}.
+    oauth: Mapping[str, str] = field(default_factory=dict)
+
+    def oauth_credentials(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """``oauth`` with its ${NAME}s read from ``environ`` (default: the process
+        environment); ConfigError naming the source, key and variable if one is unset."""
+        env = os.environ if environ is None else environ
+        out = {}
+        for key, template in self.oauth.items():
+            missing = [v for v in _ENV_REF.findall(template) if v not in env]
+            if missing:
+                raise ConfigError(
+                    f"sources[{self.name}].oauth.{key}: environment variable {missing[0]} is "
+                    f"not set (the value names it as ${{{missing[0]}}})")
+            out[key] = _ENV_REF.sub(lambda m: env[m.group(1)], template)
+        return out
+
+    def url_secrets(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The values of the ${NAME}s in ``url`` (an API key in a query string), read from
+        ``environ`` (default: the process environment), by NAME; ConfigError naming the
+        source and variable if one is unset or holds a line break or a space. They are
+        put in the URL only when a request is sent: what is archived and logged keeps
+        ${NAME} (``collector.http.Fetcher``)."""
+        env = os.environ if environ is None else environ
+        out = {}
+        for name in dict.fromkeys(_ENV_REF.findall(self.url)):
+            if name not in env:
+                raise ConfigError(f"sources[{self.name}].url: environment variable {name} is "
+                                  f"not set (the URL names it as ${{{name}}})")
+            if not env[name] or any(ch.isspace() for ch in env[name]):
+                raise ConfigError(f"sources[{self.name}].url: environment variable {name} is "
+                                  "empty or holds a space or a line break")
+            out[name] = env[name]
+        return out
 
     def request_headers(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
         """The headers with their ${NAME}s filled in from ``environ`` (default: the process
-        environment); ConfigError naming the source, header and variable if one is unset."""
+        environment); ConfigError naming the source, header and variable if one is unset
+        (or one of the URL's, ``url_secrets``: this is the check made before a source runs)."""
         env = os.environ if environ is None else environ
+        self.url_secrets(env)
+        self.oauth_credentials(env)
         out = {}
         for name, template in self.headers.items():
             missing = [v for v in _ENV_REF.findall(template) if v not in env]
@@ -98,6 +137,9 @@ class CollectionConfig:
     max_rate_deviation: float = 0.25
     # A plausible negative margin is kept and flagged; below this (in %) it is quarantined.
     min_fx_margin_pct: float = -5.0
+    # An upstream's own FX margin (a comparison feed's markup) further than this many
+    # percentage points from the margin measured against our reference is quarantined.
+    max_margin_disagreement_pct: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +160,50 @@ class DatabaseConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MinimumBase:
+    """The least a bulletin figure must rest on to be published as a number; below it the
+    figure reads "insufficient data" with its base (docs/bulletin.md, "What each figure
+    rests on")."""
+    # A global figure (10.c.1, SmaRT, weighted, G20/G8 averages, the shares of corridors and
+    # of services) needs this many corridors covered...
+    global_corridors: int = 20
+    # ...and this share (0-1) of the target corridors (the configured ones and those the
+    # survey priced in the period) covered.
+    global_corridor_coverage: float = 0.75
+    # A corridor counts as covered with at least this many providers (the three of SmaRT).
+    providers_per_corridor: int = 3
+    # A breakdown figure (a firm type, region, sending country) needs this many services and
+    # this many providers.
+    group_services: int = 10
+    group_providers: int = 3
+
+
+@dataclass(frozen=True, slots=True)
 class BulletinConfig:
     # Publish last month's bulletin on the first day of each month at this hour (UTC).
     publish_hour_utc: int = 6
     enabled: bool = True
+    minimum: MinimumBase = field(default_factory=MinimumBase)
+
+
+#: The default of ``[import] max_rejected_share``: a few percent.
+DEFAULT_MAX_REJECTED_SHARE = 0.03
+#: The World Bank's current RPW workbook (linked from remittanceprices.worldbank.org's data
+#: download page and data catalog entry 0037898).
+DEFAULT_RPW_URL = ("https://remittanceprices.worldbank.org/sites/default/files/"
+                   "rpw_dataset_2011_2025_q3.xlsx")
+
+
+@dataclass(frozen=True, slots=True)
+class ImportConfig:
+    """``[import]``: how much of an RPW file may be rejected before none of it is used."""
+
+    # Above this share of rejected rows, an import (and indicators --from-file) fails whole.
+    max_rejected_share: float = DEFAULT_MAX_REJECTED_SHARE
+    # Where ``sendcost import rpw --download`` fetches the current workbook, and the SHA-256
+    # it must have ("" = not checked; the digest is printed either way).
+    rpw_url: str = DEFAULT_RPW_URL
+    rpw_sha256: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +215,7 @@ class Config:
     api: ApiConfig = field(default_factory=ApiConfig)
     collection: CollectionConfig = field(default_factory=CollectionConfig)
     bulletin: BulletinConfig = field(default_factory=BulletinConfig)
+    imports: ImportConfig = field(default_factory=ImportConfig)
     corridors: tuple[CorridorConfig, ...] = ()
     sources: tuple[SourceConfig, ...] = ()
     path: Path | None = None
@@ -275,6 +358,27 @@ def _headers(value: Mapping[str, Any], key: str) -> dict[str, str]:
     return out
 
 
+def _oauth(value: Mapping[str, Any], headers: Mapping[str, Any], key: str) -> dict[str, str]:
+    """OAuth 2.0 client credentials: token_url (http(s)), client_id and client_secret
+    (required; the secret only as ${NAME}, never written in the file), scope."""
+    if not value:
+        return {}
+    _unknown_keys(value, {"token_url", "client_id", "client_secret", "scope"}, key)
+    for required in ("token_url", "client_id", "client_secret"):
+        if not isinstance(value.get(required), str) or not value[required]:
+            raise ConfigError(f"{key}.{required}: required (a string)")
+    if not isinstance(value.get("scope", ""), str):
+        raise ConfigError(f"{key}.scope: expected a string, got {value['scope']!r}")
+    _source_url(_ENV_REF.sub("x", value["token_url"]), "oauth", f"{key}.token_url")
+    if not _ENV_REF.fullmatch(value["client_secret"]):
+        raise ConfigError(f"{key}.client_secret: expected ${{NAME}} (the environment "
+                          "variable that holds it): a secret stays out of the config file")
+    if any(str(h).lower() == "authorization" for h in headers):
+        raise ConfigError(f"{key}: the token goes in the Authorization header; the source's "
+                          "headers cannot set it too")
+    return dict(value)
+
+
 def _source_url(value: str, kind: str, key: str) -> str:
     """An absolute http(s) URL (for ``rpw``, a local path too). An operator_json URL is a
     template: its ``{placeholders}`` are checked by the adapter, and pass here."""
@@ -289,6 +393,9 @@ def _source_url(value: str, kind: str, key: str) -> str:
         ok = False
     if not ok or any(ch.isspace() for ch in value):
         raise ConfigError(f"{key}: expected {expected}, got {value!r}")
+    if "${" in _ENV_REF.sub("", value):
+        raise ConfigError(f"{key}: expected ${{NAME}} (an environment variable: letters, "
+                          f"digits, _), got {value!r}")
     return value
 
 
@@ -302,11 +409,14 @@ def default_data_dir() -> Path:
 
 def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     """Build a Config from a parsed TOML document, validating every key."""
-    _unknown_keys(raw, {"service", "database", "api", "collection", "bulletin", "corridors",
-                        "sources"}, "config")
+    _unknown_keys(raw, {"service", "database", "api", "collection", "bulletin", "import",
+                        "corridors", "sources"}, "config")
     svc = _expect(raw, "service", dict, "config", {})
     _unknown_keys(svc, {"data_dir", "import_rpw_on_empty", "log_level"}, "service")
     data_dir_raw = _expect(svc, "data_dir", str, "service", "")
+    if "\x00" in data_dir_raw:  # TOML's \u0000: no file system takes it in a path
+        raise ConfigError(f"service.data_dir: a path cannot hold a NUL character, got "
+                          f"{data_dir_raw!r}")
     if os.environ.get("SENDCOST_DATA_DIR") or not data_dir_raw:
         data_dir = default_data_dir()
     else:
@@ -355,19 +465,62 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     collection = CollectionConfig(**values)
     for name in ("timeout_seconds", "backoff_base_seconds", "reference_max_age_hours",
                  "max_rate_deviation", "backoff_max_seconds", "circuit_cooldown_seconds",
-                 "retry_after_max_seconds"):
+                 "retry_after_max_seconds", "max_margin_disagreement_pct"):
         _positive(getattr(collection, name), f"collection.{name}")
     _at_least(collection.max_retries, 0, "collection.max_retries")
     _at_least(collection.circuit_failures, 1, "collection.circuit_failures")
 
     bul = _expect(raw, "bulletin", dict, "config", {})
-    _unknown_keys(bul, {"publish_hour_utc", "enabled"}, "bulletin")
+    _unknown_keys(bul, {"publish_hour_utc", "enabled", "minimum"}, "bulletin")
+    mini = _expect(bul, "minimum", dict, "bulletin", {})
+    d = MinimumBase()
+    _unknown_keys(mini, {"global_corridors", "global_corridor_coverage",
+                         "providers_per_corridor", "group_services", "group_providers"},
+                  "bulletin.minimum")
+    coverage = float(_expect(mini, "global_corridor_coverage", (int, float), "bulletin.minimum",
+                             d.global_corridor_coverage))
+    if not 0 <= coverage <= 1:
+        raise ConfigError("bulletin.minimum.global_corridor_coverage: expected a share "
+                          f"between 0 and 1, got {coverage!r}")
+    minimum = MinimumBase(
+        global_corridors=_at_least(_expect(mini, "global_corridors", int, "bulletin.minimum",
+                                           d.global_corridors), 1,
+                                   "bulletin.minimum.global_corridors"),
+        global_corridor_coverage=coverage,
+        providers_per_corridor=_at_least(
+            _expect(mini, "providers_per_corridor", int, "bulletin.minimum",
+                    d.providers_per_corridor), 1, "bulletin.minimum.providers_per_corridor"),
+        group_services=_at_least(_expect(mini, "group_services", int, "bulletin.minimum",
+                                         d.group_services), 1,
+                                 "bulletin.minimum.group_services"),
+        group_providers=_at_least(_expect(mini, "group_providers", int, "bulletin.minimum",
+                                          d.group_providers), 1,
+                                  "bulletin.minimum.group_providers"),
+    )
     bulletin = BulletinConfig(
         publish_hour_utc=_expect(bul, "publish_hour_utc", int, "bulletin", 6),
         enabled=_expect(bul, "enabled", bool, "bulletin", True),
+        minimum=minimum,
     )
     if not 0 <= bulletin.publish_hour_utc <= 23:
         raise ConfigError("bulletin.publish_hour_utc: expected an hour 0-23")
+
+    imp = _expect(raw, "import", dict, "config", {})
+    _unknown_keys(imp, {"max_rejected_share", "rpw_url", "rpw_sha256"}, "import")
+    share = _expect(imp, "max_rejected_share", (int, float), "import",
+                    DEFAULT_MAX_REJECTED_SHARE)
+    if isinstance(share, bool) or not 0 <= share <= 1:
+        raise ConfigError(f"import.max_rejected_share: expected a share from 0 to 1 (0.03 is "
+                          f"3%), got {share!r}")
+    rpw_url = _expect(imp, "rpw_url", str, "import", DEFAULT_RPW_URL)
+    if urlsplit(rpw_url).scheme not in ("http", "https") or not urlsplit(rpw_url).netloc:
+        raise ConfigError(f"import.rpw_url: expected an http(s) URL, got {rpw_url!r}")
+    rpw_sha256 = _expect(imp, "rpw_sha256", str, "import", "").strip().lower()
+    if rpw_sha256 and not re.fullmatch(r"[0-9a-f]{64}", rpw_sha256):
+        raise ConfigError("import.rpw_sha256: expected 64 hexadecimal digits (or \"\" for no "
+                          f"check), got {rpw_sha256!r}")
+    imports = ImportConfig(max_rejected_share=float(share), rpw_url=rpw_url,
+                           rpw_sha256=rpw_sha256)
 
     corridors = []
     for i, c in enumerate(_expect(raw, "corridors", list, "config", [])):
@@ -396,7 +549,7 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
         if not isinstance(s, dict):
             raise ConfigError(f"{where}: expected a table")
         fields = {"name", "kind", "url", "enabled", "schedule", "jitter_seconds",
-                  "max_concurrency", "requests_per_second", "options", "headers"}
+                  "max_concurrency", "requests_per_second", "options", "headers", "oauth"}
         _unknown_keys(s, fields, where)
         for required in ("name", "kind", "url"):
             if required not in s:
@@ -425,6 +578,8 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
                 f"{where}.requests_per_second")),
             options=_expect(s, "options", dict, where, {}),
             headers=_headers(_expect(s, "headers", dict, where, {}), f"{where}.headers"),
+            oauth=_oauth(_expect(s, "oauth", dict, where, {}), s.get("headers") or {},
+                         f"{where}.oauth"),
         ))
 
     return Config(
@@ -435,6 +590,7 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
         api=api,
         collection=collection,
         bulletin=bulletin,
+        imports=imports,
         corridors=tuple(corridors),
         sources=tuple(sources),
         path=path,
@@ -452,15 +608,28 @@ def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path | N
     return here if here.is_file() else None
 
 
+def not_utf8(data: bytes, exc: UnicodeDecodeError) -> str:
+    """Where bytes that are not UTF-8 are (TOML is UTF-8): offset, line and column."""
+    line = data.count(b"\n", 0, exc.start) + 1
+    column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+    bad = " ".join(f"0x{b:02x}" for b in data[exc.start:exc.end])
+    return (f"not UTF-8 text, as TOML must be: {bad} at byte offset {exc.start} "
+            f"(line {line}, column {column}): {exc.reason}")
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     found = find_config_path(path)
     if found is None:
         return parse_config({})
     try:
         with open(found, "rb") as fh:
-            raw = tomllib.load(fh)
+            data = fh.read()
     except FileNotFoundError:
         raise ConfigError(f"{found}: config file not found") from None
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{found}: {not_utf8(data, exc)}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{found}: not valid TOML: {exc}") from None
     try:

@@ -5,6 +5,8 @@ SendcostError
 ├── DatabaseError      the database cannot be reached, or the URL is malformed
 ├── BadPeriod          a period string is not a quarter or a month
 ├── ImportFileError    an import file is corrupt or truncated (names the line)
+├── DownloadError      a file to import could not be downloaded (network, status, checksum)
+│   └── DownloadRefused    the site answered, but refuses this client: download by hand
 ├── UnknownLabel       an upstream label has no explicit mapping
 ├── NoData             nothing to compute for the asked period / corridor
 └── CollectError       a source failed (see collector.errors for kinds)
@@ -39,6 +41,14 @@ class ImportFileError(SendcostError):
         super().__init__(f"{where}: {message}" if where else message)
         self.line = line
         self.path = path
+
+
+class DownloadError(SendcostError):
+    pass
+
+
+class DownloadRefused(DownloadError):
+    pass
 
 
 class UnknownLabel(SendcostError, KeyError):

@@ -41,6 +41,11 @@ QUOTE_FRAME_SCHEMA: dict[str, pl.DataType] = {
     "reference_stale": pl.Boolean(),  # no fresh reference rate: kept, left out of averages
     "source": _TEXT,  # where the quote came from: "rpw", a collector source name
     "collected_at": pl.Datetime("us", "UTC"),
+    # corridors.types.DataKind value: survey, observed, estimate or emulated (null: a frame
+    # read straight from a file that does not say; the RPW reader's rows are survey)
+    "data_kind": _TEXT,
+    # the quote's flags (caveats), space-separated: "estimate negative_margin"; "" when none
+    "flags": pl.String(),
 }
 
 

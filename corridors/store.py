@@ -29,7 +29,7 @@ from corridors.db import pid_alive
 from corridors.errors import DatabaseError
 from corridors.frame import QUOTE_FRAME_SCHEMA, conform
 from corridors.periods import Period
-from corridors.types import Quote
+from corridors.types import DataKind, Quote
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,7 @@ COPY_COLUMNS = (
     "fee", "applied_rate", "reference_rate", "reference_source", "reference_at",
     "fx_margin_reported", "total_cost_reported", "received_amount", "fee_deducted",
     "transparent", "collected_at", "source", "raw_response_id", "run_id", "import_id", "flags",
+    "data_kind",
 )
 
 #: The services columns a COPY of new services fills, in the order of its records.
@@ -281,6 +282,7 @@ class Store:
                         q.fx_margin_reported, q.total_cost_reported, q.received_amount,
                         q.fee_deducted, q.transparent, q.collected_at, q.source,
                         q.raw_response_id, b.run_id, import_id, list(q.flags),
+                        DataKind(q.data_kind).value,
                     )
                     for b in batches for q in b.quotes
                 ]

@@ -1,8 +1,9 @@
 """Domain types shared by every stage: firm types, service attributes, quotes.
 
 The vocabulary follows the World Bank's Remittance Prices Worldwide (RPW) methodology
-(see docs/METHODOLOGY.md). Every RPW label is mapped explicitly: an unknown label is an
-error to report, never a guess.
+(see docs/METHODOLOGY.md). Every RPW label is mapped explicitly (the RPW importer
+matches them regardless of case and spacing): an unknown label is reported and kept
+verbatim, never guessed.
 """
 
 from __future__ import annotations
@@ -64,6 +65,26 @@ FIRM_TYPE_FROM_RPW: dict[str, FirmType] = {
 }
 
 
+class DataKind(StrEnum):
+    """What kind of figure a quote is: what a reader may take it for.
+
+    ``survey``: a price the World Bank's RPW survey recorded (an RPW import).
+    ``observed``: a provider's own quote, collected from that provider.
+    ``estimate``: a comparison feed's figure for another provider (not the provider's word).
+    ``emulated``: the sandbox's invented prices: never a real price, never published as one
+    unless a user asks for it, and then marked "emulated data — not real prices".
+    """
+
+    SURVEY = "survey"
+    OBSERVED = "observed"
+    ESTIMATE = "estimate"
+    EMULATED = "emulated"
+
+
+#: What every rendering says beside emulated data, where a reader cannot miss it.
+EMULATED_WARNING = "emulated data — not real prices"
+
+
 class Speed(StrEnum):
     """How long until the money is available to the receiver (RPW's categories)."""
 
@@ -95,6 +116,9 @@ SPEED_FROM_RPW: dict[str, Speed | None] = {
     "2 days": Speed.TWO_DAYS,
     "3-5 days": Speed.THREE_TO_FIVE_DAYS,
     "6 days or more": Speed.SIX_DAYS_OR_MORE,
+    # One row of the 2016-2025 sheet: at most three days, so within SmaRT's five; counted in
+    # the slowest category it may be.
+    "1-3 days": Speed.THREE_TO_FIVE_DAYS,
     "N/A": None,
     "": None,
 }
@@ -162,7 +186,11 @@ PAYOUT_FROM_RPW: dict[str, PayOut | None] = {
     "Mobile wallet": PayOut.MOBILE_WALLET,
     "Prepaid cash card": PayOut.CARD,
     "Credit Card": PayOut.CARD,
+    "Debit card": PayOut.CARD,
     "ATM": PayOut.CASH,
+    # The 2016-2025 sheet's "pickup method" labels (../shared/data/rpw/LABELS.md).
+    "Own/partner bank account": PayOut.BANK_ACCOUNT,
+    "Bank account (same/partner bank)": PayOut.BANK_ACCOUNT,
 }
 
 
@@ -221,6 +249,7 @@ PAY_IN_FROM_RPW: dict[str, PayIn | None] = {
     "Credit card": PayIn.CARD,
     "Credit Card": PayIn.CARD,
     "Debit/credit card": PayIn.CARD,
+    "Bank account transfer": PayIn.BANK_ACCOUNT,
     "Mobile money": PayIn.MOBILE_MONEY,
     "Mobile wallet": PayIn.MOBILE_MONEY,
 }
@@ -315,6 +344,8 @@ class Quote:
     transparent: bool
     collected_at: dt.datetime
     source: str
+    # What kind of figure this is (no default: every writer says, so none can forget).
+    data_kind: DataKind
     received_amount: Decimal | None = None
     # True when the fee is taken out of the amount sent; None when the source does not say.
     fee_deducted: bool | None = None

@@ -2,8 +2,9 @@
 
 The 5% component (SmaRT and averages above 5%, corridors that entered or left the list),
 the trend of the headline series over periods, sending-country averages, the most and
-least expensive corridors, coverage counts, and the latest official World Bank figure for a
-period. No I/O, no clock: frames in, frames out.
+least expensive corridors (never overlapping), coverage counts, the World Bank's published
+figures, and what each figure rests on (its base, the coverage of the target corridors).
+No I/O, no clock: frames in, frames out.
 """
 
 from __future__ import annotations
@@ -91,17 +92,6 @@ def corridors_above_5(current: pl.LazyFrame, previous: pl.LazyFrame | None) -> p
               nulls_last=True)
         .select("source", "destination", "average", "previous_average", "change", "smart",
                 "cheapest_firm", "cheapest_firm_type", "cheapest_total_cost", "status")
-    )
-
-
-def extremes(corridors: pl.LazyFrame, n: int = 10, *, most: bool = True) -> pl.LazyFrame:
-    """The ``n`` most (or least) expensive corridors by average, ties by corridor."""
-    return (
-        corridors.filter(pl.col("average").is_not_null())
-        .sort("average", "source", "destination", descending=[most, False, False])
-        .head(n)
-        .select("source", "destination", "average", "smart", "transparent_services",
-                "cheapest_firm", "cheapest_total_cost")
     )
 
 
@@ -234,17 +224,84 @@ def official_figures(published: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def latest_official(official: pl.LazyFrame, *, metric: str, period: str) -> pl.LazyFrame:
-    """The latest official figure of ``metric`` for ``period``'s quarter or before (one row
-    or none): period, metric, value_pct, source_title, source_url."""
-    cut = _order_key(str(parse_period(period).quarter_of))
+# --- what each figure rests on -----------------------------------------------------------------
+
+#: The base of a figure, in order: what it was computed from.
+BASE_COLUMNS = ("quotes", "services", "corridors", "providers", "first_collected",
+                "last_collected")
+
+
+def averaged_quotes(quotes: pl.LazyFrame, *, period: str, amount_usd: int) -> pl.LazyFrame:
+    """The quotes the averages of ``period`` at ``amount_usd`` rest on: reference rate not
+    stale, provider's rate disclosed, a total cost. Columns: service_id, source_code,
+    destination_code, firm, firm_type, collected_at (text as strings)."""
+    from metrics.cost import total_cost_pct
+    from metrics.services import period_labels
+
     return (
-        official.filter(pl.col("metric") == metric)
-        .with_columns((pl.col("period").str.slice(0, 4).cast(pl.Int64) * 12
-                       + (pl.col("period").str.slice(5, 1).cast(pl.Int64) - 1) * 3)
-                      .alias("_order"))
-        .filter(pl.col("_order") <= cut)
-        .sort("_order", descending=True)
-        .head(1)
-        .drop("_order")
+        quotes.filter(pl.col("period").is_in(period_labels(period)),
+                      pl.col("amount_usd") == amount_usd,
+                      ~pl.col("reference_stale").fill_null(False),
+                      pl.col("transparent"), total_cost_pct().is_not_null())
+        .select(pl.col("service_id", "source_code", "destination_code", "firm", "firm_type")
+                .cast(pl.String), "collected_at")
     )
+
+
+def _base_exprs() -> list[pl.Expr]:
+    return [pl.len().alias("quotes"), pl.col("service_id").n_unique().alias("services"),
+            pl.struct("source_code", "destination_code").n_unique().alias("corridors"),
+            pl.col("firm").n_unique().alias("providers"),
+            pl.col("collected_at").min().alias("first_collected"),
+            pl.col("collected_at").max().alias("last_collected")]
+
+
+def base(averaged: pl.LazyFrame, by: list[str] | None = None) -> pl.LazyFrame:
+    """The base of a figure over ``averaged`` (``averaged_quotes``, filtered to the figure's
+    scope): quotes, services, corridors, providers, first and last collection time; one row,
+    or one per ``by`` group (sorted by it)."""
+    if not by:
+        return averaged.select(_base_exprs())
+    return averaged.group_by(by).agg(_base_exprs()).sort(by)
+
+
+def corridor_coverage(averaged: pl.LazyFrame, target: pl.LazyFrame, *,
+                      providers_per_corridor: int) -> pl.LazyFrame:
+    """How many of the ``target`` corridors (source_code, destination_code) are covered —
+    priced by at least ``providers_per_corridor`` providers. One row: target_corridors,
+    covered_corridors, coverage_pct (null without a target)."""
+    per = (averaged.group_by("source_code", "destination_code")
+           .agg(pl.col("firm").n_unique().alias("providers")))
+    joined = target.unique().join(per, on=["source_code", "destination_code"], how="left")
+    covered = (pl.col("providers").fill_null(0) >= providers_per_corridor).sum()
+    return joined.select(
+        pl.len().alias("target_corridors"), covered.alias("covered_corridors"),
+        pl.when(pl.len() > 0).then(covered / pl.len() * 100).alias("coverage_pct"))
+
+
+def ranked_lists(corridors: pl.LazyFrame, n: int = 10) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """The most and the least expensive corridors by average, never overlapping: of the R
+    corridors with an average, the ``min(n, ceil(R/2))`` dearest and the ``min(n, R//2)``
+    cheapest (with one corridor, it is only among the most expensive). Each carries
+    ``rank`` (1 = dearest or cheapest), ``ranked`` (R) and ``caveat`` (a negative average is
+    marked)."""
+    ranked = corridors.filter(pl.col("average").is_not_null())
+    cols = ["source", "destination", "average", "smart", "transparent_services",
+            "cheapest_firm", "cheapest_total_cost"]
+    r = pl.len()
+    dear = (ranked.sort("average", "source", "destination", descending=[True, False, False])
+            .with_row_index("rank", offset=1)
+            .with_columns(r.alias("ranked"))
+            .filter(pl.col("rank") <= pl.min_horizontal(pl.lit(n), (pl.col("ranked") + 1) // 2)))
+    cheap = (ranked.sort("average", "source", "destination", descending=[False, False, False])
+             .with_row_index("rank", offset=1)
+             .with_columns(r.alias("ranked"))
+             .filter(pl.col("rank") <= pl.min_horizontal(pl.lit(n), pl.col("ranked") // 2)))
+    # A negative average (a promotion, or a distorted reference rate) is kept, as the World
+    # Bank keeps it, and marked: no reader should take it for the cheapest way to send.
+    caveat = (pl.when(pl.col("average") < 0)
+              .then(pl.lit("negative total cost: a promotion or a distorted reference rate"))
+              .otherwise(pl.lit(None, pl.String)).alias("caveat"))
+    out = [f.select(*cols, pl.col("rank").cast(pl.Int64),
+                    pl.col("ranked").cast(pl.Int64), caveat) for f in (dear, cheap)]
+    return out[0], out[1]

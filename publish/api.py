@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import re
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal
 from pathlib import Path
@@ -33,13 +34,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from corridors import runtime
 from corridors.errors import NoData
 from corridors.reference import REGION_NAMES, countries, country_code
-from corridors.types import FirmType, PayIn, PayOut
+from corridors.types import EMULATED_WARNING, FirmType, PayIn, PayOut
 from metrics import METHODOLOGY_VERSION
 from metrics.indicators import corridor_table
+from metrics.kinds import CHEAPEST_LEAVES_OUT
 from publish import middleware, openapi, receive
 from publish.bulletin import publish_bulletin
 from publish.bulletin_routes import setup_bulletin_routes
 from publish.data import (
+    CAVEATS,
     DATA,
     LICENCE,
     POSTAL_FIRM_TYPES,
@@ -80,9 +83,33 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # --- response helpers ------------------------------------------------------------------------
 
 
-def envelope(period: str | None, sources: Iterable[str], **data: Any) -> dict[str, Any]:
-    return {"period": period, "methodology_version": METHODOLOGY_VERSION,
+def envelope(period: str | None, sources: Iterable[str], *, emulated: bool = False,
+             **data: Any) -> dict[str, Any]:
+    """The keys every JSON answer starts with. ``emulated``: the answer was asked to include
+    emulated data (``?include=emulated``), and says so first: ``warning``."""
+    warning = {"warning": EMULATED_WARNING, "includes": ["emulated"]} if emulated else {}
+    return {**warning, "period": period, "methodology_version": METHODOLOGY_VERSION,
             "sources": sources_of(list(sources)), "licence": LICENCE, **data}
+
+
+#: The ``include`` parameter every data endpoint takes: ``emulated`` adds the sandbox's
+#: invented quotes, left out by default.
+INCLUDE = "include"
+#: The warning as a header of a CSV twin (header values are ASCII).
+EMULATED_HEADER_VALUE = "emulated data - not real prices"
+
+
+def include_emulated(request: web.Request) -> bool:
+    """True when the request asks for emulated data (``?include=emulated``)."""
+    value = request.query.get(INCLUDE)
+    if value is None:
+        return False
+    if value == "":  # as every parameter (publish.params.Params.raw)
+        raise bad_parameter(INCLUDE, "include is empty: give it a value or leave it out")
+    if value != "emulated":
+        raise bad_parameter(INCLUDE, f"include takes one value, 'emulated' (the sandbox's "
+                                     f"invented quotes, left out by default), not {value!r}")
+    return True
 
 
 def dumps(payload: Any) -> bytes:
@@ -150,8 +177,10 @@ def to_csv(rows: list[dict[str, Any]], columns: list[str]) -> bytes:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
     for r in rows:
+        # A list (a service's flags) is one cell, its items separated by spaces.
         writer.writerow(["" if r.get(c) is None else
-                         ("true" if r[c] is True else "false" if r[c] is False else r[c])
+                         ("true" if r[c] is True else "false" if r[c] is False else
+                          " ".join(map(str, r[c])) if isinstance(r[c], list) else r[c])
                          for c in columns])
     return buf.getvalue().encode()
 
@@ -162,10 +191,11 @@ def _sf_string(text: object) -> str:
     return '"' + ascii_text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def csv_headers(period: str | None, sources: Iterable[str]) -> dict[str, str]:
+def csv_headers(period: str | None, sources: Iterable[str], *,
+                emulated: bool = False) -> dict[str, str]:
     """The envelope of a JSON answer, as headers of its CSV twin (whose body has no room for
-    it): data period, methodology version, sources and licence. No period, no header (the
-    JSON twin says null)."""
+    it): data period, methodology version, sources and licence, and the warning when it
+    includes emulated data. No period, no header (the JSON twin says null)."""
     out = {"Sendcost-Methodology-Version": METHODOLOGY_VERSION,
            "Sendcost-Sources": ", ".join(
                f'{s["name"]};title={_sf_string(s["title"])}'
@@ -175,6 +205,8 @@ def csv_headers(period: str | None, sources: Iterable[str]) -> dict[str, str]:
            "Sendcost-Licence": LICENCE}
     if period is not None:
         out["Sendcost-Period"] = period
+    if emulated:
+        out["Sendcost-Warning"] = EMULATED_HEADER_VALUE
     return out
 
 
@@ -194,10 +226,11 @@ def _next_link(request: web.Request, cursor: str | None) -> dict[str, str]:
 
 
 async def _snapshot(request: web.Request) -> Snapshot:
-    return await request.app[DATA].snapshot()
+    return await request.app[DATA].snapshot(include_emulated=include_emulated(request))
 
 
-#: Snapshot version → the work that gives its services their receive currency.
+#: (Snapshot version, with emulated quotes) → the work that gives its services their
+#: receive currency.
 RECEIVE_UNITS = web.AppKey("publish_receive_units", dict)
 
 
@@ -213,15 +246,18 @@ async def receive_units(app: web.Application, snap: Snapshot) -> None:
     """Give the snapshot's services their receive currency (``publish.receive``) before any
     of them is shown: once per snapshot, in a worker thread, shared by concurrent requests."""
     tasks = app[RECEIVE_UNITS]
-    task = tasks.get(snap.version)
+    # A version has two snapshots: without emulated quotes, and (when asked) with them.
+    key = (snap.version, snap.include_emulated)
+    task = tasks.get(key)
     if task is None:
-        tasks.clear()  # an older snapshot's entry is not needed again
-        task = tasks[snap.version] = asyncio.ensure_future(
+        for old in [k for k in tasks if k[0] != snap.version]:
+            del tasks[old]  # an older snapshot's entry is not needed again
+        task = tasks[key] = asyncio.ensure_future(
             asyncio.to_thread(_annotate_receive_units, snap))
     try:
         await asyncio.shield(task)
     except Exception:
-        tasks.pop(snap.version, None)  # the next request tries again
+        tasks.pop(key, None)  # the next request tries again
         raise
 
 
@@ -273,7 +309,8 @@ def _corridor_summary(row: dict[str, Any] | None) -> dict[str, Any]:
         return {"average": None, "smart": None, "median": None, "services": 0,
                 "transparent_services": 0, "above_5": None, "above_10": None,
                 "too_few_services": None, "no_transparent_service": None,
-                "points_above_3": None, "points_above_5": None, "cheapest": None}
+                "points_above_3": None, "points_above_5": None, "cheapest": None,
+                "cheapest_leaves_out": list(CHEAPEST_LEAVES_OUT)}
     avg = finite(row["average"])
     return {
         "average": avg,
@@ -289,6 +326,8 @@ def _corridor_summary(row: dict[str, Any] | None) -> dict[str, Any]:
         "points_above_5": _distance(avg, TARGET_CORRIDOR),
         "cheapest": _cheapest(row["cheapest_firm"], row["cheapest_firm_type"],
                               row["cheapest_product"], row["cheapest_total_cost"]),
+        # Services flagged so are not named cheapest (they keep their rank, marked).
+        "cheapest_leaves_out": list(CHEAPEST_LEAVES_OUT),
     }
 
 
@@ -304,16 +343,18 @@ def _cheapest(firm: str | None, firm_type: str | None, product: str | None,
 # --- /v1/compare ---------------------------------------------------------------------------
 
 
-COMPARE_PARAMS = frozenset({"from", "to", "amount", "currency", "payin", "payout", "period"})
+COMPARE_PARAMS = frozenset({"from", "to", "amount", "currency", "payin", "payout", "period",
+                            INCLUDE})
 SERVICE_CSV_COLUMNS = [
     "rank", "provider", "firm_type", "product", "fee", "fee_currency", "applied_rate",
     "reference_rate", "reference_rate_source", "reference_rate_at", "fee_pct",
-    "fx_margin_pct", "total_cost_pct", "amount_received", "amount_received_basis",
+    "fx_margin_pct", "total_cost_pct", "effective_cost_pct", "amount_received",
+    "amount_received_basis",
     "fee_paid_on_top",
     "amount_received_if_fee_on_top", "amount_received_if_fee_deducted", "receive_currency",
     "receive_currency_basis", "receive_currency_note",
     "speed", "pay_in", "pay_out", "access_point", "transparent", "collected_at", "source",
-    "service_id",
+    "service_id", "data_kind", "flags",
 ]
 
 
@@ -368,8 +409,9 @@ def compare_document(snap: Snapshot, src: str, dst: str, amount: Decimal,
     services = _filtered(point.services, payin, payout, True)
     apart = _filtered(point.non_transparent, payin, payout, False)
     srcs = {e["source"] for e in services + apart} or set(point.sources)
+    flagged = sorted({f for e in services + apart for f in e["flags"]})
     return envelope(
-        label, srcs,
+        label, srcs, emulated=snap.include_emulated,
         **{"from": country_ref(src), "to": country_ref(dst)},
         amount=float(amount),
         currency=currency or send_currency,
@@ -387,6 +429,9 @@ def compare_document(snap: Snapshot, src: str, dst: str, amount: Decimal,
                  "note": _filter_note(point.services + point.non_transparent, payin, payout)},
         corridor=_corridor_summary(row),
         ranked_by=point.ranked_by,
+        # What each flag on a service below means; flagged services keep their rank,
+        # marked, and the corridor's "cheapest" leaves them out.
+        flags_explained={f: CAVEATS[f] for f in flagged},
         services=services,
         non_transparent=apart,
     )
@@ -400,7 +445,9 @@ async def compare(request: web.Request) -> web.StreamResponse:
     fmt = "csv" if wants_csv(request) else "json"
     data = request.app[DATA]
     # The hot path awaits nothing: the snapshot in hand is used (the poller keeps it fresh).
-    snap = data.current() or await data.refresh()
+    emulated = include_emulated(request)
+    snap = (data.current(include_emulated=emulated)
+            or await data.snapshot(include_emulated=emulated))
     # The migrant's question repeats: a query string answered before is answered from
     # memory without parsing it again (only successful answers are kept), with its ETag.
     raw_key = ("compare-raw", request.query_string, fmt)
@@ -442,7 +489,8 @@ def compare_body(request: web.Request, snap: Snapshot, fmt: str) -> Cached:
         if fmt == "csv":
             hit = _remember(snap, key, to_csv(doc["services"] + doc["non_transparent"],
                                               SERVICE_CSV_COLUMNS),
-                            csv_headers(doc["period"], [s["name"] for s in doc["sources"]]))
+                            csv_headers(doc["period"], [s["name"] for s in doc["sources"]],
+                                        emulated=snap.include_emulated))
         else:
             hit = _remember(snap, key, dumps(doc))
     return hit
@@ -452,9 +500,10 @@ def compare_body(request: web.Request, snap: Snapshot, fmt: str) -> Cached:
 
 
 CORRIDORS_PARAMS = frozenset({"from", "to", "above", "region", "firm_type", "amount", "cursor",
-                              "limit"})
+                              "limit", INCLUDE})
 CORRIDOR_CSV_COLUMNS = [
-    "from", "to", "period", "amount_usd", "average", "smart", "median", "services",
+    "from", "to", "period", "first_collected", "last_collected", "data_kinds", "amount_usd",
+    "average", "smart", "median", "services",
     "transparent_services", "above_5", "above_10", "too_few_services", "no_transparent_service",
     "points_above_3", "points_above_5", "receiving_region", "cheapest_provider",
     "cheapest_total_cost_pct",
@@ -474,6 +523,10 @@ def _latest_rows(snap: Snapshot, amount_usd: int) -> list[dict[str, Any]]:
     return snap.keep(("latest_rows", amount_usd), make)
 
 
+def _when(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
 def _corridor_item(row: dict[str, Any]) -> dict[str, Any]:
     dst = countries().get(row["destination_code"])
     region = dst.region if dst else None
@@ -481,10 +534,14 @@ def _corridor_item(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "from": country_ref(row["source_code"]), "to": country_ref(row["destination_code"]),
         "period": row["period"], "amount_usd": row["amount_usd"],
+        "first_collected": _when(row.get("first_collected")),
+        "last_collected": _when(row.get("last_collected")),
+        "data_kinds": row.get("data_kinds") or [],
         **{k: summary[k] for k in ("average", "smart", "median", "services",
                                    "transparent_services", "above_5", "above_10",
                                    "too_few_services", "no_transparent_service",
-                                   "points_above_3", "points_above_5", "cheapest")},
+                                   "points_above_3", "points_above_5", "cheapest",
+                                   "cheapest_leaves_out")},
         "receiving_region": None if region is None else {"code": region,
                                                          "name": REGION_NAMES.get(region)},
         "sources": row["sources"] or [],
@@ -494,6 +551,7 @@ def _corridor_item(row: dict[str, Any]) -> dict[str, Any]:
 def _flat_corridor(item: dict[str, Any]) -> dict[str, Any]:
     out = {k: item.get(k) for k in CORRIDOR_CSV_COLUMNS}
     out["from"], out["to"] = item["from"]["alpha3"], item["to"]["alpha3"]
+    out["data_kinds"] = " ".join(item["data_kinds"])
     out["receiving_region"] = (item["receiving_region"] or {}).get("code")
     cheapest = item["cheapest"] or {}
     out["cheapest_provider"] = cheapest.get("provider")
@@ -532,18 +590,27 @@ async def corridors_list(request: web.Request) -> web.StreamResponse:
                    if more else None)
     items = [_corridor_item(r) for r in page]
     headers = _next_link(request, next_cursor)
-    latest = max((r["period"] for r in page), key=period_key, default=None)
+    # Each row carries its own period and collection dates; the answer names one period
+    # only when every row is from it (a mix of 2014Q2 survey rows and this month's quotes
+    # is no month's figure): otherwise period is null and periods counts the rows of each.
+    periods = Counter(r["period"] for r in selected)
+    single = next(iter(periods)) if len(periods) == 1 else None
     srcs = {s for r in page for s in (r["sources"] or [])}
+    emulated = snap.include_emulated
     if wants_csv(request):
         body = to_csv([_flat_corridor(i) for i in items], CORRIDOR_CSV_COLUMNS)
-        return send_csv(request, body, csv_headers(latest, srcs), filename="corridors",
-                        headers=headers)
-    body = dumps(envelope(latest, srcs, amount_usd=amount_usd, count=len(selected),
-                          next_cursor=next_cursor, corridors=items))
+        meta = csv_headers(single, srcs, emulated=emulated)
+        if len(periods) > 1:
+            meta["Sendcost-Periods"] = ", ".join(
+                f"{k}={v}" for k, v in sorted(periods.items(), key=lambda kv: period_key(kv[0])))
+        return send_csv(request, body, meta, filename="corridors", headers=headers)
+    body = dumps(envelope(single, srcs, emulated=emulated, amount_usd=amount_usd,
+                          periods={k: periods[k] for k in sorted(periods, key=period_key)},
+                          count=len(selected), next_cursor=next_cursor, corridors=items))
     return send(request, body, JSON, headers=headers)
 
 
-CORRIDOR_PARAMS = frozenset({"amount", "period"})
+CORRIDOR_PARAMS = frozenset({"amount", "period", INCLUDE})
 
 
 async def corridor_detail(request: web.Request) -> web.StreamResponse:
@@ -570,12 +637,13 @@ async def corridor_detail(request: web.Request) -> web.StreamResponse:
         # Like compare's twin: the services, ranked first, then those listed apart.
         return send_csv(request, to_csv(point.services + point.non_transparent,
                                         SERVICE_CSV_COLUMNS),
-                        csv_headers(label, point.sources),
+                        csv_headers(label, point.sources, emulated=snap.include_emulated),
                         filename=f"{src}-{dst}-{label}-{amount_usd}")
     row = snap.corridor_row(label, amount_usd, src, dst)
     base = f"/v1/corridors/{src}-{dst}"
     body = dumps(envelope(
-        label, point.sources, **{"from": country_ref(src), "to": country_ref(dst)},
+        label, point.sources, emulated=snap.include_emulated,
+        **{"from": country_ref(src), "to": country_ref(dst)},
         amount_usd=amount_usd, send_amount=point.send_amount, send_currency=point.send_currency,
         periods=labels, indicators=_corridor_summary(row), ranked_by=point.ranked_by,
         services=point.services, non_transparent=point.non_transparent,
@@ -584,8 +652,9 @@ async def corridor_detail(request: web.Request) -> web.StreamResponse:
     return send(request, body, JSON)
 
 
-HISTORY_PARAMS = frozenset({"amount", "cursor", "limit"})
-HISTORY_CSV_COLUMNS = ["period", "amount_usd", "average", "smart", "median", "services",
+HISTORY_PARAMS = frozenset({"amount", "cursor", "limit", INCLUDE})
+HISTORY_CSV_COLUMNS = ["period", "amount_usd", "first_collected", "last_collected",
+                       "data_kinds", "average", "smart", "median", "services",
                        "transparent_services", "above_5", "above_10", "too_few_services",
                        "no_transparent_service"]
 
@@ -610,16 +679,21 @@ async def corridor_history(request: web.Request) -> web.StreamResponse:
     for r in rows:
         s = _corridor_summary(r)
         items.append({"period": r["period"], "amount_usd": r["amount_usd"],
-                      **{k: s[k] for k in HISTORY_CSV_COLUMNS[2:]},
+                      "first_collected": _when(r["first_collected"]),
+                      "last_collected": _when(r["last_collected"]),
+                      "data_kinds": r["data_kinds"] or [],
+                      **{k: s[k] for k in HISTORY_CSV_COLUMNS[5:]},
                       "points_above_5": s["points_above_5"], "sources": r["sources"] or []})
     headers = _next_link(request, next_cursor)
     latest = items[-1]["period"] if items else None
     srcs = {s for i in items for s in i["sources"]}
     if wants_csv(request):
         return send_csv(request, to_csv(items, HISTORY_CSV_COLUMNS),
-                        csv_headers(latest, srcs), filename=f"{src}-{dst}-history",
+                        csv_headers(latest, srcs, emulated=snap.include_emulated),
+                        filename=f"{src}-{dst}-history",
                         headers=headers)
-    body = dumps(envelope(latest, srcs, **{"from": country_ref(src), "to": country_ref(dst)},
+    body = dumps(envelope(latest, srcs, emulated=snap.include_emulated,
+                          **{"from": country_ref(src), "to": country_ref(dst)},
                           amount_usd=amount_usd, next_cursor=next_cursor, history=items))
     return send(request, body, JSON, headers=headers)
 
@@ -627,7 +701,7 @@ async def corridor_history(request: web.Request) -> web.StreamResponse:
 # --- /v1/indicators --------------------------------------------------------------------------
 
 
-INDICATORS_PARAMS = frozenset({"period", "amount"})
+INDICATORS_PARAMS = frozenset({"period", "amount", INCLUDE})
 #: The metrics document's names (``metrics.indicators``) → the API's, as every other
 #: endpoint names them: a cheapest service has a ``provider`` and a ``total_cost_pct``.
 INDICATORS_CSV_RENAMED = {"cheapest_firm": "cheapest_provider",
@@ -670,7 +744,8 @@ async def indicators(request: web.Request) -> web.StreamResponse:
         if fmt == "csv":
             body = await asyncio.to_thread(lambda: corridor_table(doc).rename(
                 INDICATORS_CSV_RENAMED).write_csv().encode())
-            meta = csv_headers(label, _sources_used(snap, label, amount_usd))
+            meta = csv_headers(label, _sources_used(snap, label, amount_usd),
+                               emulated=snap.include_emulated)
         else:
             out = dict(doc)
             out["corridors"] = [_indicators_corridor(c) for c in doc["corridors"]]
@@ -679,6 +754,7 @@ async def indicators(request: web.Request) -> web.StreamResponse:
             out.pop("period")
             out.pop("methodology_version")
             body = dumps(envelope(doc["period"], _sources_used(snap, label, amount_usd),
+                                  emulated=snap.include_emulated,
                                   **out))
             meta = {}
         hit = _remember(snap, key, body, meta)
@@ -700,7 +776,7 @@ def _sources_used(snap: Snapshot, label: str, amount_usd: int | None = None) -> 
 # --- /v1/postal/benchmark -----------------------------------------------------------------------
 
 
-POSTAL_PARAMS = frozenset({"period", "amount", "cursor", "limit"})
+POSTAL_PARAMS = frozenset({"period", "amount", "cursor", "limit", INCLUDE})
 POSTAL_CSV_COLUMNS = [
     "from", "to", "provider", "firm_type", "product", "transparent", "total_cost_pct",
     "rank", "ranked_services", "corridor_median", "corridor_average", "smart",
@@ -787,9 +863,11 @@ async def postal_benchmark(request: web.Request) -> web.StreamResponse:
             f["cheapest_provider"] = (item["cheapest"] or {}).get("provider")
             f["cheapest_total_cost_pct"] = (item["cheapest"] or {}).get("total_cost_pct")
             flat.append(f)
-        return send_csv(request, to_csv(flat, POSTAL_CSV_COLUMNS), csv_headers(label, used),
+        return send_csv(request, to_csv(flat, POSTAL_CSV_COLUMNS),
+                        csv_headers(label, used, emulated=snap.include_emulated),
                         filename=f"postal-{label}", headers=headers)
-    body = dumps(envelope(label, used, amount_usd=amount_usd, count=len(rows),
+    body = dumps(envelope(label, used, emulated=snap.include_emulated, amount_usd=amount_usd,
+                          count=len(rows),
                           next_cursor=next_cursor, services=page))
     return send(request, body, JSON, headers=headers)
 
@@ -816,8 +894,16 @@ async def prometheus(request: web.Request) -> web.StreamResponse:
     except StoreUnavailable:  # no snapshot yet, and no store: logged by the data holder
         runs = []
     except STORE_ERRORS as exc:
-        log.error("metrics: the store is unreachable, collection gauges left out: %s", exc)
+        # Scraped every few seconds: the outage is logged when it starts, and when it ends.
+        if not telemetry.store_unreachable:
+            telemetry.store_unreachable = True
+            log.warning("metrics: the store is unreachable, collection gauges left out until "
+                        "it answers again: %s", str(exc).strip() or type(exc).__name__)
         runs = []
+    else:
+        if telemetry.store_unreachable:
+            telemetry.store_unreachable = False
+            log.info("metrics: the store answers again, collection gauges are back")
     for run in runs:
         telemetry.run_started.labels(run["source"], run["status"]).set(
             run["started_at"].timestamp())
@@ -844,6 +930,23 @@ ADMIN_COLLECT_PARAMS = frozenset({"source"})
 ADMIN_BULLETIN_PARAMS = frozenset({"period"})
 
 
+def _running(scheduler: Any, job: Any) -> bool:
+    """Whether a run of ``job`` is under way, as its own job or as the catch-up run a
+    crontab source gets after a start (``collector.schedule``): triggered now, the scheduler
+    would skip it (``max_instances``), or collect the same source twice at once.
+
+    APScheduler 3 has no public count of a job's running instances; its executor's count is
+    the one ``max_instances`` is checked against, so that is the one read here."""
+    for job_id in (job.id, f"catch-up:{job.id}"):
+        try:
+            executor = scheduler._lookup_executor(job.executor)
+            if executor._instances.get(job_id, 0) > 0:
+                return True
+        except (AttributeError, KeyError):  # not an APScheduler 3 executor: nothing known
+            return False
+    return False
+
+
 async def admin_collect(request: web.Request) -> web.StreamResponse:
     _authorise(request)
     p = Params(request.query, ADMIN_COLLECT_PARAMS)
@@ -854,12 +957,18 @@ async def admin_collect(request: web.Request) -> web.StreamResponse:
     if not jobs:
         raise not_found("no collection job is scheduled" +
                         (f" for source {source!r}" if source else ""))
+    running = sorted(j.id for j in jobs if _running(scheduler, j))
+    idle = [j for j in jobs if j.id not in running]
+    if not idle:
+        raise Problem(409, f"{', '.join(running)}: already running; not triggered again (a "
+                           "job runs one at a time): ask again when the run has ended",
+                      jobs=running)
     now = dt.datetime.now(dt.UTC)
-    for job in jobs:
+    for job in idle:
         job.modify(next_run_time=now)
-    return web.json_response({"status": "triggered", "jobs": sorted(j.id for j in jobs),
-                              "at": now.isoformat()}, status=202,
-                             headers={"Cache-Control": "no-store"})
+    return web.json_response({"status": "triggered", "jobs": sorted(j.id for j in idle),
+                              "already_running": running, "at": now.isoformat()},
+                             status=202, headers={"Cache-Control": "no-store"})
 
 
 async def admin_bulletin(request: web.Request) -> web.StreamResponse:

@@ -23,11 +23,12 @@ from typing import Any
 
 import polars as pl
 
+from corridors.config import MinimumBase
 from corridors.errors import NoData
 from corridors.periods import Period, parse_period
 from corridors.reference import countries_frame, data_file
-from corridors.types import FIRM_TYPE_LABELS, FirmType
-from metrics import METHODOLOGY_VERSION
+from corridors.types import EMULATED_WARNING, FIRM_TYPE_LABELS, FirmType
+from metrics import METHODOLOGY_VERSION, kinds
 from metrics import aggregates as agg
 from metrics import bulletin as mb
 from metrics.indicators import compute_indicators, corridor_table
@@ -56,10 +57,14 @@ REGION_NAMES = {
     "LAC": "Latin America & Caribbean", "MNA": "Middle East & North Africa",
     "NAC": "North America", "SAS": "South Asia", "SSA": "Sub-Saharan Africa",
 }
+#: The World Bank's published figures we reproduce: (metric in published_figures.csv, our
+#: figure's key, label). Each is shown beside ours only for the same quarter.
 OFFICIAL_METRICS = (
     ("global_average_usd200", "global_average", "Global average, USD 200 (SDG 10.c.1)"),
     ("global_weighted_average", "weighted_average", "Global weighted average"),
     ("smart_average", "smart_average", "Global SmaRT"),
+    ("g20_sending_average", "g20_sending_average", "G20 sending countries"),
+    ("g20_receiving_average", "g20_receiving_average", "G20 receiving countries"),
 )
 #: Corridors averaging above 5% shown in the documents (the most expensive first); the
 #: complete list is data/corridors_above_5.csv.
@@ -133,45 +138,219 @@ class Bulletin:
     source_mix: pl.DataFrame
     corridors: pl.DataFrame
     generated_from: dict[str, Any]
+    #: What each headline figure rests on, by key of ``_changes`` (see ``figure_bases``).
+    bases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The target corridors and how many are covered (``metrics.bulletin.corridor_coverage``).
+    target: dict[str, Any] = field(default_factory=dict)
+    minimum: MinimumBase = field(default_factory=MinimumBase)
+    #: Quotes of the period (USD 200) from the World Bank's survey (the RPW sources).
+    survey_quotes: int = 0
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
 
     @property
     def headline(self) -> float | None:
         return self.doc["global_average"]
 
-    def trend_value(self, period: str, column: str = "global_average") -> float | None:
+    def trend_value(self, period: str, column: str = "global_average") -> Any:
         row = self.trend.filter(pl.col("period") == period)
-        return row.item(0, column) if row.height else None
+        if not row.height or column not in row.columns:
+            return None
+        return row.item(0, column)
 
 
 def _year_before(p: Period) -> Period:
     return p.previous(4 if p.is_quarter else 12)
 
 
+def publishable(quotes: pl.LazyFrame, available: list[str], like: Period) -> list[str]:
+    """The periods of ``like``'s kind (quarters or months) whose bulletin can be published:
+    those with services at the headline amount, as ``compute_indicators`` needs, not merely
+    quotes (a period with quotes at USD 500 only, or stale reference rates only, has none)."""
+    candidates = mb.trend_periods(available, "2999Q4" if like.is_quarter else "2999-12")
+    return [c for c in candidates
+            if services_in_period(quotes, period=c, amount_usd=HEADLINE_AMOUNT)
+            .select(pl.len()).collect().item()]
+
+
+def _target_corridors(quotes: pl.LazyFrame, period: str,
+                      configured: list[tuple[str, str]], survey_sources: set[str]
+                      ) -> pl.LazyFrame:
+    """The corridors a global figure should cover: the configured ones and those the World
+    Bank's survey priced in the period (its own sample)."""
+    from metrics.services import period_labels
+
+    names = quotes.collect_schema().names()
+    survey = pl.col("source").cast(pl.String).is_in(sorted(survey_sources))
+    if "kind" in names:
+        survey = survey | (pl.col("kind").cast(pl.String) == "survey")
+    surveyed = (quotes.filter(pl.col("period").is_in(period_labels(period)), survey)
+                .select(pl.col("source_code", "destination_code").cast(pl.String)))
+    config = pl.LazyFrame({"source_code": [c[0] for c in configured],
+                           "destination_code": [c[1] for c in configured]},
+                          schema={"source_code": pl.String, "destination_code": pl.String})
+    return pl.concat([config, surveyed]).unique()
+
+
+def _with_sufficiency(row: dict[str, Any], *, kind: str, minimum: MinimumBase,
+                      coverage_pct: float | None) -> dict[str, Any]:
+    """A base with ``sufficient`` and ``rule`` (the minimum it was held to)."""
+    if kind == "global":
+        share = minimum.global_corridor_coverage * 100
+        ok = (row["corridors"] >= minimum.global_corridors
+              and coverage_pct is not None and coverage_pct >= share)
+        rule = (f"at least {minimum.global_corridors} corridors and {share:g}% of the target "
+                f"corridors covered by {minimum.providers_per_corridor}+ providers")
+    else:
+        ok = (row["services"] >= minimum.group_services
+              and row["providers"] >= minimum.group_providers)
+        rule = (f"at least {minimum.group_services} services and {minimum.group_providers} "
+                "providers")
+    return {**row, "coverage_pct": coverage_pct if kind == "global" else None,
+            "sufficient": ok, "rule": rule}
+
+
+def figure_bases(quotes: pl.LazyFrame, *, period: str, countries: pl.LazyFrame,
+                 flows: pl.LazyFrame | None, corridors: pl.DataFrame, minimum: MinimumBase,
+                 configured: list[tuple[str, str]], survey_sources: set[str]
+                 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """What each headline figure rests on (quotes, services, corridors, providers, first and
+    last collection time, coverage of the target corridors), and whether it is enough.
+    Returns (bases by figure key, the target's coverage)."""
+    q200 = mb.averaged_quotes(quotes, period=period, amount_usd=HEADLINE_AMOUNT)
+    q500 = mb.averaged_quotes(quotes, period=period, amount_usd=SECOND_AMOUNT)
+    target = _target_corridors(quotes, period, configured, survey_sources)
+    key = ["source_code", "destination_code"]
+    smart = corridors.filter(pl.col("smart").is_not_null()).select(
+        pl.col("source").alias("source_code"), pl.col("destination").alias("destination_code"))
+
+    def member(group: str, side: str) -> pl.LazyFrame:
+        return countries.filter(pl.col(group).fill_null(False)).select(
+            pl.col("alpha3").cast(pl.String).alias(side))
+
+    scopes: dict[str, tuple[pl.LazyFrame, str]] = {
+        "global_average": (q200, "global"),
+        "global_average_500": (q500, "global"),
+        "smart_average": (q200.join(smart.lazy(), on=key, how="semi"), "global"),
+        "weighted_average": ((q200.join(flows.select(pl.col(key).cast(pl.String)), on=key,
+                                        how="semi") if flows is not None
+                              else q200.filter(pl.lit(False))), "global"),
+        # The G20/G8 averages span many corridors and stand beside the World Bank's own:
+        # held to the global minimum, not a breakdown's.
+        "g20_sending_average": (q200.join(member("g20", "source_code"), on="source_code",
+                                          how="semi"), "global"),
+        "g8_sending_average": (q200.join(member("g8", "source_code"), on="source_code",
+                                         how="semi"), "global"),
+        "g20_receiving_average": (q200.join(member("g20", "destination_code"),
+                                            on="destination_code", how="semi"), "global"),
+        "share_corridors_above_5": (q200, "global"),
+        "share_corridors_above_10": (q200, "global"),
+        "share_services_below_3": (q200, "global"),
+    }
+    plans = [mb.base(frame) for frame, _ in scopes.values()]
+    plans.append(mb.corridor_coverage(q200, target,
+                                      providers_per_corridor=minimum.providers_per_corridor))
+    plans.append(mb.corridor_coverage(q500, target,
+                                      providers_per_corridor=minimum.providers_per_corridor))
+    done = pl.collect_all(plans)
+    cov200, cov500 = done[-2].row(0, named=True), done[-1].row(0, named=True)
+    bases = {}
+    for (name, (_, kind)), frame in zip(scopes.items(), done, strict=False):
+        cov = cov500 if name.endswith("_500") else cov200
+        bases[name] = _with_sufficiency(frame.row(0, named=True), kind=kind, minimum=minimum,
+                                        coverage_pct=cov["coverage_pct"])
+    return bases, cov200
+
+
+def trend_with_bases(quotes: pl.LazyFrame, trend: pl.DataFrame, *, minimum: MinimumBase,
+                     configured: list[tuple[str, str]], survey_sources: set[str]
+                     ) -> pl.DataFrame:
+    """The trend with each period's base (``base_`` columns, coverage of that period's target
+    corridors) and ``sufficient`` (the global minimum); a period below it has its averages
+    left out (null): they are published figures too."""
+    rows = []
+    for period in trend.get_column("period").to_list():
+        q = mb.averaged_quotes(quotes, period=period, amount_usd=HEADLINE_AMOUNT)
+        target = _target_corridors(quotes, period, configured, survey_sources)
+        base_row, cov = pl.collect_all([
+            mb.base(q), mb.corridor_coverage(
+                q, target, providers_per_corridor=minimum.providers_per_corridor)])
+        judged = _with_sufficiency(base_row.row(0, named=True), kind="global",
+                                   minimum=minimum, coverage_pct=cov.item(0, "coverage_pct"))
+        rows.append({"period": period, **{f"base_{k}": judged[k] for k in
+                                          (*mb.BASE_COLUMNS, "coverage_pct")},
+                     "sufficient": judged["sufficient"]})
+    schema: dict[str, Any] = {
+              "period": pl.String, "base_quotes": pl.Int64, "base_services": pl.Int64,
+              "base_corridors": pl.Int64, "base_providers": pl.Int64,
+              "base_first_collected": pl.Datetime("us", "UTC"),
+              "base_last_collected": pl.Datetime("us", "UTC"), "base_coverage_pct": pl.Float64,
+              "sufficient": pl.Boolean}
+    bases = pl.DataFrame(rows, schema=schema, orient="row")
+    averages = ("global_average", "smart_average", "weighted_average")
+    return (trend.join(bases, on="period", how="left", maintain_order="left")
+            .with_columns(pl.when(pl.col("sufficient")).then(pl.col(c)).alias(c)
+                          for c in averages))
+
+
+def group_bases(quotes: pl.LazyFrame, frame: pl.DataFrame, *, period: str, by: str,
+                countries: pl.LazyFrame | None, minimum: MinimumBase) -> pl.DataFrame:
+    """``frame`` (firm types, regions or sending countries, keyed by ``by``) with the base of
+    each row (BASE_COLUMNS, prefixed ``base_``) and ``sufficient``."""
+    q = mb.averaged_quotes(quotes, period=period, amount_usd=HEADLINE_AMOUNT)
+    if by == "region":
+        assert countries is not None
+        q = q.join(countries.select(pl.col("alpha3").cast(pl.String).alias("destination_code"),
+                                    "region"), on="destination_code", how="inner")
+    column = "source_code" if by == "source" else by
+    bases = mb.base(q, [column]).collect().rename(
+        {c: f"base_{c}" for c in mb.BASE_COLUMNS})
+    if column != by:
+        bases = bases.rename({column: by})
+    joined = frame.join(bases, on=by, how="left", maintain_order="left")
+    enough = ((pl.col("base_services").fill_null(0) >= minimum.group_services)
+              & (pl.col("base_providers").fill_null(0) >= minimum.group_providers))
+    # Below the minimum the figure is not published as a number: its base says why.
+    return joined.with_columns(enough.alias("sufficient")).with_columns(
+        pl.when(pl.col("sufficient")).then(pl.col("average")).alias("average"))
+
+
 def compute_bulletin(quotes: pl.DataFrame, period: str, *,
-                     generated_from: dict[str, Any]) -> Bulletin:
-    """All the figures of ``period``'s bulletin. Raises NoData when the period has none."""
+                     generated_from: dict[str, Any], minimum: MinimumBase | None = None,
+                     configured: list[tuple[str, str]] | None = None,
+                     survey_sources: set[str] | None = None) -> Bulletin:
+    """All the figures of ``period``'s bulletin. Raises NoData when the period has none.
+
+    ``minimum``: the least a figure must rest on (default: config.toml's defaults);
+    ``configured``: the configured corridors; ``survey_sources``: the names of the sources
+    whose quotes are the World Bank's survey (default: "rpw"). Together they make the target
+    corridors a global figure's coverage is measured against."""
+    minimum = minimum or MinimumBase()
+    configured = list(configured or [])
+    survey_sources = set(survey_sources or {"rpw"})
     p = parse_period(period)
     canonical = str(p)
     lazy = quotes.lazy()
-    countries = countries_frame().lazy()
+    countries = countries_frame(canonical).lazy()
     weights = flows()
     available = quotes.get_column("period").unique().to_list()
     try:
         doc = compute_indicators(lazy, period=canonical, amount_usd=HEADLINE_AMOUNT,
                                  countries=countries, flows=weights)
     except NoData:
-        known = ", ".join(mb.trend_periods(available, "2999Q4" if p.is_quarter
-                                           else "2999-12")) or "none"
+        known = ", ".join(publishable(lazy, available, p)) or "none"
         raise NoData(f"no quotes at USD {HEADLINE_AMOUNT} for period {canonical}; nothing "
-                     f"written (periods of that kind with data: {known})") from None
+                     f"written (periods of that kind with a bulletin to publish: {known})"
+                     ) from None
     try:
         doc500 = compute_indicators(lazy, period=canonical, amount_usd=SECOND_AMOUNT,
                                     countries=countries, flows=weights)
     except NoData:
         doc500 = None
     periods = mb.trend_periods(available, canonical)
-    trend = mb.trend(lazy, periods=periods, amount_usd=HEADLINE_AMOUNT, flows=weights).collect()
+    trend = trend_with_bases(
+        lazy, mb.trend(lazy, periods=periods, amount_usd=HEADLINE_AMOUNT,
+                       flows=weights).collect(),
+        minimum=minimum, configured=configured, survey_sources=survey_sources)
     earlier = [x for x in trend.get_column("period").to_list() if x != canonical]
     previous = (compute_indicators(lazy, period=earlier[-1], amount_usd=HEADLINE_AMOUNT,
                                    countries=countries, flows=weights) if earlier else None)
@@ -179,8 +358,11 @@ def compute_bulletin(quotes: pl.DataFrame, period: str, *,
     prev_table = corridor_table(previous).lazy() if previous else None
     services = services_in_period(lazy, period=canonical, amount_usd=HEADLINE_AMOUNT)
     official_all = official_figures()
+    # Only the same period: a quarter's bulletin beside that quarter's published figures; a
+    # month has none (the World Bank publishes quarters).
     official = pl.concat([
-        mb.latest_official(official_all, metric=metric, period=canonical).collect()
+        official_all.filter(pl.col("metric") == metric,
+                            pl.col("period") == (canonical if p.is_quarter else "")).collect()
         .with_columns(pl.lit(label).alias("label"), pl.lit(ours).alias("ours_key"))
         for metric, ours, label in OFFICIAL_METRICS
     ])
@@ -195,33 +377,85 @@ def compute_bulletin(quotes: pl.DataFrame, period: str, *,
         "firm_types": agg.firm_type_averages(services),
         "regions": agg.receiving_region_averages(services, countries),
         "sending": mb.sending_country_averages(services, countries),
-        "most": mb.extremes(table.lazy(), 10, most=True),
-        "least": mb.extremes(table.lazy(), 10, most=False),
+        "most": mb.ranked_lists(table.lazy(), 10)[0],
+        "least": mb.ranked_lists(table.lazy(), 10)[1],
         "postal": postal_benchmark(lazy, period=canonical, amount_usd=HEADLINE_AMOUNT),
         "coverage": mb.coverage(lazy, period=canonical, amount_usd=HEADLINE_AMOUNT),
         "source_mix": mb.source_mix(lazy, period=canonical, amount_usd=HEADLINE_AMOUNT),
     }
     done = dict(zip(plans, pl.collect_all(list(plans.values())), strict=True))
-    progress = progress_call(trend.lazy().select(
-        "period", pl.col("global_average").alias("value")), latest=canonical)
+    # The call rests only on periods whose global average is published (its base enough).
+    progress = progress_call(trend.lazy().filter(pl.col("global_average").is_not_null())
+                             .select("period", pl.col("global_average").alias("value")),
+                             latest=canonical)
+    bases, target = figure_bases(lazy, period=canonical, countries=countries, flows=weights,
+                                 corridors=table, minimum=minimum,
+                                 configured=configured, survey_sources=survey_sources)
+    grouped = {
+        name: group_bases(lazy, done[name], period=canonical, by=by, countries=countries,
+                          minimum=minimum)
+        for name, by in (("firm_types", "firm_type"), ("regions", "region"),
+                         ("sending", "source"))
+    }
     return Bulletin(
         period=canonical, doc=doc, doc500=doc500, previous=previous,
         year_before_period=str(_year_before(p)), trend=trend, progress=progress,
         official=official, official_trend=official_trend,
         five=done["five"].row(0, named=True), above_5=done["above_5"],
-        firm_types=done["firm_types"], regions=done["regions"], sending=done["sending"],
+        firm_types=grouped["firm_types"], regions=grouped["regions"],
+        sending=grouped["sending"],
         most=done["most"], least=done["least"], postal=done["postal"],
-        postal_types=postal_versus_firm_types(done["firm_types"].lazy()).collect(),
+        postal_types=postal_versus_firm_types(
+            grouped["firm_types"].drop(*[c for c in grouped["firm_types"].columns
+                                         if c.startswith("base_")]).lazy()).collect(),
         postal_operators=postal_by_operator(done["postal"].lazy()).collect(),
         postal_cheapest=postal_extremes(done["postal"].lazy(), POSTAL_SHOWN).collect(),
         postal_dearest=postal_extremes(done["postal"].lazy(), POSTAL_SHOWN,
                                        cheapest=False).collect(),
         coverage=done["coverage"].row(0, named=True), source_mix=done["source_mix"],
-        corridors=table, generated_from=generated_from,
+        corridors=table, generated_from=generated_from, bases=bases, target=target,
+        minimum=minimum,
+        survey_quotes=int(done["source_mix"].filter(
+            pl.col("source").cast(pl.String).is_in(sorted(survey_sources)))
+            .get_column("quotes").sum()),
     )
 
 
 # --- formatting --------------------------------------------------------------------------------
+
+
+INSUFFICIENT = "insufficient data"
+
+
+def _day(v: Any) -> str:
+    return "—" if v is None else v.strftime("%Y-%m-%d")
+
+
+def base_text(base: dict[str, Any], *, prefix: str = "") -> str:
+    """A figure's base as every rendering writes it: quotes, services, corridors, providers,
+    the collection dates and (for a global figure) the share of target corridors covered.
+    ``prefix``: "base_" for a table row's columns."""
+    def g(k: str) -> Any:
+        return base.get(prefix + k)
+
+    if not g("quotes"):
+        return "no quotes"
+
+    def n(k: str, word: str) -> str:
+        return f"{g(k):,} {word}{'' if g(k) == 1 else 's'}"
+
+    cov = base.get("coverage_pct")
+    covered = "" if cov is None else f" ({cov:.1f}% of target corridors covered)"
+    return (f"{n('quotes', 'quote')}, {n('services', 'service')}, {n('corridors', 'corridor')}"
+            f"{covered}, {n('providers', 'provider')}, collected "
+            f"{_day(g('first_collected'))} to {_day(g('last_collected'))}")
+
+
+def shown(value: float | None, sufficient: bool, fmt: Any = None) -> str:
+    """A figure as published: its value, or "insufficient data" below the minimum base."""
+    if not sufficient:
+        return INSUFFICIENT
+    return (fmt or pct)(value)
 
 
 def pct(v: float | None) -> str:
@@ -271,9 +505,14 @@ def _changes(b: Bulletin) -> list[dict[str, Any]]:
 
     def row(key: str, label: str, value: float | None, amount: int = HEADLINE_AMOUNT,
             trend_col: str | None = None, is_share: bool = False) -> dict[str, Any]:
-        pv = prev[key] if prev and amount == HEADLINE_AMOUNT else None
+        base = b.bases.get(key if amount == HEADLINE_AMOUNT else f"{key}_{amount}", {})
+        ok = bool(base.get("sufficient", True))
+        value = value if ok else None
+        prev_ok = prev is not None and bool(b.trend_value(prev["period"], "sufficient"))
+        pv = prev[key] if prev and prev_ok and amount == HEADLINE_AMOUNT else None
         yv = b.trend_value(yb, trend_col) if trend_col else None
         return {"indicator": key, "label": label, "amount_usd": amount, "value": value,
+                "status": "published" if ok else INSUFFICIENT, "base": base,
                 "previous_period": prev_period if pv is not None else None,
                 "previous_value": pv,
                 "change": None if value is None or pv is None else value - pv,
@@ -297,26 +536,50 @@ def _changes(b: Bulletin) -> list[dict[str, Any]]:
         row("g20_sending_average", "G20 sending countries", d["g20_sending_average"]),
         row("g8_sending_average", "G8 sending countries", d["g8_sending_average"]),
         row("g20_receiving_average", "G20 receiving countries", d["g20_receiving_average"]),
-        row("share_corridors_above_5", "Share of corridors with an average above 5%",
+        row("share_corridors_above_5", "Share of corridors with an average above 5% (of "
+            f"the {b.five['with_average']:,} corridors with an average)",
             d["share_corridors_above_5"], is_share=True),
-        row("share_corridors_above_10", "Share of corridors with an average above 10%",
+        row("share_corridors_above_10", "Share of corridors with an average above 10% (of "
+            f"the {b.five['with_average']:,} corridors with an average)",
             d["share_corridors_above_10"], is_share=True),
-        row("share_services_below_3", "Share of services costing below 3%",
+        row("share_services_below_3", "Share of services costing below 3% (of the "
+            f"{d['services']['transparent']:,} services with a disclosed rate)",
             d["share_services_below_3"], is_share=True),
     ]
     return rows
 
 
+def ours_for(b: Bulletin, key: str) -> float | None:
+    """Our figure ``key`` as published: None when it is below its minimum base."""
+    if not b.bases.get(key, {}).get("sufficient", True):
+        return None
+    value = b.doc.get(key)
+    return float(value) if value is not None else None
+
+
+def official_rows(b: Bulletin) -> list[dict[str, Any]]:
+    """The World Bank's figures for this very quarter beside ours, with the difference (ours
+    minus theirs, of the figures as shown)."""
+    out = []
+    for r in b.official.iter_rows(named=True):
+        ours = ours_for(b, r["ours_key"])
+        ok = bool(b.bases.get(r["ours_key"], {}).get("sufficient", True))
+        out.append({**r, "ours": ours, "ours_shown": shown(ours, ok),
+                    "difference": change(ours, r["value_pct"])})
+    return out
+
+
 def _official_sentence(b: Bulletin) -> str:
+    if not parse_period(b.period).is_quarter:
+        return ("The World Bank publishes quarterly figures: this monthly bulletin is not set "
+                "beside any of them (a figure of another period is no comparison).")
     rows = b.official.filter(pl.col("metric") == "global_average_usd200")
     if rows.height == 0:
-        return ("The World Bank has published no global average for this quarter or an "
-                "earlier one in the figures sendcost ships.")
+        return (f"The World Bank's global average for {b.period} is not among the published "
+                "figures sendcost ships; ours is not compared with another quarter's.")
     r = rows.row(0, named=True)
-    same = "this quarter" if r["period"] == str(parse_period(b.period).quarter_of) else \
-        f"{r['period']}, the latest published for this period"
-    return (f"Latest official World Bank figure: {pct(r['value_pct'])} ({same}; source: "
-            f"{r['source_title']}).")
+    return (f"Official World Bank global average for {b.period}: {pct(r['value_pct'])} "
+            f"(source: {r['source_title']}, {r['source_url']}).")
 
 
 def _progress_sentence(b: Bulletin) -> str:
@@ -346,8 +609,11 @@ def _source_sentence(b: Bulletin) -> str:
                 "recomputed with sendcost's methodology; the World Bank's own published "
                 "global figures for 2011–2014 are not reproducible to the second decimal "
                 "from this extract (see docs/indicators.md).")
-    return (f"Computed from the {g.get('quotes', 0):,} quotes in sendcost's store "
-            f"(sources: {', '.join(g.get('sources', [])) or 'none'}).")
+    base = b.bases.get("global_average", {})
+    sources = b.source_mix.get_column("source").cast(pl.String).unique().sort().to_list()
+    return (f"The global average rests on {base_text(base)}, of the {g.get('quotes', 0):,} "
+            f"quotes in sendcost's store (sources with quotes in {b.period}: "
+            f"{', '.join(sources) or 'none'}).")
 
 
 # --- tables (the CSVs, and the rows every rendering shows) ---------------------------------------
@@ -355,18 +621,43 @@ def _source_sentence(b: Bulletin) -> str:
 
 def data_tables(b: Bulletin) -> dict[str, pl.DataFrame]:
     """Every table and chart's data, by CSV file stem (the renderings round to 2 decimals)."""
-    changes = pl.DataFrame(_changes(b), schema={
+    rows = []
+    for r in _changes(b):
+        base = r["base"]
+        rows.append({**{k: v for k, v in r.items() if k not in ("base", "share")},
+                     **{f"base_{k}": base.get(k) for k in (*mb.BASE_COLUMNS, "coverage_pct")},
+                     "minimum_base": base.get("rule")})
+    changes = pl.DataFrame(rows, schema={
         "indicator": pl.String, "label": pl.String, "amount_usd": pl.Int64,
-        "value": pl.Float64, "previous_period": pl.String, "previous_value": pl.Float64,
-        "change": pl.Float64, "year_before_period": pl.String,
-        "year_before_value": pl.Float64, "change_year": pl.Float64, "share": pl.Boolean},
-        orient="row").with_columns(pl.lit(b.period).alias("period")).drop("share")
+        "value": pl.Float64, "status": pl.String, "previous_period": pl.String,
+        "previous_value": pl.Float64, "change": pl.Float64, "year_before_period": pl.String,
+        "year_before_value": pl.Float64, "change_year": pl.Float64,
+        "base_quotes": pl.Int64, "base_services": pl.Int64, "base_corridors": pl.Int64,
+        "base_providers": pl.Int64, "base_first_collected": pl.Datetime("us", "UTC"),
+        "base_last_collected": pl.Datetime("us", "UTC"), "base_coverage_pct": pl.Float64,
+        "minimum_base": pl.String},
+        orient="row").with_columns(pl.lit(b.period).alias("period"))
     progress = pl.DataFrame([b.progress.as_dict()])
     tables = {
         "headline": changes,
-        "official": b.official.select("metric", "label", "period", "value_pct",
-                                      "source_title", "source_url"),
-        "five_percent": pl.DataFrame([b.five]),
+        "official": pl.DataFrame(
+            [{"metric": r["metric"], "label": r["label"], "period": r["period"],
+              "value_pct": r["value_pct"], "ours_pct": r["ours"],
+              "ours_status": "published" if r["ours_shown"] != INSUFFICIENT else INSUFFICIENT,
+              "difference_points": (None if r["ours"] is None
+                                    else round(round(r["ours"], 2) - round(r["value_pct"], 2), 2)),
+              "source_title": r["source_title"], "source_url": r["source_url"]}
+             for r in official_rows(b)],
+            schema={"metric": pl.String, "label": pl.String, "period": pl.String,
+                    "value_pct": pl.Float64, "ours_pct": pl.Float64, "ours_status": pl.String,
+                    "difference_points": pl.Float64, "source_title": pl.String,
+                    "source_url": pl.String}),
+        "five_percent": pl.DataFrame([{
+            **b.five,
+            "status": ("published" if b.bases.get("share_corridors_above_5", {})
+                       .get("sufficient", True) else INSUFFICIENT),
+            **{f"base_{k}": b.bases.get("share_corridors_above_5", {}).get(k)
+               for k in (*mb.BASE_COLUMNS, "coverage_pct")}}]),
         "corridors_above_5": b.above_5,
         "trend": b.trend,
         "trend_official": b.official_trend,
@@ -423,22 +714,34 @@ def _zip(folder: Path, target: Path, prefix: str) -> None:
             zf.writestr(info, path.read_bytes())
 
 
+def rpw_credit(b: Bulletin) -> str:
+    """How the World Bank's RPW is credited: its data only when its quotes are in the
+    period (a store month of collected quotes uses its method, not its data)."""
+    return ("includes data from" if b.survey_quotes else
+            "no RPW quote in this period; method, published figures and weights from")
+
+
 def _metadata(b: Bulletin, files: dict[str, bytes]) -> dict[str, Any]:
     c = b.coverage
+    warning = ({"warning": EMULATED_WARNING, "emulated_sources": b.generated_from["emulated"]}
+               if b.generated_from.get("emulated") else {})
     return {
+        **warning,
         "title": f"sendcost SDG 10.c bulletin, {b.period}",
         "period": b.period,
         "amount_usd": HEADLINE_AMOUNT,
         "methodology_version": METHODOLOGY_VERSION,
         "indicative": INDICATIVE,
         "licence": {"name": LICENCE, "url": LICENCE_URL,
-                    "attribution": f"sendcost bulletin {b.period}; includes data from "
+                    "attribution": f"sendcost bulletin {b.period}; {rpw_credit(b)} "
                                    f"{RPW_ATTRIBUTION} ({LICENCE})."},
         "sources": [
             {"name": "World Bank Remittance Prices Worldwide (RPW)",
              "url": "http://remittanceprices.worldbank.org", "licence": LICENCE,
              "attribution": RPW_ATTRIBUTION,
-             "used_for": "quotes (when generated from RPW) and the method"},
+             "used_for": (f"{b.survey_quotes:,} of the period's {b.coverage['quotes']:,} "
+                          "quotes at USD 200, and the method" if b.survey_quotes else
+                          "the method only: no RPW quote in this period")},
             {"name": "World Bank published RPW figures (corridors/data/published_figures.csv)",
              "used_for": "official figures shown beside ours", "licence": LICENCE},
             {"name": "World Bank bilateral remittance matrix 2011",
@@ -460,21 +763,27 @@ def render_files(b: Bulletin, folder: Path) -> list[str]:
     """Write every file of the bulletin into ``folder`` (which exists and is empty)."""
     from publish import bulletin_render as render
     from publish import charts as ch
+    from publish import emulated as marks
 
+    emulated = bool(b.generated_from.get("emulated"))
     charts = render.charts(b)
+    if emulated:
+        charts = [marks.chart(c) for c in charts]
     for chart in charts:
         ch.save(chart, folder / "charts")
     written: dict[str, bytes] = {}
     data = folder / "data"
     data.mkdir()
     for name, frame in data_tables(b).items():
-        body = csv_bytes(frame)
+        body = csv_bytes(marks.table(frame) if emulated else frame)
         (data / f"{name}.csv").write_bytes(body)
         written[f"data/{name}.csv"] = body
     for path in sorted((folder / "charts").iterdir()):
         written[f"charts/{path.name}"] = path.read_bytes()
     html = render.html(b, charts)
     md = render.markdown(b)
+    if emulated:
+        html, md = marks.html(html), marks.markdown(md)
     (folder / "index.html").write_text(html, encoding="utf-8")
     (folder / "bulletin.md").write_text(md, encoding="utf-8")
     written["index.html"] = html.encode()
@@ -493,13 +802,74 @@ def render_files(b: Bulletin, folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
 
+class EmulatedOnly(NoData):
+    """The period's quotes are all emulated: no bulletin is made of them unless asked."""
+
+
+def choose_data(quotes: pl.DataFrame, period: str, generated_from: dict[str, Any], *,
+                include_emulated: bool = False) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """The quotes a bulletin of ``period`` is made of, and what it is generated from.
+
+    Emulated quotes (the sandbox's) are left out, and ``generated_from`` names their sources
+    (``emulated_left_out``); a period with nothing else raises EmulatedOnly naming them.
+    ``include_emulated`` keeps them: ``generated_from["emulated"]`` then names the sources,
+    and every page, file and chart says "emulated data — not real prices".
+    """
+    from metrics.services import period_labels
+
+    labels = period_labels(str(parse_period(period)))
+    lazy = quotes.lazy()
+    in_period = kinds.emulated_sources(
+        lazy.filter(pl.col("period").cast(pl.String).is_in(labels))).collect()
+    everywhere = kinds.emulated_sources(lazy).collect().get_column("source").to_list()
+    if not everywhere:
+        return quotes, generated_from
+    if include_emulated:
+        return quotes, {**generated_from, "emulated": everywhere,
+                        "warning": EMULATED_WARNING}
+    real = quotes.filter(kinds.real_data())
+    real_in_period = real.filter(pl.col("period").cast(pl.String).is_in(labels)).height
+    if in_period.height and not real_in_period:
+        named = ", ".join(f"{r['source']} ({r['quotes']:,} quotes)"
+                          for r in in_period.iter_rows(named=True))
+        raise EmulatedOnly(
+            f"every quote of {period} is emulated data — not real prices — from the sandbox "
+            f"(sources: {named}): no bulletin is made of them, nothing written. Collect from "
+            "real upstreams, or pass --include-emulated for a bulletin marked as emulated on "
+            "every page and chart")
+    out = {**generated_from, "emulated_left_out": everywhere}
+    if "quotes" in out:
+        out["quotes"] = real.height
+    if "sources" in out:
+        out["sources"] = [x for x in out["sources"]
+                          if x in set(real.get_column("source").cast(pl.String).unique())]
+    return real, out
+
+
+def base_settings(config: Any) -> dict[str, Any]:
+    """What ``compute_bulletin`` needs of the config to judge each figure's base: the
+    minimum base, the configured corridors, the names of the survey (RPW) sources."""
+    if config is None:
+        return {}
+    return {"minimum": config.bulletin.minimum,
+            "configured": [(c.source, c.destination) for c in config.corridors],
+            "survey_sources": {"rpw"} | {s.name for s in config.sources if s.kind == "rpw"}}
+
+
 def write_bulletin(quotes: pl.DataFrame, period: str, out_dir: str | Path, *,
-                   generated_from: dict[str, Any]) -> Path:
+                   generated_from: dict[str, Any], include_emulated: bool = False,
+                   config: Any = None) -> Path:
     """Compute and write ``<out_dir>/<period>/``; replace an older one only when done.
 
-    Raises NoData (writing nothing) when the period has no quotes.
+    ``config``: the service's Config (minimum bases, configured corridors, survey sources);
+    None: the defaults. Raises NoData (writing nothing) when the period has no quotes,
+    EmulatedOnly when it has only emulated ones and ``include_emulated`` is false
+    (``choose_data``).
     """
-    b = compute_bulletin(quotes, period, generated_from=generated_from)
+    quotes, generated_from = choose_data(quotes, period, generated_from,
+                                         include_emulated=include_emulated)
+    b = compute_bulletin(quotes, period, generated_from=generated_from,
+                         **base_settings(config))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     final = out / b.period
@@ -543,7 +913,8 @@ async def publish_bulletin(app: Any, period: str) -> dict[str, Any]:
     out = bulletins_dir(app[runtime.CONFIG])
     quotes, generated_from = await load_store_quotes(store)
     folder = await asyncio.to_thread(write_bulletin, quotes, period, out,
-                                     generated_from=generated_from)
+                                     generated_from=generated_from,
+                                     config=app[runtime.CONFIG])
     log.info("published the bulletin of %s in %s", period, folder)
     return {"period": folder.name, "folder": str(folder)}
 

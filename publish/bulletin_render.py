@@ -21,6 +21,7 @@ from publish import charts as ch
 from publish.bulletin import (
     ABOVE_5_SHOWN,
     INDICATIVE,
+    INSUFFICIENT,
     LICENCE,
     LICENCE_URL,
     RPW_ATTRIBUTION,
@@ -30,11 +31,15 @@ from publish.bulletin import (
     _official_sentence,
     _progress_sentence,
     _source_sentence,
+    base_text,
     change,
     firm_type_label,
+    official_rows,
     pct,
     points,
     region_label,
+    rpw_credit,
+    shown,
 )
 
 #: What the coverage section says about reference rates: what it shows, and what it cannot.
@@ -68,6 +73,79 @@ def share(v: float | None) -> str:
     return "—" if v is None else f"{v:.1f}%"
 
 
+def ranked_title(b: Bulletin, *, most: bool) -> str:
+    """The heading of a ranked list: how many it shows of how many corridors ranked (the
+    two lists never share a corridor)."""
+    frame = b.most if most else b.least
+    ranked = int(frame.item(0, "ranked")) if frame.height else (
+        b.most.item(0, "ranked") if b.most.height else 0)
+    which = "most" if most else "least"
+    return f"The {frame.height} {which} expensive of {ranked} corridors ranked"
+
+
+def five_rows(b: Bulletin) -> list[list[Any]]:
+    """The 5% component's counts, each share with its denominator named (they differ)."""
+    five = b.five
+    ok = bool(b.bases.get("share_corridors_above_5", {}).get("sufficient", True))
+
+    def sh(v: float | None) -> str:
+        return shown(v, ok, share)
+
+    smart_of = f"the {five['with_smart']:,} corridors with a SmaRT"
+    avg_of = f"the {five['with_average']:,} corridors with an average"
+    all_of = f"all {five['corridors']:,} corridors observed"
+    return [
+        ["Corridors observed", five["corridors"], "—", "—"],
+        ["SmaRT above 5% (fails the 5% condition)", five["smart_above_5"],
+         sh(five["share_smart_above_5"]), smart_of],
+        ["Too few qualifying services for a SmaRT (fails the 5% condition)",
+         five["too_few_qualifying"], sh(five["share_too_few_qualifying"]), all_of],
+        ["SmaRT at or below 5% (meets the 5% condition)", five["meeting_5_condition"], "—",
+         "—"],
+        ["Average above 5%", five["average_above_5"], sh(five["share_average_above_5"]),
+         avg_of],
+        ["Average above 10%", five["average_above_10"], sh(five["share_average_above_10"]),
+         avg_of],
+    ]
+
+
+def post_average(b: Bulletin) -> str:
+    """The post offices' own average as published, with its base."""
+    post = b.firm_types.filter(pl.col("firm_type") == "post_office")
+    if not post.height:
+        return pct(None)
+    r = post.row(0, named=True)
+    return f"{shown(r['average'], bool(r['sufficient']))} ({base_text(r, prefix='base_')})"
+
+
+def _g(b: Bulletin, key: str) -> tuple[float | None, bool]:
+    return b.doc[key], bool(b.bases.get(key, {}).get("sufficient", True))
+
+
+CAVEAT_MARK = " †"
+
+
+def caveat_mark(r: dict[str, Any]) -> str:
+    return CAVEAT_MARK if r.get("caveat") else ""
+
+
+def caveat_note(b: Bulletin, *, html: bool) -> str:
+    """What the † beside a ranked corridor means, when one is marked."""
+    marked = [r for f in (b.most, b.least) for r in f.iter_rows(named=True) if r["caveat"]]
+    if not marked:
+        return ""
+    names = ", ".join(corridor_label(r["source"], r["destination"]) for r in marked)
+    text = (f"†: a negative average total cost ({names}): the survey's figure, kept as the "
+            "World Bank keeps it, but a promotion or a distorted reference rate rather than "
+            "a cheap way to send.")
+    return f'<p class="note" id="ranked-caveats">{esc(text)}</p>' if html else text
+
+
+def group_cells(r: dict[str, Any]) -> list[Any]:
+    """A breakdown row's figure and base: average (or "insufficient data"), base."""
+    return [shown(r["average"], bool(r["sufficient"])), base_text(r, prefix="base_")]
+
+
 # --- charts ------------------------------------------------------------------------------------
 
 
@@ -84,9 +162,12 @@ def charts(b: Bulletin) -> list[ch.Chart]:
     quarter_to_period: dict[str, str] = {}
     for p in periods:
         quarter_to_period.setdefault(str(parse_period(p).quarter_of), p)
+    # Official figures are quarterly: drawn only on a trend of quarters, at their own quarter
+    # (never at a month's place).
     official = [(quarter_to_period[r["period"]], r["value_pct"], names[r["metric"]])
                 for r in b.official_trend.iter_rows(named=True)
-                if r["period"] in quarter_to_period]
+                if r["period"] in quarter_to_period and r["metric"] in names
+                and parse_period(quarter_to_period[r["period"]]).is_quarter]
     from metrics.progress import decimal_year
 
     out = [ch.trend_chart(periods, [decimal_year(p) for p in periods], series, official,
@@ -98,12 +179,12 @@ def charts(b: Bulletin) -> list[ch.Chart]:
         ft.get_column("average").to_list(),
         highlight=[x in ("post_office", "post_office_mto") for x in ft.get_column("firm_type")],
         highlight_label="postal", base_label="other providers", what="by firm type"))
-    rg = b.regions.sort("average", descending=True)
+    rg = b.regions.filter(pl.col("average").is_not_null()).sort("average", descending=True)
     out.append(ch.bar_chart(
         "receiving_regions", "Average cost by receiving region", f"{b.period}, USD 200",
         [region_label(x) for x in rg.get_column("region")], rg.get_column("average").to_list(),
         what="by World Bank region of the receiving country"))
-    sc = b.sending
+    sc = b.sending.filter(pl.col("average").is_not_null())
     out.append(ch.bar_chart(
         "sending_countries", "Average cost by sending country",
         f"{b.period}, USD 200; G20 members highlighted",
@@ -111,15 +192,14 @@ def charts(b: Bulletin) -> list[ch.Chart]:
          zip(sc.get_column("source"), sc.get_column("name"), sc.get_column("g20"), strict=True)],
         sc.get_column("average").to_list(), highlight=sc.get_column("g20").to_list(),
         highlight_label="G20 member", base_label="not G20", what="by sending country"))
-    for name, frame, title in (("most_expensive", b.most, "The ten most expensive corridors"),
-                               ("least_expensive", b.least,
-                                "The ten least expensive corridors")):
+    for name, frame, title in (("most_expensive", b.most, ranked_title(b, most=True)),
+                               ("least_expensive", b.least, ranked_title(b, most=False))):
         out.append(ch.bar_chart(
             name, title, f"{b.period}, USD 200, corridor averages",
-            [corridor_label(s, d) for s, d in zip(frame.get_column("source"),
-                                                  frame.get_column("destination"),
-                                                  strict=True)],
-            frame.get_column("average").to_list(), what="corridor averages"))
+            [corridor_label(r["source"], r["destination"]) + caveat_mark(r)
+             for r in frame.iter_rows(named=True)],
+            frame.get_column("average").to_list(), what="corridor averages",
+            per_corridor=True))
     known = b.postal.filter(pl.col("total_cost_pct").is_not_null(),
                             pl.col("corridor_median").is_not_null())
     out.append(ch.postal_chart(
@@ -223,7 +303,7 @@ def _key_rows(b: Bulletin) -> list[list[Any]]:
     rows = []
     for r in _changes(b):
         fmt = share if r["share"] else pct
-        rows.append([r["label"], fmt(r["value"]),
+        rows.append([r["label"], shown(r["value"], r["status"] == "published", fmt),
                      f"{fmt(r['previous_value'])} ({r['previous_period']})"
                      if r["previous_value"] is not None else "—",
                      change(r["value"], r["previous_value"],
@@ -231,13 +311,15 @@ def _key_rows(b: Bulletin) -> list[list[Any]]:
                      f"{fmt(r['year_before_value'])} ({r['year_before_period']})"
                      if r["year_before_value"] is not None else "—",
                      change(r["value"], r["year_before_value"],
-                            decimals=1 if r["share"] else 2)])
+                            decimals=1 if r["share"] else 2),
+                     base_text(r["base"])])
     return rows
 
 
 def _key_columns(b: Bulletin) -> list[tuple[str, bool]]:
     return [("Indicator", False), (b.period, True), ("Previous period", True),
-            ("Change", True), ("A year before", True), ("Change in a year", True)]
+            ("Change", True), ("A year before", True), ("Change in a year", True),
+            ("Base (what the figure rests on)", False)]
 
 
 def headline_numbers(b: Bulletin) -> dict[str, str]:
@@ -250,9 +332,33 @@ def headline_numbers(b: Bulletin) -> dict[str, str]:
             f"({pct(r['year_before_value'])})" if r["change_year"] is not None
             else f"no data for {b.year_before_period}, a year before")
     d500 = b.doc500["global_average"] if b.doc500 else None
-    gap = change(g, 3.0)
-    return {"global": pct(g), "gap": "0.00 points" if gap == "no change" else gap,
-            "previous": prev, "year": year, "usd500": pct(d500)}
+    ok = r["status"] == "published"
+    ok500 = bool(b.bases.get("global_average_500", {}).get("sufficient", True))
+    gap = change(g, 3.0) if ok else "unknown"
+    return {"global": shown(g, ok), "gap": "0.00 points" if gap == "no change" else gap,
+            "previous": prev if ok else "no comparison (insufficient data)",
+            "year": year if ok else "no comparison (insufficient data)",
+            "usd500": shown(d500, ok500), "base": base_text(r["base"])}
+
+
+def hero_lead(b: Bulletin, h: dict[str, str], *, html: bool) -> str:
+    """What the headline figure is, or why there is none."""
+    e = esc if html else str
+    if h["global"] == INSUFFICIENT:
+        rule = b.bases.get("global_average", {}).get("rule", "")
+        return (f"for the global average cost of sending USD 200 in {e(b.period)}: its base is "
+                f"below the minimum a global figure needs ({e(rule)}).")
+    gap = (f'<span class="gap">{e(h["gap"])}</span>' if html else h["gap"])
+    return (f"average total cost of sending USD 200 in {e(b.period)}, {gap} from the 3% SDG "
+            f"target.{'<br>' if html else ''} {e(h['previous'])}; {e(h['year'])}.")
+
+
+def header_lead(b: Bulletin, h: dict[str, str]) -> str:
+    if h["global"] == INSUFFICIENT:
+        return (f"There is <strong>{INSUFFICIENT}</strong> for a global average cost of "
+                f"sending USD 200 in {esc(b.period)}.")
+    return (f"The global average cost of sending USD 200 was <strong>{h['global']}</strong>, "
+            "against the SDG target of less than 3% by 2030.")
 
 
 def html(b: Bulletin, charts_: Sequence[ch.Chart]) -> str:
@@ -261,40 +367,26 @@ def html(b: Bulletin, charts_: Sequence[ch.Chart]) -> str:
     five = b.five
     sections = []
 
-    official_rows = []
-    ours = {"global_average": b.doc["global_average"],
-            "weighted_average": b.doc["weighted_average"],
-            "smart_average": b.doc["smart_average"]}
-    for r in b.official.iter_rows(named=True):
-        official_rows.append([r["label"], pct(ours[r["ours_key"]]), pct(r["value_pct"]),
-                              r["period"], Raw(f'<a href="{esc(r["source_url"])}">'
-                                               f'{esc(r["source_title"])}</a>')])
+    official = [[r["label"], r["ours_shown"], pct(r["value_pct"]), r["difference"],
+                 Raw(f'<a href="{esc(r["source_url"])}">{esc(r["source_title"])}</a>')]
+                for r in official_rows(b)]
     sections.append(f"""
 <section id="headline"><h2>{esc(SECTIONS[0])}</h2>
 <div class="hero"><p class="big">{h['global']}</p>
-<p class="hero-text">average total cost of sending USD 200 in {esc(b.period)},
-<span class="gap">{esc(h['gap'])}</span> from the 3% SDG target.<br>
-{esc(h['previous'])}; {esc(h['year'])}.<br>
-Sending USD 500 cost {h['usd500']} on average.</p></div>
+<p class="hero-text">{hero_lead(b, h, html=True)}<br>
+Sending USD 500 cost {h['usd500']} on average.<br>
+<span class="note">Rests on {esc(h['base'])}.</span></p></div>
 <div class="box warn"><p><strong>Ours is indicative, not the official SDG 10.c.1 value.</strong>
 {esc(INDICATIVE)}</p><p>{esc(_official_sentence(b))}</p><p>{esc(_source_sentence(b))}</p></div>
 {table(f"Key figures, {b.period} (USD 200 unless stated)", _key_columns(b), _key_rows(b))}
-{table("Ours beside the World Bank's latest published figures",
-       [("Indicator", False), (f"sendcost {b.period}", True), ("World Bank", True),
-        ("World Bank quarter", False), ("Source", False)], official_rows)}
+{table(f"Ours beside the World Bank's published figures for {b.period} (same period only)",
+       [("Indicator", False), (f"sendcost {b.period}", True), (f"World Bank {b.period}", True),
+        ("Difference (ours − World Bank)", True), ("Source", False)], official)
+ if official else "<p>No World Bank figure of this very period to set ours beside.</p>"}
 {data_link("headline", "official")}
 </section>""")
 
-    counts = [
-        ["Corridors observed", five["corridors"], "—"],
-        ["SmaRT above 5% (fails the 5% condition)", five["smart_above_5"],
-         share(five["share_smart_above_5"])],
-        ["Too few qualifying services for a SmaRT (fails the 5% condition)",
-         five["too_few_qualifying"], share(five["share_too_few_qualifying"])],
-        ["SmaRT at or below 5% (meets the 5% condition)", five["meeting_5_condition"], "—"],
-        ["Average above 5%", five["average_above_5"], share(five["share_average_above_5"])],
-        ["Average above 10%", five["average_above_10"], share(five["share_average_above_10"])],
-    ]
+    counts = five_rows(b)
     status_names = {"entered": "entered the list", "new": "new (not observed before)",
                     "stayed": "still above 5%", "left": "left the list",
                     "not observed": "not observed this period"}
@@ -315,7 +407,7 @@ Sending USD 500 cost {h['usd500']} on average.</p></div>
                   ("Change", True), ("SmaRT", True), ("Cheapest service", False)]
     entered = moved.filter(pl.col("status").is_in(["entered", "new"])).height
     left = moved.filter(pl.col("status") == "left").height
-    shown = min(ABOVE_5_SHOWN, above.height)
+    n_shown = min(ABOVE_5_SHOWN, above.height)
     sections.append(f"""
 <section id="five-percent"><h2>{esc(SECTIONS[1])}</h2>
 <p>The second half of SDG 10.c: no corridor above 5%, measured as every corridor having at least
@@ -324,19 +416,21 @@ three qualifying services whose SmaRT (mean of the three cheapest) is at most 5%
 meet it in {esc(b.period)}. {five['average_above_5']} corridors average above 5%;
 {entered} of them entered that list and {left} left it since {esc(prev_label)}.</p>
 {table(f"The 5% component, {b.period}", [("Corridors", False), ("Number", True),
-                                          ("Share", True)], counts)}
+                                          ("Share", True), ("Share of", False)], counts)}
 <h3>Corridors that entered or left the list</h3>
 {table(f"Corridors whose average crossed 5% between {prev_label} and {b.period}",
        [*above_cols, ("Status", False)],
        [above_row(r, status=True) for r in moved.iter_rows(named=True)])
  if moved.height else "<p>No corridor entered or left the list.</p>"}
-<h3>The {shown} most expensive of the {above.height} corridors averaging above 5%</h3>
-{table(f"The {shown} most expensive corridors averaging above 5% in {b.period}",
-       above_cols, [above_row(r, status=False) for r in above.head(shown).iter_rows(named=True)])}
+<h3>The {n_shown} most expensive of the {above.height} corridors averaging above 5%</h3>
+{table(f"The {n_shown} most expensive corridors averaging above 5% in {b.period}",
+       above_cols,
+       [above_row(r, status=False) for r in above.head(n_shown).iter_rows(named=True)])}
 <p class="note">The complete list — all {above.height} corridors averaging above 5%, and those
 that left it, with their change, SmaRT and cheapest service — is
 <a href="data/corridors_above_5.csv">data/corridors_above_5.csv</a>; every corridor is in
 <a href="data/corridors.csv">data/corridors.csv</a>.</p>
+<p class="note">The shares rest on {esc(base_text(b.bases.get("share_corridors_above_5", {})))}.</p>
 {data_link("five_percent", "corridors_above_5", "corridors")}
 </section>""")
 
@@ -348,17 +442,20 @@ that left it, with their change, SmaRT and cheapest service — is
 {data_link("trend", "trend_official", "progress")}
 </section>""")
 
-    ft_rows = [[firm_type_label(r["firm_type"]), pct(r["average"]), r["services"]]
+    ft_rows = [[firm_type_label(r["firm_type"]), *group_cells(r)]
                for r in b.firm_types.sort("average", descending=True, nulls_last=True)
                .iter_rows(named=True)]
-    rg_rows = [[region_label(r["region"]), pct(r["average"]), r["services"]]
-               for r in b.regions.sort("average", descending=True).iter_rows(named=True)]
+    rg_rows = [[region_label(r["region"]), *group_cells(r)]
+               for r in b.regions.sort("average", descending=True, nulls_last=True)
+               .iter_rows(named=True)]
     sc_rows = [[f"{r['name'] or r['source']} ({r['source']})", "G20" if r["g20"] else "",
-                pct(r["average"]), r["services"], r["corridors"]]
-               for r in b.sending.iter_rows(named=True)]
+                *group_cells(r)]
+               for r in b.sending.sort("average", "source", descending=[True, False],
+                                       nulls_last=True).iter_rows(named=True)]
 
     def extreme_rows(frame: pl.DataFrame) -> list[list[Any]]:
-        return [[corridor_label(r["source"], r["destination"]), pct(r["average"]),
+        return [[corridor_label(r["source"], r["destination"]) + caveat_mark(r),
+                 pct(r["average"]),
                  pct(r["smart"]), r["transparent_services"],
                  f"{r['cheapest_firm']} ({pct(r['cheapest_total_cost'])})"
                  if r["cheapest_firm"] else "—"] for r in frame.iter_rows(named=True)]
@@ -366,35 +463,44 @@ that left it, with their change, SmaRT and cheapest service — is
     ext_cols = [("Corridor", False), ("Average", True), ("SmaRT", True),
                 ("Services", True), ("Cheapest service", False)]
     g20 = b.doc["g20_sending_average"]
+    g20_ok = bool(b.bases.get("g20_sending_average", {}).get("sufficient", True))
+    g8_ok = bool(b.bases.get("g8_sending_average", {}).get("sufficient", True))
     sections.append(f"""
 <section id="breakdowns"><h2>{esc(SECTIONS[3])}</h2>
 <h3>By type of provider</h3>
 {figure(c['firm_types'])}
 {table(f"Average cost by type of provider, {b.period}",
-       [("Provider type", False), ("Average", True), ("Services", True)], ft_rows)}
+       [("Provider type", False), ("Average", True), ("Base", False)], ft_rows)}
 <h3>By receiving region</h3>
 {figure(c['receiving_regions'])}
 {table(f"Average cost by World Bank region of the receiving country, {b.period}",
-       [("Region", False), ("Average", True), ("Services", True)], rg_rows)}
+       [("Region", False), ("Average", True), ("Base", False)], rg_rows)}
 <h3>By sending country</h3>
-<p>G20 members are marked; sending from a G20 country cost {pct(g20)} on average (G8:
-{pct(b.doc['g8_sending_average'])}).</p>
+<p>G20 members are marked; sending from a G20 country cost {shown(g20, g20_ok)} on average
+(G8: {shown(b.doc['g8_sending_average'], g8_ok)}). A figure below its minimum base
+({esc(b.bases.get("g20_sending_average", {}).get("rule", ""))}) reads "insufficient data".</p>
 {figure(c['sending_countries'])}
 {table(f"Average cost by sending country, {b.period}, most expensive first",
-       [("Sending country", False), ("G20", False), ("Average", True), ("Services", True),
-        ("Corridors", True)], sc_rows)}
-<h3>The ten most expensive corridors</h3>
+       [("Sending country", False), ("G20", False), ("Average", True), ("Base", False)],
+       sc_rows)}
+<h3>{esc(ranked_title(b, most=True))}</h3>
 {figure(c['most_expensive'])}
-{table(f"The ten most expensive corridors, {b.period}", ext_cols, extreme_rows(b.most))}
-<h3>The ten least expensive corridors</h3>
+{table(f"{ranked_title(b, most=True)}, {b.period}", ext_cols, extreme_rows(b.most))}
+<h3>{esc(ranked_title(b, most=False))}</h3>
 {figure(c['least_expensive'])}
-{table(f"The ten least expensive corridors, {b.period}", ext_cols, extreme_rows(b.least))}
+{table(f"{ranked_title(b, most=False)}, {b.period}", ext_cols, extreme_rows(b.least))}
+<p class="note">The two lists never share a corridor: of the corridors with an average, the
+dearest half (ten at most) and the cheapest half (ten at most). Each corridor's average rests on
+the services counted beside it; the ranking on
+{esc(base_text(b.bases.get("global_average", {})))}.</p>
+{caveat_note(b, html=True)}
 {data_link("firm_types", "receiving_regions", "sending_countries", "most_expensive",
            "least_expensive")}
 </section>""")
 
-    post_avg = b.doc["by_firm_type"].get("post_office", {}).get("average")
-    pt_rows = [[firm_type_label(r["firm_type"]), pct(r["average"]), r["services"],
+    post_avg = post_average(b)
+    pt_rows = [[firm_type_label(r["firm_type"]), shown(r["average"], bool(r["sufficient"])),
+                r["services"],
                 "reference" if r["firm_type"] == "post_office"
                 else points(r["difference_to_post_office"])]
                for r in b.postal_types.iter_rows(named=True)]
@@ -423,7 +529,7 @@ that left it, with their change, SmaRT and cheapest service — is
 <section id="postal"><h2>{esc(SECTIONS[4])}</h2>
 <p>For the UPU and postal operators: every service sold by a post office (its own, and money
 transfer operators' services sold at post counters, kept apart) against its corridor. Post
-offices' own services averaged {pct(post_avg)} in {esc(b.period)}. Of {known.height}
+offices' own services averaged {esc(post_avg)} in {esc(b.period)}. Of {known.height}
 post-office services with a disclosed exchange rate, {below} cost no more than their
 corridor's median; {undisclosed} more do not disclose the rate they apply and have no cost.</p>
 {table(f"Post offices against other types of provider, {b.period}",
@@ -503,15 +609,14 @@ in <a href="bulletin-{esc(b.period)}.zip">bulletin-{esc(b.period)}.zip</a>.</p>
 <header>
 <p class="kicker">sendcost · SDG 10.c bulletin · {esc(b.period)}</p>
 <h1>What it costs to send money home: {esc(b.period)}</h1>
-<p>The global average cost of sending USD 200 was <strong>{h['global']}</strong>, against the
-SDG target of less than 3% by 2030. Progress toward 2030: <strong>{esc(b.progress.call)}</strong>.
+<p>{header_lead(b, h)} Progress toward 2030: <strong>{esc(b.progress.call)}</strong>.
 Our figures are indicative, not the official SDG 10.c.1 value.</p>
 </header>
 <main>
 {''.join(sections)}
 </main>
 <footer><p>sendcost {esc(METHODOLOGY_VERSION)} · {esc(LICENCE)} ·
-{esc(RPW_ATTRIBUTION)}</p></footer>
+{esc(rpw_credit(b)[:1].upper() + rpw_credit(b)[1:])} {esc(RPW_ATTRIBUTION)}</p></footer>
 </body>
 </html>
 """
@@ -579,15 +684,14 @@ def _md_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 def markdown(b: Bulletin) -> str:
     h = headline_numbers(b)
     five = b.five
-    key = _md_table(["Indicator", b.period, "Previous period", "Change", "A year before",
-                     "Change in a year"], _key_rows(b))
-    ours = {"global_average": b.doc["global_average"],
-            "weighted_average": b.doc["weighted_average"],
-            "smart_average": b.doc["smart_average"]}
+    key = _md_table([label for label, _ in _key_columns(b)], _key_rows(b))
+    rows_o = official_rows(b)
     official = _md_table(
-        ["Indicator", f"sendcost {b.period}", "World Bank", "World Bank quarter", "Source"],
-        [[r["label"], pct(ours[r["ours_key"]]), pct(r["value_pct"]), r["period"],
-          r["source_title"]] for r in b.official.iter_rows(named=True)])
+        ["Indicator", f"sendcost {b.period}", f"World Bank {b.period}",
+         "Difference (ours − World Bank)", "Source"],
+        [[r["label"], r["ours_shown"], pct(r["value_pct"]), r["difference"],
+          f"{r['source_title']} ({r['source_url']})"] for r in rows_o]) if rows_o else \
+        "No World Bank figure of this very period to set ours beside."
     moved = b.above_5.filter(pl.col("status") != "stayed")
     moved_rows = [[corridor_label(r["source"], r["destination"]), pct(r["average"]),
                    pct(r["previous_average"]),
@@ -595,9 +699,10 @@ def markdown(b: Bulletin) -> str:
                   for r in moved.iter_rows(named=True)]
 
     def extreme(frame: pl.DataFrame) -> str:
-        return _md_table(["Corridor", "Average", "SmaRT", "Cheapest service"],
-                         [[corridor_label(r["source"], r["destination"]), pct(r["average"]),
-                           pct(r["smart"]), f"{r['cheapest_firm']} "
+        return _md_table(["Corridor", "Average", "SmaRT", "Services", "Cheapest service"],
+                         [[corridor_label(r["source"], r["destination"]) + caveat_mark(r),
+                           pct(r["average"]), pct(r["smart"]), r["transparent_services"],
+                           f"{r['cheapest_firm']} "
                            f"({pct(r['cheapest_total_cost'])})"]
                           for r in frame.iter_rows(named=True)])
 
@@ -609,54 +714,58 @@ def markdown(b: Bulletin) -> str:
         f"sendcost SDG 10.c bulletin, {b.period}. Figures are indicative, not the official "
         "SDG 10.c.1 value.",
         f"## {SECTIONS[0]}",
-        f"**{h['global']}**: the average total cost of sending USD 200 in {b.period}, "
-        f"{h['gap']} from the 3% SDG target. {h['previous']}; {h['year']}. Sending USD 500 "
-        f"cost {h['usd500']} on average.",
+        f"**{h['global']}**: {hero_lead(b, h, html=False)} Sending USD 500 "
+        f"cost {h['usd500']} on average. Rests on {h['base']}.",
         f"> **Ours is indicative, not the official SDG 10.c.1 value.** {INDICATIVE} "
         f"{_official_sentence(b)} {_source_sentence(b)}",
         key, official,
         f"## {SECTIONS[1]}",
         f"{five['smart_above_5'] + five['too_few_qualifying']} of {five['corridors']} corridors "
-        f"do not meet the 5% condition: {five['smart_above_5']} have a SmaRT above 5% "
-        f"({share(five['share_smart_above_5'])}) and {five['too_few_qualifying']} have too few "
-        f"qualifying services. {five['average_above_5']} corridors average above 5% "
-        f"({share(five['share_average_above_5'])}) and {five['average_above_10']} above 10% "
-        f"({share(five['share_average_above_10'])}).",
+        f"do not meet the 5% condition.",
+        _md_table(["Corridors", "Number", "Share", "Share of"], five_rows(b)),
+        f"The shares rest on {base_text(b.bases.get('share_corridors_above_5', {}))}.",
         "Corridors that entered or left the list of corridors averaging above 5% (the full "
         "list: data/corridors_above_5.csv):",
         _md_table(["Corridor", "Average", "Before", "Change", "Status"], moved_rows)
         if moved_rows else "None.",
         f"## {SECTIONS[2]}",
-        "![Trend of the global average, SmaRT and weighted average with the 3% and 5% "
-        "targets](charts/trend.png)",
+        "![Trend of the global average, SmaRT and weighted average with the 3% "
+        "target](charts/trend.png)",
         _progress_sentence(b),
         f"## {SECTIONS[3]}",
         "### By type of provider",
-        _md_table(["Provider type", "Average", "Services"],
-                  [[firm_type_label(r["firm_type"]), pct(r["average"]), r["services"]]
+        _md_table(["Provider type", "Average", "Base"],
+                  [[firm_type_label(r["firm_type"]), *group_cells(r)]
                    for r in b.firm_types.sort("average", descending=True, nulls_last=True)
                    .iter_rows(named=True)]),
         "### By receiving region",
-        _md_table(["Region", "Average", "Services"],
-                  [[region_label(r["region"]), pct(r["average"]), r["services"]]
-                   for r in b.regions.sort("average", descending=True).iter_rows(named=True)]),
+        _md_table(["Region", "Average", "Base"],
+                  [[region_label(r["region"]), *group_cells(r)]
+                   for r in b.regions.sort("average", descending=True, nulls_last=True)
+                   .iter_rows(named=True)]),
         "### By sending country",
-        f"G20 sending countries: {pct(b.doc['g20_sending_average'])}; G8: "
-        f"{pct(b.doc['g8_sending_average'])}; G20 receiving countries: "
-        f"{pct(b.doc['g20_receiving_average'])}.",
-        _md_table(["Sending country", "G20", "Average", "Services"],
+        f"G20 sending countries: {shown(*_g(b, 'g20_sending_average'))}; G8: "
+        f"{shown(*_g(b, 'g8_sending_average'))}; G20 receiving countries: "
+        f"{shown(*_g(b, 'g20_receiving_average'))}.",
+        _md_table(["Sending country", "G20", "Average", "Base"],
                   [[f"{r['name'] or r['source']} ({r['source']})", "G20" if r["g20"] else "",
-                    pct(r["average"]), r["services"]] for r in b.sending.iter_rows(named=True)]),
-        "### The ten most expensive corridors", extreme(b.most),
-        "### The ten least expensive corridors", extreme(b.least),
+                    *group_cells(r)]
+                   for r in b.sending.sort("average", "source", descending=[True, False],
+                                           nulls_last=True).iter_rows(named=True)]),
+        f"### {ranked_title(b, most=True)}", extreme(b.most),
+        f"### {ranked_title(b, most=False)}", extreme(b.least),
+        caveat_note(b, html=False),
+        "The two lists never share a corridor: of the corridors with an average, the dearest "
+        "half (ten at most) and the cheapest half (ten at most). Each corridor's average rests "
+        "on the services counted beside it; the ranking on "
+        f"{base_text(b.bases.get('global_average', {}))}.",
         f"## {SECTIONS[4]}",
-        f"Post offices' own services averaged "
-        f"{pct(b.doc['by_firm_type'].get('post_office', {}).get('average'))}. Of "
+        f"Post offices' own services averaged {post_average(b)}. Of "
         f"{known.height} post-office services with a disclosed exchange rate, {below} cost no "
         "more than their corridor's median. Every service: data/postal_benchmark.csv.",
         _md_table(["Provider type", "Average", "Services", "Difference to post offices"],
-                  [[firm_type_label(r["firm_type"]), pct(r["average"]), r["services"],
-                    "reference" if r["firm_type"] == "post_office"
+                  [[firm_type_label(r["firm_type"]), shown(r["average"], bool(r["sufficient"])),
+                    r["services"], "reference" if r["firm_type"] == "post_office"
                     else points(r["difference_to_post_office"])]
                    for r in b.postal_types.iter_rows(named=True)]),
         "Postal operators (average over the services that disclose their rate):",
@@ -682,4 +791,4 @@ def markdown(b: Bulletin) -> str:
         f"Reference (interbank) rates: {REFERENCE_RATE_NOTE}",
         f"Licence: {LICENCE} ({LICENCE_URL}). Attribution: {RPW_ATTRIBUTION}.",
     ]
-    return "\n\n".join(parts) + "\n"
+    return "\n\n".join(p for p in parts if p) + "\n"

@@ -7,23 +7,36 @@ GET /v1/bulletins/{period}/{path}   any file of it: bulletin.pdf, bulletin.md, c
                                     data/…, bulletin-{period}.zip
 
 ``setup_bulletin_routes(app)`` adds them; the files are read from
-``<data_dir>/bulletins/`` as the scheduled job writes them.
+``<data_dir>/bulletins/`` as the scheduled job writes them. The list holds exactly the
+bulletins the file routes serve. A file path with a control character is 400 (no file has
+one); a failed precondition (412) or an unsatisfiable range (416) is a problem+json like every
+other error, checked here before aiohttp's file response, which would answer them empty.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import mimetypes
+import os
+import re
 from pathlib import Path
 
 from aiohttp import web
 
 from corridors import runtime
+from corridors.errors import BadPeriod
+from corridors.periods import parse_period
 from publish import middleware
 from publish.params import period_label
-from publish.problems import not_found
+from publish.problems import Problem, bad_parameter, not_found
 from publish.responses import send
+
+log = logging.getLogger(__name__)
+
+#: C0 controls and DEL: no file of a bulletin has one in its name.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 CONTENT_TYPES = {".md": "text/markdown; charset=utf-8", ".csv": "text/csv; charset=utf-8",
                  ".json": "application/json", ".svg": "image/svg+xml",
@@ -44,16 +57,37 @@ def _folder(request: web.Request) -> Path:
     return folder
 
 
+def _served_period(folder: Path) -> str | None:
+    """The period a folder is served as by ``bulletin_file``: its name, when that is a period
+    label as the routes spell it and the folder has its index.html; else None."""
+    try:
+        label = str(parse_period(folder.name))
+    except BadPeriod:
+        return None
+    if label != folder.name or not (folder / "index.html").is_file():
+        return None
+    return label
+
+
 def published(root: Path) -> list[dict[str, object]]:
-    """Every complete bulletin under ``root`` (hidden build folders excluded), newest first."""
+    """Every bulletin under ``root`` that the file routes serve, newest first: a folder named
+    as its period, with its index.html and a readable metadata.json naming that period
+    (hidden build folders, copies cut short and strays are left out)."""
     from publish.bulletin import describe
 
     items = []
     if root.is_dir():
         for folder in root.iterdir():
-            if folder.name.startswith(".") or not (folder / "data" / "metadata.json").is_file():
+            period = _served_period(folder)
+            if period is None or not (folder / "data" / "metadata.json").is_file():
                 continue
-            items.append(describe(folder))
+            try:
+                item = describe(folder)
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                log.debug("bulletin folder %s left out of the list: %s", folder.name, exc)
+                continue
+            if item["period"] == period:
+                items.append(item)
     from metrics.progress import decimal_year
 
     return sorted(items, key=lambda i: (decimal_year(str(i["period"])), str(i["period"])),
@@ -80,12 +114,56 @@ async def bulletin_redirect(request: web.Request) -> web.StreamResponse:
     raise web.HTTPMovedPermanently(f"/v1/bulletins/{folder.name}/")
 
 
+def _file_etag(st: os.stat_result) -> str:
+    """The ETag aiohttp's ``FileResponse`` gives a file (its value, unquoted): the checks
+    below must compare against what the response will carry (tested). A bulletin has no
+    precompressed ``.gz``/``.br`` twins, which aiohttp would serve with an ETag of their own."""
+    return f"{st.st_mtime_ns:x}-{st.st_size:x}"
+
+
+def check_preconditions(request: web.Request, st: os.stat_result) -> None:
+    """412 and 416 as aiohttp's ``FileResponse`` decides them (RFC 9110 §13.2.2: If-Match,
+    else If-Unmodified-Since; then Range, unless If-Range says the copy is stale), raised as
+    problems: the file response itself would send them with an empty body, the file's
+    content type and its one-hour caching."""
+    etag = _file_etag(st)
+    if_match = request.if_match
+    if if_match is not None:
+        if not any(t.value == "*" or (t.value == etag and not t.is_weak) for t in if_match):
+            raise Problem(412, "If-Match: the file's current ETag is none of those given")
+    elif (since := request.if_unmodified_since) is not None \
+            and st.st_mtime > since.timestamp():
+        raise Problem(412, "If-Unmodified-Since: the file was modified after that date")
+    if_range = request.if_range
+    if "Range" not in request.headers or (if_range is not None
+                                          and st.st_mtime > if_range.timestamp()):
+        return
+    unsatisfiable = Problem(416, f"Range: not satisfiable for a file of {st.st_size} bytes",
+                            headers={"Content-Range": f"bytes */{st.st_size}"})
+    try:
+        rng = request.http_range
+    except ValueError:
+        raise unsatisfiable from None
+    start = rng.start
+    if start is not None and not (start < 0 and rng.stop is None) and start >= st.st_size:
+        raise unsatisfiable
+
+
 async def bulletin_file(request: web.Request) -> web.StreamResponse:
     folder = _folder(request)
     rel = request.match_info.get("path") or "index.html"
-    target = (folder / rel).resolve()
-    if not target.is_relative_to(folder.resolve()) or not target.is_file():
-        raise not_found(f"no file {rel!r} in the bulletin of {folder.name}")
+    if _CONTROL.search(rel):
+        raise bad_parameter("path", "path holds a control character; no file of a bulletin "
+                                    f"has one: {rel[:80]!r}")
+    missing = not_found(f"no file {rel[:80]!r} in the bulletin of {folder.name}")
+    try:
+        target = (folder / rel).resolve()
+        if not target.is_relative_to(folder.resolve()) or not target.is_file():
+            raise missing
+        st = target.stat()
+    except (OSError, ValueError):  # a name too long for the file system, and the like
+        raise missing from None
+    check_preconditions(request, st)
     ctype = CONTENT_TYPES.get(target.suffix) or mimetypes.guess_type(target.name)[0] \
         or "application/octet-stream"
     return web.FileResponse(target, headers={"Content-Type": ctype,
@@ -96,5 +174,6 @@ def setup_bulletin_routes(app: web.Application) -> None:
     """The bulletin routes, guarded by the app's pipeline (``middleware.install`` first)."""
     middleware.get(app, "/v1/bulletins", list_bulletins, name="bulletins")
     middleware.get(app, "/v1/bulletins/{period}", bulletin_redirect, name="bulletin")
-    middleware.get(app, "/v1/bulletins/{period}/{path:.*}", bulletin_file,
+    # (?s): a file path with an encoded line break reaches the handler (400), as any other.
+    middleware.get(app, "/v1/bulletins/{period}/{path:(?s:.*)}", bulletin_file,
                    name="bulletin_file")

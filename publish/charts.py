@@ -1,9 +1,18 @@
 """The bulletin's charts: matplotlib ``Figure``s (never pyplot), deterministic bytes.
 
-Every chart carries both SDG 10.c target lines, dashed: 3% (the global average target) and 5%
-(no corridor above it). The lines have SVG ids ``target-3`` and ``target-5`` so a reader —
-or a test — can find them. The same data gives the same PNG and SVG bytes: Agg, a fixed
-``svg.hashsalt``, and no date or software in the metadata.
+Every chart carries the SDG 10.c target lines that apply to what it shows, dashed: 3% (the
+global average target) on every chart, and 5% (no corridor above it) only on charts of
+corridors (``per_corridor=True``): the 5% rule is about each corridor, not about a firm type,
+a region, a sending country or the global SmaRT. The lines have SVG ids ``target-3`` and
+``target-5`` so a reader — or a test — can find them.
+
+No text overlaps another at any data size: the title is the figure's (``suptitle``) and the
+subtitle the axes' title, so the constrained layout stacks them; legends sit below the plot,
+outside it, where they hide no bar, point or value label; tick labels are thinned when there
+are more than fit. ``text_boxes`` gives every drawn text's extent, for checks.
+
+The same data gives the same PNG and SVG bytes: Agg, a fixed ``svg.hashsalt``, and no date or
+software in the metadata.
 """
 
 from __future__ import annotations
@@ -11,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 # A bare Figure (no pyplot) renders PNG and SVG with Agg's and the SVG backend's own
 # canvases: no GUI backend is ever selected, and nothing is kept alive between charts.
@@ -23,6 +32,8 @@ if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
 
 TARGETS = ((3.0, "SDG target: 3% average", "#1a7f37"), (5.0, "5%: no corridor above", "#b35900"))
+#: At most this many tick labels on the time axis (every n-th period beyond it).
+MAX_TIME_TICKS = 16
 INK = "#1f2328"
 MUTED = "#59636e"
 OURS = "#0b5cad"
@@ -62,9 +73,12 @@ def _figure(width: float = 8.0, height: float = 4.5) -> tuple[Figure, Axes]:
     return fig, ax
 
 
-def add_target_lines(ax: Axes, *, vertical: bool = False) -> None:
-    """The dashed 3% and 5% target lines, labelled, with SVG ids target-3 / target-5."""
+def add_target_lines(ax: Axes, *, vertical: bool = False, per_corridor: bool = False) -> None:
+    """The dashed target lines, labelled, with SVG ids target-3 / target-5: 3% always, 5%
+    only on a chart of corridors (``per_corridor``), where that rule applies."""
     for value, label, color in TARGETS:
+        if value == 5.0 and not per_corridor:
+            continue
         line = (ax.axvline(value, color=color, linestyle="--", linewidth=1.4, label=label,
                            zorder=1)
                 if vertical else
@@ -80,8 +94,48 @@ def target_lines(fig: Figure) -> list[str]:
 
 
 def _title(ax: Axes, title: str, subtitle: str) -> None:
-    ax.set_title(f"{title}\n", loc="left", fontsize=12, fontweight="bold", color=INK)
-    ax.text(0, 1.02, subtitle, transform=ax.transAxes, fontsize=9, color=MUTED, va="bottom")
+    """Title above subtitle: both laid out by the constrained layout, never on each other
+    (the subtitle used to sit at a fraction of the axes' height, which on a tall chart
+    reached up into the title)."""
+    fig = ax.get_figure()
+    assert isinstance(fig, Figure)
+    fig.suptitle(title, x=0.01, ha="left", fontsize=12, fontweight="bold", color=INK)
+    ax.set_title(subtitle, loc="left", fontsize=9, color=MUTED, pad=6)
+
+
+def _legend_below(fig: Figure, handles: list[Any], ncols: int = 3) -> None:
+    """The legend under the plot, outside it: it covers no bar, point or label."""
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", fontsize=8, frameon=False,
+                   ncols=min(ncols, len(handles)))
+
+
+def text_boxes(fig: Figure) -> list[tuple[str, tuple[float, float, float, float]]]:
+    """Every visible, non-empty text of a drawn figure with its extent in display pixels
+    (x0, y0, x1, y1) — titles, labels, tick labels, value labels, legend entries."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    canvas = FigureCanvasAgg(fig)
+    with rc_context(RC):
+        canvas.draw()
+    renderer = canvas.get_renderer()
+    # Tick labels outside the view interval exist but are not drawn.
+    hidden: set[int] = set()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            lo, hi = sorted(axis.get_view_interval())
+            span = (hi - lo) * 1e-9
+            for tick in [*axis.get_major_ticks(), *axis.get_minor_ticks()]:
+                if not lo - span <= tick.get_loc() <= hi + span:
+                    hidden.update({id(tick.label1), id(tick.label2)})
+    out = []
+    for t in fig.findobj(Text):
+        if not t.get_visible() or not t.get_text().strip() or id(t) in hidden:
+            continue
+        bb = t.get_window_extent(renderer)
+        out.append((t.get_text(), (bb.x0, bb.y0, bb.x1, bb.y1)))
+    return out
 
 
 def trend_chart(periods: Sequence[str], x: Sequence[float],
@@ -116,16 +170,18 @@ def trend_chart(periods: Sequence[str], x: Sequence[float],
                         label=None if label in seen else label, zorder=4)
                 seen.add(label)
         add_target_lines(ax)
-        ax.set_xticks(x, list(periods), rotation=45 if len(periods) > 8 else 0, ha="right"
-                      if len(periods) > 8 else "center")
+        step = max(1, -(-len(periods) // MAX_TIME_TICKS))
+        keep = list(range(len(periods) - 1, -1, -step))[::-1]  # always the latest period
+        # Upright labels while they fit side by side, vertical beyond.
+        ax.set_xticks([x[i] for i in keep], [periods[i] for i in keep],
+                      rotation=90 if len(keep) > 8 else 0)
         ax.set_ylabel("Total cost, % of amount sent")
         top = max([v for vs in series.values() for v in vs if v is not None]
                   + [v for _, v, _ in official] + [6.0])
         ax.set_ylim(0, top * 1.12)
         ax.grid(axis="y", color="#d0d7de", linewidth=0.6)
         # Below the plot, where it hides no point and no target line.
-        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=8,
-                   frameon=False, ncols=3)
+        _legend_below(fig, ax.get_legend_handles_labels()[0])
         latest = [(xi, v) for xi, v in zip(x, series.get("Global average (ours)", []),
                                            strict=False) if v is not None]
         if latest:
@@ -137,29 +193,37 @@ def trend_chart(periods: Sequence[str], x: Sequence[float],
     described = ", ".join(f"{p} {v:.2f}%" for p, v in zip(
         periods, series.get("Global average (ours)", []), strict=False) if v is not None)
     alt = (f"Line chart of the global average cost of sending USD 200 by period: {described}. "
-           "SmaRT and weighted averages are drawn below it; dashed lines mark the 3% and 5% "
-           "targets; diamonds mark the World Bank's published figures.")
+           "SmaRT and weighted averages are drawn below it; a dashed line marks the 3% "
+           "target; diamonds mark the World Bank's published figures.")
     return Chart("trend", fig, alt, "Cost of sending USD 200, over time")
 
 
 def bar_chart(name: str, title: str, subtitle: str, labels: Sequence[str],
               values: Sequence[float], *, highlight: Sequence[bool] | None = None,
               highlight_label: str | None = None, base_label: str | None = None,
-              what: str = "") -> Chart:
-    """Horizontal bars (one per label, first at the top), target lines vertical."""
+              what: str = "", per_corridor: bool = False) -> Chart:
+    """Horizontal bars (one per label, first at the top), target lines vertical (the 5%
+    line only when the bars are corridors: ``per_corridor``)."""
     with rc_context(RC):
         height = max(2.6, 0.6 + 0.26 * len(labels))
         fig, ax = _figure(8.0, height)
         y = list(range(len(labels)))[::-1]
         colors = [HIGHLIGHT if (highlight and highlight[i]) else BAR for i in range(len(labels))]
         ax.barh(y, values, color=colors, height=0.7, zorder=2)
+        # Each value label right of its bar (of zero for a negative one), in the room the
+        # x limit keeps for it: the label never reaches the next bar's row or the edge.
+        top = max([*values, 6.0])
         for yi, v in zip(y, values, strict=True):
-            ax.text(v + 0.15 if v >= 0 else 0.15, yi, f"{v:.2f}%", va="center", fontsize=8,
-                    color=INK)
-        add_target_lines(ax, vertical=True)
+            # On a white ground above the target lines, which would otherwise strike it out.
+            ax.annotate(f"{v:.2f}%", (max(v, 0.0), yi), xytext=(3, 0),
+                        textcoords="offset points", va="center", fontsize=8, color=INK,
+                        zorder=5, bbox={"boxstyle": "square,pad=0.1", "facecolor": "white",
+                                        "edgecolor": "none"})
+        add_target_lines(ax, vertical=True, per_corridor=per_corridor)
         ax.set_yticks(y, list(labels), fontsize=8)
+        ax.set_ylim(-0.6, len(labels) - 0.4)
         ax.set_xlabel("Total cost, % of amount sent")
-        ax.set_xlim(min(0.0, min(values, default=0.0)), max([*values, 6.0]) * 1.15)
+        ax.set_xlim(min(0.0, min(values, default=0.0) * 1.1), top * 1.22)
         ax.grid(axis="x", color="#d0d7de", linewidth=0.6)
         handles, _ = ax.get_legend_handles_labels()
         if highlight_label and highlight and any(highlight):
@@ -168,12 +232,12 @@ def bar_chart(name: str, title: str, subtitle: str, labels: Sequence[str],
             handles.append(Patch(color=HIGHLIGHT, label=highlight_label))
             if base_label:
                 handles.append(Patch(color=BAR, label=base_label))
-        ax.legend(handles=handles, loc="lower right", fontsize=8, frameon=True,
-                  facecolor="white", edgecolor="#d0d7de")
+        _legend_below(fig, handles, ncols=4)
         _title(ax, title, subtitle)
     desc = "; ".join(f"{lab} {v:.2f}%" for lab, v in zip(labels, values, strict=True))
-    alt = (f"Bar chart: {title.lower()} ({what or subtitle}). {desc}. Dashed lines mark the 3% "
-           "and 5% targets.")
+    lines = ("Dashed lines mark the 3% target and the 5% corridor limit." if per_corridor
+             else "A dashed line marks the 3% target.")
+    alt = f"Bar chart: {title.lower()} ({what or subtitle}). {desc}. {lines}"
     return Chart(name, fig, alt, title)
 
 
@@ -203,12 +267,12 @@ def postal_chart(rows: Sequence[tuple[str, float, float]], *, period: str) -> Ch
         ax.set_xlabel("Corridor median total cost, %")
         ax.set_ylabel("Post service total cost, %")
         ax.grid(color="#eaeef2", linewidth=0.6)
-        ax.legend(loc="upper left", fontsize=8, frameon=False)
+        _legend_below(fig, ax.get_legend_handles_labels()[0], ncols=2)
         _title(ax, "Post-office services against their corridor's median",
                f"{period}, USD 200; transparent services only")
     alt = (f"Scatter chart of {len(rows)} transparent post-office services in {period}: each "
            f"service's total cost against its corridor's median; {len(cheaper)} at or below the "
-           f"median, {len(dearer)} above. Dashed lines mark the 3% and 5% targets.")
+           f"median, {len(dearer)} above. A dashed line marks the 3% target.")
     return Chart("postal_benchmark", fig, alt,
                  "Post-office services against their corridor's median")
 

@@ -33,11 +33,11 @@ from corridors.frame import QUOTE_FRAME_SCHEMA
 from corridors.periods import parse_period
 from corridors.reference import countries, countries_frame
 from corridors.store import STORE_ERRORS, UNREACHABLE_ERRORS, Store
-from metrics import METHODOLOGY_VERSION
+from metrics import METHODOLOGY_VERSION, kinds
 from metrics import corridors as cor
 from metrics.cost import fee_pct, fx_margin_pct, total_cost_pct
 from metrics.indicators import compute_indicators
-from metrics.services import services_in_period
+from metrics.services import period_labels, services_in_period
 from publish.problems import RETRY_AFTER_UNAVAILABLE, Problem
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,46 @@ KNOWN_SOURCES: dict[str, dict[str, Any]] = {
 }
 
 POSTAL_FIRM_TYPES = ("post_office", "post_office_mto")
+
+#: What each caveat a quote may carry means, as the API, its CSV twins and the page explain
+#: it. A quote's flags come from the store (set by the collector, the feed's own caveats) and
+#: from one rule applied to every source alike: a negative FX margin or total cost is
+#: flagged whoever reported it (an RPW survey row with a bad interbank rate included).
+CAVEATS: dict[str, str] = {
+    "emulated": "emulated data — not real prices (the sandbox's invented quote)",
+    "estimate": "a comparison feed's estimate for this provider, not the provider's own quote",
+    "partner": "a partner of the comparison feed that lists it (it offers the feed's own "
+               "transfers): not an independent price",
+    "bank_transfer_only": "priced for paying in by bank transfer only; other ways to pay "
+                          "may cost more",
+    "negative_margin": "the rate applied beats the mid-market reference rate (a promotion, "
+                       "or a reference rate that is off): check before relying on it",
+    "negative_total_cost": "the total cost is below zero, which no provider charges for "
+                           "long: check before relying on it",
+    "reference_stale": "no reference rate fresh enough to measure the margin against: left "
+                       "out of the averages",
+    "approximate_amount": "the provider priced an amount near, not exactly, the one asked",
+    "tariff_out_of_validity": "the post's tariff was outside its validity dates when "
+                              "collected",
+}
+
+
+def quote_flags(r: dict[str, Any]) -> list[str]:
+    """A quote's caveat flags (known to ``CAVEATS``), sorted: its stored flags and kind, and
+    the negative-cost rule."""
+    flags = set((r.get("flags") or "").split())
+    if r.get("data_kind") == "emulated":
+        flags.add("emulated")
+    if r.get("data_kind") == "estimate":
+        flags.add("estimate")
+    if r.get("reference_stale"):
+        flags.add("reference_stale")
+    margin, total = finite(r.get("fx_margin_pct")), finite(r.get("total_cost_pct"))
+    if margin is not None and margin < 0:
+        flags.add("negative_margin")
+    if total is not None and total < 0:
+        flags.add("negative_total_cost")
+    return sorted(f for f in flags if f in CAVEATS)
 
 #: The quote frame (the store's view) with what the API shows besides: each quote's id, the
 #: time of its reference rate and how its fee is charged.
@@ -159,6 +199,11 @@ class Snapshot:
     #: Values worked out from this snapshot for the endpoints (latest rows, form data, …),
     #: by key: a few, kept as long as the snapshot (``keep``).
     derived: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+    #: True: built with the emulated quotes (asked for with ``?include=emulated``); every
+    #: answer from it says "emulated data — not real prices". False: without them.
+    include_emulated: bool = False
+    #: The sources whose emulated quotes this snapshot holds (included) or left out.
+    emulated_sources: list[str] = field(default_factory=list)
 
     def keep(self, key: tuple[Any, ...], make: Callable[[], T]) -> T:
         """``make()``, worked out once per snapshot."""
@@ -220,6 +265,8 @@ def _service_entry(r: dict[str, Any]) -> dict[str, Any]:
         "transparent": r["transparent"],
         "collected_at": _iso(r["collected_at"]),
         "source": r["source"],
+        "data_kind": r["data_kind"],
+        "flags": quote_flags(r),
     }
 
 
@@ -231,6 +278,16 @@ def _paid(row: dict[str, Any]) -> float | None:
     if row["fee_deducted"]:
         return float(row["send_amount"])
     return None if row["fee"] is None else float(row["send_amount"] + row["fee"])
+
+
+def _effective_cost(entry: dict[str, Any], row: dict[str, Any]) -> float | None:
+    """What the sender loses, in % of all they pay, against the mid-market rate: 100 × (1 −
+    amount received / (amount paid × reference rate)). It orders services as the ranking
+    by what arrives per unit paid does; None when one of the three is not known."""
+    paid, received, rate = _paid(row), entry["amount_received"], row["reference_rate"]
+    if not paid or received is None or not rate:
+        return None
+    return finite((1 - received / (paid * rate)) * 100)
 
 
 def _rank(entries: list[tuple[dict[str, Any], float | None]]
@@ -273,6 +330,8 @@ def _build_index(quotes: pl.DataFrame) -> dict[tuple[str, str], dict[str, list[P
     index: dict[tuple[str, str], dict[str, list[PricePoint]]] = {}
     for (src, dst, period, amount), rows in grouped.items():
         entries = [_service_entry(r) for r in rows]
+        for e, r in zip(entries, rows, strict=True):
+            e["effective_cost_pct"] = _effective_cost(e, r)
         ranked, ranked_by = _rank([(e, _paid(r)) for e, r in zip(entries, rows, strict=True)
                                    if e["transparent"] and e["total_cost_pct"] is not None])
         apart = sorted((e for e in entries if not (e["transparent"]
@@ -299,12 +358,20 @@ _CORRIDOR_TABLE_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "cheapest_firm": pl.String, "cheapest_firm_type": pl.String,
     "cheapest_product": pl.String, "cheapest_total_cost": pl.Float64,
     "firm_types": pl.List(pl.String), "sources": pl.List(pl.String),
+    "first_collected": pl.Datetime("us", "UTC"), "last_collected": pl.Datetime("us", "UTC"),
+    "data_kinds": pl.List(pl.String),
 }
 
 
-def build_snapshot(quotes: pl.DataFrame, version: int) -> Snapshot:
-    """Everything the endpoints read, from all quotes of the store (blocking: run in a thread)."""
+def build_snapshot(quotes: pl.DataFrame, version: int, *,
+                   include_emulated: bool = False) -> Snapshot:
+    """Everything the endpoints read, from all quotes of the store (blocking: run in a
+    thread): without the emulated ones unless ``include_emulated``."""
     started = time.perf_counter()
+    emulated_sources = (kinds.emulated_sources(quotes.lazy()).collect()
+                        .get_column("source").to_list()) if quotes.height else []
+    if not include_emulated and emulated_sources:
+        quotes = quotes.filter(kinds.real_data())
     labels = sorted(quotes["period"].unique().to_list(), key=period_key) if quotes.height else []
     lazy = quotes.lazy()
     plans: list[pl.LazyFrame] = []
@@ -319,8 +386,13 @@ def build_snapshot(quotes: pl.DataFrame, version: int) -> Snapshot:
     service_sources = quotes.group_by("service_id").agg(
         pl.col("source").unique().sort().alias("sources"))
     tables = []
+    estimates = (kinds.estimate_services(quotes.lazy()).collect().get_column("service_id")
+                 .to_list()) if quotes.height else []
     for (label, usd), s in services_frames.items():
         sl = s.lazy()
+        # The corridor's cheapest is named among services without a caveat that would make
+        # "cheapest" rest on it (kinds.CHEAPEST_LEAVES_OUT); every answer says which.
+        fit = sl.filter(kinds.fit_for_cheapest(), ~pl.col("service_id").is_in(estimates))
         averaged = pl.col("transparent") & pl.col("total_cost_pct").is_not_null()
         table = (
             cor.corridor_flags(cor.corridor_average(sl))
@@ -329,7 +401,7 @@ def build_snapshot(quotes: pl.DataFrame, version: int) -> Snapshot:
                 pl.col("total_cost_pct").filter(averaged).median().alias("median"),
                 pl.col("firm_type").unique().sort().alias("firm_types")),
                 on=list(cor.CORRIDOR), how="left")
-            .join(cor.cheapest_service(sl).rename({
+            .join(cor.cheapest_service(fit).rename({
                 "firm": "cheapest_firm", "firm_type": "cheapest_firm_type",
                 "product": "cheapest_product", "total_cost": "cheapest_total_cost"}),
                 on=list(cor.CORRIDOR), how="left")
@@ -337,6 +409,15 @@ def build_snapshot(quotes: pl.DataFrame, version: int) -> Snapshot:
                   .join(service_sources.lazy(), on="service_id", how="left")
                   .explode("sources").group_by(*cor.CORRIDOR)
                   .agg(pl.col("sources").unique().sort()),
+                  on=list(cor.CORRIDOR), how="left")
+            # When the row's quotes were collected, and what kind of data they are: a
+            # corridor's row says its own period and dates, whatever the other rows' are.
+            .join(lazy.filter(pl.col("period").is_in(period_labels(label)),
+                              pl.col("amount_usd") == usd)
+                  .group_by(*cor.CORRIDOR)
+                  .agg(pl.col("collected_at").min().alias("first_collected"),
+                       pl.col("collected_at").max().alias("last_collected"),
+                       pl.col("data_kind").drop_nulls().unique().sort().alias("data_kinds")),
                   on=list(cor.CORRIDOR), how="left")
             .with_columns(pl.lit(label).alias("period"), pl.lit(usd, pl.Int32).alias("amount_usd"))
         )
@@ -349,7 +430,8 @@ def build_snapshot(quotes: pl.DataFrame, version: int) -> Snapshot:
     )
     snap = Snapshot(version=version, built_at=time.time(), quotes=quotes, periods=labels,
                     index=_build_index(quotes) if quotes.height else {},
-                    corridor_table=corridor_table, services=services_frames)
+                    corridor_table=corridor_table, services=services_frames,
+                    include_emulated=include_emulated, emulated_sources=emulated_sources)
     log.info("snapshot %d built in %.2f s: %d quotes, %d periods, %d corridors", version,
              time.perf_counter() - started, quotes.height, len(labels), len(snap.index))
     return snap
@@ -405,9 +487,16 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (OSError, *UNREACHABLE_ERRORS)
 class ApiData:
     """The current snapshot of one running service, refreshed when the store changes."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, eager_emulated: bool = False) -> None:
         self.store = store
+        #: Build the snapshot with emulated quotes with every new one, not when first asked
+        #: for (``SHOWS_EMULATED``: the page asks for it on every request).
+        self.eager_emulated = eager_emulated
         self._snapshot: Snapshot | None = None
+        #: The same quotes with the emulated ones, built when first asked for
+        #: (``?include=emulated``), for the version of ``_snapshot``.
+        self._with_emulated: Snapshot | None = None
+        self._all_quotes: pl.DataFrame | None = None
         self._lock = asyncio.Lock()
         self._flows: pl.LazyFrame | None = None
         #: The store could not be reached at the last check (the outage is logged once).
@@ -450,21 +539,50 @@ class ApiData:
                     raise StoreUnavailable() from exc
                 return self._snapshot
             if quotes is not None:
-                self._snapshot = await asyncio.to_thread(build_snapshot, quotes, version)
+                snap = await asyncio.to_thread(build_snapshot, quotes, version)
+                with_emulated = None
+                if self.eager_emulated and snap.emulated_sources:
+                    # Asked for by default (serve --sandbox's page): ready before it is.
+                    with_emulated = await asyncio.to_thread(
+                        build_snapshot, quotes, version, include_emulated=True)
+                self._snapshot, self._with_emulated = snap, with_emulated
+                self._all_quotes = quotes
             assert self._snapshot is not None
             if self.unreachable:
                 self.unreachable = False
                 log.info("the database answers again (quote %d)", self._snapshot.version)
             return self._snapshot
 
-    def current(self) -> Snapshot | None:
+    def current(self, *, include_emulated: bool = False) -> Snapshot | None:
         """The snapshot in hand, if any. Not a coroutine, so that a request answered from
         memory awaits nothing: once there is a snapshot, only the poller (``data_ctx``)
-        asks the store, so no request ever waits on a slow or absent database."""
+        asks the store, so no request ever waits on a slow or absent database.
+        ``include_emulated``: the one with emulated quotes, if it was built already."""
+        if include_emulated:
+            with_emulated = self._with_emulated
+            if with_emulated is None or self._snapshot is None or (
+                    with_emulated.version != self._snapshot.version):
+                return None
+            return with_emulated
         return self._snapshot
 
-    async def snapshot(self) -> Snapshot:
-        return self._snapshot or await self.refresh()
+    async def snapshot(self, *, include_emulated: bool = False) -> Snapshot:
+        """The current snapshot: without emulated quotes, or (``include_emulated``) with."""
+        snap = self._snapshot or await self.refresh()
+        if not include_emulated:
+            return snap
+        ready = self._with_emulated
+        if ready is not None and ready.version == snap.version:
+            return ready  # no wait behind a refresh under way
+        async with self._lock:
+            snap = self._snapshot or snap
+            if self._with_emulated is None or self._with_emulated.version != snap.version:
+                quotes = self._all_quotes
+                if quotes is None or snap.include_emulated:
+                    return snap
+                self._with_emulated = await asyncio.to_thread(
+                    build_snapshot, quotes, snap.version, include_emulated=True)
+            return self._with_emulated
 
     def flows(self) -> pl.LazyFrame:
         if self._flows is None:
@@ -480,18 +598,21 @@ class ApiData:
             def compute() -> dict[str, Any]:
                 return compute_indicators(snap.quotes.lazy(), period=period,
                                           amount_usd=amount_usd,
-                                          countries=countries_frame().lazy(),
+                                          countries=countries_frame(period).lazy(),
                                           flows=self.flows())
             snap.indicators[key] = await asyncio.to_thread(compute)
         return snap.indicators[key]
 
 
 DATA = web.AppKey("publish_data", ApiData)
+#: True when the page shows emulated data without being asked (``sendcost serve --sandbox``:
+#: the quick start's page shows the sandbox's quotes, under the banner).
+SHOWS_EMULATED = web.AppKey("page_shows_emulated", bool)
 
 
 async def data_ctx(app: web.Application) -> AsyncIterator[None]:
     """Build the first snapshot in the background and poll the store for new quotes."""
-    data = ApiData(app[runtime.STORE])
+    data = ApiData(app[runtime.STORE], eager_emulated=app.get(SHOWS_EMULATED, False))
     app[DATA] = data
 
     async def poll() -> None:
@@ -517,8 +638,26 @@ async def data_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 __all__ = [
-    "DATA", "LICENCE", "METHODOLOGY_VERSION", "POSTAL_FIRM_TYPES", "PRICE_POINTS",
-    "STORE_ERRORS", "TARGET_CORRIDOR", "TARGET_GLOBAL", "ApiData", "Cached", "PricePoint",
-    "Snapshot", "StoreUnavailable", "build_snapshot",
-    "country_ref", "data_ctx", "finite", "period_key", "sources_of",
+    "CAVEATS",
+    "DATA",
+    "LICENCE",
+    "METHODOLOGY_VERSION",
+    "POSTAL_FIRM_TYPES",
+    "PRICE_POINTS",
+    "SHOWS_EMULATED",
+    "STORE_ERRORS",
+    "TARGET_CORRIDOR",
+    "TARGET_GLOBAL",
+    "ApiData",
+    "Cached",
+    "PricePoint",
+    "Snapshot",
+    "StoreUnavailable",
+    "build_snapshot",
+    "country_ref",
+    "data_ctx",
+    "finite",
+    "period_key",
+    "quote_flags",
+    "sources_of",
 ]

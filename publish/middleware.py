@@ -108,6 +108,9 @@ class Telemetry:
         self.snapshot_version = Gauge("sendcost_snapshot_quote_id",
                                       "Highest quote id in the served snapshot",
                                       registry=self.registry)
+        #: The last scrape found the store unreachable: its outage is logged once, when it
+        #: starts, and its end once (``publish.api.prometheus``).
+        self.store_unreachable = False
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, status)

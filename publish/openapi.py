@@ -18,7 +18,7 @@ import copy
 from typing import Any
 
 from corridors.reference import REGION_NAMES
-from corridors.types import FirmType, PayIn, PayOut
+from corridors.types import EMULATED_WARNING, DataKind, FirmType, PayIn, PayOut
 from publish.middleware import MAX_BODY, MAX_QUERY, UNLIMITED
 from publish.params import (
     COUNTRY_PATTERN,
@@ -62,7 +62,12 @@ SERVICE = obj({
     "provider": STR, "firm_type": {"enum": [f.value for f in FirmType]}, "product": NSTR,
     "service_id": STR, "fee": NUM, "fee_currency": STR, "applied_rate": NUM,
     "reference_rate": NUM, "reference_rate_source": NSTR, "reference_rate_at": NSTR,
-    "fee_pct": NUM, "fx_margin_pct": NUM, "total_cost_pct": NUM, "amount_received": NUM,
+    "fee_pct": NUM, "fx_margin_pct": NUM, "total_cost_pct": NUM,
+    "effective_cost_pct": {"type": ["number", "null"],
+                           "description": "100 × (1 − amount received / (amount paid × "
+                                          "reference rate)): the cost the ranking by what "
+                                          "arrives per unit paid orders by"},
+    "amount_received": NUM,
     "amount_received_basis": {"enum": ["reported", "fee_deducted", "fee_on_top", None]},
     "fee_paid_on_top": NBOOL,
     "amount_received_if_fee_on_top": NUM, "amount_received_if_fee_deducted": NUM,
@@ -71,6 +76,9 @@ SERVICE = obj({
     "receive_currency_note": NSTR, "speed": NSTR, "pay_in": NSTR, "pay_out": NSTR,
     "access_point": NSTR, "transparent": BOOL, "collected_at": NSTR, "source": STR,
     "rank": {"type": ["integer", "null"]},
+    "data_kind": {"enum": [k.value for k in DataKind]},
+    "flags": {"type": "array", "items": STR,
+              "description": "caveats a reader must see (see the answer's flags_explained)"},
 })
 
 CHEAPEST = obj({"provider": STR, "firm_type": STR, "product": NSTR, "total_cost_pct": NUM})
@@ -80,6 +88,9 @@ SUMMARY_PROPS = {
     "transparent_services": INT, "above_5": NBOOL, "above_10": NBOOL,
     "too_few_services": NBOOL, "no_transparent_service": NBOOL, "points_above_3": NUM,
     "points_above_5": NUM, "cheapest": nullable("Cheapest"),
+    "cheapest_leaves_out": {"type": "array", "items": STR,
+                            "description": "flags that keep a service from being named the "
+                                           "corridor's cheapest (it keeps its rank, marked)"},
 }
 
 SCHEMAS: dict[str, Any] = {
@@ -91,7 +102,10 @@ SCHEMAS: dict[str, Any] = {
     "Problem": {
         "type": "object",
         "properties": {"type": STR, "title": STR, "status": INT, "detail": STR,
-                       "instance": STR, "parameter": STR, "corridor": STR},
+                       "instance": STR, "parameter": STR, "corridor": STR,
+                       "jobs": {"type": "array", "items": STR,
+                                "description": "409 of admin collect: the jobs already "
+                                               "running"}},
         "required": ["type", "title", "status", "detail"],
     },
     "Compare": obj({
@@ -103,17 +117,24 @@ SCHEMAS: dict[str, Any] = {
         "filters": obj({"payin": NSTR, "payout": NSTR, "note": NSTR}),
         "corridor": ref("CorridorSummary"),
         "ranked_by": {"enum": ["amount_received_per_amount_paid", "total_cost_pct"]},
+        "flags_explained": {"type": "object", "additionalProperties": STR},
         "services": {"type": "array", "items": ref("Service")},
         "non_transparent": {"type": "array", "items": ref("Service")},
     }),
     "CorridorItem": obj({
         "from": ref("Country"), "to": ref("Country"), "period": STR, "amount_usd": INT,
+        "first_collected": NSTR, "last_collected": NSTR,
+        "data_kinds": {"type": "array", "items": {"enum": [k.value for k in DataKind]}},
         **SUMMARY_PROPS,
         "receiving_region": {"oneOf": [obj({"code": STR, "name": NSTR}), {"type": "null"}]},
         "sources": {"type": "array", "items": STR},
     }),
     "Corridors": obj({
-        **ENVELOPE, "amount_usd": INT, "count": INT, "next_cursor": NSTR,
+        **ENVELOPE, "amount_usd": INT,
+        "periods": {"type": "object", "additionalProperties": INT,
+                    "description": "rows per period, over every page (period is null "
+                                   "when they differ)"},
+        "count": INT, "next_cursor": NSTR,
         "corridors": {"type": "array", "items": ref("CorridorItem")},
     }),
     "Corridor": obj({
@@ -129,7 +150,9 @@ SCHEMAS: dict[str, Any] = {
         **ENVELOPE, "from": ref("Country"), "to": ref("Country"), "amount_usd": INT,
         "next_cursor": NSTR,
         "history": {"type": "array", "items": obj({
-            "period": STR, "amount_usd": INT, "average": NUM, "smart": NUM, "median": NUM,
+            "period": STR, "amount_usd": INT, "first_collected": NSTR, "last_collected": NSTR,
+            "data_kinds": {"type": "array", "items": {"enum": [k.value for k in DataKind]}},
+            "average": NUM, "smart": NUM, "median": NUM,
             "services": INT, "transparent_services": INT, "above_5": NBOOL, "above_10": NBOOL,
             "too_few_services": NBOOL, "no_transparent_service": NBOOL, "points_above_5": NUM,
             "sources": {"type": "array", "items": STR}})},
@@ -177,8 +200,14 @@ SCHEMAS: dict[str, Any] = {
             "corridor_median": NUM, "corridor_average": NUM, "smart": NUM,
             "points_above_median": NUM, "cheapest": nullable("Cheapest")})},
     }),
-    "AdminCollect": obj({"status": {"const": "triggered"},
-                         "jobs": {"type": "array", "items": STR}, "at": STR}),
+    "AdminCollect": obj({
+        "status": {"const": "triggered"},
+        "jobs": {"type": "array", "items": STR,
+                 "description": "the jobs triggered: each runs now"},
+        "already_running": {"type": "array", "items": STR,
+                            "description": "jobs asked for that were not triggered, as a run "
+                                           "of each is under way"},
+        "at": STR}),
     "AdminBulletin": obj({
         "status": {"const": "published"}, "period": STR,
         "url": {"type": "string", "description": "where GET /v1/bulletins/{period}/ serves "
@@ -192,11 +221,23 @@ SCHEMAS: dict[str, Any] = {
             "source": STR, "run_id": INT, "status": STR, "started_at": STR,
             "finished_at": NSTR, "quotes_stored": {"type": ["integer", "null"]},
             "quotes_quarantined": {"type": ["integer", "null"]}})}}),
+    "OpenAPI": {"type": "object", "required": ["openapi", "info", "paths"],
+                "description": "an OpenAPI 3.1 document"},
     "Bulletins": obj({"bulletins": {"type": "array", "items": obj({
         "period": STR, "methodology_version": STR, "generated_from": NSTR, "progress": NSTR,
         "url": STR, "files": obj({"html": STR, "pdf": STR, "markdown": STR, "metadata": STR,
                                   "zip": STR})})}}),
 }
+
+#: Keys an answer carries first when it was asked to include emulated data
+#: (``include=emulated``): never required, never absent then.
+EMULATED_PROPS = {
+    "warning": {"const": EMULATED_WARNING},
+    "includes": {"type": "array", "items": {"enum": ["emulated"]}},
+}
+for _schema in SCHEMAS.values():
+    if "methodology_version" in _schema.get("properties", {}):
+        _schema["properties"] = {**EMULATED_PROPS, **_schema["properties"]}
 
 
 def param(name: str, description: str, schema: dict[str, Any], *, required: bool = False,
@@ -216,8 +257,14 @@ P_AMOUNT_USD = param("amount", "price point in USD: 200 (SDG headline) or 500", 
 P_PERIOD = param("period", "quarter (2014Q2) or month (2026-11); default: the latest", PERIOD)
 P_PERIOD_PATH = param("period", "quarter (2014Q2) or month (2026-11)", PERIOD, required=True,
                       where="path")
-P_CURSOR = param("cursor", "next_cursor of the previous page (anything else: 400)",
-                 {"type": "string"})
+P_INCLUDE = param("include", "emulated: add the sandbox's emulated quotes, left out by "
+                            "default; the answer then says \"emulated data — not real prices\" "
+                            "(warning; on a CSV twin, the Sendcost-Warning header)",
+                   {"enum": ["emulated"]})
+#: A string parameter that is not a code, number or period: any text but the empty one (an
+#: empty value of any parameter is 400, ``publish.params.Params.raw``).
+TEXT = {"type": "string", "minLength": 1}
+P_CURSOR = param("cursor", "next_cursor of the previous page (anything else: 400)", TEXT)
 P_LIMIT = param("limit", f"items per page (1-{MAX_LIMIT}, default 100; a whole number out of "
                          "range: 422)",
                 {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT})
@@ -237,6 +284,8 @@ ERROR_TEXT = {
     401: "no or wrong bearer token",
     404: "not found",
     405: "method not allowed (Allow lists those allowed)",
+    409: "every job asked for is already running: none was triggered (the scheduler would "
+         "skip it)",
     412: "a precondition (If-Match, If-Unmodified-Since) failed",
     413: f"request body larger than {MAX_BODY} bytes, whatever its framing",
     414: f"query string longer than {MAX_QUERY} characters",
@@ -303,7 +352,7 @@ COMPARE_PARAMS = [
                       "422)", {"type": "string", "pattern": CURRENCY_PATTERN}),
     param("payin", "only services paid in this way", {"enum": [x.value for x in PayIn]}),
     param("payout", "only services paying out this way", {"enum": [x.value for x in PayOut]}),
-    P_PERIOD,
+    P_PERIOD, P_INCLUDE,
 ]
 CORRIDORS_PARAMS = [
     param("from", "sending country", COUNTRY), param("to", "receiving country", COUNTRY),
@@ -312,13 +361,17 @@ CORRIDORS_PARAMS = [
     param("region", "receiving country's World Bank region", {"enum": list(REGION_NAMES)}),
     param("firm_type", "only corridors with a service of this firm type",
           {"enum": [f.value for f in FirmType]}),
-    P_AMOUNT_USD, P_CURSOR, P_LIMIT,
+    P_AMOUNT_USD, P_CURSOR, P_LIMIT, P_INCLUDE,
 ]
 
 #: What the envelope of a JSON answer says, on its CSV twin (``publish.api.csv_headers``).
 CSV_HEADERS = {
     "Sendcost-Period": {"description": "the data period (absent when the answer has no "
-                                       "rows)", "schema": PERIOD},
+                                       "rows, or rows of several periods)", "schema": PERIOD},
+    "Sendcost-Periods": {"description": "/v1/corridors: rows per period, when they are of "
+                                        "several (2014Q2=221, 2026-12=14)", "schema": STR},
+    "Sendcost-Warning": {"description": "with include=emulated: emulated data - not real "
+                                        "prices", "schema": STR},
     "Sendcost-Methodology-Version": {"description": "the methodology version", "schema": STR},
     "Sendcost-Sources": {"description": "the sources, an RFC 8941 list: name;title=…;url=…;"
                                         "licence=…", "schema": STR},
@@ -333,19 +386,21 @@ _PATHS: dict[str, Any] = {
                          "Corridors", CORRIDORS_PARAMS, csv=True, statuses=(400, 422)),
     "/v1/corridors/{pair}": get("/v1/corridors/{pair}",
                                 "A corridor's latest indicators and services", "Corridor",
-                                [P_PAIR, P_AMOUNT_USD, P_PERIOD], csv=True),
+                                [P_PAIR, P_AMOUNT_USD, P_PERIOD, P_INCLUDE], csv=True),
     "/v1/corridors/{pair}/history": get("/v1/corridors/{pair}/history",
                                         "A corridor's averages over time", "History",
-                                        [P_PAIR, P_AMOUNT_USD, P_CURSOR, P_LIMIT], csv=True),
+                                        [P_PAIR, P_AMOUNT_USD, P_CURSOR, P_LIMIT, P_INCLUDE],
+                                        csv=True),
     "/v1/indicators": get("/v1/indicators", "The SDG 10.c figures of a period", "Indicators",
-                          [P_PERIOD, P_AMOUNT_USD], csv=True, statuses=(400, 404)),
+                          [P_PERIOD, P_AMOUNT_USD, P_INCLUDE], csv=True,
+                          statuses=(400, 404)),
     "/v1/postal/benchmark": get(
         "/v1/postal/benchmark", "Post-office services against their corridor's market",
         "PostalBenchmark",
         [param("period", "quarter (2014Q2) or month (2026-11); default: the latest period "
                          "with post-office quotes at the price point", PERIOD),
-         P_AMOUNT_USD, P_CURSOR, P_LIMIT], csv=True),
-    "/v1/openapi.json": get("/v1/openapi.json", "This document", None, [], statuses=(),
+         P_AMOUNT_USD, P_CURSOR, P_LIMIT, P_INCLUDE], csv=True),
+    "/v1/openapi.json": get("/v1/openapi.json", "This document", "OpenAPI", [], statuses=(),
                             data=False),
     "/metrics": get("/metrics", "Prometheus metrics (200 even without the database)", None, [],
                     statuses=(), data=False, etag=False),
@@ -354,10 +409,14 @@ _PATHS: dict[str, Any] = {
     "/": get("/", "The comparison page (HTML)", None, [
         param("from", "sending country", COUNTRY), param("to", "receiving country", COUNTRY),
         param("amount", "amount to send (as /v1/compare's; spaces around it are forgiven)",
-              {"type": "string"})], statuses=(400, 422)),
+              {"type": "string"}),
+        param("include", "emulated: show the sandbox's emulated quotes under the banner "
+                         "\"emulated data — not real prices\" (the default under "
+                         "sendcost serve --sandbox)", {"enum": ["emulated"]})],
+        statuses=(400, 422)),
     "/v1/admin/collect": admin("/v1/admin/collect", "Run the scheduled collection jobs now",
-                               [param("source", "only this source's job", STR)],
-                               "AdminCollect", statuses=(400, 401, 404), data=False),
+                               [param("source", "only this source's job", TEXT)],
+                               "AdminCollect", statuses=(400, 401, 404, 409), data=False),
     "/v1/admin/bulletin": admin("/v1/admin/bulletin", "Publish the bulletin of a period",
                                 [{**P_PERIOD, "required": True,
                                   "description": "quarter (2014Q2) or month (2026-11)"}],

@@ -21,11 +21,28 @@ from aiohttp import web
 
 from corridors.types import SPEED_LABELS, Speed
 from metrics import METHODOLOGY_VERSION
-from publish.data import DATA, Snapshot, country_ref, period_key, sources_of
+from publish.data import (
+    CAVEATS,
+    DATA,
+    SHOWS_EMULATED,
+    Snapshot,
+    country_ref,
+    period_key,
+    sources_of,
+)
+from publish.emulated import banner_html
 from publish.params import Params
 from publish.problems import Problem
 
-PAGE_PARAMS = frozenset({"from", "to", "amount"})
+PAGE_PARAMS = frozenset({"from", "to", "amount", "include"})
+#: The parameters that ask a question (``include`` only says which data may answer it).
+_QUESTION = ("from", "to", "amount")
+#: True when the page shows emulated data without being asked (``publish.data``).
+PAGE_SHOWS_EMULATED = SHOWS_EMULATED
+
+_KIND_LABELS = {"survey": "World Bank survey", "observed": "provider's own quote",
+                "estimate": "comparison site's estimate",
+                "emulated": "emulated — not a real price"}
 
 _PAY_LABELS = {
     "cash": "Cash", "bank_account": "Bank account", "card": "Card",
@@ -109,36 +126,89 @@ def _distance(points: float | None, target: int) -> str:
     return f'<li><span class="below">{-points:.2f} points below</span> the {target}% target</li>'
 
 
+def _amount(value: float, currency: str) -> str:
+    return f"{value:,.2f} {_e(currency)}"
+
+
+def _heading(doc: dict[str, Any]) -> str:
+    """The result's heading names the amount every figure is for: the one priced, and,
+    when that is not the one asked, the one asked beside it."""
+    f, t, cur = doc["from"], doc["to"], doc["currency"]
+    where = f"from {_e(f['name'])} to {_e(t['name'])}"
+    if not doc["approximate"]:
+        return f"Prices for {_amount(doc['amount'], cur)} {where}"
+    everything = doc["services"] + doc["non_transparent"]
+    how = ("surveyed" if everything and all(s["data_kind"] == "survey" for s in everything)
+           else "priced")
+    return (f"Prices for {_amount(doc['priced_amount'], cur)}, the nearest amount {how} to "
+            f"your {_amount(doc['amount'], cur)}, {where}")
+
+
+def _collected(doc: dict[str, Any]) -> str:
+    """The period the prices are of, what kind of data they are and when they were
+    collected: a survey's figure never passes for this month's."""
+    everything = doc["services"] + doc["non_transparent"]
+    days = sorted(s["collected_at"][:10] for s in everything if s["collected_at"])
+    kinds = sorted({s["data_kind"] for s in everything})
+    what = ", ".join(_KIND_LABELS.get(k, k) for k in kinds) or "no quotes"
+    when = (f", collected {days[0]}" + (f" to {days[-1]}" if days[-1] != days[0] else "")
+            if days else "")
+    return f"Prices of {_e(doc['period'])} ({_e(what)}{when})"
+
+
+def _flag_marks(s: dict[str, Any]) -> str:
+    return "".join(f' <span class="flag" title="{_e(CAVEATS.get(f, f))}">&#9888; '
+                   f"{_e(f.replace('_', ' '))}</span>" for f in s["flags"])
+
+
 def render_result(doc: dict[str, Any]) -> str:
-    f, t = doc["from"], doc["to"]
     cur = doc["currency"]
-    parts = [f'<section aria-labelledby="result-title"><h2 id="result-title">Sending '
-             f'{doc["amount"]:,.2f} {_e(cur)} from {_e(f["name"])} to {_e(t["name"])}</h2>']
+    parts = []
+    parts.append(f'<section aria-labelledby="result-title"><h2 id="result-title">'
+                 f"{_heading(doc)}</h2>")
     if doc["approximate"]:
-        parts.append(f'<p class="note" id="approximate">Services were priced at '
-                     f'{doc["priced_amount"]:,.2f} {_e(cur)}, not at the amount you asked: the '
-                     "figures below are for that amount.</p>")
+        parts.append(f'<p class="note" id="approximate">No service was priced at the '
+                     f'{_amount(doc["amount"], cur)} you asked for: every figure below is '
+                     f'for {_amount(doc["priced_amount"], cur)}, not scaled.</p>')
     corridor = doc["corridor"]
-    parts.append(f'<p>Survey period {_e(doc["period"])}. Average cost in this corridor: '
+    parts.append(f'<p id="collected">{_collected(doc)}. Average cost in this corridor: '
                  f'<strong id="corridor-average">{_pct(corridor["average"])}</strong>.</p>')
+    if corridor["average"] is not None and corridor["average"] < 0:
+        parts.append('<p class="note" id="average-below-zero">&#9888; An average below zero '
+                     "rests on services whose rate beats the mid-market rate: see the marks "
+                     "below.</p>")
     parts.append('<ul id="targets">' + _distance(corridor["points_above_3"], 3)
                  + _distance(corridor["points_above_5"], 5) + "</ul>")
+    # The cost column is the one the ranking orders by; the survey method's additive total
+    # (fee % + FX margin %) stands beside it when the ranking is by what arrives per unit
+    # paid, which a fee paid on top makes differ.
+    per_unit = doc["ranked_by"] == "amount_received_per_amount_paid"
+    cost_head = ('<th scope="col" class="num">Cost (share of all you pay)</th>'
+                 '<th scope="col" class="num">Total cost (survey method: fee % + FX '
+                 "margin %)</th>" if per_unit else
+                 '<th scope="col" class="num">Total cost</th>')
     rows = []
     for s in doc["services"]:
+        cost = (f'<td class="num">{_pct(s["effective_cost_pct"])}</td>'
+                f'<td class="num">{_pct(s["total_cost_pct"])}</td>' if per_unit else
+                f'<td class="num">{_pct(s["total_cost_pct"])}</td>')
         rows.append(
-            f'<tr><td class="num">{s["rank"]}</td><td>{_e(s["provider"])}'
+            f'<tr><td class="num">{s["rank"]}</td><td>{_e(s["provider"])}{_flag_marks(s)}'
             f'<br><span class="note">{_e(s["product"] or "")}</span></td>'
-            f'<td class="num">{_received(s)}</td>'
-            f'<td class="num">{_pct(s["total_cost_pct"])}</td>'
+            f'<td class="num">{_received(s)}</td>{cost}'
             f'<td>{_speed(s["speed"])}</td><td>{_pay_in(s)}</td>'
-            f'<td>{_e(_PAY_LABELS.get(s["pay_out"] or "", "not stated"))}</td></tr>')
+            f'<td>{_e(_PAY_LABELS.get(s["pay_out"] or "", "not stated"))}</td>'
+            f'<td>{_e((s["collected_at"] or "")[:10] or "unknown")}'
+            f'<br><span class="note">{_e(_KIND_LABELS.get(s["data_kind"], s["data_kind"]))}'
+            "</span></td></tr>")
     if rows:
         parts.append(
             '<table id="ranked"><caption>Services ranked from cheapest to most expensive'
             '</caption><thead><tr><th scope="col" class="num">Rank</th>'
             '<th scope="col">Service</th><th scope="col" class="num">What arrives</th>'
-            '<th scope="col" class="num">Total cost</th><th scope="col">Speed</th>'
-            '<th scope="col">How to pay</th><th scope="col">How it is picked up</th></tr>'
+            f'{cost_head}<th scope="col">Speed</th>'
+            '<th scope="col">How to pay</th><th scope="col">How it is picked up</th>'
+            '<th scope="col">Collected</th></tr>'
             "</thead><tbody>" + "".join(rows) + "</tbody></table>")
         if any(not s.get("receive_currency") for s in doc["services"]):
             parts.append('<p class="note" id="currency-unknown">Where the currency is '
@@ -147,6 +217,11 @@ def render_result(doc: dict[str, Any]) -> str:
     else:
         parts.append('<p id="no-services">No service in this corridor disclosed its exchange '
                      "rate: none can be ranked.</p>")
+    if doc["flags_explained"]:
+        items = "".join(f'<li><span class="flag">&#9888; {_e(f.replace("_", " "))}</span>: '
+                        f"{_e(text)}</li>" for f, text in doc["flags_explained"].items())
+        parts.append('<div id="caveats"><p>Marked services keep their rank; read the mark '
+                     f"before relying on them:</p><ul>{items}</ul></div>")
     if doc["non_transparent"]:
         names = ", ".join(_e(s["provider"]) for s in doc["non_transparent"])
         parts.append(f'<p class="note" id="non-transparent">Not ranked, because they do not '
@@ -198,7 +273,10 @@ def _name(code: str | None) -> str:
 async def home(request: web.Request) -> web.StreamResponse:
     from publish.api import compare_document, receive_units, send
 
-    snap = await request.app[DATA].snapshot()
+    # Emulated quotes only when asked (include=emulated) or under `serve --sandbox`.
+    asked = (request.query.get("include") or "").strip() == "emulated"
+    emulated = asked or request.app.get(PAGE_SHOWS_EMULATED, False)
+    snap = await request.app[DATA].snapshot(include_emulated=emulated)
     form = _form_data(snap)
 
     result, status = "", 200
@@ -210,7 +288,8 @@ async def home(request: web.Request) -> web.StreamResponse:
         # People type into the form: spaces around a value are forgiven here.
         p = Params(request.query, PAGE_PARAMS, trim=True)
         amount_text = (p.raw("amount") or "200")[:20]
-        if any(p.raw(k) for k in PAGE_PARAMS):
+        p.choice("include", ("emulated",))
+        if any(p.raw(k) for k in _QUESTION):
             src = p.country("from", required=True)
             dst = p.country("to", required=True)
             amount = p.amount("amount", required=True)
@@ -234,6 +313,8 @@ async def home(request: web.Request) -> web.StreamResponse:
         amount_currency=(_e(form.send_currencies[src]) if src in form.send_currencies else
                          "in the sending country's currency"),
         result=result,
+        banner=banner_html() if snap.include_emulated else "",
+        hidden=('<input type="hidden" name="include" value="emulated">' if asked else ""),
         sources=_sources(shown_sources),
         methodology=_e(METHODOLOGY_VERSION),
     ).encode()

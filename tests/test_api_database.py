@@ -21,7 +21,16 @@ from aiohttp.test_utils import TestClient, TestServer
 from api_support import make_app
 
 from corridors import runtime
-from corridors.types import Firm, FirmType, PayIn, PayOut, Quote, ServiceAttributes, Speed
+from corridors.types import (
+    DataKind,
+    Firm,
+    FirmType,
+    PayIn,
+    PayOut,
+    Quote,
+    ServiceAttributes,
+    Speed,
+)
 from publish import data as publish_data
 from publish.data import data_ctx
 
@@ -42,7 +51,8 @@ def quote(n: int, *, firm_type: FirmType = FirmType.MTO, period: str = "2026-11"
         fee=Decimal(n), applied_rate=Decimal("17.00") - Decimal(n) / 10,
         reference_rate=Decimal("17.50"), reference_source="ecb",
         reference_at=collected_at - dt.timedelta(hours=3), transparent=True,
-        collected_at=collected_at, source="test-op", fee_deducted=False)
+        collected_at=collected_at, source="test-op", fee_deducted=False,
+        data_kind=DataKind.OBSERVED)
 
 
 async def drop(server_url: str, database_url: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import polars as pl
 import pytest
 
@@ -122,3 +124,52 @@ def test_postal_operators_and_extremes() -> None:
     dear = postal_extremes(bench, 10, cheapest=False).collect()
     # services without a disclosed rate (no difference) are left out
     assert dear.get_column("service_id").to_list() == ["4", "2", "5", "1"]
+
+
+def _ranked_input(averages: list[float | None]) -> pl.LazyFrame:
+    n = len(averages)
+    return pl.LazyFrame({"source": [f"S{i:02d}" for i in range(n)], "destination": ["D"] * n,
+                         "average": averages, "smart": [None] * n,
+                         "transparent_services": [3] * n, "cheapest_firm": ["f"] * n,
+                         "cheapest_total_cost": [1.0] * n},
+                        schema_overrides={"smart": pl.Float64, "average": pl.Float64})
+
+
+@pytest.mark.parametrize(("n", "most", "least"), [(0, 0, 0), (1, 1, 0), (2, 1, 1), (5, 3, 2),
+                                                  (19, 10, 9), (30, 10, 10)])
+def test_ranked_lists_never_overlap(n: int, most: int, least: int) -> None:
+    # a corridor without an average is not ranked
+    dear, cheap = (f.collect() for f in mb.ranked_lists(_ranked_input([*map(float, range(n)),
+                                                                     None])))
+    assert (dear.height, cheap.height) == (most, least)
+    assert not set(dear.get_column("source")) & set(cheap.get_column("source"))
+    assert set(dear.get_column("ranked")) | set(cheap.get_column("ranked")) <= {n}
+    if most:
+        assert dear.item(0, "average") == n - 1 and dear.get_column("rank").to_list() == list(
+            range(1, most + 1))
+    if least:
+        assert cheap.item(0, "average") == 0.0
+
+
+def test_base_and_coverage() -> None:
+    quotes = conform(pl.DataFrame({
+        "period": ["2026-11"] * 6, "amount_usd": [200] * 6,
+        "source_code": ["USA", "USA", "USA", "USA", "GBR", "GBR"],
+        "destination_code": ["MEX"] * 4 + ["IND"] * 2,
+        "firm": ["A", "B", "C", "C", "A", "B"], "firm_type": ["mto"] * 6,
+        "service_id": ["s1", "s2", "s3", "s3", "s4", "s5"],
+        "send_amount": [200.0] * 6, "fee": [5.0] * 6, "applied_rate": [17.0] * 6,
+        "reference_rate": [17.5] * 6, "transparent": [True] * 5 + [False],
+        "collected_at": [dt.datetime(2026, 11, d, 12, tzinfo=dt.UTC) for d in range(1, 7)],
+    }))
+    q = mb.averaged_quotes(quotes, period="2026-11", amount_usd=200)
+    base = mb.base(q).collect().row(0, named=True)
+    # the non-transparent quote is not part of what the averages rest on
+    assert (base["quotes"], base["services"], base["corridors"], base["providers"]) == (
+        5, 4, 2, 3)
+    assert (base["first_collected"].day, base["last_collected"].day) == (1, 5)
+    target = pl.LazyFrame({"source_code": ["USA", "GBR", "FRA"],
+                           "destination_code": ["MEX", "IND", "SEN"]})
+    cov = mb.corridor_coverage(q, target, providers_per_corridor=3).collect().row(0, named=True)
+    assert cov == {"target_corridors": 3, "covered_corridors": 1,
+                   "coverage_pct": pytest.approx(100 / 3)}

@@ -328,3 +328,261 @@ async def test_a_disabled_source_run_by_name_needs_its_header_variables(
             await collector.run(name)
     assert await store.pool.fetchval(
         "SELECT count(*) FROM collection_runs WHERE source = $1", name) == 0
+
+
+# -- real upstreams' failures (issue 13) ----------------------------------------------------
+
+RATES = b'{"base": "USD", "date": "2024-11-20", "rates": {"MXN": 20.29}}'
+
+
+@pytest.fixture
+async def raw_upstream() -> AsyncIterator[tuple[str, dict[str, int]]]:
+    """A loopback HTTP/1.1 server written by hand, to break bodies as real networks do:
+    ``/cut`` promises 500 bytes and hangs up after 20; ``/gzip`` says gzip and is not;
+    ``/flaky`` is cut on its first request only; ``/zipped`` is really gzipped. Yields
+    its URL and the requests seen per path."""
+    import gzip
+
+    seen: dict[str, int] = {}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        line = await reader.readline()
+        while (await reader.readline()).strip():
+            pass
+        path = line.split()[1].decode()
+        seen[path] = seen.get(path, 0) + 1
+        head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        if path == "/cut" or (path == "/flaky" and seen[path] == 1):
+            writer.write(f"{head}Content-Length: 500\r\n\r\n".encode() + RATES[:20])
+        elif path == "/gzip":
+            writer.write(f"{head}Content-Encoding: gzip\r\nContent-Length: {len(RATES)}"
+                         "\r\n\r\n".encode() + RATES)
+        else:
+            body = gzip.compress(RATES) if path == "/zipped" else RATES
+            enc = "Content-Encoding: gzip\r\n" if path == "/zipped" else ""
+            writer.write(f"{head}{enc}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}", seen
+    server.close()
+    await server.wait_closed()
+
+
+async def test_a_body_broken_in_transit_is_retried_counted_and_archived(
+        store: Store, raw_upstream: tuple[str, dict[str, int]]) -> None:
+    """A dropped connection or a false gzip header mid-body is retried; when every attempt
+    broke, the run counts each attempt and the failure ("payload"), and the response is
+    archived (status, headers, what broke) — not 0 requests and nothing kept."""
+    url, seen = raw_upstream
+    p = f"b{uuid.uuid4().hex[:8]}"
+    cfg = parse_config({
+        "collection": {"backoff_base_seconds": 0.001, "backoff_max_seconds": 0.01,
+                       "max_retries": 2},
+        "sources": [{"name": f"{p}-{path}", "kind": "json_rates", "url": f"{url}/{path}"}
+                    for path in ("cut", "gzip", "flaky")]})
+    async with aiohttp.ClientSession() as session:
+        reports = {r.source: r for r in await Collector(cfg, store, session).run_all()}
+    for path in ("cut", "gzip"):
+        r = reports[f"{p}-{path}"]
+        assert (r.status, r.requests) == ("failed", 3), r.line()
+        assert (r.errors["retry:payload"], r.errors["payload"]) == (3, 1), r.line()
+        [row] = await store.pool.fetch(
+            "SELECT status, headers, payload FROM raw_responses WHERE run_id = $1", r.run_id)
+        assert row["status"] == 200 and row["payload"] == b""
+        assert "X-Sendcost-Payload-Error" in row["headers"]
+    flaky = reports[f"{p}-flaky"]
+    assert (flaky.status, flaky.requests, flaky.rates) == ("ok", 2, 1), flaky.line()
+    assert flaky.errors["retry:payload"] == 1
+    assert seen["/cut"] == seen["/gzip"] == 3
+
+
+async def test_archived_headers_describe_the_stored_body(
+        store: Store, raw_upstream: tuple[str, dict[str, int]]) -> None:
+    """The body is archived decompressed: its headers must not say gzip (nor give the
+    compressed length); they say what it was decoded from."""
+    url, _ = raw_upstream
+    name = f"z{uuid.uuid4().hex[:8]}"
+    cfg = parse_config({"sources": [{"name": name, "kind": "json_rates",
+                                     "url": f"{url}/zipped"}]})
+    async with aiohttp.ClientSession() as session:
+        [report] = await Collector(cfg, store, session).run_all()
+    assert report.status == "ok", report.line()
+    row = await store.pool.fetchrow(
+        "SELECT headers, payload FROM raw_responses WHERE run_id = $1", report.run_id)
+    headers = {k.lower(): v for k, v in row["headers"].items()}
+    assert row["payload"] == RATES
+    assert "content-encoding" not in headers and "content-length" not in headers
+    assert headers["x-sendcost-decoded-from"] == "gzip"
+
+
+@pytest.mark.parametrize(("content_type", "body"), [
+    ("text/html", b"<html><body>Please verify you are a human</body></html>"),
+    ("application/json", b"<!DOCTYPE html><html><title>Just a moment...</title></html>"),
+    ("application/json", b""),
+])
+async def test_a_200_that_is_not_the_upstreams_data_opens_the_circuit(
+        content_type: str, body: bytes) -> None:
+    """A captcha or consent page sent with 200 is a failure for the breaker, never a
+    success: after circuit_failures of them the source is not asked."""
+    asked = 0
+
+    async def serve(request: web.Request) -> web.Response:
+        nonlocal asked
+        asked += 1
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    app = web.Application()
+    app.router.add_get("/q", serve)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    cfg = parse_config({"collection": {"circuit_failures": 3},
+                        "sources": [{"name": "s", "kind": "json_rates",
+                                     "url": str(server.make_url("/q"))}]})
+    try:
+        async with aiohttp.ClientSession() as session:
+            fetcher = Fetcher(session, cfg.collection)
+            for _ in range(3):
+                resp = await fetcher.get(cfg.sources[0], str(server.make_url("/q")))
+                assert resp.error is not None and resp.error.kind == "unexpected_content"
+            with pytest.raises(FetchError) as caught:
+                await fetcher.get(cfg.sources[0], str(server.make_url("/q")))
+            assert caught.value.kind == "circuit_open" and asked == 3
+    finally:
+        await server.close()
+
+
+async def test_a_secret_in_a_url_is_sent_and_never_stored_or_logged(
+        store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """${NAME} in a source's URL (an API key in the query string, as open.er-api's paid
+    plans and currencyapi ask) is filled in from the environment for the request only:
+    the archive, the logs and the run keep ${NAME}. Unset, nothing starts."""
+    import logging
+
+    key = f"k3y-{uuid.uuid4().hex}"
+    asked: list[str] = []
+
+    async def serve(request: web.Request) -> web.Response:
+        asked.append(request.query.get("key", ""))
+        if request.query.get("key") != key:
+            return web.json_response({"error": "invalid key"}, status=403)
+        if len(asked) == 1:  # one retry, to see what the retry's log line says
+            return web.Response(status=503)
+        if request.path == "/quote":
+            return web.json_response({"fee": 2.0, "rate": 17.0})
+        return web.json_response({"base": "USD", "date": dt.date.today().isoformat(),
+                                  "rates": {"MXN": 17.1}})
+
+    app = web.Application()
+    app.router.add_get("/rates", serve)
+    app.router.add_get("/quote", serve)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    p = f"k{uuid.uuid4().hex[:8]}"
+    base = str(server.make_url("")).rstrip("/")
+    cfg = parse_config({
+        "collection": {"backoff_base_seconds": 0.001, "backoff_max_seconds": 0.01},
+        "corridors": [{"from": "USA", "to": "MEX", "amounts": [200]}],
+        "sources": [
+            {"name": f"{p}-rates", "kind": "json_rates",
+             "url": f"{base}/rates?key=${{SENDCOST_TEST_KEY}}"},
+            {"name": f"{p}-op", "kind": "operator_json",
+             "url": f"{base}/quote?amount={{amount}}&key=${{SENDCOST_TEST_KEY}}",
+             "options": {"firm": "Acme", "fields": {"fee": "fee", "applied_rate": "rate"},
+                         "reference_sources": [f"{p}-rates"]}}]})
+    caplog.set_level(logging.DEBUG)
+    try:
+        monkeypatch.setenv("SENDCOST_TEST_KEY", key)
+        async with aiohttp.ClientSession() as session:
+            reports = await Collector(cfg, store, session).run_all()
+            monkeypatch.delenv("SENDCOST_TEST_KEY")
+            with pytest.raises(ConfigError, match=r"sources\[.*\]\.url: environment variable "
+                                                  "SENDCOST_TEST_KEY is not set"):
+                Collector(cfg, store, session)
+    finally:
+        await server.close()
+    assert [r.status for r in reports] == ["ok", "ok"], [r.line() for r in reports]
+    assert asked == [key] * 3
+    urls = await store.pool.fetch(
+        "SELECT url FROM raw_responses WHERE run_id = ANY($1::bigint[]) ORDER BY id",
+        [r.run_id for r in reports])
+    assert [u["url"] for u in urls] == [f"{base}/rates?key=${{SENDCOST_TEST_KEY}}",
+                                        f"{base}/quote?amount=200&key=${{SENDCOST_TEST_KEY}}"]
+    assert await store.pool.fetchval(
+        "SELECT count(*) FROM raw_responses WHERE url LIKE $1 OR headers::text LIKE $1 OR "
+        "encode(payload, 'escape') LIKE $1", f"%{key}%") == 0
+    # sendcost's own log lines (the loopback upstream's access log is the upstream's).
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name != "aiohttp.access")
+    assert "retrying" in ours and "${SENDCOST_TEST_KEY}" in ours and key not in ours
+
+
+async def test_an_oauth_client_credentials_token_is_fetched_kept_and_never_stored(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A source behind OAuth 2.0 client credentials (Wise's API for partners): the token
+    is fetched with the id and secret from the environment, kept across requests and runs,
+    fetched anew after a 401, and neither it nor the secret is archived. A secret written in
+    the file, or unset, stops the start."""
+    import base64
+
+    secret = f"cs-{uuid.uuid4().hex}"
+    issued: list[str] = []
+
+    async def token(request: web.Request) -> web.Response:
+        basic = base64.b64encode(f"sendcost-test:{secret}".encode()).decode()
+        form = await request.post()
+        if request.headers.get("Authorization") != f"Basic {basic}" or \
+                form.get("grant_type") != "client_credentials":
+            return web.json_response({"error": "invalid_client"}, status=401)
+        issued.append(f"tok-{uuid.uuid4().hex}")
+        return web.json_response({"access_token": issued[-1], "token_type": "bearer",
+                                  "expires_in": 3600, "scope": form.get("scope")})
+
+    async def rates(request: web.Request) -> web.Response:
+        if not issued or request.headers.get("Authorization") != f"Bearer {issued[-1]}":
+            return web.json_response({"error": "invalid_token"}, status=401)
+        return web.json_response({"base": "USD", "date": dt.date.today().isoformat(),
+                                  "rates": {"MXN": 17.1}})
+
+    app = web.Application()
+    app.router.add_post("/oauth/token", token)
+    app.router.add_get("/rates", rates)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    name = f"o{uuid.uuid4().hex[:8]}-rates"
+    raw: dict[str, Any] = {"sources": [{
+        "name": name, "kind": "json_rates", "url": str(server.make_url("/rates")),
+        "oauth": {"token_url": str(server.make_url("/oauth/token")),
+                  "client_id": "sendcost-test", "client_secret": "${SENDCOST_TEST_SECRET}",
+                  "scope": "comparisons"}}]}
+    cfg = parse_config(raw)
+    monkeypatch.setenv("SENDCOST_TEST_SECRET", secret)
+    try:
+        async with aiohttp.ClientSession() as session:
+            collector = Collector(cfg, store, session)
+            first = await collector.run(name)
+            second = await collector.run(name)
+            assert [first.status, second.status] == ["ok", "ok"], second.line()
+            assert len(issued) == 1  # kept across requests and runs
+            issued.append("revoked")  # the upstream no longer takes the token it gave
+            third = await collector.run(name)
+            assert third.errors["http_4xx"] == 1 and len(issued) == 2
+            fourth = await collector.run(name)
+            assert fourth.status == "ok" and len(issued) == 3, fourth.line()
+            monkeypatch.delenv("SENDCOST_TEST_SECRET")
+            with pytest.raises(ConfigError, match=r"oauth\.client_secret: environment "
+                                                  "variable SENDCOST_TEST_SECRET is not set"):
+                Collector(cfg, store, session)
+    finally:
+        await server.close()
+    runs = [r.run_id for r in (first, second, third, fourth)]
+    for value in (secret, *issued[:1], *issued[2:]):
+        assert await store.pool.fetchval(
+            "SELECT count(*) FROM raw_responses WHERE run_id = ANY($1::bigint[]) AND "
+            "(url LIKE $2 OR headers::text LIKE $2 OR encode(payload, 'escape') LIKE $2)",
+            runs, f"%{value}%") == 0
+    raw["sources"][0]["oauth"]["client_secret"] = "written-in-the-file"
+    with pytest.raises(ConfigError, match=r"oauth\.client_secret: expected \$\{NAME\}"):
+        parse_config(raw)

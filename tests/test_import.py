@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from collector.rpw import read_rpw
+from collector.rpw import RpwRead, read_rpw
 from collector.rpw_import import bundled_rpw_path, import_rpw
 from corridors.errors import ImportFileError
 from corridors.store import Store, connect
@@ -92,3 +92,80 @@ def test_cli_import_reports_and_exits_1_on_corrupt_file(tmp_path: Path, database
     assert out.returncode == 1
     assert "sendcost: error:" in out.stderr and "corrupt.csv" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def _run(*args: str, database_url: str, config: Path | None = None
+         ) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": database_url}
+    extra = ["--config", str(config)] if config else []
+    return subprocess.run([sys.executable, "-m", "sendcost", *args, *extra], env=env,
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
+def _every_row_rejected(tmp_path: Path) -> Path:
+    """Ten real rows whose every total is text that is no number."""
+    frame = pl.read_csv(bundled_rpw_path(), infer_schema=False, n_rows=10)
+    bad = tmp_path / "all_rejected.csv"
+    frame.with_columns(pl.lit("about five").alias("cc1 total cost %")).write_csv(bad)
+    return bad
+
+
+def test_cli_import_of_a_mostly_rejected_file_exits_1_and_stores_nothing(
+        tmp_path: Path, fresh_database: str) -> None:
+    out = _run("import", "rpw", str(_every_row_rejected(tmp_path)),
+               database_url=fresh_database)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "10 rows read, 0 used (0 quotes), 10 rejected (100.0%)" in out.stderr
+    assert "rejected, not a number: cc1 total cost %: 10 rows" in out.stderr
+    assert "column 'cc1 total cost %', value 'about five'" in out.stderr
+    assert "10 of 10 rows rejected (100.0%), more than the 3.0% allowed" in out.stderr
+    assert "Traceback" not in out.stderr
+
+    async def counts() -> tuple[int, int]:
+        s = await connect(fresh_database)
+        try:
+            return (await s.pool.fetchval("SELECT count(*) FROM quotes"),
+                    await s.pool.fetchval("SELECT count(*) FROM imports"))
+        finally:
+            await s.close()
+
+    assert asyncio.run(counts()) == (0, 0)
+
+
+async def test_import_reports_unknown_labels_and_keeps_their_rows(
+        empty_store: Store, tmp_path: Path) -> None:
+    frame = pl.read_csv(bundled_rpw_path(), infer_schema=False, n_rows=40)
+    path = tmp_path / "labels.csv"
+    frame.with_columns(pl.when(pl.int_range(pl.len()) % 2 == 0).then(pl.lit("Teleport"))
+                       .otherwise(pl.col("pick-up method")).alias("pick-up method")
+                       ).write_csv(path)
+    seen: list[RpwRead] = []
+    summary = await import_rpw(empty_store, path, on_read=seen.append)
+    assert summary.rows_read == summary.rows_used == 40 and summary.rejected == []
+    assert summary.unknown_labels == {"pick-up method": {"Teleport": 20}}
+    assert "  unknown label in 'pick-up method': 'Teleport' on 20 rows (kept)" in \
+        seen[0].report()
+    row = await empty_store.pool.fetchrow("SELECT status, summary FROM imports")
+    assert row["status"] == "ok"
+    assert row["summary"]["unknown_labels"] == {"pick-up method": {"Teleport": 20}}
+
+
+async def test_import_over_the_rejected_share_stores_nothing(empty_store: Store,
+                                                             tmp_path: Path) -> None:
+    with pytest.raises(ImportFileError, match=r"more than the 50\.0% allowed"):
+        await import_rpw(empty_store, _every_row_rejected(tmp_path), max_rejected_share=0.5)
+    assert await empty_store.pool.fetchval("SELECT count(*) FROM imports") == 0
+
+
+def test_cli_indicators_from_file_reports_and_fails_on_a_mostly_rejected_file(
+        tmp_path: Path, database_url: str) -> None:
+    bad = _run("indicators", "--period", "2011Q1", "--format", "json", "--from-file",
+               str(_every_row_rejected(tmp_path)), database_url=database_url)
+    assert bad.returncode == 1 and bad.stdout == ""
+    assert "10 rows read, 0 used" in bad.stderr and "more than the 3.0% allowed" in bad.stderr
+    loose = tmp_path / "loose.toml"
+    loose.write_text("[import]\nmax_rejected_share = 1.0\n")
+    ok = _run("indicators", "--period", "2011Q1", "--format", "json", "--from-file",
+              str(bundled_rpw_path()), database_url=database_url, config=loose)
+    assert ok.returncode == 0, ok.stderr
+    assert "28,467 rows read, 28,467 used" in ok.stderr

@@ -69,11 +69,15 @@ class RankedTable(HTMLParser):
 
 
 async def expected_ranking(base: str) -> list[tuple[str, str, str]]:
-    """Rank, total cost and the unit of what arrives, as /v1/compare gives them."""
+    """Rank, cost and the unit of what arrives, as /v1/compare gives them: the cost the
+    ranking orders by (what the sender loses of all they pay, when ranked by what arrives
+    per unit paid; else the total cost)."""
     async with aiohttp.ClientSession() as http, \
             http.get(f"{base}/v1/compare?from=USA&to=MEX&amount=200") as resp:
         body = await resp.json()
-    return [(str(s["rank"]), f"{s['total_cost_pct']:.2f}%",
+    cost = ("effective_cost_pct" if body["ranked_by"] == "amount_received_per_amount_paid"
+            else "total_cost_pct")
+    return [(str(s["rank"]), f"{s[cost]:.2f}%",
              s["receive_currency"] or "(currency unknown)") for s in body["services"]]
 
 

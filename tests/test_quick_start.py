@@ -66,7 +66,12 @@ async def test_serve_with_the_sandbox_collects_archives_and_quarantines(
                 await asyncio.sleep(0.5)
             assert operators <= set(runs), runs
             async with http.get(f"{base}/v1/compare?from=US&to=MX&amount=200") as resp:
+                default = await resp.json()
+            async with http.get(f"{base}/v1/compare?from=US&to=MX&amount=200"
+                                "&include=emulated") as resp:
                 compare = await resp.json()
+            async with http.get(f"{base}/?from=US&to=MX&amount=200") as resp:
+                page = await resp.text()
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -88,6 +93,8 @@ async def test_serve_with_the_sandbox_collects_archives_and_quarantines(
             "SELECT count(*) FROM raw_responses WHERE source LIKE 'sandbox-op-%'")
         reasons = {r["reason"] for r in await conn.fetch(
             "SELECT reason FROM quarantined_quotes WHERE source LIKE 'sandbox-op-%'")}
+        kinds = {r["data_kind"] for r in await conn.fetch(
+            "SELECT DISTINCT data_kind FROM quotes WHERE source LIKE 'sandbox-%'")}
         stale = await conn.fetchval(
             "SELECT count(*) FROM quotes WHERE source LIKE 'sandbox-op-%' "
             "AND 'reference_stale' = ANY(flags)")
@@ -98,5 +105,17 @@ async def test_serve_with_the_sandbox_collects_archives_and_quarantines(
                                    "received_inconsistent", "currency_mismatch",
                                    "implausible_negative_margin"}
     assert stale == 0  # the rates came first
+    # Whatever the config calls them, the sandbox's quotes are stored as emulated data.
+    assert kinds == {"emulated"}
+    # The API leaves them out unless asked, and then says what they are.
+    default_sources = {s["source"] for s in default.get("services", [])
+                       + default.get("non_transparent", [])}
+    assert not default_sources & operators and "warning" not in default, default
     sources = {s["source"] for s in compare["services"] + compare["non_transparent"]}
     assert sources & operators, compare
+    assert compare["warning"] == "emulated data — not real prices"
+    assert {s["data_kind"] for s in compare["services"] if s["source"] in operators} == {
+        "emulated"}
+    # The quick start's page shows them, under the banner.
+    assert 'class="emulated-banner"' in page and "EMULATED DATA — NOT REAL PRICES" in page
+    assert "Atlas Remit" in page

@@ -120,14 +120,19 @@ def test_bad_values_reject_only_their_row(tmp_path: Path) -> None:
     lines[3] = edit(lines[3], "cc1 lcu fee", "fifteen")  # line 4
     lines[4] = edit(lines[4], "period", "2011-Q9")  # line 5
     read = read_rpw(write(tmp_path, "\n".join(lines) + "\n"))
-    assert [(r.line, r.reason) for r in read.rejected] == [
-        (3, "unknown firm_type label Hawala"),
-        (4, "cc1 lcu fee is not a number: fifteen"),
-        (5, "period 2011-Q9 is not a quarter like 2011_1Q"),
+    assert [(r.line, r.column, r.value, r.kind, r.reason) for r in read.rejected] == [
+        (4, "cc1 lcu fee", "fifteen", "not a number", "cc1 lcu fee is not a number: fifteen"),
+        (5, "period", "2011-Q9", "not a period",
+         "period 2011-Q9 is not a quarter like 2011_1Q"),
     ]
-    assert read.unknown_labels == {"firm_type": {"Hawala"}}
+    # A firm type feeds no cost: the row is kept as "other", its label counted verbatim.
+    assert read.unknown_labels == {"firm_type": {"Hawala": 1}}
     assert read.rows_read == 5
-    assert read.rows_kept == 2
+    assert read.rows_kept == 3
+    hawala = read.frame.filter(pl.col("firm_type") == "other")
+    assert hawala.height == 2
+    assert read.labels.filter(pl.col("service_id") == hawala["service_id"][0])[
+        "firm_type"].to_list() == [["Hawala"]]
 
 
 def test_non_transparent_margin_is_unknown(tmp_path: Path) -> None:
@@ -148,6 +153,7 @@ def _workbook(tmp_path: Path) -> Path:
         .drop("product", "sending location", "pick-up method")
         .with_columns(
             pl.lit("2016_2Q").alias("period"),
+            pl.lit("20/Jun/2016").alias("date"),
             pl.lit("Yes").alias("transparent"),
             pl.lit("Cash").alias("payment instrument"),
             pl.Series("access point", ["Agent", "Agent", "Teleport"]),
@@ -169,14 +175,15 @@ def _workbook(tmp_path: Path) -> Path:
 def test_workbook_with_both_sheets(tmp_path: Path) -> None:
     read = read_rpw(_workbook(tmp_path))
     assert read.rows_read == 6
-    assert [(r.sheet, r.line, r.reason) for r in read.rejected] == [
-        (SHEET_FROM_2016Q2, 4, "unknown access point label Teleport")]
+    # An access point feeds no indicator: the row is kept, its label reported once.
+    assert read.rejected == []
+    assert read.unknown_labels == {"access point": {"Teleport": 1}}
     f = read.frame
     assert sorted(f["period"].unique().to_list()) == ["2011Q1", "2016Q2"]
     new = f.filter(pl.col("period") == "2016Q2")
-    assert new.height == 4  # two rows, two price points each
+    assert new.height == 6  # three rows, two price points each
     assert set(new["pay_in"]) == {"cash"}
-    assert set(new["access_point"]) == {"agent"}
+    assert new["access_point"].value_counts(sort=True).rows() == [("agent", 4), (None, 2)]
     assert set(new["product"]) == {""}
     assert new["transparent"].all()
     old = f.filter(pl.col("period") == "2011Q1").sort("service_id", "amount_usd")
@@ -200,3 +207,80 @@ def test_not_a_workbook(tmp_path: Path) -> None:
 
 def test_required_columns_are_in_the_real_header() -> None:
     assert set(REQUIRED_COLUMNS) <= set(head(1).strip().split(","))
+
+
+def test_percent_strings_are_read(tmp_path: Path) -> None:
+    lines = head(3).splitlines()
+    header = lines[0].split(",")
+    plain = read_rpw(write(tmp_path, "\n".join(lines) + "\n", "plain.csv"))
+    for i in (1, 2):
+        fields = lines[i].split(",")
+        for col in ("cc1 fx margin", "cc1 total cost %", "cc2 total cost %"):
+            fields[header.index(col)] += "%"
+        lines[i] = ",".join(fields)
+    read = read_rpw(write(tmp_path, "\n".join(lines) + "\n", "percent.csv"))
+    assert read.rejected == []
+    assert read.frame.equals(plain.frame)
+
+
+def test_period_is_checked_against_the_rows_date(tmp_path: Path) -> None:
+    lines = head(4).splitlines()
+    header = lines[0].split(",")
+    fields = lines[2].split(",")
+    fields[header.index("period")] = "2099_1Q"  # line 3, dated 2011
+    lines[2] = ",".join(fields)
+    read = read_rpw(write(tmp_path, "\n".join(lines) + "\n"))
+    assert [(r.line, r.column, r.value, r.kind) for r in read.rejected] == [
+        (3, "period", "2099_1Q", "period does not match date")]
+    assert "2099_1Q is more than 3 years from the row's date 22/Jan/2011" in \
+        read.rejected[0].reason
+    assert read.rows_kept == 2
+
+
+def test_kosovo_as_ksv_is_one_country_and_an_unknown_code_is_reported(tmp_path: Path
+                                                                       ) -> None:
+    lines = head(4).splitlines()
+    header = lines[0].split(",")
+    for i, code in ((1, "KSV"), (2, "QQQ")):
+        fields = lines[i].split(",")
+        fields[header.index("destination_code")] = code
+        lines[i] = ",".join(fields)
+    read = read_rpw(write(tmp_path, "\n".join(lines) + "\n"))
+    assert read.rejected == []
+    assert "XKX" in set(read.frame["destination_code"])
+    assert read.unknown_labels == {"destination_code": {"QQQ": 1}}
+    assert any("'QQQ' on 1 rows" in line for line in read.report())
+
+
+def test_too_many_rejected_rows_fail_the_whole_file(tmp_path: Path) -> None:
+    lines = head(5).splitlines()
+    header = lines[0].split(",")
+    fields = lines[1].split(",")
+    fields[header.index("cc1 total cost %")] = "n/a%x"
+    lines[1] = ",".join(fields)
+    read = read_rpw(write(tmp_path, "\n".join(lines) + "\n"))
+    assert read.rejected_share == 0.25
+    read.check_rejected_share(0.25)  # at the limit: used
+    with pytest.raises(ImportFileError, match=r"1 of 4 rows rejected \(25\.0%\), more than "
+                                              r"the 3\.0% allowed.*not a number: cc1 total"):
+        read.check_rejected_share(0.03)
+    with pytest.raises(ImportFileError, match="no data rows"):
+        read_rpw(write(tmp_path, lines[0] + "\n", "header_only.csv")).check_rejected_share(1)
+
+
+def test_report_accounts_for_every_row(tmp_path: Path) -> None:
+    frame = pl.read_csv(RPW_GZ, infer_schema=False, n_rows=5)
+    first = pl.int_range(pl.len()) == 0
+    frame = frame.with_columns(
+        *(pl.when(first).then(None).otherwise(pl.col(c)).alias(c)
+          for c in ("cc1 lcu amount", "cc2 lcu amount")),  # row 1: not priced
+        pl.when(pl.int_range(pl.len()) == 1).then(pl.lit("x")).otherwise(
+            pl.col("cc1 lcu fee")).alias("cc1 lcu fee"))  # row 2: rejected
+    path = tmp_path / "five.csv"
+    frame.write_csv(path)
+    report = read_rpw(path).report()
+    assert report[0].endswith("five.csv: 5 rows read, 3 used (6 quotes), 1 rejected (20.0%)")
+    assert report[1:4] == [
+        "  not used, no price at USD 200 or 500 (or a repeated service): 1 rows",
+        "  rejected, not a number: cc1 lcu fee: 1 rows",
+        "    line 3, column 'cc1 lcu fee', value 'x': cc1 lcu fee is not a number: x"]

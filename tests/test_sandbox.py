@@ -251,6 +251,7 @@ def test_a_newcomer_without_the_sandbox_is_told_what_to_do() -> None:
     try:
         listener.bind(("127.0.0.1", DEFAULT_PORT))
     except OSError:
+        listener.close()  # else its ResourceWarning fails whichever test runs when it is freed
         pytest.skip(f"port {DEFAULT_PORT} is taken: the 'nothing listens' case cannot be made")
     listener.listen()
     try:

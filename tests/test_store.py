@@ -13,7 +13,16 @@ import pytest
 
 from corridors.errors import DatabaseError
 from corridors.store import TABLES, Store, connect, migrations
-from corridors.types import Firm, FirmType, PayIn, PayOut, Quote, ServiceAttributes, Speed
+from corridors.types import (
+    DataKind,
+    Firm,
+    FirmType,
+    PayIn,
+    PayOut,
+    Quote,
+    ServiceAttributes,
+    Speed,
+)
 
 T0 = dt.datetime(2026, 11, 2, 9, 30, tzinfo=dt.UTC)
 
@@ -29,6 +38,7 @@ def make_quote(**over) -> Quote:
         reference_rate=Decimal("17.5012"), reference_source="ecb",
         reference_at=T0 - dt.timedelta(hours=3), transparent=True, collected_at=T0,
         source="test-op", received_amount=Decimal("3339.17"), fee_deducted=False,
+        data_kind=DataKind.OBSERVED,
     )
     base.update(over)
     return Quote(**base)  # type: ignore[arg-type]

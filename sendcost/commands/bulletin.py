@@ -23,11 +23,21 @@ bulletin.md (for email), charts/ (PNG and SVG), data/ (a CSV for every table and
 metadata.json) and bulletin-PERIOD.zip. The folder is built aside and renamed when complete:
 a period without data is an error and writes nothing. The same data gives the same files.
 
+Every figure carries its base (quotes, services, corridors, providers, collection dates,
+share of the target corridors covered); a figure below the minimum base of config.toml's
+[bulletin.minimum] reads "insufficient data" with that base instead of a number.
+
 PERIOD is a quarter (2014Q2, or RPW's 2014_2Q) or a month (2026-11).
+
+Emulated quotes (collected from the sandbox: invented prices) are left out; a period that
+has nothing else is refused, naming the sandbox sources, and nothing is written.
+--include-emulated makes the bulletin of them anyway, with "emulated data — not real
+prices" on every page, chart and file.
 
 examples:
   sendcost bulletin --period 2014Q2 --source rpw          # the bundled RPW data, no database
   sendcost bulletin --period 2026-10 --out /srv/bulletins  # from the store
+  sendcost bulletin --period 2026-12 --include-emulated   # a demo of the sandbox's data
 """
 
 
@@ -42,6 +52,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--source", choices=("store", "rpw"), default="store",
                    help="store: the quotes in the database (default); rpw: straight from an "
                         "RPW file, no database")
+    p.add_argument("--include-emulated", action="store_true",
+                   help="with --source store: keep the sandbox's emulated quotes (left out "
+                        "by default); every page, chart and file then says \"emulated data "
+                        "— not real prices\"")
     p.add_argument("--rpw-file", metavar="PATH",
                    help="with --source rpw: the RPW file (default: the bundled 2011-2014 data)")
     p.set_defaults(func=run)
@@ -73,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     quotes, generated_from = load_quotes(args)
     log.info("loaded %d quotes (%s); writing the bulletin of %s", quotes.height,
              generated_from["kind"], period)
-    folder = write_bulletin(quotes, period, Path(args.out), generated_from=generated_from)
+    folder = write_bulletin(quotes, period, Path(args.out), generated_from=generated_from,
+                            include_emulated=args.include_emulated, config=config)
     print(f"bulletin {period} written to {folder} in {time.perf_counter() - started:.1f} s")
     return 0

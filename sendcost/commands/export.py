@@ -19,12 +19,36 @@ Export open data for partners.
 
   postal   the postal benchmark of a period (every post-office service against its
            corridor's median, cheapest service and SmaRT, with its rank) as CSV and JSON
-  sdmx     the SDG 10.c.1 series (global, and by sending country) as SDMX-CSV for the UN
-           SDG Global Database dataflow IAEG-SDGs:DF_SDG_GLH, ready to load as it is
+  sdmx     the SDG 10.c.1 series as SDMX-CSV for the UN SDG Global Database dataflow
+           IAEG-SDGs:DF_SDG_GLH, with the series codes of the UN SDG series list (release
+           2022.Q1.G.03): SI_RMT_COST (World and each receiving country), SI_RMT_COST_SND
+           (each sending country) and, with --corridors, SI_RMT_COST_BC and SI_RMT_COST_SC
+           (each corridor's average and SmaRT). A draft for a statistics office, not a
+           submission: see `sendcost export sdmx --help` for what it must still check.
+
+Emulated quotes (collected from the sandbox: invented prices) are never exported.
 
 examples:
   sendcost export postal --period 2014Q2 --source rpw --out exports/
   sendcost export sdmx --from 2011Q1 --to 2014Q2 --source rpw > sdg_10c1.csv
+"""
+
+
+SDMX_HELP = """\
+The 10.c.1 series from --from to --to (two quarters or two months) as SDMX-CSV (version 2.0),
+on stdout or in --out: World and each receiving country (SI_RMT_COST), each sending country
+(SI_RMT_COST_SND), and with --corridors each corridor's average (SI_RMT_COST_BC) and SmaRT
+(SI_RMT_COST_SC), the codes of the UN SDG series list release 2022.Q1.G.03. Values are
+rounded to two decimals; OBS_STATUS is A for survey and observed quotes, E when a comparison
+feed's estimate is among them, U for a negative cost; NATURE is E (estimated by sendcost).
+
+What a statistics office must still check before loading it: that the dataflow version
+(IAEG-SDGs:DF_SDG_GLH 1.26) and the series list release are the ones its database holds
+now; that REPORTING_TYPE G (global) and NATURE E suit its submission; that each REF_AREA
+(M49) is one it reports; that the coverage (services
+named in COMMENT_OBS) is enough to publish; and that an annual value as the mean of the
+year's periods is the aggregation it wants. These are sendcost's indicative figures, not the
+World Bank's official 10.c.1 values.
 """
 
 
@@ -59,19 +83,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     postal.set_defaults(func=run_postal)
 
     sdmx = what.add_parser("sdmx", help="the 10.c.1 series as SDMX-CSV",
-                           description="The 10.c.1 series from --from to --to (two quarters "
-                                       "or two months) as SDMX-CSV, on stdout or in --out.",
+                           description=SDMX_HELP,
                            epilog="examples:\n"
                                   "  sendcost export sdmx --from 2011Q1 --to 2014Q2 --source rpw "
                                   "> sdg_10c1.csv\n"
                                   "  sendcost export sdmx --from 2011Q1 --to 2014Q2 --source rpw "
-                                  "--corridors --out sdg_10c1_corridors.csv",
+                                  "--corridors --out sdg_10c1_corridors.csv\n"
+                                  "  sendcost export sdmx --from 2011Q1 --to 2014Q2 --source rpw "
+                                  "--frequency annual",
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     source_options(sdmx)
     sdmx.add_argument("--from", dest="start", required=True, metavar="P")
     sdmx.add_argument("--to", dest="end", required=True, metavar="P")
     sdmx.add_argument("--corridors", action="store_true",
-                      help="also every corridor (series SI_RMT_COST_BC)")
+                      help="also every corridor: its average (SI_RMT_COST_BC) and its SmaRT "
+                           "(SI_RMT_COST_SC)")
+    sdmx.add_argument("--frequency", choices=("period", "annual"), default="period",
+                      help="period: one observation per quarter or month with data (FREQ Q "
+                           "or M, default); annual: per calendar year, the mean of its "
+                           "periods' values (FREQ A, the periods named in COMMENT_OBS)")
     sdmx.add_argument("--out", metavar="FILE", help="write here instead of stdout")
     sdmx.set_defaults(func=run_sdmx)
 
@@ -99,12 +129,19 @@ def run_postal(args: argparse.Namespace) -> int:
 
 
 def run_sdmx(args: argparse.Namespace) -> int:
+    if args.amount != 200:
+        # The series list defines every 10.c.1 series for sending USD 200: a USD 500 figure
+        # filed under them would be read as the USD 200 one.
+        print(f"sendcost export sdmx: error: --amount {args.amount}: the SDG 10.c.1 series "
+              "(SI_RMT_COST, _SND, _BC, _SC) are defined for sending USD 200 only",
+              file=sys.stderr)
+        return 2
     config = load_config(args.config)
     setup_logging(args, "WARNING" if not args.out else config.log_level)
     from publish.exports import sdmx_csv, sdmx_rows
 
     rows = sdmx_rows(_quotes(args), start=args.start, end=args.end, amount_usd=args.amount,
-                     corridors=args.corridors)
+                     corridors=args.corridors, frequency=args.frequency)
     body = sdmx_csv(rows)
     if args.out:
         Path(args.out).write_bytes(body)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from corridors.config import load_config
+from corridors.config import Config, load_config
 from sendcost.cli import common_options, setup_logging
 
 if TYPE_CHECKING:
+    from collector.rpw import RpwRead
     from collector.rpw_import import ImportSummary
 
 HELP = """\
@@ -18,13 +21,24 @@ Import World Bank Remittance Prices Worldwide (RPW) data into the store.
 PATH is the RPW CSV (plain or .gz, as in corridors/data/) or the full RPW xlsx workbook
 (sheets 'Dataset (up to Q1 2016)' and 'Dataset (from Q2 2016)'). The whole file is read and
 checked first: a corrupt or truncated file is rejected with the line and the reason, and the
-store is left as it was. Rows with an unknown label are rejected and listed (never guessed).
+store is left as it was. A row is rejected only when a field an indicator uses is unusable
+(line, column and value are listed); a label sendcost does not know is kept verbatim and
+counted, never a reason to drop a row. Standard error says what happened: rows read, used,
+rejected by reason, unknown labels. When more than [import] max_rejected_share of the rows
+(config.toml, default 3%) are rejected, nothing is stored and the exit code is 1.
 Importing the same file twice adds nothing.
+
+--download fetches the World Bank's current workbook first ([import] rpw_url in
+config.toml) into <data_dir>/rpw/ (or --to DIR), with progress, resuming an interrupted
+download, checking [import] rpw_sha256 when set; then imports it. When the site refuses
+the download (it may refuse clients that are not a browser), the message says how to
+download it by hand and import it by path.
 
 examples:
   sendcost import rpw corridors/data/rpw_quotes_2011Q1_2014Q2.csv.gz
   sendcost import rpw ~/Downloads/rpw_dataset_2011_2025_q3.xlsx
   sendcost import rpw --bundled          # the 2011-2014 data shipped with sendcost
+  sendcost import rpw --download         # the current workbook from the World Bank
 """
 
 
@@ -38,7 +52,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rpw.add_argument("path", nargs="?", metavar="PATH", help="RPW file (.csv, .csv.gz, .xlsx)")
     rpw.add_argument("--bundled", action="store_true",
                      help="import the 2011-2014 RPW data shipped with sendcost")
+    rpw.add_argument("--download", action="store_true",
+                     help="download the current workbook ([import] rpw_url), then import it")
+    rpw.add_argument("--to", metavar="DIR",
+                     help="with --download: the folder to keep the workbook in "
+                          "(default <data_dir>/rpw)")
     rpw.set_defaults(func=run_rpw)
+
+
+async def _download(config: Config, folder: Path | None) -> Path:
+    from collector.rpw_download import download_rpw
+    from sendcost.progress import Progress
+
+    url = config.imports.rpw_url
+    print(f"downloading {url}", file=sys.stderr, flush=True)
+    return await download_rpw(url, folder or config.data_dir / "rpw",
+                              expected_sha256=config.imports.rpw_sha256,
+                              progress=Progress("downloading (bytes)"),
+                              user_agent=config.collection.user_agent)
 
 
 def run_rpw(args: argparse.Namespace) -> int:
@@ -48,13 +79,23 @@ def run_rpw(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     setup_logging(args, config.log_level)
-    if bool(args.path) == bool(args.bundled):
-        raise SystemExit("sendcost import rpw: give PATH or --bundled (one of them)")
+    if sum(map(bool, (args.path, args.bundled, args.download))) != 1:
+        raise SystemExit("sendcost import rpw: give PATH, --bundled or --download (one of "
+                         "them)")
+    if args.to and not args.download:
+        raise SystemExit("sendcost import rpw: --to goes with --download")
     path = bundled_rpw_path() if args.bundled else args.path
+    if args.download:
+        path = asyncio.run(_download(config, Path(args.to) if args.to else None))
+
+    def report(read: RpwRead) -> None:
+        print("\n".join(read.report()), file=sys.stderr, flush=True)
 
     async def go() -> ImportSummary:
         async with open_store(config) as (store, _):
-            return await import_rpw(store, path, progress=Progress("storing quotes"))
+            return await import_rpw(store, path, progress=Progress("storing quotes"),
+                                    max_rejected_share=config.imports.max_rejected_share,
+                                    on_read=report)
 
     summary = asyncio.run(go())
     print("\n".join(summary.lines()))

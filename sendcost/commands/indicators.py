@@ -12,6 +12,7 @@ import polars as pl
 
 from corridors.config import load_config
 from corridors.periods import parse_period
+from corridors.types import EMULATED_WARNING
 from sendcost.cli import common_options, setup_logging
 
 HELP = """\
@@ -21,7 +22,17 @@ averages, shares of corridors above 5% and 10%, and every corridor with its flag
 cheapest service. Percentages are in percent (6.2 means 6.2%), unrounded; null where a
 figure is undefined. The JSON keys are documented in docs/indicators.md.
 
-PERIOD is a quarter (2011Q3, or RPW's 2011_3Q) or a month (2026-11).
+PERIOD is a quarter (2011Q3, or RPW's 2011_3Q) or a month (2026-11). Regions, income
+groups and G8/G20 are the World Bank's classification in force in that period (an RPW
+file's own region, income and G8/G20 columns, where it has them, take precedence).
+
+With --from-file, standard error says what the read did (rows read, used, rejected by
+reason, unknown labels); when more than [import] max_rejected_share of the rows are
+rejected (config.toml, default 3%), no figure is computed and the exit code is 1.
+
+Emulated quotes (collected from the sandbox: invented prices) are left out, and a period
+with nothing else is an error naming their sources; --include-emulated keeps them, and the
+output then says "emulated data — not real prices".
 
 examples:
   sendcost indicators --period 2011Q3
@@ -41,6 +52,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="price point in USD (default 200, the SDG headline)")
     p.add_argument("--from-file", metavar="PATH",
                    help="compute straight from an RPW file (.csv, .csv.gz, .xlsx), no database")
+    p.add_argument("--include-emulated", action="store_true",
+                   help="keep the sandbox's emulated quotes (left out by default); the "
+                        "output then says \"emulated data — not real prices\"")
     p.add_argument("--format", choices=("json", "csv", "table"), default="table",
                    help="json: the whole document; csv/table: one row per corridor "
                         "(default: table)")
@@ -54,22 +68,48 @@ def _flows() -> pl.LazyFrame:
     return read_bilateral_flows().flows.lazy()
 
 
-def compute_from_frame(frame: pl.DataFrame, period: str, amount: int) -> dict[str, Any]:
-    from corridors.reference import countries_frame
+def compute_from_frame(frame: pl.DataFrame, period: str, amount: int,
+                       classifications: pl.DataFrame | None = None) -> dict[str, Any]:
+    """The indicators of ``period``, with the country classification of that period
+    (``classifications``: an RPW file's own, laid over the bundled one)."""
+    from corridors.reference import classification_for
     from metrics.indicators import compute_indicators
 
+    countries = classification_for(period, classifications)
     return compute_indicators(frame.lazy(), period=period, amount_usd=amount,
-                              countries=countries_frame().lazy(), flows=_flows())
+                              countries=countries.lazy(), flows=_flows())
+
+
+def _choose_kinds(frame: pl.DataFrame, period: str, include_emulated: bool) -> pl.DataFrame:
+    """The quotes to compute from: without emulated ones unless asked; NoData naming the
+    sandbox sources when nothing else is left."""
+    from corridors.errors import NoData
+    from metrics import kinds
+
+    if include_emulated:
+        return frame
+    real = frame.filter(kinds.real_data())
+    if real.height == 0 and frame.height:
+        names = ", ".join(kinds.emulated_sources(frame.lazy()).collect()
+                          .get_column("source").to_list())
+        raise NoData(f"every quote of {period} is emulated data — not real prices — from the "
+                     f"sandbox (sources: {names}); pass --include-emulated to compute from "
+                     "them anyway")
+    return real
 
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     setup_logging(args, "WARNING" if args.format != "table" else config.log_level)
     period = str(parse_period(args.period))
+    classifications = None
     if args.from_file:
         from collector.rpw import read_rpw
 
-        frame = read_rpw(args.from_file).frame
+        read = read_rpw(args.from_file)
+        print("\n".join(read.report()), file=sys.stderr, flush=True)
+        read.check_rejected_share(config.imports.max_rejected_share)
+        frame, classifications = read.frame, read.classifications
     else:
         from sendcost.wiring import open_store
 
@@ -78,7 +118,11 @@ def run(args: argparse.Namespace) -> int:
                 return await store.quote_frame(period, amount_usd=args.amount)
 
         frame = asyncio.run(load())
-    doc = compute_from_frame(frame, period, args.amount)
+    frame = _choose_kinds(frame, period, args.include_emulated)
+    doc = compute_from_frame(frame, period, args.amount, classifications)
+    if args.include_emulated:
+        doc = {"warning": EMULATED_WARNING, **doc}
+        print(f"WARNING: {EMULATED_WARNING}", file=sys.stderr)
     if args.format == "json":
         json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")

@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from sendcost.cli import common_options, setup_logging
+from collector.kinds import SANDBOX_PORT
+from sendcost.cli import common_options, port_number, setup_logging
 
 if TYPE_CHECKING:
     from collector.sandbox import Faults
@@ -21,7 +22,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 8765
+#: The sandbox's default port: a source collecting from it is emulated (collector.kinds).
+DEFAULT_PORT = SANDBOX_PORT
 
 HELP = f"""\
 Serve emulated upstreams on loopback, with prices drawn from the World Bank's RPW data:
@@ -45,7 +47,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     common_options(p, config=False)  # a --config would be accepted and mean nothing here
     p.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT,
+    p.add_argument("--port", type=port_number, default=DEFAULT_PORT,
                    help=f"port (default {DEFAULT_PORT})")
     p.add_argument("--operators", type=int, default=10, help="emulated operators (default 10)")
     p.add_argument("--corridors", type=int, default=20,
@@ -137,5 +139,5 @@ def run(args: argparse.Namespace) -> int:
     sandbox = Sandbox(faults_from(args), operators_n=args.operators)
     log.info("sandbox: %d operators, prices from RPW; serving on %s", args.operators, base)
     web.run_app(sandbox.app(), host=args.host, port=args.port, access_log=None,
-                print=lambda msg: log.info("%s", msg.strip()))
+                print=lambda msg: log.info("%s", " ".join(msg.split())))
     return 0

@@ -10,7 +10,7 @@ from aiohttp import web
 from corridors.config import load_config
 from corridors.db import database
 from publish.middleware import HANDLER_ARGS
-from sendcost.cli import common_options, setup_logging
+from sendcost.cli import common_options, port_number, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +36,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     common_options(p)
     p.add_argument("--host", help="address to listen on (default: [api] host, 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port to listen on (default: [api] port, 8080)")
+    p.add_argument("--port", type=port_number, help="port to listen on (default: [api] port, 8080)")
     p.add_argument("--sandbox", action="store_true",
                    help="also run the sandbox upstreams (sendcost sandbox) in this process, "
-                        "on 127.0.0.1:8765, for the shipped sandbox profile; about 1 in 10 of "
+                        "on 127.0.0.1:8765, for the shipped sandbox profile (their quotes are "
+                        "stored as emulated data: the page shows them under the banner "
+                        "\"emulated data — not real prices\", the API only with "
+                        "?include=emulated); about 1 in 10 of "
                         "its operator quotes is implausible, to show the quarantine")
     p.set_defaults(func=run)
 
@@ -65,6 +68,11 @@ def run(args: argparse.Namespace) -> int:
         if args.sandbox:
             # First in, last out: the upstreams are up before the first scheduled run.
             app.cleanup_ctx.insert(0, sandbox_ctx)
+            # The quick start's page shows what the sandbox gave, under the banner
+            # "emulated data — not real prices"; the API still leaves it out by default.
+            from publish.page import PAGE_SHOWS_EMULATED
+
+            app[PAGE_SHOWS_EMULATED] = True
         elif warning := sandbox_down(
                 config.sources_to_run(),
                 where="Start with 'sendcost serve --sandbox' (the sandbox in this process), "
@@ -72,5 +80,5 @@ def run(args: argparse.Namespace) -> int:
             log.warning("%s", warning)
         # run_app turns SIGINT/SIGTERM into a graceful shutdown that runs cleanup_ctx.
         web.run_app(app, host=host, port=port, access_log=None, **HANDLER_ARGS,
-                    print=lambda msg: log.info("%s", msg.strip()))
+                    print=lambda msg: log.info("%s", " ".join(msg.split())))
     return 0
