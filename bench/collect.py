@@ -113,7 +113,7 @@ async def main(server_url: str, corridors: int, operators: int) -> None:
         store = await connect(url, max_size=12)
         await store.migrate()
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-            collector = Collector(config, store, session, store_batch=5000)
+            collector = Collector(config, store, session)
             await collector.run("sandbox-ecb")
             # The quotes the first collection writes, as the writer hands them to the store:
             # the rows of the single writes below (and of the bare COPY beside them).

@@ -13,6 +13,8 @@ FetchError (a corridors.errors.CollectError)
 └── kind "circuit_open"  the source's circuit breaker is open: not asked at all
 ParseError  kind "malformed": a response that does not have the upstream's format
 StorageError  kind "database": the store could not archive a response or write a batch
+└── Spooled  kind "spooled": the database could not archive a response, so it was kept in
+             the local spool (collector/spool.py) to be archived and parsed when it is back
 """
 
 from __future__ import annotations
@@ -39,3 +41,10 @@ class StorageError(CollectError):
     """The database refused or lost a write (archive or batch); what it held is kept."""
 
     kind = "database"
+
+
+class Spooled(StorageError):
+    """A response the database could not archive, kept in the local spool instead: it is
+    parsed once the spool is replayed (``Collector.recover``), not now."""
+
+    kind = "spooled"

@@ -5,7 +5,7 @@ The matrix names countries (``Egypt, Arab Rep.``, ``Côte d'Ivoire``): ``flows_f
 takes their ISO alpha-3 codes as an argument (corridors.reference.country_codes) and
 reports every name without one (aggregates such as ``Total`` or ``Other South``, places
 without an ISO code such as ``Channel Islands``). ``read_bilateral_flows`` does it all for
-a file.
+a file; ``read_bundled_flows`` gives every bundled matrix (2011, 2021) with its year.
 """
 
 from __future__ import annotations
@@ -67,7 +67,13 @@ def flows_from_matrix(matrix: pl.DataFrame, codes: Mapping[str, str | None], *,
     return Flows(long, unmatched)
 
 
-BUNDLED_MATRIX = "bilateral_remittance_matrix_2011.csv"
+#: The World Bank/KNOMAD bilateral remittance matrices bundled in corridors/data, by the year
+#: whose flows they estimate (corridors/data/RPW_README.md says where each comes from).
+BUNDLED_MATRICES: dict[int, str] = {
+    2011: "bilateral_remittance_matrix_2011.csv",
+    2021: "bilateral_remittance_matrix_2021.csv",
+}
+BUNDLED_MATRIX = BUNDLED_MATRICES[2011]
 
 
 def read_bilateral_flows(path: str | Path | None = None) -> Flows:
@@ -78,3 +84,12 @@ def read_bilateral_flows(path: str | Path | None = None) -> Flows:
     matrix = read_bilateral_matrix(path)
     names = [*matrix[matrix.columns[0]].drop_nulls().to_list(), *matrix.columns[1:]]
     return flows_from_matrix(matrix, country_codes(names))
+
+
+def read_bundled_flows() -> pl.DataFrame:
+    """Every bundled matrix's corridor flows, one above the other, with the matrix's
+    ``year``: metrics.corridors.matrix_for_period picks the one nearest a period."""
+    parts = [read_bilateral_flows(data_file(name)).flows
+             .with_columns(pl.lit(year, pl.Int32).alias("year"))
+             for year, name in sorted(BUNDLED_MATRICES.items())]
+    return pl.concat(parts, how="vertical")

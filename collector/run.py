@@ -5,10 +5,24 @@ parser sees it, so a parser fix is ``sendcost collect --reparse RUN_ID``, never 
 Quotes are validated against the reference rates known at the start of the run; implausible
 ones go to ``quarantined_quotes`` with the reason. A batch — quotes and quarantine records —
 is written atomically, through one writer per collector that commits the batches of
-concurrent runs together (group commit: one transaction and one COPY for all of them). A
-batch the database refuses mid-run is kept in memory and tried again with the next; a run
-whose last write fails is marked ``failed``, and its raw responses stay archived for a
-re-parse.
+concurrent runs together (group commit: one transaction and one COPY for all of them).
+Quotes are committed as they are parsed, in small batches (``store_batch`` quotes, or
+whatever was held ``FLUSH_SECONDS``), not at a run's end. A batch the database refuses
+mid-run is kept in memory and tried again with the next; a run whose last write fails is
+marked ``failed``.
+
+No valid quote is lost to an interruption:
+
+* a response is journalled on arrival (``collector.spool.Journal``), so a process killed
+  before its archive batch went out does not take it along;
+* a response the database cannot archive goes to the local spool (``collector.spool``)
+  instead, and is not parsed until it is archived;
+* a run that is cancelled (SIGTERM, Ctrl-C) first writes what it holds, for at most
+  ``STOP_FLUSH_SECONDS``, and archives the responses waiting for the archive;
+* ``Collector.recover`` (at every start, and after a run that lost its database) replays the
+  spool, records the run ends the database missed, and re-parses every run whose quotes were
+  not all stored (``Store.runs_to_recover``): killed, cancelled, cut off from its database.
+  A re-parse replaces what a run stored in one transaction, so a quote is stored once.
 """
 
 from __future__ import annotations
@@ -22,20 +36,22 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 
-from collector.errors import FetchError, ParseError, StorageError
+from collector.errors import FetchError, ParseError, Spooled, StorageError
 from collector.http import Fetcher, Response
 from collector.kinds import data_kind
 from collector.model import CorridorSpec, Draft, corridor_specs
 from collector.rates import RateBook, ReferenceRate
+from collector.spool import Spool, SpoolError
 from collector.validate import Rejected, check
 from corridors.config import Config, SourceConfig
 from corridors.errors import ConfigError
 from corridors.periods import month_of
-from corridors.store import Store, WriteBatch, WriteResult
+from corridors.store import STORE_ERRORS, Store, WriteBatch, WriteResult
 from corridors.types import Quote
 
 log = logging.getLogger(__name__)
@@ -46,6 +62,12 @@ Progress = Callable[[int, int], None]
 #: Source kinds that publish reference rates: they run before the quote sources.
 RATE_KINDS = frozenset({"ecb_rates", "json_rates"})
 BODY_FROM_HEADER = "X-Sendcost-Body-From"
+#: Quotes held this long are written even when fewer than ``store_batch``: a run commits
+#: what it parses as it goes, so an interruption finds little held.
+FLUSH_SECONDS = 0.5
+#: On cancellation (SIGTERM, Ctrl-C) a run writes what it holds, waiting this long at most;
+#: the responses waiting for the archive get as long again.
+STOP_FLUSH_SECONDS = 5.0
 
 
 class NotArchived(Exception):
@@ -81,6 +103,9 @@ class RunReport:
     seconds: float = 0.0
     store_seconds: float = 0.0
     reparse_of: int | None = None
+    #: The run ended without storing what it parsed (its last write failed, or it was
+    #: stopped with quotes unwritten).
+    unstored: bool = False
     #: What went wrong last (kind and detail), so a failed run says why without -v.
     last_error: str | None = None
 
@@ -98,6 +123,11 @@ class RunReport:
                 + (f"; {self.message}" if self.message else ""))
 
 
+#: A response waiting for the archive: its row, who waits for its id, whether it is in the
+#: journal.
+_Row = tuple[dict[str, Any], "asyncio.Future[int]", bool]
+
+
 class _Archiver:
     """Archives responses in batches (one statement each); each caller waits for its row's id.
 
@@ -108,11 +138,13 @@ class _Archiver:
     so on a busy collector this is most of what the database costs it).
     """
 
-    def __init__(self, store: Store, max_batch: int = 256, delay: float = 0.02) -> None:
+    def __init__(self, store: Store, spool: Spool, max_batch: int = 256,
+                 delay: float = 0.02) -> None:
         self.store = store
+        self.spool = spool
         self.max_batch = max_batch
         self.delay = delay
-        self.rows: list[tuple[dict[str, Any], asyncio.Future[int]]] = []
+        self.rows: list[_Row] = []
         self.timer: asyncio.Task[None] | None = None
         self.flushes: set[asyncio.Task[None]] = set()
         #: Runs under way that archive through it; the last one out closes it.
@@ -120,10 +152,16 @@ class _Archiver:
         #: Statements written and responses archived (for the benchmark and the tests).
         self.writes = 0
         self.archived = 0
+        self.spooled = 0
+        #: Responses spooled since the archive last worked (the log says an outage once).
+        self._spooling = 0
 
     async def add(self, row: dict[str, Any]) -> int:
+        """Archive ``row``; its id. The row is in the spool's journal first, until archived
+        or spooled: a process killed meanwhile does not take it along."""
+        journalled = self.spool.journal.append(row)
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self.rows.append((row, fut))
+        self.rows.append((row, fut, journalled))
         if len(self.rows) >= self.max_batch:
             self._start_flush()
         elif self.timer is None:
@@ -142,39 +180,75 @@ class _Archiver:
             self.flushes.add(task)
             task.add_done_callback(self.flushes.discard)
 
-    async def _flush(self, rows: list[tuple[dict[str, Any], asyncio.Future[int]]]) -> None:
+    async def _flush(self, rows: list[_Row]) -> None:
         try:
             self.writes += 1
-            ids = await self.store.archive_raw_many([r for r, _ in rows])
+            ids = await self.store.archive_raw_many([r for r, _, _ in rows])
             self.archived += len(ids)
+            self.spool.journal.done(sum(j for _, _, j in rows))
+            if self._spooling:
+                log.info("archiving responses again (%d were spooled meanwhile)",
+                         self._spooling)
+                self._spooling = 0
         except BaseException as exc:
-            for _, fut in rows:
-                if not fut.done():
-                    fut.set_exception(exc if isinstance(exc, Exception) else
-                                      RuntimeError("archiving cancelled"))
+            # Not archived (the database is away, or we are stopping mid-write): the rows
+            # go to the spool, even those whose fetch was cancelled meanwhile.
+            await self._spool(rows, exc)
             if not isinstance(exc, Exception):
                 raise
             return
-        for (_, fut), raw_id in zip(rows, ids, strict=True):
+        for (_, fut, _), raw_id in zip(rows, ids, strict=True):
             if not fut.done():
                 fut.set_result(raw_id)
+
+    async def _spool(self, rows: list[_Row], exc: BaseException) -> None:
+        why = f"{type(exc).__name__}: {exc}" if isinstance(exc, Exception) else "stopping"
+        try:
+            # Writing and syncing files blocks: off the event loop.
+            keys = await asyncio.shield(asyncio.to_thread(
+                lambda: [self.spool.put(r) for r, _, _ in rows]))
+        except (SpoolError, asyncio.CancelledError) as lost:
+            # Still in the journal (kept until the next start), if it could be written.
+            log.error("%d responses could neither be archived (%s) nor spooled (%s)",
+                      len(rows), why, lost)
+            for _, fut, _ in rows:
+                if not fut.done():
+                    fut.set_exception(StorageError(
+                        f"could not archive the response ({why}) nor spool it ({lost})"))
+            return
+        self.spooled += len(keys)
+        self.spool.journal.done(sum(j for _, _, j in rows))
+        log.log(logging.DEBUG if self._spooling else logging.WARNING,
+                "the database could not archive %d responses (%s): spooled in %s until it "
+                "can", len(rows), why, self.spool.folder)
+        self._spooling += len(keys)
+        for _, fut, _ in rows:
+            if not fut.done():
+                fut.set_exception(Spooled(f"not archived ({why}); kept in the local spool, "
+                                          "parsed when it is replayed"))
 
     def enter(self) -> None:
         self.users += 1
 
     async def leave(self) -> None:
-        """A run is done with it; when no run is left, nothing is left waiting either."""
+        """A run is done with it; when no run is left, nothing is left waiting either: the
+        responses still waiting (those of cancelled fetches: they were answered) are
+        archived, or spooled, within ``STOP_FLUSH_SECONDS``."""
         self.users -= 1
         if self.users:
             return
         # Everything is taken before the first await: a run that starts meanwhile begins
         # with a fresh window of its own, untouched by this close.
-        tasks = [t for t in (self.timer, *self.flushes) if t is not None]
-        rows, self.timer, self.rows = self.rows, None, []
-        for _, fut in rows:
-            fut.cancel()
-        for task in tasks:
-            task.cancel()
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = None
+        self._start_flush()
+        tasks = list(self.flushes)
+        if not tasks:
+            return
+        _, late = await asyncio.wait(tasks, timeout=STOP_FLUSH_SECONDS)
+        for task in late:
+            task.cancel()  # the cancelled flush spools its rows
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
@@ -270,6 +344,8 @@ class RunContext:
         #: Flush when this many quotes are held (raised after a failed write, so a database
         #: that is away is not asked again for every quote).
         self._flush_at = collector.store_batch
+        #: When the oldest quote or quarantine record held was added (monotonic).
+        self._held_since: float | None = None
         self._references: dict[tuple[str, str], ReferenceRate | None] = {}
         self.successes = 0
         self.raw_ids: list[int] = []
@@ -302,6 +378,8 @@ class RunContext:
                 "content_hash": digest,
                 "run_id": self.report.run_id, "licence": self.options.get("licence"),
             })
+        except StorageError:
+            raise  # spooled (parsed when replayed), or neither archived nor spooled
         except Exception as exc:
             # Nothing is parsed that is not archived first.
             raise StorageError(f"could not archive the response of {url}: "
@@ -352,6 +430,9 @@ class RunContext:
                     self._failed(exc.kind, str(exc))  # "kind: what (url)"
                 except ParseError as exc:
                     self._failed("malformed", f"malformed: {exc}")
+                except Spooled as exc:
+                    # The archiver said it once for the outage.
+                    self._failed(exc.kind, f"{exc.kind}: {exc}", logging.DEBUG)
                 except StorageError as exc:
                     self._failed(exc.kind, f"{exc.kind}: {exc}", logging.WARNING)
                 except NotArchived:
@@ -419,7 +500,15 @@ class RunContext:
             fx_margin_reported=draft.fx_margin_reported, raw_response_id=fetched.raw_id,
             flags=tuple(dict.fromkeys(flags)),
         ))
-        if not self.reparse and len(self._quotes) >= self._flush_at:
+        await self._maybe_flush()
+
+    async def _maybe_flush(self) -> None:
+        """Write what is held once it is ``store_batch`` quotes, or ``FLUSH_SECONDS`` old."""
+        now = time.monotonic()
+        if self._held_since is None:
+            self._held_since = now
+        if not self.reparse and (len(self._quotes) >= self._flush_at
+                                 or now - self._held_since >= FLUSH_SECONDS):
             try:
                 await self.flush()
             except StorageError as exc:
@@ -427,6 +516,7 @@ class RunContext:
                 self._failed(exc.kind, f"{exc.kind}: {exc}; {len(self._quotes)} quotes held "
                              "for the next write", logging.WARNING)
                 self._flush_at = len(self._quotes) + self.collector.store_batch
+                self._held_since = time.monotonic()  # and not before FLUSH_SECONDS
             else:
                 self._flush_at = self.collector.store_batch
 
@@ -439,6 +529,8 @@ class RunContext:
             self._quarantined(why.reason, why.field, why.detail, record, fetched)
         for draft in drafts:
             await self.add_quote(draft, fetched)
+        if self._quarantine and not self._quotes:
+            await self._maybe_flush()
 
     def skipped_rates(self, skipped: Iterable[str]) -> None:
         """Rates left out of a response whose others were stored: there is no quarantine for
@@ -475,8 +567,13 @@ class RunContext:
 
     async def add_rates(self, rows: Sequence[tuple[str, str, Decimal, dt.datetime]],
                         fetched: Fetched) -> None:
-        n = await self.store.store_reference_rates(
-            [(self.source.name, b, q, r, at, fetched.raw_id) for b, q, r, at in rows])
+        try:
+            n = await self.store.store_reference_rates(
+                [(self.source.name, b, q, r, at, fetched.raw_id) for b, q, r, at in rows])
+        except STORE_ERRORS as exc:
+            # Counted "database": the run is re-parsed when the database is back.
+            raise StorageError(f"could not store {len(rows)} reference rates: "
+                               f"{type(exc).__name__}: {exc}") from exc
         self.report.rates += n
 
     async def flush(self) -> None:
@@ -486,6 +583,7 @@ class RunContext:
         """
         quotes, self._quotes = self._quotes, []
         bad, self._quarantine = self._quarantine, []
+        held_since, self._held_since = self._held_since, None
         if not quotes and not bad and not self.reparse:
             return
         batch = WriteBatch(quotes, self.report.run_id, bad)
@@ -500,6 +598,7 @@ class RunContext:
         except Exception as exc:
             self._quotes[:0] = quotes
             self._quarantine[:0] = bad
+            self._held_since = held_since
             raise StorageError(f"could not write {len(quotes)} quotes and {len(bad)} "
                                f"quarantine records: {type(exc).__name__}: {exc}") from exc
         finally:
@@ -517,7 +616,8 @@ class Collector:
     the collector, so one per process."""
 
     def __init__(self, config: Config, store: Store, session: aiohttp.ClientSession, *,
-                 seed: int | None = None, store_batch: int = 5000) -> None:
+                 seed: int | None = None, store_batch: int = 1000,
+                 spool_dir: Path | None = None) -> None:
         from collector.sources import REGISTRY, check_sources
 
         self.config = config
@@ -531,7 +631,20 @@ class Collector:
         self._running: dict[str, asyncio.Lock] = {}
         self._checked_dead = False
         self.writer = _Writer(store)
-        self.archiver = _Archiver(store)
+        self.spool = Spool(spool_dir or config.data_dir / "spool")
+        self.archiver = _Archiver(store, self.spool)
+        #: Run ends the database missed (run id → what finish_run records), written by
+        #: ``recover``.
+        self._unfinished: dict[int, dict[str, Any]] = {}
+        #: Whether ``recover`` has something to do: at first (a previous process may have
+        #: left work), and after a run that could not store everything.
+        self.needs_recovery = True
+        self._recovering = asyncio.Lock()
+
+    async def _bind_spool(self) -> None:
+        """The spool's folder is the database's own (``Spool.bind``): known once connected."""
+        if not self.spool.bound:
+            self.spool.bind(await self.store.database_key())
 
     async def _abandon_dead_runs_once(self) -> None:
         """Runs left 'running' by a process that died are marked failed, once per collector
@@ -543,6 +656,58 @@ class Collector:
             await self.store.abandon_dead_runs()
         except Exception as exc:  # never a reason not to collect
             log.warning("could not check for abandoned collection runs: %s", exc)
+
+    async def recover(self) -> list[RunReport]:
+        """Store every quote a previous interruption left unstored; return the re-parses.
+
+        In order: the run ends the database missed are recorded; the spool is replayed into
+        the archive; runs of dead processes are marked failed; then every run whose quotes
+        were not all stored (``Store.runs_to_recover``: failed, or it spooled or could not
+        write) is re-parsed from its archived responses — one process per run at a time
+        (``Store.recovery_lock``). Raises what the store raises when the database is away
+        (``needs_recovery`` stays set: the next call tries again).
+        """
+        async with self._recovering:
+            # Cleared first: a run that ends meanwhile and needs recovering sets it again.
+            self.needs_recovery = False
+            try:
+                return await self._recover()
+            except BaseException:
+                self.needs_recovery = True
+                raise
+
+    async def _recover(self) -> list[RunReport]:
+        await self._bind_spool()
+        for run_id, end in list(self._unfinished.items()):
+            await self.store.finish_run(run_id, **end)
+            del self._unfinished[run_id]
+        await self.spool.replay(self.store)
+        await self.store.abandon_dead_runs()
+        names = [s.name for s in self.config.sources if s.kind in self.registry]
+        reports = []
+        for run_id in await self.store.runs_to_recover(names):
+            async with self.store.recovery_lock(run_id) as mine:
+                # Another process has it, or finished it just now.
+                if not mine or not await self.store.runs_to_recover(names, [run_id]):
+                    continue
+                report = await self.reparse(run_id)
+                log.info("%s: recovered run %d (its quotes had not all been stored): "
+                         "re-parse run %d %s, %d quotes stored", report.source, run_id,
+                         report.run_id, report.status, report.stored)
+                reports.append(report)
+        return reports
+
+    async def recover_if_needed(self) -> list[RunReport]:
+        """``recover`` when something may be left to recover and no recovery is under way;
+        a database still away is logged, not raised (the next call tries again)."""
+        if not self.needs_recovery or self._recovering.locked():
+            return []
+        try:
+            return await self.recover()
+        except Exception as exc:
+            log.warning("recovering interrupted runs waits for the database: %s: %s",
+                        type(exc).__name__, exc)
+            return []
 
     async def run_all(self, names: Sequence[str] | None = None, *, corridor: str | None = None,
                       progress: Callable[[str], Progress | None] | None = None
@@ -570,6 +735,7 @@ class Collector:
             raise ConfigError(f"{where}{exc}") from None
         corridors = corridor_specs(self.config, corridor)
         await self._abandon_dead_runs_once()
+        await self._bind_spool()
         lock = self._running.setdefault(name, asyncio.Lock())
         async with lock:
             run_id = await self.store.start_run(name)
@@ -619,24 +785,51 @@ class Collector:
                 report.message = "; ".join(filter(None, (report.message, f"last error: {last}")))
         except asyncio.CancelledError:
             report.status = "failed"
-            report.message = ("cancelled; what it fetched is archived: `sendcost collect "
-                              f"--reparse {report.run_id}` stores its quotes")
+            held = len(ctx._quotes)
+            try:
+                if ctx.reparse:
+                    # A re-parse cut short writes nothing: its replace would drop quotes
+                    # of responses it had not finished parsing.
+                    raise StorageError("a re-parse cut short writes nothing")
+                # What is held is written before the run ends, within a bound.
+                async with asyncio.timeout(STOP_FLUSH_SECONDS):
+                    await ctx.flush()
+                held = 0
+            except (TimeoutError, StorageError) as exc:
+                report.unstored = True
+                log.warning("%s: run %d stopped with %d quotes unwritten (%s); they are "
+                            "stored when it is recovered", ctx.source.name, report.run_id,
+                            held, exc)
+            report.message = ("cancelled; what it fetched is archived and is re-parsed at "
+                              "the next start (or: `sendcost collect --reparse "
+                              f"{report.run_id}`)")
             raise
         except Exception as exc:
             report.status = "failed"
+            report.unstored = isinstance(exc, StorageError)
             report.message = f"{type(exc).__name__}: {exc}"
             log.exception("%s: run %d failed", ctx.source.name, report.run_id)
         finally:
             await ctx.close()
             report.seconds = time.perf_counter() - started
+            # A re-parse that fails for its parser would fail again: only a lost database
+            # calls for another recovery.
+            if report.unstored or (not ctx.reparse and (
+                    report.status == "failed" or {"spooled", "database"} & set(report.errors))):
+                self.needs_recovery = True
+            end: dict[str, Any] = {
+                "status": report.status, "requests": report.requests,
+                "quotes_stored": report.stored, "quotes_quarantined": report.quarantined,
+                "errors": dict(report.errors), "message": report.message}
             try:
-                await self.store.finish_run(
-                    report.run_id, status=report.status, requests=report.requests,
-                    quotes_stored=report.stored, quotes_quarantined=report.quarantined,
-                    errors=dict(report.errors), message=report.message)
-            except Exception:
-                log.exception("%s: could not record the end of run %d", ctx.source.name,
-                              report.run_id)
+                await self.store.finish_run(report.run_id, **end)
+            except Exception as exc:
+                # Recorded by the next recover(), when the database is back.
+                self._unfinished[report.run_id] = end
+                self.needs_recovery = True
+                log.warning("%s: could not record the end of run %d (%s: %s); it is "
+                            "recorded when the database is back", ctx.source.name,
+                            report.run_id, type(exc).__name__, exc)
         # With progress shown (an interactive `sendcost collect`), the command prints the
         # summary itself; a service logs it.
         log.log(logging.DEBUG if ctx.progress else logging.INFO, "%s", report.line())

@@ -8,6 +8,10 @@ data at once) or a 5-field crontab in UTC; both get ``jitter_seconds`` of jitter
 source also gets a one-off ``catch-up:collect:<name>`` job at start: it collects at once when
 the source never has, or when its last due time passed while the service was down. After a
 start, quote sources' first runs wait for the reference-rate sources' (``RatesFirst``).
+What an interruption left unstored (``Collector.recover_if_needed``) is recovered by the
+``recover-runs`` job (``add_recovery_job``): at start, then every
+``RECOVER_EVERY_SECONDS`` when a run lost its database; each collection job also recovers
+first and after its run.
 """
 
 from __future__ import annotations
@@ -99,9 +103,14 @@ async def collect_job(app: web.Application, name: str) -> None:
     gate = app.get(RATES_FIRST)
     is_rates = app[runtime.CONFIG].source(name).kind in RATE_KINDS
     try:
+        collector = collector_of(app)
+        # Whatever an interruption left unstored (a previous process killed, the database
+        # away during a run) is stored first, and again after a run that lost its database.
+        await collector.recover_if_needed()
         if gate is not None and not is_rates:
             await gate.wait(name)
-        await collector_of(app).run(name)
+        await collector.run(name)
+        await collector.recover_if_needed()
     except Exception:
         log.exception("scheduled collection of %s failed", name)
     finally:
@@ -167,3 +176,30 @@ def add_jobs(app: web.Application, scheduler: AsyncIOScheduler) -> None:
                           misfire_grace_time=max(60, source.jitter_seconds * 2),
                           **({"next_run_time": first} if first else {}))
         log.debug("scheduled %s: %s", job_id, source.schedule)
+
+
+#: How often the service looks whether something is left to recover (a no-op unless a run
+#: lost its database, or the database was away at the last try).
+RECOVER_EVERY_SECONDS = 15.0
+
+
+async def recover_job(app: web.Application) -> None:
+    """Replay the spool and re-parse the runs whose quotes were not all stored."""
+    try:
+        await collector_of(app).recover_if_needed()
+    except asyncio.CancelledError:
+        # Stopping: what is left is recovered at the next start (a re-parse replaces).
+        log.debug("recovery of interrupted runs stopped")
+    except Exception:
+        log.exception("recovering interrupted collection runs failed")
+
+
+def add_recovery_job(app: web.Application, scheduler: AsyncIOScheduler) -> None:
+    """The ``recover-runs`` job: at once on start, then every ``RECOVER_EVERY_SECONDS``.
+    Called while the app starts (its store and HTTP session exist): the collector is made
+    now, as the app's state may not change once it runs."""
+    collector_of(app)
+    scheduler.add_job(recover_job, IntervalTrigger(seconds=RECOVER_EVERY_SECONDS),
+                      args=(app,), id="recover-runs", name="recover interrupted runs",
+                      replace_existing=True, max_instances=1, coalesce=True,
+                      next_run_time=dt.datetime.now(dt.UTC))

@@ -10,13 +10,14 @@ half-written.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from importlib import resources
@@ -138,6 +139,19 @@ _SERVICE_IDS = "SELECT id, service_key FROM services WHERE service_key = ANY($1:
 _LOCK_SERVICES = "SELECT pg_advisory_xact_lock(7411603)"
 #: Draws $1 service ids in one go (under _LOCK_SERVICES); returns the last.
 _DRAW_SERVICE_IDS = "SELECT setval('services_id_seq', nextval('services_id_seq') + $1 - 1)"
+#: Held while spooled responses are archived (``Store.archive_spooled``): one replayer at a
+#: time, so a response is archived once however many processes replay the same spool.
+_LOCK_SPOOL = "SELECT pg_advisory_xact_lock(7411604)"
+#: A run (alias {r}) that may have left quotes unstored: failed for another reason than
+#: that no request succeeded, or counted a spooled response or a failed write.
+_LOST_SOMETHING = (
+    "({r}.status = 'failed' AND coalesce({r}.message, '') NOT LIKE 'no request succeeded%') "
+    "OR {r}.errors ?| array['spooled', 'database']")
+#: One recoverer per run (7411605; the second key is the run id, modulo 2^31).
+_TRY_LOCK_RECOVERY = "SELECT pg_try_advisory_lock(7411605, ($1::bigint % 2147483648)::int)"
+_UNLOCK_RECOVERY = "SELECT pg_advisory_unlock(7411605, ($1::bigint % 2147483648)::int)"
+#: The archived header that carries a spooled response's key (collector/spool.py).
+SPOOL_KEY_HEADER = "X-Sendcost-Spool"
 
 
 def _ensure_sql(table: str, a: str, b: str) -> str:
@@ -440,30 +454,71 @@ class Store:
         if not rows:
             return []
         async with self.pool.acquire() as conn, conn.transaction():
-            ids = [r[0] for r in await conn.fetch(
-                "SELECT nextval(pg_get_serial_sequence('raw_responses', 'id')) "
-                "FROM generate_series(1, $1)", len(rows))]
-            records = [
-                (i, r["source"], r["url"], r["fetched_at"], r.get("status"),
-                 r.get("content_type"), json.dumps(r.get("headers") or {}),
-                 r.get("content_hash") or hashlib.sha256(r.get("body") or b"").hexdigest(),
-                 r.get("body"),
-                 r.get("run_id"), r.get("licence"))
-                for i, r in zip(ids, rows, strict=True)
-            ]
-            # Binary COPY has no jsonb encoder: headers travel as text and are cast once.
-            await conn.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS _incoming_raw (id bigint, source text, "
-                "url text, fetched_at timestamptz, status integer, content_type text, "
-                "headers text, content_hash text, payload bytea, run_id bigint, licence text) "
-                "ON COMMIT DELETE ROWS")
-            await conn.copy_records_to_table("_incoming_raw", records=records)
-            await conn.execute(
-                "INSERT INTO raw_responses (id, source, url, fetched_at, status, content_type, "
-                "headers, content_hash, payload, run_id, licence) SELECT id, source, url, "
-                "fetched_at, status, content_type, headers::jsonb, content_hash, payload, "
-                "run_id, licence FROM _incoming_raw")
+            return await self._archive_raw(conn, rows)
+
+    async def archive_spooled(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Archive responses kept in the local spool (``collector.spool``), each once: a row
+        archived already — same run, URL and time — is skipped, so a replay that is repeated
+        (a crash after its commit, two processes at once, the same response in a killed
+        process's journal too) adds nothing. Returns how many were new. Each keeps its spool
+        key (header ``X-Sendcost-Spool``): where it came from."""
+        return await self.archive_missing(rows)
+
+    async def archive_missing(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Archive those of ``rows`` (a killed collector's journal, the spool) the archive
+        lacks: a response is the same when its run, URL and time are. Returns how many were
+        new. One replayer at a time (an advisory lock), so each is archived once."""
+        if not rows:
+            return 0
+        runs = sorted({r["run_id"] for r in rows if r.get("run_id") is not None})
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(_LOCK_SPOOL)
+            there = {(r["run_id"], r["url"], r["fetched_at"]) for r in await conn.fetch(
+                "SELECT run_id, url, fetched_at FROM raw_responses "
+                "WHERE run_id = ANY($1::bigint[])", runs)}
+            new = [r for r in rows if (r.get("run_id"), r["url"], r["fetched_at"]) not in there]
+            await self._archive_raw(conn, new)
+        return len(new)
+
+    @staticmethod
+    async def _archive_raw(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]
+                           ) -> list[int]:
+        if not rows:
+            return []
+        ids = [r[0] for r in await conn.fetch(
+            "SELECT nextval(pg_get_serial_sequence('raw_responses', 'id')) "
+            "FROM generate_series(1, $1)", len(rows))]
+        records = [
+            (i, r["source"], r["url"], r["fetched_at"], r.get("status"),
+             r.get("content_type"), json.dumps(r.get("headers") or {}),
+             r.get("content_hash") or hashlib.sha256(r.get("body") or b"").hexdigest(),
+             r.get("body"),
+             r.get("run_id"), r.get("licence"))
+            for i, r in zip(ids, rows, strict=True)
+        ]
+        # Binary COPY has no jsonb encoder: headers travel as text and are cast once.
+        await conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS _incoming_raw (id bigint, source text, "
+            "url text, fetched_at timestamptz, status integer, content_type text, "
+            "headers text, content_hash text, payload bytea, run_id bigint, licence text) "
+            "ON COMMIT DELETE ROWS")
+        await conn.copy_records_to_table("_incoming_raw", records=records)
+        await conn.execute(
+            "INSERT INTO raw_responses (id, source, url, fetched_at, status, content_type, "
+            "headers, content_hash, payload, run_id, licence) SELECT id, source, url, "
+            "fetched_at, status, content_type, headers::jsonb, content_hash, payload, "
+            "run_id, licence FROM _incoming_raw")
         return ids
+
+    async def database_key(self) -> str:
+        """A name for this database that stays the same for its life and differs from other
+        databases' (its name and when it was first migrated): the collectors' spool keeps
+        each database's responses apart, so one is never replayed into another."""
+        row = await self.pool.fetchrow(
+            "SELECT current_database() AS name, to_char(min(applied_at) AT TIME ZONE 'UTC', "
+            "'YYYYMMDD\"T\"HH24MISSUS') AS born FROM schema_migrations")
+        return "".join(c if c.isalnum() or c in "-_." else "_"
+                       for c in f"{row['name']}-{row['born']}")
 
     async def raw_responses_of_run(self, run_id: int) -> list[dict[str, Any]]:
         """The archived responses of a run, oldest first (for a re-parse)."""
@@ -499,6 +554,39 @@ class Store:
             source, reparse_of, socket.gethostname(), os.getpid()))
         _RUNS_STARTED_HERE.add(run_id)
         return run_id
+
+    async def runs_to_recover(self, sources: Sequence[str],
+                              run_ids: Sequence[int] | None = None) -> list[int]:
+        """Runs of ``sources`` whose archived responses' quotes may not all be stored, oldest
+        first: runs that failed (killed and abandoned, cancelled, cut off from the database
+        at their last write) or that spooled a response or failed a write, which no re-parse
+        has completed since. A run that failed only because no request succeeded has
+        nothing to recover; nor has a run with no usable response archived. A run three
+        re-parses could not recover is left to a person (``sendcost collect --reparse``)."""
+        rows = await self.pool.fetch(
+            "SELECT r.id FROM collection_runs r WHERE r.reparse_of IS NULL "
+            "AND r.source = ANY($1::text[]) "
+            "AND ($2::bigint[] IS NULL OR r.id = ANY($2::bigint[])) "
+            f"AND ({_LOST_SOMETHING.format(r='r')}) "
+            "AND EXISTS (SELECT 1 FROM raw_responses a WHERE a.run_id = r.id "
+            "AND a.status < 400) "
+            "AND NOT EXISTS (SELECT 1 FROM collection_runs p WHERE p.reparse_of = r.id "
+            f"AND p.status <> 'running' AND NOT ({_LOST_SOMETHING.format(r='p')})) "
+            "AND (SELECT count(*) FROM collection_runs p WHERE p.reparse_of = r.id) < 3 "
+            "ORDER BY r.id", list(sources), None if run_ids is None else list(run_ids))
+        return [r["id"] for r in rows]
+
+    @contextlib.asynccontextmanager
+    async def recovery_lock(self, run_id: int) -> AsyncIterator[bool]:
+        """Yields whether this process may recover ``run_id`` now (no other holds it), held
+        until the block ends (a session advisory lock on a connection of its own)."""
+        async with self.pool.acquire() as conn:
+            mine = bool(await conn.fetchval(_TRY_LOCK_RECOVERY, run_id))
+            try:
+                yield mine
+            finally:
+                if mine:
+                    await conn.fetchval(_UNLOCK_RECOVERY, run_id)
 
     async def abandon_dead_runs(self, *, older_than: dt.timedelta = dt.timedelta(days=1)
                                 ) -> list[int]:

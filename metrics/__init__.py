@@ -23,16 +23,23 @@ from metrics.corridors import (  # noqa: E402
     corridor_average,
     corridor_flags,
     global_smart,
+    matrix_for_period,
     share_corridors_above,
     smart,
     weighted_global_average,
 )
 from metrics.cost import exact_cost_pct, fee_pct, fx_margin_pct, total_cost_pct  # noqa: E402
 from metrics.indicators import compute_indicators, corridor_table  # noqa: E402
+from metrics.instruments import (  # noqa: E402
+    access_point_averages,
+    pay_out_averages,
+    payment_instrument_averages,
+)
 from metrics.services import services_in_period  # noqa: E402
 
 __all__ = [
     "METHODOLOGY_VERSION",
+    "access_point_averages",
     "cheapest_service",
     "compute_indicators",
     "corridor_average",
@@ -47,6 +54,9 @@ __all__ = [
     "g20_sending_average",
     "global_average",
     "global_smart",
+    "matrix_for_period",
+    "pay_out_averages",
+    "payment_instrument_averages",
     "receiving_region_averages",
     "services_in_period",
     "share_corridors_above",

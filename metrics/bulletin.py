@@ -118,7 +118,9 @@ def trend(quotes: pl.LazyFrame, *, periods: list[str], amount_usd: int,
           flows: pl.LazyFrame | None) -> pl.LazyFrame:
     """The headline series over ``periods``: period, global_average, smart_average,
     weighted_average, services (transparent ones averaged). Periods without a quote at
-    ``amount_usd`` are left out. Sorted by period (chronologically)."""
+    ``amount_usd`` are left out. Each period is weighed by the matrix of ``flows`` nearest
+    it, and its weighted_average is null with insufficient weights
+    (metrics.corridors.weighted_global_average). Sorted by period (chronologically)."""
     parts = []
     for period in periods:
         s = services_in_period(quotes, period=period, amount_usd=amount_usd)
@@ -127,7 +129,10 @@ def trend(quotes: pl.LazyFrame, *, periods: list[str], amount_usd: int,
                                          pl.col("services"))
         sm = cor.global_smart(cor.smart(s)).select("smart_average")
         if flows is not None:
-            w = cor.weighted_global_average(averages, flows).select("weighted_average")
+            matrix = cor.matrix_for_period(flows, parse_period(period).year)
+            w = cor.weighted_global_average(averages, matrix).select(
+                pl.when(pl.col("sufficient")).then(pl.col("weighted_average"))
+                .alias("weighted_average"))
         else:
             w = pl.LazyFrame({"weighted_average": [None]}, schema={"weighted_average":
                                                                   pl.Float64})

@@ -112,18 +112,54 @@ def share_corridors_above(averages: pl.LazyFrame, threshold: float) -> pl.LazyFr
     )
 
 
+#: The World Bank's coverage rule for a weighted figure: the corridors it can weigh must be
+#: at least this share (in %) of the corridors with an average; below it the figure is
+#: withheld as "insufficient weights" (METHODOLOGY.md, "Weights by period").
+WEIGHT_COVERAGE_MIN = 75.0
+INSUFFICIENT_WEIGHTS = "insufficient weights"
+
+
+def matrix_for_period(flows: pl.LazyFrame, year: int) -> pl.LazyFrame:
+    """The bilateral remittance matrix nearest ``year`` out of flows of several matrices.
+
+    ``flows`` has a ``year`` column (the matrix's year: corridors.data holds 2011 and 2021);
+    the rows of the nearest year are kept, the earlier matrix on a tie (a period is weighed
+    with what was known by then rather than with a later estimate). A frame without a
+    ``year`` column is one matrix and is returned as it is.
+    """
+    if "year" not in flows.collect_schema().names():
+        return flows
+    distance = (pl.col("year") - year).abs() * 2 + (pl.col("year") > year).cast(pl.Int32)
+    return flows.filter(distance == distance.min())
+
+
 def weighted_global_average(averages: pl.LazyFrame, flows: pl.LazyFrame) -> pl.LazyFrame:
     """Corridor averages weighted by the corridor's bilateral remittance flow.
 
     Over corridors that have both an average and a positive flow. One row: weighted_average
-    (null when none), corridors, flow_usd_m (the weights' sum).
+    (null when none), corridors (weighed), flow_usd_m (the weights' sum: the volume
+    weighed), corridors_with_average, corridor_share (% of those weighed), sufficient (the
+    share is at least WEIGHT_COVERAGE_MIN), matrix_year (null when ``flows`` has no year).
+    ``weighted_average`` is the plain weighted mean whatever the coverage: whoever publishes
+    it reads ``sufficient``.
     """
+    names = flows.collect_schema().names()
+    year = pl.col("year").first() if "year" in names else pl.lit(None, pl.Int32)
     joined = averages.join(flows, on=list(CORRIDOR), how="inner").filter(
         pl.col("average").is_not_null(), pl.col("flow_usd_m") > 0)
     w = pl.col("flow_usd_m")
-    return joined.select(
+    weighed = joined.select(
         pl.when(w.sum() > 0).then((pl.col("average") * w).sum() / w.sum())
         .alias("weighted_average"),
         pl.len().alias("corridors"),
         w.sum().alias("flow_usd_m"),
     )
+    averaged = averages.select(pl.col("average").count().alias("corridors_with_average"))
+    matrix = flows.select(year.cast(pl.Int32).alias("matrix_year"))
+    share = pl.when(pl.col("corridors_with_average") > 0).then(
+        pl.col("corridors") / pl.col("corridors_with_average") * 100)
+    return pl.concat([weighed, averaged, matrix], how="horizontal").with_columns(
+        share.alias("corridor_share"),
+        (share.fill_null(0) >= WEIGHT_COVERAGE_MIN).alias("sufficient"),
+    ).select("weighted_average", "corridors", "flow_usd_m", "corridors_with_average",
+             "corridor_share", "sufficient", "matrix_year")

@@ -16,6 +16,7 @@ from corridors.errors import NoData
 from corridors.periods import parse_period
 from metrics import aggregates as agg
 from metrics import corridors as cor
+from metrics import instruments as ins
 from metrics.services import services_in_period
 
 #: Top-level keys of the document, in order.
@@ -24,7 +25,8 @@ DOCUMENT_KEYS = (
     "weighted_average", "smart_average", "g20_sending_average", "g8_sending_average",
     "g20_receiving_average", "by_firm_type", "by_receiving_region",
     "share_corridors_above_5", "share_corridors_above_10", "share_services_below_3",
-    "corridors", "non_transparent",
+    "corridors", "non_transparent", "weighted_average_coverage", "by_payment_instrument",
+    "by_access_point", "by_pay_out",
 )
 
 #: Columns of ``corridor_table``, in order.
@@ -40,12 +42,29 @@ def _one(frame: pl.DataFrame, column: str) -> Any:
     return frame.item(0, column) if frame.height else None
 
 
+def _weight_coverage(weighted: pl.DataFrame) -> dict[str, Any]:
+    """What the weighted average could weigh, and whether that passes the coverage rule."""
+    r = weighted.row(0, named=True)
+    return {
+        "matrix_year": r["matrix_year"],
+        "corridors_weighed": r["corridors"],
+        "corridors_with_average": r["corridors_with_average"],
+        "corridor_share": r["corridor_share"],
+        "flow_usd_m": r["flow_usd_m"],
+        "status": "ok" if r["sufficient"] else cor.INSUFFICIENT_WEIGHTS,
+    }
+
+
 def compute_indicators(quotes: pl.LazyFrame, *, period: str, amount_usd: int,
                        countries: pl.LazyFrame, flows: pl.LazyFrame | None) -> dict[str, Any]:
     """Every indicator of METHODOLOGY.md for ``period`` (quarter or month) at ``amount_usd``.
 
     ``quotes``: the quote frame; ``countries``: alpha3, region, g8, g20; ``flows``:
-    source_code, destination_code, flow_usd_m, or None (then ``weighted_average`` is null).
+    source_code, destination_code, flow_usd_m (and ``year`` when it holds several matrices:
+    the one nearest the period weighs), or None (then ``weighted_average`` is null).
+    ``weighted_average`` is also null when the matrix weighs fewer than 75 % of the
+    corridors with an average; ``weighted_average_coverage`` says so ("insufficient
+    weights").
     Raises NoData when the period has no quote at that amount.
     """
     from metrics import METHODOLOGY_VERSION
@@ -68,6 +87,9 @@ def compute_indicators(quotes: pl.LazyFrame, *, period: str, amount_usd: int,
         "g20_receiving": agg.g20_receiving_average(s, countries),
         "regions": agg.receiving_region_averages(s, countries),
         "firm_types": agg.firm_type_averages(s),
+        "instruments": ins.payment_instrument_averages(s),
+        "access_points": ins.access_point_averages(s),
+        "pay_outs": ins.pay_out_averages(s),
         "above_5": cor.share_corridors_above(averages, 5),
         "above_10": cor.share_corridors_above(averages, 10),
         "below_3": agg.share_services_below(s, 3),
@@ -80,7 +102,8 @@ def compute_indicators(quotes: pl.LazyFrame, *, period: str, amount_usd: int,
                              .sum().alias("transparent")),
     }
     if flows is not None:
-        plans["weighted"] = cor.weighted_global_average(averages, flows)
+        matrix = cor.matrix_for_period(flows, parse_period(canonical).year)
+        plans["weighted"] = cor.weighted_global_average(averages, matrix)
     done = dict(zip(plans, pl.collect_all(list(plans.values())), strict=True))
 
     corridors = (
@@ -114,7 +137,7 @@ def compute_indicators(quotes: pl.LazyFrame, *, period: str, amount_usd: int,
         "services": {"total": counts["total"], "transparent": counts["transparent"]},
         "global_average": _one(done["global"], "average"),
         "weighted_average": _one(done["weighted"], "weighted_average")
-        if "weighted" in done else None,
+        if "weighted" in done and _one(done["weighted"], "sufficient") else None,
         "smart_average": _one(done["global_smart"], "smart_average"),
         "g20_sending_average": _one(done["g20_sending"], "average"),
         "g8_sending_average": _one(done["g8_sending"], "average"),
@@ -129,6 +152,16 @@ def compute_indicators(quotes: pl.LazyFrame, *, period: str, amount_usd: int,
         "share_services_below_3": _one(done["below_3"], "share"),
         "corridors": corridor_rows,
         "non_transparent": done["non_transparent"].to_dicts(),
+        "weighted_average_coverage": _weight_coverage(done["weighted"])
+        if "weighted" in done else None,
+        "by_payment_instrument": {r["pay_in"]: {"average": r["average"],
+                                                "services": r["services"]}
+                                  for r in done["instruments"].iter_rows(named=True)},
+        "by_access_point": {r["access_point"]: {"average": r["average"],
+                                                "services": r["services"]}
+                            for r in done["access_points"].iter_rows(named=True)},
+        "by_pay_out": {r["pay_out"]: {"average": r["average"], "services": r["services"]}
+                       for r in done["pay_outs"].iter_rows(named=True)},
     }
     assert tuple(doc) == DOCUMENT_KEYS
     return doc

@@ -16,10 +16,12 @@ from metrics.cost import exact_cost_pct, fee_pct, fx_margin_pct, total_cost_pct
 SERVICE_COLUMNS = (
     "service_id", "source_code", "destination_code", "firm", "firm_type", "product", "speed",
     "transparent", "quotes", "fee_pct", "fx_margin_pct", "total_cost_pct", "exact_cost_pct",
+    "pay_in", "access_point", "pay_out",
 )
 
 
-_ATTRIBUTES = ("source_code", "destination_code", "firm", "firm_type", "product", "speed")
+_ATTRIBUTES = ("source_code", "destination_code", "firm", "firm_type", "product", "speed",
+               "pay_in", "access_point", "pay_out")
 
 
 def period_labels(period: str) -> list[str]:
@@ -39,7 +41,7 @@ def services_in_period(quotes: pl.LazyFrame, *, period: str, amount_usd: int) ->
                            pl.col("amount_usd") == amount_usd,
                            ~pl.col("reference_stale").fill_null(False))
     # The costs are aggregated per service alone, and the service's attributes (the same on
-    # each of its quotes) taken from its first quote and joined on: carrying six text
+    # each of its quotes) taken from its first quote and joined on: carrying the text
     # columns through the big group-by costs several times more (Polars 2.1, 10M quotes).
     costs = quotes.group_by("service_id").agg(
         pl.col("transparent").any(),

@@ -31,6 +31,7 @@ from corridors.types import EMULATED_WARNING, FIRM_TYPE_LABELS, FirmType
 from metrics import METHODOLOGY_VERSION, kinds
 from metrics import aggregates as agg
 from metrics import bulletin as mb
+from metrics import corridors as mcor
 from metrics.indicators import compute_indicators, corridor_table
 from metrics.postal import (
     postal_benchmark,
@@ -84,10 +85,11 @@ SECTIONS = (
 
 
 def flows() -> pl.LazyFrame:
-    """World Bank bilateral remittance flows (2011): the weights of the weighted average."""
-    from collector.flows import read_bilateral_flows
+    """World Bank bilateral remittance flows (every bundled matrix, with its year): the
+    weights of the weighted average, the matrix nearest the period weighing."""
+    from collector.flows import read_bundled_flows
 
-    return read_bilateral_flows().flows.lazy()
+    return read_bundled_flows().lazy()
 
 
 def official_figures() -> pl.LazyFrame:
@@ -231,8 +233,9 @@ def figure_bases(quotes: pl.LazyFrame, *, period: str, countries: pl.LazyFrame,
         "global_average": (q200, "global"),
         "global_average_500": (q500, "global"),
         "smart_average": (q200.join(smart.lazy(), on=key, how="semi"), "global"),
-        "weighted_average": ((q200.join(flows.select(pl.col(key).cast(pl.String)), on=key,
-                                        how="semi") if flows is not None
+        "weighted_average": ((q200.join(
+            mcor.matrix_for_period(flows, parse_period(period).year)
+            .select(pl.col(key).cast(pl.String)), on=key, how="semi") if flows is not None
                               else q200.filter(pl.lit(False))), "global"),
         # The G20/G8 averages span many corridors and stand beside the World Bank's own:
         # held to the global minimum, not a breakdown's.
@@ -744,7 +747,8 @@ def _metadata(b: Bulletin, files: dict[str, bytes]) -> dict[str, Any]:
                           "the method only: no RPW quote in this period")},
             {"name": "World Bank published RPW figures (corridors/data/published_figures.csv)",
              "used_for": "official figures shown beside ours", "licence": LICENCE},
-            {"name": "World Bank bilateral remittance matrix 2011",
+            {"name": "World Bank/KNOMAD bilateral remittance matrices 2011 and 2021 "
+                     "(the one nearest the period)",
              "used_for": "weights of the weighted average", "licence": LICENCE},
         ],
         "generated_from": b.generated_from,

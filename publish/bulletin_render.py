@@ -581,7 +581,8 @@ cheapest service, SmaRT and its rank:
 <p>Reference (interbank) rates: {esc(REFERENCE_RATE_NOTE)}</p>
 <p>Method: the World Bank's Remittance Prices Worldwide method. Total cost = fee % + FX margin
 %; averages are simple means over transparent services, each service once; the weighted
-average weights corridor averages by the 2011 bilateral remittance flows; SmaRT is the mean of
+average weights corridor averages by the bilateral remittance matrix nearest the period (2011
+or 2021), and is left out when it weighs fewer than 75% of the corridors; SmaRT is the mean of
 the three cheapest qualifying services (transparent, within 5 days) of a corridor.
 {esc(INDICATIVE)}</p>
 <p>Licence: {esc(LICENCE)} (<a href="{LICENCE_URL}">{LICENCE_URL}</a>). Attribution:

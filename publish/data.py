@@ -586,9 +586,9 @@ class ApiData:
 
     def flows(self) -> pl.LazyFrame:
         if self._flows is None:
-            from collector.flows import read_bilateral_flows
+            from collector.flows import read_bundled_flows
 
-            self._flows = read_bilateral_flows().flows.lazy()
+            self._flows = read_bundled_flows().lazy()
         return self._flows
 
     async def indicators(self, snap: Snapshot, period: str, amount_usd: int) -> dict[str, Any]:

@@ -18,7 +18,8 @@ import copy
 from typing import Any
 
 from corridors.reference import REGION_NAMES
-from corridors.types import EMULATED_WARNING, DataKind, FirmType, PayIn, PayOut
+from corridors.types import EMULATED_WARNING, AccessPoint, DataKind, FirmType, PayIn, PayOut
+from metrics.corridors import INSUFFICIENT_WEIGHTS
 from publish.middleware import MAX_BODY, MAX_QUERY, UNLIMITED
 from publish.params import (
     COUNTRY_PATTERN,
@@ -163,7 +164,9 @@ SCHEMAS: dict[str, Any] = {
                      "smart_average", "g20_sending_average", "g8_sending_average",
                      "g20_receiving_average", "by_firm_type", "by_receiving_region",
                      "share_corridors_above_5", "share_corridors_above_10",
-                     "share_services_below_3", "corridors", "non_transparent"],
+                     "share_services_below_3", "corridors", "non_transparent",
+                     "weighted_average_coverage", "by_payment_instrument", "by_access_point",
+                     "by_pay_out"],
         "properties": {
             **ENVELOPE, "amount_usd": INT,
             "services": obj({"total": INT, "transparent": INT}),
@@ -188,6 +191,32 @@ SCHEMAS: dict[str, Any] = {
                 "type": "array", "items": obj({
                     "from": ref("Country"), "to": ref("Country"), "source": STR,
                     "destination": STR, "provider": STR, "fee_pct": NUM})},
+            "weighted_average_coverage": {
+                "description": "what the weighted average could weigh: the World Bank/KNOMAD "
+                               "bilateral remittance matrix nearest the period, the corridors "
+                               "it weighed of those with an average, and the volume weighed; "
+                               "'insufficient weights' (and a null weighted_average) below "
+                               "75 % of the corridors; null without a matrix",
+                "oneOf": [obj({
+                    "matrix_year": {"type": ["integer", "null"]},
+                    "corridors_weighed": INT, "corridors_with_average": INT,
+                    "corridor_share": NUM, "flow_usd_m": NUM,
+                    "status": {"enum": ["ok", INSUFFICIENT_WEIGHTS]}}), {"type": "null"}]},
+            "by_payment_instrument": {
+                "description": "average over transparent services by the instrument that "
+                               "funds the transfer",
+                "type": "object", "propertyNames": {"enum": [p.value for p in PayIn]},
+                "additionalProperties": obj({"average": NUM, "services": INT})},
+            "by_access_point": {
+                "description": "average over transparent services by where the transfer is "
+                               "sent from",
+                "type": "object", "propertyNames": {"enum": [a.value for a in AccessPoint]},
+                "additionalProperties": obj({"average": NUM, "services": INT})},
+            "by_pay_out": {
+                "description": "average over transparent services by the instrument that "
+                               "pays the transfer out to the receiver",
+                "type": "object", "propertyNames": {"enum": [p.value for p in PayOut]},
+                "additionalProperties": obj({"average": NUM, "services": INT})},
         },
         "additionalProperties": False,
     },

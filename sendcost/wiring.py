@@ -16,6 +16,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from collector.schedule import add_jobs as collector_jobs
+from collector.schedule import add_recovery_job
 from corridors import runtime
 from corridors.config import Config
 from corridors.db import DatabaseTarget, database
@@ -118,7 +119,7 @@ def _log_task_end(task: asyncio.Task[object]) -> None:
 
 def _job_registrars() -> list[Callable[[web.Application, AsyncIOScheduler], None]]:
     """Each stage that runs on a schedule contributes a function (app, scheduler) -> None."""
-    return [collector_jobs, bulletin_jobs]
+    return [collector_jobs, add_recovery_job, bulletin_jobs]
 
 
 async def healthz(request: web.Request) -> web.Response:

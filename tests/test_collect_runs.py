@@ -5,6 +5,7 @@ scheduler. Source names are unique per test: the database is shared by the sessi
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import uuid
 from collections import Counter
 from typing import Any
@@ -24,6 +25,7 @@ from corridors import runtime
 from corridors.config import Config, parse_config
 from corridors.store import Store, connect
 
+DATA_DIR = tempfile.TemporaryDirectory(prefix="sc-data-", dir="/tmp")
 CORRIDORS = [("USA", "MEX"), ("GBR", "IND"), ("FRA", "SEN"), ("USA", "PHL"), ("SAU", "PAK"),
              ("DEU", "TUR"), ("USA", "GTM"), ("GBR", "NGA")]
 
@@ -50,6 +52,8 @@ def make_config(base_url: str, *, operators_n: int, corridors: list[tuple[str, s
             s.setdefault("options", {})["reference_sources"] = [f"{prefix}-ecb"]
     raw = {"collection": {"backoff_base_seconds": 0.01, "backoff_max_seconds": 2.0,
                           "timeout_seconds": 2.0, **collection},
+           # A spool of the tests' own, never the user's.
+           "service": {"data_dir": DATA_DIR.name},
            "corridors": [{"from": a, "to": b} for a, b in corridors], "sources": sources}
     return parse_config(raw), prefix
 
@@ -397,13 +401,15 @@ async def test_one_runs_failing_batch_does_not_sink_another_in_the_same_write(
         [f"{tag}-a", f"{tag}-b"]) == 1
 
 
-async def test_responses_of_runs_side_by_side_are_archived_together(store: Store) -> None:
+async def test_responses_of_runs_side_by_side_are_archived_together(store: Store,
+                                                                     tmp_path: Any) -> None:
     import datetime as dt
 
     from collector.run import _Archiver
+    from collector.spool import Spool
 
     tag = uuid.uuid4().hex[:8]
-    archiver = _Archiver(store, max_batch=3, delay=0.05)
+    archiver = _Archiver(store, Spool(tmp_path), max_batch=3, delay=0.05)
     archiver.enter()
 
     def row(run: str, n: int) -> dict[str, Any]:

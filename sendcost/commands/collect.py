@@ -31,6 +31,14 @@ recorded (sendcost db status, GET /healthz).
 --reparse RUN_ID parses again what that run archived, fetching nothing: after a parser fix,
 the run's quotes are replaced by the re-parsed ones (in one transaction).
 
+Nothing fetched is lost to an interruption. Quotes are written as they are parsed (in small
+batches); a response the database cannot archive is kept in the spool
+(<data_dir>/spool/<database>) until it can; on SIGTERM or Ctrl-C what is held is written
+(5 s at most). Before collecting
+(and again after a run that lost its database), the command replays the spool and re-parses
+every earlier run whose quotes were not all stored (killed, stopped, cut off from the
+database); a "recovered:" line names each such re-parse.
+
 examples:
   sendcost collect                               # all enabled sources
   sendcost collect --source sandbox-op-0 --corridor USA-MEX
@@ -78,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
     terminated = False
 
-    async def go() -> list[RunReport]:
+    async def go() -> tuple[list[RunReport], list[RunReport]]:
         # SIGTERM (systemd, cron, docker stop) stops like Ctrl-C: the runs under way are
         # cancelled and recorded as failed, never left 'running'.
         main = asyncio.current_task()
@@ -97,21 +105,29 @@ def run(args: argparse.Namespace) -> int:
         ) as session:
             collector = Collector(config, store, session)
             if args.reparse is not None:
-                return [await collector.reparse(args.reparse,
-                                                progress=Progress(f"re-parse {args.reparse}"))]
-            return await collector.run_all(args.source, corridor=args.corridor,
-                                           progress=lambda name: Progress(name))
+                return [await collector.reparse(
+                    args.reparse, progress=Progress(f"re-parse {args.reparse}"))], []
+            recovered = await collector.recover_if_needed()
+            reports = await collector.run_all(args.source, corridor=args.corridor,
+                                              progress=lambda name: Progress(name))
+            # A run that lost its database mid-way: what it could not store, stored now if
+            # the database is back (else at the next start).
+            recovered += await collector.recover_if_needed()
+            return reports, recovered
 
     try:
-        reports = asyncio.run(go())
+        reports, recovered = asyncio.run(go())
     except asyncio.CancelledError:
         if not terminated:
             raise
         clear_all()
         print("sendcost collect: stopped by SIGTERM; the runs under way were recorded as "
-              "failed (their fetched responses are archived: --reparse RUN_ID)",
+              "failed; what they fetched and could not write is stored at the next start "
+              "(or: --reparse RUN_ID)",
               file=sys.stderr)
         return 128 + signal.SIGTERM
+    for r in recovered:
+        print(f"recovered: {r.line()}")
     for r in reports:
         print(r.line())
     if not reports:

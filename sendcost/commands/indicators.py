@@ -17,10 +17,16 @@ from sendcost.cli import common_options, setup_logging
 
 HELP = """\
 Compute the SDG 10.c cost indicators of one period, as the World Bank does (RPW method):
-global average, weighted average, SmaRT, G8/G20 averages, firm-type and receiving-region
-averages, shares of corridors above 5% and 10%, and every corridor with its flags and its
-cheapest service. Percentages are in percent (6.2 means 6.2%), unrounded; null where a
-figure is undefined. The JSON keys are documented in docs/indicators.md.
+global average, weighted average, SmaRT, G8/G20 averages, firm-type, receiving-region,
+payment-instrument, access-point and pay-out averages, shares of corridors above 5% and 10%, and
+every corridor with its flags and its cheapest service. Percentages are in percent (6.2
+means 6.2%), unrounded; null where a figure is undefined. The JSON keys are documented in
+docs/indicators.md.
+
+The weighted average weighs corridor averages by the World Bank/KNOMAD bilateral
+remittance matrix nearest the period (2011 or 2021, bundled) and says how many corridors
+and how much volume it weighed; when it weighs fewer than 75% of the corridors with an
+average it is left out and the output says "insufficient weights".
 
 PERIOD is a quarter (2011Q3, or RPW's 2011_3Q) or a month (2026-11). Regions, income
 groups and G8/G20 are the World Bank's classification in force in that period (an RPW
@@ -62,10 +68,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _flows() -> pl.LazyFrame:
-    """World Bank bilateral remittance flows (2011): the weights of the weighted average."""
-    from collector.flows import read_bilateral_flows
+    """World Bank bilateral remittance flows (every bundled matrix, with its year): the
+    weights of the weighted average, the matrix nearest the period weighing."""
+    from collector.flows import read_bundled_flows
 
-    return read_bilateral_flows().flows.lazy()
+    return read_bundled_flows().lazy()
 
 
 def compute_from_frame(frame: pl.DataFrame, period: str, amount: int,
@@ -141,6 +148,14 @@ def _fmt(v: float | None) -> str:
     return "—" if v is None else f"{v:.2f}%"
 
 
+def _weights_line(w: dict[str, Any]) -> str:
+    """How much the weighted average could weigh, and "insufficient weights" below the rule."""
+    share = "—" if w["corridor_share"] is None else f"{w['corridor_share']:.0f}%"
+    return (f"{w['status']}: {w['matrix_year']} matrix weighs {w['corridors_weighed']} of "
+            f"{w['corridors_with_average']} corridors ({share}), "
+            f"USD {w['flow_usd_m']:,.0f} million")
+
+
 def _print_table(doc: dict[str, Any], table: pl.DataFrame) -> None:
     print(f"period {doc['period']}, USD {doc['amount_usd']}, methodology "
           f"{doc['methodology_version']}")
@@ -155,6 +170,15 @@ def _print_table(doc: dict[str, Any], table: pl.DataFrame) -> None:
                        ("share_corridors_above_5", "corridors above 5%"),
                        ("share_corridors_above_10", "corridors above 10%")]:
         print(f"  {label:<26} {_fmt(doc[key])}")
+        if key == "weighted_average" and doc["weighted_average_coverage"] is not None:
+            print(f"  {'':<26} {_weights_line(doc['weighted_average_coverage'])}")
+    for key, label in [("by_payment_instrument", "by payment instrument"),
+                       ("by_access_point", "by access point"),
+                       ("by_pay_out", "by pay-out instrument")]:
+        if doc[key]:
+            print(f"  {label:<26} " + ", ".join(
+                f"{name} {_fmt(v['average'])} ({v['services']})"
+                for name, v in doc[key].items()))
     print()
     print(f"{'corridor':<9} {'average':>8} {'SmaRT':>8} {'services':>8} {'transp.':>7}  "
           f"{'flags':<14} cheapest")

@@ -22,6 +22,10 @@ SIGTERM (the embedded PostgreSQL, if used, is stopped too).
 On an empty store it first imports the bundled World Bank RPW data (2011-2014), so the
 figures are real from the first start ([service] import_rpw_on_empty).
 
+No collected quote is lost to an interruption: a response the database cannot take is kept
+in <data_dir>/spool until it can, and what a killed or stopped process, or the database
+away, left unstored is stored at start and within 15 s of the database's return.
+
 examples:
   sendcost serve                          # http://127.0.0.1:8080, embedded PostgreSQL
   sendcost serve --port 9000 --host 0.0.0.0
