@@ -33,12 +33,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
-
-# Run as a script, this folder comes first on sys.path, and bench/metrics.py would shadow
-# the metrics package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
 DURATION = int(os.environ.get("BENCH_SECONDS", "6"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -123,10 +118,17 @@ def run_wrk(base: str, paths: list[str]) -> dict[str, float]:
     out = subprocess.run(["wrk", "-t2", "-c50", f"-d{DURATION}s", "-s", script, base],
                          capture_output=True, text=True, check=True).stdout
     os.unlink(script)
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = int(re.search(r"P50 (\d+)", out).group(1)) / 1000  # type: ignore[union-attr]
-    p99 = int(re.search(r"P99 (\d+)", out).group(1)) / 1000  # type: ignore[union-attr]
-    errors = int(re.search(r"ERR (\d+)", out).group(1))  # type: ignore[union-attr]
+
+    def field(pattern: str) -> str:
+        found = re.search(pattern, out)
+        if found is None:
+            raise SystemExit(f"bench/api.py: wrk's output has no {pattern!r}:\n{out}")
+        return found.group(1)
+
+    rps = float(field(r"Requests/sec:\s+([\d.]+)"))
+    p50 = int(field(r"P50 (\d+)")) / 1000
+    p99 = int(field(r"P99 (\d+)")) / 1000
+    errors = int(field(r"ERR (\d+)"))
     return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "errors": errors}
 
 
@@ -159,7 +161,7 @@ async def fixed_rate(base: str, paths: list[str], rate: int, seconds: int) -> di
     return {"p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000, "errors": errors}
 
 
-def fixed_rate_process(base: str, paths: list[str], out: mp.Queue) -> None:  # type: ignore[type-arg]
+def fixed_rate_process(base: str, paths: list[str], out: mp.Queue) -> None:
     out.put(asyncio.run(fixed_rate(base, paths, RATE, DURATION)))
 
 
@@ -256,7 +258,7 @@ def run(url: str) -> int:
               f"errors {u['errors']:.0f}; / bare {u['rps'] / b_rps:.2f}")
         results = {}
         for name, base, ps in (("bare", bare, ["/bare"]), ("compare", app, paths)):
-            q: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
+            q: mp.Queue = ctx.Queue()
             loader = ctx.Process(target=fixed_rate_process, args=(base, ps, q))
             loader.start()
             results[name] = q.get(timeout=DURATION * 10)

@@ -30,19 +30,16 @@ import multiprocessing as mp
 import os
 import re
 import statistics
-import sys
 import time
 import urllib.request
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-# Run as a script, this folder comes first on sys.path, and bench/metrics.py would shadow
-# the metrics package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
-sys.path.insert(0, str(Path(__file__).parent))
+from api import free_port, serve_bare, serve_sendcost, wait_up  # bench/api.py, beside this
 
-from api import free_port, serve_bare, serve_sendcost, wait_up  # noqa: E402
+from corridors.store import Store
+from publish.data import ApiData
 
 CORRIDORS_FROM, CORRIDORS_TO, SERVICES_PER_CORRIDOR = 5, 47, 20
 START = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
@@ -178,9 +175,8 @@ async def collect_once(url: str, minute: int = 0) -> float:
         await store.close()
 
 
-async def in_process_refresh(url: str) -> tuple[object, float]:
+async def in_process_refresh(url: str) -> tuple[tuple[ApiData, Store], float]:
     from corridors.store import connect
-    from publish.data import ApiData
 
     store = await connect(url)
     api = ApiData(store)
@@ -221,9 +217,9 @@ def measure(server_url: str, n: int) -> None:
         for minute in range(COLLECTIONS):
             writes.append(loop.run_until_complete(collect_once(url, minute)))
             t0 = time.perf_counter()
-            loop.run_until_complete(api.refresh())  # type: ignore[attr-defined]
+            loop.run_until_complete(api.refresh())
             refreshes.append(time.perf_counter() - t0)
-        loop.run_until_complete(store.close())  # type: ignore[attr-defined]
+        loop.run_until_complete(store.close())
         print(f"{COLLECTIONS} collections of {COLLECTION:,} quotes written in "
               + ", ".join(f"{w * 1000:.0f}" for w in writes) + " ms")
         print("refresh after each: " + ", ".join(f"{r * 1000:.0f}" for r in refreshes)

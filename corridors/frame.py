@@ -10,7 +10,7 @@ import polars as pl
 
 #: Text columns are Categorical: a quote frame repeats a few hundred corridors, firms and
 #: periods over millions of rows, and grouping on the categories' integer codes is what keeps
-#: the indicators fast (bench/metrics.py). The metrics hand back plain strings.
+#: the indicators fast (bench/indicators.py). The metrics hand back plain strings.
 _TEXT = pl.Categorical()
 
 #: Column → Polars dtype. Nullable everywhere unless the comment of the column says not.

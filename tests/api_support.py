@@ -5,6 +5,7 @@ the property-based run and the browser)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -23,10 +24,12 @@ from sendcost.wiring import create_app
 
 def make_app(database_url: str, *, rate_limit: int = 0,
              data_dir: Path | None = None) -> web.Application:
-    service: dict[str, object] = {"import_rpw_on_empty": False}
+    config = parse_config({"service": {"import_rpw_on_empty": False},
+                           "api": {"rate_limit_per_minute": rate_limit}})
     if data_dir is not None:
-        service["data_dir"] = str(data_dir)
-    config = parse_config({"service": service, "api": {"rate_limit_per_minute": rate_limit}})
+        # Set on the Config itself: $SENDCOST_DATA_DIR, which a developer may well have set
+        # (newcomer-test does), wins over [service] data_dir.
+        config = dataclasses.replace(config, data_dir=data_dir)
     return create_app(config, DatabaseTarget(database_url, embedded=False))
 
 

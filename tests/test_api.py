@@ -457,7 +457,7 @@ async def test_what_arrives_is_named_in_the_currency_the_rate_converts_into(
         r = rows[s["service_id"].rsplit(":", 1)[1]]
         rate = float(r["inter lcu bank fx"])
         if r["transparent"] != "yes":
-            expected = (None, None, unknown_currency(r))
+            expected: tuple[str | None, str | None, str] = (None, None, unknown_currency(r))
         elif rate == corridor_rate:
             expected = ("MXN", "reference_rate", (
                 "inferred: RPW does not state the pay-out currency; this service's reference "

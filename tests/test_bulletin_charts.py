@@ -103,9 +103,9 @@ def test_legend_hides_no_value_label() -> None:
     values = [box for text, box in boxes if text.endswith("%") and
               text[0].isdigit()]
     assert len(values) == 3
-    for lg in legends:
+    for box in legends:
         for x0, y0, x1, y1 in values:
-            assert min(lg.x1, x1) <= max(lg.x0, x0) or min(lg.y1, y1) <= max(lg.y0, y0)
+            assert min(box.x1, x1) <= max(box.x0, x0) or min(box.y1, y1) <= max(box.y0, y0)
 
 
 def test_five_percent_line_only_on_corridor_charts() -> None:

@@ -74,7 +74,7 @@ def test_five_percent_component_and_list_changes() -> None:
 
 
 def test_postal_rank_against_the_corridor() -> None:
-    def quote(firm: str, firm_type: str, fee: float, transparent: bool = True) -> dict:  # type: ignore[type-arg]
+    def quote(firm: str, firm_type: str, fee: float, transparent: bool = True) -> dict:
         return {"period": "2026-11", "source_code": "FRA", "destination_code": "SEN",
                 "firm": firm, "firm_type": firm_type, "product": "", "service_id": firm,
                 "speed": "same_day", "amount_usd": 200, "send_amount": 100.0, "fee": fee,

@@ -23,7 +23,7 @@ def test_periods_due() -> None:
     assert periods_to_publish(dt.date(2027, 1, 1)) == ["2026-12", "2026Q4"]
 
 
-async def test_add_jobs_schedules_the_first_of_the_month(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_add_jobs_schedules_the_first_of_the_month(tmp_path) -> None:
     app = web.Application()
     app[runtime.CONFIG] = Config(data_dir=tmp_path, bulletin=BulletinConfig(publish_hour_utc=7))
     scheduler = AsyncIOScheduler(timezone="UTC")
@@ -39,7 +39,7 @@ async def test_add_jobs_schedules_the_first_of_the_month(tmp_path) -> None:  # t
     assert other.get_jobs() == []
 
 
-async def test_job_publishes_and_the_api_lists_it(store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_job_publishes_and_the_api_lists_it(store, tmp_path) -> None:
     await import_rpw(store, bundled_rpw_path())  # idempotent: the store may have it already
     app = web.Application()
     app[runtime.CONFIG] = Config(data_dir=tmp_path)
@@ -95,7 +95,7 @@ async def test_job_publishes_and_the_api_lists_it(store, tmp_path) -> None:  # t
         await server.close()
 
 
-async def test_job_without_data_publishes_nothing(store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_job_without_data_publishes_nothing(store, tmp_path) -> None:
     app = web.Application()
     app[runtime.CONFIG] = Config(data_dir=tmp_path)
     app[runtime.STORE] = store

@@ -43,7 +43,7 @@ def fixture(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
 
 
-def source(kind: str, url: str = "http://x/", **options: Any):  # type: ignore[no-untyped-def]
+def source(kind: str, url: str = "http://x/", **options: Any):
     return parse_config({"sources": [{"name": "s", "kind": kind, "url": url,
                                       "options": options}]}).sources[0]
 
@@ -78,13 +78,15 @@ def test_cross_rates_through_eur_and_usd() -> None:
     usd_mxn = book.rate("USD", "MXN")
     assert usd_mxn is not None and usd_mxn.source == "ecb via EUR" and usd_mxn.as_of == t
     assert abs(usd_mxn.rate - Decimal("21.4213") / Decimal("1.0555")) < Decimal("1e-8")
-    assert book.rate("MXN", "EUR").rate == pytest.approx(Decimal(1) / Decimal("21.4213"))
+    mxn_eur = book.rate("MXN", "EUR")
+    assert mxn_eur is not None
+    assert mxn_eur.rate == pytest.approx(Decimal(1) / Decimal("21.4213"))
     assert book.rate("USD", "XOF") is None  # the ECB does not publish XOF
     later = t + dt.timedelta(days=1)
     book2 = RateBook([("USD", "XOF", Decimal("621.47"), later, "oxr"),
                       ("EUR", "USD", Decimal("1.0555"), t, "ecb")])
     eur_xof = book2.rate("EUR", "XOF")
-    assert eur_xof.source == "ecb+oxr via USD" and eur_xof.as_of == t
+    assert eur_xof is not None and eur_xof.source == "ecb+oxr via USD" and eur_xof.as_of == t
 
 
 def test_comparison_feed_wise_format() -> None:
@@ -568,7 +570,7 @@ WISE_FATES = {"Wise": ("stored", ""), "Western Union": ("stored", ""),
 
 
 def wu_quote(doc: dict[str, Any]) -> dict[str, Any]:
-    return doc["providers"][1]["quotes"][0]  # type: ignore[no-any-return]
+    return doc["providers"][1]["quotes"][0]
 
 
 @pytest.mark.parametrize(("change", "fate"), [

@@ -8,6 +8,7 @@ one service) — so no quote is lost and none is stored twice."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -55,7 +56,8 @@ def make_config(base_url: str, data_dir: Path, operators_n: int = 3) -> tuple[Co
            "service": {"data_dir": str(data_dir)},
            "corridors": [{"from": a, "to": b} for a, b in CORRIDORS],
            "sources": sandbox_sources(base_url, operators_n, prefix)}
-    return parse_config(raw), prefix
+    # Set on the Config too: $SENDCOST_DATA_DIR (newcomer-test sets it) wins over data_dir.
+    return dataclasses.replace(parse_config(raw), data_dir=data_dir), prefix
 
 
 def answered(sandbox: Sandbox) -> int:

@@ -150,10 +150,14 @@ async def test_retry_after_is_honoured_in_full_and_holds_the_whole_host(
                             {"name": "b", "requests_per_second": 1000.0}])
     a, b = cfg.sources
     limited = asyncio.Event()
+
+    def on_attempt(kind: str) -> None:
+        if kind == "http_429":
+            limited.set()
+
     async with aiohttp.ClientSession() as session:
         fetcher = Fetcher(session, cfg.collection)
-        first = asyncio.create_task(fetcher.get(
-            a, f"{upstream.url}/a", lambda kind: kind == "http_429" and limited.set()))
+        first = asyncio.create_task(fetcher.get(a, f"{upstream.url}/a", on_attempt))
         await limited.wait()
         other = await fetcher.get(b, f"{upstream.url}/b")
         retried = await first

@@ -73,4 +73,4 @@ async def test_rpw_source_from_a_path_relative_to_the_config(store: Store,
     assert_imported_or_known(report)
     async with aiohttp.ClientSession() as session:
         again = await Collector(config, store, session).run(config.sources[0].name)
-    assert (again.status, again.stored) == ("ok", 0) and "not parsed again" in again.message
+    assert (again.status, again.stored) == ("ok", 0) and "not parsed again" in (again.message or "")

@@ -9,7 +9,7 @@ import tempfile
 import uuid
 from collections import Counter
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
@@ -167,7 +167,8 @@ async def test_faulty_upstreams_lose_nothing_and_store_nothing_wrong(store: Stor
         "SELECT reason, field, payload, source FROM quarantined_quotes "
         "WHERE run_id = ANY($1::bigint[])", run_ids)
 
-    expected_ok, expected_bad = Counter(), Counter()
+    expected_ok: Counter[tuple[int, str, str]] = Counter()
+    expected_bad: Counter[str] = Counter()
     for (op, corridor, amount), outcome in final.items():
         if outcome != "ok":
             continue
@@ -176,7 +177,7 @@ async def test_faulty_upstreams_lose_nothing_and_store_nothing_wrong(store: Stor
             expected_ok[(op, corridor, amount)] += 1
         else:
             expected_bad[reason] += 1
-    got_ok = Counter()
+    got_ok: Counter[tuple[int, str, str]] = Counter()
     for r in stored:
         op = int(r["source"].rsplit("-", 1)[1])
         corridor = r["service_key"].split(":")[2]  # firm type:firm:corridor:…
@@ -223,6 +224,10 @@ async def test_circuit_breaker_opens_and_recovers(store: Store, session: Any) ->
                                 circuit_failures=3, circuit_cooldown_seconds=0.5)
         collector = Collector(config, store, session)
         await collector.run(f"{p}-ecb")
+        # The cool-down runs on the test's clock: on a busy machine the two runs below could
+        # take longer than it on the real one.
+        now = [0.0]
+        collector.fetcher.circuit(f"{p}-op-0").clock = lambda: now[0]
         sandbox.faults.error_rate = 1.0
         sandbox.log.clear()
         broken = await collector.run(f"{p}-op-0")
@@ -236,7 +241,7 @@ async def test_circuit_breaker_opens_and_recovers(store: Store, session: Any) ->
         sandbox.faults.error_rate = 0.0
         still_open = await collector.run(f"{p}-op-0")
         assert still_open.errors["circuit_open"] == 10 and len(sandbox.log) == failed
-        await asyncio.sleep(0.6)
+        now[0] += 0.6
         recovered = await collector.run(f"{p}-op-0")
         assert (recovered.status, recovered.stored) == ("ok", 10)
         assert collector.fetcher.circuit(f"{p}-op-0").state == "closed"
@@ -244,10 +249,36 @@ async def test_circuit_breaker_opens_and_recovers(store: Store, session: Any) ->
         await server.close()
 
 
+def with_application_name(url: str, name: str) -> str:
+    """``url`` whose connections show as ``name`` in pg_stat_activity. The embedded
+    database's URL already has a query (``?host=<socket folder>``): add to it."""
+    parts = urlsplit(url)
+    query = "&".join(filter(None, (parts.query, urlencode({"application_name": name}))))
+    return urlunsplit(parts._replace(query=query))
+
+
+def where_tasks_wait() -> str:
+    """Every task of sendcost's or asyncpg's, with the whole chain of awaits it is in (a
+    task's own stack shows only its outermost coroutine)."""
+    out: list[str] = []
+    for task in asyncio.all_tasks():
+        chain: list[str] = []
+        coro: Any = task.get_coro()
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is not None:
+                chain.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} "
+                             f"{frame.f_code.co_name}")
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        if any(("/collector/" in c or "/corridors/" in c or "asyncpg" in c) for c in chain):
+            out.append(f"{task.get_name()}:\n" + "\n".join(chain))
+    return "\n".join(out)
+
+
 async def test_killed_connection_mid_write_leaves_nothing_half_written(
         store: Store, database_url: str, session: Any) -> None:
     app_name = f"sendcost-kill-{uuid.uuid4().hex[:6]}"
-    victim = await connect(f"{database_url}?application_name={app_name}", max_size=2)
+    victim = await connect(with_application_name(database_url, app_name), max_size=2)
     server, _ = await start_sandbox(Faults(), operators_n=2)
     locker = await asyncpg.connect(database_url)
     try:
@@ -262,23 +293,22 @@ async def test_killed_connection_mid_write_leaves_nothing_half_written(
         await locker.execute("LOCK TABLE quotes IN EXCLUSIVE MODE")
         task = asyncio.create_task(collector.run(f"{p}-op-0"))
         # Up to a minute: on a busy machine the run's fetches take a while before its write.
+        # Watched from outside the locker's transaction: inside one, pg_stat_activity is a
+        # snapshot taken at its first read, and would never show the run reaching the lock.
         for _ in range(1200):
-            pid = await locker.fetchval(
+            pid = await store.pool.fetchval(
                 "SELECT pid FROM pg_stat_activity WHERE application_name = $1 "
                 "AND wait_event_type = 'Lock'", app_name)
             if pid:
                 break
             await asyncio.sleep(0.05)
         if not pid:  # say where the run is, for whoever reads a failure
-            import io
-            where = io.StringIO()
-            task.print_stack(file=where)
-            activity = await locker.fetch(
+            activity = await store.pool.fetch(
                 "SELECT state, wait_event_type, wait_event, left(query, 120) AS query "
                 "FROM pg_stat_activity WHERE application_name = $1", app_name)
             raise AssertionError(f"the run never reached its write (done: {task.done()}); "
                                  f"its connections: {[dict(r) for r in activity]}; "
-                                 f"where it is:\n{where.getvalue()}")
+                                 f"where it is:\n{where_tasks_wait()}")
         assert await locker.fetchval("SELECT pg_terminate_backend($1)", pid)
         await tx.rollback()
         dead = await task
@@ -309,7 +339,7 @@ async def test_a_write_lost_mid_run_is_held_and_written_later(
     # Batches of 2 quotes: the run writes while it is still fetching. The connection of its
     # first write is cut; that batch is held and written with a later one, nothing lost.
     app_name = f"sendcost-midrun-{uuid.uuid4().hex[:6]}"
-    victim = await connect(f"{database_url}?application_name={app_name}", max_size=4)
+    victim = await connect(with_application_name(database_url, app_name), max_size=4)
     server, _ = await start_sandbox(Faults(), operators_n=1)
     locker = await asyncpg.connect(database_url)
     try:
@@ -321,8 +351,8 @@ async def test_a_write_lost_mid_run_is_held_and_written_later(
         await tx.start()
         await locker.execute("LOCK TABLE quotes IN EXCLUSIVE MODE")
         task = asyncio.create_task(collector.run(f"{p}-op-0"))
-        for _ in range(1200):
-            pid = await locker.fetchval(
+        for _ in range(1200):  # watched from outside the locker's transaction, as above
+            pid = await store.pool.fetchval(
                 "SELECT pid FROM pg_stat_activity WHERE application_name = $1 "
                 "AND wait_event_type = 'Lock'", app_name)
             if pid:
@@ -361,8 +391,10 @@ async def test_one_runs_failing_batch_does_not_sink_another_in_the_same_write(
     writer = _Writer(store)
     results = await asyncio.gather(writer.write(good), writer.write(bad),
                                    return_exceptions=True)
-    assert results[0].inserted == 1 and results[0].quarantined == 1
-    assert isinstance(results[1], OverflowError | asyncpg.DataError)
+    first, second = results
+    assert not isinstance(first, BaseException), first
+    assert first.inserted == 1 and first.quarantined == 1
+    assert isinstance(second, OverflowError | asyncpg.DataError)
     assert writer.writes == 1 and writer.batches == 2  # they went in together
     assert await store.pool.fetchval(
         "SELECT count(*) FROM quotes WHERE source = ANY($1::text[])",

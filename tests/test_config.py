@@ -142,7 +142,7 @@ def test_alpha2_codes_become_alpha3() -> None:
          "sources[0].timeout_seconds: expected an integer or a number, got '9'"),
     ],
 )
-def test_bad_config_names_the_key(raw: dict, message: str) -> None:  # type: ignore[type-arg]
+def test_bad_config_names_the_key(raw: dict, message: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse_config(raw)
     assert message in str(err.value)
@@ -175,8 +175,10 @@ def test_source_urls_and_templates_are_accepted() -> None:
 
 def minimal_options(kind: str) -> dict[str, Any]:
     """The options a source of ``kind`` cannot do without."""
-    return {"operator_json": {"firm": "Acme", "fields": {"fee": "quote.fee"}},
-            "postal_tariff": {"format": "json"}}.get(kind, {})
+    options: dict[str, dict[str, Any]] = {
+        "operator_json": {"firm": "Acme", "fields": {"fee": "quote.fee"}},
+        "postal_tariff": {"format": "json"}}
+    return options.get(kind, {})
 
 
 #: A value of each type a config.toml can hold.

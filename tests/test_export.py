@@ -35,7 +35,7 @@ def _rows(body: bytes) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(body.decode())))
 
 
-def test_sdmx_csv_has_the_required_columns(quotes) -> None:  # type: ignore[no-untyped-def]
+def test_sdmx_csv_has_the_required_columns(quotes) -> None:
     body = sdmx_csv(sdmx_rows(quotes, start="2013Q4", end="2014Q2"))
     header = body.decode().splitlines()[0].split(",")
     # SDMX-CSV 2.0: STRUCTURE, STRUCTURE_ID, ACTION first; every dimension; OBS_VALUE.
@@ -49,7 +49,7 @@ def test_sdmx_csv_has_the_required_columns(quotes) -> None:  # type: ignore[no-u
     assert {r["TIME_PERIOD"] for r in rows} == {"2013-Q4", "2014-Q1", "2014-Q2"}
 
 
-def test_sdmx_values_are_the_indicators(quotes) -> None:  # type: ignore[no-untyped-def]
+def test_sdmx_values_are_the_indicators(quotes) -> None:
     rows = _rows(sdmx_csv(sdmx_rows(quotes, start="2014Q1", end="2014Q2")))
     for period, time in (("2014Q1", "2014-Q1"), ("2014Q2", "2014-Q2")):
         doc = compute_indicators(quotes.lazy(), period=period, amount_usd=200,
@@ -84,7 +84,7 @@ def _services(quotes: pl.LazyFrame, *, time_period: str) -> pl.LazyFrame:
         pl.col("transparent"), pl.col("total_cost_pct").is_not_null())
 
 
-def test_sdmx_series_codes_are_the_un_series_list(quotes) -> None:  # type: ignore[no-untyped-def]
+def test_sdmx_series_codes_are_the_un_series_list(quotes) -> None:
     """Every SERIES written is a 10.c.1 series of the UN SDG series list, release
     2022.Q1.G.03 (its rows bundled in corridors/data/sdg_series_10c1.csv), used for what the
     list says it is."""
@@ -120,7 +120,7 @@ def test_sdmx_series_codes_are_the_un_series_list(quotes) -> None:  # type: igno
     assert row["OBS_VALUE"] == f"{usa_mex['smart']:.2f}"
 
 
-def test_sdmx_status_never_passes_estimates_or_negatives_as_normal(quotes) -> None:  # type: ignore[no-untyped-def]
+def test_sdmx_status_never_passes_estimates_or_negatives_as_normal(quotes) -> None:
     """A value resting on a comparison feed's estimate is E, a negative cost U; the rest A."""
     one = quotes.filter(pl.col("period") == "2014Q2")
     # Mark one corridor's quotes as a comparison feed's estimates.
@@ -148,7 +148,7 @@ def test_sdmx_status_never_passes_estimates_or_negatives_as_normal(quotes) -> No
     assert {r["OBS_STATUS"] for r in plain} <= {"A", "U"}
 
 
-def test_sdmx_annual_frequency(quotes) -> None:  # type: ignore[no-untyped-def]
+def test_sdmx_annual_frequency(quotes) -> None:
     rows = sdmx_rows(quotes, start="2013Q1", end="2014Q2", frequency="annual")
     assert {r["FREQ"] for r in rows} == {"A"}
     assert {r["TIME_PERIOD"] for r in rows} == {"2013", "2014"}
@@ -165,7 +165,7 @@ def test_sdmx_annual_frequency(quotes) -> None:  # type: ignore[no-untyped-def]
         sdmx_rows(quotes, start="2014Q1", end="2014Q2", frequency="weekly")
 
 
-def test_sdmx_corridors_and_bad_ranges(quotes) -> None:  # type: ignore[no-untyped-def]
+def test_sdmx_corridors_and_bad_ranges(quotes) -> None:
     rows = sdmx_rows(quotes, start="2014Q2", end="2014Q2", corridors=True)
     bc = [r for r in rows if r["SERIES"] == "SI_RMT_COST_BC"]
     doc = compute_indicators(quotes.lazy(), period="2014Q2", amount_usd=200,
@@ -180,7 +180,7 @@ def test_sdmx_corridors_and_bad_ranges(quotes) -> None:  # type: ignore[no-untyp
         sdmx_rows(quotes, start="2020Q1", end="2021Q4")
 
 
-def test_postal_export_agrees_with_the_benchmark(quotes) -> None:  # type: ignore[no-untyped-def]
+def test_postal_export_agrees_with_the_benchmark(quotes) -> None:
     body_csv, body_json = postal_export(quotes, period="2014Q2")
     expected = postal_benchmark(quotes.lazy(), period="2014Q2", amount_usd=200).collect()
     assert_frame_equal(pl.read_csv(body_csv, schema=expected.schema), expected,
@@ -192,7 +192,7 @@ def test_postal_export_agrees_with_the_benchmark(quotes) -> None:  # type: ignor
         postal_export(quotes, period="2030Q1")
 
 
-def test_cli_exports(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_cli_exports(tmp_path, capsys) -> None:
     assert main(["export", "postal", "--period", "2014Q2", "--source", "rpw", "--out",
                  str(tmp_path), "-q"]) == 0
     assert (tmp_path / "postal-2014Q2.csv").is_file()

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-async def empty_store(fresh_database: str):  # type: ignore[no-untyped-def]
+async def empty_store(fresh_database: str):
     s = await connect(fresh_database)
     await s.migrate()
     yield s

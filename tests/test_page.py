@@ -146,7 +146,7 @@ class DevTools:
             msg = json.loads((await asyncio.wait_for(self.ws.receive(), 30)).data)
             if msg.get("id") == n:
                 assert "error" not in msg, msg
-                return msg["result"]  # type: ignore[no-any-return]
+                return msg["result"]
             self.events.append(msg)
 
     async def wait_event(self, method: str) -> None:

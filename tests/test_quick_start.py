@@ -32,7 +32,7 @@ def _free_port() -> int:
 async def _healthz(http: aiohttp.ClientSession, base: str) -> dict[str, Any] | None:
     try:
         async with http.get(f"{base}/healthz") as resp:
-            return await resp.json() if resp.status == 200 else None  # type: ignore[no-any-return]
+            return await resp.json() if resp.status == 200 else None
     except aiohttp.ClientError:
         return None
 

@@ -87,7 +87,7 @@ def test_published_total_reproduces_where_recomputing_would_not() -> None:
     assert len(misses) > 0
 
 
-KEYS = {
+KEYS: dict[str, str | tuple[str, str]] = {
     "g20_receiving_average": "g20_receiving_average",
     "region_MENA": ("by_receiving_region", "MNA"),
     "region_LAC": ("by_receiving_region", "LAC"),

@@ -58,7 +58,7 @@ def _write_config(tmp: Path, **service: object) -> Path:
     return cfg
 
 
-async def _wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 60) -> dict:  # type: ignore[type-arg]
+async def _wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 60) -> dict:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
         while time.monotonic() < deadline:
@@ -66,7 +66,7 @@ async def _wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 60) 
             try:
                 async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
                     if resp.status == 200:
-                        return await resp.json()  # type: ignore[no-any-return]
+                        return await resp.json()
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.2)

@@ -27,7 +27,7 @@ from corridors.types import (
 T0 = dt.datetime(2026, 11, 2, 9, 30, tzinfo=dt.UTC)
 
 
-def make_quote(**over) -> Quote:  # type: ignore[no-untyped-def]
+def make_quote(**over) -> Quote:
     base = dict(
         source_code="USA", destination_code="MEX",
         firm=Firm("Acme Remit", FirmType.MTO),

@@ -11,8 +11,8 @@ the clock starts (Polars DataFrame / DuckDB in-memory table), so seconds measure
 computation and the peak RSS is the process's own (``ru_maxrss``, which sees native
 allocations that tracemalloc does not); the RSS added by the computation is sampled too.
 
-    python bench/metrics.py --quotes 1000000
-    python bench/metrics.py --quotes 10000000
+    python bench/indicators.py --quotes 1000000
+    python bench/indicators.py --quotes 10000000
 
 Not part of the test suite.
 """
