@@ -38,8 +38,9 @@ from corridors.types import EMULATED_WARNING, FirmType, PayIn, PayOut
 from metrics import METHODOLOGY_VERSION
 from metrics.indicators import corridor_table
 from metrics.kinds import CHEAPEST_LEAVES_OUT
+from metrics.kpis import scorecard_table
 from publish import middleware, openapi
-from publish.bulletin import publish_bulletin
+from publish.bulletin import g20_scorecard, publish_bulletin
 from publish.bulletin_routes import setup_bulletin_routes
 from publish.data import (
     CAVEATS,
@@ -770,6 +771,59 @@ def _sources_used(snap: Snapshot, label: str, amount_usd: int | None = None) -> 
     return table["sources"].explode().drop_nulls().unique().sort().to_list() or ["rpw"]
 
 
+# --- /v1/kpis --------------------------------------------------------------------------------
+
+
+KPIS_PARAMS = INDICATORS_PARAMS
+#: What the scorecard measures, said in every answer: the supply, not the payments.
+KPIS_SCOPE = ("supply side: the services and quotes sendcost holds, what they offer and "
+              "disclose before payment; not the payments made (see docs/METHODOLOGY.md)")
+
+
+def kpis_document(snap: Snapshot, label: str, amount_usd: int) -> dict[str, Any]:
+    """The scorecard of a period (blocking: run in a thread; ``publish.bulletin``'s, the
+    bulletin's section and this endpoint one computation)."""
+    return g20_scorecard(snap.quotes.lazy(), label, amount_usd)
+
+
+async def kpis(request: web.Request) -> web.StreamResponse:
+    p = Params(request.query, KPIS_PARAMS)
+    period, amount_usd = p.period(), p.price_point()
+    snap = await _snapshot(request)
+    label = period or snap.latest_period(amount_usd=amount_usd)
+    if label is None:
+        raise not_found("the store has no quotes yet")
+    if (label, amount_usd) not in snap.services:
+        raise not_found(f"no quotes for {label} at USD {amount_usd}; periods with data: "
+                        f"{', '.join(snap.periods) or 'none'}")
+    fmt = "csv" if wants_csv(request) else "json"
+    key = ("kpis", label, amount_usd, fmt)
+    hit = _cached(snap, key)
+    if hit is None:
+        doc_key = ("kpis", label, amount_usd)
+        doc = snap.derived.get(doc_key)
+        if doc is None:
+            made = await asyncio.to_thread(kpis_document, snap, label, amount_usd)
+            doc = snap.keep(doc_key, lambda: made)
+        sources = _sources_used(snap, label, amount_usd)
+        if fmt == "csv":
+            body = await asyncio.to_thread(lambda: scorecard_table(doc).write_csv().encode())
+            meta = csv_headers(label, sources, emulated=snap.include_emulated)
+        else:
+            body = dumps(envelope(
+                doc["period"], sources, emulated=snap.include_emulated,
+                amount_usd=doc["amount_usd"], scope=KPIS_SCOPE, targets=doc["targets"],
+                weekends_only=doc["weekends_only"], **{"global": doc["global"]},
+                corridors=[{"from": country_ref(c["source"]), "to": country_ref(c["destination"]),
+                            **c} for c in doc["corridors"]]))
+            meta = {}
+        hit = _remember(snap, key, body, meta)
+    body, tag, meta = hit
+    if fmt == "csv":
+        return send_csv(request, body, meta, filename=f"kpis-{label}-{amount_usd}", etag=tag)
+    return send(request, body, JSON, etag=tag)
+
+
 # --- /v1/postal/benchmark -----------------------------------------------------------------------
 
 
@@ -1033,6 +1087,7 @@ def setup_routes(app: web.Application) -> None:
     middleware.get(app, "/v1/corridors/{pair}", corridor_detail, name="corridor")
     _collection(app, "/v1/corridors/{pair}/history", corridor_history, "corridor_history")
     _collection(app, "/v1/indicators", indicators, "indicators")
+    _collection(app, "/v1/kpis", kpis, "kpis")
     _collection(app, "/v1/postal/benchmark", postal_benchmark, "postal_benchmark")
     middleware.get(app, "/v1/openapi.json", openapi_json, name="openapi")
     middleware.get(app, "/metrics", prometheus, name="metrics")

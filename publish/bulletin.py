@@ -23,6 +23,7 @@ from typing import Any
 
 import polars as pl
 
+from corridors.calendar import next_business_days
 from corridors.config import MinimumBase
 from corridors.errors import NoData
 from corridors.periods import Period, parse_period
@@ -33,6 +34,7 @@ from metrics import aggregates as agg
 from metrics import bulletin as mb
 from metrics import corridors as mcor
 from metrics.indicators import compute_indicators, corridor_table
+from metrics.kpis import compute_kpis, kpi_send_dates, scorecard_table
 from metrics.postal import (
     postal_benchmark,
     postal_by_operator,
@@ -81,6 +83,7 @@ SECTIONS = (
     "4. Breakdowns",
     "5. The postal page",
     "6. Coverage and method",
+    "7. The G20 remittance scorecard",
 )
 
 
@@ -148,6 +151,8 @@ class Bulletin:
     #: Quotes of the period (USD 200) from the World Bank's survey (the RPW sources).
     survey_quotes: int = 0
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
+    #: The G20 remittance scorecard at USD 200 (``g20_scorecard``).
+    kpis: dict[str, Any] = field(default_factory=dict)
 
     @property
     def headline(self) -> float | None:
@@ -317,6 +322,18 @@ def group_bases(quotes: pl.LazyFrame, frame: pl.DataFrame, *, period: str, by: s
         pl.when(pl.col("sufficient")).then(pl.col("average")).alias("average"))
 
 
+def g20_scorecard(quotes: pl.LazyFrame, period: str, amount_usd: int) -> dict[str, Any]:
+    """The G20 remittance scorecard (``metrics.kpis``) of a period, its business days those
+    of the receiving countries (``corridors.calendar``), and the receiving countries counted
+    with weekends only (``weekends_only``: no holiday calendar known for them)."""
+    sent = kpi_send_dates(quotes, period=period, amount_usd=amount_usd).collect()
+    calendar = next_business_days(sent)
+    doc = compute_kpis(quotes, period=period, amount_usd=amount_usd, calendar=calendar.lazy())
+    doc["weekends_only"] = calendar.filter(pl.col("calendar") == "weekends")[
+        "destination_code"].unique().sort().to_list()
+    return doc
+
+
 def compute_bulletin(quotes: pl.DataFrame, period: str, *,
                      generated_from: dict[str, Any], minimum: MinimumBase | None = None,
                      configured: list[tuple[str, str]] | None = None,
@@ -431,6 +448,7 @@ def compute_bulletin(quotes: pl.DataFrame, period: str, *,
         survey_quotes=int(done["source_mix"].filter(
             pl.col("source").cast(pl.String).is_in(sorted(survey_sources)))
             .get_column("quotes").sum()),
+        kpis=g20_scorecard(lazy, canonical, HEADLINE_AMOUNT),
     )
 
 
@@ -714,6 +732,10 @@ def data_tables(b: Bulletin) -> dict[str, pl.DataFrame]:
         "non_transparent": pl.DataFrame(b.doc["non_transparent"], schema={
             "source": pl.String, "destination": pl.String, "firm": pl.String,
             "fee_pct": pl.Float64}),
+        "g20_scorecard": scorecard_table(b.kpis),
+        "g20_scorecard_global": scorecard_table(
+            {**b.kpis, "corridors": [{"source": None, "destination": None,
+                                      **b.kpis["global"]}]}),
     }
     return tables
 

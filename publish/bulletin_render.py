@@ -18,6 +18,7 @@ from corridors.periods import parse_period
 from corridors.reference import countries
 from metrics import METHODOLOGY_VERSION
 from metrics.kinds import TABLE_CAVEATS
+from metrics.kpis import TARGET_ONE_HOUR_SHARE
 from publish import charts as ch
 from publish.bulletin import (
     ABOVE_5_SHOWN,
@@ -55,7 +56,7 @@ REFERENCE_RATE_NOTE = (
     "quotes carry no time stamp of their reference rate.")
 
 CHART_FILES = ("trend", "firm_types", "receiving_regions", "sending_countries",
-               "most_expensive", "least_expensive", "postal_benchmark")
+               "most_expensive", "least_expensive", "postal_benchmark", "g20_scorecard")
 
 
 def esc(value: object) -> str:
@@ -209,6 +210,57 @@ def group_cells(r: dict[str, Any]) -> list[Any]:
 # --- charts ------------------------------------------------------------------------------------
 
 
+def scorecard_bars(b: Bulletin) -> list[tuple[str, float | None]]:
+    """The shares the scorecard's chart draws (global, USD 200)."""
+    g = b.kpis["global"]
+    return [("Quotes delivered within one hour", g["share_quotes_within_one_hour"]),
+            ("Quotes delivered within one business day",
+             g["share_quotes_within_one_business_day"]),
+            ("Services digital at both ends", g["share_services_digital"]),
+            ("Quotes disclosing fee, rate, total and time", g["share_quotes_transparent"])]
+
+
+def scorecard_rows(b: Bulletin) -> list[list[Any]]:
+    """The scorecard's table: each KPI, its figure, its base and its target."""
+    g = b.kpis["global"]
+    t = b.kpis["targets"]
+    corridors = b.kpis["corridors"]
+    meeting = sum(1 for c in corridors if c["meets_speed_target"])
+    speed_known = sum(1 for c in corridors if c["meets_speed_target"] is not None)
+    return [
+        ["Cost: global average (USD 200)", pct(g["average"]),
+         f"{g['services']:,} services", f"below {t['cost_global_average_below']:g}% by "
+                                        f"{t['cost_target_year']}"],
+        ["Speed: quotes within one hour", share(g["share_quotes_within_one_hour"]),
+         f"{g['quotes_with_speed']:,} quotes stating a speed; "
+         f"{g['providers_within_one_hour']:,} of {g['providers']:,} providers",
+         f"{t['speed_share_within_one_hour']:g}% by {t['speed_target_year']}"],
+        ["Speed: quotes within one business day",
+         share(g["share_quotes_within_one_business_day"]),
+         f"{g['quotes_with_speed']:,} quotes stating a speed",
+         f"{t['speed_share_within_one_business_day']:g}% by {t['speed_target_year']}"],
+        ["Speed: corridors meeting the speed target", f"{meeting} of {speed_known}",
+         "corridors with a known speed", "every corridor"],
+        ["Access: services digital at both ends", share(g["share_services_digital"]),
+         f"{g['services_with_channels']:,} services stating pay-in and pay-out", "—"],
+        ["Transparency: fee, rate, total and delivery time all disclosed",
+         share(g["share_quotes_transparent"]),
+         f"{g['quotes']:,} quotes (fee {share(g['share_quotes_fee_disclosed'])}, rate "
+         f"{share(g['share_quotes_rate_disclosed'])}, total "
+         f"{share(g['share_quotes_total_disclosed'])}, time "
+         f"{share(g['share_quotes_delivery_time_disclosed'])})", "all providers by 2027"],
+    ]
+
+
+SCORECARD_COLUMNS = [("KPI", False), ("Value", True), ("Base", False), ("G20 target", False)]
+#: What the scorecard section says it measures, in every rendering.
+SCORECARD_SCOPE = (
+    "The G20 targets for remittances (FSB, October 2021), measured on the supply side: the "
+    "share of services and quotes that meet each as offered, not the share of payments "
+    "made; one business day by the receiving country's holidays and weekend. Definitions "
+    "and sources: docs/METHODOLOGY.md.")
+
+
 def steady(values: pl.Series) -> list[Any]:
     """A chart's values to 9 decimals: Polars' parallel sums may differ in the last bit from
     one run to the next (metrics.services), which would move an axis limit, and so the SVG's
@@ -272,6 +324,8 @@ def charts(b: Bulletin) -> list[ch.Chart]:
     out.append(ch.postal_chart(
         [(f"{r['firm']} {r['source_code']}-{r['destination_code']}", r["corridor_median"],
           r["total_cost_pct"]) for r in known.iter_rows(named=True)], period=b.period))
+    out.append(ch.scorecard_chart(scorecard_bars(b), period=b.period,
+                                  speed_target=TARGET_ONE_HOUR_SHARE))
     assert tuple(c.name for c in out) == CHART_FILES
     return out
 
@@ -669,6 +723,21 @@ in <a href="bulletin-{esc(b.period)}.zip">bulletin-{esc(b.period)}.zip</a>.</p>
 {data_link("coverage", "source_mix", "non_transparent")}
 </section>""")
 
+    weekends = b.kpis["weekends_only"]
+    sections.append(f"""
+<section id="g20-scorecard"><h2>{esc(SECTIONS[6])}</h2>
+<p>{esc(SCORECARD_SCOPE)}</p>
+{table(f"The G20 remittance scorecard, {b.period}, USD 200", SCORECARD_COLUMNS,
+       scorecard_rows(b))}
+{figure(c["g20_scorecard"])}
+<p class="note">{esc("Receiving countries counted with weekends only (no holiday calendar "
+                     "known): " + ", ".join(weekends) + "." if weekends else
+                     "Every receiving country's public holidays were known.")}
+Per corridor: <a href="data/g20_scorecard.csv">data/g20_scorecard.csv</a>
+(also <code>/v1/kpis.csv?period={esc(b.period)}</code>).</p>
+{data_link("g20_scorecard", "g20_scorecard_global")}
+</section>""")
+
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -890,5 +959,10 @@ def markdown(b: Bulletin) -> str:
         f"**{emulated_left_out_sentence(b)}**" if emulated_left_out_sentence(b) else "",
         f"Reference (interbank) rates: {REFERENCE_RATE_NOTE}",
         f"Licence: {LICENCE} ({LICENCE_URL}). Attribution: {RPW_ATTRIBUTION}.",
+        f"## {SECTIONS[6]}",
+        SCORECARD_SCOPE,
+        _md_table([c for c, _ in SCORECARD_COLUMNS], scorecard_rows(b)),
+        "![The G20 remittance scorecard](charts/g20_scorecard.png)",
+        "Per corridor: data/g20_scorecard.csv.",
     ]
     return "\n\n".join(p for p in parts if p) + "\n"

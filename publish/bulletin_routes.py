@@ -166,8 +166,17 @@ async def bulletin_file(request: web.Request) -> web.StreamResponse:
     check_preconditions(request, st)
     ctype = CONTENT_TYPES.get(target.suffix) or mimetypes.guess_type(target.name)[0] \
         or "application/octet-stream"
-    return web.FileResponse(target, headers={"Content-Type": ctype,
-                                             "Cache-Control": "public, max-age=3600"})
+    headers = {"Content-Type": ctype, "Cache-Control": "public, max-age=3600"}
+    if ctype.startswith(("text/html", "image/svg+xml")):
+        headers["Content-Security-Policy"] = BULLETIN_CSP
+    return web.FileResponse(target, headers=headers)
+
+
+#: A bulletin's HTML carries its stylesheet inline (one self-contained file to archive or
+#: mail), and matplotlib's SVG charts a <style> element: the site's policy, with inline
+#: styles allowed; still no script.
+BULLETIN_CSP = middleware.CONTENT_SECURITY_POLICY.replace(
+    "style-src 'self'", "style-src 'self' 'unsafe-inline'")
 
 
 def setup_bulletin_routes(app: web.Application) -> None:

@@ -56,6 +56,8 @@ RC: dict[RcKeyType, object] = {
     "axes.spines.right": False,
 }
 PNG_DPI = 150
+#: Decimals a drawn value keeps (as the bulletin's data files: publish.bulletin.DECIMALS).
+DECIMALS = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +206,10 @@ def bar_chart(name: str, title: str, subtitle: str, labels: Sequence[str],
               what: str = "", per_corridor: bool = False) -> Chart:
     """Horizontal bars (one per label, first at the top), target lines vertical (the 5%
     line only when the bars are corridors: ``per_corridor``)."""
+    # Polars' parallel sums may differ in a mean's last bit from run to run; the x limit
+    # drawn from them then moves by that bit, and so does the SVG's clip-path id (a hash of
+    # the clip box): rounded far below what is drawn, the same data gives the same bytes.
+    values = [round(v, DECIMALS) for v in values]
     with rc_context(RC):
         height = max(2.6, 0.6 + 0.26 * len(labels))
         fig, ax = _figure(8.0, height)
@@ -275,6 +281,40 @@ def postal_chart(rows: Sequence[tuple[str, float, float]], *, period: str) -> Ch
            f"median, {len(dearer)} above. A dashed line marks the 3% target.")
     return Chart("postal_benchmark", fig, alt,
                  "Post-office services against their corridor's median")
+
+
+def scorecard_chart(rows: Sequence[tuple[str, float | None]], *, period: str,
+                    speed_target: float) -> Chart:
+    """The G20 remittance scorecard's shares (0-100 %), one bar each, first at the top; a
+    share not known is written "unknown" where its bar would be; the speed target (75 %
+    within one hour) as a dashed vertical line, gid ``target-speed``."""
+    with rc_context(RC):
+        fig, ax = _figure(8.0, max(2.2, 0.8 + 0.32 * len(rows)))
+        y = list(range(len(rows)))[::-1]
+        values = [round(v, DECIMALS) if v is not None else 0.0 for _, v in rows]
+        ax.barh(y, values, color=BAR, height=0.6, zorder=2)
+        for yi, (_, v) in zip(y, rows, strict=True):
+            ax.annotate("unknown" if v is None else f"{v:.1f}%", (v or 0.0, yi),
+                        xytext=(3, 0), textcoords="offset points", va="center", fontsize=8,
+                        color=INK, zorder=5, bbox={"boxstyle": "square,pad=0.1",
+                                                   "facecolor": "white", "edgecolor": "none"})
+        line = ax.axvline(speed_target, color=TARGETS[0][2], linestyle="--", linewidth=1.4,
+                          label=f"G20 speed target: {speed_target:g}% within one hour",
+                          zorder=1)
+        line.set_gid("target-speed")
+        ax.set_yticks(y, [label for label, _ in rows], fontsize=8)
+        ax.set_ylim(-0.6, len(rows) - 0.4)
+        ax.set_xlim(0, 118)
+        ax.set_xticks([0, 25, 50, 75, 100])
+        ax.set_xlabel("Share, %")
+        ax.grid(axis="x", color="#d0d7de", linewidth=0.6)
+        _legend_below(fig, ax.get_legend_handles_labels()[0], ncols=1)
+        _title(ax, "The G20 remittance scorecard: what services offer",
+               f"{period}, USD 200; supply side (services and quotes), not payments")
+    desc = "; ".join(f"{label} {'unknown' if v is None else f'{v:.1f}%'}" for label, v in rows)
+    alt = (f"Bar chart of the G20 remittance scorecard in {period}: {desc}. A dashed line "
+           f"marks the G20 speed target, {speed_target:g}% within one hour.")
+    return Chart("g20_scorecard", fig, alt, "The G20 remittance scorecard")
 
 
 def save(chart: Chart, directory: Path) -> list[Path]:

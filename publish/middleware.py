@@ -1,7 +1,9 @@
 """The request pipeline of the public API: one guard around every handler.
 
 For each request it answers CORS preflights, refuses oversized requests, applies the
-per-client rate limit (``api.rate_limit_per_minute``), opens GET to every origin (CORS) and
+per-client rate limit (``api.rate_limit_per_minute``), opens GET to every origin (CORS), sends
+the headers of a hardened public site (``SECURITY_HEADERS``: a strict Content-Security-Policy,
+nosniff, no framing, no referrer) on every answer, errors and static files included, and
 counts and times the request for ``/metrics``. ``error_response`` is the one place where a
 ``Problem``, an aiohttp ``HTTPException`` or an unexpected exception becomes an RFC 9457
 problem+json response.
@@ -12,7 +14,9 @@ for aiohttp's own middleware (``_fix_request_current_app``) and a cached-chain l
 well as ours, and on ``/v1/compare`` answered from memory that was a fifth of the server's
 time (bench/api.py: 19.7k requests/s with the middleware, 24.4k without). What a middleware
 also saw, requests that match no route (404, 405, preflights), reach ``Pipeline.unmatched``
-through one catch-all route that ``finish`` registers last.
+through one catch-all route that ``finish`` registers last. So the security headers are set in
+the guard and in ``unmatched``, the two places every answer of the app passes, rather than by
+an ``@web.middleware``: the same coverage without the measured cost.
 
 Requests aiohttp's parser refuses (a malformed request line, a NUL in a header) never reach
 the pipeline: aiohttp answers them 400 itself and logs the parser's exception at ERROR with
@@ -73,6 +77,34 @@ CORS = {"Access-Control-Allow-Origin": "*",
         "Access-Control-Expose-Headers": "ETag, Link, Retry-After, Sendcost-Period, "
                                          "Sendcost-Methodology-Version, Sendcost-Sources, "
                                          "Sendcost-Licence"}
+#: The Content-Security-Policy of every answer. The page runs no script and loads only its
+#: own stylesheet (``/static/style.css``); its one form submits to itself; a bulletin's
+#: charts are its own images. JSON, CSV and problem answers load nothing at all, and the same
+#: policy keeps them inert if a browser ever renders one.
+CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'self'; img-src 'self'; "
+                           "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+#: The headers a hardened public site sends, on every answer of the app. A handler may set
+#: its own Content-Security-Policy (a bulletin's HTML has an inline stylesheet); the guard
+#: never overrides a header the handler set. No Strict-Transport-Security: the service
+#: speaks plain HTTP behind whatever terminates TLS, which is the place to send it.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    # frame-ancestors 'none' for browsers that predate CSP level 2.
+    "X-Frame-Options": "DENY",
+    # A comparison's URL names the reader's corridor and amount: never sent to another site.
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def harden(response: web.StreamResponse | web.HTTPException) -> None:
+    """Add ``SECURITY_HEADERS`` that the handler did not set itself."""
+    headers = response.headers
+    for name, value in SECURITY_HEADERS.items():
+        if name not in headers:
+            headers[name] = value
+
+
 PREFLIGHT = {"Access-Control-Allow-Methods": "GET, HEAD",
              "Access-Control-Allow-Headers": "Accept, If-None-Match",
              "Access-Control-Max-Age": "86400"}
@@ -262,6 +294,7 @@ class Pipeline:
                 response = await handler(request)
             except web.HTTPException as exc:
                 if exc.status < 400:  # a redirect: aiohttp answers it from the exception
+                    harden(exc)
                     observe(request.method, route, exc.status, perf_counter() - started)
                     raise
                 response = error_response(request, exc)
@@ -270,6 +303,7 @@ class Pipeline:
             method = request.method
             if method in CORS_METHODS:
                 response.headers.update(CORS)
+            harden(response)
             observe(method, route, response.status, perf_counter() - started)
             return response
 
@@ -301,6 +335,7 @@ class Pipeline:
                 response = error_response(request, exc)
         if method in CORS_METHODS:
             response.headers.update(CORS)
+        harden(response)
         self.telemetry.observe(method, "unmatched", response.status,
                                time.perf_counter() - started)
         return response

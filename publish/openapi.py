@@ -20,6 +20,7 @@ from typing import Any
 from corridors.reference import REGION_NAMES
 from corridors.types import EMULATED_WARNING, AccessPoint, DataKind, FirmType, PayIn, PayOut
 from metrics.corridors import INSUFFICIENT_WEIGHTS
+from metrics.kpis import SCORECARD_KEYS
 from publish.middleware import MAX_BODY, MAX_QUERY, UNLIMITED
 from publish.params import (
     COUNTRY_PATTERN,
@@ -222,6 +223,31 @@ SCHEMAS: dict[str, Any] = {
                 "additionalProperties": obj({"average": NUM, "services": INT})},
         },
         "additionalProperties": False,
+    },
+    "Kpis": obj({
+        **ENVELOPE, "amount_usd": INT,
+        "scope": {"type": "string", "description": "what the scorecard measures: the supply "
+                                                   "(services and quotes), not payments"},
+        "targets": obj({"cost_global_average_below": NUM, "cost_no_corridor_above": NUM,
+                        "speed_share_within_one_hour": NUM,
+                        "speed_share_within_one_business_day": NUM,
+                        "cost_target_year": INT, "speed_target_year": INT}),
+        "weekends_only": {"description": "receiving countries whose business days were "
+                                         "counted without public holidays (none known)",
+                          "type": "array", "items": STR},
+        "global": ref("Scorecard"),
+        "corridors": {"type": "array", "items": {"allOf": [ref("Scorecard"), obj({
+            "from": ref("Country"), "to": ref("Country"), "source": STR,
+            "destination": STR}, extra=True)]}},
+    }),
+    "Scorecard": {
+        "description": "one scorecard of the G20 remittance targets (docs/METHODOLOGY.md): "
+                       "shares in percent over the services or quotes whose attribute is "
+                       "known, null when none is",
+        "type": "object", "required": list(SCORECARD_KEYS),
+        "properties": {k: (NBOOL if k in ("above_5", "meets_speed_target") else
+                           NUM if k.startswith("share_") or k in ("average", "smart")
+                           else INT) for k in SCORECARD_KEYS},
     },
     "PostalBenchmark": obj({
         **ENVELOPE, "amount_usd": INT, "count": INT, "next_cursor": NSTR,
@@ -429,6 +455,9 @@ _PATHS: dict[str, Any] = {
     "/v1/indicators": get("/v1/indicators", "The SDG 10.c figures of a period", "Indicators",
                           [P_PERIOD, P_AMOUNT_USD, P_INCLUDE], csv=True,
                           statuses=(400, 404)),
+    "/v1/kpis": get("/v1/kpis", "The G20 remittance scorecard of a period: cost, speed, "
+                    "access and transparency, per corridor and globally", "Kpis",
+                    [P_PERIOD, P_AMOUNT_USD, P_INCLUDE], csv=True, statuses=(400, 404)),
     "/v1/postal/benchmark": get(
         "/v1/postal/benchmark", "Post-office services against their corridor's market",
         "PostalBenchmark",
@@ -475,7 +504,8 @@ _PATHS: dict[str, Any] = {
 _ACCEPT_NOTE = ("JSON, or CSV (with the Sendcost-* headers) when Accept prefers text/csv "
                 "to application/json by its q-values; JSON when neither is acceptable")
 for _csv_path in ("/v1/compare", "/v1/corridors", "/v1/corridors/{pair}",
-                  "/v1/corridors/{pair}/history", "/v1/indicators", "/v1/postal/benchmark"):
+                  "/v1/corridors/{pair}/history", "/v1/indicators", "/v1/kpis",
+                  "/v1/postal/benchmark"):
     _item = copy.deepcopy(_PATHS[_csv_path])
     _item["get"]["summary"] += " (CSV)"
     _item["get"]["responses"]["200"]["content"] = {"text/csv": {"schema": STR}}

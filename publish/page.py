@@ -155,6 +155,20 @@ def _collected(doc: dict[str, Any]) -> str:
     return f"Prices of {_e(doc['period'])} ({_e(what)}{when})"
 
 
+def _within_an_hour(doc: dict[str, Any]) -> str:
+    """The G20 speed target on the page: how many of the corridor's providers deliver within
+    an hour (a provider counts when one of its services does), as /v1/kpis counts them."""
+    everything = doc["services"] + doc["non_transparent"]
+    providers = {s["provider"] for s in everything}
+    fast = {s["provider"] for s in everything if s["speed"] == Speed.LESS_THAN_ONE_HOUR}
+    if not providers:
+        return ""
+    return (f'<p id="within-an-hour">{len(fast)} of {len(providers)} provider'
+            f'{"" if len(providers) == 1 else "s"} deliver within an hour '
+            '<span class="note">(the G20 target: 75% of remittances within an hour by '
+            "2027)</span>.</p>")
+
+
 def _flag_marks(s: dict[str, Any]) -> str:
     return "".join(f' <span class="flag" title="{_e(CAVEATS.get(f, f))}">&#9888; '
                    f"{_e(f.replace('_', ' '))}</span>" for f in s["flags"])
@@ -176,6 +190,7 @@ def render_result(doc: dict[str, Any]) -> str:
         parts.append('<p class="note" id="average-below-zero">&#9888; An average below zero '
                      "rests on services whose rate beats the mid-market rate: see the marks "
                      "below.</p>")
+    parts.append(_within_an_hour(doc))
     parts.append('<ul id="targets">' + _distance(corridor["points_above_3"], 3)
                  + _distance(corridor["points_above_5"], 5) + "</ul>")
     # The cost column is the one the ranking orders by; the survey method's additive total

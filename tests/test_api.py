@@ -1116,7 +1116,7 @@ async def test_openapi_describes_exactly_the_routes(api: TestClient) -> None:  #
         "/v1/compare": api_module.COMPARE_PARAMS, "/v1/corridors": api_module.CORRIDORS_PARAMS,
         "/v1/corridors/{pair}": api_module.CORRIDOR_PARAMS,
         "/v1/corridors/{pair}/history": api_module.HISTORY_PARAMS,
-        "/v1/indicators": api_module.INDICATORS_PARAMS,
+        "/v1/indicators": api_module.INDICATORS_PARAMS, "/v1/kpis": api_module.KPIS_PARAMS,
         "/v1/postal/benchmark": api_module.POSTAL_PARAMS, "/": PAGE_PARAMS,
         "/v1/admin/collect": api_module.ADMIN_COLLECT_PARAMS,
         "/v1/admin/bulletin": api_module.ADMIN_BULLETIN_PARAMS,
