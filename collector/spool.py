@@ -37,6 +37,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from corridors.db import pid_alive
 from corridors.store import SPOOL_KEY_HEADER
 
 log = logging.getLogger(__name__)
@@ -226,13 +227,8 @@ def _alive(name: str) -> bool:
         pid = int(name[len(_JOURNAL):].split("-", 1)[0])
     except ValueError:
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid != os.getpid()  # our pid, not our journal: a previous process's
+    # Our pid, not our journal: a previous process's.
+    return pid_alive(pid) and pid != os.getpid()
 
 
 def _encode(row: dict[str, Any]) -> dict[str, Any]:
