@@ -484,12 +484,13 @@ class Changes:
         return frozenset((src, dst) for src, dst, _ in self.prices)
 
 
+def _ids(service_ids: list[str]) -> pl.LazyFrame:
+    return pl.LazyFrame({"service_id": service_ids}, schema={"service_id": pl.String})
+
+
 def _corridor_table(rollups: pl.DataFrame, services: pl.DataFrame, label: str, usd: int,
                     service_sources: pl.DataFrame, estimates: list[str]) -> pl.LazyFrame:
     sl = services.lazy()
-    # The corridor's cheapest is named among services without a caveat that would make
-    # "cheapest" rest on it (kinds.CHEAPEST_LEAVES_OUT); every answer says which.
-    fit = sl.filter(kinds.fit_for_cheapest(), ~pl.col("service_id").is_in(estimates))
     averaged = pl.col("transparent") & pl.col("total_cost_pct").is_not_null()
     return (
         cor.corridor_flags(cor.corridor_average(sl))
@@ -498,7 +499,8 @@ def _corridor_table(rollups: pl.DataFrame, services: pl.DataFrame, label: str, u
             pl.col("total_cost_pct").filter(averaged).median().alias("median"),
             pl.col("firm_type").unique().sort().alias("firm_types")),
             on=list(cor.CORRIDOR), how="left")
-        .join(cor.cheapest_service(fit).rename({
+        # The one rule of every "cheapest" answer (kinds.CHEAPEST_LEAVES_OUT).
+        .join(cor.cheapest_service(sl, estimates=_ids(estimates)).rename({
             "firm": "cheapest_firm", "firm_type": "cheapest_firm_type",
             "product": "cheapest_product", "total_cost": "cheapest_total_cost"}),
             on=list(cor.CORRIDOR), how="left")
@@ -878,8 +880,7 @@ class ApiData:
             if services is None:
                 raise NoData(f"no quotes for period {period} at USD {amount_usd}")
 
-            estimates = pl.LazyFrame({"service_id": snap.estimates},
-                                     schema={"service_id": pl.String})
+            estimates = _ids(snap.estimates)
 
             def compute() -> dict[str, Any]:
                 return indicators_from_services(services, period=period,
