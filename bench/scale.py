@@ -36,7 +36,13 @@ from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from api import free_port, serve_bare, serve_sendcost, wait_up  # bench/api.py, beside this
+from api import (  # bench/api.py, beside this
+    drop_database,
+    free_port,
+    serve_bare,
+    serve_sendcost,
+    wait_up,
+)
 
 from corridors.store import Store
 from publish.data import ApiData
@@ -247,7 +253,7 @@ def measure(server_url: str, n: int) -> None:
         bare.terminate()
         server.join(10)
         bare.join(10)
-        loop.run_until_complete(_drop(server_url, url))
+        loop.run_until_complete(drop_database(server_url, url))
         loop.close()
 
 
@@ -272,14 +278,6 @@ async def _max_id(url: str) -> int:
         return int(await conn.fetchval("SELECT max(id) FROM quotes"))
     finally:
         await conn.close()
-
-
-async def _drop(server_url: str, url: str) -> None:
-    import asyncpg
-
-    admin = await asyncpg.connect(server_url)
-    await admin.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path[1:]}" WITH (FORCE)')
-    await admin.close()
 
 
 def main() -> int:
