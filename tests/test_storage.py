@@ -13,14 +13,18 @@ from pathlib import Path
 import asyncpg
 import polars as pl
 import pytest
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from test_store import make_quote
 
-from corridors import partitions
+from corridors import partitions, runtime
+from corridors.config import Config, StorageConfig
 from corridors.errors import BadPeriod, NoData
 from corridors.store import Store, WriteBatch, connect, migrations
 from corridors.types import DataKind
 from publish.parquet import SCHEMA, export_parquet
 from sendcost.cli import main
+from sendcost.wiring import storage_jobs
 
 NOW = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC)
 
@@ -317,3 +321,24 @@ def test_the_cli_exports_parquet_and_says_what_it_cannot(database_url: str, tmp_
     assert main(["db", "partitions", "-q"]) == 0
     out = capsys.readouterr().out
     assert "quotes:" in out and "raw_responses:" in out
+
+
+async def test_serve_schedules_the_daily_upkeep(store: Store, tmp_path: Path) -> None:
+    app = web.Application()
+    app[runtime.CONFIG] = Config(data_dir=tmp_path, storage=StorageConfig(
+        partitions_ahead_months=2, raw_retention_days=30))
+    app[runtime.STORE] = store
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    storage_jobs(app, scheduler)
+    job = scheduler.get_job(partitions.JOB_ID)
+    assert job is not None
+    fields = {f.name: str(f) for f in job.trigger.fields}
+    assert (fields["hour"], fields["minute"]) == ("0", "15")
+    # The job itself: today's partitions ahead, and the retention.
+    tag = uuid.uuid4().hex[:8]
+    _, raw = await _archived(store, f"test-job-{tag}", utc(2024, 3, 1))
+    await job.func(*job.args)
+    assert await store.raw_payload(raw) is None
+    names = {p.name for p in await partitions.month_partitions(store)}
+    ahead = partitions.add_months(partitions.month_start(dt.datetime.now(dt.UTC)), 2)
+    assert f"quotes_p{ahead:%Y_%m}" in names
