@@ -161,8 +161,9 @@ SPOOL_KEY_HEADER = "X-Sendcost-Spool"
 
 #: Draws $1 quote ids (not under a lock: each nextval is its own).
 _DRAW_QUOTE_IDS = "SELECT nextval('quotes_id_seq') FROM generate_series(1, $1::integer)"
-#: Adds the quotes just written ($1: their ids) to the serving rollups (migration 8).
-_ROLLUP_QUOTES = "SELECT rollup_quotes($1::bigint[])"
+#: Adds the quotes just written ($1: their ids, collected from $2 to $3) to the serving
+#: rollups (migrations 8 and 10).
+_ROLLUP_QUOTES = "SELECT rollup_quotes($1::bigint[], $2::timestamptz, $3::timestamptz)"
 #: When each raw response of $1 was fetched: the second half of its key (migration 10),
 #: which a row naming it carries beside its id.
 _RAW_FETCHED_AT = "SELECT id, fetched_at FROM raw_responses WHERE id = ANY($1::bigint[])"
@@ -315,7 +316,7 @@ class Store:
                 # keys (migration 10) check what a cached id could no longer promise.
                 service_ids = await self._ensure_services(conn, quotes)
                 fetched = await self._raw_fetched_at(
-                    conn, {q.raw_response_id for q in quotes})
+                    conn, {q.raw_response_id for q in quotes if q.raw_fetched_at is None})
                 records = [
                     (
                         service_ids[q.service_key], q.period, q.amount_usd, q.send_amount,
@@ -324,14 +325,18 @@ class Store:
                         q.fx_margin_reported, q.total_cost_reported, q.received_amount,
                         q.fee_deducted, q.transparent, q.collected_at, q.source,
                         q.raw_response_id, b.run_id, import_id, list(q.flags),
-                        DataKind(q.data_kind).value, fetched.get(q.raw_response_id),
+                        DataKind(q.data_kind).value,
+                        None if q.raw_response_id is None
+                        else q.raw_fetched_at or fetched.get(q.raw_response_id),
                     )
                     for b in batches for q in b.quotes
                 ]
                 inserted, ids = await self._insert_quotes(conn, records, batches)
                 # What serving reads (migration 8), from the quotes just written, in the
-                # same transaction: every writer goes through here.
-                await conn.execute(_ROLLUP_QUOTES, ids)
+                # same transaction: every writer goes through here. Their collection times
+                # bound the partitions read (migration 10).
+                times = [q.collected_at for q in quotes]
+                await conn.execute(_ROLLUP_QUOTES, ids, min(times), max(times))
             else:
                 inserted = [0] * len(batches)
             quarantined = [await self.quarantine(b.quarantine, conn=conn) for b in batches]
@@ -676,18 +681,22 @@ class Store:
     async def quarantine(self, records: Sequence[dict[str, Any]], *,
                          conn: asyncpg.Connection | None = None) -> int:
         """Keep implausible quotes with their reason. Each record: source, reason, payload,
-        and optionally run_id, raw_response_id, field."""
+        and optionally run_id, raw_response_id (with raw_fetched_at, else looked up),
+        field."""
         if not records:
             return 0
         if conn is None:
             async with self.pool.acquire() as own, own.transaction():
                 return await self.quarantine(records, conn=own)
-        fetched = await self._raw_fetched_at(conn, {r.get("raw_response_id") for r in records})
+        fetched = await self._raw_fetched_at(conn, {
+            r.get("raw_response_id") for r in records if r.get("raw_fetched_at") is None})
         await conn.executemany(
             "INSERT INTO quarantined_quotes (source, run_id, raw_response_id, reason, field, "
             "payload, raw_fetched_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             [(r["source"], r.get("run_id"), r.get("raw_response_id"), r["reason"],
-              r.get("field"), r["payload"], fetched.get(r.get("raw_response_id")))
+              r.get("field"), r["payload"],
+              None if r.get("raw_response_id") is None
+              else r.get("raw_fetched_at") or fetched.get(r.get("raw_response_id")))
              for r in records])
         return len(records)
 
