@@ -140,8 +140,9 @@ async def fill(server_url: str, n: int) -> tuple[str, dict[str, float]]:
                                      timeout=3600)
             took["insert"] += time.perf_counter() - started
             started = time.perf_counter()
-            await store.pool.execute("SELECT rollup_quotes(array_agg(id)) FROM quotes "
-                                     "WHERE id > $1", first, timeout=3600)
+            await store.pool.execute("SELECT rollup_quotes(array_agg(id), min(collected_at), "
+                                     "max(collected_at)) FROM quotes WHERE id > $1", first,
+                                     timeout=3600)
             took["rollup"] += time.perf_counter() - started
             print(f"  {hi + 1:>11,} quotes stored", flush=True)
         await store.pool.execute("ANALYZE")
