@@ -437,6 +437,14 @@ async def test_a_body_broken_in_transit_is_retried_counted_and_archived(
     assert (flaky.status, flaky.requests, flaky.rates) == ("ok", 2, 1), flaky.line()
     assert flaky.errors["retry:payload"] == 1
     assert seen["/cut"] == seen["/gzip"] == 3
+    # A re-parse counts what broke as the live run did: a payload error, not a malformed
+    # (empty) body.
+    async with aiohttp.ClientSession() as session:
+        collector = Collector(cfg, store, session)
+        for path in ("cut", "gzip"):
+            again = await collector.reparse(reports[f"{p}-{path}"].run_id)
+            assert (again.status, again.requests, dict(again.errors)) == (
+                "failed", 1, {"payload": 1}), again.line()
 
 
 async def test_archived_headers_describe_the_stored_body(
@@ -492,6 +500,30 @@ async def test_a_200_that_is_not_the_upstreams_data_opens_the_circuit(
             assert caught.value.kind == "circuit_open" and asked == 3
     finally:
         await server.close()
+
+
+async def test_a_reparsed_200_that_is_not_data_counts_as_it_did_live(store: Store) -> None:
+    """A captcha page archived with its 200 is, re-parsed, what it was live: the
+    upstream's unexpected content, not a malformed answer."""
+    async def captcha(request: web.Request) -> web.Response:
+        return web.Response(body=b"<html><body>Please verify you are a human</body></html>",
+                            headers={"Content-Type": "text/html"})
+
+    app = web.Application()
+    app.router.add_get("/q", captcha)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    cfg = parse_config({"sources": [{"name": f"c{uuid.uuid4().hex[:8]}", "kind": "json_rates",
+                                     "url": str(server.make_url("/q"))}]})
+    try:
+        async with aiohttp.ClientSession() as session:
+            collector = Collector(cfg, store, session)
+            [live] = await collector.run_all()
+            again = await collector.reparse(live.run_id)
+    finally:
+        await server.close()
+    assert dict(live.errors) == {"unexpected_content": 1}, live.line()
+    assert (again.requests, dict(again.errors)) == (1, {"unexpected_content": 1}), again.line()
 
 
 async def test_a_secret_in_a_url_is_sent_and_never_stored_or_logged(
