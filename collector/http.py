@@ -33,6 +33,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import datetime as dt
@@ -44,6 +45,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from urllib.parse import quote_plus
 
 import aiohttp
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
@@ -276,6 +278,14 @@ def kept_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     return out
 
 
+def client_basic_auth(client_id: str, client_secret: str) -> str:
+    """The Authorization header of an OAuth 2.0 client (RFC 6749 §2.3.1): the id and the
+    secret each form-encoded (application/x-www-form-urlencoded) before HTTP Basic, so an
+    id or secret holding ':', '%', '+' or a non-ASCII letter reaches the server as it is."""
+    pair = f"{quote_plus(client_id)}:{quote_plus(client_secret)}"
+    return "Basic " + base64.b64encode(pair.encode("ascii")).decode("ascii")
+
+
 def expand_secrets(url: str, secrets: Mapping[str, str]) -> str:
     """``url`` with each ${NAME} replaced by its secret (``SourceConfig.url_secrets``)."""
     for name, value in secrets.items():
@@ -469,7 +479,7 @@ class Fetcher:
             if creds.get("scope"):
                 form["scope"] = creds["scope"]
             try:
-                basic = aiohttp.encode_basic_auth(creds["client_id"], creds["client_secret"])
+                basic = client_basic_auth(creds["client_id"], creds["client_secret"])
                 async with self.session.post(
                         creds["token_url"], data=form,
                         headers={"User-Agent": self.config.user_agent, "Authorization": basic},

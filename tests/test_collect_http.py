@@ -591,6 +591,53 @@ async def test_a_secret_in_a_url_is_sent_and_never_stored_or_logged(
     assert "retrying" in ours and "${SENDCOST_TEST_KEY}" in ours and key not in ours
 
 
+async def test_an_oauth_client_id_and_secret_are_form_encoded_before_basic(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RFC 6749 §2.3.1: the client id and secret are each form-encoded, then sent with HTTP
+    Basic; an id holding ':' (which bare Basic cannot carry) and a secret holding '%', '+',
+    '&', a space and a non-ASCII letter reach the token endpoint as they are."""
+    import base64
+    from urllib.parse import unquote_plus
+
+    client_id, secret = "tenant:42 é", f"s%2B+&= ü{uuid.uuid4().hex}"
+    got: list[tuple[str, str]] = []
+
+    async def token(request: web.Request) -> web.Response:
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        user, _, password = base64.b64decode(value).decode("ascii").partition(":")
+        got.append((unquote_plus(user), unquote_plus(password)))
+        if scheme != "Basic" or got[-1] != (client_id, secret):
+            return web.json_response({"error": "invalid_client"}, status=401)
+        return web.json_response({"access_token": "tok", "expires_in": 3600})
+
+    async def rates(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != "Bearer tok":
+            return web.json_response({"error": "invalid_token"}, status=401)
+        return web.json_response({"base": "USD", "date": dt.date.today().isoformat(),
+                                  "rates": {"MXN": 17.1}})
+
+    app = web.Application()
+    app.router.add_post("/oauth/token", token)
+    app.router.add_get("/rates", rates)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    name = f"o{uuid.uuid4().hex[:8]}-rates"
+    cfg = parse_config({"sources": [{
+        "name": name, "kind": "json_rates", "url": str(server.make_url("/rates")),
+        "oauth": {"token_url": str(server.make_url("/oauth/token")),
+                  "client_id": "${SENDCOST_TEST_ID}",
+                  "client_secret": "${SENDCOST_TEST_SECRET}"}}]})
+    monkeypatch.setenv("SENDCOST_TEST_ID", client_id)
+    monkeypatch.setenv("SENDCOST_TEST_SECRET", secret)
+    try:
+        async with aiohttp.ClientSession() as session:
+            report = await Collector(cfg, store, session).run(name)
+    finally:
+        await server.close()
+    assert got == [(client_id, secret)]
+    assert (report.status, report.rates) == ("ok", 1), report.line()
+
+
 async def test_an_oauth_client_credentials_token_is_fetched_kept_and_never_stored(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """A source behind OAuth 2.0 client credentials (Wise's API for partners): the token
