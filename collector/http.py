@@ -293,6 +293,14 @@ def expand_secrets(url: str, secrets: Mapping[str, str]) -> str:
     return url
 
 
+def expand_body_secrets(body: bytes, secrets: Mapping[str, str]) -> bytes:
+    """A JSON ``body`` with each ${NAME} replaced by its secret, escaped as the inside of a
+    JSON string (where the template names it)."""
+    for name, value in secrets.items():
+        body = body.replace(f"${{{name}}}".encode(), json.dumps(value)[1:-1].encode())
+    return body
+
+
 def unexpected_content(content_type: str | None, body: bytes) -> str | None:
     """Why a 2xx body is not an upstream's data (None when it may be): an HTML page —
     a captcha, a login or consent wall, an error page sent with 200 — or nothing at all.
@@ -550,6 +558,8 @@ class Fetcher:
         def redact(text: str) -> str:
             for name, value in secrets.items():
                 text = text.replace(value, f"${{{name}}}")
+                # As a JSON body carries it (an echoed question: quotes, backslashes escaped).
+                text = text.replace(json.dumps(value)[1:-1], f"${{{name}}}")
             return text
 
         # ${NAME} is filled in for the request only: the URL archived, logged and named in
@@ -570,6 +580,9 @@ class Fetcher:
         known = self.validators.get(url) if json_body is None else None
         if json_body is not None:
             headers["Content-Type"] = "application/json"
+            # The body's ${NAME}s are filled in for the request only (JSON-escaped, inside
+            # their string): the URL archived names the body by a hash of it with ${NAME}.
+            json_body = expand_body_secrets(json_body, secrets)
         if known is not None:
             if known.etag:
                 headers["If-None-Match"] = known.etag

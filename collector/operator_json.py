@@ -16,8 +16,8 @@ not a number as ``malformed_record``. Only an answer broken as a whole (not JSON
 ``quotes_path`` not a list) is malformed.
 
 ``method = "POST"`` with ``body`` (a JSON template: ``"{send_currency}"`` a string,
-``{amount}`` a number) asks an API that takes its question as JSON (Wise's ``POST
-/v3/quotes``); ``next_path`` names the link to the next page of a paginated answer
+``{amount}`` a number; ``"${NAME}"`` a secret from the environment, filled in only when
+sent) asks an API that takes its question as JSON (Wise's ``POST /v3/quotes``); ``next_path`` names the link to the next page of a paginated answer
 (followed on the same host, ``max_pages`` at most, default 10; each page archived and
 parsed like the first);
 ``quotes_path = "."`` reads an answer that is itself an array of quotes; a field path

@@ -1314,6 +1314,69 @@ async def test_a_quote_api_asked_by_post_with_a_json_body(store: Store) -> None:
                                            body='{"a": {amount', fields={"fee": "f"}))
 
 
+async def test_a_secret_in_a_post_body_is_sent_and_never_stored_or_logged(
+        store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """${NAME} in a POST body (an API key the API takes in its JSON question) is filled in
+    from the environment, JSON-escaped, for the request only: the archive (URL, headers
+    that echo it), the run and the logs keep ${NAME}. Unset, nothing starts."""
+    import logging
+
+    key = f'k"3y\\{uuid.uuid4().hex}'  # a quote and a backslash: escaped in the JSON
+    asked: list[Any] = []
+
+    async def quotes(request: web.Request) -> web.Response:
+        q = await request.json()
+        asked.append(q["apiKey"])
+        if q["apiKey"] != key:
+            return web.json_response({"error": "invalid key"}, status=403)
+        if len(asked) == 1:  # one retry, to see what the retry's log line says
+            return web.json_response({"error": "busy"}, status=503)
+        return web.json_response({"fee": 3.5, "rate": 17.1, "sourceAmount": q["amount"]},
+                                 headers={"X-Echo": json.dumps(q)})
+
+    app = web.Application()
+    app.router.add_post("/v1/quote", quotes)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    p = f"b{uuid.uuid4().hex[:8]}"
+    raw: dict[str, Any] = {
+        "collection": {"backoff_base_seconds": 0.001, "backoff_max_seconds": 0.01},
+        "corridors": [{"from": "USA", "to": "MEX", "amounts": [200]}],
+        "sources": [{"name": f"{p}-op", "kind": "operator_json",
+                     "url": str(server.make_url("/v1/quote")),
+                     "options": {"firm": "Keyed", "method": "POST",
+                                 "body": '{"apiKey": "${SENDCOST_TEST_BODY_KEY}", '
+                                         '"amount": {amount}, "to": "{receive_currency}"}',
+                                 "reference_sources": [f"{p}-no-rates"],
+                                 "fields": {"fee": "fee", "applied_rate": "rate",
+                                            "send_amount": "sourceAmount"}}}]}
+    config = parse_config(raw)
+    monkeypatch.setenv("SENDCOST_TEST_BODY_KEY", key)
+    caplog.set_level(logging.DEBUG)
+    try:
+        async with aiohttp.ClientSession() as session:
+            [report] = await Collector(config, store, session).run_all()
+            monkeypatch.delenv("SENDCOST_TEST_BODY_KEY")
+            with pytest.raises(ConfigError, match=r"options\.body: environment variable "
+                                                  "SENDCOST_TEST_BODY_KEY is not set"):
+                Collector(config, store, session)
+    finally:
+        await server.close()
+    assert asked == [key, key]
+    assert (report.status, report.stored) == ("ok", 1), report.line()
+    escaped = json.dumps(key)[1:-1]
+    for value in (key, escaped, key.split('"')[1]):
+        assert await store.pool.fetchval(
+            "SELECT count(*) FROM raw_responses WHERE run_id = $1 AND (url LIKE $2 OR "
+            "headers::text LIKE $2)", report.run_id, f"%{value}%") == 0, value
+        assert value not in caplog.text and value not in report.line()
+    [echo] = await store.pool.fetch(
+        "SELECT headers->>'X-Echo' AS echo FROM raw_responses WHERE run_id = $1 "
+        "AND status = 200", report.run_id)
+    assert json.loads(echo["echo"])["apiKey"] == "${SENDCOST_TEST_BODY_KEY}"
+
+
 async def test_a_feed_partner_is_flagged_in_the_compare_answer(fresh_database: str) -> None:
     """A comparison feed's partner (a credit union offering the feed's own transfers, shown
     as a bank) keeps its flag from the feed to /v1/compare, explained."""
