@@ -1314,6 +1314,75 @@ async def test_a_quote_api_asked_by_post_with_a_json_body(store: Store) -> None:
                                            body='{"a": {amount', fields={"fee": "f"}))
 
 
+async def test_field_paths_reach_nested_keys_list_indexes_and_a_quotes_parent(
+        store: Store) -> None:
+    """An aggregator-shaped answer (routes, each a partner with its pay-out and its quotes;
+    the sender and the rate named once under meta): ``$.`` reads nested keys and list
+    indexes of the whole answer, ``providers.*.quotes`` every route's quotes, ``^.`` the
+    route a quote belongs to, also in ``skip_when``; a route without its quotes is
+    quarantined on its own."""
+    answer = {
+        "meta": {"sender": {"currency": "USD", "country": "US"},
+                 "rates": [{"to": "MXN", "value": 17.1}, {"to": "EUR", "value": 0.9}]},
+        "routes": [
+            {"partner": "Acme", "disabled": False, "payout": "CASH", "quotes": [
+                {"product": "Cash now", "fee": 3.0, "send": 200},
+                {"product": "Cash later", "fee": 2.5, "send": 200}]},
+            {"partner": "Closed", "disabled": True, "payout": "CASH", "quotes": [
+                {"product": "Closed", "fee": 1.0, "send": 200}]},
+            {"partner": "Bankly", "disabled": False, "payout": "BANK", "quotes": [
+                {"product": "Deposit", "fee": 4.0, "send": 200}]},
+            {"partner": "Broken", "payout": "BANK"}]}
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.json_response(answer)
+
+    app = web.Application()
+    app.router.add_get("/quote", serve)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    p = f"n{uuid.uuid4().hex[:8]}"
+    config = parse_config({
+        "corridors": [{"from": "USA", "to": "MEX", "amounts": [200]}],
+        "sources": [{"name": f"{p}-agg", "kind": "operator_json",
+                     "url": str(server.make_url("/quote")) + "?to={receive_currency}",
+                     "options": {
+                         "firm": "Aggregated", "quotes_path": "routes.*.quotes",
+                         "skip_when": {"^.disabled": "true"},
+                         "reference_sources": [f"{p}-no-rates"],
+                         "labels": {"CASH": "cash", "BANK": "bank_account"},
+                         "fields": {"fee": "fee", "applied_rate": "$.meta.rates.0.value",
+                                    "send_currency": "$.meta.sender.currency",
+                                    "source": "$.meta.sender.country",
+                                    "send_amount": "send", "product": "product",
+                                    "pay_out": "^.payout"}}}]})
+    try:
+        async with aiohttp.ClientSession() as session:
+            [report] = await Collector(config, store, session).run_all()
+    finally:
+        await server.close()
+    assert (report.status, report.stored, report.quarantined) == ("ok", 3, 1), report.line()
+    rows = await store.pool.fetch(
+        "SELECT s.product, s.pay_out, q.fee, q.applied_rate, q.send_currency FROM quotes q "
+        "JOIN services s ON s.id = q.service_id WHERE q.run_id = $1 ORDER BY s.product",
+        report.run_id)
+    assert [tuple(r) for r in rows] == [
+        ("Cash later", "cash", Decimal("2.5"), Decimal("17.1"), "USD"),
+        ("Cash now", "cash", Decimal("3.0"), Decimal("17.1"), "USD"),
+        ("Deposit", "bank_account", Decimal("4.0"), Decimal("17.1"), "USD")]
+    [bad] = await store.pool.fetch(
+        "SELECT reason, field, payload FROM quarantined_quotes WHERE run_id = $1",
+        report.run_id)
+    assert (bad["reason"], bad["field"], bad["payload"]["record"]["partner"]) == (
+        "malformed_record", "record", "Broken")
+    # Without a "*", a path that leads to no list breaks the answer as a whole.
+    with pytest.raises(ParseError, match="not a list of quotes"):
+        operator_json.quote_records(answer, "routes.0.missing")
+    records, broken = operator_json.quote_records(answer, "routes.1.quotes")
+    assert [(at, rec["product"], parent["partner"]) for at, rec, parent in records] == [
+        ("routes.1.quotes.0", "Closed", "Closed")] and broken == []
+
+
 async def test_a_secret_in_a_post_body_is_sent_and_never_stored_or_logged(
         store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
