@@ -280,9 +280,9 @@ async def test_recorded_real_responses_through_the_shipped_profile(
     assert (wise.status, wise.requests, wise.stored, wise.quarantined) == (
         "ok", 4, 2 + 14 + 1, 1 + 1), wise.line()
     D = Decimal
-    got = [(r["corridor"], r["name"], r["send_amount"], r["fee"], r["applied_rate"],
+    stored = [(r["corridor"], r["name"], r["send_amount"], r["fee"], r["applied_rate"],
             r["received_amount"], r["fx_margin_reported"]) for r in rows]
-    assert got == [
+    assert stored == [
         ("GBR-ESP", "Barclays", D(10000), D("0.0"), D("1.12792426"), D("11279.24"),
          D("2.75592858")),
         ("GBR-ESP", "Wise", D(10000), D("37.12"), D("1.15989"), D("11555.84"), D("0.0")),
