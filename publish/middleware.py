@@ -141,7 +141,7 @@ class Telemetry:
                                       "Highest quote id in the served snapshot",
                                       registry=self.registry)
         #: The last scrape found the store unreachable: its outage is logged once, when it
-        #: starts, and its end once (``publish.api.prometheus``).
+        #: starts, and its end once (``publish.api.operations.prometheus``).
         self.store_unreachable = False
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:

@@ -25,7 +25,7 @@ from corridors.db import DatabaseTarget, EmbeddedServer, database
 from corridors.errors import DatabaseError
 from corridors.store import STORE_ERRORS, Store, connect
 from publish import middleware
-from publish.api import setup_routes
+from publish.api.routes import setup_routes
 from publish.problems import RETRY_AFTER_UNAVAILABLE
 from publish.schedule import add_jobs as bulletin_jobs
 

@@ -34,7 +34,12 @@ from corridors.types import (
     payout_from_rpw,
 )
 from metrics import METHODOLOGY_VERSION
-from publish import api as api_module
+from publish.api.admin import ADMIN_BULLETIN_PARAMS, ADMIN_COLLECT_PARAMS
+from publish.api.compare import COMPARE_PARAMS, SERVICE_CSV_COLUMNS
+from publish.api.corridors import CORRIDOR_PARAMS, CORRIDORS_PARAMS, HISTORY_PARAMS
+from publish.api.indicators import INDICATORS_PARAMS
+from publish.api.kpis import KPIS_PARAMS
+from publish.api.postal import POSTAL_PARAMS
 from publish.data import CAVEATS
 from publish.middleware import (
     HANDLER_ARGS,
@@ -577,7 +582,7 @@ async def test_csv_of_a_corridor_is_its_services(api: TestClient) -> None:  # no
     assert [r["service_id"] for r in rows] == [s["service_id"] for s in services]
     assert [r["rank"] for r in rows] == ["" if s["rank"] is None else str(s["rank"])
                                          for s in services]
-    assert list(rows[0]) == api_module.SERVICE_CSV_COLUMNS
+    assert list(rows[0]) == SERVICE_CSV_COLUMNS
 
 
 async def test_csv_of_compare_has_the_json_services(api: TestClient) -> None:  # noqa: F811
@@ -1113,13 +1118,13 @@ async def test_openapi_describes_exactly_the_routes(api: TestClient) -> None:  #
     # The query parameters each operation documents are exactly those its handler accepts
     # (a handler refuses any other with 400): a parameter cannot drift out of the contract.
     accepted = {
-        "/v1/compare": api_module.COMPARE_PARAMS, "/v1/corridors": api_module.CORRIDORS_PARAMS,
-        "/v1/corridors/{pair}": api_module.CORRIDOR_PARAMS,
-        "/v1/corridors/{pair}/history": api_module.HISTORY_PARAMS,
-        "/v1/indicators": api_module.INDICATORS_PARAMS, "/v1/kpis": api_module.KPIS_PARAMS,
-        "/v1/postal/benchmark": api_module.POSTAL_PARAMS, "/": PAGE_PARAMS,
-        "/v1/admin/collect": api_module.ADMIN_COLLECT_PARAMS,
-        "/v1/admin/bulletin": api_module.ADMIN_BULLETIN_PARAMS,
+        "/v1/compare": COMPARE_PARAMS, "/v1/corridors": CORRIDORS_PARAMS,
+        "/v1/corridors/{pair}": CORRIDOR_PARAMS,
+        "/v1/corridors/{pair}/history": HISTORY_PARAMS,
+        "/v1/indicators": INDICATORS_PARAMS, "/v1/kpis": KPIS_PARAMS,
+        "/v1/postal/benchmark": POSTAL_PARAMS, "/": PAGE_PARAMS,
+        "/v1/admin/collect": ADMIN_COLLECT_PARAMS,
+        "/v1/admin/bulletin": ADMIN_BULLETIN_PARAMS,
     }
     for path, item in doc["paths"].items():
         for method, operation in item.items():

@@ -308,7 +308,7 @@ async def own_api(fresh_database: str) -> AsyncIterator[TestClient]:
 async def test_metrics_log_an_outage_once_and_its_end_once(
         own_api: TestClient, fresh_database: str, server_url: str,
         caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="publish.api")
+    caplog.set_level(logging.INFO, logger="publish.api.operations")
     assert (await own_api.get("/metrics")).status == 200
     name = urlsplit(fresh_database).path.lstrip("/")
     admin = await asyncpg.connect(server_url)
@@ -319,13 +319,13 @@ async def test_metrics_log_an_outage_once_and_its_end_once(
         for _ in range(4):
             resp = await own_api.get("/metrics")
             assert resp.status == 200
-        down = [r for r in caplog.records if r.name == "publish.api"]
+        down = [r for r in caplog.records if r.name == "publish.api.operations"]
         assert len(down) == 1, [r.getMessage() for r in down]
         assert down[0].levelno == logging.WARNING and "unreachable" in down[0].getMessage()
         await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         for _ in range(3):
             assert (await own_api.get("/metrics")).status == 200
-        back = [r for r in caplog.records if r.name == "publish.api"][1:]
+        back = [r for r in caplog.records if r.name == "publish.api.operations"][1:]
         assert len(back) == 1, [r.getMessage() for r in back]
         assert back[0].levelno == logging.INFO and "again" in back[0].getMessage()
     finally:
