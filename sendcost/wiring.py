@@ -256,7 +256,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 def create_app(config: Config, target: DatabaseTarget) -> web.Application:
     """The aiohttp application of one running sendcost. Does no I/O."""
-    app = web.Application(client_max_size=64 * 1024)
+    app = web.Application(middlewares=middleware.MIDDLEWARES, client_max_size=64 * 1024)
     app[runtime.CONFIG] = config
     app[runtime.DATABASE] = target
     app.cleanup_ctx.append(_store_ctx)
@@ -265,6 +265,5 @@ def create_app(config: Config, target: DatabaseTarget) -> web.Application:
     app.cleanup_ctx.append(_background_ctx)
     app.cleanup_ctx.append(_scheduler_ctx)
     setup_routes(app)
-    middleware.get(app, "/healthz", healthz, name="healthz")
-    middleware.finish(app)
+    app.router.add_get("/healthz", healthz, name="healthz")
     return app

@@ -21,13 +21,13 @@ from publish.data import data_ctx
 
 def _collection(app: web.Application, path: str, handler: Handler, name: str) -> None:
     """A collection endpoint and its CSV twin."""
-    middleware.get(app, path, handler, name=name)
-    middleware.get(app, path + ".csv", handler, name=name + "_csv")
+    app.router.add_get(path, handler, name=name)
+    app.router.add_get(path + ".csv", handler, name=name + "_csv")
 
 
 def setup_routes(app: web.Application) -> None:
-    """The pipeline, routes and snapshot of the public API and page (called by wiring, which
-    adds its own guarded routes and then ``middleware.finish``)."""
+    """The middlewares' state, the routes and the snapshot of the public API and page, on an
+    app made with ``middlewares=publish.middleware.MIDDLEWARES`` (called by wiring)."""
     middleware.install(app, rate_limit_per_minute=app[runtime.CONFIG].api.rate_limit_per_minute)
     app[STATIC_FILES] = {}
     app[RECEIVE_UNITS] = {}
@@ -35,16 +35,16 @@ def setup_routes(app: web.Application) -> None:
     _collection(app, "/v1/compare", compare, "compare")
     _collection(app, "/v1/corridors", corridors_list, "corridors")
     # The twin first: "/v1/corridors/{pair}" would take "USA-MEX.csv" for a corridor.
-    middleware.get(app, "/v1/corridors/{pair}.csv", corridor_detail, name="corridor_csv")
-    middleware.get(app, "/v1/corridors/{pair}", corridor_detail, name="corridor")
+    app.router.add_get("/v1/corridors/{pair}.csv", corridor_detail, name="corridor_csv")
+    app.router.add_get("/v1/corridors/{pair}", corridor_detail, name="corridor")
     _collection(app, "/v1/corridors/{pair}/history", corridor_history, "corridor_history")
     _collection(app, "/v1/indicators", indicators, "indicators")
     _collection(app, "/v1/kpis", kpis, "kpis")
     _collection(app, "/v1/postal/benchmark", postal_benchmark, "postal_benchmark")
-    middleware.get(app, "/v1/openapi.json", openapi_json, name="openapi")
-    middleware.get(app, "/metrics", prometheus, name="metrics")
-    middleware.post(app, "/v1/admin/collect", admin_collect, name="admin_collect")
-    middleware.post(app, "/v1/admin/bulletin", admin_bulletin, name="admin_bulletin")
-    middleware.get(app, "/", page.home, name="page")
-    middleware.get(app, "/static/{name}", static_file, name="static")
+    app.router.add_get("/v1/openapi.json", openapi_json, name="openapi")
+    app.router.add_get("/metrics", prometheus, name="metrics")
+    app.router.add_post("/v1/admin/collect", admin_collect, name="admin_collect")
+    app.router.add_post("/v1/admin/bulletin", admin_bulletin, name="admin_bulletin")
+    app.router.add_get("/", page.home, name="page")
+    app.router.add_get("/static/{name}", static_file, name="static")
     setup_bulletin_routes(app)
