@@ -11,7 +11,7 @@ from aiohttp import web
 
 from corridors import runtime
 from corridors.errors import NoData
-from publish.bulletin import publish_bulletin
+from publish.bulletin_files import publish_bulletin
 from publish.params import Params
 from publish.problems import Problem, bad_parameter, not_found
 
