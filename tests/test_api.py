@@ -24,6 +24,7 @@ from api_support import api, make_app, rpw_loaded  # noqa: F401  (fixtures)
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector.rpw_import import bundled_rpw_path
+from collector.schedule import COLLECTION_JOBS, CollectionJobs
 from corridors import runtime
 from corridors.reference import countries
 from corridors.types import (
@@ -937,6 +938,9 @@ async def test_admin_triggers_a_scheduled_collection(api: TestClient,  # noqa: F
     scheduler = api.app[runtime.SCHEDULER]
     scheduler.add_job(collect, "interval", hours=24, id="collect:test-source",
                       replace_existing=True)
+    # The source's jobs, as collector.schedule.add_jobs names them.
+    api.app[COLLECTION_JOBS]["test-source"] = CollectionJobs("test-source",
+                                                             "collect:test-source")
     try:
         resp = await api.post("/v1/admin/collect?source=test-source",
                               headers={"Authorization": "Bearer s3cret"})
@@ -948,6 +952,7 @@ async def test_admin_triggers_a_scheduled_collection(api: TestClient,  # noqa: F
         assert resp.status == 404
     finally:
         scheduler.remove_job("collect:test-source")
+        del api.app[COLLECTION_JOBS]["test-source"]
 
 
 async def test_metrics_count_requests_by_route(api: TestClient) -> None:  # noqa: F811

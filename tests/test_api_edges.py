@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from api_support import api, make_app, rpw_loaded  # noqa: F401  (fixtures)
 from yarl import URL
 
+from collector.schedule import COLLECTION_JOBS, CollectionJobs
 from corridors import runtime
 from corridors.store import Store
 from publish.openapi import document
@@ -258,6 +259,7 @@ async def test_admin_collect_says_when_a_run_is_already_under_way(
         scheduler.add_job(collect if source == "busy-source" else _nothing, "interval",
                           hours=24, id=f"collect:{source}", replace_existing=True,
                           max_instances=1)
+        api.app[COLLECTION_JOBS][source] = CollectionJobs(source, f"collect:{source}")
     try:
         resp = await api.post("/v1/admin/collect?source=busy-source", headers=AUTH)
         assert resp.status == 202, await resp.text()
@@ -290,6 +292,7 @@ async def test_admin_collect_says_when_a_run_is_already_under_way(
         release.set()
         for source in ("busy-source", "idle-source"):
             scheduler.remove_job(f"collect:{source}")
+            del api.app[COLLECTION_JOBS][source]
 
 
 async def _nothing() -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
-from typing import Any
 
 from aiohttp import web
 
+from collector.schedule import COLLECTION_JOBS
 from corridors import runtime
 from corridors.errors import NoData
 from publish.bulletin_files import publish_bulletin
@@ -32,43 +32,32 @@ ADMIN_COLLECT_PARAMS = frozenset({"source"})
 ADMIN_BULLETIN_PARAMS = frozenset({"period"})
 
 
-def _running(scheduler: Any, job: Any) -> bool:
-    """Whether a run of ``job`` is under way, as its own job or as the catch-up run a
-    crontab source gets after a start (``collector.schedule``): triggered now, the scheduler
-    would skip it (``max_instances``), or collect the same source twice at once.
-
-    APScheduler 3 has no public count of a job's running instances; its executor's count is
-    the one ``max_instances`` is checked against, so that is the one read here."""
-    for job_id in (job.id, f"catch-up:{job.id}"):
-        try:
-            executor = scheduler._lookup_executor(job.executor)
-            if executor._instances.get(job_id, 0) > 0:
-                return True
-        except (AttributeError, KeyError):  # not an APScheduler 3 executor: nothing known
-            return False
-    return False
-
-
 async def admin_collect(request: web.Request) -> web.StreamResponse:
+    """Run a source's collection now (all sources' without ``source``); a run under way (its
+    own, or the catch-up run of a crontab source after a start) is not triggered again: the
+    scheduler would skip it (``max_instances``) or collect the same source twice at once."""
     authorise(request)
     p = Params(request.query, ADMIN_COLLECT_PARAMS)
     source = p.raw("source")
     scheduler = request.app.get(runtime.SCHEDULER)
-    jobs = [j for j in (scheduler.get_jobs() if scheduler else [])
-            if j.id.startswith("collect") and (source is None or source in j.id.split(":"))]
-    if not jobs:
+    jobs = [j for j in request.app.get(COLLECTION_JOBS, {}).values()
+            if (source is None or j.source == source)
+            and scheduler is not None and scheduler.get_job(j.job_id) is not None]
+    if not jobs or scheduler is None:
         raise not_found("no collection job is scheduled" +
                         (f" for source {source!r}" if source else ""))
-    running = sorted(j.id for j in jobs if _running(scheduler, j))
-    idle = [j for j in jobs if j.id not in running]
+    under_way = request.app[runtime.JOBS_UNDER_WAY]
+    running = sorted(j.job_id for j in jobs if under_way.running(j.job_id) or (
+        j.catch_up_id is not None and under_way.running(j.catch_up_id)))
+    idle = sorted(j.job_id for j in jobs if j.job_id not in running)
     if not idle:
         raise Problem(409, f"{', '.join(running)}: already running; not triggered again (a "
                            "job runs one at a time): ask again when the run has ended",
                       jobs=running)
     now = dt.datetime.now(dt.UTC)
-    for job in idle:
-        job.modify(next_run_time=now)
-    return web.json_response({"status": "triggered", "jobs": sorted(j.id for j in idle),
+    for job_id in idle:
+        scheduler.modify_job(job_id, next_run_time=now)
+    return web.json_response({"status": "triggered", "jobs": idle,
                               "already_running": running, "at": now.isoformat()},
                              status=202, headers={"Cache-Control": "no-store"})
 
