@@ -19,7 +19,9 @@ not a number as ``malformed_record``. Only an answer broken as a whole (not JSON
 ``{amount}`` a number; ``"${NAME}"`` a secret from the environment, filled in only when
 sent) asks an API that takes its question as JSON (Wise's ``POST /v3/quotes``);
 ``next_path`` names the link to the next page of a paginated answer (followed on the same
-host, ``max_pages`` at most, default 10; each page archived and parsed like the first);
+host, ``max_pages`` at most, default 10; each page archived and parsed like the first), or
+``page_param`` the query parameter of a page's number (from ``first_page``, default 1,
+until a page holds no quote or ``pages_path``, the number of pages, says it was the last);
 ``quotes_path = "."`` reads an answer that is itself an array of quotes, and a ``*`` step
 every item of a list (``providers.*.quotes``); a field path starting ``$.`` is read from
 the whole answer rather than the quote (a currency named once for all the quotes), one
@@ -45,7 +47,7 @@ import re
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from collector import options as opt
 from collector.errors import ParseError
@@ -79,6 +81,8 @@ OPTIONS = {"firm": opt.STRING, "firm_type": opt.STRING, "product": opt.STRING,
            "labels": opt.STRING_TABLE, "amount_scale": opt.POSITIVE_NUMBER,
            "received_amount_scale": opt.POSITIVE_NUMBER, "skip_when": opt.STRING_TABLE,
            "next_path": opt.STRING, "max_pages": opt.POSITIVE_NUMBER,
+           "page_param": opt.STRING, "first_page": opt.POSITIVE_NUMBER,
+           "pages_path": opt.STRING,
            "method": opt.STRING, "body": opt.STRING}
 FIELDS = {"fee", "applied_rate", "received_amount", "send_currency", "receive_currency",
           "destination", "delivery_hours", "delivery_days", "pay_in", "pay_out", "product",
@@ -117,10 +121,20 @@ def check_options(source: SourceConfig) -> None:
         raise ConfigError(f"{opt.where(source)}.body: " + (
             "required with method POST (the JSON the API takes)" if method == "POST" else
             "only with method = \"POST\""))
+    if "page_param" in source.options and "next_path" in source.options:
+        raise ConfigError(f"{opt.where(source)}.page_param: pages are followed by their "
+                          "number or by a link (next_path), not both")
+    if "pages_path" in source.options and "page_param" not in source.options:
+        raise ConfigError(f"{opt.where(source)}.pages_path: only with page_param")
+    first = source.options.get("first_page", 1)
+    if isinstance(first, float) and not first.is_integer():
+        raise ConfigError(f"{opt.where(source)}.first_page: expected a whole number, got "
+                          f"{first!r}")
     if method == "POST":
-        if "next_path" in source.options:
-            raise ConfigError(f"{opt.where(source)}.next_path: pages are followed with GET; "
-                              "not with method POST")
+        for key in ("next_path", "page_param"):
+            if key in source.options:
+                raise ConfigError(f"{opt.where(source)}.{key}: pages are followed with GET; "
+                                  "not with method POST")
         sample = CorridorSpec("USA", "MEX", "US", "MX", "USD", "MXN", ())
         try:
             json.loads(render_body(source.options["body"], sample, Decimal(200)))
@@ -201,17 +215,45 @@ async def collect(ctx: RunContext) -> None:
         url: str | None
         url, body = request_of(source, c, amount)
         seen: set[str] = set()
+        number = int(source.options.get("first_page", 1))
         while url is not None and len(seen) < pages:
             seen.add(url)
             fetched = await ctx.fetch(url, body)
             charset = charset_of(fetched.headers)
             await ctx.add_parsed(*parse(source, fetched.body, c, usd, amount, charset),
                                  fetched)
-            url = next_page(source, fetched.body, url, charset, secrets)
+            url = (numbered_page(source, fetched.body, url, number, charset)
+                   if "page_param" in source.options
+                   else next_page(source, fetched.body, url, charset, secrets))
+            number += 1
             if url in seen:
                 break
 
     await ctx.each(items, one)
+
+
+def numbered_page(source: SourceConfig, body: bytes, url: str, number: int,
+                  charset: str | None = None) -> str | None:
+    """The URL of the page after page ``number`` of an answer paginated by number
+    (``options.page_param``: the query parameter, set to number + 1), None when this page
+    was the last: it holds no quote, or ``pages_path`` (the number of pages the answer
+    says there are) says so. The URL's other parameters, ${NAME}s included, are kept."""
+    doc = load_json(body, f"{source.name} quote", charset)
+    records, broken = quote_records(doc, source.options.get("quotes_path", ""), source.name)
+    if not records and not broken:
+        return None
+    path = source.options.get("pages_path")
+    if path:
+        total = dig(doc, path, None)
+        if not isinstance(total, int | float) or isinstance(total, bool):
+            raise ParseError(f"{source.name}: {path!r} is {total!r}, not a number of pages")
+        if number >= total:
+            return None
+    parts = urlsplit(url)
+    param = source.options["page_param"]
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != param]
+    query.append((param, str(number + 1)))
+    return urlunsplit(parts._replace(query=urlencode(query, safe="${}")))
 
 
 def next_page(source: SourceConfig, body: bytes, url: str, charset: str | None = None,

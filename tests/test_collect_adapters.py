@@ -1236,6 +1236,57 @@ async def test_a_paginated_answer_is_followed_and_archived_page_by_page(
                                 b'{"next": "https://elsewhere.example/p2"}', "http://x/p1")
 
 
+async def test_an_answer_paginated_by_page_number_is_walked_to_its_last_page(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An operator paginating by number (?page=N, no link to the next page): pages asked
+    one after the other, the URL's key kept as ${NAME} in the archive, until a page holds
+    no quote; with ``pages_path`` (the number of pages the answer names) the last page is
+    known and the empty one is not asked."""
+    key = f"nk-{uuid.uuid4().hex}"
+    monkeypatch.setenv("SENDCOST_TEST_NUM_KEY", key)
+    pages = {"1": [("Bank deposit", 2.0), ("Cash pickup", 4.0)], "2": [("Wallet", 1.5)],
+             "3": []}
+    asked: list[str | None] = []
+
+    async def serve(request: web.Request) -> web.Response:
+        assert request.query["key"] == key and request.query["cur"] == "MXN"
+        asked.append(request.query.get("page"))
+        quotes = pages[request.query.get("page", "1")]
+        return web.json_response({"meta": {"totalPages": 2},
+                                  "data": [{"product": p, "fee": f, "rate": 17.0}
+                                           for p, f in quotes]})
+
+    p = f"m{uuid.uuid4().hex[:8]}"
+
+    def raw(url: str, **paging: Any) -> dict[str, Any]:
+        return {"corridors": [{"from": "USA", "to": "MEX", "amounts": [200]}],
+                "sources": [{"name": f"{p}-op-{len(paging)}", "kind": "operator_json",
+                             "url": url + "?key=${SENDCOST_TEST_NUM_KEY}&cur={receive_currency}",
+                             "options": {"firm": "Numbered", "quotes_path": "data",
+                                         "page_param": "page", **paging,
+                                         "reference_sources": [f"{p}-no-rates"],
+                                         "fields": {"fee": "fee", "applied_rate": "rate",
+                                                    "product": "product"}}}]}
+
+    walked = await run_upstream(store, "/quotes", serve, raw)
+    assert asked == [None, "2", "3"]
+    assert (walked.status, walked.requests, walked.stored) == ("ok", 3, 3), walked.line()
+    urls = sorted(r["url"] for r in await store.pool.fetch(
+        "SELECT url FROM raw_responses WHERE run_id = $1", walked.run_id))
+    assert [u.split("?", 1)[1] for u in urls] == [
+        "key=${SENDCOST_TEST_NUM_KEY}&cur=MXN",
+        "key=${SENDCOST_TEST_NUM_KEY}&cur=MXN&page=2",
+        "key=${SENDCOST_TEST_NUM_KEY}&cur=MXN&page=3"]
+    asked.clear()
+    counted = await run_upstream(store, "/quotes", serve,
+                                 lambda url: raw(url, pages_path="meta.totalPages"))
+    assert asked == [None, "2"]
+    assert (counted.status, counted.requests, counted.stored) == ("ok", 2, 3), counted.line()
+    with pytest.raises(ConfigError, match=r"page_param: .*not both"):
+        operator_json.check_options(source("operator_json", firm="N", fields={"fee": "f"},
+                                           page_param="page", next_path="next"))
+
+
 async def test_a_quote_api_asked_by_post_with_a_json_body(store: Store) -> None:
     """Wise's quote API shape (POST /v3/quotes, the question as JSON; one rate for the
     answer, payment options each with its fee, a disabled one among them): configured
