@@ -17,15 +17,20 @@ import datetime as dt
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import asyncpg
 
 from corridors.errors import BadPeriod
 from corridors.periods import Period, parse_period
 
-if TYPE_CHECKING:
-    from corridors.store import Store
+
+class Store(Protocol):
+    """What this module needs of a corridors.store.Store (which calls it as it migrates:
+    a protocol, not an import, keeps the two from importing each other)."""
+
+    pool: asyncpg.Pool
+
 
 log = logging.getLogger(__name__)
 
