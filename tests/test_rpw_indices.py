@@ -385,3 +385,17 @@ def test_the_command_applies_the_configured_rule(tmp_path: Path) -> None:
     assert strict_doc["weighted_average_coverage"]["volume_share_min"] == 90.0
     assert strict_doc["weighted_average_coverage"]["status"] == INSUFFICIENT_WEIGHTS
     assert strict_doc["weighted_average"] is None
+
+
+def test_the_bulletin_states_the_rule_and_what_the_period_reached() -> None:
+    from types import SimpleNamespace
+
+    from publish.bulletin_render import weights_rule
+
+    q = [quote("USA", "MEX", "A", 3.0, period="2025Q3"),
+         quote("GBR", "IND", "B", 12.0, period="2025Q3")]
+    said = weights_rule(SimpleNamespace(doc=_doc("2025Q3", *q)))
+    assert said == ("75% of the remittance volume between the surveyed countries (this "
+                    "period, the 2021 matrix weighs 1 of 2 corridors with an average, 20.0% "
+                    "of it: insufficient weights)")
+    assert "no matrix" in weights_rule(SimpleNamespace(doc={"weighted_average_coverage": None}))
