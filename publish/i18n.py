@@ -181,7 +181,9 @@ def country(alpha2: str | None, fallback: str, code: str) -> str:
 # --- the catalogs' upkeep ------------------------------------------------------------------
 
 #: The note every machine-made translation carries in the catalogs until a person has read
-#: it (a comment, not ``#, fuzzy``: gettext would not use a fuzzy entry at all).
+#: it: a translator comment (``# machine translation, to be reviewed``), which ``pybabel
+#: update``, ``msgmerge`` and ``update_catalogs`` keep (an extracted ``#.`` comment would be
+#: replaced by the sources'), and not ``#, fuzzy``, which would make gettext skip the entry.
 MACHINE_NOTE = "machine translation, to be reviewed"
 
 

@@ -62,7 +62,7 @@ def test_every_language_translates_every_message_of_the_page() -> None:
             assert all(strings), (lang.code, m.id)
             assert not m.fuzzy, (lang.code, m.id)
             # Machine-made translations stay marked until a person has read them.
-            assert i18n.MACHINE_NOTE in m.auto_comments, (lang.code, m.id)
+            assert i18n.MACHINE_NOTE in m.user_comments, (lang.code, m.id)
             source = m.id[1] if isinstance(m.id, tuple) else m.id
             for s in strings:
                 assert set(placeholder.findall(s)) == set(placeholder.findall(source)), (
