@@ -360,6 +360,7 @@ def _options(codes: list[str], selected: str | None, t: Text,
     return sorted(out, key=lambda o: (i18n.collation_key(o["name"]), o["code"]))
 
 
+@functools.cache
 def _currency_names(currency: str) -> frozenset[str]:
     """The ISO code and every symbol the page's languages write ``currency`` with: what an
     amount typed with a currency may name."""

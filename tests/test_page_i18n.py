@@ -58,18 +58,19 @@ def test_every_language_translates_every_message_of_the_page() -> None:
         found = {m.id: m for m in catalog if m.id}
         assert set(found) == wanted, (lang.code, wanted ^ set(found))
         for m in found.values():
-            strings = m.string if isinstance(m.string, tuple) else (m.string,)
+            strings = [str(x) for x in (m.string if isinstance(m.string, (tuple, list))
+                                        else (m.string,))]
             assert all(strings), (lang.code, m.id)
             assert not m.fuzzy, (lang.code, m.id)
             # Machine-made translations stay marked until a person has read them.
             assert i18n.MACHINE_NOTE in m.user_comments, (lang.code, m.id)
-            source = m.id[1] if isinstance(m.id, tuple) else m.id
+            plural = isinstance(m.id, (tuple, list))
+            source = str(m.id[1] if plural else m.id)
+            # A plural message has one string per plural form of the language.
+            assert len(strings) == (catalog.num_plurals if plural else 1), (lang.code, m.id)
             for s in strings:
                 assert set(placeholder.findall(s)) == set(placeholder.findall(source)), (
                     lang.code, m.id, s)
-        if any(isinstance(m.id, tuple) for m in found.values()):
-            assert all(len(m.string) == catalog.num_plurals
-                       for m in found.values() if isinstance(m.id, tuple)), lang.code
 
 
 def test_the_plural_follows_the_languages_rules() -> None:
