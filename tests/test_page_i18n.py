@@ -158,7 +158,7 @@ async def test_the_page_reads_the_amount_in_its_language(api: TestClient) -> Non
                                           "lang": lang})
         expected[lang] = heading(await resp.text())
     assert expected["en"] == "Prices for €345.00 from Italy to China"
-    assert expected["fr"] == "Prix pour 345,00\u00a0€ de Italie vers Chine"
+    assert expected["fr"] == "Prix pour 345,00\u00a0€, envoi de : Italie, vers : Chine"
     for typed, lang in (("345,00", "fr"), ("345.00 €", "en"), ("€345", "es"), ("345 EUR", "fr"),
                         ("٣٤٥", "en")):
         resp = await api.get("/", params={"from": "ITA", "to": "CHN", "amount": typed,
