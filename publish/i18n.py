@@ -119,6 +119,7 @@ def locale(code: str) -> Locale:
     return Locale.parse(BY_CODE[code].babel)
 
 
+@functools.cache
 def direction(code: str) -> str:
     """``rtl`` or ``ltr``, as CLDR gives the script's direction."""
     return locale(code).text_direction

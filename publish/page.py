@@ -134,7 +134,9 @@ def _environment(lang: str) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
         autoescape=True, extensions=["jinja2.ext.i18n"], trim_blocks=True,
-        lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+        lstrip_blocks=True, undefined=jinja2.StrictUndefined,
+        # Templates are package files: read once, not checked on every request.
+        auto_reload=False)
     env.policies["ext.i18n.trimmed"] = True
     env.install_gettext_translations(i18n.translations(lang), newstyle=True)  # type: ignore[attr-defined]
     return env
@@ -345,19 +347,21 @@ def _form_data(snap: Snapshot) -> _Form:
     return snap.keep(("page-form",), make)
 
 
-def _options(codes: list[str], selected: str | None, t: Text,
-             currencies: dict[str, str] | None = None) -> list[dict[str, Any]]:
+def _options(snap: Snapshot, codes: list[str], t: Text,
+             currencies: dict[str, str] | None = None) -> list[dict[str, str]]:
     """The options of a country list, named in the page's language and sorted by that name;
     with ``currencies``, each names its currency (the form works without JavaScript, so the
-    amount's currency is shown before a choice)."""
-    out = []
-    for code in codes:
-        name = t.country(country_ref(code))
-        label = f"{name} ({code})"
-        if currencies and code in currencies:
-            label += f" – {currencies[code]}"
-        out.append({"code": code, "label": label, "selected": code == selected, "name": name})
-    return sorted(out, key=lambda o: (i18n.collation_key(o["name"]), o["code"]))
+    amount's currency is shown before a choice). Made once per snapshot and language."""
+    def make() -> list[dict[str, str]]:
+        out = []
+        for code in codes:
+            name = t.country(country_ref(code))
+            label = f"{name} ({code})"
+            if currencies and code in currencies:
+                label += f" – {currencies[code]}"
+            out.append({"code": code, "label": label, "key": i18n.collation_key(name)})
+        return sorted(out, key=lambda o: (o["key"], o["code"]))
+    return snap.keep(("page-options", t.lang, bool(currencies)), make)
 
 
 @functools.cache
@@ -505,8 +509,9 @@ async def home(request: web.Request) -> web.StreamResponse:
                    if len(query) != len(request.query) else ""),
         languages=_switch(query, lang),
         lang_asked=asked_lang is not None,
-        senders=_options(form.senders, src, t, form.send_currencies),
-        receivers=_options(form.receivers, dst, t),
+        senders=_options(snap, form.senders, t, form.send_currencies),
+        receivers=_options(snap, form.receivers, t),
+        selected_from=src, selected_to=dst,
         amount=amount_text or "200",
         amount_currency=(form.send_currencies[src] if src in form.send_currencies else
                          t("in the sending country's currency")),
