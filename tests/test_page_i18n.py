@@ -187,7 +187,8 @@ async def test_an_unreadable_amount_is_a_sentence_in_the_pages_language(
     assert unescape(said.group(1)) == t(
         "We could not read the amount “%(typed)s”. Type only the number, %(example)s.",
         typed="two hundred", example=example)
-    assert 'aria-invalid="true"' in page
+    # The box is marked invalid and described by the sentence (screen readers read both).
+    assert 'aria-describedby="amount-currency error" aria-invalid="true"' in page
     # Not the API's problem+json: a page, in the reader's language, with the form kept.
     assert f'<html lang="{lang}" dir="{i18n.direction(lang)}">' in page
     assert 'value="two hundred"' in page
