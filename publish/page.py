@@ -32,6 +32,8 @@ from corridors.types import Speed
 from metrics import METHODOLOGY_VERSION
 from publish import i18n
 from publish.amounts import OtherCurrency, UnreadableAmount, read_amount
+from publish.api.compare import compare_document
+from publish.api.conventions import receive_units
 from publish.data import (
     CAVEATS,
     DATA,
@@ -42,6 +44,7 @@ from publish.data import (
 )
 from publish.params import MAX_AMOUNT, Params
 from publish.problems import Problem
+from publish.responses import send
 
 PAGE_PARAMS = frozenset({"from", "to", "amount", "include", "lang"})
 #: The parameters that ask a question (``include`` only says which data may answer it).
@@ -453,8 +456,6 @@ def _switch(query: MultiDictProxy[str], lang: str) -> list[dict[str, str | bool]
 
 
 async def home(request: web.Request) -> web.StreamResponse:
-    from publish.api import compare_document, receive_units, send
-
     query = without_tracking(request.query)
     asked_lang = (query.get("lang") or "").strip() or None
     lang = i18n.negotiate(asked_lang, request.headers.get("Accept-Language"))
