@@ -26,6 +26,7 @@ from urllib.parse import urlencode
 import jinja2
 from aiohttp import web
 from babel.numbers import get_currency_symbol
+from markupsafe import Markup
 from multidict import MultiDict, MultiDictProxy, MultiMapping
 
 from corridors.types import Speed
@@ -318,7 +319,9 @@ def _result(doc: dict[str, Any], t: Text) -> dict[str, Any]:
         "rows": rows,
         "currency_unknown": any(not s.get("receive_currency") for s in doc["services"]),
         "caveats": [_flag(f, t, text) for f, text in doc["flags_explained"].items()],
-        "non_transparent": ", ".join(s["provider"] for s in doc["non_transparent"]),
+        # Each name isolated (<bdi>) for a page in the other direction; markupsafe escapes it.
+        "non_transparent": Markup(", ").join(Markup("<bdi>{}</bdi>").format(s["provider"])
+                                             for s in doc["non_transparent"]),
     }
 
 
@@ -521,7 +524,7 @@ async def home(request: web.Request) -> web.StreamResponse:
         emulated=snap.include_emulated,
         asked_emulated=asked,
         sources=sources_of(shown_sources),
-        methodology=METHODOLOGY_VERSION,
+        methodology=Markup("<bdi>{}</bdi>").format(METHODOLOGY_VERSION),
     ).encode()
     return send(request, body, "text/html", status=status,
                 headers={"Content-Language": lang, "Vary": "Accept, Accept-Language"})

@@ -251,3 +251,27 @@ async def test_a_shared_link_opens_as_shared(api: TestClient) -> None:  # noqa: 
     resp = await api.get("/?from=USA&to=MEX&amount=200&lang=es&colour=blue")
     assert resp.status == 400
     assert "Este enlace tiene algo que no podemos leer (colour)" in await resp.text()
+
+
+def test_names_from_the_data_are_escaped_and_isolated_on_a_right_to_left_page() -> None:
+    from publish.page import render_result
+
+    service = {"rank": 1, "provider": "Ria <b>", "product": "Cash to cash", "flags": [],
+               "amount_received": 3412.5, "fee_paid_on_top": False, "fee": 5.0,
+               "fee_currency": "USD", "receive_currency": "MXN",
+               "amount_received_if_fee_deducted": None, "amount_received_if_fee_on_top": None,
+               "effective_cost_pct": 4.0, "total_cost_pct": 4.0, "speed": "same_day",
+               "pay_in": "cash", "access_point": "agent", "pay_out": "cash",
+               "collected_at": "2014-05-12T00:00:00Z", "data_kind": "survey"}
+    doc = {"from": {"alpha2": "US", "name": "United States"},
+           "to": {"alpha2": "MX", "name": "Mexico"}, "currency": "USD", "amount": 200.0,
+           "priced_amount": 200.0, "approximate": False, "period": "2014Q2",
+           "corridor": {"average": 4.0, "points_above_3": 1.0, "points_above_5": -1.0},
+           "ranked_by": "total_cost_pct", "flags_explained": {}, "services": [service],
+           "non_transparent": [{**service, "provider": "Delgado & <i>Travel</i>"}]}
+    html = render_result(doc, "ar")
+    assert "<bdi>Ria &lt;b&gt;</bdi>" in html
+    assert "<bdi>Delgado &amp; &lt;i&gt;Travel&lt;/i&gt;</bdi>" in html
+    assert '<bdi class="note">Cash to cash</bdi>' in html
+    assert "من الولايات المتحدة إلى المكسيك" in html  # the countries, in Arabic
+    assert "<b>" not in html and "<i>" not in html
