@@ -606,7 +606,8 @@ _ROLLUPS_SQL = (
     "s.speed, s.pay_in, s.access_point, s.pay_out, sp.data_kind, sp.source, "
     "sp.reference_stale, sp.quotes, sp.transparent, "
     "sp.fee_sum, sp.fee_n, sp.margin_sum, sp.margin_n, sp.total_sum, sp.total_n, "
-    "sp.exact_sum, sp.exact_n, sp.first_collected, sp.last_collected, sp.last_quote_id "
+    "sp.exact_sum, sp.exact_n, sp.first_collected, sp.last_collected, sp.last_quote_id, "
+    "array_to_string(sp.flags, ' ') AS flags "
     "FROM service_periods sp JOIN services s ON s.id = sp.service_id "
     "JOIN corridors c ON c.id = s.corridor_id JOIN firms f ON f.id = s.firm_id "
     "WHERE sp.changed_by >= $1::text::xid8 OR sp.changed_by = ANY ($2::text[]::xid8[])")
@@ -646,6 +647,8 @@ async def _copy_frame(conn: asyncpg.Connection, sql: str, since: Since,
                                        return_dtype=pl.Boolean)
               for c, v in schema.items() if isinstance(v, pl.Boolean)),
             pl.col("product").fill_null(""),
+            # Both frames carry their quotes' flags; none is "", as the quote frame says.
+            pl.col("flags").fill_null(""),
         )
 
     return await asyncio.to_thread(parse)

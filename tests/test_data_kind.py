@@ -487,3 +487,70 @@ def test_a_bulletin_of_a_mixed_period_leaves_the_emulated_quotes_out_and_says_so
         pl.lit(None, pl.Categorical).alias("data_kind"))
     kept, about = choose_data(plain, "2026-11", {"kind": "rpw-file"})
     assert kept is plain and about == {"kind": "rpw-file"}
+
+
+async def _cheapest_and_services(client: TestClient, include: str
+                                 ) -> dict[tuple[str, str], tuple[Any, list[dict[str, Any]]]]:
+    """Per corridor of ``/v1/corridors``: its named cheapest and ``/v1/compare``'s services at
+    USD 200 (``include``: the query's include parameter, "" for none)."""
+    listed = (await (await client.get(f"/v1/corridors?amount=200{include}")).json())
+    out = {}
+    for c in listed["corridors"]:
+        src, dst = c["from"]["alpha3"], c["to"]["alpha3"]
+        body = await (await client.get(f"/v1/compare?from={src}&to={dst}&amount=200"
+                                       f"&currency=USD{include}")).json()
+        out[src, dst] = (c["cheapest"], body["services"])
+    return out
+
+
+def _named_by_the_rule(services: list[dict[str, Any]]) -> tuple[str, float] | None:
+    """The cheapest service by kinds.CHEAPEST_LEAVES_OUT, worked out from compare's rows."""
+    fit = [s for s in services
+           if not {"estimate", "negative_margin", "negative_total_cost"} & set(s["flags"])]
+    if not fit:
+        return None
+    best = min(fit, key=lambda s: (s["total_cost_pct"], s["provider"], s["product"] or "",
+                                   s["service_id"]))
+    return best["provider"], best["total_cost_pct"]
+
+
+async def test_with_emulated_data_asked_for_an_estimate_is_never_named_cheapest(
+        fresh_database: str) -> None:
+    # The sandbox's comparison feed is of kind "emulated" and keeps its "estimate" flag; the
+    # snapshot the API serves is built from the store's rollups, which must carry that flag
+    # so the one cheapest rule applies with ?include=emulated as it does without it. The
+    # same sandbox collected unmarked (its quotes pass for real: the feed's are of kind
+    # "estimate") is named cheapest by the same rule.
+    store = await connect(fresh_database)
+    try:
+        await store.migrate()
+        prefix, _, _ = await collect(store)
+        # The rollup row of every service carries its quotes' flags (migration 11).
+        rows = await store.pool.fetch(
+            "SELECT q.service_id, array_agg(DISTINCT f ORDER BY f) AS flags FROM quotes q, "
+            "unnest(q.flags) f GROUP BY 1")
+        quoted = {r["service_id"]: r["flags"] for r in rows}
+        rows = await store.pool.fetch(
+            "SELECT service_id, array_agg(DISTINCT f ORDER BY f) AS flags FROM "
+            "service_periods, unnest(flags) f GROUP BY 1")
+        assert {r["service_id"]: r["flags"] for r in rows} == quoted
+        feed = await store.pool.fetch(
+            "SELECT DISTINCT data_kind, 'estimate' = ANY (flags) AS estimate "
+            "FROM service_periods WHERE source = $1", f"{prefix}-comparison")
+        assert [tuple(r) for r in feed] == [("emulated", True)]
+    finally:
+        await store.close()
+    async with TestClient(TestServer(make_app(fresh_database))) as client:
+        emulated = await _cheapest_and_services(client, "&include=emulated")
+    assert emulated
+    estimates_seen = 0
+    for pair, (cheapest, services) in emulated.items():
+        estimates_seen += sum("estimate" in s["flags"] for s in services)
+        named = None if cheapest is None else (cheapest["provider"],
+                                               cheapest["total_cost_pct"])
+        assert named == _named_by_the_rule(services), pair
+        assert all(s["data_kind"] == "emulated" for s in services)
+    assert estimates_seen, "the sandbox's comparison feed gave no estimate to test with"
+    # The first-ranked service of some corridor is an estimate: the rule has work to do.
+    assert any("estimate" in min(services, key=lambda s: s["total_cost_pct"])["flags"]
+               for _, services in emulated.values())
