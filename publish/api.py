@@ -308,7 +308,7 @@ def _corridor_summary(row: dict[str, Any] | None) -> dict[str, Any]:
                 "transparent_services": 0, "above_5": None, "above_10": None,
                 "too_few_services": None, "no_transparent_service": None,
                 "points_above_3": None, "points_above_5": None, "cheapest": None,
-                "cheapest_leaves_out": list(CHEAPEST_LEAVES_OUT)}
+                "cheapest_leaves_out": list(CHEAPEST_LEAVES_OUT), "caveats": {}}
     avg = finite(row["average"])
     return {
         "average": avg,
@@ -326,7 +326,15 @@ def _corridor_summary(row: dict[str, Any] | None) -> dict[str, Any]:
                               row["cheapest_product"], row["cheapest_total_cost"]),
         # Services flagged so are not named cheapest (they keep their rank, marked).
         "cheapest_leaves_out": list(CHEAPEST_LEAVES_OUT),
+        # How many of its services carry each caveat (publish.data.CAVEATS says what each
+        # means): the averages keep them, a reader is told.
+        "caveats": corridor_caveats(row.get("caveats")),
     }
+
+
+def corridor_caveats(text: str | None) -> dict[str, int]:
+    """``{"negative_margin": 3, …}`` from the corridor table's "negative_margin:3 …"."""
+    return {flag: int(n) for flag, n in (item.split(":") for item in (text or "").split())}
 
 
 def _cheapest(firm: str | None, firm_type: str | None, product: str | None,
@@ -504,7 +512,7 @@ CORRIDOR_CSV_COLUMNS = [
     "average", "smart", "median", "services",
     "transparent_services", "above_5", "above_10", "too_few_services", "no_transparent_service",
     "points_above_3", "points_above_5", "receiving_region", "cheapest_provider",
-    "cheapest_total_cost_pct",
+    "cheapest_total_cost_pct", "caveats",
 ]
 
 
@@ -539,7 +547,7 @@ def _corridor_item(row: dict[str, Any]) -> dict[str, Any]:
                                    "transparent_services", "above_5", "above_10",
                                    "too_few_services", "no_transparent_service",
                                    "points_above_3", "points_above_5", "cheapest",
-                                   "cheapest_leaves_out")},
+                                   "cheapest_leaves_out", "caveats")},
         "receiving_region": None if region is None else {"code": region,
                                                          "name": REGION_NAMES.get(region)},
         "sources": row["sources"] or [],
@@ -551,6 +559,7 @@ def _flat_corridor(item: dict[str, Any]) -> dict[str, Any]:
     out["from"], out["to"] = item["from"]["alpha3"], item["to"]["alpha3"]
     out["data_kinds"] = " ".join(item["data_kinds"])
     out["receiving_region"] = (item["receiving_region"] or {}).get("code")
+    out["caveats"] = " ".join(f"{k}:{v}" for k, v in item["caveats"].items())
     cheapest = item["cheapest"] or {}
     out["cheapest_provider"] = cheapest.get("provider")
     out["cheapest_total_cost_pct"] = cheapest.get("total_cost_pct")
@@ -604,7 +613,10 @@ async def corridors_list(request: web.Request) -> web.StreamResponse:
         return send_csv(request, body, meta, filename="corridors", headers=headers)
     body = dumps(envelope(single, srcs, emulated=emulated, amount_usd=amount_usd,
                           periods={k: periods[k] for k in sorted(periods, key=period_key)},
-                          count=len(selected), next_cursor=next_cursor, corridors=items))
+                          count=len(selected), next_cursor=next_cursor,
+                          caveats_explained={f: CAVEATS[f] for f in sorted(
+                              {f for i in items for f in i["caveats"]})},
+                          corridors=items))
     return send(request, body, JSON, headers=headers)
 
 

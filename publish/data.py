@@ -459,6 +459,9 @@ _CORRIDOR_TABLE_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "firm_types": pl.List(pl.String), "sources": pl.List(pl.String),
     "first_collected": pl.Datetime("us", "UTC"), "last_collected": pl.Datetime("us", "UTC"),
     "data_kinds": pl.List(pl.String),
+    # kinds.corridor_caveats: "negative_margin:3 estimate:1" ("" for none), and how many of
+    # the corridor's services carry any caveat.
+    "caveats": pl.String, "flagged_services": pl.Int64,
 }
 
 
@@ -517,7 +520,15 @@ def _corridor_table(rollups: pl.DataFrame, services: pl.DataFrame, label: str, u
               .agg(pl.col("first_collected").min(), pl.col("last_collected").max(),
                    pl.col("data_kind").drop_nulls().unique().sort().alias("data_kinds")),
               on=list(cor.CORRIDOR), how="left")
-        .with_columns(pl.lit(label).alias("period"), pl.lit(usd, pl.Int32).alias("amount_usd"))
+        # The caveats of its services, from their quotes' flags (the rollups carry them) and
+        # the one negative-cost rule, as the bulletin's tables show them.
+        .join(kinds.corridor_caveats(kinds.service_caveats(
+            rollups.lazy(), sl, labels=period_labels(label), amount_usd=usd))
+            .rename({"source": "source_code", "destination": "destination_code"}),
+            on=list(cor.CORRIDOR), how="left")
+        .with_columns(pl.lit(label).alias("period"), pl.lit(usd, pl.Int32).alias("amount_usd"),
+                      pl.col("caveats").fill_null(""),
+                      pl.col("flagged_services").fill_null(0))
     )
 
 

@@ -93,6 +93,11 @@ SUMMARY_PROPS = {
     "cheapest_leaves_out": {"type": "array", "items": STR,
                             "description": "flags that keep a service from being named the "
                                            "corridor's cheapest (it keeps its rank, marked)"},
+    "caveats": {"type": "object", "additionalProperties": INT,
+                "description": "per caveat flag, how many of the corridor's services carry it "
+                               "(estimate, negative_margin, negative_total_cost, "
+                               "bank_transfer_only, reference_stale, approximate_amount…); the "
+                               "averages keep them"},
 }
 
 SCHEMAS: dict[str, Any] = {
@@ -137,6 +142,8 @@ SCHEMAS: dict[str, Any] = {
                     "description": "rows per period, over every page (period is null "
                                    "when they differ)"},
         "count": INT, "next_cursor": NSTR,
+        "caveats_explained": {"type": "object", "additionalProperties": STR,
+                              "description": "what each caveat of this page's rows means"},
         "corridors": {"type": "array", "items": ref("CorridorItem")},
     }),
     "Corridor": obj({

@@ -34,6 +34,7 @@ from corridors.types import (
     payout_from_rpw,
 )
 from metrics import METHODOLOGY_VERSION
+from metrics.kinds import TABLE_CAVEATS
 from publish import api as api_module
 from publish.data import CAVEATS
 from publish.middleware import (
@@ -138,6 +139,9 @@ def expected_compare(amount: float, currency: str, priced: float, *,
     # The cheapest named is the cheapest with no negative margin or total cost.
     cheapest = next(r for r in transparent if float(r["cc1 fx margin"]) >= 0
                     and float(r["cc1 total cost %"]) >= 0)
+    # Per caveat, how many of the corridor's services carry it (each RPW row a service).
+    flagged = [f for r in rows for f in expected_service(r, "cc1", None)["flags"]
+               if f in TABLE_CAVEATS]
     return {
         "period": "2014Q2", "methodology_version": METHODOLOGY_VERSION,
         "sources": [RPW_SOURCE], "licence": "CC BY 4.0", "from": ITA, "to": CHN,
@@ -159,7 +163,8 @@ def expected_compare(amount: float, currency: str, priced: float, *,
             "cheapest": {"provider": cheapest["firm"], "firm_type": "mto",
                          "product": cheapest["product"],
                          "total_cost_pct": float(cheapest["cc1 total cost %"])},
-            "cheapest_leaves_out": ["estimate", "negative_margin", "negative_total_cost"]},
+            "cheapest_leaves_out": ["estimate", "negative_margin", "negative_total_cost"],
+            "caveats": {f: flagged.count(f) for f in TABLE_CAVEATS if f in flagged}},
         "ranked_by": "total_cost_pct",
         "flags_explained": {f: CAVEATS[f] for f in sorted(
             {f for r in rows for f in expected_service(r, "cc1", None)["flags"]})},
@@ -238,6 +243,7 @@ async def test_corridors_list_filtered_to_one_corridor(api: TestClient) -> None:
         "period": "2014Q2", "methodology_version": METHODOLOGY_VERSION,
         "sources": [RPW_SOURCE], "licence": "CC BY 4.0", "amount_usd": 200,
         "periods": {"2014Q2": 1}, "count": 1, "next_cursor": None,
+        "caveats_explained": {f: CAVEATS[f] for f in compare["caveats"]},
         "corridors": [{"from": ITA, "to": CHN, "period": "2014Q2", "amount_usd": 200,
                        "first_collected": dates[0], "last_collected": dates[-1],
                        "data_kinds": ["survey"], **compare,

@@ -31,6 +31,7 @@ from corridors.config import Config, SandboxConfig, SourceConfig, parse_config
 from corridors.periods import month_of
 from corridors.store import Store, connect, migrations
 from corridors.types import EMULATED_WARNING, DataKind
+from metrics.kinds import TABLE_CAVEATS
 
 ROOT = Path(__file__).resolve().parent.parent
 CORRIDORS = [("USA", "MEX"), ("FRA", "SEN"), ("GBR", "IND")]
@@ -499,7 +500,7 @@ async def _cheapest_and_services(client: TestClient, include: str
         src, dst = c["from"]["alpha3"], c["to"]["alpha3"]
         body = await (await client.get(f"/v1/compare?from={src}&to={dst}&amount=200"
                                        f"&currency=USD{include}")).json()
-        out[src, dst] = (c["cheapest"], body["services"])
+        out[src, dst] = (c, body["services"] + body["non_transparent"])
     return out
 
 
@@ -544,13 +545,26 @@ async def test_with_emulated_data_asked_for_an_estimate_is_never_named_cheapest(
         emulated = await _cheapest_and_services(client, "&include=emulated")
     assert emulated
     estimates_seen = 0
-    for pair, (cheapest, services) in emulated.items():
+    for pair, (row, services) in emulated.items():
         estimates_seen += sum("estimate" in s["flags"] for s in services)
+        cheapest = row["cheapest"]
         named = None if cheapest is None else (cheapest["provider"],
                                                cheapest["total_cost_pct"])
-        assert named == _named_by_the_rule(services), pair
+        assert named == _named_by_the_rule(
+            [s for s in services if s["rank"] is not None]), pair
         assert all(s["data_kind"] == "emulated" for s in services)
+        # The corridor row says how many of its services carry each caveat (one collection:
+        # each service's flags are its one quote's).
+        flags = [f for s in services for f in s["flags"] if f in TABLE_CAVEATS]
+        assert row["caveats"] == {f: flags.count(f) for f in TABLE_CAVEATS if f in flags}, pair
     assert estimates_seen, "the sandbox's comparison feed gave no estimate to test with"
     # The first-ranked service of some corridor is an estimate: the rule has work to do.
-    assert any("estimate" in min(services, key=lambda s: s["total_cost_pct"])["flags"]
+    assert any("estimate" in min((s for s in services if s["rank"] is not None),
+                                 key=lambda s: s["total_cost_pct"])["flags"]
                for _, services in emulated.values())
+    async with TestClient(TestServer(make_app(fresh_database))) as client:
+        listed = await (await client.get("/v1/corridors?include=emulated")).json()
+        assert set(listed["caveats_explained"]) >= {"estimate", "bank_transfer_only"}
+        rows = list(csv.DictReader(io.StringIO(await (await client.get(
+            "/v1/corridors.csv?include=emulated")).text())))
+    assert all("estimate:" in r["caveats"] for r in rows), rows
