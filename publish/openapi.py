@@ -172,9 +172,9 @@ SCHEMAS: dict[str, Any] = {
                      "smart_average", "g20_sending_average", "g8_sending_average",
                      "g20_receiving_average", "by_firm_type", "by_receiving_region",
                      "share_corridors_above_5", "share_corridors_above_10",
-                     "share_services_below_3", "corridors", "cheapest_leaves_out",
-                     "non_transparent", "weighted_average_coverage", "by_payment_instrument",
-                     "by_access_point", "by_pay_out"],
+                     "share_services_below_3", "share_denominators", "corridors",
+                     "cheapest_leaves_out", "non_transparent", "weighted_average_coverage",
+                     "by_payment_instrument", "by_access_point", "by_pay_out"],
         "properties": {
             **ENVELOPE, "amount_usd": INT,
             "services": obj({"total": INT, "transparent": INT}),
@@ -187,6 +187,9 @@ SCHEMAS: dict[str, Any] = {
                                     obj({"average": NUM, "services": INT})},
             "share_corridors_above_5": NUM, "share_corridors_above_10": NUM,
             "share_services_below_3": NUM,
+            "share_denominators": {
+                "type": "object", "description": "what each share is a share of, and how many",
+                "additionalProperties": obj({"of": STR, "count": INT})},
             "corridors": {"type": "array", "items": obj({
                 "from": ref("Country"), "to": ref("Country"), "source": STR,
                 "destination": STR, "average": NUM, "services": INT,

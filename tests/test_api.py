@@ -385,6 +385,15 @@ async def test_indicators_are_the_metrics_document_from_the_file(api: TestClient
     totals = [float(r["cc1 total cost %"]) for r in rpw_rows("2011_3Q", "ITA", "CHN")
               if r["transparent"] == "yes"]
     assert ita["average"] == pytest.approx(statistics.fmean(totals))
+    # Each share names its denominator, counted from the answer's own rows.
+    with_average = sum(c["average"] is not None for c in body["corridors"])
+    assert body["share_denominators"]["share_corridors_above_5"] == {
+        "of": "corridors with an average", "count": with_average}
+    assert body["share_corridors_above_5"] == pytest.approx(100 * sum(
+        c["average"] is not None and c["average"] > 5 for c in body["corridors"])
+        / with_average)
+    assert body["share_denominators"]["share_services_below_3"]["count"] == \
+        body["services"]["transparent"]
 
 
 def expected_postal(period: str) -> list[dict[str, Any]]:
