@@ -191,6 +191,9 @@ async def test_migration_gives_stored_quotes_their_kind_by_where_they_came_from(
         got = {r["source"]: r["data_kind"] for r in await store.pool.fetch(
             "SELECT source, data_kind FROM quotes")}
         frame = await store.quote_frame("2026-11")
+        # Rolled up by migration 8 before the rollups kept flags, given them by migration 11.
+        rolled = {r["source"]: r["flags"] for r in await store.pool.fetch(
+            "SELECT source, flags FROM service_periods")}
     finally:
         await store.close()
     assert got == {"rpw": "survey", "sandbox-op-0": "emulated", "local-ops": "emulated",
@@ -198,6 +201,8 @@ async def test_migration_gives_stored_quotes_their_kind_by_where_they_came_from(
     # The quote frame carries the kind and the flags.
     assert dict(zip(frame["source"].cast(str), frame["data_kind"].cast(str), strict=True)) == got
     assert set(frame["flags"].to_list()) == {"", "comparison_feed estimate", "negative_margin"}
+    assert rolled == {"rpw": [], "sandbox-op-0": [], "local-ops": [],
+                      "feed": ["comparison_feed", "estimate"], "acme": ["negative_margin"]}
     # And no writer can store a kind nobody knows.
     conn = await asyncpg.connect(fresh_database)
     try:
