@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
@@ -573,3 +574,50 @@ async def test_with_emulated_data_asked_for_an_estimate_is_never_named_cheapest(
         rows = list(csv.DictReader(io.StringIO(await (await client.get(
             "/v1/corridors.csv?include=emulated")).text())))
     assert all("estimate:" in r["caveats"] for r in rows), rows
+
+
+async def test_the_cheapest_rule_is_the_same_with_and_without_include_emulated(
+        fresh_database: str, server_url: str) -> None:
+    # The same sandbox collected twice: marked, into one store (every quote emulated, the
+    # feed's flagged estimate), and unmarked, into another (observed quotes, the feed's of
+    # kind estimate). The first asked for with ?include=emulated, the second without it:
+    # each corridor names the same cheapest service and counts the same estimates.
+    other = f"sendcost_t_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(server_url)
+    await admin.execute(f'CREATE DATABASE "{other}"')
+    await admin.close()
+    other_url = urlunsplit(urlsplit(server_url)._replace(path="/" + other))
+    try:
+        for url, marked in ((fresh_database, True), (other_url, False)):
+            store = await connect(url)
+            try:
+                await store.migrate()
+                await collect(store, marked=marked)
+            finally:
+                await store.close()
+        async with TestClient(TestServer(make_app(fresh_database))) as client:
+            emulated = await _cheapest_and_services(client, "&include=emulated")
+        async with TestClient(TestServer(make_app(other_url))) as client:
+            observed = await _cheapest_and_services(client, "")
+    finally:
+        admin = await asyncpg.connect(server_url)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{other}" WITH (FORCE)')
+        await admin.close()
+
+    def named(row: dict[str, Any]) -> tuple[str, str, str | None] | None:
+        c = row["cheapest"]
+        return None if c is None else (c["provider"], c["firm_type"], c["product"])
+
+    assert emulated.keys() == observed.keys() and emulated
+    for pair, (row, services) in emulated.items():
+        twin, twin_services = observed[pair]
+        assert named(row) == named(twin), pair
+        # and in both, the one named is a provider's own quote, never the feed's estimate
+        # for it (same provider, firm type and product: told apart by their cost)
+        for r, ss in ((row, services), (twin, twin_services)):
+            if r["cheapest"] is not None:
+                assert r["cheapest"]["total_cost_pct"] in {
+                    s["total_cost_pct"] for s in ss if "estimate" not in s["flags"]}, pair
+        assert row["caveats"].get("estimate") == twin["caveats"].get("estimate"), pair
+        assert {s["data_kind"] for s in services} == {"emulated"}
+        assert {s["data_kind"] for s in twin_services} == {"observed", "estimate"}
