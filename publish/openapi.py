@@ -163,7 +163,8 @@ SCHEMAS: dict[str, Any] = {
             "data_kinds": {"type": "array", "items": {"enum": [k.value for k in DataKind]}},
             "average": NUM, "smart": NUM, "median": NUM,
             "services": INT, "transparent_services": INT, "above_5": NBOOL, "above_10": NBOOL,
-            "too_few_services": NBOOL, "no_transparent_service": NBOOL, "points_above_5": NUM,
+            "too_few_services": NBOOL, "no_transparent_service": NBOOL,
+            "caveats": SUMMARY_PROPS["caveats"], "points_above_5": NUM,
             "sources": {"type": "array", "items": STR}})},
     }),
     "Indicators": {

@@ -347,10 +347,21 @@ async def test_history_is_the_corridors_figures_period_by_period(api: TestClient
                 "%Y-%m-%dT00:00:00Z") for r in rows if quarter(r["period"]) == p
                 and priced(r, cc))
 
+        def caveats(p: str, cc: str = cc) -> dict[str, int]:
+            # per caveat, the services of the period that carry it (each RPW row a service)
+            flags = []
+            for r in rows:
+                if quarter(r["period"]) == p and priced(r, cc) and r["transparent"] == "yes":
+                    if float(r[f"{cc} fx margin"]) < 0:
+                        flags.append("negative_margin")
+                    if (t := averaged_total(r, cc)) is not None and t < 0:
+                        flags.append("negative_total_cost")
+            return {f: flags.count(f) for f in TABLE_CAVEATS if f in flags}
+
         history = [{"period": p, "amount_usd": amount_usd, "first_collected": dates(p)[0],
                     "last_collected": dates(p)[-1], "data_kinds": ["survey"],
                     **corridor_figures([r for r in rows if quarter(r["period"]) == p], cc),
-                    "sources": ["rpw"]} for p in periods]
+                    "caveats": caveats(p), "sources": ["rpw"]} for p in periods]
         body = await get_json(api, f"/v1/corridors/ITA-CHN/history?amount={amount_usd}")
         assert rounded(body) == rounded({
             "period": periods[-1], "methodology_version": METHODOLOGY_VERSION,

@@ -193,7 +193,7 @@ HISTORY_PARAMS = frozenset({"amount", "cursor", "limit", INCLUDE})
 HISTORY_CSV_COLUMNS = ["period", "amount_usd", "first_collected", "last_collected",
                        "data_kinds", "average", "smart", "median", "services",
                        "transparent_services", "above_5", "above_10", "too_few_services",
-                       "no_transparent_service"]
+                       "no_transparent_service", "caveats"]
 
 
 async def corridor_history(request: web.Request) -> web.StreamResponse:
@@ -225,7 +225,9 @@ async def corridor_history(request: web.Request) -> web.StreamResponse:
     latest = items[-1]["period"] if items else None
     srcs = {s for i in items for s in i["sources"]}
     if wants_csv(request):
-        return send_csv(request, to_csv(items, HISTORY_CSV_COLUMNS),
+        flat = [{**i, "caveats": " ".join(f"{k}:{v}" for k, v in i["caveats"].items())}
+                for i in items]
+        return send_csv(request, to_csv(flat, HISTORY_CSV_COLUMNS),
                         csv_headers(latest, srcs, emulated=snap.include_emulated),
                         filename=f"{src}-{dst}-history",
                         headers=headers)
