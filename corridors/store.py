@@ -164,6 +164,11 @@ _DRAW_QUOTE_IDS = "SELECT nextval('quotes_id_seq') FROM generate_series(1, $1::i
 #: Adds the quotes just written ($1: their ids, collected from $2 to $3) to the serving
 #: rollups (migrations 8 and 10).
 _ROLLUP_QUOTES = "SELECT rollup_quotes($1::bigint[], $2::timestamptz, $3::timestamptz)"
+#: The same, reading every month: for a database whose migration 11 came before the bounded
+#: function did (one migrated by a build between the two).
+_ROLLUP_QUOTES_ALL = "SELECT rollup_quotes($1::bigint[])"
+_HAS_BOUNDED_ROLLUP = ("SELECT to_regprocedure("
+                       "'rollup_quotes(bigint[], timestamptz, timestamptz)') IS NOT NULL")
 #: When each raw response of $1 was fetched: the second half of its key (migration 10),
 #: which a row naming it carries beside its id.
 _RAW_FETCHED_AT = "SELECT id, fetched_at FROM raw_responses WHERE id = ANY($1::bigint[])"
@@ -206,6 +211,8 @@ class Store:
         self.pool = pool
         #: Whether the last write that says something of it found the database writable.
         self.health = WriteHealth()
+        #: Whether rollup_quotes takes the written quotes' time bounds (checked by migrate).
+        self._bounded_rollup = True
 
     async def close(self, timeout: float = 10.0) -> None:
         """Close the pool once its connections are given back, waiting ``timeout`` seconds at
@@ -247,6 +254,7 @@ class Store:
         await self.load_reference_data()
         if await self.schema_version() >= partitions.PARTITIONS_VERSION:
             await partitions.ensure_partitions(self, partitions_ahead)
+        self._bounded_rollup = bool(await self.pool.fetchval(_HAS_BOUNDED_ROLLUP))
         return applied
 
     async def schema_version(self) -> int:
@@ -335,8 +343,11 @@ class Store:
                 # What serving reads (migration 8), from the quotes just written, in the
                 # same transaction: every writer goes through here. Their collection times
                 # bound the partitions read (migration 10).
-                times = [q.collected_at for q in quotes]
-                await conn.execute(_ROLLUP_QUOTES, ids, min(times), max(times))
+                if self._bounded_rollup:
+                    times = [q.collected_at for q in quotes]
+                    await conn.execute(_ROLLUP_QUOTES, ids, min(times), max(times))
+                else:
+                    await conn.execute(_ROLLUP_QUOTES_ALL, ids)
             else:
                 inserted = [0] * len(batches)
             quarantined = [await self.quarantine(b.quarantine, conn=conn) for b in batches]
