@@ -152,6 +152,9 @@ class PayOut(StrEnum):
     MOBILE_WALLET = "mobile_wallet"
     HOME_DELIVERY = "home_delivery"
     CARD = "card"
+    # Paid out at a post office counter (a postal money order, or an MTO's service whose
+    # receiving agent is the post): the post as the receiver's end.
+    POST_OFFICE = "post_office"
 
 
 class AccessPoint(StrEnum):
@@ -191,6 +194,12 @@ PAYOUT_FROM_RPW: dict[str, PayOut | None] = {
     # The 2016-2025 sheet's "pickup method" labels (../shared/data/rpw/LABELS.md).
     "Own/partner bank account": PayOut.BANK_ACCOUNT,
     "Bank account (same/partner bank)": PayOut.BANK_ACCOUNT,
+    # Pay-out at a post office: none in the bundled 2011-2014 data; mapped so that a real
+    # file's label is counted as the post's, not reported as unknown.
+    "Post office": PayOut.POST_OFFICE,
+    "Post Office": PayOut.POST_OFFICE,
+    "Post office branch": PayOut.POST_OFFICE,
+    "Post Office branch": PayOut.POST_OFFICE,
 }
 
 

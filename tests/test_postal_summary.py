@@ -1,0 +1,141 @@
+"""The post against its market (metrics.postal's summary): tiny tables, then the real RPW."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from collector.rpw import read_rpw
+from collector.rpw_import import bundled_rpw_path
+from corridors.frame import conform
+from metrics.postal import (
+    OPERATOR_COLUMNS,
+    SUMMARY_COLUMNS,
+    postal_summary,
+    postal_summary_by_operator,
+    postal_trend,
+    previous_period,
+)
+
+
+def _quote(period: str, firm: str, firm_type: str, fee: float, *, transparent: bool = True,
+           pay_out: str = "cash", product: str = "") -> dict[str, object]:
+    return {"period": period, "source_code": "FRA", "destination_code": "SEN",
+            "firm": firm, "firm_type": firm_type, "product": product,
+            "service_id": f"{firm}:{product}", "speed": "same_day", "pay_out": pay_out,
+            "amount_usd": 200, "send_amount": 100.0, "fee": fee, "applied_rate": 1.0,
+            "reference_rate": 1.0, "transparent": transparent, "source": "test"}
+
+
+def _market(period: str, post_fee: float) -> list[dict[str, object]]:
+    return [
+        _quote(period, "A", "mto", 2.0), _quote(period, "B", "bank", 8.0),
+        _quote(period, "C", "mto", 4.0),
+        _quote(period, "La Poste", "post_office", post_fee),
+        _quote(period, "La Poste", "post_office", post_fee + 3, product="express"),
+        # An MTO paid out by the receiving post: the post at the other end.
+        _quote(period, "D", "mto", 1.0, pay_out="post_office"),
+    ]
+
+
+@pytest.fixture
+def quotes() -> pl.LazyFrame:
+    return conform(pl.DataFrame(_market("2026-10", 7.0) + _market("2026-11", 5.0)))
+
+
+def test_the_post_against_the_market_without_its_own_services(quotes: pl.LazyFrame) -> None:
+    got = postal_summary(quotes, period="2026-11", amount_usd=200,
+                         previous="2026-10").collect()
+    assert got.columns == list(SUMMARY_COLUMNS)
+    sender = got.filter(pl.col("role") == "sender").row(0, named=True)
+    # the market: A 2, C 4, B 8 (the post's two services and D, paid out by the post, out)
+    assert (sender["firm"], sender["post_services"], sender["post_total_cost_pct"],
+            sender["market_services"], sender["market_median"], sender["market_cheapest"],
+            sender["market_cheapest_firm"], sender["rank"]) == (
+        "La Poste", 2, 5.0, 3, 4.0, 2.0, "A", 3)
+    # with every service in, the median would be (4 + 5) / 2
+    assert sender["median_with_post"] == pytest.approx(4.5)
+    assert sender["difference_to_median"] == pytest.approx(1.0)
+    assert sender["difference_to_cheapest"] == pytest.approx(3.0)
+    # a month before, the post cost 7 against the same median: the gap closed by 2 points
+    assert (sender["previous_period"], sender["previous_total_cost_pct"],
+            sender["previous_difference_to_median"]) == ("2026-10", pytest.approx(7.0),
+                                                          pytest.approx(3.0))
+    assert sender["change_total_cost_pct"] == pytest.approx(-2.0)
+    assert sender["change_difference_to_median"] == pytest.approx(-2.0)
+    receiver = got.filter(pl.col("role") == "receiver").row(0, named=True)
+    assert (receiver["firm"], receiver["post_total_cost_pct"], receiver["rank"]) == (
+        "D", 1.0, 1)
+
+
+def test_a_post_without_a_disclosed_rate_has_no_cost_nor_rank() -> None:
+    rows = _market("2026-11", 5.0)
+    rows[3] = _quote("2026-11", "La Poste", "post_office", 5.0, transparent=False)
+    rows[4] = _quote("2026-11", "La Poste", "post_office", 8.0, transparent=False,
+                     product="express")
+    got = postal_summary(conform(pl.DataFrame(rows)), period="2026-11",
+                         amount_usd=200).collect()
+    post = got.filter(pl.col("firm") == "La Poste").row(0, named=True)
+    assert (post["post_services"], post["post_total_cost_pct"], post["rank"],
+            post["difference_to_median"], post["previous_period"]) == (2, None, None, None,
+                                                                        None)
+    assert post["market_services"] == 3
+
+
+def test_per_operator(quotes: pl.LazyFrame) -> None:
+    summary = postal_summary(quotes, period="2026-11", amount_usd=200, previous="2026-10")
+    got = postal_summary_by_operator(summary).collect()
+    expected = pl.DataFrame({
+        "period": ["2026-11", "2026-11"], "firm": ["D", "La Poste"],
+        "firm_type": ["mto", "post_office"], "role": ["receiver", "sender"],
+        "corridors": [1, 1], "priced_corridors": [1, 1],
+        "average_total_cost_pct": [1.0, 5.0], "median_difference_to_median": [-3.0, 1.0],
+        "at_or_below_median": [1, 0], "cheapest_in_corridor": [1, 0],
+        "gap_closing": [0, 1], "gap_widening": [0, 0],
+        "previous_period": ["2026-10", "2026-10"],
+    }).select(OPERATOR_COLUMNS)
+    assert_frame_equal(got, expected)
+
+
+def test_previous_period() -> None:
+    held = ["2014Q2", "2011Q1", "2013Q3", "2014-03"]
+    assert previous_period(held, "2014Q2") == "2014Q1"  # March counts toward its quarter
+    assert previous_period(held, "2013Q3") == "2011Q1"
+    assert previous_period(held, "2011Q1") is None
+    assert previous_period(held, "2014-04") == "2014-03"
+
+
+@pytest.fixture(scope="module")
+def rpw() -> pl.LazyFrame:
+    return read_rpw(bundled_rpw_path()).frame.lazy()
+
+
+def test_bel_cod_2014q2_on_the_world_bank_data(rpw: pl.LazyFrame) -> None:
+    """The corridor median is 9.34 with the two services sold at post counters and 9.31
+    without them (the World Bank's own rows: La Poste via Western Union 9.74, MoneyTrans
+    12.33); the market's cheapest is LCC's cash-to-cash service at 6.49."""
+    got = postal_summary(rpw, period="2014Q2", amount_usd=200,
+                         previous=previous_period(["2014Q1", "2014Q2"], "2014Q2")).collect()
+    bel_cod = got.filter(pl.col("source_code") == "BEL", pl.col("destination_code") == "COD")
+    assert bel_cod.get_column("firm").to_list() == ["La Poste via Western Union", "MoneyTrans"]
+    post = bel_cod.row(0, named=True)
+    assert post["median_with_post"] == pytest.approx(9.34)
+    assert post["market_median"] == pytest.approx(9.31)
+    assert (post["market_services"], post["market_cheapest"], post["market_cheapest_firm"],
+            post["post_total_cost_pct"], post["rank"], post["role"]) == (
+        7, pytest.approx(6.49), "LCC", pytest.approx(9.74), 6, "sender")
+    # 2014Q1: 9.42 against a market median of 7.59; the gap closed by 1.40 points
+    assert post["previous_difference_to_median"] == pytest.approx(9.42 - 7.59)
+    assert post["change_difference_to_median"] == pytest.approx(0.43 - 1.83)
+
+
+def test_trend_over_the_periods_held(rpw: pl.LazyFrame) -> None:
+    periods = ["2013Q1", "2013Q3", "2014Q1", "2014Q2"]
+    trend = postal_trend(rpw, periods=periods, amount_usd=200).collect().filter(
+        pl.col("source_code") == "BEL", pl.col("destination_code") == "COD",
+        pl.col("firm") == "La Poste via Western Union")
+    assert trend.get_column("period").to_list() == periods
+    assert trend.get_column("post_total_cost_pct").to_list() == pytest.approx(
+        [11.59, 14.88, 9.42, 9.74])
+    assert trend.get_column("market_median").to_list()[-1] == pytest.approx(9.31)
