@@ -25,7 +25,8 @@ def _quote(period: str, firm: str, firm_type: str, fee: float, *, transparent: b
             "firm": firm, "firm_type": firm_type, "product": product,
             "service_id": f"{firm}:{product}", "speed": "same_day", "pay_out": pay_out,
             "amount_usd": 200, "send_amount": 100.0, "fee": fee, "applied_rate": 1.0,
-            "reference_rate": 1.0, "transparent": transparent, "source": "test"}
+            "reference_rate": 1.0, "transparent": transparent, "source": "test",
+            "data_kind": "observed"}
 
 
 def _market(period: str, post_fee: float) -> list[dict[str, object]]:
@@ -64,6 +65,7 @@ def test_the_post_against_the_market_without_its_own_services(quotes: pl.LazyFra
                                                           pytest.approx(3.0))
     assert sender["change_total_cost_pct"] == pytest.approx(-2.0)
     assert sender["change_difference_to_median"] == pytest.approx(-2.0)
+    assert (sender["sources"], sender["data_kinds"]) == ("test", "observed")
     receiver = got.filter(pl.col("role") == "receiver").row(0, named=True)
     assert (receiver["firm"], receiver["post_total_cost_pct"], receiver["rank"]) == (
         "D", 1.0, 1)
@@ -93,7 +95,8 @@ def test_per_operator(quotes: pl.LazyFrame) -> None:
         "average_total_cost_pct": [1.0, 5.0], "median_difference_to_median": [-3.0, 1.0],
         "at_or_below_median": [1, 0], "cheapest_in_corridor": [1, 0],
         "gap_closing": [0, 1], "gap_widening": [0, 0],
-        "previous_period": ["2026-10", "2026-10"],
+        "previous_period": ["2026-10", "2026-10"], "sources": ["test", "test"],
+        "data_kinds": ["observed", "observed"],
     }).select(OPERATOR_COLUMNS)
     assert_frame_equal(got, expected)
 
