@@ -26,6 +26,7 @@ from corridors.errors import DatabaseError
 from corridors.store import STORE_ERRORS, Store, connect
 from publish import middleware
 from publish.api import setup_routes
+from publish.postal_summary import setup_postal_summary_routes
 from publish.problems import RETRY_AFTER_UNAVAILABLE
 from publish.schedule import add_jobs as bulletin_jobs
 
@@ -265,6 +266,7 @@ def create_app(config: Config, target: DatabaseTarget) -> web.Application:
     app.cleanup_ctx.append(_background_ctx)
     app.cleanup_ctx.append(_scheduler_ctx)
     setup_routes(app)
+    setup_postal_summary_routes(app)
     middleware.get(app, "/healthz", healthz, name="healthz")
     middleware.finish(app)
     return app

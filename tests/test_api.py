@@ -35,6 +35,7 @@ from corridors.types import (
 )
 from metrics import METHODOLOGY_VERSION
 from publish import api as api_module
+from publish import postal_summary
 from publish.data import CAVEATS
 from publish.middleware import (
     HANDLER_ARGS,
@@ -1118,6 +1119,7 @@ async def test_openapi_describes_exactly_the_routes(api: TestClient) -> None:  #
         "/v1/corridors/{pair}/history": api_module.HISTORY_PARAMS,
         "/v1/indicators": api_module.INDICATORS_PARAMS, "/v1/kpis": api_module.KPIS_PARAMS,
         "/v1/postal/benchmark": api_module.POSTAL_PARAMS, "/": PAGE_PARAMS,
+        "/v1/postal/summary": postal_summary.PARAMS,
         "/v1/admin/collect": api_module.ADMIN_COLLECT_PARAMS,
         "/v1/admin/bulletin": api_module.ADMIN_BULLETIN_PARAMS,
     }

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+from pathlib import Path
+
 import polars as pl
 import pytest
+from aiohttp.test_utils import TestClient
+from api_support import api, rpw_loaded  # noqa: F401  (fixtures)
 from polars.testing import assert_frame_equal
 
 from collector.rpw import read_rpw
@@ -142,3 +149,58 @@ def test_trend_over_the_periods_held(rpw: pl.LazyFrame) -> None:
     assert trend.get_column("post_total_cost_pct").to_list() == pytest.approx(
         [11.59, 14.88, 9.42, 9.74])
     assert trend.get_column("market_median").to_list()[-1] == pytest.approx(9.31)
+
+
+# --- the running service and the CLI, on the real PostgreSQL --------------------------------
+
+
+async def test_the_api_answers_per_corridor_and_per_operator(api: TestClient  # noqa: F811
+                                                            ) -> None:
+    resp = await api.get("/v1/postal/summary?period=2014Q2")
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert (body["period"], body["previous_period"], body["by"], body["amount_usd"],
+            body["columns"]) == ("2014Q2", "2014Q1", "corridor", 200, list(SUMMARY_COLUMNS))
+    assert body["count"] == len(body["rows"]) > 0
+    bel_cod = [r for r in body["rows"] if (r["source_code"], r["destination_code"])
+               == ("BEL", "COD")]
+    assert [r["firm"] for r in bel_cod] == ["La Poste via Western Union", "MoneyTrans"]
+    post = bel_cod[0]
+    assert post["market_median"] == pytest.approx(9.31)
+    assert post["median_with_post"] == pytest.approx(9.34)
+    assert (post["rank"], post["market_services"], post["market_cheapest_firm"],
+            post["sources"], post["data_kinds"]) == (6, 7, "LCC", "rpw", "survey")
+    assert post["change_difference_to_median"] == pytest.approx(0.43 - 1.83)
+    # The CSV twin: the same rows, the same columns as `sendcost export postal --by`.
+    resp = await api.get("/v1/postal/summary.csv?period=2014Q2&by=operator")
+    assert resp.status == 200 and resp.content_type == "text/csv"
+    text = await resp.text()
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert list(rows[0]) == list(OPERATOR_COLUMNS)
+    operators = (await (await api.get("/v1/postal/summary?period=2014Q2&by=operator")
+                        ).json())["rows"]
+    assert [r["firm"] for r in rows] == [r["firm"] for r in operators]
+    assert {r["firm"] for r in rows} >= {"La Poste via Western Union", "MoneyTrans"}
+    # Bad input is a problem naming the parameter.
+    resp = await api.get("/v1/postal/summary?by=country")
+    assert resp.status == 400
+    problem = await resp.json(content_type=None)
+    assert "by" in problem["detail"]
+    assert (await api.get("/v1/postal/summary?period=2030Q1")).status == 404
+
+
+def test_the_export_has_the_api_field_names_and_its_provenance(tmp_path: Path) -> None:
+    from sendcost.cli import main
+
+    for by, columns in (("corridor", SUMMARY_COLUMNS), ("operator", OPERATOR_COLUMNS)):
+        assert main(["export", "postal", "--period", "2014Q2", "--source", "rpw", "--by", by,
+                     "--out", str(tmp_path)]) == 0
+        doc = json.loads((tmp_path / f"postal-2014Q2-by-{by}.json").read_text())
+        assert doc["columns"] == list(columns) and doc["previous_period"] == "2014Q1"
+        assert doc["provenance"] == [{"source": "rpw", "data_kind": "survey",
+                                      "quotes": doc["provenance"][0]["quotes"],
+                                      "from": "2014Q1", "to": "2014Q2"}]
+        with (tmp_path / f"postal-2014Q2-by-{by}.csv").open() as fh:
+            rows = list(csv.DictReader(fh))
+        assert list(rows[0]) == list(columns) and len(rows) == len(doc["rows"])
+        assert not list(tmp_path.glob(".*.part"))
