@@ -73,12 +73,16 @@ class DataKind(StrEnum):
     ``estimate``: a comparison feed's figure for another provider (not the provider's word).
     ``emulated``: the sandbox's invented prices: never a real price, never published as one
     unless a user asks for it, and then marked "emulated data — not real prices".
+    ``published_tariff``: a post's price list as published on its web page, transcribed by
+    hand into a bundled file (corridors/data/postal_tariffs/, each with the page's URL and
+    the date it was read): the fee schedule, not a quote for a transfer.
     """
 
     SURVEY = "survey"
     OBSERVED = "observed"
     ESTIMATE = "estimate"
     EMULATED = "emulated"
+    PUBLISHED_TARIFF = "published_tariff"
 
 
 #: What every rendering says beside emulated data, where a reader cannot miss it.

@@ -289,6 +289,10 @@ SCHEMAS: dict[str, Any] = {
         "reasons": {"type": "array", "items": STR,
                     "description": "why the service is degraded (empty when ok): the "
                                    "database unreachable, restarting, or its disk full"},
+        "stale_tariffs": {"type": "array", "description": "postal tariffs (local files) "
+                          "older than collection.postal_tariff_max_age_days, or that cannot "
+                          "be read: they do not degrade the service",
+                          "items": {"type": "object", "required": ["source"]}},
         "database": obj({"reachable": BOOL, "embedded": BOOL}),
         "collections": {"type": "array", "items": obj({
             "source": STR, "run_id": INT, "status": STR, "started_at": STR,

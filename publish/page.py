@@ -41,12 +41,13 @@ PAGE_SHOWS_EMULATED = SHOWS_EMULATED
 
 _KIND_LABELS = {"survey": "World Bank survey", "observed": "provider's own quote",
                 "estimate": "comparison site's estimate",
-                "emulated": "emulated — not a real price"}
+                "emulated": "emulated — not a real price",
+                "published_tariff": "post's published tariff"}
 
 _PAY_LABELS = {
     "cash": "Cash", "bank_account": "Bank account", "card": "Card",
     "mobile_money": "Mobile money", "mobile_wallet": "Mobile wallet",
-    "home_delivery": "Home delivery",
+    "home_delivery": "Home delivery", "post_office": "Post office",
 }
 _ACCESS_LABELS = {
     "agent": "at an agent", "branch": "at a branch", "post_office_branch": "at a post office",

@@ -1006,7 +1006,7 @@ async def test_healthz_and_metrics_show_each_sources_latest_run(
         own_api: TestClient, fresh_database: str, server_url: str) -> None:
     store = own_api.app[runtime.STORE]
     body = await get_json(own_api, "/healthz")
-    assert body == {"status": "ok", "reasons": [],
+    assert body == {"status": "ok", "reasons": [], "stale_tariffs": [],
                     "database": {"reachable": True, "embedded": False}, "collections": []}
     run = await store.start_run("metrics-test")
 
@@ -1020,7 +1020,7 @@ async def test_healthz_and_metrics_show_each_sources_latest_run(
 
     resp = await own_api.get("/healthz")
     assert resp.headers["Cache-Control"] == "no-store" and "ETag" not in resp.headers
-    assert await resp.json() == {"status": "ok", "reasons": [],
+    assert await resp.json() == {"status": "ok", "reasons": [], "stale_tariffs": [],
                                  "database": {"reachable": True, "embedded": False},
                                  "collections": [await expected_run()]}
     valid_as(await resp.json(), "/healthz", "200")
@@ -1032,7 +1032,8 @@ async def test_healthz_and_metrics_show_each_sources_latest_run(
     await store.finish_run(run, status="failed", requests=2, quotes_stored=3,
                            quotes_quarantined=1, errors={})
     assert await get_json(own_api, "/healthz") == {
-        "status": "ok", "reasons": [], "database": {"reachable": True, "embedded": False},
+        "status": "ok", "reasons": [], "stale_tariffs": [],
+        "database": {"reachable": True, "embedded": False},
         "collections": [await expected_run()]}
     resp = await own_api.get("/metrics")
     assert resp.headers["Cache-Control"] == "no-store" and "ETag" not in resp.headers
