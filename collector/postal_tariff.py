@@ -67,7 +67,7 @@ from collector.errors import ParseError
 from collector.model import Draft, service_key
 from collector.parsing import as_text, charset_of, dec, load_json
 from collector.run import Fetched, RunContext
-from collector.validate import Rejected, Rejection, Unusable, number
+from collector.validate import RATE_UNDISCLOSED, Rejected, Rejection, Unusable, number
 from corridors.config import Config, SourceConfig
 from corridors.reference import country_code
 from corridors.types import (
@@ -361,6 +361,10 @@ def drafts(source: SourceConfig, tariff: Tariff, ctx: RunContext, fetched: Fetch
         if rate is None and d.fx_margin_pct is not None and ref is not None:
             rate = ref.rate * (1 - d.fx_margin_pct / 100)
         speed = speed_from_days(float(d.delivery_days)) if d.delivery_days is not None else None
+        # A published tariff that states no rate: the fee is the post's word, the service
+        # not transparent (never a rate made up). A machine tariff must say its rate.
+        undisclosed = (d.applied_rate is None and d.fx_margin_pct is None
+                       and o.get("data_kind") == DataKind.PUBLISHED_TARIFF.value)
         service = ServiceAttributes(
             product=product, pay_in=PayIn(o.get("pay_in", "cash")),
             pay_out=PayOut(o.get("pay_out", "cash")),
@@ -396,7 +400,9 @@ def drafts(source: SourceConfig, tariff: Tariff, ctx: RunContext, fetched: Fetch
                     Decimal("0.01"), rounding=ROUND_HALF_UP), applied_rate=rate, fee_deducted=False,
                 send_currency=tariff.currency or None,
                 receive_currency=(d.currency or "").upper() or None,
-                fx_margin_reported=d.fx_margin_pct, flags=tuple(flags), payload=payload))
+                fx_margin_reported=d.fx_margin_pct,
+                flags=(*flags, RATE_UNDISCLOSED) if undisclosed else tuple(flags),
+                payload=payload))
     return out, rejected
 
 

@@ -128,8 +128,9 @@ def test_alpha2_codes_become_alpha3() -> None:
          "sources[0].url: expected an absolute http(s) URL, got 'ftp://a/x'"),
         ({"sources": [{"name": "a", "kind": "ecb_rates", "url": "http://"}]},
          "sources[0].url: expected an absolute http(s) URL"),
-        ({"sources": [{"name": "a", "kind": "postal_tariff", "url": "/srv/tariff.json"}]},
-         "sources[0].url: expected an absolute http(s) URL"),
+        # A postal tariff may be a local file (a bundled tariff), but not another scheme.
+        ({"sources": [{"name": "a", "kind": "postal_tariff", "url": "ftp://a/tariff.json"}]},
+         "sources[0].url: expected an absolute http(s) URL or a local path"),
         ({"sources": [{"name": "a", "kind": "operator_json",
                        "url": "http://a b/quote?amount={amount}"}]},
          "sources[0].url: expected an absolute http(s) URL"),
