@@ -26,19 +26,18 @@ from metrics.postal import (
     service_provenance,
     summary_of_services,
 )
-from publish import middleware
-from publish.api import (
+from publish.api.conventions import (
     INCLUDE,
     JSON,
     csv_headers,
     dumps,
     envelope,
-    include_emulated,
     send_csv,
+    snapshot_of,
     to_csv,
     wants_csv,
 )
-from publish.data import DATA, POSTAL_FIRM_TYPES, Snapshot
+from publish.data import POSTAL_FIRM_TYPES, Snapshot
 from publish.params import Params
 from publish.problems import not_found
 from publish.responses import send
@@ -81,7 +80,7 @@ async def postal_summary(request: web.Request) -> web.StreamResponse:
     period, amount_usd = p.period(), p.price_point()
     by = p.choice("by", BY, default="corridor")
     assert by is not None
-    snap = await request.app[DATA].snapshot(include_emulated=include_emulated(request))
+    snap = await snapshot_of(request)
     label = period or _latest(snap, amount_usd)
     if label is None:
         raise not_found(f"no post-office services at USD {amount_usd} in any period")
@@ -104,6 +103,6 @@ async def postal_summary(request: web.Request) -> web.StreamResponse:
 
 
 def setup_postal_summary_routes(app: web.Application) -> None:
-    """``/v1/postal/summary`` and its CSV twin (before ``middleware.finish``)."""
-    middleware.get(app, "/v1/postal/summary", postal_summary, name="postal_summary")
-    middleware.get(app, "/v1/postal/summary.csv", postal_summary, name="postal_summary_csv")
+    """``/v1/postal/summary`` and its CSV twin."""
+    app.router.add_get("/v1/postal/summary", postal_summary, name="postal_summary")
+    app.router.add_get("/v1/postal/summary.csv", postal_summary, name="postal_summary_csv")
