@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from corridors.types import FirmType, PayOut
+from corridors.types import AccessPoint, FirmType, PayOut
 from metrics import corridors as cor
 from metrics import kinds
 from metrics.bulletin import trend_periods
@@ -157,9 +157,13 @@ OPERATOR_COLUMNS = (
 
 
 def post_role() -> pl.Expr:
-    """On a services frame: "sender" for a service sold by a post (``POSTAL_FIRM_TYPES``),
-    "receiver" for one paid out at a post office, null for the rest of the market."""
-    return (pl.when(pl.col("firm_type").is_in(POSTAL_FIRM_TYPES)).then(pl.lit("sender"))
+    """On a services frame: "sender" for a service sold by a post (``POSTAL_FIRM_TYPES``) or
+    at a post office (access point ``post_office_branch``: RPW's "Post Office branch"),
+    "receiver" for one paid out at a post office (pay-out ``post_office``: RPW's pick-up
+    "Post office"), null for the rest of the market."""
+    return (pl.when(pl.col("firm_type").is_in(POSTAL_FIRM_TYPES)
+                    | (pl.col("access_point") == AccessPoint.POST_OFFICE_BRANCH.value))
+            .then(pl.lit("sender"))
             .when(pl.col("pay_out") == PayOut.POST_OFFICE.value).then(pl.lit("receiver"))
             .otherwise(pl.lit(None, pl.String)))
 

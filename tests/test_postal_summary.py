@@ -204,3 +204,52 @@ def test_the_export_has_the_api_field_names_and_its_provenance(tmp_path: Path) -
             rows = list(csv.DictReader(fh))
         assert list(rows[0]) == list(columns) and len(rows) == len(doc["rows"])
         assert not list(tmp_path.glob(".*.part"))
+
+
+def test_rpw_post_office_pick_up_and_access_point_tell_receivers_from_senders(
+        tmp_path: Path) -> None:
+    """RPW's 2016- sheet: a pick-up location "Post office" is the post at the receiving end
+    (pay-out post_office, role receiver); an access point "Post Office branch" a service
+    sold at a post office (role sender). Neither counts in the market."""
+    from rpw_real_format import new_sheet_rows, write_csv
+
+    rows = new_sheet_rows(per_corridor=6)
+    receiving = rows[0]
+    receiving["pickup location"] = "Post office"
+    # An MTO's service sold at post office counters (the labels' rotation pairs "Post Office
+    # branch" with a postal firm type only).
+    counter = next(r for r in rows[1:] if r["period"] == receiving["period"]
+                   and r["firm_type"] == "Money Transfer Operator"
+                   and r["pickup location"] != "Post office")
+    counter["access point"] = "Post Office branch"
+    read = read_rpw(write_csv(tmp_path / "rpw.csv", rows))
+    frame = read.frame.with_columns(pl.col("period").cast(pl.String))
+    paid = frame.filter(pl.col("pay_out") == "post_office")
+    assert paid.get_column("firm").unique().to_list() == [receiving["firm"]]
+    period = str(paid.get_column("period")[0])
+    got = postal_summary(frame.lazy(), period=period, amount_usd=200).collect()
+    receivers = got.filter(pl.col("role") == "receiver")
+    assert receivers.select("source_code", "destination_code", "firm").rows() == [
+        (receiving["source_code"], receiving["destination_code"], receiving["firm"])]
+    postal_labels = {"Money Transfer Operator / Post office", "Post office",
+                     "Money Transfer Operator / Post Office", "Post Office"}
+    # (the reader writes Kosovo XKX, and firm names without trailing spaces)
+    at_post = {(r["source_code"], r["destination_code"].replace("KSV", "XKX"),
+                r["firm"].strip()) for r in rows
+               if (r["access point"] == "Post Office branch" or r["firm_type"] in postal_labels)
+               and r["period"] == receiving["period"]}
+    assert any(r["access point"] == "Post Office branch" and r["firm_type"] not in postal_labels
+               for r in rows if r["period"] == receiving["period"])
+    senders = got.filter(pl.col("role") == "sender")
+    assert set(senders.select("source_code", "destination_code", "firm").rows()) == at_post
+    # Each one's market leaves out the other post-served services of its corridor.
+    services = frame.filter(pl.col("period") == period, pl.col("amount_usd") == 200)
+    r = receivers.row(0, named=True)
+    market = services.filter(
+        pl.col("source_code") == r["source_code"],
+        pl.col("destination_code") == r["destination_code"],
+        pl.col("pay_out").fill_null("") != "post_office",
+        pl.col("access_point").fill_null("") != "post_office_branch",
+        ~pl.col("firm_type").cast(pl.String).is_in(["post_office", "post_office_mto"]),
+        pl.col("transparent"))
+    assert r["market_services"] == market.get_column("service_id").n_unique()

@@ -21,6 +21,7 @@ from aiohttp import web
 from metrics.postal import (
     OPERATOR_COLUMNS,
     SUMMARY_COLUMNS,
+    post_role,
     postal_summary_by_operator,
     previous_period,
     service_provenance,
@@ -37,7 +38,7 @@ from publish.api.conventions import (
     to_csv,
     wants_csv,
 )
-from publish.data import POSTAL_FIRM_TYPES, Snapshot
+from publish.data import Snapshot
 from publish.params import Params
 from publish.problems import not_found
 from publish.responses import send
@@ -52,8 +53,7 @@ def _latest(snap: Snapshot, amount_usd: int) -> str | None:
     """The latest period with a post's services at the price point."""
     return next((label for label in reversed(snap.periods)
                  if (s := snap.services.get((label, amount_usd))) is not None
-                 and s.filter(pl.col("firm_type").is_in(POSTAL_FIRM_TYPES)
-                              | (pl.col("pay_out") == "post_office")).height), None)
+                 and s.filter(post_role().is_not_null()).height), None)
 
 
 def summary_rows(snap: Snapshot, label: str, amount_usd: int, by: str
