@@ -1080,7 +1080,7 @@ async def test_metrics_answer_without_the_database(own_api: TestClient, fresh_da
     body = await resp.json()
     assert body.pop("reasons")[0].startswith("database unreachable (")
     assert body == {"status": "degraded", "database": {"reachable": False, "embedded": False},
-                    "collections": []}
+                    "stale_tariffs": [], "collections": []}
     valid_as(await resp.json(), "/healthz", "503")
 
 
