@@ -221,6 +221,18 @@ async def test_collected_by_the_cli_and_served(fresh_database: str, tmp_path: Pa
     assert (raw["url"], raw["status"]) == (str(tariff), 200)
     assert bytes(raw["payload"]) == tariff.read_bytes()
 
+    # The export from the store says what its figures rest on: the post's published tariff.
+    month = dt.datetime.now(dt.UTC).strftime("%Y-%m")
+    out = sendcost("export", "postal", "--period", month, "--by", "corridor", "--out",
+                   str(tmp_path / "exports"))
+    assert out.returncode == 0, out.stderr
+    doc = json.loads((tmp_path / "exports" / f"postal-{month}-by-corridor.json").read_text())
+    assert doc["provenance"] == [{"source": "tariff-japan-post-bank",
+                                  "data_kind": "published_tariff", "quotes": 1,
+                                  "from": month, "to": month}]
+    assert [(r["firm"], r["data_kinds"], r["post_total_cost_pct"]) for r in doc["rows"]] == [
+        ("Japan Post Bank", "published_tariff", None)]
+
     config = dataclasses.replace(load_config(cfg), database=DatabaseConfig(url=fresh_database))
     async with TestClient(TestServer(create_app(config, DatabaseTarget(
             fresh_database, embedded=False)))) as client:
