@@ -38,6 +38,19 @@ examples:
 """
 
 
+POSTAL_HELP = """\
+The postal benchmark of one period as postal-PERIOD.csv and postal-PERIOD.json in DIR:
+every post-office service against its corridor's median, cheapest service and SmaRT, with
+its rank.
+
+With --by corridor or --by operator: postal-PERIOD-by-corridor.csv and .json (or
+-by-operator), each post against its market (the corridor's services no post sells or pays
+out: its cost, the market's median and cheapest, its rank, the change since the previous
+period), with the field names of /v1/postal/summary; the JSON adds what the figures rest
+on: the previous period compared with and, per source, its data kind, quotes and periods.
+"""
+
+
 SDMX_HELP = """\
 The 10.c.1 series from --from to --to (two quarters or two months) as SDMX-CSV (version 2.0),
 on stdout or in --out: World and each receiving country (SI_RMT_COST), each sending country
@@ -71,18 +84,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        help="price point in USD (default 200)")
 
     postal = what.add_parser("postal", help="the postal benchmark as CSV and JSON",
-                             description="The postal benchmark of one period as "
-                                         "postal-PERIOD.csv and postal-PERIOD.json in DIR: "
-                                         "every post-office service against its corridor's "
-                                         "median, cheapest service and SmaRT, with its rank. "
-                                         "With --by corridor or --by operator: "
-                                         "postal-PERIOD-by-corridor.csv/.json (or "
-                                         "-by-operator) with each post against its market "
-                                         "(the corridor's services no post sells or pays "
-                                         "out), the change since the previous period, and "
-                                         "in the JSON the sources, data kinds and periods "
-                                         "the figures rest on (the field names of "
-                                         "/v1/postal/summary).",
+                             description=POSTAL_HELP,
                              epilog="examples:\n"
                                     "  sendcost export postal --period 2014Q2 --source rpw "
                                     "--out exports/\n"
