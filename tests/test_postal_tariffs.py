@@ -171,7 +171,9 @@ async def _rates_upstream() -> TestServer:
 
 async def test_collected_by_the_cli_and_served(fresh_database: str, tmp_path: Path) -> None:
     cfg = tmp_path / "config.toml"
-    tariff = TARIFFS / "japan_post_bank.json"
+    # A copy, removed before the re-parse: that must read the archived bytes.
+    tariff = tmp_path / "japan_post_bank.json"
+    tariff.write_bytes((TARIFFS / "japan_post_bank.json").read_bytes())
     upstream = await _rates_upstream()
     cfg.write_text(
         '[service]\nimport_rpw_on_empty = false\n\n'
@@ -220,6 +222,19 @@ async def test_collected_by_the_cli_and_served(fresh_database: str, tmp_path: Pa
     # The file is archived as it was read: a re-parse reads these bytes.
     assert (raw["url"], raw["status"]) == (str(tariff), 200)
     assert bytes(raw["payload"]) == tariff.read_bytes()
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        run = await conn.fetchval("SELECT id FROM collection_runs WHERE source = $1",
+                                  "tariff-japan-post-bank")
+        body = tariff.read_bytes()
+        tariff.unlink()
+        out = await asyncio.to_thread(sendcost, "collect", "--reparse", str(run))
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert f"re-parse of run {run}" in out.stdout, out.stdout
+        assert await conn.fetchval("SELECT count(*) FROM quotes") == len(quotes)
+        tariff.write_bytes(body)
+    finally:
+        await conn.close()
 
     # The export from the store says what its figures rest on: the post's published tariff.
     month = dt.datetime.now(dt.UTC).strftime("%Y-%m")
