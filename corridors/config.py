@@ -31,6 +31,7 @@ DEFAULT_AMOUNTS: dict[str, tuple[Decimal, Decimal]] = {
     "AED": (Decimal(735), Decimal(1835)),
     "CAD": (Decimal(200), Decimal(500)),
     "AUD": (Decimal(200), Decimal(500)),
+    "CHF": (Decimal(160), Decimal(400)),  # as in RPW's CHE corridors, 2011-2014
 }
 
 SOURCE_KINDS = frozenset({"operator_json", "comparison", "postal_tariff", "ecb_rates", "json_rates",
