@@ -966,6 +966,7 @@ async def publish_bulletin(app: Any, period: str) -> dict[str, Any]:
     The heavy work (Polars, matplotlib, WeasyPrint) runs in a worker thread.
     """
     from corridors import runtime
+    from publish.alerts import bulletin_published
 
     store = app[runtime.STORE]
     out = bulletins_dir(app[runtime.CONFIG])
@@ -974,6 +975,7 @@ async def publish_bulletin(app: Any, period: str) -> dict[str, Any]:
                                      generated_from=generated_from,
                                      config=app[runtime.CONFIG])
     log.info("published the bulletin of %s in %s", period, folder)
+    await bulletin_published(app, folder.name)
     return {"period": folder.name, "folder": str(folder)}
 
 

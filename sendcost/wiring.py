@@ -25,6 +25,8 @@ from corridors.db import DatabaseTarget, EmbeddedServer, database
 from corridors.errors import DatabaseError
 from corridors.store import STORE_ERRORS, Store, connect
 from publish import middleware
+from publish.alerts import add_jobs as alerts_jobs
+from publish.alerts import setup_alerts
 from publish.api import setup_routes
 from publish.problems import RETRY_AFTER_UNAVAILABLE
 from publish.schedule import add_jobs as bulletin_jobs
@@ -125,7 +127,7 @@ def _log_task_end(task: asyncio.Task[object]) -> None:
 
 def _job_registrars() -> list[Callable[[web.Application, AsyncIOScheduler], None]]:
     """Each stage that runs on a schedule contributes a function (app, scheduler) -> None."""
-    return [collector_jobs, add_recovery_job, bulletin_jobs]
+    return [collector_jobs, add_recovery_job, bulletin_jobs, alerts_jobs]
 
 
 class Supervisor:
@@ -265,6 +267,7 @@ def create_app(config: Config, target: DatabaseTarget) -> web.Application:
     app.cleanup_ctx.append(_background_ctx)
     app.cleanup_ctx.append(_scheduler_ctx)
     setup_routes(app)
+    setup_alerts(app)
     middleware.get(app, "/healthz", healthz, name="healthz")
     middleware.finish(app)
     return app
