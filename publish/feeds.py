@@ -21,6 +21,7 @@ from corridors.reference import countries
 from publish import middleware
 from publish.alerts import scope_value
 from publish.data import LICENCE
+from publish.params import Params
 from publish.responses import send
 from publish.webhooks import TAG, base_url, event_payload
 
@@ -100,6 +101,7 @@ def render_feed(scope: str, value: str | None, path: str, events: list[Any],
 
 def _feed(scope: str, parameter: str | None) -> middleware.Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
+        Params(request.query, frozenset())  # a feed takes no query parameter
         text = request.match_info[parameter] if parameter else None
         value = await scope_value(request.app, scope, text, parameter or "scope")
         pool = request.app[runtime.STORE].pool

@@ -43,6 +43,7 @@ from corridors.alerts import (
 from corridors.reference import countries
 from corridors.store import STORE_ERRORS
 from publish import middleware
+from publish.params import Params
 from publish.problems import bad_parameter, not_found
 
 log = logging.getLogger(__name__)
@@ -261,6 +262,7 @@ async def create_webhook(request: web.Request) -> web.StreamResponse:
     from publish.api import _authorise
 
     _authorise(request)
+    Params(request.query, frozenset())
     body = await _body(request)
     url = _url(body.get("url"))
     scope = body.get("scope", "global")
@@ -283,6 +285,7 @@ async def list_webhooks(request: web.Request) -> web.StreamResponse:
     from publish.api import _authorise
 
     _authorise(request)
+    Params(request.query, frozenset())
     rows = await list_subscriptions(request.app[runtime.STORE].pool)
     return web.json_response({"webhooks": [_subscription(r) for r in rows]},
                              headers={"Cache-Control": "no-store"})
@@ -293,6 +296,7 @@ async def remove_webhook(request: web.Request) -> web.StreamResponse:
     from publish.api import _authorise
 
     _authorise(request)
+    Params(request.query, frozenset())
     text = request.match_info["id"]
     if not text.isdigit() or len(text) > 18:
         raise bad_parameter("id", f"id must be a subscription's number, not {text[:40]!r}")

@@ -1293,7 +1293,8 @@ def undocumented_statuses(app: Any, doc: dict[str, Any]) -> list[tuple[str, str,
 
 def concrete(path: str) -> str:
     return (path.replace("{pair}", "ITA-CHN").replace("{period}", "2014Q2")
-            .replace("{path}", "index.html"))
+            .replace("{path}", "index.html").replace("{country}", "MEX")
+            .replace("{provider}", "western-union").replace("{id}", "1"))
 
 
 async def test_openapi_declares_every_status_the_server_gives(api: TestClient) -> None:  # noqa: F811
