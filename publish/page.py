@@ -193,6 +193,9 @@ def render_result(doc: dict[str, Any]) -> str:
     parts.append(_within_an_hour(doc))
     parts.append('<ul id="targets">' + _distance(corridor["points_above_3"], 3)
                  + _distance(corridor["points_above_5"], 5) + "</ul>")
+    parts.append(f'<p id="watch"><a href="/v1/feeds/corridor/{_e(doc["from"]["alpha3"])}-'
+                 f'{_e(doc["to"]["alpha3"])}.atom" type="application/atom+xml">Watch this '
+                 "corridor</a>: its feed tells you when its cost crosses 3% or 5%.</p>")
     # The cost column is the one the ranking orders by; the survey method's additive total
     # (fee % + FX margin %) stands beside it when the ranking is by what arrives per unit
     # paid, which a fee paid on top makes differ.

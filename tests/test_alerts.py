@@ -326,6 +326,11 @@ async def test_a_collection_across_5_percent_gives_a_feed_entry_and_a_signed_web
         served = (await figures_resp.json())["indicators"]
         assert served["average"] == pytest.approx(event["details"]["after"])
 
+        # The page's "watch this corridor" gives the feed's URL.
+        page = await (await client.get("/?from=NOR&to=UGA&amount=2000")).text()
+        assert '<a href="/v1/feeds/corridor/NOR-UGA.atom" type="application/atom+xml">' \
+               "Watch this corridor</a>" in page
+
         async def queued() -> Any:
             return await store.pool.fetchrow(
                 "SELECT status, attempts FROM webhook_deliveries WHERE subscription_id = $1 "
