@@ -51,8 +51,8 @@ class NewEvent:
     quote_ids: tuple[int, ...] = ()
 
 
-#: The figures last seen, as frames: (corridor figures, service figures).
-Figures = tuple[pl.DataFrame, pl.DataFrame]
+#: The figures last seen, as frames: (corridor figures, service figures, global figures).
+Figures = tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]
 #: Given the figures last seen: the events, and the figures to keep for next time.
 Detect = Callable[[Figures], Awaitable[tuple[list[NewEvent], Figures]]]
 
@@ -65,6 +65,10 @@ SERVICE_FIGURES_SCHEMA: dict[str, pl.DataType] = {
     "service_id": pl.String(), "amount_usd": pl.Int32(), "period": pl.String(),
     "firm": pl.String(), "source_code": pl.String(), "destination_code": pl.String(),
     "fee_pct": pl.Float64(), "fx_margin_pct": pl.Float64(),
+}
+GLOBAL_FIGURES_SCHEMA: dict[str, pl.DataType] = {
+    "amount_usd": pl.Int32(), "period": pl.String(), "average": pl.Float64(),
+    "smart": pl.Float64(), "corridors": pl.Int64(),
 }
 
 
@@ -94,25 +98,29 @@ _CORRIDOR_TYPES = {"source_code": "text", "destination_code": "text", "amount_us
 _SERVICE_TYPES = {"service_id": "text", "amount_usd": "smallint", "period": "text",
                   "firm": "text", "source_code": "text", "destination_code": "text",
                   "fee_pct": "float8", "fx_margin_pct": "float8"}
+_GLOBAL_TYPES = {"amount_usd": "smallint", "period": "text", "average": "float8",
+                 "smart": "float8", "corridors": "integer"}
 
 
 async def record_detection(pool: asyncpg.Pool, version: int, detect: Detect) -> list[int] | None:
-    """Run ``detect`` against the figures last seen and record its events and figures, in
-    one transaction holding the cursor; the ids of the events written (an event seen
-    before is not written again). None, with nothing done, when the figures were last seen
-    at a newer snapshot than ``version``."""
+    """Run ``detect`` against the figures last seen and record its events and the figures it
+    gives back (those that changed), in one transaction holding the cursor; the ids of the
+    events written (an event seen before is not written again). None, with nothing done,
+    when the figures were last seen at a newer snapshot than ``version``."""
     async with pool.acquire() as conn, conn.transaction():
         seen = await conn.fetchval("SELECT version FROM alert_cursor WHERE id = 1 FOR UPDATE")
         if seen is None or version < seen:
             return None
         before = (await _frame(conn, "alert_corridor_figures", CORRIDOR_FIGURES_SCHEMA),
-                  await _frame(conn, "alert_service_figures", SERVICE_FIGURES_SCHEMA))
-        events, (corridors, services) = await detect(before)
+                  await _frame(conn, "alert_service_figures", SERVICE_FIGURES_SCHEMA),
+                  await _frame(conn, "alert_global_figures", GLOBAL_FIGURES_SCHEMA))
+        events, (corridors, services, global_) = await detect(before)
         ids = await _insert_events(conn, events)
         await _upsert(conn, "alert_corridor_figures", corridors,
                       ("source_code", "destination_code", "amount_usd"), _CORRIDOR_TYPES)
         await _upsert(conn, "alert_service_figures", services, ("service_id", "amount_usd"),
                       _SERVICE_TYPES)
+        await _upsert(conn, "alert_global_figures", global_, ("amount_usd",), _GLOBAL_TYPES)
         await conn.execute("UPDATE alert_cursor SET version = $1, updated_at = now() "
                            "WHERE id = 1", version)
         return ids

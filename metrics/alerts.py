@@ -23,6 +23,9 @@ TARGETS = (3.0, 5.0)
 CROSSING_MEASURES = ("average", "smart")
 
 CORRIDOR_FIGURES = ("period", "average", "smart", "cheapest_firm", "cheapest_total_cost")
+#: The global figures are kept per price point.
+GLOBAL_KEY = ("amount_usd",)
+GLOBAL_FIGURES = ("period", "average", "smart", "corridors")
 SERVICE_FIGURES = ("period", "firm", "source_code", "destination_code", "fee_pct",
                    "fx_margin_pct")
 
@@ -57,12 +60,37 @@ def latest_service_figures(services: pl.LazyFrame) -> pl.LazyFrame:
             .sort(*SERVICE_KEY))
 
 
-def corridor_crossings(before: pl.LazyFrame, after: pl.LazyFrame) -> pl.LazyFrame:
+def global_figures(services: pl.LazyFrame, corridor_table: pl.LazyFrame, *,
+                   min_corridors: int) -> pl.LazyFrame:
+    """The global figures of the latest period that has them, per price point: the global
+    average (SDG 10.c.1: the mean total cost of all transparent services, as
+    ``metrics.aggregates.global_average``) and the global SmaRT (the mean of the corridors'
+    SmaRT, as ``metrics.corridors.global_smart``), from periods where at least
+    ``min_corridors`` corridors have an average (fewer is not a global figure: the
+    bulletin's ``[bulletin.minimum] global_corridors``). ``services``: services frames with
+    their ``period`` and ``amount_usd``."""
+    averaged = pl.col("transparent") & pl.col("total_cost_pct").is_not_null()
+    average = (services.filter(averaged).group_by("period", "amount_usd")
+               .agg(pl.col("total_cost_pct").mean().alias("average")))
+    per_corridor = (corridor_table.group_by("period", "amount_usd")
+                    .agg(pl.col("smart").mean().alias("smart"),
+                         pl.col("average").is_not_null().sum().alias("corridors")))
+    return (average.join(per_corridor, on=["period", "amount_usd"], how="inner")
+            .filter(pl.col("corridors") >= min_corridors)
+            .select(*GLOBAL_KEY, *GLOBAL_FIGURES)
+            .sort(*GLOBAL_KEY, period_order())
+            .group_by(*GLOBAL_KEY).last()
+            .sort(*GLOBAL_KEY))
+
+
+def corridor_crossings(before: pl.LazyFrame, after: pl.LazyFrame,
+                       key: tuple[str, ...] = CORRIDOR_KEY) -> pl.LazyFrame:
     """Each corridor figure (average, SmaRT) that crossed a target (3 %, 5 %) between
     ``before`` and ``after`` (both ``latest_corridor_figures``): one row per corridor, price
     point, measure and target, with ``direction`` "above" or "below", the figures
-    ``before`` and ``after`` and the period of each."""
-    joined = after.join(before, on=list(CORRIDOR_KEY), how="inner", suffix="_before")
+    ``before`` and ``after`` and the period of each. With ``key`` ``GLOBAL_KEY``, the same
+    of the global figures (``global_figures``)."""
+    joined = after.join(before, on=list(key), how="inner", suffix="_before")
     parts = []
     for measure in CROSSING_MEASURES:
         old, new = pl.col(f"{measure}_before"), pl.col(measure)
@@ -71,12 +99,12 @@ def corridor_crossings(before: pl.LazyFrame, after: pl.LazyFrame) -> pl.LazyFram
             up = known & (old <= target) & (new > target)
             down = known & (old > target) & (new <= target)
             parts.append(joined.filter(up | down).select(
-                *CORRIDOR_KEY, pl.col("period"), pl.col("period_before"),
+                *key, pl.col("period"), pl.col("period_before"),
                 pl.lit(measure).alias("measure"), pl.lit(target).alias("threshold"),
                 pl.when(up).then(pl.lit("above")).otherwise(pl.lit("below"))
                 .alias("direction"),
                 old.alias("before"), new.alias("after")))
-    return pl.concat(parts).sort(*CORRIDOR_KEY, "measure", "threshold")
+    return pl.concat(parts).sort(*key, "measure", "threshold")
 
 
 def new_cheapest(before: pl.LazyFrame, after: pl.LazyFrame) -> pl.LazyFrame:

@@ -25,7 +25,7 @@ from corridors import runtime
 from corridors.alerts import SCOPES, Figures, NewEvent, provider_names, provider_slug
 from corridors.alerts import record_detection as _record_detection
 from corridors.alerts import record_event as _record_event
-from corridors.config import AlertsConfig
+from corridors.config import Config
 from corridors.reference import countries, country_code
 from corridors.store import STORE_ERRORS
 from metrics import alerts as moved
@@ -89,25 +89,40 @@ def _where(r: dict[str, Any]) -> tuple[str, str, int, str]:
     return r["source_code"], r["destination_code"], r["amount_usd"], r["period"]
 
 
-def find_events(snap: Snapshot, config: AlertsConfig, before: Figures
+def _changed(now: pl.DataFrame, before: pl.DataFrame) -> pl.DataFrame:
+    """The rows of ``now`` not in ``before`` as they are: the figures to write."""
+    return now.join(before, on=now.columns, how="anti", nulls_equal=True)
+
+
+def find_events(snap: Snapshot, config: Config, before: Figures
                 ) -> tuple[list[NewEvent], Figures]:
-    """The events between the figures ``before`` and those of ``snap``, and the figures to
-    keep (blocking: run in a thread)."""
-    corridors_now = moved.latest_corridor_figures(snap.corridor_table.lazy()).collect()
-    frames = [frame.lazy().select(*moved.SERVICE_KEY[:1], *moved.SERVICE_FIGURES[1:])
+    """The events between the figures ``before`` and those of ``snap``, and the figures
+    that changed, to keep (blocking: run in a thread)."""
+    alerts = config.alerts
+    corridors_now = (moved.latest_corridor_figures(snap.corridor_table.lazy()).collect()
+                     .select(before[0].columns).cast(before[0].schema))
+    frames = [frame.lazy().select(*moved.SERVICE_KEY[:1], *moved.SERVICE_FIGURES[1:],
+                                  "transparent", "total_cost_pct")
               .with_columns(pl.lit(period).alias("period"),
                             pl.lit(usd, pl.Int32).alias("amount_usd"))
               for (period, usd), frame in sorted(snap.services.items())]
-    services_now = (moved.latest_service_figures(pl.concat(frames, how="diagonal")).collect()
-                    if frames else before[1].clear())
+    if frames:
+        services = pl.concat(frames, how="diagonal")
+        services_now, global_now = pl.collect_all([
+            moved.latest_service_figures(services),
+            moved.global_figures(services, snap.corridor_table.lazy(),
+                                 min_corridors=config.bulletin.minimum.global_corridors)])
+    else:
+        services_now, global_now = before[1].clear(), before[2].clear()
     services_now = services_now.select(before[1].columns).cast(before[1].schema)
-    corridors_now = corridors_now.select(before[0].columns).cast(before[0].schema)
-    old_c, old_s = before[0].lazy(), before[1].lazy()
-    crossings, cheapest, prices = pl.collect_all([
+    global_now = global_now.select(before[2].columns).cast(before[2].schema)
+    old_c, old_s, old_g = before[0].lazy(), before[1].lazy(), before[2].lazy()
+    crossings, global_crossings, cheapest, prices = pl.collect_all([
         moved.corridor_crossings(old_c, corridors_now.lazy()),
+        moved.corridor_crossings(old_g, global_now.lazy(), key=moved.GLOBAL_KEY),
         moved.new_cheapest(old_c, corridors_now.lazy()),
-        moved.price_changes(old_s, services_now.lazy(), fee_points=config.fee_change_points,
-                            fx_margin_points=config.fx_margin_change_points)])
+        moved.price_changes(old_s, services_now.lazy(), fee_points=alerts.fee_change_points,
+                            fx_margin_points=alerts.fx_margin_change_points)])
     quotes, version, events = _quote_ids(snap), snap.version, []
     for r in crossings.iter_rows(named=True):
         src, dst, usd, period = _where(r)
@@ -131,6 +146,25 @@ def find_events(snap: Snapshot, config: AlertsConfig, before: Figures
                      "period_before": r["period_before"]},
             quote_ids=_ids_of(quotes, source_code=src, destination_code=dst, period=period,
                               amount_usd=usd)))
+    for r in global_crossings.iter_rows(named=True):
+        usd, period, target = r["amount_usd"], r["period"], r["threshold"]
+        what = {"average": "global average total cost (SDG 10.c.1)",
+                "smart": "global SmaRT"}[r["measure"]]
+        rose = r["direction"] == "above"
+        events.append(NewEvent(
+            key=f"global_crossed:{usd}:{r['measure']}:{target:g}:{r['direction']}:{version}",
+            kind="global_crossed",
+            title=f"Global, USD {usd}: the {what} {'rose above' if rose else 'fell to or below'}"
+                  f" {target:g}%",
+            summary=f"Sending USD {usd}, all corridors: the {what} went from "
+                    f"{_pct(r['before'])} ({r['period_before']}) to {_pct(r['after'])} "
+                    f"({period}), {'above' if rose else 'at or below'} {target:g}% (SDG "
+                    "10.c: 3% on average by 2030, no corridor above 5%).",
+            figures_path=f"/v1/indicators?period={period}&amount={usd}", period=period,
+            amount_usd=usd,
+            details={"measure": r["measure"], "threshold": target, "direction": r["direction"],
+                     "before": r["before"], "after": r["after"],
+                     "period_before": r["period_before"]}))
     for r in cheapest.iter_rows(named=True):
         src, dst, usd, period = _where(r)
         events.append(NewEvent(
@@ -167,7 +201,8 @@ def find_events(snap: Snapshot, config: AlertsConfig, before: Figures
                      "period_before": r["period_before"]},
             quote_ids=_ids_of(quotes, service_id=r["service_id"], period=period,
                               amount_usd=usd)))
-    return events, (corridors_now, services_now)
+    return events, (_changed(corridors_now, before[0]), _changed(services_now, before[1]),
+                    _changed(global_now, before[2]))
 
 
 async def detect(app: web.Application) -> list[int] | None:
@@ -178,7 +213,7 @@ async def detect(app: web.Application) -> list[int] | None:
     watcher = app[WATCHER]
     if snap is None or snap is watcher.seen:
         return None
-    config = app[runtime.CONFIG].alerts
+    config = app[runtime.CONFIG]
 
     async def find(before: Figures) -> tuple[list[NewEvent], Figures]:
         return await asyncio.to_thread(find_events, snap, config, before)

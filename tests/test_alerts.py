@@ -117,6 +117,27 @@ def test_a_new_cheapest_provider_and_price_changes_beyond_the_threshold() -> Non
     assert changes["change"].round(6).to_list() == [0.6]
 
 
+def test_global_figures_come_from_the_latest_period_with_enough_corridors() -> None:
+    services = pl.LazyFrame([
+        ("2014Q2", 200, True, 6.0), ("2014Q2", 200, True, 2.0), ("2014Q2", 200, False, None),
+        ("2026-11", 200, True, 1.0),  # one corridor only: not a global figure
+        ("2014Q2", 500, True, 2.0),
+    ], schema={"period": pl.String, "amount_usd": pl.Int32, "transparent": pl.Boolean,
+               "total_cost_pct": pl.Float64}, orient="row")
+    table = corridor_rows([
+        ("USA", "MEX", 200, "2014Q2", 6.0, 5.0, "A", 1.0),
+        ("GBR", "IND", 200, "2014Q2", 2.0, None, "B", 1.0),
+        ("USA", "MEX", 200, "2026-11", 1.0, 1.0, "A", 1.0),
+        ("USA", "MEX", 500, "2014Q2", 2.0, 2.0, "A", 1.0),
+    ])
+    got = moved.global_figures(services, table, min_corridors=2).collect()
+    assert got.rows() == [(200, "2014Q2", 4.0, 5.0, 2)]
+    before = got.lazy().with_columns(pl.lit(2.5).alias("average"))
+    crossed = moved.corridor_crossings(before, got.lazy(), key=moved.GLOBAL_KEY).collect()
+    assert crossed.select("measure", "threshold", "direction").rows() == [
+        ("average", 3.0, "above")]
+
+
 # --- signatures --------------------------------------------------------------------------------
 
 

@@ -8,8 +8,9 @@
 CREATE TABLE alert_events (
     id                bigserial PRIMARY KEY,
     event_key         text NOT NULL UNIQUE,
-    kind              text NOT NULL CHECK (kind IN ('corridor_crossed', 'fee_changed',
-                          'fx_margin_changed', 'new_cheapest', 'new_bulletin')),
+    kind              text NOT NULL CHECK (kind IN ('corridor_crossed', 'global_crossed',
+                          'fee_changed', 'fx_margin_changed', 'new_cheapest',
+                          'new_bulletin')),
     title             text NOT NULL,
     summary           text NOT NULL,
     source_code       text,
@@ -62,6 +63,16 @@ CREATE TABLE alert_service_figures (
     fee_pct           float8,
     fx_margin_pct     float8,
     PRIMARY KEY (service_id, amount_usd)
+);
+
+-- The global figures (average, SmaRT) of the latest period that has them, per price point,
+-- as last seen.
+CREATE TABLE alert_global_figures (
+    amount_usd  smallint PRIMARY KEY,
+    period      text NOT NULL,
+    average     float8,
+    smart       float8,
+    corridors   integer NOT NULL
 );
 
 -- Who is told: a URL, what it watches, and the secret its payloads are signed with.
