@@ -6,14 +6,13 @@ recorded once as an event (``corridors.alerts``): a corridor's average or SmaRT 
 or 5 %, a provider's fee or FX margin moving by more than ``[alerts]``'s thresholds, a new
 cheapest provider; a published bulletin is one too. Events are real data only, as the API's
 default answers are (emulated quotes never raise an alert). They are read as Atom feeds
-(``publish.feeds``) and pushed to webhooks (``publish.webhooks``); ``setup_alerts`` adds
-both to the app, and ``add_jobs`` the detection and delivery jobs to ``serve``'s scheduler.
+(``publish.feeds``) and pushed to webhooks (``publish.webhooks``); ``publish.feeds`` wires
+the three into the app and ``serve``'s scheduler.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import re
 from typing import Any
@@ -36,7 +35,6 @@ from publish.problems import bad_parameter, not_found, unprocessable
 log = logging.getLogger(__name__)
 
 DETECT_JOB = "alerts-detect"
-DELIVER_JOB = "alerts-deliver"
 
 _MEASURES = {"average": "average total cost",
              "smart": "SmaRT (average of the three cheapest services)"}
@@ -309,31 +307,3 @@ def _country(code: str, parameter: str, text: str) -> str:
         raise unprocessable(parameter, f"{parameter} {text[:40]!r}: {code!r} is not a known "
                                        "ISO 3166 country code")
     return a3
-
-
-# --- wiring ------------------------------------------------------------------------------------
-
-
-def setup_alerts(app: web.Application) -> None:
-    """The feeds, the admin API of webhooks and the alerts' metrics (call after the public
-    routes, before ``middleware.finish``)."""
-    from publish import feeds, webhooks
-
-    app[WATCHER] = Watcher()
-    feeds.setup_feed_routes(app)
-    webhooks.setup_webhooks(app)
-
-
-def add_jobs(app: web.Application, scheduler: Any) -> None:
-    """The detection and the webhook delivery, on ``serve``'s scheduler."""
-    from publish.webhooks import deliver_job
-
-    config = app[runtime.CONFIG].alerts
-    if not config.enabled:
-        log.info("alerts are disabled ([alerts] enabled = false)")
-        return
-    scheduler.add_job(detect_job, "interval", seconds=config.check_seconds, args=[app],
-                      id=DETECT_JOB, replace_existing=True, max_instances=1, coalesce=True)
-    scheduler.add_job(functools.partial(deliver_job, app), "interval",
-                      seconds=config.delivery_seconds, id=DELIVER_JOB, replace_existing=True,
-                      max_instances=1, coalesce=True)

@@ -1,5 +1,7 @@
 """Atom feeds (RFC 4287) of the alert events: per corridor, per sending or receiving country,
-per provider, and one of every event (``global``).
+per provider, and one of every event (``global``); and the wiring of alerts into the app
+(``setup_alerts``: the feeds, the webhooks' admin API) and into ``serve``'s scheduler
+(``add_jobs``: the detection, ``publish.alerts``, and the delivery, ``publish.webhooks``).
 
 Each feed and entry has a tag URI (RFC 4151) for id, which never changes; an entry links to
 the figures behind it (the API's answer) and names the archived responses they came from
@@ -10,6 +12,7 @@ problem+json (400 malformed, 422 an unknown country, 404 an unknown provider).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import xml.etree.ElementTree as ET
 from typing import Any
 
@@ -19,11 +22,13 @@ from corridors import runtime
 from corridors.alerts import feed_events, feeds_since
 from corridors.reference import countries
 from publish import middleware
-from publish.alerts import scope_value
+from publish.alerts import DETECT_JOB, WATCHER, Watcher, detect_job, scope_value
 from publish.data import LICENCE
 from publish.params import Params
 from publish.responses import send
-from publish.webhooks import TAG, base_url, event_payload
+from publish.webhooks import DELIVER_JOB, TAG, base_url, deliver_job, event_payload, setup_webhooks
+
+log = logging.getLogger(__name__)
 
 ATOM = "application/atom+xml"
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -129,3 +134,26 @@ FEEDS = {
 def setup_feed_routes(app: web.Application) -> None:
     for scope, (path, parameter) in FEEDS.items():
         middleware.get(app, path, _feed(scope, parameter), name=f"feed_{scope}")
+
+
+# --- wiring ------------------------------------------------------------------------------------
+
+
+def setup_alerts(app: web.Application) -> None:
+    """The feeds, the admin API of webhooks and the webhooks' metrics (call after the public
+    routes, before ``middleware.finish``)."""
+    app[WATCHER] = Watcher()
+    setup_feed_routes(app)
+    setup_webhooks(app)
+
+
+def add_jobs(app: web.Application, scheduler: Any) -> None:
+    """The detection and the webhook delivery, on ``serve``'s scheduler."""
+    config = app[runtime.CONFIG].alerts
+    if not config.enabled:
+        log.info("alerts are disabled ([alerts] enabled = false)")
+        return
+    scheduler.add_job(detect_job, "interval", seconds=config.check_seconds, args=[app],
+                      id=DETECT_JOB, replace_existing=True, max_instances=1, coalesce=True)
+    scheduler.add_job(deliver_job, "interval", seconds=config.delivery_seconds, args=[app],
+                      id=DELIVER_JOB, replace_existing=True, max_instances=1, coalesce=True)

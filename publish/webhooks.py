@@ -43,10 +43,14 @@ from corridors.alerts import (
 from corridors.reference import countries
 from corridors.store import STORE_ERRORS
 from publish import middleware
+from publish.alerts import scope_value
+from publish.api import _authorise
 from publish.params import Params
 from publish.problems import bad_parameter, not_found
 
 log = logging.getLogger(__name__)
+
+DELIVER_JOB = "alerts-deliver"
 
 #: The signature header, and how old its timestamp may be before a receiver refuses it.
 SIGNATURE_HEADER = "Sendcost-Signature"
@@ -258,9 +262,6 @@ def _url(value: Any) -> str:
 
 async def create_webhook(request: web.Request) -> web.StreamResponse:
     """POST /v1/admin/webhooks: subscribe a URL; the answer shows its secret, once."""
-    from publish.alerts import scope_value
-    from publish.api import _authorise
-
     _authorise(request)
     Params(request.query, frozenset())
     body = await _body(request)
@@ -282,8 +283,6 @@ async def create_webhook(request: web.Request) -> web.StreamResponse:
 
 async def list_webhooks(request: web.Request) -> web.StreamResponse:
     """GET /v1/admin/webhooks: the subscriptions with their deliveries per state."""
-    from publish.api import _authorise
-
     _authorise(request)
     Params(request.query, frozenset())
     rows = await list_subscriptions(request.app[runtime.STORE].pool)
@@ -293,8 +292,6 @@ async def list_webhooks(request: web.Request) -> web.StreamResponse:
 
 async def remove_webhook(request: web.Request) -> web.StreamResponse:
     """DELETE /v1/admin/webhooks/{id}: unsubscribe (deliveries not yet made are dropped)."""
-    from publish.api import _authorise
-
     _authorise(request)
     Params(request.query, frozenset())
     text = request.match_info["id"]

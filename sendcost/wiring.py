@@ -25,9 +25,9 @@ from corridors.db import DatabaseTarget, EmbeddedServer, database
 from corridors.errors import DatabaseError
 from corridors.store import STORE_ERRORS, Store, connect
 from publish import middleware
-from publish.alerts import add_jobs as alerts_jobs
-from publish.alerts import setup_alerts
 from publish.api import setup_routes
+from publish.feeds import add_jobs as alerts_jobs
+from publish.feeds import setup_alerts
 from publish.problems import RETRY_AFTER_UNAVAILABLE
 from publish.schedule import add_jobs as bulletin_jobs
 
