@@ -30,7 +30,16 @@ from yarl import URL
 
 from collector.run import Collector
 from collector.sandbox import OPERATOR_FIELDS, OPERATOR_LABELS, last_concertation
-from corridors.alerts import NewEvent, claim_due, record_event
+from corridors.alerts import (
+    CORRIDOR_FIGURES_SCHEMA,
+    GLOBAL_FIGURES_SCHEMA,
+    SERVICE_FIGURES_SCHEMA,
+    Figures,
+    NewEvent,
+    claim_due,
+    record_detection,
+    record_event,
+)
 from corridors.config import Config, parse_config
 from corridors.db import DatabaseTarget
 from corridors.store import Store
@@ -551,3 +560,31 @@ async def test_two_deliverers_never_take_the_same_delivery(client: TestClient,
         assert not set(mine[0]) & set(mine[1]) and len(mine[0]) + len(mine[1]) == 6
     finally:
         await client.delete(f"/v1/admin/webhooks/{sub['id']}", headers=AUTH)
+
+
+async def test_replicas_record_an_event_once_and_an_older_snapshot_changes_nothing(
+        store: Store) -> None:
+    key = f"corridor_crossed:TST-{uuid.uuid4().hex[:8]}"
+    was = int(await store.pool.fetchval("SELECT version FROM alert_cursor"))
+    version = was + 1000
+    seen: list[int] = []
+
+    async def detect(before: Figures) -> tuple[list[NewEvent], Figures]:
+        seen.append(before[0].height)
+        await asyncio.sleep(0.2)  # both replicas at once: the second waits for the cursor
+        return ([NewEvent(key=key, kind="corridor_crossed", title="t", summary="s",
+                          figures_path="/")],
+                (pl.DataFrame(schema=CORRIDOR_FIGURES_SCHEMA),
+                 pl.DataFrame(schema=SERVICE_FIGURES_SCHEMA),
+                 pl.DataFrame(schema=GLOBAL_FIGURES_SCHEMA)))
+    try:
+        a, b = await asyncio.gather(record_detection(store.pool, version, detect),
+                                    record_detection(store.pool, version, detect))
+        assert sorted([len(a or []), len(b or [])]) == [0, 1] and len(seen) == 2
+        assert await store.pool.fetchval(
+            "SELECT count(*) FROM alert_events WHERE event_key = $1", key) == 1
+        # A replica whose snapshot is older than the last one seen does nothing.
+        assert await record_detection(store.pool, version - 1, detect) is None
+        assert len(seen) == 2
+    finally:  # the session's other tests detect at their own snapshots
+        await store.pool.execute("UPDATE alert_cursor SET version = $1", was)
