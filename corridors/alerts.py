@@ -3,7 +3,7 @@ against, webhook subscriptions and the queue of their deliveries.
 
 An event is written once: its ``event_key`` is unique, and a detection holds
 ``alert_cursor``'s row for its whole transaction, so that replicas take turns and one whose
-snapshot is older than the last one seen does nothing. A delivery is a queue row taken with
+snapshot is not newer than the last one compared does nothing. A delivery is a queue row taken with
 ``FOR UPDATE SKIP LOCKED`` by whichever process delivers; taking it moves its next attempt
 past the time one attempt may take (a lease), so a process killed in the middle of a
 delivery leaves it to be tried again, never lost (receivers see a delivery at least once).
@@ -106,10 +106,11 @@ async def record_detection(pool: asyncpg.Pool, version: int, detect: Detect) -> 
     """Run ``detect`` against the figures last seen and record its events and the figures it
     gives back (those that changed), in one transaction holding the cursor; the ids of the
     events written (an event seen before is not written again). None, with nothing done,
-    when the figures were last seen at a newer snapshot than ``version``."""
+    when the figures were last seen at this snapshot ``version`` (another replica, or this
+    process before a restart, compared them) or a newer one."""
     async with pool.acquire() as conn, conn.transaction():
         seen = await conn.fetchval("SELECT version FROM alert_cursor WHERE id = 1 FOR UPDATE")
-        if seen is None or version < seen:
+        if seen is None or version <= seen:
             return None
         before = (await _frame(conn, "alert_corridor_figures", CORRIDOR_FIGURES_SCHEMA),
                   await _frame(conn, "alert_service_figures", SERVICE_FIGURES_SCHEMA),
