@@ -11,7 +11,11 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -307,7 +311,7 @@ class Receiver:
         return web.Response(status=204 if ok else 400)
 
 
-async def test_a_collection_across_5_percent_gives_a_feed_entry_and_a_signed_webhook_that_survives_a_restart(  # noqa: E501
+async def test_a_collection_across_5_percent_gives_a_feed_entry_and_a_signed_webhook_that_survives_a_restart_of_serve(  # noqa: E501
         store: Store, database_url: str, market: tuple[Market, str], admin_token: str) -> None:
     m, base = market
     prefix = f"a{uuid.uuid4().hex[:6]}"
@@ -367,30 +371,50 @@ async def test_a_collection_across_5_percent_gives_a_feed_entry_and_a_signed_web
                 "AND event_id = $2 AND attempts >= 1", sub["id"], event_id)
         row = await until(queued, "a failed first attempt")
         assert row["status"] == "pending"
-    # The app is stopped with the delivery queued; the receiver comes up; the app restarts.
+    # The app is stopped with the delivery queued; the receiver comes up; `sendcost serve`
+    # starts, a process of its own, on the same database, and delivers from the queue.
     receiver = Receiver(sub["secret"])
     hook = TestServer(receiver.app(), host="127.0.0.1", port=hook_port)
     await hook.start_server()
+    port = _free_port()
+    config = Path(DATA_DIR.name) / "serve.toml"
+    config.write_text('[service]\nimport_rpw_on_empty = false\n[bulletin]\nenabled = false\n'
+                      '[alerts]\ncheck_seconds = 0.5\ndelivery_seconds = 0.5\n')
+    env = {**os.environ, "DATABASE_URL": database_url, "SENDCOST_DATA_DIR": DATA_DIR.name,
+           "SENDCOST_ADMIN_TOKEN": TOKEN}
+    serve = subprocess.Popen([sys.executable, "-m", "sendcost", "serve", "--config",
+                              str(config), "--port", str(port)], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        async with TestClient(TestServer(create_app(app_config(), target))) as client:
-            async def delivered() -> Any:
-                return [g for g in receiver.got if g["event_id"] == str(event_id)]
-            [got] = await until(delivered, "the delivery after the restart")
-            assert got["verified"]
-            assert got["payload"]["kind"] == "corridor_crossed"
-            assert got["payload"]["details"]["threshold"] == 5.0
-            assert got["payload"]["corridor"] == "NOR-UGA"
-            status = await store.pool.fetchval(
-                "SELECT status FROM webhook_deliveries WHERE subscription_id = $1 AND "
-                "event_id = $2", sub["id"], event_id)
-            assert status == "delivered"
+        async def delivered() -> Any:
+            assert serve.poll() is None, serve.stderr.read() if serve.stderr else "exited"
+            return [g for g in receiver.got if g["event_id"] == str(event_id)]
+        [got] = await until(delivered, "the delivery after the restart")
+        assert got["verified"]
+        assert got["payload"]["kind"] == "corridor_crossed"
+        assert got["payload"]["details"]["threshold"] == 5.0
+        assert got["payload"]["corridor"] == "NOR-UGA"
 
-            async def counted() -> Any:
-                text = await (await client.get("/metrics")).text()
-                return 'sendcost_webhook_deliveries{state="delivered"}' in text and \
-                    'sendcost_webhook_delivery_attempts_total{outcome="delivered"}' in text
-            await until(counted, "the counts in /metrics")
+        async def recorded() -> Any:  # the receiver answered before serve recorded it
+            return await store.pool.fetchval(
+                "SELECT status = 'delivered' FROM webhook_deliveries WHERE subscription_id "
+                "= $1 AND event_id = $2", sub["id"], event_id)
+        await until(recorded, "the delivery recorded as delivered")
+
+        async def counted() -> Any:
+            async with aiohttp.ClientSession() as http, \
+                    http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                text = await resp.text()
+            return 'sendcost_webhook_deliveries{state="delivered"}' in text and \
+                'sendcost_webhook_delivery_attempts_total{outcome="delivered"}' in text
+        await until(counted, "the counts in serve's /metrics")
+        serve.send_signal(signal.SIGTERM)
+        _, err = serve.communicate(timeout=30)
+        assert serve.returncode == 0 and "Traceback" not in err, err
     finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.communicate()
         await hook.close()
     # Once each: the detections of both runs recorded the crossing once.
     assert await store.pool.fetchval(
