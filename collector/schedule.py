@@ -20,6 +20,7 @@ import asyncio
 import datetime as dt
 import logging
 import random
+from dataclasses import dataclass
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -98,6 +99,20 @@ RATES_FIRST_WAIT_SECONDS = 120.0
 RATES_FIRST = web.AppKey("collector_rates_first", RatesFirst)
 
 
+@dataclass(frozen=True)
+class CollectionJobs:
+    """The scheduler's jobs that collect one source: its own (``job_id``), and the catch-up
+    run a crontab source gets at start (``catch_up_id``; None for an interval source)."""
+    source: str
+    job_id: str
+    catch_up_id: str | None = None
+
+
+#: Source name → its ``CollectionJobs``, set by ``add_jobs``: who needs a source's jobs
+#: (the admin endpoint) looks them up here rather than parsing job ids.
+COLLECTION_JOBS: web.AppKey[dict[str, CollectionJobs]] = web.AppKey("collector_collection_jobs")
+
+
 async def collect_job(app: web.Application, name: str) -> None:
     """One scheduled run; a failure is recorded in the run and logged, never raised."""
     gate = app.get(RATES_FIRST)
@@ -159,6 +174,7 @@ def add_jobs(app: web.Application, scheduler: AsyncIOScheduler) -> None:
     now = dt.datetime.now(dt.UTC)
     app[RATES_FIRST] = RatesFirst({s.name for s in config.sources
                                    if s.enabled and s.kind in RATE_KINDS})
+    jobs = app[COLLECTION_JOBS] = {}
     for source in config.sources:
         job_id = f"collect:{source.name}"
         if not source.enabled:
@@ -184,6 +200,8 @@ def add_jobs(app: web.Application, scheduler: AsyncIOScheduler) -> None:
                           replace_existing=True, max_instances=1, coalesce=True,
                           misfire_grace_time=max(60, source.jitter_seconds * 2),
                           **({"next_run_time": first} if first else {}))
+        jobs[source.name] = CollectionJobs(source.name, job_id,
+                                           None if first else catch_up_id)
         log.debug("scheduled %s: %s", job_id, source.schedule)
 
 

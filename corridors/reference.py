@@ -274,13 +274,12 @@ def _quiet(logger: str) -> Iterator[None]:
 def _converter() -> CountryConverter:
     import country_converter as coco
     import pandas as pd
-    from pandas._libs.parsers import STR_NA_VALUES
 
     # country_converter 1.3.2 reads its table so that pandas 3 turns Namibia's ISO2 "NA" into
-    # NaN and its constructor then fails; read the table as it intends (only "NA" kept).
+    # NaN and its constructor then fails; read the table as it intends: its missing cells are
+    # the empty ones (no other token of pandas' default NA list occurs in it), "NA" is Namibia.
     table = pd.read_csv(coco.country_converter.COUNTRY_DATA_FILE, sep="\t", encoding="utf-8",
-                        dtype=str, keep_default_na=False,
-                        na_values=sorted(STR_NA_VALUES - {"NA"}))
+                        dtype=str, keep_default_na=False, na_values=[""])
     return coco.CountryConverter(country_data=table)
 
 

@@ -13,6 +13,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from corridors.config import Config
 from corridors.db import DatabaseTarget
+from corridors.jobs import JobsUnderWay
 
 if TYPE_CHECKING:
     from corridors.store import Store
@@ -23,3 +24,5 @@ DATABASE = web.AppKey("database", DatabaseTarget)
 STORE: web.AppKey[Store] = web.AppKey("store")
 HTTP = web.AppKey("http", ClientSession)
 SCHEDULER = web.AppKey("scheduler", AsyncIOScheduler)
+#: The scheduler's runs under way (``corridors.jobs``), set beside ``SCHEDULER``.
+JOBS_UNDER_WAY = web.AppKey("jobs_under_way", JobsUnderWay)

@@ -1,6 +1,7 @@
 """The SDG 10.c bulletin of one period: HTML, PDF, Markdown, charts, data and a zip.
 
-``compute_bulletin`` gathers every figure (from ``metrics``), ``write_bulletin`` renders and
+``compute_bulletin`` gathers every figure (from ``metrics``); ``write_bulletin``
+(``publish.bulletin_files``, so that this module never imports its rendering) renders and
 writes one folder per period — atomically: it is built in a temporary folder beside the
 target and renamed at the end, so a failure (or a period without data) writes nothing.
 The same quotes give the same bytes in every file, the PDF and the zip included (no clock,
@@ -10,13 +11,9 @@ identifier derived from its HTML, sorted zip entries with fixed timestamps).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
-import shutil
-import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,10 +26,10 @@ from corridors.errors import NoData
 from corridors.periods import Period, parse_period
 from corridors.reference import countries_frame, data_file
 from corridors.types import EMULATED_WARNING, FIRM_TYPE_LABELS, FirmType
-from metrics import METHODOLOGY_VERSION, kinds
 from metrics import aggregates as agg
 from metrics import bulletin as mb
 from metrics import corridors as mcor
+from metrics import kinds
 from metrics.indicators import compute_indicators, corridor_table
 from metrics.kpis import compute_kpis, kpi_send_dates, scorecard_table
 from metrics.postal import (
@@ -759,105 +756,11 @@ def csv_bytes(frame: pl.DataFrame) -> bytes:
 # --- writing -----------------------------------------------------------------------------------
 
 
-def _zip(folder: Path, target: Path, prefix: str) -> None:
-    """A deterministic zip of ``folder``: sorted entries, fixed timestamps and modes."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p != target)
-    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for path in files:
-            info = zipfile.ZipInfo(f"{prefix}/{path.relative_to(folder).as_posix()}",
-                                   date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, path.read_bytes())
-
-
 def rpw_credit(b: Bulletin) -> str:
     """How the World Bank's RPW is credited: its data only when its quotes are in the
     period (a store month of collected quotes uses its method, not its data)."""
     return ("includes data from" if b.survey_quotes else
             "no RPW quote in this period; method, published figures and weights from")
-
-
-def _metadata(b: Bulletin, files: dict[str, bytes]) -> dict[str, Any]:
-    c = b.coverage
-    warning = ({"warning": EMULATED_WARNING, "emulated_sources": b.generated_from["emulated"]}
-               if b.generated_from.get("emulated") else {})
-    return {
-        **warning,
-        "title": f"sendcost SDG 10.c bulletin, {b.period}",
-        "period": b.period,
-        "amount_usd": HEADLINE_AMOUNT,
-        "methodology_version": METHODOLOGY_VERSION,
-        "indicative": INDICATIVE,
-        "licence": {"name": LICENCE, "url": LICENCE_URL,
-                    "attribution": f"sendcost bulletin {b.period}; {rpw_credit(b)} "
-                                   f"{RPW_ATTRIBUTION} ({LICENCE})."},
-        "sources": [
-            {"name": "World Bank Remittance Prices Worldwide (RPW)",
-             "url": "http://remittanceprices.worldbank.org", "licence": LICENCE,
-             "attribution": RPW_ATTRIBUTION,
-             "used_for": (f"{b.survey_quotes:,} of the period's {b.coverage['quotes']:,} "
-                          "quotes at USD 200, and the method" if b.survey_quotes else
-                          "the method only: no RPW quote in this period")},
-            {"name": "World Bank published RPW figures (corridors/data/published_figures.csv)",
-             "used_for": "official figures shown beside ours", "licence": LICENCE},
-            {"name": "World Bank/KNOMAD bilateral remittance matrices 2011 and 2021 "
-                     "(the one nearest the period)",
-             "used_for": "weights of the weighted average", "licence": LICENCE},
-        ],
-        "generated_from": b.generated_from,
-        "coverage": {k: (v.strftime("%Y-%m-%dT%H:%M:%SZ") if hasattr(v, "strftime") else v)
-                     for k, v in c.items()},
-        "progress": {k: round(v, DECIMALS) if isinstance(v, float) else v
-                     for k, v in b.progress.as_dict().items()},
-        # Every file but this one and the zip (which contains this one); the zip's hash is in
-        # bulletin-<period>.zip.sha256 beside it.
-        "files": {name: hashlib.sha256(data).hexdigest()
-                  for name, data in sorted(files.items())},
-    }
-
-
-def render_files(b: Bulletin, folder: Path) -> list[str]:
-    """Write every file of the bulletin into ``folder`` (which exists and is empty)."""
-    from publish import bulletin_render as render
-    from publish import charts as ch
-    from publish import emulated as marks
-
-    emulated = bool(b.generated_from.get("emulated"))
-    charts = render.charts(b)
-    if emulated:
-        charts = [marks.chart(c) for c in charts]
-    for chart in charts:
-        ch.save(chart, folder / "charts")
-    written: dict[str, bytes] = {}
-    data = folder / "data"
-    data.mkdir()
-    for name, frame in data_tables(b).items():
-        body = csv_bytes(marks.table(frame) if emulated else frame)
-        (data / f"{name}.csv").write_bytes(body)
-        written[f"data/{name}.csv"] = body
-    for path in sorted((folder / "charts").iterdir()):
-        written[f"charts/{path.name}"] = path.read_bytes()
-    html = render.html(b, charts)
-    md = render.markdown(b)
-    if emulated:
-        html, md = marks.html(html), marks.markdown(md)
-    (folder / "index.html").write_text(html, encoding="utf-8")
-    (folder / "bulletin.md").write_text(md, encoding="utf-8")
-    written["index.html"] = html.encode()
-    written["bulletin.md"] = md.encode()
-    pdf = render.pdf(html, folder)
-    (folder / "bulletin.pdf").write_bytes(pdf)
-    written["bulletin.pdf"] = pdf
-    meta = json.dumps(_metadata(b, written), indent=2, ensure_ascii=False, sort_keys=False)
-    (data / "metadata.json").write_text(meta + "\n", encoding="utf-8")
-    archive = folder / f"bulletin-{b.period}.zip"
-    _zip(folder, archive, b.period)
-    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-    # The format of sha256sum, so `sha256sum -c bulletin-P.zip.sha256` checks it.
-    (folder / f"{archive.name}.sha256").write_text(f"{digest}  {archive.name}\n",
-                                                   encoding="utf-8")
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
 
 class EmulatedOnly(NoData):
@@ -914,41 +817,6 @@ def base_settings(config: Any) -> dict[str, Any]:
             "survey_sources": {"rpw"} | {s.name for s in config.sources if s.kind == "rpw"}}
 
 
-def write_bulletin(quotes: pl.DataFrame, period: str, out_dir: str | Path, *,
-                   generated_from: dict[str, Any], include_emulated: bool = False,
-                   config: Any = None) -> Path:
-    """Compute and write ``<out_dir>/<period>/``; replace an older one only when done.
-
-    ``config``: the service's Config (minimum bases, configured corridors, survey sources);
-    None: the defaults. Raises NoData (writing nothing) when the period has no quotes,
-    EmulatedOnly when it has only emulated ones and ``include_emulated`` is false
-    (``choose_data``).
-    """
-    quotes, generated_from = choose_data(quotes, period, generated_from,
-                                         include_emulated=include_emulated)
-    b = compute_bulletin(quotes, period, generated_from=generated_from,
-                         **base_settings(config))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    final = out / b.period
-    tmp = Path(tempfile.mkdtemp(prefix=f".{b.period}.", dir=out))
-    try:
-        render_files(b, tmp)
-        tmp.chmod(0o755)
-        old = None
-        if final.exists():
-            old = out / f".{b.period}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            final.rename(old)
-        tmp.rename(final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
-
-
 # --- the running service -----------------------------------------------------------------------
 
 
@@ -958,25 +826,6 @@ async def load_store_quotes(store: Any) -> tuple[pl.DataFrame, dict[str, Any]]:
     sources = sorted(s for s in frame.get_column("source").unique().to_list() if s)
     return frame, {"kind": "store", "quotes": frame.height, "sources": sources,
                    "periods": sorted(frame.get_column("period").unique().to_list())}
-
-
-async def publish_bulletin(app: Any, period: str) -> dict[str, Any]:
-    """Publish ``period``'s bulletin of the running service into <data_dir>/bulletins/.
-
-    The heavy work (Polars, matplotlib, WeasyPrint) runs in a worker thread.
-    """
-    from corridors import runtime
-    from publish.alerts import bulletin_published
-
-    store = app[runtime.STORE]
-    out = bulletins_dir(app[runtime.CONFIG])
-    quotes, generated_from = await load_store_quotes(store)
-    folder = await asyncio.to_thread(write_bulletin, quotes, period, out,
-                                     generated_from=generated_from,
-                                     config=app[runtime.CONFIG])
-    log.info("published the bulletin of %s in %s", period, folder)
-    await bulletin_published(app, folder.name)
-    return {"period": folder.name, "folder": str(folder)}
 
 
 def bulletins_dir(config: Any) -> Path:

@@ -180,9 +180,10 @@ BULLETIN_CSP = middleware.CONTENT_SECURITY_POLICY.replace(
 
 
 def setup_bulletin_routes(app: web.Application) -> None:
-    """The bulletin routes, guarded by the app's pipeline (``middleware.install`` first)."""
-    middleware.get(app, "/v1/bulletins", list_bulletins, name="bulletins")
-    middleware.get(app, "/v1/bulletins/{period}", bulletin_redirect, name="bulletin")
+    """The bulletin routes (the app's middlewares, ``publish.middleware.MIDDLEWARES``, give
+    them their errors, headers and limits as every other route)."""
+    app.router.add_get("/v1/bulletins", list_bulletins, name="bulletins")
+    app.router.add_get("/v1/bulletins/{period}", bulletin_redirect, name="bulletin")
     # (?s): a file path with an encoded line break reaches the handler (400), as any other.
-    middleware.get(app, "/v1/bulletins/{period}/{path:(?s:.*)}", bulletin_file,
-                   name="bulletin_file")
+    app.router.add_get("/v1/bulletins/{period}/{path:(?s:.*)}", bulletin_file,
+                       name="bulletin_file")

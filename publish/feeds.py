@@ -133,7 +133,7 @@ FEEDS = {
 
 def setup_feed_routes(app: web.Application) -> None:
     for scope, (path, parameter) in FEEDS.items():
-        middleware.get(app, path, _feed(scope, parameter), name=f"feed_{scope}")
+        app.router.add_get(path, _feed(scope, parameter), name=f"feed_{scope}")
 
 
 # --- wiring ------------------------------------------------------------------------------------
@@ -141,7 +141,7 @@ def setup_feed_routes(app: web.Application) -> None:
 
 def setup_alerts(app: web.Application) -> None:
     """The feeds, the admin API of webhooks and the webhooks' metrics (call after the public
-    routes, before ``middleware.finish``)."""
+    routes)."""
     app[WATCHER] = Watcher()
     setup_feed_routes(app)
     setup_webhooks(app)

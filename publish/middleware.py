@@ -1,25 +1,19 @@
-"""The request pipeline of the public API: one guard around every handler.
+"""The request pipeline of the public API: aiohttp middlewares around every route.
 
-For each request it answers CORS preflights, refuses oversized requests, applies the
-per-client rate limit (``api.rate_limit_per_minute``), opens GET to every origin (CORS), sends
-the headers of a hardened public site (``SECURITY_HEADERS``: a strict Content-Security-Policy,
-nosniff, no framing, no referrer) on every answer, errors and static files included, and
-counts and times the request for ``/metrics``. ``error_response`` is the one place where a
-``Problem``, an aiohttp ``HTTPException`` or an unexpected exception becomes an RFC 9457
-problem+json response.
-
-The guard wraps each route's handler when the route is registered (``get``, ``post``)
-instead of being an aiohttp middleware: an app with any middleware pays, on every request,
-for aiohttp's own middleware (``_fix_request_current_app``) and a cached-chain lookup as
-well as ours, and on ``/v1/compare`` answered from memory that was a fifth of the server's
-time (bench/api.py: 19.7k requests/s with the middleware, 24.4k without). What a middleware
-also saw, requests that match no route (404, 405, preflights), reach ``Pipeline.unmatched``
-through one catch-all route that ``finish`` registers last. So the security headers are set in
-the guard and in ``unmatched``, the two places every answer of the app passes, rather than by
-an ``@web.middleware``: the same coverage without the measured cost.
+``MIDDLEWARES`` (given to ``web.Application(middlewares=...)``; ``install`` then gives the app
+their state) run, outermost first: ``telemetry_middleware`` counts and times the request for
+``/metrics``; ``headers_middleware`` opens GET to every origin (CORS) and sends the headers of
+a hardened public site (``SECURITY_HEADERS``: a strict Content-Security-Policy, nosniff, no
+framing, no referrer) on every answer, errors and static files included;
+``problems_middleware`` answers CORS preflights and turns every exception into problem+json;
+``limits_middleware`` refuses oversized requests and applies the per-client rate limit
+(``api.rate_limit_per_minute``). Being middlewares, they see every request, a route added with
+a plain ``app.router.add_get`` and a path no route takes (aiohttp's 404 and 405) alike.
+``error_response`` is the one place where a ``Problem``, an aiohttp ``HTTPException`` or an
+unexpected exception becomes an RFC 9457 problem+json response.
 
 Requests aiohttp's parser refuses (a malformed request line, a NUL in a header) never reach
-the pipeline: aiohttp answers them 400 itself and logs the parser's exception at ERROR with
+the middlewares: aiohttp answers them 400 itself and logs the parser's exception at ERROR with
 its traceback, which any client could fill the logs with. ``MalformedRequestFilter`` (on
 aiohttp's server logger, from ``install``) turns those records into one DEBUG line; every
 other record of that logger, a real server error among them, is left as it is.
@@ -53,7 +47,7 @@ MAX_QUERY = 2048
 #: Longest request line aiohttp's parser reads (bytes; its default is 8190). A longer line
 #: is refused by the parser with a plain-text 400 before any middleware runs, and aiohttp
 #: offers no hook to render that as problem+json; so the limit sits far above MAX_QUERY and
-#: an oversized query string reaches ``api_pipeline`` and gets its 414 problem+json.
+#: an oversized query string reaches ``limits_middleware`` and gets its 414 problem+json.
 MAX_REQUEST_LINE = 64 * 1024
 
 
@@ -84,9 +78,10 @@ CORS = {"Access-Control-Allow-Origin": "*",
 CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'self'; img-src 'self'; "
                            "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 #: The headers a hardened public site sends, on every answer of the app. A handler may set
-#: its own Content-Security-Policy (a bulletin's HTML has an inline stylesheet); the guard
-#: never overrides a header the handler set. No Strict-Transport-Security: the service
-#: speaks plain HTTP behind whatever terminates TLS, which is the place to send it.
+#: its own Content-Security-Policy (a bulletin's HTML has an inline stylesheet);
+#: ``headers_middleware`` never overrides a header the handler set. No
+#: Strict-Transport-Security: the service speaks plain HTTP behind whatever terminates
+#: TLS, which is the place to send it.
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
@@ -141,7 +136,7 @@ class Telemetry:
                                       "Highest quote id in the served snapshot",
                                       registry=self.registry)
         #: The last scrape found the store unreachable: its outage is logged once, when it
-        #: starts, and its end once (``publish.api.prometheus``).
+        #: starts, and its end once (``publish.api.operations.prometheus``).
         self.store_unreachable = False
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -270,78 +265,75 @@ async def _check_unsized_body(request: web.Request) -> None:
     raise _body_too_large()
 
 
-class Pipeline:
-    """The guard of one app's routes, bound to its telemetry and rate limiter."""
-
-    def __init__(self, telemetry: Telemetry, limiter: RateLimiter) -> None:
-        self.telemetry = telemetry
-        self.limiter = limiter
-        self.catch_all: web.AbstractResource | None = None
-
-    def guard(self, handler: Handler, route: str, *, body: bool = False) -> Handler:
-        """``handler`` behind the limits, the one error place, CORS and the metrics;
-        ``body``: the method may carry a body (its size is checked however it is framed)."""
-        limiter, telemetry = self.limiter, self.telemetry
-        observe, perf_counter = telemetry.observe, time.perf_counter
-
-        async def guarded(request: web.Request) -> web.StreamResponse:
-            started = perf_counter()
-            response: web.StreamResponse
-            try:
-                _check_limits(request, limiter, telemetry)
-                if body:
-                    await _check_unsized_body(request)
-                response = await handler(request)
-            except web.HTTPException as exc:
-                if exc.status < 400:  # a redirect: aiohttp answers it from the exception
-                    harden(exc)
-                    observe(request.method, route, exc.status, perf_counter() - started)
-                    raise
-                response = error_response(request, exc)
-            except Exception as exc:
-                response = error_response(request, exc)
-            method = request.method
-            if method in CORS_METHODS:
-                response.headers.update(CORS)
-            harden(response)
-            observe(method, route, response.status, perf_counter() - started)
-            return response
-
-        guarded.__name__ = getattr(handler, "__name__", "guarded")
-        guarded.__doc__ = handler.__doc__
-        return guarded
-
-    async def unmatched(self, request: web.Request) -> web.StreamResponse:
-        """Every request no route takes: a CORS preflight (204), else 405 or 404."""
-        started = time.perf_counter()
-        method = request.method
-        response: web.StreamResponse
-        if method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-            # Browsers send preflights on their own: answered before the limits.
-            response = web.Response(status=204, headers=PREFLIGHT)
-        else:
-            try:
-                _check_limits(request, self.limiter, self.telemetry)
-                allowed: set[str] = set()
-                for resource in request.app.router.resources():
-                    if resource is not self.catch_all:
-                        match, methods = await resource.resolve(request)
-                        if match is None:
-                            allowed |= methods
-                if allowed:
-                    raise web.HTTPMethodNotAllowed(method, allowed)
-                raise web.HTTPNotFound()
-            except Exception as exc:
-                response = error_response(request, exc)
-        if method in CORS_METHODS:
-            response.headers.update(CORS)
-        harden(response)
-        self.telemetry.observe(method, "unmatched", response.status,
-                               time.perf_counter() - started)
-        return response
+def route_of(request: web.Request) -> str:
+    """The metrics label of a request's route: its path pattern as the OpenAPI document
+    writes it (``/v1/corridors/{pair}``), or ``unmatched`` when no route took it."""
+    resource = request.match_info.route.resource
+    return "unmatched" if resource is None else resource.canonical
 
 
-PIPELINE = web.AppKey("publish_pipeline", Pipeline)
+@web.middleware
+async def telemetry_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count and time every answer for ``/metrics``, by method, route and status."""
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:  # a redirect: errors are answers by now
+        request.app[TELEMETRY].observe(request.method, route_of(request), exc.status,
+                                       time.perf_counter() - started)
+        raise
+    request.app[TELEMETRY].observe(request.method, route_of(request), response.status,
+                                   time.perf_counter() - started)
+    return response
+
+
+@web.middleware
+async def headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """CORS on every GET, HEAD and OPTIONS answer, and ``SECURITY_HEADERS`` on every answer
+    (errors and redirects included), never overriding a header the handler set."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:  # a redirect: aiohttp answers it from the exception
+        harden(exc)
+        raise
+    if request.method in CORS_METHODS:
+        response.headers.update(CORS)
+    harden(response)
+    return response
+
+
+@web.middleware
+async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error, an unmatched path's 404 and 405 included, as problem+json
+    (``error_response``); a CORS preflight, which no route takes, answered 204."""
+    if (request.method == "OPTIONS" and request.match_info.http_exception is not None
+            and "Access-Control-Request-Method" in request.headers):
+        # Browsers send preflights on their own: answered before the limits.
+        return web.Response(status=204, headers=PREFLIGHT)
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:  # a redirect: aiohttp answers it from the exception
+            raise
+        return error_response(request, exc)
+    except Exception as exc:
+        return error_response(request, exc)
+
+
+@web.middleware
+async def limits_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The query string's length, the body's size and the per-client rate limit, checked
+    before the handler (and before an unmatched path's 404)."""
+    _check_limits(request, request.app[LIMITER], request.app[TELEMETRY])
+    if request.method not in CORS_METHODS and request.match_info.http_exception is None:
+        await _check_unsized_body(request)
+    return await handler(request)
+
+
+#: The API's middlewares, outermost first: ``web.Application(middlewares=MIDDLEWARES)``,
+#: then ``install``. Every route of the app, however it was added, passes through them.
+MIDDLEWARES = (telemetry_middleware, headers_middleware, problems_middleware,
+               limits_middleware)
 
 
 class MalformedRequestFilter(logging.Filter):
@@ -376,30 +368,13 @@ def quiet_malformed_requests() -> None:
         logger.addFilter(MalformedRequestFilter())
 
 
-def install(app: web.Application, *, rate_limit_per_minute: int) -> Pipeline:
-    """Give ``app`` its telemetry, rate limiter and route guard (before adding routes)."""
+def install(app: web.Application, *, rate_limit_per_minute: int) -> None:
+    """Give ``app`` (made with ``middlewares=MIDDLEWARES``) the telemetry and rate limiter
+    its middlewares use."""
+    missing = [m.__name__ for m in MIDDLEWARES if m not in app.middlewares]
+    if missing:
+        raise ValueError(f"the app lacks the API's middlewares {', '.join(missing)}: make it "
+                         "with web.Application(middlewares=publish.middleware.MIDDLEWARES)")
     quiet_malformed_requests()
-    telemetry, limiter = Telemetry(), RateLimiter(rate_limit_per_minute)
-    app[TELEMETRY] = telemetry
-    app[LIMITER] = limiter
-    pipeline = app[PIPELINE] = Pipeline(telemetry, limiter)
-    return pipeline
-
-
-def get(app: web.Application, path: str, handler: Handler, *, name: str | None = None) -> None:
-    """A guarded GET (and HEAD) route."""
-    app.router.add_get(path, app[PIPELINE].guard(handler, path), name=name)
-
-
-def post(app: web.Application, path: str, handler: Handler, *,
-         name: str | None = None) -> None:
-    """A guarded POST route."""
-    app.router.add_post(path, app[PIPELINE].guard(handler, path, body=True), name=name)
-
-
-def finish(app: web.Application) -> None:
-    """Register the catch-all route for requests no other route takes (call it last)."""
-    pipeline = app[PIPELINE]
-    # (?s): a path may hold an encoded newline, which "." alone would not match.
-    route = app.router.add_route("*", "/{unmatched:(?s:.*)}", pipeline.unmatched)
-    pipeline.catch_all = route.resource
+    app[TELEMETRY] = Telemetry()
+    app[LIMITER] = RateLimiter(rate_limit_per_minute)

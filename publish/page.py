@@ -21,6 +21,8 @@ from aiohttp import web
 
 from corridors.types import SPEED_LABELS, Speed
 from metrics import METHODOLOGY_VERSION
+from publish.api.compare import compare_document
+from publish.api.conventions import receive_units
 from publish.data import (
     CAVEATS,
     DATA,
@@ -32,6 +34,7 @@ from publish.data import (
 from publish.emulated import banner_html
 from publish.params import Params
 from publish.problems import Problem
+from publish.responses import send
 
 PAGE_PARAMS = frozenset({"from", "to", "amount", "include"})
 #: The parameters that ask a question (``include`` only says which data may answer it).
@@ -286,8 +289,6 @@ def _name(code: str | None) -> str:
 
 
 async def home(request: web.Request) -> web.StreamResponse:
-    from publish.api import compare_document, receive_units, send
-
     # Emulated quotes only when asked (include=emulated) or under `serve --sandbox`.
     asked = (request.query.get("include") or "").strip() == "emulated"
     emulated = asked or request.app.get(PAGE_SHOWS_EMULATED, False)

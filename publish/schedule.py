@@ -37,7 +37,7 @@ async def publish_last_month(app: Any, *, today: dt.date | None = None) -> list[
 
     Returns the periods published.
     """
-    from publish.bulletin import publish_bulletin
+    from publish.bulletin_files import publish_bulletin
 
     day = today or dt.datetime.now(dt.UTC).date()
     published = []

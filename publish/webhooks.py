@@ -44,7 +44,7 @@ from corridors.reference import countries
 from corridors.store import STORE_ERRORS
 from publish import middleware
 from publish.alerts import scope_value
-from publish.api import _authorise
+from publish.api.admin import authorise
 from publish.params import Params
 from publish.problems import bad_parameter, not_found
 
@@ -262,7 +262,7 @@ def _url(value: Any) -> str:
 
 async def create_webhook(request: web.Request) -> web.StreamResponse:
     """POST /v1/admin/webhooks: subscribe a URL; the answer shows its secret, once."""
-    _authorise(request)
+    authorise(request)
     Params(request.query, frozenset())
     body = await _body(request)
     url = _url(body.get("url"))
@@ -283,7 +283,7 @@ async def create_webhook(request: web.Request) -> web.StreamResponse:
 
 async def list_webhooks(request: web.Request) -> web.StreamResponse:
     """GET /v1/admin/webhooks: the subscriptions with their deliveries per state."""
-    _authorise(request)
+    authorise(request)
     Params(request.query, frozenset())
     rows = await list_subscriptions(request.app[runtime.STORE].pool)
     return web.json_response({"webhooks": [_subscription(r) for r in rows]},
@@ -292,7 +292,7 @@ async def list_webhooks(request: web.Request) -> web.StreamResponse:
 
 async def remove_webhook(request: web.Request) -> web.StreamResponse:
     """DELETE /v1/admin/webhooks/{id}: unsubscribe (deliveries not yet made are dropped)."""
-    _authorise(request)
+    authorise(request)
     Params(request.query, frozenset())
     text = request.match_info["id"]
     if not text.isdigit() or len(text) > 18:
@@ -304,9 +304,8 @@ async def remove_webhook(request: web.Request) -> web.StreamResponse:
 
 def setup_webhooks(app: web.Application) -> None:
     app[METRICS] = WebhookMetrics(app[middleware.TELEMETRY].registry)
-    middleware.post(app, "/v1/admin/webhooks", create_webhook, name="admin_webhooks_create")
-    middleware.get(app, "/v1/admin/webhooks", list_webhooks, name="admin_webhooks")
-    path = "/v1/admin/webhooks/{id}"
-    app.router.add_delete(path, app[middleware.PIPELINE].guard(remove_webhook, path),
+    app.router.add_post("/v1/admin/webhooks", create_webhook, name="admin_webhooks_create")
+    app.router.add_get("/v1/admin/webhooks", list_webhooks, name="admin_webhooks")
+    app.router.add_delete("/v1/admin/webhooks/{id}", remove_webhook,
                           name="admin_webhooks_delete")
 

@@ -23,9 +23,10 @@ from corridors import health, runtime
 from corridors.config import Config
 from corridors.db import DatabaseTarget, EmbeddedServer, database
 from corridors.errors import DatabaseError
+from corridors.jobs import JobsUnderWay
 from corridors.store import STORE_ERRORS, Store, connect
 from publish import middleware
-from publish.api import setup_routes
+from publish.api.routes import setup_routes
 from publish.feeds import add_jobs as alerts_jobs
 from publish.feeds import setup_alerts
 from publish.problems import RETRY_AFTER_UNAVAILABLE
@@ -85,7 +86,10 @@ async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
     scheduler = AsyncIOScheduler(timezone="UTC")
+    under_way = JobsUnderWay()
+    under_way.attach(scheduler)
     app[runtime.SCHEDULER] = scheduler
+    app[runtime.JOBS_UNDER_WAY] = under_way
     for add_jobs in _job_registrars():
         add_jobs(app, scheduler)
     scheduler.start()
@@ -93,14 +97,13 @@ async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     # APScheduler 3's asyncio executor cancels running jobs on shutdown but cannot wait for
     # them; wait here, so a cancelled collection records its end before the pool closes.
-    running = [f for executor in scheduler._executors.values()
-               for f in getattr(executor, "_pending_futures", ())]
+    running = under_way.count()
     scheduler.shutdown(wait=False)
     if running:
-        await asyncio.wait(running, timeout=30)
+        await under_way.wait(timeout=30)
         # Said once for all: each job ends quietly (collector/schedule.py).
         log.info("stopping: %d scheduled job(s) under way were stopped (a collection stopped "
-                 "so is recorded as failed, 'cancelled')", len(running))
+                 "so is recorded as failed, 'cancelled')", running)
 
 
 async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -258,7 +261,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 def create_app(config: Config, target: DatabaseTarget) -> web.Application:
     """The aiohttp application of one running sendcost. Does no I/O."""
-    app = web.Application(client_max_size=64 * 1024)
+    app = web.Application(middlewares=middleware.MIDDLEWARES, client_max_size=64 * 1024)
     app[runtime.CONFIG] = config
     app[runtime.DATABASE] = target
     app.cleanup_ctx.append(_store_ctx)
@@ -268,6 +271,5 @@ def create_app(config: Config, target: DatabaseTarget) -> web.Application:
     app.cleanup_ctx.append(_scheduler_ctx)
     setup_routes(app)
     setup_alerts(app)
-    middleware.get(app, "/healthz", healthz, name="healthz")
-    middleware.finish(app)
+    app.router.add_get("/healthz", healthz, name="healthz")
     return app

@@ -24,6 +24,7 @@ from api_support import api, make_app, rpw_loaded  # noqa: F401  (fixtures)
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector.rpw_import import bundled_rpw_path
+from collector.schedule import COLLECTION_JOBS, CollectionJobs
 from corridors import runtime
 from corridors.reference import countries
 from corridors.types import (
@@ -34,7 +35,12 @@ from corridors.types import (
     payout_from_rpw,
 )
 from metrics import METHODOLOGY_VERSION
-from publish import api as api_module
+from publish.api.admin import ADMIN_BULLETIN_PARAMS, ADMIN_COLLECT_PARAMS
+from publish.api.compare import COMPARE_PARAMS, SERVICE_CSV_COLUMNS
+from publish.api.corridors import CORRIDOR_PARAMS, CORRIDORS_PARAMS, HISTORY_PARAMS
+from publish.api.indicators import INDICATORS_PARAMS
+from publish.api.kpis import KPIS_PARAMS
+from publish.api.postal import POSTAL_PARAMS
 from publish.data import CAVEATS
 from publish.middleware import (
     HANDLER_ARGS,
@@ -577,7 +583,7 @@ async def test_csv_of_a_corridor_is_its_services(api: TestClient) -> None:  # no
     assert [r["service_id"] for r in rows] == [s["service_id"] for s in services]
     assert [r["rank"] for r in rows] == ["" if s["rank"] is None else str(s["rank"])
                                          for s in services]
-    assert list(rows[0]) == api_module.SERVICE_CSV_COLUMNS
+    assert list(rows[0]) == SERVICE_CSV_COLUMNS
 
 
 async def test_csv_of_compare_has_the_json_services(api: TestClient) -> None:  # noqa: F811
@@ -804,7 +810,7 @@ async def chunked(size: int, piece: int = 4096) -> AsyncIterator[bytes]:
 async def test_an_oversized_chunked_body_is_413_too(api: TestClient,  # noqa: F811
                                                     monkeypatch: pytest.MonkeyPatch,
                                                     size: int, status: int) -> None:
-    # Without Content-Length the size is known only by reading: the guard reads at most
+    # Without Content-Length the size is known only by reading: limits_middleware reads at most
     # MAX_BODY + 1 bytes of it. Within the limit, the action goes on (400: no period).
     monkeypatch.setenv("SENDCOST_ADMIN_TOKEN", "s3cret")
     resp = await api.post("/v1/admin/bulletin", data=chunked(size),
@@ -932,6 +938,9 @@ async def test_admin_triggers_a_scheduled_collection(api: TestClient,  # noqa: F
     scheduler = api.app[runtime.SCHEDULER]
     scheduler.add_job(collect, "interval", hours=24, id="collect:test-source",
                       replace_existing=True)
+    # The source's jobs, as collector.schedule.add_jobs names them.
+    api.app[COLLECTION_JOBS]["test-source"] = CollectionJobs("test-source",
+                                                             "collect:test-source")
     try:
         resp = await api.post("/v1/admin/collect?source=test-source",
                               headers={"Authorization": "Bearer s3cret"})
@@ -943,6 +952,7 @@ async def test_admin_triggers_a_scheduled_collection(api: TestClient,  # noqa: F
         assert resp.status == 404
     finally:
         scheduler.remove_job("collect:test-source")
+        del api.app[COLLECTION_JOBS]["test-source"]
 
 
 async def test_metrics_count_requests_by_route(api: TestClient) -> None:  # noqa: F811
@@ -1113,13 +1123,13 @@ async def test_openapi_describes_exactly_the_routes(api: TestClient) -> None:  #
     # The query parameters each operation documents are exactly those its handler accepts
     # (a handler refuses any other with 400): a parameter cannot drift out of the contract.
     accepted = {
-        "/v1/compare": api_module.COMPARE_PARAMS, "/v1/corridors": api_module.CORRIDORS_PARAMS,
-        "/v1/corridors/{pair}": api_module.CORRIDOR_PARAMS,
-        "/v1/corridors/{pair}/history": api_module.HISTORY_PARAMS,
-        "/v1/indicators": api_module.INDICATORS_PARAMS, "/v1/kpis": api_module.KPIS_PARAMS,
-        "/v1/postal/benchmark": api_module.POSTAL_PARAMS, "/": PAGE_PARAMS,
-        "/v1/admin/collect": api_module.ADMIN_COLLECT_PARAMS,
-        "/v1/admin/bulletin": api_module.ADMIN_BULLETIN_PARAMS,
+        "/v1/compare": COMPARE_PARAMS, "/v1/corridors": CORRIDORS_PARAMS,
+        "/v1/corridors/{pair}": CORRIDOR_PARAMS,
+        "/v1/corridors/{pair}/history": HISTORY_PARAMS,
+        "/v1/indicators": INDICATORS_PARAMS, "/v1/kpis": KPIS_PARAMS,
+        "/v1/postal/benchmark": POSTAL_PARAMS, "/": PAGE_PARAMS,
+        "/v1/admin/collect": ADMIN_COLLECT_PARAMS,
+        "/v1/admin/bulletin": ADMIN_BULLETIN_PARAMS,
     }
     for path, item in doc["paths"].items():
         for method, operation in item.items():

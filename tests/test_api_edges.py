@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from api_support import api, make_app, rpw_loaded  # noqa: F401  (fixtures)
 from yarl import URL
 
+from collector.schedule import COLLECTION_JOBS, CollectionJobs
 from corridors import runtime
 from corridors.store import Store
 from publish.openapi import document
@@ -258,6 +259,7 @@ async def test_admin_collect_says_when_a_run_is_already_under_way(
         scheduler.add_job(collect if source == "busy-source" else _nothing, "interval",
                           hours=24, id=f"collect:{source}", replace_existing=True,
                           max_instances=1)
+        api.app[COLLECTION_JOBS][source] = CollectionJobs(source, f"collect:{source}")
     try:
         resp = await api.post("/v1/admin/collect?source=busy-source", headers=AUTH)
         assert resp.status == 202, await resp.text()
@@ -290,6 +292,7 @@ async def test_admin_collect_says_when_a_run_is_already_under_way(
         release.set()
         for source in ("busy-source", "idle-source"):
             scheduler.remove_job(f"collect:{source}")
+            del api.app[COLLECTION_JOBS][source]
 
 
 async def _nothing() -> None:
@@ -308,7 +311,7 @@ async def own_api(fresh_database: str) -> AsyncIterator[TestClient]:
 async def test_metrics_log_an_outage_once_and_its_end_once(
         own_api: TestClient, fresh_database: str, server_url: str,
         caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="publish.api")
+    caplog.set_level(logging.INFO, logger="publish.api.operations")
     assert (await own_api.get("/metrics")).status == 200
     name = urlsplit(fresh_database).path.lstrip("/")
     admin = await asyncpg.connect(server_url)
@@ -319,13 +322,13 @@ async def test_metrics_log_an_outage_once_and_its_end_once(
         for _ in range(4):
             resp = await own_api.get("/metrics")
             assert resp.status == 200
-        down = [r for r in caplog.records if r.name == "publish.api"]
+        down = [r for r in caplog.records if r.name == "publish.api.operations"]
         assert len(down) == 1, [r.getMessage() for r in down]
         assert down[0].levelno == logging.WARNING and "unreachable" in down[0].getMessage()
         await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         for _ in range(3):
             assert (await own_api.get("/metrics")).status == 200
-        back = [r for r in caplog.records if r.name == "publish.api"][1:]
+        back = [r for r in caplog.records if r.name == "publish.api.operations"][1:]
         assert len(back) == 1, [r.getMessage() for r in back]
         assert back[0].levelno == logging.INFO and "again" in back[0].getMessage()
     finally:

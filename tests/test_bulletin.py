@@ -18,7 +18,8 @@ from polars.testing import assert_frame_equal
 from corridors.errors import NoData
 from corridors.reference import countries_frame
 from metrics.indicators import compute_indicators, corridor_table
-from publish.bulletin import SECTIONS, flows, load_rpw, pct, write_bulletin
+from publish.bulletin import SECTIONS, flows, load_rpw, pct
+from publish.bulletin_files import write_bulletin
 from sendcost.cli import main
 
 PERIOD = "2014Q2"

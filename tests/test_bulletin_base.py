@@ -15,7 +15,8 @@ import polars as pl
 import pypdfium2 as pdfium
 import pytest
 
-from publish.bulletin import INSUFFICIENT, load_rpw, write_bulletin
+from publish.bulletin import INSUFFICIENT, load_rpw
+from publish.bulletin_files import write_bulletin
 from sendcost.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent

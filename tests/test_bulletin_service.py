@@ -41,13 +41,12 @@ async def test_add_jobs_schedules_the_first_of_the_month(tmp_path) -> None:
 
 async def test_job_publishes_and_the_api_lists_it(store, tmp_path) -> None:
     await import_rpw(store, bundled_rpw_path())  # idempotent: the store may have it already
-    app = web.Application()
+    app = web.Application(middlewares=middleware.MIDDLEWARES)
     app[runtime.CONFIG] = Config(data_dir=tmp_path)
     app[runtime.STORE] = store
     # The API's one error place turns a Problem into problem+json, as in the service.
     middleware.install(app, rate_limit_per_minute=0)
     setup_bulletin_routes(app)
-    middleware.finish(app)
 
     published = await publish_last_month(app, today=dt.date(2014, 7, 1))
     assert "2014Q2" in published
@@ -99,7 +98,7 @@ async def test_job_publishes_and_the_api_lists_it(store, tmp_path) -> None:
 
 
 async def test_job_without_data_publishes_nothing(store, tmp_path) -> None:
-    app = web.Application()
+    app = web.Application(middlewares=middleware.MIDDLEWARES)
     app[runtime.CONFIG] = Config(data_dir=tmp_path)
     app[runtime.STORE] = store
     assert await publish_last_month(app, today=dt.date(2099, 2, 1)) == []

@@ -16,9 +16,10 @@ from aiohttp.test_utils import TestServer
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from collector.sandbox import Faults, Sandbox
-from collector.schedule import add_jobs
+from collector.schedule import COLLECTION_JOBS, CollectionJobs, add_jobs
 from corridors import runtime
 from corridors.config import parse_config
+from corridors.jobs import JobsUnderWay
 from corridors.store import Store
 
 
@@ -98,3 +99,51 @@ async def test_a_crontab_source_collected_since_its_last_due_time_waits(
             await asyncio.sleep(0.1)
         assert f"{name}: collected" in caplog.text and "next at" in caplog.text
         assert await _runs(store, name) == 1  # the one inserted above, nothing new
+
+
+def test_add_jobs_names_each_sources_jobs() -> None:
+    """Who needs a source's jobs finds them by source (COLLECTION_JOBS), not by parsing ids."""
+    app = web.Application()
+    app[runtime.CONFIG] = parse_config({"sources": [
+        {"name": name, "kind": "ecb_rates", "url": "http://127.0.0.1:9/eurofxref-daily.xml",
+         "schedule": schedule, "jitter_seconds": 0}
+        for name, schedule in (("often", "interval:60"), ("yearly", "0 5 1 1 *"))]})
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    add_jobs(app, scheduler)
+    assert app[COLLECTION_JOBS] == {
+        "often": CollectionJobs("often", "collect:often"),
+        "yearly": CollectionJobs("yearly", "collect:yearly", "catch-up:collect:yearly")}
+    assert {j.id for j in scheduler.get_jobs()} == {
+        "collect:often", "collect:yearly", "catch-up:collect:yearly"}
+
+
+async def test_jobs_under_way_follow_the_schedulers_events() -> None:
+    """A run is under way from its submission until it ends, cancelled included."""
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    under_way = JobsUnderWay()
+    under_way.attach(scheduler)
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def job() -> None:
+        started.set()
+        await release.wait()
+
+    scheduler.start()
+    try:
+        assert under_way.count() == 0 and not under_way.running("slow")
+        scheduler.add_job(job, id="slow")  # runs at once
+        await asyncio.wait_for(started.wait(), 10)
+        assert under_way.running("slow") and under_way.count() == 1
+        release.set()
+        await under_way.wait(timeout=10)
+        assert under_way.count() == 0 and not under_way.running("slow")
+        # Cancelled when the scheduler stops: ended too, and waited for.
+        started.clear()
+        release.clear()
+        scheduler.add_job(job, id="stopped")
+        await asyncio.wait_for(started.wait(), 10)
+        assert under_way.running("stopped")
+    finally:
+        scheduler.shutdown(wait=False)
+    await under_way.wait(timeout=10)
+    assert under_way.count() == 0

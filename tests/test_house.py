@@ -56,3 +56,117 @@ def test_every_file_a_package_reads_is_packaged() -> None:
             if not any(fnmatch.fnmatch(rest, g) for g in globs.get(package, [])):
                 missing.append(f"{package}/{rest}")
     assert missing == [], f"not in [tool.setuptools.package-data]: {missing}"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Each module of the house → the modules of the house it imports, anywhere in it (a
+    function's import too: deferring an import hides a cycle, it does not break it).
+    Importing ``a.b.c`` runs ``a`` and ``a.b`` first, so those are imported as well, except
+    the importer's own packages, which are already running when it runs."""
+    modules = {_module_name(p): p for stage in ORDER for p in sorted((ROOT / stage).rglob("*.py"))}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        own = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}
+        explicit: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                explicit.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")
+                    anchor = parts[:len(parts) - (node.level - 1)]
+                    base = ".".join(anchor + ([base] if base else []))
+                for alias in node.names:
+                    # ``from a import b``: b is a module of its own, or a name read from a.
+                    sub = f"{base}.{alias.name}"
+                    explicit.add(sub if sub in modules else base)
+        edges: set[str] = set()
+        for target in explicit:
+            parts = target.split(".")
+            edges.update(m for i in range(1, len(parts) + 1)
+                         if (m := ".".join(parts[:i])) in modules
+                         and (m == target or m not in own))
+        edges.discard(name)
+        graph[name] = edges
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return sorted(found)
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    """The check below can fail: a → b → c → a is found, a tree is not."""
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b", "c"}, "b": {"c"}, "c": set()}) == []
+
+
+#: Cycles not broken yet, by the package they lie in, and why they are there. The test fails
+#: on any other cycle, and when one of these is gone (then strike it from this list).
+KNOWN_CYCLES = {
+    # Every adapter imports collector.run for RunContext (and Fetched); run imports them
+    # back through collector.sources (#15 item 5: the adapters' shared types out of run).
+    "collector": "adapters ↔ collector.run",
+    # metrics/__init__ re-exports its modules, and metrics.indicators reads
+    # METHODOLOGY_VERSION from it (a deferred import: hidden, not broken).
+    "metrics": "metrics ↔ metrics.indicators",
+}
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    """No import cycle between the house's modules: each room can be read (and imported)
+    after the ones it uses. Only ``KNOWN_CYCLES`` are tolerated, each inside its package."""
+    unexpected, known = [], set()
+    for cycle in _cycles(_module_graph()):
+        packages = {m.split(".")[0] for m in cycle}
+        if len(packages) == 1 and (package := packages.pop()) in KNOWN_CYCLES:
+            known.add(package)
+        else:
+            unexpected.append(" → ".join(cycle))
+    assert unexpected == []
+    assert sorted(known) == sorted(KNOWN_CYCLES), "a known cycle is gone: strike it"

@@ -73,6 +73,6 @@ async def test_metrics_say_an_outage_once_not_on_every_scrape(
         caplog.clear()
         for _ in range(5):
             assert (await client.get("/metrics")).status == 200
-        said = [r for r in caplog.records if r.name == "publish.api"]
+        said = [r for r in caplog.records if r.name == "publish.api.operations"]
         assert [r.levelno for r in said] == [logging.WARNING], [r.getMessage() for r in said]
         assert said[0].getMessage().startswith("metrics: the store is unreachable")

@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     setup_logging(args, config.log_level)
     period = str(parse_period(args.period))
-    from publish.bulletin import write_bulletin
+    from publish.bulletin_files import write_bulletin
 
     started = time.perf_counter()
     quotes, generated_from = load_quotes(args)

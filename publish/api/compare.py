@@ -1,0 +1,176 @@
+"""``/v1/compare``: the services of one corridor at one amount, ranked, and its CSV twin."""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import web
+
+from corridors.types import PayIn, PayOut
+from publish.api.conventions import (
+    INCLUDE,
+    JSON,
+    cached,
+    csv_headers,
+    dumps,
+    envelope,
+    include_emulated,
+    receive_units,
+    remember,
+    remember_entry,
+    send_csv,
+    to_csv,
+    wants_csv,
+)
+from publish.api.summaries import corridor_periods, corridor_summary
+from publish.data import CAVEATS, DATA, Cached, PricePoint, Snapshot, country_ref, period_key
+from publish.params import Params
+from publish.problems import not_found, unprocessable
+from publish.responses import send
+
+COMPARE_PARAMS = frozenset({"from", "to", "amount", "currency", "payin", "payout", "period",
+                            INCLUDE})
+SERVICE_CSV_COLUMNS = [
+    "rank", "provider", "firm_type", "product", "fee", "fee_currency", "applied_rate",
+    "reference_rate", "reference_rate_source", "reference_rate_at", "fee_pct",
+    "fx_margin_pct", "total_cost_pct", "effective_cost_pct", "amount_received",
+    "amount_received_basis",
+    "fee_paid_on_top",
+    "amount_received_if_fee_on_top", "amount_received_if_fee_deducted", "receive_currency",
+    "receive_currency_basis", "receive_currency_note",
+    "speed", "pay_in", "pay_out", "access_point", "transparent", "collected_at", "source",
+    "service_id", "data_kind", "flags",
+]
+
+
+def _nearest(points: list[PricePoint], amount: Decimal, by_usd: bool) -> PricePoint:
+    def distance(p: PricePoint) -> tuple[float, float]:
+        priced = p.amount_usd if by_usd else p.send_amount
+        # Relative distance: 300 is nearer 200 than 500 (log 1.5 < log 1.67).
+        return (abs(math.log(float(amount) / priced)), priced)
+    return min(points, key=distance)
+
+
+def _filtered(entries: list[dict[str, Any]], payin: str | None, payout: str | None,
+              ranked: bool) -> list[dict[str, Any]]:
+    out = [e for e in entries if (payin is None or e["pay_in"] == payin)
+           and (payout is None or e["pay_out"] == payout)]
+    if ranked and (payin or payout):
+        out = [{**e, "rank": i} for i, e in enumerate(out, 1)]
+    return out
+
+
+def _filter_note(entries: list[dict[str, Any]], payin: str | None, payout: str | None
+                 ) -> str | None:
+    """Why a filter may show fewer services than the corridor has: those that do not record
+    how money is paid in or out (RPW's survey quotes never say how it is paid in) are left
+    out, not guessed. None when no service was left out for that reason."""
+    unsaid = [f"{n} of {len(entries)} services do not record how the money is {how}"
+              for key, wanted, how in (("pay_in", payin, "paid in"),
+                                       ("pay_out", payout, "paid out"))
+              if wanted is not None and (n := sum(e[key] is None for e in entries))]
+    return "; ".join(unsaid) + ": the filter leaves them out" if unsaid else None
+
+
+def compare_document(snap: Snapshot, src: str, dst: str, amount: Decimal,
+                     currency: str | None, payin: str | None, payout: str | None,
+                     period: str | None) -> dict[str, Any]:
+    by_period = corridor_periods(snap, src, dst)
+    if period is not None and period not in by_period:
+        raise not_found(f"no quotes for the corridor {src} → {dst} in {period}; it has "
+                        f"{', '.join(sorted(by_period, key=period_key))}",
+                        corridor=f"{src}-{dst}")
+    label = period or max(by_period, key=period_key)
+    points = by_period[label]
+    send_currency = points[0].send_currency
+    if currency is not None and currency not in (send_currency, "USD"):
+        raise unprocessable("currency", f"currency must be the sending currency of "
+                                        f"{src} → {dst} ({send_currency}) or USD, not {currency}")
+    by_usd = currency == "USD" and send_currency != "USD"
+    point = _nearest(points, amount, by_usd)
+    priced = Decimal(point.amount_usd) if by_usd else Decimal(repr(point.send_amount))
+    exact = priced == amount
+    row = snap.corridor_row(label, point.amount_usd, src, dst)
+    services = _filtered(point.services, payin, payout, True)
+    apart = _filtered(point.non_transparent, payin, payout, False)
+    srcs = {e["source"] for e in services + apart} or set(point.sources)
+    flagged = sorted({f for e in services + apart for f in e["flags"]})
+    return envelope(
+        label, srcs, emulated=snap.include_emulated,
+        **{"from": country_ref(src), "to": country_ref(dst)},
+        amount=float(amount),
+        currency=currency or send_currency,
+        send_currency=send_currency,
+        priced_amount=float(priced),
+        priced_send_amount=point.send_amount,
+        priced_amount_usd=point.amount_usd,
+        approximate=not exact,
+        approximation=None if exact else (
+            f"not priced at {amount:f} {currency or send_currency}: these are the quotes at "
+            f"the nearest priced amount, {priced.normalize():f} {currency or send_currency}, "
+            "unscaled"),
+        priced_amounts=[p.send_amount for p in points],
+        filters={"payin": payin, "payout": payout,
+                 "note": _filter_note(point.services + point.non_transparent, payin, payout)},
+        corridor=corridor_summary(row),
+        ranked_by=point.ranked_by,
+        # What each flag on a service below means; flagged services keep their rank,
+        # marked, and the corridor's "cheapest" leaves them out.
+        flags_explained={f: CAVEATS[f] for f in flagged},
+        services=services,
+        non_transparent=apart,
+    )
+
+
+PAYIN = tuple(x.value for x in PayIn)
+PAYOUT = tuple(x.value for x in PayOut)
+
+
+async def compare(request: web.Request) -> web.StreamResponse:
+    fmt = "csv" if wants_csv(request) else "json"
+    data = request.app[DATA]
+    # The hot path awaits nothing: the snapshot in hand is used (the poller keeps it fresh).
+    emulated = include_emulated(request)
+    snap = (data.current(include_emulated=emulated)
+            or await data.snapshot(include_emulated=emulated))
+    # The migrant's question repeats: a query string answered before is answered from
+    # memory without parsing it again (only successful answers are kept), with its ETag.
+    raw_key = ("compare-raw", request.query_string, fmt)
+    hit = snap.responses.get(raw_key)
+    if hit is None:
+        await receive_units(request.app, snap)
+        hit = remember_entry(snap, raw_key, compare_body(request, snap, fmt))
+    body, tag, headers = hit
+    if fmt == "csv":
+        return send_csv(request, body, headers, filename="compare", etag=tag)
+    return send(request, body, JSON, etag=tag)
+
+
+def compare_body(request: web.Request, snap: Snapshot, fmt: str) -> Cached:
+    """The answer to a compare query: body, ETag and, for CSV, its ``csv_headers`` (the
+    receive currencies must be known: ``receive_units``)."""
+    p = Params(request.query, COMPARE_PARAMS)
+    src = p.country("from", required=True)
+    dst = p.country("to", required=True)
+    amount = p.amount("amount", required=True)
+    currency = p.currency("currency")
+    payin = p.choice("payin", PAYIN)
+    payout = p.choice("payout", PAYOUT)
+    period = p.period()
+    assert src and dst and amount is not None
+    if src == dst:
+        raise unprocessable("to", "to must differ from from: a corridor joins two countries")
+    key = ("compare", src, dst, amount.normalize(), currency, payin, payout, period, fmt)
+    hit = cached(snap, key)
+    if hit is None:
+        doc = compare_document(snap, src, dst, amount, currency, payin, payout, period)
+        if fmt == "csv":
+            hit = remember(snap, key, to_csv(doc["services"] + doc["non_transparent"],
+                                              SERVICE_CSV_COLUMNS),
+                            csv_headers(doc["period"], [s["name"] for s in doc["sources"]],
+                                        emulated=snap.include_emulated))
+        else:
+            hit = remember(snap, key, dumps(doc))
+    return hit

@@ -1,0 +1,90 @@
+"""``/v1/indicators``: a period's SDG 10.c indicators, and their CSV twin."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from metrics.indicators import corridor_table
+from publish.api.conventions import (
+    INCLUDE,
+    JSON,
+    cached,
+    csv_headers,
+    dumps,
+    envelope,
+    remember,
+    send_csv,
+    snapshot_of,
+    wants_csv,
+)
+from publish.api.summaries import cheapest_named, sources_used
+from publish.data import DATA, country_ref, finite
+from publish.params import Params
+from publish.problems import not_found
+from publish.responses import send
+
+INDICATORS_PARAMS = frozenset({"period", "amount", INCLUDE})
+#: The metrics document's names (``metrics.indicators``) → the API's, as every other
+#: endpoint names them: a cheapest service has a ``provider`` and a ``total_cost_pct``.
+INDICATORS_CSV_RENAMED = {"cheapest_firm": "cheapest_provider",
+                          "cheapest_total_cost": "cheapest_total_cost_pct"}
+
+
+def _indicators_corridor(c: dict[str, Any]) -> dict[str, Any]:
+    """A corridor of the metrics document as the API shows it: country objects beside the
+    codes, and its cheapest service named as in every other endpoint."""
+    cheapest = c["cheapest"]
+    return {"from": country_ref(c["source"]), "to": country_ref(c["destination"]), **c,
+            "cheapest": None if cheapest is None else cheapest_named(
+                cheapest["firm"], cheapest["firm_type"], cheapest["product"],
+                cheapest["total_cost"])}
+
+
+def _indicators_non_transparent(n: dict[str, Any]) -> dict[str, Any]:
+    """A service that does not disclose its rate, as the API shows it (country objects,
+    ``provider``)."""
+    return {"from": country_ref(n["source"]), "to": country_ref(n["destination"]),
+            "source": n["source"], "destination": n["destination"], "provider": n["firm"],
+            "fee_pct": finite(n["fee_pct"])}
+
+
+async def indicators(request: web.Request) -> web.StreamResponse:
+    p = Params(request.query, INDICATORS_PARAMS)
+    period, amount_usd = p.period(), p.price_point()
+    snap = await snapshot_of(request)
+    label = period or snap.latest_period(amount_usd=amount_usd)
+    if label is None:
+        raise not_found("the store has no quotes yet")
+    if (label, amount_usd) not in snap.services:  # the services indicators are made of
+        raise not_found(f"no quotes for {label} at USD {amount_usd}; periods with data: "
+                        f"{', '.join(snap.periods) or 'none'}")
+    fmt = "csv" if wants_csv(request) else "json"
+    key = ("indicators", label, amount_usd, fmt)
+    hit = cached(snap, key)
+    if hit is None:
+        doc = await request.app[DATA].indicators(snap, label, amount_usd)
+        if fmt == "csv":
+            body = await asyncio.to_thread(lambda: corridor_table(doc).rename(
+                INDICATORS_CSV_RENAMED).write_csv().encode())
+            meta = csv_headers(label, sources_used(snap, label, amount_usd),
+                               emulated=snap.include_emulated)
+        else:
+            out = dict(doc)
+            out["corridors"] = [_indicators_corridor(c) for c in doc["corridors"]]
+            out["non_transparent"] = [_indicators_non_transparent(n)
+                                      for n in doc["non_transparent"]]
+            out.pop("period")
+            out.pop("methodology_version")
+            body = dumps(envelope(doc["period"], sources_used(snap, label, amount_usd),
+                                  emulated=snap.include_emulated,
+                                  **out))
+            meta = {}
+        hit = remember(snap, key, body, meta)
+    body, tag, meta = hit
+    if fmt == "csv":
+        return send_csv(request, body, meta, filename=f"indicators-{label}-{amount_usd}",
+                        etag=tag)
+    return send(request, body, JSON, etag=tag)
