@@ -92,115 +92,131 @@ def _changed(now: pl.DataFrame, before: pl.DataFrame) -> pl.DataFrame:
     return now.join(before, on=now.columns, how="anti", nulls_equal=True)
 
 
-def find_events(snap: Snapshot, config: Config, before: Figures
-                ) -> tuple[list[NewEvent], Figures]:
-    """The events between the figures ``before`` and those of ``snap``, and the figures
-    that changed, to keep (blocking: run in a thread)."""
-    alerts = config.alerts
-    corridors_now = (moved.latest_corridor_figures(snap.corridor_table.lazy()).collect()
-                     .select(before[0].columns).cast(before[0].schema))
+def figures_now(snap: Snapshot, config: Config, before: Figures) -> Figures:
+    """The corridor, service and global figures of ``snap``, in the shapes of ``before``."""
+    corridors = moved.latest_corridor_figures(snap.corridor_table.lazy()).collect()
     frames = [frame.lazy().select(*moved.SERVICE_KEY[:1], *moved.SERVICE_FIGURES[1:],
                                   "transparent", "total_cost_pct")
               .with_columns(pl.lit(period).alias("period"),
                             pl.lit(usd, pl.Int32).alias("amount_usd"))
               for (period, usd), frame in sorted(snap.services.items())]
     if frames:
-        services = pl.concat(frames, how="diagonal")
-        services_now, global_now = pl.collect_all([
-            moved.latest_service_figures(services),
-            moved.global_figures(services, snap.corridor_table.lazy(),
+        services_all = pl.concat(frames, how="diagonal")
+        services, global_ = pl.collect_all([
+            moved.latest_service_figures(services_all),
+            moved.global_figures(services_all, snap.corridor_table.lazy(),
                                  min_corridors=config.bulletin.minimum.global_corridors)])
     else:
-        services_now, global_now = before[1].clear(), before[2].clear()
-    services_now = services_now.select(before[1].columns).cast(before[1].schema)
-    global_now = global_now.select(before[2].columns).cast(before[2].schema)
-    old_c, old_s, old_g = before[0].lazy(), before[1].lazy(), before[2].lazy()
+        services, global_ = before[1].clear(), before[2].clear()
+    return (corridors.select(before[0].columns).cast(before[0].schema),
+            services.select(before[1].columns).cast(before[1].schema),
+            global_.select(before[2].columns).cast(before[2].schema))
+
+
+def _crossed(r: dict[str, Any]) -> tuple[str, str]:
+    """(rose above / fell to or below, above / at or below) for a crossing row."""
+    rose = r["direction"] == "above"
+    return ("rose above", "above") if rose else ("fell to or below", "at or below")
+
+
+def _moved(r: dict[str, Any]) -> dict[str, Any]:
+    return {"measure": r["measure"], "threshold": r["threshold"], "direction": r["direction"],
+            "before": r["before"], "after": r["after"], "period_before": r["period_before"]}
+
+
+def _corridor_event(r: dict[str, Any], version: int, quotes: pl.DataFrame) -> NewEvent:
+    src, dst, usd, period = _where(r)
+    what, target = _MEASURES[r["measure"]], r["threshold"]
+    verb, side = _crossed(r)
+    goal = "no corridor above 5%" if target == 5 else "3% on average by 2030"
+    return NewEvent(
+        key=f"corridor_crossed:{src}-{dst}:{usd}:{r['measure']}:{target:g}:{r['direction']}:"
+            f"{version}",
+        kind="corridor_crossed",
+        title=f"{_name(src)} → {_name(dst)}, USD {usd}: the {what} {verb} {target:g}%",
+        summary=f"Sending USD {usd} from {_name(src)} to {_name(dst)}: the {what} went from "
+                f"{_pct(r['before'])} ({r['period_before']}) to {_pct(r['after'])} "
+                f"({period}), {side} {target:g}% (SDG 10.c: {goal}).",
+        figures_path=_corridor_path(src, dst, period, usd), source_code=src,
+        destination_code=dst, period=period, amount_usd=usd, details=_moved(r),
+        quote_ids=_ids_of(quotes, source_code=src, destination_code=dst, period=period,
+                          amount_usd=usd))
+
+
+def _global_event(r: dict[str, Any], version: int) -> NewEvent:
+    usd, period, target = r["amount_usd"], r["period"], r["threshold"]
+    what = {"average": "global average total cost (SDG 10.c.1)",
+            "smart": "global SmaRT"}[r["measure"]]
+    verb, side = _crossed(r)
+    return NewEvent(
+        key=f"global_crossed:{usd}:{r['measure']}:{target:g}:{r['direction']}:{version}",
+        kind="global_crossed",
+        title=f"Global, USD {usd}: the {what} {verb} {target:g}%",
+        summary=f"Sending USD {usd}, all corridors: the {what} went from {_pct(r['before'])} "
+                f"({r['period_before']}) to {_pct(r['after'])} ({period}), {side} "
+                f"{target:g}% (SDG 10.c: 3% on average by 2030, no corridor above 5%).",
+        figures_path=f"/v1/indicators?period={period}&amount={usd}", period=period,
+        amount_usd=usd, details=_moved(r))
+
+
+def _cheapest_event(r: dict[str, Any], version: int, quotes: pl.DataFrame) -> NewEvent:
+    src, dst, usd, period = _where(r)
+    return NewEvent(
+        key=f"new_cheapest:{src}-{dst}:{usd}:{provider_slug(r['after'])}:{version}",
+        kind="new_cheapest",
+        title=f"{_name(src)} → {_name(dst)}, USD {usd}: {r['after']} is now the cheapest",
+        summary=f"Sending USD {usd} from {_name(src)} to {_name(dst)} in {period}: the "
+                f"cheapest provider is {r['after']} ({_pct(r['after_total_cost'])}), where "
+                f"it was {r['before']} ({_pct(r['before_total_cost'])}, {r['period_before']}).",
+        figures_path=_corridor_path(src, dst, period, usd), source_code=src,
+        destination_code=dst, provider=r["after"], period=period, amount_usd=usd,
+        details={"before": r["before"], "after": r["after"],
+                 "before_total_cost_pct": r["before_total_cost"],
+                 "after_total_cost_pct": r["after_total_cost"],
+                 "period_before": r["period_before"]},
+        quote_ids=_ids_of(quotes, source_code=src, destination_code=dst, period=period,
+                          amount_usd=usd))
+
+
+def _price_event(r: dict[str, Any], version: int, quotes: pl.DataFrame) -> NewEvent:
+    src, dst, usd, period = _where(r)
+    kind, what = _PRICE_MEASURES[r["measure"]]
+    return NewEvent(
+        key=f"{kind}:{r['service_id']}:{usd}:{version}",
+        kind=kind,
+        title=f"{r['firm']}: the {what} {'rose' if r['change'] > 0 else 'fell'} by "
+              f"{abs(r['change']):.2f} points ({_name(src)} → {_name(dst)}, USD {usd})",
+        summary=f"{r['firm']}, sending USD {usd} from {_name(src)} to {_name(dst)}: the "
+                f"{what} went from {_pct(r['before'])} of the amount sent "
+                f"({r['period_before']}) to {_pct(r['after'])} ({period}).",
+        figures_path=_corridor_path(src, dst, period, usd), source_code=src,
+        destination_code=dst, provider=r["firm"], period=period, amount_usd=usd,
+        details={"measure": r["measure"], "service_id": r["service_id"],
+                 "before": r["before"], "after": r["after"], "change": r["change"],
+                 "period_before": r["period_before"]},
+        quote_ids=_ids_of(quotes, service_id=r["service_id"], period=period, amount_usd=usd))
+
+
+def find_events(snap: Snapshot, config: Config, before: Figures
+                ) -> tuple[list[NewEvent], Figures]:
+    """The events between the figures ``before`` and those of ``snap``, and the figures
+    that changed, to keep (blocking: run in a thread)."""
+    now = figures_now(snap, config, before)
+    old = [f.lazy() for f in before]
     crossings, global_crossings, cheapest, prices = pl.collect_all([
-        moved.corridor_crossings(old_c, corridors_now.lazy()),
-        moved.corridor_crossings(old_g, global_now.lazy(), key=moved.GLOBAL_KEY),
-        moved.new_cheapest(old_c, corridors_now.lazy()),
-        moved.price_changes(old_s, services_now.lazy(), fee_points=alerts.fee_change_points,
-                            fx_margin_points=alerts.fx_margin_change_points)])
-    quotes, version, events = _quote_ids(snap), snap.version, []
-    for r in crossings.iter_rows(named=True):
-        src, dst, usd, period = _where(r)
-        what, target = _MEASURES[r["measure"]], r["threshold"]
-        rose = r["direction"] == "above"
-        goal = "no corridor above 5%" if target == 5 else "3% on average by 2030"
-        events.append(NewEvent(
-            key=f"corridor_crossed:{src}-{dst}:{usd}:{r['measure']}:{target:g}:"
-                f"{r['direction']}:{version}",
-            kind="corridor_crossed",
-            title=f"{_name(src)} → {_name(dst)}, USD {usd}: the {what} "
-                  f"{'rose above' if rose else 'fell to or below'} {target:g}%",
-            summary=f"Sending USD {usd} from {_name(src)} to {_name(dst)}: the {what} went "
-                    f"from {_pct(r['before'])} ({r['period_before']}) to {_pct(r['after'])} "
-                    f"({period}), {'above' if rose else 'at or below'} {target:g}% "
-                    f"(SDG 10.c: {goal}).",
-            figures_path=_corridor_path(src, dst, period, usd), source_code=src,
-            destination_code=dst, period=period, amount_usd=usd,
-            details={"measure": r["measure"], "threshold": target, "direction": r["direction"],
-                     "before": r["before"], "after": r["after"],
-                     "period_before": r["period_before"]},
-            quote_ids=_ids_of(quotes, source_code=src, destination_code=dst, period=period,
-                              amount_usd=usd)))
-    for r in global_crossings.iter_rows(named=True):
-        usd, period, target = r["amount_usd"], r["period"], r["threshold"]
-        what = {"average": "global average total cost (SDG 10.c.1)",
-                "smart": "global SmaRT"}[r["measure"]]
-        rose = r["direction"] == "above"
-        events.append(NewEvent(
-            key=f"global_crossed:{usd}:{r['measure']}:{target:g}:{r['direction']}:{version}",
-            kind="global_crossed",
-            title=f"Global, USD {usd}: the {what} {'rose above' if rose else 'fell to or below'}"
-                  f" {target:g}%",
-            summary=f"Sending USD {usd}, all corridors: the {what} went from "
-                    f"{_pct(r['before'])} ({r['period_before']}) to {_pct(r['after'])} "
-                    f"({period}), {'above' if rose else 'at or below'} {target:g}% (SDG "
-                    "10.c: 3% on average by 2030, no corridor above 5%).",
-            figures_path=f"/v1/indicators?period={period}&amount={usd}", period=period,
-            amount_usd=usd,
-            details={"measure": r["measure"], "threshold": target, "direction": r["direction"],
-                     "before": r["before"], "after": r["after"],
-                     "period_before": r["period_before"]}))
-    for r in cheapest.iter_rows(named=True):
-        src, dst, usd, period = _where(r)
-        events.append(NewEvent(
-            key=f"new_cheapest:{src}-{dst}:{usd}:{provider_slug(r['after'])}:{version}",
-            kind="new_cheapest",
-            title=f"{_name(src)} → {_name(dst)}, USD {usd}: {r['after']} is now the cheapest",
-            summary=f"Sending USD {usd} from {_name(src)} to {_name(dst)} in {period}: the "
-                    f"cheapest provider is {r['after']} ({_pct(r['after_total_cost'])}), "
-                    f"where it was {r['before']} ({_pct(r['before_total_cost'])}, "
-                    f"{r['period_before']}).",
-            figures_path=_corridor_path(src, dst, period, usd), source_code=src,
-            destination_code=dst, provider=r["after"], period=period, amount_usd=usd,
-            details={"before": r["before"], "after": r["after"],
-                     "before_total_cost_pct": r["before_total_cost"],
-                     "after_total_cost_pct": r["after_total_cost"],
-                     "period_before": r["period_before"]},
-            quote_ids=_ids_of(quotes, source_code=src, destination_code=dst, period=period,
-                              amount_usd=usd)))
-    for r in prices.iter_rows(named=True):
-        src, dst, usd, period = _where(r)
-        kind, what = _PRICE_MEASURES[r["measure"]]
-        events.append(NewEvent(
-            key=f"{kind}:{r['service_id']}:{usd}:{version}",
-            kind=kind,
-            title=f"{r['firm']}: the {what} {'rose' if r['change'] > 0 else 'fell'} by "
-                  f"{abs(r['change']):.2f} points ({_name(src)} → {_name(dst)}, USD {usd})",
-            summary=f"{r['firm']}, sending USD {usd} from {_name(src)} to {_name(dst)}: the "
-                    f"{what} went from {_pct(r['before'])} of the amount sent "
-                    f"({r['period_before']}) to {_pct(r['after'])} ({period}).",
-            figures_path=_corridor_path(src, dst, period, usd), source_code=src,
-            destination_code=dst, provider=r["firm"], period=period, amount_usd=usd,
-            details={"measure": r["measure"], "service_id": r["service_id"],
-                     "before": r["before"], "after": r["after"], "change": r["change"],
-                     "period_before": r["period_before"]},
-            quote_ids=_ids_of(quotes, service_id=r["service_id"], period=period,
-                              amount_usd=usd)))
-    return events, (_changed(corridors_now, before[0]), _changed(services_now, before[1]),
-                    _changed(global_now, before[2]))
+        moved.corridor_crossings(old[0], now[0].lazy()),
+        moved.corridor_crossings(old[2], now[2].lazy(), key=moved.GLOBAL_KEY),
+        moved.new_cheapest(old[0], now[0].lazy()),
+        moved.price_changes(old[1], now[1].lazy(),
+                            fee_points=config.alerts.fee_change_points,
+                            fx_margin_points=config.alerts.fx_margin_change_points)])
+    quotes, version = _quote_ids(snap), snap.version
+    events = [*(_corridor_event(r, version, quotes) for r in crossings.iter_rows(named=True)),
+              *(_global_event(r, version) for r in global_crossings.iter_rows(named=True)),
+              *(_cheapest_event(r, version, quotes) for r in cheapest.iter_rows(named=True)),
+              *(_price_event(r, version, quotes) for r in prices.iter_rows(named=True))]
+    changed = tuple(_changed(n, b) for n, b in zip(now, before, strict=True))
+    return events, (changed[0], changed[1], changed[2])
 
 
 async def detect(app: web.Application) -> list[int] | None:
