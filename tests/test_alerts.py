@@ -360,6 +360,17 @@ async def test_a_collection_across_5_percent_gives_a_feed_entry_and_a_signed_web
         served = (await figures_resp.json())["indicators"]
         assert served["average"] == pytest.approx(event["details"]["after"])
 
+        # The same entry in the sending and receiving countries' feeds and the global one;
+        # the operators' fee rises in their providers' feeds.
+        for path in ("/v1/feeds/sending/NO.atom", "/v1/feeds/receiving/UGA.atom",
+                     "/v1/feeds/global.atom"):
+            feed = ET.fromstring(await (await client.get(path)).read())
+            assert crossed.findtext(f"{ATOM}id") in [
+                e.findtext(f"{ATOM}id") for e in feed.findall(f"{ATOM}entry")], path
+        provider = ET.fromstring(await (await client.get(
+            f"/v1/feeds/provider/{prefix}-remit-0.atom")).read())
+        titles = [e.findtext(f"{ATOM}title") or "" for e in provider.findall(f"{ATOM}entry")]
+        assert any(t.startswith(f"{prefix} Remit 0: the fee rose by ") for t in titles), titles
         # The page's "watch this corridor" gives the feed's URL.
         page = await (await client.get("/?from=NOR&to=UGA&amount=2000")).text()
         assert '<a href="/v1/feeds/corridor/NOR-UGA.atom" type="application/atom+xml">' \
