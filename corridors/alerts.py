@@ -272,6 +272,31 @@ async def finish_delivery(pool: asyncpg.Pool, delivery_id: int, state: str, *,
         delivery_id, state, http_status, error, retry_in_seconds)
 
 
+async def deliveries(pool: asyncpg.Pool, subscription_id: int, state: str | None,
+                     limit: int) -> list[asyncpg.Record] | None:
+    """A subscription's latest deliveries (of one state), newest first, with their event;
+    None when there is no such subscription."""
+    if await pool.fetchval("SELECT 1 FROM webhook_subscriptions WHERE id = $1",
+                           subscription_id) is None:
+        return None
+    return await pool.fetch(
+        "SELECT d.id, d.event_id, e.kind, e.title, d.status, d.attempts, d.next_attempt_at, "
+        "d.last_status, d.last_error, d.delivered_at, d.created_at FROM webhook_deliveries d "
+        "JOIN alert_events e ON e.id = d.event_id WHERE d.subscription_id = $1 "
+        "AND ($2::text IS NULL OR d.status = $2) ORDER BY d.id DESC LIMIT $3",
+        subscription_id, state, limit)
+
+
+async def redeliver_dead(pool: asyncpg.Pool, subscription_id: int) -> int:
+    """Queue a subscription's dead deliveries again, with their attempts back to none (the
+    receiver is fixed); how many."""
+    done = await pool.execute(
+        "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, "
+        "next_attempt_at = now() WHERE subscription_id = $1 AND status = 'dead'",
+        subscription_id)
+    return int(str(done).split()[-1])
+
+
 async def delivery_counts(pool: asyncpg.Pool) -> dict[str, int]:
     """Deliveries per state (every state named, 0 included)."""
     counts = dict.fromkeys(DELIVERY_STATES, 0)

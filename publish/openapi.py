@@ -539,11 +539,18 @@ ATOM_CONTENT = {"application/atom+xml": {"schema": STR}}
 P_FEED_COUNTRY = param("country", "ISO 3166 alpha-2 or alpha-3 (MEX, MX)", COUNTRY,
                        required=True, where="path")
 _SCOPE = {"enum": ["global", "corridor", "sending", "receiving", "provider"]}
+_P_WEBHOOK = param("id", "the subscription's number", {"type": "string", "pattern": "^[0-9]+$"},
+                   required=True, where="path")
 _DELIVERIES = obj({"pending": INT, "delivered": INT, "dead": INT})
 _WEBHOOK = {"id": INT, "url": STR, "scope": _SCOPE, "value": NSTR, "created_at": STR}
 SCHEMAS.update({
     "Webhook": obj({**_WEBHOOK, "deliveries": _DELIVERIES}),
     "Webhooks": obj({"webhooks": {"type": "array", "items": ref("Webhook")}}),
+    "WebhookDeliveries": obj({"webhook": INT, "deliveries": {"type": "array", "items": obj({
+        "id": INT, "event_id": INT, "kind": STR, "title": STR,
+        "state": {"enum": ["pending", "delivered", "dead"]}, "attempts": INT,
+        "next_attempt_at": NSTR, "last_status": {"type": ["integer", "null"]},
+        "last_error": NSTR, "delivered_at": NSTR, "created_at": STR})}}),
     "WebhookCreated": obj({**_WEBHOOK, "secret": STR, "signature": obj({
         "header": STR, "algorithm": STR, "tolerance_seconds": INT})}),
 })
@@ -602,11 +609,24 @@ _PATHS.update({
                           {"200": {"description": "OK", "content": {
                               "application/json": {"schema": ref("Webhooks")}}}},
                           [], (400, 401, 404))},
+    "/v1/admin/webhooks/{id}/deliveries": _admin_webhooks(
+        "/v1/admin/webhooks/{id}/deliveries", "get", "A subscription's latest deliveries, "
+        "newest first, with their attempts and last error (state=dead: the dead letters)",
+        {"200": {"description": "OK", "content": {"application/json": {
+            "schema": ref("WebhookDeliveries")}}}},
+        [_P_WEBHOOK, param("state", "only deliveries in this state",
+                           {"enum": ["pending", "delivered", "dead"]}), P_LIMIT],
+        (400, 401, 404, 422)),
+    "/v1/admin/webhooks/{id}/redeliver": _admin_webhooks(
+        "/v1/admin/webhooks/{id}/redeliver", "post", "Queue a subscription's dead deliveries "
+        "again, their attempts back to none",
+        {"202": {"description": "queued", "content": {"application/json": {
+            "schema": obj({"webhook": INT, "queued": INT})}}}},
+        [_P_WEBHOOK], (400, 401, 404)),
     "/v1/admin/webhooks/{id}": _admin_webhooks(
         "/v1/admin/webhooks/{id}", "delete", "Delete a subscription (deliveries not yet made "
         "are dropped)", {"204": {"description": "deleted"}},
-        [param("id", "the subscription's number", {"type": "string", "pattern": "^[0-9]+$"},
-               required=True, where="path")], (400, 401, 404)),
+        [_P_WEBHOOK], (400, 401, 404)),
 })
 
 

@@ -36,9 +36,11 @@ from corridors.alerts import (
     claim_due,
     create_subscription,
     delete_subscription,
+    deliveries,
     delivery_counts,
     finish_delivery,
     list_subscriptions,
+    redeliver_dead,
 )
 from corridors.reference import countries
 from corridors.store import STORE_ERRORS
@@ -294,12 +296,56 @@ async def remove_webhook(request: web.Request) -> web.StreamResponse:
     """DELETE /v1/admin/webhooks/{id}: unsubscribe (deliveries not yet made are dropped)."""
     authorise(request)
     Params(request.query, frozenset())
+    subscription = _subscription_id(request)
+    if not await delete_subscription(request.app[runtime.STORE].pool, subscription):
+        raise not_found(f"no webhook subscription {subscription}")
+    return web.Response(status=204, headers={"Cache-Control": "no-store"})
+
+
+DELIVERIES_PARAMS = frozenset({"state", "limit"})
+
+
+def _subscription_id(request: web.Request) -> int:
     text = request.match_info["id"]
     if not text.isdigit() or len(text) > 18:
         raise bad_parameter("id", f"id must be a subscription's number, not {text[:40]!r}")
-    if not await delete_subscription(request.app[runtime.STORE].pool, int(text)):
-        raise not_found(f"no webhook subscription {text}")
-    return web.Response(status=204, headers={"Cache-Control": "no-store"})
+    return int(text)
+
+
+async def list_deliveries(request: web.Request) -> web.StreamResponse:
+    """GET /v1/admin/webhooks/{id}/deliveries[?state=][&limit=]: the latest deliveries, with
+    their attempts and last error (the dead letters: ``state=dead``)."""
+    authorise(request)
+    p = Params(request.query, DELIVERIES_PARAMS)
+    state = p.raw("state")
+    if state is not None and state not in DELIVERY_STATES:
+        raise bad_parameter("state", f"state must be one of {', '.join(DELIVERY_STATES)}, "
+                                     f"not {state[:40]!r}")
+    subscription = _subscription_id(request)
+    rows = await deliveries(request.app[runtime.STORE].pool, subscription, state, p.limit())
+    if rows is None:
+        raise not_found(f"no webhook subscription {subscription}")
+    return web.json_response({"webhook": subscription, "deliveries": [
+        {"id": r["id"], "event_id": r["event_id"], "kind": r["kind"], "title": r["title"],
+         "state": r["status"], "attempts": r["attempts"],
+         "next_attempt_at": _iso(r["next_attempt_at"]) if r["status"] == "pending" else None,
+         "last_status": r["last_status"], "last_error": r["last_error"],
+         "delivered_at": _iso(r["delivered_at"]) if r["delivered_at"] else None,
+         "created_at": _iso(r["created_at"])} for r in rows]},
+        headers={"Cache-Control": "no-store"})
+
+
+async def redeliver(request: web.Request) -> web.StreamResponse:
+    """POST /v1/admin/webhooks/{id}/redeliver: queue the dead deliveries again."""
+    authorise(request)
+    Params(request.query, frozenset())
+    subscription = _subscription_id(request)
+    pool = request.app[runtime.STORE].pool
+    if await deliveries(pool, subscription, "dead", 1) is None:
+        raise not_found(f"no webhook subscription {subscription}")
+    queued = await redeliver_dead(pool, subscription)
+    return web.json_response({"webhook": subscription, "queued": queued}, status=202,
+                             headers={"Cache-Control": "no-store"})
 
 
 def setup_webhooks(app: web.Application) -> None:
@@ -308,4 +354,8 @@ def setup_webhooks(app: web.Application) -> None:
     app.router.add_get("/v1/admin/webhooks", list_webhooks, name="admin_webhooks")
     app.router.add_delete("/v1/admin/webhooks/{id}", remove_webhook,
                           name="admin_webhooks_delete")
+    app.router.add_get("/v1/admin/webhooks/{id}/deliveries", list_deliveries,
+                       name="admin_webhook_deliveries")
+    app.router.add_post("/v1/admin/webhooks/{id}/redeliver", redeliver,
+                        name="admin_webhook_redeliver")
 

@@ -558,6 +558,22 @@ async def test_a_failing_receiver_is_retried_with_backoff_then_dead(
         assert len(calls) == 3 and calls[1] - calls[0] >= 0.3 and calls[2] - calls[1] >= 0.3
         text = await (await client.get("/metrics")).text()
         assert 'sendcost_webhook_delivery_attempts_total{outcome="dead"} 1.0' in text
+        # The dead letter, its last error, and a redelivery once the receiver is fixed.
+        dead = await client.get(f"/v1/admin/webhooks/{sub['id']}/deliveries?state=dead",
+                                headers=AUTH)
+        [letter] = (await dead.json())["deliveries"]
+        assert (letter["state"], letter["attempts"], letter["last_status"],
+                letter["last_error"], letter["title"]) == ("dead", 3, 500, "HTTP 500", "t")
+        bad = await client.get(f"/v1/admin/webhooks/{sub['id']}/deliveries?state=lost",
+                               headers=AUTH)
+        assert bad.status == 400 and (await bad.json())["parameter"] == "state"
+        again = await client.post(f"/v1/admin/webhooks/{sub['id']}/redeliver", headers=AUTH)
+        assert again.status == 202 and (await again.json())["queued"] == 1
+        assert await store.pool.fetchval(
+            "SELECT (status, attempts)::text FROM webhook_deliveries WHERE subscription_id = $1",
+            sub["id"]) == "(pending,0)"
+        assert (await client.post("/v1/admin/webhooks/999999999/redeliver",
+                                  headers=AUTH)).status == 404
     finally:
         await client.delete(f"/v1/admin/webhooks/{sub['id']}", headers=AUTH)
         await client.close()

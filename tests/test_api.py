@@ -54,6 +54,7 @@ from publish.middleware import (
 )
 from publish.openapi import document
 from publish.page import PAGE_PARAMS
+from publish.webhooks import DELIVERIES_PARAMS
 
 RPW_SOURCE = {"name": "rpw", "title": "The World Bank, Remittance Prices Worldwide",
               "url": "https://remittanceprices.worldbank.org", "licence": "CC BY 4.0"}
@@ -1130,6 +1131,7 @@ async def test_openapi_describes_exactly_the_routes(api: TestClient) -> None:  #
         "/v1/postal/benchmark": POSTAL_PARAMS, "/": PAGE_PARAMS,
         "/v1/admin/collect": ADMIN_COLLECT_PARAMS,
         "/v1/admin/bulletin": ADMIN_BULLETIN_PARAMS,
+        "/v1/admin/webhooks/{id}/deliveries": DELIVERIES_PARAMS,
     }
     for path, item in doc["paths"].items():
         for method, operation in item.items():
