@@ -84,7 +84,8 @@ class SourceConfig:
         return out
 
     def url_secrets(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The values of the ${NAME}s in ``url`` (an API key in a query string), read from
+        """The values of the ${NAME}s in ``url`` (an API key in a query string) and in a POST
+        ``options.body`` (a key in the JSON question), read from
         ``environ`` (default: the process environment), by NAME; ConfigError naming the
         source and variable if one is unset or holds a line break or a space. They are
         put in the URL only when a request is sent: what is archived and logged keeps
@@ -98,6 +99,18 @@ class SourceConfig:
             if not env[name] or any(ch.isspace() for ch in env[name]):
                 raise ConfigError(f"sources[{self.name}].url: environment variable {name} is "
                                   "empty or holds a space or a line break")
+            out[name] = env[name]
+        # A POST body's ${NAME}s (a key the API takes in its JSON question): the same, filled
+        # in only when the request is sent.
+        body = self.options.get("body")
+        for name in dict.fromkeys(_ENV_REF.findall(body if isinstance(body, str) else "")):
+            if name in out:
+                continue
+            if not env.get(name) or "\n" in env[name] or "\r" in env[name]:
+                raise ConfigError(
+                    f"sources[{self.name}].options.body: environment variable {name} is "
+                    + ("not set" if name not in env else "empty or holds a line break")
+                    + f" (the body names it as ${{{name}}})")
             out[name] = env[name]
         return out
 
