@@ -482,6 +482,19 @@ def header_lead(b: Bulletin, h: dict[str, str]) -> str:
             "against the SDG target of less than 3% by 2030.")
 
 
+def weights_rule(b: Any) -> str:
+    """The weighted average's coverage rule and what it reached in the period, in words."""
+    w = b.doc.get("weighted_average_coverage")
+    if w is None:
+        return "the coverage rule of config.toml [indicators] (no matrix was used)"
+    reached = ("no volume" if w["volume_share"] is None
+               else f"{w['volume_share']:.1f}% of it")
+    return (f"{w['volume_share_min']:g}% of the remittance volume between the surveyed "
+            f"countries (this period, the {w['matrix_year']} matrix weighs "
+            f"{w['corridors_weighed']} of {w['corridors_with_average']} corridors with an "
+            f"average, {reached}: {w['status']})")
+
+
 def html(b: Bulletin, charts_: Sequence[ch.Chart]) -> str:
     c = {chart.name: chart for chart in charts_}
     h = headline_numbers(b)
@@ -713,8 +726,9 @@ cheapest service, SmaRT and its rank:
 <p>Method: the World Bank's Remittance Prices Worldwide method. Total cost = fee % + FX margin
 %; averages are simple means over transparent services, each service once; the weighted
 average weights corridor averages by the bilateral remittance matrix nearest the period (2011
-or 2021), and is left out when it weighs fewer than 75% of the corridors; SmaRT is the mean of
-the three cheapest qualifying services (transparent, within 5 days) of a corridor.
+or 2021), and is left out ("insufficient weights") when the corridors it weighs carry less than
+{esc(weights_rule(b))}; SmaRT is the mean of the three cheapest qualifying services
+(transparent, within 5 days) of a corridor.
 {esc(INDICATIVE)}</p>
 <p>Licence: {esc(LICENCE)} (<a href="{LICENCE_URL}">{LICENCE_URL}</a>). Attribution:
 {esc(RPW_ATTRIBUTION)}. Every table and chart of this bulletin is in <a href="data/">data/</a>

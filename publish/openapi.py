@@ -198,13 +198,17 @@ SCHEMAS: dict[str, Any] = {
             "weighted_average_coverage": {
                 "description": "what the weighted average could weigh: the World Bank/KNOMAD "
                                "bilateral remittance matrix nearest the period, the corridors "
-                               "it weighed of those with an average, and the volume weighed; "
-                               "'insufficient weights' (and a null weighted_average) below "
-                               "75 % of the corridors; null without a matrix",
+                               "it weighed of those with an average, and the volume weighed "
+                               "(USD millions, and % of the matrix's volume between the "
+                               "period's sending and receiving countries); 'insufficient "
+                               "weights' (and a null weighted_average) below volume_share_min "
+                               "(config.toml [indicators]); null without a matrix",
                 "oneOf": [obj({
                     "matrix_year": {"type": ["integer", "null"]},
                     "corridors_weighed": INT, "corridors_with_average": INT,
                     "corridor_share": NUM, "flow_usd_m": NUM,
+                    "flow_between_countries_usd_m": NUM, "volume_share": NUM,
+                    "volume_share_min": NUM, "matrix_flow_usd_m": NUM,
                     "status": {"enum": ["ok", INSUFFICIENT_WEIGHTS]}}), {"type": "null"}]},
             "by_payment_instrument": {
                 "description": "average over transparent services by the instrument that "
@@ -473,7 +477,10 @@ _PATHS: dict[str, Any] = {
                     statuses=(), data=False, etag=False),
     "/": get("/", "The comparison page (HTML)", None, [
         param("from", "sending country", COUNTRY), param("to", "receiving country", COUNTRY),
-        param("amount", "amount to send (as /v1/compare's; spaces around it are forgiven)",
+        param("amount", "amount to send, as people type it: 200,50, 1 000, 1.000,50, 500€ "
+                        "and $200 are read (docs/api.md, \"The page\")", {"type": "string"}),
+        param("lang", "the page's language: en, es, fr, pt, ar, hi, tl, ru or sw (a tag "
+                      "such as es-MX counts as es); else Accept-Language decides",
               {"type": "string"}),
         param("include", "emulated: show the sandbox's emulated quotes under the banner "
                          "\"emulated data — not real prices\" (the default under "
