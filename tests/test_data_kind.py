@@ -453,7 +453,8 @@ def test_the_ranked_cost_column_is_the_one_the_ranking_uses() -> None:
                 "pay_in": None, "access_point": None, "pay_out": None,
                 "collected_at": "2026-12-01T00:00:00Z", "data_kind": "observed"}
 
-    doc = {"from": {"name": "Germany"}, "to": {"name": "Türkiye"}, "currency": "EUR",
+    doc = {"from": {"name": "Germany", "alpha3": "DEU"},
+           "to": {"name": "Türkiye", "alpha3": "TUR"}, "currency": "EUR",
            "amount": 140.0, "priced_amount": 140.0, "approximate": False, "period": "2026-12",
            "corridor": {"average": 5.0, "points_above_3": 2.0, "points_above_5": 0.0},
            "ranked_by": "amount_received_per_amount_paid", "flags_explained": {},
