@@ -146,27 +146,7 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     assert _cycles({"a": {"b", "c"}, "b": {"c"}, "c": set()}) == []
 
 
-#: Cycles not broken yet, by the package they lie in, and why they are there. The test fails
-#: on any other cycle, and when one of these is gone (then strike it from this list).
-KNOWN_CYCLES = {
-    # Every adapter imports collector.run for RunContext (and Fetched); run imports them
-    # back through collector.sources (#15 item 5: the adapters' shared types out of run).
-    "collector": "adapters ↔ collector.run",
-    # metrics/__init__ re-exports its modules, and metrics.indicators reads
-    # METHODOLOGY_VERSION from it (a deferred import: hidden, not broken).
-    "metrics": "metrics ↔ metrics.indicators",
-}
-
-
 def test_no_module_imports_itself_through_others() -> None:
     """No import cycle between the house's modules: each room can be read (and imported)
-    after the ones it uses. Only ``KNOWN_CYCLES`` are tolerated, each inside its package."""
-    unexpected, known = [], set()
-    for cycle in _cycles(_module_graph()):
-        packages = {m.split(".")[0] for m in cycle}
-        if len(packages) == 1 and (package := packages.pop()) in KNOWN_CYCLES:
-            known.add(package)
-        else:
-            unexpected.append(" → ".join(cycle))
-    assert unexpected == []
-    assert sorted(known) == sorted(KNOWN_CYCLES), "a known cycle is gone: strike it"
+    after the ones it uses."""
+    assert [" → ".join(cycle) for cycle in _cycles(_module_graph())] == []
