@@ -53,9 +53,8 @@ import polars as pl
 from aiohttp import web
 
 from collector.kinds import EMULATED_HEADER
-from collector.rpw import CURRENCY_FROM_RPW, read_rpw
-from collector.rpw_import import bundled_rpw_path
 from corridors.config import DEFAULT_AMOUNTS
+from corridors.reading.rpw import CURRENCY_FROM_RPW, bundled_rpw_path, read_rpw
 from corridors.reference import countries, country, legal_tender
 
 BAD_KINDS = ("fee_negative", "fee_above_amount", "rate_off_reference", "received_inconsistent",

@@ -23,9 +23,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from api_support import api, make_app, rpw_loaded  # noqa: F401  (fixtures)
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.rpw_import import bundled_rpw_path
 from collector.schedule import COLLECTION_JOBS, CollectionJobs
 from corridors import runtime
+from corridors.reading.rpw import bundled_rpw_path
 from corridors.reference import countries
 from corridors.types import (
     FIRM_TYPE_FROM_RPW,
@@ -357,7 +357,7 @@ async def test_history_is_the_corridors_figures_period_by_period(api: TestClient
 
 
 async def test_indicators_are_the_metrics_document_from_the_file(api: TestClient) -> None:  # noqa: F811
-    from collector.rpw import read_rpw
+    from corridors.reading.rpw import read_rpw
     from sendcost.commands.indicators import compute_from_frame
 
     doc = await asyncio.to_thread(lambda: compute_from_frame(
@@ -503,7 +503,7 @@ def test_inferred_receive_currencies_agree_with_rpws_notes() -> None:
     rate is the fixed EUR → CFA peg and the note says the money is paid out in euros."""
     import polars as pl
 
-    from collector.rpw import read_rpw
+    from corridors.reading.rpw import read_rpw
     from corridors.reference import legal_tender
     from publish.receive import infer
 

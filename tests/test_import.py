@@ -12,9 +12,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from collector.rpw import RpwRead, read_rpw
-from collector.rpw_import import bundled_rpw_path, import_rpw
+from collector.rpw_import import import_rpw
 from corridors.errors import ImportFileError
+from corridors.reading.rpw import RpwRead, bundled_rpw_path, read_rpw
 from corridors.store import Store, connect
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,14 +8,14 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from collector.rpw import (
+from corridors.errors import ImportFileError
+from corridors.frame import QUOTE_FRAME_SCHEMA
+from corridors.reading.rpw import (
     REQUIRED_COLUMNS,
     SHEET_FROM_2016Q2,
     SHEET_UP_TO_2016Q1,
     read_rpw,
 )
-from corridors.errors import ImportFileError
-from corridors.frame import QUOTE_FRAME_SCHEMA
 
 DATA = Path(__file__).resolve().parent.parent / "corridors" / "data"
 RPW_GZ = DATA / "rpw_quotes_2011Q1_2014Q2.csv.gz"

@@ -2,7 +2,8 @@
 
 No database here: ``read_rpw`` turns the CSV (plain or gzip) or the full xlsx workbook into
 ``corridors.frame`` rows, and reports what it could not take. The store-side import lives
-in ``collector.rpw_import``; ``sendcost indicators --from-file`` uses this directly.
+in ``collector.rpw_import``; ``sendcost indicators --from-file`` and the bulletin use this
+directly (``bundled_rpw_path``: the 2011-2014 file bundled in corridors/data).
 
 Decisions, each one a place where RPW's file says less than the quote frame asks:
 
@@ -62,6 +63,9 @@ from corridors.types import (
 )
 
 log = logging.getLogger(__name__)
+
+#: The World Bank's 2011Q1-2014Q2 RPW extract bundled in corridors/data (RPW_README.md).
+BUNDLED_RPW = "rpw_quotes_2011Q1_2014Q2.csv.gz"
 
 SHEET_UP_TO_2016Q1 = "Dataset (up to Q1 2016)"
 SHEET_FROM_2016Q2 = "Dataset (from Q2 2016)"
@@ -319,13 +323,18 @@ def _first_present(columns: list[str], aliases: tuple[str, ...]) -> str | None:
     return next((c for c in aliases if c in columns), None)
 
 
+def bundled_rpw_path() -> Path:
+    """The bundled 2011Q1-2014Q2 RPW file (``BUNDLED_RPW``)."""
+    from corridors.reference import data_file
+
+    return data_file(BUNDLED_RPW)
+
+
 @functools.lru_cache(maxsize=1)
 def _bundled_firms() -> tuple[frozenset[str], dict[str, str]]:
     """The firm names of the bundled 2011-2014 file, and for each name's matching key
     (``_norm``) its most frequent spelling there."""
-    from corridors.reference import data_file
-
-    data = gzip.decompress(data_file("rpw_quotes_2011Q1_2014Q2.csv.gz").read_bytes())
+    data = gzip.decompress(bundled_rpw_path().read_bytes())
     counts = Counter(row["firm"] for row in csv.DictReader(io.StringIO(data.decode())))
     spelling: dict[str, str] = {}
     for name, _ in counts.most_common():
@@ -644,28 +653,4 @@ def _parse_sheet(raw: pl.DataFrame, sheet: str | None, path: str, result: RpwRea
     out = conform(pl.concat(quotes, how="vertical")).collect()
     assert list(out.schema) == list(QUOTE_FRAME_SCHEMA)
     return out.sort("period", "source_code", "destination_code", "service_id", "amount_usd")
-
-
-# --- the bilateral remittance matrix ---------------------------------------------------------
-
-
-def read_bilateral_matrix(path: str | Path) -> pl.DataFrame:
-    """The World Bank bilateral remittance matrix as it is: names, strings, one row a sender.
-
-    The file is Windows-1252 text (``Côte d'Ivoire``) with thousands separators and notes
-    under the table; ``collector.flows.read_bilateral_flows`` turns it into corridor flows.
-    """
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise ImportFileError(f"cannot read ({exc})", path=str(p)) from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = data.decode("cp1252")
-    try:
-        return pl.read_csv(io.StringIO(text), infer_schema=False, truncate_ragged_lines=True)
-    except pl.exceptions.PolarsError as exc:
-        raise ImportFileError(f"matrix not readable ({exc})", path=str(p)) from None
 
