@@ -27,6 +27,14 @@ Decisions, each one a place where RPW's file says less than the quote frame asks
   of case and spacing, "A,B" is the set {A, B}, every label is kept verbatim in
   ``RpwRead.labels``, and one sendcost does not know is counted per label
   (``unknown_labels``); an unknown firm type counts as "other".
+* RPW has no pay-out currency column; about a quarter of its rows say it in free-text notes
+  (``note1``/``note2``, the workbook's ``Standard Note``): "USD service", "This RSP sends EUR
+  and pays out USD in this corridor", "pays out LCU" (the receiving country's currency of the
+  time). ``payout_currency_noted`` is the first currency a note names (``PAYOUT_NOTES``), read
+  here once for every user of the file: the importer stores it beside each quote, the API and
+  the sandbox read it. A code that is no currency of a country today (a typo such as "SGP")
+  names nothing. It is what the note says changes hands, not always the unit of the row's
+  amounts (publish/receive.py tells the two apart).
 * Numbers may be text, with thousands separators or a percent sign ("5.2%"). World Bank
   country codes that are not ISO's (``KSV``) are mapped (``corridors.reference``). The
   workbook's own region, income and G8/G20 columns become ``RpwRead.classifications``.
@@ -82,6 +90,14 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
 
 #: RPW currency labels that are not ISO 4217 codes, mapped explicitly.
 CURRENCY_FROM_RPW: dict[str, str] = {"CFA": "XOF"}
+
+#: RPW's free-text note columns, in the order they are read (the CSV's two, the workbook's).
+NOTE_COLUMNS = ("note1", "note2", "standard note")
+#: Notes naming the currency a service pays out in, tried in this order on each note (the
+#: first group: a code; "LCU" is the receiving country's currency).
+PAYOUT_NOTES = (r"pays? ?out (?:in )?([A-Z]{3})\b",
+                r"(?i)^\s*([A-Z]{3}) service\b",
+                r"sends ([A-Z]{3}) in this corridor")
 
 _NUMERIC = ("lcu amount", "lcu fee", "lcu fx rate", "fx margin", "total cost %")
 _COUNTRY = re.compile(r"^[A-Z]{3}$")
@@ -607,6 +623,7 @@ def _parse_sheet(raw: pl.DataFrame, sheet: str | None, path: str, result: RpwRea
 
     product_col = _first_present(cols, ("product",))
     period = pl.col("period").replace_strict(periods, default=None, return_dtype=pl.String)
+    noted = _payout_noted(good, [c for c in cols if c.lower() in NOTE_COLUMNS], period)
     transparent = pl.col("transparent").str.to_lowercase() == "yes"
     product = pl.col(product_col).fill_null("") if product_col else pl.lit("")
     service_id = pl.format("rpw:{}:{}:{}:{}:{}:{}", period, pl.col("source_code"),
@@ -625,6 +642,7 @@ def _parse_sheet(raw: pl.DataFrame, sheet: str | None, path: str, result: RpwRea
         numbers["inter lcu bank fx"].alias("reference_rate"),
         transparent.alias("transparent"),
         collected.alias("collected_at"),
+        noted.alias("payout_currency_noted"),
         *(numbers[c] for c in num_cols if c != "inter lcu bank fx"),
         pl.col("cc1 lcu code"), pl.col("cc2 lcu code"),
     )
@@ -654,3 +672,38 @@ def _parse_sheet(raw: pl.DataFrame, sheet: str | None, path: str, result: RpwRea
     assert list(out.schema) == list(QUOTE_FRAME_SCHEMA)
     return out.sort("period", "source_code", "destination_code", "service_id", "amount_usd")
 
+
+def _known_currencies() -> set[str]:
+    """The currencies of today's countries, and USD and EUR."""
+    from corridors.reference import countries
+
+    return {c.currency for c in countries().values() if c.currency} | {"USD", "EUR"}
+
+
+def _payout_noted(good: pl.DataFrame, notes: list[str], period: pl.Expr) -> pl.Expr:
+    """The pay-out currency the row's notes name: the first match of ``PAYOUT_NOTES`` over
+    ``notes`` (in order) that is a known currency or "LCU", "LCU" read as the receiving
+    country's currency in the row's period (Croatia paid out HRK in 2014)."""
+    if not notes:
+        return pl.lit(None, pl.String)
+    known = sorted(_known_currencies() | {"LCU"})
+    named = pl.coalesce([
+        pl.when(code.is_in(known)).then(code)
+        for note in notes for pattern in PAYOUT_NOTES
+        for code in [pl.col(note).str.extract(pattern, 1).str.to_uppercase()
+                     .replace(CURRENCY_FROM_RPW)]])
+    lcu = good.select(period.alias("p"), pl.col("destination_code").alias("d"),
+                      named.alias("n")).filter(pl.col("n") == "LCU").unique(["p", "d"])
+    from corridors.reference import countries, legal_tender
+
+    local: dict[str, str | None] = {}
+    for p, d, _ in lcu.iter_rows():
+        if p is None:
+            continue
+        tender = legal_tender(d, p)
+        local[f"{p}|{d}"] = tender[0] if tender else getattr(countries().get(d), "currency",
+                                                             None)
+    return (pl.when(named == "LCU")
+            .then(pl.format("{}|{}", period, pl.col("destination_code"))
+                  .replace_strict(local, default=None, return_dtype=pl.String))
+            .otherwise(named))
