@@ -157,6 +157,7 @@ def frame_to_quotes(frame: pl.DataFrame) -> list[Quote]:
             received_amount=dec["received_amount"][i],
             fx_margin_reported=dec["fx_margin_reported"][i],
             total_cost_reported=dec["total_cost_reported"][i],
+            payout_currency_noted=col["payout_currency_noted"][i],
         ))
     return quotes
 
