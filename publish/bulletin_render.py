@@ -27,7 +27,6 @@ from publish.bulletin import (
     LICENCE,
     LICENCE_URL,
     RPW_ATTRIBUTION,
-    SECONDARY,
     SECTIONS,
     Bulletin,
     _changes,
@@ -42,7 +41,6 @@ from publish.bulletin import (
     points,
     region_label,
     rpw_credit,
-    secondary_words,
     shown,
 )
 from publish.data import CAVEATS
@@ -503,8 +501,7 @@ def html(b: Bulletin, charts_: Sequence[ch.Chart]) -> str:
 
     official = [[r["label"], r["ours_shown"], pct(r["value_pct"]), r["difference"],
                  Raw(f'<a href="{esc(r["source_url"])}">{esc(r["source_title"])}</a>'
-                     + (f' <em class="secondary">({esc(SECONDARY)})</em>'
-                        if r["source_kind"] != "primary" else ""))]
+                     f'<br><span class="note">“{esc(r["quote"])}”</span>')]
                 for r in official_rows(b)]
     sections.append(f"""
 <section id="headline"><h2>{esc(SECTIONS[0])}</h2>
@@ -851,7 +848,7 @@ def markdown(b: Bulletin) -> str:
         ["Indicator", f"sendcost {b.period}", f"World Bank {b.period}",
          "Difference (ours − World Bank)", "Source"],
         [[r["label"], r["ours_shown"], pct(r["value_pct"]), r["difference"],
-          f"{r['source_title']} ({r['source_url']}){secondary_words(r)}"]
+          f"{r['source_title']} ({r['source_url']}): “{r['quote']}”"]
          for r in rows_o]) if rows_o else \
         "No World Bank figure of this very period to set ours beside."
     moved = b.above_5.filter(pl.col("status") != "stayed")
