@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from collector.model import CorridorSpec, Draft
@@ -98,6 +99,10 @@ class RunContext(Protocol):
     async def fetch(self, url: str, json_body: bytes | None = None) -> Fetched:
         """The response for ``url`` (POSTed ``json_body`` when given), archived; raises
         FetchError when there is none usable."""
+        ...
+
+    async def read_file(self, url: str, path: Path) -> Fetched:
+        """A local file (``url`` as configured) as a response, archived like one."""
         ...
 
     async def each(self, items: Iterable[T], fn: Callable[[T], Awaitable[None]]) -> None:

@@ -6,7 +6,7 @@
 
 ALTER TABLE quotes ADD COLUMN payout_currency_noted text;
 
--- The quote frame as migration 6 made it, with the noted currency at its end.
+-- The quote frame as migrations 6 and 10 made it, with the noted currency at its end.
 CREATE OR REPLACE VIEW quote_frame AS
 SELECT q.period,
        c.source_code,
