@@ -169,7 +169,8 @@ async def rpw_database(server_url: str) -> str:
     """A new database next to ``server_url``'s, migrated and loaded with the bundled RPW."""
     import asyncpg
 
-    from collector.rpw_import import bundled_rpw_path, import_rpw
+    from collector.rpw_import import import_rpw
+    from corridors.reading.rpw import bundled_rpw_path
     from corridors.store import connect
 
     name = f"sendcost_bench_api_{os.getpid()}"

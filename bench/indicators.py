@@ -45,7 +45,7 @@ QUOTES_PER_SERVICE = 30
 
 def generate(n: int, path: Path, seed: int = 1) -> None:
     """Write ``n`` synthetic quotes to ``path`` (Parquet)."""
-    from collector.rpw import read_rpw
+    from corridors.reading.rpw import read_rpw
 
     real = (read_rpw(RPW_GZ).frame.filter(pl.col("amount_usd") == 200)
             .with_columns((pl.col("fee") / pl.col("send_amount") * 100).fill_null(0)
@@ -117,8 +117,8 @@ class RssSampler:
 
 
 def run_sendcost(data: Path) -> dict[str, Any]:
-    from collector.flows import read_bilateral_flows
     from corridors.frame import conform
+    from corridors.reading.matrix import read_bilateral_flows
     from corridors.reference import countries_frame
     from metrics import compute_indicators
 
@@ -222,7 +222,7 @@ DUCKDB_QUERIES = {
 def run_duckdb(data: Path) -> dict[str, Any]:
     import duckdb
 
-    from collector.flows import read_bilateral_flows
+    from corridors.reading.matrix import read_bilateral_flows
     from corridors.reference import countries_frame
 
     # No pyarrow here: hand the small tables over as Parquet next to the quotes.

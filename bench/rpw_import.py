@@ -7,7 +7,7 @@ in about 6 % of rows, text dates and date-times, the 2025_3Q helper columns), on
 ``--file`` (default /tmp/sendcost_rpw_bench.xlsx), then measures, each in a process of its
 own so that its peak memory is its own:
 
-* ``read``: ``collector.rpw.read_rpw`` — both sheets into the quote frame, every check;
+* ``read``: ``corridors.reading.rpw.read_rpw`` — both sheets into the quote frame, every check;
 * the peer, ``bare``: Polars' calamine reader (fastexcel) loading the same two sheets as
   text and nothing else;
 * ``import``: ``collector.rpw_import.import_rpw`` into a throw-away database on the server
@@ -177,7 +177,7 @@ def stage(name: str, path: Path, database_url: str | None) -> dict[str, object]:
         rows = sum(f.height for f in frames.values())
         out: dict[str, object] = {"rows": rows}
     elif name == "read":
-        from collector.rpw import read_rpw
+        from corridors.reading.rpw import read_rpw
 
         read = read_rpw(path)
         out = {"rows": read.rows_read, "used": read.rows_kept, "quotes": read.quotes,

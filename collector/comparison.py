@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from collector import options as opt
+from collector.context import RunContext
 from collector.errors import ParseError
 from collector.model import CorridorSpec, Draft, service_key
 from collector.parsing import (
@@ -41,7 +42,6 @@ from collector.parsing import (
     load_json,
     timestamp,
 )
-from collector.run import RunContext
 from collector.validate import Rejected, Rejection, Unusable, number
 from corridors.config import SourceConfig
 from corridors.reference import country_code

@@ -18,9 +18,9 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from collector import options as opt
+from collector.context import RunContext
 from collector.errors import ParseError
 from collector.parsing import iso_currency, positive
-from collector.run import RunContext
 from corridors.config import SourceConfig
 
 NS = "{http://www.ecb.int/vocabulary/2002-08-01/eurofxref}"

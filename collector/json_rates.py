@@ -24,9 +24,9 @@ import datetime as dt
 from decimal import Decimal
 
 from collector import options as opt
+from collector.context import RunContext
 from collector.errors import ParseError
 from collector.parsing import charset_of, dig, iso_currency, load_json, positive, timestamp
-from collector.run import RunContext
 from corridors.config import SourceConfig
 
 OPTIONS = {"base_path": opt.STRING, "rates_path": opt.STRING, "time_path": opt.STRING,

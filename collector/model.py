@@ -1,20 +1,17 @@
-"""What adapters produce and what they are given: corridors to price, quote drafts, the
-adapter signature. Kept apart from the registry so adapters can import it."""
+"""What adapters produce and what they are given: corridors to price and quote drafts (the
+adapter signature and the run's context are in ``collector.context``). Kept apart from the
+registry so adapters can import it."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from corridors.config import Config, CorridorConfig
 from corridors.errors import ConfigError
 from corridors.reference import country
 from corridors.types import Firm, ServiceAttributes
-
-if TYPE_CHECKING:
-    from collector.run import RunContext
 
 #: The nominal price points, in the order of a corridor's configured amounts.
 PRICE_POINTS = (200, 500)
@@ -104,7 +101,3 @@ def service_key(firm: Firm, corridor: str, service: ServiceAttributes) -> str:
     return ":".join((str(firm.firm_type), firm.name, corridor, service.product,
                      str(service.pay_in or ""), str(service.pay_out or "")))
 
-
-#: The one signature of every adapter: collect what the source offers through ``ctx``
-#: (fetching via ctx.fetch, handing what it parsed to ctx.add_parsed, rates to ctx.add_rates).
-Adapter = Callable[["RunContext"], Awaitable[None]]

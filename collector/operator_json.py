@@ -50,6 +50,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from collector import options as opt
+from collector.context import RunContext
 from collector.errors import ParseError
 from collector.model import CorridorSpec, Draft, service_key
 from collector.parsing import (
@@ -60,7 +61,6 @@ from collector.parsing import (
     load_json,
     money_with_currency,
 )
-from collector.run import RunContext
 from collector.validate import Rejected, Rejection, Unusable, number
 from corridors.config import SourceConfig
 from corridors.errors import ConfigError

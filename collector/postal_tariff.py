@@ -63,10 +63,10 @@ from pathlib import Path
 from typing import Any
 
 from collector import options as opt
+from collector.context import Fetched, RunContext
 from collector.errors import ParseError
 from collector.model import Draft, service_key
 from collector.parsing import as_text, charset_of, dec, load_json
-from collector.run import Fetched, RunContext
 from collector.validate import RATE_UNDISCLOSED, Rejected, Rejection, Unusable, number
 from corridors.config import Config, SourceConfig
 from corridors.reference import country_code

@@ -19,9 +19,8 @@ from typing import Any
 
 import polars as pl
 
-from collector.rpw import RpwRead, read_rpw
 from corridors.config import DEFAULT_MAX_REJECTED_SHARE
-from corridors.reference import data_file
+from corridors.reading.rpw import BUNDLED_RPW, RpwRead, bundled_rpw_path, read_rpw
 from corridors.store import Store
 from corridors.types import (
     AccessPoint,
@@ -37,7 +36,6 @@ from corridors.types import (
 
 log = logging.getLogger(__name__)
 
-BUNDLED_RPW = "rpw_quotes_2011Q1_2014Q2.csv.gz"
 RPW_LICENCE = ("CC BY 4.0 — The World Bank, Remittance Prices Worldwide, available at "
                "http://remittanceprices.worldbank.org")
 _CHUNK = 5000
@@ -45,10 +43,6 @@ _CHUNK = 5000
 
 #: The first key of the advisory lock an import of a file holds (the second: its hash).
 _IMPORT_LOCK = 7411602
-
-
-def bundled_rpw_path() -> Path:
-    return data_file(BUNDLED_RPW)
 
 
 @dataclass
@@ -163,6 +157,7 @@ def frame_to_quotes(frame: pl.DataFrame) -> list[Quote]:
             received_amount=dec["received_amount"][i],
             fx_margin_reported=dec["fx_margin_reported"][i],
             total_cost_reported=dec["total_cost_reported"][i],
+            payout_currency_noted=col["payout_currency_noted"][i],
         ))
     return quotes
 

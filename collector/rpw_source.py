@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 
 from collector import options as opt
+from collector.context import RunContext
 from collector.rpw_import import import_rpw
-from collector.run import RunContext
 from corridors.config import SourceConfig
 
 

@@ -33,9 +33,7 @@ import datetime as dt
 import hashlib
 import logging
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,6 +42,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from collector import lease as leasing
+from collector.context import Fetched, RunReport
 from collector.errors import FetchError, LeaseLost, ParseError, Spooled, StorageError
 from collector.http import PAYLOAD_ERROR_HEADER, Fetcher, Response, unexpected_content
 from collector.kinds import data_kind
@@ -78,57 +77,6 @@ STOP_FLUSH_SECONDS = 5.0
 
 class NotArchived(Exception):
     """A re-parse asked for a URL the original run did not fetch: nothing to parse."""
-
-
-@dataclass(frozen=True, slots=True)
-class Fetched:
-    """An archived upstream response, handed to a parser."""
-
-    raw_id: int
-    url: str
-    status: int
-    body: bytes
-    fetched_at: dt.datetime
-    headers: dict[str, str]
-    #: SHA-256 of the body, as archived.
-    content_hash: str
-
-
-@dataclass
-class RunReport:
-    run_id: int
-    source: str
-    status: str = "running"
-    requests: int = 0
-    stored: int = 0
-    duplicates: int = 0
-    quarantined: int = 0
-    rates: int = 0
-    errors: Counter[str] = field(default_factory=Counter)
-    message: str | None = None
-    seconds: float = 0.0
-    store_seconds: float = 0.0
-    reparse_of: int | None = None
-    #: The run ended without storing what it parsed (its last write failed, or it was
-    #: stopped with quotes unwritten).
-    unstored: bool = False
-    #: What went wrong last (kind and detail), so a failed run says why without -v.
-    last_error: str | None = None
-
-    @property
-    def failures(self) -> int:
-        return sum(v for k, v in self.errors.items() if not k.startswith("retry:"))
-
-    def line(self) -> str:
-        if self.status == "skipped":
-            return f"{self.source}: skipped ({self.message})"
-        errs = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())) or "none"
-        what = f"re-parse of run {self.reparse_of}" if self.reparse_of else "run"
-        return (f"{self.source}: {what} {self.run_id} {self.status} in {self.seconds:.1f}s — "
-                f"{self.requests} requests, {self.stored} quotes stored "
-                f"({self.duplicates} already there), {self.quarantined} quarantined, "
-                f"{self.rates} reference rates; errors: {errs}"
-                + (f"; {self.message}" if self.message else ""))
 
 
 #: A response waiting for the archive: its row, who waits for its id, whether it is in the
@@ -326,8 +274,9 @@ class _Writer:
             raise
 
 
-class RunContext:
-    """What an adapter gets: its source, the corridors to price, and the run's services."""
+class SourceRun:
+    """One run of one source, as its adapter sees it: the runner's side of
+    ``collector.context.RunContext`` (the interface adapters use)."""
 
     def __init__(self, collector: Collector, source: SourceConfig, report: RunReport,
                  corridors: list[CorridorSpec], rates: RateBook, *,
@@ -859,7 +808,7 @@ class Collector:
                                       else f"could not start: {type(exc).__name__}: {exc}")
                     await self._record_end(report)
                     raise
-                ctx = RunContext(self, source, report, corridors, rates, progress=progress)
+                ctx = SourceRun(self, source, report, corridors, rates, progress=progress)
                 return await self._execute(ctx, quiet=name in self.unreachable)
         except LeaseLost as exc:
             if report is None:
@@ -914,11 +863,11 @@ class Collector:
         rates = await RateBook.load(self.store, known_at=info["finished_at"]
                                     or info["started_at"],
                                     sources=source.options.get("reference_sources"))
-        ctx = RunContext(self, source, report, corridor_specs(self.config), rates,
+        ctx = SourceRun(self, source, report, corridor_specs(self.config), rates,
                          archive=archive, progress=progress)
         return await self._execute(ctx)
 
-    async def _execute(self, ctx: RunContext, *, quiet: bool = False) -> RunReport:
+    async def _execute(self, ctx: SourceRun, *, quiet: bool = False) -> RunReport:
         """Run the adapter and record the run. ``quiet``: the source's upstream was already
         known unreachable, so a run that still reaches nothing is logged at DEBUG."""
         report = ctx.report

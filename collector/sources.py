@@ -13,7 +13,7 @@ from collector import (
     postal_tariff,
     rpw_source,
 )
-from collector.model import Adapter
+from collector.context import Adapter
 from corridors.config import SOURCE_KINDS, Config, SourceConfig
 from corridors.errors import ConfigError
 

@@ -46,6 +46,9 @@ QUOTE_FRAME_SCHEMA: dict[str, pl.DataType] = {
     "data_kind": _TEXT,
     # the quote's flags (caveats), space-separated: "estimate negative_margin"; "" when none
     "flags": pl.String(),
+    # the currency RPW's free-text notes say the service pays out in (ISO 4217; null when
+    # they say none, and for every other source): corridors.reading.rpw reads it once
+    "payout_currency_noted": _TEXT,
 }
 
 

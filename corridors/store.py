@@ -122,6 +122,7 @@ class WriteResult:
 #: The quotes columns a write fills, in the order of its records.
 COPY_COLUMNS = (
     "service_id", "period", "amount_usd", "send_amount", "send_currency", "receive_currency",
+    "payout_currency_noted",
     "fee", "applied_rate", "reference_rate", "reference_source", "reference_at",
     "fx_margin_reported", "total_cost_reported", "received_amount", "fee_deducted",
     "transparent", "collected_at", "source", "raw_response_id", "run_id", "import_id", "flags",
@@ -328,7 +329,8 @@ class Store:
                 records = [
                     (
                         service_ids[q.service_key], q.period, q.amount_usd, q.send_amount,
-                        q.send_currency, q.receive_currency, q.fee, q.applied_rate,
+                        q.send_currency, q.receive_currency, q.payout_currency_noted,
+                        q.fee, q.applied_rate,
                         q.reference_rate, q.reference_source, q.reference_at,
                         q.fx_margin_reported, q.total_cost_reported, q.received_amount,
                         q.fee_deducted, q.transparent, q.collected_at, q.source,

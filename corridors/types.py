@@ -365,6 +365,8 @@ class Quote:
     # Figures the upstream published itself (RPW's own margin and total), kept as given.
     fx_margin_reported: Decimal | None = None
     total_cost_reported: Decimal | None = None
+    # The currency RPW's notes say the service pays out in (corridors.reading.rpw).
+    payout_currency_noted: str | None = None
     raw_response_id: int | None = None
     flags: tuple[str, ...] = field(default_factory=tuple)
     # When that response was fetched: with its id, its key in the partitioned archive

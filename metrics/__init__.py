@@ -6,10 +6,7 @@ asyncio. One function per indicator of METHODOLOGY.md, named as there.
 
 from __future__ import annotations
 
-#: Bumped whenever a definition changes; published beside every figure.
-METHODOLOGY_VERSION = "rpw-2024.1/sendcost-1"
-
-from metrics.aggregates import (  # noqa: E402  (the version constant comes first on purpose)
+from metrics.aggregates import (
     firm_type_averages,
     g8_sending_average,
     g20_receiving_average,
@@ -18,7 +15,7 @@ from metrics.aggregates import (  # noqa: E402  (the version constant comes firs
     receiving_region_averages,
     share_services_below,
 )
-from metrics.corridors import (  # noqa: E402
+from metrics.corridors import (
     cheapest_service,
     corridor_average,
     corridor_flags,
@@ -28,18 +25,19 @@ from metrics.corridors import (  # noqa: E402
     smart,
     weighted_global_average,
 )
-from metrics.cost import exact_cost_pct, fee_pct, fx_margin_pct, total_cost_pct  # noqa: E402
-from metrics.indicators import (  # noqa: E402
+from metrics.cost import exact_cost_pct, fee_pct, fx_margin_pct, total_cost_pct
+from metrics.indicators import (
     compute_indicators,
     corridor_table,
     indicators_from_services,
 )
-from metrics.instruments import (  # noqa: E402
+from metrics.instruments import (
     access_point_averages,
     pay_out_averages,
     payment_instrument_averages,
 )
-from metrics.services import services_from_rollups, services_in_period  # noqa: E402
+from metrics.services import services_from_rollups, services_in_period
+from metrics.version import METHODOLOGY_VERSION
 
 __all__ = [
     "METHODOLOGY_VERSION",

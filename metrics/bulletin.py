@@ -141,7 +141,7 @@ def trend(quotes: pl.LazyFrame, *, periods: list[str], amount_usd: int,
                                                                   pl.Float64})
         parts.append(pl.concat([g, sm, w], how="horizontal")
                      .with_columns(pl.lit(period).alias("period"),
-                                   pl.lit(_order_key(period)).alias("_order")))
+                                   pl.lit(period_order(period)).alias("_order")))
     if not parts:
         return pl.LazyFrame(schema={"period": pl.String, "global_average": pl.Float64,
                                     "smart_average": pl.Float64,
@@ -154,7 +154,9 @@ def trend(quotes: pl.LazyFrame, *, periods: list[str], amount_usd: int,
     )
 
 
-def _order_key(period: str) -> int:
+def period_order(period: str) -> int:
+    """A sort key of periods of either cadence: months since year 0 of the period's first
+    month (a quarter sorts with its first month)."""
     p = parse_period(period)
     return p.year * 12 + ((p.quarter - 1) * 3 if p.is_quarter else p.month - 1)
 
@@ -170,9 +172,9 @@ def trend_periods(available: list[str], period: str) -> list[str]:
             p = p.quarter_of
         elif p.is_quarter:
             continue
-        if _order_key(str(p)) <= _order_key(period):
+        if period_order(str(p)) <= period_order(period):
             found.add(str(p))
-    return sorted(found, key=_order_key)
+    return sorted(found, key=period_order)
 
 
 def coverage(quotes: pl.LazyFrame, *, period: str, amount_usd: int) -> pl.LazyFrame:

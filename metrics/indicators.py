@@ -19,6 +19,7 @@ from metrics import corridors as cor
 from metrics import instruments as ins
 from metrics import kinds
 from metrics.services import period_labels, services_in_period
+from metrics.version import METHODOLOGY_VERSION
 
 #: Top-level keys of the document, in order.
 DOCUMENT_KEYS = (
@@ -96,8 +97,6 @@ def indicators_from_services(services: pl.DataFrame, *, period: str, amount_usd:
     (``metrics.services``): what a server that keeps services, not quotes, calls.
     ``estimates``: the services (``service_id``) that are a comparison feed's estimates
     (``kinds.estimate_services``), never named a corridor's cheapest."""
-    from metrics import METHODOLOGY_VERSION
-
     canonical = str(parse_period(period))
     if services.height == 0:
         raise NoData(f"no quotes for period {canonical} at USD {amount_usd}")

@@ -5,7 +5,7 @@ disburses it (METHODOLOGY.md, "The World Bank's other indices").
 Both are simple means of total cost over the transparent services that have the field, like
 the firm-type average. A service whose RPW label combines several instruments or access
 points ("Bank account transfer,Debit/credit card") counts under the first one the importer
-knows (collector.rpw keeps the labels themselves); a service without the field (sendcost's
+knows (corridors.reading.rpw keeps the labels themselves); a service without the field (sendcost's
 own collectors may not say) is in no group.
 """
 

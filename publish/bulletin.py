@@ -93,7 +93,7 @@ SECTIONS = (
 def flows() -> pl.LazyFrame:
     """World Bank bilateral remittance flows (every bundled matrix, with its year): the
     weights of the weighted average, the matrix nearest the period weighing."""
-    from collector.flows import read_bundled_flows
+    from corridors.reading.matrix import read_bundled_flows
 
     return read_bundled_flows().lazy()
 
@@ -120,8 +120,7 @@ def secondary_figures() -> pl.LazyFrame:
 
 def load_rpw(path: str | Path | None = None) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Quotes straight from an RPW file (default: the bundled 2011–2014 extract)."""
-    from collector.rpw import read_rpw
-    from collector.rpw_import import bundled_rpw_path
+    from corridors.reading.rpw import bundled_rpw_path, read_rpw
 
     p = Path(path) if path else bundled_rpw_path()
     frame = read_rpw(p).frame

@@ -887,7 +887,7 @@ class ApiData:
 
     def flows(self) -> pl.LazyFrame:
         if self._flows is None:
-            from collector.flows import read_bundled_flows
+            from corridors.reading.matrix import read_bundled_flows
 
             self._flows = read_bundled_flows().lazy()
         return self._flows

@@ -193,7 +193,7 @@ def periods_between(available: list[str], start: str, end: str) -> list[str]:
         raise BadPeriod(f"--from {a} is after --to {b}")
     first = mb.trend_periods([str(a)], str(a))[0]
     return [p for p in mb.trend_periods(available, str(b))
-            if mb._order_key(p) >= mb._order_key(first)]
+            if mb.period_order(p) >= mb.period_order(first)]
 
 
 def _estimated_services(quotes: pl.LazyFrame, names: list[str]) -> pl.LazyFrame:

@@ -74,7 +74,7 @@ SERVICE = obj({
     "fee_paid_on_top": NBOOL,
     "amount_received_if_fee_on_top": NUM, "amount_received_if_fee_deducted": NUM,
     "receive_currency": NSTR,
-    "receive_currency_basis": {"enum": ["reported", "reference_rate", None]},
+    "receive_currency_basis": {"enum": ["reported", "reference_rate", "rpw_note", None]},
     "receive_currency_note": NSTR, "speed": NSTR, "pay_in": NSTR, "pay_out": NSTR,
     "access_point": NSTR, "transparent": BOOL, "collected_at": NSTR, "source": STR,
     "rank": {"type": ["integer", "null"]},

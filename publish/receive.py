@@ -3,9 +3,10 @@
 A collector's quote states the currency it pays out in (``receive_currency``). An RPW quote
 does not: the World Bank's file has no such column. It says it only in free-text notes on
 about a quarter of its rows ("USD service", "This RSP sends EUR and pays out USD in this
-corridor", "In this corridor all RSPs send and payout in EUR"), which the importer does not
-keep; otherwise RPW's methodology prices the payout in the receiving country's currency. What
-the quote frame keeps is the service's reference rate (``inter lcu bank fx``), the interbank
+corridor", "In this corridor all RSPs send and payout in EUR"); the importer keeps the
+currency a note names (``payout_currency_noted``; corridors.reading.rpw reads the notes once).
+Otherwise RPW's methodology prices the payout in the receiving country's currency. The quote
+frame also keeps the service's reference rate (``inter lcu bank fx``), the interbank
 rate from the sending currency into the currency the service pays out in — mostly:
 
 * USA → Mexico, 2014Q2: 13 services at 12.95 (USD → MXN) and Citibank at 1.0 (USD → USD);
@@ -23,13 +24,19 @@ only on this evidence (``basis: "reference_rate"``):
   and the rates of corridors into that country from other sending currencies agree with it;
 * USD when a service sending USD has a reference rate of exactly 1: nothing is converted.
 
-Otherwise ``receive_currency`` is null and ``receive_currency_note`` says why. On the bundled
-data this names the currency of 29,957 of the 51,466 transparent RPW quotes. Of the 3,281
-of them whose RPW note also states a payout currency, 2,655 agree, 28 differ (notes such as
-"USD service" on a row priced at the local rate), and 598 are EUR → West African CFA quotes
-whose rate is the fixed peg (655.957 XOF per EUR) while the note says the money is paid out
-in EUR: their amounts are XOF at the peg, which is what ``receive_currency`` names — the unit
-of the amounts, not the notes that change hands.
+Where the rate alone is not conclusive, the currency RPW's own note names
+(``payout_currency_noted``, read once by corridors.reading.rpw and stored with the quote)
+when the rate is a rate into that currency (``basis: "rpw_note"``). Where the rate names one
+currency and the note another, the note says both. Otherwise ``receive_currency`` is null
+and ``receive_currency_note`` says why. On the bundled data the rates name the currency of
+29,957 of the 51,466 transparent RPW quotes. Of the 3,281 of them whose RPW note also states
+a payout currency, 2,655 agree, 28 differ (notes such as "USD service" on a row priced at
+the local rate), and 598 are EUR → West African CFA quotes whose rate is the fixed peg
+(655.957 XOF per EUR) while the note says the money is paid out in EUR: their amounts are
+XOF at the peg, which is what ``receive_currency`` names — the unit of the amounts, not the
+notes that change hands (the note says both). Where the rate is not conclusive, the notes
+name the currency of 8,105 more whose rate is a rate into it; 2,853 unknown ones name a
+currency their rate does not bear out, and stay unknown.
 """
 
 from __future__ import annotations
@@ -123,9 +130,11 @@ def infer(quotes: pl.DataFrame) -> dict[tuple[str, str, float], Inferred]:
     out: dict[tuple[str, str, float], Inferred] = {}
     columns = ["period", "service_id", "send_amount", "source", "source_code",
                "destination_code", "amount_usd", "send_currency", "reference_rate",
-               "transparent"]
-    for (period, service, amount, source, src, dst, amount_usd, send, rate,
-         transparent) in unstated.select(columns).iter_rows():
+               "transparent", "payout_currency_noted"]
+    if "payout_currency_noted" not in unstated.columns:  # a frame from before migration 12
+        unstated = unstated.with_columns(pl.lit(None, pl.String).alias("payout_currency_noted"))
+    for (period, service, amount, source, src, dst, amount_usd, send, rate, transparent,
+         noted) in unstated.select(columns).iter_rows():
         key = (period, service, amount)
         if source != "rpw":
             out[key] = (None, None, NOT_STATED)
@@ -143,13 +152,39 @@ def infer(quotes: pl.DataFrame) -> dict[tuple[str, str, float], Inferred]:
             out[key] = (found[1], "reference_rate",
                         f"inferred: RPW does not state the pay-out currency; this service's "
                         f"reference rate, {rate:g} per {send}, is the rate most services of "
-                        f"the corridor share, a rate into {found[1]}{agreeing}")
+                        f"the corridor share, a rate into {found[1]}{agreeing}"
+                        + _note_differs(noted, found[1]))
+        elif noted is not None and _bears_out(noted, rate, send, period, usd):
+            out[key] = (noted, "rpw_note",
+                        f"noted: RPW's note says this service pays out in {noted}, and its "
+                        f"reference rate, {rate:g} per {send}, is a rate into {noted}")
         else:
             out[key] = (None, None,
                         f"unknown: RPW does not state the pay-out currency, and this "
                         f"service's reference rate ({rate:g} from {send}) does not show it "
-                        "unambiguously")
+                        "unambiguously"
+                        + (f"; RPW's note names {noted}, which the rate does not bear out"
+                           if noted is not None else ""))
     return out
+
+
+def _bears_out(noted: str, rate: float, send: str, period: str,
+               usd: dict[tuple[str, str], float]) -> bool:
+    """Whether a reference rate is one into the currency a note names: 1 when that is the
+    currency sent, else the rate its USD rate implies (RPW's own price points, ``_usd_rates``)."""
+    if noted == send:
+        return rate == 1.0
+    per_usd = usd.get((period, send))
+    return per_usd is not None and _ratio_within(per_usd * rate, usd.get((period, noted)),
+                                                 SAME_CURRENCY)
+
+
+def _note_differs(noted: str | None, inferred: str) -> str:
+    """What the amounts' unit leaves out: the note's currency, when it names another (EUR
+    paid out at the XOF peg: the amounts are XOF, the notes handed over EUR)."""
+    if noted is None or noted == inferred:
+        return ""
+    return f"; RPW's note says it pays out in {noted}"
 
 
 def annotate(entries: Iterable[tuple[str, float, dict[str, Any]]],

@@ -15,9 +15,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from collector.rpw_import import bundled_rpw_path, import_rpw
+from collector.rpw_import import import_rpw
 from corridors.config import parse_config
 from corridors.db import DatabaseTarget
+from corridors.reading.rpw import bundled_rpw_path
 from corridors.store import Store
 from sendcost.wiring import create_app
 

@@ -23,9 +23,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from api_support import api, make_app, rpw_loaded  # noqa: F401  (fixtures)
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.rpw_import import bundled_rpw_path
 from collector.schedule import COLLECTION_JOBS, CollectionJobs
 from corridors import runtime
+from corridors.reading.rpw import bundled_rpw_path
 from corridors.reference import countries
 from corridors.types import (
     FIRM_TYPE_FROM_RPW,
@@ -176,12 +176,23 @@ def expected_compare(amount: float, currency: str, priced: float, *,
         "ranked_by": "total_cost_pct",
         "flags_explained": {f: CAVEATS[f] for f in sorted(
             {f for r in rows for f in expected_service(r, "cc1", None)["flags"]})},
-        # No unit is named here: RPW's notes say three of these services pay out USD (rate
-        # 1.37 from EUR) and one EUR (rate 1), none at a rate into CNY; the notes are not
-        # kept, and a rate alone cannot tell EUR → USD from EUR → EUR at 1 (from USD).
-        "services": [expected_service(r, "cc1", i) for i, r in enumerate(transparent, 1)],
+        # No rate is a rate into CNY, and a rate alone cannot tell EUR → USD from EUR → EUR
+        # at 1 (from USD): the unit is the one RPW's notes name, three services paying out
+        # USD (rate 1.37 from EUR, a rate into USD) and one EUR (rate 1).
+        "services": [expected_service(r, "cc1", i, receive=noted(r))
+                     for i, r in enumerate(transparent, 1)],
         "non_transparent": [expected_service(r, "cc1", None) for r in apart],
     }
+
+
+def noted(r: dict[str, str]) -> tuple[str, str, str]:
+    """The unit of an RPW row whose note names a currency its reference rate bears out."""
+    currency = rpw_note_currency(r)
+    assert currency is not None, r["id"]
+    rate = float(r["inter lcu bank fx"])
+    return (currency, "rpw_note", f"noted: RPW's note says this service pays out in "
+            f"{currency}, and its reference rate, {rate:g} per {r['cc1 lcu code']}, is a rate "
+            f"into {currency}")
 
 
 def itachn_periods() -> list[str]:
@@ -376,7 +387,7 @@ async def test_history_is_the_corridors_figures_period_by_period(api: TestClient
 
 
 async def test_indicators_are_the_metrics_document_from_the_file(api: TestClient) -> None:  # noqa: F811
-    from collector.rpw import read_rpw
+    from corridors.reading.rpw import read_rpw
     from sendcost.commands.indicators import compute_from_frame
 
     doc = await asyncio.to_thread(lambda: compute_from_frame(
@@ -526,12 +537,14 @@ def rpw_note_currency(r: dict[str, str]) -> str | None:
 
 
 def test_inferred_receive_currencies_agree_with_rpws_notes() -> None:
-    """The notes are the World Bank's own word (the importer does not keep them): where a
-    note names the pay-out currency, the inference must not contradict it, except where the
-    rate is the fixed EUR → CFA peg and the note says the money is paid out in euros."""
+    """The notes are the World Bank's own word (read here from the file, apart from the
+    reader's ``payout_currency_noted``): where a note names the pay-out currency, the
+    inference from the rates must not contradict it, except where the rate is the fixed
+    EUR → CFA peg and the note says the money is paid out in euros; a currency taken from the
+    note (basis ``rpw_note``) is the one the note names."""
     import polars as pl
 
-    from collector.rpw import read_rpw
+    from corridors.reading.rpw import read_rpw
     from corridors.reference import legal_tender
     from publish.receive import infer
 
@@ -541,13 +554,19 @@ def test_inferred_receive_currencies_agree_with_rpws_notes() -> None:
     with gzip.open(bundled_rpw_path(), "rt", encoding="utf-8") as fh:
         notes = {service_id(quarter(r["period"]), r): (rpw_note_currency(r), r)
                  for r in csv.DictReader(fh)}
-    agree, differ = 0, []
-    for (period, sid, _), (currency, _, note) in inferred.items():
+    agree, differ, from_notes = 0, [], 0
+    for (period, sid, _), (currency, basis, note) in inferred.items():
         stated, row = notes[sid]
         assert note, sid  # every quote says how its unit was found, or why it was not
         if stated == "LCU":
             tender = legal_tender(row["destination_code"], period)
             stated = tender[0] if len(tender) == 1 else None
+        if basis == "rpw_note":
+            # ... or "This RSP sends USD in this corridor. [It] may be ... paid out in USD".
+            sent = f"sends {currency} in this corridor" in row["note1"] + row["note2"]
+            assert currency == stated or (stated is None and sent), (sid, currency, stated)
+            from_notes += 1
+            continue
         if currency is None or stated is None:
             continue
         if currency == stated:
@@ -560,6 +579,7 @@ def test_inferred_receive_currencies_agree_with_rpws_notes() -> None:
     transparent = frame.filter(pl.col("transparent")).height
     assert sum(1 for c, _, _ in inferred.values() if c) > transparent / 2
     assert agree > 2000 and len(differ) < agree / 50, differ[:10]
+    assert from_notes > 5000
 
 
 # --- CSV twins, caching, CORS ---------------------------------------------------------------

@@ -9,9 +9,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from collector.rpw_import import bundled_rpw_path, import_rpw
+from collector.rpw_import import import_rpw
 from corridors import runtime
 from corridors.config import BulletinConfig, Config
+from corridors.reading.rpw import bundled_rpw_path
 from publish import middleware
 from publish.bulletin_routes import setup_bulletin_routes
 from publish.schedule import JOB_ID, add_jobs, periods_to_publish, publish_last_month

@@ -959,7 +959,7 @@ def test_an_amount_above_the_top_band_is_recorded() -> None:
                            ((200, Decimal(140)), (500, Decimal(100000))))
     ctx = SimpleNamespace(corridors=[fra_sen], reference=lambda b, q: None)
     fetched = SimpleNamespace(fetched_at=dt.datetime(2024, 6, 1, tzinfo=dt.UTC))
-    drafts, rejected = postal_tariff.drafts(source("postal_tariff"), tariff, ctx,  # type: ignore[arg-type]
+    drafts, rejected = postal_tariff.drafts(source("postal_tariff"), tariff, ctx,
                                             fetched)  # type: ignore[arg-type]
     assert [d.send_amount for d in drafts] == [Decimal(140)]
     [(record, why)] = rejected

@@ -9,10 +9,10 @@ from pathlib import Path
 import aiohttp
 from aiohttp.test_utils import TestServer
 
-from collector.rpw_import import bundled_rpw_path
 from collector.run import Collector, RunReport
 from collector.sandbox import Faults, Sandbox
 from corridors.config import parse_config
+from corridors.reading.rpw import bundled_rpw_path
 from corridors.store import Store
 
 BUNDLED_QUOTES = 56885

@@ -31,6 +31,50 @@ def test_no_stage_imports_a_later_one() -> None:
     assert violations == []
 
 
+#: What ``publish/`` may take from ``collector/``: the running collection's state only (the
+#: admin endpoint lists the scheduler's jobs of each source). Reading files (RPW, the
+#: remittance matrix, the bundled reference data) is ``corridors.reading``'s, which every stage
+#: may use; a later stage that imports ``collector`` to read something has it in the wrong room.
+PUBLISH_FROM_COLLECTOR = {"collector.schedule"}
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """The dotted modules ``path`` imports, anywhere in it (a deferred import too)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.update(f"{node.module}.{alias.name}" if node.module == "collector"
+                         else node.module for alias in node.names)
+    return found
+
+
+def test_publish_takes_only_the_collection_state_from_collector() -> None:
+    """``publish/`` reads RPW files and the matrix through ``corridors.reading``, never
+    through ``collector/`` (whose modules collect); ``metrics/`` imports no collector."""
+    wrong = []
+    for stage, allowed in (("publish", PUBLISH_FROM_COLLECTOR), ("metrics", set())):
+        for path in sorted((ROOT / stage).rglob("*.py")):
+            for module in sorted(_imported_modules(path)):
+                if module.split(".")[0] == "collector" and module not in allowed:
+                    wrong.append(f"{path.relative_to(ROOT)} imports {module}")
+    assert wrong == []
+
+
+def test_the_readers_of_reference_files_are_in_the_core() -> None:
+    """The readers other stages use live in ``corridors.reading``: no module of
+    ``collector/`` defines them again (a reader left behind would be used by mistake)."""
+    readers = {"read_rpw", "bundled_rpw_path", "read_bilateral_matrix", "read_bilateral_flows",
+               "read_bundled_flows", "flows_from_matrix"}
+    defined = []
+    for path in sorted((ROOT / "collector").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name in readers:
+                defined.append(f"{path.relative_to(ROOT)}: {node.name}")
+    assert defined == []
+
+
 def test_metrics_do_no_io() -> None:
     forbidden = {"asyncio", "asyncpg", "aiohttp", "os", "pathlib", "time", "socket", "urllib",
                  "io", "pandas", "importlib", "collector", "country_converter"}
@@ -146,27 +190,7 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     assert _cycles({"a": {"b", "c"}, "b": {"c"}, "c": set()}) == []
 
 
-#: Cycles not broken yet, by the package they lie in, and why they are there. The test fails
-#: on any other cycle, and when one of these is gone (then strike it from this list).
-KNOWN_CYCLES = {
-    # Every adapter imports collector.run for RunContext (and Fetched); run imports them
-    # back through collector.sources (#15 item 5: the adapters' shared types out of run).
-    "collector": "adapters ↔ collector.run",
-    # metrics/__init__ re-exports its modules, and metrics.indicators reads
-    # METHODOLOGY_VERSION from it (a deferred import: hidden, not broken).
-    "metrics": "metrics ↔ metrics.indicators",
-}
-
-
 def test_no_module_imports_itself_through_others() -> None:
     """No import cycle between the house's modules: each room can be read (and imported)
-    after the ones it uses. Only ``KNOWN_CYCLES`` are tolerated, each inside its package."""
-    unexpected, known = [], set()
-    for cycle in _cycles(_module_graph()):
-        packages = {m.split(".")[0] for m in cycle}
-        if len(packages) == 1 and (package := packages.pop()) in KNOWN_CYCLES:
-            known.add(package)
-        else:
-            unexpected.append(" → ".join(cycle))
-    assert unexpected == []
-    assert sorted(known) == sorted(KNOWN_CYCLES), "a known cycle is gone: strike it"
+    after the ones it uses."""
+    assert [" → ".join(cycle) for cycle in _cycles(_module_graph())] == []

@@ -179,7 +179,7 @@ def rpw_2016(tmp_path_factory: pytest.TempPathFactory) -> tuple[pl.LazyFrame,
                                                                 list[dict[str, Any]]]:
     from rpw_real_format import new_sheet_rows, write_workbook
 
-    from collector.rpw import read_rpw
+    from corridors.reading.rpw import read_rpw
 
     rows = new_sheet_rows()
     path = write_workbook(tmp_path_factory.mktemp("rpw") / "rpw_dataset_2011_2025_q3.xlsx",

@@ -8,9 +8,9 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from collector.flows import flows_from_matrix
 from corridors.errors import NoData
 from corridors.frame import QUOTE_FRAME_SCHEMA, conform
+from corridors.reading.matrix import flows_from_matrix
 from corridors.reference import country_codes
 from metrics import (
     cheapest_service,

@@ -13,9 +13,8 @@ from aiohttp.test_utils import TestClient
 from api_support import api, rpw_loaded  # noqa: F401  (fixtures)
 from polars.testing import assert_frame_equal
 
-from collector.rpw import read_rpw
-from collector.rpw_import import bundled_rpw_path
 from corridors.frame import conform
+from corridors.reading.rpw import bundled_rpw_path, read_rpw
 from metrics.postal import (
     OPERATOR_COLUMNS,
     SUMMARY_COLUMNS,

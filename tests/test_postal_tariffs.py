@@ -21,9 +21,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from collector import postal_tariff
+from collector.context import Fetched
 from collector.kinds import data_kind
 from collector.model import corridor_specs
-from collector.run import Fetched
 from collector.sources import check_sources
 from corridors.config import DatabaseConfig, load_config, parse_config
 from corridors.db import DatabaseTarget

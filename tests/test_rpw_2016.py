@@ -23,7 +23,7 @@ from rpw_real_format import (
     write_workbook,
 )
 
-from collector.rpw import read_rpw
+from corridors.reading.rpw import read_rpw
 from corridors.reference import classification_for, countries_frame
 from metrics import compute_indicators
 

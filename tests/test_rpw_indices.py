@@ -15,8 +15,8 @@ from polars.testing import assert_frame_equal
 from rpw_real_format import new_sheet_rows, write_workbook
 from test_metrics import COUNTRIES, frame, quote, services
 
-from collector.flows import BUNDLED_MATRICES, read_bilateral_flows, read_bundled_flows
-from collector.rpw import read_rpw
+from corridors.reading.matrix import BUNDLED_MATRICES, read_bilateral_flows, read_bundled_flows
+from corridors.reading.rpw import read_rpw
 from corridors.reference import countries_frame, data_file
 from metrics import compute_indicators
 from metrics.corridors import (

@@ -14,10 +14,10 @@ from typing import Any
 import polars as pl
 import pytest
 
-from collector.flows import read_bilateral_flows
-from collector.rpw import RpwRead, read_rpw
 from corridors.errors import BadPeriod
 from corridors.periods import parse_period
+from corridors.reading.matrix import read_bilateral_flows
+from corridors.reading.rpw import RpwRead, read_rpw
 from corridors.reference import countries_frame
 from metrics import compute_indicators
 

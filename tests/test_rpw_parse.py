@@ -8,14 +8,14 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from collector.rpw import (
+from corridors.errors import ImportFileError
+from corridors.frame import QUOTE_FRAME_SCHEMA
+from corridors.reading.rpw import (
     REQUIRED_COLUMNS,
     SHEET_FROM_2016Q2,
     SHEET_UP_TO_2016Q1,
     read_rpw,
 )
-from corridors.errors import ImportFileError
-from corridors.frame import QUOTE_FRAME_SCHEMA
 
 DATA = Path(__file__).resolve().parent.parent / "corridors" / "data"
 RPW_GZ = DATA / "rpw_quotes_2011Q1_2014Q2.csv.gz"
@@ -65,6 +65,30 @@ def test_one_row_gives_two_quotes(tmp_path: Path) -> None:
     assert f["service_id"].to_list() == [
         "rpw:2011Q1:ARE:EGY:Al Fardan Exchange:Cash to account:13034"] * 2
     assert str(f["collected_at"][0]) == "2011-01-22 00:00:00+00:00"
+
+
+def test_the_notes_give_the_pay_out_currency_once(tmp_path: Path) -> None:
+    """RPW's free-text notes are read into ``payout_currency_noted`` by the reader: the first
+    currency a note names, "LCU" the receiving country's, a code of no currency nothing."""
+    import csv
+    import io
+
+    header, row = list(csv.reader(io.StringIO(head(2))))
+    notes = [("USD service", ""), ("This RSP sends EUR and pays out USD in this corridor", ""),
+             ("", "pays out LCU"), ("SGP service", ""), ("", ""), ("cfa service", "")]
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(header)
+    for i, (note1, note2) in enumerate(notes):
+        r = dict(zip(header, row, strict=True))
+        r.update(id=str(90000 + i), note1=note1, note2=note2)
+        w.writerow([r[c] for c in header])
+    f = read_rpw(write(tmp_path, out.getvalue())).frame.filter(pl.col("amount_usd") == 200)
+    got = dict(zip(f["service_id"].cast(pl.String).str.split(":").list.last(),
+                   f["payout_currency_noted"].cast(pl.String), strict=True))
+    # ARE -> EGY: the receiving country's currency is EGP; "CFA" is RPW's XOF.
+    assert got == {"90000": "USD", "90001": "USD", "90002": "EGP", "90003": None,
+                   "90004": None, "90005": "XOF"}
 
 
 def test_plain_and_gzip_read_the_same(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 from rpw_real_format import write_csv
 
-from collector.rpw import read_rpw
+from corridors.reading.rpw import read_rpw
 from corridors.reference import countries_frame, legal_tender
 from metrics.aggregates import receiving_region_averages
 from metrics.services import services_in_period

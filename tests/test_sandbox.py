@@ -1,4 +1,4 @@
-"""The sandbox (collector/sandbox.py, ``sendcost sandbox``): mid rates that are plausible for
+"""The sandbox (collector/sandbox/, ``sendcost sandbox``): mid rates that are plausible for
 the survey's years in every document that publishes them, computed deterministically, and a
 ``--print-config`` that prints the emulated profile ``serve --sandbox`` collects from."""
 

@@ -16,8 +16,8 @@ from corridors.errors import DatabaseError
 from sendcost.cli import common_options, setup_logging
 
 if TYPE_CHECKING:
-    from collector.rpw import RpwRead
     from collector.rpw_import import ImportSummary
+    from corridors.reading.rpw import RpwRead
 
 HELP = """\
 Import World Bank Remittance Prices Worldwide (RPW) data into the store.
@@ -77,7 +77,8 @@ async def _download(config: Config, folder: Path | None) -> Path:
 
 
 def run_rpw(args: argparse.Namespace) -> int:
-    from collector.rpw_import import bundled_rpw_path, import_rpw
+    from collector.rpw_import import import_rpw
+    from corridors.reading.rpw import bundled_rpw_path
     from sendcost.progress import Progress
     from sendcost.wiring import open_store
 

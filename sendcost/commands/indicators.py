@@ -72,7 +72,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _flows() -> pl.LazyFrame:
     """World Bank bilateral remittance flows (every bundled matrix, with its year): the
     weights of the weighted average, the matrix nearest the period weighing."""
-    from collector.flows import read_bundled_flows
+    from corridors.reading.matrix import read_bundled_flows
 
     return read_bundled_flows().lazy()
 
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     period = str(parse_period(args.period))
     classifications = None
     if args.from_file:
-        from collector.rpw import read_rpw
+        from corridors.reading.rpw import read_rpw
 
         read = read_rpw(args.from_file)
         print("\n".join(read.report()), file=sys.stderr, flush=True)

@@ -10,14 +10,36 @@ a file; ``read_bundled_flows`` gives every bundled matrix (2011, 2021) with its 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from collector.rpw import read_bilateral_matrix
+from corridors.errors import ImportFileError
 from corridors.reference import country_codes, data_file
+
+
+def read_bilateral_matrix(path: str | Path) -> pl.DataFrame:
+    """The World Bank bilateral remittance matrix as it is: names, strings, one row a sender.
+
+    The file is Windows-1252 text (``Côte d'Ivoire``) with thousands separators and notes
+    under the table; ``read_bilateral_flows`` turns it into corridor flows.
+    """
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ImportFileError(f"cannot read ({exc})", path=str(p)) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("cp1252")
+    try:
+        return pl.read_csv(io.StringIO(text), infer_schema=False, truncate_ragged_lines=True)
+    except pl.exceptions.PolarsError as exc:
+        raise ImportFileError(f"matrix not readable ({exc})", path=str(p)) from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,8 @@
 
 No database here: ``read_rpw`` turns the CSV (plain or gzip) or the full xlsx workbook into
 ``corridors.frame`` rows, and reports what it could not take. The store-side import lives
-in ``collector.rpw_import``; ``sendcost indicators --from-file`` uses this directly.
+in ``collector.rpw_import``; ``sendcost indicators --from-file`` and the bulletin use this
+directly (``bundled_rpw_path``: the 2011-2014 file bundled in corridors/data).
 
 Decisions, each one a place where RPW's file says less than the quote frame asks:
 
@@ -26,6 +27,14 @@ Decisions, each one a place where RPW's file says less than the quote frame asks
   of case and spacing, "A,B" is the set {A, B}, every label is kept verbatim in
   ``RpwRead.labels``, and one sendcost does not know is counted per label
   (``unknown_labels``); an unknown firm type counts as "other".
+* RPW has no pay-out currency column; about a quarter of its rows say it in free-text notes
+  (``note1``/``note2``, the workbook's ``Standard Note``): "USD service", "This RSP sends EUR
+  and pays out USD in this corridor", "pays out LCU" (the receiving country's currency of the
+  time). ``payout_currency_noted`` is the first currency a note names (``PAYOUT_NOTES``), read
+  here once for every user of the file: the importer stores it beside each quote, the API and
+  the sandbox read it. A code that is no currency of a country today (a typo such as "SGP")
+  names nothing. It is what the note says changes hands, not always the unit of the row's
+  amounts (publish/receive.py tells the two apart).
 * A pick-up location naming a post office makes the pay-out ``post_office`` (the post as
   the receiving end; ``metrics.postal.post_role``), whatever the pick-up method.
 * Numbers may be text, with thousands separators or a percent sign ("5.2%"). World Bank
@@ -66,6 +75,9 @@ from corridors.types import (
 
 log = logging.getLogger(__name__)
 
+#: The World Bank's 2011Q1-2014Q2 RPW extract bundled in corridors/data (RPW_README.md).
+BUNDLED_RPW = "rpw_quotes_2011Q1_2014Q2.csv.gz"
+
 SHEET_UP_TO_2016Q1 = "Dataset (up to Q1 2016)"
 SHEET_FROM_2016Q2 = "Dataset (from Q2 2016)"
 
@@ -81,6 +93,14 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
 
 #: RPW currency labels that are not ISO 4217 codes, mapped explicitly.
 CURRENCY_FROM_RPW: dict[str, str] = {"CFA": "XOF"}
+
+#: RPW's free-text note columns, in the order they are read (the CSV's two, the workbook's).
+NOTE_COLUMNS = ("note1", "note2", "standard note")
+#: Notes naming the currency a service pays out in, tried in this order on each note (the
+#: first group: a code; "LCU" is the receiving country's currency).
+PAYOUT_NOTES = (r"pays? ?out (?:in )?([A-Z]{3})\b",
+                r"(?i)^\s*([A-Z]{3}) service\b",
+                r"sends ([A-Z]{3}) in this corridor")
 
 _NUMERIC = ("lcu amount", "lcu fee", "lcu fx rate", "fx margin", "total cost %")
 _COUNTRY = re.compile(r"^[A-Z]{3}$")
@@ -322,13 +342,18 @@ def _first_present(columns: list[str], aliases: tuple[str, ...]) -> str | None:
     return next((c for c in aliases if c in columns), None)
 
 
+def bundled_rpw_path() -> Path:
+    """The bundled 2011Q1-2014Q2 RPW file (``BUNDLED_RPW``)."""
+    from corridors.reference import data_file
+
+    return data_file(BUNDLED_RPW)
+
+
 @functools.lru_cache(maxsize=1)
 def _bundled_firms() -> tuple[frozenset[str], dict[str, str]]:
     """The firm names of the bundled 2011-2014 file, and for each name's matching key
     (``_norm``) its most frequent spelling there."""
-    from corridors.reference import data_file
-
-    data = gzip.decompress(data_file("rpw_quotes_2011Q1_2014Q2.csv.gz").read_bytes())
+    data = gzip.decompress(bundled_rpw_path().read_bytes())
     counts = Counter(row["firm"] for row in csv.DictReader(io.StringIO(data.decode())))
     spelling: dict[str, str] = {}
     for name, _ in counts.most_common():
@@ -610,6 +635,7 @@ def _parse_sheet(raw: pl.DataFrame, sheet: str | None, path: str, result: RpwRea
 
     product_col = _first_present(cols, ("product",))
     period = pl.col("period").replace_strict(periods, default=None, return_dtype=pl.String)
+    noted = _payout_noted(good, [c for c in cols if c.lower() in NOTE_COLUMNS], period)
     transparent = pl.col("transparent").str.to_lowercase() == "yes"
     product = pl.col(product_col).fill_null("") if product_col else pl.lit("")
     service_id = pl.format("rpw:{}:{}:{}:{}:{}:{}", period, pl.col("source_code"),
@@ -628,6 +654,7 @@ def _parse_sheet(raw: pl.DataFrame, sheet: str | None, path: str, result: RpwRea
         numbers["inter lcu bank fx"].alias("reference_rate"),
         transparent.alias("transparent"),
         collected.alias("collected_at"),
+        noted.alias("payout_currency_noted"),
         *(numbers[c] for c in num_cols if c != "inter lcu bank fx"),
         pl.col("cc1 lcu code"), pl.col("cc2 lcu code"),
     )
@@ -658,26 +685,37 @@ def _parse_sheet(raw: pl.DataFrame, sheet: str | None, path: str, result: RpwRea
     return out.sort("period", "source_code", "destination_code", "service_id", "amount_usd")
 
 
-# --- the bilateral remittance matrix ---------------------------------------------------------
+def _known_currencies() -> set[str]:
+    """The currencies of today's countries, and USD and EUR."""
+    from corridors.reference import countries
+
+    return {c.currency for c in countries().values() if c.currency} | {"USD", "EUR"}
 
 
-def read_bilateral_matrix(path: str | Path) -> pl.DataFrame:
-    """The World Bank bilateral remittance matrix as it is: names, strings, one row a sender.
+def _payout_noted(good: pl.DataFrame, notes: list[str], period: pl.Expr) -> pl.Expr:
+    """The pay-out currency the row's notes name: the first match of ``PAYOUT_NOTES`` over
+    ``notes`` (in order) that is a known currency or "LCU", "LCU" read as the receiving
+    country's currency in the row's period (Croatia paid out HRK in 2014)."""
+    if not notes:
+        return pl.lit(None, pl.String)
+    known = sorted(_known_currencies() | {"LCU"})
+    named = pl.coalesce([
+        pl.when(code.is_in(known)).then(code)
+        for note in notes for pattern in PAYOUT_NOTES
+        for code in [pl.col(note).str.extract(pattern, 1).str.to_uppercase()
+                     .replace(CURRENCY_FROM_RPW)]])
+    lcu = good.select(period.alias("p"), pl.col("destination_code").alias("d"),
+                      named.alias("n")).filter(pl.col("n") == "LCU").unique(["p", "d"])
+    from corridors.reference import countries, legal_tender
 
-    The file is Windows-1252 text (``Côte d'Ivoire``) with thousands separators and notes
-    under the table; ``collector.flows.read_bilateral_flows`` turns it into corridor flows.
-    """
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise ImportFileError(f"cannot read ({exc})", path=str(p)) from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = data.decode("cp1252")
-    try:
-        return pl.read_csv(io.StringIO(text), infer_schema=False, truncate_ragged_lines=True)
-    except pl.exceptions.PolarsError as exc:
-        raise ImportFileError(f"matrix not readable ({exc})", path=str(p)) from None
-
+    local: dict[str, str | None] = {}
+    for p, d, _ in lcu.iter_rows():
+        if p is None:
+            continue
+        tender = legal_tender(d, p)
+        local[f"{p}|{d}"] = tender[0] if tender else getattr(countries().get(d), "currency",
+                                                             None)
+    return (pl.when(named == "LCU")
+            .then(pl.format("{}|{}", period, pl.col("destination_code"))
+                  .replace_strict(local, default=None, return_dtype=pl.String))
+            .otherwise(named))
