@@ -113,6 +113,8 @@ class Telemetry:
         self.latency = Histogram("sendcost_http_request_duration_seconds",
                                  "Time to answer an HTTP request", ["route"],
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
+        # (method, route, status) → the counter's and the histogram's labelled children
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.rate_limited = Counter("sendcost_http_rate_limited", "Requests refused with 429",
                                     registry=self.registry)
         self.run_started = Gauge("sendcost_collection_last_run_started_timestamp_seconds",
@@ -132,8 +134,15 @@ class Telemetry:
         self.store_unreachable = False
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.answered.labels(method, route, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            # A labelled child is looked up once: ``labels()`` validates and locks on every
+            # call, most of what counting a request would otherwise cost.
+            children = self._children[key] = (
+                self.answered.labels(method, route, str(status)), self.latency.labels(route))
+        children[0].inc()
+        children[1].observe(seconds)
 
     @property
     def requests(self) -> dict[tuple[str, str, int], float]:
