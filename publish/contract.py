@@ -29,6 +29,7 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType, field
 
 from corridors.types import EMULATED_WARNING, DataKind, FirmType
+from metrics.kpis import SCORECARD_KEYS
 
 
 class Model(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -56,7 +57,7 @@ class Source(Model, kw_only=True):
 
 
 class Envelope(Model, kw_only=True):
-    """The keys every JSON answer starts with (``publish.api.conventions.envelope``)."""
+    """The keys every JSON answer starts with (filled by ``publish.api.conventions.header``)."""
 
     warning: Annotated[str, Meta(description=f"present only with include=emulated: "
                                              f"{EMULATED_WARNING!r}")] | UnsetType = UNSET
@@ -413,9 +414,77 @@ class PostalBenchmark(Envelope, kw_only=True):
     services: list[PostalService]
 
 
+Share = Annotated[float | None, Meta(
+    description="percent of the services or quotes whose attribute is known; null when none "
+                "is")]
+
+
+class Scorecard(Model, kw_only=True):
+    """One scorecard of the G20 remittance targets (docs/METHODOLOGY.md): shares in percent
+    over the services or quotes whose attribute is known, null when none is. Its fields are
+    ``metrics.kpis.SCORECARD_KEYS``, in that order (checked at import)."""
+
+    services: int
+    quotes: int
+    providers: int
+    average: Pct
+    smart: Pct
+    above_5: bool | None
+    services_with_speed: int
+    providers_within_one_hour: int
+    share_services_within_one_hour: Share
+    share_services_within_one_business_day: Share
+    quotes_with_speed: int
+    share_quotes_within_one_hour: Share
+    share_quotes_within_one_business_day: Share
+    meets_speed_target: bool | None
+    services_with_channels: int
+    share_services_digital: Share
+    share_quotes_fee_disclosed: Share
+    share_quotes_rate_disclosed: Share
+    share_quotes_total_disclosed: Share
+    share_quotes_delivery_time_disclosed: Share
+    share_quotes_transparent: Share
+    share_services_transparent: Share
+
+
+#: A corridor's scorecard: the corridor, then the ``Scorecard``'s fields (made from them, so
+#: that the two cannot drift apart).
+KpisCorridor = msgspec.defstruct(
+    "KpisCorridor",
+    [("from_", Country, field(name="from")), ("to", Country), ("source", str),
+     ("destination", str),
+     *((f.name, f.type) for f in msgspec.structs.fields(Scorecard))],
+    bases=(Model,), kw_only=True, module=__name__)
+
+
+class Targets(Model, kw_only=True):
+    cost_global_average_below: float
+    cost_no_corridor_above: float
+    speed_share_within_one_hour: float
+    speed_share_within_one_business_day: float
+    cost_target_year: int
+    speed_target_year: int
+
+
+class Kpis(Envelope, kw_only=True):
+    """``/v1/kpis``: the G20 scorecard of a period, globally and per corridor. Its CSV twin
+    is ``metrics.kpis.scorecard_table`` (the bulletin's table too)."""
+
+    amount_usd: int
+    scope: Annotated[str, Meta(description="what the scorecard measures: the supply (services "
+                                           "and quotes), not payments")]
+    targets: Targets
+    weekends_only: Annotated[list[str], Meta(
+        description="receiving countries whose business days were counted without public "
+                    "holidays (none known)")]
+    global_: Scorecard = field(name="global")
+    corridors: list[KpisCorridor]  # type: ignore[valid-type]
+
+
 #: The responses the OpenAPI document takes its schemas from (and the parts they name).
 RESPONSES: tuple[type[Model], ...] = (Compare, Corridors, Corridor, History, Indicators,
-                                      PostalBenchmark)
+                                      PostalBenchmark, Kpis)
 
 
 def encode(model: Model) -> bytes:
@@ -533,3 +602,5 @@ def csv_models() -> Sequence[type[Model]]:
 
 for _model in csv_models():
     check_csv_columns(_model)
+if tuple(f.name for f in msgspec.structs.fields(Scorecard)) != SCORECARD_KEYS:
+    raise TypeError("contract.Scorecard's fields are not metrics.kpis.SCORECARD_KEYS")

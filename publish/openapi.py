@@ -18,8 +18,7 @@ import copy
 from typing import Any
 
 from corridors.reference import REGION_NAMES
-from corridors.types import EMULATED_WARNING, FirmType, PayIn, PayOut
-from metrics.kpis import SCORECARD_KEYS
+from corridors.types import FirmType, PayIn, PayOut
 from publish import contract
 from publish.middleware import MAX_BODY, MAX_QUERY, UNLIMITED
 from publish.params import (
@@ -53,16 +52,9 @@ def obj(props: dict[str, Any], *, extra: bool = False) -> dict[str, Any]:
             "additionalProperties": extra}
 
 
-ENVELOPE = {
-    "period": NSTR,
-    "methodology_version": STR,
-    "sources": {"type": "array", "items": ref("Source")},
-    "licence": STR,
-}
-
-#: The schemas of the answers still written as dicts (``/v1/kpis``, admin, health,
-#: bulletins) and of problems; those of the others come from their models
-#: (``publish.contract``), added below.
+#: The schemas of the answers still written as dicts (admin, health, bulletins) and of
+#: problems; those of the data answers come from their models (``publish.contract``), added
+#: below.
 SCHEMAS: dict[str, Any] = {
     "Problem": {
         "type": "object",
@@ -72,31 +64,6 @@ SCHEMAS: dict[str, Any] = {
                                 "description": "409 of admin collect: the jobs already "
                                                "running"}},
         "required": ["type", "title", "status", "detail"],
-    },
-    "Kpis": obj({
-        **ENVELOPE, "amount_usd": INT,
-        "scope": {"type": "string", "description": "what the scorecard measures: the supply "
-                                                   "(services and quotes), not payments"},
-        "targets": obj({"cost_global_average_below": NUM, "cost_no_corridor_above": NUM,
-                        "speed_share_within_one_hour": NUM,
-                        "speed_share_within_one_business_day": NUM,
-                        "cost_target_year": INT, "speed_target_year": INT}),
-        "weekends_only": {"description": "receiving countries whose business days were "
-                                         "counted without public holidays (none known)",
-                          "type": "array", "items": STR},
-        "global": ref("Scorecard"),
-        "corridors": {"type": "array", "items": {"allOf": [ref("Scorecard"), obj({
-            "from": ref("Country"), "to": ref("Country"), "source": STR,
-            "destination": STR}, extra=True)]}},
-    }),
-    "Scorecard": {
-        "description": "one scorecard of the G20 remittance targets (docs/METHODOLOGY.md): "
-                       "shares in percent over the services or quotes whose attribute is "
-                       "known, null when none is",
-        "type": "object", "required": list(SCORECARD_KEYS),
-        "properties": {k: (NBOOL if k in ("above_5", "meets_speed_target") else
-                           NUM if k.startswith("share_") or k in ("average", "smart")
-                           else INT) for k in SCORECARD_KEYS},
     },
     "AdminCollect": obj({
         "status": {"const": "triggered"},
@@ -130,16 +97,7 @@ SCHEMAS: dict[str, Any] = {
                                   "zip": STR})})}}),
 }
 
-#: Keys an answer carries first when it was asked to include emulated data
-#: (``include=emulated``): never required, never absent then.
-EMULATED_PROPS = {
-    "warning": {"const": EMULATED_WARNING},
-    "includes": {"type": "array", "items": {"enum": ["emulated"]}},
-}
-for _schema in SCHEMAS.values():
-    if "methodology_version" in _schema.get("properties", {}):
-        _schema["properties"] = {**EMULATED_PROPS, **_schema["properties"]}
-# The models' schemas: their envelope has warning and includes already.
+# The data answers' schemas, from their models.
 SCHEMAS.update(contract.schemas())
 
 

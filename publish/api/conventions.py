@@ -26,20 +26,10 @@ RESPONSE_CACHE_MAX = 8192
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def envelope(period: str | None, sources: Iterable[str], *, emulated: bool = False,
-             **data: Any) -> dict[str, Any]:
-    """The keys every JSON answer starts with, for the answers still written as dicts
-    (``/v1/kpis``); the others are ``publish.contract`` models filled with ``header``.
-    ``emulated``: the answer was asked to include emulated data (``?include=emulated``), and
-    says so first: ``warning``."""
-    warning = {"warning": EMULATED_WARNING, "includes": ["emulated"]} if emulated else {}
-    return {**warning, "period": period, "methodology_version": METHODOLOGY_VERSION,
-            "sources": sources_of(list(sources)), "licence": LICENCE, **data}
-
-
 def header(period: str | None, sources: Iterable[str], *,
            emulated: bool = False) -> dict[str, Any]:
-    """The fields of a response model's ``contract.Envelope``: ``Model(**header(...), ...)``.
+    """The keys every JSON answer starts with, as the fields of a response model's
+    ``contract.Envelope``: ``Model(**header(...), ...)``.
     ``emulated``: the answer was asked to include emulated data (``?include=emulated``), and
     says so first: ``warning`` (left unset, hence absent, otherwise)."""
     out: dict[str, Any] = {"warning": EMULATED_WARNING, "includes": ["emulated"]} \
