@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import zipfile
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -149,8 +150,8 @@ def test_official_figure_beside_ours(built) -> None:
     assert "findevgateway.org" in g20["source_url"]
     # FinDev Gateway's summary is not the World Bank's own publication: said beside it
     assert g20["source_kind"] == "secondary"
-    assert "(secondary source: the World Bank&#x27;s own publication of it was not found)" \
-        in html
+    assert "(secondary source: the World Bank's own publication of it was not found)" \
+        in unescape(html)
     assert ("findevgateway.org/paper/2014/06/analysis-trends-average-total-cost-migrant-"
             "remittance-services); secondary source: the World Bank's own publication of it "
             "was not found |") in md
