@@ -33,6 +33,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import datetime as dt
@@ -44,6 +45,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from urllib.parse import quote_plus
 
 import aiohttp
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
@@ -276,11 +278,27 @@ def kept_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     return out
 
 
+def client_basic_auth(client_id: str, client_secret: str) -> str:
+    """The Authorization header of an OAuth 2.0 client (RFC 6749 §2.3.1): the id and the
+    secret each form-encoded (application/x-www-form-urlencoded) before HTTP Basic, so an
+    id or secret holding ':', '%', '+' or a non-ASCII letter reaches the server as it is."""
+    pair = f"{quote_plus(client_id)}:{quote_plus(client_secret)}"
+    return "Basic " + base64.b64encode(pair.encode("ascii")).decode("ascii")
+
+
 def expand_secrets(url: str, secrets: Mapping[str, str]) -> str:
     """``url`` with each ${NAME} replaced by its secret (``SourceConfig.url_secrets``)."""
     for name, value in secrets.items():
         url = url.replace(f"${{{name}}}", value)
     return url
+
+
+def expand_body_secrets(body: bytes, secrets: Mapping[str, str]) -> bytes:
+    """A JSON ``body`` with each ${NAME} replaced by its secret, escaped as the inside of a
+    JSON string (where the template names it)."""
+    for name, value in secrets.items():
+        body = body.replace(f"${{{name}}}".encode(), json.dumps(value)[1:-1].encode())
+    return body
 
 
 def unexpected_content(content_type: str | None, body: bytes) -> str | None:
@@ -469,7 +487,7 @@ class Fetcher:
             if creds.get("scope"):
                 form["scope"] = creds["scope"]
             try:
-                basic = aiohttp.encode_basic_auth(creds["client_id"], creds["client_secret"])
+                basic = client_basic_auth(creds["client_id"], creds["client_secret"])
                 async with self.session.post(
                         creds["token_url"], data=form,
                         headers={"User-Agent": self.config.user_agent, "Authorization": basic},
@@ -540,6 +558,8 @@ class Fetcher:
         def redact(text: str) -> str:
             for name, value in secrets.items():
                 text = text.replace(value, f"${{{name}}}")
+                # As a JSON body carries it (an echoed question: quotes, backslashes escaped).
+                text = text.replace(json.dumps(value)[1:-1], f"${{{name}}}")
             return text
 
         # ${NAME} is filled in for the request only: the URL archived, logged and named in
@@ -560,6 +580,9 @@ class Fetcher:
         known = self.validators.get(url) if json_body is None else None
         if json_body is not None:
             headers["Content-Type"] = "application/json"
+            # The body's ${NAME}s are filled in for the request only (JSON-escaped, inside
+            # their string): the URL archived names the body by a hash of it with ${NAME}.
+            json_body = expand_body_secrets(json_body, secrets)
         if known is not None:
             if known.etag:
                 headers["If-None-Match"] = known.etag

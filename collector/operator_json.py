@@ -16,13 +16,17 @@ not a number as ``malformed_record``. Only an answer broken as a whole (not JSON
 ``quotes_path`` not a list) is malformed.
 
 ``method = "POST"`` with ``body`` (a JSON template: ``"{send_currency}"`` a string,
-``{amount}`` a number) asks an API that takes its question as JSON (Wise's ``POST
-/v3/quotes``); ``next_path`` names the link to the next page of a paginated answer
-(followed on the same host, ``max_pages`` at most, default 10; each page archived and
-parsed like the first);
-``quotes_path = "."`` reads an answer that is itself an array of quotes; a field path
-starting ``$.`` is read from the whole answer rather than the quote (a currency named
-once for all the quotes); ``skip_when`` leaves out the quotes a field of which has the
+``{amount}`` a number; ``"${NAME}"`` a secret from the environment, filled in only when
+sent) asks an API that takes its question as JSON (Wise's ``POST /v3/quotes``);
+``next_path`` names the link to the next page of a paginated answer (followed on the same
+host, ``max_pages`` at most, default 10; each page archived and parsed like the first), or
+``page_param`` the query parameter of a page's number (from ``first_page``, default 1,
+until a page holds no quote or ``pages_path``, the number of pages, says it was the last);
+``quotes_path = "."`` reads an answer that is itself an array of quotes, and a ``*`` step
+every item of a list (``providers.*.quotes``); a field path starting ``$.`` is read from
+the whole answer rather than the quote (a currency named once for all the quotes), one
+starting ``^.`` from the quote's parent (the object holding its list: the provider of
+``providers.*.quotes``); ``skip_when`` leaves out the quotes a field of which has the
 value given (``{ disabled = "true" }``: not offered, not a price); a fee written with
 its currency ("AUD 3.99", "3.99 AUD") gives both. ``fields.send_amount`` (the amount the
 answer priced) is checked against the amount asked
@@ -43,7 +47,7 @@ import re
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from collector import options as opt
 from collector.errors import ParseError
@@ -57,7 +61,7 @@ from collector.parsing import (
     money_with_currency,
 )
 from collector.run import RunContext
-from collector.validate import Rejected, Unusable, number
+from collector.validate import Rejected, Rejection, Unusable, number
 from corridors.config import SourceConfig
 from corridors.errors import ConfigError
 from corridors.reference import country_code
@@ -77,6 +81,8 @@ OPTIONS = {"firm": opt.STRING, "firm_type": opt.STRING, "product": opt.STRING,
            "labels": opt.STRING_TABLE, "amount_scale": opt.POSITIVE_NUMBER,
            "received_amount_scale": opt.POSITIVE_NUMBER, "skip_when": opt.STRING_TABLE,
            "next_path": opt.STRING, "max_pages": opt.POSITIVE_NUMBER,
+           "page_param": opt.STRING, "first_page": opt.POSITIVE_NUMBER,
+           "pages_path": opt.STRING,
            "method": opt.STRING, "body": opt.STRING}
 FIELDS = {"fee", "applied_rate", "received_amount", "send_currency", "receive_currency",
           "destination", "delivery_hours", "delivery_days", "pay_in", "pay_out", "product",
@@ -115,10 +121,20 @@ def check_options(source: SourceConfig) -> None:
         raise ConfigError(f"{opt.where(source)}.body: " + (
             "required with method POST (the JSON the API takes)" if method == "POST" else
             "only with method = \"POST\""))
+    if "page_param" in source.options and "next_path" in source.options:
+        raise ConfigError(f"{opt.where(source)}.page_param: pages are followed by their "
+                          "number or by a link (next_path), not both")
+    if "pages_path" in source.options and "page_param" not in source.options:
+        raise ConfigError(f"{opt.where(source)}.pages_path: only with page_param")
+    first = source.options.get("first_page", 1)
+    if isinstance(first, float) and not first.is_integer():
+        raise ConfigError(f"{opt.where(source)}.first_page: expected a whole number, got "
+                          f"{first!r}")
     if method == "POST":
-        if "next_path" in source.options:
-            raise ConfigError(f"{opt.where(source)}.next_path: pages are followed with GET; "
-                              "not with method POST")
+        for key in ("next_path", "page_param"):
+            if key in source.options:
+                raise ConfigError(f"{opt.where(source)}.{key}: pages are followed with GET; "
+                                  "not with method POST")
         sample = CorridorSpec("USA", "MEX", "US", "MX", "USD", "MXN", ())
         try:
             json.loads(render_body(source.options["body"], sample, Decimal(200)))
@@ -199,17 +215,45 @@ async def collect(ctx: RunContext) -> None:
         url: str | None
         url, body = request_of(source, c, amount)
         seen: set[str] = set()
+        number = int(source.options.get("first_page", 1))
         while url is not None and len(seen) < pages:
             seen.add(url)
             fetched = await ctx.fetch(url, body)
             charset = charset_of(fetched.headers)
             await ctx.add_parsed(*parse(source, fetched.body, c, usd, amount, charset),
                                  fetched)
-            url = next_page(source, fetched.body, url, charset, secrets)
+            url = (numbered_page(source, fetched.body, url, number, charset)
+                   if "page_param" in source.options
+                   else next_page(source, fetched.body, url, charset, secrets))
+            number += 1
             if url in seen:
                 break
 
     await ctx.each(items, one)
+
+
+def numbered_page(source: SourceConfig, body: bytes, url: str, number: int,
+                  charset: str | None = None) -> str | None:
+    """The URL of the page after page ``number`` of an answer paginated by number
+    (``options.page_param``: the query parameter, set to number + 1), None when this page
+    was the last: it holds no quote, or ``pages_path`` (the number of pages the answer
+    says there are) says so. The URL's other parameters, ${NAME}s included, are kept."""
+    doc = load_json(body, f"{source.name} quote", charset)
+    records, broken = quote_records(doc, source.options.get("quotes_path", ""), source.name)
+    if not records and not broken:
+        return None
+    path = source.options.get("pages_path")
+    if path:
+        total = dig(doc, path, None)
+        if not isinstance(total, int | float) or isinstance(total, bool):
+            raise ParseError(f"{source.name}: {path!r} is {total!r}, not a number of pages")
+        if number >= total:
+            return None
+    parts = urlsplit(url)
+    param = source.options["page_param"]
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != param]
+    query.append((param, str(number + 1)))
+    return urlunsplit(parts._replace(query=urlencode(query, safe="${}")))
 
 
 def next_page(source: SourceConfig, body: bytes, url: str, charset: str | None = None,
@@ -241,34 +285,88 @@ def parse(source: SourceConfig, body: bytes, c: CorridorSpec, usd: int, amount: 
     o = source.options
     doc = load_json(body, f"{source.name} quote", charset)
     path = o.get("quotes_path", "")
-    # "." is the answer itself: a top-level array of quotes.
-    records = doc if path == "." else dig(doc, path) if path else [doc]
-    if not isinstance(records, list):
-        raise ParseError(f"{source.name}: {path!r} is not a list of quotes")
     if not path and not isinstance(doc, dict):
         raise ParseError(f"{source.name}: the answer is not an object: {doc!r:.80}")
+    records, broken = quote_records(doc, path, source.name)
     where = {"corridor": c.key, "amount_usd": usd, "send_amount": amount}
     drafts: list[Draft] = []
-    rejected: list[Rejected] = []
-    for i, rec in enumerate(records):
+    rejected: list[Rejected] = [({"record": rec, **where},
+                                 Rejection("malformed_record", "record", detail))
+                                for rec, detail in broken]
+    for at, rec, parent in records:
         try:
             if not isinstance(rec, dict):
                 raise Unusable("malformed_record", "record",
-                               f"{path}.{i} is not an object: {rec!r:.80}")
-            if _skipped(rec, o.get("skip_when", {})):
+                               f"{at} is not an object: {rec!r:.80}")
+            if _skipped(rec, o.get("skip_when", {}), doc, parent):
                 continue  # not offered (disabled, another product): no price, no quote
-            drafts.append(_draft(source, rec, c, usd, amount, doc))
+            drafts.append(_draft(source, rec, c, usd, amount, doc, parent))
         except Unusable as exc:
             rejected.append(({**(rec if isinstance(rec, dict) else {"quote": rec}), **where},
                              exc.rejection))
     return drafts, rejected
 
 
-def _skipped(rec: dict[str, Any], when: Mapping[str, str]) -> bool:
-    """True when one of the quote's fields has the value ``skip_when`` names for it (as
-    JSON writes it: true, false, null, a number or a string)."""
+def quote_records(doc: Any, path: str, name: str = "source"
+                  ) -> tuple[list[tuple[str, Any, Any]], list[tuple[Any, str]]]:
+    """The quotes ``quotes_path`` names in ``doc``, each as (where, quote, its parent: the
+    object that holds the list it is in), and the parts of the answer a ``*`` step reached
+    that lack the rest of the path (each (part, why), quarantined on its own).
+
+    ``""``: the answer is the one quote; ``"."``: the answer is the list; a dotted path
+    (``data.options``, ``routes.0.quotes``) whose last step is the list; ``*`` takes every
+    item of a list (``providers.*.quotes``: each provider's quotes, the provider being each
+    quote's parent). ParseError when the path does not lead to a list (before any ``*``).
+    """
+    if not path:
+        return [("answer", doc, doc)], []
+    if path == ".":  # a top-level array of quotes
+        if not isinstance(doc, list):
+            raise ParseError(f"{name}: '.' (the answer itself) is not a list of quotes")
+        return [(f"answer.{i}", rec, doc) for i, rec in enumerate(doc)], []
+    # Each branch: (where, node, the object the last key was read from).
+    branches: list[tuple[str, Any, Any]] = [("", doc, doc)]
+    broken: list[tuple[Any, str]] = []
+    spread = False
+    for step in path.split("."):
+        nxt: list[tuple[str, Any, Any]] = []
+        for at, node, holder in branches:
+            here = f"{at}.{step}" if at else step
+            if step == "*":
+                if isinstance(node, list):
+                    nxt.extend((f"{at}.{i}", item, holder) for i, item in enumerate(node))
+                    continue
+            elif isinstance(node, dict) and step in node:
+                nxt.append((here, node[step], node))
+                continue
+            elif isinstance(node, list) and step.lstrip("-").isdigit() and \
+                    -len(node) <= int(step) < len(node):
+                nxt.append((here, node[int(step)], holder))
+                continue
+            if not spread:
+                raise ParseError(f"{name}: {path!r} is not a list of quotes (nothing at "
+                                 f"{here!r})")
+            broken.append((node, f"{here} is missing: {path!r} leads to no list here"))
+        branches = nxt
+        spread = spread or step == "*"
+    out: list[tuple[str, Any, Any]] = []
+    for at, node, holder in branches:
+        if isinstance(node, list):
+            out.extend((f"{at}.{i}", rec, holder) for i, rec in enumerate(node))
+        elif not spread:
+            raise ParseError(f"{name}: {path!r} is not a list of quotes")
+        else:
+            broken.append((node, f"{at} is not a list of quotes"))
+    return out, broken
+
+
+def _skipped(rec: dict[str, Any], when: Mapping[str, str], doc: Any = None,
+             parent: Any = None) -> bool:
+    """True when one of the quote's fields (or, by ``$.`` / ``^.``, the answer's or the
+    quote's parent's) has the value ``skip_when`` names for it (as JSON writes it: true,
+    false, null, a number or a string)."""
     for path, value in when.items():
-        got = dig(rec, path, _ABSENT)
+        got = field_of(rec, path, doc, parent, _ABSENT)
         if got is not _ABSENT and (got if isinstance(got, str) else json.dumps(got)) == value:
             return True
     return False
@@ -277,8 +375,20 @@ def _skipped(rec: dict[str, Any], when: Mapping[str, str]) -> bool:
 _ABSENT = object()
 
 
+def field_of(rec: Any, path: str, doc: Any, parent: Any, default: Any = None) -> Any:
+    """A field path's value: ``$.x.y`` of the whole answer (a currency it names once for
+    all its quotes), ``^.x.y`` of the quote's parent (the object holding the list the quote
+    is in: a provider's name over its quotes), else of the quote itself; nested keys and
+    list indexes alike (``$.meta.rates.0.value``)."""
+    if path.startswith("$."):
+        return dig(doc, path[2:], default)
+    if path.startswith("^."):
+        return dig(parent, path[2:], default)
+    return dig(rec, path, default)
+
+
 def _draft(source: SourceConfig, rec: dict[str, Any], c: CorridorSpec, usd: int, amount: Any,
-           doc: Any = None) -> Draft:
+           doc: Any = None, parent: Any = None) -> Draft:
     """One quote as a draft; Unusable when it cannot be one."""
     o = source.options
     fields: Mapping[str, str] = o.get("fields", {})
@@ -289,11 +399,7 @@ def _draft(source: SourceConfig, rec: dict[str, Any], c: CorridorSpec, usd: int,
 
     def get(name: str) -> Any:
         path = fields.get(name)
-        if path is None:
-            return None
-        # "$.x.y" is a field of the whole answer (the list's parent: the currency the
-        # answer names once for all its quotes), not of the quote.
-        return dig(doc, path[2:], None) if path.startswith("$.") else dig(rec, path, None)
+        return None if path is None else field_of(rec, path, doc, parent)
 
     corridor: CorridorSpec | None = c
     dest, origin = get("destination"), get("source")

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import gzip
 import io
 import logging
@@ -318,6 +319,32 @@ def _first_present(columns: list[str], aliases: tuple[str, ...]) -> str | None:
     return next((c for c in aliases if c in columns), None)
 
 
+@functools.lru_cache(maxsize=1)
+def _bundled_firms() -> tuple[frozenset[str], dict[str, str]]:
+    """The firm names of the bundled 2011-2014 file, and for each name's matching key
+    (``_norm``) its most frequent spelling there."""
+    from corridors.reference import data_file
+
+    data = gzip.decompress(data_file("rpw_quotes_2011Q1_2014Q2.csv.gz").read_bytes())
+    counts = Counter(row["firm"] for row in csv.DictReader(io.StringIO(data.decode())))
+    spelling: dict[str, str] = {}
+    for name, _ in counts.most_common():
+        spelling.setdefault(_norm(name), name)
+    return frozenset(counts), spelling
+
+
+@functools.lru_cache(maxsize=4096)
+def canonical_firm(name: str) -> str:
+    """A firm's name as a service's identity takes it: as the bundled 2011-2014 file writes
+    it when that file has it (in any case or spacing: "WESTERN  UNION" is its "Western
+    Union"), else with its spaces collapsed. A name of the bundled file is itself, so the
+    services already stored keep their keys."""
+    names, spelling = _bundled_firms()
+    if name in names:
+        return name
+    return spelling.get(_norm(name), " ".join(name.split()))
+
+
 def _norm(label: str) -> str:
     """A label's key for matching: RPW writes one label in several cases and spacings."""
     return " ".join(label.split()).casefold()
@@ -492,6 +519,11 @@ def _parse_sheet(raw: pl.DataFrame, sheet: str | None, path: str, result: RpwRea
     raw = raw.with_columns(pl.all().cast(pl.String).str.strip_chars())
     # World Bank country codes that are not ISO's (KSV for Kosovo) name one country.
     raw = raw.with_columns(pl.col("source_code", "destination_code").replace(WB_COUNTRY_CODES))
+    # One firm, one name: the name is part of a service's identity, and the full workbook
+    # writes some firms otherwise than the bundled 2011-2014 file does for the same quotes.
+    firms = raw["firm"].drop_nulls().unique().to_list()
+    raw = raw.with_columns(pl.col("firm").replace(
+        {name: canonical_firm(name) for name in firms if canonical_firm(name) != name}))
     raw = raw.with_columns(pl.int_range(2, n + 2, dtype=pl.Int64).alias("_line"))
 
     # Numbers: thousands separators and a percent sign ("5.2%") are read as the number.

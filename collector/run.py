@@ -45,7 +45,7 @@ import aiohttp
 
 from collector import lease as leasing
 from collector.errors import FetchError, LeaseLost, ParseError, Spooled, StorageError
-from collector.http import Fetcher, Response
+from collector.http import PAYLOAD_ERROR_HEADER, Fetcher, Response, unexpected_content
 from collector.kinds import data_kind
 from collector.model import CorridorSpec, Draft, corridor_specs
 from collector.rates import RateBook, ReferenceRate
@@ -413,7 +413,20 @@ class RunContext:
         if status >= 400:
             raise FetchError("http_5xx" if status >= 500 else "http_4xx",
                              f"archived HTTP {status}", url=url, status=status)
+        # A response the live run could not use is counted as it was then, not as a
+        # malformed body: one whose body broke in transit (archived with what broke, and no
+        # body), and a 2xx that was not the upstream's data (a captcha or login page).
+        broke = next((v for k, v in headers.items()
+                      if k.lower() == PAYLOAD_ERROR_HEADER.lower()), None)
+        if broke is not None:
+            raise FetchError("payload", f"archived HTTP {status} whose body broke in transit "
+                             f"({broke})", url=url, status=status)
         body = row["payload"]
+        why = unexpected_content(row["content_type"], body or b"") \
+            if 200 <= status < 300 else None
+        if why is not None:
+            raise FetchError("unexpected_content", f"archived HTTP {status} with {why}",
+                             url=url, status=status)
         if status == 304 and headers.get(BODY_FROM_HEADER):
             body = await self.store.raw_payload(int(headers[BODY_FROM_HEADER]))
         self.raw_ids.append(row["id"])

@@ -115,12 +115,14 @@ def sending_country_averages(services: pl.LazyFrame, countries: pl.LazyFrame) ->
 
 
 def trend(quotes: pl.LazyFrame, *, periods: list[str], amount_usd: int,
-          flows: pl.LazyFrame | None) -> pl.LazyFrame:
+          flows: pl.LazyFrame | None,
+          weights_coverage_min: float = cor.WEIGHT_COVERAGE_MIN) -> pl.LazyFrame:
     """The headline series over ``periods``: period, global_average, smart_average,
     weighted_average, services (transparent ones averaged). Periods without a quote at
     ``amount_usd`` are left out. Each period is weighed by the matrix of ``flows`` nearest
-    it, and its weighted_average is null with insufficient weights
-    (metrics.corridors.weighted_global_average). Sorted by period (chronologically)."""
+    it, and its weighted_average is null with insufficient weights (below
+    ``weights_coverage_min`` % of the volume: metrics.corridors.weighted_global_average).
+    Sorted by period (chronologically)."""
     parts = []
     for period in periods:
         s = services_in_period(quotes, period=period, amount_usd=amount_usd)
@@ -130,7 +132,8 @@ def trend(quotes: pl.LazyFrame, *, periods: list[str], amount_usd: int,
         sm = cor.global_smart(cor.smart(s)).select("smart_average")
         if flows is not None:
             matrix = cor.matrix_for_period(flows, parse_period(period).year)
-            w = cor.weighted_global_average(averages, matrix).select(
+            w = cor.weighted_global_average(
+                averages, matrix, coverage_min=weights_coverage_min).select(
                 pl.when(pl.col("sufficient")).then(pl.col("weighted_average"))
                 .alias("weighted_average"))
         else:

@@ -334,13 +334,15 @@ def g20_scorecard(quotes: pl.LazyFrame, period: str, amount_usd: int) -> dict[st
 def compute_bulletin(quotes: pl.DataFrame, period: str, *,
                      generated_from: dict[str, Any], minimum: MinimumBase | None = None,
                      configured: list[tuple[str, str]] | None = None,
-                     survey_sources: set[str] | None = None) -> Bulletin:
+                     survey_sources: set[str] | None = None,
+                     weights_coverage_min: float = mcor.WEIGHT_COVERAGE_MIN) -> Bulletin:
     """All the figures of ``period``'s bulletin. Raises NoData when the period has none.
 
     ``minimum``: the least a figure must rest on (default: config.toml's defaults);
     ``configured``: the configured corridors; ``survey_sources``: the names of the sources
     whose quotes are the World Bank's survey (default: "rpw"). Together they make the target
-    corridors a global figure's coverage is measured against."""
+    corridors a global figure's coverage is measured against. ``weights_coverage_min``: the
+    weighted average's coverage rule, in % (config.toml [indicators])."""
     minimum = minimum or MinimumBase()
     configured = list(configured or [])
     survey_sources = set(survey_sources or {"rpw"})
@@ -352,7 +354,8 @@ def compute_bulletin(quotes: pl.DataFrame, period: str, *,
     available = quotes.get_column("period").unique().to_list()
     try:
         doc = compute_indicators(lazy, period=canonical, amount_usd=HEADLINE_AMOUNT,
-                                 countries=countries, flows=weights)
+                                 countries=countries, flows=weights,
+                                 weights_coverage_min=weights_coverage_min)
     except NoData:
         known = ", ".join(publishable(lazy, available, p)) or "none"
         raise NoData(f"no quotes at USD {HEADLINE_AMOUNT} for period {canonical}; nothing "
@@ -360,17 +363,20 @@ def compute_bulletin(quotes: pl.DataFrame, period: str, *,
                      ) from None
     try:
         doc500 = compute_indicators(lazy, period=canonical, amount_usd=SECOND_AMOUNT,
-                                    countries=countries, flows=weights)
+                                    countries=countries, flows=weights,
+                                    weights_coverage_min=weights_coverage_min)
     except NoData:
         doc500 = None
     periods = mb.trend_periods(available, canonical)
     trend = trend_with_bases(
-        lazy, mb.trend(lazy, periods=periods, amount_usd=HEADLINE_AMOUNT,
-                       flows=weights).collect(),
+        lazy, mb.trend(lazy, periods=periods, amount_usd=HEADLINE_AMOUNT, flows=weights,
+                       weights_coverage_min=weights_coverage_min).collect(),
         minimum=minimum, configured=configured, survey_sources=survey_sources)
     earlier = [x for x in trend.get_column("period").to_list() if x != canonical]
     previous = (compute_indicators(lazy, period=earlier[-1], amount_usd=HEADLINE_AMOUNT,
-                                   countries=countries, flows=weights) if earlier else None)
+                                   countries=countries, flows=weights,
+                                   weights_coverage_min=weights_coverage_min)
+                if earlier else None)
     services = services_in_period(lazy, period=canonical, amount_usd=HEADLINE_AMOUNT)
     # The caveats of each service and corridor reach the bulletin's tables and its CSVs: the
     # averages keep flagged services, as the World Bank's do, and the reader is told which.
@@ -809,12 +815,14 @@ def choose_data(quotes: pl.DataFrame, period: str, generated_from: dict[str, Any
 
 def base_settings(config: Any) -> dict[str, Any]:
     """What ``compute_bulletin`` needs of the config to judge each figure's base: the
-    minimum base, the configured corridors, the names of the survey (RPW) sources."""
+    minimum base, the configured corridors, the names of the survey (RPW) sources, the
+    weighted average's coverage rule."""
     if config is None:
         return {}
     return {"minimum": config.bulletin.minimum,
             "configured": [(c.source, c.destination) for c in config.corridors],
-            "survey_sources": {"rpw"} | {s.name for s in config.sources if s.kind == "rpw"}}
+            "survey_sources": {"rpw"} | {s.name for s in config.sources if s.kind == "rpw"},
+            "weights_coverage_min": config.indicators.weights_coverage_min}
 
 
 # --- the running service -----------------------------------------------------------------------

@@ -460,6 +460,19 @@ def _source_cell(r: dict[str, Any]) -> dict[str, Any]:
             "secondary": SECONDARY if r["source_kind"] != "primary" else None}
 
 
+def weights_rule(b: Any) -> str:
+    """The weighted average's coverage rule and what it reached in the period, in words."""
+    w = b.doc.get("weighted_average_coverage")
+    if w is None:
+        return "the coverage rule of config.toml [indicators] (no matrix was used)"
+    reached = ("no volume" if w["volume_share"] is None
+               else f"{w['volume_share']:.1f}% of it")
+    return (f"{w['volume_share_min']:g}% of the remittance volume between the surveyed "
+            f"countries (this period, the {w['matrix_year']} matrix weighs "
+            f"{w['corridors_weighed']} of {w['corridors_with_average']} corridors with an "
+            f"average, {reached}: {w['status']})")
+
+
 def html(b: Bulletin, charts_: Sequence[ch.Chart]) -> str:
     """The bulletin as one HTML page (publish/templates/bulletin/bulletin.html)."""
     five = b.five
@@ -588,7 +601,8 @@ def html(b: Bulletin, charts_: Sequence[ch.Chart]) -> str:
                              f"{r['reference_source'] or 'unknown'})"
                              for r in b.source_mix.iter_rows(named=True)),
         emulated_left_out=emulated_left_out_sentence(b),
-        reference_rate_note=REFERENCE_RATE_NOTE, licence=LICENCE, licence_url=LICENCE_URL,
+        reference_rate_note=REFERENCE_RATE_NOTE, weights_rule=weights_rule(b),
+        licence=LICENCE, licence_url=LICENCE_URL,
         rpw_attribution=RPW_ATTRIBUTION,
         scorecard_scope=SCORECARD_SCOPE, scorecard_columns=SCORECARD_COLUMNS,
         scorecard_rows=scorecard_rows(b), weekends=b.kpis["weekends_only"],

@@ -338,6 +338,10 @@ class WeightCoverage(Model, kw_only=True):
     corridors_with_average: int
     corridor_share: Num
     flow_usd_m: Num
+    flow_between_countries_usd_m: Num
+    volume_share: Num
+    volume_share_min: Num
+    matrix_flow_usd_m: Num
     status: Literal["ok", "insufficient weights"]
 
 
@@ -366,9 +370,10 @@ class Indicators(Envelope, kw_only=True):
     weighted_average_coverage: Annotated[WeightCoverage | None, Meta(
         description="what the weighted average could weigh: the World Bank/KNOMAD bilateral "
                     "remittance matrix nearest the period, the corridors it weighed of those "
-                    "with an average, and the volume weighed; 'insufficient weights' (and a "
-                    "null weighted_average) below 75 % of the corridors; null without a "
-                    "matrix")]
+                    "with an average, and the volume weighed (USD millions, and % of the "
+                    "matrix's volume between the period's sending and receiving countries); "
+                    "'insufficient weights' (and a null weighted_average) below "
+                    "volume_share_min (config.toml [indicators]); null without a matrix")]
     by_payment_instrument: Annotated[dict[str, Average], Meta(
         description="average over transparent services by the instrument that funds the "
                     "transfer")]

@@ -711,8 +711,11 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (OSError, *UNREACHABLE_ERRORS)
 class ApiData:
     """The current snapshot of one running service, refreshed when the store changes."""
 
-    def __init__(self, store: Store, *, eager_emulated: bool = False) -> None:
+    def __init__(self, store: Store, *, eager_emulated: bool = False,
+                 weights_coverage_min: float = cor.WEIGHT_COVERAGE_MIN) -> None:
         self.store = store
+        #: The weighted average's coverage rule, in % (config.toml [indicators]).
+        self.weights_coverage_min = weights_coverage_min
         #: Build the snapshot with emulated quotes with every new one, not when first asked
         #: for (``SHOWS_EMULATED``: the page asks for it on every request).
         self.eager_emulated = eager_emulated
@@ -886,7 +889,8 @@ class ApiData:
                 return indicators_from_services(services, period=period,
                                                 amount_usd=amount_usd,
                                                 countries=countries_frame(period).lazy(),
-                                                flows=self.flows(), estimates=estimates)
+                                                flows=self.flows(), estimates=estimates,
+                                                weights_coverage_min=self.weights_coverage_min)
             snap.indicators[key] = await asyncio.to_thread(compute)
         return snap.indicators[key]
 
@@ -900,7 +904,10 @@ SHOWS_EMULATED = web.AppKey("page_shows_emulated", bool)
 async def data_ctx(app: web.Application) -> AsyncIterator[None]:
     """Build the first snapshot in the background and poll the store for new quotes; the
     indicator documents of each new snapshot are computed after it (``ApiData.warm``)."""
-    data = ApiData(app[runtime.STORE], eager_emulated=app.get(SHOWS_EMULATED, False))
+    config = app.get(runtime.CONFIG)
+    data = ApiData(app[runtime.STORE], eager_emulated=app.get(SHOWS_EMULATED, False),
+                   weights_coverage_min=(config.indicators.weights_coverage_min
+                                         if config is not None else cor.WEIGHT_COVERAGE_MIN))
     app[DATA] = data
 
     warming: asyncio.Task[None] | None = None

@@ -273,7 +273,10 @@ _PATHS: dict[str, Any] = {
                     statuses=(), data=False, etag=False),
     "/": get("/", "The comparison page (HTML)", None, [
         param("from", "sending country", COUNTRY), param("to", "receiving country", COUNTRY),
-        param("amount", "amount to send (as /v1/compare's; spaces around it are forgiven)",
+        param("amount", "amount to send, as people type it: 200,50, 1 000, 1.000,50, 500€ "
+                        "and $200 are read (docs/api.md, \"The page\")", {"type": "string"}),
+        param("lang", "the page's language: en, es, fr, pt, ar, hi, tl, ru or sw (a tag "
+                      "such as es-MX counts as es); else Accept-Language decides",
               {"type": "string"}),
         param("include", "emulated: show the sandbox's emulated quotes under the banner "
                          "\"emulated data — not real prices\" (the default under "

@@ -1186,8 +1186,9 @@ def test_a_fee_paid_on_top_never_passes_for_a_better_deal() -> None:
 
 
 @pytest.mark.parametrize(("url", "status", "says"), [
-    ("/?from=USA&to=MEX&amount=abc", 400, "amount must be a decimal number"),
-    ("/?from=USA&to=MEX&amount=0", 422, "amount must be positive"),
+    # The page's own sentences (tests/test_page_i18n.py has them in every language).
+    ("/?from=USA&to=MEX&amount=abc", 400, "We could not read the amount “abc”"),
+    ("/?from=USA&to=MEX&amount=0", 422, "The amount must be more than zero."),
     ("/?from=USA&to=MEX&amount=999999999999999999999", 422, "at most 1,000,000,000"),
     ("/?from=USA&to=USA&amount=200", 422, "Choose two different countries."),
 ])

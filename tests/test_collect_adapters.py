@@ -1236,6 +1236,57 @@ async def test_a_paginated_answer_is_followed_and_archived_page_by_page(
                                 b'{"next": "https://elsewhere.example/p2"}', "http://x/p1")
 
 
+async def test_an_answer_paginated_by_page_number_is_walked_to_its_last_page(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An operator paginating by number (?page=N, no link to the next page): pages asked
+    one after the other, the URL's key kept as ${NAME} in the archive, until a page holds
+    no quote; with ``pages_path`` (the number of pages the answer names) the last page is
+    known and the empty one is not asked."""
+    key = f"nk-{uuid.uuid4().hex}"
+    monkeypatch.setenv("SENDCOST_TEST_NUM_KEY", key)
+    pages = {"1": [("Bank deposit", 2.0), ("Cash pickup", 4.0)], "2": [("Wallet", 1.5)],
+             "3": []}
+    asked: list[str | None] = []
+
+    async def serve(request: web.Request) -> web.Response:
+        assert request.query["key"] == key and request.query["cur"] == "MXN"
+        asked.append(request.query.get("page"))
+        quotes = pages[request.query.get("page", "1")]
+        return web.json_response({"meta": {"totalPages": 2},
+                                  "data": [{"product": p, "fee": f, "rate": 17.0}
+                                           for p, f in quotes]})
+
+    p = f"m{uuid.uuid4().hex[:8]}"
+
+    def raw(url: str, **paging: Any) -> dict[str, Any]:
+        return {"corridors": [{"from": "USA", "to": "MEX", "amounts": [200]}],
+                "sources": [{"name": f"{p}-op-{len(paging)}", "kind": "operator_json",
+                             "url": url + "?key=${SENDCOST_TEST_NUM_KEY}&cur={receive_currency}",
+                             "options": {"firm": "Numbered", "quotes_path": "data",
+                                         "page_param": "page", **paging,
+                                         "reference_sources": [f"{p}-no-rates"],
+                                         "fields": {"fee": "fee", "applied_rate": "rate",
+                                                    "product": "product"}}}]}
+
+    walked = await run_upstream(store, "/quotes", serve, raw)
+    assert asked == [None, "2", "3"]
+    assert (walked.status, walked.requests, walked.stored) == ("ok", 3, 3), walked.line()
+    urls = sorted(r["url"] for r in await store.pool.fetch(
+        "SELECT url FROM raw_responses WHERE run_id = $1", walked.run_id))
+    assert [u.split("?", 1)[1] for u in urls] == [
+        "key=${SENDCOST_TEST_NUM_KEY}&cur=MXN",
+        "key=${SENDCOST_TEST_NUM_KEY}&cur=MXN&page=2",
+        "key=${SENDCOST_TEST_NUM_KEY}&cur=MXN&page=3"]
+    asked.clear()
+    counted = await run_upstream(store, "/quotes", serve,
+                                 lambda url: raw(url, pages_path="meta.totalPages"))
+    assert asked == [None, "2"]
+    assert (counted.status, counted.requests, counted.stored) == ("ok", 2, 3), counted.line()
+    with pytest.raises(ConfigError, match=r"page_param: .*not both"):
+        operator_json.check_options(source("operator_json", firm="N", fields={"fee": "f"},
+                                           page_param="page", next_path="next"))
+
+
 async def test_a_quote_api_asked_by_post_with_a_json_body(store: Store) -> None:
     """Wise's quote API shape (POST /v3/quotes, the question as JSON; one rate for the
     answer, payment options each with its fee, a disabled one among them): configured
@@ -1312,6 +1363,138 @@ async def test_a_quote_api_asked_by_post_with_a_json_body(store: Store) -> None:
     with pytest.raises(ConfigError, match=r"options\.body: not JSON"):
         operator_json.check_options(source("operator_json", firm="W", method="POST",
                                            body='{"a": {amount', fields={"fee": "f"}))
+
+
+async def test_field_paths_reach_nested_keys_list_indexes_and_a_quotes_parent(
+        store: Store) -> None:
+    """An aggregator-shaped answer (routes, each a partner with its pay-out and its quotes;
+    the sender and the rate named once under meta): ``$.`` reads nested keys and list
+    indexes of the whole answer, ``providers.*.quotes`` every route's quotes, ``^.`` the
+    route a quote belongs to, also in ``skip_when``; a route without its quotes is
+    quarantined on its own."""
+    answer = {
+        "meta": {"sender": {"currency": "USD", "country": "US"},
+                 "rates": [{"to": "MXN", "value": 17.1}, {"to": "EUR", "value": 0.9}]},
+        "routes": [
+            {"partner": "Acme", "disabled": False, "payout": "CASH", "quotes": [
+                {"product": "Cash now", "fee": 3.0, "send": 200},
+                {"product": "Cash later", "fee": 2.5, "send": 200}]},
+            {"partner": "Closed", "disabled": True, "payout": "CASH", "quotes": [
+                {"product": "Closed", "fee": 1.0, "send": 200}]},
+            {"partner": "Bankly", "disabled": False, "payout": "BANK", "quotes": [
+                {"product": "Deposit", "fee": 4.0, "send": 200}]},
+            {"partner": "Broken", "payout": "BANK"}]}
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.json_response(answer)
+
+    app = web.Application()
+    app.router.add_get("/quote", serve)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    p = f"n{uuid.uuid4().hex[:8]}"
+    config = parse_config({
+        "corridors": [{"from": "USA", "to": "MEX", "amounts": [200]}],
+        "sources": [{"name": f"{p}-agg", "kind": "operator_json",
+                     "url": str(server.make_url("/quote")) + "?to={receive_currency}",
+                     "options": {
+                         "firm": "Aggregated", "quotes_path": "routes.*.quotes",
+                         "skip_when": {"^.disabled": "true"},
+                         "reference_sources": [f"{p}-no-rates"],
+                         "labels": {"CASH": "cash", "BANK": "bank_account"},
+                         "fields": {"fee": "fee", "applied_rate": "$.meta.rates.0.value",
+                                    "send_currency": "$.meta.sender.currency",
+                                    "source": "$.meta.sender.country",
+                                    "send_amount": "send", "product": "product",
+                                    "pay_out": "^.payout"}}}]})
+    try:
+        async with aiohttp.ClientSession() as session:
+            [report] = await Collector(config, store, session).run_all()
+    finally:
+        await server.close()
+    assert (report.status, report.stored, report.quarantined) == ("ok", 3, 1), report.line()
+    rows = await store.pool.fetch(
+        "SELECT s.product, s.pay_out, q.fee, q.applied_rate, q.send_currency FROM quotes q "
+        "JOIN services s ON s.id = q.service_id WHERE q.run_id = $1 ORDER BY s.product",
+        report.run_id)
+    assert [tuple(r) for r in rows] == [
+        ("Cash later", "cash", Decimal("2.5"), Decimal("17.1"), "USD"),
+        ("Cash now", "cash", Decimal("3.0"), Decimal("17.1"), "USD"),
+        ("Deposit", "bank_account", Decimal("4.0"), Decimal("17.1"), "USD")]
+    [bad] = await store.pool.fetch(
+        "SELECT reason, field, payload FROM quarantined_quotes WHERE run_id = $1",
+        report.run_id)
+    assert (bad["reason"], bad["field"], bad["payload"]["record"]["partner"]) == (
+        "malformed_record", "record", "Broken")
+    # Without a "*", a path that leads to no list breaks the answer as a whole.
+    with pytest.raises(ParseError, match="not a list of quotes"):
+        operator_json.quote_records(answer, "routes.0.missing")
+    records, broken = operator_json.quote_records(answer, "routes.1.quotes")
+    assert [(at, rec["product"], parent["partner"]) for at, rec, parent in records] == [
+        ("routes.1.quotes.0", "Closed", "Closed")] and broken == []
+
+
+async def test_a_secret_in_a_post_body_is_sent_and_never_stored_or_logged(
+        store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """${NAME} in a POST body (an API key the API takes in its JSON question) is filled in
+    from the environment, JSON-escaped, for the request only: the archive (URL, headers
+    that echo it), the run and the logs keep ${NAME}. Unset, nothing starts."""
+    import logging
+
+    key = f'k"3y\\{uuid.uuid4().hex}'  # a quote and a backslash: escaped in the JSON
+    asked: list[Any] = []
+
+    async def quotes(request: web.Request) -> web.Response:
+        q = await request.json()
+        asked.append(q["apiKey"])
+        if q["apiKey"] != key:
+            return web.json_response({"error": "invalid key"}, status=403)
+        if len(asked) == 1:  # one retry, to see what the retry's log line says
+            return web.json_response({"error": "busy"}, status=503)
+        return web.json_response({"fee": 3.5, "rate": 17.1, "sourceAmount": q["amount"]},
+                                 headers={"X-Echo": json.dumps(q)})
+
+    app = web.Application()
+    app.router.add_post("/v1/quote", quotes)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    p = f"b{uuid.uuid4().hex[:8]}"
+    raw: dict[str, Any] = {
+        "collection": {"backoff_base_seconds": 0.001, "backoff_max_seconds": 0.01},
+        "corridors": [{"from": "USA", "to": "MEX", "amounts": [200]}],
+        "sources": [{"name": f"{p}-op", "kind": "operator_json",
+                     "url": str(server.make_url("/v1/quote")),
+                     "options": {"firm": "Keyed", "method": "POST",
+                                 "body": '{"apiKey": "${SENDCOST_TEST_BODY_KEY}", '
+                                         '"amount": {amount}, "to": "{receive_currency}"}',
+                                 "reference_sources": [f"{p}-no-rates"],
+                                 "fields": {"fee": "fee", "applied_rate": "rate",
+                                            "send_amount": "sourceAmount"}}}]}
+    config = parse_config(raw)
+    monkeypatch.setenv("SENDCOST_TEST_BODY_KEY", key)
+    caplog.set_level(logging.DEBUG)
+    try:
+        async with aiohttp.ClientSession() as session:
+            [report] = await Collector(config, store, session).run_all()
+            monkeypatch.delenv("SENDCOST_TEST_BODY_KEY")
+            with pytest.raises(ConfigError, match=r"options\.body: environment variable "
+                                                  "SENDCOST_TEST_BODY_KEY is not set"):
+                Collector(config, store, session)
+    finally:
+        await server.close()
+    assert asked == [key, key]
+    assert (report.status, report.stored) == ("ok", 1), report.line()
+    escaped = json.dumps(key)[1:-1]
+    for value in (key, escaped, key.split('"')[1]):
+        assert await store.pool.fetchval(
+            "SELECT count(*) FROM raw_responses WHERE run_id = $1 AND (url LIKE $2 OR "
+            "headers::text LIKE $2)", report.run_id, f"%{value}%") == 0, value
+        assert value not in caplog.text and value not in report.line()
+    [echo] = await store.pool.fetch(
+        "SELECT headers->>'X-Echo' AS echo FROM raw_responses WHERE run_id = $1 "
+        "AND status = 200", report.run_id)
+    assert json.loads(echo["echo"])["apiKey"] == "${SENDCOST_TEST_BODY_KEY}"
 
 
 async def test_a_feed_partner_is_flagged_in_the_compare_answer(fresh_database: str) -> None:

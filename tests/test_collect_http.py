@@ -437,6 +437,14 @@ async def test_a_body_broken_in_transit_is_retried_counted_and_archived(
     assert (flaky.status, flaky.requests, flaky.rates) == ("ok", 2, 1), flaky.line()
     assert flaky.errors["retry:payload"] == 1
     assert seen["/cut"] == seen["/gzip"] == 3
+    # A re-parse counts what broke as the live run did: a payload error, not a malformed
+    # (empty) body.
+    async with aiohttp.ClientSession() as session:
+        collector = Collector(cfg, store, session)
+        for path in ("cut", "gzip"):
+            again = await collector.reparse(reports[f"{p}-{path}"].run_id)
+            assert (again.status, again.requests, dict(again.errors)) == (
+                "failed", 1, {"payload": 1}), again.line()
 
 
 async def test_archived_headers_describe_the_stored_body(
@@ -492,6 +500,30 @@ async def test_a_200_that_is_not_the_upstreams_data_opens_the_circuit(
             assert caught.value.kind == "circuit_open" and asked == 3
     finally:
         await server.close()
+
+
+async def test_a_reparsed_200_that_is_not_data_counts_as_it_did_live(store: Store) -> None:
+    """A captcha page archived with its 200 is, re-parsed, what it was live: the
+    upstream's unexpected content, not a malformed answer."""
+    async def captcha(request: web.Request) -> web.Response:
+        return web.Response(body=b"<html><body>Please verify you are a human</body></html>",
+                            headers={"Content-Type": "text/html"})
+
+    app = web.Application()
+    app.router.add_get("/q", captcha)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    cfg = parse_config({"sources": [{"name": f"c{uuid.uuid4().hex[:8]}", "kind": "json_rates",
+                                     "url": str(server.make_url("/q"))}]})
+    try:
+        async with aiohttp.ClientSession() as session:
+            collector = Collector(cfg, store, session)
+            [live] = await collector.run_all()
+            again = await collector.reparse(live.run_id)
+    finally:
+        await server.close()
+    assert dict(live.errors) == {"unexpected_content": 1}, live.line()
+    assert (again.requests, dict(again.errors)) == (1, {"unexpected_content": 1}), again.line()
 
 
 async def test_a_secret_in_a_url_is_sent_and_never_stored_or_logged(
@@ -557,6 +589,53 @@ async def test_a_secret_in_a_url_is_sent_and_never_stored_or_logged(
     # sendcost's own log lines (the loopback upstream's access log is the upstream's).
     ours = "\n".join(r.getMessage() for r in caplog.records if r.name != "aiohttp.access")
     assert "retrying" in ours and "${SENDCOST_TEST_KEY}" in ours and key not in ours
+
+
+async def test_an_oauth_client_id_and_secret_are_form_encoded_before_basic(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RFC 6749 §2.3.1: the client id and secret are each form-encoded, then sent with HTTP
+    Basic; an id holding ':' (which bare Basic cannot carry) and a secret holding '%', '+',
+    '&', a space and a non-ASCII letter reach the token endpoint as they are."""
+    import base64
+    from urllib.parse import unquote_plus
+
+    client_id, secret = "tenant:42 é", f"s%2B+&= ü{uuid.uuid4().hex}"
+    got: list[tuple[str, str]] = []
+
+    async def token(request: web.Request) -> web.Response:
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        user, _, password = base64.b64decode(value).decode("ascii").partition(":")
+        got.append((unquote_plus(user), unquote_plus(password)))
+        if scheme != "Basic" or got[-1] != (client_id, secret):
+            return web.json_response({"error": "invalid_client"}, status=401)
+        return web.json_response({"access_token": "tok", "expires_in": 3600})
+
+    async def rates(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != "Bearer tok":
+            return web.json_response({"error": "invalid_token"}, status=401)
+        return web.json_response({"base": "USD", "date": dt.date.today().isoformat(),
+                                  "rates": {"MXN": 17.1}})
+
+    app = web.Application()
+    app.router.add_post("/oauth/token", token)
+    app.router.add_get("/rates", rates)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    name = f"o{uuid.uuid4().hex[:8]}-rates"
+    cfg = parse_config({"sources": [{
+        "name": name, "kind": "json_rates", "url": str(server.make_url("/rates")),
+        "oauth": {"token_url": str(server.make_url("/oauth/token")),
+                  "client_id": "${SENDCOST_TEST_ID}",
+                  "client_secret": "${SENDCOST_TEST_SECRET}"}}]})
+    monkeypatch.setenv("SENDCOST_TEST_ID", client_id)
+    monkeypatch.setenv("SENDCOST_TEST_SECRET", secret)
+    try:
+        async with aiohttp.ClientSession() as session:
+            report = await Collector(cfg, store, session).run(name)
+    finally:
+        await server.close()
+    assert got == [(client_id, secret)]
+    assert (report.status, report.rates) == ("ok", 1), report.line()
 
 
 async def test_an_oauth_client_credentials_token_is_fetched_kept_and_never_stored(

@@ -424,11 +424,12 @@ async def test_the_page_heads_its_figures_with_the_amount_they_are_for(
         api: TestClient) -> None:  # noqa: F811
     # Italy → China: RPW's only (no test collects it), priced at EUR 140 and 345.
     page = await (await api.get("/?from=ITA&to=CHN&amount=500")).text()
-    assert ("Prices for 345.00 EUR, the nearest amount surveyed to your 500.00 EUR, "
+    # Money as CLDR writes it in the page's language (English here: €345.00).
+    assert ("Prices for €345.00, the nearest amount surveyed to your €500.00, "
             "from Italy to China") in page
-    assert "Sending 500.00 EUR" not in page
+    assert "Sending €500.00" not in page
     page = await (await api.get("/?from=ITA&to=CHN&amount=345")).text()
-    assert "Prices for 345.00 EUR from Italy to China" in page
+    assert "Prices for €345.00 from Italy to China" in page
     # Each row says when it was collected and what kind of figure it is.
     assert '<th scope="col">Collected</th>' in page and "World Bank survey" in page
 

@@ -169,3 +169,50 @@ def test_cli_indicators_from_file_reports_and_fails_on_a_mostly_rejected_file(
               str(bundled_rpw_path()), database_url=database_url, config=loose)
     assert ok.returncode == 0, ok.stderr
     assert "28,467 rows read, 28,467 used" in ok.stderr
+
+
+async def test_the_bundled_file_and_the_full_workbook_do_not_store_a_quote_twice(
+        empty_store: Store, tmp_path: Path) -> None:
+    """The bundled 2011-2014 file and the World Bank's 2011-2025 workbook carry the same
+    2011-2014 quotes (its sheet "Dataset (up to Q1 2016)"): imported one after the other,
+    each quote is stored once. The workbook's cells as the real one writes
+    them: numbers (ids, amounts) as numbers, dates as date cells, and a firm's name with
+    stray spaces or another case than the CSV's."""
+    import csv
+    import datetime as dt
+    import io
+
+    import xlsxwriter
+    from rpw_real_format import SHEET_OLD
+
+    text = gzip.decompress(bundled_rpw_path().read_bytes()).decode()
+    header, *rows = list(csv.reader(io.StringIO(text)))
+    sample = rows[::97]  # about 290 services of every period
+    col = {name: i for i, name in enumerate(header)}
+    path = tmp_path / "rpw_dataset_2011_2025_q3.xlsx"
+    with xlsxwriter.Workbook(str(path)) as wb:
+        date_format = wb.add_format({"num_format": "dd/mmm/yyyy"})
+        ws = wb.add_worksheet(SHEET_OLD)
+        for c, name in enumerate(header):
+            ws.write_string(0, c, name)
+        for r, values in enumerate(sample, start=1):
+            for c, v in enumerate(values):
+                if c == col["date"] and v:
+                    ws.write_datetime(r, c, dt.datetime.strptime(v, "%d/%b/%Y"), date_format)
+                elif c == col["firm"]:
+                    # " Western  Union ", "WESTERN UNION": one firm, written otherwise.
+                    ws.write_string(r, c, f" {v.replace(' ', '  ')} " if r % 2 else v.upper())
+                elif v != "" and v.replace(".", "", 1).lstrip("-").isdigit():
+                    ws.write_number(r, c, float(v))
+                elif v != "":
+                    ws.write_string(r, c, v)
+    bundled = await import_rpw(empty_store, bundled_rpw_path())
+    tables = "SELECT (SELECT count(*) FROM quotes), (SELECT count(*) FROM services), " \
+             "(SELECT count(*) FROM firms)"
+    before = tuple(await empty_store.pool.fetchrow(tables))
+    workbook = await import_rpw(empty_store, path)
+    assert workbook.quotes_read > 2 * 250 and workbook.rejected == []
+    assert (workbook.quotes_stored, workbook.duplicates) == (0, workbook.quotes_read)
+    # Nor a service or a firm of another name: the workbook's names are the CSV's.
+    assert tuple(await empty_store.pool.fetchrow(tables)) == before
+    assert before[0] == bundled.quotes_stored

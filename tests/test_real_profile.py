@@ -140,26 +140,44 @@ RECORDED = {
     "/v6/latest/USD": ("open-er-api-latest-USD-2023-11-23.json", "application/json"),
     "/v4/comparisons/": ("wise-docs-comparison-v4-GBP-EUR-10000.json", "application/json"),
 }
+#: Wise's recorded comparison answers, by the question (sourceCurrency, targetCurrency,
+#: sendAmount) each answered: Wise's documented example and three real recordings.
+RECORDED_COMPARISONS = {
+    ("GBP", "EUR", "10000"): "wise-docs-comparison-v4-GBP-EUR-10000.json",
+    ("USD", "CAD", "500"): "wise-v3-USD-CAD-500-2024-09-24.json",
+    ("HUF", "EUR", "998877"): "wise-v4-HUF-EUR-998877-2026-07-16.json",
+    ("EUR", "HUF", "1000"): "wise-v4-EUR-HUF-1000-2026-07-16.json",
+}
 
 
-def shipped_on_loopback(base: str) -> dict[str, Any]:
-    """config.toml as shipped, its sources' scheme and host replaced by ``base`` (paths,
-    kinds, options, limits kept), and one corridor the recorded Wise answer prices."""
+def shipped_on_loopback(base: str | dict[str, str]) -> dict[str, Any]:
+    """config.toml as shipped, its sources' scheme and host replaced by ``base`` (one for
+    all, or one per source name, as the real upstreams are hosts of their own whose limits
+    are not shared; paths, kinds, options, limits kept), and the corridors the recorded
+    Wise answers price."""
     raw = tomllib.loads(SHIPPED.read_text(encoding="utf-8"))
     for s in raw["sources"]:
-        s["url"] = re.sub(r"^https://[^/]+", base, s["url"])
+        where = base if isinstance(base, str) else base.get(s["name"], "http://127.0.0.1:9")
+        s["url"] = re.sub(r"^https://[^/]+", where, s["url"])
         s["jitter_seconds"] = 0
     raw["sources"] = [s for s in raw["sources"] if s["kind"] != "rpw"]  # not recorded here
-    raw["corridors"] = [{"from": "GBR", "to": "ESP", "amounts": [10000]}]
+    # The corridors the recorded Wise answers price (DEU → HUN: asked in euros from
+    # Germany, the recording answers for a sender in Hungary).
+    raw["corridors"] = [{"from": "GBR", "to": "ESP", "amounts": [10000]},
+                        {"from": "USA", "to": "CAN", "amounts": [500]},
+                        {"from": "HUN", "to": "AUT", "amounts": [998877]},
+                        {"from": "DEU", "to": "HUN", "amounts": [1000]}]
     return raw
 
 
 async def test_recorded_real_responses_through_the_shipped_profile(
         fresh_database: str) -> None:
-    """The ECB's daily file of 2025-05-09, open.er-api's USD document of 2023-11-23 and
-    Wise's documented v4 comparison answer, served from loopback at the paths the shipped
-    sources ask for and collected through those very definitions: the requests are the
-    ones the real upstreams take, and the right numbers are stored."""
+    """The ECB's daily file of 2025-05-09, open.er-api's USD document of 2023-11-23,
+    Wise's documented v4 comparison answer and Wise's comparison answers recorded for three
+    corridors (USD→CAD 500 with 14 providers; HUF→EUR and EUR→HUF from Hungary), served
+    from loopback at the paths the shipped sources ask for and collected through those very
+    definitions: the requests are the ones the real upstreams take, and the right numbers
+    are stored."""
     from aiohttp import web
     from aiohttp.test_utils import TestServer
 
@@ -173,40 +191,62 @@ async def test_recorded_real_responses_through_the_shipped_profile(
     async def serve(request: web.Request) -> web.Response:
         asked.append((request.path, dict(request.query), request.headers["User-Agent"]))
         name, kind = RECORDED[request.path]
+        if request.path == "/v4/comparisons/":
+            q = request.query
+            name = RECORDED_COMPARISONS[q["sourceCurrency"], q["targetCurrency"],
+                                        q["sendAmount"]]
         return web.Response(body=(REAL / name).read_bytes(), content_type=kind)
 
-    app = web.Application()
-    for path in RECORDED:
-        app.router.add_get(path, serve)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
+    # One loopback server per upstream, as each is a host of its own (a host's request
+    # rate is shared by every source asking it, open.er-api's 0.1/s the strictest).
+    servers = {}
+    for name in ("ecb-daily", "open-er-api", "wise-comparison"):
+        app = web.Application()
+        for path in RECORDED:
+            app.router.add_get(path, serve)
+        servers[name] = TestServer(app, host="127.0.0.1")
+        await servers[name].start_server()
     store = await connect(fresh_database)
     try:
         await store.migrate()
-        config = parse_config(shipped_on_loopback(str(server.make_url("")).rstrip("/")))
+        config = parse_config(shipped_on_loopback(
+            {name: str(server.make_url("")).rstrip("/") for name, server in servers.items()}))
         async with aiohttp.ClientSession() as session:
             reports = {r.source: r for r in await Collector(config, store, session).run_all()}
         rates = {name: await RateBook.load(store, sources=[name])
                  for name in ("ecb-daily", "open-er-api")}
         rows = await store.pool.fetch(
-            "SELECT f.name, q.send_amount, q.fee, q.applied_rate, q.received_amount, "
-            "q.fx_margin_reported, q.reference_rate, q.data_kind, q.flags FROM quotes q "
+            "SELECT c.source_code || '-' || c.destination_code AS corridor, f.name, "
+            "f.firm_type, q.send_amount, q.fee, q.applied_rate, q.received_amount, "
+            "q.fx_margin_reported, q.reference_rate, q.data_kind, q.flags, s.speed, "
+            "q.collected_at FROM quotes q "
             "JOIN services s ON s.id = q.service_id JOIN firms f ON f.id = s.firm_id "
-            "WHERE q.source = 'wise-comparison' ORDER BY f.name")
+            "JOIN corridors c ON c.id = s.corridor_id "
+            "WHERE q.source = 'wise-comparison' ORDER BY corridor, f.name")
+        quarantined = await store.pool.fetch(
+            "SELECT reason, field, payload FROM quarantined_quotes "
+            "WHERE source = 'wise-comparison'")
         licences = dict(await store.pool.fetch(
             "SELECT DISTINCT source, licence FROM raw_responses"))
     finally:
         await store.close()
-        await server.close()
+        for server in servers.values():
+            await server.close()
 
     # What the shipped definitions ask is what the real upstreams take.
     ua = config.collection.user_agent
-    assert sorted(asked) == sorted([
+    def compare(send: str, receive: str, amount: str, source2: str, dest2: str
+                ) -> tuple[str, dict[str, str], str]:
+        return ("/v4/comparisons/", {"sourceCurrency": send, "targetCurrency": receive,
+                                     "sendAmount": amount, "sourceCountry": source2,
+                                     "targetCountry": dest2}, ua)
+
+    assert sorted(asked, key=str) == sorted([
         ("/stats/eurofxref/eurofxref-daily.xml", {}, ua),
         ("/v6/latest/USD", {}, ua),
-        ("/v4/comparisons/", {"sourceCurrency": "GBP", "targetCurrency": "EUR",
-                              "sendAmount": "10000", "sourceCountry": "GB",
-                              "targetCountry": "ES"}, ua)])
+        compare("GBP", "EUR", "10000", "GB", "ES"), compare("USD", "CAD", "500", "US", "CA"),
+        compare("HUF", "EUR", "998877", "HU", "AT"), compare("EUR", "HUF", "1000", "DE", "HU")],
+        key=str)
     assert {k: v.split(" (")[0].split(",")[0] for k, v in licences.items()} == {
         "ecb-daily": "Source: European Central Bank",
         "open-er-api": "Rates By Exchange Rate API",
@@ -233,16 +273,70 @@ async def test_recorded_real_responses_through_the_shipped_profile(
         assert er_rates.rate("USD", pseudo) is None, pseudo
 
     wise = reports["wise-comparison"]
-    assert (wise.status, wise.stored, wise.quarantined) == ("ok", 2, 1), wise.line()
-    assert [(r["name"], r["send_amount"], r["fee"], r["applied_rate"], r["received_amount"],
-             r["fx_margin_reported"], r["data_kind"]) for r in rows] == [
-        ("Barclays", Decimal(10000), Decimal("0.0"), Decimal("1.12792426"),
-         Decimal("11279.24"), Decimal("2.75592858"), "estimate"),
-        ("Wise", Decimal(10000), Decimal("37.12"), Decimal("1.15989"), Decimal("11555.84"),
-         Decimal("0.0"), "estimate")]
-    for r in rows:  # measured against a reference years younger than the 2019 quotes
+    # GBR-ESP: the documented example's Wise and Barclays (its third quote, of an amount
+    # received, quarantined); USA-CAN: the 14 providers of the real 2024 recording; HUN-AUT:
+    # Wise's own real 2026 answer; DEU-HUN: the real answer for a sender in Hungary,
+    # quarantined as another corridor's price.
+    assert (wise.status, wise.requests, wise.stored, wise.quarantined) == (
+        "ok", 4, 2 + 14 + 1, 1 + 1), wise.line()
+    D = Decimal
+    stored = [(r["corridor"], r["name"], r["send_amount"], r["fee"], r["applied_rate"],
+            r["received_amount"], r["fx_margin_reported"]) for r in rows]
+    assert stored == [
+        ("GBR-ESP", "Barclays", D(10000), D("0.0"), D("1.12792426"), D("11279.24"),
+         D("2.75592858")),
+        ("GBR-ESP", "Wise", D(10000), D("37.12"), D("1.15989"), D("11555.84"), D("0.0")),
+        ("HUN-AUT", "Wise", D(998877), D("14537"), D("0.00276476"), D("2721.46"), D("0")),
+        ("USA-CAN", "Andrews Federal Credit Union", D(500), D("3.16"), D("1.34375"),
+         D("667.63"), D("0")),
+        ("USA-CAN", "Bank of America", D(500), D("0"), D("1.30774822"), D("653.87"),
+         D("2.67920223")),
+        ("USA-CAN", "Chase (US)", D(500), D("5"), D("1.30341312"), D("645.19"),
+         D("3.00181433")),
+        ("USA-CAN", "Instarem", D(500), D("0"), D("1.330311"), D("665.16"), D("1.00011163")),
+        ("USA-CAN", "OFX", D(500), D("0"), D("1.32540956"), D("662.7"), D("1.36486995")),
+        ("USA-CAN", "PayPal", D(500), D("4.99"), D("1.29379002"), D("640.44"), D("3.717952")),
+        ("USA-CAN", "Remitly", D(500), D("1.99"), D("1.33410502"), D("664.4"),
+         D("0.71776595")),
+        ("USA-CAN", "Stanford Federal Credit Union", D(500), D("2.66"), D("1.34375"),
+         D("668.3"), D("0")),
+        ("USA-CAN", "Wells Fargo", D(500), D("0"), D("1.30130638"), D("650.65"),
+         D("3.15859498")),
+        ("USA-CAN", "Western Union", D(500), D("1.99"), D("1.32531524"), D("660.02"),
+         D("1.37188912")),
+        ("USA-CAN", "Wise", D(500), D("3.91"), D("1.34375"), D("666.62"), D("0")),
+        ("USA-CAN", "WorldRemit", D(500), D("2.99"), D("1.31734541"), D("654.73"),
+         D("1.96499274")),
+        ("USA-CAN", "Xe", D(500), D("0"), D("1.31859813"), D("659.3"), D("1.87176707")),
+        ("USA-CAN", "Xoom", D(500), D("4.99"), D("1.2910822"), D("639.1"), D("3.91946419"))]
+    by = {(r["corridor"], r["name"]): r for r in rows}
+    for r in rows:
+        assert r["data_kind"] == "estimate", r
+        # Measured against a reference far from the quotes' days (2019, 2024 and 2026
+        # quotes; the ECB's 2025 and open.er-api's 2023 rates): never a fresh one.
         assert {"estimate", "bank_transfer_only", "comparison_feed",
-                "reference_stale"} <= set(r["flags"]), r["flags"]
+                "reference_stale"} <= set(r["flags"]), (r["name"], r["flags"])
+    # The feed's partners (credit unions offering Wise's own transfers) keep the flag.
+    assert sorted(n for (_, n), r in by.items() if "partner" in r["flags"]) == [
+        "Andrews Federal Credit Union", "Stanford Federal Credit Union"]
+    assert {n for (_, n), r in by.items() if "mid_market_provider" in r["flags"]} == {"Wise"}
+    assert by["USA-CAN", "Bank of America"]["firm_type"] == "bank"
+    assert by["USA-CAN", "Western Union"]["firm_type"] == "mto"
+    # Each quote's own collection time (dateCollected), not the request's.
+    assert by["USA-CAN", "Wells Fargo"]["collected_at"] == dt.datetime(
+        2024, 9, 23, 21, 20, 40, tzinfo=dt.UTC)
+    assert by["HUN-AUT", "Wise"]["collected_at"] == dt.datetime(
+        2026, 7, 16, 18, 43, 36, tzinfo=dt.UTC)
+    # deliveryEstimation.duration.max: 192 hours for PayPal, none given for Western Union.
+    assert (by["USA-CAN", "PayPal"]["speed"], by["USA-CAN", "Western Union"]["speed"]) == (
+        "six_days_or_more", None)
+    # Other corridors' prices, each quarantined on its own: Barclays' GB→FI quote in the
+    # documented GB→ES answer, and Wise's quote for a sender in Hungary asked for DEU→HUN.
+    assert sorted((q["reason"], q["field"], q["payload"]["name"], q["payload"]["send_amount"],
+                   q["payload"]["quote"]["sourceCountry"], q["payload"]["quote"]["targetCountry"])
+                  for q in quarantined) == [
+        ("unknown_corridor", "corridor", "Barclays", "10000", "GB", "FI"),
+        ("unknown_corridor", "corridor", "Wise", "1000", "HU", None)]
 
 
 def test_only_the_pseudo_codes_named_are_left_out_quietly() -> None:
