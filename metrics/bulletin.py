@@ -221,17 +221,20 @@ def source_mix(quotes: pl.LazyFrame, *, period: str, amount_usd: int) -> pl.Lazy
 
 
 def official_figures(published: pl.LazyFrame) -> pl.LazyFrame:
-    """The World Bank's published figures (corridors/data/published_figures.csv) with
-    quarters made canonical; figures whose quarter the source left uncertain ("2015_3Q?")
-    are dropped. Columns: period, metric, value_pct, source_title, source_url, source_kind
-    ("primary": read from the World Bank's own publication at source_url; "secondary": from
-    another site citing or copying it, the World Bank's own not found)."""
+    """The World Bank's published figures read from its own publications
+    (corridors/data/published_figures.csv), with quarters made canonical: only rows whose
+    ``source_kind`` is "primary" (read from the World Bank's report, DataBank or site at
+    ``source_url``, the sentence stating it in ``quote``); a figure known only from another
+    site citing or copying it is never an official comparison. Figures whose quarter the
+    source left uncertain ("2015_3Q?") are dropped. Columns: period, metric, value_pct,
+    source_title, source_url, source_kind, quote."""
     return (
-        published.filter(~pl.col("period").str.ends_with("?"))
+        published.filter(~pl.col("period").str.ends_with("?"),
+                         pl.col("source_kind") == "primary")
         .with_columns(pl.col("period").str.replace(r"^(\d{4})_([1-4])Q$", "${1}Q${2}"))
         .select("period", "metric", pl.col("value_pct").cast(pl.Float64),
                 pl.col("source_title"), pl.col("source_url_or_repo").alias("source_url"),
-                pl.col("source_kind"))
+                pl.col("source_kind"), pl.col("quote"))
     )
 
 

@@ -26,7 +26,8 @@ DOCUMENT_KEYS = (
     "weighted_average", "smart_average", "g20_sending_average", "g8_sending_average",
     "g20_receiving_average", "by_firm_type", "by_receiving_region",
     "share_corridors_above_5", "share_corridors_above_10", "share_services_below_3",
-    "corridors", "cheapest_leaves_out", "non_transparent", "weighted_average_coverage",
+    "share_denominators", "corridors", "cheapest_leaves_out", "non_transparent",
+    "weighted_average_coverage",
     "by_payment_instrument", "by_access_point", "by_pay_out",
 )
 
@@ -181,6 +182,16 @@ def indicators_from_services(services: pl.DataFrame, *, period: str, amount_usd:
         "share_corridors_above_5": _one(done["above_5"], "share"),
         "share_corridors_above_10": _one(done["above_10"], "share"),
         "share_services_below_3": _one(done["below_3"], "share"),
+        # Every share names what it is a share of, and how many (issue 11): the three
+        # shares above have different denominators.
+        "share_denominators": {
+            "share_corridors_above_5": {"of": "corridors with an average",
+                                        "count": _one(done["above_5"], "corridors")},
+            "share_corridors_above_10": {"of": "corridors with an average",
+                                         "count": _one(done["above_10"], "corridors")},
+            "share_services_below_3": {"of": "transparent services with a total cost",
+                                       "count": _one(done["below_3"], "services")},
+        },
         "corridors": corridor_rows,
         # What each corridor's cheapest leaves out (cheapest_left_out counts the services).
         "cheapest_leaves_out": list(kinds.CHEAPEST_LEAVES_OUT),

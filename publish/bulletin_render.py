@@ -29,7 +29,6 @@ from publish.bulletin import (
     LICENCE,
     LICENCE_URL,
     RPW_ATTRIBUTION,
-    SECONDARY,
     SECTIONS,
     Bulletin,
     _changes,
@@ -44,7 +43,6 @@ from publish.bulletin import (
     points,
     region_label,
     rpw_credit,
-    secondary_words,
     shown,
 )
 from publish.data import CAVEATS
@@ -454,12 +452,6 @@ def template(name: str) -> jinja2.Template:
     return _ENV.get_template(name)
 
 
-def _source_cell(r: dict[str, Any]) -> dict[str, Any]:
-    """The table cell of a published figure's source: a link (``macros.html``'s ``cell``)."""
-    return {"href": r["source_url"], "text": r["source_title"],
-            "secondary": SECONDARY if r["source_kind"] != "primary" else None}
-
-
 def weights_rule(b: Any) -> str:
     """The weighted average's coverage rule and what it reached in the period, in words."""
     w = b.doc.get("weighted_average_coverage")
@@ -471,6 +463,12 @@ def weights_rule(b: Any) -> str:
             f"countries (this period, the {w['matrix_year']} matrix weighs "
             f"{w['corridors_weighed']} of {w['corridors_with_average']} corridors with an "
             f"average, {reached}: {w['status']})")
+
+
+def _source_cell(r: dict[str, Any]) -> dict[str, Any]:
+    """The table cell of a published figure's source: a link to it and the sentence stating
+    the figure (``macros.html``'s ``cell``)."""
+    return {"href": r["source_url"], "text": r["source_title"], "quote": r["quote"]}
 
 
 def html(b: Bulletin, charts_: Sequence[ch.Chart]) -> str:
@@ -678,7 +676,7 @@ def markdown(b: Bulletin) -> str:
         ["Indicator", f"sendcost {b.period}", f"World Bank {b.period}",
          "Difference (ours − World Bank)", "Source"],
         [[r["label"], r["ours_shown"], pct(r["value_pct"]), r["difference"],
-          f"{r['source_title']} ({r['source_url']}){secondary_words(r)}"]
+          f"{r['source_title']} ({r['source_url']}): “{r['quote']}”"]
          for r in rows_o]) if rows_o else \
         "No World Bank figure of this very period to set ours beside."
     moved = b.above_5.filter(pl.col("status") != "stayed")

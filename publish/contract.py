@@ -14,7 +14,8 @@ A model with a CSV twin lists its columns in ``csv_columns`` (their order is the
 is older than the models and not the JSON's). Each column is a field of the model, or
 ``<field>_<subfield>`` of a nested model field (``cheapest_provider``); a nested model in
 one column is written as its ``csv_key`` (a country as its alpha-3 code), a list as its items
-separated by spaces, a boolean as ``true``/``false``, null as an empty cell. Columns that name
+separated by spaces, a mapping as ``key:value`` pairs separated by spaces (caveat counts), a
+boolean as ``true``/``false``, null as an empty cell. Columns that name
 no field fail at import (``check_csv_columns``).
 """
 
@@ -84,6 +85,10 @@ class Cheapest(Model, kw_only=True):
 LeavesOut = Annotated[list[str], Meta(
     description="flags that keep a service from being named the corridor's cheapest (it "
                 "keeps its rank, marked)")]
+Caveats = Annotated[dict[str, int], Meta(
+    description="per caveat flag, how many of the corridor's services carry it (estimate, "
+                "negative_margin, negative_total_cost, bank_transfer_only, reference_stale, "
+                "approximate_amount…); the averages keep them")]
 
 
 class CorridorSummary(Model, kw_only=True):
@@ -102,6 +107,7 @@ class CorridorSummary(Model, kw_only=True):
     points_above_5: Num
     cheapest: Cheapest | None
     cheapest_leaves_out: LeavesOut
+    caveats: Caveats
 
 
 class Service(Model, kw_only=True):
@@ -215,6 +221,7 @@ class CorridorItem(Model, kw_only=True):
     points_above_5: Num
     cheapest: Cheapest | None
     cheapest_leaves_out: LeavesOut
+    caveats: Caveats
     receiving_region: Region | None
     sources: list[str]
 
@@ -223,6 +230,7 @@ class CorridorItem(Model, kw_only=True):
         "amount_usd", "average", "smart", "median", "services", "transparent_services",
         "above_5", "above_10", "too_few_services", "no_transparent_service", "points_above_3",
         "points_above_5", "receiving_region", "cheapest_provider", "cheapest_total_cost_pct",
+        "caveats",
     )
 
 
@@ -234,6 +242,8 @@ class Corridors(Envelope, kw_only=True):
         description="rows per period, over every page (period is null when they differ)")]
     count: int
     next_cursor: str | None
+    caveats_explained: Annotated[dict[str, str], Meta(
+        description="what each caveat of this page's rows means")]
     corridors: list[CorridorItem]
 
 
@@ -275,13 +285,14 @@ class HistoryItem(Model, kw_only=True):
     above_10: bool | None
     too_few_services: bool | None
     no_transparent_service: bool | None
+    caveats: Caveats
     points_above_5: Num
     sources: list[str]
 
     csv_columns: ClassVar[tuple[str, ...]] = (
         "period", "amount_usd", "first_collected", "last_collected", "data_kinds", "average",
         "smart", "median", "services", "transparent_services", "above_5", "above_10",
-        "too_few_services", "no_transparent_service",
+        "too_few_services", "no_transparent_service", "caveats",
     )
 
 
@@ -298,6 +309,11 @@ class History(Envelope, kw_only=True):
 class Average(Model, kw_only=True):
     average: Pct
     services: int
+
+
+class ShareDenominator(Model, kw_only=True):
+    of: str
+    count: int | None
 
 
 class ServiceCount(Model, kw_only=True):
@@ -362,6 +378,8 @@ class Indicators(Envelope, kw_only=True):
     share_corridors_above_5: Pct
     share_corridors_above_10: Pct
     share_services_below_3: Pct
+    share_denominators: Annotated[dict[str, ShareDenominator], Meta(
+        description="what each share is a share of, and how many")]
     corridors: list[IndicatorsCorridor]
     cheapest_leaves_out: LeavesOut
     non_transparent: Annotated[list[NonTransparent], Meta(
@@ -587,6 +605,8 @@ def _cell(value: Any) -> Any:
         return "false"
     if isinstance(value, list):
         return " ".join(map(str, value))
+    if isinstance(value, dict):  # counts by flag, as the corridor table writes them
+        return " ".join(f"{k}:{v}" for k, v in value.items())
     return value
 
 

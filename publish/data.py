@@ -459,6 +459,9 @@ _CORRIDOR_TABLE_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "firm_types": pl.List(pl.String), "sources": pl.List(pl.String),
     "first_collected": pl.Datetime("us", "UTC"), "last_collected": pl.Datetime("us", "UTC"),
     "data_kinds": pl.List(pl.String),
+    # kinds.corridor_caveats: "negative_margin:3 estimate:1" ("" for none), and how many of
+    # the corridor's services carry any caveat.
+    "caveats": pl.String, "flagged_services": pl.Int64,
 }
 
 
@@ -517,7 +520,15 @@ def _corridor_table(rollups: pl.DataFrame, services: pl.DataFrame, label: str, u
               .agg(pl.col("first_collected").min(), pl.col("last_collected").max(),
                    pl.col("data_kind").drop_nulls().unique().sort().alias("data_kinds")),
               on=list(cor.CORRIDOR), how="left")
-        .with_columns(pl.lit(label).alias("period"), pl.lit(usd, pl.Int32).alias("amount_usd"))
+        # The caveats of its services, from their quotes' flags (the rollups carry them) and
+        # the one negative-cost rule, as the bulletin's tables show them.
+        .join(kinds.corridor_caveats(kinds.service_caveats(
+            rollups.lazy(), sl, labels=period_labels(label), amount_usd=usd))
+            .rename({"source": "source_code", "destination": "destination_code"}),
+            on=list(cor.CORRIDOR), how="left")
+        .with_columns(pl.lit(label).alias("period"), pl.lit(usd, pl.Int32).alias("amount_usd"),
+                      pl.col("caveats").fill_null(""),
+                      pl.col("flagged_services").fill_null(0))
     )
 
 
@@ -606,7 +617,8 @@ _ROLLUPS_SQL = (
     "s.speed, s.pay_in, s.access_point, s.pay_out, sp.data_kind, sp.source, "
     "sp.reference_stale, sp.quotes, sp.transparent, "
     "sp.fee_sum, sp.fee_n, sp.margin_sum, sp.margin_n, sp.total_sum, sp.total_n, "
-    "sp.exact_sum, sp.exact_n, sp.first_collected, sp.last_collected, sp.last_quote_id "
+    "sp.exact_sum, sp.exact_n, sp.first_collected, sp.last_collected, sp.last_quote_id, "
+    "array_to_string(sp.flags, ' ') AS flags "
     "FROM service_periods sp JOIN services s ON s.id = sp.service_id "
     "JOIN corridors c ON c.id = s.corridor_id JOIN firms f ON f.id = s.firm_id "
     "WHERE sp.changed_by >= $1::text::xid8 OR sp.changed_by = ANY ($2::text[]::xid8[])")
@@ -646,6 +658,8 @@ async def _copy_frame(conn: asyncpg.Connection, sql: str, since: Since,
                                        return_dtype=pl.Boolean)
               for c, v in schema.items() if isinstance(v, pl.Boolean)),
             pl.col("product").fill_null(""),
+            # Both frames carry their quotes' flags; none is "", as the quote frame says.
+            pl.col("flags").fill_null(""),
         )
 
     return await asyncio.to_thread(parse)

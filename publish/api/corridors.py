@@ -37,7 +37,7 @@ from publish.contract import (
     encode,
     to_csv,
 )
-from publish.data import Snapshot, period_key
+from publish.data import CAVEATS, Snapshot, period_key
 from publish.params import CURSOR_CORRIDOR, CURSOR_PERIOD, Params, encode_cursor
 from publish.problems import not_found
 from publish.responses import send
@@ -78,7 +78,7 @@ def _corridor_item(row: dict[str, Any]) -> CorridorItem:
         no_transparent_service=summary.no_transparent_service,
         points_above_3=summary.points_above_3, points_above_5=summary.points_above_5,
         cheapest=summary.cheapest, cheapest_leaves_out=summary.cheapest_leaves_out,
-        receiving_region=None if region is None else Region(
+        caveats=summary.caveats, receiving_region=None if region is None else Region(
             code=region, name=REGION_NAMES.get(region)),
         sources=row["sources"] or [],
     )
@@ -132,7 +132,9 @@ async def corridors_list(request: web.Request) -> web.StreamResponse:
     body = encode(Corridors(
         **header(single, srcs, emulated=emulated), amount_usd=amount_usd,
         periods={k: periods[k] for k in sorted(periods, key=period_key)},
-        count=len(selected), next_cursor=next_cursor, corridors=items))
+        count=len(selected), next_cursor=next_cursor,
+        caveats_explained={f: CAVEATS[f] for f in sorted({f for i in items for f in i.caveats})},
+        corridors=items))
     return send(request, body, JSON, headers=headers)
 
 
@@ -206,7 +208,7 @@ async def corridor_history(request: web.Request) -> web.StreamResponse:
             average=s.average, smart=s.smart, median=s.median, services=s.services,
             transparent_services=s.transparent_services, above_5=s.above_5,
             above_10=s.above_10, too_few_services=s.too_few_services,
-            no_transparent_service=s.no_transparent_service,
+            no_transparent_service=s.no_transparent_service, caveats=s.caveats,
             points_above_5=s.points_above_5, sources=r["sources"] or []))
     headers = next_link(request, next_cursor)
     latest = items[-1].period if items else None

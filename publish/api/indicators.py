@@ -27,6 +27,7 @@ from publish.contract import (
     IndicatorsCorridor,
     NonTransparent,
     ServiceCount,
+    ShareDenominator,
     WeightCoverage,
     encode,
 )
@@ -72,11 +73,14 @@ def indicators_model(doc: dict[str, Any], sources: list[str], *,
                           for k in averages}
     rest: dict[str, Any] = {k: v for k, v in doc.items()
             if k not in ("period", "methodology_version", "services", "corridors",
-                         "non_transparent", "weighted_average_coverage", *averages)}
+                         "non_transparent", "weighted_average_coverage",
+                         "share_denominators", *averages)}
     return Indicators(
         **header(doc["period"], sources, emulated=emulated),
         **rest,
         services=ServiceCount(**doc["services"]),
+        share_denominators={k: ShareDenominator(**d)
+                            for k, d in doc["share_denominators"].items()},
         corridors=[_indicators_corridor(c) for c in doc["corridors"]],
         non_transparent=[_indicators_non_transparent(n) for n in doc["non_transparent"]],
         weighted_average_coverage=None if coverage is None else WeightCoverage(**coverage),
