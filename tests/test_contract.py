@@ -36,7 +36,8 @@ def _item(**changes: object) -> CorridorItem:
         points_above_3=5.5, points_above_5=3.5,
         cheapest=Cheapest(provider="Post", firm_type="post_office", product=None,
                           total_cost_pct=2.5),
-        cheapest_leaves_out=["estimate"], receiving_region=Region(code="EAP", name=None),
+        cheapest_leaves_out=["estimate"], caveats={"estimate": 2, "negative_margin": 1},
+        receiving_region=Region(code="EAP", name=None),
         sources=["rpw"])
     fields.update(changes)
     return CorridorItem(**fields)  # type: ignore[arg-type]
@@ -51,7 +52,8 @@ def test_the_json_body_follows_the_models_fields_and_names() -> None:
 
 def test_the_envelope_says_emulated_only_when_asked() -> None:
     base = {"period": "2014Q2", "methodology_version": "m", "sources": [], "licence": "l",
-            "amount_usd": 200, "count": 0, "next_cursor": None, "corridors": []}
+            "amount_usd": 200, "count": 0, "next_cursor": None, "caveats_explained": {},
+            "corridors": []}
     plain = json.loads(encode(contract.Corridors(periods={}, **base)))  # type: ignore[arg-type]
     assert "warning" not in plain and "includes" not in plain
     shown = json.loads(encode(contract.Corridors(
@@ -68,6 +70,7 @@ def test_the_csv_twin_reads_its_columns_from_the_model() -> None:
     assert (first["cheapest_provider"], first["cheapest_total_cost_pct"]) == ("Post", "2.5")
     assert (first["data_kinds"], first["above_5"], first["above_10"], first["median"]) == (
         "survey estimate", "true", "false", "")
+    assert first["caveats"] == "estimate:2 negative_margin:1"
     second = dict(zip(CorridorItem.csv_columns, lines[2].split(","), strict=True))
     assert (second["cheapest_provider"], second["receiving_region"], second["above_5"]) == (
         "", "", "")
