@@ -156,6 +156,9 @@ class CollectionConfig:
     # An upstream's own FX margin (a comparison feed's markup) further than this many
     # percentage points from the margin measured against our reference is quarantined.
     max_margin_disagreement_pct: float = 2.0
+    # A postal tariff whose figures are older than this many days (its as_of date, else the
+    # day it was read) is reported: logged once per source and listed by /healthz.
+    postal_tariff_max_age_days: float = 365.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +196,20 @@ class DatabaseConfig:
     pool_min: int = 1
     pool_max: int = 10
     connect_timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    """``[storage]``: the quote store's monthly partitions and how long raw bodies are kept
+    (docs/storage.md)."""
+
+    # Month partitions of quotes and raw_responses made ahead of this month, at every start
+    # and daily in serve.
+    partitions_ahead_months: int = 3
+    # Bodies of raw responses fetched more than this many days ago, in a closed quarter, are
+    # dropped (the row keeps its provenance, hash and size; quotes are never dropped), daily
+    # in serve and by `sendcost db prune-raw`. 0: every body is kept.
+    raw_retention_days: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +290,7 @@ class Config:
     imports: ImportConfig = field(default_factory=ImportConfig)
     indicators: IndicatorsConfig = field(default_factory=IndicatorsConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
     corridors: tuple[CorridorConfig, ...] = ()
     sources: tuple[SourceConfig, ...] = ()
     path: Path | None = None
@@ -439,9 +457,10 @@ def _oauth(value: Mapping[str, Any], headers: Mapping[str, Any], key: str) -> di
 def _source_url(value: str, kind: str, key: str) -> str:
     """An absolute http(s) URL (for ``rpw``, a local path too). An operator_json URL is a
     template: its ``{placeholders}`` are checked by the adapter, and pass here."""
-    if kind == "rpw" and value.strip() and not _SCHEME.match(value):
+    local = kind in ("rpw", "postal_tariff")
+    if local and value.strip() and not _SCHEME.match(value):
         return value  # a local file, relative to config.toml
-    expected = "an absolute http(s) URL" + (" or a local path" if kind == "rpw" else "")
+    expected = "an absolute http(s) URL" + (" or a local path" if local else "")
     try:
         parts = urlsplit(value)
         # Lower case, as the rpw adapter tells a URL from a path.
@@ -478,7 +497,8 @@ def default_data_dir() -> Path:
 def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     """Build a Config from a parsed TOML document, validating every key."""
     _unknown_keys(raw, {"service", "database", "api", "collection", "bulletin", "import",
-                        "indicators", "sandbox", "corridors", "sources"}, "config")
+                        "indicators", "sandbox", "storage", "corridors", "sources"},
+                  "config")
     svc = _expect(raw, "service", dict, "config", {})
     _unknown_keys(svc, {"data_dir", "import_rpw_on_empty", "log_level"}, "service")
     data_dir_raw = _expect(svc, "data_dir", str, "service", "")
@@ -533,7 +553,8 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     collection = CollectionConfig(**values)
     for name in ("timeout_seconds", "backoff_base_seconds", "reference_max_age_hours",
                  "max_rate_deviation", "backoff_max_seconds", "circuit_cooldown_seconds",
-                 "retry_after_max_seconds", "max_margin_disagreement_pct"):
+                 "retry_after_max_seconds", "max_margin_disagreement_pct",
+                 "postal_tariff_max_age_days"):
         _positive(getattr(collection, name), f"collection.{name}")
     _at_least(collection.max_retries, 0, "collection.max_retries")
     _at_least(collection.circuit_failures, 1, "collection.circuit_failures")
@@ -600,6 +621,16 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     indicators = IndicatorsConfig(weighted_min_volume_share=float(min_volume))
 
     sandbox = _sandbox(_expect(raw, "sandbox", dict, "config", {}))
+
+    sto = _expect(raw, "storage", dict, "config", {})
+    _unknown_keys(sto, {"partitions_ahead_months", "raw_retention_days"}, "storage")
+    storage = StorageConfig(
+        partitions_ahead_months=_at_least(
+            _expect(sto, "partitions_ahead_months", int, "storage", 3), 0,
+            "storage.partitions_ahead_months"),
+        raw_retention_days=_at_least(_expect(sto, "raw_retention_days", int, "storage", 0), 0,
+                                     "storage.raw_retention_days"),
+    )
 
     corridors = []
     for i, c in enumerate(_expect(raw, "corridors", list, "config", [])):
@@ -676,6 +707,7 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
         imports=imports,
         indicators=indicators,
         sandbox=sandbox,
+        storage=storage,
         corridors=tuple(corridors),
         sources=tuple(sources),
         path=path,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import itertools
 import logging
 import shutil
@@ -16,16 +17,19 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 
+from collector.postal_tariff import stale_tariffs
 from collector.schedule import add_jobs as collector_jobs
 from collector.schedule import add_recovery_job
-from corridors import health, runtime
+from corridors import health, partitions, runtime
 from corridors.config import Config
 from corridors.db import DatabaseTarget, EmbeddedServer, database
 from corridors.errors import DatabaseError
 from corridors.jobs import JobsUnderWay
 from corridors.store import STORE_ERRORS, Store, connect
 from publish import middleware
+from publish.api.postal_summary import setup_postal_summary_routes
 from publish.api.routes import setup_routes
 from publish.problems import RETRY_AFTER_UNAVAILABLE
 from publish.schedule import add_jobs as bulletin_jobs
@@ -48,7 +52,7 @@ async def open_store(config: Config, *, migrate: bool = True
                               timeout=config.database.connect_timeout_seconds)
         try:
             if migrate:
-                await store.migrate()
+                await store.migrate(partitions_ahead=config.storage.partitions_ahead_months)
             yield store, target
         finally:
             await store.close()
@@ -61,7 +65,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     store = await connect(target.url, min_size=config.database.pool_min,
                           max_size=config.database.pool_max,
                           timeout=config.database.connect_timeout_seconds)
-    await store.migrate()
+    await store.migrate(partitions_ahead=config.storage.partitions_ahead_months)
     app[runtime.STORE] = store
     log.info("store ready on %s (%s)", target.display,
              "embedded" if target.embedded else "external")
@@ -128,7 +132,25 @@ def _log_task_end(task: asyncio.Task[object]) -> None:
 
 def _job_registrars() -> list[Callable[[web.Application, AsyncIOScheduler], None]]:
     """Each stage that runs on a schedule contributes a function (app, scheduler) -> None."""
-    return [collector_jobs, add_recovery_job, bulletin_jobs]
+    return [collector_jobs, add_recovery_job, bulletin_jobs, storage_jobs]
+
+
+async def _storage_upkeep(app: web.Application) -> None:
+    storage = app[runtime.CONFIG].storage
+    try:
+        await partitions.daily_upkeep(app[runtime.STORE], storage.partitions_ahead_months,
+                                      storage.raw_retention_days)
+    except STORE_ERRORS as exc:
+        # Tomorrow's run tries again; the partitions ahead leave months of slack.
+        log.error("the store's daily upkeep failed: %s: %s", type(exc).__name__, exc)
+
+
+def storage_jobs(app: web.Application, scheduler: AsyncIOScheduler) -> None:
+    """Daily at 00:15 UTC: month partitions ahead, and the retention of raw bodies
+    (corridors.partitions; the partitions are also made at every start, by migrate)."""
+    scheduler.add_job(_storage_upkeep, CronTrigger(hour=0, minute=15, timezone="UTC"),
+                      args=[app], id=partitions.JOB_ID, replace_existing=True,
+                      max_instances=1, coalesce=True, misfire_grace_time=6 * 3600)
 
 
 class Supervisor:
@@ -237,9 +259,14 @@ async def healthz(request: web.Request) -> web.Response:
         runs = await store.last_runs() if reachable else []
     except STORE_ERRORS:
         runs = []
+    # A postal tariff older than the configured age is said, without degrading the service:
+    # it is still the post's latest published price sendcost holds.
+    config = request.app[runtime.CONFIG]
+    stale = await asyncio.to_thread(stale_tariffs, config, dt.datetime.now(dt.UTC).date())
     body = {
         "status": "ok" if ok else "degraded",
         "reasons": reasons,
+        "stale_tariffs": stale,
         "database": {"reachable": reachable,
                      "embedded": request.app[runtime.DATABASE].embedded},
         "collections": [
@@ -268,5 +295,6 @@ def create_app(config: Config, target: DatabaseTarget) -> web.Application:
     app.cleanup_ctx.append(_background_ctx)
     app.cleanup_ctx.append(_scheduler_ctx)
     setup_routes(app)
+    setup_postal_summary_routes(app)
     app.router.add_get("/healthz", healthz, name="healthz")
     return app

@@ -1,4 +1,5 @@
-"""``sendcost export``: open-data files for partners — the postal benchmark, SDMX-CSV."""
+"""``sendcost export``: open-data files for partners — the postal benchmark, SDMX-CSV, and
+a closed period's quotes as Parquet."""
 
 from __future__ import annotations
 
@@ -19,19 +20,50 @@ HELP = """\
 Export open data for partners.
 
   postal   the postal benchmark of a period (every post-office service against its
-           corridor's median, cheapest service and SmaRT, with its rank) as CSV and JSON
+           corridor's median, cheapest service and SmaRT, with its rank) as CSV and JSON;
+           with --by corridor or --by operator, each post against its market (the
+           corridor's services no post sells or pays out): its cost, the market's median
+           and cheapest, its rank, and the change since the previous period
   sdmx     the SDG 10.c.1 series as SDMX-CSV for the UN SDG Global Database dataflow
            IAEG-SDGs:DF_SDG_GLH, with the series codes of the UN SDG series list (release
            2022.Q1.G.03): SI_RMT_COST (World and each receiving country), SI_RMT_COST_SND
            (each sending country) and, with --corridors, SI_RMT_COST_BC and SI_RMT_COST_SC
            (each corridor's average and SmaRT). A draft for a statistics office, not a
            submission: see `sendcost export sdmx --help` for what it must still check.
+  parquet  a closed period's quotes from the database, with their services, corridors, data
+           kind and provenance, as Parquet files for Polars or DuckDB (docs/storage.md)
 
 Emulated quotes (collected from the sandbox: invented prices) are never exported.
 
 examples:
   sendcost export postal --period 2014Q2 --source rpw --out exports/
+  sendcost export postal --period 2014Q2 --source rpw --by operator --out exports/
   sendcost export sdmx --from 2011Q1 --to 2014Q2 --source rpw > sdg_10c1.csv
+  sendcost export parquet --period 2014Q2 --out exports/
+"""
+
+PARQUET_HELP = """\
+The quotes of one closed period (a quarter: its own and its three months'; a month) from the
+database, as Parquet files written by Polars: DIR/quotes-PERIOD/part-00000.parquet, ... (at
+most 250,000 quotes each). Each quote carries its corridor, firm and firm type, service
+attributes, amounts, fee and rates (exact decimals), flags, data kind (survey, observed,
+estimate) and provenance: its source, the run or import that stored it (with the imported
+file's SHA-256) and the archived response it was parsed from (URL, fetch time, SHA-256 of
+the body, licence). Emulated quotes are never exported. A period not yet ended is refused;
+an earlier export of the same period in DIR is replaced whole.
+"""
+
+
+POSTAL_HELP = """\
+The postal benchmark of one period as postal-PERIOD.csv and postal-PERIOD.json in DIR:
+every post-office service against its corridor's median, cheapest service and SmaRT, with
+its rank.
+
+With --by corridor or --by operator: postal-PERIOD-by-corridor.csv and .json (or
+-by-operator), each post against its market (the corridor's services no post sells or pays
+out: its cost, the market's median and cheapest, its rank, the change since the previous
+period), with the field names of /v1/postal/summary; the JSON adds what the figures rest
+on: the previous period compared with and, per source, its data kind, quotes and periods.
 """
 
 
@@ -54,7 +86,7 @@ World Bank's official 10.c.1 values.
 
 
 def register(sub: Subcommands) -> None:
-    p = sub.add_parser("export", help="export the postal benchmark or SDMX-CSV",
+    p = sub.add_parser("export", help="export the postal benchmark, SDMX-CSV or Parquet",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     what = p.add_subparsers(dest="what", metavar="WHAT", required=True)
 
@@ -68,19 +100,23 @@ def register(sub: Subcommands) -> None:
                        help="price point in USD (default 200)")
 
     postal = what.add_parser("postal", help="the postal benchmark as CSV and JSON",
-                             description="The postal benchmark of one period as "
-                                         "postal-PERIOD.csv and postal-PERIOD.json in DIR: "
-                                         "every post-office service against its corridor's "
-                                         "median, cheapest service and SmaRT, with its rank.",
+                             description=POSTAL_HELP,
                              epilog="examples:\n"
                                     "  sendcost export postal --period 2014Q2 --source rpw "
                                     "--out exports/\n"
+                                    "  sendcost export postal --period 2014Q2 --source rpw "
+                                    "--by corridor --out exports/\n"
                                     "  sendcost export postal --period 2026-10",
                              formatter_class=argparse.RawDescriptionHelpFormatter)
     source_options(postal)
     postal.add_argument("--period", required=True, metavar="P", help="quarter or month")
     postal.add_argument("--out", metavar="DIR", default=".",
                         help="folder to write into (default: the current one)")
+    postal.add_argument("--by", choices=("service", "corridor", "operator"),
+                        default="service",
+                        help="service: every post-office service (default); corridor: each "
+                             "post against its market per corridor; operator: the same "
+                             "summed up per post")
     postal.set_defaults(func=run_postal)
 
     sdmx = what.add_parser("sdmx", help="the 10.c.1 series as SDMX-CSV",
@@ -106,6 +142,21 @@ def register(sub: Subcommands) -> None:
     sdmx.add_argument("--out", metavar="FILE", help="write here instead of stdout")
     sdmx.set_defaults(func=run_sdmx)
 
+    parquet = what.add_parser(
+        "parquet", help="a closed period's quotes as Parquet", description=PARQUET_HELP,
+        epilog="examples:\n  sendcost export parquet --period 2014Q2 --out exports/\n"
+               "  python -c \"import polars as pl; "
+               "print(pl.scan_parquet('exports/quotes-2014Q2/*.parquet').collect())\"\n"
+               "  duckdb -c \"SELECT source_code, destination_code, count(*) FROM "
+               "'exports/quotes-2014Q2/*.parquet' GROUP BY ALL\"",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    common_options(parquet)
+    parquet.add_argument("--period", required=True, metavar="P",
+                         help="a closed quarter (2014Q2) or month (2026-10)")
+    parquet.add_argument("--out", metavar="DIR", default=".",
+                         help="folder to write into (default: the current one)")
+    parquet.set_defaults(func=run_parquet)
+
 
 def _quotes(args: argparse.Namespace) -> pl.DataFrame:
     from sendcost.commands.bulletin import load_quotes
@@ -116,16 +167,27 @@ def _quotes(args: argparse.Namespace) -> pl.DataFrame:
 def run_postal(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     setup_logging(args, config.log_level)
-    from publish.exports import postal_export
+    from publish.exports import postal_export, postal_summary_export
 
     period = str(parse_period(args.period))
-    body_csv, body_json = postal_export(_quotes(args), period=period, amount_usd=args.amount)
+    by = getattr(args, "by", "service")
+    if by == "service":
+        body_csv, body_json = postal_export(_quotes(args), period=period,
+                                            amount_usd=args.amount)
+        stem, what = f"postal-{period}", "postal benchmark"
+    else:
+        body_csv, body_json = postal_summary_export(_quotes(args), period=period, by=by,
+                                                    amount_usd=args.amount)
+        stem, what = f"postal-{period}-by-{by}", f"postal summary by {by}"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"postal-{period}.csv").write_bytes(body_csv)
-    (out / f"postal-{period}.json").write_bytes(body_json)
-    print(f"postal benchmark {period}: {out / f'postal-{period}.csv'}, "
-          f"{out / f'postal-{period}.json'}", file=sys.stderr)
+    # Both files or neither: each is written whole beside its final name, then renamed.
+    for suffix, body in (("csv", body_csv), ("json", body_json)):
+        part = out / f".{stem}.{suffix}.part"
+        part.write_bytes(body)
+    for suffix in ("csv", "json"):
+        (out / f".{stem}.{suffix}.part").replace(out / f"{stem}.{suffix}")
+    print(f"{what} {period}: {out / f'{stem}.csv'}, {out / f'{stem}.json'}", file=sys.stderr)
     return 0
 
 
@@ -149,4 +211,24 @@ def run_sdmx(args: argparse.Namespace) -> int:
         print(f"{len(rows)} observations written to {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(body.decode())
+    return 0
+
+
+def run_parquet(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    setup_logging(args, config.log_level)
+    import asyncio
+
+    from publish.parquet import ParquetExport, closed_period, export_parquet
+    from sendcost.wiring import open_store
+
+    closed_period(args.period)  # a bad or open period is said before the database starts
+
+    async def go() -> ParquetExport:
+        async with open_store(config) as (store, _):
+            return await export_parquet(store, args.period, Path(args.out))
+
+    done = asyncio.run(go())
+    print(f"{done.quotes:,} quotes of {done.period} in {len(done.files)} Parquet file(s) in "
+          f"{done.folder}", file=sys.stderr)
     return 0
