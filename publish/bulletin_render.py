@@ -1,18 +1,20 @@
 """Rendering of a computed bulletin: charts, HTML (screen and print), PDF, Markdown.
 
-Plain Python templates with ``html.escape`` (no template engine dependency). The HTML is
-written to be accessible: one h1, h2 per section and h3 inside, alt text on every image, a
-caption and scoped header cells on every table.
+The HTML comes from Jinja2 templates (publish/templates/bulletin/), autoescaped: every value
+is escaped unless it is markup the templates built. The HTML is written to be accessible: one
+h1, h2 per section and h3 inside, alt text on every image, a caption and scoped header cells
+on every table.
 """
 
 from __future__ import annotations
 
-import html as _html
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import polars as pl
+from markupsafe import Markup
 
 from corridors.periods import parse_period
 from corridors.reference import countries
@@ -56,10 +58,6 @@ REFERENCE_RATE_NOTE = (
 CHART_FILES = ("trend", "firm_types", "receiving_regions", "sending_countries",
                "most_expensive", "least_expensive", "postal_benchmark", "postal_trend",
                "g20_scorecard")
-
-
-def esc(value: object) -> str:
-    return _html.escape("" if value is None else str(value), quote=True)
 
 
 def country_name(code: str | None) -> str:
@@ -133,7 +131,7 @@ def caveat_mark(r: dict[str, Any]) -> str:
     return CAVEAT_MARK if r.get("caveat") else ""
 
 
-def caveat_note(b: Bulletin, *, html: bool) -> str:
+def caveat_note(b: Bulletin) -> str:
     """What the † beside a ranked corridor means, when one is marked."""
     marked = [r for f in (b.most, b.least) for r in f.iter_rows(named=True) if r["caveat"]]
     if not marked:
@@ -142,7 +140,7 @@ def caveat_note(b: Bulletin, *, html: bool) -> str:
     text = (f"†: a negative average total cost ({names}): the survey's figure, kept as the "
             "World Bank keeps it, but a promotion or a distorted reference rate rather than "
             "a cheap way to send.")
-    return f'<p class="note" id="ranked-caveats">{esc(text)}</p>' if html else text
+    return text
 
 
 #: The mark beside a figure resting on flagged services; its explanation follows the table.
@@ -174,22 +172,25 @@ def flags_shown(*frames: pl.DataFrame) -> list[str]:
     return [f for f in TABLE_CAVEATS if f in seen]
 
 
-def flags_note(flags: list[str], *, html: bool, anchor: str) -> str:
+#: What the ⚠ beside a corridor or service means, before each caveat's explanation.
+FLAGS_LEAD = (f"{FLAG_MARK}: services with a caveat (beside a corridor, how many of its "
+              "services carry it). They stay in the averages, as in the World Bank's (a stale "
+              "reference rate excepted: left out); an estimate or a negative margin or total "
+              "is never named a corridor's cheapest service. ")
+
+
+def flags_explained(flags: list[str]) -> list[tuple[str, str]]:
+    """Each caveat shown, in words, with what it means."""
+    return [(_flag_words(f), CAVEATS[f]) for f in flags]
+
+
+def flags_note(flags: list[str]) -> str:
     """What each ⚠ caveat of the tables above means; flagged services stay in the averages
     (but for a stale reference rate, which is left out of them) and are never named a
-    corridor's cheapest when estimated or negative."""
+    corridor's cheapest when estimated or negative ("" without any)."""
     if not flags:
         return ""
-    lead = (f"{FLAG_MARK}: services with a caveat (beside a corridor, how many of its services "
-            "carry it). They stay in the averages, as in the World Bank's (a stale reference "
-            "rate excepted: left out); an estimate or a negative margin or total is never "
-            "named a corridor's cheapest service. ")
-    items = [f"{_flag_words(f)}: {CAVEATS[f]}" for f in flags]
-    if not html:
-        return lead + "; ".join(items) + "."
-    items_html = "; ".join(f"<strong>{esc(_flag_words(f))}</strong>: {esc(CAVEATS[f])}"
-                           for f in flags)
-    return f'<p class="note" id="{esc(anchor)}">{esc(lead)}{items_html}.</p>'
+    return FLAGS_LEAD + "; ".join(f"{w}: {t}" for w, t in flags_explained(flags)) + "."
 
 
 def emulated_left_out_sentence(b: Bulletin) -> str:
@@ -450,44 +451,6 @@ a { color: var(--accent); }
 """
 
 
-def table(caption: str, columns: Sequence[tuple[str, bool]], rows: Iterable[Sequence[Any]],
-          *, row_header: bool = True, cls: str = "") -> str:
-    """An accessible table: caption, th scope=col for columns, th scope=row for the first
-    cell of each row. ``columns``: (label, numeric)."""
-    head = "".join(f'<th scope="col"{" class=num" if num else ""}>{esc(label)}</th>'
-                   for label, num in columns)
-    body = []
-    for row in rows:
-        cells = []
-        for i, (value, (_, num)) in enumerate(zip(row, columns, strict=True)):
-            text = value if isinstance(value, Raw) else esc(value)
-            klass = ' class="num"' if num else ""
-            if i == 0 and row_header:
-                cells.append(f'<th scope="row"{klass}>{text}</th>')
-            else:
-                cells.append(f"<td{klass}>{text}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    extra = f' class="{cls}"' if cls else ""
-    return (f"<table{extra}><caption>{esc(caption)}</caption><thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table>")
-
-
-class Raw(str):
-    """Already-escaped HTML for a table cell."""
-
-
-def figure(chart: ch.Chart) -> str:
-    return (f'<figure><img src="charts/{chart.name}.png" alt="{esc(chart.alt)}" '
-            f'width="1200"><figcaption>{esc(chart.title)} — data: '
-            f'<a href="data/{chart.name}.csv">data/{chart.name}.csv</a>, chart: '
-            f'<a href="charts/{chart.name}.svg">SVG</a></figcaption></figure>')
-
-
-def data_link(*names: str) -> str:
-    links = ", ".join(f'<a href="data/{n}.csv">data/{n}.csv</a>' for n in names)
-    return f'<p class="note">Data: {links}</p>'
-
-
 def _key_rows(b: Bulletin) -> list[list[Any]]:
     rows = []
     for r in _changes(b):
@@ -530,24 +493,33 @@ def headline_numbers(b: Bulletin) -> dict[str, str]:
             "usd500": shown(d500, ok500), "base": base_text(r["base"])}
 
 
-def hero_lead(b: Bulletin, h: dict[str, str], *, html: bool) -> str:
-    """What the headline figure is, or why there is none."""
-    e = esc if html else str
+def hero_lead(b: Bulletin, h: dict[str, str]) -> str:
+    """What the headline figure is, or why there is none (the Markdown's; the HTML's is in
+    its template)."""
     if h["global"] == INSUFFICIENT:
         rule = b.bases.get("global_average", {}).get("rule", "")
-        return (f"for the global average cost of sending USD 200 in {e(b.period)}: its base is "
-                f"below the minimum a global figure needs ({e(rule)}).")
-    gap = (f'<span class="gap">{e(h["gap"])}</span>' if html else h["gap"])
-    return (f"average total cost of sending USD 200 in {e(b.period)}, {gap} from the 3% SDG "
-            f"target.{'<br>' if html else ''} {e(h['previous'])}; {e(h['year'])}.")
+        return (f"for the global average cost of sending USD 200 in {b.period}: its base is "
+                f"below the minimum a global figure needs ({rule}).")
+    return (f"average total cost of sending USD 200 in {b.period}, {h['gap']} from the 3% SDG "
+            f"target. {h['previous']}; {h['year']}.")
 
 
-def header_lead(b: Bulletin, h: dict[str, str]) -> str:
-    if h["global"] == INSUFFICIENT:
-        return (f"There is <strong>{INSUFFICIENT}</strong> for a global average cost of "
-                f"sending USD 200 in {esc(b.period)}.")
-    return (f"The global average cost of sending USD 200 was <strong>{h['global']}</strong>, "
-            "against the SDG target of less than 3% by 2030.")
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("publish", "templates/bulletin"),
+        autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+
+
+_ENV: jinja2.Environment | None = None
+
+
+def template(name: str) -> jinja2.Template:
+    """A template of publish/templates/bulletin/ (autoescaped; an undefined name is an
+    error, not an empty string)."""
+    global _ENV
+    if _ENV is None:
+        _ENV = _environment()
+    return _ENV.get_template(name)
 
 
 def weights_rule(b: Any) -> str:
@@ -563,33 +535,15 @@ def weights_rule(b: Any) -> str:
             f"average, {reached}: {w['status']})")
 
 
+def _source_cell(r: dict[str, Any]) -> dict[str, Any]:
+    """The table cell of a published figure's source: a link to it and the sentence stating
+    the figure (``macros.html``'s ``cell``)."""
+    return {"href": r["source_url"], "text": r["source_title"], "quote": r["quote"]}
+
+
 def html(b: Bulletin, charts_: Sequence[ch.Chart]) -> str:
-    c = {chart.name: chart for chart in charts_}
-    h = headline_numbers(b)
+    """The bulletin as one HTML page (publish/templates/bulletin/bulletin.html)."""
     five = b.five
-    sections = []
-
-    official = [[r["label"], r["ours_shown"], pct(r["value_pct"]), r["difference"],
-                 Raw(f'<a href="{esc(r["source_url"])}">{esc(r["source_title"])}</a>'
-                     f'<br><span class="note">“{esc(r["quote"])}”</span>')]
-                for r in official_rows(b)]
-    sections.append(f"""
-<section id="headline"><h2>{esc(SECTIONS[0])}</h2>
-<div class="hero"><p class="big">{h['global']}</p>
-<p class="hero-text">{hero_lead(b, h, html=True)}<br>
-Sending USD 500 cost {h['usd500']} on average.<br>
-<span class="note">Rests on {esc(h['base'])}.</span></p></div>
-<div class="box warn"><p><strong>Ours is indicative, not the official SDG 10.c.1 value.</strong>
-{esc(INDICATIVE)}</p><p>{esc(_official_sentence(b))}</p><p>{esc(_source_sentence(b))}</p></div>
-{table(f"Key figures, {b.period} (USD 200 unless stated)", _key_columns(b), _key_rows(b))}
-{table(f"Ours beside the World Bank's published figures for {b.period} (same period only)",
-       [("Indicator", False), (f"sendcost {b.period}", True), (f"World Bank {b.period}", True),
-        ("Difference (ours − World Bank)", True), ("Source", False)], official)
- if official else "<p>No World Bank figure of this very period to set ours beside.</p>"}
-{data_link("headline", "official")}
-</section>""")
-
-    counts = five_rows(b)
     status_names = {"entered": "entered the list", "new": "new (not observed before)",
                     "stayed": "still above 5%", "left": "left the list",
                     "not observed": "not observed this period"}
@@ -606,57 +560,7 @@ Sending USD 500 cost {h['usd500']} on average.<br>
                if r["cheapest_firm"] else "—", caveat_cell(r)]
         return [*row, status_names[r["status"]]] if status else row
 
-    above_cols = [("Corridor", False), ("Average", True), (f"Average {prev_label}", True),
-                  ("Change", True), ("SmaRT", True), ("Cheapest service", False),
-                  ("Caveats", False)]
-    entered = moved.filter(pl.col("status").is_in(["entered", "new"])).height
-    left = moved.filter(pl.col("status") == "left").height
     n_shown = min(ABOVE_5_SHOWN, above.height)
-    sections.append(f"""
-<section id="five-percent"><h2>{esc(SECTIONS[1])}</h2>
-<p>The second half of SDG 10.c: no corridor above 5%, measured as every corridor having at least
-three qualifying services whose SmaRT (mean of the three cheapest) is at most 5%.
-{five['smart_above_5'] + five['too_few_qualifying']} of {five['corridors']} corridors do not
-meet it in {esc(b.period)}. {five['average_above_5']} corridors average above 5%;
-{entered} of them entered that list and {left} left it since {esc(prev_label)}.</p>
-{table(f"The 5% component, {b.period}", [("Corridors", False), ("Number", True),
-                                          ("Share", True), ("Share of", False)], counts)}
-<h3>Corridors that entered or left the list</h3>
-{table(f"Corridors whose average crossed 5% between {prev_label} and {b.period}",
-       [*above_cols, ("Status", False)],
-       [above_row(r, status=True) for r in moved.iter_rows(named=True)])
- if moved.height else "<p>No corridor entered or left the list.</p>"}
-<h3>The {n_shown} most expensive of the {above.height} corridors averaging above 5%</h3>
-{table(f"The {n_shown} most expensive corridors averaging above 5% in {b.period}",
-       above_cols,
-       [above_row(r, status=False) for r in above.head(n_shown).iter_rows(named=True)])}
-<p class="note">The complete list — all {above.height} corridors averaging above 5%, and those
-that left it, with their change, SmaRT and cheapest service — is
-<a href="data/corridors_above_5.csv">data/corridors_above_5.csv</a>; every corridor is in
-<a href="data/corridors.csv">data/corridors.csv</a>.</p>
-<p class="note">The shares rest on {esc(base_text(b.bases.get("share_corridors_above_5", {})))}.</p>
-{flags_note(flags_shown(moved, above.head(n_shown)), html=True, anchor="five-percent-caveats")}
-{data_link("five_percent", "corridors_above_5", "corridors")}
-</section>""")
-
-    sections.append(f"""
-<section id="trend"><h2>{esc(SECTIONS[2])}</h2>
-{figure(c['trend'])}
-<p class="call"><strong>{esc(b.progress.call.capitalize())}.</strong>
-{esc(_progress_sentence(b))}</p>
-{data_link("trend", "trend_official", "progress")}
-</section>""")
-
-    ft_rows = [[firm_type_label(r["firm_type"]), *group_cells(r)]
-               for r in b.firm_types.sort("average", descending=True, nulls_last=True)
-               .iter_rows(named=True)]
-    rg_rows = [[region_label(r["region"]), *group_cells(r)]
-               for r in b.regions.sort("average", descending=True, nulls_last=True)
-               .iter_rows(named=True)]
-    sc_rows = [[f"{r['name'] or r['source']} ({r['source']})", "G20" if r["g20"] else "",
-                *group_cells(r)]
-               for r in b.sending.sort("average", "source", descending=[True, False],
-                                       nulls_last=True).iter_rows(named=True)]
 
     def extreme_rows(frame: pl.DataFrame) -> list[list[Any]]:
         return [[corridor_label(r["source"], r["destination"]) + caveat_mark(r),
@@ -666,58 +570,7 @@ that left it, with their change, SmaRT and cheapest service — is
                  if r["cheapest_firm"] else "—", caveat_cell(r)]
                 for r in frame.iter_rows(named=True)]
 
-    ext_cols = [("Corridor", False), ("Average", True), ("SmaRT", True),
-                ("Services", True), ("Cheapest service", False), ("Caveats", False)]
-    g20 = b.doc["g20_sending_average"]
-    g20_ok = bool(b.bases.get("g20_sending_average", {}).get("sufficient", True))
-    g8_ok = bool(b.bases.get("g8_sending_average", {}).get("sufficient", True))
-    sections.append(f"""
-<section id="breakdowns"><h2>{esc(SECTIONS[3])}</h2>
-<h3>By type of provider</h3>
-{figure(c['firm_types'])}
-{table(f"Average cost by type of provider, {b.period}",
-       [("Provider type", False), ("Average", True), ("Base", False)], ft_rows)}
-<h3>By receiving region</h3>
-{figure(c['receiving_regions'])}
-{table(f"Average cost by World Bank region of the receiving country, {b.period}",
-       [("Region", False), ("Average", True), ("Base", False)], rg_rows)}
-<h3>By sending country</h3>
-<p>G20 members are marked; sending from a G20 country cost {shown(g20, g20_ok)} on average
-(G8: {shown(b.doc['g8_sending_average'], g8_ok)}). A figure below its minimum base
-({esc(b.bases.get("g20_sending_average", {}).get("rule", ""))}) reads "insufficient data".</p>
-{figure(c['sending_countries'])}
-{table(f"Average cost by sending country, {b.period}, most expensive first",
-       [("Sending country", False), ("G20", False), ("Average", True), ("Base", False)],
-       sc_rows)}
-<h3>{esc(ranked_title(b, most=True))}</h3>
-{figure(c['most_expensive'])}
-{table(f"{ranked_title(b, most=True)}, {b.period}", ext_cols, extreme_rows(b.most))}
-<h3>{esc(ranked_title(b, most=False))}</h3>
-{figure(c['least_expensive'])}
-{table(f"{ranked_title(b, most=False)}, {b.period}", ext_cols, extreme_rows(b.least))}
-<p class="note">The two lists never share a corridor: of the corridors with an average, the
-dearest half (ten at most) and the cheapest half (ten at most). Each corridor's average rests on
-the services counted beside it; the ranking on
-{esc(base_text(b.bases.get("global_average", {})))}.</p>
-{caveat_note(b, html=True)}
-{flags_note(flags_shown(b.most, b.least), html=True, anchor="ranked-flags")}
-{data_link("firm_types", "receiving_regions", "sending_countries", "most_expensive",
-           "least_expensive")}
-</section>""")
-
-    post_avg = post_average(b)
-    pt_rows = [[firm_type_label(r["firm_type"]), shown(r["average"], bool(r["sufficient"])),
-                r["services"],
-                "reference" if r["firm_type"] == "post_office"
-                else points(r["difference_to_post_office"])]
-               for r in b.postal_types.iter_rows(named=True)]
     post_kind = {"post_office": "post's own", "post_office_mto": "MTO at post counters"}
-    op_rows = [[r["firm"], post_kind.get(r["firm_type"], firm_type_label(r["firm_type"])),
-                r["services"], r["corridors"],
-                r["transparent"], pct(r["average"]),
-                f"{r['at_or_below_median']} of {r['transparent']}" if r["transparent"]
-                else "—", r["cheapest_in_corridor"] if r["transparent"] else "—"]
-               for r in b.postal_operators.iter_rows(named=True)]
 
     def postal_rows(frame: pl.DataFrame) -> list[list[Any]]:
         return [[f"{r['firm']} — {r['product'] or 'service'}",
@@ -727,132 +580,103 @@ the services counted beside it; the ranking on
                  f"{r['rank']} of {r['corridor_services']}", caveat_cell(r)]
                 for r in frame.iter_rows(named=True)]
 
-    postal_cols = [("Service", False), ("Corridor", False), ("Total cost", True),
-                   ("Corridor median", True), ("Against the median", True), ("Rank", True),
-                   ("Caveats", False)]
     known = b.postal.filter(pl.col("rank").is_not_null())
-    below = known.filter(pl.col("total_cost_pct") <= pl.col("corridor_median")).height
-    undisclosed = b.postal.height - known.height
-    sections.append(f"""
-<section id="postal"><h2>{esc(SECTIONS[4])}</h2>
-<p>For the UPU and postal operators: every service sold by a post office (its own, and money
-transfer operators' services sold at post counters, kept apart) against its corridor. Post
-offices' own services averaged {esc(post_avg)} in {esc(b.period)}. Of {known.height}
-post-office services with a disclosed exchange rate, {below} cost no more than their
-corridor's median; {undisclosed} more do not disclose the rate they apply and have no cost.</p>
-{table(f"Post offices against other types of provider, {b.period}",
-       [("Provider type", False), ("Average", True), ("Services", True),
-        ("Difference to post offices", True)], pt_rows)}
-{figure(c["postal_benchmark"])}
-<h3>Posts against their market</h3>
-<p>{esc(postal_roles_sentence(b))} Each post per corridor:
-<a href="data/postal_summary.csv">data/postal_summary.csv</a>, per post:
-<a href="data/postal_summary_operators.csv">data/postal_summary_operators.csv</a>.</p>
-{figure(c["postal_trend"])}
-{table(f"Postal operators, {b.period}, USD 200",
-       [("Operator", False), ("Service", False), ("Services", True), ("Corridors", True),
-        ("Rate disclosed", True), ("Average", True), ("At or below median", True),
-        ("Cheapest in corridor", True)], op_rows)}
-<h3>Post-office services cheapest against their corridor</h3>
-{table(f"The {b.postal_cheapest.height} post-office services furthest below their corridor's "
-       f"median, {b.period} (rank 1 = cheapest in its corridor)", postal_cols,
-       postal_rows(b.postal_cheapest))}
-<h3>Post-office services dearest against their corridor</h3>
-{table(f"The {b.postal_dearest.height} post-office services furthest above their corridor's "
-       f"median, {b.period}", postal_cols, postal_rows(b.postal_dearest))}
-{flags_note(flags_shown(b.postal_cheapest, b.postal_dearest), html=True, anchor="postal-flags")}
-<p class="note">Every post-office service, {b.postal.height} in all, with its corridor's median,
-cheapest service, SmaRT and its rank:
-<a href="data/postal_benchmark.csv">data/postal_benchmark.csv</a>
-(also from <code>sendcost export postal --period {esc(b.period)}</code>).</p>
-{data_link("postal_vs_firm_types", "postal_operators")}
-</section>""")
-
     cov = b.coverage
-    mix = ", ".join(f"{r['source']} ({r['quotes']:,} quotes, reference rates: "
-                    f"{r['reference_source'] or 'unknown'})"
-                    for r in b.source_mix.iter_rows(named=True))
-    cov_rows = [
-        ["Quotes", f"{cov['quotes']:,}"], ["Services", f"{cov['services']:,}"],
-        ["Transparent services (in the averages)", f"{cov['transparent_services']:,}"],
-        ["Services excluded: fee disclosed, exchange rate not disclosed",
-         f"{cov['non_transparent_services']:,}"],
-        ["Services with a negative FX margin (kept, flagged)",
-         f"{cov['negative_margin_services']:,}"],
-        ["Quotes with a stale reference rate (left out)", f"{cov['stale_reference_quotes']:,}"],
-        ["Corridors", f"{cov['corridors']:,}"],
-        ["Sending / receiving countries",
-         f"{cov['sending_countries']} / {cov['receiving_countries']}"],
-        ["Providers", f"{cov['firms']:,}"],
-        ["Collected", f"{_day(cov['first_collected'])} to {_day(cov['last_collected'])}"],
-        ["Methodology version", METHODOLOGY_VERSION],
-    ]
-    share_t = (cov["transparent_services"] / cov["services"] * 100) if cov["services"] else None
-    left_out = emulated_left_out_sentence(b)
-    sections.append(f"""
-<section id="coverage"><h2>{esc(SECTIONS[5])}</h2>
-{table(f"Coverage, {b.period}, USD 200", [("Measure", False), ("Value", True)], cov_rows)}
-<p>Transparent share: {share(share_t)} of services. Source mix: {esc(mix)}.</p>
-{f'<p id="emulated-left-out"><strong>{esc(left_out)}</strong></p>' if left_out else ""}
-<p>Reference (interbank) rates: {esc(REFERENCE_RATE_NOTE)}</p>
-<p>Method: the World Bank's Remittance Prices Worldwide method. Total cost = fee % + FX margin
-%; averages are simple means over transparent services, each service once; the weighted
-average weights corridor averages by the bilateral remittance matrix nearest the period (2011
-or 2021), and is left out ("insufficient weights") when the corridors it weighs carry less than
-{esc(weights_rule(b))}; SmaRT is the mean of the three cheapest qualifying services
-(transparent, within 5 days) of a corridor.
-{esc(INDICATIVE)}</p>
-<p>Licence: {esc(LICENCE)} (<a href="{LICENCE_URL}">{LICENCE_URL}</a>). Attribution:
-{esc(RPW_ATTRIBUTION)}. Every table and chart of this bulletin is in <a href="data/">data/</a>
-as CSV, described in <a href="data/metadata.json">data/metadata.json</a>; the whole bulletin is
-in <a href="bulletin-{esc(b.period)}.zip">bulletin-{esc(b.period)}.zip</a>.</p>
-{data_link("coverage", "source_mix", "non_transparent")}
-</section>""")
-
-    weekends = b.kpis["weekends_only"]
-    sections.append(f"""
-<section id="g20-scorecard"><h2>{esc(SECTIONS[6])}</h2>
-<p>{esc(SCORECARD_SCOPE)}</p>
-{table(f"The G20 remittance scorecard, {b.period}, USD 200", SCORECARD_COLUMNS,
-       scorecard_rows(b))}
-{figure(c["g20_scorecard"])}
-<p class="note">{esc("Receiving countries counted with weekends only (no holiday calendar "
-                     "known): " + ", ".join(weekends) + "." if weekends else
-                     "Every receiving country's public holidays were known.")}
-Per corridor: <a href="data/g20_scorecard.csv">data/g20_scorecard.csv</a>
-(also <code>/v1/kpis.csv?period={esc(b.period)}</code>).</p>
-{data_link("g20_scorecard", "g20_scorecard_global")}
-</section>""")
-
-    return f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>SDG 10.c remittance cost bulletin, {esc(b.period)} — sendcost</title>
-<style>{CSS}
-@page {{ size: A4; margin: 16mm 14mm 18mm;
-  @bottom-left {{ content: "sendcost SDG 10.c bulletin, {esc(b.period)} — indicative figures";
-                 font: 8pt "DejaVu Sans", sans-serif; color: #59636e; }}
-  @bottom-right {{ content: "page " counter(page) " of " counter(pages);
-                  font: 8pt "DejaVu Sans", sans-serif; color: #59636e; }} }}
-</style>
-</head>
-<body>
-<header>
-<p class="kicker">sendcost · SDG 10.c bulletin · {esc(b.period)}</p>
-<h1>What it costs to send money home: {esc(b.period)}</h1>
-<p>{header_lead(b, h)} Progress toward 2030: <strong>{esc(b.progress.call)}</strong>.
-Our figures are indicative, not the official SDG 10.c.1 value.</p>
-</header>
-<main>
-{''.join(sections)}
-</main>
-<footer><p>sendcost {esc(METHODOLOGY_VERSION)} · {esc(LICENCE)} ·
-{esc(rpw_credit(b)[:1].upper() + rpw_credit(b)[1:])} {esc(RPW_ATTRIBUTION)}</p></footer>
-</body>
-</html>
-"""
+    credit = rpw_credit(b)
+    return template("bulletin.html").render(
+        # The stylesheet is this module's constant, not data: inserted as it is (escaping
+        # would turn its quotes into entities inside <style>).
+        css=Markup(CSS),
+        period=b.period, sections=SECTIONS, h=headline_numbers(b), insufficient=INSUFFICIENT,
+        global_rule=b.bases.get("global_average", {}).get("rule", ""),
+        progress_call=b.progress.call, progress_sentence=_progress_sentence(b),
+        indicative=INDICATIVE, official_sentence=_official_sentence(b),
+        source_sentence=_source_sentence(b),
+        key_columns=_key_columns(b), key_rows=_key_rows(b),
+        official=[[r["label"], r["ours_shown"], pct(r["value_pct"]), r["difference"],
+                   _source_cell(r)] for r in official_rows(b)],
+        five=five, five_rows=five_rows(b), prev_label=prev_label,
+        entered=moved.filter(pl.col("status").is_in(["entered", "new"])).height,
+        left=moved.filter(pl.col("status") == "left").height,
+        above_cols=[("Corridor", False), ("Average", True), (f"Average {prev_label}", True),
+                    ("Change", True), ("SmaRT", True), ("Cheapest service", False),
+                    ("Caveats", False)],
+        moved_rows=[above_row(r, status=True) for r in moved.iter_rows(named=True)],
+        above_rows=[above_row(r, status=False)
+                    for r in above.head(n_shown).iter_rows(named=True)],
+        n_shown=n_shown, n_above=above.height,
+        five_base=base_text(b.bases.get("share_corridors_above_5", {})),
+        flags_lead=FLAGS_LEAD,
+        five_flags=flags_explained(flags_shown(moved, above.head(n_shown))),
+        charts={chart.name: chart for chart in charts_},
+        ft_rows=[[firm_type_label(r["firm_type"]), *group_cells(r)]
+                 for r in b.firm_types.sort("average", descending=True, nulls_last=True)
+                 .iter_rows(named=True)],
+        rg_rows=[[region_label(r["region"]), *group_cells(r)]
+                 for r in b.regions.sort("average", descending=True, nulls_last=True)
+                 .iter_rows(named=True)],
+        sc_rows=[[f"{r['name'] or r['source']} ({r['source']})", "G20" if r["g20"] else "",
+                  *group_cells(r)]
+                 for r in b.sending.sort("average", "source", descending=[True, False],
+                                         nulls_last=True).iter_rows(named=True)],
+        g20=shown(*_g(b, "g20_sending_average")), g8=shown(*_g(b, "g8_sending_average")),
+        g20_rule=b.bases.get("g20_sending_average", {}).get("rule", ""),
+        most_title=ranked_title(b, most=True), least_title=ranked_title(b, most=False),
+        ext_cols=[("Corridor", False), ("Average", True), ("SmaRT", True),
+                  ("Services", True), ("Cheapest service", False), ("Caveats", False)],
+        most_rows=extreme_rows(b.most), least_rows=extreme_rows(b.least),
+        global_base=base_text(b.bases.get("global_average", {})),
+        caveat_text=caveat_note(b),
+        ranked_flags=flags_explained(flags_shown(b.most, b.least)),
+        post_avg=post_average(b), postal_known=known.height,
+        postal_roles=postal_roles_sentence(b),
+        postal_below=known.filter(pl.col("total_cost_pct") <= pl.col("corridor_median")).height,
+        postal_undisclosed=b.postal.height - known.height, postal_total=b.postal.height,
+        pt_rows=[[firm_type_label(r["firm_type"]), shown(r["average"], bool(r["sufficient"])),
+                  r["services"],
+                  "reference" if r["firm_type"] == "post_office"
+                  else points(r["difference_to_post_office"])]
+                 for r in b.postal_types.iter_rows(named=True)],
+        op_rows=[[r["firm"], post_kind.get(r["firm_type"], firm_type_label(r["firm_type"])),
+                  r["services"], r["corridors"], r["transparent"], pct(r["average"]),
+                  f"{r['at_or_below_median']} of {r['transparent']}" if r["transparent"]
+                  else "—", r["cheapest_in_corridor"] if r["transparent"] else "—"]
+                 for r in b.postal_operators.iter_rows(named=True)],
+        postal_cols=[("Service", False), ("Corridor", False), ("Total cost", True),
+                     ("Corridor median", True), ("Against the median", True),
+                     ("Rank", True), ("Caveats", False)],
+        postal_cheapest_rows=postal_rows(b.postal_cheapest),
+        postal_dearest_rows=postal_rows(b.postal_dearest),
+        postal_flags=flags_explained(flags_shown(b.postal_cheapest, b.postal_dearest)),
+        cov_rows=[
+            ["Quotes", f"{cov['quotes']:,}"], ["Services", f"{cov['services']:,}"],
+            ["Transparent services (in the averages)", f"{cov['transparent_services']:,}"],
+            ["Services excluded: fee disclosed, exchange rate not disclosed",
+             f"{cov['non_transparent_services']:,}"],
+            ["Services with a negative FX margin (kept, flagged)",
+             f"{cov['negative_margin_services']:,}"],
+            ["Quotes with a stale reference rate (left out)",
+             f"{cov['stale_reference_quotes']:,}"],
+            ["Corridors", f"{cov['corridors']:,}"],
+            ["Sending / receiving countries",
+             f"{cov['sending_countries']} / {cov['receiving_countries']}"],
+            ["Providers", f"{cov['firms']:,}"],
+            ["Collected", f"{_day(cov['first_collected'])} to {_day(cov['last_collected'])}"],
+            ["Methodology version", METHODOLOGY_VERSION],
+        ],
+        transparent_share=share((cov["transparent_services"] / cov["services"] * 100)
+                                if cov["services"] else None),
+        source_mix=", ".join(f"{r['source']} ({r['quotes']:,} quotes, reference rates: "
+                             f"{r['reference_source'] or 'unknown'})"
+                             for r in b.source_mix.iter_rows(named=True)),
+        emulated_left_out=emulated_left_out_sentence(b),
+        reference_rate_note=REFERENCE_RATE_NOTE, weights_rule=weights_rule(b),
+        licence=LICENCE, licence_url=LICENCE_URL,
+        rpw_attribution=RPW_ATTRIBUTION,
+        scorecard_scope=SCORECARD_SCOPE, scorecard_columns=SCORECARD_COLUMNS,
+        scorecard_rows=scorecard_rows(b), weekends=b.kpis["weekends_only"],
+        methodology_version=METHODOLOGY_VERSION, credit=credit[:1].upper() + credit[1:],
+    )
 
 
 def _day(v: Any) -> str:
@@ -959,7 +783,7 @@ def markdown(b: Bulletin) -> str:
         f"sendcost SDG 10.c bulletin, {b.period}. Figures are indicative, not the official "
         "SDG 10.c.1 value.",
         f"## {SECTIONS[0]}",
-        f"**{h['global']}**: {hero_lead(b, h, html=False)} Sending USD 500 "
+        f"**{h['global']}**: {hero_lead(b, h)} Sending USD 500 "
         f"cost {h['usd500']} on average. Rests on {h['base']}.",
         f"> **Ours is indicative, not the official SDG 10.c.1 value.** {INDICATIVE} "
         f"{_official_sentence(b)} {_source_sentence(b)}",
@@ -973,7 +797,7 @@ def markdown(b: Bulletin) -> str:
         "list: data/corridors_above_5.csv):",
         _md_table(["Corridor", "Average", "Before", "Change", "Status", "Caveats"], moved_rows)
         if moved_rows else "None.",
-        flags_note(flags_shown(moved), html=False, anchor=""),
+        flags_note(flags_shown(moved)),
         f"## {SECTIONS[2]}",
         "![Trend of the global average, SmaRT and weighted average with the 3% "
         "target](charts/trend.png)",
@@ -1000,8 +824,8 @@ def markdown(b: Bulletin) -> str:
                                            nulls_last=True).iter_rows(named=True)]),
         f"### {ranked_title(b, most=True)}", extreme(b.most),
         f"### {ranked_title(b, most=False)}", extreme(b.least),
-        caveat_note(b, html=False),
-        flags_note(flags_shown(b.most, b.least), html=False, anchor=""),
+        caveat_note(b),
+        flags_note(flags_shown(b.most, b.least)),
         "The two lists never share a corridor: of the corridors with an average, the dearest "
         "half (ten at most) and the cheapest half (ten at most). Each corridor's average rests "
         "on the services counted beside it; the ranking on "
@@ -1032,7 +856,7 @@ def markdown(b: Bulletin) -> str:
         f"Post-office services furthest above their corridor's median "
         f"({b.postal_dearest.height}):",
         md_postal(b.postal_dearest),
-        flags_note(flags_shown(b.postal_cheapest, b.postal_dearest), html=False, anchor=""),
+        flags_note(flags_shown(b.postal_cheapest, b.postal_dearest)),
         f"## {SECTIONS[5]}",
         f"{cov['quotes']:,} quotes; {cov['services']:,} services, of which "
         f"{cov['transparent_services']:,} transparent (in the averages) and "

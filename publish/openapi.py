@@ -18,9 +18,8 @@ import copy
 from typing import Any
 
 from corridors.reference import REGION_NAMES
-from corridors.types import EMULATED_WARNING, AccessPoint, DataKind, FirmType, PayIn, PayOut
-from metrics.corridors import INSUFFICIENT_WEIGHTS
-from metrics.kpis import SCORECARD_KEYS
+from corridors.types import EMULATED_WARNING, FirmType, PayIn, PayOut
+from publish import contract
 from publish.middleware import MAX_BODY, MAX_QUERY, UNLIMITED
 from publish.params import (
     COUNTRY_PATTERN,
@@ -53,59 +52,10 @@ def obj(props: dict[str, Any], *, extra: bool = False) -> dict[str, Any]:
             "additionalProperties": extra}
 
 
-ENVELOPE = {
-    "period": NSTR,
-    "methodology_version": STR,
-    "sources": {"type": "array", "items": ref("Source")},
-    "licence": STR,
-}
-
-SERVICE = obj({
-    "provider": STR, "firm_type": {"enum": [f.value for f in FirmType]}, "product": NSTR,
-    "service_id": STR, "fee": NUM, "fee_currency": STR, "applied_rate": NUM,
-    "reference_rate": NUM, "reference_rate_source": NSTR, "reference_rate_at": NSTR,
-    "fee_pct": NUM, "fx_margin_pct": NUM, "total_cost_pct": NUM,
-    "effective_cost_pct": {"type": ["number", "null"],
-                           "description": "100 × (1 − amount received / (amount paid × "
-                                          "reference rate)): the cost the ranking by what "
-                                          "arrives per unit paid orders by"},
-    "amount_received": NUM,
-    "amount_received_basis": {"enum": ["reported", "fee_deducted", "fee_on_top", None]},
-    "fee_paid_on_top": NBOOL,
-    "amount_received_if_fee_on_top": NUM, "amount_received_if_fee_deducted": NUM,
-    "receive_currency": NSTR,
-    "receive_currency_basis": {"enum": ["reported", "reference_rate", "rpw_note", None]},
-    "receive_currency_note": NSTR, "speed": NSTR, "pay_in": NSTR, "pay_out": NSTR,
-    "access_point": NSTR, "transparent": BOOL, "collected_at": NSTR, "source": STR,
-    "rank": {"type": ["integer", "null"]},
-    "data_kind": {"enum": [k.value for k in DataKind]},
-    "flags": {"type": "array", "items": STR,
-              "description": "caveats a reader must see (see the answer's flags_explained)"},
-})
-
-CHEAPEST = obj({"provider": STR, "firm_type": STR, "product": NSTR, "total_cost_pct": NUM})
-
-SUMMARY_PROPS = {
-    "average": NUM, "smart": NUM, "median": NUM, "services": INT,
-    "transparent_services": INT, "above_5": NBOOL, "above_10": NBOOL,
-    "too_few_services": NBOOL, "no_transparent_service": NBOOL, "points_above_3": NUM,
-    "points_above_5": NUM, "cheapest": nullable("Cheapest"),
-    "cheapest_leaves_out": {"type": "array", "items": STR,
-                            "description": "flags that keep a service from being named the "
-                                           "corridor's cheapest (it keeps its rank, marked)"},
-    "caveats": {"type": "object", "additionalProperties": INT,
-                "description": "per caveat flag, how many of the corridor's services carry it "
-                               "(estimate, negative_margin, negative_total_cost, "
-                               "bank_transfer_only, reference_stale, approximate_amount…); the "
-                               "averages keep them"},
-}
-
+#: The schemas of the answers still written as dicts (admin, health, bulletins) and of
+#: problems; those of the data answers come from their models (``publish.contract``), added
+#: below.
 SCHEMAS: dict[str, Any] = {
-    "Country": obj({"alpha2": NSTR, "alpha3": STR, "name": NSTR}),
-    "Source": obj({"name": STR, "title": STR, "url": NSTR, "licence": NSTR}),
-    "Service": SERVICE,
-    "Cheapest": CHEAPEST,
-    "CorridorSummary": obj(SUMMARY_PROPS),
     "Problem": {
         "type": "object",
         "properties": {"type": STR, "title": STR, "status": INT, "detail": STR,
@@ -115,166 +65,11 @@ SCHEMAS: dict[str, Any] = {
                                                "running"}},
         "required": ["type", "title", "status", "detail"],
     },
-    "Compare": obj({
-        **ENVELOPE, "from": ref("Country"), "to": ref("Country"), "amount": {"type": "number"},
-        "currency": STR, "send_currency": STR, "priced_amount": {"type": "number"},
-        "priced_send_amount": {"type": "number"}, "priced_amount_usd": INT,
-        "approximate": BOOL, "approximation": NSTR,
-        "priced_amounts": {"type": "array", "items": {"type": "number"}},
-        "filters": obj({"payin": NSTR, "payout": NSTR, "note": NSTR}),
-        "corridor": ref("CorridorSummary"),
-        "ranked_by": {"enum": ["amount_received_per_amount_paid", "total_cost_pct"]},
-        "flags_explained": {"type": "object", "additionalProperties": STR},
-        "services": {"type": "array", "items": ref("Service")},
-        "non_transparent": {"type": "array", "items": ref("Service")},
-    }),
-    "CorridorItem": obj({
-        "from": ref("Country"), "to": ref("Country"), "period": STR, "amount_usd": INT,
-        "first_collected": NSTR, "last_collected": NSTR,
-        "data_kinds": {"type": "array", "items": {"enum": [k.value for k in DataKind]}},
-        **SUMMARY_PROPS,
-        "receiving_region": {"oneOf": [obj({"code": STR, "name": NSTR}), {"type": "null"}]},
-        "sources": {"type": "array", "items": STR},
-    }),
-    "Corridors": obj({
-        **ENVELOPE, "amount_usd": INT,
-        "periods": {"type": "object", "additionalProperties": INT,
-                    "description": "rows per period, over every page (period is null "
-                                   "when they differ)"},
-        "count": INT, "next_cursor": NSTR,
-        "caveats_explained": {"type": "object", "additionalProperties": STR,
-                              "description": "what each caveat of this page's rows means"},
-        "corridors": {"type": "array", "items": ref("CorridorItem")},
-    }),
-    "Corridor": obj({
-        **ENVELOPE, "from": ref("Country"), "to": ref("Country"), "amount_usd": INT,
-        "send_amount": {"type": "number"}, "send_currency": STR,
-        "periods": {"type": "array", "items": STR}, "indicators": ref("CorridorSummary"),
-        "ranked_by": STR,
-        "services": {"type": "array", "items": ref("Service")},
-        "non_transparent": {"type": "array", "items": ref("Service")},
-        "links": obj({"history": STR, "compare": STR}),
-    }),
-    "History": obj({
-        **ENVELOPE, "from": ref("Country"), "to": ref("Country"), "amount_usd": INT,
-        "next_cursor": NSTR,
-        "history": {"type": "array", "items": obj({
-            "period": STR, "amount_usd": INT, "first_collected": NSTR, "last_collected": NSTR,
-            "data_kinds": {"type": "array", "items": {"enum": [k.value for k in DataKind]}},
-            "average": NUM, "smart": NUM, "median": NUM,
-            "services": INT, "transparent_services": INT, "above_5": NBOOL, "above_10": NBOOL,
-            "too_few_services": NBOOL, "no_transparent_service": NBOOL,
-            "caveats": SUMMARY_PROPS["caveats"], "points_above_5": NUM,
-            "sources": {"type": "array", "items": STR}})},
-    }),
-    "Indicators": {
-        "type": "object",
-        "required": [*ENVELOPE, "amount_usd", "services", "global_average", "weighted_average",
-                     "smart_average", "g20_sending_average", "g8_sending_average",
-                     "g20_receiving_average", "by_firm_type", "by_receiving_region",
-                     "share_corridors_above_5", "share_corridors_above_10",
-                     "share_services_below_3", "share_denominators", "corridors",
-                     "cheapest_leaves_out", "non_transparent", "weighted_average_coverage",
-                     "by_payment_instrument", "by_access_point", "by_pay_out"],
-        "properties": {
-            **ENVELOPE, "amount_usd": INT,
-            "services": obj({"total": INT, "transparent": INT}),
-            "global_average": NUM, "weighted_average": NUM, "smart_average": NUM,
-            "g20_sending_average": NUM, "g8_sending_average": NUM,
-            "g20_receiving_average": NUM,
-            "by_firm_type": {"type": "object", "additionalProperties":
-                             obj({"average": NUM, "services": INT})},
-            "by_receiving_region": {"type": "object", "additionalProperties":
-                                    obj({"average": NUM, "services": INT})},
-            "share_corridors_above_5": NUM, "share_corridors_above_10": NUM,
-            "share_services_below_3": NUM,
-            "share_denominators": {
-                "type": "object", "description": "what each share is a share of, and how many",
-                "additionalProperties": obj({"of": STR, "count": INT})},
-            "corridors": {"type": "array", "items": obj({
-                "from": ref("Country"), "to": ref("Country"), "source": STR,
-                "destination": STR, "average": NUM, "services": INT,
-                "transparent_services": INT, "smart": NUM, "above_5": NBOOL,
-                "above_10": NBOOL, "too_few_services": BOOL, "no_transparent_service": BOOL,
-                "cheapest": nullable("Cheapest"),
-                "cheapest_left_out": {**INT, "description": "transparent services the "
-                                      "cheapest rule left out (cheapest_leaves_out)"}})},
-            "cheapest_leaves_out": SUMMARY_PROPS["cheapest_leaves_out"],
-            "non_transparent": {
-                "description": "services that do not disclose their exchange rate (not "
-                               "averaged): their fee as a percentage of the amount",
-                "type": "array", "items": obj({
-                    "from": ref("Country"), "to": ref("Country"), "source": STR,
-                    "destination": STR, "provider": STR, "fee_pct": NUM})},
-            "weighted_average_coverage": {
-                "description": "what the weighted average could weigh: the World Bank/KNOMAD "
-                               "bilateral remittance matrix nearest the period, the corridors "
-                               "it weighed of those with an average, and the volume weighed "
-                               "(USD millions, and % of the matrix's volume between the "
-                               "period's sending and receiving countries); 'insufficient "
-                               "weights' (and a null weighted_average) below volume_share_min "
-                               "(config.toml [indicators]); null without a matrix",
-                "oneOf": [obj({
-                    "matrix_year": {"type": ["integer", "null"]},
-                    "corridors_weighed": INT, "corridors_with_average": INT,
-                    "corridor_share": NUM, "flow_usd_m": NUM,
-                    "flow_between_countries_usd_m": NUM, "volume_share": NUM,
-                    "volume_share_min": NUM, "matrix_flow_usd_m": NUM,
-                    "status": {"enum": ["ok", INSUFFICIENT_WEIGHTS]}}), {"type": "null"}]},
-            "by_payment_instrument": {
-                "description": "average over transparent services by the instrument that "
-                               "funds the transfer",
-                "type": "object", "propertyNames": {"enum": [p.value for p in PayIn]},
-                "additionalProperties": obj({"average": NUM, "services": INT})},
-            "by_access_point": {
-                "description": "average over transparent services by where the transfer is "
-                               "sent from",
-                "type": "object", "propertyNames": {"enum": [a.value for a in AccessPoint]},
-                "additionalProperties": obj({"average": NUM, "services": INT})},
-            "by_pay_out": {
-                "description": "average over transparent services by the instrument that "
-                               "pays the transfer out to the receiver",
-                "type": "object", "propertyNames": {"enum": [p.value for p in PayOut]},
-                "additionalProperties": obj({"average": NUM, "services": INT})},
-        },
-        "additionalProperties": False,
-    },
-    "Kpis": obj({
-        **ENVELOPE, "amount_usd": INT,
-        "scope": {"type": "string", "description": "what the scorecard measures: the supply "
-                                                   "(services and quotes), not payments"},
-        "targets": obj({"cost_global_average_below": NUM, "cost_no_corridor_above": NUM,
-                        "speed_share_within_one_hour": NUM,
-                        "speed_share_within_one_business_day": NUM,
-                        "cost_target_year": INT, "speed_target_year": INT}),
-        "weekends_only": {"description": "receiving countries whose business days were "
-                                         "counted without public holidays (none known)",
-                          "type": "array", "items": STR},
-        "global": ref("Scorecard"),
-        "corridors": {"type": "array", "items": {"allOf": [ref("Scorecard"), obj({
-            "from": ref("Country"), "to": ref("Country"), "source": STR,
-            "destination": STR}, extra=True)]}},
-    }),
-    "Scorecard": {
-        "description": "one scorecard of the G20 remittance targets (docs/METHODOLOGY.md): "
-                       "shares in percent over the services or quotes whose attribute is "
-                       "known, null when none is",
-        "type": "object", "required": list(SCORECARD_KEYS),
-        "properties": {k: (NBOOL if k in ("above_5", "meets_speed_target") else
-                           NUM if k.startswith("share_") or k in ("average", "smart")
-                           else INT) for k in SCORECARD_KEYS},
-    },
-    "PostalBenchmark": obj({
-        **ENVELOPE, "amount_usd": INT, "count": INT, "next_cursor": NSTR,
-        "services": {"type": "array", "items": obj({
-            "from": ref("Country"), "to": ref("Country"), "provider": STR, "firm_type": STR,
-            "product": NSTR, "service_id": STR, "transparent": BOOL, "total_cost_pct": NUM,
-            "rank": {"type": ["integer", "null"]}, "ranked_services": INT,
-            "corridor_median": NUM, "corridor_average": NUM, "smart": NUM,
-            "points_above_median": NUM, "cheapest": nullable("Cheapest")})},
-    }),
+    # /v1/postal/summary is still written by hand (publish/api/postal_summary.py).
     "PostalSummary": obj({
-        **ENVELOPE, "amount_usd": INT, "by": {"enum": ["corridor", "operator"]},
+        "period": NSTR, "methodology_version": STR,
+        "sources": {"type": "array", "items": ref("Source")}, "licence": STR,
+        "amount_usd": INT, "by": {"enum": ["corridor", "operator"]},
         "previous_period": NSTR,
         "market": {"type": "string", "description": "what each post is measured against: "
                                                     "its corridors' services that no post "
@@ -321,15 +116,14 @@ SCHEMAS: dict[str, Any] = {
                                   "zip": STR})})}}),
 }
 
-#: Keys an answer carries first when it was asked to include emulated data
-#: (``include=emulated``): never required, never absent then.
-EMULATED_PROPS = {
+# The hand-written answer with an envelope carries warning and includes when it includes
+# emulated data (never required), as the models' envelope does.
+SCHEMAS["PostalSummary"]["properties"] = {
     "warning": {"const": EMULATED_WARNING},
     "includes": {"type": "array", "items": {"enum": ["emulated"]}},
-}
-for _schema in SCHEMAS.values():
-    if "methodology_version" in _schema.get("properties", {}):
-        _schema["properties"] = {**EMULATED_PROPS, **_schema["properties"]}
+    **SCHEMAS["PostalSummary"]["properties"]}
+# The data answers' schemas, from their models.
+SCHEMAS.update(contract.schemas())
 
 
 def param(name: str, description: str, schema: dict[str, Any], *, required: bool = False,

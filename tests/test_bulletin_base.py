@@ -9,6 +9,7 @@ import csv
 import gzip
 import io
 import re
+from html import unescape
 from pathlib import Path
 
 import polars as pl
@@ -91,8 +92,8 @@ def assert_four_agree(folder: Path) -> list[dict[str, str]]:
                    for line in md.splitlines()), (label, value, base)
         # HTML (and so the PDF's source): one table row holds all three
         cells = [re.sub(r"<[^>]+>", "", c) for r in html_rows
-                 if f">{label}<" in r.replace("&#x27;", "'")
-                 for c in [r.replace("&#x27;", "'")]]
+                 if f">{label}<" in unescape(r)
+                 for c in [unescape(r)]]
         assert any(f">{value}<" in c or value in c for c in cells), (label, value)
         assert any(base in c for c in cells), (label, base)
         # PDF: the figure and its base are printed (table cells wrap, so compare words)
@@ -255,6 +256,6 @@ def test_the_bulletin_says_when_emulated_quotes_were_left_out(tmp_path: Path) ->
             "sandbox-post-FRA were in the store and are left out of every figure.")
     html = (folder / "index.html").read_text(encoding="utf-8")
     md = (folder / "bulletin.md").read_text(encoding="utf-8")
-    assert 'id="emulated-left-out"' in html and said in html.replace("&#x27;", "'")
+    assert 'id="emulated-left-out"' in html and said in unescape(html)
     assert f"**{said}**" in md
     assert said in _pdf_text(folder / "bulletin.pdf")

@@ -296,7 +296,11 @@ def test_new_keys_match_the_openapi_schema(
 
     from publish.openapi import document
 
-    props = document()["components"]["schemas"]["Indicators"]["properties"]
+    components = document()["components"]
+    # A property's schema may refer to other models' (#/components/schemas/WeightCoverage):
+    # validated with the document's components beside it, so that the references resolve.
+    props = {k: {**v, "components": components}
+             for k, v in components["schemas"]["Indicators"]["properties"].items()}
     _, doc = workbook_doc
     insufficient = _doc("2025Q3", quote("USA", "MEX", "A", 3.0, period="2025Q3"),
                         quote("GBR", "IND", "B", 12.0, period="2025Q3"))

@@ -8,7 +8,8 @@ matching ``If-None-Match``. Collection endpoints have a CSV twin (``.csv`` suffi
 ``publish.problems.Problem`` and rendered by ``publish.middleware.error_response``. The
 contract is documented in docs/api.md and ``/v1/openapi.json``.
 
-- ``conventions``: the envelope, negotiation, the CSV twin, answers kept per snapshot;
+- ``conventions``: the envelope's fields, negotiation, the CSV twin, answers kept per snapshot
+  (the answers themselves are ``publish.contract``'s models);
 - ``summaries``: how a corridor and its cheapest service are shown everywhere;
 - ``compare``, ``corridors``, ``indicators``, ``kpis``, ``postal``: the data resources;
 - ``operations`` (the OpenAPI document, ``/metrics``), ``admin``, ``static``;

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
+import msgspec
 from aiohttp import web
 
 from corridors.types import PayIn, PayOut
@@ -13,36 +14,27 @@ from publish.api.conventions import (
     INCLUDE,
     JSON,
     cached,
+    country,
     csv_headers,
-    dumps,
-    envelope,
+    header,
     include_emulated,
     receive_units,
     remember,
     remember_entry,
     send_csv,
-    to_csv,
     wants_csv,
 )
 from publish.api.summaries import corridor_periods, corridor_summary
-from publish.data import CAVEATS, DATA, Cached, PricePoint, Snapshot, country_ref, period_key
+from publish.contract import Compare, Filters, Service, encode, to_csv
+from publish.data import CAVEATS, DATA, Cached, PricePoint, Snapshot, period_key
 from publish.params import Params
 from publish.problems import not_found, unprocessable
 from publish.responses import send
 
 COMPARE_PARAMS = frozenset({"from", "to", "amount", "currency", "payin", "payout", "period",
                             INCLUDE})
-SERVICE_CSV_COLUMNS = [
-    "rank", "provider", "firm_type", "product", "fee", "fee_currency", "applied_rate",
-    "reference_rate", "reference_rate_source", "reference_rate_at", "fee_pct",
-    "fx_margin_pct", "total_cost_pct", "effective_cost_pct", "amount_received",
-    "amount_received_basis",
-    "fee_paid_on_top",
-    "amount_received_if_fee_on_top", "amount_received_if_fee_deducted", "receive_currency",
-    "receive_currency_basis", "receive_currency_note",
-    "speed", "pay_in", "pay_out", "access_point", "transparent", "collected_at", "source",
-    "service_id", "data_kind", "flags",
-]
+#: The columns of compare's CSV twin (and of a corridor's): its services'.
+SERVICE_CSV_COLUMNS = list(Service.csv_columns)
 
 
 def _nearest(points: list[PricePoint], amount: Decimal, by_usd: bool) -> PricePoint:
@@ -74,9 +66,9 @@ def _filter_note(entries: list[dict[str, Any]], payin: str | None, payout: str |
     return "; ".join(unsaid) + ": the filter leaves them out" if unsaid else None
 
 
-def compare_document(snap: Snapshot, src: str, dst: str, amount: Decimal,
-                     currency: str | None, payin: str | None, payout: str | None,
-                     period: str | None) -> dict[str, Any]:
+def compare_model(snap: Snapshot, src: str, dst: str, amount: Decimal,
+                  currency: str | None, payin: str | None, payout: str | None,
+                  period: str | None) -> Compare:
     by_period = corridor_periods(snap, src, dst)
     if period is not None and period not in by_period:
         raise not_found(f"no quotes for the corridor {src} → {dst} in {period}; it has "
@@ -97,9 +89,9 @@ def compare_document(snap: Snapshot, src: str, dst: str, amount: Decimal,
     apart = _filtered(point.non_transparent, payin, payout, False)
     srcs = {e["source"] for e in services + apart} or set(point.sources)
     flagged = sorted({f for e in services + apart for f in e["flags"]})
-    return envelope(
-        label, srcs, emulated=snap.include_emulated,
-        **{"from": country_ref(src), "to": country_ref(dst)},
+    return Compare(
+        **header(label, srcs, emulated=snap.include_emulated),
+        from_=country(src), to=country(dst),
         amount=float(amount),
         currency=currency or send_currency,
         send_currency=send_currency,
@@ -112,16 +104,25 @@ def compare_document(snap: Snapshot, src: str, dst: str, amount: Decimal,
             f"the nearest priced amount, {priced.normalize():f} {currency or send_currency}, "
             "unscaled"),
         priced_amounts=[p.send_amount for p in points],
-        filters={"payin": payin, "payout": payout,
-                 "note": _filter_note(point.services + point.non_transparent, payin, payout)},
+        filters=Filters(payin=payin, payout=payout,
+                        note=_filter_note(point.services + point.non_transparent, payin,
+                                          payout)),
         corridor=corridor_summary(row),
         ranked_by=point.ranked_by,
         # What each flag on a service below means; flagged services keep their rank,
         # marked, and the corridor's "cheapest" leaves them out.
         flags_explained={f: CAVEATS[f] for f in flagged},
-        services=services,
-        non_transparent=apart,
+        services=[Service(**e) for e in services],
+        non_transparent=[Service(**e) for e in apart],
     )
+
+
+def compare_document(snap: Snapshot, src: str, dst: str, amount: Decimal,
+                     currency: str | None, payin: str | None, payout: str | None,
+                     period: str | None) -> dict[str, Any]:
+    """``compare_model`` as plain dicts and lists, keyed as its JSON (for the page)."""
+    return cast(dict[str, Any], msgspec.to_builtins(
+        compare_model(snap, src, dst, amount, currency, payin, payout, period)))
 
 
 PAYIN = tuple(x.value for x in PayIn)
@@ -165,12 +166,11 @@ def compare_body(request: web.Request, snap: Snapshot, fmt: str) -> Cached:
     key = ("compare", src, dst, amount.normalize(), currency, payin, payout, period, fmt)
     hit = cached(snap, key)
     if hit is None:
-        doc = compare_document(snap, src, dst, amount, currency, payin, payout, period)
+        doc = compare_model(snap, src, dst, amount, currency, payin, payout, period)
         if fmt == "csv":
-            hit = remember(snap, key, to_csv(doc["services"] + doc["non_transparent"],
-                                              SERVICE_CSV_COLUMNS),
-                            csv_headers(doc["period"], [s["name"] for s in doc["sources"]],
-                                        emulated=snap.include_emulated))
+            hit = remember(snap, key, to_csv(Service, doc.services + doc.non_transparent),
+                           csv_headers(doc.period, [s.name for s in doc.sources],
+                                       emulated=snap.include_emulated))
         else:
-            hit = remember(snap, key, dumps(doc))
+            hit = remember(snap, key, encode(doc))
     return hit

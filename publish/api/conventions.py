@@ -16,7 +16,8 @@ from aiohttp import web
 
 from corridors.types import EMULATED_WARNING
 from metrics import METHODOLOGY_VERSION
-from publish.data import DATA, LICENCE, Cached, Snapshot, sources_of
+from publish.contract import Country, Source
+from publish.data import DATA, LICENCE, Cached, Snapshot, country_ref, sources_of
 from publish.problems import bad_parameter
 from publish.responses import etag_of, send
 
@@ -29,11 +30,32 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def envelope(period: str | None, sources: Iterable[str], *, emulated: bool = False,
              **data: Any) -> dict[str, Any]:
-    """The keys every JSON answer starts with. ``emulated``: the answer was asked to include
-    emulated data (``?include=emulated``), and says so first: ``warning``."""
+    """The keys every JSON answer starts with, for the one answer still written as a dict
+    (``/v1/postal/summary``); the others are ``publish.contract`` models filled with
+    ``header``. ``emulated``: the answer was asked to include emulated data
+    (``?include=emulated``), and says so first: ``warning``."""
     warning = {"warning": EMULATED_WARNING, "includes": ["emulated"]} if emulated else {}
     return {**warning, "period": period, "methodology_version": METHODOLOGY_VERSION,
             "sources": sources_of(list(sources)), "licence": LICENCE, **data}
+
+
+def header(period: str | None, sources: Iterable[str], *,
+           emulated: bool = False) -> dict[str, Any]:
+    """The keys every JSON answer starts with, as the fields of a response model's
+    ``contract.Envelope``: ``Model(**header(...), ...)``.
+    ``emulated``: the answer was asked to include emulated data (``?include=emulated``), and
+    says so first: ``warning`` (left unset, hence absent, otherwise)."""
+    out: dict[str, Any] = {"warning": EMULATED_WARNING, "includes": ["emulated"]} \
+        if emulated else {}
+    out.update(period=period, methodology_version=METHODOLOGY_VERSION,
+               sources=[Source(**s) for s in sources_of(list(sources))], licence=LICENCE)
+    return out
+
+
+@functools.lru_cache(maxsize=512)
+def country(alpha3: str) -> Country:
+    """A country as every answer shows it (``publish.data.country_ref``)."""
+    return Country(**country_ref(alpha3))
 
 
 #: The ``include`` parameter every data endpoint takes: ``emulated`` adds the sandbox's
@@ -117,6 +139,8 @@ def wants_csv(request: web.Request) -> bool:
 
 
 def to_csv(rows: list[dict[str, Any]], columns: list[str]) -> bytes:
+    """A CSV twin of dict rows (``/v1/postal/summary``; the models' twins are
+    ``publish.contract.to_csv``)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)

@@ -12,37 +12,38 @@ from aiohttp import web
 
 from corridors.reference import REGION_NAMES, countries
 from corridors.types import FirmType
-from publish.api.compare import SERVICE_CSV_COLUMNS
 from publish.api.conventions import (
     INCLUDE,
     JSON,
+    country,
     csv_headers,
-    dumps,
-    envelope,
+    header,
     next_link,
     receive_units,
     send_csv,
     snapshot_of,
-    to_csv,
     wants_csv,
 )
 from publish.api.summaries import corridor_pair, corridor_periods, corridor_summary
-from publish.data import CAVEATS, Snapshot, country_ref, period_key
+from publish.contract import (
+    Corridor,
+    CorridorItem,
+    Corridors,
+    History,
+    HistoryItem,
+    Links,
+    Region,
+    Service,
+    encode,
+    to_csv,
+)
+from publish.data import CAVEATS, Snapshot, period_key
 from publish.params import CURSOR_CORRIDOR, CURSOR_PERIOD, Params, encode_cursor
 from publish.problems import not_found
 from publish.responses import send
 
 CORRIDORS_PARAMS = frozenset({"from", "to", "above", "region", "firm_type", "amount", "cursor",
                               "limit", INCLUDE})
-CORRIDOR_CSV_COLUMNS = [
-    "from", "to", "period", "first_collected", "last_collected", "data_kinds", "amount_usd",
-    "average", "smart", "median", "services",
-    "transparent_services", "above_5", "above_10", "too_few_services", "no_transparent_service",
-    "points_above_3", "points_above_5", "receiving_region", "cheapest_provider",
-    "cheapest_total_cost_pct", "caveats",
-]
-
-
 def _latest_rows(snap: Snapshot, amount_usd: int) -> list[dict[str, Any]]:
     """Each corridor's row in its latest period at this price point (kept per snapshot)."""
     def make() -> list[dict[str, Any]]:
@@ -60,37 +61,27 @@ def _when(value: dt.datetime | None) -> str | None:
     return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
-def _corridor_item(row: dict[str, Any]) -> dict[str, Any]:
+def _corridor_item(row: dict[str, Any]) -> CorridorItem:
     dst = countries().get(row["destination_code"])
     region = dst.region if dst else None
     summary = corridor_summary(row)
-    return {
-        "from": country_ref(row["source_code"]), "to": country_ref(row["destination_code"]),
-        "period": row["period"], "amount_usd": row["amount_usd"],
-        "first_collected": _when(row.get("first_collected")),
-        "last_collected": _when(row.get("last_collected")),
-        "data_kinds": row.get("data_kinds") or [],
-        **{k: summary[k] for k in ("average", "smart", "median", "services",
-                                   "transparent_services", "above_5", "above_10",
-                                   "too_few_services", "no_transparent_service",
-                                   "points_above_3", "points_above_5", "cheapest",
-                                   "cheapest_leaves_out", "caveats")},
-        "receiving_region": None if region is None else {"code": region,
-                                                         "name": REGION_NAMES.get(region)},
-        "sources": row["sources"] or [],
-    }
-
-
-def _flat_corridor(item: dict[str, Any]) -> dict[str, Any]:
-    out = {k: item.get(k) for k in CORRIDOR_CSV_COLUMNS}
-    out["from"], out["to"] = item["from"]["alpha3"], item["to"]["alpha3"]
-    out["data_kinds"] = " ".join(item["data_kinds"])
-    out["receiving_region"] = (item["receiving_region"] or {}).get("code")
-    out["caveats"] = " ".join(f"{k}:{v}" for k, v in item["caveats"].items())
-    cheapest = item["cheapest"] or {}
-    out["cheapest_provider"] = cheapest.get("provider")
-    out["cheapest_total_cost_pct"] = cheapest.get("total_cost_pct")
-    return out
+    return CorridorItem(
+        from_=country(row["source_code"]), to=country(row["destination_code"]),
+        period=row["period"], amount_usd=row["amount_usd"],
+        first_collected=_when(row.get("first_collected")),
+        last_collected=_when(row.get("last_collected")),
+        data_kinds=row.get("data_kinds") or [],
+        average=summary.average, smart=summary.smart, median=summary.median,
+        services=summary.services, transparent_services=summary.transparent_services,
+        above_5=summary.above_5, above_10=summary.above_10,
+        too_few_services=summary.too_few_services,
+        no_transparent_service=summary.no_transparent_service,
+        points_above_3=summary.points_above_3, points_above_5=summary.points_above_5,
+        cheapest=summary.cheapest, cheapest_leaves_out=summary.cheapest_leaves_out,
+        caveats=summary.caveats, receiving_region=None if region is None else Region(
+            code=region, name=REGION_NAMES.get(region)),
+        sources=row["sources"] or [],
+    )
 
 
 async def corridors_list(request: web.Request) -> web.StreamResponse:
@@ -132,18 +123,18 @@ async def corridors_list(request: web.Request) -> web.StreamResponse:
     srcs = {s for r in page for s in (r["sources"] or [])}
     emulated = snap.include_emulated
     if wants_csv(request):
-        body = to_csv([_flat_corridor(i) for i in items], CORRIDOR_CSV_COLUMNS)
+        body = to_csv(CorridorItem, items)
         meta = csv_headers(single, srcs, emulated=emulated)
         if len(periods) > 1:
             meta["Sendcost-Periods"] = ", ".join(
                 f"{k}={v}" for k, v in sorted(periods.items(), key=lambda kv: period_key(kv[0])))
         return send_csv(request, body, meta, filename="corridors", headers=headers)
-    body = dumps(envelope(single, srcs, emulated=emulated, amount_usd=amount_usd,
-                          periods={k: periods[k] for k in sorted(periods, key=period_key)},
-                          count=len(selected), next_cursor=next_cursor,
-                          caveats_explained={f: CAVEATS[f] for f in sorted(
-                              {f for i in items for f in i["caveats"]})},
-                          corridors=items))
+    body = encode(Corridors(
+        **header(single, srcs, emulated=emulated), amount_usd=amount_usd,
+        periods={k: periods[k] for k in sorted(periods, key=period_key)},
+        count=len(selected), next_cursor=next_cursor,
+        caveats_explained={f: CAVEATS[f] for f in sorted({f for i in items for f in i.caveats})},
+        corridors=items))
     return send(request, body, JSON, headers=headers)
 
 
@@ -172,30 +163,25 @@ async def corridor_detail(request: web.Request) -> web.StreamResponse:
     await receive_units(request.app, snap)
     if wants_csv(request):
         # Like compare's twin: the services, ranked first, then those listed apart.
-        return send_csv(request, to_csv(point.services + point.non_transparent,
-                                        SERVICE_CSV_COLUMNS),
+        return send_csv(request, to_csv(Service, [Service(**e) for e in
+                                                  point.services + point.non_transparent]),
                         csv_headers(label, point.sources, emulated=snap.include_emulated),
                         filename=f"{src}-{dst}-{label}-{amount_usd}")
     row = snap.corridor_row(label, amount_usd, src, dst)
     base = f"/v1/corridors/{src}-{dst}"
-    body = dumps(envelope(
-        label, point.sources, emulated=snap.include_emulated,
-        **{"from": country_ref(src), "to": country_ref(dst)},
+    body = encode(Corridor(
+        **header(label, point.sources, emulated=snap.include_emulated),
+        from_=country(src), to=country(dst),
         amount_usd=amount_usd, send_amount=point.send_amount, send_currency=point.send_currency,
         periods=labels, indicators=corridor_summary(row), ranked_by=point.ranked_by,
-        services=point.services, non_transparent=point.non_transparent,
-        links={"history": f"{base}/history?amount={amount_usd}",
-               "compare": f"/v1/compare?from={src}&to={dst}&amount={point.send_amount:g}"}))
+        services=[Service(**e) for e in point.services],
+        non_transparent=[Service(**e) for e in point.non_transparent],
+        links=Links(history=f"{base}/history?amount={amount_usd}",
+                    compare=f"/v1/compare?from={src}&to={dst}&amount={point.send_amount:g}")))
     return send(request, body, JSON)
 
 
 HISTORY_PARAMS = frozenset({"amount", "cursor", "limit", INCLUDE})
-HISTORY_CSV_COLUMNS = ["period", "amount_usd", "first_collected", "last_collected",
-                       "data_kinds", "average", "smart", "median", "services",
-                       "transparent_services", "above_5", "above_10", "too_few_services",
-                       "no_transparent_service", "caveats"]
-
-
 async def corridor_history(request: web.Request) -> web.StreamResponse:
     src, dst = corridor_pair(request)
     p = Params(request.query, HISTORY_PARAMS)
@@ -215,23 +201,24 @@ async def corridor_history(request: web.Request) -> web.StreamResponse:
     items = []
     for r in rows:
         s = corridor_summary(r)
-        items.append({"period": r["period"], "amount_usd": r["amount_usd"],
-                      "first_collected": _when(r["first_collected"]),
-                      "last_collected": _when(r["last_collected"]),
-                      "data_kinds": r["data_kinds"] or [],
-                      **{k: s[k] for k in HISTORY_CSV_COLUMNS[5:]},
-                      "points_above_5": s["points_above_5"], "sources": r["sources"] or []})
+        items.append(HistoryItem(
+            period=r["period"], amount_usd=r["amount_usd"],
+            first_collected=_when(r["first_collected"]),
+            last_collected=_when(r["last_collected"]), data_kinds=r["data_kinds"] or [],
+            average=s.average, smart=s.smart, median=s.median, services=s.services,
+            transparent_services=s.transparent_services, above_5=s.above_5,
+            above_10=s.above_10, too_few_services=s.too_few_services,
+            no_transparent_service=s.no_transparent_service, caveats=s.caveats,
+            points_above_5=s.points_above_5, sources=r["sources"] or []))
     headers = next_link(request, next_cursor)
-    latest = items[-1]["period"] if items else None
-    srcs = {s for i in items for s in i["sources"]}
+    latest = items[-1].period if items else None
+    srcs = {s for i in items for s in i.sources}
     if wants_csv(request):
-        flat = [{**i, "caveats": " ".join(f"{k}:{v}" for k, v in i["caveats"].items())}
-                for i in items]
-        return send_csv(request, to_csv(flat, HISTORY_CSV_COLUMNS),
+        return send_csv(request, to_csv(HistoryItem, items),
                         csv_headers(latest, srcs, emulated=snap.include_emulated),
                         filename=f"{src}-{dst}-history",
                         headers=headers)
-    body = dumps(envelope(latest, srcs, emulated=snap.include_emulated,
-                          **{"from": country_ref(src), "to": country_ref(dst)},
-                          amount_usd=amount_usd, next_cursor=next_cursor, history=items))
+    body = encode(History(**header(latest, srcs, emulated=snap.include_emulated),
+                          from_=country(src), to=country(dst), amount_usd=amount_usd,
+                          next_cursor=next_cursor, history=items))
     return send(request, body, JSON, headers=headers)

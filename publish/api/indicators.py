@@ -12,16 +12,26 @@ from publish.api.conventions import (
     INCLUDE,
     JSON,
     cached,
+    country,
     csv_headers,
-    dumps,
-    envelope,
+    header,
     remember,
     send_csv,
     snapshot_of,
     wants_csv,
 )
 from publish.api.summaries import cheapest_named, sources_used
-from publish.data import DATA, country_ref, finite
+from publish.contract import (
+    Average,
+    Indicators,
+    IndicatorsCorridor,
+    NonTransparent,
+    ServiceCount,
+    ShareDenominator,
+    WeightCoverage,
+    encode,
+)
+from publish.data import DATA, finite
 from publish.params import Params
 from publish.problems import not_found
 from publish.responses import send
@@ -33,22 +43,49 @@ INDICATORS_CSV_RENAMED = {"cheapest_firm": "cheapest_provider",
                           "cheapest_total_cost": "cheapest_total_cost_pct"}
 
 
-def _indicators_corridor(c: dict[str, Any]) -> dict[str, Any]:
+def _indicators_corridor(c: dict[str, Any]) -> IndicatorsCorridor:
     """A corridor of the metrics document as the API shows it: country objects beside the
     codes, and its cheapest service named as in every other endpoint."""
     cheapest = c["cheapest"]
-    return {"from": country_ref(c["source"]), "to": country_ref(c["destination"]), **c,
-            "cheapest": None if cheapest is None else cheapest_named(
-                cheapest["firm"], cheapest["firm_type"], cheapest["product"],
-                cheapest["total_cost"])}
+    return IndicatorsCorridor(
+        from_=country(c["source"]), to=country(c["destination"]),
+        **{k: v for k, v in c.items() if k != "cheapest"},
+        cheapest=None if cheapest is None else cheapest_named(
+            cheapest["firm"], cheapest["firm_type"], cheapest["product"],
+            cheapest["total_cost"]))
 
 
-def _indicators_non_transparent(n: dict[str, Any]) -> dict[str, Any]:
+def _indicators_non_transparent(n: dict[str, Any]) -> NonTransparent:
     """A service that does not disclose its rate, as the API shows it (country objects,
     ``provider``)."""
-    return {"from": country_ref(n["source"]), "to": country_ref(n["destination"]),
-            "source": n["source"], "destination": n["destination"], "provider": n["firm"],
-            "fee_pct": finite(n["fee_pct"])}
+    return NonTransparent(from_=country(n["source"]), to=country(n["destination"]),
+                          source=n["source"], destination=n["destination"],
+                          provider=n["firm"], fee_pct=finite(n["fee_pct"]))
+
+
+def indicators_model(doc: dict[str, Any], sources: list[str], *,
+                     emulated: bool) -> Indicators:
+    """``metrics.indicators``' document of a period as the API's ``Indicators``."""
+    averages = ("by_firm_type", "by_receiving_region", "by_payment_instrument",
+                "by_access_point", "by_pay_out")
+    coverage = doc["weighted_average_coverage"]
+    by: dict[str, Any] = {k: {name: Average(**a) for name, a in doc[k].items()}
+                          for k in averages}
+    rest: dict[str, Any] = {k: v for k, v in doc.items()
+            if k not in ("period", "methodology_version", "services", "corridors",
+                         "non_transparent", "weighted_average_coverage",
+                         "share_denominators", *averages)}
+    return Indicators(
+        **header(doc["period"], sources, emulated=emulated),
+        **rest,
+        services=ServiceCount(**doc["services"]),
+        share_denominators={k: ShareDenominator(**d)
+                            for k, d in doc["share_denominators"].items()},
+        corridors=[_indicators_corridor(c) for c in doc["corridors"]],
+        non_transparent=[_indicators_non_transparent(n) for n in doc["non_transparent"]],
+        weighted_average_coverage=None if coverage is None else WeightCoverage(**coverage),
+        **by,
+    )
 
 
 async def indicators(request: web.Request) -> web.StreamResponse:
@@ -72,15 +109,8 @@ async def indicators(request: web.Request) -> web.StreamResponse:
             meta = csv_headers(label, sources_used(snap, label, amount_usd),
                                emulated=snap.include_emulated)
         else:
-            out = dict(doc)
-            out["corridors"] = [_indicators_corridor(c) for c in doc["corridors"]]
-            out["non_transparent"] = [_indicators_non_transparent(n)
-                                      for n in doc["non_transparent"]]
-            out.pop("period")
-            out.pop("methodology_version")
-            body = dumps(envelope(doc["period"], sources_used(snap, label, amount_usd),
-                                  emulated=snap.include_emulated,
-                                  **out))
+            body = encode(indicators_model(doc, sources_used(snap, label, amount_usd),
+                                           emulated=snap.include_emulated))
             meta = {}
         hit = remember(snap, key, body, meta)
     body, tag, meta = hit

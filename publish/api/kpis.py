@@ -11,9 +11,9 @@ from metrics.kpis import scorecard_table
 from publish.api.conventions import (
     JSON,
     cached,
+    country,
     csv_headers,
-    dumps,
-    envelope,
+    header,
     remember,
     send_csv,
     snapshot_of,
@@ -22,7 +22,8 @@ from publish.api.conventions import (
 from publish.api.indicators import INDICATORS_PARAMS
 from publish.api.summaries import sources_used
 from publish.bulletin import g20_scorecard
-from publish.data import Snapshot, country_ref
+from publish.contract import Kpis, KpisCorridor, Scorecard, Targets, encode
+from publish.data import Snapshot
 from publish.params import Params
 from publish.problems import not_found
 from publish.responses import send
@@ -63,12 +64,14 @@ async def kpis(request: web.Request) -> web.StreamResponse:
             body = await asyncio.to_thread(lambda: scorecard_table(doc).write_csv().encode())
             meta = csv_headers(label, sources, emulated=snap.include_emulated)
         else:
-            body = dumps(envelope(
-                doc["period"], sources, emulated=snap.include_emulated,
-                amount_usd=doc["amount_usd"], scope=KPIS_SCOPE, targets=doc["targets"],
-                weekends_only=doc["weekends_only"], **{"global": doc["global"]},
-                corridors=[{"from": country_ref(c["source"]), "to": country_ref(c["destination"]),
-                            **c} for c in doc["corridors"]]))
+            body = encode(Kpis(
+                **header(doc["period"], sources, emulated=snap.include_emulated),
+                amount_usd=doc["amount_usd"], scope=KPIS_SCOPE,
+                targets=Targets(**doc["targets"]), weekends_only=doc["weekends_only"],
+                global_=Scorecard(**doc["global"]),
+                corridors=[KpisCorridor(from_=country(c["source"]),
+                                        to=country(c["destination"]), **c)
+                           for c in doc["corridors"]]))
             meta = {}
         hit = remember(snap, key, body, meta)
     body, tag, meta = hit

@@ -4,7 +4,6 @@ CSV twin."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import polars as pl
 from aiohttp import web
@@ -12,30 +11,23 @@ from aiohttp import web
 from publish.api.conventions import (
     INCLUDE,
     JSON,
+    country,
     csv_headers,
-    dumps,
-    envelope,
+    header,
     next_link,
     send_csv,
     snapshot_of,
-    to_csv,
     wants_csv,
 )
 from publish.api.summaries import cheapest_named, sources_used
-from publish.data import POSTAL_FIRM_TYPES, Snapshot, country_ref, finite
+from publish.contract import PostalBenchmark, PostalService, encode, to_csv
+from publish.data import POSTAL_FIRM_TYPES, Snapshot, finite
 from publish.params import CURSOR_OFFSET, Params, encode_cursor
 from publish.problems import not_found
 from publish.responses import send
 
 POSTAL_PARAMS = frozenset({"period", "amount", "cursor", "limit", INCLUDE})
-POSTAL_CSV_COLUMNS = [
-    "from", "to", "provider", "firm_type", "product", "transparent", "total_cost_pct",
-    "rank", "ranked_services", "corridor_median", "corridor_average", "smart",
-    "points_above_median", "cheapest_provider", "cheapest_total_cost_pct", "service_id",
-]
-
-
-def postal_rows(services: pl.DataFrame, corridor_rows: pl.DataFrame) -> list[dict[str, Any]]:
+def postal_rows(services: pl.DataFrame, corridor_rows: pl.DataFrame) -> list[PostalService]:
     """Each post-office service of a period against its corridor's market (blocking)."""
     averaged = pl.col("transparent") & pl.col("total_cost_pct").is_not_null()
     ranked = services.with_columns(averaged.alias("_averaged")).with_columns(
@@ -51,20 +43,20 @@ def postal_rows(services: pl.DataFrame, corridor_rows: pl.DataFrame) -> list[dic
     for r in postal.iter_rows(named=True):
         total, median = finite(r["total_cost_pct"]), finite(r["median"])
         transparent = bool(r["_averaged"])
-        out.append({
-            "from": country_ref(r["source_code"]), "to": country_ref(r["destination_code"]),
-            "provider": r["firm"], "firm_type": r["firm_type"], "product": r["product"] or None,
-            "service_id": r["service_id"], "transparent": transparent,
-            "total_cost_pct": total if transparent else None,
-            "rank": int(r["rank"]) if r["rank"] is not None else None,
-            "ranked_services": int(r["ranked_services"]),
-            "corridor_median": median, "corridor_average": finite(r["average"]),
-            "smart": finite(r["smart"]),
-            "points_above_median": (total - median if transparent and median is not None
-                                    else None),
-            "cheapest": cheapest_named(r["cheapest_firm"], r["cheapest_firm_type"],
-                                  r["cheapest_product"], r["cheapest_total_cost"]),
-        })
+        out.append(PostalService(
+            from_=country(r["source_code"]), to=country(r["destination_code"]),
+            provider=r["firm"], firm_type=r["firm_type"], product=r["product"] or None,
+            service_id=r["service_id"], transparent=transparent,
+            total_cost_pct=total if transparent else None,
+            rank=int(r["rank"]) if r["rank"] is not None else None,
+            ranked_services=int(r["ranked_services"]),
+            corridor_median=median, corridor_average=finite(r["average"]),
+            smart=finite(r["smart"]),
+            points_above_median=(total - median if transparent and median is not None
+                                 else None),
+            cheapest=cheapest_named(r["cheapest_firm"], r["cheapest_firm_type"],
+                                    r["cheapest_product"], r["cheapest_total_cost"]),
+        ))
     return out
 
 
@@ -92,7 +84,7 @@ async def postal_benchmark(request: web.Request) -> web.StreamResponse:
         raise not_found(f"no quotes for {label} at USD {amount_usd}; periods with data: "
                         f"{', '.join(snap.periods) or 'none'}")
     key = ("postal_rows", label, amount_usd)
-    rows: list[dict[str, Any]] | None = snap.derived.get(key)
+    rows: list[PostalService] | None = snap.derived.get(key)
     if rows is None:
         corridor_rows = snap.corridor_table.filter(
             pl.col("period") == label, pl.col("amount_usd") == amount_usd).select(
@@ -107,17 +99,10 @@ async def postal_benchmark(request: web.Request) -> web.StreamResponse:
     headers = next_link(request, next_cursor)
     used = sources_used(snap, label)
     if wants_csv(request):
-        flat = []
-        for item in page:
-            f = {k: item.get(k) for k in POSTAL_CSV_COLUMNS}
-            f["from"], f["to"] = item["from"]["alpha3"], item["to"]["alpha3"]
-            f["cheapest_provider"] = (item["cheapest"] or {}).get("provider")
-            f["cheapest_total_cost_pct"] = (item["cheapest"] or {}).get("total_cost_pct")
-            flat.append(f)
-        return send_csv(request, to_csv(flat, POSTAL_CSV_COLUMNS),
+        return send_csv(request, to_csv(PostalService, page),
                         csv_headers(label, used, emulated=snap.include_emulated),
                         filename=f"postal-{label}", headers=headers)
-    body = dumps(envelope(label, used, emulated=snap.include_emulated, amount_usd=amount_usd,
-                          count=len(rows),
-                          next_cursor=next_cursor, services=page))
+    body = encode(PostalBenchmark(**header(label, used, emulated=snap.include_emulated),
+                                  amount_usd=amount_usd, count=len(rows),
+                                  next_cursor=next_cursor, services=page))
     return send(request, body, JSON, headers=headers)

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from corridors.reference import country_code
 from metrics.kinds import CHEAPEST_LEAVES_OUT
+from publish.contract import Cheapest, CorridorSummary
 from publish.data import TARGET_CORRIDOR, TARGET_GLOBAL, PricePoint, Snapshot, finite
 from publish.params import PAIR_PATTERN
 from publish.problems import bad_parameter, not_found, unprocessable
@@ -50,34 +51,34 @@ def _distance(average: float | None, target: float) -> float | None:
     return None if average is None else average - target
 
 
-def corridor_summary(row: dict[str, Any] | None) -> dict[str, Any]:
+def corridor_summary(row: dict[str, Any] | None) -> CorridorSummary:
     if row is None:
-        return {"average": None, "smart": None, "median": None, "services": 0,
-                "transparent_services": 0, "above_5": None, "above_10": None,
-                "too_few_services": None, "no_transparent_service": None,
-                "points_above_3": None, "points_above_5": None, "cheapest": None,
-                "cheapest_leaves_out": list(CHEAPEST_LEAVES_OUT), "caveats": {}}
+        return CorridorSummary(
+            average=None, smart=None, median=None, services=0, transparent_services=0,
+            above_5=None, above_10=None, too_few_services=None, no_transparent_service=None,
+            points_above_3=None, points_above_5=None, cheapest=None,
+            cheapest_leaves_out=list(CHEAPEST_LEAVES_OUT), caveats={})
     avg = finite(row["average"])
-    return {
-        "average": avg,
-        "smart": finite(row["smart"]),
-        "median": finite(row["median"]),
-        "services": row["services"],
-        "transparent_services": row["transparent_services"],
-        "above_5": row["above_5"],
-        "above_10": row["above_10"],
-        "too_few_services": row["too_few_services"],
-        "no_transparent_service": row["no_transparent_service"],
-        "points_above_3": _distance(avg, TARGET_GLOBAL),
-        "points_above_5": _distance(avg, TARGET_CORRIDOR),
-        "cheapest": cheapest_named(row["cheapest_firm"], row["cheapest_firm_type"],
-                              row["cheapest_product"], row["cheapest_total_cost"]),
+    return CorridorSummary(
+        average=avg,
+        smart=finite(row["smart"]),
+        median=finite(row["median"]),
+        services=row["services"],
+        transparent_services=row["transparent_services"],
+        above_5=row["above_5"],
+        above_10=row["above_10"],
+        too_few_services=row["too_few_services"],
+        no_transparent_service=row["no_transparent_service"],
+        points_above_3=_distance(avg, TARGET_GLOBAL),
+        points_above_5=_distance(avg, TARGET_CORRIDOR),
+        cheapest=cheapest_named(row["cheapest_firm"], row["cheapest_firm_type"],
+                                row["cheapest_product"], row["cheapest_total_cost"]),
         # Services flagged so are not named cheapest (they keep their rank, marked).
-        "cheapest_leaves_out": list(CHEAPEST_LEAVES_OUT),
+        cheapest_leaves_out=list(CHEAPEST_LEAVES_OUT),
         # How many of its services carry each caveat (publish.data.CAVEATS says what each
         # means): the averages keep them, a reader is told.
-        "caveats": corridor_caveats(row.get("caveats")),
-    }
+        caveats=corridor_caveats(row.get("caveats")),
+    )
 
 
 def corridor_caveats(text: str | None) -> dict[str, int]:
@@ -86,12 +87,12 @@ def corridor_caveats(text: str | None) -> dict[str, int]:
 
 
 def cheapest_named(firm: str | None, firm_type: str | None, product: str | None,
-              total_cost: float | None) -> dict[str, Any] | None:
+                   total_cost: float | None) -> Cheapest | None:
     """A corridor's cheapest service as every endpoint names it (None without one)."""
     if firm is None:
         return None
-    return {"provider": firm, "firm_type": firm_type, "product": product or None,
-            "total_cost_pct": finite(total_cost)}
+    return Cheapest(provider=firm, firm_type=firm_type, product=product or None,
+                    total_cost_pct=finite(total_cost))
 
 
 def sources_used(snap: Snapshot, label: str, amount_usd: int | None = None) -> list[str]:

@@ -14,6 +14,7 @@ import polars as pl
 from corridors.config import load_config
 from corridors.periods import parse_period
 from sendcost.cli import common_options, setup_logging
+from sendcost.commands import Subcommands
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ examples:
 """
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subcommands) -> None:
     p = sub.add_parser("bulletin", help="write the SDG 10.c bulletin of a period",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     common_options(p)

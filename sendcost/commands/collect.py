@@ -13,6 +13,7 @@ import aiohttp
 
 from corridors.config import load_config
 from sendcost.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE, common_options, setup_logging
+from sendcost.commands import Subcommands
 from sendcost.progress import clear_all
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ Ctrl-C: 130).
 """
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subcommands) -> None:
     p = sub.add_parser("collect", help="collect quotes and reference rates now",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     common_options(p)

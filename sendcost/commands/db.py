@@ -10,6 +10,7 @@ from typing import Any
 
 from corridors.config import load_config
 from sendcost.cli import common_options, setup_logging
+from sendcost.commands import Subcommands
 
 #: The migration that made source_leases.
 LEASES_VERSION = 7
@@ -32,7 +33,7 @@ Manage the PostgreSQL store.
 """
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subcommands) -> None:
     p = sub.add_parser("db", help="apply migrations, show the store's status",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     dbsub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from corridors.config import load_config
 from corridors.periods import parse_period
 from sendcost.cli import common_options, setup_logging
+from sendcost.commands import Subcommands
 
 if TYPE_CHECKING:
     import polars as pl
@@ -84,7 +85,7 @@ World Bank's official 10.c.1 values.
 """
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subcommands) -> None:
     p = sub.add_parser("export", help="export the postal benchmark, SDMX-CSV or Parquet",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     what = p.add_subparsers(dest="what", metavar="WHAT", required=True)

@@ -14,6 +14,7 @@ from corridors import health
 from corridors.config import Config, load_config
 from corridors.errors import DatabaseError
 from sendcost.cli import common_options, setup_logging
+from sendcost.commands import Subcommands
 
 if TYPE_CHECKING:
     from collector.rpw_import import ImportSummary
@@ -46,7 +47,7 @@ examples:
 """
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subcommands) -> None:
     p = sub.add_parser("import", help="import World Bank RPW data (CSV, .gz or xlsx)",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)

@@ -14,6 +14,7 @@ from corridors.config import load_config
 from corridors.periods import parse_period
 from corridors.types import EMULATED_WARNING
 from sendcost.cli import common_options, setup_logging
+from sendcost.commands import Subcommands
 
 HELP = """\
 Compute the SDG 10.c cost indicators of one period, as the World Bank does (RPW method):
@@ -50,7 +51,7 @@ examples:
 """
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subcommands) -> None:
     p = sub.add_parser("indicators", help="compute the SDG 10.c indicators of a period",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     common_options(p)

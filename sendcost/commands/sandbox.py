@@ -18,6 +18,7 @@ from aiohttp import web
 from collector.kinds import SANDBOX_PORT, is_sandbox_url
 from corridors.config import Config, SandboxConfig, parse_config
 from sendcost.cli import common_options, port_number, setup_logging
+from sendcost.commands import Subcommands
 
 if TYPE_CHECKING:
     from collector.sandbox import Faults
@@ -49,7 +50,7 @@ examples:
 """
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subcommands) -> None:
     p = sub.add_parser("sandbox", help="serve emulated upstreams on loopback",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     common_options(p, config=False)  # a --config would be accepted and mean nothing here

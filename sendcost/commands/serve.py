@@ -13,6 +13,7 @@ from corridors.config import load_config
 from corridors.db import database
 from publish.middleware import HANDLER_ARGS
 from sendcost.cli import common_options, port_number, setup_logging
+from sendcost.commands import Subcommands
 
 if TYPE_CHECKING:
     from corridors.config import Config
@@ -58,7 +59,7 @@ Bank's RPW workbook). An upstream it cannot reach is reported once, then backed 
 """
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subcommands) -> None:
     p = sub.add_parser("serve", help="run the service (API, page, collectors, bulletins)",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     common_options(p)
