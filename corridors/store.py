@@ -31,6 +31,7 @@ from corridors.db import pid_alive
 from corridors.errors import DatabaseError
 from corridors.frame import QUOTE_FRAME_SCHEMA, conform
 from corridors.health import WriteHealth
+from corridors.notify import NOTIFY_QUOTES
 from corridors.periods import Period
 from corridors.types import DataKind, Quote
 
@@ -335,6 +336,8 @@ class Store:
                 # What serving reads (migration 8), from the quotes just written, in the
                 # same transaction: every writer goes through here.
                 await conn.execute(_ROLLUP_QUOTES, ids)
+                # Serving processes refresh when this commits (corridors/notify.py).
+                await conn.execute(NOTIFY_QUOTES)
             else:
                 inserted = [0] * len(batches)
             quarantined = [await self.quarantine(b.quarantine, conn=conn) for b in batches]
