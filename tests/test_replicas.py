@@ -8,6 +8,7 @@ not only on its timer."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import itertools
@@ -298,4 +299,117 @@ async def test_a_notified_write_refreshes_the_view_before_the_timer(
                 "Firm 1", "Firm 2"}
     finally:
         await listen.close()
+        await writer.close()
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def _as_postgres(args: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    """Run a PostgreSQL program as the ``postgres`` user when we are root (it refuses root)."""
+    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    return subprocess.run(prefix + args, check=True, capture_output=True, text=True,
+                          timeout=120, **kw)
+
+
+@pytest.fixture
+def streaming_pair() -> Any:
+    """A throw-away primary and its streaming replica (``pg_basebackup -R``), Debian's
+    PostgreSQL binaries, in a temporary folder on ports of their own (never the machine's
+    5432 cluster); yields their URLs and stops both."""
+    if not (PG_BIN / "pg_basebackup").exists():
+        pytest.skip(f"no PostgreSQL server binaries in {PG_BIN} (Debian's postgresql)")
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix="sc-stream-", dir="/tmp"))
+    tmp.chmod(0o777)
+    primary, standby = tmp / "primary", tmp / "standby"
+    ports = _free_port(), _free_port()
+    started: list[Path] = []
+    try:
+        _as_postgres([str(PG_BIN / "initdb"), "-D", str(primary), "-U", "postgres",
+                      "--auth=trust", "--no-sync"])
+        opts = ("-c listen_addresses=127.0.0.1 -c wal_level=replica -c max_wal_senders=4 "
+                f"-c hot_standby=on -k {tmp} -c fsync=off")
+        _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(primary), "-w", "-l",
+                      str(tmp / "primary.log"), "-o", f"-p {ports[0]} {opts}", "start"])
+        started.append(primary)
+        _as_postgres([str(PG_BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(ports[0]),
+                      "-U", "postgres", "-D", str(standby), "-R", "-X", "stream"])
+        _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(standby), "-w", "-l",
+                      str(tmp / "standby.log"), "-o", f"-p {ports[1]} {opts}", "start"])
+        started.append(standby)
+        yield (f"postgresql://postgres@127.0.0.1:{ports[0]}/postgres",
+               f"postgresql://postgres@127.0.0.1:{ports[1]}/postgres")
+    finally:
+        for folder in reversed(started):
+            with contextlib.suppress(subprocess.SubprocessError):
+                _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(folder), "-m", "immediate",
+                              "-w", "stop"])
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def test_a_replica_serves_from_a_streaming_standby(
+        streaming_pair: tuple[str, str], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    """`serve --no-collect` reading a hot standby (which cannot LISTEN, and replays the
+    primary's commits a little later) and listening on the primary: a write on the primary
+    is served once the standby has replayed it, without waiting for the timer."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    primary_url, standby_url = streaming_pair
+    monkeypatch.setattr(publish_data, "REFRESH_SECONDS", 3600.0)
+    standby = await asyncpg.connect(standby_url)
+    try:
+        assert await standby.fetchval("SELECT pg_is_in_recovery()")
+        with pytest.raises(asyncpg.PostgresError, match="during recovery"):
+            await standby.execute(f"LISTEN {QUOTES_CHANNEL}")
+    finally:
+        await standby.close()
+    writer = await connect(primary_url, min_size=1, max_size=2)
+    await writer.migrate()
+    config = dataclasses.replace(
+        parse_config({"service": {"import_rpw_on_empty": False}}), data_dir=tmp_path)
+    monkeypatch.setenv("SENDCOST_READ_DATABASE_URL", standby_url)
+    app = create_app(config, DatabaseTarget(primary_url, embedded=False), collecting=False)
+    try:
+        # The replica checks the schema on the standby: wait for the migration's replay.
+        for _ in range(200):
+            probe = await asyncpg.connect(standby_url)
+            try:
+                if await probe.fetchval("SELECT to_regclass('latest_prices') IS NOT NULL"):
+                    break
+            finally:
+                await probe.close()
+            await asyncio.sleep(0.05)
+        async with TestClient(TestServer(app)) as client:
+            data = client.app[DATA]
+            first = await data.snapshot()
+            # The standby lags: its replay paused, the write is announced before it has it;
+            # the replica waits for it there rather than refreshing in vain.
+            control = await asyncpg.connect(standby_url)
+            try:
+                await control.execute("SELECT pg_wal_replay_pause()")
+                await writer.store_quotes([quote(1), quote(2), quote(3)])
+                await asyncio.sleep(1.0)
+                current = data.current()
+                assert current is not None and current.version == first.version
+                await control.execute("SELECT pg_wal_replay_resume()")
+            finally:
+                await control.close()
+            for _ in range(600):
+                current = data.current()
+                if current is not None and current.version != first.version:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the replica never served the primary's write")
+            resp = await client.get("/v1/compare?from=US&to=MX&amount=200")
+            assert resp.status == 200
+            assert {s["provider"] for s in (await resp.json())["services"]} == {
+                "Firm 1", "Firm 2", "Firm 3"}
+            assert data.store.pool is not writer.pool
+            assert await data.store.pool.fetchval("SELECT pg_is_in_recovery()")
+    finally:
         await writer.close()
