@@ -57,7 +57,7 @@ replicas and collecting processes may run side by side, on one machine or severa
 
   sendcost serve --sandbox --port 8080                 # collects (and serves)
   sendcost serve --no-collect --port 8081              # serves only, beside it
-  SENDCOST_READ_DATABASE_URL=postgresql://reader@standby/sendcost \
+  SENDCOST_READ_DATABASE_URL=postgresql://reader@standby/sendcost \\
     DATABASE_URL=postgresql://reader@primary/sendcost sendcost serve --no-collect
 
 Without --sandbox it collects from config.toml's [[sources]]: as shipped, real public
