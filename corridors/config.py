@@ -245,6 +245,25 @@ class ImportConfig:
     rpw_sha256: str = ""
 
 
+#: The default of ``[indicators] weighted_min_volume_share``.
+DEFAULT_WEIGHTED_MIN_VOLUME_SHARE = 0.75
+
+
+@dataclass(frozen=True, slots=True)
+class IndicatorsConfig:
+    """``[indicators]``: the coverage rule of the weighted global average."""
+
+    # The corridors the bilateral remittance matrix weighs must carry at least this share
+    # (0-1) of its volume between the period's sending and receiving countries; below it
+    # the weighted average reads "insufficient weights".
+    weighted_min_volume_share: float = DEFAULT_WEIGHTED_MIN_VOLUME_SHARE
+
+    @property
+    def weights_coverage_min(self) -> float:
+        """The rule in percent, as metrics.corridors.weighted_global_average takes it."""
+        return self.weighted_min_volume_share * 100
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     data_dir: Path
@@ -255,6 +274,7 @@ class Config:
     collection: CollectionConfig = field(default_factory=CollectionConfig)
     bulletin: BulletinConfig = field(default_factory=BulletinConfig)
     imports: ImportConfig = field(default_factory=ImportConfig)
+    indicators: IndicatorsConfig = field(default_factory=IndicatorsConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     corridors: tuple[CorridorConfig, ...] = ()
     sources: tuple[SourceConfig, ...] = ()
@@ -467,7 +487,7 @@ def default_data_dir() -> Path:
 def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     """Build a Config from a parsed TOML document, validating every key."""
     _unknown_keys(raw, {"service", "database", "api", "collection", "bulletin", "import",
-                        "sandbox", "corridors", "sources"}, "config")
+                        "indicators", "sandbox", "corridors", "sources"}, "config")
     svc = _expect(raw, "service", dict, "config", {})
     _unknown_keys(svc, {"data_dir", "import_rpw_on_empty", "log_level"}, "service")
     data_dir_raw = _expect(svc, "data_dir", str, "service", "")
@@ -581,6 +601,15 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     imports = ImportConfig(max_rejected_share=float(share), rpw_url=rpw_url,
                            rpw_sha256=rpw_sha256)
 
+    ind = _expect(raw, "indicators", dict, "config", {})
+    _unknown_keys(ind, {"weighted_min_volume_share"}, "indicators")
+    min_volume = _expect(ind, "weighted_min_volume_share", (int, float), "indicators",
+                         DEFAULT_WEIGHTED_MIN_VOLUME_SHARE)
+    if not 0 <= min_volume <= 1:
+        raise ConfigError("indicators.weighted_min_volume_share: expected a share from 0 to 1 "
+                          f"(0.75 is 75%), got {min_volume!r}")
+    indicators = IndicatorsConfig(weighted_min_volume_share=float(min_volume))
+
     sandbox = _sandbox(_expect(raw, "sandbox", dict, "config", {}))
 
     corridors = []
@@ -656,6 +685,7 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
         collection=collection,
         bulletin=bulletin,
         imports=imports,
+        indicators=indicators,
         sandbox=sandbox,
         corridors=tuple(corridors),
         sources=tuple(sources),

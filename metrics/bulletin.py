@@ -115,12 +115,14 @@ def sending_country_averages(services: pl.LazyFrame, countries: pl.LazyFrame) ->
 
 
 def trend(quotes: pl.LazyFrame, *, periods: list[str], amount_usd: int,
-          flows: pl.LazyFrame | None) -> pl.LazyFrame:
+          flows: pl.LazyFrame | None,
+          weights_coverage_min: float = cor.WEIGHT_COVERAGE_MIN) -> pl.LazyFrame:
     """The headline series over ``periods``: period, global_average, smart_average,
     weighted_average, services (transparent ones averaged). Periods without a quote at
     ``amount_usd`` are left out. Each period is weighed by the matrix of ``flows`` nearest
-    it, and its weighted_average is null with insufficient weights
-    (metrics.corridors.weighted_global_average). Sorted by period (chronologically)."""
+    it, and its weighted_average is null with insufficient weights (below
+    ``weights_coverage_min`` % of the volume: metrics.corridors.weighted_global_average).
+    Sorted by period (chronologically)."""
     parts = []
     for period in periods:
         s = services_in_period(quotes, period=period, amount_usd=amount_usd)
@@ -130,7 +132,8 @@ def trend(quotes: pl.LazyFrame, *, periods: list[str], amount_usd: int,
         sm = cor.global_smart(cor.smart(s)).select("smart_average")
         if flows is not None:
             matrix = cor.matrix_for_period(flows, parse_period(period).year)
-            w = cor.weighted_global_average(averages, matrix).select(
+            w = cor.weighted_global_average(
+                averages, matrix, coverage_min=weights_coverage_min).select(
                 pl.when(pl.col("sufficient")).then(pl.col("weighted_average"))
                 .alias("weighted_average"))
         else:
@@ -218,17 +221,20 @@ def source_mix(quotes: pl.LazyFrame, *, period: str, amount_usd: int) -> pl.Lazy
 
 
 def official_figures(published: pl.LazyFrame) -> pl.LazyFrame:
-    """The World Bank's published figures (corridors/data/published_figures.csv) with
-    quarters made canonical; figures whose quarter the source left uncertain ("2015_3Q?")
-    are dropped. Columns: period, metric, value_pct, source_title, source_url, source_kind
-    ("primary": read from the World Bank's own publication at source_url; "secondary": from
-    another site citing or copying it, the World Bank's own not found)."""
+    """The World Bank's published figures read from its own publications
+    (corridors/data/published_figures.csv), with quarters made canonical: only rows whose
+    ``source_kind`` is "primary" (read from the World Bank's report, DataBank or site at
+    ``source_url``, the sentence stating it in ``quote``); a figure known only from another
+    site citing or copying it is never an official comparison. Figures whose quarter the
+    source left uncertain ("2015_3Q?") are dropped. Columns: period, metric, value_pct,
+    source_title, source_url, source_kind, quote."""
     return (
-        published.filter(~pl.col("period").str.ends_with("?"))
+        published.filter(~pl.col("period").str.ends_with("?"),
+                         pl.col("source_kind") == "primary")
         .with_columns(pl.col("period").str.replace(r"^(\d{4})_([1-4])Q$", "${1}Q${2}"))
         .select("period", "metric", pl.col("value_pct").cast(pl.Float64),
                 pl.col("source_title"), pl.col("source_url_or_repo").alias("source_url"),
-                pl.col("source_kind"))
+                pl.col("source_kind"), pl.col("quote"))
     )
 
 

@@ -152,9 +152,11 @@ def share_corridors_above(averages: pl.LazyFrame, threshold: float) -> pl.LazyFr
     )
 
 
-#: The World Bank's coverage rule for a weighted figure: the corridors it can weigh must be
-#: at least this share (in %) of the corridors with an average; below it the figure is
-#: withheld as "insufficient weights" (METHODOLOGY.md, "Weights by period").
+#: The default coverage rule for a weighted figure (config.toml ``[indicators]
+#: weighted_min_volume_share``, in %): the corridors it weighs must carry at least this share
+#: of the matrix's remittance volume between the period's sending and receiving countries;
+#: below it the figure is withheld as "insufficient weights" (METHODOLOGY.md, "Weights by
+#: period").
 WEIGHT_COVERAGE_MIN = 75.0
 INSUFFICIENT_WEIGHTS = "insufficient weights"
 
@@ -173,20 +175,26 @@ def matrix_for_period(flows: pl.LazyFrame, year: int) -> pl.LazyFrame:
     return flows.filter(distance == distance.min())
 
 
-def weighted_global_average(averages: pl.LazyFrame, flows: pl.LazyFrame) -> pl.LazyFrame:
+def weighted_global_average(averages: pl.LazyFrame, flows: pl.LazyFrame, *,
+                            coverage_min: float = WEIGHT_COVERAGE_MIN) -> pl.LazyFrame:
     """Corridor averages weighted by the corridor's bilateral remittance flow.
 
-    Over corridors that have both an average and a positive flow. One row: weighted_average
-    (null when none), corridors (weighed), flow_usd_m (the weights' sum: the volume
-    weighed), corridors_with_average, corridor_share (% of those weighed), sufficient (the
-    share is at least WEIGHT_COVERAGE_MIN), matrix_year (null when ``flows`` has no year).
+    Over corridors that have both an average and a positive flow. One row:
+    weighted_average (null when none), corridors (weighed), flow_usd_m (the weights' sum:
+    the volume weighed), corridors_with_average, corridor_share (% of those weighed),
+    flow_between_countries_usd_m (the matrix's volume from every sending country of a
+    corridor with an average to every receiving country of one: the remittances the
+    period's survey samples from), volume_share (% of that volume weighed; null when it is
+    0), matrix_flow_usd_m (the whole matrix's volume), sufficient (volume_share is at least
+    ``coverage_min`` %), matrix_year (null when ``flows`` has no year).
     ``weighted_average`` is the plain weighted mean whatever the coverage: whoever publishes
     it reads ``sufficient``.
     """
     names = flows.collect_schema().names()
     year = pl.col("year").first() if "year" in names else pl.lit(None, pl.Int32)
-    joined = averages.join(flows, on=list(CORRIDOR), how="inner").filter(
-        pl.col("average").is_not_null(), pl.col("flow_usd_m") > 0)
+    with_average = averages.filter(pl.col("average").is_not_null())
+    joined = with_average.join(flows, on=list(CORRIDOR), how="inner").filter(
+        pl.col("flow_usd_m") > 0)
     w = pl.col("flow_usd_m")
     weighed = joined.select(
         pl.when(w.sum() > 0).then((pl.col("average") * w).sum() / w.sum())
@@ -195,11 +203,24 @@ def weighted_global_average(averages: pl.LazyFrame, flows: pl.LazyFrame) -> pl.L
         w.sum().alias("flow_usd_m"),
     )
     averaged = averages.select(pl.col("average").count().alias("corridors_with_average"))
-    matrix = flows.select(year.cast(pl.Int32).alias("matrix_year"))
+    # The countries the period's survey covers, on each side: the matrix's volume between
+    # them is what a weighted figure of the period could at most weigh.
+    senders = with_average.select("source_code").unique()
+    receivers = with_average.select("destination_code").unique()
+    between = (flows.filter(w > 0).join(senders, on="source_code", how="semi")
+               .join(receivers, on="destination_code", how="semi")
+               .select(w.sum().alias("flow_between_countries_usd_m")))
+    matrix = flows.select(year.cast(pl.Int32).alias("matrix_year"),
+                          w.filter(w > 0).sum().alias("matrix_flow_usd_m"))
     share = pl.when(pl.col("corridors_with_average") > 0).then(
         pl.col("corridors") / pl.col("corridors_with_average") * 100)
-    return pl.concat([weighed, averaged, matrix], how="horizontal").with_columns(
+    volume = pl.when(pl.col("flow_between_countries_usd_m") > 0).then(
+        pl.col("flow_usd_m") / pl.col("flow_between_countries_usd_m") * 100)
+    return pl.concat([weighed, averaged, between, matrix], how="horizontal").with_columns(
         share.alias("corridor_share"),
-        (share.fill_null(0) >= WEIGHT_COVERAGE_MIN).alias("sufficient"),
+        volume.alias("volume_share"),
+    ).with_columns(
+        (pl.col("volume_share").fill_null(0) >= coverage_min).alias("sufficient"),
     ).select("weighted_average", "corridors", "flow_usd_m", "corridors_with_average",
-             "corridor_share", "sufficient", "matrix_year")
+             "corridor_share", "flow_between_countries_usd_m", "volume_share",
+             "matrix_flow_usd_m", "sufficient", "matrix_year")

@@ -26,7 +26,8 @@ DOCUMENT_KEYS = (
     "weighted_average", "smart_average", "g20_sending_average", "g8_sending_average",
     "g20_receiving_average", "by_firm_type", "by_receiving_region",
     "share_corridors_above_5", "share_corridors_above_10", "share_services_below_3",
-    "corridors", "cheapest_leaves_out", "non_transparent", "weighted_average_coverage",
+    "share_denominators", "corridors", "cheapest_leaves_out", "non_transparent",
+    "weighted_average_coverage",
     "by_payment_instrument", "by_access_point", "by_pay_out",
 )
 
@@ -43,7 +44,7 @@ def _one(frame: pl.DataFrame, column: str) -> Any:
     return frame.item(0, column) if frame.height else None
 
 
-def _weight_coverage(weighted: pl.DataFrame) -> dict[str, Any]:
+def _weight_coverage(weighted: pl.DataFrame, coverage_min: float) -> dict[str, Any]:
     """What the weighted average could weigh, and whether that passes the coverage rule."""
     r = weighted.row(0, named=True)
     return {
@@ -52,20 +53,26 @@ def _weight_coverage(weighted: pl.DataFrame) -> dict[str, Any]:
         "corridors_with_average": r["corridors_with_average"],
         "corridor_share": r["corridor_share"],
         "flow_usd_m": r["flow_usd_m"],
+        "flow_between_countries_usd_m": r["flow_between_countries_usd_m"],
+        "volume_share": r["volume_share"],
+        "volume_share_min": coverage_min,
+        "matrix_flow_usd_m": r["matrix_flow_usd_m"],
         "status": "ok" if r["sufficient"] else cor.INSUFFICIENT_WEIGHTS,
     }
 
 
 def compute_indicators(quotes: pl.LazyFrame, *, period: str, amount_usd: int,
-                       countries: pl.LazyFrame, flows: pl.LazyFrame | None) -> dict[str, Any]:
+                       countries: pl.LazyFrame, flows: pl.LazyFrame | None,
+                       weights_coverage_min: float = cor.WEIGHT_COVERAGE_MIN) -> dict[str, Any]:
     """Every indicator of METHODOLOGY.md for ``period`` (quarter or month) at ``amount_usd``.
 
     ``quotes``: the quote frame; ``countries``: alpha3, region, g8, g20; ``flows``:
     source_code, destination_code, flow_usd_m (and ``year`` when it holds several matrices:
     the one nearest the period weighs), or None (then ``weighted_average`` is null).
-    ``weighted_average`` is also null when the matrix weighs fewer than 75 % of the
-    corridors with an average; ``weighted_average_coverage`` says so ("insufficient
-    weights").
+    ``weighted_average`` is also null when the corridors the matrix weighs carry less than
+    ``weights_coverage_min`` % (config.toml ``[indicators] weighted_min_volume_share``) of
+    its volume between the period's sending and receiving countries;
+    ``weighted_average_coverage`` says so ("insufficient weights").
     Raises NoData when the period has no quote at that amount.
     """
     canonical = str(parse_period(period))
@@ -75,13 +82,16 @@ def compute_indicators(quotes: pl.LazyFrame, *, period: str, amount_usd: int,
     estimates = kinds.estimate_services(quotes.filter(
         pl.col("period").is_in(period_labels(canonical)), pl.col("amount_usd") == amount_usd))
     return indicators_from_services(services, period=canonical, amount_usd=amount_usd,
-                                    countries=countries, flows=flows, estimates=estimates)
+                                    countries=countries, flows=flows, estimates=estimates,
+                                    weights_coverage_min=weights_coverage_min)
 
 
 def indicators_from_services(services: pl.DataFrame, *, period: str, amount_usd: int,
                              countries: pl.LazyFrame,
                              flows: pl.LazyFrame | None,
-                             estimates: pl.LazyFrame | None = None) -> dict[str, Any]:
+                             estimates: pl.LazyFrame | None = None,
+                             weights_coverage_min: float = cor.WEIGHT_COVERAGE_MIN
+                             ) -> dict[str, Any]:
     """``compute_indicators`` from the services frame of (period, amount) already made
     (``metrics.services``): what a server that keeps services, not quotes, calls.
     ``estimates``: the services (``service_id``) that are a comparison feed's estimates
@@ -122,7 +132,8 @@ def indicators_from_services(services: pl.DataFrame, *, period: str, amount_usd:
     }
     if flows is not None:
         matrix = cor.matrix_for_period(flows, parse_period(canonical).year)
-        plans["weighted"] = cor.weighted_global_average(averages, matrix)
+        plans["weighted"] = cor.weighted_global_average(
+            averages, matrix, coverage_min=weights_coverage_min)
     done = dict(zip(plans, pl.collect_all(list(plans.values())), strict=True))
 
     corridors = (
@@ -171,11 +182,21 @@ def indicators_from_services(services: pl.DataFrame, *, period: str, amount_usd:
         "share_corridors_above_5": _one(done["above_5"], "share"),
         "share_corridors_above_10": _one(done["above_10"], "share"),
         "share_services_below_3": _one(done["below_3"], "share"),
+        # Every share names what it is a share of, and how many (issue 11): the three
+        # shares above have different denominators.
+        "share_denominators": {
+            "share_corridors_above_5": {"of": "corridors with an average",
+                                        "count": _one(done["above_5"], "corridors")},
+            "share_corridors_above_10": {"of": "corridors with an average",
+                                         "count": _one(done["above_10"], "corridors")},
+            "share_services_below_3": {"of": "transparent services with a total cost",
+                                       "count": _one(done["below_3"], "services")},
+        },
         "corridors": corridor_rows,
         # What each corridor's cheapest leaves out (cheapest_left_out counts the services).
         "cheapest_leaves_out": list(kinds.CHEAPEST_LEAVES_OUT),
         "non_transparent": done["non_transparent"].to_dicts(),
-        "weighted_average_coverage": _weight_coverage(done["weighted"])
+        "weighted_average_coverage": _weight_coverage(done["weighted"], weights_coverage_min)
         if "weighted" in done else None,
         "by_payment_instrument": {r["pay_in"]: {"average": r["average"],
                                                 "services": r["services"]}

@@ -83,6 +83,9 @@ ROLLUP_SCHEMA: dict[str, pl.DataType] = {
     "exact_sum": pl.Float64(), "exact_n": pl.Int64(),
     "first_collected": pl.Datetime("us", "UTC"), "last_collected": pl.Datetime("us", "UTC"),
     "last_quote_id": pl.Int64(),
+    # Every flag of the row's quotes, space-separated ("" for none): kinds.estimate_services
+    # and the caveats read them as they read a quote's.
+    "flags": pl.String(),
 }
 
 

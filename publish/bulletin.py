@@ -97,6 +97,21 @@ def official_figures() -> pl.LazyFrame:
                                            infer_schema=False))
 
 
+#: Figures of the World Bank's known only from other sites citing or copying it (its own
+#: publication of them was not found): never set beside ours, only counted and named.
+SECONDARY_FIGURES = "published_figures_secondary.csv"
+
+
+def secondary_figures() -> pl.LazyFrame:
+    """``SECONDARY_FIGURES`` as ``official_figures`` reads its file (quarters canonical),
+    every row of it, whatever it says of itself: period, metric, value_pct, source_url."""
+    return (pl.scan_csv(data_file(SECONDARY_FIGURES), infer_schema=False)
+            .filter(~pl.col("period").str.ends_with("?"))
+            .with_columns(pl.col("period").str.replace(r"^(\d{4})_([1-4])Q$", "${1}Q${2}"))
+            .select("period", "metric", pl.col("value_pct").cast(pl.Float64),
+                    pl.col("source_url_or_repo").alias("source_url")))
+
+
 def load_rpw(path: str | Path | None = None) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Quotes straight from an RPW file (default: the bundled 2011–2014 extract)."""
     from collector.rpw import read_rpw
@@ -150,6 +165,9 @@ class Bulletin:
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
     #: The G20 remittance scorecard at USD 200 (``g20_scorecard``).
     kpis: dict[str, Any] = field(default_factory=dict)
+    #: Labels of the figures of this very period known only from secondary sources
+    #: (``SECONDARY_FIGURES``): not compared, and said so.
+    not_compared: list[str] = field(default_factory=list)
 
     @property
     def headline(self) -> float | None:
@@ -334,13 +352,15 @@ def g20_scorecard(quotes: pl.LazyFrame, period: str, amount_usd: int) -> dict[st
 def compute_bulletin(quotes: pl.DataFrame, period: str, *,
                      generated_from: dict[str, Any], minimum: MinimumBase | None = None,
                      configured: list[tuple[str, str]] | None = None,
-                     survey_sources: set[str] | None = None) -> Bulletin:
+                     survey_sources: set[str] | None = None,
+                     weights_coverage_min: float = mcor.WEIGHT_COVERAGE_MIN) -> Bulletin:
     """All the figures of ``period``'s bulletin. Raises NoData when the period has none.
 
     ``minimum``: the least a figure must rest on (default: config.toml's defaults);
     ``configured``: the configured corridors; ``survey_sources``: the names of the sources
     whose quotes are the World Bank's survey (default: "rpw"). Together they make the target
-    corridors a global figure's coverage is measured against."""
+    corridors a global figure's coverage is measured against. ``weights_coverage_min``: the
+    weighted average's coverage rule, in % (config.toml [indicators])."""
     minimum = minimum or MinimumBase()
     configured = list(configured or [])
     survey_sources = set(survey_sources or {"rpw"})
@@ -352,7 +372,8 @@ def compute_bulletin(quotes: pl.DataFrame, period: str, *,
     available = quotes.get_column("period").unique().to_list()
     try:
         doc = compute_indicators(lazy, period=canonical, amount_usd=HEADLINE_AMOUNT,
-                                 countries=countries, flows=weights)
+                                 countries=countries, flows=weights,
+                                 weights_coverage_min=weights_coverage_min)
     except NoData:
         known = ", ".join(publishable(lazy, available, p)) or "none"
         raise NoData(f"no quotes at USD {HEADLINE_AMOUNT} for period {canonical}; nothing "
@@ -360,17 +381,20 @@ def compute_bulletin(quotes: pl.DataFrame, period: str, *,
                      ) from None
     try:
         doc500 = compute_indicators(lazy, period=canonical, amount_usd=SECOND_AMOUNT,
-                                    countries=countries, flows=weights)
+                                    countries=countries, flows=weights,
+                                    weights_coverage_min=weights_coverage_min)
     except NoData:
         doc500 = None
     periods = mb.trend_periods(available, canonical)
     trend = trend_with_bases(
-        lazy, mb.trend(lazy, periods=periods, amount_usd=HEADLINE_AMOUNT,
-                       flows=weights).collect(),
+        lazy, mb.trend(lazy, periods=periods, amount_usd=HEADLINE_AMOUNT, flows=weights,
+                       weights_coverage_min=weights_coverage_min).collect(),
         minimum=minimum, configured=configured, survey_sources=survey_sources)
     earlier = [x for x in trend.get_column("period").to_list() if x != canonical]
     previous = (compute_indicators(lazy, period=earlier[-1], amount_usd=HEADLINE_AMOUNT,
-                                   countries=countries, flows=weights) if earlier else None)
+                                   countries=countries, flows=weights,
+                                   weights_coverage_min=weights_coverage_min)
+                if earlier else None)
     services = services_in_period(lazy, period=canonical, amount_usd=HEADLINE_AMOUNT)
     # The caveats of each service and corridor reach the bulletin's tables and its CSVs: the
     # averages keep flagged services, as the World Bank's do, and the reader is told which.
@@ -388,6 +412,11 @@ def compute_bulletin(quotes: pl.DataFrame, period: str, *,
         .with_columns(pl.lit(label).alias("label"), pl.lit(ours).alias("ours_key"))
         for metric, ours, label in OFFICIAL_METRICS
     ])
+    labels = {metric: label for metric, _, label in OFFICIAL_METRICS}
+    not_compared = [labels[m] for m in secondary_figures().filter(
+        pl.col("metric").is_in(list(labels)),
+        pl.col("period") == (canonical if p.is_quarter else "")).collect()
+        .get_column("metric").unique().sort().to_list()]
     official_trend = (official_all.filter(
         pl.col("metric").is_in([m for m, _, _ in OFFICIAL_METRICS]))
         .collect()
@@ -446,6 +475,7 @@ def compute_bulletin(quotes: pl.DataFrame, period: str, *,
             pl.col("source").cast(pl.String).is_in(sorted(survey_sources)))
             .get_column("quotes").sum()),
         kpis=g20_scorecard(lazy, canonical, HEADLINE_AMOUNT),
+        not_compared=not_compared,
     )
 
 
@@ -612,20 +642,24 @@ def _official_sentence(b: Bulletin) -> str:
                 "beside any of them (a figure of another period is no comparison).")
     rows = b.official.filter(pl.col("metric") == "global_average_usd200")
     if rows.height == 0:
-        return (f"The World Bank's global average for {b.period} is not among the published "
-                "figures sendcost ships; ours is not compared with another quarter's.")
-    r = rows.row(0, named=True)
-    return (f"Official World Bank global average for {b.period}: {pct(r['value_pct'])} "
-            f"(source: {r['source_title']}, {r['source_url']}{secondary_words(r)}).")
+        said = (f"The World Bank's global average for {b.period} is not among the figures "
+                "sendcost ships from the World Bank's own publications; ours is not compared "
+                "with another quarter's.")
+    else:
+        r = rows.row(0, named=True)
+        said = (f"Official World Bank global average for {b.period}: {pct(r['value_pct'])} "
+                f"(source: {r['source_title']}, {r['source_url']}).")
+    return f"{said} {_not_compared_sentence(b)}".rstrip()
 
 
-#: Said beside an official figure whose source is not the World Bank's own publication.
-SECONDARY = "secondary source: the World Bank's own publication of it was not found"
-
-
-def secondary_words(r: dict[str, Any]) -> str:
-    """"; secondary source: …" for an official figure taken from a secondary source."""
-    return f"; {SECONDARY}" if r.get("source_kind") != "primary" else ""
+def _not_compared_sentence(b: Bulletin) -> str:
+    """Which figures of this period are not compared because only other sites citing the
+    World Bank give them ("" when none)."""
+    if not b.not_compared:
+        return ""
+    return (f"Not compared: {', '.join(b.not_compared)} for {b.period}, known only from "
+            "other sites citing the World Bank (its own publication of them was not found; "
+            f"corridors/data/{SECONDARY_FIGURES}).")
 
 
 def _progress_sentence(b: Bulletin) -> str:
@@ -693,12 +727,13 @@ def data_tables(b: Bulletin) -> dict[str, pl.DataFrame]:
               "difference_points": (None if r["ours"] is None
                                     else round(round(r["ours"], 2) - round(r["value_pct"], 2), 2)),
               "source_title": r["source_title"], "source_url": r["source_url"],
-              "source_kind": r["source_kind"]}
+              "source_kind": r["source_kind"], "source_quote": r["quote"]}
              for r in official_rows(b)],
             schema={"metric": pl.String, "label": pl.String, "period": pl.String,
                     "value_pct": pl.Float64, "ours_pct": pl.Float64, "ours_status": pl.String,
                     "difference_points": pl.Float64, "source_title": pl.String,
-                    "source_url": pl.String, "source_kind": pl.String}),
+                    "source_url": pl.String, "source_kind": pl.String,
+                    "source_quote": pl.String}),
         "five_percent": pl.DataFrame([{
             **b.five,
             "status": ("published" if b.bases.get("share_corridors_above_5", {})
@@ -809,12 +844,14 @@ def choose_data(quotes: pl.DataFrame, period: str, generated_from: dict[str, Any
 
 def base_settings(config: Any) -> dict[str, Any]:
     """What ``compute_bulletin`` needs of the config to judge each figure's base: the
-    minimum base, the configured corridors, the names of the survey (RPW) sources."""
+    minimum base, the configured corridors, the names of the survey (RPW) sources, the
+    weighted average's coverage rule."""
     if config is None:
         return {}
     return {"minimum": config.bulletin.minimum,
             "configured": [(c.source, c.destination) for c in config.corridors],
-            "survey_sources": {"rpw"} | {s.name for s in config.sources if s.kind == "rpw"}}
+            "survey_sources": {"rpw"} | {s.name for s in config.sources if s.kind == "rpw"},
+            "weights_coverage_min": config.indicators.weights_coverage_min}
 
 
 # --- the running service -----------------------------------------------------------------------

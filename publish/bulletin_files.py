@@ -80,8 +80,10 @@ def _metadata(b: Bulletin, files: dict[str, bytes]) -> dict[str, Any]:
              "used_for": (f"{b.survey_quotes:,} of the period's {b.coverage['quotes']:,} "
                           "quotes at USD 200, and the method" if b.survey_quotes else
                           "the method only: no RPW quote in this period")},
-            {"name": "World Bank published RPW figures (corridors/data/published_figures.csv)",
-             "used_for": "official figures shown beside ours", "licence": LICENCE},
+            {"name": "World Bank published RPW figures (corridors/data/published_figures.csv), "
+                     "each read from the World Bank's own publication at its URL",
+             "used_for": "official figures shown beside ours, same period only",
+             "licence": LICENCE},
             {"name": "World Bank/KNOMAD bilateral remittance matrices 2011 and 2021 "
                      "(the one nearest the period)",
              "used_for": "weights of the weighted average", "licence": LICENCE},

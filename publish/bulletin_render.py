@@ -27,7 +27,6 @@ from publish.bulletin import (
     LICENCE,
     LICENCE_URL,
     RPW_ATTRIBUTION,
-    SECONDARY,
     SECTIONS,
     Bulletin,
     _changes,
@@ -42,7 +41,6 @@ from publish.bulletin import (
     points,
     region_label,
     rpw_credit,
-    secondary_words,
     shown,
 )
 from publish.data import CAVEATS
@@ -482,6 +480,19 @@ def header_lead(b: Bulletin, h: dict[str, str]) -> str:
             "against the SDG target of less than 3% by 2030.")
 
 
+def weights_rule(b: Any) -> str:
+    """The weighted average's coverage rule and what it reached in the period, in words."""
+    w = b.doc.get("weighted_average_coverage")
+    if w is None:
+        return "the coverage rule of config.toml [indicators] (no matrix was used)"
+    reached = ("no volume" if w["volume_share"] is None
+               else f"{w['volume_share']:.1f}% of it")
+    return (f"{w['volume_share_min']:g}% of the remittance volume between the surveyed "
+            f"countries (this period, the {w['matrix_year']} matrix weighs "
+            f"{w['corridors_weighed']} of {w['corridors_with_average']} corridors with an "
+            f"average, {reached}: {w['status']})")
+
+
 def html(b: Bulletin, charts_: Sequence[ch.Chart]) -> str:
     c = {chart.name: chart for chart in charts_}
     h = headline_numbers(b)
@@ -490,8 +501,7 @@ def html(b: Bulletin, charts_: Sequence[ch.Chart]) -> str:
 
     official = [[r["label"], r["ours_shown"], pct(r["value_pct"]), r["difference"],
                  Raw(f'<a href="{esc(r["source_url"])}">{esc(r["source_title"])}</a>'
-                     + (f' <em class="secondary">({esc(SECONDARY)})</em>'
-                        if r["source_kind"] != "primary" else ""))]
+                     f'<br><span class="note">“{esc(r["quote"])}”</span>')]
                 for r in official_rows(b)]
     sections.append(f"""
 <section id="headline"><h2>{esc(SECTIONS[0])}</h2>
@@ -713,8 +723,9 @@ cheapest service, SmaRT and its rank:
 <p>Method: the World Bank's Remittance Prices Worldwide method. Total cost = fee % + FX margin
 %; averages are simple means over transparent services, each service once; the weighted
 average weights corridor averages by the bilateral remittance matrix nearest the period (2011
-or 2021), and is left out when it weighs fewer than 75% of the corridors; SmaRT is the mean of
-the three cheapest qualifying services (transparent, within 5 days) of a corridor.
+or 2021), and is left out ("insufficient weights") when the corridors it weighs carry less than
+{esc(weights_rule(b))}; SmaRT is the mean of the three cheapest qualifying services
+(transparent, within 5 days) of a corridor.
 {esc(INDICATIVE)}</p>
 <p>Licence: {esc(LICENCE)} (<a href="{LICENCE_URL}">{LICENCE_URL}</a>). Attribution:
 {esc(RPW_ATTRIBUTION)}. Every table and chart of this bulletin is in <a href="data/">data/</a>
@@ -837,7 +848,7 @@ def markdown(b: Bulletin) -> str:
         ["Indicator", f"sendcost {b.period}", f"World Bank {b.period}",
          "Difference (ours − World Bank)", "Source"],
         [[r["label"], r["ours_shown"], pct(r["value_pct"]), r["difference"],
-          f"{r['source_title']} ({r['source_url']}){secondary_words(r)}"]
+          f"{r['source_title']} ({r['source_url']}): “{r['quote']}”"]
          for r in rows_o]) if rows_o else \
         "No World Bank figure of this very period to set ours beside."
     moved = b.above_5.filter(pl.col("status") != "stayed")

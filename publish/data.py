@@ -460,6 +460,9 @@ _CORRIDOR_TABLE_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "firm_types": pl.List(pl.String), "sources": pl.List(pl.String),
     "first_collected": pl.Datetime("us", "UTC"), "last_collected": pl.Datetime("us", "UTC"),
     "data_kinds": pl.List(pl.String),
+    # kinds.corridor_caveats: "negative_margin:3 estimate:1" ("" for none), and how many of
+    # the corridor's services carry any caveat.
+    "caveats": pl.String, "flagged_services": pl.Int64,
 }
 
 
@@ -518,7 +521,15 @@ def _corridor_table(rollups: pl.DataFrame, services: pl.DataFrame, label: str, u
               .agg(pl.col("first_collected").min(), pl.col("last_collected").max(),
                    pl.col("data_kind").drop_nulls().unique().sort().alias("data_kinds")),
               on=list(cor.CORRIDOR), how="left")
-        .with_columns(pl.lit(label).alias("period"), pl.lit(usd, pl.Int32).alias("amount_usd"))
+        # The caveats of its services, from their quotes' flags (the rollups carry them) and
+        # the one negative-cost rule, as the bulletin's tables show them.
+        .join(kinds.corridor_caveats(kinds.service_caveats(
+            rollups.lazy(), sl, labels=period_labels(label), amount_usd=usd))
+            .rename({"source": "source_code", "destination": "destination_code"}),
+            on=list(cor.CORRIDOR), how="left")
+        .with_columns(pl.lit(label).alias("period"), pl.lit(usd, pl.Int32).alias("amount_usd"),
+                      pl.col("caveats").fill_null(""),
+                      pl.col("flagged_services").fill_null(0))
     )
 
 
@@ -607,7 +618,8 @@ _ROLLUPS_SQL = (
     "s.speed, s.pay_in, s.access_point, s.pay_out, sp.data_kind, sp.source, "
     "sp.reference_stale, sp.quotes, sp.transparent, "
     "sp.fee_sum, sp.fee_n, sp.margin_sum, sp.margin_n, sp.total_sum, sp.total_n, "
-    "sp.exact_sum, sp.exact_n, sp.first_collected, sp.last_collected, sp.last_quote_id "
+    "sp.exact_sum, sp.exact_n, sp.first_collected, sp.last_collected, sp.last_quote_id, "
+    "array_to_string(sp.flags, ' ') AS flags "
     "FROM service_periods sp JOIN services s ON s.id = sp.service_id "
     "JOIN corridors c ON c.id = s.corridor_id JOIN firms f ON f.id = s.firm_id "
     "WHERE sp.changed_by >= $1::text::xid8 OR sp.changed_by = ANY ($2::text[]::xid8[])")
@@ -647,6 +659,8 @@ async def _copy_frame(conn: asyncpg.Connection, sql: str, since: Since,
                                        return_dtype=pl.Boolean)
               for c, v in schema.items() if isinstance(v, pl.Boolean)),
             pl.col("product").fill_null(""),
+            # Both frames carry their quotes' flags; none is "", as the quote frame says.
+            pl.col("flags").fill_null(""),
         )
 
     return await asyncio.to_thread(parse)
@@ -712,8 +726,11 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (OSError, *UNREACHABLE_ERRORS)
 class ApiData:
     """The current snapshot of one running service, refreshed when the store changes."""
 
-    def __init__(self, store: Store, *, eager_emulated: bool = False) -> None:
+    def __init__(self, store: Store, *, eager_emulated: bool = False,
+                 weights_coverage_min: float = cor.WEIGHT_COVERAGE_MIN) -> None:
         self.store = store
+        #: The weighted average's coverage rule, in % (config.toml [indicators]).
+        self.weights_coverage_min = weights_coverage_min
         #: Build the snapshot with emulated quotes with every new one, not when first asked
         #: for (``SHOWS_EMULATED``: the page asks for it on every request).
         self.eager_emulated = eager_emulated
@@ -887,7 +904,8 @@ class ApiData:
                 return indicators_from_services(services, period=period,
                                                 amount_usd=amount_usd,
                                                 countries=countries_frame(period).lazy(),
-                                                flows=self.flows(), estimates=estimates)
+                                                flows=self.flows(), estimates=estimates,
+                                                weights_coverage_min=self.weights_coverage_min)
             snap.indicators[key] = await asyncio.to_thread(compute)
         return snap.indicators[key]
 
@@ -920,7 +938,10 @@ async def _until_visible(store: Store, xid: int) -> None:
 async def data_ctx(app: web.Application) -> AsyncIterator[None]:
     """Build the first snapshot in the background and poll the store for new quotes; the
     indicator documents of each new snapshot are computed after it (``ApiData.warm``)."""
-    data = ApiData(runtime.read_store(app), eager_emulated=app.get(SHOWS_EMULATED, False))
+    config = app.get(runtime.CONFIG)
+    data = ApiData(runtime.read_store(app), eager_emulated=app.get(SHOWS_EMULATED, False),
+                   weights_coverage_min=(config.indicators.weights_coverage_min
+                                         if config is not None else cor.WEIGHT_COVERAGE_MIN))
     app[DATA] = data
     # A write's notification wakes the poller at once (corridors/notify.py); the timer
     # stays, for writes no one heard of.
@@ -933,8 +954,8 @@ async def data_ctx(app: web.Application) -> AsyncIterator[None]:
         written.set()
 
     listener = (QuotesListener(app[runtime.NOTIFY_URL], on_write,
-                               timeout=app[runtime.CONFIG].database.connect_timeout_seconds)
-                if runtime.NOTIFY_URL in app else None)
+                               timeout=config.database.connect_timeout_seconds)
+                if runtime.NOTIFY_URL in app and config is not None else None)
     listening = (asyncio.create_task(listener.run(), name="publish-listen")
                  if listener is not None else None)
 

@@ -93,6 +93,11 @@ SUMMARY_PROPS = {
     "cheapest_leaves_out": {"type": "array", "items": STR,
                             "description": "flags that keep a service from being named the "
                                            "corridor's cheapest (it keeps its rank, marked)"},
+    "caveats": {"type": "object", "additionalProperties": INT,
+                "description": "per caveat flag, how many of the corridor's services carry it "
+                               "(estimate, negative_margin, negative_total_cost, "
+                               "bank_transfer_only, reference_stale, approximate_amount…); the "
+                               "averages keep them"},
 }
 
 SCHEMAS: dict[str, Any] = {
@@ -137,6 +142,8 @@ SCHEMAS: dict[str, Any] = {
                     "description": "rows per period, over every page (period is null "
                                    "when they differ)"},
         "count": INT, "next_cursor": NSTR,
+        "caveats_explained": {"type": "object", "additionalProperties": STR,
+                              "description": "what each caveat of this page's rows means"},
         "corridors": {"type": "array", "items": ref("CorridorItem")},
     }),
     "Corridor": obj({
@@ -156,7 +163,8 @@ SCHEMAS: dict[str, Any] = {
             "data_kinds": {"type": "array", "items": {"enum": [k.value for k in DataKind]}},
             "average": NUM, "smart": NUM, "median": NUM,
             "services": INT, "transparent_services": INT, "above_5": NBOOL, "above_10": NBOOL,
-            "too_few_services": NBOOL, "no_transparent_service": NBOOL, "points_above_5": NUM,
+            "too_few_services": NBOOL, "no_transparent_service": NBOOL,
+            "caveats": SUMMARY_PROPS["caveats"], "points_above_5": NUM,
             "sources": {"type": "array", "items": STR}})},
     }),
     "Indicators": {
@@ -165,9 +173,9 @@ SCHEMAS: dict[str, Any] = {
                      "smart_average", "g20_sending_average", "g8_sending_average",
                      "g20_receiving_average", "by_firm_type", "by_receiving_region",
                      "share_corridors_above_5", "share_corridors_above_10",
-                     "share_services_below_3", "corridors", "cheapest_leaves_out",
-                     "non_transparent", "weighted_average_coverage", "by_payment_instrument",
-                     "by_access_point", "by_pay_out"],
+                     "share_services_below_3", "share_denominators", "corridors",
+                     "cheapest_leaves_out", "non_transparent", "weighted_average_coverage",
+                     "by_payment_instrument", "by_access_point", "by_pay_out"],
         "properties": {
             **ENVELOPE, "amount_usd": INT,
             "services": obj({"total": INT, "transparent": INT}),
@@ -180,6 +188,9 @@ SCHEMAS: dict[str, Any] = {
                                     obj({"average": NUM, "services": INT})},
             "share_corridors_above_5": NUM, "share_corridors_above_10": NUM,
             "share_services_below_3": NUM,
+            "share_denominators": {
+                "type": "object", "description": "what each share is a share of, and how many",
+                "additionalProperties": obj({"of": STR, "count": INT})},
             "corridors": {"type": "array", "items": obj({
                 "from": ref("Country"), "to": ref("Country"), "source": STR,
                 "destination": STR, "average": NUM, "services": INT,
@@ -198,13 +209,17 @@ SCHEMAS: dict[str, Any] = {
             "weighted_average_coverage": {
                 "description": "what the weighted average could weigh: the World Bank/KNOMAD "
                                "bilateral remittance matrix nearest the period, the corridors "
-                               "it weighed of those with an average, and the volume weighed; "
-                               "'insufficient weights' (and a null weighted_average) below "
-                               "75 % of the corridors; null without a matrix",
+                               "it weighed of those with an average, and the volume weighed "
+                               "(USD millions, and % of the matrix's volume between the "
+                               "period's sending and receiving countries); 'insufficient "
+                               "weights' (and a null weighted_average) below volume_share_min "
+                               "(config.toml [indicators]); null without a matrix",
                 "oneOf": [obj({
                     "matrix_year": {"type": ["integer", "null"]},
                     "corridors_weighed": INT, "corridors_with_average": INT,
                     "corridor_share": NUM, "flow_usd_m": NUM,
+                    "flow_between_countries_usd_m": NUM, "volume_share": NUM,
+                    "volume_share_min": NUM, "matrix_flow_usd_m": NUM,
                     "status": {"enum": ["ok", INSUFFICIENT_WEIGHTS]}}), {"type": "null"}]},
             "by_payment_instrument": {
                 "description": "average over transparent services by the instrument that "
@@ -473,7 +488,10 @@ _PATHS: dict[str, Any] = {
                     statuses=(), data=False, etag=False),
     "/": get("/", "The comparison page (HTML)", None, [
         param("from", "sending country", COUNTRY), param("to", "receiving country", COUNTRY),
-        param("amount", "amount to send (as /v1/compare's; spaces around it are forgiven)",
+        param("amount", "amount to send, as people type it: 200,50, 1 000, 1.000,50, 500€ "
+                        "and $200 are read (docs/api.md, \"The page\")", {"type": "string"}),
+        param("lang", "the page's language: en, es, fr, pt, ar, hi, tl, ru or sw (a tag "
+                      "such as es-MX counts as es); else Accept-Language decides",
               {"type": "string"}),
         param("include", "emulated: show the sandbox's emulated quotes under the banner "
                          "\"emulated data — not real prices\" (the default under "

@@ -35,6 +35,7 @@ from corridors.types import (
     payout_from_rpw,
 )
 from metrics import METHODOLOGY_VERSION
+from metrics.kinds import TABLE_CAVEATS
 from publish.api.admin import ADMIN_BULLETIN_PARAMS, ADMIN_COLLECT_PARAMS
 from publish.api.compare import COMPARE_PARAMS, SERVICE_CSV_COLUMNS
 from publish.api.corridors import CORRIDOR_PARAMS, CORRIDORS_PARAMS, HISTORY_PARAMS
@@ -144,6 +145,9 @@ def expected_compare(amount: float, currency: str, priced: float, *,
     # The cheapest named is the cheapest with no negative margin or total cost.
     cheapest = next(r for r in transparent if float(r["cc1 fx margin"]) >= 0
                     and float(r["cc1 total cost %"]) >= 0)
+    # Per caveat, how many of the corridor's services carry it (each RPW row a service).
+    flagged = [f for r in rows for f in expected_service(r, "cc1", None)["flags"]
+               if f in TABLE_CAVEATS]
     return {
         "period": "2014Q2", "methodology_version": METHODOLOGY_VERSION,
         "sources": [RPW_SOURCE], "licence": "CC BY 4.0", "from": ITA, "to": CHN,
@@ -165,7 +169,8 @@ def expected_compare(amount: float, currency: str, priced: float, *,
             "cheapest": {"provider": cheapest["firm"], "firm_type": "mto",
                          "product": cheapest["product"],
                          "total_cost_pct": float(cheapest["cc1 total cost %"])},
-            "cheapest_leaves_out": ["estimate", "negative_margin", "negative_total_cost"]},
+            "cheapest_leaves_out": ["estimate", "negative_margin", "negative_total_cost"],
+            "caveats": {f: flagged.count(f) for f in TABLE_CAVEATS if f in flagged}},
         "ranked_by": "total_cost_pct",
         "flags_explained": {f: CAVEATS[f] for f in sorted(
             {f for r in rows for f in expected_service(r, "cc1", None)["flags"]})},
@@ -244,6 +249,7 @@ async def test_corridors_list_filtered_to_one_corridor(api: TestClient) -> None:
         "period": "2014Q2", "methodology_version": METHODOLOGY_VERSION,
         "sources": [RPW_SOURCE], "licence": "CC BY 4.0", "amount_usd": 200,
         "periods": {"2014Q2": 1}, "count": 1, "next_cursor": None,
+        "caveats_explained": {f: CAVEATS[f] for f in compare["caveats"]},
         "corridors": [{"from": ITA, "to": CHN, "period": "2014Q2", "amount_usd": 200,
                        "first_collected": dates[0], "last_collected": dates[-1],
                        "data_kinds": ["survey"], **compare,
@@ -341,10 +347,21 @@ async def test_history_is_the_corridors_figures_period_by_period(api: TestClient
                 "%Y-%m-%dT00:00:00Z") for r in rows if quarter(r["period"]) == p
                 and priced(r, cc))
 
+        def caveats(p: str, cc: str = cc) -> dict[str, int]:
+            # per caveat, the services of the period that carry it (each RPW row a service)
+            flags = []
+            for r in rows:
+                if quarter(r["period"]) == p and priced(r, cc) and r["transparent"] == "yes":
+                    if float(r[f"{cc} fx margin"]) < 0:
+                        flags.append("negative_margin")
+                    if (t := averaged_total(r, cc)) is not None and t < 0:
+                        flags.append("negative_total_cost")
+            return {f: flags.count(f) for f in TABLE_CAVEATS if f in flags}
+
         history = [{"period": p, "amount_usd": amount_usd, "first_collected": dates(p)[0],
                     "last_collected": dates(p)[-1], "data_kinds": ["survey"],
                     **corridor_figures([r for r in rows if quarter(r["period"]) == p], cc),
-                    "sources": ["rpw"]} for p in periods]
+                    "caveats": caveats(p), "sources": ["rpw"]} for p in periods]
         body = await get_json(api, f"/v1/corridors/ITA-CHN/history?amount={amount_usd}")
         assert rounded(body) == rounded({
             "period": periods[-1], "methodology_version": METHODOLOGY_VERSION,
@@ -385,6 +402,15 @@ async def test_indicators_are_the_metrics_document_from_the_file(api: TestClient
     totals = [float(r["cc1 total cost %"]) for r in rpw_rows("2011_3Q", "ITA", "CHN")
               if r["transparent"] == "yes"]
     assert ita["average"] == pytest.approx(statistics.fmean(totals))
+    # Each share names its denominator, counted from the answer's own rows.
+    with_average = sum(c["average"] is not None for c in body["corridors"])
+    assert body["share_denominators"]["share_corridors_above_5"] == {
+        "of": "corridors with an average", "count": with_average}
+    assert body["share_corridors_above_5"] == pytest.approx(100 * sum(
+        c["average"] is not None and c["average"] > 5 for c in body["corridors"])
+        / with_average)
+    assert body["share_denominators"]["share_services_below_3"]["count"] == \
+        body["services"]["transparent"]
 
 
 def expected_postal(period: str) -> list[dict[str, Any]]:
@@ -1186,8 +1212,9 @@ def test_a_fee_paid_on_top_never_passes_for_a_better_deal() -> None:
 
 
 @pytest.mark.parametrize(("url", "status", "says"), [
-    ("/?from=USA&to=MEX&amount=abc", 400, "amount must be a decimal number"),
-    ("/?from=USA&to=MEX&amount=0", 422, "amount must be positive"),
+    # The page's own sentences (tests/test_page_i18n.py has them in every language).
+    ("/?from=USA&to=MEX&amount=abc", 400, "We could not read the amount “abc”"),
+    ("/?from=USA&to=MEX&amount=0", 422, "The amount must be more than zero."),
     ("/?from=USA&to=MEX&amount=999999999999999999999", 422, "at most 1,000,000,000"),
     ("/?from=USA&to=USA&amount=200", 422, "Choose two different countries."),
 ])

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
@@ -31,6 +32,7 @@ from corridors.config import Config, SandboxConfig, SourceConfig, parse_config
 from corridors.periods import month_of
 from corridors.store import Store, connect, migrations
 from corridors.types import EMULATED_WARNING, DataKind
+from metrics.kinds import TABLE_CAVEATS
 
 ROOT = Path(__file__).resolve().parent.parent
 CORRIDORS = [("USA", "MEX"), ("FRA", "SEN"), ("GBR", "IND")]
@@ -190,6 +192,9 @@ async def test_migration_gives_stored_quotes_their_kind_by_where_they_came_from(
         got = {r["source"]: r["data_kind"] for r in await store.pool.fetch(
             "SELECT source, data_kind FROM quotes")}
         frame = await store.quote_frame("2026-11")
+        # Rolled up by migration 8 before the rollups kept flags, given them by migration 11.
+        rolled = {r["source"]: r["flags"] for r in await store.pool.fetch(
+            "SELECT source, flags FROM service_periods")}
     finally:
         await store.close()
     assert got == {"rpw": "survey", "sandbox-op-0": "emulated", "local-ops": "emulated",
@@ -197,6 +202,8 @@ async def test_migration_gives_stored_quotes_their_kind_by_where_they_came_from(
     # The quote frame carries the kind and the flags.
     assert dict(zip(frame["source"].cast(str), frame["data_kind"].cast(str), strict=True)) == got
     assert set(frame["flags"].to_list()) == {"", "comparison_feed estimate", "negative_margin"}
+    assert rolled == {"rpw": [], "sandbox-op-0": [], "local-ops": [],
+                      "feed": ["comparison_feed", "estimate"], "acme": ["negative_margin"]}
     # And no writer can store a kind nobody knows.
     conn = await asyncpg.connect(fresh_database)
     try:
@@ -424,11 +431,12 @@ async def test_the_page_heads_its_figures_with_the_amount_they_are_for(
         api: TestClient) -> None:  # noqa: F811
     # Italy → China: RPW's only (no test collects it), priced at EUR 140 and 345.
     page = await (await api.get("/?from=ITA&to=CHN&amount=500")).text()
-    assert ("Prices for 345.00 EUR, the nearest amount surveyed to your 500.00 EUR, "
+    # Money as CLDR writes it in the page's language (English here: €345.00).
+    assert ("Prices for €345.00, the nearest amount surveyed to your €500.00, "
             "from Italy to China") in page
-    assert "Sending 500.00 EUR" not in page
+    assert "Sending €500.00" not in page
     page = await (await api.get("/?from=ITA&to=CHN&amount=345")).text()
-    assert "Prices for 345.00 EUR from Italy to China" in page
+    assert "Prices for €345.00 from Italy to China" in page
     # Each row says when it was collected and what kind of figure it is.
     assert '<th scope="col">Collected</th>' in page and "World Bank survey" in page
 
@@ -487,3 +495,130 @@ def test_a_bulletin_of_a_mixed_period_leaves_the_emulated_quotes_out_and_says_so
         pl.lit(None, pl.Categorical).alias("data_kind"))
     kept, about = choose_data(plain, "2026-11", {"kind": "rpw-file"})
     assert kept is plain and about == {"kind": "rpw-file"}
+
+
+async def _cheapest_and_services(client: TestClient, include: str
+                                 ) -> dict[tuple[str, str], tuple[Any, list[dict[str, Any]]]]:
+    """Per corridor of ``/v1/corridors``: its named cheapest and ``/v1/compare``'s services at
+    USD 200 (``include``: the query's include parameter, "" for none)."""
+    listed = (await (await client.get(f"/v1/corridors?amount=200{include}")).json())
+    out = {}
+    for c in listed["corridors"]:
+        src, dst = c["from"]["alpha3"], c["to"]["alpha3"]
+        body = await (await client.get(f"/v1/compare?from={src}&to={dst}&amount=200"
+                                       f"&currency=USD{include}")).json()
+        out[src, dst] = (c, body["services"] + body["non_transparent"])
+    return out
+
+
+def _named_by_the_rule(services: list[dict[str, Any]]) -> tuple[str, float] | None:
+    """The cheapest service by kinds.CHEAPEST_LEAVES_OUT, worked out from compare's rows."""
+    fit = [s for s in services
+           if not {"estimate", "negative_margin", "negative_total_cost"} & set(s["flags"])]
+    if not fit:
+        return None
+    best = min(fit, key=lambda s: (s["total_cost_pct"], s["provider"], s["product"] or "",
+                                   s["service_id"]))
+    return best["provider"], best["total_cost_pct"]
+
+
+async def test_with_emulated_data_asked_for_an_estimate_is_never_named_cheapest(
+        fresh_database: str) -> None:
+    # The sandbox's comparison feed is of kind "emulated" and keeps its "estimate" flag; the
+    # snapshot the API serves is built from the store's rollups, which must carry that flag
+    # so the one cheapest rule applies with ?include=emulated as it does without it. The
+    # same sandbox collected unmarked (its quotes pass for real: the feed's are of kind
+    # "estimate") is named cheapest by the same rule.
+    store = await connect(fresh_database)
+    try:
+        await store.migrate()
+        prefix, _, _ = await collect(store)
+        # The rollup row of every service carries its quotes' flags (migration 11).
+        rows = await store.pool.fetch(
+            "SELECT q.service_id, array_agg(DISTINCT f ORDER BY f) AS flags FROM quotes q, "
+            "unnest(q.flags) f GROUP BY 1")
+        quoted = {r["service_id"]: r["flags"] for r in rows}
+        rows = await store.pool.fetch(
+            "SELECT service_id, array_agg(DISTINCT f ORDER BY f) AS flags FROM "
+            "service_periods, unnest(flags) f GROUP BY 1")
+        assert {r["service_id"]: r["flags"] for r in rows} == quoted
+        feed = await store.pool.fetch(
+            "SELECT DISTINCT data_kind, 'estimate' = ANY (flags) AS estimate "
+            "FROM service_periods WHERE source = $1", f"{prefix}-comparison")
+        assert [tuple(r) for r in feed] == [("emulated", True)]
+    finally:
+        await store.close()
+    async with TestClient(TestServer(make_app(fresh_database))) as client:
+        emulated = await _cheapest_and_services(client, "&include=emulated")
+    assert emulated
+    estimates_seen = 0
+    for pair, (row, services) in emulated.items():
+        estimates_seen += sum("estimate" in s["flags"] for s in services)
+        cheapest = row["cheapest"]
+        named = None if cheapest is None else (cheapest["provider"],
+                                               cheapest["total_cost_pct"])
+        assert named == _named_by_the_rule(
+            [s for s in services if s["rank"] is not None]), pair
+        assert all(s["data_kind"] == "emulated" for s in services)
+        # The corridor row says how many of its services carry each caveat (one collection:
+        # each service's flags are its one quote's).
+        flags = [f for s in services for f in s["flags"] if f in TABLE_CAVEATS]
+        assert row["caveats"] == {f: flags.count(f) for f in TABLE_CAVEATS if f in flags}, pair
+    assert estimates_seen, "the sandbox's comparison feed gave no estimate to test with"
+    # The first-ranked service of some corridor is an estimate: the rule has work to do.
+    assert any("estimate" in min((s for s in services if s["rank"] is not None),
+                                 key=lambda s: s["total_cost_pct"])["flags"]
+               for _, services in emulated.values())
+    async with TestClient(TestServer(make_app(fresh_database))) as client:
+        listed = await (await client.get("/v1/corridors?include=emulated")).json()
+        assert set(listed["caveats_explained"]) >= {"estimate", "bank_transfer_only"}
+        rows = list(csv.DictReader(io.StringIO(await (await client.get(
+            "/v1/corridors.csv?include=emulated")).text())))
+    assert all("estimate:" in r["caveats"] for r in rows), rows
+
+
+async def test_the_cheapest_rule_is_the_same_with_and_without_include_emulated(
+        fresh_database: str, server_url: str) -> None:
+    # The same sandbox collected twice: marked, into one store (every quote emulated, the
+    # feed's flagged estimate), and unmarked, into another (observed quotes, the feed's of
+    # kind estimate). The first asked for with ?include=emulated, the second without it:
+    # each corridor names the same cheapest service and counts the same estimates.
+    other = f"sendcost_t_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(server_url)
+    await admin.execute(f'CREATE DATABASE "{other}"')
+    await admin.close()
+    other_url = urlunsplit(urlsplit(server_url)._replace(path="/" + other))
+    try:
+        for url, marked in ((fresh_database, True), (other_url, False)):
+            store = await connect(url)
+            try:
+                await store.migrate()
+                await collect(store, marked=marked)
+            finally:
+                await store.close()
+        async with TestClient(TestServer(make_app(fresh_database))) as client:
+            emulated = await _cheapest_and_services(client, "&include=emulated")
+        async with TestClient(TestServer(make_app(other_url))) as client:
+            observed = await _cheapest_and_services(client, "")
+    finally:
+        admin = await asyncpg.connect(server_url)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{other}" WITH (FORCE)')
+        await admin.close()
+
+    def named(row: dict[str, Any]) -> tuple[str, str, str | None] | None:
+        c = row["cheapest"]
+        return None if c is None else (c["provider"], c["firm_type"], c["product"])
+
+    assert emulated.keys() == observed.keys() and emulated
+    for pair, (row, services) in emulated.items():
+        twin, twin_services = observed[pair]
+        assert named(row) == named(twin), pair
+        # and in both, the one named is a provider's own quote, never the feed's estimate
+        # for it (same provider, firm type and product: told apart by their cost)
+        for r, ss in ((row, services), (twin, twin_services)):
+            if r["cheapest"] is not None:
+                assert r["cheapest"]["total_cost_pct"] in {
+                    s["total_cost_pct"] for s in ss if "estimate" not in s["flags"]}, pair
+        assert row["caveats"].get("estimate") == twin["caveats"].get("estimate"), pair
+        assert {s["data_kind"] for s in services} == {"emulated"}
+        assert {s["data_kind"] for s in twin_services} == {"observed", "estimate"}

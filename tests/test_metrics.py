@@ -337,6 +337,14 @@ def test_compute_indicators_document() -> None:
                                    "mto": {"average": 3.0, "services": 3}}
     assert doc["by_receiving_region"] == {"LAC": {"average": 3.0, "services": 3},
                                           "SAS": {"average": 12.0, "services": 1}}
+    # Each share names its denominator: 2 of the 3 corridors have an average (AUS → FJI has
+    # no transparent service); the 4 transparent services have a total cost.
+    assert doc["share_denominators"] == {
+        "share_corridors_above_5": {"of": "corridors with an average", "count": 2},
+        "share_corridors_above_10": {"of": "corridors with an average", "count": 2},
+        "share_services_below_3": {"of": "transparent services with a total cost",
+                                   "count": 4}}
+    assert doc["share_corridors_above_5"] == 50.0  # GBR → IND (12) of the 2
     assert [(c["source"], c["destination"]) for c in doc["corridors"]] == [
         ("AUS", "FJI"), ("GBR", "IND"), ("USA", "MEX")]
     assert doc["corridors"][0] == {

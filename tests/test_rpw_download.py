@@ -142,10 +142,12 @@ async def test_a_refusal_says_how_to_download_by_hand(server: Server, tmp_path: 
 
 
 async def test_cli_downloads_then_imports(server: Server, tmp_path: Path,
-                                          database_url: str, workbook_bytes: bytes) -> None:
+                                          fresh_database: str, workbook_bytes: bytes) -> None:
+    # A database of its own: the quotes it imports must not change what the session's
+    # shared store answers to the tests that run after it.
     config = tmp_path / "config.toml"
     config.write_text(f'[import]\nrpw_url = "{server.url}"\n')
-    env = {**os.environ, "DATABASE_URL": database_url}
+    env = {**os.environ, "DATABASE_URL": fresh_database}
 
     async def run(*extra: str) -> tuple[int, str, str]:
         proc = await asyncio.create_subprocess_exec(

@@ -34,10 +34,13 @@ from metrics.instruments import (
 
 # --- weights by period ---------------------------------------------------------------------
 
-#: Two matrices: the 2011 one weighs USA→MEX and GBR→IND, the 2021 one only USA→MEX.
+#: Two matrices: the 2011 one weighs USA→MEX and GBR→IND, the 2021 one only USA→MEX; both
+#: have USA→IND, a corridor between surveyed countries that the tests' surveys do not price.
 FLOWS = pl.LazyFrame({
-    "source_code": ["USA", "GBR", "USA"], "destination_code": ["MEX", "IND", "MEX"],
-    "flow_usd_m": [300.0, 100.0, 10.0], "year": [2011, 2011, 2021]},
+    "source_code": ["USA", "GBR", "USA", "USA", "USA"],
+    "destination_code": ["MEX", "IND", "IND", "MEX", "IND"],
+    "flow_usd_m": [300.0, 100.0, 100.0, 10.0, 40.0],
+    "year": [2011, 2011, 2011, 2021, 2021]},
     schema_overrides={"year": pl.Int32})
 
 
@@ -59,12 +62,42 @@ def test_weighted_average_reports_what_it_weighed() -> None:
         quote("USA", "MEX", "A", 3.0), quote("GBR", "IND", "B", 12.0),
         quote("AUS", "FJI", "C", 9.0)))
     got = weighted_global_average(avg, matrix_for_period(FLOWS, 2011)).collect()
-    # AUS→FJI has an average but no weight: 2 of 3 corridors weighed, below 75 %
+    # AUS→FJI has an average but no weight: 2 of 3 corridors weighed. The volume between the
+    # surveyed countries (USA, GBR, AUS → MEX, IND, FJI) is 300 + 100 + 100 (USA→IND, not
+    # surveyed): the two weighed corridors carry 400 of it, 80 %, at least 75 %.
     assert_frame_equal(got, pl.DataFrame({
         "weighted_average": [(3 * 300 + 12 * 100) / 400], "corridors": [2],
         "flow_usd_m": [400.0], "corridors_with_average": [3],
-        "corridor_share": [200 / 3], "sufficient": [False], "matrix_year": [2011]}),
+        "corridor_share": [200 / 3], "flow_between_countries_usd_m": [500.0],
+        "volume_share": [80.0], "matrix_flow_usd_m": [500.0], "sufficient": [True],
+        "matrix_year": [2011]}),
         check_dtypes=False)
+    # the rule is a parameter (config.toml [indicators] weighted_min_volume_share)
+    strict = weighted_global_average(avg, matrix_for_period(FLOWS, 2011), coverage_min=80.1)
+    assert strict.collect()["sufficient"].to_list() == [False]
+
+
+def test_volume_coverage_counts_only_the_countries_surveyed() -> None:
+    """A flow from or to a country the period did not survey is not in the denominator;
+    a corridor without an average weighs nothing and adds no country."""
+    avg = pl.LazyFrame({"source_code": ["USA", "GBR"], "destination_code": ["MEX", "IND"],
+                        "average": [3.0, None]})
+    flows = pl.LazyFrame({"source_code": ["USA", "USA", "GBR", "CAN", "USA"],
+                          "destination_code": ["MEX", "IND", "MEX", "MEX", "PHL"],
+                          "flow_usd_m": [30.0, 50.0, 20.0, 7.0, 0.0]})
+    got = weighted_global_average(avg, flows).collect().row(0, named=True)
+    # GBR→IND has no average: the survey's countries are USA → MEX alone
+    assert (got["corridors"], got["corridors_with_average"]) == (1, 1)
+    assert (got["flow_usd_m"], got["flow_between_countries_usd_m"]) == (30.0, 30.0)
+    assert got["volume_share"] == 100.0 and got["sufficient"]
+    assert got["matrix_flow_usd_m"] == 107.0
+    assert got["matrix_year"] is None
+    none = weighted_global_average(avg.filter(pl.lit(False)), flows).collect()
+    assert none.row(0, named=True) | {"matrix_flow_usd_m": None} == {
+        "weighted_average": None, "corridors": 0, "flow_usd_m": 0.0,
+        "corridors_with_average": 0, "corridor_share": None,
+        "flow_between_countries_usd_m": 0.0, "volume_share": None,
+        "matrix_flow_usd_m": None, "sufficient": False, "matrix_year": None}
 
 
 def _doc(period: str, *quotes: dict[str, Any]) -> dict[str, Any]:
@@ -79,13 +112,24 @@ def test_indicators_say_insufficient_weights_below_the_coverage_rule() -> None:
     assert old["weighted_average"] == pytest.approx((3 * 300 + 12 * 100) / 400)
     assert old["weighted_average_coverage"] == {
         "matrix_year": 2011, "corridors_weighed": 2, "corridors_with_average": 2,
-        "corridor_share": 100.0, "flow_usd_m": 400.0, "status": "ok"}
-    # 2025 is weighed by the 2021 matrix, which has no GBR→IND: 1 corridor of 2
+        "corridor_share": 100.0, "flow_usd_m": 400.0, "flow_between_countries_usd_m": 500.0,
+        "volume_share": 80.0, "volume_share_min": 75.0, "matrix_flow_usd_m": 500.0,
+        "status": "ok"}
+    # 2025 is weighed by the 2021 matrix, which has no GBR→IND: USA→MEX's 10 of the 50
+    # between the surveyed countries (USA→IND's 40 is not weighed), 20 %
     new = _doc("2025Q3", *q)
     assert new["weighted_average"] is None
     assert new["weighted_average_coverage"] == {
         "matrix_year": 2021, "corridors_weighed": 1, "corridors_with_average": 2,
-        "corridor_share": 50.0, "flow_usd_m": 10.0, "status": INSUFFICIENT_WEIGHTS}
+        "corridor_share": 50.0, "flow_usd_m": 10.0, "flow_between_countries_usd_m": 50.0,
+        "volume_share": 20.0, "volume_share_min": 75.0, "matrix_flow_usd_m": 50.0,
+        "status": INSUFFICIENT_WEIGHTS}
+    # a lower rule publishes it
+    lenient = compute_indicators(frame(*q), period="2025Q3", amount_usd=200,
+                                 countries=COUNTRIES, flows=FLOWS, weights_coverage_min=20)
+    assert lenient["weighted_average"] == pytest.approx(3.0)
+    assert lenient["weighted_average_coverage"]["status"] == "ok"
+    assert lenient["weighted_average_coverage"]["volume_share_min"] == 20
 
 
 def test_no_flows_no_coverage() -> None:
@@ -204,8 +248,23 @@ def test_real_format_2025_is_weighed_by_the_2021_matrix(
     assert coverage["matrix_year"] == 2021
     # USA→MEX, ARE→PAK, ARE→IND, GBR→NGA, SAU→EGY, ITA→XKX: all six have a 2021 flow
     assert (coverage["corridors_weighed"], coverage["corridors_with_average"]) == (6, 6)
-    assert coverage["status"] == "ok"
-    assert doc["weighted_average"] is not None
+    # ...but six corridors carry little of the volume between their 5 sending and 6
+    # receiving countries (USA→IND, SAU→IND, ARE→... are not in the file): insufficient
+    m2021 = {(r["source_code"], r["destination_code"]): r["flow_usd_m"] for r in
+             read_bilateral_flows(data_file(BUNDLED_MATRICES[2021])).flows.iter_rows(
+                 named=True)}
+    surveyed = [("USA", "MEX"), ("ARE", "PAK"), ("ARE", "IND"), ("GBR", "NGA"),
+                ("SAU", "EGY"), ("ITA", "XKX")]
+    senders, receivers = {s for s, _ in surveyed}, {d for _, d in surveyed}
+    weighed = sum(m2021[c] for c in surveyed)
+    between = sum(v for (s, d), v in m2021.items() if s in senders and d in receivers)
+    assert coverage["flow_usd_m"] == pytest.approx(weighed)
+    assert coverage["flow_between_countries_usd_m"] == pytest.approx(between)
+    assert coverage["volume_share"] == pytest.approx(weighed / between * 100)
+    assert coverage["matrix_flow_usd_m"] == pytest.approx(780_968.24, abs=0.01)
+    assert coverage["volume_share"] < 75
+    assert coverage["status"] == INSUFFICIENT_WEIGHTS
+    assert doc["weighted_average"] is None
 
 
 def test_the_2021_matrix_weighs_more_of_the_bundled_2014_survey() -> None:
@@ -216,6 +275,11 @@ def test_the_2021_matrix_weighs_more_of_the_bundled_2014_survey() -> None:
                .collect().row(0, named=True) for y in (2011, 2021)}
     assert by_year[2011]["corridors_with_average"] == 225
     assert (by_year[2011]["corridors"], by_year[2021]["corridors"]) == (208, 220)
+    # the volume they carry, of the volume between the survey's countries: both pass 75 %
+    assert by_year[2011]["flow_between_countries_usd_m"] == pytest.approx(276_502.0)
+    assert by_year[2011]["volume_share"] == pytest.approx(84.71, abs=0.01)
+    assert by_year[2021]["volume_share"] == pytest.approx(81.48, abs=0.01)
+    assert by_year[2011]["sufficient"] and by_year[2021]["sufficient"]
 
 
 def services_of(quotes: pl.DataFrame, period: str) -> pl.LazyFrame:
@@ -253,7 +317,7 @@ def test_the_table_says_insufficient_weights(
     _print_table(doc, pl.DataFrame())
     out = capsys.readouterr().out
     assert ("insufficient weights: 2021 matrix weighs 1 of 2 corridors (50%), "
-            "USD 10 million") in out
+            "USD 10 million = 20% of the volume between their countries (rule: 75%)") in out
     assert "weighted average           —" in out
     assert "by payment instrument      cash 7.50% (2)" in out
 
@@ -267,3 +331,71 @@ def test_the_bulletin_trend_weighs_each_period_with_its_own_matrix() -> None:
     # 2011: both corridors by the 2011 matrix; 2025: the 2021 matrix weighs 1 of 2
     assert got.collect()["weighted_average"].to_list() == [
         pytest.approx((3 * 300 + 12 * 100) / 400), None]
+
+
+# --- the coverage rule is config.toml's ---------------------------------------------------
+
+def test_the_rule_is_read_from_config_toml(tmp_path: Path) -> None:
+    from corridors.config import load_config, parse_config
+    from corridors.errors import ConfigError
+
+    shipped = load_config(Path(__file__).resolve().parent.parent / "config.toml")
+    assert shipped.indicators.weighted_min_volume_share == 0.75
+    assert shipped.indicators.weights_coverage_min == 75.0
+    assert parse_config({}).indicators.weights_coverage_min == 75.0
+    assert parse_config({"indicators": {"weighted_min_volume_share": 1}}
+                        ).indicators.weights_coverage_min == 100.0
+    for bad, what in [(75, "a share from 0 to 1"), (-0.1, "a share from 0 to 1"),
+                      ("0.75", "an integer or a number"),
+                      (True, "an integer or a number")]:
+        with pytest.raises(ConfigError, match=f"indicators.weighted_min_volume_share: "
+                                              f"expected {what}"):
+            parse_config({"indicators": {"weighted_min_volume_share": bad}})
+    with pytest.raises(ConfigError, match=r"indicators: unknown key\(s\) weights"):
+        parse_config({"indicators": {"weights": 0.5}})
+
+
+def test_the_command_applies_the_configured_rule(tmp_path: Path) -> None:
+    """On the bundled 2014Q2 the 2011 matrix weighs 84.7 % of the volume: published under
+    the default 75 %, "insufficient weights" under a configured 90 %."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    strict = tmp_path / "strict.toml"
+    strict.write_text("[indicators]\nweighted_min_volume_share = 0.9\n")
+    docs = {}
+    for name, config in [("default", root / "config.toml"), ("strict", strict)]:
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("DATABASE_URL", "SENDCOST_CONFIG")}
+        done = subprocess.run(
+            [sys.executable, "-m", "sendcost", "indicators", "--config", str(config),
+             "--period", "2014Q2", "--format", "json", "--from-file",
+             str(data_file("rpw_quotes_2011Q1_2014Q2.csv.gz"))],
+            env=env, capture_output=True, text=True, cwd=root, timeout=300)
+        assert done.returncode == 0, done.stderr
+        docs[name] = json.loads(done.stdout)
+    default, strict_doc = docs["default"], docs["strict"]
+    assert default["weighted_average_coverage"]["volume_share"] == pytest.approx(84.71,
+                                                                                 abs=0.01)
+    assert default["weighted_average_coverage"]["status"] == "ok"
+    assert default["weighted_average"] == pytest.approx(5.9277, abs=1e-4)
+    assert strict_doc["weighted_average_coverage"]["volume_share_min"] == 90.0
+    assert strict_doc["weighted_average_coverage"]["status"] == INSUFFICIENT_WEIGHTS
+    assert strict_doc["weighted_average"] is None
+
+
+def test_the_bulletin_states_the_rule_and_what_the_period_reached() -> None:
+    from types import SimpleNamespace
+
+    from publish.bulletin_render import weights_rule
+
+    q = [quote("USA", "MEX", "A", 3.0, period="2025Q3"),
+         quote("GBR", "IND", "B", 12.0, period="2025Q3")]
+    said = weights_rule(SimpleNamespace(doc=_doc("2025Q3", *q)))
+    assert said == ("75% of the remittance volume between the surveyed countries (this "
+                    "period, the 2021 matrix weighs 1 of 2 corridors with an average, 20.0% "
+                    "of it: insufficient weights)")
+    assert "no matrix" in weights_rule(SimpleNamespace(doc={"weighted_average_coverage": None}))

@@ -27,7 +27,7 @@ from publish.api.conventions import (
     wants_csv,
 )
 from publish.api.summaries import corridor_pair, corridor_periods, corridor_summary
-from publish.data import Snapshot, country_ref, period_key
+from publish.data import CAVEATS, Snapshot, country_ref, period_key
 from publish.params import CURSOR_CORRIDOR, CURSOR_PERIOD, Params, encode_cursor
 from publish.problems import not_found
 from publish.responses import send
@@ -39,7 +39,7 @@ CORRIDOR_CSV_COLUMNS = [
     "average", "smart", "median", "services",
     "transparent_services", "above_5", "above_10", "too_few_services", "no_transparent_service",
     "points_above_3", "points_above_5", "receiving_region", "cheapest_provider",
-    "cheapest_total_cost_pct",
+    "cheapest_total_cost_pct", "caveats",
 ]
 
 
@@ -74,7 +74,7 @@ def _corridor_item(row: dict[str, Any]) -> dict[str, Any]:
                                    "transparent_services", "above_5", "above_10",
                                    "too_few_services", "no_transparent_service",
                                    "points_above_3", "points_above_5", "cheapest",
-                                   "cheapest_leaves_out")},
+                                   "cheapest_leaves_out", "caveats")},
         "receiving_region": None if region is None else {"code": region,
                                                          "name": REGION_NAMES.get(region)},
         "sources": row["sources"] or [],
@@ -86,6 +86,7 @@ def _flat_corridor(item: dict[str, Any]) -> dict[str, Any]:
     out["from"], out["to"] = item["from"]["alpha3"], item["to"]["alpha3"]
     out["data_kinds"] = " ".join(item["data_kinds"])
     out["receiving_region"] = (item["receiving_region"] or {}).get("code")
+    out["caveats"] = " ".join(f"{k}:{v}" for k, v in item["caveats"].items())
     cheapest = item["cheapest"] or {}
     out["cheapest_provider"] = cheapest.get("provider")
     out["cheapest_total_cost_pct"] = cheapest.get("total_cost_pct")
@@ -139,7 +140,10 @@ async def corridors_list(request: web.Request) -> web.StreamResponse:
         return send_csv(request, body, meta, filename="corridors", headers=headers)
     body = dumps(envelope(single, srcs, emulated=emulated, amount_usd=amount_usd,
                           periods={k: periods[k] for k in sorted(periods, key=period_key)},
-                          count=len(selected), next_cursor=next_cursor, corridors=items))
+                          count=len(selected), next_cursor=next_cursor,
+                          caveats_explained={f: CAVEATS[f] for f in sorted(
+                              {f for i in items for f in i["caveats"]})},
+                          corridors=items))
     return send(request, body, JSON, headers=headers)
 
 
@@ -189,7 +193,7 @@ HISTORY_PARAMS = frozenset({"amount", "cursor", "limit", INCLUDE})
 HISTORY_CSV_COLUMNS = ["period", "amount_usd", "first_collected", "last_collected",
                        "data_kinds", "average", "smart", "median", "services",
                        "transparent_services", "above_5", "above_10", "too_few_services",
-                       "no_transparent_service"]
+                       "no_transparent_service", "caveats"]
 
 
 async def corridor_history(request: web.Request) -> web.StreamResponse:
@@ -221,7 +225,9 @@ async def corridor_history(request: web.Request) -> web.StreamResponse:
     latest = items[-1]["period"] if items else None
     srcs = {s for i in items for s in i["sources"]}
     if wants_csv(request):
-        return send_csv(request, to_csv(items, HISTORY_CSV_COLUMNS),
+        flat = [{**i, "caveats": " ".join(f"{k}:{v}" for k, v in i["caveats"].items())}
+                for i in items]
+        return send_csv(request, to_csv(flat, HISTORY_CSV_COLUMNS),
                         csv_headers(latest, srcs, emulated=snap.include_emulated),
                         filename=f"{src}-{dst}-history",
                         headers=headers)

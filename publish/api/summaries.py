@@ -56,7 +56,7 @@ def corridor_summary(row: dict[str, Any] | None) -> dict[str, Any]:
                 "transparent_services": 0, "above_5": None, "above_10": None,
                 "too_few_services": None, "no_transparent_service": None,
                 "points_above_3": None, "points_above_5": None, "cheapest": None,
-                "cheapest_leaves_out": list(CHEAPEST_LEAVES_OUT)}
+                "cheapest_leaves_out": list(CHEAPEST_LEAVES_OUT), "caveats": {}}
     avg = finite(row["average"])
     return {
         "average": avg,
@@ -74,7 +74,15 @@ def corridor_summary(row: dict[str, Any] | None) -> dict[str, Any]:
                               row["cheapest_product"], row["cheapest_total_cost"]),
         # Services flagged so are not named cheapest (they keep their rank, marked).
         "cheapest_leaves_out": list(CHEAPEST_LEAVES_OUT),
+        # How many of its services carry each caveat (publish.data.CAVEATS says what each
+        # means): the averages keep them, a reader is told.
+        "caveats": corridor_caveats(row.get("caveats")),
     }
+
+
+def corridor_caveats(text: str | None) -> dict[str, int]:
+    """``{"negative_margin": 3, …}`` from the corridor table's "negative_margin:3 …"."""
+    return {flag: int(n) for flag, n in (item.split(":") for item in (text or "").split())}
 
 
 def cheapest_named(firm: str | None, firm_type: str | None, product: str | None,

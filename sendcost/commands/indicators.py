@@ -25,8 +25,10 @@ docs/indicators.md.
 
 The weighted average weighs corridor averages by the World Bank/KNOMAD bilateral
 remittance matrix nearest the period (2011 or 2021, bundled) and says how many corridors
-and how much volume it weighed; when it weighs fewer than 75% of the corridors with an
-average it is left out and the output says "insufficient weights".
+and how much volume it weighed; when the corridors it weighs carry less than
+[indicators] weighted_min_volume_share (config.toml, default 75%) of the matrix's volume
+between the period's sending and receiving countries, it is left out and the output says
+"insufficient weights".
 
 PERIOD is a quarter (2011Q3, or RPW's 2011_3Q) or a month (2026-11). Regions, income
 groups and G8/G20 are the World Bank's classification in force in that period (an RPW
@@ -76,15 +78,21 @@ def _flows() -> pl.LazyFrame:
 
 
 def compute_from_frame(frame: pl.DataFrame, period: str, amount: int,
-                       classifications: pl.DataFrame | None = None) -> dict[str, Any]:
+                       classifications: pl.DataFrame | None = None, *,
+                       weights_coverage_min: float | None = None) -> dict[str, Any]:
     """The indicators of ``period``, with the country classification of that period
-    (``classifications``: an RPW file's own, laid over the bundled one)."""
+    (``classifications``: an RPW file's own, laid over the bundled one) and the weighted
+    average's coverage rule in % (None: config.toml's default)."""
+    from corridors.config import IndicatorsConfig
     from corridors.reference import classification_for
     from metrics.indicators import compute_indicators
 
+    if weights_coverage_min is None:
+        weights_coverage_min = IndicatorsConfig().weights_coverage_min
     countries = classification_for(period, classifications)
     return compute_indicators(frame.lazy(), period=period, amount_usd=amount,
-                              countries=countries.lazy(), flows=_flows())
+                              countries=countries.lazy(), flows=_flows(),
+                              weights_coverage_min=weights_coverage_min)
 
 
 def _choose_kinds(frame: pl.DataFrame, period: str, include_emulated: bool) -> pl.DataFrame:
@@ -126,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
 
         frame = asyncio.run(load())
     frame = _choose_kinds(frame, period, args.include_emulated)
-    doc = compute_from_frame(frame, period, args.amount, classifications)
+    doc = compute_from_frame(frame, period, args.amount, classifications,
+                             weights_coverage_min=config.indicators.weights_coverage_min)
     if args.include_emulated:
         doc = {"warning": EMULATED_WARNING, **doc}
         print(f"WARNING: {EMULATED_WARNING}", file=sys.stderr)
@@ -151,9 +160,11 @@ def _fmt(v: float | None) -> str:
 def _weights_line(w: dict[str, Any]) -> str:
     """How much the weighted average could weigh, and "insufficient weights" below the rule."""
     share = "—" if w["corridor_share"] is None else f"{w['corridor_share']:.0f}%"
+    volume = "—" if w["volume_share"] is None else f"{w['volume_share']:.0f}%"
     return (f"{w['status']}: {w['matrix_year']} matrix weighs {w['corridors_weighed']} of "
             f"{w['corridors_with_average']} corridors ({share}), "
-            f"USD {w['flow_usd_m']:,.0f} million")
+            f"USD {w['flow_usd_m']:,.0f} million = {volume} of the volume between their "
+            f"countries (rule: {w['volume_share_min']:g}%)")
 
 
 def _print_table(doc: dict[str, Any], table: pl.DataFrame) -> None:
