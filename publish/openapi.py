@@ -293,6 +293,8 @@ SCHEMAS: dict[str, Any] = {
                     "description": "why the service is degraded (empty when ok): the "
                                    "database unreachable, restarting, or its disk full"},
         "database": obj({"reachable": BOOL, "embedded": BOOL}),
+        "collecting": {"type": "boolean", "description": "whether this process collects "
+                       "(false: an API replica, serve --no-collect, that only serves)"},
         "collections": {"type": "array", "items": obj({
             "source": STR, "run_id": INT, "status": STR, "started_at": STR,
             "finished_at": NSTR, "quotes_stored": {"type": ["integer", "null"]},

@@ -289,6 +289,7 @@ async def healthz(request: web.Request) -> web.Response:
         "reasons": reasons,
         "database": {"reachable": reachable,
                      "embedded": request.app[runtime.DATABASE].embedded},
+        "collecting": request.app.get(runtime.COLLECTING, True),
         "collections": [
             {"source": r["source"], "run_id": r["id"], "status": r["status"],
              "started_at": r["started_at"].isoformat(),

@@ -247,6 +247,8 @@ async def test_two_collectors_and_two_replicas_share_one_database(
             for r in replicas:
                 status, health = await _json(http, f"{r.base}/healthz")
                 assert status == 200 and health["status"] == "ok", health
+                assert health["collecting"] is False
+            assert (await _json(http, f"{collectors[0].base}/healthz"))[1]["collecting"] is True
     finally:
         codes = {p.name: p.stop() for p in procs}
         await conn.close()
