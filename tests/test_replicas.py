@@ -124,21 +124,20 @@ async def _until(what: str, check: Any, procs: list[Serve], timeout: float = 180
 
 
 def _collected(answer: dict[str, Any]) -> dict[str, dt.datetime]:
-    """service id → collected_at of the operators' services in a compare answer."""
+    """service id → collected_at of the services in a compare answer."""
     return {s["service_id"]: dt.datetime.fromisoformat(s["collected_at"])
-            for s in answer.get("services", []) + answer.get("non_transparent", [])
-            if s["source"] in OPERATORS}
+            for s in answer.get("services", []) + answer.get("non_transparent", [])}
 
 
 async def _newest(conn: asyncpg.Connection) -> dict[str, dt.datetime]:
-    """What the replicas should show for USA→MEX at USD 200 in the latest period: each
-    operator service's latest quote."""
+    """What the replicas should show for USA→MEX at USD 200 in the operators' latest
+    month: each service's latest quote, whichever source gave it (an operator's own, or
+    the comparison feed's for the same service)."""
     rows = await conn.fetch(
         "SELECT DISTINCT ON (q.service_id) s.service_key, q.collected_at FROM quotes q "
         "JOIN services s ON s.id = q.service_id JOIN corridors c ON c.id = s.corridor_id "
         "WHERE c.source_code = 'USA' AND c.destination_code = 'MEX' AND q.amount_usd = 200 "
-        "AND q.source = ANY($1) AND q.period = (SELECT max(period) FROM quotes "
-        "WHERE source = ANY($1) AND period NOT LIKE '%Q%') "
+        "AND q.period = (SELECT max(period) FROM quotes WHERE source = ANY($1)) "
         "ORDER BY q.service_id, q.collected_at DESC, q.id DESC", list(OPERATORS))
     return {r["service_key"]: r["collected_at"] for r in rows}
 
