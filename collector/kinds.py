@@ -65,7 +65,12 @@ def marked_emulated(headers: Mapping[str, str]) -> bool:
 def data_kind(source: SourceConfig, headers: Mapping[str, str],
               sandbox: SandboxConfig | None = None) -> DataKind:
     """The kind of the quotes ``source`` parsed from a response with ``headers``, with the
-    sandbox at ``sandbox`` (the config's ``[sandbox]``; default 127.0.0.1:8765)."""
+    sandbox at ``sandbox`` (the config's ``[sandbox]``; default 127.0.0.1:8765). A postal
+    tariff transcribed from a post's web page says so (``options.data_kind =
+    "published_tariff"``, the bundled tariffs)."""
     if marked_emulated(headers) or is_sandbox_url(source.url, sandbox):
         return DataKind.EMULATED
+    if source.kind == "postal_tariff" and source.options.get("data_kind") == (
+            DataKind.PUBLISHED_TARIFF.value):
+        return DataKind.PUBLISHED_TARIFF
     return KIND_OF_SOURCE.get(source.kind, DataKind.OBSERVED)

@@ -35,17 +35,31 @@ read (``up_to`` missing or not a number, a band or the bands not what they shoul
 whose delivery days are not a number as ``malformed_record``; a destination that names no
 country we know is quarantined once, as ``malformed_record``. ``up_to`` empty or null means
 no upper bound; in JSON the key must be there.
+
+A tariff transcribed by hand from a post's web page (the bundled ones, in
+corridors/data/postal_tariffs/) is a local file: ``url`` is then a path relative to
+config.toml, read and archived like a response. Its JSON says where it comes from:
+``source_url`` (the page), ``read_on`` (the day it was read), ``as_of`` (the date the page
+gives its figures, when it gives one), ``quoted`` (the text the figures are taken from);
+its source sets ``options.data_kind = "published_tariff"``, the kind its quotes are stored
+with. A tariff older than ``[collection] postal_tariff_max_age_days`` (by ``as_of``, else
+``read_on``, else ``valid_from``) is logged once per source and listed by ``/healthz``
+(``stale_tariffs``).
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import io
+import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from collector import options as opt
@@ -53,11 +67,12 @@ from collector.errors import ParseError
 from collector.model import Draft, service_key
 from collector.parsing import as_text, charset_of, dec, load_json
 from collector.run import Fetched, RunContext
-from collector.validate import Rejected, Rejection, Unusable, number
-from corridors.config import SourceConfig
+from collector.validate import RATE_UNDISCLOSED, Rejected, Rejection, Unusable, number
+from corridors.config import Config, SourceConfig
 from corridors.reference import country_code
 from corridors.types import (
     AccessPoint,
+    DataKind,
     Firm,
     FirmType,
     PayIn,
@@ -66,9 +81,13 @@ from corridors.types import (
     speed_from_days,
 )
 
+log = logging.getLogger(__name__)
+
 OPTIONS = {"operator": opt.STRING, "country": opt.STRING, "currency": opt.STRING,
            "format": opt.STRING, "product": opt.STRING, "pay_in": opt.STRING,
-           "pay_out": opt.STRING}
+           "pay_out": opt.STRING, "access_point": opt.STRING, "data_kind": opt.STRING}
+#: ``options.data_kind``: what the tariff is (collector.kinds.data_kind reads it).
+TARIFF_KINDS = (DataKind.OBSERVED.value, DataKind.PUBLISHED_TARIFF.value)
 CSV_COLUMNS = ("destination", "currency", "up_to", "fixed_fee", "pct_fee", "fx_margin_pct",
                "applied_rate", "delivery_days", "valid_from", "valid_to")
 
@@ -85,6 +104,11 @@ def check_options(source: SourceConfig) -> None:
         raise opt.ConfigError(f"{opt.where(source)}.country: not an ISO 3166 country code")
     opt.enum(source, "pay_in", PayIn, "cash")
     opt.enum(source, "pay_out", PayOut, "cash")
+    opt.enum(source, "access_point", AccessPoint, AccessPoint.POST_OFFICE_BRANCH.value)
+    kind = source.options.get("data_kind", DataKind.OBSERVED.value)
+    if kind not in TARIFF_KINDS:
+        raise opt.ConfigError(f"{opt.where(source)}.data_kind: expected "
+                              f"{' or '.join(TARIFF_KINDS)}, got {kind!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +148,20 @@ class Tariff:
     destinations: dict[str, Destination]
     #: Destinations that name no country we know: quarantined once each.
     unplaced: tuple[Rejected, ...] = ()
+    #: Provenance of a tariff transcribed from a web page (JSON only): the page, the day it
+    #: was read, and the date of its figures when the page gives one.
+    source_url: str | None = None
+    read_on: dt.date | None = None
+    as_of: dt.date | None = None
+
+    @property
+    def dated(self) -> dt.date | None:
+        """The date the tariff's figures are known to hold on: ``as_of``, else ``read_on``,
+        else ``valid_from``."""
+        return self.as_of or self.read_on or self.valid_from
+
+    def age_days(self, today: dt.date) -> int | None:
+        return (today - self.dated).days if self.dated is not None else None
 
 
 def parse(source: SourceConfig, body: bytes, charset: str | None = None) -> Tariff:
@@ -241,7 +279,9 @@ def _parse_json(source: SourceConfig, body: bytes, charset: str | None) -> Tarif
         currency=str(doc.get("currency") or o.get("currency") or "").upper(),
         valid_from=_date(doc.get("valid_from"), "valid_from"),
         valid_to=_date(doc.get("valid_to"), "valid_to"),
-        destinations=dests, unplaced=tuple(unplaced))
+        destinations=dests, unplaced=tuple(unplaced),
+        source_url=str(doc["source_url"]) if doc.get("source_url") else None,
+        read_on=_date(doc.get("read_on"), "read_on"), as_of=_date(doc.get("as_of"), "as_of"))
 
 
 def _parse_csv(source: SourceConfig, body: bytes, charset: str | None) -> Tariff:
@@ -321,9 +361,16 @@ def drafts(source: SourceConfig, tariff: Tariff, ctx: RunContext, fetched: Fetch
         if rate is None and d.fx_margin_pct is not None and ref is not None:
             rate = ref.rate * (1 - d.fx_margin_pct / 100)
         speed = speed_from_days(float(d.delivery_days)) if d.delivery_days is not None else None
-        service = ServiceAttributes(product=product, pay_in=PayIn(o.get("pay_in", "cash")),
-                                    pay_out=PayOut(o.get("pay_out", "cash")),
-                                    access_point=AccessPoint.POST_OFFICE_BRANCH, speed=speed)
+        # A published tariff that states no rate: the fee is the post's word, the service
+        # not transparent (never a rate made up). A machine tariff must say its rate.
+        undisclosed = (d.applied_rate is None and d.fx_margin_pct is None
+                       and o.get("data_kind") == DataKind.PUBLISHED_TARIFF.value)
+        service = ServiceAttributes(
+            product=product, pay_in=PayIn(o.get("pay_in", "cash")),
+            pay_out=PayOut(o.get("pay_out", "cash")),
+            access_point=AccessPoint(o.get("access_point",
+                                           AccessPoint.POST_OFFICE_BRANCH.value)),
+            speed=speed)
         for usd, amount in c.amounts:
             band = d.band(amount)
             if band is None:
@@ -353,14 +400,74 @@ def drafts(source: SourceConfig, tariff: Tariff, ctx: RunContext, fetched: Fetch
                     Decimal("0.01"), rounding=ROUND_HALF_UP), applied_rate=rate, fee_deducted=False,
                 send_currency=tariff.currency or None,
                 receive_currency=(d.currency or "").upper() or None,
-                fx_margin_reported=d.fx_margin_pct, flags=tuple(flags), payload=payload))
+                fx_margin_reported=d.fx_margin_pct,
+                flags=(*flags, RATE_UNDISCLOSED) if undisclosed else tuple(flags),
+                payload=payload))
     return out, rejected
+
+
+def is_local(source: SourceConfig) -> bool:
+    """True for a tariff read from a file (the bundled ones), not fetched."""
+    return not source.url.lower().startswith(("http://", "https://"))
+
+
+def local_path(source: SourceConfig, config: Config) -> Path:
+    """A local tariff's file: ``url`` relative to config.toml's folder."""
+    path = Path(source.url).expanduser()
+    if not path.is_absolute() and config.path is not None:
+        path = config.path.parent / path
+    return path
+
+
+@functools.cache
+def _warn_stale(source: str, dated: dt.date, age: int, max_age: float) -> None:
+    # functools.cache: once per source and date in a process, however often it runs.
+    log.warning("postal tariff %s is %d days old (its figures are of %s), more than "
+                "collection.postal_tariff_max_age_days (%g): check the post's page for a "
+                "newer one", source, age, dated, max_age)
+
+
+def check_age(source: SourceConfig, tariff: Tariff, max_age_days: float,
+              today: dt.date) -> dict[str, Any] | None:
+    """The tariff's staleness (source, dated, age_days, max_age_days, source_url) when it is
+    older than ``max_age_days``, logged once per source; None when it is not (or says no
+    date)."""
+    age = tariff.age_days(today)
+    if age is None or tariff.dated is None or age <= max_age_days:
+        return None
+    _warn_stale(source.name, tariff.dated, age, max_age_days)
+    return {"source": source.name, "dated": tariff.dated.isoformat(), "age_days": age,
+            "max_age_days": max_age_days, "source_url": tariff.source_url}
+
+
+def stale_tariffs(config: Config, today: dt.date) -> list[dict[str, Any]]:
+    """Every local postal tariff of ``config``, enabled or not (``enabled`` says), older than
+    the configured age (blocking: it reads the files; one that cannot be read or parsed is
+    listed with its error)."""
+    out = []
+    for source in config.sources:
+        if source.kind != "postal_tariff" or not is_local(source):
+            continue
+        try:
+            tariff = parse(source, local_path(source, config).read_bytes())
+        except (OSError, ParseError, json.JSONDecodeError) as exc:
+            out.append({"source": source.name, "enabled": source.enabled, "error": str(exc)})
+            continue
+        stale = check_age(source, tariff, config.collection.postal_tariff_max_age_days, today)
+        if stale is not None:
+            out.append({**stale, "enabled": source.enabled})
+    return out
 
 
 async def collect(ctx: RunContext) -> None:
     async def one(url: str) -> None:
-        fetched = await ctx.fetch(url)
+        if is_local(ctx.source):
+            fetched = await ctx.read_file(url, local_path(ctx.source, ctx.config))
+        else:
+            fetched = await ctx.fetch(url)
         tariff = parse(ctx.source, fetched.body, charset_of(fetched.headers))
+        check_age(ctx.source, tariff, ctx.config.collection.postal_tariff_max_age_days,
+                  fetched.fetched_at.date())
         await ctx.add_parsed(*drafts(ctx.source, tariff, ctx, fetched), fetched)
 
     await ctx.each([ctx.source.url], one)

@@ -26,6 +26,8 @@ Decisions, each one a place where RPW's file says less than the quote frame asks
   of case and spacing, "A,B" is the set {A, B}, every label is kept verbatim in
   ``RpwRead.labels``, and one sendcost does not know is counted per label
   (``unknown_labels``); an unknown firm type counts as "other".
+* A pick-up location naming a post office makes the pay-out ``post_office`` (the post as
+  the receiving end; ``metrics.postal.post_role``), whatever the pick-up method.
 * Numbers may be text, with thousands separators or a percent sign ("5.2%"). World Bank
   country codes that are not ISO's (``KSV``) are mapped (``corridors.reference``). The
   workbook's own region, income and G8/G20 columns become ``RpwRead.classifications``.
@@ -59,6 +61,7 @@ from corridors.types import (
     PAYOUT_FROM_RPW,
     SPEED_FROM_RPW,
     FirmType,
+    PayOut,
 )
 
 log = logging.getLogger(__name__)
@@ -574,6 +577,15 @@ def _parse_sheet(raw: pl.DataFrame, sheet: str | None, path: str, result: RpwRea
             seen[label] = seen.get(label, 0) + rows
         mapped_exprs[field_.target] = pl.col(col).replace_strict(
             mapping, default=None, return_dtype=pl.String)
+    # The pick-up location (2016- sheet) says where the money is collected: at a post
+    # office, the post is the receiving end of the service (pay-out post_office), whatever
+    # the method (cash, mostly).
+    location = _first_present(cols, ("pickup location",))
+    if location is not None:
+        mapped_exprs["pay_out"] = (
+            pl.when(pl.col(location).str.to_lowercase().str.contains("post office"))
+            .then(pl.lit(PayOut.POST_OFFICE.value))
+            .otherwise(mapped_exprs.get("pay_out", pl.lit(None, pl.String))))
     # The file's own classification: a name not known leaves the bundled value; say so.
     from corridors.reference import INCOME_FROM_WB_NAME, REGION_FROM_WB_NAME
 

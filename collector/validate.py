@@ -10,7 +10,10 @@ Reasons (``quarantined_quotes.reason``):
   amount_above_tariff         the amount is above a tariff's largest band: no price for it
   fee_missing                 no fee: an answer without one is not a price (an error body, {})
   rate_missing                no applied rate, no received amount and no FX margin: the
-                              exchange-rate half of the price is missing
+                              exchange-rate half of the price is missing (unless the quote
+                              is flagged rate_undisclosed: a post's published tariff that
+                              states its fee and not its rate, kept as a non-transparent
+                              service, as RPW records a service that does not disclose it)
   fee_negative                fee < 0
   fee_above_amount            fee > amount sent
   rate_not_positive           applied rate ≤ 0
@@ -51,6 +54,10 @@ from corridors.config import CollectionConfig
 
 if TYPE_CHECKING:
     from collector.rates import RateBook
+
+#: The flag of a quote from a post's published tariff that states no rate (collector.
+#: postal_tariff): its fee is the post's word, its rate unknown; stored non-transparent.
+RATE_UNDISCLOSED = "rate_undisclosed"
 
 #: Received amounts are rounded by upstreams (to the unit in some currencies).
 RECEIVED_REL_TOLERANCE = Decimal("0.01")
@@ -184,7 +191,8 @@ def check(draft: Draft, reference: Decimal | None, config: CollectionConfig, *,
     if fee > amount:
         return Rejection("fee_above_amount", "fee", f"{fee} > {amount}"), ()
     rate = draft.applied_rate
-    if rate is None and draft.received_amount is None and draft.fx_margin_reported is None:
+    if (rate is None and draft.received_amount is None and draft.fx_margin_reported is None
+            and RATE_UNDISCLOSED not in draft.flags):
         # A fee with no rate, no received amount and no FX margin prices half a transfer. (A
         # reported margin is a price: a postal tariff's, measured once a reference exists.)
         return Rejection("rate_missing", "applied_rate", "the answer carries neither an "

@@ -156,6 +156,9 @@ class CollectionConfig:
     # An upstream's own FX margin (a comparison feed's markup) further than this many
     # percentage points from the margin measured against our reference is quarantined.
     max_margin_disagreement_pct: float = 2.0
+    # A postal tariff whose figures are older than this many days (its as_of date, else the
+    # day it was read) is reported: logged once per source and listed by /healthz.
+    postal_tariff_max_age_days: float = 365.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,9 +451,10 @@ def _oauth(value: Mapping[str, Any], headers: Mapping[str, Any], key: str) -> di
 def _source_url(value: str, kind: str, key: str) -> str:
     """An absolute http(s) URL (for ``rpw``, a local path too). An operator_json URL is a
     template: its ``{placeholders}`` are checked by the adapter, and pass here."""
-    if kind == "rpw" and value.strip() and not _SCHEME.match(value):
+    local = kind in ("rpw", "postal_tariff")
+    if local and value.strip() and not _SCHEME.match(value):
         return value  # a local file, relative to config.toml
-    expected = "an absolute http(s) URL" + (" or a local path" if kind == "rpw" else "")
+    expected = "an absolute http(s) URL" + (" or a local path" if local else "")
     try:
         parts = urlsplit(value)
         # Lower case, as the rpw adapter tells a URL from a path.
@@ -544,7 +548,8 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     collection = CollectionConfig(**values)
     for name in ("timeout_seconds", "backoff_base_seconds", "reference_max_age_hours",
                  "max_rate_deviation", "backoff_max_seconds", "circuit_cooldown_seconds",
-                 "retry_after_max_seconds", "max_margin_disagreement_pct"):
+                 "retry_after_max_seconds", "max_margin_disagreement_pct",
+                 "postal_tariff_max_age_days"):
         _positive(getattr(collection, name), f"collection.{name}")
     _at_least(collection.max_retries, 0, "collection.max_retries")
     _at_least(collection.circuit_failures, 1, "collection.circuit_failures")

@@ -73,12 +73,16 @@ class DataKind(StrEnum):
     ``estimate``: a comparison feed's figure for another provider (not the provider's word).
     ``emulated``: the sandbox's invented prices: never a real price, never published as one
     unless a user asks for it, and then marked "emulated data — not real prices".
+    ``published_tariff``: a post's price list as published on its web page, transcribed by
+    hand into a bundled file (corridors/data/postal_tariffs/, each with the page's URL and
+    the date it was read): the fee schedule, not a quote for a transfer.
     """
 
     SURVEY = "survey"
     OBSERVED = "observed"
     ESTIMATE = "estimate"
     EMULATED = "emulated"
+    PUBLISHED_TARIFF = "published_tariff"
 
 
 #: What every rendering says beside emulated data, where a reader cannot miss it.
@@ -152,6 +156,9 @@ class PayOut(StrEnum):
     MOBILE_WALLET = "mobile_wallet"
     HOME_DELIVERY = "home_delivery"
     CARD = "card"
+    # Paid out at a post office counter (a postal money order, or an MTO's service whose
+    # receiving agent is the post): the post as the receiver's end.
+    POST_OFFICE = "post_office"
 
 
 class AccessPoint(StrEnum):
@@ -191,6 +198,12 @@ PAYOUT_FROM_RPW: dict[str, PayOut | None] = {
     # The 2016-2025 sheet's "pickup method" labels (../shared/data/rpw/LABELS.md).
     "Own/partner bank account": PayOut.BANK_ACCOUNT,
     "Bank account (same/partner bank)": PayOut.BANK_ACCOUNT,
+    # Pay-out at a post office: none in the bundled 2011-2014 data; mapped so that a real
+    # file's label is counted as the post's, not reported as unknown.
+    "Post office": PayOut.POST_OFFICE,
+    "Post Office": PayOut.POST_OFFICE,
+    "Post office branch": PayOut.POST_OFFICE,
+    "Post Office branch": PayOut.POST_OFFICE,
 }
 
 

@@ -36,7 +36,11 @@ from metrics.postal import (
     postal_benchmark,
     postal_by_operator,
     postal_extremes,
+    postal_summary,
+    postal_summary_by_operator,
+    postal_trend,
     postal_versus_firm_types,
+    previous_period,
 )
 from metrics.progress import ProgressCall, progress_call
 from metrics.services import services_in_period
@@ -72,6 +76,8 @@ ABOVE_5_SHOWN = 20
 #: Post-office services shown at each end (cheapest and dearest against their corridor's
 #: median); every one is in data/postal_benchmark.csv.
 POSTAL_SHOWN = 10
+#: The periods the postal trend covers at most (the latest ones held).
+POSTAL_TREND_PERIODS = 12
 #: The six sections, in order; their titles are the h2 headings of HTML, PDF and Markdown.
 SECTIONS = (
     "1. Headline: the cost of sending USD 200",
@@ -165,6 +171,12 @@ class Bulletin:
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
     #: The G20 remittance scorecard at USD 200 (``g20_scorecard``).
     kpis: dict[str, Any] = field(default_factory=dict)
+    #: Each post against its market per corridor and role, and per post
+    #: (``metrics.postal.postal_summary``, ``postal_summary_by_operator``).
+    postal_summary: pl.DataFrame = field(default_factory=pl.DataFrame)
+    postal_summary_operators: pl.DataFrame = field(default_factory=pl.DataFrame)
+    #: The same per period, over the trend's last ``POSTAL_TREND_PERIODS`` periods.
+    postal_trend: pl.DataFrame = field(default_factory=pl.DataFrame)
     #: Labels of the figures of this very period known only from secondary sources
     #: (``SECONDARY_FIGURES``): not compared, and said so.
     not_compared: list[str] = field(default_factory=list)
@@ -431,6 +443,10 @@ def compute_bulletin(quotes: pl.DataFrame, period: str, *,
         "most": mb.ranked_lists(table.lazy(), 10)[0],
         "least": mb.ranked_lists(table.lazy(), 10)[1],
         "postal": postal_benchmark(lazy, period=canonical, amount_usd=HEADLINE_AMOUNT),
+        "postal_summary": postal_summary(lazy, period=canonical, amount_usd=HEADLINE_AMOUNT,
+                                         previous=previous_period(available, canonical)),
+        "postal_trend": postal_trend(lazy, periods=periods[-POSTAL_TREND_PERIODS:],
+                                     amount_usd=HEADLINE_AMOUNT),
         "coverage": mb.coverage(lazy, period=canonical, amount_usd=HEADLINE_AMOUNT),
         "source_mix": mb.source_mix(lazy, period=canonical, amount_usd=HEADLINE_AMOUNT),
     }
@@ -475,6 +491,10 @@ def compute_bulletin(quotes: pl.DataFrame, period: str, *,
             pl.col("source").cast(pl.String).is_in(sorted(survey_sources)))
             .get_column("quotes").sum()),
         kpis=g20_scorecard(lazy, canonical, HEADLINE_AMOUNT),
+        postal_summary=done["postal_summary"],
+        postal_summary_operators=postal_summary_by_operator(
+            done["postal_summary"].lazy()).collect(),
+        postal_trend=done["postal_trend"],
         not_compared=not_compared,
     )
 
@@ -755,6 +775,9 @@ def data_tables(b: Bulletin) -> dict[str, pl.DataFrame]:
         "least_expensive": b.least,
         "postal_benchmark": b.postal,
         "postal_vs_firm_types": b.postal_types,
+        "postal_summary": b.postal_summary,
+        "postal_summary_operators": b.postal_summary_operators,
+        "postal_trend": b.postal_trend,
         "postal_operators": b.postal_operators.with_columns(
             pl.col("firm_type").map_elements(firm_type_label, return_dtype=pl.String)
             .alias("label")),

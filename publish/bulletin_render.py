@@ -54,7 +54,8 @@ REFERENCE_RATE_NOTE = (
     "quotes carry no time stamp of their reference rate.")
 
 CHART_FILES = ("trend", "firm_types", "receiving_regions", "sending_countries",
-               "most_expensive", "least_expensive", "postal_benchmark", "g20_scorecard")
+               "most_expensive", "least_expensive", "postal_benchmark", "postal_trend",
+               "g20_scorecard")
 
 
 def esc(value: object) -> str:
@@ -322,10 +323,79 @@ def charts(b: Bulletin) -> list[ch.Chart]:
     out.append(ch.postal_chart(
         [(f"{r['firm']} {r['source_code']}-{r['destination_code']}", r["corridor_median"],
           r["total_cost_pct"]) for r in known.iter_rows(named=True)], period=b.period))
+    out.append(postal_trend_chart(b))
     out.append(ch.scorecard_chart(scorecard_bars(b), period=b.period,
                                   speed_target=TARGET_ONE_HOUR_SHARE))
     assert tuple(c.name for c in out) == CHART_FILES
     return out
+
+
+def postal_trend_series(b: Bulletin) -> tuple[list[str], dict[str, tuple[list[float | None],
+                                                                      list[float | None]]]]:
+    """The periods of the postal trend and, per post, corridor and role with a disclosed
+    cost in the bulletin's period, (its cost, its market's median) in each: those held in
+    the most periods first, then the widest gap to the market (``charts.POSTAL_TREND_LINES``
+    of them are drawn; every one is in data/postal_trend.csv)."""
+    t = b.postal_trend
+    if not t.height:
+        return [], {}
+    periods = sorted(set(t.get_column("period").to_list()), key=parse_period)
+    keys = ["source_code", "destination_code", "firm", "role"]
+    now = t.filter(pl.col("period") == b.period, pl.col("post_total_cost_pct").is_not_null())
+    ranked = (t.filter(pl.col("post_total_cost_pct").is_not_null())
+              .group_by(keys).agg(pl.len().alias("held"))
+              .join(now.select(*keys, pl.col("difference_to_median").abs().alias("gap")),
+                    on=keys, how="inner")
+              .sort(["held", "gap", "firm", "source_code", "destination_code"],
+                    descending=[True, True, False, False, False], nulls_last=True)
+              .head(ch.POSTAL_TREND_LINES))
+    series: dict[str, tuple[list[float | None], list[float | None]]] = {}
+    for r in ranked.iter_rows(named=True):
+        rows = t.filter(*(pl.col(k) == r[k] for k in keys))
+        by_period = {x["period"]: x for x in rows.iter_rows(named=True)}
+        label = (f"{r['firm']}, {corridor_label(r['source_code'], r['destination_code'])}"
+                 + (" (pays out)" if r["role"] == "receiver" else ""))
+        series[label] = ([by_period[p]["post_total_cost_pct"] if p in by_period else None
+                          for p in periods],
+                         [by_period[p]["market_median"] if p in by_period else None
+                          for p in periods])
+    return periods, series
+
+
+def postal_trend_chart(b: Bulletin) -> ch.Chart:
+    from metrics.progress import decimal_year
+
+    periods, series = postal_trend_series(b)
+    return ch.postal_trend_chart(periods, [decimal_year(p) for p in periods], series,
+                                 period=b.period)
+
+
+def postal_roles_sentence(b: Bulletin) -> str:
+    """How the posts stand against their market in the period, senders and receivers told
+    apart, and how many gaps closed since the previous period."""
+    s = b.postal_summary
+    if not s.height:
+        return "No post sells or pays out a service in this period."
+    parts = []
+    for role, what in (("sender", "sell"), ("receiver", "pay out")):
+        rows = s.filter(pl.col("role") == role)
+        if not rows.height:
+            parts.append(f"no post {what}s a service" if role == "sender" else
+                         "none pays one out at its counters")
+            continue
+        posts = rows.get_column("firm").n_unique()
+        priced = rows.filter(pl.col("difference_to_median").is_not_null())
+        below = priced.filter(pl.col("difference_to_median") <= 0).height
+        parts.append(f"{posts} post{'s' if posts != 1 else ''} {what} services in "
+                     f"{rows.height} corridor{'s' if rows.height != 1 else ''}"
+                     + (f", {below} of {priced.height} priced at or below their market's "
+                        "median" if priced.height else ""))
+    change = s.get_column("change_difference_to_median").drop_nulls()
+    previous = s.get_column("previous_period").drop_nulls()
+    since = (f" Since {previous[0]} the gap closed in {(change < 0).sum()} corridors, "
+             f"widened in {(change > 0).sum()}." if previous.len() else "")
+    return ("; ".join(parts) + " (the market: the services no post sells or pays out)."
+            + since)
 
 
 # --- HTML --------------------------------------------------------------------------------------
@@ -674,6 +744,11 @@ corridor's median; {undisclosed} more do not disclose the rate they apply and ha
        [("Provider type", False), ("Average", True), ("Services", True),
         ("Difference to post offices", True)], pt_rows)}
 {figure(c["postal_benchmark"])}
+<h3>Posts against their market</h3>
+<p>{esc(postal_roles_sentence(b))} Each post per corridor:
+<a href="data/postal_summary.csv">data/postal_summary.csv</a>, per post:
+<a href="data/postal_summary_operators.csv">data/postal_summary_operators.csv</a>.</p>
+{figure(c["postal_trend"])}
 {table(f"Postal operators, {b.period}, USD 200",
        [("Operator", False), ("Service", False), ("Services", True), ("Corridors", True),
         ("Rate disclosed", True), ("Average", True), ("At or below median", True),
@@ -935,6 +1010,9 @@ def markdown(b: Bulletin) -> str:
         f"Post offices' own services averaged {post_average(b)}. Of "
         f"{known.height} post-office services with a disclosed exchange rate, {below} cost no "
         "more than their corridor's median. Every service: data/postal_benchmark.csv.",
+        f"Posts against their market: {postal_roles_sentence(b)} Over time: "
+        "charts/postal_trend.svg; each post per corridor: data/postal_summary.csv, per post: "
+        "data/postal_summary_operators.csv.",
         _md_table(["Provider type", "Average", "Services", "Difference to post offices"],
                   [[firm_type_label(r["firm_type"]), shown(r["average"], bool(r["sufficient"])),
                     r["services"], "reference" if r["firm_type"] == "post_office"

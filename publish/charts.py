@@ -283,6 +283,71 @@ def postal_chart(rows: Sequence[tuple[str, float, float]], *, period: str) -> Ch
                  "Post-office services against their corridor's median")
 
 
+#: The post-corridor lines a trend chart draws at most (the rest are in its data file).
+POSTAL_TREND_LINES = 8
+#: One colour per line of the postal trend (colour-blind-safe, Okabe-Ito order).
+LINE_COLOURS = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#000000",
+                "#8c564b")
+
+
+def postal_trend_chart(periods: Sequence[str], x: Sequence[float],
+                       series: Mapping[str, tuple[Sequence[float | None],
+                                                  Sequence[float | None]]],
+                       *, period: str) -> Chart:
+    """Each post's cost in a corridor over time (solid, filled markers) with the median of
+    its market there (dotted, hollow markers, the same colour): is the gap closing?
+
+    ``x``: each period's position in time (fractional years); ``series``: label → (the post's
+    total cost %, its market's median %), aligned with ``periods``; at most
+    ``POSTAL_TREND_LINES`` of them, in the order given. The 3% and 5% lines apply (each line
+    is one corridor)."""
+    from matplotlib.lines import Line2D
+
+    with rc_context(RC):
+        fig, ax = _figure(8.0, 4.6)
+        x = list(x)
+        shown = list(series.items())[:POSTAL_TREND_LINES]
+        handles: list[Any] = []
+        values: list[float] = []
+        for (label, (post, market)), colour in zip(shown, LINE_COLOURS, strict=False):
+            for vals, style, face in ((post, "-", colour), (market, ":", "white")):
+                pts = [(xi, v) for xi, v in zip(x, vals, strict=True) if v is not None]
+                values += [v for _, v in pts]
+                if pts:
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colour,
+                            linestyle=style, marker="o", markersize=4,
+                            markerfacecolor=face, linewidth=1.6, zorder=3)
+            handles.append(Line2D([], [], color=colour, marker="o", markersize=4,
+                                  linewidth=1.6, label=label))
+        handles.append(Line2D([], [], color=MUTED, linestyle=":", marker="o", markersize=4,
+                              markerfacecolor="white", label="dotted: the median of the "
+                                                             "post's market there"))
+        add_target_lines(ax, per_corridor=True)
+        handles += [line for line in ax.get_lines() if (line.get_gid() or "").startswith(
+            "target-")]
+        step = max(1, -(-len(periods) // MAX_TIME_TICKS))
+        keep = list(range(len(periods) - 1, -1, -step))[::-1]
+        ax.set_xticks([x[i] for i in keep], [periods[i] for i in keep],
+                      rotation=90 if len(keep) > 8 else 0)
+        if len(x) == 1:
+            ax.set_xlim(x[0] - 0.5, x[0] + 0.5)
+        ax.set_ylim(min([0.0, *values]), max([*values, 6.0]) * 1.12)
+        ax.set_ylabel("Total cost, % of amount sent")
+        ax.grid(axis="y", color="#d0d7de", linewidth=0.6)
+        _legend_below(fig, handles, ncols=2)
+        _title(ax, "Posts against their market, over time",
+               f"up to {period}, USD 200; the market: the corridor's services no post sells "
+               "or pays out")
+    desc = "; ".join(
+        f"{label}: " + ", ".join(f"{p} {v:.2f}% (market {m:.2f}%)" for p, v, m in zip(
+            periods, post, market, strict=True) if v is not None and m is not None)
+        for label, (post, market) in shown)
+    alt = (f"Line chart of {len(shown)} posts' total cost in one of their corridors by period, "
+           f"each beside its market's median: {desc or 'no cost disclosed'}. Dashed lines "
+           "mark the 3% target and the 5% corridor limit.")
+    return Chart("postal_trend", fig, alt, "Posts against their market, over time")
+
+
 def scorecard_chart(rows: Sequence[tuple[str, float | None]], *, period: str,
                     speed_target: float) -> Chart:
     """The G20 remittance scorecard's shares (0-100 %), one bar each, first at the top; a

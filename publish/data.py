@@ -96,6 +96,8 @@ CAVEATS: dict[str, str] = {
     "approximate_amount": "the provider priced an amount near, not exactly, the one asked",
     "tariff_out_of_validity": "the post's tariff was outside its validity dates when "
                               "collected",
+    "rate_undisclosed": "the post's published tariff states its fee, not the exchange rate "
+                        "it applies: no total cost, left out of the averages",
 }
 
 

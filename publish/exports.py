@@ -34,7 +34,15 @@ from corridors.reference import data_file
 from metrics import METHODOLOGY_VERSION, kinds
 from metrics import bulletin as mb
 from metrics import corridors as cor
-from metrics.postal import POSTAL_COLUMNS, postal_benchmark
+from metrics.postal import (
+    OPERATOR_COLUMNS,
+    POSTAL_COLUMNS,
+    SUMMARY_COLUMNS,
+    postal_benchmark,
+    postal_summary,
+    postal_summary_by_operator,
+    previous_period,
+)
 from metrics.services import services_in_period
 
 #: The UN SDG Global Database dataflow (agency:id(version)).
@@ -67,6 +75,63 @@ def postal_export(quotes: pl.DataFrame, *, period: str, amount_usd: int = 200
     doc = {"period": canonical, "amount_usd": amount_usd,
            "methodology_version": METHODOLOGY_VERSION, "columns": list(POSTAL_COLUMNS),
            "services": frame.to_dicts()}
+    return body_csv, (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+#: ``sendcost export postal --by``: service by service (the benchmark), or the post against
+#: its market per corridor or per operator (``metrics.postal.postal_summary``).
+POSTAL_BY = ("service", "corridor", "operator")
+#: What a quote frame read from an RPW file is, when it does not say (the reader leaves the
+#: kind null: collector.kinds.KIND_OF_SOURCE["rpw"]).
+_RPW_SOURCE = "rpw"
+
+
+def _provenance(quotes: pl.DataFrame, periods: list[str], amount_usd: int
+                ) -> list[dict[str, Any]]:
+    """Per source and data kind, the quotes of ``periods`` at ``amount_usd`` it gave, and
+    the first and last period it covers: what the figures rest on."""
+    labels = [label for p in periods for label in parse_period(p).labels]
+    rows = (quotes.lazy().filter(pl.col("period").is_in(labels),
+                                 pl.col("amount_usd") == amount_usd)
+            .group_by(pl.col("source").cast(pl.String), pl.col("data_kind").cast(pl.String))
+            .agg(pl.len().alias("quotes"), pl.col("period").cast(pl.String).min().alias("from"),
+                 pl.col("period").cast(pl.String).max().alias("to"))
+            .sort("source", "data_kind", nulls_last=True).collect())
+    return rows.to_dicts()
+
+
+def postal_summary_export(quotes: pl.DataFrame, *, period: str, by: str,
+                          amount_usd: int = 200) -> tuple[bytes, bytes]:
+    """The post against its market in ``period`` (``by``: "corridor" or "operator") as
+    (CSV, JSON) bytes, with the field names of ``/v1/postal/summary``. The JSON says what
+    the figures rest on: the period and the previous one compared with, and per source its
+    data kind, quotes and periods. Raises NoData without quotes. Emulated quotes (the
+    sandbox's) are never exported."""
+    if by not in ("corridor", "operator"):
+        raise ValueError(f"by: expected corridor or operator, got {by!r}")
+    quotes = quotes.filter(kinds.real_data()).with_columns(
+        pl.when(pl.col("data_kind").is_null() & (pl.col("source").cast(pl.String)
+                                                  == _RPW_SOURCE))
+        .then(pl.lit("survey")).otherwise(pl.col("data_kind").cast(pl.String))
+        .alias("data_kind"))
+    canonical = str(parse_period(period))
+    services = services_in_period(quotes.lazy(), period=canonical,
+                                  amount_usd=amount_usd).collect()
+    if services.height == 0:
+        raise NoData(f"no quotes at USD {amount_usd} for period {canonical}")
+    previous = previous_period(quotes.get_column("period").cast(pl.String).unique().to_list(),
+                               canonical)
+    summary = postal_summary(quotes.lazy(), period=canonical, amount_usd=amount_usd,
+                             previous=previous)
+    frame = (summary if by == "corridor" else postal_summary_by_operator(summary)).collect()
+    columns = SUMMARY_COLUMNS if by == "corridor" else OPERATOR_COLUMNS
+    body_csv = frame.write_csv(null_value="").encode()
+    doc = {"period": canonical, "previous_period": previous, "amount_usd": amount_usd,
+           "by": by, "methodology_version": METHODOLOGY_VERSION,
+           "market": "each corridor's transparent services that no post sells or pays out",
+           "provenance": _provenance(quotes, [canonical] + ([previous] if previous else []),
+                                     amount_usd),
+           "columns": list(columns), "rows": frame.to_dicts()}
     return body_csv, (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
 
 

@@ -273,6 +273,18 @@ SCHEMAS: dict[str, Any] = {
             "corridor_median": NUM, "corridor_average": NUM, "smart": NUM,
             "points_above_median": NUM, "cheapest": nullable("Cheapest")})},
     }),
+    "PostalSummary": obj({
+        **ENVELOPE, "amount_usd": INT, "by": {"enum": ["corridor", "operator"]},
+        "previous_period": NSTR,
+        "market": {"type": "string", "description": "what each post is measured against: "
+                                                    "its corridors' services that no post "
+                                                    "sells or pays out"},
+        "count": INT, "columns": {"type": "array", "items": STR},
+        "rows": {"type": "array", "description": "by=corridor: one row per post, corridor "
+                 "and role (sender: the post sells the service; receiver: it pays it out), "
+                 "the columns of `sendcost export postal --by corridor`; by=operator: one "
+                 "per post and role, those of `--by operator`",
+                 "items": {"type": "object"}}}),
     "AdminCollect": obj({
         "status": {"const": "triggered"},
         "jobs": {"type": "array", "items": STR,
@@ -292,6 +304,10 @@ SCHEMAS: dict[str, Any] = {
         "reasons": {"type": "array", "items": STR,
                     "description": "why the service is degraded (empty when ok): the "
                                    "database unreachable, restarting, or its disk full"},
+        "stale_tariffs": {"type": "array", "description": "postal tariffs (local files) "
+                          "older than collection.postal_tariff_max_age_days, or that cannot "
+                          "be read: they do not degrade the service",
+                          "items": {"type": "object", "required": ["source"]}},
         "database": obj({"reachable": BOOL, "embedded": BOOL}),
         "collecting": {"type": "boolean", "description": "whether this process collects "
                        "(false: an API replica, serve --no-collect, that only serves)"},
@@ -481,6 +497,14 @@ _PATHS: dict[str, Any] = {
         [param("period", "quarter (2014Q2) or month (2026-11); default: the latest period "
                          "with post-office quotes at the price point", PERIOD),
          P_AMOUNT_USD, P_CURSOR, P_LIMIT, P_INCLUDE], csv=True),
+    "/v1/postal/summary": get(
+        "/v1/postal/summary", "Each post against its market (the services no post sells or "
+        "pays out), per corridor or per operator, with the change since the previous period",
+        "PostalSummary",
+        [param("period", "quarter (2014Q2) or month (2026-11); default: the latest period "
+                         "with a post's services at the price point", PERIOD),
+         P_AMOUNT_USD, param("by", "corridor (default) or operator",
+                             {"enum": ["corridor", "operator"]}), P_INCLUDE], csv=True),
     "/v1/openapi.json": get("/v1/openapi.json", "This document", "OpenAPI", [], statuses=(),
                             data=False),
     "/metrics": get("/metrics", "Prometheus metrics (200 even without the database)", None, [],
@@ -525,7 +549,7 @@ _ACCEPT_NOTE = ("JSON, or CSV (with the Sendcost-* headers) when Accept prefers 
                 "to application/json by its q-values; JSON when neither is acceptable")
 for _csv_path in ("/v1/compare", "/v1/corridors", "/v1/corridors/{pair}",
                   "/v1/corridors/{pair}/history", "/v1/indicators", "/v1/kpis",
-                  "/v1/postal/benchmark"):
+                  "/v1/postal/benchmark", "/v1/postal/summary"):
     _item = copy.deepcopy(_PATHS[_csv_path])
     _item["get"]["summary"] += " (CSV)"
     _item["get"]["responses"]["200"]["content"] = {"text/csv": {"schema": STR}}

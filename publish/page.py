@@ -68,11 +68,12 @@ def N_(message: str) -> str:
 
 _KIND_LABELS = {"survey": N_("World Bank survey"), "observed": N_("provider's own quote"),
                 "estimate": N_("comparison site's estimate"),
-                "emulated": N_("emulated — not a real price")}
+                "emulated": N_("emulated — not a real price"),
+                "published_tariff": N_("post's published tariff")}
 _PAY_LABELS = {
     "cash": N_("Cash"), "bank_account": N_("Bank account"), "card": N_("Card"),
     "mobile_money": N_("Mobile money"), "mobile_wallet": N_("Mobile wallet"),
-    "home_delivery": N_("Home delivery"),
+    "home_delivery": N_("Home delivery"), "post_office": N_("Post office"),
 }
 _PAY_IN = {  # how the sender pays, and where
     "agent": N_("%(how)s at an agent"), "branch": N_("%(how)s at a branch"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import itertools
 import logging
 import shutil
@@ -17,6 +18,7 @@ import aiohttp
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from collector.postal_tariff import stale_tariffs
 from collector.schedule import add_jobs as collector_jobs
 from collector.schedule import add_recovery_job
 from corridors import health, runtime
@@ -26,6 +28,7 @@ from corridors.errors import DatabaseError
 from corridors.jobs import JobsUnderWay
 from corridors.store import STORE_ERRORS, Store, connect, migrations
 from publish import middleware
+from publish.api.postal_summary import setup_postal_summary_routes
 from publish.api.routes import setup_routes
 from publish.problems import RETRY_AFTER_UNAVAILABLE
 from publish.schedule import add_jobs as bulletin_jobs
@@ -284,9 +287,14 @@ async def healthz(request: web.Request) -> web.Response:
         runs = await store.last_runs() if reachable else []
     except STORE_ERRORS:
         runs = []
+    # A postal tariff older than the configured age is said, without degrading the service:
+    # it is still the post's latest published price sendcost holds.
+    config = request.app[runtime.CONFIG]
+    stale = await asyncio.to_thread(stale_tariffs, config, dt.datetime.now(dt.UTC).date())
     body = {
         "status": "ok" if ok else "degraded",
         "reasons": reasons,
+        "stale_tariffs": stale,
         "database": {"reachable": reachable,
                      "embedded": request.app[runtime.DATABASE].embedded},
         "collecting": request.app.get(runtime.COLLECTING, True),
@@ -324,5 +332,6 @@ def create_app(config: Config, target: DatabaseTarget, *,
     app.cleanup_ctx.append(_background_ctx)
     app.cleanup_ctx.append(_scheduler_ctx)
     setup_routes(app)
+    setup_postal_summary_routes(app)
     app.router.add_get("/healthz", healthz, name="healthz")
     return app

@@ -42,6 +42,7 @@ from publish.api.corridors import CORRIDOR_PARAMS, CORRIDORS_PARAMS, HISTORY_PAR
 from publish.api.indicators import INDICATORS_PARAMS
 from publish.api.kpis import KPIS_PARAMS
 from publish.api.postal import POSTAL_PARAMS
+from publish.api.postal_summary import PARAMS as POSTAL_SUMMARY_PARAMS
 from publish.data import CAVEATS
 from publish.middleware import (
     HANDLER_ARGS,
@@ -1041,7 +1042,7 @@ async def test_healthz_and_metrics_show_each_sources_latest_run(
         own_api: TestClient, fresh_database: str, server_url: str) -> None:
     store = own_api.app[runtime.STORE]
     body = await get_json(own_api, "/healthz")
-    assert body == {"status": "ok", "reasons": [],
+    assert body == {"status": "ok", "reasons": [], "stale_tariffs": [],
                     "database": {"reachable": True, "embedded": False}, "collecting": True,
                     "collections": []}
     run = await store.start_run("metrics-test")
@@ -1056,7 +1057,7 @@ async def test_healthz_and_metrics_show_each_sources_latest_run(
 
     resp = await own_api.get("/healthz")
     assert resp.headers["Cache-Control"] == "no-store" and "ETag" not in resp.headers
-    assert await resp.json() == {"status": "ok", "reasons": [],
+    assert await resp.json() == {"status": "ok", "reasons": [], "stale_tariffs": [],
                                  "database": {"reachable": True, "embedded": False},
                                  "collecting": True, "collections": [await expected_run()]}
     valid_as(await resp.json(), "/healthz", "200")
@@ -1068,7 +1069,8 @@ async def test_healthz_and_metrics_show_each_sources_latest_run(
     await store.finish_run(run, status="failed", requests=2, quotes_stored=3,
                            quotes_quarantined=1, errors={})
     assert await get_json(own_api, "/healthz") == {
-        "status": "ok", "reasons": [], "database": {"reachable": True, "embedded": False},
+        "status": "ok", "reasons": [], "stale_tariffs": [],
+        "database": {"reachable": True, "embedded": False},
         "collecting": True, "collections": [await expected_run()]}
     resp = await own_api.get("/metrics")
     assert resp.headers["Cache-Control"] == "no-store" and "ETag" not in resp.headers
@@ -1105,7 +1107,7 @@ async def test_metrics_answer_without_the_database(own_api: TestClient, fresh_da
     body = await resp.json()
     assert body.pop("reasons")[0].startswith("database unreachable (")
     assert body == {"status": "degraded", "database": {"reachable": False, "embedded": False},
-                    "collecting": True, "collections": []}
+                    "stale_tariffs": [], "collecting": True, "collections": []}
     valid_as(await resp.json(), "/healthz", "503")
 
 
@@ -1155,6 +1157,7 @@ async def test_openapi_describes_exactly_the_routes(api: TestClient) -> None:  #
         "/v1/corridors/{pair}/history": HISTORY_PARAMS,
         "/v1/indicators": INDICATORS_PARAMS, "/v1/kpis": KPIS_PARAMS,
         "/v1/postal/benchmark": POSTAL_PARAMS, "/": PAGE_PARAMS,
+        "/v1/postal/summary": POSTAL_SUMMARY_PARAMS,
         "/v1/admin/collect": ADMIN_COLLECT_PARAMS,
         "/v1/admin/bulletin": ADMIN_BULLETIN_PARAMS,
     }

@@ -208,7 +208,7 @@ def test_pdf_links_work_beside_it(built) -> None:
 
 
 #: The charts of corridors: the only ones where the per-corridor 5% rule applies.
-CORRIDOR_CHARTS = ("most_expensive", "least_expensive")
+CORRIDOR_CHARTS = ("most_expensive", "least_expensive", "postal_trend")
 #: Charts of shares, not costs: their target is the G20 speed target, not 3% or 5%.
 SHARE_CHARTS = ("g20_scorecard",)
 
@@ -254,8 +254,9 @@ def test_readable_length_and_where_the_full_lists_are(built, docs, pdf_text) -> 
     try:
         # 16 pages; the caveats column of the corridor and postal tables (issue #11 item 4)
         # made the 2014Q2 bulletin one page longer, and the G20 remittance scorecard
-        # (issue #16) one more.
-        assert len(pdf) <= 18, len(pdf)
+        # (issue #16) one more, the postal page's posts against their market over time (#16
+        # item 4) one more.
+        assert len(pdf) <= 19, len(pdf)
     finally:
         pdf.close()
     above = [c for c in docs[200]["corridors"] if c["average"] is not None
@@ -390,6 +391,30 @@ def test_cli_writes_a_bulletin(tmp_path, capsys) -> None:
                  str(tmp_path), "-q"]) == 0
     assert (tmp_path / "2013Q4" / "bulletin.pdf").is_file()
     assert "bulletin 2013Q4 written" in capsys.readouterr().out
+
+
+def test_the_postal_page_sets_each_post_against_its_market(built) -> None:
+    """#16 item 4: per corridor, the post against the services no post sells or pays out
+    (BEL->COD 2014Q2: median 9.31 without the post counters' services, 9.34 with them), the
+    senders and receivers told apart, and the trend chart with its data."""
+    import csv
+
+    from metrics.postal import SUMMARY_COLUMNS
+
+    folder = built[0]
+    with (folder / "data" / "postal_summary.csv").open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == list(SUMMARY_COLUMNS)
+    bel_cod = [r for r in rows if (r["source_code"], r["destination_code"]) == ("BEL", "COD")]
+    assert {r["firm"] for r in bel_cod} == {"La Poste via Western Union", "MoneyTrans"}
+    assert {round(float(r["market_median"]), 2) for r in bel_cod} == {9.31}
+    assert {round(float(r["median_with_post"]), 2) for r in bel_cod} == {9.34}
+    html = (folder / "index.html").read_text(encoding="utf-8")
+    assert "Posts against their market" in html and "charts/postal_trend.png" in html
+    assert "10 posts sell services in 66 corridors" in html
+    assert "none pays one out at its counters" in html
+    assert (folder / "charts" / "postal_trend.svg").is_file()
+    assert (folder / "data" / "postal_trend.csv").is_file()
 
 
 @pytest.mark.parametrize(("period", "shown", "not_compared"), [

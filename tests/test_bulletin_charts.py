@@ -4,6 +4,8 @@ value labels, and the 5% line only where the per-corridor rule applies."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from matplotlib.figure import Figure
 
@@ -122,3 +124,28 @@ def test_five_percent_line_only_on_corridor_charts() -> None:
         "firm_types": ["target-3"], "receiving_regions": ["target-3"],
         "most_expensive": ["target-3", "target-5"], "trend": ["target-3"],
         "postal_benchmark": ["target-3"]}
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_postal_trend_chart_text_never_overlaps(n: int) -> None:
+    periods = [f"{2000 + i // 4}Q{i % 4 + 1}" for i in range(n)]
+    x = [2000 + i / 4 for i in range(n)]
+    series = {f"Post {k} with a long name, Country {k} → Country {k + 1}": (
+        [4 + k - i / (n + 1) if (i + k) % 5 else None for i in range(n)],
+        [6 - i / (n + 1) for i in range(n)]) for k in range(10)}
+    chart = ch.postal_trend_chart(periods, x, series, period=periods[-1])
+    assert _overlaps(chart.figure) == []
+    assert ch.target_lines(chart.figure) == ["target-3", "target-5"]
+    # at most POSTAL_TREND_LINES posts, each named once in the legend
+    legend = [t.get_text() for lg in chart.figure.legends for t in lg.get_texts()]
+    assert sum(t.startswith("Post ") for t in legend) == ch.POSTAL_TREND_LINES
+
+
+def test_postal_trend_chart_is_the_same_bytes_for_the_same_data(tmp_path: Path) -> None:
+    series = {"La Poste via Western Union, Belgium → DR Congo": ([11.59, 14.88, 9.42, 9.74],
+                                                                 [8.35, 8.84, 7.59, 9.31])}
+    args = (["2013Q1", "2013Q3", "2014Q1", "2014Q2"], [2013.0, 2013.5, 2014.0, 2014.25],
+            series)
+    first = ch.save(ch.postal_trend_chart(*args, period="2014Q2"), tmp_path / "a")
+    second = ch.save(ch.postal_trend_chart(*args, period="2014Q2"), tmp_path / "b")
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -33,6 +34,13 @@ def test_the_shipped_profile_is_real_public_upstreams() -> None:
 
     config = load_config(ROOT / "config.toml")
     check_sources(config)
+    # The real posts' tariffs are bundled files, transcribed from their pages (disabled until
+    # the store knows their data kind): tests/test_postal_tariffs.py.
+    tariffs = [s for s in config.sources if s.kind == "postal_tariff"]
+    assert len(tariffs) >= 3 and not any(s.enabled for s in tariffs)
+    assert all(s.url.startswith("corridors/data/postal_tariffs/") for s in tariffs)
+    config = dataclasses.replace(config, sources=tuple(
+        s for s in config.sources if s.kind != "postal_tariff"))
     by_name = {s.name: s for s in config.sources}
     assert {s.kind for s in config.sources} == {"comparison", "ecb_rates", "json_rates", "rpw"}
     for s in config.sources:
@@ -120,8 +128,9 @@ def test_alpha2_codes_become_alpha3() -> None:
          "sources[0].url: expected an absolute http(s) URL, got 'ftp://a/x'"),
         ({"sources": [{"name": "a", "kind": "ecb_rates", "url": "http://"}]},
          "sources[0].url: expected an absolute http(s) URL"),
-        ({"sources": [{"name": "a", "kind": "postal_tariff", "url": "/srv/tariff.json"}]},
-         "sources[0].url: expected an absolute http(s) URL"),
+        # A postal tariff may be a local file (a bundled tariff), but not another scheme.
+        ({"sources": [{"name": "a", "kind": "postal_tariff", "url": "ftp://a/tariff.json"}]},
+         "sources[0].url: expected an absolute http(s) URL or a local path"),
         ({"sources": [{"name": "a", "kind": "operator_json",
                        "url": "http://a b/quote?amount={amount}"}]},
          "sources[0].url: expected an absolute http(s) URL"),

@@ -18,7 +18,10 @@ HELP = """\
 Export open data for partners.
 
   postal   the postal benchmark of a period (every post-office service against its
-           corridor's median, cheapest service and SmaRT, with its rank) as CSV and JSON
+           corridor's median, cheapest service and SmaRT, with its rank) as CSV and JSON;
+           with --by corridor or --by operator, each post against its market (the
+           corridor's services no post sells or pays out): its cost, the market's median
+           and cheapest, its rank, and the change since the previous period
   sdmx     the SDG 10.c.1 series as SDMX-CSV for the UN SDG Global Database dataflow
            IAEG-SDGs:DF_SDG_GLH, with the series codes of the UN SDG series list (release
            2022.Q1.G.03): SI_RMT_COST (World and each receiving country), SI_RMT_COST_SND
@@ -30,7 +33,21 @@ Emulated quotes (collected from the sandbox: invented prices) are never exported
 
 examples:
   sendcost export postal --period 2014Q2 --source rpw --out exports/
+  sendcost export postal --period 2014Q2 --source rpw --by operator --out exports/
   sendcost export sdmx --from 2011Q1 --to 2014Q2 --source rpw > sdg_10c1.csv
+"""
+
+
+POSTAL_HELP = """\
+The postal benchmark of one period as postal-PERIOD.csv and postal-PERIOD.json in DIR:
+every post-office service against its corridor's median, cheapest service and SmaRT, with
+its rank.
+
+With --by corridor or --by operator: postal-PERIOD-by-corridor.csv and .json (or
+-by-operator), each post against its market (the corridor's services no post sells or pays
+out: its cost, the market's median and cheapest, its rank, the change since the previous
+period), with the field names of /v1/postal/summary; the JSON adds what the figures rest
+on: the previous period compared with and, per source, its data kind, quotes and periods.
 """
 
 
@@ -67,19 +84,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        help="price point in USD (default 200)")
 
     postal = what.add_parser("postal", help="the postal benchmark as CSV and JSON",
-                             description="The postal benchmark of one period as "
-                                         "postal-PERIOD.csv and postal-PERIOD.json in DIR: "
-                                         "every post-office service against its corridor's "
-                                         "median, cheapest service and SmaRT, with its rank.",
+                             description=POSTAL_HELP,
                              epilog="examples:\n"
                                     "  sendcost export postal --period 2014Q2 --source rpw "
                                     "--out exports/\n"
+                                    "  sendcost export postal --period 2014Q2 --source rpw "
+                                    "--by corridor --out exports/\n"
                                     "  sendcost export postal --period 2026-10",
                              formatter_class=argparse.RawDescriptionHelpFormatter)
     source_options(postal)
     postal.add_argument("--period", required=True, metavar="P", help="quarter or month")
     postal.add_argument("--out", metavar="DIR", default=".",
                         help="folder to write into (default: the current one)")
+    postal.add_argument("--by", choices=("service", "corridor", "operator"),
+                        default="service",
+                        help="service: every post-office service (default); corridor: each "
+                             "post against its market per corridor; operator: the same "
+                             "summed up per post")
     postal.set_defaults(func=run_postal)
 
     sdmx = what.add_parser("sdmx", help="the 10.c.1 series as SDMX-CSV",
@@ -115,16 +136,27 @@ def _quotes(args: argparse.Namespace) -> pl.DataFrame:
 def run_postal(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     setup_logging(args, config.log_level)
-    from publish.exports import postal_export
+    from publish.exports import postal_export, postal_summary_export
 
     period = str(parse_period(args.period))
-    body_csv, body_json = postal_export(_quotes(args), period=period, amount_usd=args.amount)
+    by = getattr(args, "by", "service")
+    if by == "service":
+        body_csv, body_json = postal_export(_quotes(args), period=period,
+                                            amount_usd=args.amount)
+        stem, what = f"postal-{period}", "postal benchmark"
+    else:
+        body_csv, body_json = postal_summary_export(_quotes(args), period=period, by=by,
+                                                    amount_usd=args.amount)
+        stem, what = f"postal-{period}-by-{by}", f"postal summary by {by}"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"postal-{period}.csv").write_bytes(body_csv)
-    (out / f"postal-{period}.json").write_bytes(body_json)
-    print(f"postal benchmark {period}: {out / f'postal-{period}.csv'}, "
-          f"{out / f'postal-{period}.json'}", file=sys.stderr)
+    # Both files or neither: each is written whole beside its final name, then renamed.
+    for suffix, body in (("csv", body_csv), ("json", body_json)):
+        part = out / f".{stem}.{suffix}.part"
+        part.write_bytes(body)
+    for suffix in ("csv", "json"):
+        (out / f".{stem}.{suffix}.part").replace(out / f"{stem}.{suffix}")
+    print(f"{what} {period}: {out / f'{stem}.csv'}, {out / f'{stem}.json'}", file=sys.stderr)
     return 0
 
 
