@@ -414,3 +414,46 @@ async def test_a_replica_serves_from_a_streaming_standby(
             assert await data.store.pool.fetchval("SELECT pg_is_in_recovery()")
     finally:
         await writer.close()
+
+
+def test_the_read_url_is_configured_and_checked(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from corridors.errors import ConfigError
+
+    monkeypatch.delenv("SENDCOST_READ_DATABASE_URL", raising=False)
+    config = parse_config({"database": {"read_url": "postgresql://reader@standby/sc"}})
+    assert config.read_database_url == "postgresql://reader@standby/sc"
+    monkeypatch.setenv("SENDCOST_READ_DATABASE_URL", "postgresql://other@standby2/sc")
+    assert config.read_database_url == "postgresql://other@standby2/sc"
+    with pytest.raises(ConfigError, match=r"database\.read_url"):
+        parse_config({"database": {"read_url": 5}})
+
+    def serve(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        clean = {k: v for k, v in os.environ.items()
+                 if k not in ("DATABASE_URL", "SENDCOST_READ_DATABASE_URL")}
+        return subprocess.run([sys.executable, "-m", "sendcost", "serve", *args], cwd=ROOT,
+                              env={**clean, "SENDCOST_DATA_DIR": str(tmp_path), **env},
+                              capture_output=True, text=True, timeout=120)
+
+    # A collecting serve cannot read a replica of a database it does not name.
+    out = serve(SENDCOST_READ_DATABASE_URL="postgresql://reader@127.0.0.1:1/sc")
+    assert out.returncode == 1
+    assert "database.url (or DATABASE_URL) is not" in out.stderr
+    out = serve("--no-collect", SENDCOST_READ_DATABASE_URL="mysql://reader@x/sc")
+    assert out.returncode == 1 and "malformed" in out.stderr
+    out = serve("--no-collect", "--sandbox")
+    assert out.returncode == 2 and "--no-collect serves what others collect" in out.stderr
+
+
+def test_a_replica_on_an_unmigrated_database_says_so(fresh_database: str,
+                                                     tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("DATABASE_URL", "SENDCOST_READ_DATABASE_URL")}
+    out = subprocess.run(
+        [sys.executable, "-m", "sendcost", "serve", "--no-collect", "--port", "0"], cwd=ROOT,
+        env={**clean, "SENDCOST_DATA_DIR": str(tmp_path),
+             "SENDCOST_READ_DATABASE_URL": read_only(fresh_database)},
+        capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stderr
+    assert "'serve --no-collect' does not migrate" in out.stderr
+    assert "Traceback" not in out.stderr
