@@ -2,7 +2,8 @@
 
 End to end (HTTP on loopback to the sandbox in its own process, archive, parse, validate,
 store) and, beside it, the peer measured in the same run: a bare asyncpg
-``copy_records_to_table`` of the same rows into a table shaped like ``quotes``.
+``copy_records_to_table`` of the same rows into a table with the constraints ``quotes`` has
+(month partitions, keys, indexes, foreign keys).
 
     .venv/bin/python bench/collect.py [--database-url postgresql://postgres@127.0.0.1:5432/test]
 
@@ -80,6 +81,28 @@ async def bare_gets(session: aiohttp.ClientSession, urls: list[str], *, concurre
     started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*[worker() for _ in range(concurrency)])
     return len(urls), time.perf_counter() - started, time.process_time() - cpu
+
+
+#: The raw_responses columns a first write's empty database is given.
+RAW_COLUMNS = ("id, source, url, fetched_at, status, content_type, headers, content_hash, "
+               "payload, run_id, licence, body_size")
+
+
+async def constrained_like_quotes(conn: asyncpg.Connection, name: str) -> None:
+    """A table with quotes' columns and constraints: the same month partitions (and a
+    default one), primary and unique keys, indexes, checks and foreign keys."""
+    await conn.execute(f"CREATE TABLE {name} (LIKE quotes INCLUDING ALL) "
+                       "PARTITION BY RANGE (collected_at)")
+    for k, r in enumerate(await conn.fetch(
+            "SELECT pg_get_expr(c.relpartbound, c.oid) AS bound FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'quotes'::regclass")):
+        await conn.execute(f"CREATE TABLE {name}_{k} PARTITION OF {name} {r['bound']}")
+    await conn.execute(
+        f"ALTER TABLE {name} ADD FOREIGN KEY (service_id) REFERENCES services (id), "
+        "ADD FOREIGN KEY (raw_response_id, raw_fetched_at) "
+        "REFERENCES raw_responses (id, fetched_at) MATCH FULL, "
+        "ADD FOREIGN KEY (run_id) REFERENCES collection_runs (id), "
+        "ADD FOREIGN KEY (import_id) REFERENCES imports (id)")
 
 
 def spread(times: list[float]) -> str:
@@ -184,16 +207,17 @@ async def main(server_url: str, corridors: int, operators: int) -> None:
             await empty.migrate()
             empties.append(empty)
 
-        # The peer: the same rows, COPYed bare into a table shaped like quotes (no indexes),
-        # and, for reference, into one with the indexes quotes has. The machine is shared and
+        # The peer: the same rows, COPYed bare into a table with the constraints quotes has
+        # (its month partitions, keys, indexes and foreign keys: migration 10), and, for
+        # reference, into one shaped like quotes with none of them. The machine is shared and
         # each timing is tens of milliseconds, so the peer and the stage are timed in turn,
         # REPEAT rounds; each round gives its ratios, and the medians are the figures.
         cols = list(COPY_COLUMNS)  # the columns the store writes, no more, no fewer
         bare_times: list[float] = []
-        indexed_times: list[float] = []
+        loose_times: list[float] = []
         # A first write also creates every service: the bare COPY of the rows it writes is
-        # the round's bare COPY of its quotes plus one of its services (into a table shaped
-        # like services, no indexes).
+        # the round's bare COPY of its quotes plus one of its services (into a table with
+        # the constraints services has).
         both_times: list[float] = []
         first_times: list[float] = []
         cold_times: list[float] = []
@@ -205,24 +229,38 @@ async def main(server_url: str, corridors: int, operators: int) -> None:
             service_rows = [tuple(r) for r in await conn.fetch(
                 f"SELECT {', '.join(SERVICE_COLUMNS)} FROM services WHERE id IN "
                 "(SELECT service_id FROM quotes WHERE run_id = ANY($1::bigint[]))", run_ids)]
+            # A first collection archives its responses before it writes a quote: each empty
+            # database gets the responses the quotes name (not timed).
+            raw_rows = [tuple(r) for r in await conn.fetch(
+                f"SELECT {RAW_COLUMNS} FROM raw_responses WHERE id IN "
+                "(SELECT raw_response_id FROM quotes WHERE run_id = ANY($1::bigint[]))",
+                run_ids)]
+            marks = ", ".join(f"${k}" for k in range(1, len(RAW_COLUMNS.split(", ")) + 1))
+            for empty in empties:
+                await empty.pool.executemany(
+                    f"INSERT INTO raw_responses ({RAW_COLUMNS}) VALUES ({marks})", raw_rows)
             with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
                 await conn.execute("CHECKPOINT")
             for i in range(REPEAT):
-                for table, like, times in (("bare_copy", "DEFAULTS", bare_times),
-                                           ("bare_indexed", "ALL", indexed_times)):
-                    await conn.execute(f"CREATE TABLE {table}_{i} (LIKE quotes INCLUDING {like})")
+                await constrained_like_quotes(conn, f"bare_copy_{i}")
+                await conn.execute(f"CREATE TABLE bare_loose_{i} (LIKE quotes INCLUDING DEFAULTS)")
+                for table, times in ((f"bare_copy_{i}", bare_times),
+                                     (f"bare_loose_{i}", loose_times)):
                     t0 = time.perf_counter()
-                    await conn.copy_records_to_table(f"{table}_{i}", records=rows, columns=cols)
+                    await conn.copy_records_to_table(table, records=rows, columns=cols)
                     times.append(time.perf_counter() - t0)
                 await conn.execute(
-                    f"CREATE TABLE bare_services_{i} (LIKE services INCLUDING DEFAULTS)")
+                    f"CREATE TABLE bare_services_{i} (LIKE services INCLUDING ALL); "
+                    f"ALTER TABLE bare_services_{i} "
+                    "ADD FOREIGN KEY (corridor_id) REFERENCES corridors (id), "
+                    "ADD FOREIGN KEY (firm_id) REFERENCES firms (id)")
                 t0 = time.perf_counter()
                 await conn.copy_records_to_table(f"bare_services_{i}", records=service_rows,
                                                  columns=list(SERVICE_COLUMNS))
                 both_times.append(bare_times[i] + time.perf_counter() - t0)
                 first_times.append(await timed(empties[i], quotes))
-                # New prices by a fresh process-side store (its service-id cache cold), then
-                # again by the same store (services known, statements prepared).
+                # New prices by a fresh process-side store, then again by the same store
+                # (its statements prepared).
                 alone = await connect(url, max_size=2)
                 cold_times.append(await timed(alone, later(2 * i + 1)))
                 warm_times.append(await timed(alone, later(2 * i + 2)))
@@ -244,9 +282,11 @@ async def main(server_url: str, corridors: int, operators: int) -> None:
     print(f"collect: {corridors} corridors × {operators} operators × 2 amounts = "
           f"{expected:,} quotes a collection, twice; single writes: median of {REPEAT}")
     print(f"  bare COPY (peer):       {bare:8,.0f} quotes/s   ({spread(bare_times)}, "
-          f"{len(rows):,} rows into a table shaped like quotes, no indexes)")
-    print(f"  COPY, quotes' indexes:  {len(rows) / statistics.median(indexed_times):8,.0f} "
-          f"quotes/s   ({spread(indexed_times)}; the floor any exactly-once store pays)")
+          f"{len(rows):,} rows into a table with quotes' constraints: month partitions, "
+          "keys, indexes, foreign keys)")
+    print(f"  COPY, no constraints:   {len(rows) / statistics.median(loose_times):8,.0f} "
+          f"quotes/s   ({spread(loose_times)}; shaped like quotes, no index or key: "
+          "for reference)")
     gets, gets_seconds, gets_cpu = bare_http
     print(f"  bare aiohttp GETs (floor): {gets / gets_seconds:6,.0f} requests/s "
           f"({gets:,} of the second collection's URLs, same concurrency, answers unused; "
@@ -276,7 +316,7 @@ async def main(server_url: str, corridors: int, operators: int) -> None:
 
     for label, times in (
             ("first write, empty database", first_times),
-            ("new prices, cold id cache", cold_times),
+            ("new prices, fresh process", cold_times),
             ("new prices, warm", warm_times)):
         rate = len(quotes) / statistics.median(times)
         print(f"    {label + ':':29} {rate:8,.0f} quotes/s   ({spread(times)}); / bare COPY, "

@@ -549,6 +549,7 @@ class RunContext:
             data_kind=data_kind(self.source, fetched.headers, self.config.sandbox),
             received_amount=draft.received_amount, fee_deducted=draft.fee_deducted,
             fx_margin_reported=draft.fx_margin_reported, raw_response_id=fetched.raw_id,
+            raw_fetched_at=fetched.fetched_at,
             flags=tuple(dict.fromkeys(flags)),
         ))
         await self._maybe_flush()
@@ -604,7 +605,8 @@ class RunContext:
         """Keep a record for the quarantine table, with why it is not a quote."""
         self._quarantine.append({
             "source": self.source.name, "run_id": self.report.run_id,
-            "raw_response_id": fetched.raw_id, "reason": reason, "field": field_,
+            "raw_response_id": fetched.raw_id, "raw_fetched_at": fetched.fetched_at,
+            "reason": reason, "field": field_,
             "payload": _jsonable({**payload, "detail": detail, "url": fetched.url}),
         })
 

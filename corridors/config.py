@@ -202,6 +202,20 @@ class DatabaseConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StorageConfig:
+    """``[storage]``: the quote store's monthly partitions and how long raw bodies are kept
+    (docs/storage.md)."""
+
+    # Month partitions of quotes and raw_responses made ahead of this month, at every start
+    # and daily in serve.
+    partitions_ahead_months: int = 3
+    # Bodies of raw responses fetched more than this many days ago, in a closed quarter, are
+    # dropped (the row keeps its provenance, hash and size; quotes are never dropped), daily
+    # in serve and by `sendcost db prune-raw`. 0: every body is kept.
+    raw_retention_days: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class MinimumBase:
     """The least a bulletin figure must rest on to be published as a number; below it the
     figure reads "insufficient data" with its base (docs/bulletin.md, "What each figure
@@ -279,6 +293,7 @@ class Config:
     imports: ImportConfig = field(default_factory=ImportConfig)
     indicators: IndicatorsConfig = field(default_factory=IndicatorsConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
     corridors: tuple[CorridorConfig, ...] = ()
     sources: tuple[SourceConfig, ...] = ()
     path: Path | None = None
@@ -491,7 +506,8 @@ def default_data_dir() -> Path:
 def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     """Build a Config from a parsed TOML document, validating every key."""
     _unknown_keys(raw, {"service", "database", "api", "collection", "bulletin", "import",
-                        "indicators", "sandbox", "corridors", "sources"}, "config")
+                        "indicators", "sandbox", "storage", "corridors", "sources"},
+                  "config")
     svc = _expect(raw, "service", dict, "config", {})
     _unknown_keys(svc, {"data_dir", "import_rpw_on_empty", "log_level"}, "service")
     data_dir_raw = _expect(svc, "data_dir", str, "service", "")
@@ -617,6 +633,16 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
 
     sandbox = _sandbox(_expect(raw, "sandbox", dict, "config", {}))
 
+    sto = _expect(raw, "storage", dict, "config", {})
+    _unknown_keys(sto, {"partitions_ahead_months", "raw_retention_days"}, "storage")
+    storage = StorageConfig(
+        partitions_ahead_months=_at_least(
+            _expect(sto, "partitions_ahead_months", int, "storage", 3), 0,
+            "storage.partitions_ahead_months"),
+        raw_retention_days=_at_least(_expect(sto, "raw_retention_days", int, "storage", 0), 0,
+                                     "storage.raw_retention_days"),
+    )
+
     corridors = []
     for i, c in enumerate(_expect(raw, "corridors", list, "config", [])):
         where = f"corridors[{i}]"
@@ -692,6 +718,7 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
         imports=imports,
         indicators=indicators,
         sandbox=sandbox,
+        storage=storage,
         corridors=tuple(corridors),
         sources=tuple(sources),
         path=path,

@@ -27,6 +27,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import asyncpg
 import polars as pl
 
+from corridors import partitions
 from corridors.db import pid_alive
 from corridors.errors import DatabaseError
 from corridors.frame import QUOTE_FRAME_SCHEMA, conform
@@ -125,23 +126,22 @@ COPY_COLUMNS = (
     "fee", "applied_rate", "reference_rate", "reference_source", "reference_at",
     "fx_margin_reported", "total_cost_reported", "received_amount", "fee_deducted",
     "transparent", "collected_at", "source", "raw_response_id", "run_id", "import_id", "flags",
-    "data_kind",
+    "data_kind", "raw_fetched_at",
 )
 
 #: The services columns a COPY of new services fills, in the order of its records.
 SERVICE_COLUMNS = ("service_key", "corridor_id", "firm_id", "product", "pay_in",
                     "pay_out", "access_point", "speed")
 
-#: The key of a service by id.
-_SERVICE_KEY = "SELECT service_key FROM services WHERE id = $1"
 #: Ids of services by key.
 _SERVICE_IDS = "SELECT id, service_key FROM services WHERE service_key = ANY($1::text[])"
-#: Held by a write that may create services, until it commits: one such writer at a time.
-#: An advisory lock (the migrations hold 7411601, an RPW import 7411602), not a table lock:
-#: it needs no privilege beyond the writer's own, does not wait for autovacuum and holds
-#: up no reader. Only sendcost's writers take it; should anything else insert a service
-#: meanwhile with an id this write drew, the primary key refuses one of the two rows and
-#: that write fails whole, to be tried again: no row is ever wrong.
+#: Held by a write that creates services, until it commits: one such writer at a time, so
+#: that two writers pricing the same new service do not both create it (the second waits,
+#: then finds it). An advisory lock (the migrations hold 7411601, an RPW import 7411602),
+#: not a table lock: it needs no privilege beyond the writer's own, does not wait for
+#: autovacuum and holds up no reader. Only sendcost's writers take it; should anything else
+#: insert a service meanwhile with an id this write drew, the primary key refuses one of
+#: the two rows and that write fails whole, to be tried again: no row is ever wrong.
 _LOCK_SERVICES = "SELECT pg_advisory_xact_lock(7411603)"
 #: Draws $1 service ids in one go (under _LOCK_SERVICES); returns the last.
 _DRAW_SERVICE_IDS = "SELECT setval('services_id_seq', nextval('services_id_seq') + $1 - 1)"
@@ -162,8 +162,17 @@ SPOOL_KEY_HEADER = "X-Sendcost-Spool"
 
 #: Draws $1 quote ids (not under a lock: each nextval is its own).
 _DRAW_QUOTE_IDS = "SELECT nextval('quotes_id_seq') FROM generate_series(1, $1::integer)"
-#: Adds the quotes just written ($1: their ids) to the serving rollups (migration 8).
-_ROLLUP_QUOTES = "SELECT rollup_quotes($1::bigint[])"
+#: Adds the quotes just written ($1: their ids, collected from $2 to $3) to the serving
+#: rollups (migrations 8 and 10).
+_ROLLUP_QUOTES = "SELECT rollup_quotes($1::bigint[], $2::timestamptz, $3::timestamptz)"
+#: The same, reading every month: for a database whose migration 11 came before the bounded
+#: function did (one migrated by a build between the two).
+_ROLLUP_QUOTES_ALL = "SELECT rollup_quotes($1::bigint[])"
+_HAS_BOUNDED_ROLLUP = ("SELECT to_regprocedure("
+                       "'rollup_quotes(bigint[], timestamptz, timestamptz)') IS NOT NULL")
+#: When each raw response of $1 was fetched: the second half of its key (migration 10),
+#: which a row naming it carries beside its id.
+_RAW_FETCHED_AT = "SELECT id, fetched_at FROM raw_responses WHERE id = ANY($1::bigint[])"
 
 
 def _ensure_sql(table: str, a: str, b: str) -> str:
@@ -203,14 +212,8 @@ class Store:
         self.pool = pool
         #: Whether the last write that says something of it found the database writable.
         self.health = WriteHealth()
-        # service_key → id of committed services. Services are append-only (migration 4:
-        # the database refuses to update, delete or truncate them), so an id once seen stays
-        # right as long as the services it was read from are still the ones there. Each
-        # write checks that by the newest cached service: is its id still its key? A
-        # recreated table, schema or database, a server rebuilt from scratch (same table
-        # oid) or an older backup restored does not have it.
-        self._service_ids: dict[str, int] = {}
-        self._newest_service: tuple[int, str] | None = None
+        #: Whether rollup_quotes takes the written quotes' time bounds (checked by migrate).
+        self._bounded_rollup = True
 
     async def close(self, timeout: float = 10.0) -> None:
         """Close the pool once its connections are given back, waiting ``timeout`` seconds at
@@ -225,8 +228,11 @@ class Store:
 
     # -- schema ------------------------------------------------------------------------------
 
-    async def migrate(self) -> list[str]:
-        """Apply pending migrations; return the names applied. Safe to run concurrently."""
+    async def migrate(self, *, partitions_ahead: int = 3) -> list[str]:
+        """Apply pending migrations; return the names applied. Safe to run concurrently.
+
+        Then makes the month partitions of quotes and raw responses for this month and
+        ``partitions_ahead`` months after it, where missing (corridors.partitions)."""
         applied: list[str] = []
         async with self.pool.acquire() as conn, conn.transaction():
             # One migrator at a time, whichever process gets here first.
@@ -247,6 +253,9 @@ class Store:
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
         await self.load_reference_data()
+        if await self.schema_version() >= partitions.PARTITIONS_VERSION:
+            await partitions.ensure_partitions(self, partitions_ahead)
+        self._bounded_rollup = bool(await self.pool.fetchval(_HAS_BOUNDED_ROLLUP))
         return applied
 
     async def schema_version(self) -> int:
@@ -310,16 +319,13 @@ class Store:
             async with self.pool.acquire() as own:
                 return await self.write_batches(batches, import_id=import_id, conn=own)
         quotes = [q for b in batches for q in b.quotes]
-        new_services: dict[str, int] = {}
         async with conn.transaction():
             if quotes:
-                known = await self._known_services(conn)
-                # Ids from the cache need no check row by row (migration 3 dropped the
-                # quotes' foreign key): the services they came from are the ones there
-                # (above) and services are never deleted (migration 4).
-                new_services = await self._ensure_services(
-                    conn, [q for q in quotes if q.service_key not in known])
-                service_ids = {**known, **new_services} if new_services else known
+                # Services by key, read in this transaction (one round trip): the foreign
+                # keys (migration 10) check what a cached id could no longer promise.
+                service_ids = await self._ensure_services(conn, quotes)
+                fetched = await self._raw_fetched_at(
+                    conn, {q.raw_response_id for q in quotes if q.raw_fetched_at is None})
                 records = [
                     (
                         service_ids[q.service_key], q.period, q.amount_usd, q.send_amount,
@@ -329,41 +335,37 @@ class Store:
                         q.fee_deducted, q.transparent, q.collected_at, q.source,
                         q.raw_response_id, b.run_id, import_id, list(q.flags),
                         DataKind(q.data_kind).value,
+                        None if q.raw_response_id is None
+                        else q.raw_fetched_at or fetched.get(q.raw_response_id),
                     )
                     for b in batches for q in b.quotes
                 ]
                 inserted, ids = await self._insert_quotes(conn, records, batches)
                 # What serving reads (migration 8), from the quotes just written, in the
-                # same transaction: every writer goes through here.
-                await conn.execute(_ROLLUP_QUOTES, ids)
+                # same transaction: every writer goes through here. Their collection times
+                # bound the partitions read (migration 10).
+                if self._bounded_rollup:
+                    times = [q.collected_at for q in quotes]
+                    await conn.execute(_ROLLUP_QUOTES, ids, min(times), max(times))
+                else:
+                    await conn.execute(_ROLLUP_QUOTES_ALL, ids)
                 # Serving processes refresh when this commits (corridors/notify.py).
                 await conn.execute(NOTIFY_QUOTES)
             else:
                 inserted = [0] * len(batches)
             quarantined = [await self.quarantine(b.quarantine, conn=conn) for b in batches]
-        # Remember service ids only once they are committed: a rolled-back insert's ids
-        # never existed.
-        if new_services and not conn.is_in_transaction():
-            self._service_ids.update(new_services)
-            newest = max((i, k) for k, i in new_services.items())
-            if self._newest_service is None or newest > self._newest_service:
-                self._newest_service = newest
         return [WriteResult(n, len(b.quotes) - n, k)
                 for b, n, k in zip(batches, inserted, quarantined, strict=True)]
 
-    async def _known_services(self, conn: asyncpg.Connection) -> dict[str, int]:
-        """The cached service ids, once the newest of them is found still to be there (one
-        round trip); an empty cache when it is not."""
-        newest = self._newest_service
-        if newest is None:
-            return self._service_ids
-        if await conn.fetchval(_SERVICE_KEY, newest[0]) != newest[1]:
-            log.warning("the services are not those %d cached service ids were read from "
-                        "(service %d is not %r: was the database recreated or restored?); "
-                        "resolving services again", len(self._service_ids), *newest)
-            # A new dict: a write under way keeps the one it holds.
-            self._service_ids, self._newest_service = {}, None
-        return self._service_ids
+    @staticmethod
+    async def _raw_fetched_at(conn: asyncpg.Connection, raw_ids: set[int | None]
+                              ) -> dict[int | None, dt.datetime]:
+        """When each of ``raw_ids`` was fetched (the rest of its key). An id not archived
+        is left out: the row naming it is then refused by its foreign key (MATCH FULL)."""
+        wanted = [i for i in raw_ids if i is not None]
+        if not wanted:
+            return {}
+        return {r["id"]: r["fetched_at"] for r in await conn.fetch(_RAW_FETCHED_AT, wanted)}
 
     @staticmethod
     async def _insert_quotes(conn: asyncpg.Connection, records: list[tuple[Any, ...]],
@@ -407,6 +409,9 @@ class Store:
         if not quotes:
             return {}
         keys = list(dict.fromkeys(q.service_key for q in quotes))
+        ids = {r["service_key"]: r["id"] for r in await conn.fetch(_SERVICE_IDS, keys)}
+        if len(ids) == len(keys):
+            return ids  # all there already: the steady state, no lock taken
         # One creator of services at a time, until this write commits: what the look-up
         # below misses is this write's to create, under ids it draws from the sequence in
         # one go, since no other writer creates a service (and so draws an id) meanwhile.
@@ -414,7 +419,7 @@ class Store:
         rows = await conn.fetch(_SERVICE_IDS, keys)
         ids = {r["service_key"]: r["id"] for r in rows}
         if len(ids) == len(keys):
-            return ids  # all there already (a cold cache): no corridor or firm to create
+            return ids  # another writer created them meanwhile
         new: dict[str, Quote] = {}
         for q in quotes:
             if q.service_key not in ids and q.service_key not in new:
@@ -536,22 +541,22 @@ class Store:
             (i, r["source"], r["url"], r["fetched_at"], r.get("status"),
              r.get("content_type"), json.dumps(r.get("headers") or {}),
              r.get("content_hash") or hashlib.sha256(r.get("body") or b"").hexdigest(),
-             r.get("body"),
-             r.get("run_id"), r.get("licence"))
+             r.get("body"), r.get("run_id"), r.get("licence"),
+             None if r.get("body") is None else len(r["body"]))
             for i, r in zip(ids, rows, strict=True)
         ]
         # Binary COPY has no jsonb encoder: headers travel as text and are cast once.
         await conn.execute(
             "CREATE TEMP TABLE IF NOT EXISTS _incoming_raw (id bigint, source text, "
             "url text, fetched_at timestamptz, status integer, content_type text, "
-            "headers text, content_hash text, payload bytea, run_id bigint, licence text) "
-            "ON COMMIT DELETE ROWS")
+            "headers text, content_hash text, payload bytea, run_id bigint, licence text, "
+            "body_size integer) ON COMMIT DELETE ROWS")
         await conn.copy_records_to_table("_incoming_raw", records=records)
         await conn.execute(
             "INSERT INTO raw_responses (id, source, url, fetched_at, status, content_type, "
-            "headers, content_hash, payload, run_id, licence) SELECT id, source, url, "
-            "fetched_at, status, content_type, headers::jsonb, content_hash, payload, "
-            "run_id, licence FROM _incoming_raw")
+            "headers, content_hash, payload, run_id, licence, body_size) SELECT id, source, "
+            "url, fetched_at, status, content_type, headers::jsonb, content_hash, payload, "
+            "run_id, licence, body_size FROM _incoming_raw")
         return ids
 
     async def database_key(self) -> str:
@@ -690,15 +695,23 @@ class Store:
     async def quarantine(self, records: Sequence[dict[str, Any]], *,
                          conn: asyncpg.Connection | None = None) -> int:
         """Keep implausible quotes with their reason. Each record: source, reason, payload,
-        and optionally run_id, raw_response_id, field."""
+        and optionally run_id, raw_response_id (with raw_fetched_at, else looked up),
+        field."""
         if not records:
             return 0
-        target = conn or self.pool
-        await target.executemany(
+        if conn is None:
+            async with self.pool.acquire() as own, own.transaction():
+                return await self.quarantine(records, conn=own)
+        fetched = await self._raw_fetched_at(conn, {
+            r.get("raw_response_id") for r in records if r.get("raw_fetched_at") is None})
+        await conn.executemany(
             "INSERT INTO quarantined_quotes (source, run_id, raw_response_id, reason, field, "
-            "payload) VALUES ($1, $2, $3, $4, $5, $6)",
+            "payload, raw_fetched_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             [(r["source"], r.get("run_id"), r.get("raw_response_id"), r["reason"],
-              r.get("field"), r["payload"]) for r in records])
+              r.get("field"), r["payload"],
+              None if r.get("raw_response_id") is None
+              else r.get("raw_fetched_at") or fetched.get(r.get("raw_response_id")))
+             for r in records])
         return len(records)
 
     @_write
@@ -707,11 +720,12 @@ class Store:
         """(source, base, quote, rate, as_of, raw_response_id) rows; duplicates absorbed."""
         if not rates:
             return 0
-        async with self.pool.acquire() as conn:
-            result = await conn.executemany(
-                "INSERT INTO reference_rates (source, base, quote, rate, as_of, raw_response_id) "
-                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING", rates)
-        del result
+        async with self.pool.acquire() as conn, conn.transaction():
+            fetched = await self._raw_fetched_at(conn, {r[5] for r in rates})
+            await conn.executemany(
+                "INSERT INTO reference_rates (source, base, quote, rate, as_of, raw_response_id, "
+                "raw_fetched_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                [(*r, fetched.get(r[5])) for r in rates])
         return len(rates)
 
     async def last_collected(self, source: str) -> dt.datetime | None:

@@ -367,3 +367,6 @@ class Quote:
     total_cost_reported: Decimal | None = None
     raw_response_id: int | None = None
     flags: tuple[str, ...] = field(default_factory=tuple)
+    # When that response was fetched: with its id, its key in the partitioned archive
+    # (migration 10). The store looks it up when the writer does not say.
+    raw_fetched_at: dt.datetime | None = None

@@ -627,9 +627,11 @@ _ROLLUPS_SQL = (
     "WHERE sp.changed_by >= $1::text::xid8 OR sp.changed_by = ANY ($2::text[]::xid8[])")
 #: The latest prices changed by the same transactions, as the quote frame (with what
 #: the API shows besides: each quote's id, the time of its reference rate and how its fee
-#: is charged).
+#: is charged). The collection time joins too: it is the quotes' partition key, so each
+#: latest price reads one month's partition, not every month's (migration 10).
 _LATEST_SQL = ("SELECT " + ", ".join(f"q.{c}" for c in _SCHEMA)
                + " FROM latest_prices lp JOIN quote_frame q ON q.id = lp.quote_id"
+               " AND q.collected_at = lp.collected_at"
                " WHERE lp.changed_by >= $1::text::xid8"
                " OR lp.changed_by = ANY ($2::text[]::xid8[])")
 

@@ -17,11 +17,12 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 
 from collector.postal_tariff import stale_tariffs
 from collector.schedule import add_jobs as collector_jobs
 from collector.schedule import add_recovery_job
-from corridors import health, runtime
+from corridors import health, partitions, runtime
 from corridors.config import Config
 from corridors.db import DatabaseTarget, EmbeddedServer, database, redact
 from corridors.errors import DatabaseError
@@ -51,7 +52,7 @@ async def open_store(config: Config, *, migrate: bool = True
                               timeout=config.database.connect_timeout_seconds)
         try:
             if migrate:
-                await store.migrate()
+                await store.migrate(partitions_ahead=config.storage.partitions_ahead_months)
             yield store, target
         finally:
             await store.close()
@@ -86,7 +87,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     store = await _open(config, target.url)
     read: Store | None = None
     try:
-        await store.migrate()
+        await store.migrate(partitions_ahead=config.storage.partitions_ahead_months)
         if read_url:
             read = await _open(config, read_url)
             app[runtime.READ_STORE] = read
@@ -106,11 +107,17 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
 async def check_schema(store: Store) -> None:
     """A replica does not migrate: the database it reads must have this sendcost's schema
     (the collecting process, or ``sendcost db migrate``, applies it on the primary)."""
-    have, want = await store.schema_version(), max(v for v, _, _ in migrations())
-    if have < want:
+    applied: set[int] = set()
+    if await store.schema_version():
+        applied = {r["version"] for r in await store.pool.fetch(
+            "SELECT version FROM schema_migrations")}
+    # Every one, not only the newest: a migration numbered below one applied may come later.
+    missing = [name for version, name, _ in migrations() if version not in applied]
+    if missing:
         raise DatabaseError(
-            f"the database's schema is at version {have}, this sendcost needs {want}: "
-            "'serve --no-collect' does not migrate; run 'sendcost db migrate' (or start the "
+            f"the database lacks {len(missing)} of this sendcost's migrations "
+            f"({', '.join(missing[:3])}{', …' if len(missing) > 3 else ''}): 'serve "
+            "--no-collect' does not migrate; run 'sendcost db migrate' (or start the "
             "collecting 'sendcost serve') against the primary first")
 
 
@@ -175,10 +182,29 @@ def _job_registrars(*, collecting: bool = True
                     ) -> list[Callable[[web.Application, AsyncIOScheduler], None]]:
     """Each stage that runs on a schedule contributes a function (app, scheduler) -> None.
     A replica (``collecting=False``) runs none that writes to the database: no collection,
-    no recovery of runs; the monthly bulletin only reads it (into its own data folder)."""
+    no recovery of runs, no storage upkeep (partitions, retention); the monthly bulletin
+    only reads it (into its own data folder)."""
     if not collecting:
         return [bulletin_jobs]
-    return [collector_jobs, add_recovery_job, bulletin_jobs]
+    return [collector_jobs, add_recovery_job, bulletin_jobs, storage_jobs]
+
+
+async def _storage_upkeep(app: web.Application) -> None:
+    storage = app[runtime.CONFIG].storage
+    try:
+        await partitions.daily_upkeep(app[runtime.STORE], storage.partitions_ahead_months,
+                                      storage.raw_retention_days)
+    except STORE_ERRORS as exc:
+        # Tomorrow's run tries again; the partitions ahead leave months of slack.
+        log.error("the store's daily upkeep failed: %s: %s", type(exc).__name__, exc)
+
+
+def storage_jobs(app: web.Application, scheduler: AsyncIOScheduler) -> None:
+    """Daily at 00:15 UTC: month partitions ahead, and the retention of raw bodies
+    (corridors.partitions; the partitions are also made at every start, by migrate)."""
+    scheduler.add_job(_storage_upkeep, CronTrigger(hour=0, minute=15, timezone="UTC"),
+                      args=[app], id=partitions.JOB_ID, replace_existing=True,
+                      max_instances=1, coalesce=True, misfire_grace_time=6 * 3600)
 
 
 class Supervisor:

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from corridors.errors import DatabaseError
-from corridors.store import TABLES, Store, connect, migrations
+from corridors.store import TABLES, Store, WriteBatch, connect, migrations
 from corridors.types import (
     DataKind,
     Firm,
@@ -91,8 +91,9 @@ async def test_duplicate_quotes_are_absorbed(store: Store) -> None:
 
 
 async def test_a_recreated_database_does_not_orphan_quotes(fresh_database: str) -> None:
-    # The store remembers service ids; quotes have no per-row foreign key (migration 3), so
-    # the check of the cache is what keeps a quote from pointing at a service not there.
+    # The store resolves services in each write's transaction (no cache of ids that a
+    # recreated database could make wrong), and the foreign key (migration 10) refuses a
+    # quote naming a service that is not there.
     s = await connect(fresh_database)
     try:
         await s.migrate()
@@ -113,14 +114,12 @@ async def test_a_recreated_database_does_not_orphan_quotes(fresh_database: str) 
 async def test_services_rebuilt_under_the_same_table_do_not_orphan_quotes(
         fresh_database: str) -> None:
     # A server rebuilt from scratch (or a backup restored) gives the services table the
-    # oid it had; the cached ids are then checked against the services themselves.
+    # oid it had, and other services under the ids a process read before.
     s = await connect(fresh_database)
     try:
         await s.migrate()
         assert (await s.store_quotes([make_quote(service_key="test:kept")])).inserted == 1
-        await s.pool.execute(
-            "ALTER TABLE services DISABLE TRIGGER services_append_only; DELETE FROM quotes; "
-            "DELETE FROM services; ALTER TABLE services ENABLE TRIGGER services_append_only")
+        await s.pool.execute("DELETE FROM quotes; DELETE FROM services")
         assert (await s.store_quotes([make_quote(service_key="test:other")])).inserted == 1
         later = make_quote(service_key="test:kept", collected_at=T0 + dt.timedelta(hours=1))
         assert (await s.store_quotes([later])).inserted == 1
@@ -197,16 +196,58 @@ async def test_a_corridor_created_meanwhile_by_another_writer_is_found(
 
 
 @pytest.mark.parametrize("statement", [
-    "DELETE FROM corridors", "UPDATE firms SET name = name", "TRUNCATE services CASCADE",
-    "DELETE FROM services WHERE service_key = 'test:none'"])
-async def test_identity_tables_are_append_only(store: Store, statement: str) -> None:
-    """Corridors, firms and services are only ever added to (migration 4): an id once read
-    stays valid, which the writer's caches rely on."""
-    await store.store_quotes([make_quote(service_key="test:append-only")])
-    with pytest.raises(asyncpg.RestrictViolationError, match="append-only"):
+    "DELETE FROM corridors", "DELETE FROM firms", "TRUNCATE services",
+    "DELETE FROM services WHERE service_key = 'test:referenced'",
+    "DELETE FROM collection_runs", "DELETE FROM raw_responses"])
+async def test_rows_that_quotes_name_cannot_be_removed(store: Store, statement: str) -> None:
+    """The foreign keys are back (migration 10): a corridor, firm, service, run or raw
+    response that a row names stays while it does."""
+    run = await store.start_run("test-fk")
+    [raw] = await store.archive_raw_many([{"source": "test-fk", "url": "http://127.0.0.1/q",
+                                           "fetched_at": T0, "body": b"{}", "run_id": run}])
+    await store.write_batches([WriteBatch([make_quote(
+        service_key="test:referenced", raw_response_id=raw,
+        source=f"test-fk-{uuid.uuid4().hex[:8]}")], run)])
+    with pytest.raises((asyncpg.ForeignKeyViolationError,
+                        asyncpg.FeatureNotSupportedError)):
         await store.pool.execute(statement)
     assert await store.pool.fetchval(
-        "SELECT count(*) FROM services WHERE service_key = 'test:append-only'") == 1
+        "SELECT count(*) FROM quotes q JOIN services s ON s.id = q.service_id "
+        "JOIN raw_responses r ON (r.id, r.fetched_at) = (q.raw_response_id, q.raw_fetched_at) "
+        "WHERE s.service_key = 'test:referenced' AND q.run_id = $1", run) == 1
+
+
+@pytest.mark.parametrize(("column", "value"), [
+    ("service_id", 2_000_000_000), ("run_id", 9_000_000_000), ("import_id", 9_000_000_000),
+    ("raw_response_id", 9_000_000_000)])
+async def test_a_quote_naming_a_missing_parent_is_refused(store: Store, column: str,
+                                                         value: int) -> None:
+    """Whoever writes (not only corridors.store), a quote's service and provenance must
+    exist; a raw response is named by its id and fetch time together (MATCH FULL)."""
+    service = await store.pool.fetchval("SELECT min(id) FROM services")
+    if service is None:
+        await store.store_quotes([make_quote(service_key="test:some-service")])
+        service = await store.pool.fetchval("SELECT min(id) FROM services")
+    values = {"service_id": service, "run_id": None, "import_id": None,
+              "raw_response_id": None, column: value}
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        await store.pool.execute(
+            "INSERT INTO quotes (service_id, period, amount_usd, send_amount, send_currency, "
+            "transparent, collected_at, source, run_id, import_id, raw_response_id, "
+            "raw_fetched_at, data_kind) VALUES ($1, '2026-11', 200, 200, 'USD', true, $2, "
+            "'test-missing', $3, $4, $5, $6, 'observed')",
+            values["service_id"], T0, values["run_id"], values["import_id"],
+            values["raw_response_id"], T0 if column == "raw_response_id" else None)
+
+
+async def test_a_quote_naming_an_unarchived_response_stores_nothing(store: Store) -> None:
+    """The writer looks the response's fetch time up; an id not archived has none, and the
+    key (id, fetch time) refuses the half-known row: the whole batch fails."""
+    with pytest.raises(asyncpg.ForeignKeyViolationError, match=r"MATCH FULL|null"):
+        await store.store_quotes([make_quote(service_key="test:unarchived",
+                                             raw_response_id=9_000_000_001)])
+    assert await store.pool.fetchval(
+        "SELECT count(*) FROM services WHERE service_key = 'test:unarchived'") == 0
 
 
 async def test_failed_batch_stores_nothing(store: Store) -> None:

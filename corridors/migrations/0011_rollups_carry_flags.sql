@@ -10,7 +10,11 @@
 
 ALTER TABLE service_periods ADD COLUMN IF NOT EXISTS flags text[] NOT NULL DEFAULT '{}';
 
-CREATE OR REPLACE FUNCTION rollup_quotes(ids bigint[]) RETURNS void
+-- Bounded by the quotes' collection times (since ... until), so that in the table migration
+-- 10 partitions by month only the months written are read (corridors.store passes the
+-- batch's times); rollup_quotes(ids), below, reads every month.
+CREATE OR REPLACE FUNCTION rollup_quotes(ids bigint[], since timestamptz, until timestamptz)
+RETURNS void
 LANGUAGE sql AS $$
     WITH q AS (
         SELECT id, period, amount_usd, service_id, data_kind, source, collected_at, flags,
@@ -21,7 +25,7 @@ LANGUAGE sql AS $$
                             reference_rate::float8) * 100) END AS margin_pct,
                received_amount::float8 AS received, send_amount::float8 AS send,
                reference_rate::float8 AS ref, total_cost_reported::float8 AS total_reported
-        FROM quotes WHERE id = ANY (ids)
+        FROM quotes WHERE id = ANY (ids) AND collected_at BETWEEN since AND until
     ), c AS (
         SELECT *, CASE WHEN transparent THEN coalesce(total_reported, fee_pct + margin_pct)
                   END AS total_pct,
@@ -83,12 +87,17 @@ LANGUAGE sql AS $$
     INSERT INTO latest_prices AS lp
     SELECT DISTINCT ON (period, service_id, send_amount, data_kind)
            period, service_id, send_amount, data_kind, id, collected_at
-    FROM quotes WHERE id = ANY (ids)
+    FROM quotes WHERE id = ANY (ids) AND collected_at BETWEEN since AND until
     ORDER BY period, service_id, send_amount, data_kind, collected_at DESC, id DESC
     ON CONFLICT (period, service_id, send_amount, data_kind) DO UPDATE
         SET quote_id = excluded.quote_id, collected_at = excluded.collected_at,
             changed_by = pg_current_xact_id()
         WHERE (excluded.collected_at, excluded.quote_id) > (lp.collected_at, lp.quote_id)
+$$;
+
+CREATE OR REPLACE FUNCTION rollup_quotes(ids bigint[]) RETURNS void
+LANGUAGE sql AS $$
+    SELECT rollup_quotes(ids, '-infinity', 'infinity')
 $$;
 
 -- The rows rolled up before this migration get the flags of their quotes, once; marked as

@@ -1,4 +1,5 @@
-"""``sendcost export``: open-data files for partners — the postal benchmark, SDMX-CSV."""
+"""``sendcost export``: open-data files for partners — the postal benchmark, SDMX-CSV, and
+a closed period's quotes as Parquet."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ Export open data for partners.
            (each sending country) and, with --corridors, SI_RMT_COST_BC and SI_RMT_COST_SC
            (each corridor's average and SmaRT). A draft for a statistics office, not a
            submission: see `sendcost export sdmx --help` for what it must still check.
+  parquet  a closed period's quotes from the database, with their services, corridors, data
+           kind and provenance, as Parquet files for Polars or DuckDB (docs/storage.md)
 
 Emulated quotes (collected from the sandbox: invented prices) are never exported.
 
@@ -35,6 +38,18 @@ examples:
   sendcost export postal --period 2014Q2 --source rpw --out exports/
   sendcost export postal --period 2014Q2 --source rpw --by operator --out exports/
   sendcost export sdmx --from 2011Q1 --to 2014Q2 --source rpw > sdg_10c1.csv
+  sendcost export parquet --period 2014Q2 --out exports/
+"""
+
+PARQUET_HELP = """\
+The quotes of one closed period (a quarter: its own and its three months'; a month) from the
+database, as Parquet files written by Polars: DIR/quotes-PERIOD/part-00000.parquet, ... (at
+most 250,000 quotes each). Each quote carries its corridor, firm and firm type, service
+attributes, amounts, fee and rates (exact decimals), flags, data kind (survey, observed,
+estimate) and provenance: its source, the run or import that stored it (with the imported
+file's SHA-256) and the archived response it was parsed from (URL, fetch time, SHA-256 of
+the body, licence). Emulated quotes are never exported. A period not yet ended is refused;
+an earlier export of the same period in DIR is replaced whole.
 """
 
 
@@ -70,7 +85,7 @@ World Bank's official 10.c.1 values.
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("export", help="export the postal benchmark or SDMX-CSV",
+    p = sub.add_parser("export", help="export the postal benchmark, SDMX-CSV or Parquet",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     what = p.add_subparsers(dest="what", metavar="WHAT", required=True)
 
@@ -126,6 +141,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sdmx.add_argument("--out", metavar="FILE", help="write here instead of stdout")
     sdmx.set_defaults(func=run_sdmx)
 
+    parquet = what.add_parser(
+        "parquet", help="a closed period's quotes as Parquet", description=PARQUET_HELP,
+        epilog="examples:\n  sendcost export parquet --period 2014Q2 --out exports/\n"
+               "  python -c \"import polars as pl; "
+               "print(pl.scan_parquet('exports/quotes-2014Q2/*.parquet').collect())\"\n"
+               "  duckdb -c \"SELECT source_code, destination_code, count(*) FROM "
+               "'exports/quotes-2014Q2/*.parquet' GROUP BY ALL\"",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    common_options(parquet)
+    parquet.add_argument("--period", required=True, metavar="P",
+                         help="a closed quarter (2014Q2) or month (2026-10)")
+    parquet.add_argument("--out", metavar="DIR", default=".",
+                         help="folder to write into (default: the current one)")
+    parquet.set_defaults(func=run_parquet)
+
 
 def _quotes(args: argparse.Namespace) -> pl.DataFrame:
     from sendcost.commands.bulletin import load_quotes
@@ -180,4 +210,24 @@ def run_sdmx(args: argparse.Namespace) -> int:
         print(f"{len(rows)} observations written to {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(body.decode())
+    return 0
+
+
+def run_parquet(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    setup_logging(args, config.log_level)
+    import asyncio
+
+    from publish.parquet import ParquetExport, closed_period, export_parquet
+    from sendcost.wiring import open_store
+
+    closed_period(args.period)  # a bad or open period is said before the database starts
+
+    async def go() -> ParquetExport:
+        async with open_store(config) as (store, _):
+            return await export_parquet(store, args.period, Path(args.out))
+
+    done = asyncio.run(go())
+    print(f"{done.quotes:,} quotes of {done.period} in {len(done.files)} Parquet file(s) in "
+          f"{done.folder}", file=sys.stderr)
     return 0

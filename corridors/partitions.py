@@ -1,0 +1,217 @@
+"""Storage for years: the month partitions of quotes and raw responses, detaching old ones,
+and the retention of raw bodies (migration 10; docs/storage.md).
+
+``quotes`` is partitioned by collection time and ``raw_responses`` by fetch time, one
+partition a month (``quotes_p2026_11``) and a default one (``quotes_default``) for what no
+month partition takes. Partitions are made ahead (``ensure_partitions``: this month and
+``[storage] partitions_ahead_months`` after it), by every process that migrates the store and
+daily by serve. Months of closed quarters can be detached (``detach_before``): they leave
+the tables as standalone tables of the same name, to be dumped and dropped by whoever keeps
+the archive. Bodies of old raw responses can be dropped (``drop_raw_bodies``), keeping each
+row's provenance, hash and size.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import asyncpg
+
+from corridors.errors import BadPeriod
+from corridors.periods import Period, parse_period
+
+
+class Store(Protocol):
+    """What this module needs of a corridors.store.Store (which calls it as it migrates:
+    a protocol, not an import, keeps the two from importing each other)."""
+
+    pool: asyncpg.Pool
+
+
+log = logging.getLogger(__name__)
+
+#: The partitioned tables, each with the column it is partitioned by.
+PARTITIONED = {"quotes": "collected_at", "raw_responses": "fetched_at"}
+#: The migration that partitioned them.
+PARTITIONS_VERSION = 10
+_MONTH_PARTITION = re.compile(r"^(quotes|raw_responses)_p(\d{4})_(\d{2})$")
+
+
+def month_start(day: dt.date | dt.datetime) -> dt.date:
+    return dt.date(day.year, day.month, 1)
+
+
+def add_months(month: dt.date, n: int) -> dt.date:
+    idx = month.year * 12 + month.month - 1 + n
+    return dt.date(idx // 12, idx % 12 + 1, 1)
+
+
+def closed_before(now: dt.datetime) -> dt.date:
+    """The first month of the current quarter: every month before it is in a closed
+    quarter (its month and quarter bulletins due or published)."""
+    return dt.date(now.year, (now.month - 1) // 3 * 3 + 1, 1)
+
+
+async def ensure_partitions(store: Store, months_ahead: int,
+                            today: dt.date | None = None) -> list[str]:
+    """Make the month partitions of both tables for this month and ``months_ahead`` after
+    it, where missing; return the names made. A month whose rows already sit in the default
+    partition gets none (PostgreSQL would refuse it): they stay there."""
+    first = month_start(today or dt.datetime.now(dt.UTC).date())
+    made: list[str] = []
+    async with store.pool.acquire() as conn:
+        for table in PARTITIONED:
+            for n in range(months_ahead + 1):
+                # One transaction each: a partition made holds the parent's lock only for
+                # its own statement.
+                name = await conn.fetchval("SELECT sendcost_month_partition($1, $2)", table,
+                                           add_months(first, n))
+                if name:
+                    made.append(name)
+    if made:
+        log.info("made month partitions %s", ", ".join(made))
+    return made
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    table: str
+    name: str
+    month: dt.date
+
+
+async def month_partitions(store: Store) -> list[Partition]:
+    """The month partitions attached now, oldest first."""
+    rows = await store.pool.fetch(
+        "SELECT p.relname AS parent, c.relname AS name FROM pg_inherits i "
+        "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
+        "WHERE i.inhparent = ANY (ARRAY[to_regclass('quotes'), to_regclass('raw_responses')]) "
+        "ORDER BY c.relname")
+    out = []
+    for r in rows:
+        if m := _MONTH_PARTITION.match(r["name"]):
+            out.append(Partition(r["parent"], r["name"], dt.date(int(m[2]), int(m[3]), 1)))
+    return sorted(out, key=lambda p: (p.month, p.table != "quotes"))
+
+
+@dataclass(slots=True)
+class Detached:
+    """What ``detach_before`` did: partitions detached, and those kept with the reason."""
+
+    detached: list[str] = field(default_factory=list)
+    kept: list[tuple[str, str]] = field(default_factory=list)
+
+
+def parse_month(text: str) -> dt.date:
+    """``YYYY-MM`` as the first day of that month; BadPeriod saying what is expected."""
+    try:
+        period = parse_period(text)
+    except BadPeriod:
+        period = None
+    if period is None or period.is_quarter:
+        raise BadPeriod(f"month {text!r} is not understood: expected a month like 2024-01")
+    return month_start(period.start)
+
+
+async def detach_before(store: Store, before: dt.date, *,
+                        now: dt.datetime | None = None) -> Detached:
+    """Detach the month partitions of both tables for months before ``before``, which must
+    not be later than the first month of the current quarter (only closed quarters go).
+
+    Each month's quotes go first, then its raw responses. A detached table keeps its rows
+    under its name, outside the store; its own foreign keys are dropped (an archive points
+    at nothing). A raw responses partition still named by rows that stay (a reference rate,
+    a quarantine record, a quote in a later month) is kept, and said so."""
+    now = now or dt.datetime.now(dt.UTC)
+    limit = closed_before(now)
+    if before > limit:
+        raise BadPeriod(f"--before {before:%Y-%m}: only months of closed quarters can be "
+                        f"detached; the latest allowed now is {limit:%Y-%m}")
+    result = Detached()
+    for part in await month_partitions(store):
+        if part.month >= before:
+            continue
+        async with store.pool.acquire() as conn, conn.transaction():
+            try:
+                async with conn.transaction():  # a savepoint: a refusal undoes only this
+                    await conn.execute(f'ALTER TABLE {part.table} DETACH PARTITION '
+                                       f'"{part.name}"')
+            except asyncpg.ForeignKeyViolationError as exc:
+                result.kept.append((part.name, str(exc)))
+                log.warning("kept %s: %s", part.name, exc)
+                continue
+            fks = [r["conname"] for r in await conn.fetch(
+                "SELECT conname FROM pg_constraint WHERE conrelid = $1::regclass "
+                "AND contype = 'f' AND conparentid = 0", part.name)]
+            for name in fks:
+                await conn.execute(f'ALTER TABLE "{part.name}" DROP CONSTRAINT "{name}"')
+        result.detached.append(part.name)
+        log.info("detached %s (its rows stay in table %s, outside the store)", part.name,
+                 part.name)
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    bodies: int
+    bytes: int
+    before: dt.datetime
+
+
+def retention_cutoff(days: int, now: dt.datetime) -> dt.datetime:
+    """Bodies fetched before this are dropped: ``days`` ago, and no later than the start
+    of the current quarter (a body of an open period may still be re-parsed for it)."""
+    quarter = Period(now.year, (now.month - 1) // 3 + 1, 0).start
+    return min(now - dt.timedelta(days=days), quarter)
+
+
+async def drop_raw_bodies(store: Store, days: int, *, now: dt.datetime | None = None,
+                          batch: int = 5000) -> Pruned:
+    """Drop the bodies of raw responses fetched more than ``days`` days ago in closed
+    quarters. Each row keeps its source, URL, time, status, headers, licence, content hash
+    and body size, and says when its body was dropped; no quote is touched. Works in
+    batches of ``batch`` rows (each its own transaction), so a first run over years of
+    bodies holds no long lock."""
+    if days < 1:
+        raise ValueError(f"raw retention needs at least 1 day, got {days}")
+    cutoff = retention_cutoff(days, now or dt.datetime.now(dt.UTC))
+    bodies = size = 0
+    while True:
+        row = await store.pool.fetchrow(
+            "WITH doomed AS (SELECT id, fetched_at FROM raw_responses "
+            "  WHERE fetched_at < $1 AND payload IS NOT NULL LIMIT $2), "
+            "dropped AS (UPDATE raw_responses r SET payload = NULL, "
+            "  body_size = coalesce(r.body_size, octet_length(r.payload)), "
+            "  body_dropped_at = now() FROM doomed d "
+            "  WHERE r.id = d.id AND r.fetched_at = d.fetched_at "
+            "  RETURNING r.body_size) "
+            "SELECT count(*) AS n, coalesce(sum(body_size), 0) AS bytes FROM dropped",
+            cutoff, batch)
+        assert row is not None
+        bodies += row["n"]
+        size += row["bytes"]
+        if row["n"] < batch:
+            break
+    if bodies:
+        log.info("dropped %d raw bodies (%d bytes) fetched before %s", bodies, size,
+                 cutoff.isoformat())
+    return Pruned(bodies, size, cutoff)
+
+
+#: serve's daily job (sendcost.wiring): partitions ahead, then the retention of raw bodies.
+JOB_ID = "storage-daily"
+
+
+async def daily_upkeep(store: Store, months_ahead: int, raw_retention_days: int, *,
+                       now: dt.datetime | None = None) -> tuple[list[str], Pruned | None]:
+    """What serve does once a day: make the partitions ahead; drop the raw bodies past
+    their retention when one is set (``raw_retention_days`` > 0)."""
+    now = now or dt.datetime.now(dt.UTC)
+    made = await ensure_partitions(store, months_ahead, today=now.date())
+    pruned = (await drop_raw_bodies(store, raw_retention_days, now=now)
+              if raw_retention_days > 0 else None)
+    return made, pruned
