@@ -31,6 +31,7 @@ DEFAULT_AMOUNTS: dict[str, tuple[Decimal, Decimal]] = {
     "AED": (Decimal(735), Decimal(1835)),
     "CAD": (Decimal(200), Decimal(500)),
     "AUD": (Decimal(200), Decimal(500)),
+    "CHF": (Decimal(160), Decimal(400)),  # as in RPW's CHE corridors, 2011-2014
 }
 
 SOURCE_KINDS = frozenset({"operator_json", "comparison", "postal_tariff", "ecb_rates", "json_rates",
@@ -282,6 +283,57 @@ class IndicatorsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AlertsConfig:
+    """``[alerts]``: what counts as a provider's price change, how often new figures are
+    looked at, and how webhooks are delivered (docs/alerts.md)."""
+
+    enabled: bool = True
+    # A provider's fee % or FX margin % moving by more than this many percentage points.
+    fee_change_points: float = 0.5
+    fx_margin_change_points: float = 0.5
+    # How often the served figures are compared with those last seen (seconds).
+    check_seconds: float = 5.0
+    # Entries in a feed (the latest).
+    feed_entries: int = 50
+    # How often the webhook queue is looked at, and how many deliveries are taken at once.
+    delivery_seconds: float = 5.0
+    delivery_batch: int = 20
+    # Time for one delivery attempt; a 2xx answer within it is delivered.
+    delivery_timeout_seconds: float = 10.0
+    # Attempts before a delivery is dead; the wait after attempt n is base × 2^(n-1), at most max.
+    max_attempts: int = 8
+    backoff_base_seconds: float = 30.0
+    backoff_max_seconds: float = 3600.0
+
+
+def _alerts(table: Mapping[str, Any]) -> AlertsConfig:
+    d = AlertsConfig()
+    _unknown_keys(table, {f for f in AlertsConfig.__dataclass_fields__}, "alerts")
+
+    def number(key: str) -> float:
+        return float(_positive(_expect(table, key, (int, float), "alerts", getattr(d, key)),
+                               f"alerts.{key}"))
+
+    def count(key: str) -> int:
+        return _at_least(_expect(table, key, int, "alerts", getattr(d, key)), 1,
+                         f"alerts.{key}")
+
+    out = AlertsConfig(
+        enabled=_expect(table, "enabled", bool, "alerts", d.enabled),
+        fee_change_points=number("fee_change_points"),
+        fx_margin_change_points=number("fx_margin_change_points"),
+        check_seconds=number("check_seconds"), feed_entries=count("feed_entries"),
+        delivery_seconds=number("delivery_seconds"), delivery_batch=count("delivery_batch"),
+        delivery_timeout_seconds=number("delivery_timeout_seconds"),
+        max_attempts=count("max_attempts"), backoff_base_seconds=number("backoff_base_seconds"),
+        backoff_max_seconds=number("backoff_max_seconds"))
+    if out.backoff_max_seconds < out.backoff_base_seconds:
+        raise ConfigError(f"alerts.backoff_max_seconds: expected at least backoff_base_seconds "
+                          f"({out.backoff_base_seconds:g}), got {out.backoff_max_seconds:g}")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     data_dir: Path
     import_rpw_on_empty: bool = True
@@ -294,6 +346,7 @@ class Config:
     indicators: IndicatorsConfig = field(default_factory=IndicatorsConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     corridors: tuple[CorridorConfig, ...] = ()
     sources: tuple[SourceConfig, ...] = ()
     path: Path | None = None
@@ -506,8 +559,8 @@ def default_data_dir() -> Path:
 def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     """Build a Config from a parsed TOML document, validating every key."""
     _unknown_keys(raw, {"service", "database", "api", "collection", "bulletin", "import",
-                        "indicators", "sandbox", "storage", "corridors", "sources"},
-                  "config")
+                        "indicators", "sandbox", "storage", "corridors", "sources",
+                        "alerts"}, "config")
     svc = _expect(raw, "service", dict, "config", {})
     _unknown_keys(svc, {"data_dir", "import_rpw_on_empty", "log_level"}, "service")
     data_dir_raw = _expect(svc, "data_dir", str, "service", "")
@@ -719,6 +772,7 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
         indicators=indicators,
         sandbox=sandbox,
         storage=storage,
+        alerts=_alerts(_expect(raw, "alerts", dict, "config", {})),
         corridors=tuple(corridors),
         sources=tuple(sources),
         path=path,

@@ -26,6 +26,7 @@ from metrics import METHODOLOGY_VERSION
 from publish import bulletin_render as render
 from publish import charts as ch
 from publish import emulated as marks
+from publish.alerts import bulletin_published
 from publish.bulletin import (
     DECIMALS,
     HEADLINE_AMOUNT,
@@ -190,4 +191,5 @@ async def publish_bulletin(app: Any, period: str) -> dict[str, Any]:
                                      generated_from=generated_from,
                                      config=app[runtime.CONFIG])
     log.info("published the bulletin of %s in %s", period, folder)
+    await bulletin_published(app, folder.name)
     return {"period": folder.name, "folder": str(folder)}

@@ -578,6 +578,102 @@ _files["206"] = {"description": "the range asked for (Range)", "content": {"*/*"
 _files["304"] = {"description": "not modified (If-None-Match, If-Modified-Since)"}
 
 
+# --- alerts (docs/alerts.md): the Atom feeds and the webhooks' admin API -----------------------
+ATOM_CONTENT = {"application/atom+xml": {"schema": STR}}
+P_FEED_COUNTRY = param("country", "ISO 3166 alpha-2 or alpha-3 (MEX, MX)", COUNTRY,
+                       required=True, where="path")
+_SCOPE = {"enum": ["global", "corridor", "sending", "receiving", "provider"]}
+_P_WEBHOOK = param("id", "the subscription's number", {"type": "string", "pattern": "^[0-9]+$"},
+                   required=True, where="path")
+_DELIVERIES = obj({"pending": INT, "delivered": INT, "dead": INT})
+_WEBHOOK = {"id": INT, "url": STR, "scope": _SCOPE, "value": NSTR, "created_at": STR}
+SCHEMAS.update({
+    "Webhook": obj({**_WEBHOOK, "deliveries": _DELIVERIES}),
+    "Webhooks": obj({"webhooks": {"type": "array", "items": ref("Webhook")}}),
+    "WebhookDeliveries": obj({"webhook": INT, "deliveries": {"type": "array", "items": obj({
+        "id": INT, "event_id": INT, "kind": STR, "title": STR,
+        "state": {"enum": ["pending", "delivered", "dead"]}, "attempts": INT,
+        "next_attempt_at": NSTR, "last_status": {"type": ["integer", "null"]},
+        "last_error": NSTR, "delivered_at": NSTR, "created_at": STR})}}),
+    "WebhookCreated": obj({**_WEBHOOK, "secret": STR, "signature": obj({
+        "header": STR, "algorithm": STR, "tolerance_seconds": INT})}),
+})
+
+
+def feed(path: str, summary: str, params: list[dict[str, Any]],
+         statuses: tuple[int, ...]) -> dict[str, Any]:
+    item = get(path, summary, None, params, statuses=statuses)
+    item["get"]["responses"]["200"] = {"description": "an Atom feed (RFC 4287) of the latest "
+                                       "alert events, newest first", "content": ATOM_CONTENT}
+    return item
+
+
+def _admin_webhooks(path: str, method: str, summary: str, ok: dict[str, Any],
+                    params: list[dict[str, Any]], statuses: tuple[int, ...],
+                    body: dict[str, Any] | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "parameters": params,
+                          "security": [{"bearer": []}],
+                          "responses": {**ok, **errors(*sorted({*statuses, *pipeline(
+                              path, data=True)}))}}
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": body}}}
+    return {method: op}
+
+
+_PATHS.update({
+    "/v1/feeds/global.atom": feed("/v1/feeds/global.atom", "Every alert event", [], (400,)),
+    "/v1/feeds/corridor/{pair}.atom": feed(
+        "/v1/feeds/corridor/{pair}.atom", "A corridor's alerts: its average or SmaRT crossing "
+        "3% or 5%, a new cheapest provider, its providers' fee or FX margin changes",
+        [P_PAIR], (400, 422)),
+    "/v1/feeds/sending/{country}.atom": feed(
+        "/v1/feeds/sending/{country}.atom", "The alerts of the corridors from a country",
+        [P_FEED_COUNTRY], (400, 422)),
+    "/v1/feeds/receiving/{country}.atom": feed(
+        "/v1/feeds/receiving/{country}.atom", "The alerts of the corridors to a country",
+        [P_FEED_COUNTRY], (400, 422)),
+    "/v1/feeds/provider/{provider}.atom": feed(
+        "/v1/feeds/provider/{provider}.atom", "A provider's alerts: its fee or FX margin "
+        "changes, corridors where it became the cheapest",
+        [param("provider", "the provider's id: its name in lower case, hyphens between "
+                           "words (western-union); unknown: 404", STR, required=True,
+               where="path")], (400, 404)),
+    "/v1/admin/webhooks": {
+        **_admin_webhooks("/v1/admin/webhooks", "post",
+                          "Subscribe a URL to alert events (the secret is shown once)",
+                          {"201": {"description": "subscribed", "content": {
+                              "application/json": {"schema": ref("WebhookCreated")}}}},
+                          [], (400, 401, 404, 422),
+                          body={"type": "object", "required": ["url"],
+                                "additionalProperties": False, "properties": {
+                                    "url": STR, "scope": _SCOPE, "value": STR}}),
+        **_admin_webhooks("/v1/admin/webhooks", "get",
+                          "The webhook subscriptions, with their deliveries per state",
+                          {"200": {"description": "OK", "content": {
+                              "application/json": {"schema": ref("Webhooks")}}}},
+                          [], (400, 401, 404))},
+    "/v1/admin/webhooks/{id}/deliveries": _admin_webhooks(
+        "/v1/admin/webhooks/{id}/deliveries", "get", "A subscription's latest deliveries, "
+        "newest first, with their attempts and last error (state=dead: the dead letters)",
+        {"200": {"description": "OK", "content": {"application/json": {
+            "schema": ref("WebhookDeliveries")}}}},
+        [_P_WEBHOOK, param("state", "only deliveries in this state",
+                           {"enum": ["pending", "delivered", "dead"]}), P_LIMIT],
+        (400, 401, 404, 422)),
+    "/v1/admin/webhooks/{id}/redeliver": _admin_webhooks(
+        "/v1/admin/webhooks/{id}/redeliver", "post", "Queue a subscription's dead deliveries "
+        "again, their attempts back to none",
+        {"202": {"description": "queued", "content": {"application/json": {
+            "schema": obj({"webhook": INT, "queued": INT})}}}},
+        [_P_WEBHOOK], (400, 401, 404)),
+    "/v1/admin/webhooks/{id}": _admin_webhooks(
+        "/v1/admin/webhooks/{id}", "delete", "Delete a subscription (deliveries not yet made "
+        "are dropped)", {"204": {"description": "deleted"}},
+        [_P_WEBHOOK], (400, 401, 404)),
+})
+
+
 def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",

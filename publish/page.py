@@ -316,6 +316,8 @@ def _result(doc: dict[str, Any], t: Text) -> dict[str, Any]:
         "average_below_zero": corridor["average"] is not None and corridor["average"] < 0,
         "within_an_hour": _within_an_hour(doc, t),
         "targets": _targets(corridor, t),
+        # "Watch this corridor": its Atom feed of alerts (docs/alerts.md).
+        "feed": f"/v1/feeds/corridor/{doc['from']['alpha3']}-{doc['to']['alpha3']}.atom",
         "columns": [{"text": text, "num": num} for text, num in head],
         "rows": rows,
         "currency_unknown": any(not s.get("receive_currency") for s in doc["services"]),

@@ -31,6 +31,8 @@ from corridors.store import STORE_ERRORS, Store, connect, migrations
 from publish import middleware
 from publish.api.postal_summary import setup_postal_summary_routes
 from publish.api.routes import setup_routes
+from publish.feeds import add_jobs as alerts_jobs
+from publish.feeds import setup_alerts
 from publish.problems import RETRY_AFTER_UNAVAILABLE
 from publish.schedule import add_jobs as bulletin_jobs
 
@@ -182,11 +184,12 @@ def _job_registrars(*, collecting: bool = True
                     ) -> list[Callable[[web.Application, AsyncIOScheduler], None]]:
     """Each stage that runs on a schedule contributes a function (app, scheduler) -> None.
     A replica (``collecting=False``) runs none that writes to the database: no collection,
-    no recovery of runs, no storage upkeep (partitions, retention); the monthly bulletin
-    only reads it (into its own data folder)."""
+    no recovery of runs, no storage upkeep (partitions, retention), no alert detection or
+    webhook delivery (they record events and deliveries); the monthly bulletin only reads
+    it (into its own data folder)."""
     if not collecting:
         return [bulletin_jobs]
-    return [collector_jobs, add_recovery_job, bulletin_jobs, storage_jobs]
+    return [collector_jobs, add_recovery_job, bulletin_jobs, storage_jobs, alerts_jobs]
 
 
 async def _storage_upkeep(app: web.Application) -> None:
@@ -359,5 +362,6 @@ def create_app(config: Config, target: DatabaseTarget, *,
     app.cleanup_ctx.append(_scheduler_ctx)
     setup_routes(app)
     setup_postal_summary_routes(app)
+    setup_alerts(app)
     app.router.add_get("/healthz", healthz, name="healthz")
     return app

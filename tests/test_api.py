@@ -56,6 +56,7 @@ from publish.middleware import (
 )
 from publish.openapi import document
 from publish.page import PAGE_PARAMS
+from publish.webhooks import DELIVERIES_PARAMS
 
 RPW_SOURCE = {"name": "rpw", "title": "The World Bank, Remittance Prices Worldwide",
               "url": "https://remittanceprices.worldbank.org", "licence": "CC BY 4.0"}
@@ -1160,6 +1161,7 @@ async def test_openapi_describes_exactly_the_routes(api: TestClient) -> None:  #
         "/v1/postal/summary": POSTAL_SUMMARY_PARAMS,
         "/v1/admin/collect": ADMIN_COLLECT_PARAMS,
         "/v1/admin/bulletin": ADMIN_BULLETIN_PARAMS,
+        "/v1/admin/webhooks/{id}/deliveries": DELIVERIES_PARAMS,
     }
     for path, item in doc["paths"].items():
         for method, operation in item.items():
@@ -1334,7 +1336,8 @@ def undocumented_statuses(app: Any, doc: dict[str, Any]) -> list[tuple[str, str,
 
 def concrete(path: str) -> str:
     return (path.replace("{pair}", "ITA-CHN").replace("{period}", "2014Q2")
-            .replace("{path}", "index.html"))
+            .replace("{path}", "index.html").replace("{country}", "MEX")
+            .replace("{provider}", "western-union").replace("{id}", "1"))
 
 
 async def test_openapi_declares_every_status_the_server_gives(api: TestClient) -> None:  # noqa: F811

@@ -52,6 +52,9 @@ async def test_job_publishes_and_the_api_lists_it(store, tmp_path) -> None:
     assert "2014Q2" in published
     folder = tmp_path / "bulletins" / "2014Q2"
     assert (folder / "index.html").is_file() and (folder / "bulletin.pdf").is_file()
+    # A published bulletin is an alert event (docs/alerts.md), once per period.
+    assert await store.pool.fetchval("SELECT count(*) FROM alert_events WHERE event_key = "
+                                     "'new_bulletin:2014Q2'") == 1
 
     server = TestServer(app)
     await server.start_server()

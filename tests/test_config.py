@@ -34,10 +34,10 @@ def test_the_shipped_profile_is_real_public_upstreams() -> None:
 
     config = load_config(ROOT / "config.toml")
     check_sources(config)
-    # The real posts' tariffs are bundled files, transcribed from their pages (disabled until
-    # the store knows their data kind): tests/test_postal_tariffs.py.
+    # The real posts' tariffs are bundled files, transcribed from their pages:
+    # tests/test_postal_tariffs.py.
     tariffs = [s for s in config.sources if s.kind == "postal_tariff"]
-    assert len(tariffs) >= 3 and not any(s.enabled for s in tariffs)
+    assert len(tariffs) >= 3 and all(s.enabled for s in tariffs)
     assert all(s.url.startswith("corridors/data/postal_tariffs/") for s in tariffs)
     config = dataclasses.replace(config, sources=tuple(
         s for s in config.sources if s.kind != "postal_tariff"))
@@ -70,7 +70,7 @@ def test_the_shipped_profile_is_real_public_upstreams() -> None:
     ecb_codes = {c[:3] for c in ecb} | {"EUR"}
     currencies = {country(code).currency  # type: ignore[union-attr]
                   for c in config.corridors for code in (c.source, c.destination)}
-    assert currencies - ecb_codes == {"XOF", "SAR", "PKR"}
+    assert currencies - ecb_codes == {"XOF", "SAR", "PKR", "RSD"}
     assert config.sandbox.base_url == "http://127.0.0.1:8765"
 
 

@@ -263,8 +263,9 @@ def test_names_from_the_data_are_escaped_and_isolated_on_a_right_to_left_page() 
                "effective_cost_pct": 4.0, "total_cost_pct": 4.0, "speed": "same_day",
                "pay_in": "cash", "access_point": "agent", "pay_out": "cash",
                "collected_at": "2014-05-12T00:00:00Z", "data_kind": "survey"}
-    doc = {"from": {"alpha2": "US", "name": "United States"},
-           "to": {"alpha2": "MX", "name": "Mexico"}, "currency": "USD", "amount": 200.0,
+    doc = {"from": {"alpha2": "US", "alpha3": "USA", "name": "United States"},
+           "to": {"alpha2": "MX", "alpha3": "MEX", "name": "Mexico"}, "currency": "USD",
+           "amount": 200.0,
            "priced_amount": 200.0, "approximate": False, "period": "2014Q2",
            "corridor": {"average": 4.0, "points_above_3": 1.0, "points_above_5": -1.0},
            "ranked_by": "total_cost_pct", "flags_explained": {}, "services": [service],
@@ -275,3 +276,6 @@ def test_names_from_the_data_are_escaped_and_isolated_on_a_right_to_left_page() 
     assert '<bdi class="note">Cash to cash</bdi>' in html
     assert "من الولايات المتحدة إلى المكسيك" in html  # the countries, in Arabic
     assert "<b>" not in html and "<i>" not in html
+    # "Watch this corridor", in Arabic, gives the corridor's feed (docs/alerts.md).
+    assert '<a href="/v1/feeds/corridor/USA-MEX.atom" type="application/atom+xml">' \
+           "تابِع هذا الممر</a>" in html

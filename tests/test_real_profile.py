@@ -34,10 +34,11 @@ def _free_port() -> int:
 
 
 def shipped_urls() -> dict[str, str]:
-    """The shipped sources' URLs, by name (the enabled ones: the bundled postal tariffs are
-    local files, disabled until the store knows their data kind)."""
+    """The shipped upstreams' URLs, by name (the enabled sources on the network: the bundled
+    postal tariffs are local files, read without one)."""
     raw = tomllib.loads(SHIPPED.read_text(encoding="utf-8"))
-    return {s["name"]: s["url"] for s in raw["sources"] if s.get("enabled", True)}
+    return {s["name"]: s["url"] for s in raw["sources"]
+            if s.get("enabled", True) and s["url"].startswith(("http://", "https://"))}
 
 
 async def test_with_no_network_each_source_is_said_unreachable_once_and_serving_goes_on(
@@ -251,7 +252,11 @@ async def test_recorded_real_responses_through_the_shipped_profile(
     assert {k: v.split(" (")[0].split(",")[0] for k, v in licences.items()} == {
         "ecb-daily": "Source: European Central Bank",
         "open-er-api": "Rates By Exchange Rate API",
-        "wise-comparison": "Wise comparison API v4"}
+        "wise-comparison": "Wise comparison API v4",
+        # The bundled real postal tariffs, read from their files with the same run.
+        "tariff-correos": "Correos' Eurogiro tariff as reported by Libre Mercado",
+        "tariff-japan-post-bank": "Transcribed from JAPAN POST BANK's published tariff",
+        "tariff-postfinance": "Transcribed from PostFinance's published prices"}
 
     ecb = reports["ecb-daily"]
     assert (ecb.status, ecb.rates) == ("ok", 30), ecb.line()

@@ -34,6 +34,12 @@ processes may share one database: a source is collected by one of them at a time
 On an empty store it first imports the bundled World Bank RPW data (2011-2014), so the
 figures are real from the first start ([service] import_rpw_on_empty).
 
+After each collection or import it records what moved (a corridor crossing 5% or 3%, a
+provider's fee or FX margin changing, a new cheapest provider, a new bulletin) as events,
+served as Atom feeds (/v1/feeds/...) and delivered to the webhooks subscribed through
+/v1/admin/webhooks, signed, from a queue in the database that survives restarts
+([alerts], docs/alerts.md).
+
 No collected quote is lost to an interruption: a response the database cannot take is kept
 in <data_dir>/spool until it can, and what a killed or stopped process, or the database
 away, left unstored is stored at start and within 15 s of the database's return.
