@@ -194,6 +194,9 @@ class SandboxConfig:
 class DatabaseConfig:
     # Empty: an embedded PostgreSQL in the data folder. DATABASE_URL overrides this.
     url: str = ""
+    # Where the serving side reads (a streaming replica, or the primary through a read-only
+    # role); empty: the same as ``url``. SENDCOST_READ_DATABASE_URL overrides this.
+    read_url: str = ""
     pool_min: int = 1
     pool_max: int = 10
     connect_timeout_seconds: float = 10.0
@@ -352,6 +355,12 @@ class Config:
     def database_url(self) -> str | None:
         """The external database in use, or None for the embedded one."""
         return os.environ.get("DATABASE_URL") or self.database.url or None
+
+    @property
+    def read_database_url(self) -> str | None:
+        """Where the serving side reads, when not where the collecting side writes (a
+        streaming replica, a read-only role on the primary); None: the write database."""
+        return os.environ.get("SENDCOST_READ_DATABASE_URL") or self.database.read_url or None
 
     @property
     def admin_token(self) -> str | None:
@@ -570,9 +579,11 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
                           f"got {log_level!r}")
 
     db = _expect(raw, "database", dict, "config", {})
-    _unknown_keys(db, {"url", "pool_min", "pool_max", "connect_timeout_seconds"}, "database")
+    _unknown_keys(db, {"url", "read_url", "pool_min", "pool_max", "connect_timeout_seconds"},
+                  "database")
     database = DatabaseConfig(
         url=_expect(db, "url", str, "database", ""),
+        read_url=_expect(db, "read_url", str, "database", ""),
         pool_min=_expect(db, "pool_min", int, "database", 1),
         pool_max=_expect(db, "pool_max", int, "database", 10),
         connect_timeout_seconds=float(_expect(db, "connect_timeout_seconds", (int, float),

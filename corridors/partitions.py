@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 PARTITIONED = {"quotes": "collected_at", "raw_responses": "fetched_at"}
 #: The migration that partitioned them.
 PARTITIONS_VERSION = 10
+#: Held by whoever makes a month partition, until its transaction ends (7411606; the
+#: migrations hold 7411601).
+_LOCK_PARTITION_MAKERS = "SELECT pg_advisory_xact_lock(7411606)"
 _MONTH_PARTITION = re.compile(r"^(quotes|raw_responses)_p(\d{4})_(\d{2})$")
 
 
@@ -67,9 +70,13 @@ async def ensure_partitions(store: Store, months_ahead: int,
         for table in PARTITIONED:
             for n in range(months_ahead + 1):
                 # One transaction each: a partition made holds the parent's lock only for
-                # its own statement.
-                name = await conn.fetchval("SELECT sendcost_month_partition($1, $2)", table,
-                                           add_months(first, n))
+                # its own statement. One maker at a time (several serve processes start
+                # together): two making partitions of quotes and raw_responses at once,
+                # each locking the other's parent through the foreign key, deadlock.
+                async with conn.transaction():
+                    await conn.execute(_LOCK_PARTITION_MAKERS)
+                    name = await conn.fetchval("SELECT sendcost_month_partition($1, $2)",
+                                               table, add_months(first, n))
                 if name:
                     made.append(name)
     if made:

@@ -26,3 +26,16 @@ HTTP = web.AppKey("http", ClientSession)
 SCHEDULER = web.AppKey("scheduler", AsyncIOScheduler)
 #: The scheduler's runs under way (``corridors.jobs``), set beside ``SCHEDULER``.
 JOBS_UNDER_WAY = web.AppKey("jobs_under_way", JobsUnderWay)
+#: Where the serving side reads, when it is not ``STORE`` (``[database] read_url``: a
+#: streaming replica, a read-only role); ``read_store(app)`` picks the one to read.
+READ_STORE: web.AppKey[Store] = web.AppKey("read_store")
+#: The database whose writers announce new quotes (``corridors.notify``): serving listens
+#: there. Unset: no listening, the timer alone refreshes.
+NOTIFY_URL = web.AppKey("notify_url", str)
+#: False in a ``serve --no-collect`` replica: nothing is collected, imported or migrated.
+COLLECTING = web.AppKey("collecting", bool)
+
+
+def read_store(app: web.Application) -> Store:
+    """The store the API and page read: the read database when one is set, else ``STORE``."""
+    return app.get(READ_STORE) or app[STORE]

@@ -32,6 +32,7 @@ from corridors.db import pid_alive
 from corridors.errors import DatabaseError
 from corridors.frame import QUOTE_FRAME_SCHEMA, conform
 from corridors.health import WriteHealth
+from corridors.notify import NOTIFY_QUOTES
 from corridors.periods import Period
 from corridors.types import DataKind, Quote
 
@@ -350,6 +351,8 @@ class Store:
                     await conn.execute(_ROLLUP_QUOTES, ids, min(times), max(times))
                 else:
                     await conn.execute(_ROLLUP_QUOTES_ALL, ids)
+                # Serving processes refresh when this commits (corridors/notify.py).
+                await conn.execute(NOTIFY_QUOTES)
             else:
                 inserted = [0] * len(batches)
             quarantined = [await self.quarantine(b.quarantine, conn=conn) for b in batches]

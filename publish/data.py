@@ -39,6 +39,7 @@ from aiohttp import web
 from corridors import runtime
 from corridors.errors import BadPeriod, NoData
 from corridors.frame import QUOTE_FRAME_SCHEMA
+from corridors.notify import QuotesListener, visible
 from corridors.periods import parse_period
 from corridors.reference import countries, countries_frame
 from corridors.store import STORE_ERRORS, UNREACHABLE_ERRORS, Store
@@ -919,14 +920,48 @@ DATA = web.AppKey("publish_data", ApiData)
 SHOWS_EMULATED = web.AppKey("page_shows_emulated", bool)
 
 
+#: How long a notified write is waited for in the database serving reads (a streaming
+#: replica replaying it) before refreshing all the same (the next refresh finds the rest).
+VISIBLE_WAIT_SECONDS = 5.0
+VISIBLE_POLL_SECONDS = 0.05
+
+
+async def _until_visible(store: Store, xid: int) -> None:
+    """Until the write of transaction ``xid`` is visible where ``store`` reads (at once on
+    the primary; on a streaming replica once replayed), ``VISIBLE_WAIT_SECONDS`` at most."""
+    if not xid:
+        return
+    with contextlib.suppress(*OUTAGE_ERRORS):  # the refresh says it, once
+        # Polled: a replica's replay announces nothing.
+        for _ in range(int(VISIBLE_WAIT_SECONDS / VISIBLE_POLL_SECONDS)):
+            if await visible(store.pool, xid):
+                return
+            await asyncio.sleep(VISIBLE_POLL_SECONDS)
+
+
 async def data_ctx(app: web.Application) -> AsyncIterator[None]:
     """Build the first snapshot in the background and poll the store for new quotes; the
     indicator documents of each new snapshot are computed after it (``ApiData.warm``)."""
     config = app.get(runtime.CONFIG)
-    data = ApiData(app[runtime.STORE], eager_emulated=app.get(SHOWS_EMULATED, False),
+    data = ApiData(runtime.read_store(app), eager_emulated=app.get(SHOWS_EMULATED, False),
                    weights_coverage_min=(config.indicators.weights_coverage_min
                                          if config is not None else cor.WEIGHT_COVERAGE_MIN))
     app[DATA] = data
+    # A write's notification wakes the poller at once (corridors/notify.py); the timer
+    # stays, for writes no one heard of.
+    written = asyncio.Event()
+    newest_write = 0
+
+    def on_write(xid: int) -> None:
+        nonlocal newest_write
+        newest_write = max(newest_write, xid)
+        written.set()
+
+    listener = (QuotesListener(app[runtime.NOTIFY_URL], on_write,
+                               timeout=config.database.connect_timeout_seconds)
+                if runtime.NOTIFY_URL in app and config is not None else None)
+    listening = (asyncio.create_task(listener.run(), name="publish-listen")
+                 if listener is not None else None)
 
     warming: asyncio.Task[None] | None = None
 
@@ -938,11 +973,15 @@ async def data_ctx(app: web.Application) -> AsyncIterator[None]:
 
     async def poll() -> None:
         nonlocal warming
+        announced = 0  # the newest write announced since the last refresh
         me = asyncio.current_task()
         assert me is not None
         # Until cancelled, even when a cancellation reached the poller as another error.
         while not me.cancelling():
             try:
+                if announced:
+                    await _until_visible(data.store, announced)
+                    announced = 0
                 await data.refresh()
                 # Beside the poller, which keeps watching the store meanwhile.
                 if warming is None or warming.done():
@@ -953,13 +992,21 @@ async def data_ctx(app: web.Application) -> AsyncIterator[None]:
                 log.warning("snapshot refresh failed: %s", exc)
             except Exception:  # a broken refresh must not stop the poller
                 log.exception("snapshot refresh failed")
-            await asyncio.sleep(REFRESH_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(written.wait(), REFRESH_SECONDS)
+            if written.is_set():
+                written.clear()
+                announced = newest_write
 
     task = asyncio.create_task(poll(), name="publish-snapshot")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    if listening is not None:
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening
     if warming is not None:
         warming.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -104,6 +104,8 @@ SCHEMAS: dict[str, Any] = {
                           "be read: they do not degrade the service",
                           "items": {"type": "object", "required": ["source"]}},
         "database": obj({"reachable": BOOL, "embedded": BOOL}),
+        "collecting": {"type": "boolean", "description": "whether this process collects "
+                       "(false: an API replica, serve --no-collect, that only serves)"},
         "collections": {"type": "array", "items": obj({
             "source": STR, "run_id": INT, "status": STR, "started_at": STR,
             "finished_at": NSTR, "quotes_stored": {"type": ["integer", "null"]},

@@ -24,10 +24,10 @@ from collector.schedule import add_jobs as collector_jobs
 from collector.schedule import add_recovery_job
 from corridors import health, partitions, runtime
 from corridors.config import Config
-from corridors.db import DatabaseTarget, EmbeddedServer, database
+from corridors.db import DatabaseTarget, EmbeddedServer, database, redact
 from corridors.errors import DatabaseError
 from corridors.jobs import JobsUnderWay
-from corridors.store import STORE_ERRORS, Store, connect
+from corridors.store import STORE_ERRORS, Store, connect, migrations
 from publish import middleware
 from publish.api.postal_summary import setup_postal_summary_routes
 from publish.api.routes import setup_routes
@@ -62,17 +62,65 @@ async def open_store(config: Config, *, migrate: bool = True
         await asyncio.to_thread(stack.close)
 
 
+async def _open(config: Config, url: str) -> Store:
+    return await connect(url, min_size=config.database.pool_min,
+                         max_size=config.database.pool_max,
+                         timeout=config.database.connect_timeout_seconds)
+
+
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     config, target = app[runtime.CONFIG], app[runtime.DATABASE]
-    store = await connect(target.url, min_size=config.database.pool_min,
-                          max_size=config.database.pool_max,
-                          timeout=config.database.connect_timeout_seconds)
-    await store.migrate(partitions_ahead=config.storage.partitions_ahead_months)
+    read_url = config.read_database_url
+    if not app[runtime.COLLECTING]:
+        # A replica: one pool, on the read database (else the write one), that never
+        # writes; the collecting process keeps the schema and the rollups.
+        store = await _open(config, read_url or target.url)
+        try:
+            await check_schema(store)
+        except BaseException:
+            await store.close()
+            raise
+        app[runtime.STORE] = store
+        log.info("serving only (no collection) from %s", redact(read_url) if read_url
+                 else target.display)
+        yield
+        await store.close()
+        return
+    store = await _open(config, target.url)
+    read: Store | None = None
+    try:
+        await store.migrate(partitions_ahead=config.storage.partitions_ahead_months)
+        if read_url:
+            read = await _open(config, read_url)
+            app[runtime.READ_STORE] = read
+    except BaseException:
+        await store.close()
+        raise
     app[runtime.STORE] = store
-    log.info("store ready on %s (%s)", target.display,
-             "embedded" if target.embedded else "external")
+    log.info("store ready on %s (%s)%s", target.display,
+             "embedded" if target.embedded else "external",
+             f"; the API reads {redact(read_url)}" if read_url else "")
     yield
+    if read is not None:
+        await read.close()
     await store.close()
+
+
+async def check_schema(store: Store) -> None:
+    """A replica does not migrate: the database it reads must have this sendcost's schema
+    (the collecting process, or ``sendcost db migrate``, applies it on the primary)."""
+    applied: set[int] = set()
+    if await store.schema_version():
+        applied = {r["version"] for r in await store.pool.fetch(
+            "SELECT version FROM schema_migrations")}
+    # Every one, not only the newest: a migration numbered below one applied may come later.
+    missing = [name for version, name, _ in migrations() if version not in applied]
+    if missing:
+        raise DatabaseError(
+            f"the database lacks {len(missing)} of this sendcost's migrations "
+            f"({', '.join(missing[:3])}{', …' if len(missing) > 3 else ''}): 'serve "
+            "--no-collect' does not migrate; run 'sendcost db migrate' (or start the "
+            "collecting 'sendcost serve') against the primary first")
 
 
 async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -94,7 +142,7 @@ async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
     under_way.attach(scheduler)
     app[runtime.SCHEDULER] = scheduler
     app[runtime.JOBS_UNDER_WAY] = under_way
-    for add_jobs in _job_registrars():
+    for add_jobs in _job_registrars(collecting=app[runtime.COLLECTING]):
         add_jobs(app, scheduler)
     scheduler.start()
     log.info("scheduler started with %d job(s)", len(scheduler.get_jobs()))
@@ -114,7 +162,7 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
     tasks: set[asyncio.Task[object]] = set()
     app[BACKGROUND] = tasks
     config = app[runtime.CONFIG]
-    if config.import_rpw_on_empty:
+    if config.import_rpw_on_empty and app[runtime.COLLECTING]:
         from collector.rpw_import import import_bundled_if_empty
 
         task: asyncio.Task[object] = asyncio.create_task(
@@ -132,8 +180,15 @@ def _log_task_end(task: asyncio.Task[object]) -> None:
         log.error("background task %s failed: %s", task.get_name(), task.exception())
 
 
-def _job_registrars() -> list[Callable[[web.Application, AsyncIOScheduler], None]]:
-    """Each stage that runs on a schedule contributes a function (app, scheduler) -> None."""
+def _job_registrars(*, collecting: bool = True
+                    ) -> list[Callable[[web.Application, AsyncIOScheduler], None]]:
+    """Each stage that runs on a schedule contributes a function (app, scheduler) -> None.
+    A replica (``collecting=False``) runs none that writes to the database: no collection,
+    no recovery of runs, no storage upkeep (partitions, retention), no alert detection or
+    webhook delivery (they record events and deliveries); the monthly bulletin only reads
+    it (into its own data folder)."""
+    if not collecting:
+        return [bulletin_jobs]
     return [collector_jobs, add_recovery_job, bulletin_jobs, storage_jobs, alerts_jobs]
 
 
@@ -271,6 +326,7 @@ async def healthz(request: web.Request) -> web.Response:
         "stale_tariffs": stale,
         "database": {"reachable": reachable,
                      "embedded": request.app[runtime.DATABASE].embedded},
+        "collecting": request.app.get(runtime.COLLECTING, True),
         "collections": [
             {"source": r["source"], "run_id": r["id"], "status": r["status"],
              "started_at": r["started_at"].isoformat(),
@@ -286,11 +342,19 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if ok else 503, headers=headers)
 
 
-def create_app(config: Config, target: DatabaseTarget) -> web.Application:
-    """The aiohttp application of one running sendcost. Does no I/O."""
+def create_app(config: Config, target: DatabaseTarget, *,
+               collecting: bool = True) -> web.Application:
+    """The aiohttp application of one running sendcost. Does no I/O.
+
+    ``target`` is the database the collectors write to (a replica with only a read URL:
+    that one). ``collecting=False``: a replica (``serve --no-collect``) that only serves,
+    reading ``[database] read_url`` when set; it never writes."""
     app = web.Application(middlewares=middleware.MIDDLEWARES, client_max_size=64 * 1024)
     app[runtime.CONFIG] = config
     app[runtime.DATABASE] = target
+    app[runtime.COLLECTING] = collecting
+    # New quotes are announced where they are written (corridors/notify.py).
+    app[runtime.NOTIFY_URL] = target.url
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_supervisor_ctx)
     app.cleanup_ctx.append(_http_ctx)

@@ -1064,7 +1064,8 @@ async def test_healthz_and_metrics_show_each_sources_latest_run(
     store = own_api.app[runtime.STORE]
     body = await get_json(own_api, "/healthz")
     assert body == {"status": "ok", "reasons": [], "stale_tariffs": [],
-                    "database": {"reachable": True, "embedded": False}, "collections": []}
+                    "database": {"reachable": True, "embedded": False}, "collecting": True,
+                    "collections": []}
     run = await store.start_run("metrics-test")
 
     async def expected_run() -> dict[str, Any]:
@@ -1079,7 +1080,7 @@ async def test_healthz_and_metrics_show_each_sources_latest_run(
     assert resp.headers["Cache-Control"] == "no-store" and "ETag" not in resp.headers
     assert await resp.json() == {"status": "ok", "reasons": [], "stale_tariffs": [],
                                  "database": {"reachable": True, "embedded": False},
-                                 "collections": [await expected_run()]}
+                                 "collecting": True, "collections": [await expected_run()]}
     valid_as(await resp.json(), "/healthz", "200")
     started = (await store.pool.fetchval("SELECT started_at FROM collection_runs WHERE id = $1",
                                          run)).timestamp()
@@ -1091,7 +1092,7 @@ async def test_healthz_and_metrics_show_each_sources_latest_run(
     assert await get_json(own_api, "/healthz") == {
         "status": "ok", "reasons": [], "stale_tariffs": [],
         "database": {"reachable": True, "embedded": False},
-        "collections": [await expected_run()]}
+        "collecting": True, "collections": [await expected_run()]}
     resp = await own_api.get("/metrics")
     assert resp.headers["Cache-Control"] == "no-store" and "ETag" not in resp.headers
     gauges = collection_gauges(await resp.text())
@@ -1127,7 +1128,7 @@ async def test_metrics_answer_without_the_database(own_api: TestClient, fresh_da
     body = await resp.json()
     assert body.pop("reasons")[0].startswith("database unreachable (")
     assert body == {"status": "degraded", "database": {"reachable": False, "embedded": False},
-                    "stale_tariffs": [], "collections": []}
+                    "stale_tariffs": [], "collecting": True, "collections": []}
     valid_as(await resp.json(), "/healthz", "503")
 
 

@@ -39,6 +39,9 @@ async def admin_collect(request: web.Request) -> web.StreamResponse:
     authorise(request)
     p = Params(request.query, ADMIN_COLLECT_PARAMS)
     source = p.raw("source")
+    if not request.app.get(runtime.COLLECTING, True):
+        raise not_found("this process only serves (serve --no-collect): ask a collecting "
+                        "sendcost serve to collect")
     scheduler = request.app.get(runtime.SCHEDULER)
     jobs = [j for j in request.app.get(COLLECTION_JOBS, {}).values()
             if (source is None or j.source == source)

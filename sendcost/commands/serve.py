@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from corridors.config import load_config
-from corridors.db import database
+from corridors.db import database, validate_url
+from corridors.errors import ConfigError
 from publish.middleware import HANDLER_ARGS
 from sendcost.cli import common_options, port_number, setup_logging
 from sendcost.commands import Subcommands
@@ -52,6 +53,20 @@ examples:
                                           # collected from instead of [[sources]]
   sendcost serve --sandbox --port 8081 --sandbox-port 8766   # a second one beside it
 
+API replicas (docs/deployment.md): 'serve --no-collect' only serves. It runs no collector,
+import, recovery or migration, takes no source lease and writes nothing to the database: it
+reads the rollups and latest prices the collecting process keeps, from the read database
+(SENDCOST_READ_DATABASE_URL or [database] read_url: a streaming replica, or the primary
+through a read-only role; else the write database), and refreshes its view when a
+collector's write is announced (LISTEN on the write database, when one is set) or every
+5 s. Start the collecting 'serve' first: a replica needs the migrated schema. Several
+replicas and collecting processes may run side by side, on one machine or several.
+
+  sendcost serve --sandbox --port 8080                 # collects (and serves)
+  sendcost serve --no-collect --port 8081              # serves only, beside it
+  SENDCOST_READ_DATABASE_URL=postgresql://reader@standby/sendcost \\
+    DATABASE_URL=postgresql://reader@primary/sendcost sendcost serve --no-collect
+
 Without --sandbox it collects from config.toml's [[sources]]: as shipped, real public
 upstreams (Wise's comparison API, the ECB's and open.er-api's reference rates, the World
 Bank's RPW workbook). An upstream it cannot reach is reported once, then backed off from
@@ -76,6 +91,11 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--sandbox-port", type=sandbox_port, metavar="PORT",
                    help="with --sandbox: the sandbox's port (default: [sandbox] port, 8765), "
                         "so two instances can run side by side")
+    p.add_argument("--no-collect", action="store_true",
+                   help="an API replica: serve only, from the read database ([database] "
+                        "read_url, SENDCOST_READ_DATABASE_URL; else the write one); no "
+                        "collection, import, migration or lease, and no write to the "
+                        "database (it works on a read-only connection)")
     p.set_defaults(func=run)
 
 
@@ -95,6 +115,10 @@ def configured(args: argparse.Namespace) -> Config:
     if args.sandbox_port is not None and not args.sandbox:
         print("sendcost serve: error: --sandbox-port goes with --sandbox", file=sys.stderr)
         raise SystemExit(2)  # a bad command line, as argparse exits
+    if args.no_collect and args.sandbox:
+        print("sendcost serve: error: --no-collect serves what others collect; the "
+              "--sandbox collects: run it in another 'sendcost serve'", file=sys.stderr)
+        raise SystemExit(2)
     if args.sandbox:
         from sendcost.commands.sandbox import with_sandbox
 
@@ -108,16 +132,27 @@ def run(args: argparse.Namespace) -> int:
     from collector.sources import check_sources
     from sendcost.wiring import create_app
 
-    # Before anything starts (the database, the HTTP session): a bad source option or an
-    # unset header variable stops here with the config's error alone.
-    check_sources(config)
+    collecting = not args.no_collect
+    if collecting:
+        # Before anything starts (the database, the HTTP session): a bad source option or
+        # an unset header variable stops here with the config's error alone.
+        check_sources(config)
+    if config.read_database_url:
+        validate_url(config.read_database_url)
+        if collecting and not config.database_url:
+            raise ConfigError("database.read_url (or SENDCOST_READ_DATABASE_URL) is set but "
+                              "database.url (or DATABASE_URL) is not: a collecting serve "
+                              "writes to the embedded PostgreSQL, of which the read URL "
+                              "cannot be a replica; set both, or serve --no-collect")
 
     host = args.host or config.api.host
     port = args.port if args.port is not None else config.api.port
-    with database(config.database_url, config.data_dir) as target:
+    # A replica given only a read URL reads (and listens on) that one: no embedded server.
+    write_url = config.database_url or (None if collecting else config.read_database_url)
+    with database(write_url, config.data_dir) as target:
         log.info("database: %s", "embedded PostgreSQL in " + str(config.data_dir / "pg")
                  if target.embedded else target.display)
-        app = create_app(config, target)
+        app = create_app(config, target, collecting=collecting)
         from sendcost.commands.sandbox import sandbox_ctx, sandbox_down
 
         if args.sandbox:
@@ -128,10 +163,10 @@ def run(args: argparse.Namespace) -> int:
             from publish.page import PAGE_SHOWS_EMULATED
 
             app[PAGE_SHOWS_EMULATED] = True
-        elif warning := sandbox_down(
+        elif collecting and (warning := sandbox_down(
                 config.sources_to_run(), sandbox=config.sandbox,
                 where="Start with 'sendcost serve --sandbox' (the sandbox in this process), "
-                      "or run 'sendcost sandbox' beside it"):
+                      "or run 'sendcost sandbox' beside it")):
             log.warning("%s", warning)
         # run_app turns SIGINT/SIGTERM into a graceful shutdown that runs cleanup_ctx.
         web.run_app(app, host=host, port=port, access_log=None, **HANDLER_ARGS,
