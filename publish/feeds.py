@@ -95,8 +95,11 @@ def render_feed(scope: str, value: str | None, path: str, events: list[Any],
         _sub(entry, "category", term=e["kind"])
         _sub(entry, "summary", e["summary"])
         raw = payload["raw_response_ids"]
+        for raw_id in raw:
+            _sub(entry, "link", rel="related", type="application/json",
+                 href=f"{base}/v1/archive/{raw_id}")
         behind = (f"Archived responses behind these figures: raw_responses "
-                  f"{', '.join(map(str, raw))}." if raw else
+                  f"{', '.join(map(str, raw))} ({base}/v1/archive/{{id}})." if raw else
                   "No archived response is behind these figures (survey data, imported).")
         _sub(entry, "content", f"{e['summary']}\nFigures: {payload['figures_url']}\n{behind}",
              type="text")

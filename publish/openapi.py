@@ -415,6 +415,33 @@ def _admin_webhooks(path: str, method: str, summary: str, ok: dict[str, Any],
     return {method: op}
 
 
+_P_ARCHIVE = param("id", "the archived response's number (an alert's raw_response_ids)",
+                   {"type": "string", "pattern": "^[0-9]+$"}, required=True, where="path")
+SCHEMAS["ArchivedResponse"] = obj({
+    "id": INT, "source": STR, "url": STR, "fetched_at": STR, "status": {"type": ["integer",
+                                                                                "null"]},
+    "content_type": NSTR, "content_hash": STR, "body_size": {"type": ["integer", "null"]},
+    "body_dropped_at": NSTR, "body_url": NSTR, "licence": NSTR,
+    "run_id": {"type": ["integer", "null"]}})
+
+
+def _archive_body(path: str) -> dict[str, Any]:
+    item = get(path, "An archived response's body, byte for byte as collected (JSON, XML, "
+               "CSV and text as their type; anything else as a download)", None,
+               [_P_ARCHIVE], statuses=(400, 404))
+    item["get"]["responses"]["200"] = {"description": "the archived body", "content": {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
+    return item
+
+
+_PATHS.update({
+    "/v1/archive/{id}": get("/v1/archive/{id}", "An archived upstream response's provenance: "
+                            "source, URL, time, status, hash, size, licence",
+                            "ArchivedResponse", [_P_ARCHIVE], statuses=(400, 404)),
+    "/v1/archive/{id}/body": _archive_body("/v1/archive/{id}/body"),
+})
+
+
 _PATHS.update({
     "/v1/feeds/global.atom": feed("/v1/feeds/global.atom", "Every alert event", [], (400,)),
     "/v1/feeds/corridor/{pair}.atom": feed(

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -355,6 +356,20 @@ async def test_a_collection_across_5_percent_gives_a_feed_entry_and_a_signed_web
         event = await store.pool.fetchrow("SELECT * FROM alert_events WHERE id = $1", event_id)
         assert event["details"]["before"] < 5 < event["details"]["after"]
         assert len(event["raw_response_ids"]) >= 3  # one archived answer per operator
+        # Each archived response behind it is linked, and served as it was collected.
+        related = [link.get("href", "") for link in crossed.findall(f"{ATOM}link[@rel='related']")]
+        assert sorted(int(h.rsplit("/", 1)[1]) for h in related) == sorted(
+            event["raw_response_ids"])
+        archived = await (await client.get(URL(related[0]).path)).json()
+        assert archived["id"] == int(related[0].rsplit("/", 1)[1])
+        assert archived["source"].startswith(prefix) and archived["status"] == 200
+        body = await client.get(archived["body_url"])
+        assert body.status == 200
+        assert hashlib.sha256(await body.read()).hexdigest() == archived["content_hash"]
+        assert (await client.get("/v1/archive/x1")).status == 400
+        missing = await client.get("/v1/archive/999999999")
+        assert missing.status == 404
+        assert missing.headers["Content-Type"].startswith("application/problem+json")
         # The figures it links to say the same.
         figures_resp = await client.get(URL(figures.get("href", "")).path_qs)
         served = (await figures_resp.json())["indicators"]
@@ -557,7 +572,11 @@ async def test_a_failing_receiver_is_retried_with_backoff_then_dead(
         assert (row["attempts"], row["last_status"]) == (3, 500)
         assert len(calls) == 3 and calls[1] - calls[0] >= 0.3 and calls[2] - calls[1] >= 0.3
         text = await (await client.get("/metrics")).text()
-        assert 'sendcost_webhook_delivery_attempts_total{outcome="dead"} 1.0' in text
+        # At least this one: deliveries other tests left in the session's database (to
+        # receivers long gone) may die in the same deliver_due passes.
+        dead_total = re.search(
+            r'^sendcost_webhook_delivery_attempts_total\{outcome="dead"\} (\S+)$', text, re.M)
+        assert dead_total and float(dead_total.group(1)) >= 1.0, text
         # The dead letter, its last error, and a redelivery once the receiver is fixed.
         dead = await client.get(f"/v1/admin/webhooks/{sub['id']}/deliveries?state=dead",
                                 headers=AUTH)

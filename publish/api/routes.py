@@ -7,6 +7,7 @@ from aiohttp import web
 from corridors import runtime
 from publish import middleware, page
 from publish.api.admin import admin_bulletin, admin_collect
+from publish.api.archive import archived_body, archived_response
 from publish.api.compare import compare
 from publish.api.conventions import RECEIVE_UNITS, Handler
 from publish.api.corridors import corridor_detail, corridor_history, corridors_list
@@ -41,6 +42,8 @@ def setup_routes(app: web.Application) -> None:
     _collection(app, "/v1/indicators", indicators, "indicators")
     _collection(app, "/v1/kpis", kpis, "kpis")
     _collection(app, "/v1/postal/benchmark", postal_benchmark, "postal_benchmark")
+    app.router.add_get("/v1/archive/{id}", archived_response, name="archive")
+    app.router.add_get("/v1/archive/{id}/body", archived_body, name="archive_body")
     app.router.add_get("/v1/openapi.json", openapi_json, name="openapi")
     app.router.add_get("/metrics", prometheus, name="metrics")
     app.router.add_post("/v1/admin/collect", admin_collect, name="admin_collect")
