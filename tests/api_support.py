@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -43,8 +44,21 @@ async def rpw_loaded(store: Store) -> Store:
 
 @pytest.fixture(scope="session")
 async def api(rpw_loaded: Store, database_url: str) -> AsyncIterator[TestClient]:
-    async with TestClient(TestServer(make_app(database_url))) as client:
+    client = TestClient(TestServer(make_app(database_url)))
+    await client.start_server()
+    try:
         yield client
+    finally:
+        # Bounded: a connection some test left open to this server keeps asyncio's
+        # Server.wait_closed (Python 3.11) waiting for it, and with it the end of the whole
+        # session (seen on the embedded database). The database is dropped WITH (FORCE)
+        # after this, which ends whatever the app still holds.
+        try:
+            await asyncio.wait_for(client.close(), 30)
+        except TimeoutError:
+            logging.getLogger(__name__).warning(
+                "the shared API test server did not close within 30 s (a connection to it "
+                "was left open)")
 
 
 def _free_port() -> int:
