@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from corridors.errors import SendcostError
@@ -115,6 +116,12 @@ def main(argv: list[str] | None = None) -> int:
         clear_all()
         print(f"sendcost: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:
+        # Output piped into `head` and the like, which stopped reading: not an error of ours
+        # (before OSError, of which it is one). Whatever is still buffered goes nowhere, so
+        # that the interpreter's last flush does not fail again (Python's signal docs).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:
         # The system said no: a port in use, a folder not writable, a file missing.
         clear_all()
@@ -125,10 +132,6 @@ def main(argv: list[str] | None = None) -> int:
         clear_all()
         print("sendcost: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # Output piped into `head` and the like: not an error of ours.
-        sys.stderr.close()
-        return 0
 
 
 if __name__ == "__main__":

@@ -80,3 +80,23 @@ def test_bad_period_and_empty_period_are_clear() -> None:
     assert empty.returncode == 1
     assert "no quotes for period 2019Q1" in empty.stderr
     assert "Traceback" not in empty.stderr + bad.stderr
+
+
+def test_output_piped_into_head_is_not_an_error() -> None:
+    # `sendcost indicators … | head -2`: the reader goes away after two lines.
+    proc = subprocess.Popen([sys.executable, "-m", "sendcost", "indicators", "--period",
+                             "2011Q3", "--format", "csv", "--from-file", str(RPW), "-q"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=300) == 0, err
+    assert "Broken pipe" not in err and "Traceback" not in err, err
+
+
+def test_a_bad_command_line_exits_2() -> None:
+    out = _run("import", "rpw")
+    assert out.returncode == 2, out.stderr
+    assert "give PATH, --bundled or --download" in out.stderr and "usage:" in out.stderr

@@ -148,7 +148,9 @@ def run(args: argparse.Namespace) -> int:
 
     table = corridor_table(doc)
     if args.format == "csv":
-        table.write_csv(sys.stdout)
+        # Through Python's stream (Polars writing to it straight reports a reader gone away,
+        # `| head`, as its own error rather than BrokenPipeError).
+        sys.stdout.write(table.write_csv())
         return 0
     _print_table(doc, table)
     return 0
