@@ -15,8 +15,14 @@ is older than the models and not the JSON's). Each column is a field of the mode
 ``<field>_<subfield>`` of a nested model field (``cheapest_provider``); a nested model in
 one column is written as its ``csv_key`` (a country as its alpha-3 code), a list as its items
 separated by spaces, a mapping as ``key:value`` pairs separated by spaces (caveat counts), a
-boolean as ``true``/``false``, null as an empty cell. Columns that name
-no field fail at import (``check_csv_columns``).
+boolean as ``true``/``false``, null as an empty cell. A twin whose rows say their answer's
+period and price point first (``/v1/indicators``, ``/v1/kpis``) names those in
+``csv_answer_columns``, read from the answer ``to_csv`` is given. Columns that name no field
+fail at import (``check_csv_columns``; ``CSV_TWINS`` pairs each item model with its answer).
+
+The answers that are not data tables (problems, health, admin, webhooks, bulletins, the
+archive, the postal summary, the OpenAPI document) are ``publish.contract_ops``' models, built
+on this module's ``Model`` the same way.
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ every route is behind (``publish.middleware``: 405, 413, 414, 429 where the rate
 applies, 500), and 503 where it reads the data (``publish.data.StoreUnavailable``).
 tests/test_api.py (``test_openapi_declares_every_status_the_server_gives``) fails when the
 server answers a route with a status its operation does not list. The query parameters'
-patterns are those the server reads them with (``publish.params``).
+patterns are those the server reads them with (``publish.params``). The schemas of the
+answers are their models' (``publish.contract``, ``publish.contract_ops``); only the
+parameters and the webhook subscription's request body are written here.
 """
 
 from __future__ import annotations
