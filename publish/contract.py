@@ -28,6 +28,7 @@ on this module's ``Model`` the same way.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from collections.abc import Callable, Iterable, Sequence
 from typing import Annotated, Any, ClassVar, Literal, cast
@@ -580,7 +581,9 @@ def _nested(name: str, sub: str) -> Getter:
     return get
 
 
+@functools.cache
 def _fields(cls: type[Model]) -> dict[str, msgspec.inspect.Field]:
+    """A model's fields by JSON name (kept: inspecting a large answer takes milliseconds)."""
     info = msgspec.inspect.type_info(cls)
     assert isinstance(info, msgspec.inspect.StructType)
     return {f.encode_name: f for f in info.fields}
