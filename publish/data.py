@@ -253,6 +253,13 @@ class Snapshot:
     #: The services with a comparison feed's estimate.
     estimates: list[str] = field(default_factory=list)
 
+    def emulated_in(self, sources: Iterable[str]) -> bool:
+        """An answer resting on ``sources`` holds emulated data: this snapshot includes it
+        (``?include=emulated``) and one of them is an emulated source. Asked for, but the
+        answer rests on survey or observed data only (a 2011 period), it says nothing of
+        emulation: its prices are real."""
+        return self.include_emulated and not set(self.emulated_sources).isdisjoint(sources)
+
     def keep(self, key: tuple[Any, ...], make: Callable[[], T]) -> T:
         """``make()``, worked out once per snapshot."""
         if key not in self.derived:

@@ -100,10 +100,10 @@ async def indicators(request: web.Request) -> web.StreamResponse:
     if hit is None:
         doc = await request.app[DATA].indicators(snap, label, amount_usd)
         sources = sources_used(snap, label, amount_usd)
-        model = indicators_model(doc, sources, emulated=snap.include_emulated)
+        model = indicators_model(doc, sources, emulated=snap.emulated_in(sources))
         if fmt == "csv":
             body = await asyncio.to_thread(to_csv, IndicatorsCorridor, model.corridors, model)
-            meta = csv_headers(label, sources, emulated=snap.include_emulated)
+            meta = csv_headers(label, sources, emulated=snap.emulated_in(sources))
         else:
             body = encode(model)
             meta = {}

@@ -69,10 +69,10 @@ async def kpis(request: web.Request) -> web.StreamResponse:
             made = await asyncio.to_thread(kpis_document, snap, label, amount_usd)
             doc = snap.keep(doc_key, lambda: made)
         sources = sources_used(snap, label, amount_usd)
-        model = kpis_model(doc, sources, emulated=snap.include_emulated)
+        model = kpis_model(doc, sources, emulated=snap.emulated_in(sources))
         if fmt == "csv":
             body = await asyncio.to_thread(to_csv, KpisCorridor, model.corridors, model)
-            meta = csv_headers(label, sources, emulated=snap.include_emulated)
+            meta = csv_headers(label, sources, emulated=snap.emulated_in(sources))
         else:
             body = encode(model)
             meta = {}

@@ -106,9 +106,9 @@ async def postal_summary(request: web.Request) -> web.StreamResponse:
     model: type[Row] = PostalSummaryRow if by == "corridor" else PostalOperatorRow
     if wants_csv(request):
         return send_csv(request, to_csv(model, rows),
-                        csv_headers(label, sources, emulated=snap.include_emulated),
+                        csv_headers(label, sources, emulated=snap.emulated_in(sources)),
                         filename=f"postal-summary-{label}-by-{by}")
-    head = {**header(label, sources, emulated=snap.include_emulated),
+    head = {**header(label, sources, emulated=snap.emulated_in(sources)),
             "amount_usd": amount_usd, "previous_period": previous, "market": MARKET,
             "count": len(rows), "columns": list(model.csv_columns)}
     # summary_rows made the rows of ``model``, the one ``by`` names.
