@@ -669,3 +669,16 @@ async def test_real_prices_asked_with_include_emulated_are_not_called_emulated(
         # The sandbox's month, asked for, still says so.
         body = await (await client.get("/v1/indicators?include=emulated")).json()
         assert body["warning"] == EMULATED_WARNING
+    # The CLI alike, in what it writes out (a file keeps stdout).
+    code, out, err = await sendcost(url, "indicators", "--period", this_month(),
+                                    "--include-emulated", "--format", "csv")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert rows and {r["warning"] for r in rows} == {EMULATED_WARNING}
+    code, out, err = await sendcost(url, "indicators", "--period", this_month(),
+                                    "--include-emulated")
+    assert code == 0 and out.startswith(f"WARNING: {EMULATED_WARNING}"), out
+    code, out, err = await sendcost(url, "indicators", "--period", "2014Q2",
+                                    "--include-emulated", "--format", "json")
+    assert code == 0, err
+    assert "warning" not in json.loads(out) and EMULATED_WARNING not in err
