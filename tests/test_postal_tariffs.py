@@ -281,6 +281,17 @@ async def test_a_newer_month_of_fee_only_tariffs_does_not_hide_the_priced_one(
                 for s in doc["non_transparent"]] == [("Post 9", None, "published_tariff")]
         page = await client.get("/?from=USA&to=MEX&amount=200")
         assert page.status == 200 and "Firm 1" in await page.text()
+        # A month without services at the price point: the answer names those that have.
+        for path in ("/v1/indicators", "/v1/kpis", "/v1/postal/benchmark"):
+            resp = await client.get(f"{path}?period=2026-09")
+            assert resp.status == 404, path
+            assert (await resp.json())["detail"] == (
+                "no services at USD 200 in 2026-09; periods with services at USD 200: "
+                "2026-10, 2026-11"), path
+        resp = await client.get("/v1/indicators?period=2026-11&amount=500")
+        assert (await resp.json())["detail"] == (
+            "no services at USD 500 in 2026-11: the quotes it holds are at another price "
+            "point or give no cost; periods with services at USD 500: none")
 
 
 def test_answers_name_a_configured_source_with_its_url_and_licence() -> None:

@@ -17,7 +17,7 @@ from corridors.types import EMULATED_WARNING
 from metrics import METHODOLOGY_VERSION
 from publish.contract import Country, Source
 from publish.data import DATA, LICENCE, Cached, Snapshot, country_ref, sources_of
-from publish.problems import bad_parameter
+from publish.problems import Problem, bad_parameter, not_found
 from publish.responses import etag_of, send
 
 JSON = "application/json"
@@ -227,3 +227,14 @@ def remember_entry(snap: Snapshot, key: tuple[Any, ...], entry: Cached) -> Cache
         snap.responses.clear()
     snap.responses[key] = entry
     return entry
+
+
+def no_costed_services(snap: Snapshot, label: str, amount_usd: int) -> Problem:
+    """404 for a period without services at the price point, naming the periods that have
+    some there (not every period holding quotes: one may hold quotes at the other price point
+    only, or quotes that give no cost, as a post's published tariff: a fee, no rate)."""
+    priced = [p for p in snap.periods if (p, amount_usd) in snap.services]
+    why = (": the quotes it holds are at another price point or give no cost"
+           if label in snap.periods else "")
+    return not_found(f"no services at USD {amount_usd} in {label}{why}; periods with "
+                     f"services at USD {amount_usd}: {', '.join(priced) or 'none'}")

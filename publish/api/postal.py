@@ -15,6 +15,7 @@ from publish.api.conventions import (
     csv_headers,
     header,
     next_link,
+    no_costed_services,
     send_csv,
     snapshot_of,
     wants_csv,
@@ -81,8 +82,7 @@ async def postal_benchmark(request: web.Request) -> web.StreamResponse:
     else:
         label = period
     if (label, amount_usd) not in snap.services:
-        raise not_found(f"no quotes for {label} at USD {amount_usd}; periods with data: "
-                        f"{', '.join(snap.periods) or 'none'}")
+        raise no_costed_services(snap, label, amount_usd)
     key = ("postal_rows", label, amount_usd)
     rows: list[PostalService] | None = snap.derived.get(key)
     if rows is None:
