@@ -67,7 +67,7 @@ CORS = {"Access-Control-Allow-Origin": "*",
         "Access-Control-Expose-Headers": "ETag, Link, Retry-After, Sendcost-Period, "
                                          "Sendcost-Periods, Sendcost-Methodology-Version, "
                                          "Sendcost-Sources, Sendcost-Licence, "
-                                         "Sendcost-Warning"}
+                                         "Sendcost-Warning, Sendcost-Data-Kinds"}
 #: The Content-Security-Policy of every answer. The page runs no script and loads only its
 #: own stylesheet (``/static/style.css``); its one form submits to itself; a bulletin's
 #: charts are its own images. JSON, CSV and problem answers load nothing at all, and the same
