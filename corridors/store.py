@@ -171,6 +171,21 @@ _ROLLUP_QUOTES = "SELECT rollup_quotes($1::bigint[], $2::timestamptz, $3::timest
 _ROLLUP_QUOTES_ALL = "SELECT rollup_quotes($1::bigint[])"
 _HAS_BOUNDED_ROLLUP = ("SELECT to_regprocedure("
                        "'rollup_quotes(bigint[], timestamptz, timestamptz)') IS NOT NULL")
+#: Archives raw responses given column by column ($1 … $11, arrays of one length), in one
+#: statement and one round trip (no transaction, temporary table or COPY around it: a
+#: collector archives every few milliseconds, in batches of tens): each row's id drawn from
+#: the sequence as it is read, returned in the rows' order. Headers travel as JSON text.
+_ARCHIVE_RAW = (
+    "WITH r AS MATERIALIZED (SELECT nextval('raw_responses_id_seq') AS id, u.* FROM unnest("
+    "$1::text[], $2::text[], $3::timestamptz[], $4::integer[], $5::text[], $6::text[], "
+    "$7::text[], $8::bytea[], $9::bigint[], $10::text[], $11::integer[]) WITH ORDINALITY "
+    "AS u (source, url, fetched_at, status, content_type, headers, content_hash, payload, "
+    "run_id, licence, body_size, n)), "
+    "ins AS (INSERT INTO raw_responses (id, source, url, fetched_at, status, content_type, "
+    "headers, content_hash, payload, run_id, licence, body_size) SELECT id, source, url, "
+    "fetched_at, status, content_type, headers::jsonb, content_hash, payload, run_id, "
+    "licence, body_size FROM r) "
+    "SELECT id FROM r ORDER BY n")
 #: When each raw response of $1 was fetched: the second half of its key (migration 10),
 #: which a row naming it carries beside its id.
 _RAW_FETCHED_AT = "SELECT id, fetched_at FROM raw_responses WHERE id = ANY($1::bigint[])"
@@ -493,19 +508,16 @@ class Store:
 
     @_write
     async def archive_raw_many(self, rows: Sequence[dict[str, Any]]) -> list[int]:
-        """Archive many upstream responses in one COPY; return their ids in order.
+        """Archive many upstream responses in one statement; return their ids in order.
 
         Each row has ``source``, ``url``, ``fetched_at`` and optionally ``status``,
         ``content_type``, ``headers``, ``body``, ``run_id``, ``licence`` and ``content_hash``
         (else the body's; a 304 gives the hash of the body it re-uses, which it does not
-        store). Ids are taken from
-        the table's sequence first, so the COPY needs no RETURNING and the caller knows every
-        row's id.
+        store). One statement (``_ARCHIVE_RAW``), atomic on its own: all the rows or none.
         """
         if not rows:
             return []
-        async with self.pool.acquire() as conn, conn.transaction():
-            return await self._archive_raw(conn, rows)
+        return await self._archive_raw(self.pool, rows)
 
     async def archive_spooled(self, rows: Sequence[dict[str, Any]]) -> int:
         """Archive responses kept in the local spool (``collector.spool``), each once: a row
@@ -532,34 +544,20 @@ class Store:
         return len(new)
 
     @staticmethod
-    async def _archive_raw(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]
-                           ) -> list[int]:
+    async def _archive_raw(conn: asyncpg.Connection | asyncpg.Pool,
+                           rows: Sequence[dict[str, Any]]) -> list[int]:
         if not rows:
             return []
-        ids = [r[0] for r in await conn.fetch(
-            "SELECT nextval(pg_get_serial_sequence('raw_responses', 'id')) "
-            "FROM generate_series(1, $1)", len(rows))]
         records = [
-            (i, r["source"], r["url"], r["fetched_at"], r.get("status"),
-             r.get("content_type"), json.dumps(r.get("headers") or {}),
+            (r["source"], r["url"], r["fetched_at"], r.get("status"), r.get("content_type"),
+             json.dumps(r.get("headers") or {}),
              r.get("content_hash") or hashlib.sha256(r.get("body") or b"").hexdigest(),
              r.get("body"), r.get("run_id"), r.get("licence"),
              None if r.get("body") is None else len(r["body"]))
-            for i, r in zip(ids, rows, strict=True)
+            for r in rows
         ]
-        # Binary COPY has no jsonb encoder: headers travel as text and are cast once.
-        await conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS _incoming_raw (id bigint, source text, "
-            "url text, fetched_at timestamptz, status integer, content_type text, "
-            "headers text, content_hash text, payload bytea, run_id bigint, licence text, "
-            "body_size integer) ON COMMIT DELETE ROWS")
-        await conn.copy_records_to_table("_incoming_raw", records=records)
-        await conn.execute(
-            "INSERT INTO raw_responses (id, source, url, fetched_at, status, content_type, "
-            "headers, content_hash, payload, run_id, licence, body_size) SELECT id, source, "
-            "url, fetched_at, status, content_type, headers::jsonb, content_hash, payload, "
-            "run_id, licence, body_size FROM _incoming_raw")
-        return ids
+        columns = [list(column) for column in zip(*records, strict=True)]
+        return [row[0] for row in await conn.fetch(_ARCHIVE_RAW, *columns)]
 
     async def database_key(self) -> str:
         """A name for this database that stays the same for its life and differs from other
