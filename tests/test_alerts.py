@@ -45,7 +45,7 @@ from corridors.alerts import (
     record_detection,
     record_event,
 )
-from corridors.config import Config, parse_config
+from corridors.config import Config, ConfigError, parse_config
 from corridors.db import DatabaseTarget
 from corridors.store import Store
 from metrics import alerts as moved
@@ -662,3 +662,85 @@ async def test_replicas_record_an_event_once_and_an_older_snapshot_changes_nothi
         assert len(seen) == 2
     finally:  # the session's other tests detect at their own snapshots
         await store.pool.execute("UPDATE alert_cursor SET version = $1", was)
+
+
+# --- retention ---------------------------------------------------------------------------------
+
+
+async def test_retention_drops_ended_deliveries_and_old_events_but_never_a_pending_one(
+        fresh_database: str) -> None:
+    from corridors.alerts import prune_alerts
+    from corridors.store import connect
+
+    store = await connect(fresh_database, min_size=1, max_size=2)
+    try:
+        await store.migrate()
+        pool = store.pool
+        now = dt.datetime(2026, 12, 7, 12, tzinfo=dt.UTC)
+        ago = lambda days: now - dt.timedelta(days=days)  # noqa: E731
+        sub = await pool.fetchval("INSERT INTO webhook_subscriptions (url, scope, secret) "
+                                  "VALUES ('http://127.0.0.1:9/h', 'global', 's') RETURNING id")
+
+        async def event(key: str, created: dt.datetime, status: str | None,
+                        ended: dt.datetime | None = None) -> int:
+            eid = await pool.fetchval(
+                "INSERT INTO alert_events (event_key, kind, title, summary, figures_path, "
+                "created_at) VALUES ($1, 'new_bulletin', $1, $1, '/v1/indicators', $2) "
+                "RETURNING id", key, created)
+            if status is not None:
+                await pool.execute(
+                    "INSERT INTO webhook_deliveries (subscription_id, event_id, status, "
+                    "delivered_at, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                    sub, eid, status, ended if status == "delivered" else None,
+                    ended or created, created)
+            return int(eid)
+
+        old_delivered = await event("old-delivered", ago(400), "delivered", ago(399))
+        old_pending = await event("old-pending", ago(400), "pending", ago(400))
+        old_dead_recent = await event("old-dead", ago(400), "dead", ago(10))
+        new_delivered = await event("new-delivered", ago(5), "delivered", ago(4))
+        old_bare = await event("old-bare", ago(500), None)
+        await event("new-bare", ago(1), None)
+
+        # 0 keeps everything.
+        kept = await prune_alerts(pool, deliveries_days=0, events_days=0, now=now)
+        assert (kept.deliveries, kept.events) == (0, 0)
+
+        pruned = await prune_alerts(pool, deliveries_days=90, events_days=365, now=now)
+        # The delivery that ended 399 days ago; the events older than a year but the one a
+        # delivery still waits for (the recent dead letter goes with its event).
+        assert pruned.deliveries == 1
+        assert pruned.events == 3
+        left = {r["id"] for r in await pool.fetch("SELECT id FROM alert_events")}
+        assert old_pending in left and new_delivered in left
+        assert not {old_delivered, old_dead_recent, old_bare} & left
+        states = {r["event_id"]: r["status"] for r in await pool.fetch(
+            "SELECT event_id, status FROM webhook_deliveries")}
+        assert states == {old_pending: "pending", new_delivered: "delivered"}
+        # Run again: nothing more to drop (a daily job finds only what aged since).
+        again = await prune_alerts(pool, deliveries_days=90, events_days=365, now=now)
+        assert (again.deliveries, again.events) == (0, 0)
+    finally:
+        await store.close()
+
+
+def test_retention_settings_are_checked() -> None:
+    assert app_config().alerts.keep_deliveries_days == 90
+    assert app_config().alerts.keep_events_days == 0
+    with pytest.raises(ConfigError, match=r"alerts\.keep_events_days"):
+        app_config(keep_events_days=-1)
+    with pytest.raises(ConfigError, match="alerts"):
+        app_config(keep_deliveries_days="soon")
+
+
+async def test_serve_runs_the_retention_daily(client: TestClient) -> None:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    from publish.feeds import RETENTION_JOB, add_jobs, retention_job
+
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    add_jobs(client.app, scheduler)
+    job = scheduler.get_job(RETENTION_JOB)
+    assert job is not None and "hour='0', minute='30'" in str(job.trigger)
+    pruned = await retention_job(client.app)  # on the test's database: runs, drops by age
+    assert pruned is not None and pruned.deliveries >= 0 and pruned.events == 0
