@@ -186,6 +186,27 @@ _ARCHIVE_RAW = (
     "fetched_at, status, content_type, headers::jsonb, content_hash, payload, run_id, "
     "licence, body_size FROM r) "
     "SELECT id FROM r ORDER BY n")
+#: The most body bytes one archive statement carries: its bodies travel as one bytea array,
+#: and a PostgreSQL value holds at most 1 GB (large files are archived in statements of
+#: their own).
+_ARCHIVE_STATEMENT_BYTES = 64 * 1024 * 1024
+
+
+def _archive_statements(rows: Sequence[dict[str, Any]]) -> list[Sequence[dict[str, Any]]]:
+    """``rows`` in consecutive parts of at most ``_ARCHIVE_STATEMENT_BYTES`` of bodies
+    each (a larger body alone): one archive statement each, most often just one."""
+    parts: list[Sequence[dict[str, Any]]] = []
+    start, size = 0, 0
+    for i, r in enumerate(rows):
+        body = len(r.get("body") or b"")
+        if i > start and size + body > _ARCHIVE_STATEMENT_BYTES:
+            parts.append(rows[start:i])
+            start, size = i, 0
+        size += body
+    parts.append(rows[start:])
+    return parts
+
+
 #: When each raw response of $1 was fetched: the second half of its key (migration 10),
 #: which a row naming it carries beside its id.
 _RAW_FETCHED_AT = "SELECT id, fetched_at FROM raw_responses WHERE id = ANY($1::bigint[])"
@@ -508,16 +529,21 @@ class Store:
 
     @_write
     async def archive_raw_many(self, rows: Sequence[dict[str, Any]]) -> list[int]:
-        """Archive many upstream responses in one statement; return their ids in order.
+        """Archive many upstream responses, all of them or (on error) none; return their ids
+        in order.
 
         Each row has ``source``, ``url``, ``fetched_at`` and optionally ``status``,
         ``content_type``, ``headers``, ``body``, ``run_id``, ``licence`` and ``content_hash``
         (else the body's; a 304 gives the hash of the body it re-uses, which it does not
-        store). One statement (``_ARCHIVE_RAW``), atomic on its own: all the rows or none.
+        store). One statement (``_ARCHIVE_RAW``), atomic on its own; bodies too large
+        together for one (``_ARCHIVE_STATEMENT_BYTES``) go in several, in one transaction.
         """
         if not rows:
             return []
-        return await self._archive_raw(self.pool, rows)
+        if len(_archive_statements(rows)) == 1:
+            return await self._archive_raw(self.pool, rows)
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await self._archive_raw(conn, rows)
 
     async def archive_spooled(self, rows: Sequence[dict[str, Any]]) -> int:
         """Archive responses kept in the local spool (``collector.spool``), each once: a row
@@ -546,18 +572,23 @@ class Store:
     @staticmethod
     async def _archive_raw(conn: asyncpg.Connection | asyncpg.Pool,
                            rows: Sequence[dict[str, Any]]) -> list[int]:
+        """Archive ``rows``, one ``_ARCHIVE_RAW`` statement per ``_archive_statements``
+        part (a pool only when there is one part: several need the caller's transaction)."""
         if not rows:
             return []
-        records = [
-            (r["source"], r["url"], r["fetched_at"], r.get("status"), r.get("content_type"),
-             json.dumps(r.get("headers") or {}),
-             r.get("content_hash") or hashlib.sha256(r.get("body") or b"").hexdigest(),
-             r.get("body"), r.get("run_id"), r.get("licence"),
-             None if r.get("body") is None else len(r["body"]))
-            for r in rows
-        ]
-        columns = [list(column) for column in zip(*records, strict=True)]
-        return [row[0] for row in await conn.fetch(_ARCHIVE_RAW, *columns)]
+        ids: list[int] = []
+        for part in _archive_statements(rows):
+            records = [
+                (r["source"], r["url"], r["fetched_at"], r.get("status"),
+                 r.get("content_type"), json.dumps(r.get("headers") or {}),
+                 r.get("content_hash") or hashlib.sha256(r.get("body") or b"").hexdigest(),
+                 r.get("body"), r.get("run_id"), r.get("licence"),
+                 None if r.get("body") is None else len(r["body"]))
+                for r in part
+            ]
+            columns = [list(column) for column in zip(*records, strict=True)]
+            ids += [row[0] for row in await conn.fetch(_ARCHIVE_RAW, *columns)]
+        return ids
 
     async def database_key(self) -> str:
         """A name for this database that stays the same for its life and differs from other

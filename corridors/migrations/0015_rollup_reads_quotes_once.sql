@@ -12,7 +12,7 @@
 -- 3. A service_periods row whose flags already hold the new quotes' flags keeps them as they
 --    are, rather than rebuilding the sorted array (a sub-query per row).
 --
--- Measured in docs/collectors.md ("Benchmark").
+-- Measured in docs/api.md ("Serving and history") and docs/collectors.md ("Benchmark").
 
 CREATE OR REPLACE FUNCTION rollup_quotes(ids bigint[], since timestamptz, until timestamptz)
 RETURNS void
