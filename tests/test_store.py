@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import uuid
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 import pytest
@@ -204,9 +205,10 @@ async def test_bodies_too_large_for_one_statement_are_archived_together(
 
     monkeypatch.setattr(store_module, "_ARCHIVE_STATEMENT_BYTES", 10)
     run = await store.start_run("test-archive-parts")
-    rows = [{"source": "test-archive-parts", "url": f"http://127.0.0.1/f/{n}",
-             "fetched_at": T0 + dt.timedelta(seconds=n), "body": bytes([n]) * (4 + n),
-             "run_id": run} for n in range(5)]
+    rows: list[dict[str, Any]] = [
+        {"source": "test-archive-parts", "url": f"http://127.0.0.1/f/{n}",
+         "fetched_at": T0 + dt.timedelta(seconds=n), "body": bytes([n]) * (4 + n),
+         "run_id": run} for n in range(5)]
     assert len(store_module._archive_statements(rows)) == 4  # 4+5, 6, 7, 8 bytes
     ids = await store.archive_raw_many(rows)
     assert ids == sorted(ids) and len(set(ids)) == 5
