@@ -607,7 +607,8 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     api = ApiConfig(
         host=_expect(api_raw, "host", str, "api", "127.0.0.1"),
         port=_expect(api_raw, "port", int, "api", 8080),
-        rate_limit_per_minute=_expect(api_raw, "rate_limit_per_minute", int, "api", 600),
+        rate_limit_per_minute=_at_least(_expect(api_raw, "rate_limit_per_minute", int, "api",
+                                                600), 0, "api.rate_limit_per_minute"),
         public_url=_expect(api_raw, "public_url", str, "api", ""),
     )
     if not 0 <= api.port <= 65535:

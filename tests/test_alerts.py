@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import aiohttp
+import msgspec
 import polars as pl
 import pytest
 from aiohttp import web
@@ -50,6 +51,14 @@ from corridors.db import DatabaseTarget
 from corridors.store import Store
 from metrics import alerts as moved
 from publish.alerts import bulletin_published
+from publish.contract_ops import (
+    ArchivedResponse,
+    Problem,
+    WebhookCreated,
+    WebhookDeliveries,
+    WebhookRedelivered,
+    Webhooks,
+)
 from publish.webhooks import backoff_seconds, deliver_due, sign, verify
 from sendcost.wiring import create_app
 
@@ -360,7 +369,10 @@ async def test_a_collection_across_5_percent_gives_a_feed_entry_and_a_signed_web
         related = [link.get("href", "") for link in crossed.findall(f"{ATOM}link[@rel='related']")]
         assert sorted(int(h.rsplit("/", 1)[1]) for h in related) == sorted(
             event["raw_response_ids"])
-        archived = await (await client.get(URL(related[0]).path)).json()
+        archived_resp = await client.get(URL(related[0]).path)
+        archived = await archived_resp.json()
+        assert msgspec.json.decode(await archived_resp.read(),
+                                   type=ArchivedResponse).id == archived["id"]
         assert archived["id"] == int(related[0].rsplit("/", 1)[1])
         assert archived["source"].startswith(prefix) and archived["status"] == 200
         body = await client.get(archived["body_url"])
@@ -370,6 +382,7 @@ async def test_a_collection_across_5_percent_gives_a_feed_entry_and_a_signed_web
         missing = await client.get("/v1/archive/999999999")
         assert missing.status == 404
         assert missing.headers["Content-Type"].startswith("application/problem+json")
+        assert msgspec.json.decode(await missing.read(), type=Problem).status == 404
         # The figures it links to say the same.
         figures_resp = await client.get(URL(figures.get("href", "")).path_qs)
         served = (await figures_resp.json())["indicators"]
@@ -527,7 +540,11 @@ async def test_subscriptions_need_the_token_and_good_values(client: TestClient) 
     assert made.status == 201
     sub = await made.json()
     assert sub["value"] == "MEX" and sub["scope"] == "receiving"
-    listed = await (await client.get("/v1/admin/webhooks", headers=AUTH)).json()
+    # Each body is its contract model's, to the key and type (decoding is strict).
+    assert msgspec.json.decode(await made.read(), type=WebhookCreated).secret == sub["secret"]
+    listed_resp = await client.get("/v1/admin/webhooks", headers=AUTH)
+    listed = await listed_resp.json()
+    msgspec.json.decode(await listed_resp.read(), type=Webhooks)
     mine = [w for w in listed["webhooks"] if w["id"] == sub["id"]]
     assert mine and "secret" not in mine[0]
     assert mine[0]["deliveries"] == {"pending": 0, "delivered": 0, "dead": 0}
@@ -581,6 +598,8 @@ async def test_a_failing_receiver_is_retried_with_backoff_then_dead(
         dead = await client.get(f"/v1/admin/webhooks/{sub['id']}/deliveries?state=dead",
                                 headers=AUTH)
         [letter] = (await dead.json())["deliveries"]
+        assert msgspec.json.decode(await dead.read(), type=WebhookDeliveries).webhook == \
+            sub["id"]
         assert (letter["state"], letter["attempts"], letter["last_status"],
                 letter["last_error"], letter["title"]) == ("dead", 3, 500, "HTTP 500", "t")
         bad = await client.get(f"/v1/admin/webhooks/{sub['id']}/deliveries?state=lost",
@@ -588,6 +607,7 @@ async def test_a_failing_receiver_is_retried_with_backoff_then_dead(
         assert bad.status == 400 and (await bad.json())["parameter"] == "state"
         again = await client.post(f"/v1/admin/webhooks/{sub['id']}/redeliver", headers=AUTH)
         assert again.status == 202 and (await again.json())["queued"] == 1
+        assert msgspec.json.decode(await again.read(), type=WebhookRedelivered).queued == 1
         assert await store.pool.fetchval(
             "SELECT (status, attempts)::text FROM webhook_deliveries WHERE subscription_id = $1",
             sub["id"]) == "(pending,0)"

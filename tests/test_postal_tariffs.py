@@ -248,3 +248,59 @@ async def test_collected_by_the_cli_and_served(fresh_database: str, tmp_path: Pa
             ("JPN", "PHL", "Japan Post Bank", "sender", 1, None, "published_tariff")]
         health = await (await client.get("/healthz")).json()
         assert health["stale_tariffs"] == []
+
+
+async def test_a_newer_month_of_fee_only_tariffs_does_not_hide_the_priced_one(
+        fresh_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A post's published tariff states a fee and no rate: no total cost. The month it is
+    collected in is not what a migrant is shown by default while an earlier month priced the
+    corridor; asked for (``period``), it is answered."""
+    from api_support import make_app
+    from test_api_database import CHECK, quote, until
+
+    from corridors import runtime
+    from publish import data as publish_data
+
+    monkeypatch.setattr(publish_data, "REFRESH_SECONDS", CHECK)
+    tariff = dataclasses.replace(
+        quote(9, period="2026-11"), firm=dataclasses.replace(quote(9).firm, name="Post 9"),
+        service_key="test:post9:USA-MEX:account", applied_rate=None, transparent=False,
+        source="tariff-post-9", data_kind=DataKind.PUBLISHED_TARIFF)
+    priced = [quote(n, period="2026-10") for n in (1, 2)]
+    async with TestClient(TestServer(make_app(fresh_database))) as client:
+        await client.app[runtime.STORE].store_quotes([*priced, tariff])
+        url = "/v1/compare?from=USA&to=MEX&amount=200"
+        body = json.loads(await until(client, url, lambda status, _: status == 200))
+        assert body["period"] == "2026-10"
+        assert [s["provider"] for s in body["services"]] == ["Firm 1", "Firm 2"]
+        newer = await client.get(url + "&period=2026-11")
+        assert newer.status == 200
+        doc = await newer.json()
+        assert doc["period"] == "2026-11" and doc["services"] == []
+        assert [(s["provider"], s["total_cost_pct"], s["data_kind"])
+                for s in doc["non_transparent"]] == [("Post 9", None, "published_tariff")]
+        page = await client.get("/?from=USA&to=MEX&amount=200")
+        assert page.status == 200 and "Firm 1" in await page.text()
+
+
+def test_answers_name_a_configured_source_with_its_url_and_licence() -> None:
+    from publish.data import describe_sources, public_url, sources_of
+
+    config = parse_config({"sources": [
+        {"name": "wise-x", "kind": "comparison",
+         "url": "https://user:pw@api.example.org/v4/comparisons/?key=${KEY}#top",
+         "options": {"licence": "Example API terms: attribute Example Ltd"}},
+        {"name": "tariff-x", "kind": "postal_tariff", "url": "corridors/data/x.json"},
+        {"name": "sandbox-x", "kind": "rpw", "url": "http://127.0.0.1:8765/rpw.csv.gz"}]})
+    describe_sources(config.sources)
+    assert sources_of(["wise-x", "tariff-x", "sandbox-x", "rpw", "gone"]) == [
+        {"name": "gone", "title": "gone", "url": None, "licence": None},
+        {"name": "rpw", "title": "The World Bank, Remittance Prices Worldwide",
+         "url": "https://remittanceprices.worldbank.org", "licence": "CC BY 4.0"},
+        {"name": "sandbox-x", "title": "sandbox-x", "url": None, "licence": None},
+        {"name": "tariff-x", "title": "tariff-x", "url": None, "licence": None},
+        # No user, query or fragment: where a key may sit.
+        {"name": "wise-x", "title": "wise-x", "url": "https://api.example.org/v4/comparisons/",
+         "licence": "Example API terms: attribute Example Ltd"}]
+    assert public_url("http://[::1]:8080/x") is None
+    assert public_url("https://example.org:8443/a?b=c") == "https://example.org:8443/a"

@@ -100,9 +100,9 @@ async def postal_benchmark(request: web.Request) -> web.StreamResponse:
     used = sources_used(snap, label)
     if wants_csv(request):
         return send_csv(request, to_csv(PostalService, page),
-                        csv_headers(label, used, emulated=snap.include_emulated),
+                        csv_headers(label, used, emulated=snap.emulated_in(used)),
                         filename=f"postal-{label}", headers=headers)
-    body = encode(PostalBenchmark(**header(label, used, emulated=snap.include_emulated),
+    body = encode(PostalBenchmark(**header(label, used, emulated=snap.emulated_in(used)),
                                   amount_usd=amount_usd, count=len(rows),
                                   next_cursor=next_cursor, services=page))
     return send(request, body, JSON, headers=headers)
