@@ -4,9 +4,11 @@ memory that does not grow with the rows."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -125,3 +127,37 @@ def test_reading_memory_does_not_grow_with_the_rows(tmp_path: Path) -> None:
         assert (got["rows"], got["quotes"]) == (rows, 2 * rows)
         peaks[rows] = got["peak_mib"]
     assert peaks[90_000] - peaks[10_000] < 40, peaks
+
+
+def _rewrite_sheets(src: Path, dst: Path, change: Callable[[bytes], bytes]) -> Path:
+    """``src`` with every worksheet's XML passed through ``change``."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for item in zin.infolist():
+            data = zin.read(item)
+            zout.writestr(item, change(data) if item.filename.startswith("xl/worksheets/")
+                          else data)
+    return dst
+
+
+def test_a_prefixed_or_unnumbered_sheet_reads_the_same(workbook: Path, tmp_path: Path) -> None:
+    """Writers other than Excel may put the sheet's elements under a prefix (``<x:row>``);
+    a sheet whose rows have no row number cannot be cut and is read whole."""
+    whole = read_rpw(workbook)
+
+    def prefixed(xml: bytes) -> bytes:
+        xml = re.sub(rb"<(/?)(?!\?)([A-Za-z]+)\b", rb"<\1x:\2", xml)
+        return xml.replace(b'<x:worksheet xmlns="', b'<x:worksheet xmlns:x="', 1)
+
+    def unnumbered(xml: bytes) -> bytes:
+        return re.sub(rb'(<row\b[^>]*?) r="\d+"', rb"\1", xml)
+
+    for change in (prefixed, unnumbered):
+        path = _rewrite_sheets(workbook, tmp_path / f"{change.__name__}.xlsx", change)
+        if change is prefixed:
+            assert len(list(xlsx.chunks(path, SHEET_NEW, 5))) > 10
+        else:
+            with pytest.raises(xlsx.NotNumbered):
+                next(xlsx.chunks(path, SHEET_NEW, 5))
+        read = read_rpw(path, chunk_rows=5)
+        assert_frame_equal(read.frame, whole.frame)
+        assert read.rejected == whole.rejected
