@@ -93,8 +93,9 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
 )
 
 #: Rows of a file read at a time (``iter_rpw``): with the workbook's shared strings, what a
-#: read holds besides its results; a bigger chunk is not faster (docs/indicators.md).
-CHUNK_ROWS = 20_000
+#: read holds besides its results. Each chunk costs a read of the shared strings, and a
+#: bigger one more memory without being faster (docs/indicators.md has the figures).
+CHUNK_ROWS = 10_000
 
 #: The order of a sheet's quotes in ``read_rpw``'s frame.
 _QUOTE_ORDER = ("period", "source_code", "destination_code", "service_id", "amount_usd")

@@ -142,8 +142,9 @@ def _cut(fh: IO[bytes], book: _Book, chunk_rows: int) -> Iterator[Chunk]:
         buf = buf[start:]
         if len(rows) >= chunk_rows or (eof and rows):
             assert header is not None  # rows come after it
-            yield book.chunk(header, rows)
-            rows = []
+            made = book.chunk(header, rows)
+            rows = []  # not held beside the workbook made of them
+            yield made
             continue
         if eof:
             break
@@ -196,9 +197,6 @@ class _Book:
         opening = _ROW_NUMBER.sub(b' r="' + above + b'"', start.group(0), count=1)
         head = opening + _CELL_REF.sub(rb"\g<1>" + above + rb"\g<2>", header[start.end():])
         p = self.prefix
-        sheet = b"".join([b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n',
-                          self.root, f"<{p}sheetData>".encode(), header[:start.start()],
-                          head, *rows, f"</{p}sheetData></{p}worksheet>".encode()])
         out = io.BytesIO()
         with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf:
             zf.writestr("[Content_Types].xml", _CONTENT_TYPES)
@@ -210,7 +208,14 @@ class _Book:
                 for i, name in enumerate(self.parts, start=2))))
             for name, data in self.parts.items():
                 zf.writestr(f"xl/{name}", data)
-            zf.writestr("xl/worksheets/sheet1.xml", sheet)
+            # Row by row into the zip: the rows are not copied into one string first.
+            with zf.open("xl/worksheets/sheet1.xml", "w") as sheet:
+                sheet.write(b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n')
+                sheet.write(self.root + f"<{p}sheetData>".encode() + header[:start.start()])
+                sheet.write(head)
+                for row in rows:
+                    sheet.write(row)
+                sheet.write(f"</{p}sheetData></{p}worksheet>".encode())
         return Chunk(out.getvalue(), first, len(rows), self.declared_rows)
 
 

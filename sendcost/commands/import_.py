@@ -25,7 +25,7 @@ Import World Bank Remittance Prices Worldwide (RPW) data into the store.
 
 PATH is the RPW CSV (plain or .gz, as in corridors/data/) or the full RPW xlsx workbook
 (sheets 'Dataset (up to Q1 2016)' and 'Dataset (from Q2 2016)'). It is read, checked and
-stored 20,000 rows at a time, so memory does not grow with the file, all in one
+stored 10,000 rows at a time, so memory does not grow with the file, all in one
 transaction: a corrupt or truncated file is rejected with the line and the reason, and the
 store is left as it was. A row is rejected only when a field an indicator uses is unusable
 (line, column and value are listed); a label sendcost does not know is kept verbatim and
