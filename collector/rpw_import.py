@@ -5,8 +5,8 @@ A file that fails to parse stores nothing; nor does one of which more than
 ``max_rejected_share`` of the rows were rejected (``[import]`` in config.toml): both are
 found as the file is read, and the transaction is rolled back. A re-import of the same
 file adds nothing (quotes are unique per source, service, amount and collection time).
-What an import holds at a time is one chunk of rows (``chunk_rows``) and its quotes, not
-the file (docs/indicators.md has the figures).
+What an import holds at a time is two chunks of rows (``chunk_rows``: the one being stored,
+the next being read) and their quotes, not the file (docs/indicators.md has the figures).
 """
 
 from __future__ import annotations

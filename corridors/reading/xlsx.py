@@ -2,8 +2,8 @@
 
 ``read_excel`` (calamine, through fastexcel) builds the whole sheet in memory before the
 first row can be used: for the World Bank's 2016-2025 RPW sheet (204,469 rows, 42 columns)
-that is about 750 MiB, more than all the rest of an import. Calamine has no row-by-row
-reader, and one written in Python (expat) was four times slower than it on that sheet. So
+that is about 750 MiB at peak, more than all the rest of an import. Calamine has no row-by-row
+reader, and one written in Python (expat) was several times slower than it on that sheet. So
 the sheet's XML is read as it is inflated from the zip and cut at row ends, and each run of
 rows becomes a workbook of its own, with the sheet's header row in front of it (renumbered
 to stand just above the run, so that calamine's grid starts there) and the file's shared
@@ -13,9 +13,9 @@ inline strings, errors), and what is held at a time is one run of rows.
 
 The cut is made on the XML's bytes, not a parse of it: a row ends at ``</row>`` (with the
 sheet's namespace prefix, if any), which cannot appear inside a cell's text, where ``<`` is
-always escaped. A sheet whose rows carry no row number (``<row r="…">``, which Excel and
-the writers in use always write) cannot be renumbered: ``chunks`` says so and the caller
-reads the sheet whole.
+always escaped; only an XML comment or CDATA section holding that text would mislead it. A
+sheet whose rows carry no row number (``<row r="…">``, which Excel and the writers in use
+always write) cannot be renumbered: ``chunks`` says so and the caller reads the sheet whole.
 """
 
 from __future__ import annotations
