@@ -1,17 +1,21 @@
-"""Import World Bank RPW data into the store: parse everything, then store it in one transaction.
+"""Import World Bank RPW data into the store: read, convert and store the file a chunk of
+rows at a time, all in one transaction.
 
 A file that fails to parse stores nothing; nor does one of which more than
-``max_rejected_share`` of the rows were rejected (``[import]`` in config.toml); a re-import
-of the same file adds nothing (quotes are unique per source, service, amount and collection
-time).
+``max_rejected_share`` of the rows were rejected (``[import]`` in config.toml): both are
+found as the file is read, and the transaction is rolled back. A re-import of the same
+file adds nothing (quotes are unique per source, service, amount and collection time).
+What an import holds at a time is two chunks of rows (``chunk_rows``: the one being stored,
+the next being read) and their quotes, not the file (docs/indicators.md has the figures).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -20,7 +24,14 @@ from typing import Any
 import polars as pl
 
 from corridors.config import DEFAULT_MAX_REJECTED_SHARE
-from corridors.reading.rpw import BUNDLED_RPW, RpwRead, bundled_rpw_path, read_rpw
+from corridors.frame import empty_quote_frame
+from corridors.reading.rpw import (
+    BUNDLED_RPW,
+    CHUNK_ROWS,
+    RpwRead,
+    bundled_rpw_path,
+    iter_rpw,
+)
 from corridors.store import Store
 from corridors.types import (
     AccessPoint,
@@ -175,12 +186,16 @@ async def import_rpw(store: Store, path: str | Path,
                      digest: str | None = None, unless_imported: bool = False,
                      max_rejected_share: float = DEFAULT_MAX_REJECTED_SHARE,
                      on_read: Callable[[RpwRead], None] | None = None,
+                     chunk_rows: int = CHUNK_ROWS,
                      ) -> ImportSummary:
-    """Parse ``path`` completely, then store all of it in one transaction.
+    """Read ``path`` ``chunk_rows`` rows at a time and store each chunk's quotes as it is
+    read, all in one transaction, committed once the whole file is read.
 
-    ``on_read`` sees what the parse found (rows read, used, rejected, unknown labels)
-    before anything is stored. When more than ``max_rejected_share`` of the rows were
-    rejected, or the file has no rows, ImportFileError is raised and nothing is stored.
+    ``on_read`` sees what the read found (rows read, used, rejected, unknown labels) once
+    the file is read, before the transaction commits. When more than
+    ``max_rejected_share`` of the rows were rejected, or the file has no rows,
+    ImportFileError is raised and nothing is stored. ``progress`` gets (rows read, rows the
+    file says it has) after each chunk.
 
     Imports of one file (by SHA-256, ``digest`` when the caller has it) take turns. With
     ``unless_imported``, a file that an import already stored whole is not parsed again:
@@ -206,31 +221,45 @@ async def import_rpw(store: Store, path: str | Path,
                 log.info("%s is the file import %d stored (same SHA-256): not parsed again",
                          path, before)
                 return ImportSummary.already(str(path), before)
-        read = await asyncio.to_thread(read_rpw, path)
-        if on_read is not None:
-            on_read(read)
-        read.check_rejected_share(max_rejected_share)
-        frame = read.frame
-        quotes = await asyncio.to_thread(frame_to_quotes, frame)
-        rejected = [{"line": r.line, "reason": r.reason, "sheet": r.sheet, "column": r.column,
-                     "value": r.value, "kind": r.kind} for r in read.rejected]
-        stored = 0
         import_id = await conn.fetchval(
             "INSERT INTO imports (kind, path, file_hash) VALUES ('rpw', $1, $2) RETURNING id",
             str(path), digest)
-        for start in range(0, len(quotes), _CHUNK):
-            chunk = quotes[start:start + _CHUNK]
-            result = await store.store_quotes(chunk, import_id=import_id, conn=conn)
-            stored += result.inserted
-            if progress:
-                progress(min(start + _CHUNK, len(quotes)), len(quotes))
+        read = RpwRead(path=str(path), frame=empty_quote_frame())
+        chunks = iter_rpw(path, read, chunk_rows=chunk_rows, labels=False)
+        stored = 0
+        periods: set[str] = set()
+        corridors: set[tuple[str, str]] = set()
+        # The next chunk is read and converted in a thread while this one is stored.
+        reading = asyncio.ensure_future(asyncio.to_thread(_next_quotes, chunks))
+        try:
+            while (chunk := await reading) is not None:
+                frame, quotes = chunk
+                reading = asyncio.ensure_future(asyncio.to_thread(_next_quotes, chunks))
+                periods.update(frame["period"].unique().to_list())
+                corridors.update(frame.select("source_code", "destination_code").unique()
+                                 .iter_rows())
+                for start in range(0, len(quotes), _CHUNK):
+                    result = await store.store_quotes(quotes[start:start + _CHUNK],
+                                                      import_id=import_id, conn=conn)
+                    stored += result.inserted
+                del frame, quotes, chunk
+                if progress:
+                    progress(read.rows_read, max(read.rows_read, read.rows_declared))
+        finally:
+            # A failed store leaves the reading thread to finish its chunk: wait for it,
+            # so the file is closed and nothing reads on behind the rolled-back import.
+            if not reading.done():
+                with contextlib.suppress(Exception):
+                    await reading
+        if on_read is not None:
+            on_read(read)
+        read.check_rejected_share(max_rejected_share)
+        rejected = [{"line": r.line, "reason": r.reason, "sheet": r.sheet, "column": r.column,
+                     "value": r.value, "kind": r.kind} for r in read.rejected]
         summary = ImportSummary(
             path=str(path), import_id=import_id, rows_read=read.rows_read,
-            quotes_read=len(quotes), quotes_stored=stored, duplicates=len(quotes) - stored,
-            services=frame.select(pl.col("service_id").n_unique()).item() if len(frame) else 0,
-            periods=sorted(frame["period"].unique().to_list()) if len(frame) else [],
-            corridors=frame.select(pl.struct("source_code", "destination_code").n_unique()
-                                   ).item() if len(frame) else 0,
+            quotes_read=read.quotes, quotes_stored=stored, duplicates=read.quotes - stored,
+            services=read.rows_kept, periods=sorted(periods), corridors=len(corridors),
             rejected=rejected, rows_used=read.rows_kept, unknown_labels=read.unknown_labels,
         )
         await conn.execute(
@@ -245,6 +274,15 @@ async def import_rpw(store: Store, path: str | Path,
     log.info("imported %s: %d quotes new, %d already stored, %d rows rejected", path, stored,
              summary.duplicates, len(rejected))
     return summary
+
+
+def _next_quotes(chunks: Iterator[tuple[str | None, pl.DataFrame]]
+                 ) -> tuple[pl.DataFrame, list[Quote]] | None:
+    """The next chunk's quote frame and its quotes (None: the file is read)."""
+    for _, frame in chunks:
+        if frame.height:
+            return frame, frame_to_quotes(frame)
+    return None
 
 
 async def import_bundled_if_empty(store: Store) -> ImportSummary | None:

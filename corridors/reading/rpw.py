@@ -54,7 +54,7 @@ import logging
 import re
 import zlib
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +63,7 @@ import polars as pl
 from corridors.errors import BadPeriod, ImportFileError
 from corridors.frame import QUOTE_FRAME_SCHEMA, conform, empty_quote_frame
 from corridors.periods import parse_period
+from corridors.reading import xlsx
 from corridors.types import (
     ACCESS_POINT_FROM_RPW,
     FIRM_TYPE_FROM_RPW,
@@ -90,6 +91,14 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
     "cc2 total cost %",
     "inter lcu bank fx", "transparent",
 )
+
+#: Rows of a file read at a time (``iter_rpw``): with the workbook's shared strings, what a
+#: read holds besides its results. Each chunk costs a read of the shared strings, and a
+#: bigger one more memory without being faster (docs/indicators.md has the figures).
+CHUNK_ROWS = 10_000
+
+#: The order of a sheet's quotes in ``read_rpw``'s frame.
+_QUOTE_ORDER = ("period", "source_code", "destination_code", "service_id", "amount_usd")
 
 #: RPW currency labels that are not ISO 4217 codes, mapped explicitly.
 CURRENCY_FROM_RPW: dict[str, str] = {"CFA": "XOF"}
@@ -152,12 +161,15 @@ class RpwRead:
     helper_columns: set[str] = field(default_factory=set)
     rows_read: int = 0  # RPW rows (services) in the file
     rows_kept: int = 0  # RPW rows that gave at least one quote
+    quote_count: int = 0  # quotes the rows gave (``frame``'s rows, when it holds them all)
+    #: rows the file says it has, as far as it was read (a sheet's <dimension>, a CSV's
+    #: rows), for progress; rows_read is what it had
+    rows_declared: int = 0
     label_frames: list[pl.DataFrame] = field(default_factory=list, repr=False)
-    classification_frames: list[pl.DataFrame] = field(default_factory=list, repr=False)
 
     @property
     def quotes(self) -> int:
-        return self.frame.height
+        return self.quote_count
 
     @property
     def rejected_share(self) -> float:
@@ -211,32 +223,61 @@ class RpwRead:
                 f"(import.max_rejected_share): {top}; nothing used", path=self.path)
 
 
-def read_rpw(path: str | Path) -> RpwRead:
+def read_rpw(path: str | Path, *, chunk_rows: int = CHUNK_ROWS) -> RpwRead:
     """Read an RPW file (``.csv``, ``.csv.gz`` or ``.xlsx``) into the quote frame.
 
     Raises ImportFileError, naming the line, when the file is corrupt or truncated.
     """
     p = Path(path)
-    if p.suffix.lower() in (".xlsx", ".xlsm"):
-        sheets: Sequence[tuple[str | None, pl.DataFrame]] = _read_workbook(p)
-    else:
-        sheets = [(None, _read_csv_text(p))]
-    frames: list[pl.DataFrame] = []
     result = RpwRead(path=str(p), frame=empty_quote_frame())
-    for sheet, raw in sheets:
-        frames.append(_parse_sheet(raw, sheet, str(p), result))
+    sheets: dict[str | None, list[pl.DataFrame]] = {}
+    for sheet, frame in iter_rpw(p, result, chunk_rows=chunk_rows):
+        sheets.setdefault(sheet, []).append(frame)
+    # Each sheet's quotes in one order, whatever the chunks were.
+    frames = [pl.concat(parts, how="vertical").sort(*_QUOTE_ORDER)
+              for parts in sheets.values()]
     result.frame = pl.concat(frames, how="vertical") if frames else empty_quote_frame()
-    result.rows_kept = result.frame.select(pl.col("service_id").n_unique()).item()
-    result.rejected.sort(key=lambda r: (r.sheet or "", r.line))
-    if result.label_frames:
-        result.labels = pl.concat(result.label_frames, how="diagonal")
-    if result.classification_frames:
-        result.classifications = pl.concat(result.classification_frames).sort(
-            "period", "alpha3")
-    result.label_frames, result.classification_frames = [], []
     log.info("read %s: %d rows, %d quotes, %d rows rejected", p, result.rows_read,
              result.quotes, len(result.rejected))
     return result
+
+
+def iter_rpw(path: str | Path, result: RpwRead, *, chunk_rows: int = CHUNK_ROWS,
+             labels: bool = True) -> Iterator[tuple[str | None, pl.DataFrame]]:
+    """Read an RPW file ``chunk_rows`` rows at a time: (sheet, quote-frame rows of those
+    rows) for each chunk, the sheet None for a CSV file. What the whole read found (rows
+    read and used, rejected rows, unknown labels, the file's classifications, and, with
+    ``labels``, the verbatim label sets) is in ``result`` once the iterator is exhausted;
+    ``result.frame`` is left as it is.
+
+    What it holds at a time is one chunk of the file's rows and their quotes, besides the
+    workbook's shared strings and what ``result`` collects; a CSV file is read whole first.
+    Raises ImportFileError, naming the line, when the file is corrupt or truncated: rows
+    of it may have been handed out by then.
+    """
+    p = Path(path)
+    if p.suffix.lower() in (".xlsx", ".xlsm"):
+        sheets: Iterable[tuple[str | None, Iterator[tuple[pl.DataFrame, int | None]]]] = (
+            _workbook_sheets(p, chunk_rows))
+    else:
+        sheets = [(None, _csv_chunks(p, chunk_rows))]
+    service_ids: list[pl.Series] = []
+    counts: list[pl.DataFrame] = []
+    for sheet, chunks in sheets:
+        for i, (raw, declared) in enumerate(chunks):
+            if i == 0:
+                result.rows_declared += declared or 0
+            out = _parse_sheet(raw, sheet, str(p), result, labels=labels,
+                               classification_counts=counts)
+            result.quote_count += out.height
+            service_ids.append(out["service_id"].unique())
+            yield sheet, out
+    result.rows_kept = (pl.concat(service_ids).n_unique() if service_ids else 0)
+    result.rejected.sort(key=lambda r: (r.sheet or "", r.line))
+    if result.label_frames:
+        result.labels = pl.concat(result.label_frames, how="diagonal")
+    result.classifications = _classifications(counts)
+    result.label_frames = []
 
 
 # --- reading the bytes -----------------------------------------------------------------------
@@ -289,6 +330,18 @@ def _read_csv_text(path: Path) -> pl.DataFrame:
         raise ImportFileError(f"CSV not readable ({exc})", path=str(path)) from None
 
 
+def _csv_chunks(path: Path, chunk_rows: int) -> Iterator[tuple[pl.DataFrame, int | None]]:
+    """The CSV's rows, ``chunk_rows`` at a time, each with its ``_line`` (the header is
+    line 1), and the rows of the file."""
+    frame = _read_csv_text(path)
+    frame = frame.with_columns(pl.int_range(2, frame.height + 2, dtype=pl.Int64).alias("_line"))
+    if frame.height == 0:
+        yield frame, 0
+        return
+    for part in frame.iter_slices(chunk_rows):
+        yield part, frame.height
+
+
 def _looks_complete(last: str, header: list[str]) -> bool:
     """A final line with no newline is complete when its last field (`corridor`) is whole."""
     fields = next(csv.reader([last]))
@@ -299,33 +352,65 @@ def _looks_complete(last: str, header: list[str]) -> bool:
     return True
 
 
-def _read_workbook(path: Path) -> list[tuple[str, pl.DataFrame]]:
-    """Both dataset sheets of the full RPW workbook, as frames of strings."""
+def _workbook_sheets(path: Path, chunk_rows: int
+                     ) -> list[tuple[str | None, Iterator[tuple[pl.DataFrame, int | None]]]]:
+    """Both dataset sheets of the full RPW workbook, each as frames of strings of
+    ``chunk_rows`` rows with their ``_line`` (``corridors.reading.xlsx``: row by row, never
+    the whole sheet)."""
     try:
-        import fastexcel
-
-        names = fastexcel.read_excel(str(path)).sheet_names
+        names = xlsx.sheet_names(path)
     except FileNotFoundError:
         raise ImportFileError("no such file", path=str(path)) from None
-    except Exception as exc:  # fastexcel raises its own error types for a broken zip/xml
+    except xlsx.XlsxError as exc:
         raise ImportFileError(f"not a readable xlsx workbook ({exc})", path=str(path)) from None
     wanted = [s for s in (SHEET_UP_TO_2016Q1, SHEET_FROM_2016Q2) if s in names]
     if not wanted:
         raise ImportFileError(
             f"no RPW dataset sheet: expected {SHEET_UP_TO_2016Q1!r} and/or "
             f"{SHEET_FROM_2016Q2!r}, found {names}", path=str(path))
-    out = []
-    for sheet in wanted:
-        try:
+    return [(sheet, _sheet_chunks(path, sheet, chunk_rows)) for sheet in wanted]
+
+
+def _sheet_chunks(path: Path, sheet: str, chunk_rows: int
+                  ) -> Iterator[tuple[pl.DataFrame, int | None]]:
+    header = False
+    try:
+        for chunk in xlsx.chunks(path, sheet, chunk_rows):
             # All as text: the workbook mixes numbers, text and datetimes in one column.
-            frame = pl.read_excel(path, sheet_name=sheet, engine="calamine",
-                                  infer_schema_length=0)
-        except Exception as exc:
-            raise ImportFileError(f"sheet {sheet!r} not readable ({exc})",
-                                  path=str(path)) from None
-        _check_columns(frame.columns, str(path), sheet)
-        out.append((sheet, frame))
-    return out
+            frame = pl.read_excel(chunk.workbook, sheet_name=xlsx.CHUNK_SHEET,
+                                  engine="calamine", infer_schema_length=0,
+                                  drop_empty_rows=False)
+            if not header:
+                _check_columns(frame.columns, str(path), sheet)
+                header = True
+            frame = frame.with_columns(pl.int_range(chunk.first_line,
+                                                    chunk.first_line + frame.height,
+                                                    dtype=pl.Int64).alias("_line"))
+            # A row without a value is no row (as read_excel leaves it out).
+            yield (frame.filter(~pl.all_horizontal(pl.exclude("_line").is_null())),
+                   chunk.declared_rows)
+    except xlsx.NotNumbered:
+        yield _whole_sheet(path, sheet), None
+        return
+    except xlsx.XlsxError as exc:
+        raise ImportFileError(f"sheet {sheet!r} not readable ({exc})", path=str(path)) from None
+    except Exception as exc:  # fastexcel raises its own error types for broken xml
+        raise ImportFileError(f"sheet {sheet!r} not readable ({exc})",
+                              path=str(path)) from None
+    if not header:
+        raise ImportFileError(f"sheet {sheet!r} not readable (no rows)", path=str(path))
+
+
+def _whole_sheet(path: Path, sheet: str) -> pl.DataFrame:
+    """A sheet whose rows carry no row numbers, read whole (lines counted from 2)."""
+    try:
+        frame = pl.read_excel(path, sheet_name=sheet, engine="calamine",
+                              infer_schema_length=0)
+    except Exception as exc:
+        raise ImportFileError(f"sheet {sheet!r} not readable ({exc})",
+                              path=str(path)) from None
+    _check_columns(frame.columns, str(path), sheet)
+    return frame.with_columns(pl.int_range(2, frame.height + 2, dtype=pl.Int64).alias("_line"))
 
 
 def _check_columns(header: list[str], path: str, sheet: str | None) -> None:
@@ -485,11 +570,11 @@ def _checks(raw: pl.DataFrame, numbers: Mapping[str, pl.Expr], periods: Mapping[
     return checks
 
 
-def _classifications(raw: pl.DataFrame, period: pl.Expr) -> pl.DataFrame:
-    """The file's own classification of each country in each period (the 2016-2025 sheet's
-    ``source_region``, ``destination_income``, ``source_G8G20``…): the most frequent value
-    per country and period; "..", blank or an unknown name leaves it null (not known), so
-    the bundled classification stands there."""
+def _classification_counts(raw: pl.DataFrame, period: pl.Expr) -> pl.DataFrame | None:
+    """The file's own classification of each country in each period as these rows say it
+    (the 2016-2025 sheet's ``source_region``, ``destination_income``, ``source_G8G20``…):
+    rows per period, country and classification; "..", blank or an unknown name is null
+    (not known), so the bundled classification stands there. None: no such column."""
     from corridors.reference import INCOME_FROM_WB_NAME, REGION_FROM_WB_NAME
 
     def named(col: str, table: Mapping[str, str]) -> pl.Expr:
@@ -515,19 +600,36 @@ def _classifications(raw: pl.DataFrame, period: pl.Expr) -> pl.DataFrame:
             pl.when(known).then(group.str.contains("G8")).alias("g8"),
             pl.when(known).then(group.str.contains("G20")).alias("g20")))
     if not sides:
-        return pl.DataFrame(schema=CLASSIFICATION_SCHEMA)
-
-    def mode(col: str) -> pl.Expr:
-        return pl.col(col).drop_nulls().mode().sort().first().alias(col)
-
+        return None
     return (pl.concat(sides).filter(pl.col("period").is_not_null())
-            .group_by("period", "alpha3")
-            .agg(mode("region"), mode("income_group"), mode("g8"), mode("g20"))
-            .sort("period", "alpha3").cast(CLASSIFICATION_SCHEMA))  # type: ignore[arg-type]
+            .group_by("period", "alpha3", "region", "income_group", "g8", "g20")
+            .agg(pl.len().alias("rows")))
 
 
-def _parse_sheet(raw: pl.DataFrame, sheet: str | None, path: str, result: RpwRead
-                 ) -> pl.DataFrame:
+def _classifications(counts: list[pl.DataFrame]) -> pl.DataFrame:
+    """Each country's classification in each period: per field, the value most rows give
+    (the smallest of equally frequent ones), from ``_classification_counts`` of every
+    chunk; null where no row gives one."""
+    if not counts:
+        return pl.DataFrame(schema=CLASSIFICATION_SCHEMA)
+    rows = pl.concat(counts)
+    out = rows.select("period", "alpha3").unique()
+    for col in ("region", "income_group", "g8", "g20"):
+        mode = (rows.filter(pl.col(col).is_not_null())
+                .group_by("period", "alpha3", col).agg(pl.col("rows").sum())
+                .sort("rows", col, descending=[True, False])
+                .group_by("period", "alpha3", maintain_order=True).first()
+                .select("period", "alpha3", col))
+        out = out.join(mode, on=["period", "alpha3"], how="left")
+    return out.sort("period", "alpha3").cast(CLASSIFICATION_SCHEMA)  # type: ignore[arg-type]
+
+
+def _parse_sheet(raw: pl.DataFrame, sheet: str | None, path: str, result: RpwRead, *,
+                 labels: bool, classification_counts: list[pl.DataFrame]) -> pl.DataFrame:
+    """One chunk of a sheet's rows (strings, with their ``_line``) into quote-frame rows,
+    sorted by ``_QUOTE_ORDER``; what it rejected and found unknown goes into ``result``
+    (the verbatim label sets too, with ``labels``), its rows per classification into
+    ``classification_counts``."""
     from corridors.reference import WB_COUNTRY_CODES, countries
 
     # The 2025_3Q rows carry five helper columns without a header (years, "USA2025"…):
@@ -544,7 +646,7 @@ def _parse_sheet(raw: pl.DataFrame, sheet: str | None, path: str, result: RpwRea
         return empty_quote_frame()
     cols = raw.columns
     # Strings everywhere; strip stray spaces so "yes " and "yes" are one label.
-    raw = raw.with_columns(pl.all().cast(pl.String).str.strip_chars())
+    raw = raw.with_columns(pl.exclude("_line").cast(pl.String).str.strip_chars())
     # World Bank country codes that are not ISO's (KSV for Kosovo) name one country.
     raw = raw.with_columns(pl.col("source_code", "destination_code").replace(WB_COUNTRY_CODES))
     # One firm, one name: the name is part of a service's identity, and the full workbook
@@ -552,7 +654,6 @@ def _parse_sheet(raw: pl.DataFrame, sheet: str | None, path: str, result: RpwRea
     firms = raw["firm"].drop_nulls().unique().to_list()
     raw = raw.with_columns(pl.col("firm").replace(
         {name: canonical_firm(name) for name in firms if canonical_firm(name) != name}))
-    raw = raw.with_columns(pl.int_range(2, n + 2, dtype=pl.Int64).alias("_line"))
 
     # Numbers: thousands separators and a percent sign ("5.2%") are read as the number.
     num_cols = [f"{cc} {suffix}" for cc in ("cc1", "cc2") for suffix in _NUMERIC]
@@ -640,9 +741,12 @@ def _parse_sheet(raw: pl.DataFrame, sheet: str | None, path: str, result: RpwRea
     product = pl.col(product_col).fill_null("") if product_col else pl.lit("")
     service_id = pl.format("rpw:{}:{}:{}:{}:{}:{}", period, pl.col("source_code"),
                            pl.col("destination_code"), pl.col("firm"), product, pl.col("id"))
-    result.label_frames.append(good.select(service_id.alias("service_id"),
-                                           *(_label_sets(c) for c in kept)))
-    result.classification_frames.append(_classifications(good, period))
+    if labels:
+        result.label_frames.append(good.select(service_id.alias("service_id"),
+                                               *(_label_sets(c) for c in kept)))
+    found = _classification_counts(good, period)
+    if found is not None:
+        classification_counts.append(found)
     common = good.select(
         period.alias("period"),
         pl.col("source_code"),
@@ -682,7 +786,7 @@ def _parse_sheet(raw: pl.DataFrame, sheet: str | None, path: str, result: RpwRea
         ))
     out = conform(pl.concat(quotes, how="vertical")).collect()
     assert list(out.schema) == list(QUOTE_FRAME_SCHEMA)
-    return out.sort("period", "source_code", "destination_code", "service_id", "amount_usd")
+    return out.sort(*_QUOTE_ORDER)
 
 
 def _known_currencies() -> set[str]:

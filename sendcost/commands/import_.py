@@ -24,8 +24,9 @@ HELP = """\
 Import World Bank Remittance Prices Worldwide (RPW) data into the store.
 
 PATH is the RPW CSV (plain or .gz, as in corridors/data/) or the full RPW xlsx workbook
-(sheets 'Dataset (up to Q1 2016)' and 'Dataset (from Q2 2016)'). The whole file is read and
-checked first: a corrupt or truncated file is rejected with the line and the reason, and the
+(sheets 'Dataset (up to Q1 2016)' and 'Dataset (from Q2 2016)'). It is read, checked and
+stored 10,000 rows at a time, so memory does not grow with the file, all in one
+transaction: a corrupt or truncated file is rejected with the line and the reason, and the
 store is left as it was. A row is rejected only when a field an indicator uses is unusable
 (line, column and value are listed); a label sendcost does not know is kept verbatim and
 counted, never a reason to drop a row. Standard error says what happened: rows read, used,
@@ -105,7 +106,7 @@ def run_rpw(args: argparse.Namespace) -> int:
 
     async def go() -> ImportSummary:
         async with open_store(config) as (store, _):
-            return await import_rpw(store, path, progress=Progress("storing quotes"),
+            return await import_rpw(store, path, progress=Progress("importing rows"),
                                     max_rejected_share=config.imports.max_rejected_share,
                                     on_read=report)
 
