@@ -101,6 +101,25 @@ def test_headline_figures_everywhere(built, docs, pdf_text) -> None:
         docs[500]["global_average"], abs=1e-6)
 
 
+def test_every_key_figure_has_its_year_before_value(built, rpw) -> None:
+    # A year before (2013Q2) comes from the same computation as /v1/indicators?period=2013Q2,
+    # for every key figure at USD 200, not only the trend's three global averages.
+    folder = built[0]
+    year = compute_indicators(rpw[0].lazy(), period="2013Q2", amount_usd=200,
+                              countries=countries_frame().lazy(), flows=flows())
+    headline = {(r["indicator"], int(r["amount_usd"])): r
+                for r in _csv(folder / "data" / "headline.csv")}
+    md = (folder / "bulletin.md").read_text(encoding="utf-8")
+    for key in (*HEADLINE_KEYS, "share_corridors_above_5", "share_corridors_above_10",
+                "share_services_below_3"):
+        row = headline[(key, 200)]
+        assert row["year_before_period"] == "2013Q2", key
+        assert float(row["year_before_value"]) == pytest.approx(year[key], abs=1e-6), key
+        assert float(row["change_year"]) == pytest.approx(
+            float(row["value"]) - year[key], abs=1e-6), key
+    assert f"{pct(year['g8_sending_average'])} (2013Q2)" in md
+
+
 def test_breakdowns_match_the_indicators(built, docs, pdf_text) -> None:
     folder = built[0]
     html = (folder / "index.html").read_text(encoding="utf-8")
