@@ -53,9 +53,6 @@ LICENCE = "CC BY 4.0"
 LICENCE_URL = "https://creativecommons.org/licenses/by/4.0/"
 RPW_ATTRIBUTION = ("The World Bank, Remittance Prices Worldwide, available at "
                    "http://remittanceprices.worldbank.org")
-INDICATIVE = ("sendcost's figures are indicative: they are computed from sendcost's own sample "
-              "of services, at its own cadence and price points, and are not the official SDG "
-              "10.c.1 value, which the World Bank publishes quarterly.")
 REGION_NAMES = {
     "EAP": "East Asia & Pacific", "ECA": "Europe & Central Asia",
     "LAC": "Latin America & Caribbean", "MNA": "Middle East & North Africa",
@@ -716,6 +713,26 @@ def _progress_sentence(b: Bulletin) -> str:
             "Rule: Open SDG (Statistics Canada) compound annual growth rate, ratio of observed "
             "to needed rate: ≥ 95% on track, 60–95% acceleration needed, 0–60% limited "
             "progress, below 0 deterioration.")
+
+
+def indicative(b: Bulletin) -> str:
+    """Why the bulletin's figures are indicative, naming what they were computed from: an RPW
+    file (the World Bank's survey), or the store, with or without the survey's quotes."""
+    if b.generated_from.get("kind") == "rpw-file":
+        made = ("recomputed with sendcost's methodology from the World Bank's Remittance "
+                "Prices Worldwide survey quotes")
+    elif b.survey_quotes and b.survey_quotes >= b.coverage.get("quotes", 0):
+        made = ("computed with sendcost's methodology from the World Bank's Remittance Prices "
+                "Worldwide survey quotes in sendcost's store")
+    elif b.survey_quotes:
+        made = ("computed from sendcost's store: quotes it collected from its own sample of "
+                "services, at its own cadence and price points, beside the World Bank's "
+                "Remittance Prices Worldwide survey quotes")
+    else:
+        made = ("computed from sendcost's store of quotes collected from its own sample of "
+                "services, at its own cadence and price points")
+    return (f"sendcost's figures are indicative: they are {made}, and are not the official "
+            "SDG 10.c.1 value, which the World Bank publishes quarterly.")
 
 
 def _source_sentence(b: Bulletin) -> str:
