@@ -436,6 +436,11 @@ h3 { font-size: 1.05rem; margin-top: 1.4rem; }
 .call { font-size: 1.05rem; }
 .call strong { color: var(--bad); }
 table { border-collapse: collapse; width: 100%; margin: .8rem 0 1.2rem; font-size: .88rem; }
+/* A phone (390 px) scrolls a wide table within itself, never the page; a file path or URL
+   in running text breaks wherever it must. */
+.table-scroll { overflow-x: auto; margin: .8rem 0 1.2rem; }
+.table-scroll > table { margin: 0; }
+p, li, figcaption, caption, code, td a { overflow-wrap: anywhere; }
 caption { text-align: left; font-weight: 700; padding: .3rem 0; }
 th, td { border-bottom: 1px solid var(--line); padding: .25rem .4rem; text-align: left;
          vertical-align: top; }
@@ -456,6 +461,7 @@ a { color: var(--accent); }
   section#postal h2 { break-before: page; }
   h3, caption { break-after: avoid; }
   figure, tr, .box { break-inside: avoid; }
+  .table-scroll { overflow: visible; }
   table { font-size: 8pt; }
   a { color: var(--ink); text-decoration: none; }
 }

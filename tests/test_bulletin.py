@@ -360,6 +360,37 @@ def test_accessibility_checker_catches_problems() -> None:
     assert checker.captions == 0
 
 
+#: What of the bulletin lies beyond a phone's width: the page's own scroll width, and each
+#: element outside a table's scrolling region that ends right of the viewport.
+WIDTHS = """(() => {
+  const d = document.documentElement;
+  const beyond = [...document.querySelectorAll('body *')]
+    .filter(e => !e.closest('.table-scroll') && e.getBoundingClientRect().right > innerWidth + 0.5)
+    .map(e => e.tagName + ': ' + (e.innerText || '').slice(0, 60));
+  const regions = [...document.querySelectorAll('.table-scroll')];
+  return {scrollWidth: d.scrollWidth, innerWidth: innerWidth, beyond: beyond,
+          tables: document.querySelectorAll('table').length, regions: regions.length,
+          scrolling: regions.every(r => getComputedStyle(r).overflowX === 'auto')};
+})()"""
+
+
+@pytest.mark.browser
+async def test_index_does_not_scroll_sideways_on_a_phone(built) -> None:
+    # A long file path in running text (corridors/data/published_figures_secondary.csv)
+    # breaks; a table wider than the phone scrolls within its own region, not the page.
+    from test_page import PHONE, devtools
+
+    async with devtools() as cdp:
+        await cdp.call("Emulation.setDeviceMetricsOverride", **PHONE)
+        await cdp.call("Page.navigate", url=(built[0] / "index.html").as_uri())
+        await cdp.wait_event("Page.loadEventFired")
+        seen = await cdp.evaluate(WIDTHS)
+    assert seen["innerWidth"] == PHONE["width"], seen
+    assert seen["scrollWidth"] <= PHONE["width"], seen
+    assert seen["beyond"] == [], seen
+    assert seen["regions"] == seen["tables"] > 0 and seen["scrolling"], seen
+
+
 def test_metadata_and_zip(built, rpw) -> None:
     folder = built[0]
     meta = json.loads((folder / "data" / "metadata.json").read_text(encoding="utf-8"))
