@@ -39,8 +39,9 @@ it again; that too adds only quotes not already stored.
 --download fetches the World Bank's current workbook first ([import] rpw_url in
 config.toml) into <data_dir>/rpw/ (or --to DIR), with progress, resuming an interrupted
 download, checking [import] rpw_sha256 when set; then imports it. When the site refuses
-the download (it may refuse clients that are not a browser), the message says how to
-download it by hand and import it by path.
+the download (it may refuse clients that are not a browser), or it cannot be reached
+(offline), the message says how to download it by hand and import it by path; a partial
+download is kept to resume from only when it holds bytes.
 
 examples:
   sendcost import rpw corridors/data/rpw_quotes_2011Q1_2014Q2.csv.gz
