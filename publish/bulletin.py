@@ -478,7 +478,8 @@ def compute_bulletin(quotes: pl.DataFrame, period: str, *,
     }
     return Bulletin(
         period=canonical, doc=doc, doc500=doc500, previous=previous,
-        year_before_period=year_before_period, year_before=year_before, trend=trend, progress=progress,
+        year_before_period=year_before_period, year_before=year_before, trend=trend,
+        progress=progress,
         official=official, official_trend=official_trend,
         five=done["five"].row(0, named=True),
         above_5=_with_caveats(done["above_5"], corridor_caveats),
