@@ -171,6 +171,42 @@ _ROLLUP_QUOTES = "SELECT rollup_quotes($1::bigint[], $2::timestamptz, $3::timest
 _ROLLUP_QUOTES_ALL = "SELECT rollup_quotes($1::bigint[])"
 _HAS_BOUNDED_ROLLUP = ("SELECT to_regprocedure("
                        "'rollup_quotes(bigint[], timestamptz, timestamptz)') IS NOT NULL")
+#: Archives raw responses given column by column ($1 … $11, arrays of one length), in one
+#: statement and one round trip (no transaction, temporary table or COPY around it: a
+#: collector archives every few milliseconds, in batches of tens): each row's id drawn from
+#: the sequence as it is read, returned in the rows' order. Headers travel as JSON text.
+_ARCHIVE_RAW = (
+    "WITH r AS MATERIALIZED (SELECT nextval('raw_responses_id_seq') AS id, u.* FROM unnest("
+    "$1::text[], $2::text[], $3::timestamptz[], $4::integer[], $5::text[], $6::text[], "
+    "$7::text[], $8::bytea[], $9::bigint[], $10::text[], $11::integer[]) WITH ORDINALITY "
+    "AS u (source, url, fetched_at, status, content_type, headers, content_hash, payload, "
+    "run_id, licence, body_size, n)), "
+    "ins AS (INSERT INTO raw_responses (id, source, url, fetched_at, status, content_type, "
+    "headers, content_hash, payload, run_id, licence, body_size) SELECT id, source, url, "
+    "fetched_at, status, content_type, headers::jsonb, content_hash, payload, run_id, "
+    "licence, body_size FROM r) "
+    "SELECT id FROM r ORDER BY n")
+#: The most body bytes one archive statement carries: its bodies travel as one bytea array,
+#: and a PostgreSQL value holds at most 1 GB (large files are archived in statements of
+#: their own).
+_ARCHIVE_STATEMENT_BYTES = 64 * 1024 * 1024
+
+
+def _archive_statements(rows: Sequence[dict[str, Any]]) -> list[Sequence[dict[str, Any]]]:
+    """``rows`` in consecutive parts of at most ``_ARCHIVE_STATEMENT_BYTES`` of bodies
+    each (a larger body alone): one archive statement each, most often just one."""
+    parts: list[Sequence[dict[str, Any]]] = []
+    start, size = 0, 0
+    for i, r in enumerate(rows):
+        body = len(r.get("body") or b"")
+        if i > start and size + body > _ARCHIVE_STATEMENT_BYTES:
+            parts.append(rows[start:i])
+            start, size = i, 0
+        size += body
+    parts.append(rows[start:])
+    return parts
+
+
 #: When each raw response of $1 was fetched: the second half of its key (migration 10),
 #: which a row naming it carries beside its id.
 _RAW_FETCHED_AT = "SELECT id, fetched_at FROM raw_responses WHERE id = ANY($1::bigint[])"
@@ -493,17 +529,19 @@ class Store:
 
     @_write
     async def archive_raw_many(self, rows: Sequence[dict[str, Any]]) -> list[int]:
-        """Archive many upstream responses in one COPY; return their ids in order.
+        """Archive many upstream responses, all of them or (on error) none; return their ids
+        in order.
 
         Each row has ``source``, ``url``, ``fetched_at`` and optionally ``status``,
         ``content_type``, ``headers``, ``body``, ``run_id``, ``licence`` and ``content_hash``
         (else the body's; a 304 gives the hash of the body it re-uses, which it does not
-        store). Ids are taken from
-        the table's sequence first, so the COPY needs no RETURNING and the caller knows every
-        row's id.
+        store). One statement (``_ARCHIVE_RAW``), atomic on its own; bodies too large
+        together for one (``_ARCHIVE_STATEMENT_BYTES``) go in several, in one transaction.
         """
         if not rows:
             return []
+        if len(_archive_statements(rows)) == 1:
+            return await self._archive_raw(self.pool, rows)
         async with self.pool.acquire() as conn, conn.transaction():
             return await self._archive_raw(conn, rows)
 
@@ -532,33 +570,24 @@ class Store:
         return len(new)
 
     @staticmethod
-    async def _archive_raw(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]
-                           ) -> list[int]:
+    async def _archive_raw(conn: asyncpg.Connection | asyncpg.Pool,
+                           rows: Sequence[dict[str, Any]]) -> list[int]:
+        """Archive ``rows``, one ``_ARCHIVE_RAW`` statement per ``_archive_statements``
+        part (a pool only when there is one part: several need the caller's transaction)."""
         if not rows:
             return []
-        ids = [r[0] for r in await conn.fetch(
-            "SELECT nextval(pg_get_serial_sequence('raw_responses', 'id')) "
-            "FROM generate_series(1, $1)", len(rows))]
-        records = [
-            (i, r["source"], r["url"], r["fetched_at"], r.get("status"),
-             r.get("content_type"), json.dumps(r.get("headers") or {}),
-             r.get("content_hash") or hashlib.sha256(r.get("body") or b"").hexdigest(),
-             r.get("body"), r.get("run_id"), r.get("licence"),
-             None if r.get("body") is None else len(r["body"]))
-            for i, r in zip(ids, rows, strict=True)
-        ]
-        # Binary COPY has no jsonb encoder: headers travel as text and are cast once.
-        await conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS _incoming_raw (id bigint, source text, "
-            "url text, fetched_at timestamptz, status integer, content_type text, "
-            "headers text, content_hash text, payload bytea, run_id bigint, licence text, "
-            "body_size integer) ON COMMIT DELETE ROWS")
-        await conn.copy_records_to_table("_incoming_raw", records=records)
-        await conn.execute(
-            "INSERT INTO raw_responses (id, source, url, fetched_at, status, content_type, "
-            "headers, content_hash, payload, run_id, licence, body_size) SELECT id, source, "
-            "url, fetched_at, status, content_type, headers::jsonb, content_hash, payload, "
-            "run_id, licence, body_size FROM _incoming_raw")
+        ids: list[int] = []
+        for part in _archive_statements(rows):
+            records = [
+                (r["source"], r["url"], r["fetched_at"], r.get("status"),
+                 r.get("content_type"), json.dumps(r.get("headers") or {}),
+                 r.get("content_hash") or hashlib.sha256(r.get("body") or b"").hexdigest(),
+                 r.get("body"), r.get("run_id"), r.get("licence"),
+                 None if r.get("body") is None else len(r["body"]))
+                for r in part
+            ]
+            columns = [list(column) for column in zip(*records, strict=True)]
+            ids += [row[0] for row in await conn.fetch(_ARCHIVE_RAW, *columns)]
         return ids
 
     async def database_key(self) -> str:

@@ -360,6 +360,8 @@ class IndicatorsCorridor(Codes, kw_only=True):
     cheapest: Cheapest | None
     cheapest_left_out: Annotated[int, Meta(
         description="transparent services the cheapest rule left out (cheapest_leaves_out)")]
+    data_kinds: Annotated[list[DataKindName], Meta(
+        description="what kinds of data the corridor's figures rest on")]
 
     csv_answer_columns: ClassVar[tuple[str, ...]] = ("period", "amount_usd")
     csv_columns: ClassVar[tuple[str, ...]] = (
@@ -393,6 +395,9 @@ class Indicators(Envelope, kw_only=True):
     Its CSV twin is its corridors (``IndicatorsCorridor``)."""
 
     amount_usd: int
+    data_kinds: Annotated[list[DataKindName], Meta(
+        description="what kinds of data the figures rest on (survey, observed, estimate, "
+                    "published_tariff; emulated only with include=emulated)")]
     services: ServiceCount
     global_average: Pct
     weighted_average: Pct

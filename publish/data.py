@@ -23,20 +23,23 @@ import asyncio
 import contextlib
 import datetime as dt
 import io
+import ipaddress
 import logging
 import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import polars as pl
 from aiohttp import web
 
 from corridors import runtime
+from corridors.config import SourceConfig
 from corridors.errors import BadPeriod, NoData
 from corridors.frame import QUOTE_FRAME_SCHEMA
 from corridors.notify import QuotesListener, visible
@@ -132,9 +135,38 @@ _SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+#: What the running service's config says of each of its sources (``[[sources]]``): the
+#: provenance entry of an answer resting on it. Filled by ``describe_sources`` when the app is
+#: made; a source no longer configured (quotes kept from an older config) is named alone.
+CONFIGURED_SOURCES: dict[str, dict[str, Any]] = {}
+
+
+def public_url(url: str) -> str | None:
+    """A source's address as an answer may show it: an http(s) URL without its query,
+    fragment or user (where a key or a token may sit); a local file, or a server on
+    loopback (the sandbox), is nothing a reader can open: None."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    with contextlib.suppress(ValueError):
+        if parts.hostname == "localhost" or ipaddress.ip_address(parts.hostname).is_loopback:
+            return None
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def describe_sources(sources: Iterable[SourceConfig]) -> None:
+    """Record each configured source's provenance entry: its name, its URL
+    (``public_url``) and its ``options.licence`` (the attribution its terms ask for)."""
+    for s in sources:
+        CONFIGURED_SOURCES[s.name] = {"name": s.name, "title": s.name, "url": public_url(s.url),
+                                      "licence": s.options.get("licence")}
+
+
 def sources_of(names: set[str] | list[str]) -> list[dict[str, Any]]:
     """Provenance entries for the data sources named (``rpw``, a collector's name)."""
-    return [KNOWN_SOURCES.get(n, {"name": n, "title": n, "url": None, "licence": None})
+    return [KNOWN_SOURCES.get(n) or CONFIGURED_SOURCES.get(n)
+            or {"name": n, "title": n, "url": None, "licence": None}
             for n in sorted(set(names))]
 
 
@@ -220,6 +252,13 @@ class Snapshot:
     service_sources: pl.DataFrame = field(default_factory=pl.DataFrame)
     #: The services with a comparison feed's estimate.
     estimates: list[str] = field(default_factory=list)
+
+    def emulated_in(self, sources: Iterable[str]) -> bool:
+        """An answer resting on ``sources`` holds emulated data: this snapshot includes it
+        (``?include=emulated``) and one of them is an emulated source. Asked for, but the
+        answer rests on survey or observed data only (a 2011 period), it says nothing of
+        emulation: its prices are real."""
+        return self.include_emulated and not set(self.emulated_sources).isdisjoint(sources)
 
     def keep(self, key: tuple[Any, ...], make: Callable[[], T]) -> T:
         """``make()``, worked out once per snapshot."""

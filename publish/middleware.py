@@ -65,8 +65,9 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 
 CORS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CORS = {"Access-Control-Allow-Origin": "*",
         "Access-Control-Expose-Headers": "ETag, Link, Retry-After, Sendcost-Period, "
-                                         "Sendcost-Methodology-Version, Sendcost-Sources, "
-                                         "Sendcost-Licence"}
+                                         "Sendcost-Periods, Sendcost-Methodology-Version, "
+                                         "Sendcost-Sources, Sendcost-Licence, "
+                                         "Sendcost-Warning, Sendcost-Data-Kinds"}
 #: The Content-Security-Policy of every answer. The page runs no script and loads only its
 #: own stylesheet (``/static/style.css``); its one form submits to itself; a bulletin's
 #: charts are its own images. JSON, CSV and problem answers load nothing at all, and the same

@@ -177,8 +177,11 @@ CSV_HEADERS = {
                                        "rows, or rows of several periods)", "schema": PERIOD},
     "Sendcost-Periods": {"description": "/v1/corridors: rows per period, when they are of "
                                         "several (2014Q2=221, 2026-12=14)", "schema": STR},
-    "Sendcost-Warning": {"description": "with include=emulated: emulated data - not real "
-                                        "prices", "schema": STR},
+    "Sendcost-Warning": {"description": "when the answer holds emulated data: emulated "
+                                        "data - not real prices (its rows then end with a "
+                                        "warning column)", "schema": STR},
+    "Sendcost-Data-Kinds": {"description": "/v1/indicators: the kinds of data the figures "
+                                           "rest on (survey, observed, …)", "schema": STR},
     "Sendcost-Methodology-Version": {"description": "the methodology version", "schema": STR},
     "Sendcost-Sources": {"description": "the sources, an RFC 8941 list: name;title=…;url=…;"
                                         "licence=…", "schema": STR},

@@ -33,6 +33,7 @@ from publish.api.postal_summary import setup_postal_summary_routes
 from publish.api.routes import setup_routes
 from publish.contract import encode
 from publish.contract_ops import Collection, Health, HealthDatabase, StaleTariff
+from publish.data import describe_sources
 from publish.feeds import add_jobs as alerts_jobs
 from publish.feeds import setup_alerts
 from publish.problems import RETRY_AFTER_UNAVAILABLE
@@ -356,6 +357,8 @@ def create_app(config: Config, target: DatabaseTarget, *,
     app[runtime.CONFIG] = config
     app[runtime.DATABASE] = target
     app[runtime.COLLECTING] = collecting
+    # Answers name each source with the URL and licence its [[sources]] table gives.
+    describe_sources(config.sources)
     # New quotes are announced where they are written (corridors/notify.py).
     app[runtime.NOTIFY_URL] = target.url
     app.cleanup_ctx.append(_store_ctx)

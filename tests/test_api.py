@@ -397,10 +397,13 @@ async def test_indicators_are_the_metrics_document_from_the_file(api: TestClient
     body = await get_json(api, "/v1/indicators?period=2011_3Q")
     expected = dict(doc)
     expected["sources"], expected["licence"] = [RPW_SOURCE], "CC BY 4.0"
+    # What the figures rest on: the survey, every corridor of it.
+    expected["data_kinds"] = ["survey"]
     # The API names countries and services as every other endpoint does: country objects
     # beside the codes, a cheapest service's provider and total_cost_pct.
     expected["corridors"] = [
         {"from": country(c["source"]), "to": country(c["destination"]), **c,
+         "data_kinds": ["survey"],
          "cheapest": None if c["cheapest"] is None else {
              "provider": c["cheapest"]["firm"], "firm_type": c["cheapest"]["firm_type"],
              "product": c["cheapest"]["product"] or None,

@@ -27,7 +27,7 @@ from pg_proxy import PgProxy
 
 from collector.run import Collector
 from collector.sandbox import Faults, Sandbox, sources_config
-from collector.spool import SPOOL_HEADER, Spool
+from collector.spool import SPOOL_HEADER, Journal, Spool, _decode
 from corridors.config import Config, load_config, parse_config
 from corridors.store import Store, connect
 
@@ -105,6 +105,25 @@ async def test_the_spool_is_replayed_once_whatever_happens(store: Store,
     assert await spool.replay(store) == []
     await store.finish_run(run_id, status="ok", requests=3, quotes_stored=0,
                            quotes_quarantined=0, errors={})
+
+
+def test_a_journal_line_reads_back_as_the_response(tmp_path: Path) -> None:
+    """What the journal writes for a response is what a replay reads back: body bytes
+    (or none, a 304's), fetch time, headers and the rest, one line each."""
+    at = dt.datetime(2026, 12, 7, 16, 5, 17, 56797, tzinfo=dt.UTC)
+    rows = [{"source": "op", "url": "http://127.0.0.1/q?amount=200", "fetched_at": at,
+             "status": 200, "content_type": "application/json; charset=utf-8",
+             "headers": {"ETag": '"x"', "X-Note": "ü\n\"quoted\""}, "body": b'\x00{"n": 1}\xff',
+             "content_hash": "ab" * 32, "run_id": 7, "licence": None},
+            {"source": "op", "url": "http://127.0.0.1/q?amount=500", "status": 304,
+             "fetched_at": at.astimezone(dt.timezone(dt.timedelta(hours=1))),
+             "content_type": None, "headers": {}, "body": None, "run_id": 7}]
+    journal = Journal(tmp_path)
+    assert all(journal.append(dict(r)) for r in rows)
+    lines = (tmp_path / journal.name).read_bytes().splitlines()
+    assert [_decode(json.loads(line)) for line in lines] == rows
+    journal.done(len(rows))
+    assert (tmp_path / journal.name).read_bytes() == b""
 
 
 async def test_a_killed_process_journal_is_archived_once(store: Store,

@@ -181,7 +181,7 @@ def test_a_csv_twin_starts_with_its_answers_columns() -> None:
         average=8.5, services=12, transparent_services=11, smart=6.25, above_5=True,
         above_10=False, too_few_services=False, no_transparent_service=False,
         cheapest=Cheapest(provider="Post", firm_type="post_office", product=None,
-                          total_cost_pct=2.5), cheapest_left_out=1)
+                          total_cost_pct=2.5), cheapest_left_out=1, data_kinds=["survey"])
     answer = msgspec.structs.replace(_indicators(), corridors=[item])
     lines = to_csv(contract.IndicatorsCorridor, answer.corridors, answer).decode().splitlines()
     assert lines[1] == "2014Q2,200,ITA,CHN,8.5,12,11,6.25,true,false,false,false,Post," \
@@ -194,7 +194,7 @@ def _indicators() -> contract.Indicators:
     """An Indicators answer with nothing in it but its period and price point."""
     return contract.Indicators(
         period="2014Q2", methodology_version="m", sources=[], licence="l", amount_usd=200,
-        services=contract.ServiceCount(total=0, transparent=0), global_average=None,
+        data_kinds=[], services=contract.ServiceCount(total=0, transparent=0), global_average=None,
         weighted_average=None, smart_average=None, g20_sending_average=None,
         g8_sending_average=None, g20_receiving_average=None, by_firm_type={},
         by_receiving_region={}, share_corridors_above_5=None, share_corridors_above_10=None,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -340,6 +341,21 @@ async def test_the_api_leaves_emulated_data_out_unless_asked(
         assert "emulated" in body["flags_explained"]
         resp = await client.get("/v1/corridors.csv?include=emulated")
         assert resp.headers["Sendcost-Warning"] == "emulated data - not real prices"
+        # Saved as a file, the CSV still says it: a warning column on every row, and the
+        # file's name; a browser's script may read the warning header (CORS).
+        rows = list(csv.DictReader(io.StringIO(await resp.text())))
+        assert rows and {r["warning"] for r in rows} == {EMULATED_WARNING}
+        assert resp.headers["Content-Disposition"].endswith('-EMULATED.csv"')
+        exposed = resp.headers["Access-Control-Expose-Headers"]
+        assert "Sendcost-Warning" in exposed and "Sendcost-Periods" in exposed
+        for twin in ("/v1/indicators.csv?include=emulated", "/v1/kpis.csv?include=emulated"):
+            resp = await client.get(twin)
+            assert resp.status == 200, (twin, await resp.text())
+            text = await resp.text()
+            assert text.splitlines()[0].endswith(",warning"), twin
+            assert all(line.endswith(EMULATED_WARNING) for line in text.splitlines()[1:])
+        resp = await client.get("/v1/corridors.csv")
+        assert "warning" not in (await resp.text()).splitlines()[0]
         resp = await client.get("/v1/corridors?include=everything")
         assert resp.status == 400
         assert (await resp.json())["parameter"] == "include"
@@ -623,3 +639,46 @@ async def test_the_cheapest_rule_is_the_same_with_and_without_include_emulated(
         assert row["caveats"].get("estimate") == twin["caveats"].get("estimate"), pair
         assert {s["data_kind"] for s in services} == {"emulated"}
         assert {s["data_kind"] for s in twin_services} == {"observed", "estimate"}
+
+
+async def test_real_prices_asked_with_include_emulated_are_not_called_emulated(
+        emulated_store: tuple[str, list[str]]) -> None:
+    """?include=emulated adds the sandbox's quotes where there are some; an answer resting on
+    survey quotes alone (another period) says nothing of emulation: its prices are real."""
+    from test_api_database import quote as priced
+
+    url, _ = emulated_store
+    store = await connect(url)
+    try:
+        await store.store_quotes([dataclasses.replace(
+            priced(n, period="2014Q2"), source="rpw", data_kind=DataKind.SURVEY)
+            for n in (1, 2, 3)])
+    finally:
+        await store.close()
+    async with TestClient(TestServer(make_app(url))) as client:
+        for path in ("/v1/compare?from=USA&to=MEX&amount=200&period=2014Q2&include=emulated",
+                     "/v1/indicators?period=2014Q2&include=emulated",
+                     "/v1/corridors/USA-MEX?period=2014Q2&include=emulated"):
+            resp = await client.get(path)
+            assert resp.status == 200, (path, await resp.text())
+            body = await resp.json()
+            assert "warning" not in body and "includes" not in body, path
+            assert [s["name"] for s in body["sources"]] == ["rpw"], path
+        resp = await client.get("/v1/indicators.csv?period=2014Q2&include=emulated")
+        assert "Sendcost-Warning" not in resp.headers
+        # The sandbox's month, asked for, still says so.
+        body = await (await client.get("/v1/indicators?include=emulated")).json()
+        assert body["warning"] == EMULATED_WARNING
+    # The CLI alike, in what it writes out (a file keeps stdout).
+    code, out, err = await sendcost(url, "indicators", "--period", this_month(),
+                                    "--include-emulated", "--format", "csv")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert rows and {r["warning"] for r in rows} == {EMULATED_WARNING}
+    code, out, err = await sendcost(url, "indicators", "--period", this_month(),
+                                    "--include-emulated")
+    assert code == 0 and out.startswith(f"WARNING: {EMULATED_WARNING}"), out
+    code, out, err = await sendcost(url, "indicators", "--period", "2014Q2",
+                                    "--include-emulated", "--format", "json")
+    assert code == 0, err
+    assert "warning" not in json.loads(out) and EMULATED_WARNING not in err

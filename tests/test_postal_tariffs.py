@@ -281,3 +281,37 @@ async def test_a_newer_month_of_fee_only_tariffs_does_not_hide_the_priced_one(
                 for s in doc["non_transparent"]] == [("Post 9", None, "published_tariff")]
         page = await client.get("/?from=USA&to=MEX&amount=200")
         assert page.status == 200 and "Firm 1" in await page.text()
+        # A month without services at the price point: the answer names those that have.
+        for path in ("/v1/indicators", "/v1/kpis", "/v1/postal/benchmark"):
+            resp = await client.get(f"{path}?period=2026-09")
+            assert resp.status == 404, path
+            assert (await resp.json())["detail"] == (
+                "no services at USD 200 in 2026-09; periods with services at USD 200: "
+                "2026-10, 2026-11"), path
+        resp = await client.get("/v1/indicators?period=2026-11&amount=500")
+        assert (await resp.json())["detail"] == (
+            "no services at USD 500 in 2026-11: the quotes it holds are at another price "
+            "point or give no cost; periods with services at USD 500: none")
+
+
+def test_answers_name_a_configured_source_with_its_url_and_licence() -> None:
+    from publish.data import describe_sources, public_url, sources_of
+
+    config = parse_config({"sources": [
+        {"name": "wise-x", "kind": "comparison",
+         "url": "https://user:pw@api.example.org/v4/comparisons/?key=${KEY}#top",
+         "options": {"licence": "Example API terms: attribute Example Ltd"}},
+        {"name": "tariff-x", "kind": "postal_tariff", "url": "corridors/data/x.json"},
+        {"name": "sandbox-x", "kind": "rpw", "url": "http://127.0.0.1:8765/rpw.csv.gz"}]})
+    describe_sources(config.sources)
+    assert sources_of(["wise-x", "tariff-x", "sandbox-x", "rpw", "gone"]) == [
+        {"name": "gone", "title": "gone", "url": None, "licence": None},
+        {"name": "rpw", "title": "The World Bank, Remittance Prices Worldwide",
+         "url": "https://remittanceprices.worldbank.org", "licence": "CC BY 4.0"},
+        {"name": "sandbox-x", "title": "sandbox-x", "url": None, "licence": None},
+        {"name": "tariff-x", "title": "tariff-x", "url": None, "licence": None},
+        # No user, query or fragment: where a key may sit.
+        {"name": "wise-x", "title": "wise-x", "url": "https://api.example.org/v4/comparisons/",
+         "licence": "Example API terms: attribute Example Ltd"}]
+    assert public_url("http://[::1]:8080/x") is None
+    assert public_url("https://example.org:8443/a?b=c") == "https://example.org:8443/a"

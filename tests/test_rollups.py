@@ -89,6 +89,29 @@ async def test_the_rollups_give_the_services_the_quotes_give(fresh_database: str
         await store.close()
 
 
+async def test_a_rollup_carries_every_flag_of_its_quotes_once(fresh_database: str) -> None:
+    """Flags merge across writes into one sorted set: a write whose quotes carry a flag the
+    row lacks adds it; one whose flags the row holds already (or none) leaves them."""
+    store = await connect(fresh_database)
+    try:
+        await store.migrate()
+        day = [_quotes(d, flags=f) for d, f in (
+            (3, ("estimate",)), (4, ("approximate_amount", "estimate")), (5, ()),
+            (6, ("estimate",)), (7, ("bank_transfer_only",)))]
+        want = [["estimate"], ["approximate_amount", "estimate"],
+                ["approximate_amount", "estimate"], ["approximate_amount", "estimate"],
+                ["approximate_amount", "bank_transfer_only", "estimate"]]
+        for quotes, flags in zip(day, want, strict=True):
+            await store.store_quotes(quotes)
+            rows = await store.pool.fetch(
+                "SELECT flags, quotes FROM service_periods WHERE period = '2026-11'")
+            assert len(rows) == 6
+            assert all(r["flags"] == flags for r in rows), (flags, rows)
+        assert {r["quotes"] for r in rows} == {5}
+    finally:
+        await store.close()
+
+
 def _comparable(snap: publish_data.Snapshot) -> dict[str, Any]:
     index = {c: {p: [(pt.send_amount, [e["service_id"] for e in pt.services],
                       [e["service_id"] for e in pt.non_transparent]) for pt in points]

@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import uuid
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 import pytest
@@ -193,6 +194,34 @@ async def test_a_corridor_created_meanwhile_by_another_writer_is_found(
         "SELECT c.source_code || '-' || c.destination_code FROM quotes q "
         "JOIN services s ON s.id = q.service_id JOIN corridors c ON c.id = s.corridor_id "
         "WHERE s.service_key = $1", f"test:meanwhile:{src}") == f"{src}-{dst}"
+
+
+async def test_bodies_too_large_for_one_statement_are_archived_together(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Responses whose bodies together exceed what one archive statement carries go in
+    several statements of one transaction: ids in the rows' order, every body as it came;
+    and a row the archive refuses takes the others with it."""
+    from corridors import store as store_module
+
+    monkeypatch.setattr(store_module, "_ARCHIVE_STATEMENT_BYTES", 10)
+    run = await store.start_run("test-archive-parts")
+    rows: list[dict[str, Any]] = [
+        {"source": "test-archive-parts", "url": f"http://127.0.0.1/f/{n}",
+         "fetched_at": T0 + dt.timedelta(seconds=n), "body": bytes([n]) * (4 + n),
+         "run_id": run} for n in range(5)]
+    assert len(store_module._archive_statements(rows)) == 4  # 4+5, 6, 7, 8 bytes
+    ids = await store.archive_raw_many(rows)
+    assert ids == sorted(ids) and len(set(ids)) == 5
+    got = await store.pool.fetch("SELECT id, url, payload, body_size FROM raw_responses "
+                                 "WHERE run_id = $1 ORDER BY id", run)
+    assert [(r["id"], r["url"], r["payload"], r["body_size"]) for r in got] == [
+        (i, r["url"], r["body"], len(r["body"])) for i, r in zip(ids, rows, strict=True)]
+    refused = [{**r, "url": r["url"] + "/again"} for r in rows]
+    refused[-1]["fetched_at"] = None  # NOT NULL: the last statement fails
+    with pytest.raises(asyncpg.NotNullViolationError):
+        await store.archive_raw_many(refused)
+    assert await store.pool.fetchval(
+        "SELECT count(*) FROM raw_responses WHERE run_id = $1", run) == 5
 
 
 @pytest.mark.parametrize("statement", [

@@ -102,7 +102,7 @@ def compare_model(snap: Snapshot, src: str, dst: str, amount: Decimal,
     srcs = {e["source"] for e in services + apart} or set(point.sources)
     flagged = sorted({f for e in services + apart for f in e["flags"]})
     return Compare(
-        **header(label, srcs, emulated=snap.include_emulated),
+        **header(label, srcs, emulated=snap.emulated_in(srcs)),
         from_=country(src), to=country(dst),
         amount=float(amount),
         currency=currency or send_currency,
@@ -182,7 +182,7 @@ def compare_body(request: web.Request, snap: Snapshot, fmt: str) -> Cached:
         if fmt == "csv":
             hit = remember(snap, key, to_csv(Service, doc.services + doc.non_transparent),
                            csv_headers(doc.period, [s.name for s in doc.sources],
-                                       emulated=snap.include_emulated))
+                                       emulated=snap.emulated_in(s.name for s in doc.sources)))
         else:
             hit = remember(snap, key, encode(doc))
     return hit

@@ -4,7 +4,9 @@ twin, the answers kept per snapshot, the snapshot a request reads."""
 from __future__ import annotations
 
 import asyncio
+import csv
 import functools
+import io
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -15,7 +17,7 @@ from corridors.types import EMULATED_WARNING
 from metrics import METHODOLOGY_VERSION
 from publish.contract import Country, Source
 from publish.data import DATA, LICENCE, Cached, Snapshot, country_ref, sources_of
-from publish.problems import bad_parameter
+from publish.problems import Problem, bad_parameter, not_found
 from publish.responses import etag_of, send
 
 JSON = "application/json"
@@ -145,9 +147,26 @@ def csv_headers(period: str | None, sources: Iterable[str], *,
     return out
 
 
+def marked_emulated(body: bytes) -> bytes:
+    """A CSV twin holding emulated data, with a last column ``warning`` saying so on every
+    row: a header is lost when the file is saved, and a file of invented prices must say
+    what it is wherever it goes (as the bulletin's CSV files do)."""
+    rows = list(csv.reader(io.StringIO(body.decode())))
+    if not rows:
+        return body
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([*rows[0], "warning"])
+    writer.writerows([*r, EMULATED_WARNING] for r in rows[1:])
+    return buf.getvalue().encode()
+
+
 def send_csv(request: web.Request, body: bytes, meta: dict[str, str], *, filename: str,
              etag: str | None = None, headers: dict[str, str] | None = None) -> web.Response:
-    """Every CSV twin goes out here: with ``csv_headers`` and a file name."""
+    """Every CSV twin goes out here: with ``csv_headers`` and a file name. One holding
+    emulated data (``Sendcost-Warning``) says so in its rows and in its file name."""
+    if "Sendcost-Warning" in meta:
+        body, filename, etag = marked_emulated(body), f"{filename}-EMULATED", None
     return send(request, body, CSV, etag=etag,
                 headers={**(headers or {}), **meta,
                          "Content-Disposition": f'inline; filename="{filename}.csv"'})
@@ -208,3 +227,14 @@ def remember_entry(snap: Snapshot, key: tuple[Any, ...], entry: Cached) -> Cache
         snap.responses.clear()
     snap.responses[key] = entry
     return entry
+
+
+def no_costed_services(snap: Snapshot, label: str, amount_usd: int) -> Problem:
+    """404 for a period without services at the price point, naming the periods that have
+    some there (not every period holding quotes: one may hold quotes at the other price point
+    only, or quotes that give no cost, as a post's published tariff: a fee, no rate)."""
+    priced = [p for p in snap.periods if (p, amount_usd) in snap.services]
+    why = (": the quotes it holds are at another price point or give no cost"
+           if label in snap.periods else "")
+    return not_found(f"no services at USD {amount_usd} in {label}{why}; periods with "
+                     f"services at USD {amount_usd}: {', '.join(priced) or 'none'}")

@@ -121,7 +121,7 @@ async def corridors_list(request: web.Request) -> web.StreamResponse:
     periods = Counter(r["period"] for r in selected)
     single = next(iter(periods)) if len(periods) == 1 else None
     srcs = {s for r in page for s in (r["sources"] or [])}
-    emulated = snap.include_emulated
+    emulated = snap.emulated_in(srcs)
     if wants_csv(request):
         body = to_csv(CorridorItem, items)
         meta = csv_headers(single, srcs, emulated=emulated)
@@ -165,12 +165,12 @@ async def corridor_detail(request: web.Request) -> web.StreamResponse:
         # Like compare's twin: the services, ranked first, then those listed apart.
         return send_csv(request, to_csv(Service, [Service(**e) for e in
                                                   point.services + point.non_transparent]),
-                        csv_headers(label, point.sources, emulated=snap.include_emulated),
+                        csv_headers(label, point.sources, emulated=snap.emulated_in(point.sources)),
                         filename=f"{src}-{dst}-{label}-{amount_usd}")
     row = snap.corridor_row(label, amount_usd, src, dst)
     base = f"/v1/corridors/{src}-{dst}"
     body = encode(Corridor(
-        **header(label, point.sources, emulated=snap.include_emulated),
+        **header(label, point.sources, emulated=snap.emulated_in(point.sources)),
         from_=country(src), to=country(dst),
         amount_usd=amount_usd, send_amount=point.send_amount, send_currency=point.send_currency,
         periods=labels, indicators=corridor_summary(row), ranked_by=point.ranked_by,
@@ -215,10 +215,10 @@ async def corridor_history(request: web.Request) -> web.StreamResponse:
     srcs = {s for i in items for s in i.sources}
     if wants_csv(request):
         return send_csv(request, to_csv(HistoryItem, items),
-                        csv_headers(latest, srcs, emulated=snap.include_emulated),
+                        csv_headers(latest, srcs, emulated=snap.emulated_in(srcs)),
                         filename=f"{src}-{dst}-history",
                         headers=headers)
-    body = encode(History(**header(latest, srcs, emulated=snap.include_emulated),
+    body = encode(History(**header(latest, srcs, emulated=snap.emulated_in(srcs)),
                           from_=country(src), to=country(dst), amount_usd=amount_usd,
                           next_cursor=next_cursor, history=items))
     return send(request, body, JSON, headers=headers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import polars as pl
 from aiohttp import web
 
 from publish.api.conventions import (
@@ -14,6 +15,7 @@ from publish.api.conventions import (
     country,
     csv_headers,
     header,
+    no_costed_services,
     remember,
     send_csv,
     snapshot_of,
@@ -31,7 +33,7 @@ from publish.contract import (
     encode,
     to_csv,
 )
-from publish.data import DATA, finite
+from publish.data import DATA, Snapshot, finite
 from publish.params import Params
 from publish.problems import not_found
 from publish.responses import send
@@ -39,12 +41,13 @@ from publish.responses import send
 INDICATORS_PARAMS = frozenset({"period", "amount", INCLUDE})
 
 
-def _indicators_corridor(c: dict[str, Any]) -> IndicatorsCorridor:
+def _indicators_corridor(c: dict[str, Any], kinds: list[str]) -> IndicatorsCorridor:
     """A corridor of the metrics document as the API shows it: country objects beside the
-    codes, and its cheapest service named as in every other endpoint."""
+    codes, its cheapest service named as in every other endpoint, and the kinds of data it
+    rests on."""
     cheapest = c["cheapest"]
     return IndicatorsCorridor(
-        from_=country(c["source"]), to=country(c["destination"]),
+        from_=country(c["source"]), to=country(c["destination"]), data_kinds=kinds,
         **{k: v for k, v in c.items() if k != "cheapest"},
         cheapest=None if cheapest is None else cheapest_named(
             cheapest["firm"], cheapest["firm_type"], cheapest["product"],
@@ -59,9 +62,11 @@ def _indicators_non_transparent(n: dict[str, Any]) -> NonTransparent:
                           provider=n["firm"], fee_pct=finite(n["fee_pct"]))
 
 
-def indicators_model(doc: dict[str, Any], sources: list[str], *,
-                     emulated: bool) -> Indicators:
-    """``metrics.indicators``' document of a period as the API's ``Indicators``."""
+def indicators_model(doc: dict[str, Any], sources: list[str], *, emulated: bool,
+                     kinds: dict[tuple[str, str], list[str]] | None = None) -> Indicators:
+    """``metrics.indicators``' document of a period as the API's ``Indicators``; ``kinds``:
+    each corridor's kinds of data (``data_kinds_of``)."""
+    kinds = kinds or {}
     averages = ("by_firm_type", "by_receiving_region", "by_payment_instrument",
                 "by_access_point", "by_pay_out")
     coverage = doc["weighted_average_coverage"]
@@ -77,11 +82,24 @@ def indicators_model(doc: dict[str, Any], sources: list[str], *,
         services=ServiceCount(**doc["services"]),
         share_denominators={k: ShareDenominator(**d)
                             for k, d in doc["share_denominators"].items()},
-        corridors=[_indicators_corridor(c) for c in doc["corridors"]],
+        data_kinds=sorted({k for ks in kinds.values() for k in ks}),
+        corridors=[_indicators_corridor(c, kinds.get((c["source"], c["destination"]), []))
+                   for c in doc["corridors"]],
         non_transparent=[_indicators_non_transparent(n) for n in doc["non_transparent"]],
         weighted_average_coverage=None if coverage is None else WeightCoverage(**coverage),
         **by,
     )
+
+
+def data_kinds_of(snap: Snapshot, label: str, amount_usd: int
+                  ) -> dict[tuple[str, str], list[str]]:
+    """Each corridor's kinds of data in a period at a price point (the snapshot's corridor
+    table, as ``/v1/corridors`` shows them)."""
+    rows = snap.corridor_table.filter(pl.col("period") == label,
+                                      pl.col("amount_usd") == amount_usd)
+    return {(r["source_code"], r["destination_code"]): r["data_kinds"] or []
+            for r in rows.select("source_code", "destination_code", "data_kinds")
+            .iter_rows(named=True)}
 
 
 async def indicators(request: web.Request) -> web.StreamResponse:
@@ -92,18 +110,19 @@ async def indicators(request: web.Request) -> web.StreamResponse:
     if label is None:
         raise not_found("the store has no quotes yet")
     if (label, amount_usd) not in snap.services:  # the services indicators are made of
-        raise not_found(f"no quotes for {label} at USD {amount_usd}; periods with data: "
-                        f"{', '.join(snap.periods) or 'none'}")
+        raise no_costed_services(snap, label, amount_usd)
     fmt = "csv" if wants_csv(request) else "json"
     key = ("indicators", label, amount_usd, fmt)
     hit = cached(snap, key)
     if hit is None:
         doc = await request.app[DATA].indicators(snap, label, amount_usd)
         sources = sources_used(snap, label, amount_usd)
-        model = indicators_model(doc, sources, emulated=snap.include_emulated)
+        model = indicators_model(doc, sources, emulated=snap.emulated_in(sources),
+                                 kinds=data_kinds_of(snap, label, amount_usd))
         if fmt == "csv":
             body = await asyncio.to_thread(to_csv, IndicatorsCorridor, model.corridors, model)
-            meta = csv_headers(label, sources, emulated=snap.include_emulated)
+            meta = {**csv_headers(label, sources, emulated=snap.emulated_in(sources)),
+                    "Sendcost-Data-Kinds": ", ".join(model.data_kinds)}
         else:
             body = encode(model)
             meta = {}

@@ -13,6 +13,7 @@ from publish.api.conventions import (
     country,
     csv_headers,
     header,
+    no_costed_services,
     remember,
     send_csv,
     snapshot_of,
@@ -57,8 +58,7 @@ async def kpis(request: web.Request) -> web.StreamResponse:
     if label is None:
         raise not_found("the store has no quotes yet")
     if (label, amount_usd) not in snap.services:
-        raise not_found(f"no quotes for {label} at USD {amount_usd}; periods with data: "
-                        f"{', '.join(snap.periods) or 'none'}")
+        raise no_costed_services(snap, label, amount_usd)
     fmt = "csv" if wants_csv(request) else "json"
     key = ("kpis", label, amount_usd, fmt)
     hit = cached(snap, key)
@@ -69,10 +69,10 @@ async def kpis(request: web.Request) -> web.StreamResponse:
             made = await asyncio.to_thread(kpis_document, snap, label, amount_usd)
             doc = snap.keep(doc_key, lambda: made)
         sources = sources_used(snap, label, amount_usd)
-        model = kpis_model(doc, sources, emulated=snap.include_emulated)
+        model = kpis_model(doc, sources, emulated=snap.emulated_in(sources))
         if fmt == "csv":
             body = await asyncio.to_thread(to_csv, KpisCorridor, model.corridors, model)
-            meta = csv_headers(label, sources, emulated=snap.include_emulated)
+            meta = csv_headers(label, sources, emulated=snap.emulated_in(sources))
         else:
             body = encode(model)
             meta = {}

@@ -15,6 +15,7 @@ from publish.api.conventions import (
     csv_headers,
     header,
     next_link,
+    no_costed_services,
     send_csv,
     snapshot_of,
     wants_csv,
@@ -81,8 +82,7 @@ async def postal_benchmark(request: web.Request) -> web.StreamResponse:
     else:
         label = period
     if (label, amount_usd) not in snap.services:
-        raise not_found(f"no quotes for {label} at USD {amount_usd}; periods with data: "
-                        f"{', '.join(snap.periods) or 'none'}")
+        raise no_costed_services(snap, label, amount_usd)
     key = ("postal_rows", label, amount_usd)
     rows: list[PostalService] | None = snap.derived.get(key)
     if rows is None:
@@ -100,9 +100,9 @@ async def postal_benchmark(request: web.Request) -> web.StreamResponse:
     used = sources_used(snap, label)
     if wants_csv(request):
         return send_csv(request, to_csv(PostalService, page),
-                        csv_headers(label, used, emulated=snap.include_emulated),
+                        csv_headers(label, used, emulated=snap.emulated_in(used)),
                         filename=f"postal-{label}", headers=headers)
-    body = encode(PostalBenchmark(**header(label, used, emulated=snap.include_emulated),
+    body = encode(PostalBenchmark(**header(label, used, emulated=snap.emulated_in(used)),
                                   amount_usd=amount_usd, count=len(rows),
                                   next_cursor=next_cursor, services=page))
     return send(request, body, JSON, headers=headers)

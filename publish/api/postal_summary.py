@@ -31,6 +31,7 @@ from publish.api.conventions import (
     JSON,
     csv_headers,
     header,
+    no_costed_services,
     send_csv,
     snapshot_of,
     wants_csv,
@@ -97,8 +98,7 @@ async def postal_summary(request: web.Request) -> web.StreamResponse:
     if label is None:
         raise not_found(f"no post-office services at USD {amount_usd} in any period")
     if (label, amount_usd) not in snap.services:
-        raise not_found(f"no quotes for {label} at USD {amount_usd}; periods with data: "
-                        f"{', '.join(snap.periods) or 'none'}")
+        raise no_costed_services(snap, label, amount_usd)
     previous, rows = await asyncio.to_thread(
         snap.keep, ("postal_summary", label, amount_usd, by),
         lambda: summary_rows(snap, label, amount_usd, by))
@@ -106,9 +106,9 @@ async def postal_summary(request: web.Request) -> web.StreamResponse:
     model: type[Row] = PostalSummaryRow if by == "corridor" else PostalOperatorRow
     if wants_csv(request):
         return send_csv(request, to_csv(model, rows),
-                        csv_headers(label, sources, emulated=snap.include_emulated),
+                        csv_headers(label, sources, emulated=snap.emulated_in(sources)),
                         filename=f"postal-summary-{label}-by-{by}")
-    head = {**header(label, sources, emulated=snap.include_emulated),
+    head = {**header(label, sources, emulated=snap.emulated_in(sources)),
             "amount_usd": amount_usd, "previous_period": previous, "market": MARKET,
             "count": len(rows), "columns": list(model.csv_columns)}
     # summary_rows made the rows of ``model``, the one ``by`` names.

@@ -143,7 +143,13 @@ def run(args: argparse.Namespace) -> int:
     frame = _choose_kinds(frame, period, args.include_emulated)
     doc = compute_from_frame(frame, period, args.amount, classifications,
                              weights_coverage_min=config.indicators.weights_coverage_min)
-    if args.include_emulated:
+    from metrics import kinds
+
+    # Said where the figures go (a file keeps stdout, not the terminal's stderr), and only
+    # when they hold emulated quotes (a survey period asked with the flag is real data).
+    emulated = args.include_emulated and bool(
+        kinds.emulated_sources(frame.lazy()).collect().height)
+    if emulated:
         doc = {"warning": EMULATED_WARNING, **doc}
         print(f"WARNING: {EMULATED_WARNING}", file=sys.stderr)
     if args.format == "json":
@@ -154,10 +160,15 @@ def run(args: argparse.Namespace) -> int:
 
     table = corridor_table(doc)
     if args.format == "csv":
+        table = api_csv_table(table)
+        if emulated:  # the API's CSV twin says it the same way: a last column
+            table = table.with_columns(warning=pl.lit(EMULATED_WARNING))
         # Through Python's stream (Polars writing to it straight reports a reader gone away,
         # `| head`, as its own error rather than BrokenPipeError).
-        sys.stdout.write(api_csv_table(table).write_csv())
+        sys.stdout.write(table.write_csv())
         return 0
+    if emulated:
+        print(f"WARNING: {EMULATED_WARNING}")
     _print_table(doc, table)
     return 0
 
