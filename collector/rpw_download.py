@@ -9,7 +9,9 @@ whole file again, which replaces the part.
 
 The World Bank's file servers may refuse a client that is not a browser (403, a challenge
 page in HTML instead of the spreadsheet): that is a ``DownloadRefused`` whose message says
-how to download the file by hand and import it by path.
+how to download the file by hand and import it by path. A download that fails on the way
+(offline, a dropped line) says the same, keeping a part only when it holds bytes to resume
+from.
 """
 
 from __future__ import annotations
@@ -70,13 +72,27 @@ async def download_rpw(url: str, folder: Path, *, expected_sha256: str = "",
                 session.get(url, headers=headers) as resp:
             total = await _receive(resp, url, part, have, progress)
     except aiohttp.ClientError as exc:
-        raise DownloadError(f"{url}: download interrupted ({exc.__class__.__name__}: {exc}); "
-                            f"{_size(part):,} bytes kept in {part}, run again to resume"
-                            ) from None
+        raise _failed(url, part, f"download interrupted ({exc.__class__.__name__}: {exc})"
+                      ) from None
     except TimeoutError:
-        raise DownloadError(f"{url}: no data for {timeout_seconds:g} s; {_size(part):,} bytes "
-                            f"kept in {part}, run again to resume") from None
+        raise _failed(url, part, f"no data for {timeout_seconds:g} s") from None
     return await asyncio.to_thread(_finish, url, part, final, total, expected_sha256)
+
+
+def _failed(url: str, part: Path, why: str) -> DownloadError:
+    """A download that failed on the way (offline, a dropped line, a stall): what was kept
+    to resume from (an empty part is removed: there is nothing to resume), and how to get
+    the workbook by hand and import it by path."""
+    kept = _size(part)
+    if kept:
+        where = f"{kept:,} bytes kept in {part}, run again to resume"
+    else:
+        part.unlink(missing_ok=True)
+        where = "nothing was kept"
+    return DownloadError(
+        f"{url}: {why}; {where}. Without a connection to it, download the workbook by hand "
+        f"from {CATALOG_PAGE} (on any machine that has one), then run "
+        "`sendcost import rpw PATH`")
 
 
 def _size(path: Path) -> int:

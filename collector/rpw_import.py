@@ -71,18 +71,25 @@ class ImportSummary:
     rows_used: int = 0
     #: column → label → rows, for labels kept verbatim that sendcost does not know
     unknown_labels: dict[str, dict[str, int]] = field(default_factory=dict)
-    #: The earlier import that stored this very file, when it was not parsed again.
+    #: The earlier import that stored this very file, when it was not parsed again...
     same_as: int | None = None
+    #: ...when it finished, and the quotes of the file it read (new and already there).
+    same_as_finished: dt.datetime | None = None
+    same_as_quotes: int = 0
 
     @classmethod
-    def already(cls, path: str, import_id: int) -> ImportSummary:
+    def already(cls, path: str, import_id: int, finished: dt.datetime | None = None,
+                quotes: int = 0) -> ImportSummary:
         return cls(path=path, import_id=None, rows_read=0, quotes_read=0, quotes_stored=0,
-                   duplicates=0, services=0, periods=[], corridors=0, same_as=import_id)
+                   duplicates=0, services=0, periods=[], corridors=0, same_as=import_id,
+                   same_as_finished=finished, same_as_quotes=quotes)
 
     def lines(self) -> list[str]:
         if self.same_as is not None:
-            return [f"{self.path}: the file import {self.same_as} stored (same SHA-256); "
-                    "not parsed again"]
+            on = (f" on {self.same_as_finished:%Y-%m-%d}" if self.same_as_finished else "")
+            return [f"{self.path}: already imported{on} (import {self.same_as}, same "
+                    f"SHA-256): {self.same_as_quotes:,} quotes; nothing to do, not parsed "
+                    "again"]
         out = [
             f"imported {self.path}",
             f"  rows read:      {self.rows_read:,} ({self.quotes_read:,} quotes at USD 200/500)",
@@ -214,13 +221,17 @@ async def import_rpw(store: Store, path: str | Path,
         await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))",
                            _IMPORT_LOCK, digest)
         if unless_imported:
-            before = await conn.fetchval(
-                "SELECT max(id) FROM imports WHERE kind = 'rpw' AND status = 'ok' "
-                "AND file_hash = $1", digest)
+            before = await conn.fetchrow(
+                "SELECT id, finished_at, quotes_stored "
+                "+ coalesce((summary->>'duplicates')::bigint, 0) AS quotes FROM imports "
+                "WHERE kind = 'rpw' AND status = 'ok' AND file_hash = $1 "
+                "ORDER BY id DESC LIMIT 1", digest)
             if before is not None:
-                log.info("%s is the file import %d stored (same SHA-256): not parsed again",
-                         path, before)
-                return ImportSummary.already(str(path), before)
+                # Debug only: the caller says it (the CLI's line, the run's message).
+                log.debug("%s is the file import %d stored (same SHA-256): not parsed again",
+                          path, before["id"])
+                return ImportSummary.already(str(path), before["id"], before["finished_at"],
+                                             before["quotes"])
         import_id = await conn.fetchval(
             "INSERT INTO imports (kind, path, file_hash) VALUES ('rpw', $1, $2) RETURNING id",
             str(path), digest)

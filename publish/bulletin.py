@@ -53,9 +53,6 @@ LICENCE = "CC BY 4.0"
 LICENCE_URL = "https://creativecommons.org/licenses/by/4.0/"
 RPW_ATTRIBUTION = ("The World Bank, Remittance Prices Worldwide, available at "
                    "http://remittanceprices.worldbank.org")
-INDICATIVE = ("sendcost's figures are indicative: they are computed from sendcost's own sample "
-              "of services, at its own cadence and price points, and are not the official SDG "
-              "10.c.1 value, which the World Bank publishes quarterly.")
 REGION_NAMES = {
     "EAP": "East Asia & Pacific", "ECA": "Europe & Central Asia",
     "LAC": "Latin America & Caribbean", "MNA": "Middle East & North Africa",
@@ -140,6 +137,8 @@ class Bulletin:
     doc500: dict[str, Any] | None
     previous: dict[str, Any] | None  # the previous period with data (its document)
     year_before_period: str
+    #: The indicators document of ``year_before_period`` (USD 200), None without its data.
+    year_before: dict[str, Any] | None
     trend: pl.DataFrame
     progress: ProgressCall
     official: pl.DataFrame
@@ -406,6 +405,17 @@ def compute_bulletin(quotes: pl.DataFrame, period: str, *,
                                    countries=countries, flows=weights,
                                    weights_coverage_min=weights_coverage_min)
                 if earlier else None)
+    # A year before comes from the same computation as this period and the previous one (and
+    # /v1/indicators), so every key figure has it, not only the trend's three averages.
+    year_before_period = str(_year_before(p))
+    try:
+        year_before = (compute_indicators(lazy, period=year_before_period,
+                                          amount_usd=HEADLINE_AMOUNT, countries=countries,
+                                          flows=weights,
+                                          weights_coverage_min=weights_coverage_min)
+                       if year_before_period in earlier else None)
+    except NoData:
+        year_before = None
     services = services_in_period(lazy, period=canonical, amount_usd=HEADLINE_AMOUNT)
     # The caveats of each service and corridor reach the bulletin's tables and its CSVs: the
     # averages keep flagged services, as the World Bank's do, and the reader is told which.
@@ -468,7 +478,8 @@ def compute_bulletin(quotes: pl.DataFrame, period: str, *,
     }
     return Bulletin(
         period=canonical, doc=doc, doc500=doc500, previous=previous,
-        year_before_period=str(_year_before(p)), trend=trend, progress=progress,
+        year_before_period=year_before_period, year_before=year_before, trend=trend,
+        progress=progress,
         official=official, official_trend=official_trend,
         five=done["five"].row(0, named=True),
         above_5=_with_caveats(done["above_5"], corridor_caveats),
@@ -588,15 +599,19 @@ def _changes(b: Bulletin) -> list[dict[str, Any]]:
     prev = b.previous
     prev_period = prev["period"] if prev else None
     yb = b.year_before_period
+    year = b.year_before
+    # The trend judged each period's base: a figure of a period below the minimum is not
+    # published, so it is not compared either.
+    year_ok = year is not None and bool(b.trend_value(yb, "sufficient"))
 
     def row(key: str, label: str, value: float | None, amount: int = HEADLINE_AMOUNT,
-            trend_col: str | None = None, is_share: bool = False) -> dict[str, Any]:
+            is_share: bool = False) -> dict[str, Any]:
         base = b.bases.get(key if amount == HEADLINE_AMOUNT else f"{key}_{amount}", {})
         ok = bool(base.get("sufficient", True))
         value = value if ok else None
         prev_ok = prev is not None and bool(b.trend_value(prev["period"], "sufficient"))
         pv = prev[key] if prev and prev_ok and amount == HEADLINE_AMOUNT else None
-        yv = b.trend_value(yb, trend_col) if trend_col else None
+        yv = year[key] if year is not None and year_ok and amount == HEADLINE_AMOUNT else None
         return {"indicator": key, "label": label, "amount_usd": amount, "value": value,
                 "status": "published" if ok else INSUFFICIENT, "base": base,
                 "previous_period": prev_period if pv is not None else None,
@@ -609,16 +624,16 @@ def _changes(b: Bulletin) -> list[dict[str, Any]]:
     d = b.doc
     rows = [
         row("global_average", "Global average cost of sending USD 200 (10.c.1)",
-            d["global_average"], trend_col="global_average"),
+            d["global_average"]),
     ]
     if b.doc500 is not None:
         rows.append(row("global_average", "Global average cost of sending USD 500",
                         b.doc500["global_average"], amount=SECOND_AMOUNT))
     rows += [
         row("smart_average", "Global SmaRT (3 cheapest qualifying services)",
-            d["smart_average"], trend_col="smart_average"),
+            d["smart_average"]),
         row("weighted_average", "Global weighted average (by remittance flows)",
-            d["weighted_average"], trend_col="weighted_average"),
+            d["weighted_average"]),
         row("g20_sending_average", "G20 sending countries", d["g20_sending_average"]),
         row("g8_sending_average", "G8 sending countries", d["g8_sending_average"]),
         row("g20_receiving_average", "G20 receiving countries", d["g20_receiving_average"]),
@@ -699,6 +714,26 @@ def _progress_sentence(b: Bulletin) -> str:
             "Rule: Open SDG (Statistics Canada) compound annual growth rate, ratio of observed "
             "to needed rate: ≥ 95% on track, 60–95% acceleration needed, 0–60% limited "
             "progress, below 0 deterioration.")
+
+
+def indicative(b: Bulletin) -> str:
+    """Why the bulletin's figures are indicative, naming what they were computed from: an RPW
+    file (the World Bank's survey), or the store, with or without the survey's quotes."""
+    if b.generated_from.get("kind") == "rpw-file":
+        made = ("recomputed with sendcost's methodology from the World Bank's Remittance "
+                "Prices Worldwide survey quotes")
+    elif b.survey_quotes and b.survey_quotes >= b.coverage.get("quotes", 0):
+        made = ("computed with sendcost's methodology from the World Bank's Remittance Prices "
+                "Worldwide survey quotes in sendcost's store")
+    elif b.survey_quotes:
+        made = ("computed from sendcost's store: quotes it collected from its own sample of "
+                "services, at its own cadence and price points, beside the World Bank's "
+                "Remittance Prices Worldwide survey quotes")
+    else:
+        made = ("computed from sendcost's store of quotes collected from its own sample of "
+                "services, at its own cadence and price points")
+    return (f"sendcost's figures are indicative: they are {made}, and are not the official "
+            "SDG 10.c.1 value, which the World Bank publishes quarterly.")
 
 
 def _source_sentence(b: Bulletin) -> str:

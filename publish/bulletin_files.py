@@ -30,7 +30,6 @@ from publish.alerts import bulletin_published
 from publish.bulletin import (
     DECIMALS,
     HEADLINE_AMOUNT,
-    INDICATIVE,
     LICENCE,
     LICENCE_URL,
     RPW_ATTRIBUTION,
@@ -41,6 +40,7 @@ from publish.bulletin import (
     compute_bulletin,
     csv_bytes,
     data_tables,
+    indicative,
     load_store_quotes,
     rpw_credit,
 )
@@ -70,7 +70,7 @@ def _metadata(b: Bulletin, files: dict[str, bytes]) -> dict[str, Any]:
         "period": b.period,
         "amount_usd": HEADLINE_AMOUNT,
         "methodology_version": METHODOLOGY_VERSION,
-        "indicative": INDICATIVE,
+        "indicative": indicative(b),
         "licence": {"name": LICENCE, "url": LICENCE_URL,
                     "attribution": f"sendcost bulletin {b.period}; {rpw_credit(b)} "
                                    f"{RPW_ATTRIBUTION} ({LICENCE})."},

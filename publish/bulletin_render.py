@@ -24,7 +24,6 @@ from metrics.kpis import TARGET_ONE_HOUR_SHARE
 from publish import charts as ch
 from publish.bulletin import (
     ABOVE_5_SHOWN,
-    INDICATIVE,
     INSUFFICIENT,
     LICENCE,
     LICENCE_URL,
@@ -38,6 +37,7 @@ from publish.bulletin import (
     base_text,
     change,
     firm_type_label,
+    indicative,
     official_rows,
     pct,
     points,
@@ -122,6 +122,17 @@ def post_average(b: Bulletin) -> str:
 
 def _g(b: Bulletin, key: str) -> tuple[float | None, bool]:
     return b.doc[key], bool(b.bases.get(key, {}).get("sufficient", True))
+
+
+def _sending_sentence(b: Bulletin, key: str, who: str) -> str:
+    """What sending from ``who`` cost on average, or why no figure is given (its base and
+    the minimum it falls short of), as a sentence."""
+    value, sufficient = _g(b, key)
+    if sufficient:
+        return f"Sending from {who} cost {pct(value)} on average."
+    base = b.bases.get(key, {})
+    return (f"Sending from {who}: {INSUFFICIENT} ({base_text(base)}; below the minimum of "
+            f"{base.get('rule', 'a global figure')}).")
 
 
 CAVEAT_MARK = " †"
@@ -425,6 +436,11 @@ h3 { font-size: 1.05rem; margin-top: 1.4rem; }
 .call { font-size: 1.05rem; }
 .call strong { color: var(--bad); }
 table { border-collapse: collapse; width: 100%; margin: .8rem 0 1.2rem; font-size: .88rem; }
+/* A phone (390 px) scrolls a wide table within itself, never the page; a file path or URL
+   in running text breaks wherever it must. */
+.table-scroll { overflow-x: auto; margin: .8rem 0 1.2rem; }
+.table-scroll > table { margin: 0; }
+p, li, figcaption, caption, code, td a { overflow-wrap: anywhere; }
 caption { text-align: left; font-weight: 700; padding: .3rem 0; }
 th, td { border-bottom: 1px solid var(--line); padding: .25rem .4rem; text-align: left;
          vertical-align: top; }
@@ -445,6 +461,7 @@ a { color: var(--accent); }
   section#postal h2 { break-before: page; }
   h3, caption { break-after: avoid; }
   figure, tr, .box { break-inside: avoid; }
+  .table-scroll { overflow: visible; }
   table { font-size: 8pt; }
   a { color: var(--ink); text-decoration: none; }
 }
@@ -490,7 +507,19 @@ def headline_numbers(b: Bulletin) -> dict[str, str]:
     return {"global": shown(g, ok), "gap": "0.00 points" if gap == "no change" else gap,
             "previous": prev if ok else "no comparison (insufficient data)",
             "year": year if ok else "no comparison (insufficient data)",
-            "usd500": shown(d500, ok500), "base": base_text(r["base"])}
+            "usd500": _usd500_sentence(b, d500, ok500), "base": base_text(r["base"])}
+
+
+def _usd500_sentence(b: Bulletin, value: float | None, sufficient: bool) -> str:
+    """The USD 500 figure as a sentence: its value, or why there is none (no quotes at that
+    amount, or a base below the minimum, with the base and the rule it falls short of)."""
+    if b.doc500 is None:
+        return f"Sending USD 500: no quotes at that amount in {b.period}."
+    if not sufficient:
+        base = b.bases.get("global_average_500", {})
+        return (f"Sending USD 500: {INSUFFICIENT} ({base_text(base)}; below the minimum of "
+                f"{base.get('rule', 'a global figure')}).")
+    return f"Sending USD 500 cost {pct(value)} on average."
 
 
 def hero_lead(b: Bulletin, h: dict[str, str]) -> str:
@@ -590,7 +619,7 @@ def html(b: Bulletin, charts_: Sequence[ch.Chart]) -> str:
         period=b.period, sections=SECTIONS, h=headline_numbers(b), insufficient=INSUFFICIENT,
         global_rule=b.bases.get("global_average", {}).get("rule", ""),
         progress_call=b.progress.call, progress_sentence=_progress_sentence(b),
-        indicative=INDICATIVE, official_sentence=_official_sentence(b),
+        indicative=indicative(b), official_sentence=_official_sentence(b),
         source_sentence=_source_sentence(b),
         key_columns=_key_columns(b), key_rows=_key_rows(b),
         official=[[r["label"], r["ours_shown"], pct(r["value_pct"]), r["difference"],
@@ -619,8 +648,8 @@ def html(b: Bulletin, charts_: Sequence[ch.Chart]) -> str:
                   *group_cells(r)]
                  for r in b.sending.sort("average", "source", descending=[True, False],
                                          nulls_last=True).iter_rows(named=True)],
-        g20=shown(*_g(b, "g20_sending_average")), g8=shown(*_g(b, "g8_sending_average")),
-        g20_rule=b.bases.get("g20_sending_average", {}).get("rule", ""),
+        g20=_sending_sentence(b, "g20_sending_average", "a G20 country"),
+        g8=_sending_sentence(b, "g8_sending_average", "a G8 country"),
         most_title=ranked_title(b, most=True), least_title=ranked_title(b, most=False),
         ext_cols=[("Corridor", False), ("Average", True), ("SmaRT", True),
                   ("Services", True), ("Cheapest service", False), ("Caveats", False)],
@@ -783,9 +812,8 @@ def markdown(b: Bulletin) -> str:
         f"sendcost SDG 10.c bulletin, {b.period}. Figures are indicative, not the official "
         "SDG 10.c.1 value.",
         f"## {SECTIONS[0]}",
-        f"**{h['global']}**: {hero_lead(b, h)} Sending USD 500 "
-        f"cost {h['usd500']} on average. Rests on {h['base']}.",
-        f"> **Ours is indicative, not the official SDG 10.c.1 value.** {INDICATIVE} "
+        f"**{h['global']}**: {hero_lead(b, h)} {h['usd500']} Rests on {h['base']}.",
+        f"> **Ours is indicative, not the official SDG 10.c.1 value.** {indicative(b)} "
         f"{_official_sentence(b)} {_source_sentence(b)}",
         key, official,
         f"## {SECTIONS[1]}",

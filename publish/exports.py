@@ -62,20 +62,65 @@ SDMX_COLUMNS = ("STRUCTURE", "STRUCTURE_ID", "ACTION", *DIMENSIONS, "OBS_VALUE",
 
 def postal_export(quotes: pl.DataFrame, *, period: str, amount_usd: int = 200
                   ) -> tuple[bytes, bytes]:
-    """The postal benchmark of a period as (CSV, JSON) bytes. Raises NoData without quotes.
-    Emulated quotes (the sandbox's) are never exported."""
-    quotes = quotes.filter(kinds.real_data())
+    """The postal benchmark of a period as (CSV, JSON) bytes: every post-office service, with
+    the sources and data kinds of its quotes (``data_kind``, ``source``); the JSON adds what
+    the figures rest on (``provenance``, as ``postal_summary_export``'s) and the licence with
+    its attribution. Raises NoData without quotes. Emulated quotes (the sandbox's) are never
+    exported."""
+    quotes = _with_survey_kind(quotes.filter(kinds.real_data()))
     canonical = str(parse_period(period))
     services = services_in_period(quotes.lazy(), period=canonical,
                                   amount_usd=amount_usd).collect()
     if services.height == 0:
         raise NoData(f"no quotes at USD {amount_usd} for period {canonical}")
-    frame = postal_benchmark(quotes.lazy(), period=canonical, amount_usd=amount_usd).collect()
+    benchmark = postal_benchmark(quotes.lazy(), period=canonical, amount_usd=amount_usd)
+    # A service's quotes come from one source as a rule; should several ever price it, each
+    # is named (sorted, joined by ";") rather than one picked.
+    origin = (quotes.lazy().filter(pl.col("period").is_in(parse_period(canonical).labels),
+                                   pl.col("amount_usd") == amount_usd)
+              .group_by(pl.col("service_id").cast(pl.String))
+              .agg(pl.col("data_kind").cast(pl.String).drop_nulls().unique().sort()
+                   .str.join(";"),
+                   pl.col("source").cast(pl.String).drop_nulls().unique().sort()
+                   .str.join(";")))
+    frame = (benchmark.join(origin, on="service_id", how="left", maintain_order="left")
+             .select(*POSTAL_EXPORT_COLUMNS).collect())
     body_csv = frame.write_csv(null_value="").encode()
+    provenance = _provenance(quotes, [canonical], amount_usd)
     doc = {"period": canonical, "amount_usd": amount_usd,
-           "methodology_version": METHODOLOGY_VERSION, "columns": list(POSTAL_COLUMNS),
-           "services": frame.to_dicts()}
+           "methodology_version": METHODOLOGY_VERSION,
+           "provenance": provenance,
+           "licence": _licence(provenance, f"postal benchmark {canonical}"),
+           "columns": list(POSTAL_EXPORT_COLUMNS), "services": frame.to_dicts()}
     return body_csv, (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+#: The by-service export's columns: the benchmark's, then where each service's quotes came
+#: from (its data kind and source; several joined by ";").
+POSTAL_EXPORT_COLUMNS = (*POSTAL_COLUMNS, "data_kind", "source")
+#: The licence of every export, and the credit the World Bank's RPW survey asks for.
+LICENCE = "CC BY 4.0"
+LICENCE_URL = "https://creativecommons.org/licenses/by/4.0/"
+RPW_ATTRIBUTION = ("The World Bank, Remittance Prices Worldwide, available at "
+                   "http://remittanceprices.worldbank.org")
+
+
+def _licence(provenance: list[dict[str, Any]], what: str) -> dict[str, str]:
+    """The licence of an export of ``what`` and its attribution, crediting the World Bank's
+    RPW when survey quotes are among those it rests on (``provenance``)."""
+    survey = any(r["data_kind"] == "survey" for r in provenance)
+    credit = f"; includes data from {RPW_ATTRIBUTION} ({LICENCE})" if survey else ""
+    return {"name": LICENCE, "url": LICENCE_URL,
+            "attribution": f"sendcost {what} ({LICENCE}){credit}."}
+
+
+def _with_survey_kind(quotes: pl.DataFrame) -> pl.DataFrame:
+    """``quotes`` with the data kind an RPW file leaves unsaid (survey) filled in."""
+    return quotes.with_columns(
+        pl.when(pl.col("data_kind").is_null() & (pl.col("source").cast(pl.String)
+                                                  == _RPW_SOURCE))
+        .then(pl.lit("survey")).otherwise(pl.col("data_kind").cast(pl.String))
+        .alias("data_kind"))
 
 
 #: ``sendcost export postal --by``: service by service (the benchmark), or the post against
@@ -109,11 +154,7 @@ def postal_summary_export(quotes: pl.DataFrame, *, period: str, by: str,
     sandbox's) are never exported."""
     if by not in ("corridor", "operator"):
         raise ValueError(f"by: expected corridor or operator, got {by!r}")
-    quotes = quotes.filter(kinds.real_data()).with_columns(
-        pl.when(pl.col("data_kind").is_null() & (pl.col("source").cast(pl.String)
-                                                  == _RPW_SOURCE))
-        .then(pl.lit("survey")).otherwise(pl.col("data_kind").cast(pl.String))
-        .alias("data_kind"))
+    quotes = _with_survey_kind(quotes.filter(kinds.real_data()))
     canonical = str(parse_period(period))
     services = services_in_period(quotes.lazy(), period=canonical,
                                   amount_usd=amount_usd).collect()
@@ -126,11 +167,13 @@ def postal_summary_export(quotes: pl.DataFrame, *, period: str, by: str,
     frame = (summary if by == "corridor" else postal_summary_by_operator(summary)).collect()
     columns = SUMMARY_COLUMNS if by == "corridor" else OPERATOR_COLUMNS
     body_csv = frame.write_csv(null_value="").encode()
+    provenance = _provenance(quotes, [canonical] + ([previous] if previous else []),
+                             amount_usd)
     doc = {"period": canonical, "previous_period": previous, "amount_usd": amount_usd,
            "by": by, "methodology_version": METHODOLOGY_VERSION,
            "market": "each corridor's transparent services that no post sells or pays out",
-           "provenance": _provenance(quotes, [canonical] + ([previous] if previous else []),
-                                     amount_usd),
+           "provenance": provenance,
+           "licence": _licence(provenance, f"postal summary by {by} {canonical}"),
            "columns": list(columns), "rows": frame.to_dicts()}
     return body_csv, (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
 

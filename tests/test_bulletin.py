@@ -101,6 +101,25 @@ def test_headline_figures_everywhere(built, docs, pdf_text) -> None:
         docs[500]["global_average"], abs=1e-6)
 
 
+def test_every_key_figure_has_its_year_before_value(built, rpw) -> None:
+    # A year before (2013Q2) comes from the same computation as /v1/indicators?period=2013Q2,
+    # for every key figure at USD 200, not only the trend's three global averages.
+    folder = built[0]
+    year = compute_indicators(rpw[0].lazy(), period="2013Q2", amount_usd=200,
+                              countries=countries_frame().lazy(), flows=flows())
+    headline = {(r["indicator"], int(r["amount_usd"])): r
+                for r in _csv(folder / "data" / "headline.csv")}
+    md = (folder / "bulletin.md").read_text(encoding="utf-8")
+    for key in (*HEADLINE_KEYS, "share_corridors_above_5", "share_corridors_above_10",
+                "share_services_below_3"):
+        row = headline[(key, 200)]
+        assert row["year_before_period"] == "2013Q2", key
+        assert float(row["year_before_value"]) == pytest.approx(year[key], abs=1e-6), key
+        assert float(row["change_year"]) == pytest.approx(
+            float(row["value"]) - year[key], abs=1e-6), key
+    assert f"{pct(year['g8_sending_average'])} (2013Q2)" in md
+
+
 def test_breakdowns_match_the_indicators(built, docs, pdf_text) -> None:
     folder = built[0]
     html = (folder / "index.html").read_text(encoding="utf-8")
@@ -339,6 +358,37 @@ def test_accessibility_checker_catches_problems() -> None:
     checker.feed('<h1>a</h1><h3>b</h3><img src="x.png"><table><tr><th>x</th></tr></table>')
     assert checker.problems == ["h3 after h1", "img x.png without alt text", "th without scope"]
     assert checker.captions == 0
+
+
+#: What of the bulletin lies beyond a phone's width: the page's own scroll width, and each
+#: element outside a table's scrolling region that ends right of the viewport.
+WIDTHS = """(() => {
+  const d = document.documentElement;
+  const beyond = [...document.querySelectorAll('body *')]
+    .filter(e => !e.closest('.table-scroll') && e.getBoundingClientRect().right > innerWidth + 0.5)
+    .map(e => e.tagName + ': ' + (e.innerText || '').slice(0, 60));
+  const regions = [...document.querySelectorAll('.table-scroll')];
+  return {scrollWidth: d.scrollWidth, innerWidth: innerWidth, beyond: beyond,
+          tables: document.querySelectorAll('table').length, regions: regions.length,
+          scrolling: regions.every(r => getComputedStyle(r).overflowX === 'auto')};
+})()"""
+
+
+@pytest.mark.browser
+async def test_index_does_not_scroll_sideways_on_a_phone(built) -> None:
+    # A long file path in running text (corridors/data/published_figures_secondary.csv)
+    # breaks; a table wider than the phone scrolls within its own region, not the page.
+    from test_page import PHONE, devtools
+
+    async with devtools() as cdp:
+        await cdp.call("Emulation.setDeviceMetricsOverride", **PHONE)
+        await cdp.call("Page.navigate", url=(built[0] / "index.html").as_uri())
+        await cdp.wait_event("Page.loadEventFired")
+        seen = await cdp.evaluate(WIDTHS)
+    assert seen["innerWidth"] == PHONE["width"], seen
+    assert seen["scrollWidth"] <= PHONE["width"], seen
+    assert seen["beyond"] == [], seen
+    assert seen["regions"] == seen["tables"] > 0 and seen["scrolling"], seen
 
 
 def test_metadata_and_zip(built, rpw) -> None:

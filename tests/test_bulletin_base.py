@@ -153,6 +153,24 @@ def test_five_corridors_from_the_store_give_insufficient_data(
     assert {r["ranked"] for r in most + least} == {"5"}
     assert "The 3 most expensive of 5 corridors ranked" in html
     assert "The 2 least expensive of 5 corridors ranked" in html
+    # USD 500 below its minimum reads as a sentence with its base, in every rendering
+    usd500 = rows[("global_average", "500")]
+    assert usd500["status"] == INSUFFICIENT
+    said = (f"Sending USD 500: {INSUFFICIENT} ({_base(usd500)}; below the minimum of at "
+            "least 20 corridors and 75% of the target corridors covered by 3+ providers).")
+    md = (folder / "bulletin.md").read_text(encoding="utf-8")
+    pdf = _pdf_text(folder / "bulletin.pdf")
+    for text in (unescape(html), md, pdf):
+        assert said in " ".join(text.split())
+        assert f"cost {INSUFFICIENT}" not in text
+    g20 = rows[("g20_sending_average", "200")]
+    assert (f"Sending from a G20 country: {INSUFFICIENT} ({_base(g20)}; below the minimum of "
+            "at least 20 corridors") in " ".join(unescape(html).split())
+    # the store holds survey quotes only: the box names them, not a sample of sendcost's own
+    for text in (unescape(html), md):
+        assert ("they are computed with sendcost's methodology from the World Bank's "
+                "Remittance Prices Worldwide survey quotes in sendcost's store") in text
+        assert "own sample" not in text
 
 
 def test_rpw_bulletin_figures_and_bases_agree(tmp_path: Path) -> None:
@@ -173,6 +191,11 @@ def test_rpw_bulletin_figures_and_bases_agree(tmp_path: Path) -> None:
     assert "†: a negative average total cost (United States → Honduras, Spain → Honduras)" in md
     html = (folder / "index.html").read_text(encoding="utf-8")
     assert 'id="ranked-caveats"' in html and "United States → Honduras †" in html
+    # the box says the figures come from the RPW survey, not from sendcost's own sample
+    for text in (unescape(html), md):
+        assert ("they are recomputed with sendcost's methodology from the World Bank's "
+                "Remittance Prices Worldwide survey quotes") in text
+        assert "own sample" not in text and "own cadence" not in text
 
 
 def test_minimum_base_is_configurable(tmp_path: Path) -> None:

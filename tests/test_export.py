@@ -183,10 +183,22 @@ def test_sdmx_corridors_and_bad_ranges(quotes) -> None:
 def test_postal_export_agrees_with_the_benchmark(quotes) -> None:
     body_csv, body_json = postal_export(quotes, period="2014Q2")
     expected = postal_benchmark(quotes.lazy(), period="2014Q2", amount_usd=200).collect()
-    assert_frame_equal(pl.read_csv(body_csv, schema=expected.schema), expected,
+    exported = pl.read_csv(body_csv, schema={**expected.schema, "data_kind": pl.String,
+                                             "source": pl.String})
+    assert_frame_equal(exported.drop("data_kind", "source"), expected,
                        check_exact=False, abs_tol=1e-9)
+    # every service says where its quotes came from, as the by-corridor export does
+    assert exported.select("data_kind", "source").unique().rows() == [("survey", "rpw")]
     doc = json.loads(body_json)
     assert doc["period"] == "2014Q2" and len(doc["services"]) == expected.height
+    assert doc["columns"] == [*expected.columns, "data_kind", "source"]
+    assert {(s["data_kind"], s["source"]) for s in doc["services"]} == {("survey", "rpw")}
+    assert doc["provenance"] == [{"source": "rpw", "data_kind": "survey",
+                                  "quotes": quotes.filter(pl.col("period") == "2014Q2",
+                                                          pl.col("amount_usd") == 200).height,
+                                  "from": "2014Q2", "to": "2014Q2"}]
+    assert doc["licence"]["name"] == "CC BY 4.0"
+    assert "The World Bank, Remittance Prices Worldwide" in doc["licence"]["attribution"]
     assert {s["firm_type"] for s in doc["services"]} <= {"post_office", "post_office_mto"}
     with pytest.raises(NoData):
         postal_export(quotes, period="2030Q1")

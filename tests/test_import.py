@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import gzip
 import os
 import subprocess
@@ -104,6 +105,38 @@ def _run(*args: str, database_url: str, config: Path | None = None
     extra = ["--config", str(config)] if config else []
     return subprocess.run([sys.executable, "-m", "sendcost", *args, *extra], env=env,
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
+def test_cli_import_of_a_file_imported_whole_says_so_and_reads_nothing(
+        tmp_path: Path, fresh_database: str) -> None:
+    small = tmp_path / "rpw_small.csv"
+    pl.read_csv(bundled_rpw_path(), infer_schema=False, n_rows=300).write_csv(small)
+    quotes = read_rpw(small).frame.height
+    first = _run("import", "rpw", str(small), database_url=fresh_database)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"quotes stored:  {quotes:,} new" in first.stdout
+    # The same file again: not read (no read report, nothing stored), said once on stdout.
+    again = _run("import", "rpw", str(small), database_url=fresh_database)
+    assert again.returncode == 0, again.stdout + again.stderr
+    today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+    assert again.stdout.splitlines() == [
+        f"{small}: already imported on {today} (import 1, same SHA-256): {quotes:,} quotes; "
+        "nothing to do, not parsed again; --force to import again"]
+    assert "rows read" not in again.stderr and "not parsed again" not in again.stderr
+    # --force reads it again: every quote is already there, and a second import is recorded.
+    forced = _run("import", "rpw", str(small), "--force", database_url=fresh_database)
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert f"quotes stored:  0 new, {quotes:,} already there" in forced.stdout
+
+    async def imports() -> list[tuple[str, int]]:
+        s = await connect(fresh_database)
+        try:
+            return [(r["status"], r["quotes_stored"]) for r in await s.pool.fetch(
+                "SELECT status, quotes_stored FROM imports ORDER BY id")]
+        finally:
+            await s.close()
+
+    assert asyncio.run(imports()) == [("ok", quotes), ("ok", 0)]
 
 
 def _every_row_rejected(tmp_path: Path) -> Path:

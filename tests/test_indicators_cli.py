@@ -66,7 +66,33 @@ def test_csv_and_table_formats() -> None:
     out = _run("indicators", "--period", "2011Q1", "--format", "csv", "--from-file", str(RPW))
     assert out.returncode == 0, out.stderr
     rows = list(csv.DictReader(out.stdout.splitlines()))
-    assert {"source", "destination", "average", "smart", "above_5"} <= set(rows[0])
+    # the columns of /v1/indicators.csv (docs/api.md), in its order
+    assert list(rows[0]) == [
+        "period", "amount_usd", "source", "destination", "average", "services",
+        "transparent_services", "smart", "above_5", "above_10", "too_few_services",
+        "no_transparent_service", "cheapest_provider", "cheapest_firm_type",
+        "cheapest_product", "cheapest_total_cost_pct", "cheapest_left_out"]
+    # and the API's values: its CSV twin of the same period computed from the same file
+    from corridors.reading.rpw import read_rpw
+    from publish.api.indicators import indicators_model
+    from publish.contract import IndicatorsCorridor, to_csv
+    from sendcost.commands.indicators import compute_from_frame
+
+    read = read_rpw(RPW)
+    doc = compute_from_frame(read.frame, "2011Q1", 200, read.classifications)
+    model = indicators_model(doc, ["rpw"], emulated=False)
+    api = list(csv.DictReader(to_csv(IndicatorsCorridor, model.corridors, model)
+                              .decode().splitlines()))
+    assert len(rows) == len(api)
+
+    def cell(v: str) -> object:
+        try:
+            return round(float(v), 9)
+        except ValueError:
+            return v
+
+    assert [{k: cell(v) for k, v in r.items()} for r in rows] == [
+        {k: cell(v) for k, v in r.items()} for r in api]
     table = _run("indicators", "--period", "2011Q1", "--from-file", str(RPW), "-q")
     assert table.returncode == 0
     assert "global average (10.c.1)" in table.stdout and "USA-MEX" in table.stdout

@@ -464,6 +464,69 @@ async def test_collect_sandbox_collects_the_emulated_profile_at_the_configured_p
     assert hosts == {f"127.0.0.1:{port}"}
 
 
+async def test_collect_sandbox_without_a_sandbox_stops_at_once_and_takes_sandbox_port(
+        fresh_database: str, tmp_path: Path) -> None:
+    """`sendcost collect --sandbox` with nothing at the sandbox's port exits 1 before any
+    run (no 9 failed runs one after the other), saying how to start it; with
+    --sandbox-port it collects from the sandbox listening there."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(DATABASE_URL=fresh_database, SENDCOST_DATA_DIR=str(tmp_path))
+    port = _free_port()
+
+    def collect(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "sendcost", "collect", "--sandbox", "-q", *extra,
+             "--config", str(SHIPPED)],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+    nothing = await asyncio.to_thread(collect, "--sandbox-port", str(port))
+    assert nothing.returncode == 1, nothing.stderr[-2000:]
+    assert nothing.stderr.strip() == (
+        f"sendcost collect: error: no sandbox at 127.0.0.1:{port} — start `sendcost "
+        "sandbox` (or `sendcost serve --sandbox`), or give --sandbox-port")
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        # the store not even migrated, or migrated and no run in it
+        migrated = await conn.fetchval("SELECT to_regclass('collection_runs') IS NOT NULL")
+        runs = (await conn.fetchval("SELECT count(*) FROM collection_runs")
+                if migrated else 0)
+    finally:
+        await conn.close()
+    assert runs == 0
+    usage = subprocess.run([sys.executable, "-m", "sendcost", "collect", "--sandbox-port",
+                            "9"], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=60)
+    assert usage.returncode == 2 and "--sandbox-port goes with --sandbox" in usage.stderr
+
+    sandbox = subprocess.Popen([sys.executable, "-m", "sendcost", "sandbox", "--port", str(port)],
+                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert sandbox.poll() is None, sandbox.communicate()[1][-2000:]
+            await asyncio.sleep(0.3)
+        done = await asyncio.to_thread(collect, "--sandbox-port", str(port), "--source",
+                                       "sandbox-ecb", "--source", "sandbox-op-0",
+                                       "--corridor", "USA-MEX")
+    finally:
+        sandbox.send_signal(signal.SIGTERM)
+        sandbox.communicate(timeout=30)
+    assert done.returncode == 0, done.stderr[-2000:]
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        hosts = {r["url"].split("/")[2] for r in await conn.fetch(
+            "SELECT url FROM raw_responses")}
+        statuses = [r["status"] for r in await conn.fetch(
+            "SELECT status FROM collection_runs")]
+    finally:
+        await conn.close()
+    assert hosts == {f"127.0.0.1:{port}"} and statuses and set(statuses) == {"ok"}
+
+
 async def test_a_source_of_its_own_timeout_waits_for_a_large_slow_body(store: Any) -> None:
     """The shipped RPW source downloads ~50 MB: it has a timeout of its own. Two sources
     on one slow upstream (its answer after 1.5 s): the one with timeout_seconds = 10 gets

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -52,6 +53,10 @@ class Server:
             **({"Content-Range": f"bytes {start}-{len(self.body) - 1}/{len(self.body)}"}
                if start else {})})
         await resp.prepare(request)
+        if self.mode == "drop":
+            assert request.transport is not None
+            request.transport.close()  # the line drops before the first byte of the body
+            return resp
         if self.mode == "cut":
             self.mode = "ok"  # the next request is served whole
             await resp.write(self.body[start:start + (len(self.body) - start) // 2])
@@ -111,6 +116,28 @@ async def test_an_interrupted_download_resumes_where_it_stopped(
     path = await download_rpw(server.url, tmp_path)
     assert server.requests == [None, f"bytes={kept}-"]
     assert path.read_bytes() == workbook_bytes
+
+
+async def test_offline_or_dropped_before_a_byte_keeps_no_empty_part_and_says_how_by_hand(
+        server: Server, tmp_path: Path) -> None:
+    server.mode = "drop"
+    with pytest.raises(DownloadError) as err:
+        await download_rpw(server.url, tmp_path)
+    message = str(err.value)
+    assert "download interrupted" in message and "nothing was kept" in message
+    assert ("download the workbook by hand from https://remittanceprices.worldbank.org/"
+            "data-download" in message and "`sendcost import rpw PATH`" in message)
+    assert not (tmp_path / f"{NAME}.part").exists() and not (tmp_path / NAME).exists()
+    # No server at all (offline): the same advice, and nothing left behind.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    with pytest.raises(DownloadError) as err:
+        await download_rpw(f"http://127.0.0.1:{closed}/files/{NAME}", tmp_path)
+    message = str(err.value)
+    assert "ClientConnectorError" in message and "0 bytes kept" not in message
+    assert "by hand from https://remittanceprices.worldbank.org/" in message
+    assert not (tmp_path / f"{NAME}.part").exists() and not (tmp_path / NAME).exists()
 
 
 async def test_a_server_ignoring_range_sends_the_whole_file_again(

@@ -14,6 +14,7 @@ import aiohttp
 from corridors.config import load_config
 from sendcost.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE, common_options, setup_logging
 from sendcost.commands import Subcommands
+from sendcost.commands.serve import sandbox_port
 from sendcost.progress import clear_all
 
 if TYPE_CHECKING:
@@ -45,6 +46,10 @@ examples:
   sendcost collect --source wise-comparison --corridor USA-MEX
   sendcost collect --reparse 42
   sendcost sandbox &  sendcost collect --sandbox # the emulated profile, no network needed
+  sendcost sandbox --port 8766 &  sendcost collect --sandbox --sandbox-port 8766
+
+With --sandbox, the sandbox must answer at [sandbox] host:port (or --sandbox-port) within
+2 s; otherwise the command exits 1 at once, saying how to start it, and records no run.
 
 One collector per source at a time, on one machine or several: a source that another
 process is collecting is skipped, and its summary line names that process (host, pid, run).
@@ -69,6 +74,9 @@ def register(sub: Subcommands) -> None:
                    help="collect from the emulated profile (sendcost sandbox --print-config) "
                         "at [sandbox] host:port instead of the config's [[sources]]: a "
                         "'sendcost sandbox' must be running there")
+    p.add_argument("--sandbox-port", type=sandbox_port, metavar="PORT",
+                   help="with --sandbox: the sandbox's port (default: [sandbox] port, 8765), "
+                        "as 'sendcost sandbox --port PORT' listens")
     p.set_defaults(func=run)
 
 
@@ -77,11 +85,21 @@ def run(args: argparse.Namespace) -> int:
         print("sendcost collect: error: --reparse takes no --source or --corridor (it "
               "re-parses what the run fetched)", file=sys.stderr)
         return EXIT_USAGE
+    if args.sandbox_port is not None and not args.sandbox:
+        print("sendcost collect: error: --sandbox-port goes with --sandbox", file=sys.stderr)
+        return EXIT_USAGE
     config = load_config(args.config)
     if args.sandbox:
-        from sendcost.commands.sandbox import with_sandbox
+        from sendcost.commands.sandbox import sandbox_answers, with_sandbox
 
-        config = with_sandbox(config)
+        config = with_sandbox(config, args.sandbox_port)
+        # Without it every emulated source would fail in turn (9 failed runs, ~46 s): say so
+        # before any run is recorded. A re-parse fetches nothing and needs no sandbox.
+        if args.reparse is None and not sandbox_answers(config.sandbox):
+            where = f"{config.sandbox.host}:{config.sandbox.port}"
+            print(f"sendcost collect: error: no sandbox at {where} — start `sendcost sandbox` "
+                  "(or `sendcost serve --sandbox`), or give --sandbox-port", file=sys.stderr)
+            return EXIT_ERROR
     setup_logging(args, config.log_level)
     from collector.run import Collector
     from collector.sources import check_sources

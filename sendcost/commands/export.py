@@ -57,13 +57,16 @@ an earlier export of the same period in DIR is replaced whole.
 POSTAL_HELP = """\
 The postal benchmark of one period as postal-PERIOD.csv and postal-PERIOD.json in DIR:
 every post-office service against its corridor's median, cheapest service and SmaRT, with
-its rank.
+its rank, and the data kind and source of its quotes.
 
 With --by corridor or --by operator: postal-PERIOD-by-corridor.csv and .json (or
 -by-operator), each post against its market (the corridor's services no post sells or pays
 out: its cost, the market's median and cheapest, its rank, the change since the previous
-period), with the field names of /v1/postal/summary; the JSON adds what the figures rest
-on: the previous period compared with and, per source, its data kind, quotes and periods.
+period), with the field names of /v1/postal/summary, and the previous period compared with.
+
+Every JSON says what the figures rest on (per source, its data kind, quotes and periods) and
+their licence, CC BY 4.0, with the attribution to give (crediting the World Bank's
+Remittance Prices Worldwide when its survey quotes are among them).
 """
 
 

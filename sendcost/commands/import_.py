@@ -32,13 +32,17 @@ store is left as it was. A row is rejected only when a field an indicator uses i
 counted, never a reason to drop a row. Standard error says what happened: rows read, used,
 rejected by reason, unknown labels. When more than [import] max_rejected_share of the rows
 (config.toml, default 3%) are rejected, nothing is stored and the exit code is 1.
-Importing the same file twice adds nothing.
+
+A file already imported whole (the same SHA-256) is not read again: the command says when
+it was imported and how many quotes it held, and stops (exit 0). --force reads and imports
+it again; that too adds only quotes not already stored.
 
 --download fetches the World Bank's current workbook first ([import] rpw_url in
 config.toml) into <data_dir>/rpw/ (or --to DIR), with progress, resuming an interrupted
 download, checking [import] rpw_sha256 when set; then imports it. When the site refuses
-the download (it may refuse clients that are not a browser), the message says how to
-download it by hand and import it by path.
+the download (it may refuse clients that are not a browser), or it cannot be reached
+(offline), the message says how to download it by hand and import it by path; a partial
+download is kept to resume from only when it holds bytes.
 
 examples:
   sendcost import rpw corridors/data/rpw_quotes_2011Q1_2014Q2.csv.gz
@@ -60,6 +64,8 @@ def register(sub: Subcommands) -> None:
                      help="import the 2011-2014 RPW data shipped with sendcost")
     rpw.add_argument("--download", action="store_true",
                      help="download the current workbook ([import] rpw_url), then import it")
+    rpw.add_argument("--force", action="store_true",
+                     help="import the file even when it was imported already (same SHA-256)")
     rpw.add_argument("--to", metavar="DIR",
                      help="with --download: the folder to keep the workbook in "
                           "(default <data_dir>/rpw)")
@@ -80,7 +86,8 @@ async def _download(config: Config, folder: Path | None) -> Path:
 
 def _usage(message: str) -> int:
     """A bad command line: said as argparse says it, exit code 2 (``sendcost --help``)."""
-    print(f"usage: sendcost import rpw [-h] [PATH | --bundled | --download [--to DIR]]\n"
+    print("usage: sendcost import rpw [-h] [--force] [PATH | --bundled | --download "
+          "[--to DIR]]\n"
           f"sendcost import rpw: error: {message}", file=sys.stderr)
     return EXIT_USAGE
 
@@ -106,7 +113,10 @@ def run_rpw(args: argparse.Namespace) -> int:
 
     async def go() -> ImportSummary:
         async with open_store(config) as (store, _):
+            # A store emptied since the file's import (its quotes gone) imports it again.
+            has_quotes = await store.pool.fetchval("SELECT EXISTS (SELECT 1 FROM quotes)")
             return await import_rpw(store, path, progress=Progress("importing rows"),
+                                    unless_imported=has_quotes and not args.force,
                                     max_rejected_share=config.imports.max_rejected_share,
                                     on_read=report)
 
@@ -121,7 +131,10 @@ def run_rpw(args: argparse.Namespace) -> int:
         if health.classify(exc) != "disk_full":
             raise
         raise DatabaseError(f"import rpw: {_why(exc)}; nothing was imported") from None
-    print("\n".join(summary.lines()))
+    lines = summary.lines()
+    if summary.same_as is not None:
+        lines[-1] += "; --force to import again"
+    print("\n".join(lines))
     return 0
 
 

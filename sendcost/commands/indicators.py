@@ -68,7 +68,8 @@ def register(sub: Subcommands) -> None:
                         "output then says \"emulated data — not real prices\"")
     p.add_argument("--format", choices=("json", "csv", "table"), default="table",
                    help="json: the whole document; csv/table: one row per corridor "
-                        "(default: table)")
+                        "(csv: the columns of /v1/indicators.csv, docs/api.md; "
+                        "default: table)")
     p.set_defaults(func=run)
 
 
@@ -159,16 +160,31 @@ def run(args: argparse.Namespace) -> int:
 
     table = corridor_table(doc)
     if args.format == "csv":
+        table = api_csv_table(table)
+        if emulated:  # the API's CSV twin says it the same way: a last column
+            table = table.with_columns(warning=pl.lit(EMULATED_WARNING))
         # Through Python's stream (Polars writing to it straight reports a reader gone away,
         # `| head`, as its own error rather than BrokenPipeError).
-        if emulated:
-            table = table.with_columns(warning=pl.lit(EMULATED_WARNING))
         sys.stdout.write(table.write_csv())
         return 0
     if emulated:
         print(f"WARNING: {EMULATED_WARNING}")
     _print_table(doc, table)
     return 0
+
+
+#: The corridor table's columns that the API names otherwise (its cheapest service named as
+#: every endpoint names it).
+API_NAMES = {"cheapest_firm": "cheapest_provider", "cheapest_total_cost": "cheapest_total_cost_pct"}
+
+
+def api_csv_table(table: pl.DataFrame) -> pl.DataFrame:
+    """The corridor table with the columns of ``/v1/indicators.csv``, in its order (the
+    contract's ``IndicatorsCorridor``), so a script reads the CLI's CSV and the API's alike."""
+    from publish.contract import IndicatorsCorridor
+
+    return table.rename(API_NAMES).select(*IndicatorsCorridor.csv_answer_columns,
+                                          *IndicatorsCorridor.csv_columns)
 
 
 def _fmt(v: float | None) -> str:

@@ -149,6 +149,19 @@ def with_sandbox(config: Config, port: int | None = None) -> Config:
                                sources=parse_config({"sources": tables}).sources)
 
 
+#: How long ``collect --sandbox`` waits for the sandbox to accept a connection (seconds).
+SANDBOX_CONNECT_SECONDS = 2.0
+
+
+def sandbox_answers(sandbox: SandboxConfig, timeout: float = SANDBOX_CONNECT_SECONDS) -> bool:
+    """True when something accepts a TCP connection at the sandbox's host:port."""
+    try:
+        with socket.create_connection((sandbox.host, sandbox.port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def sandbox_down(sources: Iterable[SourceConfig], *, where: str,
                  sandbox: SandboxConfig | None = None) -> str | None:
     """A warning when ``sources`` (those about to run) collect from the sandbox's address
