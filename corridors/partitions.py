@@ -143,6 +143,14 @@ async def detach_before(store: Store, before: dt.date, *,
         if part.month >= before:
             continue
         async with store.pool.acquire() as conn, conn.transaction():
+            if part.table == "quotes":
+                # Detaching gives the partition's foreign keys triggers of their own on the
+                # tables they name. Those first, as a writer takes them (a service, then its
+                # quotes): a writer holding services while it waits for quotes, which the
+                # detaching transaction holds, would otherwise deadlock with it. Readers
+                # are not held up by this mode.
+                await conn.execute("LOCK TABLE services, collection_runs, imports, "
+                                   "raw_responses IN SHARE ROW EXCLUSIVE MODE")
             try:
                 async with conn.transaction():  # a savepoint: a refusal undoes only this
                     await conn.execute(f'ALTER TABLE {part.table} DETACH PARTITION '
@@ -151,6 +159,11 @@ async def detach_before(store: Store, before: dt.date, *,
                 result.kept.append((part.name, str(exc)))
                 log.warning("kept %s: %s", part.name, exc)
                 continue
+        # Its foreign keys go once it is out: dropping one locks the table it names
+        # (services, ...) whole, which a reader of the store may hold while it waits for
+        # the partition the detaching transaction holds (a deadlock, seen with the API
+        # refreshing). Detached, the table is read by no one.
+        async with store.pool.acquire() as conn, conn.transaction():
             fks = [r["conname"] for r in await conn.fetch(
                 "SELECT conname FROM pg_constraint WHERE conrelid = $1::regclass "
                 "AND contype = 'f' AND conparentid = 0", part.name)]
