@@ -8,6 +8,8 @@ time).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -17,11 +19,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import polars as pl
 
+from corridors import partitions
 from corridors.config import DEFAULT_MAX_REJECTED_SHARE
 from corridors.reading.rpw import BUNDLED_RPW, RpwRead, bundled_rpw_path, read_rpw
-from corridors.store import Store
+from corridors.store import STORE_ERRORS, Store
 from corridors.types import (
     AccessPoint,
     DataKind,
@@ -62,6 +66,8 @@ class ImportSummary:
     unknown_labels: dict[str, dict[str, int]] = field(default_factory=dict)
     #: The earlier import that stored this very file, when it was not parsed again.
     same_as: int | None = None
+    #: Quotes of months detached from the store (docs/storage.md), left out.
+    detached: int = 0
 
     @classmethod
     def already(cls, path: str, import_id: int) -> ImportSummary:
@@ -76,7 +82,8 @@ class ImportSummary:
             f"imported {self.path}",
             f"  rows read:      {self.rows_read:,} ({self.quotes_read:,} quotes at USD 200/500)",
             f"  rows used:      {self.rows_used:,}",
-            f"  quotes stored:  {self.quotes_stored:,} new, {self.duplicates:,} already there",
+            f"  quotes stored:  {self.quotes_stored:,} new, {self.duplicates:,} already there"
+            + (f", {self.detached:,} of detached months left out" if self.detached else ""),
             f"  services:       {self.services:,}",
             f"  corridors:      {self.corridors:,}",
             f"  periods:        {', '.join(self.periods)}",
@@ -188,33 +195,78 @@ async def import_rpw(store: Store, path: str | Path,
 
     Raises ImportFileError (naming the line) when the file is corrupt: nothing is stored.
     """
-    import asyncio
-
     path = Path(path)
     if digest is None:
         digest = await asyncio.to_thread(file_hash, path)
-    async with store.pool.acquire() as conn, conn.transaction():
+    async with store.pool.acquire() as conn:
         # The bundled import at a first start and a scheduled RPW source may meet on the
-        # same file: the second waits here, then finds the first one's import.
-        await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))",
-                           _IMPORT_LOCK, digest)
-        if unless_imported:
-            before = await conn.fetchval(
-                "SELECT max(id) FROM imports WHERE kind = 'rpw' AND status = 'ok' "
-                "AND file_hash = $1", digest)
-            if before is not None:
-                log.info("%s is the file import %d stored (same SHA-256): not parsed again",
-                         path, before)
-                return ImportSummary.already(str(path), before)
-        read = await asyncio.to_thread(read_rpw, path)
-        if on_read is not None:
-            on_read(read)
-        read.check_rejected_share(max_rejected_share)
-        frame = read.frame
-        quotes = await asyncio.to_thread(frame_to_quotes, frame)
-        rejected = [{"line": r.line, "reason": r.reason, "sheet": r.sheet, "column": r.column,
-                     "value": r.value, "kind": r.kind} for r in read.rejected]
-        stored = 0
+        # same file: the second waits here, then finds the first one's import. A session
+        # lock, not a transaction's: the survey's month partitions are made in short
+        # transactions of their own before the long one that stores its quotes.
+        await conn.execute("SELECT pg_advisory_lock($1, hashtext($2))", _IMPORT_LOCK, digest)
+        try:
+            return await _import_locked(store, conn, path, digest, progress,
+                                        unless_imported=unless_imported,
+                                        max_rejected_share=max_rejected_share,
+                                        on_read=on_read)
+        finally:
+            # Should this fail, the pool's reset of the connection releases it.
+            with contextlib.suppress(*STORE_ERRORS):
+                await conn.execute("SELECT pg_advisory_unlock($1, hashtext($2))",
+                                   _IMPORT_LOCK, digest)
+
+
+def _months(quotes: list[Quote]) -> dict[dt.date, list[int]]:
+    """The UTC month of each quote's collection time (the partition it goes to): month →
+    indexes in ``quotes``."""
+    out: dict[dt.date, list[int]] = {}
+    for i, q in enumerate(quotes):
+        at = q.collected_at.astimezone(dt.UTC) if q.collected_at.tzinfo else q.collected_at
+        out.setdefault(dt.date(at.year, at.month, 1), []).append(i)
+    return out
+
+
+async def _import_locked(store: Store, conn: asyncpg.Connection, path: Path, digest: str,
+                         progress: Callable[[int, int], None] | None, *,
+                         unless_imported: bool, max_rejected_share: float,
+                         on_read: Callable[[RpwRead], None] | None) -> ImportSummary:
+    """``import_rpw`` once the file's lock is held on ``conn``."""
+    if unless_imported:
+        before = await conn.fetchval(
+            "SELECT max(id) FROM imports WHERE kind = 'rpw' AND status = 'ok' "
+            "AND file_hash = $1", digest)
+        if before is not None:
+            log.info("%s is the file import %d stored (same SHA-256): not parsed again",
+                     path, before)
+            return ImportSummary.already(str(path), before)
+    read = await asyncio.to_thread(read_rpw, path)
+    if on_read is not None:
+        on_read(read)
+    read.check_rejected_share(max_rejected_share)
+    frame = read.frame
+    parsed = await asyncio.to_thread(frame_to_quotes, frame)
+    months = _months(parsed)
+    # A month detached (docs/storage.md) stays out of the store: its quotes, archived with
+    # it, are not stored again (the rollups kept their sums, which would count them twice).
+    detached = {r["month"] for r in await conn.fetch(
+        "SELECT month FROM detachments WHERE parent = 'quotes'")} & months.keys()
+    if detached:
+        left_out = {i for m in detached for i in months[m]}
+        quotes = [q for i, q in enumerate(parsed) if i not in left_out]
+        log.info("%s: %d quotes of months detached from the store (%s) left out", path,
+                 len(left_out), ", ".join(f"{m:%Y-%m}" for m in sorted(detached)))
+    else:
+        quotes = parsed
+    # Each month of the survey in a partition of its own, which can be detached like any
+    # other; made before the transaction below, which would otherwise hold the lock on
+    # quotes that making one takes for the whole import.
+    made = await partitions.make_month_partitions(conn, "quotes", months.keys() - detached)
+    if made:
+        log.info("made %d month partitions for %s", len(made), path)
+    rejected = [{"line": r.line, "reason": r.reason, "sheet": r.sheet, "column": r.column,
+                 "value": r.value, "kind": r.kind} for r in read.rejected]
+    stored = 0
+    async with conn.transaction():
         import_id = await conn.fetchval(
             "INSERT INTO imports (kind, path, file_hash) VALUES ('rpw', $1, $2) RETURNING id",
             str(path), digest)
@@ -226,12 +278,13 @@ async def import_rpw(store: Store, path: str | Path,
                 progress(min(start + _CHUNK, len(quotes)), len(quotes))
         summary = ImportSummary(
             path=str(path), import_id=import_id, rows_read=read.rows_read,
-            quotes_read=len(quotes), quotes_stored=stored, duplicates=len(quotes) - stored,
+            quotes_read=len(parsed), quotes_stored=stored, duplicates=len(quotes) - stored,
             services=frame.select(pl.col("service_id").n_unique()).item() if len(frame) else 0,
             periods=sorted(frame["period"].unique().to_list()) if len(frame) else [],
             corridors=frame.select(pl.struct("source_code", "destination_code").n_unique()
                                    ).item() if len(frame) else 0,
             rejected=rejected, rows_used=read.rows_kept, unknown_labels=read.unknown_labels,
+            detached=len(parsed) - len(quotes),
         )
         await conn.execute(
             "UPDATE imports SET finished_at = now(), status = 'ok', rows_read = $2, "
@@ -239,6 +292,7 @@ async def import_rpw(store: Store, path: str | Path,
             import_id, read.rows_read, stored, rejected,
             {"services": summary.services, "periods": summary.periods,
              "corridors": summary.corridors, "duplicates": summary.duplicates,
+             "in_detached_months": summary.detached,
              "rows_used": read.rows_kept, "unknown_labels": read.unknown_labels,
              "rejected_by_reason": dict(read.rejected_by_kind()),
              "licence": RPW_LICENCE, "finished": dt.datetime.now(dt.UTC).isoformat()})
