@@ -12,7 +12,8 @@ own so that its peak memory is its own:
   text and nothing else;
 * ``import``: ``collector.rpw_import.import_rpw`` into a throw-away database on the server
   of ``--database-url`` (default ``$SENDCOST_TEST_DATABASE_URL``, else the one below;
-  ``''`` skips it): parse, then every quote stored in one transaction.
+  ``''`` skips it): parse, make the partitions of the survey's months, then every quote
+  stored in one transaction.
 
     .venv/bin/python bench/rpw_import.py [--database-url postgresql://postgres@127.0.0.1:5432/test]
 

@@ -183,7 +183,9 @@ async def import_rpw(store: Store, path: str | Path,
                      max_rejected_share: float = DEFAULT_MAX_REJECTED_SHARE,
                      on_read: Callable[[RpwRead], None] | None = None,
                      ) -> ImportSummary:
-    """Parse ``path`` completely, then store all of it in one transaction.
+    """Parse ``path`` completely, then store all of it in one transaction (the partitions
+    of its quotes' months made first, each in a short transaction of its own), but for the
+    quotes of months detached from the store (``ImportSummary.detached``).
 
     ``on_read`` sees what the parse found (rows read, used, rejected, unknown labels)
     before anything is stored. When more than ``max_rejected_share`` of the rows were
