@@ -304,3 +304,51 @@ async def delivery_counts(pool: asyncpg.Pool) -> dict[str, int]:
                               "GROUP BY status"):
         counts[r["status"]] = r["n"]
     return counts
+
+
+# --- retention ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AlertsPruned:
+    """What one pass of the alerts' retention dropped."""
+
+    deliveries: int
+    events: int
+
+
+async def _delete_in_batches(pool: asyncpg.Pool, sql: str, *args: Any,
+                             batch: int = 10_000) -> int:
+    """Run a ``DELETE … WHERE id IN (SELECT id … LIMIT $n)`` until it deletes fewer than
+    ``batch`` rows (each batch its own short transaction, so a long history is dropped
+    without one long lock); how many rows in all."""
+    total = 0
+    while True:
+        done = int(str(await pool.execute(sql, *args, batch)).split()[-1])
+        total += done
+        if done < batch:
+            return total
+
+
+async def prune_alerts(pool: asyncpg.Pool, *, deliveries_days: int, events_days: int,
+                       now: dt.datetime | None = None) -> AlertsPruned:
+    """Drop the deliveries that ended (delivered or dead) more than ``deliveries_days`` ago
+    and the events older than ``events_days`` that no delivery still waits for (their ended
+    deliveries go with them); 0 keeps that kind forever. A pending delivery and its event
+    are never dropped, whatever their age."""
+    now = now or dt.datetime.now(dt.UTC)
+    deliveries = events = 0
+    if deliveries_days > 0:
+        deliveries = await _delete_in_batches(
+            pool,
+            "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries "
+            "WHERE status <> 'pending' AND coalesce(delivered_at, next_attempt_at) < $1 "
+            "LIMIT $2)", now - dt.timedelta(days=deliveries_days))
+    if events_days > 0:
+        events = await _delete_in_batches(
+            pool,
+            "DELETE FROM alert_events WHERE id IN (SELECT e.id FROM alert_events e "
+            "WHERE e.created_at < $1 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d "
+            "WHERE d.event_id = e.id AND d.status = 'pending') LIMIT $2)",
+            now - dt.timedelta(days=events_days))
+    return AlertsPruned(deliveries, events)

@@ -304,6 +304,10 @@ class AlertsConfig:
     max_attempts: int = 8
     backoff_base_seconds: float = 30.0
     backoff_max_seconds: float = 3600.0
+    # Retention, daily in serve: deliveries that ended (delivered or dead) this many days ago,
+    # and events this old that no delivery waits for, are dropped; 0 keeps them forever.
+    keep_deliveries_days: int = 90
+    keep_events_days: int = 0
 
 
 def _alerts(table: Mapping[str, Any]) -> AlertsConfig:
@@ -318,6 +322,10 @@ def _alerts(table: Mapping[str, Any]) -> AlertsConfig:
         return _at_least(_expect(table, key, int, "alerts", getattr(d, key)), 1,
                          f"alerts.{key}")
 
+    def days(key: str) -> int:
+        return _at_least(_expect(table, key, int, "alerts", getattr(d, key)), 0,
+                         f"alerts.{key}")
+
     out = AlertsConfig(
         enabled=_expect(table, "enabled", bool, "alerts", d.enabled),
         fee_change_points=number("fee_change_points"),
@@ -326,7 +334,9 @@ def _alerts(table: Mapping[str, Any]) -> AlertsConfig:
         delivery_seconds=number("delivery_seconds"), delivery_batch=count("delivery_batch"),
         delivery_timeout_seconds=number("delivery_timeout_seconds"),
         max_attempts=count("max_attempts"), backoff_base_seconds=number("backoff_base_seconds"),
-        backoff_max_seconds=number("backoff_max_seconds"))
+        backoff_max_seconds=number("backoff_max_seconds"),
+        keep_deliveries_days=days("keep_deliveries_days"),
+        keep_events_days=days("keep_events_days"))
     if out.backoff_max_seconds < out.backoff_base_seconds:
         raise ConfigError(f"alerts.backoff_max_seconds: expected at least backoff_base_seconds "
                           f"({out.backoff_base_seconds:g}), got {out.backoff_max_seconds:g}")
@@ -597,7 +607,8 @@ def parse_config(raw: Mapping[str, Any], path: Path | None = None) -> Config:
     api = ApiConfig(
         host=_expect(api_raw, "host", str, "api", "127.0.0.1"),
         port=_expect(api_raw, "port", int, "api", 8080),
-        rate_limit_per_minute=_expect(api_raw, "rate_limit_per_minute", int, "api", 600),
+        rate_limit_per_minute=_at_least(_expect(api_raw, "rate_limit_per_minute", int, "api",
+                                                600), 0, "api.rate_limit_per_minute"),
         public_url=_expect(api_raw, "public_url", str, "api", ""),
     )
     if not 0 <= api.port <= 65535:

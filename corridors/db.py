@@ -132,7 +132,13 @@ class EmbeddedServer:
             raise DatabaseError(
                 f"data folder {self.pgdata} is too long for PostgreSQL's Unix socket "
                 f"(max {_MAX_PGDATA_LEN} characters): set SENDCOST_DATA_DIR to a shorter path")
-        self.pgdata.mkdir(parents=True, exist_ok=True)
+        try:
+            self.pgdata.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseError(
+                f"the embedded database's folder {self.pgdata} cannot be made "
+                f"({exc.strerror or exc}): the data folder is $SENDCOST_DATA_DIR or "
+                f"[service] data_dir; or set DATABASE_URL to use a PostgreSQL server") from None
         os.environ.setdefault("XDG_RUNTIME_DIR", str(self.data_dir.resolve()))
         _stop_stale(self.pgdata)
         with warnings.catch_warnings():

@@ -109,8 +109,13 @@ def account_pay_out() -> pl.Expr:
 
 def digital_at_both_ends() -> pl.Expr:
     """Usable fully digitally: digital pay-in and account or wallet pay-out (null when
-    either end is unknown)."""
-    return digital_pay_in() & account_pay_out()
+    either end is unknown). Not Polars' ``&``, which is Kleene's (unknown & false = false):
+    a survey that records only the pay-out (RPW before 2016) would then count every cash
+    pay-out as known not digital and leave every account pay-out out, a share of 0 % made
+    by the selection alone."""
+    pay_in, pay_out = digital_pay_in(), account_pay_out()
+    return pl.when(pay_in.is_null() | pay_out.is_null()).then(None).otherwise(
+        pay_in & pay_out)
 
 
 # --- transparency ---------------------------------------------------------------------------

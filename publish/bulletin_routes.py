@@ -16,12 +16,12 @@ other error, checked here before aiohttp's file response, which would answer the
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import mimetypes
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -29,6 +29,8 @@ from corridors import runtime
 from corridors.errors import BadPeriod
 from corridors.periods import parse_period
 from publish import middleware
+from publish.contract import encode
+from publish.contract_ops import BulletinFiles, BulletinItem, Bulletins
 from publish.params import period_label
 from publish.problems import Problem, bad_parameter, not_found
 from publish.responses import send
@@ -69,7 +71,7 @@ def _served_period(folder: Path) -> str | None:
     return label
 
 
-def published(root: Path) -> list[dict[str, object]]:
+def published(root: Path) -> list[dict[str, Any]]:
     """Every bulletin under ``root`` that the file routes serve, newest first: a folder named
     as its period, with its index.html and a readable metadata.json naming that period
     (hidden build folders, copies cut short and strays are left out)."""
@@ -100,12 +102,13 @@ async def list_bulletins(request: web.Request) -> web.Response:
     # Reading every bulletin's metadata is file I/O: off the event loop.
     for item in await asyncio.to_thread(published, _root(request)):
         p = item["period"]
-        items.append({**item, "url": f"{base}/{p}/",
-                      "files": {"html": f"{base}/{p}/", "pdf": f"{base}/{p}/bulletin.pdf",
-                                "markdown": f"{base}/{p}/bulletin.md",
-                                "metadata": f"{base}/{p}/data/metadata.json",
-                                "zip": f"{base}/{p}/bulletin-{p}.zip"}})
-    body = json.dumps({"bulletins": items}, ensure_ascii=False).encode()
+        items.append(BulletinItem(
+            **item, url=f"{base}/{p}/",
+            files=BulletinFiles(html=f"{base}/{p}/", pdf=f"{base}/{p}/bulletin.pdf",
+                                markdown=f"{base}/{p}/bulletin.md",
+                                metadata=f"{base}/{p}/data/metadata.json",
+                                zip=f"{base}/{p}/bulletin-{p}.zip")))
+    body = encode(Bulletins(bulletins=items))
     return send(request, body, "application/json", cache_control="no-cache")
 
 

@@ -15,16 +15,23 @@ is older than the models and not the JSON's). Each column is a field of the mode
 ``<field>_<subfield>`` of a nested model field (``cheapest_provider``); a nested model in
 one column is written as its ``csv_key`` (a country as its alpha-3 code), a list as its items
 separated by spaces, a mapping as ``key:value`` pairs separated by spaces (caveat counts), a
-boolean as ``true``/``false``, null as an empty cell. Columns that name
-no field fail at import (``check_csv_columns``).
+boolean as ``true``/``false``, null as an empty cell. A twin whose rows say their answer's
+period and price point first (``/v1/indicators``, ``/v1/kpis``) names those in
+``csv_answer_columns``, read from the answer ``to_csv`` is given. Columns that name no field
+fail at import (``check_csv_columns``; ``CSV_TWINS`` pairs each item model with its answer).
+
+The answers that are not data tables (problems, health, admin, webhooks, bulletins, the
+archive, the postal summary, the OpenAPI document) are ``publish.contract_ops``' models, built
+on this module's ``Model`` the same way.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from collections.abc import Callable, Iterable, Sequence
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, cast
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType, field
@@ -39,6 +46,9 @@ class Model(Struct, kw_only=True, forbid_unknown_fields=True):
 
     #: The columns of the CSV twin (models with one).
     csv_columns: ClassVar[tuple[str, ...]] = ()
+    #: The CSV twin's first columns, taken from the answer that holds the items (the same on
+    #: every row: a period's corridors say their period and price point).
+    csv_answer_columns: ClassVar[tuple[str, ...]] = ()
     #: The field that stands for this model in one CSV cell (a country: its alpha-3 code).
     csv_key: ClassVar[str | None] = None
 
@@ -57,6 +67,20 @@ class Source(Model, kw_only=True):
     licence: str | None
 
 
+class Pair(Model, kw_only=True):
+    """A corridor's two countries, as an item about one starts."""
+
+    from_: Country = field(name="from")
+    to: Country
+
+
+class Codes(Pair, kw_only=True):
+    """A corridor's countries, then their alpha-3 codes (as ``metrics`` names them)."""
+
+    source: str
+    destination: str
+
+
 class Envelope(Model, kw_only=True):
     """The keys every JSON answer starts with (filled by ``publish.api.conventions.header``)."""
 
@@ -67,6 +91,13 @@ class Envelope(Model, kw_only=True):
     methodology_version: str
     sources: list[Source]
     licence: str
+
+
+class PairAnswer(Envelope, kw_only=True):
+    """An answer about one corridor: the envelope, then its two countries."""
+
+    from_: Country = field(name="from")
+    to: Country
 
 
 FirmTypeName = Annotated[str, Meta(extra_json_schema={"enum": [f.value for f in FirmType]})]
@@ -170,11 +201,9 @@ RankedBy = Annotated[str, Meta(extra_json_schema={
     "enum": ["amount_received_per_amount_paid", "total_cost_pct"]})]
 
 
-class Compare(Envelope, kw_only=True):
+class Compare(PairAnswer, kw_only=True):
     """``/v1/compare``; its CSV twin is its services (``Service``), then those apart."""
 
-    from_: Country = field(name="from")
-    to: Country
     amount: float
     currency: str
     send_currency: str
@@ -198,11 +227,9 @@ class Region(Model, kw_only=True):
     csv_key: ClassVar[str | None] = "code"
 
 
-class CorridorItem(Model, kw_only=True):
+class CorridorItem(Pair, kw_only=True):
     """A corridor in ``/v1/corridors``: its latest row at the price point."""
 
-    from_: Country = field(name="from")
-    to: Country
     period: str
     amount_usd: int
     first_collected: str | None
@@ -252,11 +279,9 @@ class Links(Model, kw_only=True):
     compare: str
 
 
-class Corridor(Envelope, kw_only=True):
+class Corridor(PairAnswer, kw_only=True):
     """``/v1/corridors/{pair}``; its CSV twin is its services (``Service``)."""
 
-    from_: Country = field(name="from")
-    to: Country
     amount_usd: int
     send_amount: float
     send_currency: str
@@ -296,11 +321,9 @@ class HistoryItem(Model, kw_only=True):
     )
 
 
-class History(Envelope, kw_only=True):
+class History(PairAnswer, kw_only=True):
     """``/v1/corridors/{pair}/history``; its CSV twin is its periods (``HistoryItem``)."""
 
-    from_: Country = field(name="from")
-    to: Country
     amount_usd: int
     next_cursor: str | None
     history: list[HistoryItem]
@@ -321,11 +344,11 @@ class ServiceCount(Model, kw_only=True):
     transparent: int
 
 
-class IndicatorsCorridor(Model, kw_only=True):
-    from_: Country = field(name="from")
-    to: Country
-    source: str
-    destination: str
+class IndicatorsCorridor(Codes, kw_only=True):
+    """A corridor of ``/v1/indicators``; the CSV twin's rows (after the answer's period and
+    price point), those of ``metrics.indicators.corridor_table`` with its cheapest service
+    named as everywhere (``cheapest_provider``, ``cheapest_total_cost_pct``)."""
+
     average: Pct
     services: int
     transparent_services: int
@@ -338,12 +361,16 @@ class IndicatorsCorridor(Model, kw_only=True):
     cheapest_left_out: Annotated[int, Meta(
         description="transparent services the cheapest rule left out (cheapest_leaves_out)")]
 
+    csv_answer_columns: ClassVar[tuple[str, ...]] = ("period", "amount_usd")
+    csv_columns: ClassVar[tuple[str, ...]] = (
+        "source", "destination", "average", "services", "transparent_services", "smart",
+        "above_5", "above_10", "too_few_services", "no_transparent_service",
+        "cheapest_provider", "cheapest_firm_type", "cheapest_product",
+        "cheapest_total_cost_pct", "cheapest_left_out",
+    )
 
-class NonTransparent(Model, kw_only=True):
-    from_: Country = field(name="from")
-    to: Country
-    source: str
-    destination: str
+
+class NonTransparent(Codes, kw_only=True):
     provider: str
     fee_pct: Pct
 
@@ -363,7 +390,7 @@ class WeightCoverage(Model, kw_only=True):
 
 class Indicators(Envelope, kw_only=True):
     """``/v1/indicators``: a period's SDG 10.c figures (``metrics.indicators``' document).
-    Its CSV twin is ``metrics.indicators.corridor_table`` (the CLI's table too)."""
+    Its CSV twin is its corridors (``IndicatorsCorridor``)."""
 
     amount_usd: int
     services: ServiceCount
@@ -402,11 +429,9 @@ class Indicators(Envelope, kw_only=True):
                     "transfer out to the receiver")]
 
 
-class PostalService(Model, kw_only=True):
+class PostalService(Pair, kw_only=True):
     """A post-office service of ``/v1/postal/benchmark`` beside its corridor's market."""
 
-    from_: Country = field(name="from")
-    to: Country
     provider: str
     firm_type: str
     product: str | None
@@ -472,13 +497,13 @@ class Scorecard(Model, kw_only=True):
 
 
 #: A corridor's scorecard: the corridor, then the ``Scorecard``'s fields (made from them, so
-#: that the two cannot drift apart).
-KpisCorridor = msgspec.defstruct(
-    "KpisCorridor",
-    [("from_", Country, field(name="from")), ("to", Country), ("source", str),
-     ("destination", str),
-     *((f.name, f.type) for f in msgspec.structs.fields(Scorecard))],
-    bases=(Model,), kw_only=True, module=__name__)
+#: that the two cannot drift apart). Its CSV twin's rows are ``metrics.kpis.scorecard_table``'s
+#: (after the answer's period and price point).
+KpisCorridor = cast(type[Codes], msgspec.defstruct(
+    "KpisCorridor", [(f.name, f.type) for f in msgspec.structs.fields(Scorecard)],
+    bases=(Codes,), kw_only=True, module=__name__,
+    namespace={"csv_answer_columns": ("period", "amount_usd"),
+               "csv_columns": ("source", "destination", *SCORECARD_KEYS)}))
 
 
 class Targets(Model, kw_only=True):
@@ -492,7 +517,7 @@ class Targets(Model, kw_only=True):
 
 class Kpis(Envelope, kw_only=True):
     """``/v1/kpis``: the G20 scorecard of a period, globally and per corridor. Its CSV twin
-    is ``metrics.kpis.scorecard_table`` (the bulletin's table too)."""
+    is its corridors (``KpisCorridor``)."""
 
     amount_usd: int
     scope: Annotated[str, Meta(description="what the scorecard measures: the supply (services "
@@ -556,7 +581,9 @@ def _nested(name: str, sub: str) -> Getter:
     return get
 
 
+@functools.cache
 def _fields(cls: type[Model]) -> dict[str, msgspec.inspect.Field]:
+    """A model's fields by JSON name (kept: inspecting a large answer takes milliseconds)."""
     info = msgspec.inspect.type_info(cls)
     assert isinstance(info, msgspec.inspect.StructType)
     return {f.encode_name: f for f in info.fields}
@@ -610,22 +637,40 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def to_csv(cls: type[Model], items: Iterable[Model]) -> bytes:
-    """The CSV twin of a list of ``cls``: a header of ``cls.csv_columns``, one row an item."""
+def to_csv(cls: type[Model], items: Iterable[Model], answer: Model | None = None) -> bytes:
+    """The CSV twin of a list of ``cls``: a header of ``cls.csv_answer_columns`` and
+    ``cls.csv_columns``, one row an item; the first columns are ``answer``'s (the answer that
+    holds the items), when ``cls`` has such columns."""
     getters = check_csv_columns(cls)
+    first = [_cell(getattr(answer, _fields(type(answer))[c].name)) for c in
+             cls.csv_answer_columns] if answer is not None else []
+    if len(first) != len(cls.csv_answer_columns):
+        raise TypeError(f"{cls.__name__}'s CSV twin starts with its answer's "
+                        f"{', '.join(cls.csv_answer_columns)}: give the answer")
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(cls.csv_columns)
+    writer.writerow((*cls.csv_answer_columns, *cls.csv_columns))
     for item in items:
-        writer.writerow([_cell(g(item)) for g in getters])
+        writer.writerow([*first, *(_cell(g(item)) for g in getters)])
     return buf.getvalue().encode()
 
 
+#: Each model with a CSV twin, and the answer that holds its items.
+CSV_TWINS: dict[type[Model], type[Model]] = {
+    Service: Compare, CorridorItem: Corridors, HistoryItem: History,
+    IndicatorsCorridor: Indicators, PostalService: PostalBenchmark,
+    KpisCorridor: Kpis}
+
+
 def csv_models() -> Sequence[type[Model]]:
-    return [Service, CorridorItem, HistoryItem, PostalService]
+    return list(CSV_TWINS)
 
 
-for _model in csv_models():
+for _model, _answer in CSV_TWINS.items():
     check_csv_columns(_model)
+    for _column in _model.csv_answer_columns:
+        if _column not in _fields(_answer):
+            raise TypeError(f"{_model.__name__}.csv_answer_columns: {_column!r} is not a "
+                            f"field of {_answer.__name__}")
 if tuple(f.name for f in msgspec.structs.fields(Scorecard)) != SCORECARD_KEYS:
     raise TypeError("contract.Scorecard's fields are not metrics.kpis.SCORECARD_KEYS")

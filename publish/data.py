@@ -604,8 +604,10 @@ def build_snapshot(rollups: pl.DataFrame, latest: pl.DataFrame, version: int, *,
                     indicators=indicators, include_emulated=include_emulated,
                     emulated_sources=emulated_sources, service_sources=service_sources,
                     estimates=estimates)
-    log.info("snapshot %d built in %.2f s (%s): %d latest prices, %d service-periods, "
-             "%d periods, %d corridors", version, time.perf_counter() - started,
+    log.info("snapshot %d%s built in %.2f s (%s): %d latest prices, %d service-periods, "
+             "%d periods, %d corridors", version,
+             " with emulated quotes (?include=emulated)" if include_emulated else "",
+             time.perf_counter() - started,
              "whole" if previous is None else f"{len(redo)} period-amounts, "
              f"{len(changes.prices) if changes else 0} corridor-periods anew",
              latest.height, rollups.height, len(labels), len(snap.index))

@@ -17,10 +17,12 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from aiohttp import web
+from apscheduler.triggers.cron import CronTrigger
 
 from corridors import runtime
-from corridors.alerts import feed_events, feeds_since
+from corridors.alerts import AlertsPruned, feed_events, feeds_since, prune_alerts
 from corridors.reference import countries
+from corridors.store import STORE_ERRORS
 from publish import middleware
 from publish.alerts import DETECT_JOB, WATCHER, Watcher, detect_job, scope_value
 from publish.data import LICENCE
@@ -160,3 +162,31 @@ def add_jobs(app: web.Application, scheduler: Any) -> None:
                       id=DETECT_JOB, replace_existing=True, max_instances=1, coalesce=True)
     scheduler.add_job(deliver_job, "interval", seconds=config.delivery_seconds, args=[app],
                       id=DELIVER_JOB, replace_existing=True, max_instances=1, coalesce=True)
+    if config.keep_deliveries_days or config.keep_events_days:
+        scheduler.add_job(retention_job, CronTrigger(hour=0, minute=30, timezone="UTC"),
+                          args=[app], id=RETENTION_JOB, replace_existing=True,
+                          max_instances=1, coalesce=True, misfire_grace_time=6 * 3600)
+
+
+#: serve's daily job: the alerts' retention ([alerts] keep_deliveries_days, keep_events_days).
+RETENTION_JOB = "alerts-retention"
+
+
+async def retention_job(app: web.Application) -> AlertsPruned | None:
+    """Drop the ended deliveries and the events past their retention; said once when
+    anything was dropped. A database away is said and left to tomorrow's run."""
+    config = app[runtime.CONFIG].alerts
+    try:
+        pruned = await prune_alerts(app[runtime.STORE].pool,
+                                    deliveries_days=config.keep_deliveries_days,
+                                    events_days=config.keep_events_days)
+    except STORE_ERRORS as exc:
+        log.error("the alerts' retention failed (tried again tomorrow): %s: %s",
+                  type(exc).__name__, exc)
+        return None
+    if pruned.deliveries or pruned.events:
+        log.info("alerts' retention: dropped %d ended webhook deliveries (older than %d days) "
+                 "and %d events (older than %s)", pruned.deliveries,
+                 config.keep_deliveries_days, pruned.events,
+                 f"{config.keep_events_days} days" if config.keep_events_days else "never")
+    return pruned

@@ -188,7 +188,8 @@ def error_response(request: web.Request, exc: Exception) -> web.Response:
     instance = request.path_qs[:300]
     if isinstance(exc, Problem):
         return problem_response(exc.status, exc.detail, instance=instance,
-                                parameter=exc.parameter, headers=exc.headers, **exc.extra)
+                                parameter=exc.parameter, headers=exc.headers,
+                                corridor=exc.corridor, jobs=exc.jobs)
     if isinstance(exc, web.HTTPException):
         headers = {}
         if exc.status == 405:

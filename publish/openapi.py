@@ -9,7 +9,9 @@ every route is behind (``publish.middleware``: 405, 413, 414, 429 where the rate
 applies, 500), and 503 where it reads the data (``publish.data.StoreUnavailable``).
 tests/test_api.py (``test_openapi_declares_every_status_the_server_gives``) fails when the
 server answers a route with a status its operation does not list. The query parameters'
-patterns are those the server reads them with (``publish.params``).
+patterns are those the server reads them with (``publish.params``). The schemas of the
+answers are their models' (``publish.contract``, ``publish.contract_ops``); only the
+parameters and the webhook subscription's request body are written here.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from corridors.alerts import DELIVERY_STATES, SCOPES
 from corridors.reference import REGION_NAMES
-from corridors.types import EMULATED_WARNING, FirmType, PayIn, PayOut
-from publish import contract
+from corridors.types import FirmType, PayIn, PayOut
+from publish import contract, contract_ops
 from publish.middleware import MAX_BODY, MAX_QUERY, UNLIMITED
 from publish.params import (
     COUNTRY_PATTERN,
@@ -31,101 +34,17 @@ from publish.params import (
     PERIOD_PATTERN,
 )
 
-NUM = {"type": ["number", "null"]}
-INT = {"type": "integer"}
 STR = {"type": "string"}
-NSTR = {"type": ["string", "null"]}
-BOOL = {"type": "boolean"}
-NBOOL = {"type": ["boolean", "null"]}
 
 
 def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def nullable(name: str) -> dict[str, Any]:
-    return {"oneOf": [ref(name), {"type": "null"}]}
-
-
-def obj(props: dict[str, Any], *, extra: bool = False) -> dict[str, Any]:
-    return {"type": "object", "properties": props, "required": list(props),
-            "additionalProperties": extra}
-
-
-#: The schemas of the answers still written as dicts (admin, health, bulletins) and of
-#: problems; those of the data answers come from their models (``publish.contract``), added
-#: below.
-SCHEMAS: dict[str, Any] = {
-    "Problem": {
-        "type": "object",
-        "properties": {"type": STR, "title": STR, "status": INT, "detail": STR,
-                       "instance": STR, "parameter": STR, "corridor": STR,
-                       "jobs": {"type": "array", "items": STR,
-                                "description": "409 of admin collect: the jobs already "
-                                               "running"}},
-        "required": ["type", "title", "status", "detail"],
-    },
-    # /v1/postal/summary is still written by hand (publish/api/postal_summary.py).
-    "PostalSummary": obj({
-        "period": NSTR, "methodology_version": STR,
-        "sources": {"type": "array", "items": ref("Source")}, "licence": STR,
-        "amount_usd": INT, "by": {"enum": ["corridor", "operator"]},
-        "previous_period": NSTR,
-        "market": {"type": "string", "description": "what each post is measured against: "
-                                                    "its corridors' services that no post "
-                                                    "sells or pays out"},
-        "count": INT, "columns": {"type": "array", "items": STR},
-        "rows": {"type": "array", "description": "by=corridor: one row per post, corridor "
-                 "and role (sender: the post sells the service; receiver: it pays it out), "
-                 "the columns of `sendcost export postal --by corridor`; by=operator: one "
-                 "per post and role, those of `--by operator`",
-                 "items": {"type": "object"}}}),
-    "AdminCollect": obj({
-        "status": {"const": "triggered"},
-        "jobs": {"type": "array", "items": STR,
-                 "description": "the jobs triggered: each runs now"},
-        "already_running": {"type": "array", "items": STR,
-                            "description": "jobs asked for that were not triggered, as a run "
-                                           "of each is under way"},
-        "at": STR}),
-    "AdminBulletin": obj({
-        "status": {"const": "published"}, "period": STR,
-        "url": {"type": "string", "description": "where GET /v1/bulletins/{period}/ serves "
-                                                 "it"},
-        "folder": {"type": "string", "description": "its folder, relative to the service's "
-                                                    "data folder"}}),
-    "Health": obj({
-        "status": {"enum": ["ok", "degraded"]},
-        "reasons": {"type": "array", "items": STR,
-                    "description": "why the service is degraded (empty when ok): the "
-                                   "database unreachable, restarting, or its disk full"},
-        "stale_tariffs": {"type": "array", "description": "postal tariffs (local files) "
-                          "older than collection.postal_tariff_max_age_days, or that cannot "
-                          "be read: they do not degrade the service",
-                          "items": {"type": "object", "required": ["source"]}},
-        "database": obj({"reachable": BOOL, "embedded": BOOL}),
-        "collecting": {"type": "boolean", "description": "whether this process collects "
-                       "(false: an API replica, serve --no-collect, that only serves)"},
-        "collections": {"type": "array", "items": obj({
-            "source": STR, "run_id": INT, "status": STR, "started_at": STR,
-            "finished_at": NSTR, "quotes_stored": {"type": ["integer", "null"]},
-            "quotes_quarantined": {"type": ["integer", "null"]}})}}),
-    "OpenAPI": {"type": "object", "required": ["openapi", "info", "paths"],
-                "description": "an OpenAPI 3.1 document"},
-    "Bulletins": obj({"bulletins": {"type": "array", "items": obj({
-        "period": STR, "methodology_version": STR, "generated_from": NSTR, "progress": NSTR,
-        "url": STR, "files": obj({"html": STR, "pdf": STR, "markdown": STR, "metadata": STR,
-                                  "zip": STR})})}}),
-}
-
-# The hand-written answer with an envelope carries warning and includes when it includes
-# emulated data (never required), as the models' envelope does.
-SCHEMAS["PostalSummary"]["properties"] = {
-    "warning": {"const": EMULATED_WARNING},
-    "includes": {"type": "array", "items": {"enum": ["emulated"]}},
-    **SCHEMAS["PostalSummary"]["properties"]}
-# The data answers' schemas, from their models.
-SCHEMAS.update(contract.schemas())
+#: The schemas of every answer, from its model: the data answers' (``publish.contract``) and
+#: the others' (``publish.contract_ops``: problems, health, admin, webhooks, bulletins, the
+#: archive, the postal summary, this document).
+SCHEMAS: dict[str, Any] = {**contract.schemas(), **contract_ops.schemas()}
 
 
 def param(name: str, description: str, schema: dict[str, Any], *, required: bool = False,
@@ -376,22 +295,9 @@ _files["304"] = {"description": "not modified (If-None-Match, If-Modified-Since)
 ATOM_CONTENT = {"application/atom+xml": {"schema": STR}}
 P_FEED_COUNTRY = param("country", "ISO 3166 alpha-2 or alpha-3 (MEX, MX)", COUNTRY,
                        required=True, where="path")
-_SCOPE = {"enum": ["global", "corridor", "sending", "receiving", "provider"]}
+_SCOPE = {"enum": list(SCOPES)}
 _P_WEBHOOK = param("id", "the subscription's number", {"type": "string", "pattern": "^[0-9]+$"},
                    required=True, where="path")
-_DELIVERIES = obj({"pending": INT, "delivered": INT, "dead": INT})
-_WEBHOOK = {"id": INT, "url": STR, "scope": _SCOPE, "value": NSTR, "created_at": STR}
-SCHEMAS.update({
-    "Webhook": obj({**_WEBHOOK, "deliveries": _DELIVERIES}),
-    "Webhooks": obj({"webhooks": {"type": "array", "items": ref("Webhook")}}),
-    "WebhookDeliveries": obj({"webhook": INT, "deliveries": {"type": "array", "items": obj({
-        "id": INT, "event_id": INT, "kind": STR, "title": STR,
-        "state": {"enum": ["pending", "delivered", "dead"]}, "attempts": INT,
-        "next_attempt_at": NSTR, "last_status": {"type": ["integer", "null"]},
-        "last_error": NSTR, "delivered_at": NSTR, "created_at": STR})}}),
-    "WebhookCreated": obj({**_WEBHOOK, "secret": STR, "signature": obj({
-        "header": STR, "algorithm": STR, "tolerance_seconds": INT})}),
-})
 
 
 def feed(path: str, summary: str, params: list[dict[str, Any]],
@@ -417,12 +323,6 @@ def _admin_webhooks(path: str, method: str, summary: str, ok: dict[str, Any],
 
 _P_ARCHIVE = param("id", "the archived response's number (an alert's raw_response_ids)",
                    {"type": "string", "pattern": "^[0-9]+$"}, required=True, where="path")
-SCHEMAS["ArchivedResponse"] = obj({
-    "id": INT, "source": STR, "url": STR, "fetched_at": STR, "status": {"type": ["integer",
-                                                                                "null"]},
-    "content_type": NSTR, "content_hash": STR, "body_size": {"type": ["integer", "null"]},
-    "body_dropped_at": NSTR, "body_url": NSTR, "licence": NSTR,
-    "run_id": {"type": ["integer", "null"]}})
 
 
 def _archive_body(path: str) -> dict[str, Any]:
@@ -480,13 +380,13 @@ _PATHS.update({
         {"200": {"description": "OK", "content": {"application/json": {
             "schema": ref("WebhookDeliveries")}}}},
         [_P_WEBHOOK, param("state", "only deliveries in this state",
-                           {"enum": ["pending", "delivered", "dead"]}), P_LIMIT],
+                           {"enum": list(DELIVERY_STATES)}), P_LIMIT],
         (400, 401, 404, 422)),
     "/v1/admin/webhooks/{id}/redeliver": _admin_webhooks(
         "/v1/admin/webhooks/{id}/redeliver", "post", "Queue a subscription's dead deliveries "
         "again, their attempts back to none",
         {"202": {"description": "queued", "content": {"application/json": {
-            "schema": obj({"webhook": INT, "queued": INT})}}}},
+            "schema": ref("WebhookRedelivered")}}}},
         [_P_WEBHOOK], (400, 401, 404)),
     "/v1/admin/webhooks/{id}": _admin_webhooks(
         "/v1/admin/webhooks/{id}", "delete", "Delete a subscription (deliveries not yet made "

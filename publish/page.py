@@ -396,8 +396,16 @@ class _Error:
     message: str
 
 
+#: The amount the form shows before anything is typed, and prices when a link has none.
+DEFAULT_AMOUNT = Decimal(200)
+
+
 def _read_amount(p: Params, currency: str | None, t: Text) -> Decimal:
     """The amount typed into the box, read as ``publish.amounts`` reads it."""
+    if "amount" not in p.query:
+        # A link naming the corridor alone (a feed's, one shared by hand): the form's own
+        # amount, as if the box had been left as it is shown. A box emptied is asked for.
+        return DEFAULT_AMOUNT
     text = p.raw("amount")
     example = t("for example %(whole)s or %(decimal)s", whole=i18n.number(200, t.lang, 0),
                 decimal=t.number(Decimal("200.50")))
@@ -488,7 +496,7 @@ async def home(request: web.Request) -> web.StreamResponse:
             raise _PageError(exc.status, exc.parameter or "", t(
                 "This link has something we cannot read (%(parameter)s). Choose again "
                 "below.", parameter=exc.parameter or "?")) from None
-        amount_text = (p.raw("amount") or "200")[:40]
+        amount_text = (p.raw("amount") or str(DEFAULT_AMOUNT))[:40]
         if any(p.raw(k) for k in _QUESTION):
             src = _country(p, "from", t)
             dst = _country(p, "to", t)

@@ -8,11 +8,13 @@ middleware in ``publish.middleware`` is the only place that turns either into an
 
 from __future__ import annotations
 
-import json
 from http import HTTPStatus
-from typing import Any
 
 from aiohttp import web
+from msgspec import UNSET
+
+from publish import contract_ops
+from publish.contract import encode
 
 #: Seconds a client is asked to wait when the database cannot be reached: a 503 from an admin
 #: action, or from a data endpoint before the first snapshot (the store is asked again at
@@ -43,13 +45,15 @@ class Problem(Exception):
     """An error the API reports to its client (status 4xx or 5xx)."""
 
     def __init__(self, status: int, detail: str, *, parameter: str | None = None,
-                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+                 headers: dict[str, str] | None = None, corridor: str | None = None,
+                 jobs: list[str] | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.parameter = parameter
         self.headers = headers or {}
-        self.extra = extra
+        self.corridor = corridor
+        self.jobs = jobs
 
 
 def bad_parameter(parameter: str, detail: str) -> Problem:
@@ -62,32 +66,31 @@ def unprocessable(parameter: str, detail: str) -> Problem:
     return Problem(422, detail, parameter=parameter)
 
 
-def not_found(detail: str, **extra: Any) -> Problem:
-    return Problem(404, detail, **extra)
+def not_found(detail: str, *, corridor: str | None = None) -> Problem:
+    return Problem(404, detail, corridor=corridor)
 
 
 def problem_body(status: int, detail: str, *, instance: str | None = None,
-                 parameter: str | None = None, **extra: Any) -> dict[str, Any]:
-    slug = SLUGS.get(status, "error")
-    body: dict[str, Any] = {
-        "type": PROBLEM_TYPE_BASE + slug,
-        "title": HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-    }
-    if instance is not None:
-        body["instance"] = instance
-    if parameter is not None:
-        body["parameter"] = parameter
-    body.update(extra)
-    return body
+                 parameter: str | None = None, corridor: str | None = None,
+                 jobs: list[str] | None = None) -> contract_ops.Problem:
+    """The body of a problem (``publish.contract_ops.Problem``): the keys given as None are
+    left out."""
+    return contract_ops.Problem(
+        type=PROBLEM_TYPE_BASE + SLUGS.get(status, "error"), title=HTTPStatus(status).phrase,
+        status=status, detail=detail,
+        instance=UNSET if instance is None else instance,
+        parameter=UNSET if parameter is None else parameter,
+        corridor=UNSET if corridor is None else corridor,
+        jobs=UNSET if jobs is None else jobs)
 
 
 def problem_response(status: int, detail: str, *, instance: str | None = None,
                      parameter: str | None = None, headers: dict[str, str] | None = None,
-                     **extra: Any) -> web.Response:
-    body = problem_body(status, detail, instance=instance, parameter=parameter, **extra)
+                     corridor: str | None = None, jobs: list[str] | None = None
+                     ) -> web.Response:
+    body = problem_body(status, detail, instance=instance, parameter=parameter,
+                        corridor=corridor, jobs=jobs)
     out_headers = {"Cache-Control": "no-store"}
     out_headers.update(headers or {})
-    return web.Response(status=status, body=json.dumps(body).encode(),
-                        content_type=CONTENT_TYPE, headers=out_headers)
+    return web.Response(status=status, body=encode(body), content_type=CONTENT_TYPE,
+                        headers=out_headers)

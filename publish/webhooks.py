@@ -46,7 +46,17 @@ from corridors.reference import countries
 from corridors.store import STORE_ERRORS
 from publish import middleware
 from publish.alerts import scope_value
-from publish.api.admin import authorise
+from publish.api.admin import accepted, admin_answer, authorise
+from publish.contract_ops import (
+    Delivery,
+    DeliveryCounts,
+    Signature,
+    Webhook,
+    WebhookCreated,
+    WebhookDeliveries,
+    WebhookRedelivered,
+    Webhooks,
+)
 from publish.params import Params
 from publish.problems import bad_parameter, not_found
 
@@ -228,11 +238,14 @@ async def deliver_job(app: web.Application) -> None:
 
 
 def _subscription(row: Any) -> dict[str, Any]:
-    out = {"id": row["id"], "url": row["url"], "scope": row["scope"],
-           "value": row["scope_value"], "created_at": _iso(row["created_at"])}
-    if "pending" in row:
-        out["deliveries"] = {s: row[s] for s in DELIVERY_STATES}
-    return out
+    """A subscription's row as the fields of ``Subscription``."""
+    return {"id": row["id"], "url": row["url"], "scope": row["scope"],
+            "value": row["scope_value"], "created_at": _iso(row["created_at"])}
+
+
+def _webhook(row: Any) -> Webhook:
+    return Webhook(**_subscription(row),
+                   deliveries=DeliveryCounts(**{s: row[s] for s in DELIVERY_STATES}))
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -275,12 +288,11 @@ async def create_webhook(request: web.Request) -> web.StreamResponse:
     value = await scope_value(request.app, scope, body.get("value"), "value")
     secret = "whsec_" + secrets.token_urlsafe(32)
     row = await create_subscription(request.app[runtime.STORE].pool, url, scope, value, secret)
-    return web.json_response({**_subscription(row), "secret": secret,
-                              "signature": {"header": SIGNATURE_HEADER, "algorithm":
-                                            "HMAC-SHA256 over '<t>.<body>'",
-                                            "tolerance_seconds": SIGNATURE_TOLERANCE_SECONDS}},
-                             status=201, headers={"Cache-Control": "no-store",
-                                                  "Location": f"/v1/admin/webhooks/{row['id']}"})
+    return admin_answer(
+        WebhookCreated(**_subscription(row), secret=secret, signature=Signature(
+            header=SIGNATURE_HEADER, algorithm="HMAC-SHA256 over '<t>.<body>'",
+            tolerance_seconds=SIGNATURE_TOLERANCE_SECONDS)),
+        status=201, headers={"Location": f"/v1/admin/webhooks/{row['id']}"})
 
 
 async def list_webhooks(request: web.Request) -> web.StreamResponse:
@@ -288,8 +300,7 @@ async def list_webhooks(request: web.Request) -> web.StreamResponse:
     authorise(request)
     Params(request.query, frozenset())
     rows = await list_subscriptions(request.app[runtime.STORE].pool)
-    return web.json_response({"webhooks": [_subscription(r) for r in rows]},
-                             headers={"Cache-Control": "no-store"})
+    return admin_answer(Webhooks(webhooks=[_webhook(r) for r in rows]))
 
 
 async def remove_webhook(request: web.Request) -> web.StreamResponse:
@@ -325,14 +336,14 @@ async def list_deliveries(request: web.Request) -> web.StreamResponse:
     rows = await deliveries(request.app[runtime.STORE].pool, subscription, state, p.limit())
     if rows is None:
         raise not_found(f"no webhook subscription {subscription}")
-    return web.json_response({"webhook": subscription, "deliveries": [
-        {"id": r["id"], "event_id": r["event_id"], "kind": r["kind"], "title": r["title"],
-         "state": r["status"], "attempts": r["attempts"],
-         "next_attempt_at": _iso(r["next_attempt_at"]) if r["status"] == "pending" else None,
-         "last_status": r["last_status"], "last_error": r["last_error"],
-         "delivered_at": _iso(r["delivered_at"]) if r["delivered_at"] else None,
-         "created_at": _iso(r["created_at"])} for r in rows]},
-        headers={"Cache-Control": "no-store"})
+    return admin_answer(WebhookDeliveries(webhook=subscription, deliveries=[
+        Delivery(id=r["id"], event_id=r["event_id"], kind=r["kind"], title=r["title"],
+                 state=r["status"], attempts=r["attempts"],
+                 next_attempt_at=(_iso(r["next_attempt_at"]) if r["status"] == "pending"
+                                  else None),
+                 last_status=r["last_status"], last_error=r["last_error"],
+                 delivered_at=_iso(r["delivered_at"]) if r["delivered_at"] else None,
+                 created_at=_iso(r["created_at"])) for r in rows]))
 
 
 async def redeliver(request: web.Request) -> web.StreamResponse:
@@ -344,8 +355,7 @@ async def redeliver(request: web.Request) -> web.StreamResponse:
     if await deliveries(pool, subscription, "dead", 1) is None:
         raise not_found(f"no webhook subscription {subscription}")
     queued = await redeliver_dead(pool, subscription)
-    return web.json_response({"webhook": subscription, "queued": queued}, status=202,
-                             headers={"Cache-Control": "no-store"})
+    return accepted(WebhookRedelivered(webhook=subscription, queued=queued))
 
 
 def setup_webhooks(app: web.Application) -> None:

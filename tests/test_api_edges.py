@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
+import msgspec
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from api_support import api, make_app, rpw_loaded  # noqa: F401  (fixtures)
@@ -23,6 +24,7 @@ from yarl import URL
 from collector.schedule import COLLECTION_JOBS, CollectionJobs
 from corridors import runtime
 from corridors.store import Store
+from publish.contract_ops import Bulletins
 from publish.openapi import document
 from sendcost import cli
 
@@ -144,8 +146,11 @@ async def test_the_bulletin_list_holds_only_bulletins_that_are_served(
     (other / "index.html").write_text("x")
     (other / "data" / "metadata.json").write_text(
         (root / "2014Q2" / "data" / "metadata.json").read_text())
-    listed = (await (await bulletins.get("/v1/bulletins")).json())["bulletins"]
+    resp = await bulletins.get("/v1/bulletins")
+    listed = (await resp.json())["bulletins"]
     assert [b["period"] for b in listed] == ["2014Q2"]
+    assert msgspec.json.decode(await resp.read(), type=Bulletins).bulletins[0].files.pdf == \
+        "/v1/bulletins/2014Q2/bulletin.pdf"
     for item in listed:
         assert (await bulletins.get(item["url"])).status == 200
 

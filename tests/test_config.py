@@ -138,6 +138,8 @@ def test_alpha2_codes_become_alpha3() -> None:
          "sources[0].url: expected an absolute http(s) URL or a local path, got 'ftp://a/x'"),
         ({"sources": [{"name": "a", "kind": "rpw", "url": ""}]},
          "sources[0].url: expected an absolute http(s) URL or a local path, got ''"),
+        ({"api": {"rate_limit_per_minute": -1}},
+         "api.rate_limit_per_minute: expected an integer ≥ 0"),
         ({"sandbox": {"port": 0}}, "sandbox.port: expected a port 1-65535, got 0"),
         ({"sandbox": {"port": "8765"}}, "sandbox.port: expected an integer, got '8765'"),
         ({"sandbox": {"port": True}}, "sandbox.port: expected an integer, got True"),

@@ -80,3 +80,37 @@ def test_bad_period_and_empty_period_are_clear() -> None:
     assert empty.returncode == 1
     assert "no quotes for period 2019Q1" in empty.stderr
     assert "Traceback" not in empty.stderr + bad.stderr
+
+
+def test_output_piped_into_head_is_not_an_error() -> None:
+    # `sendcost indicators … | head -2`: the reader goes away after two lines.
+    proc = subprocess.Popen([sys.executable, "-m", "sendcost", "indicators", "--period",
+                             "2011Q3", "--format", "csv", "--from-file", str(RPW), "-q"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=300) == 0, err
+    assert "Broken pipe" not in err and "Traceback" not in err, err
+
+
+def test_a_bad_command_line_exits_2() -> None:
+    out = _run("import", "rpw")
+    assert out.returncode == 2, out.stderr
+    assert "give PATH, --bundled or --download" in out.stderr and "usage:" in out.stderr
+
+
+def test_a_folder_or_an_unmakeable_data_folder_is_named(tmp_path: Path) -> None:
+    folder = _run("indicators", "--period", "2011Q3", "--from-file", str(tmp_path))
+    assert folder.returncode == 1
+    assert f"{tmp_path}: a folder, not an RPW file" in folder.stderr
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["SENDCOST_DATA_DIR"] = "/proc/no-such-folder"
+    nowhere = subprocess.run([sys.executable, "-m", "sendcost", "db", "status"], env=env,
+                             capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert nowhere.returncode == 1
+    assert "the embedded database's folder /proc/no-such-folder/pg cannot be made" in (
+        nowhere.stderr), nowhere.stderr
+    assert "SENDCOST_DATA_DIR" in nowhere.stderr and "Traceback" not in nowhere.stderr

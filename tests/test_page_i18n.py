@@ -171,6 +171,18 @@ async def test_the_page_reads_the_amount_in_its_language(api: TestClient) -> Non
         assert resp.status == 200 and 'id="ranked"' in await resp.text(), typed
 
 
+async def test_a_link_naming_the_corridor_alone_prices_the_forms_amount(
+        api: TestClient) -> None:  # noqa: F811
+    # A corridor feed's link (and one shared by hand) has no amount: the form's 200, as
+    # shown in the box; a box emptied and sent is asked for.
+    resp = await api.get("/", params={"from": "USA", "to": "MEX"})
+    assert resp.status == 200, await resp.text()
+    assert heading(await resp.text()) == "Prices for $200.00 from United States to Mexico"
+    emptied = await api.get("/", params={"from": "USA", "to": "MEX", "amount": ""})
+    assert emptied.status == 400
+    assert "Type the amount you want to send" in await emptied.text()
+
+
 @pytest.mark.parametrize("lang", [x.code for x in i18n.LANGUAGES])
 async def test_an_unreadable_amount_is_a_sentence_in_the_pages_language(
         api: TestClient, lang: str) -> None:  # noqa: F811

@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 
+import msgspec
 import polars as pl
 import pytest
 from aiohttp.test_utils import TestClient
@@ -23,6 +24,7 @@ from metrics.postal import (
     postal_trend,
     previous_period,
 )
+from publish.contract_ops import PostalSummaryByCorridor, PostalSummaryByOperator, Problem
 
 
 def _quote(period: str, firm: str, firm_type: str, fee: float, *, transparent: bool = True,
@@ -158,6 +160,8 @@ async def test_the_api_answers_per_corridor_and_per_operator(api: TestClient  # 
     resp = await api.get("/v1/postal/summary?period=2014Q2")
     assert resp.status == 200, await resp.text()
     body = await resp.json()
+    # The body is its contract model's, to the key and type (decoding is strict).
+    msgspec.json.decode(await resp.read(), type=PostalSummaryByCorridor)
     assert (body["period"], body["previous_period"], body["by"], body["amount_usd"],
             body["columns"]) == ("2014Q2", "2014Q1", "corridor", 200, list(SUMMARY_COLUMNS))
     assert body["count"] == len(body["rows"]) > 0
@@ -176,8 +180,9 @@ async def test_the_api_answers_per_corridor_and_per_operator(api: TestClient  # 
     text = await resp.text()
     rows = list(csv.DictReader(io.StringIO(text)))
     assert list(rows[0]) == list(OPERATOR_COLUMNS)
-    operators = (await (await api.get("/v1/postal/summary?period=2014Q2&by=operator")
-                        ).json())["rows"]
+    by_operator = await (await api.get("/v1/postal/summary?period=2014Q2&by=operator")).read()
+    operators = json.loads(by_operator)["rows"]
+    assert msgspec.json.decode(by_operator, type=PostalSummaryByOperator).rows
     assert [r["firm"] for r in rows] == [r["firm"] for r in operators]
     assert {r["firm"] for r in rows} >= {"La Poste via Western Union", "MoneyTrans"}
     # Bad input is a problem naming the parameter.
@@ -185,6 +190,7 @@ async def test_the_api_answers_per_corridor_and_per_operator(api: TestClient  # 
     assert resp.status == 400
     problem = await resp.json(content_type=None)
     assert "by" in problem["detail"]
+    assert msgspec.json.decode(await resp.read(), type=Problem).parameter == "by"
     assert (await api.get("/v1/postal/summary?period=2030Q1")).status == 404
 
 

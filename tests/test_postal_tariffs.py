@@ -248,3 +248,36 @@ async def test_collected_by_the_cli_and_served(fresh_database: str, tmp_path: Pa
             ("JPN", "PHL", "Japan Post Bank", "sender", 1, None, "published_tariff")]
         health = await (await client.get("/healthz")).json()
         assert health["stale_tariffs"] == []
+
+
+async def test_a_newer_month_of_fee_only_tariffs_does_not_hide_the_priced_one(
+        fresh_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A post's published tariff states a fee and no rate: no total cost. The month it is
+    collected in is not what a migrant is shown by default while an earlier month priced the
+    corridor; asked for (``period``), it is answered."""
+    from api_support import make_app
+    from test_api_database import CHECK, quote, until
+
+    from corridors import runtime
+    from publish import data as publish_data
+
+    monkeypatch.setattr(publish_data, "REFRESH_SECONDS", CHECK)
+    tariff = dataclasses.replace(
+        quote(9, period="2026-11"), firm=dataclasses.replace(quote(9).firm, name="Post 9"),
+        service_key="test:post9:USA-MEX:account", applied_rate=None, transparent=False,
+        source="tariff-post-9", data_kind=DataKind.PUBLISHED_TARIFF)
+    priced = [quote(n, period="2026-10") for n in (1, 2)]
+    async with TestClient(TestServer(make_app(fresh_database))) as client:
+        await client.app[runtime.STORE].store_quotes([*priced, tariff])
+        url = "/v1/compare?from=USA&to=MEX&amount=200"
+        body = json.loads(await until(client, url, lambda status, _: status == 200))
+        assert body["period"] == "2026-10"
+        assert [s["provider"] for s in body["services"]] == ["Firm 1", "Firm 2"]
+        newer = await client.get(url + "&period=2026-11")
+        assert newer.status == 200
+        doc = await newer.json()
+        assert doc["period"] == "2026-11" and doc["services"] == []
+        assert [(s["provider"], s["total_cost_pct"], s["data_kind"])
+                for s in doc["non_transparent"]] == [("Post 9", None, "published_tariff")]
+        page = await client.get("/?from=USA&to=MEX&amount=200")
+        assert page.status == 200 and "Firm 1" in await page.text()

@@ -131,6 +131,9 @@ async def test_with_no_network_each_source_is_said_unreachable_once_and_serving_
         assert len(summaries) == 1 and "INFO" in summaries[0], (name, summaries)
     # The service answered throughout.
     assert answered and set(answered) == {200}, answered
+    # The scheduler's own chatter (every job's start and end, the alerts' detection every
+    # few seconds) stays out of the log at INFO.
+    assert not [ln for ln in lines if " apscheduler." in ln], err[-3000:]
 
 
 # -- recorded real responses, through the shipped source definitions --------------------------

@@ -274,3 +274,18 @@ def test_a_newcomer_without_the_sandbox_is_told_what_to_do() -> None:
     assert "Run 'sendcost sandbox' first, or point [[sources]]" in warning
     # The same sources seen with the sandbox at its default port are not at the sandbox.
     assert sandbox_down(emulated.sources, where="x") is None
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["--error-rate", "5"], "--error-rate: expected a share from 0 to 1"),
+    (["--bad-quote-rate", "-0.1"], "--bad-quote-rate: expected a share from 0 to 1"),
+    (["--operators", "-3", "--print-config"], "--operators: expected a whole number of at least 1"),
+    (["--hang-seconds", "nan"], "--hang-seconds: expected a duration of 0 or more"),
+    (["--burst-429-length", "0"], "--burst-429-length: expected a whole number of at least 1"),
+])
+def test_impossible_fault_knobs_are_refused(args: list[str], said: str,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as refused:
+        build_parser().parse_args(["sandbox", *args])
+    assert refused.value.code == 2
+    assert said in capsys.readouterr().err

@@ -4,11 +4,13 @@ refusing writes because its disk is full (a real server's DiskFullError)."""
 from __future__ import annotations
 
 import asyncpg
+import msgspec
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from api_support import make_app
 
 from corridors import runtime
+from publish.contract_ops import Health
 
 DISK_FULL = """
 CREATE FUNCTION _disk_full() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -33,6 +35,8 @@ async def test_writes_refused_for_a_full_disk_make_healthz_degraded(
         resp = await client.get("/healthz")
         assert resp.status == 503 and resp.headers["Retry-After"]
         body = await resp.json()
+        # The same model either way, to the key and type (decoding is strict).
+        assert msgspec.json.decode(await resp.read(), type=Health).status == "degraded"
         assert body["status"] == "degraded" and body["database"]["reachable"] is True
         [reason] = body["reasons"]
         assert reason.startswith("writes fail: disk full: no space left on device where the "
@@ -40,8 +44,10 @@ async def test_writes_refused_for_a_full_disk_make_healthz_degraded(
         # Space again: the next write that succeeds makes it ok.
         await store.pool.execute("DROP TRIGGER _disk_full ON collection_runs")
         await store.start_run("health-test")
-        body = await (await client.get("/healthz")).json()
+        ok = await client.get("/healthz")
+        body = await ok.json()
         assert (body["status"], body["reasons"]) == ("ok", [])
+        assert msgspec.json.decode(await ok.read(), type=Health).database.reachable
 
 
 async def test_other_write_errors_are_not_health(fresh_database: str) -> None:

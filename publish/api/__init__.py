@@ -9,7 +9,7 @@ matching ``If-None-Match``. Collection endpoints have a CSV twin (``.csv`` suffi
 contract is documented in docs/api.md and ``/v1/openapi.json``.
 
 - ``conventions``: the envelope's fields, negotiation, the CSV twin, answers kept per snapshot
-  (the answers themselves are ``publish.contract``'s models);
+  (the answers themselves are ``publish.contract``'s and ``publish.contract_ops``' models);
 - ``summaries``: how a corridor and its cheapest service are shown everywhere;
 - ``compare``, ``corridors``, ``indicators``, ``kpis``, ``postal``: the data resources;
 - ``operations`` (the OpenAPI document, ``/metrics``), ``admin``, ``static``;

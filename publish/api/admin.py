@@ -12,6 +12,8 @@ from collector.schedule import COLLECTION_JOBS
 from corridors import runtime
 from corridors.errors import NoData
 from publish.bulletin_files import publish_bulletin
+from publish.contract import Model, encode
+from publish.contract_ops import AdminBulletin, AdminCollect
 from publish.params import Params
 from publish.problems import Problem, bad_parameter, not_found
 
@@ -26,6 +28,17 @@ def authorise(request: web.Request) -> None:
                                                              token.encode()):
         raise Problem(401, "admin actions need the header Authorization: Bearer <token>",
                       headers={"WWW-Authenticate": 'Bearer realm="sendcost-admin"'})
+
+
+def admin_answer(model: Model, *, status: int = 200,
+                 headers: dict[str, str] | None = None) -> web.Response:
+    """An admin action's JSON answer: never cached (``no-store``)."""
+    return web.Response(body=encode(model), status=status, content_type="application/json",
+                        headers={"Cache-Control": "no-store", **(headers or {})})
+
+
+def accepted(model: Model) -> web.Response:
+    return admin_answer(model, status=202)
 
 
 ADMIN_COLLECT_PARAMS = frozenset({"source"})
@@ -60,9 +73,8 @@ async def admin_collect(request: web.Request) -> web.StreamResponse:
     now = dt.datetime.now(dt.UTC)
     for job_id in idle:
         scheduler.modify_job(job_id, next_run_time=now)
-    return web.json_response({"status": "triggered", "jobs": idle,
-                              "already_running": running, "at": now.isoformat()},
-                             status=202, headers={"Cache-Control": "no-store"})
+    return accepted(AdminCollect(status="triggered", jobs=idle, already_running=running,
+                                 at=now.isoformat()))
 
 
 async def admin_bulletin(request: web.Request) -> web.StreamResponse:
@@ -79,7 +91,6 @@ async def admin_bulletin(request: web.Request) -> web.StreamResponse:
     # Where GET /v1/bulletins serves it, and its folder relative to the data folder: the
     # server's own paths are none of the client's business.
     published = result["period"]
-    return web.json_response({"status": "published", "period": published,
-                              "url": f"/v1/bulletins/{published}/",
-                              "folder": f"bulletins/{published}"},
-                             status=202, headers={"Cache-Control": "no-store"})
+    return accepted(AdminBulletin(status="published", period=published,
+                                  url=f"/v1/bulletins/{published}/",
+                                  folder=f"bulletins/{published}"))

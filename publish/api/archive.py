@@ -9,12 +9,12 @@ dropped (``[storage] raw_retention_days``) is gone: its provenance, hash and siz
 
 from __future__ import annotations
 
-import json
-
 from aiohttp import web
 
 from corridors import runtime
 from publish.api.conventions import JSON
+from publish.contract import encode
+from publish.contract_ops import ArchivedResponse
 from publish.problems import bad_parameter, not_found
 from publish.responses import send
 
@@ -48,18 +48,17 @@ async def archived_response(request: web.Request) -> web.StreamResponse:
         raw_id)
     if row is None:
         raise not_found(f"no archived response {raw_id}")
-    doc = {
-        "id": row["id"], "source": row["source"], "url": row["url"],
-        "fetched_at": row["fetched_at"].isoformat(), "status": row["status"],
-        "content_type": row["content_type"], "content_hash": row["content_hash"],
-        "body_size": row["body_size"],
-        "body_dropped_at": (row["body_dropped_at"].isoformat()
-                            if row["body_dropped_at"] else None),
-        "body_url": body_url(raw_id) if row["kept"] else None,
-        "licence": row["licence"], "run_id": row["run_id"],
-    }
-    return send(request, json.dumps(doc, ensure_ascii=False).encode(), JSON,
-                cache_control=IMMUTABLE)
+    doc = ArchivedResponse(
+        id=row["id"], source=row["source"], url=row["url"],
+        fetched_at=row["fetched_at"].isoformat(), status=row["status"],
+        content_type=row["content_type"], content_hash=row["content_hash"],
+        body_size=row["body_size"],
+        body_dropped_at=(row["body_dropped_at"].isoformat()
+                         if row["body_dropped_at"] else None),
+        body_url=body_url(raw_id) if row["kept"] else None,
+        licence=row["licence"], run_id=row["run_id"],
+    )
+    return send(request, encode(doc), JSON, cache_control=IMMUTABLE)
 
 
 async def archived_body(request: web.Request) -> web.StreamResponse:

@@ -66,6 +66,18 @@ def _filter_note(entries: list[dict[str, Any]], payin: str | None, payout: str |
     return "; ".join(unsaid) + ": the filter leaves them out" if unsaid else None
 
 
+def default_period(by_period: dict[str, list[PricePoint]]) -> str:
+    """The period a comparison shows when none is asked: the corridor's latest with a total
+    cost for some service. A newer one holding only what cannot be costed (a post's
+    published tariff with no exchange rate: a fee alone) would give a migrant "no service
+    can be ranked" while the survey priced the corridor; its latest of all when none has a
+    cost (it says so itself). ``?period=`` still shows any."""
+    costed = [label for label, points in by_period.items()
+              if any(e["total_cost_pct"] is not None
+                     for pt in points for e in pt.services + pt.non_transparent)]
+    return max(costed or by_period, key=period_key)
+
+
 def compare_model(snap: Snapshot, src: str, dst: str, amount: Decimal,
                   currency: str | None, payin: str | None, payout: str | None,
                   period: str | None) -> Compare:
@@ -74,7 +86,7 @@ def compare_model(snap: Snapshot, src: str, dst: str, amount: Decimal,
         raise not_found(f"no quotes for the corridor {src} → {dst} in {period}; it has "
                         f"{', '.join(sorted(by_period, key=period_key))}",
                         corridor=f"{src}-{dst}")
-    label = period or max(by_period, key=period_key)
+    label = period or default_period(by_period)
     points = by_period[label]
     send_currency = points[0].send_currency
     if currency is not None and currency not in (send_currency, "USD"):

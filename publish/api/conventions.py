@@ -4,10 +4,7 @@ twin, the answers kept per snapshot, the snapshot a request reads."""
 from __future__ import annotations
 
 import asyncio
-import csv
 import functools
-import io
-import json
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -28,21 +25,11 @@ RESPONSE_CACHE_MAX = 8192
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def envelope(period: str | None, sources: Iterable[str], *, emulated: bool = False,
-             **data: Any) -> dict[str, Any]:
-    """The keys every JSON answer starts with, for the one answer still written as a dict
-    (``/v1/postal/summary``); the others are ``publish.contract`` models filled with
-    ``header``. ``emulated``: the answer was asked to include emulated data
-    (``?include=emulated``), and says so first: ``warning``."""
-    warning = {"warning": EMULATED_WARNING, "includes": ["emulated"]} if emulated else {}
-    return {**warning, "period": period, "methodology_version": METHODOLOGY_VERSION,
-            "sources": sources_of(list(sources)), "licence": LICENCE, **data}
-
-
 def header(period: str | None, sources: Iterable[str], *,
            emulated: bool = False) -> dict[str, Any]:
     """The keys every JSON answer starts with, as the fields of a response model's
-    ``contract.Envelope``: ``Model(**header(...), ...)``.
+    ``contract.Envelope``: ``Model(**header(...), ...)`` (every answer with an envelope is
+    one: ``publish.contract`` and ``publish.contract_ops``).
     ``emulated``: the answer was asked to include emulated data (``?include=emulated``), and
     says so first: ``warning`` (left unset, hence absent, otherwise)."""
     out: dict[str, Any] = {"warning": EMULATED_WARNING, "includes": ["emulated"]} \
@@ -76,11 +63,6 @@ def include_emulated(request: web.Request) -> bool:
         raise bad_parameter(INCLUDE, f"include takes one value, 'emulated' (the sandbox's "
                                      f"invented quotes, left out by default), not {value!r}")
     return True
-
-
-def dumps(payload: Any) -> bytes:
-    return json.dumps(payload, ensure_ascii=False, allow_nan=False,
-                      separators=(",", ":")).encode()
 
 
 def _quality(ranges: list[tuple[str, str, float]], kind: str, sub: str) -> float:
@@ -136,21 +118,6 @@ def wants_csv(request: web.Request) -> bool:
         return True
     accept = request.headers.get("Accept")
     return bool(accept) and negotiate(accept) == "csv"
-
-
-def to_csv(rows: list[dict[str, Any]], columns: list[str]) -> bytes:
-    """A CSV twin of dict rows (``/v1/postal/summary``; the models' twins are
-    ``publish.contract.to_csv``)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    for r in rows:
-        # A list (a service's flags) is one cell, its items separated by spaces.
-        writer.writerow(["" if r.get(c) is None else
-                         ("true" if r[c] is True else "false" if r[c] is False else
-                          " ".join(map(str, r[c])) if isinstance(r[c], list) else r[c])
-                         for c in columns])
-    return buf.getvalue().encode()
 
 
 def _sf_string(text: object) -> str:

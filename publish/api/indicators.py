@@ -7,7 +7,6 @@ from typing import Any
 
 from aiohttp import web
 
-from metrics.indicators import corridor_table
 from publish.api.conventions import (
     INCLUDE,
     JSON,
@@ -30,6 +29,7 @@ from publish.contract import (
     ShareDenominator,
     WeightCoverage,
     encode,
+    to_csv,
 )
 from publish.data import DATA, finite
 from publish.params import Params
@@ -37,10 +37,6 @@ from publish.problems import not_found
 from publish.responses import send
 
 INDICATORS_PARAMS = frozenset({"period", "amount", INCLUDE})
-#: The metrics document's names (``metrics.indicators``) → the API's, as every other
-#: endpoint names them: a cheapest service has a ``provider`` and a ``total_cost_pct``.
-INDICATORS_CSV_RENAMED = {"cheapest_firm": "cheapest_provider",
-                          "cheapest_total_cost": "cheapest_total_cost_pct"}
 
 
 def _indicators_corridor(c: dict[str, Any]) -> IndicatorsCorridor:
@@ -103,14 +99,13 @@ async def indicators(request: web.Request) -> web.StreamResponse:
     hit = cached(snap, key)
     if hit is None:
         doc = await request.app[DATA].indicators(snap, label, amount_usd)
+        sources = sources_used(snap, label, amount_usd)
+        model = indicators_model(doc, sources, emulated=snap.include_emulated)
         if fmt == "csv":
-            body = await asyncio.to_thread(lambda: corridor_table(doc).rename(
-                INDICATORS_CSV_RENAMED).write_csv().encode())
-            meta = csv_headers(label, sources_used(snap, label, amount_usd),
-                               emulated=snap.include_emulated)
+            body = await asyncio.to_thread(to_csv, IndicatorsCorridor, model.corridors, model)
+            meta = csv_headers(label, sources, emulated=snap.include_emulated)
         else:
-            body = encode(indicators_model(doc, sources_used(snap, label, amount_usd),
-                                           emulated=snap.include_emulated))
+            body = encode(model)
             meta = {}
         hit = remember(snap, key, body, meta)
     body, tag, meta = hit

@@ -7,7 +7,6 @@ from typing import Any
 
 from aiohttp import web
 
-from metrics.kpis import scorecard_table
 from publish.api.conventions import (
     JSON,
     cached,
@@ -22,7 +21,7 @@ from publish.api.conventions import (
 from publish.api.indicators import INDICATORS_PARAMS
 from publish.api.summaries import sources_used
 from publish.bulletin import g20_scorecard
-from publish.contract import Kpis, KpisCorridor, Scorecard, Targets, encode
+from publish.contract import Kpis, KpisCorridor, Scorecard, Targets, encode, to_csv
 from publish.data import Snapshot
 from publish.params import Params
 from publish.problems import not_found
@@ -38,6 +37,16 @@ def kpis_document(snap: Snapshot, label: str, amount_usd: int) -> dict[str, Any]
     """The scorecard of a period (blocking: run in a thread; ``publish.bulletin``'s, the
     bulletin's section and this endpoint one computation)."""
     return g20_scorecard(snap.quotes.lazy(), label, amount_usd)
+
+
+def kpis_model(doc: dict[str, Any], sources: list[str], *, emulated: bool) -> Kpis:
+    """The scorecard document (``kpis_document``) as the API's ``Kpis``."""
+    return Kpis(
+        **header(doc["period"], sources, emulated=emulated),
+        amount_usd=doc["amount_usd"], scope=KPIS_SCOPE, targets=Targets(**doc["targets"]),
+        weekends_only=doc["weekends_only"], global_=Scorecard(**doc["global"]),
+        corridors=[KpisCorridor(from_=country(c["source"]), to=country(c["destination"]), **c)
+                   for c in doc["corridors"]])
 
 
 async def kpis(request: web.Request) -> web.StreamResponse:
@@ -60,18 +69,12 @@ async def kpis(request: web.Request) -> web.StreamResponse:
             made = await asyncio.to_thread(kpis_document, snap, label, amount_usd)
             doc = snap.keep(doc_key, lambda: made)
         sources = sources_used(snap, label, amount_usd)
+        model = kpis_model(doc, sources, emulated=snap.include_emulated)
         if fmt == "csv":
-            body = await asyncio.to_thread(lambda: scorecard_table(doc).write_csv().encode())
+            body = await asyncio.to_thread(to_csv, KpisCorridor, model.corridors, model)
             meta = csv_headers(label, sources, emulated=snap.include_emulated)
         else:
-            body = encode(Kpis(
-                **header(doc["period"], sources, emulated=snap.include_emulated),
-                amount_usd=doc["amount_usd"], scope=KPIS_SCOPE,
-                targets=Targets(**doc["targets"]), weekends_only=doc["weekends_only"],
-                global_=Scorecard(**doc["global"]),
-                corridors=[KpisCorridor(from_=country(c["source"]),
-                                        to=country(c["destination"]), **c)
-                           for c in doc["corridors"]]))
+            body = encode(model)
             meta = {}
         hit = remember(snap, key, body, meta)
     body, tag, meta = hit

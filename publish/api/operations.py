@@ -10,7 +10,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from corridors import runtime
 from publish import middleware, openapi
-from publish.api.conventions import JSON, dumps
+from publish.api.conventions import JSON
+from publish.contract import encode
+from publish.contract_ops import OpenAPI
 from publish.data import DATA, STORE_ERRORS, StoreUnavailable
 from publish.responses import send
 
@@ -18,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 async def openapi_json(request: web.Request) -> web.StreamResponse:
-    return send(request, dumps(openapi.document()), JSON)
+    return send(request, encode(OpenAPI(**openapi.document())), JSON)
 
 
 async def prometheus(request: web.Request) -> web.StreamResponse:

@@ -6,21 +6,20 @@ corridors, and is the gap closing?"), answered from the snapshot's services fram
 or pays out. ``?by=corridor`` (default) gives one row per post, corridor and role;
 ``?by=operator`` one per post and role. Rows carry exactly the columns of
 ``sendcost export postal --by corridor|operator`` (``SUMMARY_COLUMNS`` /
-``OPERATOR_COLUMNS``), in the JSON and in the CSV twin (``/v1/postal/summary.csv``).
+``OPERATOR_COLUMNS``), in the JSON and in the CSV twin (``/v1/postal/summary.csv``): they
+are the models ``publish.contract_ops.PostalSummaryRow`` / ``PostalOperatorRow``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 from aiohttp import web
 
 from metrics.postal import (
-    OPERATOR_COLUMNS,
-    SUMMARY_COLUMNS,
     post_role,
     postal_summary_by_operator,
     previous_period,
@@ -31,12 +30,17 @@ from publish.api.conventions import (
     INCLUDE,
     JSON,
     csv_headers,
-    dumps,
-    envelope,
+    header,
     send_csv,
     snapshot_of,
-    to_csv,
     wants_csv,
+)
+from publish.contract import encode, to_csv
+from publish.contract_ops import (
+    PostalOperatorRow,
+    PostalSummaryByCorridor,
+    PostalSummaryByOperator,
+    PostalSummaryRow,
 )
 from publish.data import Snapshot
 from publish.params import Params
@@ -56,8 +60,16 @@ def _latest(snap: Snapshot, amount_usd: int) -> str | None:
                  and s.filter(post_role().is_not_null()).height), None)
 
 
+Row = PostalSummaryRow | PostalOperatorRow
+
+
+def _finite(value: Any) -> Any:
+    """A cell as JSON shows it: NaN and infinities are null."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 def summary_rows(snap: Snapshot, label: str, amount_usd: int, by: str
-                 ) -> tuple[str | None, list[dict[str, Any]]]:
+                 ) -> tuple[str | None, list[Row]]:
     """(the previous period compared with, the rows) — blocking: run in a thread."""
     previous = previous_period([p for p in snap.periods if (p, amount_usd) in snap.services],
                                label)
@@ -70,8 +82,8 @@ def summary_rows(snap: Snapshot, label: str, amount_usd: int, by: str
         provenance=service_provenance(snap.quotes.lazy(), period=label,
                                       amount_usd=amount_usd))
     frame = (summary if by == "corridor" else postal_summary_by_operator(summary)).collect()
-    rows = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-             for k, v in r.items()} for r in frame.iter_rows(named=True)]
+    model: type[Row] = PostalSummaryRow if by == "corridor" else PostalOperatorRow
+    rows = [model(**{k: _finite(v) for k, v in r.items()}) for r in frame.iter_rows(named=True)]
     return (previous if before is not None else None), rows
 
 
@@ -90,15 +102,23 @@ async def postal_summary(request: web.Request) -> web.StreamResponse:
     previous, rows = await asyncio.to_thread(
         snap.keep, ("postal_summary", label, amount_usd, by),
         lambda: summary_rows(snap, label, amount_usd, by))
-    sources = sorted({s for r in rows for s in (r["sources"] or "").split()}) or ["rpw"]
-    columns = list(SUMMARY_COLUMNS if by == "corridor" else OPERATOR_COLUMNS)
+    sources = sorted({s for r in rows for s in (r.sources or "").split()}) or ["rpw"]
+    model: type[Row] = PostalSummaryRow if by == "corridor" else PostalOperatorRow
     if wants_csv(request):
-        return send_csv(request, to_csv(rows, columns),
+        return send_csv(request, to_csv(model, rows),
                         csv_headers(label, sources, emulated=snap.include_emulated),
                         filename=f"postal-summary-{label}-by-{by}")
-    body = dumps(envelope(label, sources, emulated=snap.include_emulated,
-                          amount_usd=amount_usd, by=by, previous_period=previous,
-                          market=MARKET, count=len(rows), columns=columns, rows=rows))
+    head = {**header(label, sources, emulated=snap.include_emulated),
+            "amount_usd": amount_usd, "previous_period": previous, "market": MARKET,
+            "count": len(rows), "columns": list(model.csv_columns)}
+    # summary_rows made the rows of ``model``, the one ``by`` names.
+    answer: PostalSummaryByCorridor | PostalSummaryByOperator = (
+        PostalSummaryByCorridor(**head, by="corridor",
+                                rows=cast(list[PostalSummaryRow], rows))
+        if by == "corridor" else
+        PostalSummaryByOperator(**head, by="operator",
+                                rows=cast(list[PostalOperatorRow], rows)))
+    body = encode(answer)
     return send(request, body, JSON)
 
 

@@ -13,7 +13,7 @@ import asyncpg
 from corridors import health
 from corridors.config import Config, load_config
 from corridors.errors import DatabaseError
-from sendcost.cli import common_options, setup_logging
+from sendcost.cli import EXIT_USAGE, common_options, setup_logging
 from sendcost.commands import Subcommands
 
 if TYPE_CHECKING:
@@ -77,6 +77,13 @@ async def _download(config: Config, folder: Path | None) -> Path:
                               user_agent=config.collection.user_agent)
 
 
+def _usage(message: str) -> int:
+    """A bad command line: said as argparse says it, exit code 2 (``sendcost --help``)."""
+    print(f"usage: sendcost import rpw [-h] [PATH | --bundled | --download [--to DIR]]\n"
+          f"sendcost import rpw: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
 def run_rpw(args: argparse.Namespace) -> int:
     from collector.rpw_import import import_rpw
     from corridors.reading.rpw import bundled_rpw_path
@@ -86,10 +93,9 @@ def run_rpw(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     setup_logging(args, config.log_level)
     if sum(map(bool, (args.path, args.bundled, args.download))) != 1:
-        raise SystemExit("sendcost import rpw: give PATH, --bundled or --download (one of "
-                         "them)")
+        return _usage("give PATH, --bundled or --download (one of them)")
     if args.to and not args.download:
-        raise SystemExit("sendcost import rpw: --to goes with --download")
+        return _usage("--to goes with --download")
     path = bundled_rpw_path() if args.bundled else args.path
     if args.download:
         path = asyncio.run(_download(config, Path(args.to) if args.to else None))

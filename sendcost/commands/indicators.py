@@ -6,11 +6,13 @@ import argparse
 import asyncio
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from corridors.config import load_config
+from corridors.errors import ImportFileError
 from corridors.periods import parse_period
 from corridors.types import EMULATED_WARNING
 from sendcost.cli import common_options, setup_logging
@@ -122,6 +124,9 @@ def run(args: argparse.Namespace) -> int:
     if args.from_file:
         from corridors.reading.rpw import read_rpw
 
+        if Path(args.from_file).is_dir():
+            raise ImportFileError("a folder, not an RPW file (a .csv.gz of quotes or the "
+                                  "World Bank's .xlsx workbook)", path=args.from_file)
         read = read_rpw(args.from_file)
         print("\n".join(read.report()), file=sys.stderr, flush=True)
         read.check_rejected_share(config.imports.max_rejected_share)
@@ -148,7 +153,9 @@ def run(args: argparse.Namespace) -> int:
 
     table = corridor_table(doc)
     if args.format == "csv":
-        table.write_csv(sys.stdout)
+        # Through Python's stream (Polars writing to it straight reports a reader gone away,
+        # `| head`, as its own error rather than BrokenPipeError).
+        sys.stdout.write(table.write_csv())
         return 0
     _print_table(doc, table)
     return 0

@@ -50,6 +50,43 @@ examples:
 """
 
 
+def share(text: str) -> float:
+    """An argparse type: a share of requests, 0 to 1 (0.05: one in twenty)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a share from 0 to 1 (0.05 is one request "
+                                         f"in twenty), not {text!r}")
+    return value
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number, ``minimum`` or more."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number of at least {minimum}, "
+                                             f"not {text!r}")
+        return value
+    return parse
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a duration in seconds (or milliseconds), 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a duration of 0 or more, not {text!r}")
+    return value
+
+
 def register(sub: Subcommands) -> None:
     p = sub.add_parser("sandbox", help="serve emulated upstreams on loopback",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -57,10 +94,10 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
     p.add_argument("--port", type=port_number, default=DEFAULT_PORT,
                    help=f"port (default {DEFAULT_PORT})")
-    p.add_argument("--operators", type=int, default=None,
+    p.add_argument("--operators", type=at_least(1), default=None,
                    help="emulated operators (default: 10 served; 3 in --print-config, as "
                         "serve --sandbox collects)")
-    p.add_argument("--corridors", type=int, default=20,
+    p.add_argument("--corridors", type=at_least(1), default=20,
                    help="corridors in --print-config (default 20, RPW's busiest)")
     p.add_argument("--print-config", action="store_true",
                    help="print the emulated profile for this sandbox's address and exit: "
@@ -68,21 +105,21 @@ def register(sub: Subcommands) -> None:
                         "collects from (the ECB and JSON rates, the comparison feed, each "
                         "operator, up to three posts and the RPW file)")
     knobs = p.add_argument_group("faults")
-    knobs.add_argument("--latency-ms", type=float, default=0.0, help="mean added latency")
-    knobs.add_argument("--error-rate", type=float, default=0.0, help="share of 5xx answers")
-    knobs.add_argument("--timeout-rate", type=float, default=0.0,
+    knobs.add_argument("--latency-ms", type=seconds, default=0.0, help="mean added latency")
+    knobs.add_argument("--error-rate", type=share, default=0.0, help="share of 5xx answers")
+    knobs.add_argument("--timeout-rate", type=share, default=0.0,
                        help="share of requests that hang (--hang-seconds)")
-    knobs.add_argument("--hang-seconds", type=float, default=30.0)
-    knobs.add_argument("--malformed-rate", type=float, default=0.0,
+    knobs.add_argument("--hang-seconds", type=seconds, default=30.0)
+    knobs.add_argument("--malformed-rate", type=share, default=0.0,
                        help="share of truncated bodies")
-    knobs.add_argument("--slow-body-rate", type=float, default=0.0,
+    knobs.add_argument("--slow-body-rate", type=share, default=0.0,
                        help="share of bodies sent slowly (--slow-body-seconds)")
-    knobs.add_argument("--slow-body-seconds", type=float, default=2.0)
-    knobs.add_argument("--burst-429-every", type=int, default=0,
+    knobs.add_argument("--slow-body-seconds", type=seconds, default=2.0)
+    knobs.add_argument("--burst-429-every", type=at_least(0), default=0,
                        help="every N requests, a burst of 429s (0: never)")
-    knobs.add_argument("--burst-429-length", type=int, default=5)
+    knobs.add_argument("--burst-429-length", type=at_least(1), default=5)
     knobs.add_argument("--retry-after", default="1", help="Retry-After sent with 429s")
-    knobs.add_argument("--bad-quote-rate", type=float, default=0.0,
+    knobs.add_argument("--bad-quote-rate", type=share, default=0.0,
                        help="share of implausible operator quotes (quarantine fodder)")
     knobs.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
