@@ -14,7 +14,8 @@ memory is its own:
   text and nothing else;
 * ``import``: ``collector.rpw_import.import_rpw`` into a throw-away database on the server
   of ``--database-url`` (default ``$SENDCOST_TEST_DATABASE_URL``, else the one below;
-  ``''`` skips it): parse, then every quote stored in one transaction.
+  ``''`` skips it): read and stored a chunk of rows at a time in one transaction, then
+  the partitions of the survey's months made (their quotes moving in).
 
     .venv/bin/python bench/rpw_import.py [--database-url postgresql://postgres@127.0.0.1:5432/test]
 

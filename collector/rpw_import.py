@@ -11,6 +11,7 @@ the next being read) and their quotes, not the file (docs/indicators.md has the 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import hashlib
@@ -21,8 +22,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import polars as pl
 
+from corridors import partitions
 from corridors.config import DEFAULT_MAX_REJECTED_SHARE
 from corridors.frame import empty_quote_frame
 from corridors.reading.rpw import (
@@ -32,7 +35,7 @@ from corridors.reading.rpw import (
     bundled_rpw_path,
     iter_rpw,
 )
-from corridors.store import Store
+from corridors.store import STORE_ERRORS, Store
 from corridors.types import (
     AccessPoint,
     DataKind,
@@ -76,6 +79,8 @@ class ImportSummary:
     #: ...when it finished, and the quotes of the file it read (new and already there).
     same_as_finished: dt.datetime | None = None
     same_as_quotes: int = 0
+    #: Quotes of months detached from the store (docs/storage.md), left out.
+    detached: int = 0
 
     @classmethod
     def already(cls, path: str, import_id: int, finished: dt.datetime | None = None,
@@ -94,7 +99,8 @@ class ImportSummary:
             f"imported {self.path}",
             f"  rows read:      {self.rows_read:,} ({self.quotes_read:,} quotes at USD 200/500)",
             f"  rows used:      {self.rows_used:,}",
-            f"  quotes stored:  {self.quotes_stored:,} new, {self.duplicates:,} already there",
+            f"  quotes stored:  {self.quotes_stored:,} new, {self.duplicates:,} already there"
+            + (f", {self.detached:,} of detached months left out" if self.detached else ""),
             f"  services:       {self.services:,}",
             f"  corridors:      {self.corridors:,}",
             f"  periods:        {', '.join(self.periods)}",
@@ -196,7 +202,11 @@ async def import_rpw(store: Store, path: str | Path,
                      chunk_rows: int = CHUNK_ROWS,
                      ) -> ImportSummary:
     """Read ``path`` ``chunk_rows`` rows at a time and store each chunk's quotes as it is
-    read, all in one transaction, committed once the whole file is read.
+    read, all in one transaction, committed once the whole file is read; but for the quotes
+    of months detached from the store (``ImportSummary.detached``). Then each month of the
+    survey gets a partition of its own where it has none yet (its quotes, stored in the
+    default partition meanwhile, move into it), one short transaction each: made inside the
+    import's transaction, the lock it takes on ``quotes`` would be held for the whole import.
 
     ``on_read`` sees what the read found (rows read, used, rejected, unknown labels) once
     the file is read, before the transaction commits. When more than
@@ -210,28 +220,67 @@ async def import_rpw(store: Store, path: str | Path,
 
     Raises ImportFileError (naming the line) when the file is corrupt: nothing is stored.
     """
-    import asyncio
-
     path = Path(path)
     if digest is None:
         digest = await asyncio.to_thread(file_hash, path)
-    async with store.pool.acquire() as conn, conn.transaction():
+    async with store.pool.acquire() as conn:
         # The bundled import at a first start and a scheduled RPW source may meet on the
-        # same file: the second waits here, then finds the first one's import.
-        await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))",
-                           _IMPORT_LOCK, digest)
-        if unless_imported:
-            before = await conn.fetchrow(
-                "SELECT id, finished_at, quotes_stored "
-                "+ coalesce((summary->>'duplicates')::bigint, 0) AS quotes FROM imports "
-                "WHERE kind = 'rpw' AND status = 'ok' AND file_hash = $1 "
-                "ORDER BY id DESC LIMIT 1", digest)
-            if before is not None:
-                # Debug only: the caller says it (the CLI's line, the run's message).
-                log.debug("%s is the file import %d stored (same SHA-256): not parsed again",
-                          path, before["id"])
-                return ImportSummary.already(str(path), before["id"], before["finished_at"],
-                                             before["quotes"])
+        # same file: the second waits here, then finds the first one's import. A session
+        # lock, not a transaction's: the survey's month partitions are made after the
+        # transaction that stores its quotes, in short ones of their own.
+        await conn.execute("SELECT pg_advisory_lock($1, hashtext($2))", _IMPORT_LOCK, digest)
+        try:
+            summary, months = await _import_locked(
+                store, conn, path, digest, progress, unless_imported=unless_imported,
+                max_rejected_share=max_rejected_share, on_read=on_read,
+                chunk_rows=chunk_rows)
+            made = await partitions.make_month_partitions(conn, "quotes", months)
+            if made:
+                log.info("made %d month partitions for %s", len(made), path)
+            return summary
+        finally:
+            # Should this fail, the pool's reset of the connection releases it.
+            with contextlib.suppress(*STORE_ERRORS):
+                await conn.execute("SELECT pg_advisory_unlock($1, hashtext($2))",
+                                   _IMPORT_LOCK, digest)
+
+
+def _months(quotes: list[Quote]) -> dict[dt.date, list[int]]:
+    """The UTC month of each quote's collection time (the partition it goes to): month →
+    indexes in ``quotes``."""
+    out: dict[dt.date, list[int]] = {}
+    for i, q in enumerate(quotes):
+        at = q.collected_at.astimezone(dt.UTC) if q.collected_at.tzinfo else q.collected_at
+        out.setdefault(dt.date(at.year, at.month, 1), []).append(i)
+    return out
+
+
+async def _import_locked(store: Store, conn: asyncpg.Connection, path: Path, digest: str,
+                         progress: Callable[[int, int], None] | None, *,
+                         unless_imported: bool, max_rejected_share: float,
+                         on_read: Callable[[RpwRead], None] | None, chunk_rows: int,
+                         ) -> tuple[ImportSummary, set[dt.date]]:
+    """``import_rpw`` once the file's lock is held on ``conn``: the summary, and the months
+    of the quotes stored."""
+    if unless_imported:
+        before = await conn.fetchrow(
+            "SELECT id, finished_at, quotes_stored "
+            "+ coalesce((summary->>'duplicates')::bigint, 0) AS quotes FROM imports "
+            "WHERE kind = 'rpw' AND status = 'ok' AND file_hash = $1 "
+            "ORDER BY id DESC LIMIT 1", digest)
+        if before is not None:
+            # Debug only: the caller says it (the CLI's line, the run's message).
+            log.debug("%s is the file import %d stored (same SHA-256): not parsed again",
+                      path, before["id"])
+            return ImportSummary.already(str(path), before["id"], before["finished_at"],
+                                         before["quotes"]), set()
+    # A month detached (docs/storage.md) stays out of the store: its quotes, archived with
+    # it, are not stored again (the rollups kept their sums, which would count them twice).
+    detached = {r["month"] for r in await conn.fetch(
+        "SELECT month FROM detachments WHERE parent = 'quotes'")}
+    months: set[dt.date] = set()
+    left_out: dict[dt.date, int] = {}
+    async with conn.transaction():
         import_id = await conn.fetchval(
             "INSERT INTO imports (kind, path, file_hash) VALUES ('rpw', $1, $2) RETURNING id",
             str(path), digest)
@@ -249,6 +298,13 @@ async def import_rpw(store: Store, path: str | Path,
                 periods.update(frame["period"].unique().to_list())
                 corridors.update(frame.select("source_code", "destination_code").unique()
                                  .iter_rows())
+                by_month = _months(quotes)
+                if gone := by_month.keys() & detached:
+                    out = {i for m in gone for i in by_month[m]}
+                    for m in gone:
+                        left_out[m] = left_out.get(m, 0) + len(by_month[m])
+                    quotes = [q for i, q in enumerate(quotes) if i not in out]
+                months.update(by_month.keys() - detached)
                 for start in range(0, len(quotes), _CHUNK):
                     result = await store.store_quotes(quotes[start:start + _CHUNK],
                                                       import_id=import_id, conn=conn)
@@ -267,11 +323,14 @@ async def import_rpw(store: Store, path: str | Path,
         read.check_rejected_share(max_rejected_share)
         rejected = [{"line": r.line, "reason": r.reason, "sheet": r.sheet, "column": r.column,
                      "value": r.value, "kind": r.kind} for r in read.rejected]
+        in_detached = sum(left_out.values())
         summary = ImportSummary(
             path=str(path), import_id=import_id, rows_read=read.rows_read,
-            quotes_read=read.quotes, quotes_stored=stored, duplicates=read.quotes - stored,
+            quotes_read=read.quotes, quotes_stored=stored,
+            duplicates=read.quotes - in_detached - stored,
             services=read.rows_kept, periods=sorted(periods), corridors=len(corridors),
             rejected=rejected, rows_used=read.rows_kept, unknown_labels=read.unknown_labels,
+            detached=in_detached,
         )
         await conn.execute(
             "UPDATE imports SET finished_at = now(), status = 'ok', rows_read = $2, "
@@ -279,12 +338,16 @@ async def import_rpw(store: Store, path: str | Path,
             import_id, read.rows_read, stored, rejected,
             {"services": summary.services, "periods": summary.periods,
              "corridors": summary.corridors, "duplicates": summary.duplicates,
+             "in_detached_months": summary.detached,
              "rows_used": read.rows_kept, "unknown_labels": read.unknown_labels,
              "rejected_by_reason": dict(read.rejected_by_kind()),
              "licence": RPW_LICENCE, "finished": dt.datetime.now(dt.UTC).isoformat()})
+    if left_out:
+        log.info("%s: %d quotes of months detached from the store (%s) left out", path,
+                 in_detached, ", ".join(f"{m:%Y-%m}" for m in sorted(left_out)))
     log.info("imported %s: %d quotes new, %d already stored, %d rows rejected", path, stored,
              summary.duplicates, len(rejected))
-    return summary
+    return summary, months
 
 
 def _next_quotes(chunks: Iterator[tuple[str | None, pl.DataFrame]]

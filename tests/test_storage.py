@@ -3,28 +3,36 @@ months, the retention of raw bodies and the Parquet export of closed periods."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import datetime as dt
 import hashlib
 import os
 import uuid
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import polars as pl
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from test_store import make_quote
 
 from corridors import partitions, runtime
-from corridors.config import Config, StorageConfig
+from corridors.config import Config, StorageConfig, parse_config
+from corridors.db import DatabaseTarget
 from corridors.errors import BadPeriod, NoData
 from corridors.store import Store, WriteBatch, connect, migrations
-from corridors.types import DataKind
+from corridors.types import DataKind, Firm, FirmType, Quote
+from publish import data as publish_data
+from publish.data import DATA
 from publish.parquet import SCHEMA, export_parquet
 from sendcost.cli import main
-from sendcost.wiring import storage_jobs
+from sendcost.wiring import create_app, storage_jobs
 
 NOW = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC)
 
@@ -79,6 +87,8 @@ INSERT INTO quarantined_quotes (source, run_id, raw_response_id, reason, payload
 
 _ROLLUPS = ("SELECT period, amount_usd, service_id, data_kind, quotes, fee_sum, margin_sum, "
             "total_sum, exact_sum, last_quote_id FROM service_periods ORDER BY 1, 2, 3, 4")
+_LATEST = ("SELECT period, service_id, send_amount, data_kind, quote_id, collected_at, "
+           "changed_by FROM latest_prices ORDER BY 1, 2, 3, 4")
 
 
 async def test_a_filled_store_moves_into_partitions_with_its_keys(fresh_database: str) -> None:
@@ -147,6 +157,51 @@ async def _schema_up_to_more(conn: asyncpg.Connection, last: int) -> None:
             await conn.execute("INSERT INTO schema_migrations VALUES ($1, $2)", version, name)
 
 
+async def test_survey_quotes_in_the_default_partition_move_into_their_months(
+        fresh_database: str) -> None:
+    """Migration 14: a survey imported after migration 10 into a fresh database sat in the
+    default partition (its months had none, and could never get one); its quotes move into
+    partitions of their months, their ids, rollups and latest prices as they were."""
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        await _schema_up_to(conn, 13)
+        await conn.execute("""
+            INSERT INTO corridors (source_code, destination_code) VALUES ('GBR', 'IND');
+            INSERT INTO firms (name, firm_type) VALUES ('Bank', 'bank');
+            INSERT INTO services (service_key, corridor_id, firm_id) VALUES ('bank:gbr-ind', 1, 1);
+            INSERT INTO imports (kind, path, file_hash) VALUES ('rpw', 'rpw.xlsx', 'abc');
+            INSERT INTO quotes (service_id, period, amount_usd, send_amount, send_currency, fee,
+                                applied_rate, reference_rate, transparent, collected_at, source,
+                                import_id, data_kind) VALUES
+                (1, '2011Q1', 200, 125.50, 'GBP', 5, 70.1, 71.2, true, '2011-02-15', 'rpw', 1,
+                 'survey'),
+                (1, '2011Q1', 500, 313.75, 'GBP', 8, 70.1, 71.2, true, '2011-03-20', 'rpw', 1,
+                 'survey');
+            SELECT rollup_quotes(array[1, 2]::bigint[]);""")
+        assert await conn.fetchval("SELECT count(*) FROM quotes_default") == 2
+        rollups = [tuple(r) for r in await conn.fetch(_ROLLUPS)]
+        latest = [tuple(r) for r in await conn.fetch(_LATEST)]
+    finally:
+        await conn.close()
+    store = await connect(fresh_database)
+    try:
+        assert await store.migrate(partitions_ahead=0) == [
+            name for version, name, _ in migrations() if version >= 14]
+        pool = store.pool
+        assert await pool.fetchval("SELECT count(*) FROM quotes_default") == 0
+        assert [tuple(r) for r in await pool.fetch(
+            "SELECT tableoid::regclass::text, id FROM quotes ORDER BY id")] == [
+            ("quotes_p2011_02", 1), ("quotes_p2011_03", 2)]
+        assert [tuple(r) for r in await pool.fetch(_ROLLUPS)] == rollups
+        assert [tuple(r) for r in await pool.fetch(_LATEST)] == latest
+        # A month of the survey now detaches like any other.
+        done = await partitions.detach_before(store, dt.date(2011, 3, 1), now=NOW)
+        assert "quotes_p2011_02" in done.detached and done.latest_prices_removed == 1
+        assert await pool.fetchval("SELECT count(*) FROM quotes") == 1
+    finally:
+        await store.close()
+
+
 async def test_rows_naming_missing_parents_stop_the_migration_whole(fresh_database: str
                                                                     ) -> None:
     conn = await asyncpg.connect(fresh_database)
@@ -172,20 +227,35 @@ async def test_rows_naming_missing_parents_stop_the_migration_whole(fresh_databa
         await store.close()
 
 
-async def test_partitions_are_made_ahead_and_a_default_keeps_strays(store: Store) -> None:
+async def test_partitions_are_made_ahead_and_strays_move_into_theirs(store: Store) -> None:
     made = await partitions.ensure_partitions(store, 2, today=dt.date(2031, 5, 17))
     assert made == ["quotes_p2031_05", "quotes_p2031_06", "quotes_p2031_07",
                     "raw_responses_p2031_05", "raw_responses_p2031_06",
                     "raw_responses_p2031_07"]
     assert await partitions.ensure_partitions(store, 2, today=dt.date(2031, 5, 1)) == []
-    # A quote of a month with no partition yet goes to the default partition...
-    stray = make_quote(service_key="test:stray", collected_at=utc(2033, 2, 3), period="2033-02")
-    assert (await store.store_quotes([stray])).inserted == 1
+    # A quote of a month with no partition yet goes to the default partition, and so does
+    # the response it came from...
+    run, raw = await _archived(store, "test-stray", utc(2033, 2, 3))
+    stray = make_quote(service_key="test:stray", collected_at=utc(2033, 2, 3), period="2033-02",
+                       source="test-stray", raw_response_id=raw)
+    assert (await store.write_batches([WriteBatch([stray], run)]))[0].inserted == 1
     assert await store.pool.fetchval(
         "SELECT count(*) FROM quotes_default WHERE collected_at = $1", utc(2033, 2, 3)) == 1
-    # ...and that month then gets no partition of quotes (PostgreSQL would refuse it).
+    # ...and when that month's partitions are made, the quote moves into its own (which can
+    # be detached), keeping its id and its latest price; the response, which the quote's
+    # foreign key names, stays in the default partition (PostgreSQL refuses that month a
+    # partition of raw responses, and the function says so).
+    [(quote_id, latest_id)] = await store.pool.fetch(
+        "SELECT q.id, lp.quote_id FROM quotes q JOIN latest_prices lp "
+        "ON lp.quote_id = q.id AND lp.collected_at = q.collected_at WHERE q.source = 'test-stray'")
     made = await partitions.ensure_partitions(store, 0, today=dt.date(2033, 2, 1))
-    assert made == ["raw_responses_p2033_02"]
+    assert made == ["quotes_p2033_02"]
+    assert await store.pool.fetchval(
+        "SELECT count(*) FROM quotes_default WHERE collected_at = $1", utc(2033, 2, 3)) == 0
+    assert await store.pool.fetchval(
+        "SELECT id FROM quotes_p2033_02 WHERE source = 'test-stray'") == quote_id == latest_id
+    assert await store.pool.fetchval(
+        "SELECT count(*) FROM raw_responses_default WHERE id = $1", raw) == 1
     # Bounds are UTC months.
     bound = await store.pool.fetchval(
         "SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE relname = 'quotes_p2031_06'")
@@ -200,8 +270,19 @@ async def _archived(store: Store, source: str, at: dt.datetime, body: bytes = b'
     return run, raw
 
 
-async def test_old_months_detach_with_their_rows_and_referenced_ones_stay(store: Store
+@pytest.fixture
+async def own_store(fresh_database: str) -> AsyncIterator[Store]:
+    """A store of its own: what detaching takes away, no other test of the session (the
+    RPW survey in the shared store, in month partitions since migration 14) misses."""
+    s = await connect(fresh_database, min_size=1, max_size=4)
+    await s.migrate()
+    yield s
+    await s.close()
+
+
+async def test_old_months_detach_with_their_rows_and_referenced_ones_stay(own_store: Store
                                                                           ) -> None:
+    store = own_store
     tag = uuid.uuid4().hex[:8]
     await partitions.ensure_partitions(store, 2, today=dt.date(2020, 1, 1))
     run, raw = await _archived(store, f"test-detach-{tag}", utc(2020, 1, 10))
@@ -230,6 +311,105 @@ async def test_old_months_detach_with_their_rows_and_referenced_ones_stay(store:
         "SELECT count(*) FROM pg_constraint WHERE conrelid = 'quotes_p2020_01'::regclass "
         "AND contype = 'f'") == 0
     assert "raw_responses_p2020_02" in {p.name for p in await partitions.month_partitions(store)}
+
+
+async def _compare(client: TestClient, query: str) -> tuple[int, dict[str, Any]]:
+    resp = await client.get(f"/v1/compare?{query}")
+    return resp.status, await resp.json()
+
+
+def _shown(body: dict[str, Any]) -> tuple[Any, ...]:
+    """What a compare answer shows of its prices: its period and each service's quote."""
+    return (body["period"], [(s["service_id"], s["collected_at"], s["total_cost_pct"])
+                             for s in body["services"] + body["non_transparent"]])
+
+
+async def test_detaching_leaves_the_latest_prices_of_the_months_kept_as_they_were(
+        own_store: Store, fresh_database: str, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    """Through the running API: a service whose latest price is in a month kept shows it as
+    before; the latest prices of the months detached go, from the running service at once
+    (told by the detaching transaction) as from one started afterwards; nothing in the
+    store points at a quote that left."""
+    store = own_store
+    await partitions.ensure_partitions(store, 3, today=dt.date(2020, 1, 1))
+
+    def priced(key: str, at: dt.datetime, route: tuple[str, str] = ("USA", "MEX"),
+               fee: str = "4.99") -> Quote:
+        return make_quote(service_key=key, firm=Firm(key.title(), FirmType.MTO),
+                          source_code=route[0], destination_code=route[1],
+                          send_currency="USD", collected_at=at, period=f"{at:%Y-%m}",
+                          source="test-op", fee=Decimal(fee))
+
+    # A: January and March; B: January only; C, another corridor: February only.
+    await store.store_quotes([priced("a", utc(2020, 1, 10)), priced("b", utc(2020, 1, 11)),
+                              priced("a", utc(2020, 3, 10), fee="3.99"),
+                              priced("c", utc(2020, 2, 5), ("USA", "GTM"))])
+    monkeypatch.setattr(publish_data, "REFRESH_SECONDS", 3600.0)  # only the notification
+    monkeypatch.delenv("SENDCOST_READ_DATABASE_URL", raising=False)
+    config = dataclasses.replace(
+        parse_config({"service": {"import_rpw_on_empty": False}}), data_dir=tmp_path)
+
+    def app() -> web.Application:
+        return create_app(config, DatabaseTarget(fresh_database, embedded=False),
+                          collecting=False)
+
+    async with TestClient(TestServer(app())) as client:
+        data = client.app[DATA]
+        before = await data.snapshot()
+        status, latest = await _compare(client, "from=US&to=MX&amount=200")
+        assert status == 200 and _shown(latest)[0] == "2020-03"
+        assert [s[0] for s in _shown(latest)[1]] == ["a"]
+        status, january = await _compare(client, "from=US&to=MX&amount=200&period=2020-01")
+        assert status == 200 and [s[0] for s in _shown(january)[1]] == ["a", "b"]
+        assert (await _compare(client, "from=US&to=GT&amount=200"))[0] == 200
+        status, indicators = await _compare_indicators(client, "2020-01")
+        assert status == 200
+
+        done = await partitions.detach_before(store, dt.date(2020, 3, 1), now=NOW)
+        assert {"quotes_p2020_01", "quotes_p2020_02"} <= set(done.detached)
+        assert done.latest_prices_removed == 3  # a's and b's of January, c's of February
+
+        async def answers(client: TestClient) -> list[tuple[int, Any]]:
+            out: list[tuple[int, Any]] = []
+            for query in ("from=US&to=MX&amount=200",
+                          "from=US&to=MX&amount=200&period=2020-01",
+                          "from=US&to=GT&amount=200"):
+                status, body = await _compare(client, query)
+                out.append((status, _shown(body) if status == 200 else body["detail"]))
+            return out
+
+        # Each month's detachment is announced on its commit: the view follows both.
+        for _ in range(600):
+            running = await answers(client)
+            if data.current() is not before and running[2][0] != 200:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError(f"the running service never followed the detachments: "
+                                 f"{running}")
+        # A's latest price, in March, as before; January's prices and C's corridor are gone,
+        # said as for any period or corridor without quotes.
+        assert running[0] == (200, _shown(latest))
+        assert running[1][0] == 404 and "in 2020-01; it has 2020-03" in running[1][1]
+        assert running[2] == (404, "no quotes for the corridor USA → GTM")
+        # The figures of past periods, from the rollups, stay as they were.
+        assert await _compare_indicators(client, "2020-01") == (status, indicators)
+
+    async with TestClient(TestServer(app())) as restarted:
+        assert await answers(restarted) == running
+    assert await store.pool.fetchval(
+        "SELECT count(*) FROM latest_prices lp WHERE NOT EXISTS (SELECT 1 FROM quotes q "
+        "WHERE q.id = lp.quote_id AND q.collected_at = lp.collected_at)") == 0
+    assert [tuple(r) for r in await store.pool.fetch(
+        "SELECT partition, latest_prices_removed FROM detachments "
+        "WHERE parent = 'quotes' ORDER BY id")] == [("quotes_p2020_01", 2),
+                                                     ("quotes_p2020_02", 1)]
+
+
+async def _compare_indicators(client: TestClient, period: str) -> tuple[int, Any]:
+    resp = await client.get(f"/v1/indicators?period={period}&amount=200")
+    return resp.status, await resp.json()
 
 
 async def test_retention_drops_old_bodies_and_keeps_their_provenance(store: Store) -> None:

@@ -71,11 +71,13 @@ def register(sub: Subcommands) -> None:
         description="Detach the month partitions of quotes and raw_responses for the months "
                     "before --before (at the latest the first month of the current quarter). "
                     "Their rows leave the store (the API, bulletins and exports no longer "
-                    "see them; the rollups already made keep their sums) and stay in tables "
-                    "of the same name (quotes_p2024_01, ...), to be dumped (pg_dump -t) and "
-                    "dropped by whoever keeps the archive. A raw responses partition still "
-                    "named by rows that stay (reference rates, quarantine records) is kept, "
-                    "and said so. The default partitions are never detached.",
+                    "see them; the rollups already made keep their sums; the latest prices "
+                    "of those months go, and running services follow at once) and stay in "
+                    "tables of the same name (quotes_p2024_01, ...), to be dumped (pg_dump "
+                    "-t) and dropped by whoever keeps the archive; a later import leaves "
+                    "their quotes out. A raw responses partition still named by rows that "
+                    "stay (reference rates, quarantine records) is kept, and said so. The "
+                    "default partitions are never detached.",
         epilog="example:\n  sendcost db detach --before 2025-01\n"
                "  pg_dump -t 'quotes_p2024_*' -t 'raw_responses_p2024_*' sendcost > 2024.sql",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -198,6 +200,9 @@ def detach(args: argparse.Namespace) -> int:
     done = asyncio.run(go())
     print(f"detached {len(done.detached)} partition(s)"
           + (f": {', '.join(done.detached)}" if done.detached else ""))
+    if done.latest_prices_removed:
+        print(f"{done.latest_prices_removed:,} latest price(s) of those months no longer "
+              "served")
     for name, why in done.kept:
         print(f"kept {name}: {why}")
     return 0
