@@ -12,6 +12,8 @@ import importlib
 import logging
 import os
 import sys
+from collections.abc import Callable
+from typing import TypeVar
 
 from corridors.errors import SendcostError
 from sendcost.logsafe import SafeFormatter
@@ -69,16 +71,26 @@ def common_options(parser: argparse.ArgumentParser, *, config: bool = True) -> N
                         help="log warnings and errors only")
 
 
-def port_number(text: str) -> int:
-    """An argparse type: a TCP port, 0-65535 (0: any free port); else a usage error."""
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, "
-                                         f"not {text!r}")
-    return port
+T = TypeVar("T")
+
+
+def argument(parse: Callable[[str], T], ok: Callable[[T], bool],
+             expected: str) -> Callable[[str], T]:
+    """An argparse type: ``parse(text)`` when it reads and is ``ok``; else a usage error
+    saying what was ``expected`` (exit 2, the option named by argparse)."""
+    def read(text: str) -> T:
+        try:
+            value = parse(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, not {text!r}")
+        return value
+    return read
+
+
+#: A TCP port, 0-65535 (0: any free port).
+port_number = argument(int, lambda p: 0 <= p <= 65535, "a port number from 0 to 65535")
 
 
 def setup_logging(args: argparse.Namespace, level: str = "INFO") -> None:

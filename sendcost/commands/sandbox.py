@@ -17,7 +17,7 @@ from aiohttp import web
 
 from collector.kinds import SANDBOX_PORT, is_sandbox_url
 from corridors.config import Config, SandboxConfig, parse_config
-from sendcost.cli import common_options, port_number, setup_logging
+from sendcost.cli import argument, common_options, port_number, setup_logging
 from sendcost.commands import Subcommands
 
 if TYPE_CHECKING:
@@ -50,41 +50,16 @@ examples:
 """
 
 
-def share(text: str) -> float:
-    """An argparse type: a share of requests, 0 to 1 (0.05: one in twenty)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a share from 0 to 1 (0.05 is one request "
-                                         f"in twenty), not {text!r}")
-    return value
+#: A share of requests, 0 to 1 (0.05: one in twenty).
+share = argument(float, lambda v: 0.0 <= v <= 1.0,
+                 "a share from 0 to 1 (0.05 is one request in twenty)")
+#: A duration in seconds (or milliseconds), 0 or more.
+seconds = argument(float, lambda v: 0.0 <= v < float("inf"), "a duration of 0 or more")
 
 
 def at_least(minimum: int) -> Callable[[str], int]:
     """An argparse type: a whole number, ``minimum`` or more."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected a whole number of at least {minimum}, "
-                                             f"not {text!r}")
-        return value
-    return parse
-
-
-def seconds(text: str) -> float:
-    """An argparse type: a duration in seconds (or milliseconds), 0 or more."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a duration of 0 or more, not {text!r}")
-    return value
+    return argument(int, lambda v: v >= minimum, f"a whole number of at least {minimum}")
 
 
 def register(sub: Subcommands) -> None:
