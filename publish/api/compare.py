@@ -26,7 +26,7 @@ from publish.api.conventions import (
 )
 from publish.api.summaries import corridor_periods, corridor_summary
 from publish.contract import Compare, Filters, Service, encode, to_csv
-from publish.data import CAVEATS, DATA, Cached, PricePoint, Snapshot, period_key
+from publish.data import CAVEATS, DATA, Cached, CorridorPeriods, PricePoint, Snapshot, period_key
 from publish.params import Params
 from publish.problems import not_found, unprocessable
 from publish.responses import send
@@ -66,16 +66,13 @@ def _filter_note(entries: list[dict[str, Any]], payin: str | None, payout: str |
     return "; ".join(unsaid) + ": the filter leaves them out" if unsaid else None
 
 
-def default_period(by_period: dict[str, list[PricePoint]]) -> str:
+def default_period(by_period: CorridorPeriods) -> str:
     """The period a comparison shows when none is asked: the corridor's latest with a total
     cost for some service. A newer one holding only what cannot be costed (a post's
     published tariff with no exchange rate: a fee alone) would give a migrant "no service
     can be ranked" while the survey priced the corridor; its latest of all when none has a
     cost (it says so itself). ``?period=`` still shows any."""
-    costed = [label for label, points in by_period.items()
-              if any(e["total_cost_pct"] is not None
-                     for pt in points for e in pt.services + pt.non_transparent)]
-    return max(costed or by_period, key=period_key)
+    return max(by_period.costed() or by_period, key=period_key)
 
 
 def compare_model(snap: Snapshot, src: str, dst: str, amount: Decimal,

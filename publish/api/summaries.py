@@ -12,7 +12,13 @@ from aiohttp import web
 from corridors.reference import country_code
 from metrics.kinds import CHEAPEST_LEAVES_OUT
 from publish.contract import Cheapest, CorridorSummary
-from publish.data import TARGET_CORRIDOR, TARGET_GLOBAL, PricePoint, Snapshot, finite
+from publish.data import (
+    TARGET_CORRIDOR,
+    TARGET_GLOBAL,
+    CorridorPeriods,
+    Snapshot,
+    finite,
+)
 from publish.params import PAIR_PATTERN
 from publish.problems import bad_parameter, not_found, unprocessable
 
@@ -40,7 +46,7 @@ def corridor_pair(request: web.Request) -> tuple[str, str]:
     return out[0], out[1]
 
 
-def corridor_periods(snap: Snapshot, src: str, dst: str) -> dict[str, list[PricePoint]]:
+def corridor_periods(snap: Snapshot, src: str, dst: str) -> CorridorPeriods:
     by_period = snap.index.get((src, dst))
     if not by_period:
         raise not_found(f"no quotes for the corridor {src} → {dst}", corridor=f"{src}-{dst}")
