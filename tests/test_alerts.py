@@ -408,10 +408,15 @@ async def test_a_collection_across_5_percent_gives_a_feed_entry_and_a_signed_web
             feed = ET.fromstring(await (await client.get(path)).read())
             assert crossed.findtext(f"{ATOM}id") in [
                 e.findtext(f"{ATOM}id") for e in feed.findall(f"{ATOM}entry")], path
-        provider = ET.fromstring(await (await client.get(
-            f"/v1/feeds/provider/{prefix}-remit-0.atom")).read())
-        titles = [e.findtext(f"{ATOM}title") or "" for e in provider.findall(f"{ATOM}entry")]
-        assert any(t.startswith(f"{prefix} Remit 0: the fee rose by ") for t in titles), titles
+        # Each operator's run is its own write: a detection between them sees the corridor
+        # cross on two operators' new prices, and the third's fee rise on the next one.
+        async def fee_rose() -> Any:
+            provider = ET.fromstring(await (await client.get(
+                f"/v1/feeds/provider/{prefix}-remit-0.atom")).read())
+            titles = [e.findtext(f"{ATOM}title") or ""
+                      for e in provider.findall(f"{ATOM}entry")]
+            return any(t.startswith(f"{prefix} Remit 0: the fee rose by ") for t in titles)
+        await until(fee_rose, "the operator's fee rise in its provider's feed")
         # The page's "watch this corridor" gives the feed's URL.
         page = await (await client.get("/?from=NOR&to=UGA&amount=2000")).text()
         assert '<a href="/v1/feeds/corridor/NOR-UGA.atom" type="application/atom+xml">' \
