@@ -15,6 +15,7 @@ hash and size.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import re
@@ -89,12 +90,45 @@ async def make_month_partitions(conn: asyncpg.Connection, table: str,
         # statement. One maker at a time (several serve processes start together): two
         # making partitions of quotes and raw_responses at once, each locking the other's
         # parent through the foreign key, deadlock.
-        async with conn.transaction():
-            await conn.execute(_LOCK_PARTITION_MAKERS)
-            name = await conn.fetchval("SELECT sendcost_month_partition($1, $2)", table, month)
+        name = await _make_one(conn, table, month)
         if name:
             made.append(name)
     return made
+
+
+#: What making a month partition of each parent locks: the tables its foreign keys name
+#: (cloned onto the partition, which takes SHARE ROW EXCLUSIVE on them), and the parent.
+_LOCKS = {
+    "quotes": ("services, raw_responses, collection_runs, imports", "quotes"),
+    "raw_responses": ("reference_rates, quarantined_quotes, quotes", "raw_responses"),
+}
+#: How long a maker tries to take its locks among writers before it gives up.
+LOCK_PATIENCE_SECONDS = 120.0
+
+
+async def _make_one(conn: asyncpg.Connection, table: str, month: dt.date) -> str | None:
+    """One month's partition, its locks taken up front and without waiting (NOWAIT), again
+    and again while writers hold them. Waiting for one lock while holding another, a maker
+    met a writer holding the first (a service created) and waiting for the second (the
+    quotes): a deadlock, whose victim could be the writer. A maker that never waits is in
+    no such cycle; it waits between tries, holding nothing."""
+    referenced, parent = _LOCKS[table]
+    deadline = asyncio.get_running_loop().time() + LOCK_PATIENCE_SECONDS
+    pause = 0.02
+    while True:
+        try:
+            async with conn.transaction():
+                await conn.execute(_LOCK_PARTITION_MAKERS)
+                await conn.execute(f"LOCK TABLE {referenced} IN SHARE ROW EXCLUSIVE MODE "
+                                   "NOWAIT")
+                await conn.execute(f"LOCK TABLE {parent} IN ACCESS EXCLUSIVE MODE NOWAIT")
+                return await conn.fetchval("SELECT sendcost_month_partition($1, $2)",
+                                           table, month)
+        except asyncpg.LockNotAvailableError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
 
 @dataclass(frozen=True, slots=True)
