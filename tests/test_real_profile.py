@@ -6,6 +6,7 @@ through the very source definitions config.toml ships, store the right numbers."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import re
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -421,16 +423,9 @@ def test_a_sandbox_port_in_use_is_named_with_what_to_do(fresh_database: str,
     assert "--sandbox-port goes with --sandbox" in usage.stderr
 
 
-async def test_collect_sandbox_collects_the_emulated_profile_at_the_configured_port(
-        fresh_database: str, tmp_path: Path) -> None:
-    """`sendcost sandbox --port P` in one process and `sendcost collect --sandbox` in another,
-    with [sandbox] port = P: the emulated profile is collected (not the shipped real
-    sources), and stored as emulated data."""
-    port = _free_port()
-    text = SHIPPED.read_text(encoding="utf-8").replace("port = 8765", f"port = {port}")
-    (tmp_path / "config.toml").write_text(text, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env.update(DATABASE_URL=fresh_database, SENDCOST_DATA_DIR=str(tmp_path))
+@contextlib.asynccontextmanager
+async def sandbox_running(port: int, env: dict[str, str]) -> AsyncIterator[None]:
+    """A `sendcost sandbox` on ``port``, once it listens; stopped (SIGTERM) after."""
     sandbox = subprocess.Popen([sys.executable, "-m", "sendcost", "sandbox", "--port", str(port)],
                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
@@ -442,15 +437,29 @@ async def test_collect_sandbox_collects_the_emulated_profile_at_the_configured_p
                     break
             assert sandbox.poll() is None, sandbox.communicate()[1][-2000:]
             await asyncio.sleep(0.3)
+        yield
+    finally:
+        sandbox.send_signal(signal.SIGTERM)
+        sandbox.communicate(timeout=30)
+
+
+async def test_collect_sandbox_collects_the_emulated_profile_at_the_configured_port(
+        fresh_database: str, tmp_path: Path) -> None:
+    """`sendcost sandbox --port P` in one process and `sendcost collect --sandbox` in another,
+    with [sandbox] port = P: the emulated profile is collected (not the shipped real
+    sources), and stored as emulated data."""
+    port = _free_port()
+    text = SHIPPED.read_text(encoding="utf-8").replace("port = 8765", f"port = {port}")
+    (tmp_path / "config.toml").write_text(text, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(DATABASE_URL=fresh_database, SENDCOST_DATA_DIR=str(tmp_path))
+    async with sandbox_running(port, env):
         done = await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-m", "sendcost", "collect", "--sandbox", "-q", "--source",
              "sandbox-ecb", "--source", "sandbox-op-0", "--corridor", "USA-MEX",
              "--config", str(tmp_path / "config.toml")],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    finally:
-        sandbox.send_signal(signal.SIGTERM)
-        sandbox.communicate(timeout=30)
     assert done.returncode == 0, done.stderr[-2000:]
     conn = await asyncpg.connect(fresh_database)
     try:
@@ -498,23 +507,10 @@ async def test_collect_sandbox_without_a_sandbox_stops_at_once_and_takes_sandbox
                            timeout=60)
     assert usage.returncode == 2 and "--sandbox-port goes with --sandbox" in usage.stderr
 
-    sandbox = subprocess.Popen([sys.executable, "-m", "sendcost", "sandbox", "--port", str(port)],
-                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert sandbox.poll() is None, sandbox.communicate()[1][-2000:]
-            await asyncio.sleep(0.3)
+    async with sandbox_running(port, env):
         done = await asyncio.to_thread(collect, "--sandbox-port", str(port), "--source",
                                        "sandbox-ecb", "--source", "sandbox-op-0",
                                        "--corridor", "USA-MEX")
-    finally:
-        sandbox.send_signal(signal.SIGTERM)
-        sandbox.communicate(timeout=30)
     assert done.returncode == 0, done.stderr[-2000:]
     conn = await asyncpg.connect(fresh_database)
     try:
