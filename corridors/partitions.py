@@ -25,7 +25,7 @@ from typing import Protocol
 
 import asyncpg
 
-from corridors.errors import BadPeriod
+from corridors.errors import BadPeriod, DatabaseError
 from corridors.notify import NOTIFY_QUOTES
 from corridors.periods import Period, parse_period
 
@@ -126,9 +126,31 @@ async def _make_one(conn: asyncpg.Connection, table: str, month: dt.date) -> str
                                            table, month)
         except asyncpg.LockNotAvailableError:
             if asyncio.get_running_loop().time() > deadline:
-                raise
+                raise DatabaseError(
+                    f"could not make the {month:%Y-%m} partition of {table}: for "
+                    f"{LOCK_PATIENCE_SECONDS:.0f} s other sessions held the tables it locks "
+                    f"({await _lock_holders(conn, referenced + ', ' + parent)}); end or "
+                    "wait for them and run `sendcost db partitions` again") from None
             await asyncio.sleep(pause)
             pause = min(pause * 2, 1.0)
+
+
+async def _lock_holders(conn: asyncpg.Connection, tables: str) -> str:
+    """Who holds locks on ``tables`` (a comma-separated list): each session's pid, its
+    application, state and how long its transaction has been open."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT a.pid, a.application_name, a.state, "
+        "extract(epoch FROM now() - a.xact_start)::int AS open_s "
+        "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.granted AND l.pid <> pg_backend_pid() AND l.relation = ANY ("
+        "SELECT to_regclass(trim(t))::oid FROM unnest(string_to_array($1, ',')) t) "
+        "ORDER BY a.pid", tables)
+    if not rows:
+        return "none holds them now"
+    return "; ".join(
+        f"pid {r['pid']} {r['application_name'] or 'unnamed'} {r['state'] or '?'}"
+        + (f", transaction open {r['open_s']} s" if r["open_s"] is not None else "")
+        for r in rows)
 
 
 @dataclass(frozen=True, slots=True)

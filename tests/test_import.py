@@ -115,11 +115,11 @@ async def test_truncated_file_stores_nothing(empty_store: Store, tmp_path: Path)
     assert await empty_store.pool.fetchval("SELECT count(*) FROM imports") == 0
 
 
-def test_cli_import_reports_and_exits_1_on_corrupt_file(tmp_path: Path, database_url: str
+def test_cli_import_reports_and_exits_1_on_corrupt_file(tmp_path: Path, fresh_database: str
                                                         ) -> None:
     bad = tmp_path / "corrupt.csv"
     bad.write_text("id,period\n1,2011_1Q\n")
-    env = {**os.environ, "DATABASE_URL": database_url}
+    env = {**os.environ, "DATABASE_URL": fresh_database}
     out = subprocess.run([sys.executable, "-m", "sendcost", "import", "rpw", str(bad)],
                          env=env, capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 1

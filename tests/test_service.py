@@ -105,13 +105,13 @@ async def test_serve_answers_healthz_and_stops_on_sigterm(database_url: str,
             assert not _postgres_running_in(Path(tmp) / "pg")
 
 
-def test_db_status_shows_schema(database_url: str) -> None:
+def test_db_status_shows_schema(fresh_database: str) -> None:
     out = subprocess.run([sys.executable, "-m", "sendcost", "db", "migrate"],
-                         env=_env(DATABASE_URL=database_url), capture_output=True, text=True,
+                         env=_env(DATABASE_URL=fresh_database), capture_output=True, text=True,
                          cwd=ROOT, timeout=60)
     assert out.returncode == 0, out.stderr
     out = subprocess.run([sys.executable, "-m", "sendcost", "db", "status", "--json"],
-                         env=_env(DATABASE_URL=database_url), capture_output=True, text=True,
+                         env=_env(DATABASE_URL=fresh_database), capture_output=True, text=True,
                          cwd=ROOT, timeout=60)
     assert out.returncode == 0, out.stderr
     info = json.loads(out.stdout)
@@ -179,7 +179,7 @@ def test_embedded_server_left_by_a_killed_process_is_recovered() -> None:
         assert not _postgres_running_in(pgdata)
 
 
-def test_port_in_use_is_a_clear_error(database_url: str) -> None:
+def test_port_in_use_is_a_clear_error(fresh_database: str) -> None:
     with socket.socket() as busy, tempfile.TemporaryDirectory(prefix="sc-port-",
                                                                dir="/tmp") as tmp:
         busy.bind(("127.0.0.1", 0))
@@ -188,7 +188,7 @@ def test_port_in_use_is_a_clear_error(database_url: str) -> None:
         cfg = _write_config(Path(tmp), import_rpw_on_empty=False)
         out = subprocess.run(
             [sys.executable, "-m", "sendcost", "serve", "--config", str(cfg), "--port",
-             str(port)], env=_env(DATABASE_URL=database_url, SENDCOST_DATA_DIR=tmp),
+             str(port)], env=_env(DATABASE_URL=fresh_database, SENDCOST_DATA_DIR=tmp),
             capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert "sendcost: error:" in out.stderr and "in use" in out.stderr

@@ -262,6 +262,29 @@ async def test_partitions_are_made_ahead_and_strays_move_into_theirs(store: Stor
     assert bound == ("FOR VALUES FROM ('2031-06-01 00:00:00+00') TO ('2031-07-01 00:00:00+00')")
 
 
+async def test_a_maker_held_off_too_long_says_who_holds_the_tables(
+        own_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A session holding the quotes in an open transaction (a long report, a forgotten psql)
+    # keeps every maker out: after its patience, a clear error naming that session, and no
+    # partition half made.
+    monkeypatch.setattr(partitions, "LOCK_PATIENCE_SECONDS", 0.3)
+    async with own_store.pool.acquire() as holder, holder.transaction():
+        await holder.execute("SET application_name = 'long-report'")
+        await holder.execute("LOCK TABLE quotes IN ACCESS SHARE MODE")
+        pid = await holder.fetchval("SELECT pg_backend_pid()")
+        with pytest.raises(partitions.DatabaseError) as caught:
+            await partitions.ensure_partitions(own_store, 0, today=dt.date(2035, 3, 9))
+    message = str(caught.value)
+    assert "could not make the 2035-03 partition of quotes" in message
+    assert f"pid {pid} long-report idle in transaction" in message
+    assert "sendcost db partitions" in message
+    assert "quotes_p2035_03" not in {
+        p.name for p in await partitions.month_partitions(own_store)}
+    # Once it ends, the maker gets in.
+    assert "quotes_p2035_03" in await partitions.ensure_partitions(
+        own_store, 0, today=dt.date(2035, 3, 9))
+
+
 async def _archived(store: Store, source: str, at: dt.datetime, body: bytes = b'{"ok": 1}'
                     ) -> tuple[int, int]:
     run = await store.start_run(source)
@@ -488,11 +511,11 @@ async def test_a_closed_period_exports_as_parquet_that_polars_reads(store: Store
         "quotes-2019Q2"]
 
 
-def test_the_cli_exports_parquet_and_says_what_it_cannot(database_url: str, tmp_path: Path,
+def test_the_cli_exports_parquet_and_says_what_it_cannot(fresh_database: str, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str]
                                                         ) -> None:
-    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("DATABASE_URL", fresh_database)
     monkeypatch.chdir(tmp_path)
     assert main(["export", "parquet", "--period", "2031Q2", "-q"]) == 1
     assert "not closed yet" in capsys.readouterr().err
