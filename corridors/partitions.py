@@ -113,6 +113,13 @@ async def _make_one(conn: asyncpg.Connection, table: str, month: dt.date) -> str
     quotes): a deadlock, whose victim could be the writer. A maker that never waits is in
     no such cycle; it waits between tries, holding nothing."""
     referenced, parent = _LOCKS[table]
+    # Made already (or detached, its name kept by the archived table): nothing to lock.
+    # Every process that opens the store asks for the months ahead; taking the parent's
+    # ACCESS EXCLUSIVE lock each time would wait out every reader of the quotes, a long
+    # report or an API's refresh in a transaction, only to learn that.
+    if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL",
+                           f"{table}_p{month:%Y_%m}"):
+        return None
     deadline = asyncio.get_running_loop().time() + LOCK_PATIENCE_SECONDS
     pause = 0.02
     while True:
