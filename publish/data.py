@@ -276,10 +276,15 @@ class Snapshot:
 
     def corridor_row(self, period: str, amount_usd: int, source: str,
                      destination: str) -> dict[str, Any] | None:
-        rows = self.corridor_table.filter(
-            pl.col("period") == period, pl.col("amount_usd") == amount_usd,
-            pl.col("source_code") == source, pl.col("destination_code") == destination)
-        return rows.row(0, named=True) if rows.height else None
+        """The corridor's summary row at a period and price point. The rows of that period
+        and price point are indexed by corridor on first use (once per snapshot): a lookup
+        is then a dict's, where a filter of the whole table was a quarter of a comparison
+        the cache did not hold."""
+        return self.keep(("corridor-rows", period, amount_usd), lambda: {
+            (r["source_code"], r["destination_code"]): r
+            for r in self.corridor_table.filter(
+                pl.col("period") == period, pl.col("amount_usd") == amount_usd
+            ).iter_rows(named=True)}).get((source, destination))
 
 
 def _service_entry(r: dict[str, Any]) -> dict[str, Any]:
