@@ -253,8 +253,8 @@ def run(url: str) -> int:
         answers = {}
         for path in paths:
             body = urllib.request.urlopen(app + path, timeout=30).read()
-            q = dict(part.split("=", 1) for part in path.split("?", 1)[1].split("&"))
-            answers[f"{q['from']}-{q['to']}"] = body.decode()
+            asked = dict(part.split("=", 1) for part in path.split("?", 1)[1].split("&"))
+            answers[f"{asked['from']}-{asked['to']}"] = body.decode()
         sizes = sorted(len(v.encode()) for v in answers.values())
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
             json.dump(answers, fh)
