@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import io
 import ipaddress
 import logging
@@ -177,8 +178,10 @@ def country_ref(alpha3: str) -> dict[str, Any]:
     return {"alpha2": c.alpha2, "alpha3": c.alpha3, "name": c.name}
 
 
+@functools.lru_cache(maxsize=4096)
 def period_key(label: str) -> tuple[dt.datetime, int]:
-    """Order periods by when they end; at equal ends a month comes before its quarter."""
+    """Order periods by when they end; at equal ends a month comes before its quarter.
+    (Kept: a comparison orders its corridor's periods, and labels are few.)"""
     p = parse_period(label)
     return (p.end, 1 if p.is_quarter else 0)
 
