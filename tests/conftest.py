@@ -21,6 +21,11 @@ import pytest
 
 from corridors.store import Store, connect
 
+#: The API's shared fixtures (``api``, ``live_api``, ``rpw_loaded``), once for the session.
+#: Imported into each test module instead, a session-scoped fixture is a fixture of that
+#: module: seven modules held seven apps alive to the session's end, each polling the store.
+pytest_plugins = ["api_support"]
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "corridors" / "data"
 RPW_GZ = DATA / "rpw_quotes_2011Q1_2014Q2.csv.gz"

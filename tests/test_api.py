@@ -21,7 +21,7 @@ import asyncpg
 import msgspec
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from api_support import api, make_app, rpw_loaded  # noqa: F401  (fixtures)
+from api_support import make_app
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector.schedule import COLLECTION_JOBS, CollectionJobs
@@ -204,7 +204,7 @@ def itachn_periods() -> list[str]:
     return sorted(f"{p[:4]}Q{p[5]}" for p in found)
 
 
-async def get_json(api: TestClient, url: str, status: int = 200,  # noqa: F811
+async def get_json(api: TestClient, url: str, status: int = 200,
                    **kw: Any) -> Any:
     resp = await api.get(url, **kw)
     text = await resp.text()
@@ -215,28 +215,28 @@ async def get_json(api: TestClient, url: str, status: int = 200,  # noqa: F811
 # --- whole bodies ---------------------------------------------------------------------------
 
 
-async def test_compare_exact_amount_is_the_world_banks_corridor(api: TestClient) -> None:  # noqa: F811
+async def test_compare_exact_amount_is_the_world_banks_corridor(api: TestClient) -> None:
     body = await get_json(api, "/v1/compare?from=IT&to=CHN&amount=140&period=2014Q2")
     assert rounded(body) == rounded(expected_compare(140.0, "EUR", 140.0, approximate=False))
 
 
-async def test_compare_in_usd_uses_the_usd_price_point(api: TestClient) -> None:  # noqa: F811
+async def test_compare_in_usd_uses_the_usd_price_point(api: TestClient) -> None:
     body = await get_json(api, "/v1/compare?from=ITA&to=CN&amount=200&currency=usd"
                                "&period=2014Q2")
     assert rounded(body) == rounded(expected_compare(200.0, "USD", 200.0, approximate=False))
 
 
-async def test_compare_unpriced_amount_says_which_amount_was_used(api: TestClient) -> None:  # noqa: F811
+async def test_compare_unpriced_amount_says_which_amount_was_used(api: TestClient) -> None:
     body = await get_json(api, "/v1/compare?from=ITA&to=CHN&amount=150&period=2014Q2")
     assert rounded(body) == rounded(expected_compare(150.0, "EUR", 140.0, approximate=True))
 
 
-async def test_compare_defaults_to_the_latest_period_of_the_corridor(api: TestClient) -> None:  # noqa: F811
+async def test_compare_defaults_to_the_latest_period_of_the_corridor(api: TestClient) -> None:
     body = await get_json(api, "/v1/compare?from=ITA&to=CHN&amount=140")
     assert body["period"] == "2014Q2"
 
 
-async def test_compare_filters_by_pay_out_and_reranks(api: TestClient) -> None:  # noqa: F811
+async def test_compare_filters_by_pay_out_and_reranks(api: TestClient) -> None:
     body = await get_json(api, "/v1/compare?from=ITA&to=CHN&amount=140&payout=bank_account")
     assert body["services"] == [] and body["filters"] == {"payin": None,
                                                           "payout": "bank_account", "note": None}
@@ -244,7 +244,7 @@ async def test_compare_filters_by_pay_out_and_reranks(api: TestClient) -> None: 
     assert [s["rank"] for s in body["services"]] == [1, 2, 3, 4]
 
 
-async def test_a_filter_says_which_services_it_cannot_tell(api: TestClient) -> None:  # noqa: F811
+async def test_a_filter_says_which_services_it_cannot_tell(api: TestClient) -> None:
     # RPW's survey quotes do not say how the money is paid in: payin= cannot pick them.
     every = await get_json(api, "/v1/compare?from=ITA&to=CHN&amount=140")
     body = await get_json(api, "/v1/compare?from=ITA&to=CHN&amount=140&payin=cash")
@@ -255,7 +255,7 @@ async def test_a_filter_says_which_services_it_cannot_tell(api: TestClient) -> N
     assert every["filters"]["note"] is None
 
 
-async def test_corridors_list_filtered_to_one_corridor(api: TestClient) -> None:  # noqa: F811
+async def test_corridors_list_filtered_to_one_corridor(api: TestClient) -> None:
     body = await get_json(api, "/v1/corridors?from=ITA&to=CHN")
     compare = expected_compare(140.0, "EUR", 140.0, approximate=False)["corridor"]
     dates = sorted(dt.datetime.strptime(r["date"], "%d/%b/%Y").strftime("%Y-%m-%dT00:00:00Z")
@@ -273,7 +273,7 @@ async def test_corridors_list_filtered_to_one_corridor(api: TestClient) -> None:
     })
 
 
-async def test_corridors_filters_and_cursor_pagination(api: TestClient) -> None:  # noqa: F811
+async def test_corridors_filters_and_cursor_pagination(api: TestClient) -> None:
     everything = await get_json(api, "/v1/corridors?limit=500")
     assert everything["next_cursor"] is None
     # Leading zeros are the same number (the number grammar allows them).
@@ -300,7 +300,7 @@ async def test_corridors_filters_and_cursor_pagination(api: TestClient) -> None:
     assert 0 < posts["count"] < everything["count"]
 
 
-async def test_corridor_detail_matches_compare(api: TestClient) -> None:  # noqa: F811
+async def test_corridor_detail_matches_compare(api: TestClient) -> None:
     body = await get_json(api, "/v1/corridors/IT-CN")
     compare = expected_compare(140.0, "EUR", 140.0, approximate=False)
     assert rounded(body) == rounded({
@@ -352,7 +352,7 @@ def quarter(rpw_period: str) -> str:
     return f"{rpw_period[:4]}Q{rpw_period[5]}"
 
 
-async def test_history_is_the_corridors_figures_period_by_period(api: TestClient) -> None:  # noqa: F811
+async def test_history_is_the_corridors_figures_period_by_period(api: TestClient) -> None:
     with gzip.open(bundled_rpw_path(), "rt", encoding="utf-8") as fh:
         rows = [r for r in csv.DictReader(fh) if r["corridor"] == "ITACHN"]
     for amount_usd, cc in ((200, "cc1"), (500, "cc2")):
@@ -388,7 +388,7 @@ async def test_history_is_the_corridors_figures_period_by_period(api: TestClient
     assert first["history"] + rest["history"] == body["history"]
 
 
-async def test_indicators_are_the_metrics_document_from_the_file(api: TestClient) -> None:  # noqa: F811
+async def test_indicators_are_the_metrics_document_from_the_file(api: TestClient) -> None:
     from corridors.reading.rpw import read_rpw
     from sendcost.commands.indicators import compute_from_frame
 
@@ -477,7 +477,7 @@ def service_id(label: str, r: dict[str, str]) -> str:
             f"{r['product']}:{r['id']}")
 
 
-async def test_postal_benchmark_ranks_post_offices_in_their_market(api: TestClient) -> None:  # noqa: F811
+async def test_postal_benchmark_ranks_post_offices_in_their_market(api: TestClient) -> None:
     services = expected_postal("2014_2Q")
     assert 0 < len(services) <= 500
     body = await get_json(api, "/v1/postal/benchmark?period=2014Q2&limit=500")
@@ -495,7 +495,7 @@ async def test_postal_benchmark_ranks_post_offices_in_their_market(api: TestClie
 
 
 async def test_what_arrives_is_named_in_the_currency_the_rate_converts_into(
-        api: TestClient) -> None:  # noqa: F811
+        api: TestClient) -> None:
     # USA → Mexico, 2014Q2: all transparent services but one share RPW's reference rate
     # 12.95 (USD → MXN); Citibank's is 1.0 (USD → USD: it pays out dollars).
     rows = {r["id"]: r for r in rpw_rows("2014_2Q", "USA", "MEX")}
@@ -595,7 +595,7 @@ def test_inferred_receive_currencies_agree_with_rpws_notes() -> None:
     "/v1/corridors/ITA-CHN", "/v1/corridors/ITA-CHN?amount=500&period=2012Q1",
     "/v1/corridors/ITA-CHN/history", "/v1/indicators?period=2014Q2",
     "/v1/postal/benchmark?period=2014Q2"])
-async def test_every_collection_has_a_csv_twin(api: TestClient, path: str) -> None:  # noqa: F811
+async def test_every_collection_has_a_csv_twin(api: TestClient, path: str) -> None:
     base, _, query = path.partition("?")
     by_suffix = await api.get(f"{base}.csv?{query}")
     by_accept = await api.get(path, headers={"Accept": "text/csv"})
@@ -620,7 +620,7 @@ async def test_every_collection_has_a_csv_twin(api: TestClient, path: str) -> No
                 "Sendcost-Licence"} <= exposed
 
 
-async def test_csv_of_an_empty_answer_has_no_period(api: TestClient) -> None:  # noqa: F811
+async def test_csv_of_an_empty_answer_has_no_period(api: TestClient) -> None:
     resp = await api.get("/v1/corridors.csv?above=99")
     assert resp.status == 200 and (await resp.text()).count("\n") == 1  # the header row
     assert "Sendcost-Period" not in resp.headers
@@ -628,7 +628,7 @@ async def test_csv_of_an_empty_answer_has_no_period(api: TestClient) -> None:  #
     assert resp.headers["Sendcost-Licence"] == "CC BY 4.0"
 
 
-async def test_csv_of_a_corridor_is_its_services(api: TestClient) -> None:  # noqa: F811
+async def test_csv_of_a_corridor_is_its_services(api: TestClient) -> None:
     body = await get_json(api, "/v1/corridors/USA-MEX?amount=500")
     text = await (await api.get("/v1/corridors/US-MX.csv?amount=500")).text()
     rows = list(csv.DictReader(text.splitlines()))
@@ -639,7 +639,7 @@ async def test_csv_of_a_corridor_is_its_services(api: TestClient) -> None:  # no
     assert list(rows[0]) == SERVICE_CSV_COLUMNS
 
 
-async def test_csv_of_compare_has_the_json_services(api: TestClient) -> None:  # noqa: F811
+async def test_csv_of_compare_has_the_json_services(api: TestClient) -> None:
     text = await (await api.get("/v1/compare.csv?from=ITA&to=CHN&amount=140")).text()
     rows = list(csv.DictReader(text.splitlines()))
     body = await get_json(api, "/v1/compare?from=ITA&to=CHN&amount=140")
@@ -652,7 +652,7 @@ async def test_csv_of_compare_has_the_json_services(api: TestClient) -> None:  #
 @pytest.mark.parametrize("path", ["/v1/compare?from=ITA&to=CHN&amount=140", "/v1/corridors",
                                   "/v1/corridors/ITA-CHN", "/v1/indicators",
                                   "/v1/openapi.json", "/"])
-async def test_get_has_etag_and_answers_304(api: TestClient, path: str) -> None:  # noqa: F811
+async def test_get_has_etag_and_answers_304(api: TestClient, path: str) -> None:
     first = await api.get(path)
     assert first.status == 200
     tag = first.headers["ETag"]
@@ -663,7 +663,7 @@ async def test_get_has_etag_and_answers_304(api: TestClient, path: str) -> None:
     assert other.status == 200
 
 
-async def test_cors_is_open_for_get(api: TestClient) -> None:  # noqa: F811
+async def test_cors_is_open_for_get(api: TestClient) -> None:
     resp = await api.get("/v1/corridors?limit=1", headers={"Origin": "https://example.org"})
     assert resp.headers["Access-Control-Allow-Origin"] == "*"
     pre = await api.options("/v1/compare", headers={"Origin": "https://example.org",
@@ -766,7 +766,7 @@ BAD = [
 
 @pytest.mark.parametrize(("url", "status", "parameter"), BAD,
                          ids=[f"{i}-{u[:60]}" for i, (u, _, _) in enumerate(BAD)])
-async def test_bad_inputs_are_problems_naming_the_parameter(api: TestClient, url: str,  # noqa: F811
+async def test_bad_inputs_are_problems_naming_the_parameter(api: TestClient, url: str,
                                                             status: int,
                                                             parameter: str | None) -> None:
     resp = await api.get(url)
@@ -798,7 +798,7 @@ async def test_bad_inputs_are_problems_naming_the_parameter(api: TestClient, url
     ("GET", "/v1/%0D%0Anothing", 404),
     ("GET", "/v1/corridors?from=" + "A" * 3000, 414),
 ])
-async def test_error_paths_are_problem_json(api: TestClient, method: str, url: str,  # noqa: F811
+async def test_error_paths_are_problem_json(api: TestClient, method: str, url: str,
                                             status: int) -> None:
     resp = await api.request(method, url)
     assert resp.status == status
@@ -810,7 +810,7 @@ async def test_error_paths_are_problem_json(api: TestClient, method: str, url: s
         assert resp.headers["Allow"] == "GET, HEAD"  # what the path takes, nothing more
 
 
-async def test_the_stylesheet_is_served_with_an_etag(api: TestClient) -> None:  # noqa: F811
+async def test_the_stylesheet_is_served_with_an_etag(api: TestClient) -> None:
     resp = await api.get("/static/style.css")
     assert resp.status == 200 and resp.content_type == "text/css"
     assert b"{" in await resp.read()
@@ -818,14 +818,14 @@ async def test_the_stylesheet_is_served_with_an_etag(api: TestClient) -> None:  
     assert again.status == 304
 
 
-async def test_unmatched_requests_are_counted_apart(api: TestClient) -> None:  # noqa: F811
+async def test_unmatched_requests_are_counted_apart(api: TestClient) -> None:
     await api.get("/v1/nothing-here")
     text = await (await api.get("/metrics")).text()
     assert 'sendcost_http_requests_total{method="GET",route="unmatched",status="404"}' in text
 
 
 async def test_request_line_over_aiohttps_default_is_414_problem_json(
-        rpw_loaded, database_url: str) -> None:  # noqa: F811
+        rpw_loaded, database_url: str) -> None:
     # Served as `sendcost serve` serves it: aiohttp's own parser limit (8190 bytes) would
     # answer this line with a plain-text 400 before the API's middleware saw it.
     url = "/v1/corridors?from=" + "A" * 9000
@@ -842,7 +842,7 @@ async def test_request_line_over_aiohttps_default_is_414_problem_json(
         assert resp.status == 400
 
 
-async def test_oversized_body_is_413(api: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+async def test_oversized_body_is_413(api: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SENDCOST_ADMIN_TOKEN", "s3cret")
     resp = await api.post("/v1/admin/collect", data=b"x" * 100_000,
                           headers={"Authorization": "Bearer s3cret"})
@@ -860,7 +860,7 @@ async def chunked(size: int, piece: int = 4096) -> AsyncIterator[bytes]:
 
 @pytest.mark.parametrize(("size", "status"), [
     (70_000, 413), (MAX_BODY + 1, 413), (MAX_BODY, 400), (1000, 400)])
-async def test_an_oversized_chunked_body_is_413_too(api: TestClient,  # noqa: F811
+async def test_an_oversized_chunked_body_is_413_too(api: TestClient,
                                                     monkeypatch: pytest.MonkeyPatch,
                                                     size: int, status: int) -> None:
     # Without Content-Length the size is known only by reading: limits_middleware reads at most
@@ -879,7 +879,7 @@ async def test_an_oversized_chunked_body_is_413_too(api: TestClient,  # noqa: F8
         assert body["parameter"] == "period"
 
 
-async def raw_exchange(api: TestClient, request: bytes) -> bytes:  # noqa: F811
+async def raw_exchange(api: TestClient, request: bytes) -> bytes:
     """What the server answers to bytes sent as they are, on a socket of their own."""
     reader, writer = await asyncio.open_connection(api.server.host, api.server.port)
     try:
@@ -901,7 +901,7 @@ MALFORMED = [
 
 
 @pytest.mark.parametrize("request_bytes", MALFORMED)
-async def test_a_malformed_request_is_one_debug_line(api: TestClient,  # noqa: F811
+async def test_a_malformed_request_is_one_debug_line(api: TestClient,
                                                      caplog: pytest.LogCaptureFixture,
                                                      request_bytes: bytes) -> None:
     caplog.set_level(logging.DEBUG, logger=SERVER_LOGGER)
@@ -939,7 +939,7 @@ def test_real_server_errors_stay_errors() -> None:
 # --- rate limit, admin, metrics, the contract -----------------------------------------------
 
 
-async def test_rate_limit_answers_429_with_retry_after(rpw_loaded, database_url: str) -> None:  # noqa: F811
+async def test_rate_limit_answers_429_with_retry_after(rpw_loaded, database_url: str) -> None:
     async with TestClient(TestServer(make_app(database_url, rate_limit=3))) as client:
         statuses = [(await client.get("/v1/openapi.json")).status for _ in range(3)]
         assert statuses == [200, 200, 200]
@@ -949,7 +949,7 @@ async def test_rate_limit_answers_429_with_retry_after(rpw_loaded, database_url:
         assert (await client.get("/healthz")).status == 200  # probes are not limited
 
 
-async def test_admin_is_off_without_a_token(api: TestClient,  # noqa: F811
+async def test_admin_is_off_without_a_token(api: TestClient,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SENDCOST_ADMIN_TOKEN", raising=False)
     for path in ("/v1/admin/collect", "/v1/admin/bulletin"):
@@ -958,7 +958,7 @@ async def test_admin_is_off_without_a_token(api: TestClient,  # noqa: F811
         assert "SENDCOST_ADMIN_TOKEN" in (await resp.json(content_type=None))["detail"]
 
 
-async def test_admin_refuses_a_missing_or_wrong_token(api: TestClient,  # noqa: F811
+async def test_admin_refuses_a_missing_or_wrong_token(api: TestClient,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SENDCOST_ADMIN_TOKEN", "s3cret")
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
@@ -969,7 +969,7 @@ async def test_admin_refuses_a_missing_or_wrong_token(api: TestClient,  # noqa: 
 
 
 async def test_admin_bulletin_without_period_or_data_is_a_problem(
-        api: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+        api: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SENDCOST_ADMIN_TOKEN", "s3cret")
     auth = {"Authorization": "Bearer s3cret"}
     resp = await api.post("/v1/admin/bulletin", headers=auth)
@@ -980,7 +980,7 @@ async def test_admin_bulletin_without_period_or_data_is_a_problem(
     assert "1999Q1" in (await resp.json(content_type=None))["detail"]
 
 
-async def test_admin_triggers_a_scheduled_collection(api: TestClient,  # noqa: F811
+async def test_admin_triggers_a_scheduled_collection(api: TestClient,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SENDCOST_ADMIN_TOKEN", "s3cret")
     ran = asyncio.Event()
@@ -1010,7 +1010,7 @@ async def test_admin_triggers_a_scheduled_collection(api: TestClient,  # noqa: F
         del api.app[COLLECTION_JOBS]["test-source"]
 
 
-async def test_metrics_count_requests_by_route(api: TestClient) -> None:  # noqa: F811
+async def test_metrics_count_requests_by_route(api: TestClient) -> None:
     await api.get("/v1/corridors/ITA-CHN")
     text = await (await api.get("/metrics")).text()
     assert 'sendcost_http_requests_total{method="GET",route="/v1/corridors/{pair}",' \
@@ -1018,7 +1018,7 @@ async def test_metrics_count_requests_by_route(api: TestClient) -> None:  # noqa
     assert "sendcost_http_request_duration_seconds_bucket" in text
 
 
-async def test_metrics_histogram_agrees_with_the_request_count(api: TestClient) -> None:  # noqa: F811
+async def test_metrics_histogram_agrees_with_the_request_count(api: TestClient) -> None:
     for _ in range(3):
         await api.get("/v1/corridors/ITA-CHN/history")
     await api.get("/v1/corridors/XXX-CHN/history")
@@ -1156,7 +1156,7 @@ async def test_metrics_answer_without_the_database(own_api: TestClient, fresh_da
     ("/?from=USA&to=QQQ&amount=200", "no-store", False),
     ("/?from=USA&to=MEX&amount=200", "public, max-age=60", True),
 ])
-async def test_caching_is_what_the_doc_says(api: TestClient, path: str,  # noqa: F811
+async def test_caching_is_what_the_doc_says(api: TestClient, path: str,
                                             cache_control: str, etag: bool) -> None:
     # docs/api.md, "Caching": one line per kind of answer.
     resp = await api.get(path)
@@ -1164,7 +1164,7 @@ async def test_caching_is_what_the_doc_says(api: TestClient, path: str,  # noqa:
     assert ("ETag" in resp.headers) == etag
 
 
-async def test_openapi_describes_exactly_the_routes(api: TestClient) -> None:  # noqa: F811
+async def test_openapi_describes_exactly_the_routes(api: TestClient) -> None:
     doc = await get_json(api, "/v1/openapi.json")
     assert doc["openapi"].startswith("3.1")
     documented = {(path, method.upper()) for path, item in doc["paths"].items()
@@ -1201,7 +1201,7 @@ async def test_openapi_describes_exactly_the_routes(api: TestClient) -> None:  #
         Draft202012Validator.check_schema(schema)
 
 
-async def test_every_json_response_states_period_method_sources_licence(api: TestClient  # noqa: F811
+async def test_every_json_response_states_period_method_sources_licence(api: TestClient
                                                                        ) -> None:
     for path in ("/v1/compare?from=ITA&to=CHN&amount=140", "/v1/corridors",
                  "/v1/corridors/ITA-CHN", "/v1/corridors/ITA-CHN/history", "/v1/indicators",
@@ -1251,7 +1251,7 @@ def test_a_fee_paid_on_top_never_passes_for_a_better_deal() -> None:
     ("/?from=USA&to=MEX&amount=999999999999999999999", 422, "at most 1,000,000,000"),
     ("/?from=USA&to=USA&amount=200", 422, "Choose two different countries."),
 ])
-async def test_page_errors_are_shown_and_never_cached(api: TestClient, url: str,  # noqa: F811
+async def test_page_errors_are_shown_and_never_cached(api: TestClient, url: str,
                                                       status: int, says: str) -> None:
     resp = await api.get(url)
     assert resp.status == status and resp.content_type == "text/html"
@@ -1263,7 +1263,7 @@ async def test_page_errors_are_shown_and_never_cached(api: TestClient, url: str,
     assert again.status == status
 
 
-async def test_page_names_countries_when_no_price_is_known(api: TestClient) -> None:  # noqa: F811
+async def test_page_names_countries_when_no_price_is_known(api: TestClient) -> None:
     resp = await api.get("/?from=USA&to=FRA&amount=200")
     assert resp.status == 200
     text = await resp.text()
@@ -1271,7 +1271,7 @@ async def test_page_names_countries_when_no_price_is_known(api: TestClient) -> N
     assert "from USA to FRA" not in text
 
 
-async def test_page_forgives_spaces_typed_around_values(api: TestClient) -> None:  # noqa: F811
+async def test_page_forgives_spaces_typed_around_values(api: TestClient) -> None:
     # People type into the form; the API itself takes values exactly as documented.
     resp = await api.get("/?from=%20USA&to=MEX%20&amount=%20200%20")
     assert resp.status == 200 and 'id="ranked"' in await resp.text()
@@ -1301,7 +1301,7 @@ async def test_page_forgives_spaces_typed_around_values(api: TestClient) -> None
     ("text/csv;q=1.5", "application/json"),
     ("", "application/json"),
 ])
-async def test_accept_is_negotiated_by_q_values(api: TestClient, accept: str,  # noqa: F811
+async def test_accept_is_negotiated_by_q_values(api: TestClient, accept: str,
                                                 expected: str) -> None:
     for url in ("/v1/corridors?from=ITA", "/v1/compare?from=ITA&to=CHN&amount=140"):
         resp = await api.get(url, headers={"Accept": accept})
@@ -1311,7 +1311,7 @@ async def test_accept_is_negotiated_by_q_values(api: TestClient, accept: str,  #
 
 
 async def test_indicators_csv_names_the_cheapest_as_every_endpoint_does(
-        api: TestClient) -> None:  # noqa: F811
+        api: TestClient) -> None:
     text = await (await api.get("/v1/indicators.csv?period=2014Q2")).text()
     header = text.splitlines()[0].split(",")
     assert {"cheapest_provider", "cheapest_total_cost_pct"} <= set(header)
@@ -1322,7 +1322,7 @@ async def test_indicators_csv_names_the_cheapest_as_every_endpoint_does(
 
 
 async def test_admin_bulletin_says_where_it_is_served_not_the_servers_folder(
-        rpw_loaded, database_url: str, tmp_path: Path,  # noqa: F811
+        rpw_loaded, database_url: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SENDCOST_ADMIN_TOKEN", "s3cret")
     async with TestClient(TestServer(make_app(database_url, data_dir=tmp_path))) as client:
@@ -1368,7 +1368,7 @@ def concrete(path: str) -> str:
             .replace("{provider}", "western-union").replace("{id}", "1"))
 
 
-async def test_openapi_declares_every_status_the_server_gives(api: TestClient) -> None:  # noqa: F811
+async def test_openapi_declares_every_status_the_server_gives(api: TestClient) -> None:
     doc = document()
     for path, item in doc["paths"].items():
         for method, operation in item.items():
@@ -1395,7 +1395,7 @@ async def test_openapi_declares_every_status_the_server_gives(api: TestClient) -
 
 
 async def test_rate_limited_and_unavailable_statuses_are_documented(
-        rpw_loaded, database_url: str) -> None:  # noqa: F811
+        rpw_loaded, database_url: str) -> None:
     doc = document()
     async with TestClient(TestServer(make_app(database_url, rate_limit=1))) as client:
         for path, item in doc["paths"].items():

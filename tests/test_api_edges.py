@@ -18,7 +18,7 @@ import asyncpg
 import msgspec
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from api_support import api, make_app, rpw_loaded  # noqa: F401  (fixtures)
+from api_support import make_app
 from yarl import URL
 
 from collector.schedule import COLLECTION_JOBS, CollectionJobs
@@ -188,7 +188,7 @@ async def test_the_bulletin_list_holds_only_bulletins_that_are_served(
     ("/v1/corridors?include=", "include"),
     ("/v1/compare?from=ITA&to=CHN&amount=140&include=", "include"),
 ])
-async def test_an_empty_parameter_is_a_400_naming_it(api: TestClient, url: str,  # noqa: F811
+async def test_an_empty_parameter_is_a_400_naming_it(api: TestClient, url: str,
                                                      parameter: str) -> None:
     resp = await api.get(url)
     assert resp.status == 400, await resp.text()
@@ -198,7 +198,7 @@ async def test_an_empty_parameter_is_a_400_naming_it(api: TestClient, url: str, 
     assert "empty" in body["detail"] and parameter in body["detail"]
 
 
-async def test_the_document_forbids_empty_values(api: TestClient) -> None:  # noqa: F811
+async def test_the_document_forbids_empty_values(api: TestClient) -> None:
     # allowEmptyValue is false by default (OpenAPI 3.1); each string parameter says so too.
     for path, item in document()["paths"].items():
         if path == "/":
@@ -214,7 +214,7 @@ async def test_the_document_forbids_empty_values(api: TestClient) -> None:  # no
                     assert schema.get("minLength") == 1, (path, p["name"])
 
 
-async def test_the_page_still_takes_its_forms_empty_boxes(api: TestClient) -> None:  # noqa: F811
+async def test_the_page_still_takes_its_forms_empty_boxes(api: TestClient) -> None:
     resp = await api.get("/?from=&to=&amount=")
     assert resp.status == 200, await resp.text()
 
@@ -231,7 +231,7 @@ async def test_admin_parameters_may_not_be_empty_either(bulletins: TestClient) -
 # --- the document's own content type -------------------------------------------------------------
 
 
-async def test_openapi_json_is_declared_as_what_it_is_served_as(api: TestClient  # noqa: F811
+async def test_openapi_json_is_declared_as_what_it_is_served_as(api: TestClient
                                                                 ) -> None:
     resp = await api.get("/v1/openapi.json")
     assert resp.status == 200 and resp.content_type == "application/json"
@@ -248,7 +248,7 @@ async def test_openapi_json_is_declared_as_what_it_is_served_as(api: TestClient 
 
 
 async def test_admin_collect_says_when_a_run_is_already_under_way(
-        api: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+        api: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SENDCOST_ADMIN_TOKEN", "s3cret")
     started, release = asyncio.Event(), asyncio.Event()
     runs = 0

@@ -14,7 +14,6 @@ import urllib.request
 from typing import Any
 
 import pytest
-from api_support import live_api, rpw_loaded  # noqa: F401  (fixtures)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
@@ -108,7 +107,7 @@ def check(base: str, path: str, url: str, given: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize("path", JSON_PATHS)
-def test_no_5xx_and_schema_valid_responses(live_api: str, path: str) -> None:  # noqa: F811
+def test_no_5xx_and_schema_valid_responses(live_api: str, path: str) -> None:
     @settings(max_examples=60, deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow])
     @given(case=operation(path))

@@ -24,7 +24,7 @@ import aiohttp
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from api_support import api, make_app, rpw_loaded  # noqa: F401  (fixtures)
+from api_support import make_app
 
 from collector.kinds import EMULATED_HEADER, data_kind, is_sandbox_url
 from collector.run import Collector
@@ -372,7 +372,7 @@ async def test_the_api_leaves_emulated_data_out_unless_asked(
 
 
 async def test_a_negative_survey_row_is_flagged_like_a_collected_one(
-        api: TestClient) -> None:  # noqa: F811
+        api: TestClient) -> None:
     # RPW 2014Q2, USA → HND: services with a negative FX margin (a bad interbank rate).
     body = await (await api.get("/v1/compare?from=USA&to=HND&amount=200&period=2014Q2")).json()
     negative = [s for s in body["services"] if s["fx_margin_pct"] < 0]
@@ -409,7 +409,7 @@ async def test_a_negative_survey_row_is_flagged_like_a_collected_one(
 
 
 async def test_every_cheapest_answer_follows_one_rule_and_says_what_it_left_out(
-        api: TestClient) -> None:  # noqa: F811
+        api: TestClient) -> None:
     # /v1/corridors, /v1/indicators and /v1/postal/benchmark name the same cheapest service
     # for every corridor of RPW 2014Q2, where negative margins (USA → HND) would otherwise be
     # named cheapest by one and not by the others.
@@ -444,7 +444,7 @@ async def test_every_cheapest_answer_follows_one_rule_and_says_what_it_left_out(
 
 
 async def test_the_page_heads_its_figures_with_the_amount_they_are_for(
-        api: TestClient) -> None:  # noqa: F811
+        api: TestClient) -> None:
     # Italy → China: RPW's only (no test collects it), priced at EUR 140 and 345.
     page = await (await api.get("/?from=ITA&to=CHN&amount=500")).text()
     # Money as CLDR writes it in the page's language (English here: €345.00).

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from api_support import api, make_app, rpw_loaded  # noqa: F401  (fixtures)
+from api_support import make_app
 from multidict import CIMultiDictProxy
 
 from corridors.store import Store
@@ -38,7 +38,7 @@ def hardened(headers: CIMultiDictProxy[str], csp: str = STRICT_CSP) -> None:
     ("/static/nothing.css", 404, "application/problem+json"),
     ("/no/such/resource", 404, "application/problem+json"),
 ])
-async def test_every_kind_of_answer_is_hardened(api: TestClient,  # noqa: F811
+async def test_every_kind_of_answer_is_hardened(api: TestClient,
                                                 path: str, status: int,
                                                 content_type: str) -> None:
     resp = await api.get(path)
@@ -48,7 +48,7 @@ async def test_every_kind_of_answer_is_hardened(api: TestClient,  # noqa: F811
     hardened(resp.headers)
 
 
-async def test_a_304_and_a_method_not_allowed_are_hardened(api: TestClient  # noqa: F811
+async def test_a_304_and_a_method_not_allowed_are_hardened(api: TestClient
                                                            ) -> None:
     first = await api.get("/static/style.css")
     again = await api.get("/static/style.css",
@@ -60,7 +60,7 @@ async def test_a_304_and_a_method_not_allowed_are_hardened(api: TestClient  # no
     hardened(refused.headers)
 
 
-async def test_the_page_loads_nothing_its_policy_forbids(api: TestClient  # noqa: F811
+async def test_the_page_loads_nothing_its_policy_forbids(api: TestClient
                                                         ) -> None:
     """The policy is strict and the page still works under it: no script, no inline style,
     no resource from another origin."""
@@ -96,7 +96,7 @@ async def test_a_bulletin_is_hardened_with_its_inline_stylesheet_allowed(
 
 
 async def test_a_route_added_the_ordinary_way_gets_the_whole_pipeline(
-        rpw_loaded: Store, database_url: str) -> None:  # noqa: F811
+        rpw_loaded: Store, database_url: str) -> None:
     """The cross-cutting rules are aiohttp middlewares: a route added after create_app with
     a plain ``app.router.add_get`` gets the security headers, CORS, problem+json errors, the
     limits and the metrics without asking for them."""
@@ -153,7 +153,7 @@ def test_an_app_without_the_middlewares_is_refused_at_setup() -> None:
         middleware.install(web.Application(), rate_limit_per_minute=0)
 
 
-async def test_a_connect_request_gets_a_hardened_problem(api: TestClient) -> None:  # noqa: F811
+async def test_a_connect_request_gets_a_hardened_problem(api: TestClient) -> None:
     """A CONNECT names a host, not a path, so no route takes it; the middlewares still do."""
     import asyncio
 

@@ -9,7 +9,7 @@ from typing import Any
 import polars as pl
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from api_support import api, make_app, rpw_loaded  # noqa: F401  (fixtures)
+from api_support import make_app
 from polars.testing import assert_frame_equal
 
 from corridors.calendar import next_business_day, next_business_days
@@ -231,7 +231,7 @@ def valid_as(body: Any, path: str) -> None:
                          registry=registry).validate(body)
 
 
-async def test_kpis_answer_for_a_period_of_the_bundled_survey(api: TestClient  # noqa: F811
+async def test_kpis_answer_for_a_period_of_the_bundled_survey(api: TestClient
                                                              ) -> None:
     resp = await api.get("/v1/kpis?period=2014Q2")
     assert resp.status == 200, await resp.text()
@@ -265,7 +265,7 @@ async def test_kpis_answer_for_a_period_of_the_bundled_survey(api: TestClient  #
     ("period=1999Q1", 404, None), ("period=2014Q9", 400, "period"),
     ("amount=300", 400, "amount"), ("include=all", 400, "include"), ("color=red", 400, None),
 ])
-async def test_kpis_refuse_bad_input_by_name(api: TestClient, query: str,  # noqa: F811
+async def test_kpis_refuse_bad_input_by_name(api: TestClient, query: str,
                                              status: int, parameter: str | None) -> None:
     resp = await api.get(f"/v1/kpis?{query}")
     assert resp.status == status
@@ -302,7 +302,7 @@ async def test_kpis_answer_for_a_period_of_collected_data(fresh_database: str) -
 
 
 async def test_the_page_says_how_many_providers_deliver_within_an_hour(
-        api: TestClient) -> None:  # noqa: F811
+        api: TestClient) -> None:
     import re
 
     page = await (await api.get("/?from=USA&to=MEX&amount=200")).text()

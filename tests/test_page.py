@@ -21,7 +21,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from api_support import live_api, rpw_loaded  # noqa: F401  (fixtures)
 from babel.numbers import get_currency_symbol
 
 pytestmark = pytest.mark.browser
@@ -98,7 +97,7 @@ def ranking(rows: list[list[str]]) -> list[tuple[str, str, str]]:
     return out
 
 
-async def test_page_without_javascript_ranks_the_services(live_api: str,  # noqa: F811
+async def test_page_without_javascript_ranks_the_services(live_api: str,
                                                           tmp_path: Path) -> None:
     browser = chromium()
     with tempfile.TemporaryDirectory(prefix="chr-", dir="/tmp") as profile:
@@ -199,7 +198,7 @@ async def devtools() -> AsyncIterator[DevTools]:
             await proc.wait()
 
 
-async def test_filling_the_form_shows_the_ranked_table(live_api: str,  # noqa: F811
+async def test_filling_the_form_shows_the_ranked_table(live_api: str,
                                                        tmp_path: Path) -> None:
     async with devtools() as cdp:
         await cdp.call("Page.navigate", url=f"{live_api}/")
@@ -275,7 +274,7 @@ def contrast(a: str, b: str) -> float:
 
 
 @pytest.mark.slow
-async def test_every_language_at_phone_width(live_api: str,  # noqa: F811
+async def test_every_language_at_phone_width(live_api: str,
                                              tmp_path: Path) -> None:
     from axe_core_python import __file__ as axe_package
 

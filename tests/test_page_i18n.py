@@ -9,7 +9,6 @@ from html import unescape
 
 import pytest
 from aiohttp.test_utils import TestClient
-from api_support import api, rpw_loaded  # noqa: F401  (fixtures)
 from babel.messages.pofile import read_po
 
 from publish import i18n
@@ -149,7 +148,7 @@ def heading(page: str) -> str:
     return unescape(found.group(1))
 
 
-async def test_the_page_reads_the_amount_in_its_language(api: TestClient) -> None:  # noqa: F811
+async def test_the_page_reads_the_amount_in_its_language(api: TestClient) -> None:
     # Italy → China (EUR): 345 is a surveyed amount, so each way of typing it gives the
     # heading of 345.
     expected = {}
@@ -172,7 +171,7 @@ async def test_the_page_reads_the_amount_in_its_language(api: TestClient) -> Non
 
 
 async def test_a_link_naming_the_corridor_alone_prices_the_forms_amount(
-        api: TestClient) -> None:  # noqa: F811
+        api: TestClient) -> None:
     # A corridor feed's link (and one shared by hand) has no amount: the form's 200, as
     # shown in the box; a box emptied and sent is asked for.
     resp = await api.get("/", params={"from": "USA", "to": "MEX"})
@@ -185,7 +184,7 @@ async def test_a_link_naming_the_corridor_alone_prices_the_forms_amount(
 
 @pytest.mark.parametrize("lang", [x.code for x in i18n.LANGUAGES])
 async def test_an_unreadable_amount_is_a_sentence_in_the_pages_language(
-        api: TestClient, lang: str) -> None:  # noqa: F811
+        api: TestClient, lang: str) -> None:
     t = Text(lang)
     resp = await api.get("/", params={"from": "ITA", "to": "CHN", "amount": "two hundred",
                                       "lang": lang})
@@ -212,7 +211,7 @@ async def test_an_unreadable_amount_is_a_sentence_in_the_pages_language(
 
 
 async def test_the_language_is_chosen_and_switched_by_plain_links(
-        api: TestClient) -> None:  # noqa: F811
+        api: TestClient) -> None:
     resp = await api.get("/?from=USA&to=MEX&amount=200",
                          headers={"Accept-Language": "de-DE, ar;q=0.9, en;q=0.5"})
     page = await resp.text()
@@ -244,7 +243,7 @@ async def test_the_language_is_chosen_and_switched_by_plain_links(
 # --- links shared with tracking parameters ----------------------------------------------------
 
 
-async def test_a_shared_link_opens_as_shared(api: TestClient) -> None:  # noqa: F811
+async def test_a_shared_link_opens_as_shared(api: TestClient) -> None:
     clean = await (await api.get("/?from=USA&to=MEX&amount=200&lang=fr")).text()
     tracked = await api.get(
         "/?from=USA&to=MEX&amount=200&lang=fr&fbclid=IwAR0abc&utm_source=facebook"

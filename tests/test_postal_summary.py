@@ -11,7 +11,6 @@ import msgspec
 import polars as pl
 import pytest
 from aiohttp.test_utils import TestClient
-from api_support import api, rpw_loaded  # noqa: F401  (fixtures)
 from polars.testing import assert_frame_equal
 
 from corridors.frame import conform
@@ -155,7 +154,7 @@ def test_trend_over_the_periods_held(rpw: pl.LazyFrame) -> None:
 # --- the running service and the CLI, on the real PostgreSQL --------------------------------
 
 
-async def test_the_api_answers_per_corridor_and_per_operator(api: TestClient  # noqa: F811
+async def test_the_api_answers_per_corridor_and_per_operator(api: TestClient
                                                             ) -> None:
     resp = await api.get("/v1/postal/summary?period=2014Q2")
     assert resp.status == 200, await resp.text()
