@@ -545,6 +545,12 @@ def encode(model: Model) -> bytes:
     return _ENCODER.encode(model)
 
 
+def encode_value(value: Any) -> bytes:
+    """Any part of a response (a list of models) as ``encode`` writes it within the
+    response: the same encoder, so the bytes can be spliced in (``msgspec.Raw``)."""
+    return _ENCODER.encode(value)
+
+
 _ENCODER = msgspec.json.Encoder()
 
 

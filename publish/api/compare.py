@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
 
@@ -25,7 +26,15 @@ from publish.api.conventions import (
     wants_csv,
 )
 from publish.api.summaries import corridor_periods, corridor_summary
-from publish.contract import Compare, Filters, Service, encode, to_csv
+from publish.contract import (
+    Compare,
+    CorridorSummary,
+    Filters,
+    Service,
+    encode,
+    encode_value,
+    to_csv,
+)
 from publish.data import CAVEATS, DATA, Cached, CorridorPeriods, PricePoint, Snapshot, period_key
 from publish.params import Params
 from publish.problems import not_found, unprocessable
@@ -77,7 +86,10 @@ def default_period(by_period: CorridorPeriods) -> str:
 
 def compare_model(snap: Snapshot, src: str, dst: str, amount: Decimal,
                   currency: str | None, payin: str | None, payout: str | None,
-                  period: str | None) -> Compare:
+                  period: str | None, *, for_json: bool = False) -> Compare:
+    """The comparison. ``for_json``: its two lists of services are their JSON already
+    (``msgspec.Raw``, encoded once per price point and filter), for ``encode`` only; the
+    page and the CSV twin take the models."""
     by_period = corridor_periods(snap, src, dst)
     if period is not None and period not in by_period:
         raise not_found(f"no quotes for the corridor {src} → {dst} in {period}; it has "
@@ -93,13 +105,9 @@ def compare_model(snap: Snapshot, src: str, dst: str, amount: Decimal,
     point = _nearest(points, amount, by_usd)
     priced = Decimal(point.amount_usd) if by_usd else Decimal(repr(point.send_amount))
     exact = priced == amount
-    row = snap.corridor_row(label, point.amount_usd, src, dst)
-    services = _filtered(point.services, payin, payout, True)
-    apart = _filtered(point.non_transparent, payin, payout, False)
-    srcs = {e["source"] for e in services + apart} or set(point.sources)
-    flagged = sorted({f for e in services + apart for f in e["flags"]})
+    part = _point_part(snap, src, dst, label, point, payin, payout)
     return Compare(
-        **header(label, srcs, emulated=snap.emulated_in(srcs)),
+        **header(label, part.sources, emulated=snap.emulated_in(part.sources)),
         from_=country(src), to=country(dst),
         amount=float(amount),
         currency=currency or send_currency,
@@ -113,17 +121,68 @@ def compare_model(snap: Snapshot, src: str, dst: str, amount: Decimal,
             f"the nearest priced amount, {priced.normalize():f} {currency or send_currency}, "
             "unscaled"),
         priced_amounts=[p.send_amount for p in points],
+        filters=part.filters,
+        corridor=part.corridor,
+        ranked_by=point.ranked_by,
+        flags_explained=part.flags_explained,
+        services=cast(list[Service], part.services_json) if for_json else part.services,
+        non_transparent=(cast(list[Service], part.non_transparent_json) if for_json
+                         else part.non_transparent),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _PointPart:
+    """What a comparison shows of one price point under one filter, whatever amount was
+    asked: the same for every amount nearest to that point."""
+
+    sources: frozenset[str]
+    filters: Filters
+    corridor: CorridorSummary
+    flags_explained: dict[str, str]
+    services: list[Service]
+    non_transparent: list[Service]
+    #: Their JSON, as ``encode`` writes them within the comparison.
+    services_json: msgspec.Raw
+    non_transparent_json: msgspec.Raw
+
+
+#: How many price points × filters a snapshot keeps made (then it starts again).
+POINT_PARTS_KEPT = 4096
+
+
+def _point_part(snap: Snapshot, src: str, dst: str, label: str, point: PricePoint,
+                payin: str | None, payout: str | None) -> _PointPart:
+    """The part of a comparison that depends on the price point and the filters only, made
+    once per snapshot: amounts seldom asked (as migrants type them) share it with every
+    other amount nearest the same point, and only the amount's own fields are made anew."""
+    parts: dict[tuple[Any, ...], _PointPart] = snap.keep(("compare-parts",), dict)
+    key = (src, dst, label, point.send_amount, point.amount_usd, payin, payout)
+    part = parts.get(key)
+    if part is not None:
+        return part
+    row = snap.corridor_row(label, point.amount_usd, src, dst)
+    services = _filtered(point.services, payin, payout, True)
+    apart = _filtered(point.non_transparent, payin, payout, False)
+    srcs = frozenset({e["source"] for e in services + apart} or point.sources)
+    flagged = sorted({f for e in services + apart for f in e["flags"]})
+    part = _PointPart(
+        sources=srcs,
         filters=Filters(payin=payin, payout=payout,
                         note=_filter_note(point.services + point.non_transparent, payin,
                                           payout)),
         corridor=corridor_summary(row),
-        ranked_by=point.ranked_by,
         # What each flag on a service below means; flagged services keep their rank,
         # marked, and the corridor's "cheapest" leaves them out.
         flags_explained={f: CAVEATS[f] for f in flagged},
-        services=[Service(**e) for e in services],
-        non_transparent=[Service(**e) for e in apart],
-    )
+        services=(ranked := [Service(**e) for e in services]),
+        non_transparent=(listed := [Service(**e) for e in apart]),
+        services_json=msgspec.Raw(encode_value(ranked)),
+        non_transparent_json=msgspec.Raw(encode_value(listed)))
+    if len(parts) >= POINT_PARTS_KEPT:
+        parts.clear()
+    parts[key] = part
+    return part
 
 
 def compare_document(snap: Snapshot, src: str, dst: str, amount: Decimal,
@@ -175,7 +234,8 @@ def compare_body(request: web.Request, snap: Snapshot, fmt: str) -> Cached:
     key = ("compare", src, dst, amount.normalize(), currency, payin, payout, period, fmt)
     hit = cached(snap, key)
     if hit is None:
-        doc = compare_model(snap, src, dst, amount, currency, payin, payout, period)
+        doc = compare_model(snap, src, dst, amount, currency, payin, payout, period,
+                            for_json=fmt != "csv")
         if fmt == "csv":
             hit = remember(snap, key, to_csv(Service, doc.services + doc.non_transparent),
                            csv_headers(doc.period, [s.name for s in doc.sources],
