@@ -245,8 +245,6 @@ class Snapshot:
     #: Answers given, by request, oldest first: past its bound the oldest leaves, one for
     #: each new one (``publish.api.conventions.remember_entry``).
     responses: OrderedDict[tuple[Any, ...], Cached] = field(default_factory=OrderedDict)
-    #: The questions asked once, not yet kept in ``responses``.
-    asked_once: set[tuple[Any, ...]] = field(default_factory=set)
     #: Values worked out from this snapshot for the endpoints (latest rows, form data, …),
     #: by key: a few, kept as long as the snapshot (``keep``).
     derived: dict[tuple[Any, ...], Any] = field(default_factory=dict)
