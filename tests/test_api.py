@@ -246,7 +246,8 @@ async def test_a_comparisons_spliced_json_is_its_models_own(api: TestClient) -> 
     from publish.contract import encode
     from publish.data import DATA
 
-    data = api.server.app[DATA]
+    assert api.app is not None
+    data = api.app[DATA]
     snap = await data.snapshot(include_emulated=False)
     for src, dst, amount, currency, payout in [
             ("ITA", "CHN", "140", None, None), ("ITA", "CHN", "151.37", None, None),

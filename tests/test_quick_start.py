@@ -57,7 +57,9 @@ async def test_serve_with_the_sandbox_collects_archives_and_quarantines(
     try:
         deadline = time.monotonic() + 150
         runs: dict[str, dict[str, Any]] = {}
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+        # Patient: on a machine running two suites at once (CI beside newcomer-test) the
+        # first comparison after the collections waited out 5 s behind the snapshots' builds.
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
             while time.monotonic() < deadline:
                 assert proc.poll() is None, proc.communicate()[1][-3000:]
                 body = await _healthz(http, base)
