@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
@@ -147,7 +148,7 @@ class _PointPart:
     non_transparent_json: msgspec.Raw
 
 
-#: How many price points × filters a snapshot keeps made (then it starts again).
+#: How many price points × filters a snapshot keeps made (past it, the oldest leaves).
 POINT_PARTS_KEPT = 4096
 
 
@@ -156,7 +157,8 @@ def _point_part(snap: Snapshot, src: str, dst: str, label: str, point: PricePoin
     """The part of a comparison that depends on the price point and the filters only, made
     once per snapshot: amounts seldom asked (as migrants type them) share it with every
     other amount nearest the same point, and only the amount's own fields are made anew."""
-    parts: dict[tuple[Any, ...], _PointPart] = snap.keep(("compare-parts",), dict)
+    parts: OrderedDict[tuple[Any, ...], _PointPart] = snap.keep(("compare-parts",),
+                                                                 OrderedDict)
     key = (src, dst, label, point.send_amount, point.amount_usd, payin, payout)
     part = parts.get(key)
     if part is not None:
@@ -179,8 +181,8 @@ def _point_part(snap: Snapshot, src: str, dst: str, label: str, point: PricePoin
         non_transparent=(listed := [Service(**e) for e in apart]),
         services_json=msgspec.Raw(encode_value(ranked)),
         non_transparent_json=msgspec.Raw(encode_value(listed)))
-    if len(parts) >= POINT_PARTS_KEPT:
-        parts.clear()
+    while len(parts) >= POINT_PARTS_KEPT:
+        parts.popitem(last=False)
     parts[key] = part
     return part
 

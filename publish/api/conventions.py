@@ -230,10 +230,6 @@ def remember_entry(snap: Snapshot, key: tuple[Any, ...], entry: Cached) -> Cache
         snap.responses.popitem(last=False)
     snap.responses[key] = entry
     return entry
-    while len(snap.responses) >= RESPONSE_CACHE_MAX:
-        snap.responses.popitem(last=False)
-    snap.responses[key] = entry
-    return entry
 
 
 def no_costed_services(snap: Snapshot, label: str, amount_usd: int) -> Problem:
