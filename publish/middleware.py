@@ -1,14 +1,14 @@
 """The request pipeline of the public API: aiohttp middlewares around every route.
 
 ``MIDDLEWARES`` (given to ``web.Application(middlewares=...)``; ``install`` then gives the app
-their state) run, outermost first: ``telemetry_middleware`` counts and times the request for
-``/metrics``; ``headers_middleware`` opens GET to every origin (CORS) and sends the headers of
-a hardened public site (``SECURITY_HEADERS``: a strict Content-Security-Policy, nosniff, no
-framing, no referrer) on every answer, errors and static files included;
-``problems_middleware`` answers CORS preflights and turns every exception into problem+json;
-``limits_middleware`` refuses oversized requests and applies the per-client rate limit
-(``api.rate_limit_per_minute``). Being middlewares, they see every request, a route added with
-a plain ``app.router.add_get`` and a path no route takes (aiohttp's 404 and 405) alike.
+their state) is one middleware, ``pipeline_middleware``, doing in order: it answers CORS
+preflights; refuses oversized requests and applies the per-client rate limit
+(``api.rate_limit_per_minute``); turns every exception into problem+json; opens GET to every
+origin (CORS) and sends the headers of a hardened public site (``SECURITY_HEADERS``: a strict
+Content-Security-Policy, nosniff, no framing, no referrer) on every answer, errors and static
+files included; and counts and times the request for ``/metrics``. Being a middleware, it sees
+every request, a route added with a plain ``app.router.add_get`` and a path no route takes
+(aiohttp's 404 and 405) alike.
 ``error_response`` is the one place where a ``Problem``, an aiohttp ``HTTPException`` or an
 unexpected exception becomes an RFC 9457 problem+json response.
 
@@ -24,12 +24,17 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from bisect import bisect_left
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from itertools import accumulate
 from typing import TypedDict
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from corridors.store import UNREACHABLE_ERRORS
 from publish.problems import RETRY_AFTER_UNAVAILABLE, Problem, problem_response
@@ -43,7 +48,7 @@ MAX_QUERY = 2048
 #: Longest request line aiohttp's parser reads (bytes; its default is 8190). A longer line
 #: is refused by the parser with a plain-text 400 before any middleware runs, and aiohttp
 #: offers no hook to render that as problem+json; so the limit sits far above MAX_QUERY and
-#: an oversized query string reaches ``limits_middleware`` and gets its 414 problem+json.
+#: an oversized query string reaches the pipeline's limits and gets its 414 problem+json.
 MAX_REQUEST_LINE = 64 * 1024
 
 
@@ -76,7 +81,7 @@ CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'self'; img-src 'self'
                            "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 #: The headers a hardened public site sends, on every answer of the app. A handler may set
 #: its own Content-Security-Policy (a bulletin's HTML has an inline stylesheet);
-#: ``headers_middleware`` never overrides a header the handler set. No
+#: ``finish_headers`` never overrides a header the handler set. No
 #: Strict-Transport-Security: the service speaks plain HTTP behind whatever terminates
 #: TLS, which is the place to send it.
 SECURITY_HEADERS = {
@@ -102,6 +107,58 @@ PREFLIGHT = {"Access-Control-Allow-Methods": "GET, HEAD",
              "Access-Control-Max-Age": "86400"}
 
 
+class RequestMetrics(Collector):
+    """The request counter and latency histogram, as a prometheus-client collector: each
+    answer adds to plain tallies, O(1) and lock-free (the app answers on one event loop), and
+    a scrape turns them into prometheus-client's metric families. Its own ``Counter`` and
+    ``Histogram`` took a lock per value and checked the metric on every call: counting an
+    answer cost as much as answering a repeated comparison from memory (docs/api.md,
+    "Speed")."""
+
+    def __init__(self) -> None:
+        # (method, route, status) → [sum of seconds, count in each bucket …, count past them]
+        self._tallies: dict[tuple[str, str, int], list[float]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        tally = self._tallies.get(key)
+        if tally is None:
+            tally = self._tallies[key] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+        tally[0] += seconds
+        # A bucket counts the answers that took at most its bound.
+        tally[1 + bisect_left(LATENCY_BUCKETS, seconds)] += 1
+
+    @property
+    def requests(self) -> dict[tuple[str, str, int], float]:
+        """(method, route, status) → requests answered."""
+        return {key: sum(tally[1:]) for key, tally in self._tallies.items()}
+
+    def describe(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(ANSWERED, ANSWERED_HELP, labels=["method", "route", "status"])
+        yield HistogramMetricFamily(LATENCY, LATENCY_HELP, labels=["route"])
+
+    def collect(self) -> Iterator[Metric]:
+        answered = CounterMetricFamily(ANSWERED, ANSWERED_HELP,
+                                       labels=["method", "route", "status"])
+        by_route: dict[str, list[float]] = {}
+        for (method, route, status), tally in sorted(self._tallies.items()):
+            answered.add_metric([method, route, str(status)], sum(tally[1:]))
+            total = by_route.setdefault(route, [0.0] * len(tally))
+            for i, value in enumerate(tally):
+                total[i] += value
+        latency = HistogramMetricFamily(LATENCY, LATENCY_HELP, labels=["route"])
+        bounds = [floatToGoString(b) for b in LATENCY_BUCKETS] + ["+Inf"]
+        for route, total in by_route.items():
+            latency.add_metric([route], list(zip(bounds, accumulate(total[1:]), strict=True)),
+                               sum_value=total[0])
+        yield answered
+        yield latency
+
+
+ANSWERED, ANSWERED_HELP = "sendcost_http_requests", "HTTP requests answered"
+LATENCY, LATENCY_HELP = "sendcost_http_request_duration_seconds", "Time to answer an HTTP request"
+
+
 class Telemetry:
     """The Prometheus metrics of one app, in a registry of its own (``registry``), made of
     prometheus-client's own types: one app's requests never show in another's ``/metrics``
@@ -109,13 +166,10 @@ class Telemetry:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.answered = Counter("sendcost_http_requests", "HTTP requests answered",
-                                ["method", "route", "status"], registry=self.registry)
-        self.latency = Histogram("sendcost_http_request_duration_seconds",
-                                 "Time to answer an HTTP request", ["route"],
-                                 buckets=LATENCY_BUCKETS, registry=self.registry)
-        # (method, route, status) → the counter's and the histogram's labelled children
-        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self.answers = RequestMetrics()
+        self.registry.register(self.answers)
+        #: Count and time one answer: ``observe(method, route, status, seconds)``.
+        self.observe = self.answers.observe
         self.rate_limited = Counter("sendcost_http_rate_limited", "Requests refused with 429",
                                     registry=self.registry)
         self.run_started = Gauge("sendcost_collection_last_run_started_timestamp_seconds",
@@ -134,23 +188,10 @@ class Telemetry:
         #: starts, and its end once (``publish.api.operations.prometheus``).
         self.store_unreachable = False
 
-    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        key = (method, route, status)
-        children = self._children.get(key)
-        if children is None:
-            # A labelled child is looked up once: ``labels()`` validates and locks on every
-            # call, most of what counting a request would otherwise cost.
-            children = self._children[key] = (
-                self.answered.labels(method, route, str(status)), self.latency.labels(route))
-        children[0].inc()
-        children[1].observe(seconds)
-
     @property
     def requests(self) -> dict[tuple[str, str, int], float]:
-        """(method, route, status) → requests answered, read back from the counter."""
-        return {(s.labels["method"], s.labels["route"], int(s.labels["status"])): s.value
-                for metric in self.answered.collect() for s in metric.samples
-                if s.name == "sendcost_http_requests_total"}
+        """(method, route, status) → requests answered."""
+        return self.answers.requests
 
 
 class RateLimiter:
@@ -258,68 +299,58 @@ def route_of(request: web.Request) -> str:
     return "unmatched" if resource is None else resource.canonical
 
 
-@web.middleware
-async def telemetry_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count and time every answer for ``/metrics``, by method, route and status."""
-    started = time.perf_counter()
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:  # a redirect: errors are answers by now
-        request.app[TELEMETRY].observe(request.method, route_of(request), exc.status,
-                                       time.perf_counter() - started)
-        raise
-    request.app[TELEMETRY].observe(request.method, route_of(request), response.status,
-                                   time.perf_counter() - started)
-    return response
-
-
-@web.middleware
-async def headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """CORS on every GET, HEAD and OPTIONS answer, and ``SECURITY_HEADERS`` on every answer
-    (errors and redirects included), never overriding a header the handler set."""
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:  # a redirect: aiohttp answers it from the exception
-        harden(exc)
-        raise
+def finish_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """CORS on a GET, HEAD or OPTIONS answer and ``SECURITY_HEADERS`` on every answer, never
+    overriding a header the handler set."""
     if request.method in CORS_METHODS:
         response.headers.update(CORS)
     harden(response)
+
+
+@web.middleware
+async def pipeline_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The whole pipeline of every request, in one middleware (four nested ones cost a
+    quarter of the throughput of an answer from memory: docs/api.md, "Speed"). In order:
+
+    1. a CORS preflight, which no route takes, is answered 204;
+    2. the limits: the query string's length, the body's size (read, for a body sent without
+       Content-Length, only on routes that may take one) and the per-client rate limit,
+       before the handler (and before an unmatched path's 404);
+    3. every error, an unmatched path's 404 and 405 and a limit's refusal included, becomes
+       problem+json (``error_response``); a redirect passes as aiohttp raises it;
+    4. the headers (``finish_headers``), on errors and redirects too;
+    5. the answer is counted and timed for ``/metrics``, by method, route and status.
+    """
+    started = time.perf_counter()
+    app = request.app
+    try:
+        if (request.method == "OPTIONS" and request.match_info.http_exception is not None
+                and "Access-Control-Request-Method" in request.headers):
+            # Browsers send preflights on their own: answered before the limits.
+            response: web.StreamResponse = web.Response(status=204, headers=PREFLIGHT)
+        else:
+            _check_limits(request, app[LIMITER], app[TELEMETRY])
+            if request.method not in CORS_METHODS and request.match_info.http_exception is None:
+                await _check_unsized_body(request)
+            response = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:  # a redirect: aiohttp answers it from the exception
+            harden(exc)
+            app[TELEMETRY].observe(request.method, route_of(request), exc.status,
+                                   time.perf_counter() - started)
+            raise
+        response = error_response(request, exc)
+    except Exception as exc:
+        response = error_response(request, exc)
+    finish_headers(request, response)
+    app[TELEMETRY].observe(request.method, route_of(request), response.status,
+                           time.perf_counter() - started)
     return response
 
 
-@web.middleware
-async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error, an unmatched path's 404 and 405 included, as problem+json
-    (``error_response``); a CORS preflight, which no route takes, answered 204."""
-    if (request.method == "OPTIONS" and request.match_info.http_exception is not None
-            and "Access-Control-Request-Method" in request.headers):
-        # Browsers send preflights on their own: answered before the limits.
-        return web.Response(status=204, headers=PREFLIGHT)
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:  # a redirect: aiohttp answers it from the exception
-            raise
-        return error_response(request, exc)
-    except Exception as exc:
-        return error_response(request, exc)
-
-
-@web.middleware
-async def limits_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The query string's length, the body's size and the per-client rate limit, checked
-    before the handler (and before an unmatched path's 404)."""
-    _check_limits(request, request.app[LIMITER], request.app[TELEMETRY])
-    if request.method not in CORS_METHODS and request.match_info.http_exception is None:
-        await _check_unsized_body(request)
-    return await handler(request)
-
-
-#: The API's middlewares, outermost first: ``web.Application(middlewares=MIDDLEWARES)``,
-#: then ``install``. Every route of the app, however it was added, passes through them.
-MIDDLEWARES = (telemetry_middleware, headers_middleware, problems_middleware,
-               limits_middleware)
+#: The API's middlewares: ``web.Application(middlewares=MIDDLEWARES)``, then ``install``.
+#: Every route of the app, however it was added, passes through them.
+MIDDLEWARES = (pipeline_middleware,)
 
 
 class MalformedRequestFilter(logging.Filter):

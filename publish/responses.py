@@ -28,9 +28,12 @@ def send(request: web.Request, body: bytes, content_type: str, *, etag: str | No
                                                       **(headers or {})})
     tag = etag or etag_of(body)
     out = {"ETag": tag, "Cache-Control": cache_control, "Vary": "Accept"}
-    out.update(headers or {})
+    if headers:
+        out.update(headers)
     match = request.headers.get("If-None-Match")
     if match and (match.strip() == "*" or tag in (t.strip().removeprefix("W/")
                                                    for t in match.split(","))):
         return web.Response(status=304, headers=out)
-    return web.Response(body=body, content_type=content_type, charset="utf-8", headers=out)
+    # The Content-Type given whole, not as content_type and charset for aiohttp to join.
+    out["Content-Type"] = content_type + "; charset=utf-8"
+    return web.Response(body=body, headers=out)

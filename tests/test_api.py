@@ -886,7 +886,7 @@ async def chunked(size: int, piece: int = 4096) -> AsyncIterator[bytes]:
 async def test_an_oversized_chunked_body_is_413_too(api: TestClient,
                                                     monkeypatch: pytest.MonkeyPatch,
                                                     size: int, status: int) -> None:
-    # Without Content-Length the size is known only by reading: limits_middleware reads at most
+    # Without Content-Length the size is known only by reading: the pipeline reads at most
     # MAX_BODY + 1 bytes of it. Within the limit, the action goes on (400: no period).
     monkeypatch.setenv("SENDCOST_ADMIN_TOKEN", "s3cret")
     resp = await api.post("/v1/admin/bulletin", data=chunked(size),

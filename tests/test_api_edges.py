@@ -198,6 +198,18 @@ async def test_an_empty_parameter_is_a_400_naming_it(api: TestClient, url: str,
     assert "empty" in body["detail"] and parameter in body["detail"]
 
 
+async def test_a_percent_encoded_include_is_read(api: TestClient) -> None:
+    # A query without "include" in it is not parsed for it (an answer from memory needs no
+    # parsing: publish.api.conventions.include_emulated, which reads the decoded query
+    # string); a percent-encoded name still is.
+    # encoded=True: yarl would otherwise decode "%69" before sending.
+    resp = await api.get(URL("/v1/compare?from=ITA&to=CHN&amount=140&%69nclude=everything",
+                             encoded=True))
+    assert resp.status == 400, await resp.text()
+    body = await resp.json(content_type=None)
+    assert body["parameter"] == "include" and "'everything'" in body["detail"], body
+
+
 async def test_the_document_forbids_empty_values(api: TestClient) -> None:
     # allowEmptyValue is false by default (OpenAPI 3.1); each string parameter says so too.
     for path, item in document()["paths"].items():

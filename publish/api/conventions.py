@@ -56,6 +56,8 @@ EMULATED_HEADER_VALUE = "emulated data - not real prices"
 
 def include_emulated(request: web.Request) -> bool:
     """True when the request asks for emulated data (``?include=emulated``)."""
+    if INCLUDE not in request.query_string:  # decoded: "%69nclude" reads "include"
+        return False  # without parsing the query: an answer from memory needs none
     value = request.query.get(INCLUDE)
     if value is None:
         return False
