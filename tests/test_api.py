@@ -239,24 +239,30 @@ async def test_compare_defaults_to_the_latest_period_of_the_corridor(api: TestCl
 async def test_a_comparisons_spliced_json_is_its_models_own(api: TestClient) -> None:
     # The JSON path splices each price point's services in as their JSON, encoded once
     # (msgspec.Raw); byte for byte what encoding the whole model gives, at amounts priced and
-    # not, in either currency, filtered and not, and for the point's second asker.
+    # not, in either currency, filtered and not, and for the point's second asker. Its ETag
+    # (a digest of the answer with the services' own digest in their place) is the same for
+    # the same bytes and differs between any two answers.
     from decimal import Decimal
 
-    from publish.api.compare import compare_model
+    from publish.api.compare import compare_json, compare_model
     from publish.contract import encode
     from publish.data import DATA
 
     assert api.app is not None
     data = api.app[DATA]
     snap = await data.snapshot(include_emulated=False)
+    tags: dict[str, bytes] = {}
     for src, dst, amount, currency, payout in [
             ("ITA", "CHN", "140", None, None), ("ITA", "CHN", "151.37", None, None),
             ("USA", "MEX", "333.33", None, "cash"), ("USA", "MEX", "333.34", None, "cash"),
             ("ITA", "CHN", "500", "USD", None), ("USA", "MEX", "200", None, "bank_account")]:
         args = (snap, src, dst, Decimal(amount), currency, None, payout, None)
         whole = encode(compare_model(*args))
-        assert encode(compare_model(*args, for_json=True)) == whole
+        body, tag = compare_json(*args)
+        assert body == whole and compare_json(*args) == (body, tag)
         assert msgspec.json.decode(whole)["services"] is not None
+        assert tags.setdefault(tag, body) == body
+    assert len(set(tags.values())) == len(tags) == 6
 
 
 async def test_compare_filters_by_pay_out_and_reranks(api: TestClient) -> None:

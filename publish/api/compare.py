@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -29,7 +30,6 @@ from publish.api.conventions import (
 from publish.api.summaries import corridor_periods, corridor_summary
 from publish.contract import (
     Compare,
-    CorridorSummary,
     Filters,
     Service,
     encode,
@@ -39,7 +39,7 @@ from publish.contract import (
 from publish.data import CAVEATS, DATA, Cached, CorridorPeriods, PricePoint, Snapshot, period_key
 from publish.params import Params
 from publish.problems import not_found, unprocessable
-from publish.responses import send
+from publish.responses import etag_of, send
 
 COMPARE_PARAMS = frozenset({"from", "to", "amount", "currency", "payin", "payout", "period",
                             INCLUDE})
@@ -87,10 +87,34 @@ def default_period(by_period: CorridorPeriods) -> str:
 
 def compare_model(snap: Snapshot, src: str, dst: str, amount: Decimal,
                   currency: str | None, payin: str | None, payout: str | None,
-                  period: str | None, *, for_json: bool = False) -> Compare:
-    """The comparison. ``for_json``: its two lists of services are their JSON already
-    (``msgspec.Raw``, encoded once per price point and filter), for ``encode`` only; the
-    page and the CSV twin take the models."""
+                  period: str | None) -> Compare:
+    """The comparison, as models (for the page and the CSV twin)."""
+    return _compare(snap, src, dst, amount, currency, payin, payout, period, for_json=False)[0]
+
+
+def compare_json(snap: Snapshot, src: str, dst: str, amount: Decimal, currency: str | None,
+                 payin: str | None, payout: str | None, period: str | None) -> tuple[bytes, str]:
+    """The comparison's JSON and its ETag. The ETag is a digest of the answer without its
+    lists of services, which stand in it as their own digest (made once per price point):
+    it changes whenever a byte of the answer does, and an answer of 80 KB is not hashed
+    whole for each amount asked (``publish.responses.etag_of`` on the whole body took as long
+    as making the answer)."""
+    doc, part = _compare(snap, src, dst, amount, currency, payin, payout, period,
+                         for_json=True)
+    tagged = msgspec.structs.replace(doc, services=cast(list[Service], part.services_digest),
+                                     non_transparent=_NO_SERVICES)
+    return encode(doc), etag_of(encode(tagged))
+
+
+_NO_SERVICES = cast(list[Service], msgspec.Raw(b"null"))
+
+
+def _compare(snap: Snapshot, src: str, dst: str, amount: Decimal, currency: str | None,
+             payin: str | None, payout: str | None, period: str | None, *,
+             for_json: bool) -> tuple[Compare, _PointPart]:
+    """The comparison and its price point's part. ``for_json``: its two lists of services
+    are their JSON already (``msgspec.Raw``, encoded once per price point and filter), for
+    ``encode`` only."""
     by_period = corridor_periods(snap, src, dst)
     if period is not None and period not in by_period:
         raise not_found(f"no quotes for the corridor {src} → {dst} in {period}; it has "
@@ -104,62 +128,50 @@ def compare_model(snap: Snapshot, src: str, dst: str, amount: Decimal,
                                         f"{src} → {dst} ({send_currency}) or USD, not {currency}")
     by_usd = currency == "USD" and send_currency != "USD"
     point = _nearest(points, amount, by_usd)
-    priced = Decimal(point.amount_usd) if by_usd else Decimal(repr(point.send_amount))
+    part = _point_part(snap, src, dst, label, points, point, by_usd, payin, payout)
+    priced = part.priced
     exact = priced == amount
-    part = _point_part(snap, src, dst, label, point, payin, payout)
+    unit = currency or send_currency
     return Compare(
-        **header(label, part.sources, emulated=snap.emulated_in(part.sources)),
-        from_=country(src), to=country(dst),
+        **(part.json_fields if for_json else part.fields),
         amount=float(amount),
-        currency=currency or send_currency,
-        send_currency=send_currency,
-        priced_amount=float(priced),
-        priced_send_amount=point.send_amount,
-        priced_amount_usd=point.amount_usd,
+        currency=unit,
         approximate=not exact,
         approximation=None if exact else (
-            f"not priced at {amount:f} {currency or send_currency}: these are the quotes at "
-            f"the nearest priced amount, {priced.normalize():f} {currency or send_currency}, "
-            "unscaled"),
-        priced_amounts=[p.send_amount for p in points],
-        filters=part.filters,
-        corridor=part.corridor,
-        ranked_by=point.ranked_by,
-        flags_explained=part.flags_explained,
-        services=cast(list[Service], part.services_json) if for_json else part.services,
-        non_transparent=(cast(list[Service], part.non_transparent_json) if for_json
-                         else part.non_transparent),
-    )
+            f"not priced at {amount:f} {unit}: these are the quotes at the nearest priced "
+            f"amount, {priced.normalize():f} {unit}, unscaled"),
+    ), part
 
 
 @dataclass(frozen=True, slots=True)
 class _PointPart:
     """What a comparison shows of one price point under one filter, whatever amount was
-    asked: the same for every amount nearest to that point."""
+    asked: the same for every amount nearest to that point. Only the amount's own fields
+    (``amount``, ``currency``, ``approximate``, ``approximation``) are made per answer."""
 
-    sources: frozenset[str]
-    filters: Filters
-    corridor: CorridorSummary
-    flags_explained: dict[str, str]
-    services: list[Service]
-    non_transparent: list[Service]
-    #: Their JSON, as ``encode`` writes them within the comparison.
-    services_json: msgspec.Raw
-    non_transparent_json: msgspec.Raw
+    #: The priced amount, in the currency the amount was asked in.
+    priced: Decimal
+    #: The rest of ``Compare``'s fields: for the models (the page, the CSV twin) and with
+    #: the lists of services as their JSON (``msgspec.Raw``, as ``encode`` writes them).
+    fields: dict[str, Any]
+    json_fields: dict[str, Any]
+    #: A digest of the two lists' JSON, standing for them in the answer's ETag.
+    services_digest: str
 
 
 #: How many price points × filters a snapshot keeps made (past it, the oldest leaves).
 POINT_PARTS_KEPT = 4096
 
 
-def _point_part(snap: Snapshot, src: str, dst: str, label: str, point: PricePoint,
-                payin: str | None, payout: str | None) -> _PointPart:
+def _point_part(snap: Snapshot, src: str, dst: str, label: str, points: list[PricePoint],
+                point: PricePoint, by_usd: bool, payin: str | None,
+                payout: str | None) -> _PointPart:
     """The part of a comparison that depends on the price point and the filters only, made
     once per snapshot: amounts seldom asked (as migrants type them) share it with every
     other amount nearest the same point, and only the amount's own fields are made anew."""
     parts: OrderedDict[tuple[Any, ...], _PointPart] = snap.keep(("compare-parts",),
-                                                                 OrderedDict)
-    key = (src, dst, label, point.send_amount, point.amount_usd, payin, payout)
+                                                                OrderedDict)
+    key = (src, dst, label, point.send_amount, point.amount_usd, by_usd, payin, payout)
     part = parts.get(key)
     if part is not None:
         return part
@@ -168,19 +180,33 @@ def _point_part(snap: Snapshot, src: str, dst: str, label: str, point: PricePoin
     apart = _filtered(point.non_transparent, payin, payout, False)
     srcs = frozenset({e["source"] for e in services + apart} or point.sources)
     flagged = sorted({f for e in services + apart for f in e["flags"]})
-    part = _PointPart(
-        sources=srcs,
+    ranked = [Service(**e) for e in services]
+    listed = [Service(**e) for e in apart]
+    priced = Decimal(point.amount_usd) if by_usd else Decimal(repr(point.send_amount))
+    fields = dict(
+        **header(label, srcs, emulated=snap.emulated_in(srcs)),
+        from_=country(src), to=country(dst),
+        send_currency=point.send_currency,
+        priced_amount=float(priced),
+        priced_send_amount=point.send_amount,
+        priced_amount_usd=point.amount_usd,
+        priced_amounts=[p.send_amount for p in points],
         filters=Filters(payin=payin, payout=payout,
                         note=_filter_note(point.services + point.non_transparent, payin,
                                           payout)),
         corridor=corridor_summary(row),
+        ranked_by=point.ranked_by,
         # What each flag on a service below means; flagged services keep their rank,
         # marked, and the corridor's "cheapest" leaves them out.
         flags_explained={f: CAVEATS[f] for f in flagged},
-        services=(ranked := [Service(**e) for e in services]),
-        non_transparent=(listed := [Service(**e) for e in apart]),
-        services_json=msgspec.Raw(encode_value(ranked)),
-        non_transparent_json=msgspec.Raw(encode_value(listed)))
+        services=ranked, non_transparent=listed)
+    ranked_json, listed_json = encode_value(ranked), encode_value(listed)
+    digest = hashlib.sha256(b"%d:%b%b" % (len(ranked_json), ranked_json, listed_json))
+    part = _PointPart(
+        priced=priced, fields=fields,
+        json_fields={**fields, "services": msgspec.Raw(ranked_json),
+                     "non_transparent": msgspec.Raw(listed_json)},
+        services_digest=digest.hexdigest())
     while len(parts) >= POINT_PARTS_KEPT:
         parts.popitem(last=False)
     parts[key] = part
@@ -236,12 +262,12 @@ def compare_body(request: web.Request, snap: Snapshot, fmt: str) -> Cached:
     key = ("compare", src, dst, amount.normalize(), currency, payin, payout, period, fmt)
     hit = cached(snap, key)
     if hit is None:
-        doc = compare_model(snap, src, dst, amount, currency, payin, payout, period,
-                            for_json=fmt != "csv")
         if fmt == "csv":
+            doc = compare_model(snap, src, dst, amount, currency, payin, payout, period)
             hit = remember(snap, key, to_csv(Service, doc.services + doc.non_transparent),
                            csv_headers(doc.period, [s.name for s in doc.sources],
                                        emulated=snap.emulated_in(s.name for s in doc.sources)))
         else:
-            hit = remember(snap, key, encode(doc))
+            body, tag = compare_json(snap, src, dst, amount, currency, payin, payout, period)
+            hit = remember_entry(snap, key, (body, tag, {}))
     return hit
